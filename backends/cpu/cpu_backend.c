@@ -1,0 +1,91 @@
+/* The cpu backend: host memory, stages in plain C with OpenMP. Always present. */
+#include "cpu_backend.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+#include "registry.h"
+
+static void cpu_free(eplb_backend *backend) { free(backend); }
+
+static const char *cpu_device_name(eplb_backend *backend)
+{
+    (void)backend;
+    return "host CPU (OpenMP)";
+}
+
+static int cpu_is_accelerator(eplb_backend *backend)
+{
+    (void)backend;
+    return 0;
+}
+
+static eplb_status cpu_buffer_alloc(eplb_backend *backend, size_t bytes, void **out)
+{
+    /* 64-byte alignment keeps rows of different threads off shared cache lines. */
+    size_t rounded = (bytes + 63) & ~(size_t)63;
+    void *p = aligned_alloc(64, rounded);
+    if (!p)
+        return eplb_backend_error(backend, EPLB_ERR_OUT_OF_MEMORY,
+                                  "cannot allocate %zu bytes of host memory", bytes);
+    *out = p;
+    return EPLB_OK;
+}
+
+static void cpu_buffer_free(eplb_backend *backend, void *buffer)
+{
+    (void)backend;
+    free(buffer);
+}
+
+static eplb_status cpu_copy(eplb_backend *backend, void *dst, const void *src, size_t bytes)
+{
+    (void)backend;
+    memcpy(dst, src, bytes);
+    return EPLB_OK;
+}
+
+static const eplb_backend_i cpu_iface = {
+    /* .free            = */ cpu_free,
+    /* .device_name     = */ cpu_device_name,
+    /* .is_accelerator  = */ cpu_is_accelerator,
+    /* .buffer_alloc    = */ cpu_buffer_alloc,
+    /* .buffer_free     = */ cpu_buffer_free,
+    /* .upload          = */ cpu_copy,
+    /* .download        = */ cpu_copy,
+    /* .set_stream      = */ NULL,
+    /* .synchronize     = */ NULL,
+    /* .check_weights   = */ NULL,
+    /* .group_loads     = */ eplb_cpu_group_loads,
+    /* .node_layout     = */ eplb_cpu_node_layout,
+    /* .replicate       = */ eplb_cpu_replicate,
+    /* .slot_loads      = */ eplb_cpu_slot_loads,
+    /* .assemble        = */ eplb_cpu_assemble,
+    /* .pack_sort       = */ eplb_cpu_pack_sort,
+    /* .pack_greedy     = */ eplb_cpu_pack_greedy,
+    /* .pack_swap       = */ eplb_cpu_pack_swap,
+    /* .pack_select     = */ eplb_cpu_pack_select,
+    /* .pack_fused      = */ NULL,
+    /* .plan_fused      = */ NULL,
+};
+
+static eplb_status cpu_create(eplb_backend **out, char *error, size_t error_len)
+{
+    eplb_backend *backend = calloc(1, sizeof *backend);
+    if (!backend) {
+        snprintf(error, error_len, "cannot allocate the cpu backend");
+        return EPLB_ERR_OUT_OF_MEMORY;
+    }
+    backend->api_version = EPLB_BACKEND_API_VERSION;
+    backend->iface = &cpu_iface;
+    *out = backend;
+    return EPLB_OK;
+}
+
+static const eplb_backend_module cpu_module = {
+    /* .api_version = */ EPLB_BACKEND_API_VERSION,
+    /* .name        = */ "cpu",
+    /* .create      = */ cpu_create,
+};
+
+const eplb_backend_module *eplb_cpu_backend_module(void) { return &cpu_module; }

@@ -1,0 +1,194 @@
+/* eplb: expert-placement planning for Mixture-of-Experts inference.
+ *
+ * One public header. Every exported name starts with eplb_ / EPLB_. Status
+ * values and enum values are fixed forever once released.
+ *
+ * Typical use:
+ *
+ *   eplb_context *ctx;
+ *   if (eplb_context_create(&ctx, NULL) != EPLB_OK) ...   // EPLB_BACKEND or auto
+ *   eplb_options opt; eplb_options_init(&opt);
+ *   eplb_shape shape = { .layers = 58, .experts = 256, .replicas = 288,
+ *                        .groups = 8, .nodes = 4, .gpus = 32 };
+ *   eplb_status st = eplb_rebalance(ctx, weight, &shape, &opt,
+ *                                   phy2log, logcnt, log2phy, 33, NULL);
+ *   if (st != EPLB_OK) fprintf(stderr, "%s\n", eplb_context_last_error(ctx));
+ *   eplb_context_free(ctx);
+ */
+#ifndef EPLB_EPLB_H
+#define EPLB_EPLB_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#if defined(_WIN32)
+#  define EPLB_EXTERN __declspec(dllexport)
+#elif defined(__GNUC__)
+#  define EPLB_EXTERN __attribute__((visibility("default")))
+#else
+#  define EPLB_EXTERN
+#endif
+
+#define EPLB_VERSION_MAJOR 0
+#define EPLB_VERSION_MINOR 1
+#define EPLB_VERSION_PATCH 0
+#define EPLB_VERSION_NUMBER \
+    (EPLB_VERSION_MAJOR * 10000 + EPLB_VERSION_MINOR * 100 + EPLB_VERSION_PATCH)
+#define EPLB_VERSION_STRING "0.1.0"
+
+/* Version of the algorithm contract (SPEC.md) the plans follow. */
+#define EPLB_SPEC_VERSION 1
+
+/* Run-time version: compare with EPLB_VERSION_NUMBER to catch a stale library. */
+EPLB_EXTERN unsigned eplb_version_number(void);
+EPLB_EXTERN const char *eplb_version_string(void);
+
+typedef enum eplb_status {
+    EPLB_OK = 0,
+    EPLB_ERR_INVALID_ARGUMENT = 1,   /* NULL pointer, bad option value */
+    EPLB_ERR_INVALID_SHAPE = 2,      /* SPEC section 2 shape rule broken */
+    EPLB_ERR_INVALID_WEIGHT = 3,     /* NaN, infinity or negative weight */
+    EPLB_ERR_LOG2PHY_TOO_SMALL = 4,  /* log2phy width below max(logcnt) */
+    EPLB_ERR_POLICY = 5,             /* hierarchical forced but groups % nodes != 0 */
+    EPLB_ERR_OUT_OF_MEMORY = 6,      /* host or device allocation failed */
+    EPLB_ERR_BACKEND_UNAVAILABLE = 7,/* requested backend absent or unusable */
+    EPLB_ERR_BACKEND_FAILURE = 8,    /* a backend call failed at run time */
+    EPLB_ERR_UNSUPPORTED = 9,        /* this backend does not offer the call */
+    EPLB_ERR_IO = 10,                /* file could not be read or written */
+    EPLB_ERR_PARSE = 11,             /* file content malformed */
+    EPLB_ERR_INTERNAL = 12           /* a bug in eplb: please report */
+} eplb_status;
+
+/* Short fixed message for a status; never NULL. */
+EPLB_EXTERN const char *eplb_status_string(eplb_status status);
+
+typedef enum eplb_policy {
+    EPLB_POLICY_AUTO = 0,         /* hierarchical when groups % nodes == 0, else global */
+    EPLB_POLICY_HIERARCHICAL = 1, /* groups -> nodes -> GPUs; error if groups % nodes != 0 */
+    EPLB_POLICY_GLOBAL = 2        /* groups and nodes ignored */
+} eplb_policy;
+
+/* Planning options. Always fill with eplb_options_init() first, then change
+ * fields, so that fields added later keep their defaults. */
+typedef struct eplb_options {
+    uint32_t struct_size;  /* set by eplb_options_init */
+    int32_t candidates;    /* C, randomized greedy starts per row, >= 1 (default 8) */
+    int32_t iterations;    /* I, swap iterations per candidate, >= 0 (default 20) */
+    float noise;           /* a, relative key noise, finite and >= 0 (default 0.2) */
+    float tolerance;       /* tol, minimum swap gain, finite and >= 0 (default 1e-5) */
+    uint64_t seed;         /* s, seed of the counter-based random function (default 0) */
+    eplb_policy policy;    /* default EPLB_POLICY_AUTO */
+} eplb_options;
+
+#define EPLB_MAX_CANDIDATES 1024
+#define EPLB_MAX_ITERATIONS 100000
+
+EPLB_EXTERN void eplb_options_init(eplb_options *options);
+
+/* Problem shape (SPEC section 1). */
+typedef struct eplb_shape {
+    int64_t layers;    /* L >= 1 */
+    int64_t experts;   /* E >= 1, logical experts per layer */
+    int64_t replicas;  /* R >= E, physical slots, R % gpus == 0 */
+    int64_t groups;    /* G >= 1, E % G == 0 (1 for models without groups) */
+    int64_t nodes;     /* N >= 1; gpus % N == 0 when the hierarchical policy runs */
+    int64_t gpus;      /* P >= 1 */
+} eplb_shape;
+
+/* Checks a shape against SPEC section 2. On failure *message (if not NULL)
+ * points at a static or thread-local text naming the broken rule. */
+EPLB_EXTERN eplb_status eplb_shape_check(const eplb_shape *shape, const char **message);
+
+/* log2phy width that always suffices: replicas - experts + 1. */
+EPLB_EXTERN int64_t eplb_log2phy_width_max(const eplb_shape *shape);
+
+/* ---- Contexts ------------------------------------------------------------
+ * A context owns one backend instance and its reusable workspace. A context
+ * must not be used from two threads at once; distinct contexts may be used
+ * from distinct threads concurrently. */
+typedef struct eplb_context eplb_context;
+
+/* backend: "cpu", "opencl", "cuda", "auto", or NULL to read EPLB_BACKEND
+ * (unset or empty means "auto"). "auto" picks the best available backend
+ * (cuda, then opencl on a GPU device, then cpu). An explicit request that cannot be
+ * met fails with EPLB_ERR_BACKEND_UNAVAILABLE; *out is then NULL and
+ * eplb_last_error() says why. */
+EPLB_EXTERN eplb_status eplb_context_create(eplb_context **out, const char *backend);
+/* Accepts NULL. */
+EPLB_EXTERN void eplb_context_free(eplb_context *ctx);
+/* Name of the backend in use ("cpu", "opencl", "cuda"). */
+EPLB_EXTERN const char *eplb_context_backend(const eplb_context *ctx);
+/* Human-readable device description, e.g. "NVIDIA H100 80GB HBM3". */
+EPLB_EXTERN const char *eplb_context_device(const eplb_context *ctx);
+/* Detailed message of the last failed call on this context ("" if none). Valid
+ * until the next call on the context. */
+EPLB_EXTERN const char *eplb_context_last_error(const eplb_context *ctx);
+/* Detailed message of the last failure that had no context to hold it
+ * (eplb_context_create); thread-local. */
+EPLB_EXTERN const char *eplb_last_error(void);
+
+/* ---- Planning ------------------------------------------------------------
+ * weight:  float32 host array [layers][experts], finite and >= 0.
+ * phy2log: int64 host array [layers][replicas], logical expert of each slot.
+ * logcnt:  int64 host array [layers][experts], replicas of each expert.
+ * log2phy: int64 host array [layers][experts][log2phy_width], slots of each
+ *          expert by replica rank, padded with -1. May be NULL (then
+ *          log2phy_width is ignored).
+ * width_needed: if not NULL, receives max(logcnt) over all layers; set also
+ *          when the call fails with EPLB_ERR_LOG2PHY_TOO_SMALL.
+ * options: NULL means defaults.
+ * On any error the output arrays are left untouched. */
+EPLB_EXTERN eplb_status eplb_rebalance(eplb_context *ctx, const float *weight,
+                                       const eplb_shape *shape, const eplb_options *options,
+                                       int64_t *phy2log, int64_t *logcnt, int64_t *log2phy,
+                                       int64_t log2phy_width, int64_t *width_needed);
+
+/* Device-resident planning for GPU backends (cuda, opencl); EPLB_ERR_UNSUPPORTED
+ * on the cpu backend.
+ *
+ * Buffer handles are backend objects: for cuda, device pointers (float *,
+ * int64_t *) in the context's device; for opencl, cl_mem objects of the
+ * context's cl_context. stream is a cudaStream_t (NULL: the legacy default
+ * stream) or a cl_command_queue (NULL: the context's own queue).
+ *
+ * The call is asynchronous: it validates the shape and options on the host,
+ * enqueues the work on the stream and returns; no host synchronisation, no
+ * host copy. log2phy_width must be >= replicas - experts + 1.
+ * Weights are checked on the device: an invalid weight leaves the outputs
+ * untouched, and the next eplb_device_status() reports
+ * EPLB_ERR_INVALID_WEIGHT.
+ *
+ * Ordering and lifetime: the inputs must be ready when the work reaches them on
+ * the stream, and the outputs are ready once the stream has passed the call.
+ * The context's workspace is reused by the next call, which must be enqueued
+ * on the same stream or after this one completes. */
+EPLB_EXTERN eplb_status eplb_rebalance_device(eplb_context *ctx, const void *weight,
+                                              const eplb_shape *shape,
+                                              const eplb_options *options,
+                                              void *phy2log, void *logcnt, void *log2phy,
+                                              int64_t log2phy_width, void *stream);
+
+/* Waits for the context's device work on stream and returns the status of the
+ * last eplb_rebalance_device call (EPLB_OK, or EPLB_ERR_INVALID_WEIGHT). */
+EPLB_EXTERN eplb_status eplb_device_status(eplb_context *ctx, void *stream);
+
+/* ---- Backends ------------------------------------------------------------ */
+
+/* Number of backends eplb knows (cpu, opencl, cuda), available or not. */
+EPLB_EXTERN int eplb_backend_count(void);
+/* Name of backend i, or NULL if out of range. */
+EPLB_EXTERN const char *eplb_backend_name(int index);
+/* 1 if backend i can be used here, 0 if not; *reason (if not NULL) then says
+ * why not, or describes the device when available. The probe opens the backend
+ * once per process. */
+EPLB_EXTERN int eplb_backend_available(int index, const char **reason);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif /* EPLB_EPLB_H */

@@ -1,0 +1,228 @@
+/* The public API (include/eplb/eplb.h): argument handling and contexts.
+ * The work itself is in planner.c; backends are found by registry.c. */
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "context.h"
+#include "eplb/eplb.h"
+#include "planner.h"
+#include "registry.h"
+
+unsigned eplb_version_number(void) { return EPLB_VERSION_NUMBER; }
+const char *eplb_version_string(void) { return EPLB_VERSION_STRING; }
+
+const char *eplb_status_string(eplb_status status)
+{
+    switch (status) {
+    case EPLB_OK: return "success";
+    case EPLB_ERR_INVALID_ARGUMENT: return "invalid argument";
+    case EPLB_ERR_INVALID_SHAPE: return "invalid shape";
+    case EPLB_ERR_INVALID_WEIGHT: return "invalid weight (NaN, infinite or negative)";
+    case EPLB_ERR_LOG2PHY_TOO_SMALL: return "log2phy width too small";
+    case EPLB_ERR_POLICY: return "policy not applicable to this shape";
+    case EPLB_ERR_OUT_OF_MEMORY: return "out of memory";
+    case EPLB_ERR_BACKEND_UNAVAILABLE: return "backend unavailable";
+    case EPLB_ERR_BACKEND_FAILURE: return "backend failure";
+    case EPLB_ERR_UNSUPPORTED: return "not supported by this backend";
+    case EPLB_ERR_IO: return "input/output error";
+    case EPLB_ERR_PARSE: return "malformed input";
+    case EPLB_ERR_INTERNAL: return "internal error";
+    }
+    return "unknown status";
+}
+
+void eplb_options_init(eplb_options *options)
+{
+    if (!options)
+        return;
+    memset(options, 0, sizeof *options);
+    options->struct_size = sizeof *options;
+    options->candidates = 8;
+    options->iterations = 20;
+    options->noise = 0.2f;
+    options->tolerance = 1e-5f;
+    options->seed = 0;
+    options->policy = EPLB_POLICY_AUTO;
+}
+
+/* Largest element count of any single array we allocate must stay far from
+ * overflow; indices inside a row are int32. */
+#define EPLB_MAX_DIM ((int64_t)1 << 30)
+#define EPLB_MAX_ELEMENTS ((int64_t)1 << 40)
+
+eplb_status eplb_shape_check(const eplb_shape *s, const char **message)
+{
+    const char *why = NULL;
+    if (!s) why = "shape is NULL";
+    else if (s->layers < 1) why = "layers must be >= 1";
+    else if (s->experts < 1) why = "experts must be >= 1";
+    else if (s->groups < 1) why = "groups must be >= 1";
+    else if (s->nodes < 1) why = "nodes must be >= 1";
+    else if (s->gpus < 1) why = "gpus must be >= 1";
+    else if (s->replicas < s->experts) why = "replicas must be >= experts";
+    else if (s->layers > EPLB_MAX_DIM || s->replicas > EPLB_MAX_DIM || s->gpus > EPLB_MAX_DIM ||
+             s->groups > EPLB_MAX_DIM || s->nodes > EPLB_MAX_DIM)
+        why = "a dimension exceeds 2^30";
+    else if (s->layers * s->replicas > EPLB_MAX_ELEMENTS)
+        why = "layers * replicas exceeds 2^40";
+    else if (s->replicas % s->gpus != 0) why = "replicas must be divisible by gpus";
+    else if (s->experts % s->groups != 0) why = "experts must be divisible by groups";
+    if (message)
+        *message = why;
+    return why ? EPLB_ERR_INVALID_SHAPE : EPLB_OK;
+}
+
+int64_t eplb_log2phy_width_max(const eplb_shape *shape)
+{
+    if (eplb_shape_check(shape, NULL) != EPLB_OK)
+        return 0;
+    return shape->replicas - shape->experts + 1;
+}
+
+eplb_status eplb_context_fail(eplb_context *ctx, eplb_status status, const char *fmt, ...)
+{
+    va_list args;
+    va_start(args, fmt);
+    vsnprintf(ctx->error, sizeof ctx->error, fmt, args);
+    va_end(args);
+    return status;
+}
+
+static _Thread_local char last_error[1024];
+
+const char *eplb_last_error(void) { return last_error; }
+
+static eplb_status fail_global(eplb_status status, const char *fmt, ...)
+{
+    va_list args;
+    va_start(args, fmt);
+    vsnprintf(last_error, sizeof last_error, fmt, args);
+    va_end(args);
+    return status;
+}
+
+eplb_status eplb_context_create(eplb_context **out, const char *backend)
+{
+    if (!out)
+        return fail_global(EPLB_ERR_INVALID_ARGUMENT, "out must not be NULL");
+    *out = NULL;
+    const char *source = "argument";
+    if (!backend) {
+        backend = getenv("EPLB_BACKEND");
+        source = "EPLB_BACKEND";
+    }
+    if (!backend || !*backend)
+        backend = "auto";
+
+    eplb_backend *instance = NULL;
+    int chosen = -1;
+    if (strcmp(backend, "auto") == 0) {
+        /* Best available: cuda, then opencl on a GPU device (the opencl
+         * backend refuses CPU devices in auto mode itself), then cpu. */
+        char skipped[3072] = "";
+        for (int i = 0; i < EPLB_REGISTRY_COUNT && !instance; i++) {
+            char why[1024] = "";
+            if (eplb_registry_open(i, &instance, why, sizeof why) == EPLB_OK) {
+                if (i != EPLB_REGISTRY_CPU && instance->iface->is_accelerator &&
+                    !instance->iface->is_accelerator(instance)) {
+                    snprintf(why, sizeof why, "device %s is a CPU; the cpu backend is faster there",
+                             instance->iface->device_name(instance));
+                    instance->iface->free(instance);
+                    instance = NULL;
+                } else {
+                    chosen = i;
+                }
+            }
+            if (!instance) {
+                size_t used = strlen(skipped);
+                snprintf(skipped + used, sizeof skipped - used, "%s%s: %s", used ? "; " : "",
+                         eplb_registry_name(i), why);
+            }
+        }
+        if (!instance)
+            return fail_global(EPLB_ERR_BACKEND_UNAVAILABLE, "no backend available: %s", skipped);
+        fail_global(EPLB_OK, "%s", skipped); /* why faster backends were skipped */
+    } else {
+        for (int i = 0; i < EPLB_REGISTRY_COUNT; i++)
+            if (strcmp(backend, eplb_registry_name(i)) == 0)
+                chosen = i;
+        if (chosen < 0)
+            return fail_global(EPLB_ERR_BACKEND_UNAVAILABLE,
+                               "unknown backend '%s' (from %s): use auto, cpu, opencl or cuda",
+                               backend, source);
+        char why[1024] = "";
+        eplb_status st = eplb_registry_open(chosen, &instance, why, sizeof why);
+        if (st != EPLB_OK)
+            return fail_global(EPLB_ERR_BACKEND_UNAVAILABLE,
+                               "backend '%s' (from %s) is unavailable: %s", backend, source, why);
+    }
+
+    eplb_context *ctx = calloc(1, sizeof *ctx);
+    if (!ctx) {
+        instance->iface->free(instance);
+        return fail_global(EPLB_ERR_OUT_OF_MEMORY, "cannot allocate a context");
+    }
+    ctx->backend = instance;
+    ctx->backend_name = eplb_registry_name(chosen);
+    *out = ctx;
+    return EPLB_OK;
+}
+
+void eplb_context_free(eplb_context *ctx)
+{
+    if (!ctx)
+        return;
+    eplb_workspace_release(ctx);
+    ctx->backend->iface->free(ctx->backend);
+    free(ctx);
+}
+
+const char *eplb_context_backend(const eplb_context *ctx) { return ctx ? ctx->backend_name : ""; }
+
+const char *eplb_context_device(const eplb_context *ctx)
+{
+    return ctx ? ctx->backend->iface->device_name(ctx->backend) : "";
+}
+
+const char *eplb_context_last_error(const eplb_context *ctx) { return ctx ? ctx->error : ""; }
+
+eplb_status eplb_rebalance(eplb_context *ctx, const float *weight, const eplb_shape *shape,
+                           const eplb_options *options, int64_t *phy2log, int64_t *logcnt,
+                           int64_t *log2phy, int64_t log2phy_width, int64_t *width_needed)
+{
+    if (!ctx)
+        return fail_global(EPLB_ERR_INVALID_ARGUMENT, "context must not be NULL");
+    ctx->error[0] = '\0';
+    return eplb_plan_host(ctx, weight, shape, options, phy2log, logcnt, log2phy, log2phy_width,
+                          width_needed);
+}
+
+eplb_status eplb_rebalance_device(eplb_context *ctx, const void *weight, const eplb_shape *shape,
+                                  const eplb_options *options, void *phy2log, void *logcnt,
+                                  void *log2phy, int64_t log2phy_width, void *stream)
+{
+    if (!ctx)
+        return fail_global(EPLB_ERR_INVALID_ARGUMENT, "context must not be NULL");
+    ctx->error[0] = '\0';
+    return eplb_plan_device(ctx, weight, shape, options, phy2log, logcnt, log2phy, log2phy_width,
+                            stream);
+}
+
+eplb_status eplb_device_status(eplb_context *ctx, void *stream)
+{
+    if (!ctx)
+        return fail_global(EPLB_ERR_INVALID_ARGUMENT, "context must not be NULL");
+    ctx->error[0] = '\0';
+    return eplb_plan_device_status(ctx, stream);
+}
+
+int eplb_backend_count(void) { return EPLB_REGISTRY_COUNT; }
+
+const char *eplb_backend_name(int index) { return eplb_registry_name(index); }
+
+int eplb_backend_available(int index, const char **reason)
+{
+    return eplb_registry_probe(index, reason);
+}

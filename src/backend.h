@@ -1,0 +1,204 @@
+/* The backend interface: what every backend (cpu, opencl, cuda) implements.
+ *
+ * The planner (planner.c) owns the order of the stages and the layout of every
+ * intermediate array; a backend owns memory and runs the stages on it. Buffers
+ * are opaque handles: host pointers on the cpu backend, device pointers on
+ * cuda, cl_mem objects on opencl. A backend never sees the public API.
+ *
+ * Stages read and write only the buffers named in their job, in the order the
+ * planner calls them; a GPU backend may enqueue them asynchronously on its
+ * stream, since each stage's inputs are the previous stages' outputs.
+ *
+ * Arithmetic rules (SPEC.md section 2): float32, round to nearest even, no
+ * fused multiply-add, correctly rounded division, sums left to right in the
+ * stated order. Float comparisons are plain IEEE comparisons (-0 == +0).
+ */
+#ifndef EPLB_BACKEND_H
+#define EPLB_BACKEND_H
+
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+
+#include "eplb/eplb.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/* Bumped whenever this file changes incompatibly; modules built against another
+ * version are refused by name. */
+#define EPLB_BACKEND_API_VERSION 1
+
+/* One balanced-packing problem (SPEC section 6), expanded to rows * candidates
+ * independent packings. Never reaches a backend with per_pack == 1: the
+ * planner handles that identity case itself. */
+typedef struct eplb_pack_job {
+    int32_t call;          /* 0: groups to nodes, 1: slots to GPUs (random-function input) */
+    int64_t rows;          /* X */
+    int32_t items;         /* n */
+    int32_t packs;         /* m */
+    int32_t per_pack;      /* k = n / m, >= 2 */
+    int32_t candidates;    /* C >= 1 */
+    int32_t iterations;    /* I >= 0 */
+    float noise;           /* a */
+    float tolerance;       /* tol */
+    uint64_t seed;         /* s */
+    void *weight;          /* float [rows][items]                     in  */
+    void *order;           /* int32 [rows*C][items] items by key, descending (sort)   */
+    void *content;         /* int32 [rows*C][items] item in slot r of pack p at p*k+r
+                              (greedy writes, swap rewrites)                      */
+    void *pack_of;         /* int32 [rows][items] pack of each item     out (select) */
+    void *rank_of;         /* int32 [rows][items] slot of each item in its pack (select) */
+} eplb_pack_job;
+
+/* The whole plan (SPEC section 4) with the policy already applied: for the
+ * global policy groups == nodes == 1. All arrays are buffers of the backend. */
+typedef struct eplb_plan_job {
+    int64_t layers;        /* L */
+    int64_t experts;       /* E */
+    int64_t replicas;      /* R */
+    int64_t groups;        /* G (effective) */
+    int64_t nodes;         /* N (effective) */
+    int64_t gpus;          /* P */
+    int64_t group_size;    /* S = E / G */
+    int64_t node_experts;  /* M = E / N */
+    int64_t node_slots;    /* RN = R / N */
+    int64_t gpu_slots;     /* spg = R / P */
+    int64_t width;         /* row width of log2phy (when log2phy is not NULL), >= 1 */
+
+    void *weight;          /* float [L][E]                                    in */
+    void *status;          /* int32 [1]: 0 or an eplb_status. check_weights sets
+                              EPLB_ERR_INVALID_WEIGHT; replicate sets
+                              EPLB_ERR_LOG2PHY_TOO_SMALL when log2phy is not NULL
+                              and a count exceeds width (only over a 0). assemble
+                              writes nothing while it is nonzero. */
+    void *group_load;      /* float [L][G]                        (group_loads) */
+    eplb_pack_job group_pack; /* call 0: L rows, G items, N packs; weight = group_load.
+                              Unused (NULL buffers) when G == N. */
+    void *log2mlog;        /* int32 [L][E] node-major position of each expert (node_layout) */
+    void *mlog2log;        /* int32 [L][E] its inverse                        (node_layout) */
+    void *node_weight;     /* float [L*N][M] weights in node-major order      (node_layout) */
+    void *phy2mlog;        /* int32 [L*N][RN] item held by each slot          (replicate) */
+    void *phyrank;         /* int32 [L*N][RN] replica rank of each slot       (replicate) */
+    void *mlogcnt;         /* int32 [L*N][M] replicas of each item            (replicate) */
+    void *slot_load;       /* float [L*N][RN]                                 (slot_loads) */
+    eplb_pack_job slot_pack; /* call 1: L*N rows, RN items, P/N packs; weight = slot_load.
+                              Unused (NULL buffers) when RN == P/N. */
+    void *phy2log;         /* int64 [L][R]                                    (assemble) */
+    void *logcnt;          /* int64 [L][E]                                    (assemble) */
+    void *slot_rank;       /* int32 [L][R] replica rank of each slot's expert, or NULL
+                              (assemble; the host path builds log2phy from it) */
+    void *log2phy;         /* int64 [L][E][width], -1 padded, or NULL          (assemble) */
+} eplb_plan_job;
+
+typedef struct eplb_backend eplb_backend;
+
+/* The operations of a backend instance. Every call returns EPLB_OK or an error
+ * status after writing a message with eplb_backend_error(). */
+typedef struct eplb_backend_i {
+    /* Releases the instance and everything it allocated. */
+    void (*free)(eplb_backend *backend);
+    /* Human-readable device description. */
+    const char *(*device_name)(eplb_backend *backend);
+    /* (optional) 1 if the device is an accelerator, 0 if it is a CPU: "auto"
+     * passes over a backend whose device is a CPU. NULL means accelerator. */
+    int (*is_accelerator)(eplb_backend *backend);
+
+    /* ---- memory ---- */
+    /* Allocates a buffer of at least bytes (> 0) bytes; *out receives the handle. */
+    eplb_status (*buffer_alloc)(eplb_backend *backend, size_t bytes, void **out);
+    /* Releases a buffer (NULL is ignored). */
+    void (*buffer_free)(eplb_backend *backend, void *buffer);
+    /* Host to buffer; the host memory may be reused when this returns. */
+    eplb_status (*upload)(eplb_backend *backend, void *dst, const void *src_host, size_t bytes);
+    /* Buffer to host, after all work enqueued before it. */
+    eplb_status (*download)(eplb_backend *backend, void *dst_host, const void *src, size_t bytes);
+    /* (optional) Enqueues later work on a caller's stream / command queue
+     * (NULL: the backend's own). Needed for eplb_rebalance_device. */
+    eplb_status (*set_stream)(eplb_backend *backend, void *stream);
+    /* (optional) Waits for all enqueued work; NULL means nothing is asynchronous. */
+    eplb_status (*synchronize)(eplb_backend *backend);
+
+    /* ---- planner glue (SPEC section 4) ---- */
+    /* (optional) Device-side weight check: writes 0 or EPLB_ERR_INVALID_WEIGHT to
+     * job->status; later stages of a job with a nonzero status leave phy2log,
+     * logcnt and log2phy untouched. NULL: the planner checks on the host (host
+     * data only; required for eplb_rebalance_device). */
+    eplb_status (*check_weights)(eplb_backend *backend, const eplb_plan_job *job);
+    /* group_load[l][g] = W[l][g*S] + ... + W[l][g*S+S-1], left to right. */
+    eplb_status (*group_loads)(eplb_backend *backend, const eplb_plan_job *job);
+    /* From group_pack.pack_of/rank_of (identity when G == N): log2mlog,
+     * mlog2log and node_weight (SPEC 4.1, first line of 4.2). */
+    eplb_status (*node_layout)(eplb_backend *backend, const eplb_plan_job *job);
+    /* SPEC section 5 on every row of node_weight: phy2mlog, phyrank, mlogcnt;
+     * plus the width check on status described above. */
+    eplb_status (*replicate)(eplb_backend *backend, const eplb_plan_job *job);
+    /* slot_load[x][q] = node_weight[x][e] / mlogcnt[x][e], e = phy2mlog[x][q]. */
+    eplb_status (*slot_loads)(eplb_backend *backend, const eplb_plan_job *job);
+    /* From slot_pack.pack_of/rank_of (identity when RN == P/N): phy2log,
+     * logcnt, and slot_rank and/or log2phy (SPEC 4.3 last line, 4.4), unless
+     * status is nonzero (status NULL: never). */
+    eplb_status (*assemble)(eplb_backend *backend, const eplb_plan_job *job);
+
+    /* ---- balanced packing (SPEC section 6), one file per stage ---- */
+    /* Keys (noise from the random function for c >= 1) and order. */
+    eplb_status (*pack_sort)(eplb_backend *backend, const eplb_pack_job *job);
+    /* Greedy fill of content from order. */
+    eplb_status (*pack_greedy)(eplb_backend *backend, const eplb_pack_job *job);
+    /* L2 swap search on content. */
+    eplb_status (*pack_swap)(eplb_backend *backend, const eplb_pack_job *job);
+    /* Best candidate per row into pack_of / rank_of. */
+    eplb_status (*pack_select)(eplb_backend *backend, const eplb_pack_job *job);
+
+    /* ---- fused paths ---- */
+    /* (optional) sort + greedy + swap + select in one submission. */
+    eplb_status (*pack_fused)(eplb_backend *backend, const eplb_pack_job *job);
+    /* (optional) the whole plan, check_weights to assemble, in one submission. */
+    eplb_status (*plan_fused)(eplb_backend *backend, const eplb_plan_job *job);
+} eplb_backend_i;
+
+#define EPLB_BACKEND_ERROR_LEN 512
+
+/* A backend instance: the interface plus the backend's own state. */
+struct eplb_backend {
+    int api_version;                 /* EPLB_BACKEND_API_VERSION of the builder */
+    const eplb_backend_i *iface;
+    void *context;                   /* the backend's own state */
+    char error[EPLB_BACKEND_ERROR_LEN]; /* message of the last failure */
+};
+
+/* A backend as the registry sees it: compiled in (cpu) or a loadable module
+ * (libeplb_opencl.so, libeplb_cuda.so) exporting eplb_backend_module_get. */
+typedef struct eplb_backend_module {
+    int api_version;                 /* EPLB_BACKEND_API_VERSION */
+    const char *name;                /* "cpu", "opencl", "cuda" */
+    /* Opens the runtime and device; on failure writes why into error. The
+     * instance is then self-tested by the registry before first use. */
+    eplb_status (*create)(eplb_backend **out, char *error, size_t error_len);
+} eplb_backend_module;
+
+#define EPLB_MODULE_ENTRY "eplb_backend_module_get"
+typedef const eplb_backend_module *(*eplb_backend_module_get_fn)(void);
+
+/* Formats a message into backend->error; returns status for tail calls.
+ * Inline so that modules need no symbol from libeplb. */
+#if defined(__GNUC__)
+__attribute__((format(printf, 3, 4)))
+#endif
+static inline eplb_status eplb_backend_error(eplb_backend *backend, eplb_status status,
+                                             const char *fmt, ...)
+{
+    va_list args;
+    va_start(args, fmt);
+    vsnprintf(backend->error, sizeof backend->error, fmt, args);
+    va_end(args);
+    return status;
+}
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif /* EPLB_BACKEND_H */

@@ -1,0 +1,24 @@
+/* The context behind the opaque eplb_context handle. */
+#ifndef EPLB_CONTEXT_H
+#define EPLB_CONTEXT_H
+
+#include "backend.h"
+#include "planner.h"
+
+#define EPLB_CONTEXT_ERROR_LEN 1024
+
+struct eplb_context {
+    eplb_backend *backend;
+    const char *backend_name;           /* static string from the registry */
+    eplb_workspace workspace;           /* buffers reused from call to call */
+    char error[EPLB_CONTEXT_ERROR_LEN]; /* last failure on this context */
+};
+
+/* Writes ctx->error and returns status. */
+eplb_status eplb_context_fail(eplb_context *ctx, eplb_status status, const char *fmt, ...)
+#if defined(__GNUC__)
+    __attribute__((format(printf, 3, 4)))
+#endif
+    ;
+
+#endif /* EPLB_CONTEXT_H */

@@ -1,0 +1,389 @@
+/* The planner: SPEC sections 2 to 4 as a sequence of backend stages.
+ *
+ *   check weights -> group loads -> pack groups to nodes (call 0)
+ *   -> node layout -> replicate within nodes -> slot loads
+ *   -> pack slots to GPUs (call 1) -> assemble outputs
+ *
+ * Every array lives in backend buffers kept by the context, so a GPU backend
+ * keeps all intermediates on the device. */
+#include "planner.h"
+
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "context.h"
+
+eplb_status eplb_options_check(const eplb_options *o, const char **message)
+{
+    const char *why = NULL;
+    if (o->struct_size != sizeof(eplb_options))
+        why = "options not initialised with eplb_options_init";
+    else if (o->candidates < 1 || o->candidates > EPLB_MAX_CANDIDATES)
+        why = "candidates must be in 1..1024";
+    else if (o->iterations < 0 || o->iterations > EPLB_MAX_ITERATIONS)
+        why = "iterations must be in 0..100000";
+    else if (!isfinite(o->noise) || o->noise < 0.0f)
+        why = "noise must be finite and >= 0";
+    else if (!isfinite(o->tolerance) || o->tolerance < 0.0f)
+        why = "tolerance must be finite and >= 0";
+    else if (o->policy != EPLB_POLICY_AUTO && o->policy != EPLB_POLICY_HIERARCHICAL &&
+             o->policy != EPLB_POLICY_GLOBAL)
+        why = "policy must be auto, hierarchical or global";
+    if (message)
+        *message = why;
+    return why ? EPLB_ERR_INVALID_ARGUMENT : EPLB_OK;
+}
+
+/* Applies the policy (SPEC section 3) and fills the dimensions of job. */
+static eplb_status describe_plan(eplb_context *ctx, const eplb_shape *shape,
+                                 const eplb_options *options, eplb_plan_job *job)
+{
+    const char *why;
+    eplb_status status = eplb_shape_check(shape, &why);
+    if (status != EPLB_OK)
+        return eplb_context_fail(ctx, status, "invalid shape: %s", why);
+    status = eplb_options_check(options, &why);
+    if (status != EPLB_OK)
+        return eplb_context_fail(ctx, status, "invalid options: %s", why);
+
+    int hierarchical = shape->groups % shape->nodes == 0;
+    if (options->policy == EPLB_POLICY_HIERARCHICAL && !hierarchical)
+        return eplb_context_fail(ctx, EPLB_ERR_POLICY,
+                                 "hierarchical policy needs groups (%lld) divisible by nodes (%lld)",
+                                 (long long)shape->groups, (long long)shape->nodes);
+    if (options->policy == EPLB_POLICY_GLOBAL)
+        hierarchical = 0;
+    /* Nodes matter only to the hierarchical policy: the global one ignores
+     * them, so gpus % nodes is checked only here (golden v3-decode-global has
+     * 64 GPUs on 3 nodes and is planned globally). */
+    if (hierarchical && shape->gpus % shape->nodes != 0)
+        return eplb_context_fail(ctx, EPLB_ERR_INVALID_SHAPE,
+                                 "invalid shape: gpus (%lld) must be divisible by nodes (%lld) "
+                                 "for the hierarchical policy",
+                                 (long long)shape->gpus, (long long)shape->nodes);
+
+    memset(job, 0, sizeof *job);
+    job->layers = shape->layers;
+    job->experts = shape->experts;
+    job->replicas = shape->replicas;
+    job->groups = hierarchical ? shape->groups : 1;
+    job->nodes = hierarchical ? shape->nodes : 1;
+    job->gpus = shape->gpus;
+    job->group_size = job->experts / job->groups;
+    job->node_experts = job->experts / job->nodes;
+    job->node_slots = job->replicas / job->nodes;
+    job->gpu_slots = job->replicas / job->gpus;
+
+    eplb_pack_job *gp = &job->group_pack;
+    gp->call = 0;
+    gp->rows = job->layers;
+    gp->items = (int32_t)job->groups;
+    gp->packs = (int32_t)job->nodes;
+    gp->per_pack = (int32_t)(job->groups / job->nodes);
+
+    eplb_pack_job *sp = &job->slot_pack;
+    sp->call = 1;
+    sp->rows = job->layers * job->nodes;
+    sp->items = (int32_t)job->node_slots;
+    sp->packs = (int32_t)(job->gpus / job->nodes);
+    sp->per_pack = (int32_t)job->gpu_slots;
+
+    for (eplb_pack_job *p = gp; p; p = p == gp ? sp : NULL) {
+        p->candidates = options->candidates;
+        p->iterations = options->iterations;
+        p->noise = options->noise;
+        p->tolerance = options->tolerance;
+        p->seed = options->seed;
+    }
+    return EPLB_OK;
+}
+
+/* Makes buffer `role` at least `bytes` long, reusing it when it is. */
+static eplb_status reserve(eplb_context *ctx, eplb_buffer_role role, size_t bytes, void **out)
+{
+    eplb_workspace *ws = &ctx->workspace;
+    eplb_backend *be = ctx->backend;
+    if (bytes == 0)
+        bytes = 1;
+    if (ws->capacity[role] < bytes) {
+        be->iface->buffer_free(be, ws->buffer[role]);
+        ws->buffer[role] = NULL;
+        ws->capacity[role] = 0;
+        void *buffer = NULL;
+        eplb_status status = be->iface->buffer_alloc(be, bytes, &buffer);
+        if (status != EPLB_OK)
+            return eplb_context_fail(ctx, status, "%s backend: %s", ctx->backend_name, be->error);
+        ws->buffer[role] = buffer;
+        ws->capacity[role] = bytes;
+    }
+    *out = ws->buffer[role];
+    return EPLB_OK;
+}
+
+void eplb_workspace_release(eplb_context *ctx)
+{
+    eplb_workspace *ws = &ctx->workspace;
+    for (int role = 0; role < EPLB_BUF_COUNT; role++) {
+        if (ws->buffer[role])
+            ctx->backend->iface->buffer_free(ctx->backend, ws->buffer[role]);
+        ws->buffer[role] = NULL;
+        ws->capacity[role] = 0;
+    }
+    free(ws->host_phy2log);
+    free(ws->host_logcnt);
+    free(ws->host_slot_rank);
+    memset(ws, 0, sizeof *ws);
+}
+
+/* Reserves the intermediate buffers of a plan (everything but the weights and
+ * the three outputs, which differ between the host and device paths). */
+static eplb_status reserve_intermediates(eplb_context *ctx, eplb_plan_job *job)
+{
+    const size_t f = sizeof(float), i = sizeof(int32_t);
+    const size_t L = (size_t)job->layers, E = (size_t)job->experts, R = (size_t)job->replicas;
+    const size_t G = (size_t)job->groups, C = (size_t)job->group_pack.candidates;
+    eplb_status st;
+#define RESERVE(role, bytes, field) \
+    if ((st = reserve(ctx, role, bytes, &(field))) != EPLB_OK) return st
+    RESERVE(EPLB_BUF_STATUS, i, job->status);
+    RESERVE(EPLB_BUF_GROUP_LOAD, L * G * f, job->group_load);
+    if (job->group_pack.per_pack > 1) {
+        eplb_pack_job *p = &job->group_pack;
+        p->weight = job->group_load;
+        RESERVE(EPLB_BUF_GROUP_ORDER, L * C * G * i, p->order);
+        RESERVE(EPLB_BUF_GROUP_CONTENT, L * C * G * i, p->content);
+        RESERVE(EPLB_BUF_GROUP_PACK_OF, L * G * i, p->pack_of);
+        RESERVE(EPLB_BUF_GROUP_RANK_OF, L * G * i, p->rank_of);
+    }
+    RESERVE(EPLB_BUF_LOG2MLOG, L * E * i, job->log2mlog);
+    RESERVE(EPLB_BUF_MLOG2LOG, L * E * i, job->mlog2log);
+    RESERVE(EPLB_BUF_NODE_WEIGHT, L * E * f, job->node_weight);
+    RESERVE(EPLB_BUF_PHY2MLOG, L * R * i, job->phy2mlog);
+    RESERVE(EPLB_BUF_PHYRANK, L * R * i, job->phyrank);
+    RESERVE(EPLB_BUF_MLOGCNT, L * E * i, job->mlogcnt);
+    RESERVE(EPLB_BUF_SLOT_LOAD, L * R * f, job->slot_load);
+    if (job->slot_pack.per_pack > 1) {
+        eplb_pack_job *p = &job->slot_pack;
+        p->weight = job->slot_load;
+        RESERVE(EPLB_BUF_SLOT_ORDER, L * C * R * i, p->order);
+        RESERVE(EPLB_BUF_SLOT_CONTENT, L * C * R * i, p->content);
+        RESERVE(EPLB_BUF_SLOT_PACK_OF, L * R * i, p->pack_of);
+        RESERVE(EPLB_BUF_SLOT_RANK_OF, L * R * i, p->rank_of);
+    }
+#undef RESERVE
+    return EPLB_OK;
+}
+
+/* Runs one balanced packing: fused when the backend offers it. */
+static eplb_status run_packing(eplb_backend *be, const eplb_pack_job *p)
+{
+    if (p->per_pack <= 1)
+        return EPLB_OK; /* SPEC 6: k == 1 is the identity, handled by the glue */
+    if (be->iface->pack_fused)
+        return be->iface->pack_fused(be, p);
+    eplb_status st;
+    if ((st = be->iface->pack_sort(be, p)) != EPLB_OK) return st;
+    if ((st = be->iface->pack_greedy(be, p)) != EPLB_OK) return st;
+    if ((st = be->iface->pack_swap(be, p)) != EPLB_OK) return st;
+    return be->iface->pack_select(be, p);
+}
+
+/* Enqueues every stage of the plan, in SPEC order. */
+static eplb_status run_stages(eplb_context *ctx, const eplb_plan_job *job, int check_on_device)
+{
+    eplb_backend *be = ctx->backend;
+    const eplb_backend_i *f = be->iface;
+    eplb_status st;
+    if (f->plan_fused) {
+        st = f->plan_fused(be, job);
+    } else {
+        int32_t zero = 0;
+        if (check_on_device)
+            st = f->check_weights(be, job);
+        else
+            st = f->upload(be, job->status, &zero, sizeof zero);
+        if (st == EPLB_OK) st = f->group_loads(be, job);
+        if (st == EPLB_OK) st = run_packing(be, &job->group_pack);
+        if (st == EPLB_OK) st = f->node_layout(be, job);
+        if (st == EPLB_OK) st = f->replicate(be, job);
+        if (st == EPLB_OK) st = f->slot_loads(be, job);
+        if (st == EPLB_OK) st = run_packing(be, &job->slot_pack);
+        if (st == EPLB_OK) st = f->assemble(be, job);
+    }
+    if (st != EPLB_OK)
+        return eplb_context_fail(ctx, st, "%s backend: %s", ctx->backend_name, be->error);
+    return EPLB_OK;
+}
+
+static eplb_status check_host_weights(eplb_context *ctx, const float *weight, const eplb_shape *s)
+{
+    const size_t count = (size_t)s->layers * (size_t)s->experts;
+    for (size_t i = 0; i < count; i++) {
+        float w = weight[i];
+        /* Written so that NaN fails too. */
+        if (!(w >= 0.0f) || isinf(w))
+            return eplb_context_fail(ctx, EPLB_ERR_INVALID_WEIGHT,
+                                     "weight[%zu][%zu] = %g: weights must be finite and >= 0",
+                                     i / (size_t)s->experts, i % (size_t)s->experts, (double)w);
+    }
+    return EPLB_OK;
+}
+
+static eplb_status grow_host(eplb_context *ctx, void **buffer, size_t *capacity, size_t bytes)
+{
+    if (*capacity >= bytes)
+        return EPLB_OK;
+    void *p = realloc(*buffer, bytes ? bytes : 1);
+    if (!p)
+        return eplb_context_fail(ctx, EPLB_ERR_OUT_OF_MEMORY, "cannot allocate %zu host bytes", bytes);
+    *buffer = p;
+    *capacity = bytes;
+    return EPLB_OK;
+}
+
+eplb_status eplb_plan_host(eplb_context *ctx, const float *weight, const eplb_shape *shape,
+                           const eplb_options *options, int64_t *phy2log, int64_t *logcnt,
+                           int64_t *log2phy, int64_t log2phy_width, int64_t *width_needed)
+{
+    if (!weight || !shape || !phy2log || !logcnt)
+        return eplb_context_fail(ctx, EPLB_ERR_INVALID_ARGUMENT,
+                                 "weight, shape, phy2log and logcnt must not be NULL");
+    eplb_options defaults;
+    if (!options) {
+        eplb_options_init(&defaults);
+        options = &defaults;
+    }
+    eplb_plan_job job;
+    eplb_status st = describe_plan(ctx, shape, options, &job);
+    if (st != EPLB_OK)
+        return st;
+    if (log2phy && log2phy_width < 1)
+        return eplb_context_fail(ctx, EPLB_ERR_LOG2PHY_TOO_SMALL,
+                                 "log2phy width %lld must be >= 1", (long long)log2phy_width);
+    if ((st = check_host_weights(ctx, weight, shape)) != EPLB_OK)
+        return st;
+
+    const size_t L = (size_t)job.layers, E = (size_t)job.experts, R = (size_t)job.replicas;
+    eplb_backend *be = ctx->backend;
+    eplb_workspace *ws = &ctx->workspace;
+    if ((st = reserve_intermediates(ctx, &job)) != EPLB_OK) return st;
+    if ((st = reserve(ctx, EPLB_BUF_WEIGHT, L * E * sizeof(float), &job.weight)) != EPLB_OK) return st;
+    if ((st = reserve(ctx, EPLB_BUF_PHY2LOG, L * R * sizeof(int64_t), &job.phy2log)) != EPLB_OK) return st;
+    if ((st = reserve(ctx, EPLB_BUF_LOGCNT, L * E * sizeof(int64_t), &job.logcnt)) != EPLB_OK) return st;
+    if ((st = reserve(ctx, EPLB_BUF_SLOT_RANK, L * R * sizeof(int32_t), &job.slot_rank)) != EPLB_OK) return st;
+    job.log2phy = NULL;
+    job.width = 0;
+
+    if ((st = be->iface->upload(be, job.weight, weight, L * E * sizeof(float))) != EPLB_OK)
+        return eplb_context_fail(ctx, st, "%s backend: %s", ctx->backend_name, be->error);
+    if ((st = run_stages(ctx, &job, 0)) != EPLB_OK)
+        return st;
+
+    if ((st = grow_host(ctx, (void **)&ws->host_phy2log, &ws->host_capacity[0], L * R * sizeof(int64_t))) ||
+        (st = grow_host(ctx, (void **)&ws->host_logcnt, &ws->host_capacity[1], L * E * sizeof(int64_t))) ||
+        (st = grow_host(ctx, (void **)&ws->host_slot_rank, &ws->host_capacity[2], L * R * sizeof(int32_t))))
+        return st;
+    if ((st = be->iface->download(be, ws->host_phy2log, job.phy2log, L * R * sizeof(int64_t))) ||
+        (st = be->iface->download(be, ws->host_logcnt, job.logcnt, L * E * sizeof(int64_t))) ||
+        (st = be->iface->download(be, ws->host_slot_rank, job.slot_rank, L * R * sizeof(int32_t))))
+        return eplb_context_fail(ctx, st, "%s backend: %s", ctx->backend_name, be->error);
+
+    int64_t needed = 0;
+    for (size_t i = 0; i < L * E; i++)
+        if (ws->host_logcnt[i] > needed)
+            needed = ws->host_logcnt[i];
+    if (width_needed)
+        *width_needed = needed;
+    if (log2phy && log2phy_width < needed)
+        return eplb_context_fail(ctx, EPLB_ERR_LOG2PHY_TOO_SMALL,
+                                 "log2phy width %lld is below the %lld replicas of the most "
+                                 "replicated expert; pass a width of at least %lld",
+                                 (long long)log2phy_width, (long long)needed, (long long)needed);
+
+    memcpy(phy2log, ws->host_phy2log, L * R * sizeof(int64_t));
+    memcpy(logcnt, ws->host_logcnt, L * E * sizeof(int64_t));
+    if (log2phy) {
+        const size_t X = (size_t)log2phy_width;
+        for (size_t k = 0; k < L * E * X; k++)
+            log2phy[k] = -1;
+        for (size_t l = 0; l < L; l++)
+            for (size_t s = 0; s < R; s++) {
+                size_t e = (size_t)ws->host_phy2log[l * R + s];
+                size_t r = (size_t)ws->host_slot_rank[l * R + s];
+                log2phy[(l * E + e) * X + r] = (int64_t)s;
+            }
+    }
+    return EPLB_OK;
+}
+
+eplb_status eplb_plan_device(eplb_context *ctx, const void *weight, const eplb_shape *shape,
+                             const eplb_options *options, void *phy2log, void *logcnt,
+                             void *log2phy, int64_t log2phy_width, void *stream)
+{
+    eplb_backend *be = ctx->backend;
+    if (!be->iface->set_stream || !(be->iface->check_weights || be->iface->plan_fused))
+        return eplb_context_fail(ctx, EPLB_ERR_UNSUPPORTED,
+                                 "the %s backend has no device-pointer API; use eplb_rebalance",
+                                 ctx->backend_name);
+    if (!weight || !shape || !phy2log || !logcnt || !log2phy)
+        return eplb_context_fail(ctx, EPLB_ERR_INVALID_ARGUMENT,
+                                 "weight, shape, phy2log, logcnt and log2phy must not be NULL");
+    eplb_options defaults;
+    if (!options) {
+        eplb_options_init(&defaults);
+        options = &defaults;
+    }
+    eplb_plan_job job;
+    eplb_status st = describe_plan(ctx, shape, options, &job);
+    if (st != EPLB_OK)
+        return st;
+    if (log2phy_width < 1)
+        return eplb_context_fail(ctx, EPLB_ERR_LOG2PHY_TOO_SMALL,
+                                 "log2phy width %lld must be >= 1", (long long)log2phy_width);
+    if ((st = be->iface->set_stream(be, stream)) != EPLB_OK)
+        return eplb_context_fail(ctx, st, "%s backend: %s", ctx->backend_name, be->error);
+    if ((st = reserve_intermediates(ctx, &job)) != EPLB_OK)
+        return st;
+    job.weight = (void *)weight;
+    job.phy2log = phy2log;
+    job.logcnt = logcnt;
+    job.log2phy = log2phy;
+    job.width = log2phy_width;
+    job.slot_rank = NULL;
+    st = run_stages(ctx, &job, 1);
+    ctx->workspace.device_plan_pending = st == EPLB_OK;
+    return st;
+}
+
+eplb_status eplb_plan_device_status(eplb_context *ctx, void *stream)
+{
+    eplb_backend *be = ctx->backend;
+    if (!be->iface->set_stream)
+        return eplb_context_fail(ctx, EPLB_ERR_UNSUPPORTED,
+                                 "the %s backend has no device-pointer API", ctx->backend_name);
+    if (!ctx->workspace.device_plan_pending)
+        return eplb_context_fail(ctx, EPLB_ERR_INVALID_ARGUMENT,
+                                 "no eplb_rebalance_device call to report on");
+    int32_t device_status = 0;
+    eplb_status st = be->iface->set_stream(be, stream);
+    if (st == EPLB_OK)
+        st = be->iface->download(be, &device_status, ctx->workspace.buffer[EPLB_BUF_STATUS],
+                                 sizeof device_status);
+    if (st != EPLB_OK)
+        return eplb_context_fail(ctx, st, "%s backend: %s", ctx->backend_name, be->error);
+    switch (device_status) {
+    case EPLB_OK:
+        return EPLB_OK;
+    case EPLB_ERR_INVALID_WEIGHT:
+        return eplb_context_fail(ctx, EPLB_ERR_INVALID_WEIGHT,
+                                 "a weight on the device is NaN, infinite or negative; "
+                                 "outputs were left untouched");
+    case EPLB_ERR_LOG2PHY_TOO_SMALL:
+        return eplb_context_fail(ctx, EPLB_ERR_LOG2PHY_TOO_SMALL,
+                                 "an expert got more replicas than the log2phy width; "
+                                 "outputs were left untouched");
+    default:
+        return eplb_context_fail(ctx, EPLB_ERR_INTERNAL, "device status %d", (int)device_status);
+    }
+}

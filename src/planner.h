@@ -1,0 +1,67 @@
+/* The planner: validation, policy choice, the hierarchical decomposition and
+ * the order of the stages. Knows nothing of any particular backend. */
+#ifndef EPLB_PLANNER_H
+#define EPLB_PLANNER_H
+
+#include "backend.h"
+
+/* Backend buffers kept by a context between calls, by role. */
+typedef enum eplb_buffer_role {
+    EPLB_BUF_WEIGHT,
+    EPLB_BUF_STATUS,
+    EPLB_BUF_GROUP_LOAD,
+    EPLB_BUF_GROUP_ORDER,
+    EPLB_BUF_GROUP_CONTENT,
+    EPLB_BUF_GROUP_PACK_OF,
+    EPLB_BUF_GROUP_RANK_OF,
+    EPLB_BUF_LOG2MLOG,
+    EPLB_BUF_MLOG2LOG,
+    EPLB_BUF_NODE_WEIGHT,
+    EPLB_BUF_PHY2MLOG,
+    EPLB_BUF_PHYRANK,
+    EPLB_BUF_MLOGCNT,
+    EPLB_BUF_SLOT_LOAD,
+    EPLB_BUF_SLOT_ORDER,
+    EPLB_BUF_SLOT_CONTENT,
+    EPLB_BUF_SLOT_PACK_OF,
+    EPLB_BUF_SLOT_RANK_OF,
+    EPLB_BUF_PHY2LOG,
+    EPLB_BUF_LOGCNT,
+    EPLB_BUF_SLOT_RANK,
+    EPLB_BUF_COUNT
+} eplb_buffer_role;
+
+typedef struct eplb_workspace {
+    void *buffer[EPLB_BUF_COUNT];
+    size_t capacity[EPLB_BUF_COUNT];
+    /* Host staging for eplb_rebalance's outputs before they are checked. */
+    int64_t *host_phy2log;
+    int64_t *host_logcnt;
+    int32_t *host_slot_rank;
+    size_t host_capacity[3];
+    /* Shape of the last device plan: eplb_device_status reads its status. */
+    int device_plan_pending;
+} eplb_workspace;
+
+typedef struct eplb_context eplb_context;
+
+/* Releases every buffer of the workspace through the context's backend. */
+void eplb_workspace_release(eplb_context *ctx);
+
+/* Checks options against their documented ranges; message on failure. */
+eplb_status eplb_options_check(const eplb_options *options, const char **message);
+
+/* Host-memory plan behind eplb_rebalance. */
+eplb_status eplb_plan_host(eplb_context *ctx, const float *weight, const eplb_shape *shape,
+                           const eplb_options *options, int64_t *phy2log, int64_t *logcnt,
+                           int64_t *log2phy, int64_t log2phy_width, int64_t *width_needed);
+
+/* Device-memory plan behind eplb_rebalance_device. */
+eplb_status eplb_plan_device(eplb_context *ctx, const void *weight, const eplb_shape *shape,
+                             const eplb_options *options, void *phy2log, void *logcnt,
+                             void *log2phy, int64_t log2phy_width, void *stream);
+
+/* Status of the last device plan (waits for the stream). */
+eplb_status eplb_plan_device_status(eplb_context *ctx, void *stream);
+
+#endif /* EPLB_PLANNER_H */

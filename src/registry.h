@@ -1,0 +1,25 @@
+/* The backend registry: which backends exist, which are usable here, and how
+ * one is opened (compiled in, or loaded from a module at run time). */
+#ifndef EPLB_REGISTRY_H
+#define EPLB_REGISTRY_H
+
+#include "backend.h"
+
+/* Backends in order of preference for "auto". */
+enum { EPLB_REGISTRY_CUDA, EPLB_REGISTRY_OPENCL, EPLB_REGISTRY_CPU, EPLB_REGISTRY_COUNT };
+
+const char *eplb_registry_name(int index);
+
+/* Opens backend `index`: loads its module if needed, creates an instance and
+ * self-tests it against the cpu backend on a tiny known case. On failure
+ * writes why into error. */
+eplb_status eplb_registry_open(int index, eplb_backend **out, char *error, size_t error_len);
+
+/* Whether backend `index` opens here; the result of the first probe is kept
+ * for the life of the process. *detail: the device, or why not. */
+int eplb_registry_probe(int index, const char **detail);
+
+/* The compiled-in cpu backend (backends/cpu). */
+const eplb_backend_module *eplb_cpu_backend_module(void);
+
+#endif /* EPLB_REGISTRY_H */
