@@ -1,0 +1,419 @@
+/* Shared helpers of the core test suites: plan buffers, the plan invariants
+ * of SPEC sections 1, 4 and 5, random shapes and output poisoning.
+ *
+ * Header-only (static functions): every tests/test_*.c is its own executable. */
+#ifndef EPLB_TESTS_HARNESS_H
+#define EPLB_TESTS_HARNESS_H
+
+#include <criterion/criterion.h>
+#include <criterion/logging.h>
+#include <dirent.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "eplb/eplb.h"
+#include "golden.h"
+#include "workload.h"
+
+/* Not every suite uses every helper. */
+#define EPLBT_HELPER static __attribute__((unused))
+
+/* ---- plan buffers ----------------------------------------------------------- */
+
+typedef struct eplbt_plan {
+    eplb_shape shape;
+    int64_t width;     /* log2phy row width */
+    int64_t *phy2log;  /* [L][R] */
+    int64_t *logcnt;   /* [L][E] */
+    int64_t *log2phy;  /* [L][E][width] */
+    int64_t width_needed;
+} eplbt_plan;
+
+EPLBT_HELPER void eplbt_plan_alloc(eplbt_plan *p, const eplb_shape *shape, int64_t width)
+{
+    memset(p, 0, sizeof *p);
+    p->shape = *shape;
+    p->width = width;
+    const size_t L = (size_t)shape->layers, E = (size_t)shape->experts, R = (size_t)shape->replicas;
+    p->phy2log = malloc(L * R * sizeof *p->phy2log);
+    p->logcnt = malloc(L * E * sizeof *p->logcnt);
+    p->log2phy = malloc(L * E * (size_t)(width > 0 ? width : 1) * sizeof *p->log2phy);
+    cr_assert(p->phy2log && p->logcnt && p->log2phy, "test harness: out of memory");
+}
+
+EPLBT_HELPER void eplbt_plan_free(eplbt_plan *p)
+{
+    free(p->phy2log);
+    free(p->logcnt);
+    free(p->log2phy);
+    memset(p, 0, sizeof *p);
+}
+
+/* Plans with log2phy at the always-sufficient width; the plan must succeed. */
+EPLBT_HELPER void eplbt_plan_run(eplb_context *ctx, const char *label, const float *weight,
+                           const eplb_shape *shape, const eplb_options *options, eplbt_plan *p)
+{
+    eplbt_plan_alloc(p, shape, eplb_log2phy_width_max(shape));
+    eplb_status st = eplb_rebalance(ctx, weight, shape, options, p->phy2log, p->logcnt,
+                                    p->log2phy, p->width, &p->width_needed);
+    cr_assert_eq(st, EPLB_OK, "%s: eplb_rebalance failed with %s: %s", label,
+                 eplb_status_string(st), eplb_context_last_error(ctx));
+}
+
+EPLBT_HELPER int eplbt_plans_equal(const eplbt_plan *a, const eplbt_plan *b)
+{
+    const size_t L = (size_t)a->shape.layers, E = (size_t)a->shape.experts;
+    const size_t R = (size_t)a->shape.replicas;
+    return a->width == b->width && a->width_needed == b->width_needed &&
+           memcmp(a->phy2log, b->phy2log, L * R * sizeof(int64_t)) == 0 &&
+           memcmp(a->logcnt, b->logcnt, L * E * sizeof(int64_t)) == 0 &&
+           memcmp(a->log2phy, b->log2phy, L * E * (size_t)a->width * sizeof(int64_t)) == 0;
+}
+
+EPLBT_HELPER eplb_context *eplbt_context(const char *backend)
+{
+    eplb_context *ctx = NULL;
+    eplb_status st = eplb_context_create(&ctx, backend);
+    cr_assert_eq(st, EPLB_OK, "eplb_context_create(\"%s\") failed with %s: %s", backend,
+                 eplb_status_string(st), eplb_last_error());
+    return ctx;
+}
+
+/* Whether the hierarchical procedure runs for this shape and policy (SPEC 3). */
+EPLBT_HELPER int eplbt_is_hierarchical(const eplb_shape *s, eplb_policy policy)
+{
+    return policy != EPLB_POLICY_GLOBAL && s->groups % s->nodes == 0;
+}
+
+/* ---- invariants ----------------------------------------------------------------- */
+
+/* Checks a plan against everything SPEC guarantees without re-running the
+ * packing: counts, slot ranges, log2phy, the group-to-node rule and the
+ * replication rule of section 5. log2phy may be NULL. */
+EPLBT_HELPER void eplbt_check_plan(const char *label, const float *weight, const eplb_shape *s,
+                             int hierarchical, const int64_t *phy2log, const int64_t *logcnt,
+                             const int64_t *log2phy, int64_t width)
+{
+    const int64_t L = s->layers, E = s->experts, R = s->replicas;
+    const int64_t N = hierarchical ? s->nodes : 1, G = hierarchical ? s->groups : 1;
+    const int64_t RN = R / N, S = E / G;
+    int64_t *seen = calloc((size_t)E, sizeof *seen);
+    int64_t *slot_seen = calloc((size_t)R, sizeof *slot_seen);
+    int64_t *node_of = malloc((size_t)E * sizeof *node_of);
+    int64_t *groups_on_node = calloc((size_t)N, sizeof *groups_on_node);
+    cr_assert(seen && slot_seen && node_of && groups_on_node, "test harness: out of memory");
+    int64_t widest = 0;
+    for (int64_t l = 0; l < L; l++) {
+        const int64_t *row = phy2log + l * R, *cnt = logcnt + l * E;
+        const float *w = weight + l * E;
+        int64_t sum = 0;
+        for (int64_t e = 0; e < E; e++) {
+            cr_assert_geq(cnt[e], 1, "%s: layer %lld expert %lld has logcnt %lld < 1", label,
+                          (long long)l, (long long)e, (long long)cnt[e]);
+            sum += cnt[e];
+            if (cnt[e] > widest) widest = cnt[e];
+            seen[e] = 0;
+            node_of[e] = -1;
+        }
+        cr_assert_eq(sum, R, "%s: layer %lld logcnt sums to %lld, not R = %lld", label,
+                     (long long)l, (long long)sum, (long long)R);
+        for (int64_t q = 0; q < R; q++) {
+            const int64_t e = row[q];
+            cr_assert(e >= 0 && e < E, "%s: layer %lld slot %lld holds expert %lld, outside 0..%lld",
+                      label, (long long)l, (long long)q, (long long)e, (long long)(E - 1));
+            seen[e]++;
+            /* Hierarchical: every replica of an expert stays on its group's node. */
+            const int64_t node = q / RN;
+            cr_assert(node_of[e] < 0 || node_of[e] == node,
+                      "%s: layer %lld expert %lld has replicas on nodes %lld and %lld", label,
+                      (long long)l, (long long)e, (long long)node_of[e], (long long)node);
+            node_of[e] = node;
+        }
+        for (int64_t e = 0; e < E; e++)
+            cr_assert_eq(seen[e], cnt[e], "%s: layer %lld expert %lld fills %lld slots, logcnt %lld",
+                         label, (long long)l, (long long)e, (long long)seen[e], (long long)cnt[e]);
+        /* Groups to nodes: a group's experts share a node; each node holds G/N groups. */
+        for (int64_t n = 0; n < N; n++) groups_on_node[n] = 0;
+        for (int64_t g = 0; g < G; g++) {
+            for (int64_t j = 1; j < S; j++)
+                cr_assert_eq(node_of[g * S + j], node_of[g * S],
+                             "%s: layer %lld group %lld is split over nodes %lld and %lld", label,
+                             (long long)l, (long long)g, (long long)node_of[g * S],
+                             (long long)node_of[g * S + j]);
+            groups_on_node[node_of[g * S]]++;
+        }
+        for (int64_t n = 0; n < N; n++)
+            cr_assert_eq(groups_on_node[n], G / N, "%s: layer %lld node %lld holds %lld groups, not %lld",
+                         label, (long long)l, (long long)n, (long long)groups_on_node[n],
+                         (long long)(G / N));
+        /* SPEC 5 (greedy replication, float32 division): when expert j took its
+         * last replica, w[j]/(cnt[j]-1) was the largest ratio on its node, and
+         * ratios only fall afterwards, so it bounds every final w[i]/cnt[i]. */
+        for (int64_t j = 0; j < E; j++) {
+            if (cnt[j] < 2) continue;
+            const float last = w[j] / (float)(cnt[j] - 1);
+            for (int64_t i = 0; i < E; i++)
+                if (node_of[i] == node_of[j])
+                    cr_assert(w[i] / (float)cnt[i] <= last,
+                              "%s: layer %lld replication rule broken: expert %lld (w %g, cnt %lld) "
+                              "got a replica while expert %lld (w %g, cnt %lld) had a larger ratio",
+                              label, (long long)l, (long long)j, (double)w[j], (long long)cnt[j],
+                              (long long)i, (double)w[i], (long long)cnt[i]);
+        }
+        if (!log2phy) continue;
+        /* log2phy: each slot listed exactly once, under its own expert, at a rank
+         * below logcnt; -1 after. */
+        for (int64_t q = 0; q < R; q++) slot_seen[q] = 0;
+        for (int64_t e = 0; e < E; e++) {
+            const int64_t *entry = log2phy + (l * E + e) * width;
+            for (int64_t r = 0; r < width; r++) {
+                if (r >= cnt[e]) {
+                    cr_assert_eq(entry[r], -1, "%s: layer %lld expert %lld log2phy[%lld] = %lld, "
+                                 "expected -1 padding after logcnt %lld", label, (long long)l,
+                                 (long long)e, (long long)r, (long long)entry[r], (long long)cnt[e]);
+                    continue;
+                }
+                const int64_t q = entry[r];
+                cr_assert(q >= 0 && q < R, "%s: layer %lld expert %lld log2phy[%lld] = %lld out of range",
+                          label, (long long)l, (long long)e, (long long)r, (long long)q);
+                cr_assert_eq(row[q], e, "%s: layer %lld log2phy[%lld][%lld] = slot %lld, which holds "
+                             "expert %lld", label, (long long)l, (long long)e, (long long)r,
+                             (long long)q, (long long)row[q]);
+                slot_seen[q]++;
+            }
+        }
+        for (int64_t q = 0; q < R; q++)
+            cr_assert_eq(slot_seen[q], 1, "%s: layer %lld slot %lld appears %lld times in log2phy",
+                         label, (long long)l, (long long)q, (long long)slot_seen[q]);
+    }
+    if (log2phy)
+        cr_assert_geq(width, widest, "%s: log2phy width %lld below max(logcnt) %lld", label,
+                      (long long)width, (long long)widest);
+    free(seen);
+    free(slot_seen);
+    free(node_of);
+    free(groups_on_node);
+}
+
+/* SPEC 5 over one whole layer (items in index order): the replica counts the
+ * global policy must produce. */
+EPLBT_HELPER void eplbt_replicate_reference(const float *w, int64_t n, int64_t p, int64_t *cnt)
+{
+    for (int64_t i = 0; i < n; i++) cnt[i] = 1;
+    for (int64_t s = n; s < p; s++) {
+        int64_t best = 0;
+        for (int64_t i = 1; i < n; i++)
+            if (w[i] / (float)cnt[i] > w[best] / (float)cnt[best]) best = i;
+        cnt[best]++;
+    }
+}
+
+/* Per-layer maximum GPU load as the select stage scores it: float32 slot
+ * loads w/cnt summed in slot order (SPEC 6.3/6.4, global policy). */
+EPLBT_HELPER float eplbt_max_gpu_load_f32(const float *weight, const eplb_shape *s,
+                                    const int64_t *phy2log, const int64_t *logcnt, int64_t l)
+{
+    const int64_t E = s->experts, R = s->replicas, spg = R / s->gpus;
+    float best = 0.0f;
+    for (int64_t g = 0; g < s->gpus; g++) {
+        float load = 0.0f;
+        for (int64_t q = g * spg; q < (g + 1) * spg; q++) {
+            const int64_t e = phy2log[l * R + q];
+            load += weight[l * E + e] / (float)logcnt[l * E + e];
+        }
+        if (g == 0 || load > best) best = load;
+    }
+    return best;
+}
+
+/* ---- random shapes -------------------------------------------------------------- */
+
+EPLBT_HELPER int64_t eplbt_rand(uint64_t *state, int64_t lo, int64_t hi) /* inclusive */
+{
+    return lo + (int64_t)(eplb_workload_next(state) % (uint64_t)(hi - lo + 1));
+}
+
+enum eplbt_kind {
+    EPLBT_HIERARCHICAL,   /* groups % nodes == 0, several groups per node */
+    EPLBT_GLOBAL_AUTO,    /* groups % nodes != 0: global by the auto policy */
+    EPLBT_GLOBAL_FORCED,  /* hierarchical shape, global policy forced */
+    EPLBT_K1,             /* one slot per GPU and one group per node: no packing */
+    EPLBT_NO_REDUNDANCY,  /* R == E */
+    EPLBT_LARGE_K,        /* many slots per GPU */
+    EPLBT_KIND_COUNT
+};
+
+EPLBT_HELPER const char *const eplbt_kind_names[EPLBT_KIND_COUNT] = {
+    "hierarchical", "global-auto", "global-forced", "k1", "no-redundancy", "large-k"};
+
+enum eplbt_weights {
+    EPLBT_W_WORKLOAD,  /* skewed token counts */
+    EPLBT_W_SMALL_INT, /* integers 0..3: many ties */
+    EPLBT_W_EQUAL,     /* every weight the same */
+    EPLBT_W_ZERO_ROWS, /* workload with whole layers of zeros */
+    EPLBT_W_FRACTION,  /* non-integers, sub-normals and -0.0 */
+    EPLBT_W_COUNT
+};
+
+EPLBT_HELPER const char *const eplbt_weight_names[EPLBT_W_COUNT] = {
+    "workload", "small-int", "equal", "zero-rows", "fractions"};
+
+typedef struct eplbt_case {
+    eplb_shape shape;
+    eplb_policy policy;
+    int kind, weights;
+    float *weight;   /* malloc'ed [L][E] */
+    char label[160];
+} eplbt_case;
+
+/* A random valid case of the given kind and weight pattern. */
+EPLBT_HELPER void eplbt_random_case(uint64_t *state, int kind, int weights, eplbt_case *c)
+{
+    memset(c, 0, sizeof *c);
+    eplb_shape *s = &c->shape;
+    c->kind = kind;
+    c->weights = weights;
+    c->policy = EPLB_POLICY_AUTO;
+    s->layers = eplbt_rand(state, 1, 5);
+    int64_t N = 1, G = 1, P = 1, spg = 1;
+    switch (kind) {
+    case EPLBT_HIERARCHICAL:
+    case EPLBT_GLOBAL_FORCED:
+        N = eplbt_rand(state, 1, 4);
+        G = N * eplbt_rand(state, 2, 4);
+        s->experts = G * eplbt_rand(state, 1, 6);
+        P = N * eplbt_rand(state, 1, 4);
+        spg = (s->experts + P - 1) / P + eplbt_rand(state, 0, 3);
+        if (kind == EPLBT_GLOBAL_FORCED) c->policy = EPLB_POLICY_GLOBAL;
+        break;
+    case EPLBT_GLOBAL_AUTO:
+        N = eplbt_rand(state, 2, 4);
+        G = N * eplbt_rand(state, 0, 2) + eplbt_rand(state, 1, N - 1); /* G % N != 0 */
+        s->experts = G * eplbt_rand(state, 1, 6);
+        P = eplbt_rand(state, 1, 12); /* need not be a multiple of N here */
+        spg = (s->experts + P - 1) / P + eplbt_rand(state, 0, 3);
+        break;
+    case EPLBT_K1:
+        N = eplbt_rand(state, 1, 4);
+        G = N;
+        s->experts = G * eplbt_rand(state, 1, 4);
+        P = s->experts + N * eplbt_rand(state, 0, 3); /* R == P, a multiple of N */
+        P += (N - P % N) % N;
+        spg = 1;
+        break;
+    case EPLBT_NO_REDUNDANCY:
+        N = eplbt_rand(state, 1, 3);
+        G = N * eplbt_rand(state, 1, 3);
+        P = N * eplbt_rand(state, 1, 4);
+        /* E must be a multiple of G and of P (R == E, R % P == 0). */
+        s->experts = G * P * eplbt_rand(state, 1, 2);
+        spg = s->experts / P;
+        break;
+    case EPLBT_LARGE_K:
+        N = eplbt_rand(state, 1, 2);
+        G = N * eplbt_rand(state, 1, 2);
+        P = N * eplbt_rand(state, 1, 2);
+        s->experts = G * eplbt_rand(state, 8, 40);
+        spg = (s->experts + P - 1) / P + eplbt_rand(state, 0, 40);
+        break;
+    }
+    s->groups = G;
+    s->nodes = N;
+    s->gpus = P;
+    s->replicas = P * spg;
+    cr_assert_eq(eplb_shape_check(s, NULL), EPLB_OK, "test harness built an invalid shape");
+
+    const int64_t L = s->layers, E = s->experts;
+    c->weight = malloc((size_t)(L * E) * sizeof *c->weight);
+    cr_assert(c->weight, "test harness: out of memory");
+    const uint64_t seed = eplb_workload_next(state);
+    switch (weights) {
+    case EPLBT_W_WORKLOAD:
+        eplb_workload_fill(c->weight, L, E, seed, eplbt_rand(state, 0, 1) ? 7 : 0);
+        break;
+    case EPLBT_W_SMALL_INT:
+        for (int64_t i = 0; i < L * E; i++) c->weight[i] = (float)eplbt_rand(state, 0, 3);
+        break;
+    case EPLBT_W_EQUAL: {
+        const float v = (float)eplbt_rand(state, 1, 1000) * 0.125f;
+        for (int64_t i = 0; i < L * E; i++) c->weight[i] = v;
+        break;
+    }
+    case EPLBT_W_ZERO_ROWS:
+        eplb_workload_fill(c->weight, L, E, seed, 0);
+        for (int64_t l = 0; l < L; l += 2) /* layers 0, 2, 4...: idle */
+            for (int64_t e = 0; e < E; e++) c->weight[l * E + e] = 0.0f;
+        break;
+    case EPLBT_W_FRACTION:
+        for (int64_t i = 0; i < L * E; i++) {
+            const int64_t r = eplbt_rand(state, 0, 9);
+            c->weight[i] = r == 0 ? -0.0f : r == 1 ? 1e-40f /* sub-normal */
+                         : (float)eplbt_rand(state, 1, 1 << 20) / 3.0f;
+        }
+        break;
+    }
+    snprintf(c->label, sizeof c->label,
+             "%s/%s L=%lld E=%lld R=%lld G=%lld N=%lld P=%lld policy=%d", eplbt_kind_names[kind],
+             eplbt_weight_names[weights], (long long)L, (long long)E, (long long)s->replicas,
+             (long long)G, (long long)N, (long long)P, (int)c->policy);
+}
+
+EPLBT_HELPER void eplbt_case_free(eplbt_case *c)
+{
+    free(c->weight);
+    c->weight = NULL;
+}
+
+/* ---- golden files ----------------------------------------------------------- */
+
+EPLBT_HELPER int eplbt_compare_names(const void *a, const void *b)
+{
+    return strcmp(*(char *const *)a, *(char *const *)b);
+}
+
+/* Sorted list of the .txt files of tests/golden (full paths); *count receives the size. */
+EPLBT_HELPER char **eplbt_golden_list(size_t *count)
+{
+    DIR *dir = opendir(EPLB_GOLDEN_DIR);
+    cr_assert(dir, "cannot open the golden directory %s", EPLB_GOLDEN_DIR);
+    size_t n = 0, cap = 64;
+    char **names = malloc(cap * sizeof *names);
+    struct dirent *entry;
+    while ((entry = readdir(dir)) != NULL) {
+        const size_t len = strlen(entry->d_name);
+        if (len < 5 || strcmp(entry->d_name + len - 4, ".txt") != 0) continue;
+        if (n == cap) names = realloc(names, (cap *= 2) * sizeof *names);
+        names[n] = malloc(sizeof EPLB_GOLDEN_DIR + len + 2);
+        sprintf(names[n], "%s/%s", EPLB_GOLDEN_DIR, entry->d_name);
+        n++;
+    }
+    closedir(dir);
+    qsort(names, n, sizeof *names, eplbt_compare_names);
+    *count = n;
+    return names;
+}
+
+EPLBT_HELPER void eplbt_golden_list_free(char **names, size_t count)
+{
+    for (size_t i = 0; i < count; i++) free(names[i]);
+    free(names);
+}
+
+/* ---- poisoned outputs ------------------------------------------------------------ */
+
+#define EPLBT_POISON 0xA5
+
+EPLBT_HELPER void eplbt_poison(void *p, size_t bytes) { memset(p, EPLBT_POISON, bytes); }
+
+/* Index of the first byte that is not the poison pattern, or -1. */
+EPLBT_HELPER long eplbt_first_unpoisoned(const void *p, size_t bytes)
+{
+    const unsigned char *b = p;
+    for (size_t i = 0; i < bytes; i++)
+        if (b[i] != EPLBT_POISON) return (long)i;
+    return -1;
+}
+
+#endif /* EPLB_TESTS_HARNESS_H */
