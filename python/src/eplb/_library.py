@@ -1,0 +1,134 @@
+"""Loads libeplb with ctypes and declares the C API's signatures (include/eplb/eplb.h)."""
+import ctypes
+import ctypes.util
+import os
+
+_HERE = os.path.dirname(os.path.abspath(__file__))
+
+
+# Major version this binding was written for; the C API is stable within it.
+_ABI_MAJOR = 0
+
+
+class Options(ctypes.Structure):
+    """struct eplb_options."""
+
+    _fields_ = [
+        ("struct_size", ctypes.c_uint32),
+        ("candidates", ctypes.c_int32),
+        ("iterations", ctypes.c_int32),
+        ("noise", ctypes.c_float),
+        ("tolerance", ctypes.c_float),
+        ("seed", ctypes.c_uint64),
+        ("policy", ctypes.c_int),
+    ]
+
+
+class Shape(ctypes.Structure):
+    """struct eplb_shape."""
+
+    _fields_ = [
+        ("layers", ctypes.c_int64),
+        ("experts", ctypes.c_int64),
+        ("replicas", ctypes.c_int64),
+        ("groups", ctypes.c_int64),
+        ("nodes", ctypes.c_int64),
+        ("gpus", ctypes.c_int64),
+    ]
+
+
+def _candidate_paths():
+    """Where libeplb may be, in the order documented in docs/python.md."""
+    explicit = os.environ.get("EPLB_LIBRARY", "")
+    if explicit:
+        if os.path.isdir(explicit):
+            explicit = os.path.join(explicit, "libeplb.so")
+        return [explicit], True
+    paths = [os.path.join(_HERE, "libeplb.so")]
+    system = ctypes.util.find_library("eplb")
+    if system:
+        paths.append(system)
+    return paths, False
+
+
+def _load():
+    paths, explicit = _candidate_paths()
+    errors = []
+    for path in paths:
+        if not explicit and os.path.sep in path and not os.path.exists(path):
+            errors.append("%s: not found" % path)
+            continue
+        try:
+            return ctypes.CDLL(path), path
+        except OSError as exc:
+            errors.append("%s: %s" % (path, exc))
+    hint = ("EPLB_LIBRARY is set: check that it names libeplb.so or its folder"
+            if explicit else
+            "install the package with 'pip install ./python' from the eplb checkout, "
+            "or set EPLB_LIBRARY to a built libeplb.so")
+    raise ImportError("eplb: cannot load libeplb (%s); %s" % ("; ".join(errors), hint))
+
+
+def _declare(lib):
+    c_char_p_p = ctypes.POINTER(ctypes.c_char_p)
+    ctx_p = ctypes.c_void_p
+    i64_p = ctypes.POINTER(ctypes.c_int64)
+    sigs = {
+        "eplb_version_number": (ctypes.c_uint, []),
+        "eplb_version_string": (ctypes.c_char_p, []),
+        "eplb_status_string": (ctypes.c_char_p, [ctypes.c_int]),
+        "eplb_options_init": (None, [ctypes.c_void_p]),
+        "eplb_shape_check": (ctypes.c_int, [ctypes.POINTER(Shape), c_char_p_p]),
+        "eplb_context_create": (ctypes.c_int, [ctypes.POINTER(ctx_p), ctypes.c_char_p]),
+        "eplb_context_free": (None, [ctx_p]),
+        "eplb_context_backend": (ctypes.c_char_p, [ctx_p]),
+        "eplb_context_device": (ctypes.c_char_p, [ctx_p]),
+        "eplb_context_last_error": (ctypes.c_char_p, [ctx_p]),
+        "eplb_last_error": (ctypes.c_char_p, []),
+        "eplb_rebalance": (ctypes.c_int, [ctx_p, ctypes.c_void_p, ctypes.POINTER(Shape),
+                                          ctypes.c_void_p, ctypes.c_void_p, ctypes.c_void_p,
+                                          ctypes.c_void_p, ctypes.c_int64, i64_p]),
+        "eplb_rebalance_device": (ctypes.c_int, [ctx_p, ctypes.c_void_p, ctypes.POINTER(Shape),
+                                                 ctypes.c_void_p, ctypes.c_void_p,
+                                                 ctypes.c_void_p, ctypes.c_void_p,
+                                                 ctypes.c_int64, ctypes.c_void_p]),
+        "eplb_device_status": (ctypes.c_int, [ctx_p, ctypes.c_void_p]),
+        "eplb_backend_count": (ctypes.c_int, []),
+        "eplb_backend_name": (ctypes.c_char_p, [ctypes.c_int]),
+        "eplb_backend_available": (ctypes.c_int, [ctypes.c_int, c_char_p_p]),
+    }
+    for name, (restype, argtypes) in sigs.items():
+        fn = getattr(lib, name)
+        fn.restype = restype
+        fn.argtypes = argtypes
+
+
+lib, path = _load()
+_declare(lib)
+
+version_number = lib.eplb_version_number()
+version = lib.eplb_version_string().decode()
+if version_number // 10000 != _ABI_MAJOR:
+    raise ImportError("eplb: %s is libeplb %s, this package needs major version %d"
+                      % (path, version, _ABI_MAJOR))
+
+
+def text(ptr):
+    """A C string from the library as str ('' for NULL)."""
+    return ptr.decode("utf-8", "replace") if ptr else ""
+
+
+def new_options():
+    """eplb_options filled by eplb_options_init.
+
+    The struct lives in a buffer larger than this binding's view of it, so a
+    library whose struct grew cannot write past it; a size mismatch is then an
+    ImportError-style failure rather than memory corruption."""
+    buf = ctypes.create_string_buffer(256)
+    lib.eplb_options_init(buf)
+    opts = Options.from_buffer(buf)
+    if opts.struct_size != ctypes.sizeof(Options):
+        raise RuntimeError("eplb: %s has a %d-byte eplb_options, this package expects %d: "
+                           "rebuild or reinstall the package" % (path, opts.struct_size,
+                                                                 ctypes.sizeof(Options)))
+    return opts  # from_buffer keeps buf alive
