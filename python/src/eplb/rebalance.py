@@ -83,7 +83,8 @@ def _host_weight(weight):
     if arr.dtype.kind not in "iuf":
         raise TypeError("eplb: weight must hold integers or real numbers, got dtype %s" % arr.dtype)
     _check_matrix(arr.ndim, arr.shape)
-    return np.ascontiguousarray(arr, dtype=np.float32)
+    with np.errstate(over="ignore"):  # overflow to inf: the library names the weight
+        return np.ascontiguousarray(arr, dtype=np.float32)
 
 
 def _plan_host(weight32, shape, opts, backend):
@@ -207,8 +208,8 @@ def synchronize(device=None):
     the current one) and raises EplbError if it failed. Returns at once if
     there is none."""
     torch = sys.modules.get("torch")
-    if torch is None:
-        return
+    if torch is None or not torch.cuda.is_available():
+        return  # no CUDA tensor can have been planned
     index = torch.device(device).index if device is not None else None
     if index is None:
         index = torch.cuda.current_device()
