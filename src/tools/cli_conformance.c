@@ -1,0 +1,482 @@
+/* eplb conformance: every golden case and a set of random cases on every
+ * available backend, compared with the golden files and the cpu backend, with
+ * poisoned guard bytes after every output buffer. */
+#define _GNU_SOURCE
+#include <dirent.h>
+#include <getopt.h>
+#include <limits.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "cli.h"
+#include "eplb/eplb.h"
+#include "golden.h"
+#include "random_case.h"
+
+#define GUARD_BYTES 256
+#define POISON 0xA5
+
+/* Where tests/golden lies: installed next to the binary, else the source tree. */
+static const char *default_golden_dir(char *buf, size_t len)
+{
+    char exe[PATH_MAX];
+    ssize_t n = readlink("/proc/self/exe", exe, sizeof exe - 1);
+    if (n > 0) {
+        exe[n] = '\0';
+        char *slash = strrchr(exe, '/');
+        if (slash) {
+            *slash = '\0';
+            snprintf(buf, len, "%s/%s", exe, EPLB_CLI_INSTALLED_GOLDEN_REL);
+            struct stat st;
+            if (stat(buf, &st) == 0 && S_ISDIR(st.st_mode))
+                return buf;
+        }
+    }
+    snprintf(buf, len, "%s", EPLB_CLI_SOURCE_GOLDEN_DIR);
+    return buf;
+}
+
+/* An int64 array followed by GUARD_BYTES of poison; the whole block starts poisoned. */
+typedef struct guarded {
+    unsigned char *block;
+    size_t bytes;
+} guarded;
+
+static int64_t *guarded_alloc(guarded *g, size_t count)
+{
+    g->bytes = count * sizeof(int64_t);
+    g->block = malloc(g->bytes + GUARD_BYTES);
+    if (g->block)
+        memset(g->block, POISON, g->bytes + GUARD_BYTES);
+    return (int64_t *)g->block;
+}
+
+/* Offset of the first changed guard byte, or -1. */
+static long guard_damage(const guarded *g)
+{
+    for (size_t i = 0; i < GUARD_BYTES; i++)
+        if (g->block[g->bytes + i] != POISON)
+            return (long)i;
+    return -1;
+}
+
+typedef struct plan_result {
+    guarded phy2log, logcnt, log2phy;
+    int64_t width;
+    eplb_status status;
+    char error[512];
+} plan_result;
+
+static void plan_result_free(plan_result *r)
+{
+    free(r->phy2log.block);
+    free(r->logcnt.block);
+    free(r->log2phy.block);
+    memset(r, 0, sizeof *r);
+}
+
+static int run_case(eplb_context *ctx, const float *weight, const eplb_shape *s,
+                    const eplb_options *o, plan_result *r)
+{
+    memset(r, 0, sizeof *r);
+    const size_t L = (size_t)s->layers, E = (size_t)s->experts, R = (size_t)s->replicas;
+    r->width = eplb_log2phy_width_max(s);
+    int64_t *p = guarded_alloc(&r->phy2log, L * R);
+    int64_t *c = guarded_alloc(&r->logcnt, L * E);
+    int64_t *x = guarded_alloc(&r->log2phy, L * E * (size_t)r->width);
+    if (!p || !c || !x) {
+        r->status = EPLB_ERR_OUT_OF_MEMORY;
+        snprintf(r->error, sizeof r->error, "out of memory");
+        return 0;
+    }
+    r->status = eplb_rebalance(ctx, weight, s, o, p, c, x, r->width, NULL);
+    if (r->status != EPLB_OK)
+        snprintf(r->error, sizeof r->error, "%s", eplb_context_last_error(ctx));
+    return r->status == EPLB_OK;
+}
+
+/* First index where a and b differ, or -1. */
+static long first_difference(const int64_t *a, const int64_t *b, size_t n)
+{
+    for (size_t i = 0; i < n; i++)
+        if (a[i] != b[i])
+            return (long)i;
+    return -1;
+}
+
+/* The plan is a plan: counts >= 1 summing to R, phy2log agreeing with logcnt,
+ * log2phy naming each replica's distinct slot then -1. Writes why on failure. */
+static int plan_is_consistent(const eplb_shape *s, const plan_result *r, char *why, size_t len)
+{
+    const int64_t L = s->layers, E = s->experts, R = s->replicas, X = r->width;
+    const int64_t *p = (const int64_t *)r->phy2log.block, *c = (const int64_t *)r->logcnt.block;
+    const int64_t *x = (const int64_t *)r->log2phy.block;
+    int64_t *seen = calloc((size_t)(R + E), sizeof *seen);
+    if (!seen) {
+        snprintf(why, len, "out of memory");
+        return 0;
+    }
+    int64_t *count = seen + R;
+    int ok = 1;
+    for (int64_t l = 0; l < L && ok; l++) {
+        memset(seen, 0, (size_t)(R + E) * sizeof *seen);
+        int64_t sum = 0;
+        for (int64_t e = 0; e < E; e++) {
+            if (c[l * E + e] < 1 || c[l * E + e] > X) {
+                snprintf(why, len, "logcnt[%lld][%lld] = %lld is out of 1..%lld", (long long)l,
+                         (long long)e, (long long)c[l * E + e], (long long)X);
+                ok = 0;
+                break;
+            }
+            sum += c[l * E + e];
+        }
+        if (ok && sum != R) {
+            snprintf(why, len, "logcnt row %lld sums to %lld, not %lld", (long long)l,
+                     (long long)sum, (long long)R);
+            ok = 0;
+        }
+        for (int64_t q = 0; q < R && ok; q++) {
+            int64_t e = p[l * R + q];
+            if (e < 0 || e >= E) {
+                snprintf(why, len, "phy2log[%lld][%lld] = %lld is not an expert", (long long)l,
+                         (long long)q, (long long)e);
+                ok = 0;
+            } else {
+                count[e]++;
+            }
+        }
+        for (int64_t e = 0; e < E && ok; e++) {
+            if (count[e] != c[l * E + e]) {
+                snprintf(why, len, "expert %lld of layer %lld holds %lld slots but logcnt says %lld",
+                         (long long)e, (long long)l, (long long)count[e], (long long)c[l * E + e]);
+                ok = 0;
+                break;
+            }
+            for (int64_t k = 0; k < X && ok; k++) {
+                int64_t q = x[(l * E + e) * X + k];
+                int valid = k < c[l * E + e] ? (q >= 0 && q < R && p[l * R + q] == e && !seen[q])
+                                             : q == -1;
+                if (!valid) {
+                    snprintf(why, len, "log2phy[%lld][%lld][%lld] = %lld is wrong", (long long)l,
+                             (long long)e, (long long)k, (long long)q);
+                    ok = 0;
+                } else if (k < c[l * E + e]) {
+                    seen[q] = 1;
+                }
+            }
+        }
+    }
+    free(seen);
+    return ok;
+}
+
+typedef struct tally {
+    long passed, failed;
+} tally;
+
+static void fail_line(tally *t, const char *name, const char *backend, const char *fmt, ...)
+    __attribute__((format(printf, 4, 5)));
+static void fail_line(tally *t, const char *name, const char *backend, const char *fmt, ...)
+{
+    va_list args;
+    va_start(args, fmt);
+    printf("FAIL %s [%s]: ", name, backend);
+    vprintf(fmt, args);
+    printf("\n");
+    va_end(args);
+    fflush(stdout);
+    t->failed++;
+}
+
+/* Describes index i of an [rows][cols] array as "[row][col]". */
+static void position(char *buf, size_t len, long i, int64_t cols)
+{
+    snprintf(buf, len, "[%ld][%ld]", i / (long)cols, i % (long)cols);
+}
+
+/* Checks one backend's result against the reference (cpu) and, when given,
+ * the golden phy2log and logcnt; counts one pass or one failure. */
+static void check_result(tally *t, const char *name, const char *backend, const eplb_shape *s,
+                         const plan_result *got, const plan_result *ref, const eplb_golden *golden)
+{
+    const size_t L = (size_t)s->layers, E = (size_t)s->experts, R = (size_t)s->replicas;
+    char where[64], why[512];
+    if (got->status != EPLB_OK) {
+        fail_line(t, name, backend, "eplb_rebalance failed: %s: %s", eplb_status_string(got->status),
+                  got->error);
+        return;
+    }
+    const guarded *bufs[3] = {&got->phy2log, &got->logcnt, &got->log2phy};
+    static const char *const names[3] = {"phy2log", "logcnt", "log2phy"};
+    for (int b = 0; b < 3; b++) {
+        long at = guard_damage(bufs[b]);
+        if (at >= 0) {
+            fail_line(t, name, backend, "wrote past the end of %s (guard byte %ld changed)",
+                      names[b], at);
+            return;
+        }
+    }
+    const int64_t *p = (const int64_t *)got->phy2log.block;
+    const int64_t *c = (const int64_t *)got->logcnt.block;
+    if (golden) {
+        long i = first_difference(p, golden->phy2log, L * R);
+        if (i >= 0) {
+            position(where, sizeof where, i, (int64_t)R);
+            fail_line(t, name, backend, "phy2log differs from the golden file at %s (index %ld): "
+                      "got %lld, want %lld", where, i, (long long)p[i], (long long)golden->phy2log[i]);
+            return;
+        }
+        i = first_difference(c, golden->logcnt, L * E);
+        if (i >= 0) {
+            position(where, sizeof where, i, (int64_t)E);
+            fail_line(t, name, backend, "logcnt differs from the golden file at %s (index %ld): "
+                      "got %lld, want %lld", where, i, (long long)c[i], (long long)golden->logcnt[i]);
+            return;
+        }
+    }
+    if (!plan_is_consistent(s, got, why, sizeof why)) {
+        fail_line(t, name, backend, "inconsistent plan: %s", why);
+        return;
+    }
+    if (ref && ref != got) {
+        if (ref->status != EPLB_OK) {
+            fail_line(t, name, backend, "no cpu reference: %s", ref->error);
+            return;
+        }
+        const int64_t *rp = (const int64_t *)ref->phy2log.block;
+        const int64_t *rc = (const int64_t *)ref->logcnt.block;
+        const int64_t *rx = (const int64_t *)ref->log2phy.block;
+        const int64_t *x = (const int64_t *)got->log2phy.block;
+        long i = first_difference(p, rp, L * R);
+        if (i >= 0) {
+            position(where, sizeof where, i, (int64_t)R);
+            fail_line(t, name, backend, "phy2log differs from cpu at %s (index %ld): got %lld, "
+                      "want %lld", where, i, (long long)p[i], (long long)rp[i]);
+            return;
+        }
+        i = first_difference(c, rc, L * E);
+        if (i >= 0) {
+            position(where, sizeof where, i, (int64_t)E);
+            fail_line(t, name, backend, "logcnt differs from cpu at %s (index %ld): got %lld, "
+                      "want %lld", where, i, (long long)c[i], (long long)rc[i]);
+            return;
+        }
+        i = first_difference(x, rx, L * E * (size_t)got->width);
+        if (i >= 0) {
+            long X = (long)got->width;
+            fail_line(t, name, backend, "log2phy differs from cpu at [%ld][%ld][%ld] (index %ld): "
+                      "got %lld, want %lld", i / X / (long)E, i / X % (long)E, i % X, i,
+                      (long long)x[i], (long long)rx[i]);
+            return;
+        }
+    }
+    t->passed++;
+}
+
+typedef struct backend_slot {
+    const char *name;
+    eplb_context *ctx;
+} backend_slot;
+
+/* Runs one case on every backend; slot 0 is cpu, the reference. */
+static void run_everywhere(tally *t, backend_slot *slots, int nslots, const char *name,
+                           const float *weight, const eplb_shape *s, const eplb_options *o,
+                           const eplb_golden *golden)
+{
+    plan_result ref;
+    run_case(slots[0].ctx, weight, s, o, &ref);
+    check_result(t, name, slots[0].name, s, &ref, NULL, golden);
+    for (int b = 1; b < nslots; b++) {
+        plan_result got;
+        run_case(slots[b].ctx, weight, s, o, &got);
+        check_result(t, name, slots[b].name, s, &got, &ref, golden);
+        plan_result_free(&got);
+    }
+    plan_result_free(&ref);
+}
+
+static int compare_names(const void *a, const void *b)
+{
+    return strcmp(*(char *const *)a, *(char *const *)b);
+}
+
+/* Sorted *.txt names of dir; returns the count or -1. */
+static int list_goldens(const char *dir, char ***names)
+{
+    DIR *d = opendir(dir);
+    if (!d)
+        return -1;
+    int n = 0, cap = 0;
+    char **list = NULL;
+    struct dirent *ent;
+    while ((ent = readdir(d))) {
+        size_t len = strlen(ent->d_name);
+        if (len < 5 || strcmp(ent->d_name + len - 4, ".txt") != 0)
+            continue;
+        if (n == cap) {
+            cap = cap ? cap * 2 : 64;
+            char **grown = realloc(list, (size_t)cap * sizeof *list);
+            if (!grown)
+                break;
+            list = grown;
+        }
+        list[n] = strdup(ent->d_name);
+        if (list[n])
+            n++;
+    }
+    closedir(d);
+    if (n)
+        qsort(list, (size_t)n, sizeof *list, compare_names);
+    *names = list;
+    return n;
+}
+
+static void conformance_usage(FILE *f)
+{
+    fprintf(f,
+            "usage: eplb conformance [--golden DIR] [--random N] [--seed S]\n\n"
+            "Runs every golden case (DIR/*.txt) and N random cases on every available backend.\n"
+            "Each backend's phy2log, logcnt and log2phy must equal the cpu backend's, golden\n"
+            "cases must reproduce the golden phy2log and logcnt exactly, every plan must be\n"
+            "consistent, and the guard bytes after every output buffer must stay intact.\n\n"
+            "  -g, --golden DIR   golden files (default: %s);\n"
+            "                     'none' skips the golden cases\n"
+            "  -n, --random N     random cases, 0..1000000 (default 100)\n"
+            "  -s, --seed S       seed of the random cases (default 1)\n"
+            "  -h, --help         this help\n\n"
+            "Prints a FAIL line per failed check (case x backend), then 'N passed, N failed'.\n"
+            "exit codes: 0 all passed, 1 a check failed, 2 usage error or golden directory missing\n",
+            EPLB_CLI_SOURCE_GOLDEN_DIR);
+}
+
+int eplb_cli_conformance(int argc, char **argv)
+{
+    static const struct option longopts[] = {
+        {"golden", required_argument, NULL, 'g'}, {"random", required_argument, NULL, 'n'},
+        {"seed", required_argument, NULL, 's'},   {"help", no_argument, NULL, 'h'},
+        {NULL, 0, NULL, 0}};
+    char dir_buf[PATH_MAX + 64];
+    const char *golden_dir = NULL;
+    int64_t random_cases = 100;
+    uint64_t seed = 1;
+    opterr = 0;
+    optind = 1;
+    int c;
+    while ((c = getopt_long(argc, argv, ":g:n:s:h", longopts, NULL)) != -1) {
+        switch (c) {
+        case 'g': golden_dir = optarg; break;
+        case 'n':
+            if (!eplb_cli_parse_i64("conformance", "--random", optarg, 0, 1000000, &random_cases))
+                return EPLB_EXIT_USAGE;
+            break;
+        case 's':
+            if (!eplb_cli_parse_u64("conformance", "--seed", optarg, &seed))
+                return EPLB_EXIT_USAGE;
+            break;
+        case 'h': conformance_usage(stdout); return EPLB_EXIT_OK;
+        case ':':
+            fprintf(stderr, "eplb conformance: option %s needs a value\n", argv[optind - 1]);
+            return EPLB_EXIT_USAGE;
+        default:
+            fprintf(stderr, "eplb conformance: unknown option '%s'\n", argv[optind - 1]);
+            return EPLB_EXIT_USAGE;
+        }
+    }
+    if (optind < argc) {
+        fprintf(stderr, "eplb conformance: unexpected argument '%s'\n", argv[optind]);
+        return EPLB_EXIT_USAGE;
+    }
+    if (!golden_dir)
+        golden_dir = default_golden_dir(dir_buf, sizeof dir_buf);
+    int skip_goldens = strcmp(golden_dir, "none") == 0;
+    char **goldens = NULL;
+    int ngoldens = 0;
+    if (!skip_goldens) {
+        ngoldens = list_goldens(golden_dir, &goldens);
+        if (ngoldens < 0) {
+            fprintf(stderr, "eplb conformance: cannot open golden directory %s: %m "
+                            "(pass --golden DIR, or --golden none)\n", golden_dir);
+            return EPLB_EXIT_USAGE;
+        }
+        if (ngoldens == 0) {
+            fprintf(stderr, "eplb conformance: no golden files (*.txt) in %s\n", golden_dir);
+            free(goldens);
+            return EPLB_EXIT_USAGE;
+        }
+    }
+
+    /* The cpu backend first: it is the reference. */
+    int count = eplb_backend_count();
+    backend_slot *slots = calloc((size_t)count + 1, sizeof *slots);
+    tally t = {0, 0};
+    int nslots = 0, cpu_missing = 0;
+    if (!slots) {
+        fprintf(stderr, "eplb conformance: out of memory\n");
+        return EPLB_EXIT_FAILURE;
+    }
+    if (eplb_context_create(&slots[0].ctx, "cpu") == EPLB_OK) {
+        slots[0].name = "cpu";
+        nslots = 1;
+    } else {
+        fail_line(&t, "setup", "cpu", "cannot open the reference backend: %s", eplb_last_error());
+        cpu_missing = 1;
+    }
+    for (int i = 0; i < count && !cpu_missing; i++) {
+        const char *name = eplb_backend_name(i), *detail = NULL;
+        if (strcmp(name, "cpu") == 0)
+            continue;
+        if (!eplb_backend_available(i, &detail)) {
+            printf("skip %s: unavailable: %s\n", name, detail ? detail : "");
+            continue;
+        }
+        if (eplb_context_create(&slots[nslots].ctx, name) != EPLB_OK) {
+            fail_line(&t, "setup", name, "available but cannot be opened: %s", eplb_last_error());
+            continue;
+        }
+        slots[nslots++].name = name;
+    }
+    if (nslots > 0) {
+        printf("backends:");
+        for (int b = 0; b < nslots; b++)
+            printf(" %s (%s)%s", slots[b].name, eplb_context_device(slots[b].ctx),
+                   b + 1 < nslots ? "," : "\n");
+        printf("cases: %d golden from %s, %lld random with seed %llu\n", ngoldens,
+               skip_goldens ? "(skipped)" : golden_dir, (long long)random_cases,
+               (unsigned long long)seed);
+        fflush(stdout);
+    }
+
+    for (int g = 0; g < ngoldens && nslots > 0; g++) {
+        char path[PATH_MAX + 512], error[1024];
+        snprintf(path, sizeof path, "%s/%s", golden_dir, goldens[g]);
+        eplb_golden golden;
+        if (eplb_golden_read(path, &golden, error, sizeof error) != EPLB_OK) {
+            fail_line(&t, goldens[g], "all", "unreadable golden file: %s", error);
+            continue;
+        }
+        run_everywhere(&t, slots, nslots, goldens[g], golden.weight, &golden.shape,
+                       &golden.options, &golden);
+        eplb_golden_free(&golden);
+    }
+    for (int64_t i = 0; i < random_cases && nslots > 0; i++) {
+        eplb_random_case rc;
+        if (eplb_random_case_make(seed, (uint64_t)i, &rc) != EPLB_OK) {
+            fail_line(&t, "random", "all", "out of memory for case %lld", (long long)i);
+            continue;
+        }
+        run_everywhere(&t, slots, nslots, rc.name, rc.weight, &rc.shape, &rc.options, NULL);
+        eplb_random_case_free(&rc);
+    }
+    for (int g = 0; g < ngoldens; g++)
+        free(goldens[g]);
+    free(goldens);
+    for (int b = 0; b < nslots; b++)
+        eplb_context_free(slots[b].ctx);
+    free(slots);
+    printf("%ld passed, %ld failed\n", t.passed, t.failed);
+    return t.failed ? EPLB_EXIT_FAILURE : EPLB_EXIT_OK;
+}
