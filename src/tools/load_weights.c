@@ -382,6 +382,9 @@ static eplb_status parse_npy(const char *name, const unsigned char *b, size_t le
         return fail(error, error_len, name, EPLB_ERR_OUT_OF_MEMORY, "out of memory");
     memcpy(header, b + header_at, header_len);
     header[header_len] = '\0';
+    int has_nul = memchr(header, '\0', header_len) != NULL;
+    for (size_t n = header_len; n > 0 && isspace((unsigned char)header[n - 1]); n--)
+        header[n - 1] = '\0'; /* the padding, so messages quote the dict alone */
 
     char why[512] = "";
     char descr[16] = "";
@@ -390,7 +393,7 @@ static eplb_status parse_npy(const char *name, const unsigned char *b, size_t le
     const char *d = npy_field(header, "descr");
     const char *f = npy_field(header, "fortran_order");
     const char *s = npy_field(header, "shape");
-    if (!d || !f || !s || memchr(header, '\0', header_len))
+    if (!d || !f || !s || has_nul)
         snprintf(why, sizeof why, "malformed .npy header: missing 'descr', 'fortran_order' or "
                                   "'shape' (header: %.120s)", header);
     if (!why[0]) {

@@ -113,13 +113,35 @@ eplb_status eplb_plan_write_json(const char *path, const eplb_plan_record *recor
         return bad ? write_error(error, error_len, "standard output", "write failed", errno)
                    : EPLB_OK;
     }
-    size_t tmp_len = strlen(path) + 16;
+    struct stat info;
+    char *real = NULL;
+    if (stat(path, &info) == 0) {
+        if (!S_ISREG(info.st_mode)) {
+            /* A device or pipe (/dev/stdout, a FIFO): never rename over it; write in place. */
+            FILE *f = fopen(path, "w");
+            if (!f) {
+                json_decref(root);
+                return write_error(error, error_len, path, "cannot open", errno);
+            }
+            errno = 0;
+            int bad = json_dumpf(root, f, flags) != 0 || fputc('\n', f) == EOF || fflush(f) != 0;
+            int err = errno;
+            if (fclose(f) != 0 && !bad)
+                bad = 1, err = errno;
+            json_decref(root);
+            return bad ? write_error(error, error_len, path, "write failed", err) : EPLB_OK;
+        }
+        real = realpath(path, NULL); /* through a symlink: replace its target, keep the link */
+    }
+    const char *target = real ? real : path;
+    size_t tmp_len = strlen(target) + 16;
     char *tmp = malloc(tmp_len);
     if (!tmp) {
+        free(real);
         json_decref(root);
         return write_error(error, error_len, path, "out of memory", 0);
     }
-    snprintf(tmp, tmp_len, "%s.tmp.XXXXXX", path);
+    snprintf(tmp, tmp_len, "%s.tmp.XXXXXX", target);
     eplb_status st = EPLB_OK;
     int fd = mkstemp(tmp);
     if (fd < 0) {
@@ -142,13 +164,14 @@ eplb_status eplb_plan_write_json(const char *path, const eplb_plan_record *recor
                 bad = 1, err = errno;
             if (bad)
                 st = write_error(error, error_len, tmp, "write failed", err);
-            else if (rename(tmp, path) != 0)
+            else if (rename(tmp, target) != 0)
                 st = write_error(error, error_len, path, "cannot rename the temporary file", errno);
         }
         if (st != EPLB_OK)
             unlink(tmp);
     }
     free(tmp);
+    free(real);
     json_decref(root);
     return st;
 }
