@@ -60,3 +60,12 @@ def test_clear_contexts_then_plan_again():
 
 def test_synchronize_without_device_work_returns():
     eplb.synchronize()  # nothing pending on this thread: returns at once
+
+
+def test_global_policy_equals_one_group_one_node():
+    # SPEC section 3: global is the hierarchical procedure with groups = nodes = 1.
+    w = np.random.default_rng(9).integers(0, 900, size=(3, 12)).astype(np.float32)
+    a = eplb.rebalance_experts(w, 16, 4, 2, 8, policy="global")
+    b = eplb.rebalance_experts(w, 16, 1, 1, 8)
+    for x, y in zip(a, b):
+        np.testing.assert_array_equal(x, y)

@@ -120,3 +120,14 @@ def test_error_text_names_status():
     err = expect_status(Status.INVALID_SHAPE, WEIGHT, 15, 4, 2, 8)
     assert str(err).startswith("EPLB_ERR_INVALID_SHAPE: ")
     assert isinstance(err.status, Status) and int(err.status) == 2
+
+
+def test_unknown_policy():
+    with pytest.raises(ValueError, match="policy"):
+        eplb.rebalance_experts(WEIGHT, *ARGS, policy="random")
+
+
+def test_hierarchical_policy_needs_groups_multiple_of_nodes():
+    # groups 4, nodes 3: auto falls back to global, a forced hierarchical plan is refused.
+    eplb.rebalance_experts(WEIGHT, 18, 4, 3, 6)
+    expect_status(Status.POLICY, WEIGHT, 18, 4, 3, 6, policy="hierarchical")

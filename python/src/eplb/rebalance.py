@@ -24,8 +24,15 @@ def _count(name, value):
     return value
 
 
-def _options(candidates, iterations, seed, noise, tolerance):
+_POLICIES = {"auto": 0, "hierarchical": 1, "global": 2}  # enum eplb_policy
+
+
+def _options(candidates, iterations, seed, noise, tolerance, policy):
     opts = _library.new_options()
+    if policy not in _POLICIES:
+        raise ValueError("eplb: policy must be 'auto', 'hierarchical' or 'global', got %r"
+                         % (policy,))
+    opts.policy = _POLICIES[policy]
     # Out-of-range values are passed as a value the library rejects with its own
     # message, never truncated by ctypes into a valid one.
     for name, value, bits in (("candidates", candidates, 32), ("iterations", iterations, 32)):
@@ -151,7 +158,7 @@ def _device_status(ctx):
 
 def rebalance_experts(weight, num_replicas, num_groups, num_nodes, num_gpus, *,
                       candidates=8, iterations=20, seed=0, noise=0.2, tolerance=1e-5,
-                      backend=None, check=True):
+                      policy="auto", backend=None, check=True):
     """Plans expert replication and placement, as DeepSeek eplb.py's rebalance_experts.
 
     Parameters:
@@ -164,6 +171,9 @@ def rebalance_experts(weight, num_replicas, num_groups, num_nodes, num_gpus, *,
         num_gpus: GPUs, a multiple of num_nodes.
         candidates, iterations, seed, noise, tolerance: planner options (SPEC.md
             section 6); candidates=1, iterations=0 gives DeepSeek's exact plan.
+        policy: "auto" (DeepSeek's rule: hierarchical when num_groups % num_nodes
+            == 0, else global), "hierarchical" (EplbError if groups % nodes != 0)
+            or "global".
         backend: "cpu", "opencl", "cuda", "auto" or None. None: CUDA tensors use
             "cuda"; other inputs follow $EPLB_BACKEND, else "auto".
         check: CUDA tensors only. True waits for the plan on the current stream
@@ -181,11 +191,11 @@ def rebalance_experts(weight, num_replicas, num_groups, num_nodes, num_gpus, *,
             negative weights, option values) or failed; .status and .message say why.
         TypeError: weight of a non-numeric dtype, or a non-integer count.
         ValueError: weight not 2-D, a count outside int64, a seed outside uint64,
-            or a backend that cannot take the tensor's device.
+            an unknown policy, or a backend that cannot take the tensor's device.
     """
     if backend is not None and not isinstance(backend, str):
         raise TypeError("eplb: backend must be a string or None, got %s" % type(backend).__name__)
-    opts = _options(candidates, iterations, seed, noise, tolerance)
+    opts = _options(candidates, iterations, seed, noise, tolerance, policy)
     torch = _torch_of(weight)
     if torch is None:
         weight32 = _host_weight(weight)
