@@ -45,7 +45,7 @@ static eplb_status cpu_copy(eplb_backend *backend, void *dst, const void *src, s
     return EPLB_OK;
 }
 
-static const eplb_backend_i cpu_iface = {
+static const eplb_backend_i cpu_iface_fused = {
     /* .free            = */ cpu_free,
     /* .device_name     = */ cpu_device_name,
     /* .is_accelerator  = */ cpu_is_accelerator,
@@ -65,9 +65,12 @@ static const eplb_backend_i cpu_iface = {
     /* .pack_greedy     = */ eplb_cpu_pack_greedy,
     /* .pack_swap       = */ eplb_cpu_pack_swap,
     /* .pack_select     = */ eplb_cpu_pack_select,
-    /* .pack_fused      = */ NULL,
+    /* .pack_fused      = */ eplb_cpu_pack_fused,
     /* .plan_fused      = */ NULL,
 };
+
+/* The same backend with the four packing stages run one by one. */
+static eplb_backend_i cpu_iface_separate;
 
 static eplb_status cpu_create(eplb_backend **out, char *error, size_t error_len)
 {
@@ -77,7 +80,16 @@ static eplb_status cpu_create(eplb_backend **out, char *error, size_t error_len)
         return EPLB_ERR_OUT_OF_MEMORY;
     }
     backend->api_version = EPLB_BACKEND_API_VERSION;
-    backend->iface = &cpu_iface;
+    /* EPLB_CPU_STAGES=separate runs sort, greedy, swap and select as separate
+     * passes: slower, and there so that tests cover each stage on its own. */
+    const char *stages = getenv("EPLB_CPU_STAGES");
+    if (stages && strcmp(stages, "separate") == 0) {
+        cpu_iface_separate = cpu_iface_fused;
+        cpu_iface_separate.pack_fused = NULL;
+        backend->iface = &cpu_iface_separate;
+    } else {
+        backend->iface = &cpu_iface_fused;
+    }
     *out = backend;
     return EPLB_OK;
 }

@@ -6,6 +6,31 @@
 
 #include "backend.h"
 
+/* Per-thread scratch for one packing at a time, sized for a job. */
+typedef struct eplb_cpu_scratch {
+    uint32_t *key;   /* [3n] keys, keys in bucket order, radix sort buffer */
+    int32_t *order;  /* [n] the radix sort's second order buffer */
+    int32_t *bucket; /* [2n + 2] bucket boundaries of the sort */
+    float *load;     /* [m + 1] pack loads, then the greedy tree's +inf sentinel */
+    int32_t *count;  /* [m] items per pack */
+    int32_t *tree;   /* [2 * 2^ceil(log2 m)] tournament tree of open packs */
+    float *wa, *wb;  /* [k] weights of the heaviest and lightest pack's items */
+    void *block;     /* the single allocation behind all of the above */
+} eplb_cpu_scratch;
+
+eplb_status eplb_cpu_scratch_init(eplb_cpu_scratch *scratch, const eplb_pack_job *job);
+void eplb_cpu_scratch_free(eplb_cpu_scratch *scratch);
+
+/* One packing candidate, stage by stage (row x, candidate c). */
+void eplb_cpu_sort_one(const eplb_pack_job *job, int64_t row, int64_t candidate, int32_t *order,
+                       eplb_cpu_scratch *scratch);
+void eplb_cpu_greedy_one(const eplb_pack_job *job, int64_t row, const int32_t *order,
+                         int32_t *content, eplb_cpu_scratch *scratch);
+void eplb_cpu_swap_one(const eplb_pack_job *job, int64_t row, int32_t *content,
+                       eplb_cpu_scratch *scratch);
+void eplb_cpu_select_row(const eplb_pack_job *job, int64_t row);
+
+eplb_status eplb_cpu_pack_fused(eplb_backend *backend, const eplb_pack_job *job);
 eplb_status eplb_cpu_pack_sort(eplb_backend *backend, const eplb_pack_job *job);
 eplb_status eplb_cpu_pack_greedy(eplb_backend *backend, const eplb_pack_job *job);
 eplb_status eplb_cpu_pack_swap(eplb_backend *backend, const eplb_pack_job *job);

@@ -1,74 +1,82 @@
 /* Stage 2 of balanced packing (SPEC 6.2): items in sorted order, each into the
  * least-loaded pack that still has room (ties: lowest pack index). */
-#include <stdlib.h>
+#include <math.h>
 
 #include "cpu_backend.h"
 
-/* Min-heap of open packs ordered by (load, index): its top is exactly the
- * SPEC's choice, found in log(m) instead of m steps. */
-static inline int heap_before(const float *load, int32_t a, int32_t b)
+/* Tournament tree over the packs: each node holds the pack with the smallest
+ * load below it, the left (lower-index) side winning ties, so the root is the
+ * SPEC's choice. A full pack's leaf becomes the sentinel m, whose load is
+ * +inf: it never beats an open pack with a finite load. Only when every open
+ * pack's load has overflowed to +inf can the sentinel reach the root; then a
+ * plain scan decides. */
+static inline int32_t winner(const float *load, int32_t a, int32_t b)
 {
-    return load[a] < load[b] || (load[a] == load[b] && a < b);
+    return load[b] < load[a] ? b : a;
 }
 
-static void heap_sift_down(int32_t *heap, int32_t size, const float *load, int32_t at)
+static int32_t first_open_pack(const int32_t *count, int32_t m, int32_t k)
 {
-    for (;;) {
-        int32_t left = 2 * at + 1, best = at;
-        if (left < size && heap_before(load, heap[left], heap[best])) best = left;
-        if (left + 1 < size && heap_before(load, heap[left + 1], heap[best])) best = left + 1;
-        if (best == at) return;
-        int32_t t = heap[at]; heap[at] = heap[best]; heap[best] = t;
-        at = best;
-    }
+    for (int32_t p = 0; p < m; p++)
+        if (count[p] < k)
+            return p;
+    return 0; /* unreachable: n == m * k items fill the packs exactly */
 }
 
-static void greedy_one(const float *w, const int32_t *order, int32_t *content, int32_t n,
-                       int32_t m, int32_t k, float *load, int32_t *count, int32_t *heap)
+void eplb_cpu_greedy_one(const eplb_pack_job *job, int64_t row, const int32_t *order,
+                         int32_t *content, eplb_cpu_scratch *scratch)
 {
+    const int32_t n = job->items, m = job->packs, k = job->per_pack;
+    const float *w = (const float *)job->weight + row * n;
+    float *load = scratch->load; /* m + 1 entries: the sentinel last */
+    int32_t *count = scratch->count, *tree = scratch->tree;
+    int32_t leaves = 1;
+    while (leaves < m)
+        leaves *= 2;
     for (int32_t p = 0; p < m; p++) {
         load[p] = 0.0f;
         count[p] = 0;
-        heap[p] = p; /* equal loads: index order is already a valid heap */
     }
-    int32_t open = m;
+    load[m] = (float)INFINITY;
+    for (int32_t p = 0; p < leaves; p++)
+        tree[leaves + p] = p < m ? p : m;
+    for (int32_t node = leaves - 1; node >= 1; node--)
+        tree[node] = winner(load, tree[2 * node], tree[2 * node + 1]);
+
     for (int32_t t = 0; t < n; t++) {
         const int32_t item = order[t];
-        const int32_t p = heap[0];
+        int32_t p = tree[1];
+        if (p == m)
+            p = first_open_pack(count, m, k);
         content[p * k + count[p]] = item;
         count[p]++;
         load[p] += w[item];
-        if (count[p] == k) {
-            heap[0] = heap[--open];
-        }
-        heap_sift_down(heap, open, load, 0); /* the top's load only grew */
+        if (count[p] == k)
+            tree[leaves + p] = m;
+        for (int32_t node = (leaves + p) / 2; node >= 1; node /= 2)
+            tree[node] = winner(load, tree[2 * node], tree[2 * node + 1]);
     }
 }
 
 eplb_status eplb_cpu_pack_greedy(eplb_backend *backend, const eplb_pack_job *job)
 {
     const int64_t packings = job->rows * job->candidates;
-    const int32_t n = job->items, m = job->packs, k = job->per_pack;
+    const int32_t n = job->items;
     int failed = 0;
 #pragma omp parallel
     {
-        float *load = malloc((size_t)m * sizeof *load);
-        int32_t *count = malloc((size_t)m * sizeof *count);
-        int32_t *heap = malloc((size_t)m * sizeof *heap);
-        if (!load || !count || !heap) {
+        eplb_cpu_scratch scratch;
+        const int ok = eplb_cpu_scratch_init(&scratch, job) == EPLB_OK;
+        if (!ok) {
 #pragma omp atomic write
             failed = 1;
         }
 #pragma omp for schedule(static)
-        for (int64_t x = 0; x < packings; x++) {
-            if (!load || !count || !heap) continue;
-            const int64_t row = x / job->candidates;
-            greedy_one((const float *)job->weight + row * n, (const int32_t *)job->order + x * n,
-                       (int32_t *)job->content + x * n, n, m, k, load, count, heap);
-        }
-        free(load);
-        free(count);
-        free(heap);
+        for (int64_t x = 0; x < packings; x++)
+            if (ok)
+                eplb_cpu_greedy_one(job, x / job->candidates, (const int32_t *)job->order + x * n,
+                                    (int32_t *)job->content + x * n, &scratch);
+        eplb_cpu_scratch_free(&scratch);
     }
     if (failed)
         return eplb_backend_error(backend, EPLB_ERR_OUT_OF_MEMORY, "greedy: out of host memory");

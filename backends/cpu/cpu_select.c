@@ -2,34 +2,38 @@
  * smallest maximum pack load (ties: lowest candidate), written per item. */
 #include "cpu_backend.h"
 
+void eplb_cpu_select_row(const eplb_pack_job *job, int64_t row)
+{
+    const int32_t n = job->items, m = job->packs, k = job->per_pack, C = job->candidates;
+    const float *w = (const float *)job->weight + row * n;
+    const int32_t *content = (const int32_t *)job->content + row * C * n;
+    int32_t best_c = 0;
+    float best_score = 0.0f;
+    for (int32_t c = 0; c < C; c++) {
+        float score = eplb_cpu_pack_load(w, content + c * n, 0, k);
+        for (int32_t p = 1; p < m; p++) {
+            float load = eplb_cpu_pack_load(w, content + c * n, p, k);
+            if (load > score) score = load;
+        }
+        if (c == 0 || score < best_score) {
+            best_score = score;
+            best_c = c;
+        }
+    }
+    const int32_t *chosen = content + best_c * n;
+    int32_t *pack_of = (int32_t *)job->pack_of + row * n;
+    int32_t *rank_of = (int32_t *)job->rank_of + row * n;
+    for (int32_t slot = 0; slot < n; slot++) {
+        pack_of[chosen[slot]] = slot / k;
+        rank_of[chosen[slot]] = slot % k;
+    }
+}
+
 eplb_status eplb_cpu_pack_select(eplb_backend *backend, const eplb_pack_job *job)
 {
     (void)backend;
-    const int32_t n = job->items, m = job->packs, k = job->per_pack, C = job->candidates;
 #pragma omp parallel for schedule(static)
-    for (int64_t row = 0; row < job->rows; row++) {
-        const float *w = (const float *)job->weight + row * n;
-        const int32_t *content = (const int32_t *)job->content + row * C * n;
-        int32_t best_c = 0;
-        float best_score = 0.0f;
-        for (int32_t c = 0; c < C; c++) {
-            float score = eplb_cpu_pack_load(w, content + c * n, 0, k);
-            for (int32_t p = 1; p < m; p++) {
-                float load = eplb_cpu_pack_load(w, content + c * n, p, k);
-                if (load > score) score = load;
-            }
-            if (c == 0 || score < best_score) {
-                best_score = score;
-                best_c = c;
-            }
-        }
-        const int32_t *chosen = content + best_c * n;
-        int32_t *pack_of = (int32_t *)job->pack_of + row * n;
-        int32_t *rank_of = (int32_t *)job->rank_of + row * n;
-        for (int32_t slot = 0; slot < n; slot++) {
-            pack_of[chosen[slot]] = slot / k;
-            rank_of[chosen[slot]] = slot % k;
-        }
-    }
+    for (int64_t row = 0; row < job->rows; row++)
+        eplb_cpu_select_row(job, row);
     return EPLB_OK;
 }

@@ -1,89 +1,170 @@
 /* Stage 1 of balanced packing (SPEC 6.1): randomized keys and the visiting
- * order, items by key descending, equal keys by ascending index. */
+ * order, items by key descending, equal keys by ascending index.
+ *
+ * Keys become unsigned integers in the wanted order; a counting pass spreads
+ * them over about n buckets by their leading varying bits (in bit space, so a
+ * heavy tail does not crowd everyone into one bucket), and each bucket is
+ * finished by insertion sort, or by radix sort when it is large. Every step
+ * is stable from index order, so equal keys keep ascending index. */
 #include <stdlib.h>
 #include <string.h>
 
 #include "common/spec_math.h"
 #include "cpu_backend.h"
 
-/* Maps a float to an unsigned integer with the same order (-0 and +0 equal). */
-static inline uint32_t ordered_bits(float key)
+/* Maps a float to an unsigned integer whose ascending order is the float's
+ * descending order, -0 and +0 alike. */
+static inline uint32_t descending_bits(float key)
 {
     if (key == 0.0f)
-        return 0x80000000u;
+        return ~0x80000000u;
     uint32_t bits;
     memcpy(&bits, &key, sizeof bits);
-    return (bits & 0x80000000u) ? ~bits : bits | 0x80000000u;
+    return (bits & 0x80000000u) ? bits : ~(bits | 0x80000000u);
 }
 
-static void sort_ascending(uint64_t *a, int32_t n)
+/* Insertion sort of a bucket by (key, index); the bucket arrives in index
+ * order, so only key order moves items. */
+static void insertion_sort(uint32_t *key, int32_t *order, int32_t n)
 {
-    /* Quicksort with insertion sort below 16; keys are distinct (index in the low bits). */
-    while (n > 16) {
-        uint64_t x = a[0], y = a[n / 2], z = a[n - 1];
-        uint64_t pivot = x < y ? (y < z ? y : (x < z ? z : x)) : (x < z ? x : (y < z ? z : y));
-        int32_t i = 0, j = n - 1;
-        for (;;) {
-            while (a[i] < pivot) i++;
-            while (a[j] > pivot) j--;
-            if (i >= j) break;
-            uint64_t t = a[i]; a[i] = a[j]; a[j] = t;
-            i++; j--;
-        }
-        /* Recurse on the smaller part, loop on the larger. */
-        int32_t left = j + 1;
-        if (left < n - left) {
-            sort_ascending(a, left);
-            a += left; n -= left;
-        } else {
-            sort_ascending(a + left, n - left);
-            n = left;
-        }
-    }
     for (int32_t i = 1; i < n; i++) {
-        uint64_t v = a[i];
+        const uint32_t k = key[i];
+        const int32_t o = order[i];
         int32_t j = i;
-        while (j > 0 && a[j - 1] > v) { a[j] = a[j - 1]; j--; }
-        a[j] = v;
+        while (j > 0 && key[j - 1] > k) {
+            key[j] = key[j - 1];
+            order[j] = order[j - 1];
+            j--;
+        }
+        key[j] = k;
+        order[j] = o;
     }
+}
+
+/* Large buckets: LSD radix sort, 8 bits a pass, all four histograms in one
+ * read; passes whose digit never varies are skipped. Stable. */
+static void radix_sort(uint32_t *key, int32_t *order, int32_t n, uint32_t *key_tmp,
+                       int32_t *order_tmp)
+{
+    int32_t count[4][256];
+    memset(count, 0, sizeof count);
+    for (int32_t i = 0; i < n; i++) {
+        const uint32_t k = key[i];
+        count[0][k & 255]++;
+        count[1][(k >> 8) & 255]++;
+        count[2][(k >> 16) & 255]++;
+        count[3][k >> 24]++;
+    }
+    uint32_t *k_in = key, *k_out = key_tmp;
+    int32_t *o_in = order, *o_out = order_tmp;
+    for (int pass = 0; pass < 4; pass++) {
+        const int shift = 8 * pass;
+        int32_t *c = count[pass];
+        if (c[(k_in[0] >> shift) & 255] == n)
+            continue;
+        int32_t offset = 0;
+        for (int d = 0; d < 256; d++) {
+            int32_t here = c[d];
+            c[d] = offset;
+            offset += here;
+        }
+        for (int32_t i = 0; i < n; i++) {
+            int32_t pos = c[(k_in[i] >> shift) & 255]++;
+            k_out[pos] = k_in[i];
+            o_out[pos] = o_in[i];
+        }
+        uint32_t *kt = k_in; k_in = k_out; k_out = kt;
+        int32_t *ot = o_in; o_in = o_out; o_out = ot;
+    }
+    if (o_in != order) {
+        memcpy(order, o_in, (size_t)n * sizeof *order);
+        memcpy(key, k_in, (size_t)n * sizeof *key);
+    }
+}
+
+#define EPLB_CPU_INSERTION_MAX 32
+
+static void bucket_sort(const uint32_t *key, int32_t n, int32_t *order, eplb_cpu_scratch *s)
+{
+    uint32_t lo = key[0], hi = key[0];
+    for (int32_t i = 1; i < n; i++) {
+        lo = key[i] < lo ? key[i] : lo;
+        hi = key[i] > hi ? key[i] : hi;
+    }
+    if (lo == hi) { /* all keys equal: index order */
+        for (int32_t i = 0; i < n; i++)
+            order[i] = i;
+        return;
+    }
+    /* About two keys a bucket: fewer buckets to walk, short insertion sorts. */
+    int bucket_bits = 0;
+    while ((2 << bucket_bits) < n && bucket_bits < 16)
+        bucket_bits++;
+    const int range_bits = 32 - __builtin_clz(hi - lo);
+    const int shift = range_bits > bucket_bits ? range_bits - bucket_bits : 0;
+    const int32_t buckets = 1 << bucket_bits;
+    int32_t *start = s->bucket;
+    memset(start, 0, (size_t)(buckets + 1) * sizeof *start);
+    for (int32_t i = 0; i < n; i++)
+        start[((key[i] - lo) >> shift) + 1]++;
+    for (int32_t b = 0; b < buckets; b++)
+        start[b + 1] += start[b];
+    uint32_t *sorted_key = s->key + n;
+    for (int32_t i = 0; i < n; i++) {
+        const int32_t pos = start[(key[i] - lo) >> shift]++;
+        sorted_key[pos] = key[i];
+        order[pos] = i;
+    }
+    /* start[b] now marks the end of bucket b. */
+    int32_t begin = 0;
+    for (int32_t b = 0; b < buckets; b++) {
+        const int32_t size = start[b] - begin;
+        if (size > EPLB_CPU_INSERTION_MAX)
+            radix_sort(sorted_key + begin, order + begin, size, s->key + 2 * n, s->order);
+        else if (size > 1)
+            insertion_sort(sorted_key + begin, order + begin, size);
+        begin = start[b];
+    }
+}
+
+void eplb_cpu_sort_one(const eplb_pack_job *job, int64_t row, int64_t candidate, int32_t *order,
+                       eplb_cpu_scratch *scratch)
+{
+    const int32_t n = job->items;
+    const float *w = (const float *)job->weight + row * n;
+    uint32_t *key = scratch->key;
+    if (candidate == 0) {
+        for (int32_t i = 0; i < n; i++)
+            key[i] = descending_bits(w[i]);
+    } else {
+        const eplb_u64 prefix = eplb_random_prefix(job->seed, (uint64_t)job->call, (uint64_t)row,
+                                                   (uint64_t)candidate);
+        for (int32_t i = 0; i < n; i++)
+            key[i] = descending_bits(
+                eplb_sort_key(w[i], job->noise, eplb_random_unit_at(prefix, (uint64_t)i)));
+    }
+    bucket_sort(key, n, order, scratch);
 }
 
 eplb_status eplb_cpu_pack_sort(eplb_backend *backend, const eplb_pack_job *job)
 {
     const int64_t packings = job->rows * job->candidates;
-    const int32_t n = job->items;
-    const float *weight = job->weight;
-    int32_t *order = job->order;
     int failed = 0;
-
 #pragma omp parallel
     {
-        uint64_t *keyed = malloc((size_t)n * sizeof *keyed);
-        if (!keyed) {
+        eplb_cpu_scratch scratch;
+        const int ok = eplb_cpu_scratch_init(&scratch, job) == EPLB_OK;
+        if (!ok) {
 #pragma omp atomic write
             failed = 1;
         }
+        /* Every thread must reach the worksharing loop, even one without scratch. */
 #pragma omp for schedule(static)
-        for (int64_t x = 0; x < packings; x++) {
-            if (!keyed) continue;
-            const int64_t row = x / job->candidates;
-            const int64_t c = x % job->candidates;
-            const float *w = weight + row * n;
-            for (int32_t i = 0; i < n; i++) {
-                float key = w[i];
-                if (c > 0)
-                    key = eplb_sort_key(w[i], job->noise,
-                                        eplb_random_unit(job->seed, (uint64_t)job->call,
-                                                         (uint64_t)row, (uint64_t)c, (uint64_t)i));
-                /* Descending key first, ascending index second. */
-                keyed[i] = ((uint64_t)~ordered_bits(key) << 32) | (uint32_t)i;
-            }
-            sort_ascending(keyed, n);
-            int32_t *out = order + x * n;
-            for (int32_t i = 0; i < n; i++)
-                out[i] = (int32_t)(uint32_t)keyed[i];
-        }
-        free(keyed);
+        for (int64_t x = 0; x < packings; x++)
+            if (ok)
+                eplb_cpu_sort_one(job, x / job->candidates, x % job->candidates,
+                                  (int32_t *)job->order + x * job->items, &scratch);
+        eplb_cpu_scratch_free(&scratch);
     }
     if (failed)
         return eplb_backend_error(backend, EPLB_ERR_OUT_OF_MEMORY, "sort: out of host memory");

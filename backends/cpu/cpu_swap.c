@@ -1,16 +1,97 @@
 /* Stage 3 of balanced packing (SPEC 6.3): up to I swaps between the heaviest
  * and the lightest pack, each the one that lowers the sum of squared loads most. */
-#include <stdlib.h>
-
 #include "common/spec_math.h"
 #include "cpu_backend.h"
 
-static void swap_one(const float *w, int32_t *content, int32_t m, int32_t k, int32_t iterations,
-                     float tolerance, float *load)
+/* The best trade between the heaviest pack's items wa[k] and the lightest's
+ * wb[k]: the first (row-major) pair with the smallest change, as a scalar scan
+ * with strictly-less updates from pair (0, 0) finds it. */
+static float best_trade_scalar(float diff, const float *wa, const float *wb, int32_t k,
+                               int32_t *best_a, int32_t *best_b)
 {
+    float best = eplb_swap_change(diff, wa[0], wb[0]);
+    *best_a = 0;
+    *best_b = 0;
+    for (int32_t sa = 0; sa < k; sa++)
+        for (int32_t sb = 0; sb < k; sb++) {
+            const float change = eplb_swap_change(diff, wa[sa], wb[sb]);
+            if (change < best) {
+                best = change;
+                *best_a = sa;
+                *best_b = sb;
+            }
+        }
+    return best;
+}
+
+#if defined(__SSE2__)
+#include <emmintrin.h>
+
+/* The same search four pairs at a time: the smallest change first (IEEE
+ * single-precision operations, the same as the scalar ones), then the first
+ * pair that equals it. -0 == +0 in both. Only for finite inputs (no NaN can
+ * arise), which the caller checks. */
+static float best_trade(float diff, const float *wa, const float *wb, int32_t k,
+                        int32_t *best_a, int32_t *best_b)
+{
+    if (k < 4)
+        return best_trade_scalar(diff, wa, wb, k, best_a, best_b);
+    const __m128 vdiff = _mm_set1_ps(diff), two = _mm_set1_ps(2.0f);
+    const int32_t k4 = k & ~3;
+    float best = eplb_swap_change(diff, wa[0], wb[0]);
+    __m128 vbest = _mm_set1_ps(best);
+    for (int32_t sa = 0; sa < k; sa++) {
+        const __m128 va = _mm_set1_ps(wa[sa]);
+        for (int32_t sb = 0; sb < k4; sb += 4) {
+            const __m128 d = _mm_sub_ps(va, _mm_loadu_ps(wb + sb));
+            vbest = _mm_min_ps(vbest, _mm_mul_ps(_mm_mul_ps(two, d), _mm_add_ps(vdiff, d)));
+        }
+        for (int32_t sb = k4; sb < k; sb++) {
+            const float change = eplb_swap_change(diff, wa[sa], wb[sb]);
+            best = change < best ? change : best;
+        }
+    }
+    float lanes[4];
+    _mm_storeu_ps(lanes, vbest);
+    for (int i = 0; i < 4; i++)
+        best = lanes[i] < best ? lanes[i] : best;
+    const __m128 target = _mm_set1_ps(best);
+    for (int32_t sa = 0; sa < k; sa++) {
+        const __m128 va = _mm_set1_ps(wa[sa]);
+        for (int32_t sb = 0; sb < k4; sb += 4) {
+            const __m128 d = _mm_sub_ps(va, _mm_loadu_ps(wb + sb));
+            const __m128 change = _mm_mul_ps(_mm_mul_ps(two, d), _mm_add_ps(vdiff, d));
+            const int hits = _mm_movemask_ps(_mm_cmpeq_ps(change, target));
+            if (hits) {
+                *best_a = sa;
+                *best_b = sb + __builtin_ctz((unsigned)hits);
+                return best;
+            }
+        }
+        for (int32_t sb = k4; sb < k; sb++)
+            if (eplb_swap_change(diff, wa[sa], wb[sb]) == best) {
+                *best_a = sa;
+                *best_b = sb;
+                return best;
+            }
+    }
+    return best_trade_scalar(diff, wa, wb, k, best_a, best_b); /* unreachable */
+}
+#else
+#define best_trade best_trade_scalar
+#endif
+
+void eplb_cpu_swap_one(const eplb_pack_job *job, int64_t row, int32_t *content,
+                       eplb_cpu_scratch *scratch)
+{
+    const int32_t n = job->items, m = job->packs, k = job->per_pack;
+    const float *w = (const float *)job->weight + row * n;
+    float *load = scratch->load, *wa = scratch->wa, *wb = scratch->wb;
+    if (job->iterations == 0)
+        return;
     for (int32_t p = 0; p < m; p++)
         load[p] = eplb_cpu_pack_load(w, content, p, k);
-    for (int32_t it = 0; it < iterations; it++) {
+    for (int32_t it = 0; it < job->iterations; it++) {
         int32_t heavy = 0, light = 0;
         for (int32_t p = 1; p < m; p++) {
             if (load[p] > load[heavy]) heavy = p;
@@ -18,20 +99,17 @@ static void swap_one(const float *w, int32_t *content, int32_t m, int32_t k, int
         }
         const float diff = load[light] - load[heavy];
         int32_t *a = content + heavy * k, *b = content + light * k;
-        int32_t best_a = 0, best_b = 0;
-        float best = eplb_swap_change(diff, w[a[0]], w[b[0]]);
-        for (int32_t sa = 0; sa < k; sa++) {
-            const float wa = w[a[sa]];
-            for (int32_t sb = 0; sb < k; sb++) {
-                const float change = eplb_swap_change(diff, wa, w[b[sb]]);
-                if (change < best) {
-                    best = change;
-                    best_a = sa;
-                    best_b = sb;
-                }
-            }
+        for (int32_t s = 0; s < k; s++) {
+            wa[s] = w[a[s]];
+            wb[s] = w[b[s]];
         }
-        if (!(best < -tolerance))
+        int32_t best_a, best_b;
+        /* Loads far below FLT_MAX keep every change finite, so the vector
+         * search cannot meet a NaN; otherwise the scalar rule decides. */
+        const float best = load[heavy] < 1e37f
+                               ? best_trade(diff, wa, wb, k, &best_a, &best_b)
+                               : best_trade_scalar(diff, wa, wb, k, &best_a, &best_b);
+        if (!(best < -job->tolerance))
             break;
         int32_t t = a[best_a]; a[best_a] = b[best_b]; b[best_b] = t;
         /* Only the two packs changed; their loads are recomputed in slot order. */
@@ -45,23 +123,21 @@ eplb_status eplb_cpu_pack_swap(eplb_backend *backend, const eplb_pack_job *job)
     if (job->iterations == 0)
         return EPLB_OK;
     const int64_t packings = job->rows * job->candidates;
-    const int32_t n = job->items, m = job->packs, k = job->per_pack;
     int failed = 0;
 #pragma omp parallel
     {
-        float *load = malloc((size_t)m * sizeof *load);
-        if (!load) {
+        eplb_cpu_scratch scratch;
+        const int ok = eplb_cpu_scratch_init(&scratch, job) == EPLB_OK;
+        if (!ok) {
 #pragma omp atomic write
             failed = 1;
         }
 #pragma omp for schedule(static)
-        for (int64_t x = 0; x < packings; x++) {
-            if (!load) continue;
-            const int64_t row = x / job->candidates;
-            swap_one((const float *)job->weight + row * n, (int32_t *)job->content + x * n, m, k,
-                     job->iterations, job->tolerance, load);
-        }
-        free(load);
+        for (int64_t x = 0; x < packings; x++)
+            if (ok)
+                eplb_cpu_swap_one(job, x / job->candidates,
+                                  (int32_t *)job->content + x * job->items, &scratch);
+        eplb_cpu_scratch_free(&scratch);
     }
     if (failed)
         return eplb_backend_error(backend, EPLB_ERR_OUT_OF_MEMORY, "swap: out of host memory");

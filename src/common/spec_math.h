@@ -27,18 +27,32 @@ EPLB_SPEC_FN eplb_u64 eplb_mix64(eplb_u64 z)
     return z ^ (z >> 31);
 }
 
+#define EPLB_RANDOM_GOLDEN ((eplb_u64)0x9E3779B97F4A7C15ULL)
+
+/* SPEC section 7, first three rounds: the state after (s, call, row, c),
+ * shared by every item of one packing candidate. */
+EPLB_SPEC_FN eplb_u64 eplb_random_prefix(eplb_u64 seed, eplb_u64 call, eplb_u64 row,
+                                         eplb_u64 candidate)
+{
+    eplb_u64 z = seed;
+    z = eplb_mix64(z + EPLB_RANDOM_GOLDEN * (call + 1));
+    z = eplb_mix64(z + EPLB_RANDOM_GOLDEN * (row + 1));
+    return eplb_mix64(z + EPLB_RANDOM_GOLDEN * (candidate + 1));
+}
+
+/* SPEC section 7, last round: U for item i from the candidate's prefix. */
+EPLB_SPEC_FN float eplb_random_unit_at(eplb_u64 prefix, eplb_u64 item)
+{
+    eplb_u64 z = eplb_mix64(prefix + EPLB_RANDOM_GOLDEN * (item + 1));
+    /* 24 bits: converts to float exactly, and so does the power-of-two scale. */
+    return (float)(unsigned int)(z >> 40) * (1.0f / 16777216.0f);
+}
+
 /* SPEC section 7: U(s, call, row, c, i), a float32 in [0, 1), exact. */
 EPLB_SPEC_FN float eplb_random_unit(eplb_u64 seed, eplb_u64 call, eplb_u64 row,
                                     eplb_u64 candidate, eplb_u64 item)
 {
-    const eplb_u64 golden = (eplb_u64)0x9E3779B97F4A7C15ULL;
-    eplb_u64 z = seed;
-    z = eplb_mix64(z + golden * (call + 1));
-    z = eplb_mix64(z + golden * (row + 1));
-    z = eplb_mix64(z + golden * (candidate + 1));
-    z = eplb_mix64(z + golden * (item + 1));
-    /* 24 bits: converts to float exactly, and so does the power-of-two scale. */
-    return (float)(unsigned int)(z >> 40) * (1.0f / 16777216.0f);
+    return eplb_random_unit_at(eplb_random_prefix(seed, call, row, candidate), item);
 }
 
 /* SPEC 6.1: key = w + u * (w * a), multiplications first, in that order. */
