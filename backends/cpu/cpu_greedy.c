@@ -23,11 +23,63 @@ static int32_t first_open_pack(const int32_t *count, int32_t m, int32_t k)
     return 0; /* unreachable: n == m * k items fill the packs exactly */
 }
 
+#if defined(__SSE2__)
+#include <emmintrin.h>
+
+/* Up to this many packs a vector scan of the loads beats the tree
+ * (callgrind: 8 packs 44% fewer instructions, 72 packs 50% more). */
+#define EPLB_CPU_GREEDY_SCAN_MAX 32
+
+/* The same choice by scanning masked loads (full packs hold +inf, padding
+ * too) four at a time: the smallest value, then its first position. When the
+ * smallest is +inf (every open load overflowed) the plain scan decides. */
+static void greedy_scan(const float *w, const int32_t *order, int32_t *content, int32_t n,
+                        int32_t m, int32_t k, float *masked, int32_t *count)
+{
+    const int32_t m4 = (m + 3) & ~3;
+    for (int32_t p = 0; p < m4; p++)
+        masked[p] = p < m ? 0.0f : (float)INFINITY;
+    for (int32_t p = 0; p < m; p++)
+        count[p] = 0;
+    for (int32_t t = 0; t < n; t++) {
+        __m128 vmin = _mm_loadu_ps(masked);
+        for (int32_t p = 4; p < m4; p += 4)
+            vmin = _mm_min_ps(vmin, _mm_loadu_ps(masked + p));
+        vmin = _mm_min_ps(vmin, _mm_shuffle_ps(vmin, vmin, _MM_SHUFFLE(1, 0, 3, 2)));
+        vmin = _mm_min_ps(vmin, _mm_shuffle_ps(vmin, vmin, _MM_SHUFFLE(2, 3, 0, 1)));
+        const float smallest = _mm_cvtss_f32(vmin);
+        int32_t p = 0;
+        if (smallest < (float)INFINITY) {
+            for (;; p += 4) {
+                const int hits = _mm_movemask_ps(_mm_cmpeq_ps(_mm_loadu_ps(masked + p), vmin));
+                if (hits) {
+                    p += __builtin_ctz((unsigned)hits);
+                    break;
+                }
+            }
+        } else {
+            p = first_open_pack(count, m, k);
+        }
+        const int32_t item = order[t];
+        content[p * k + count[p]] = item;
+        count[p]++;
+        /* masked[p] is the pack's true load while it is open. */
+        masked[p] = count[p] == k ? (float)INFINITY : masked[p] + w[item];
+    }
+}
+#endif
+
 void eplb_cpu_greedy_one(const eplb_pack_job *job, int64_t row, const int32_t *order,
                          int32_t *content, eplb_cpu_scratch *scratch)
 {
     const int32_t n = job->items, m = job->packs, k = job->per_pack;
     const float *w = (const float *)job->weight + row * n;
+#if defined(__SSE2__)
+    if (m <= EPLB_CPU_GREEDY_SCAN_MAX) {
+        greedy_scan(w, order, content, n, m, k, scratch->load, scratch->count);
+        return;
+    }
+#endif
     float *load = scratch->load; /* m + 1 entries: the sentinel last */
     int32_t *count = scratch->count, *tree = scratch->tree;
     int32_t leaves = 1;
