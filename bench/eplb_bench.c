@@ -394,18 +394,21 @@ static const char *policy_name(const bench_case *c)
 static void print_header(const bench_config *cfg, const char *model, long cores,
                          const struct utsname *un)
 {
-    printf("eplb-bench %s (spec v%d)\n", eplb_version_string(), EPLB_SPEC_VERSION);
-    printf("machine: %s, %ld logical cores, %s %s %s\n", model, cores, un->sysname, un->release,
-           un->machine);
+    /* Markdown: a bullet list, so the lines stay apart when rendered. */
+    const char *item = cfg->markdown ? "- " : "";
+    printf("%seplb-bench %s (spec v%d)\n", item, eplb_version_string(), EPLB_SPEC_VERSION);
+    printf("%smachine: %s, %ld logical cores, %s %s %s\n", item, model, cores, un->sysname,
+           un->release, un->machine);
     const char *omp = getenv("OMP_NUM_THREADS");
-    printf("method: wall clock (CLOCK_MONOTONIC) around each eplb_rebalance call with log2phy, "
+    printf("%smethod: wall clock (CLOCK_MONOTONIC) around each eplb_rebalance call with log2phy, "
            "%ld warm-up + %ld timed runs%s%s, workload seed %" PRIu64 "\n",
-           cfg->warmup, cfg->runs, cfg->min_time > 0 ? " (or more, to fill --min-time)" : "",
+           item, cfg->warmup, cfg->runs, cfg->min_time > 0 ? " (or more, to fill --min-time)" : "",
            cfg->max_time > 0 ? " (fewer, at least 5, past --max-time)" : "", cfg->workload_seed);
     if (omp)
-        printf("OMP_NUM_THREADS=%s\n", omp);
-    printf("balancedness = sum_l mean_g load / sum_l max_g load (SPEC 8); bound = sum_l lower "
-           "bound / sum_l max load (1 = optimal)\n");
+        printf("%sOMP_NUM_THREADS=%s\n", item, omp);
+    printf("%sbalancedness = sum_l mean_g load / sum_l max_g load (SPEC 8); bound = sum_l lower "
+           "bound / sum_l max load (1 = optimal)\n",
+           item);
 }
 
 static void print_table_head(int markdown)
@@ -688,8 +691,8 @@ static int select_backends(bench_config *cfg)
         if (eplb_backend_available(b, &reason))
             cfg->backends[cfg->backend_count++] = eplb_backend_name(b);
         else
-            printf("skipping backend %s: %s\n", eplb_backend_name(b),
-                   reason ? reason : "not available");
+            printf("%sskipping backend %s: %s\n", cfg->markdown ? "- " : "",
+                   eplb_backend_name(b), reason ? reason : "not available");
     }
     if (cfg->backend_count == 0) {
         fprintf(stderr, "eplb-bench: no backend available\n");
@@ -708,9 +711,6 @@ int main(int argc, char **argv)
                 eplb_version_string());
         return 1;
     }
-    if (!select_backends(&cfg))
-        return 1;
-
     char model[256];
     cpu_model(model, sizeof model);
     long cores = sysconf(_SC_NPROCESSORS_ONLN);
@@ -718,6 +718,8 @@ int main(int argc, char **argv)
     if (uname(&un) != 0)
         memset(&un, 0, sizeof un);
     print_header(&cfg, model, cores, &un);
+    if (!select_backends(&cfg))
+        return 1;
 
     /* Option sets: the chosen one, then DeepSeek's original for comparison. */
     eplb_options opts[2];
@@ -759,7 +761,8 @@ int main(int argc, char **argv)
         snprintf(devices[b], sizeof devices[b], "%s", eplb_context_device(ctx));
         device_ptrs[b] = devices[b];
         device_backends[b] = cfg.backends[b];
-        printf("\nbackend %s: %s\n", eplb_context_backend(ctx), devices[b]);
+        printf(cfg.markdown ? "\n**backend %s**: %s\n\n" : "\nbackend %s: %s\n",
+               eplb_context_backend(ctx), devices[b]);
         print_table_head(cfg.markdown);
         for (int c = 0; c < cfg.case_count && !failed; c++) {
             const bench_case *bc = cfg.cases[c];

@@ -438,13 +438,15 @@ def main():
         option_sets.append((1, 0))
 
     dev = device_name(device)
-    print(f"torch_seed_eplb: PyTorch {torch.__version__} on {device} ({dev})")
-    print(f"method: {'torch.cuda.Event' if device.type == 'cuda' else 'time.perf_counter'} "
+    item = "- " if args.markdown else ""
+    print(f"{item}torch_seed_eplb: PyTorch {torch.__version__} on {device} ({dev})")
+    print(f"{item}method: {'torch.cuda.Event' if device.type == 'cuda' else 'time.perf_counter'} "
           f"around rebalance_experts (weights already on the device, outputs left there), "
           f"{args.warmup} warm-up + {args.runs} timed runs, workload seed {args.workload_seed}")
     cols = ["case", "policy", "C", "I", "median ms", "p10 ms", "p90 ms", "min ms", "runs",
             "balancedness", "worst layer"] + (["eplb balancedness"] if eplb else [])
     if args.markdown:
+        print()
         print("| " + " | ".join(cols) + " |")
         print("|---|---|" + "---:|" * (len(cols) - 2))
     else:
