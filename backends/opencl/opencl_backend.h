@@ -1,0 +1,92 @@
+/* The OpenCL backend: state shared by its files. One cl_context and one built
+ * program per device and process (cached); per instance a command queue, its
+ * kernels and a scratch buffer. */
+#ifndef EPLB_OPENCL_BACKEND_H
+#define EPLB_OPENCL_BACKEND_H
+
+#include "backend.h"
+#include "opencl_interop.h"
+#include "opencl_loader.h"
+
+/* Kernels of the program, one per stage or half-stage. */
+typedef enum eplb_opencl_kernel_id {
+    EPLB_CLK_CHECK_WEIGHTS,
+    EPLB_CLK_GROUP_LOADS,
+    EPLB_CLK_NODE_LAYOUT,
+    EPLB_CLK_REPLICATE,
+    EPLB_CLK_SLOT_LOADS,
+    EPLB_CLK_ASSEMBLE_SLOTS,
+    EPLB_CLK_ASSEMBLE_EXPERTS,
+    EPLB_CLK_PACK_KEYS,
+    EPLB_CLK_PACK_RANK,
+    EPLB_CLK_PACK_HEAPSORT,
+    EPLB_CLK_PACK_GREEDY,
+    EPLB_CLK_PACK_SWAP,
+    EPLB_CLK_PACK_SELECT,
+    EPLB_CLK_COUNT
+} eplb_opencl_kernel_id;
+
+/* Launch knobs (CLBlast idea): device-type defaults, EPLB_OPENCL_* overrides;
+ * group_size also reaches the kernels as -DEPLB_WG. */
+typedef struct eplb_opencl_tuning {
+    size_t group_size;      /* largest work-group of the row kernels (power of two) */
+    size_t element_size;    /* work-group of the element-wise kernels */
+    size_t items_per_item;  /* work per work-item when sizing a row kernel's group */
+    int rank_sort;          /* 1: rank sort (GPU), 0: heap sort (CPU devices) */
+} eplb_opencl_tuning;
+
+typedef struct eplb_opencl {
+    eplb_opencl_handles handles;   /* first member: see opencl_interop.h */
+    const eplb_opencl_api *cl;
+    cl_command_queue own_queue;    /* handles.queue is this or a caller's (retained) */
+    cl_device_type type;
+    eplb_opencl_tuning tuning;
+    cl_kernel kernel[EPLB_CLK_COUNT];
+    size_t kernel_group[EPLB_CLK_COUNT]; /* largest power-of-two group each kernel takes */
+    cl_mem scratch[2];             /* pack loads, pack counts (greedy and swap) */
+    size_t scratch_bytes[2];
+    char name[384];
+} eplb_opencl;
+
+static inline eplb_opencl *eplb_opencl_state(eplb_backend *backend)
+{
+    return (eplb_opencl *)backend->context;
+}
+
+/* One kernel argument: its size and a pointer to its value. */
+typedef struct eplb_opencl_arg {
+    size_t size;
+    const void *value;
+} eplb_opencl_arg;
+#define EPLB_CL_ARG(v) ((eplb_opencl_arg){sizeof(v), &(v)})
+#define EPLB_CL_ARGS(...) (const eplb_opencl_arg[]){__VA_ARGS__}, \
+    (int)(sizeof((const eplb_opencl_arg[]){__VA_ARGS__}) / sizeof(eplb_opencl_arg))
+
+/* Enqueues kernel id over count work-items, one per element. */
+eplb_status eplb_opencl_run_elements(eplb_backend *backend, eplb_opencl_kernel_id id,
+                                     const eplb_opencl_arg *args, int nargs, size_t count);
+/* Enqueues kernel id with one work-group per row, sized for `work` units of
+ * work per row (see tuning.items_per_item). */
+eplb_status eplb_opencl_run_rows(eplb_backend *backend, eplb_opencl_kernel_id id,
+                                 const eplb_opencl_arg *args, int nargs, size_t rows,
+                                 size_t work);
+/* Enqueues kernel id over a 2-D range: items (dimension 0) x packings. */
+eplb_status eplb_opencl_run_items(eplb_backend *backend, eplb_opencl_kernel_id id,
+                                  const eplb_opencl_arg *args, int nargs, size_t items,
+                                  size_t packings);
+/* Makes scratch buffer `which` (0 or 1) at least bytes long. */
+eplb_status eplb_opencl_scratch(eplb_backend *backend, int which, size_t bytes, cl_mem *out);
+
+/* Stages (opencl_pack.c, opencl_glue.c). */
+eplb_status eplb_opencl_pack_sort(eplb_backend *backend, const eplb_pack_job *job);
+eplb_status eplb_opencl_pack_greedy(eplb_backend *backend, const eplb_pack_job *job);
+eplb_status eplb_opencl_pack_swap(eplb_backend *backend, const eplb_pack_job *job);
+eplb_status eplb_opencl_pack_select(eplb_backend *backend, const eplb_pack_job *job);
+eplb_status eplb_opencl_check_weights(eplb_backend *backend, const eplb_plan_job *job);
+eplb_status eplb_opencl_group_loads(eplb_backend *backend, const eplb_plan_job *job);
+eplb_status eplb_opencl_node_layout(eplb_backend *backend, const eplb_plan_job *job);
+eplb_status eplb_opencl_replicate(eplb_backend *backend, const eplb_plan_job *job);
+eplb_status eplb_opencl_slot_loads(eplb_backend *backend, const eplb_plan_job *job);
+eplb_status eplb_opencl_assemble(eplb_backend *backend, const eplb_plan_job *job);
+
+#endif /* EPLB_OPENCL_BACKEND_H */

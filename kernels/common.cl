@@ -1,0 +1,65 @@
+/* Helpers shared by every eplb kernel: the launch knobs, work-group
+ * reductions with the SPEC's tie rule (lowest index among equals) and the
+ * pack load of SPEC 6.3. Prepended to every other kernel file, after
+ * src/common/spec_math.h. */
+#pragma OPENCL FP_CONTRACT OFF
+
+/* Largest work-group of the row kernels (one group per row or packing); the
+ * host launches power-of-two groups up to this size and sizes nothing else
+ * from it. Set by the host with -DEPLB_WG=...; this default is safe anywhere. */
+#ifndef EPLB_WG
+#define EPLB_WG 64
+#endif
+/* Status codes written on the device; the host passes eplb.h's values. */
+#ifndef EPLB_ERR_INVALID_WEIGHT
+#define EPLB_ERR_INVALID_WEIGHT 3
+#endif
+#ifndef EPLB_ERR_LOG2PHY_TOO_SMALL
+#define EPLB_ERR_LOG2PHY_TOO_SMALL 4
+#endif
+
+/* Whether candidate (v, i) beats (best_v, best_i); index < 0 is "none".
+ * Comparisons are plain IEEE ones (-0 == +0), as in the cpu backend. */
+inline int eplb_beats_min(float v, int i, float best_v, int best_i)
+{
+    return i >= 0 && (best_i < 0 || v < best_v || (v == best_v && i < best_i));
+}
+inline int eplb_beats_max(float v, int i, float best_v, int best_i)
+{
+    return i >= 0 && (best_i < 0 || v > best_v || (v == best_v && i < best_i));
+}
+
+/* Work-group reduction of one (value, index) pair per work-item: leaves in
+ * v[0], ix[0] the smallest value (largest when want_max), lowest index among
+ * equals. Every work-item of the group must call it; the group size must be
+ * a power of two. The leading barrier lets callers read the previous result
+ * right up to the next call. */
+inline void eplb_group_arg_reduce(local float *v, local int *ix, float my_v, int my_i,
+                                  int want_max)
+{
+    const int t = (int)get_local_id(0), T = (int)get_local_size(0);
+    barrier(CLK_LOCAL_MEM_FENCE);
+    v[t] = my_v;
+    ix[t] = my_i;
+    for (int s = T >> 1; s > 0; s >>= 1) {
+        barrier(CLK_LOCAL_MEM_FENCE);
+        if (t < s) {
+            const float ov = v[t + s];
+            const int oi = ix[t + s];
+            if (want_max ? eplb_beats_max(ov, oi, v[t], ix[t]) : eplb_beats_min(ov, oi, v[t], ix[t])) {
+                v[t] = ov;
+                ix[t] = oi;
+            }
+        }
+    }
+    barrier(CLK_LOCAL_MEM_FENCE);
+}
+
+/* SPEC 6.3: load of pack p, its items' weights summed in slot order. */
+inline float eplb_pack_load(global const float *weight, global const int *content, int p, int k)
+{
+    float load = 0.0f;
+    for (int r = 0; r < k; r++)
+        load += weight[content[p * k + r]];
+    return load;
+}
