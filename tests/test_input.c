@@ -1,0 +1,217 @@
+/* Input files of the eplb tool: every format reads back the same loads, and
+ * every malformed file gets its specific error with the output untouched. */
+#include <criterion/criterion.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "load_weights.h"
+
+static const float WEIGHTS[3][8] = {{10, 0, 3.5f, 7, 1, 0, 2.25f, 40},
+                                    {0, 0, 0, 0, 0, 0, 0, 0},
+                                    {5, 5, 5, 5, 6, 6, 6, 0.125f}};
+static const float WEIGHTS_INT[3][8] = {{10, 0, 3, 7, 1, 0, 2, 40},
+                                        {0, 0, 0, 0, 0, 0, 0, 0},
+                                        {5, 5, 5, 5, 6, 6, 6, 16777216}};
+
+static void data_path(char *buf, size_t len, const char *name)
+{
+    snprintf(buf, len, "%s/%s", EPLB_TEST_DATA_DIR, name);
+}
+
+static void expect_matrix(const char *name, const float want[3][8], const char *format)
+{
+    char path[1024], error[1024] = "";
+    data_path(path, sizeof path, name);
+    eplb_weights w = {0};
+    eplb_status st = eplb_weights_load(path, &w, error, sizeof error);
+    cr_assert_eq(st, EPLB_OK, "%s: %s", name, error);
+    cr_assert_eq(w.layers, 3, "%s", name);
+    cr_assert_eq(w.experts, 8, "%s", name);
+    cr_assert_str_eq(w.format, format, "%s", name);
+    for (int l = 0; l < 3; l++)
+        for (int e = 0; e < 8; e++)
+            cr_expect_eq(w.data[l * 8 + e], want[l][e], "%s [%d][%d]: got %g, want %g", name, l, e,
+                         (double)w.data[l * 8 + e], (double)want[l][e]);
+    eplb_weights_free(&w);
+    cr_assert_null(w.data);
+}
+
+Test(input, text_with_commas) { expect_matrix("good-comma.csv", WEIGHTS, "text"); }
+Test(input, text_with_blanks_comments_and_crlf) { expect_matrix("good-space.txt", WEIGHTS, "text"); }
+Test(input, npy_float32) { expect_matrix("good-float32.npy", WEIGHTS, "npy"); }
+Test(input, npy_float64) { expect_matrix("good-float64.npy", WEIGHTS, "npy"); }
+Test(input, npy_int32) { expect_matrix("good-int32.npy", WEIGHTS_INT, "npy"); }
+Test(input, npy_int64) { expect_matrix("good-int64.npy", WEIGHTS_INT, "npy"); }
+Test(input, npy_format_version_2) { expect_matrix("good-v2.npy", WEIGHTS, "npy"); }
+
+Test(input, sglang_json)
+{
+    if (!eplb_tools_json_available())
+        cr_skip_test("built without jansson");
+    expect_matrix("good-sglang.json", WEIGHTS, "sglang-json");
+}
+
+Test(input, sglang_json_windows_are_summed)
+{
+    if (!eplb_tools_json_available())
+        cr_skip_test("built without jansson");
+    expect_matrix("good-sglang-windows.json", WEIGHTS, "sglang-json");
+}
+
+Test(input, plain_json_array)
+{
+    if (!eplb_tools_json_available())
+        cr_skip_test("built without jansson");
+    expect_matrix("good-array.json", WEIGHTS, "json-array");
+}
+
+Test(input, json_without_jansson_is_a_clear_error)
+{
+    if (eplb_tools_json_available())
+        cr_skip_test("built with jansson");
+    char path[1024], error[1024] = "";
+    data_path(path, sizeof path, "good-sglang.json");
+    eplb_weights w = {0};
+    cr_assert_eq(eplb_weights_load(path, &w, error, sizeof error), EPLB_ERR_UNSUPPORTED);
+    cr_assert(strstr(error, "without JSON support"), "%s", error);
+}
+
+/* Random float32 values printed with 9 digits read back bit for bit. */
+Test(input, text_round_trip_is_exact)
+{
+    enum { L = 5, E = 33 };
+    float want[L * E];
+    uint32_t state = 12345;
+    size_t cap = (size_t)L * E * 24 + 16, len = 0;
+    char *text = malloc(cap);
+    for (int i = 0; i < L * E; i++) {
+        state = state * 1664525u + 1013904223u;
+        want[i] = (float)(state >> 8) / 1024.0f;
+        if (i % 7 == 0)
+            want[i] = 0.0f;
+        len += (size_t)snprintf(text + len, cap - len, "%.9g%s", (double)want[i],
+                                i % E == E - 1 ? "\n" : (i % 2 ? " , " : " "));
+    }
+    eplb_weights w = {0};
+    char error[512] = "";
+    cr_assert_eq(eplb_weights_parse("memory.txt", text, len, &w, error, sizeof error), EPLB_OK,
+                 "%s", error);
+    cr_assert_eq(w.layers, L);
+    cr_assert_eq(w.experts, E);
+    cr_assert_eq(memcmp(w.data, want, sizeof want), 0);
+    eplb_weights_free(&w);
+    free(text);
+}
+
+typedef struct bad_case {
+    const char *file;
+    eplb_status status;
+    const char *message; /* a piece of the expected message */
+} bad_case;
+
+static const bad_case BAD[] = {
+    {"bad-ragged.csv", EPLB_ERR_PARSE, "ragged rows: line 2 has 2 values but line 1"},
+    {"bad-token.csv", EPLB_ERR_PARSE, "line 2, field 2: non-numeric token 'x5'"},
+    {"bad-nan.txt", EPLB_ERR_INVALID_WEIGHT, "line 2, field 2 is NaN"},
+    {"bad-inf.txt", EPLB_ERR_INVALID_WEIGHT, "line 1, field 3 is infinite"},
+    {"bad-negative.csv", EPLB_ERR_INVALID_WEIGHT, "line 2, field 2 is negative"},
+    {"bad-huge.txt", EPLB_ERR_INVALID_WEIGHT, "beyond the float32 range"},
+    {"bad-empty.csv", EPLB_ERR_PARSE, "the file is empty"},
+    {"bad-comments.txt", EPLB_ERR_PARSE, "no data"},
+    {"bad-double-comma.csv", EPLB_ERR_PARSE, "line 1, field 2 is empty"},
+    {"bad-trailing-comma.csv", EPLB_ERR_PARSE, "line 1 ends with a comma"},
+    {"bad-fortran.npy", EPLB_ERR_PARSE, "Fortran-order"},
+    {"bad-float16.npy", EPLB_ERR_PARSE, "unsupported .npy dtype '<f2'"},
+    {"bad-bigendian.npy", EPLB_ERR_PARSE, "unsupported .npy dtype '>f4'"},
+    {"bad-3d.npy", EPLB_ERR_PARSE, "must be 2-D"},
+    {"bad-1d.npy", EPLB_ERR_PARSE, "this one is 1-D"},
+    {"bad-zero-rows.npy", EPLB_ERR_PARSE, "the array is empty"},
+    {"bad-truncated.npy", EPLB_ERR_PARSE, "truncated data: shape 3 x 8 of '<f4' needs 96 bytes, "
+                                          "the file holds 91"},
+    {"bad-trailing.npy", EPLB_ERR_PARSE, "4 unexpected bytes after the array data"},
+    {"bad-nan.npy", EPLB_ERR_INVALID_WEIGHT, "element [0][1] is NaN"},
+    {"bad-negative.npy", EPLB_ERR_INVALID_WEIGHT, "element [0][1] is negative (-2)"},
+    {"bad-magic.npy", EPLB_ERR_PARSE, "not a NumPy .npy file"},
+    {"bad-header.npy", EPLB_ERR_PARSE, "malformed .npy header"},
+    {"bad-short-header.npy", EPLB_ERR_PARSE, "truncated .npy header"},
+    {"no-such-file.csv", EPLB_ERR_IO, "cannot open: No such file or directory"},
+    {".", EPLB_ERR_IO, "cannot read: Is a directory"},
+};
+
+static const bad_case BAD_JSON[] = {
+    {"bad-syntax.json", EPLB_ERR_PARSE, "invalid JSON at line 1"},
+    {"bad-ragged.json", EPLB_ERR_PARSE, "ragged rows: logical_count[1] has 2 values"},
+    {"bad-string.json", EPLB_ERR_PARSE, "array[1][1] is not a number"},
+    {"bad-nokey.json", EPLB_ERR_PARSE, "no \"logical_count\" member"},
+    {"bad-negative.json", EPLB_ERR_INVALID_WEIGHT, "array[1][1] is negative"},
+    {"bad-empty.json", EPLB_ERR_PARSE, "array is empty (no layers)"},
+    {"bad-empty-row.json", EPLB_ERR_PARSE, "array[0] is empty (no experts)"},
+    {"bad-scalar.json", EPLB_ERR_PARSE, "array[0] is not an array of numbers"},
+};
+
+static void expect_rejected(const bad_case *c)
+{
+    char path[1024], error[1024] = "";
+    data_path(path, sizeof path, c->file);
+    eplb_weights w;
+    memset(&w, 0xA5, sizeof w);
+    eplb_weights poison;
+    memset(&poison, 0xA5, sizeof poison);
+    eplb_status st = eplb_weights_load(path, &w, error, sizeof error);
+    cr_expect_eq(st, c->status, "%s: status %d (%s), want %d: %s", c->file, st,
+                 eplb_status_string(st), c->status, error);
+    cr_expect(strstr(error, path) == error, "%s: the message must start with the file name: %s",
+              c->file, error);
+    cr_expect(strstr(error, c->message) != NULL, "%s: message '%s' lacks '%s'", c->file, error,
+              c->message);
+    cr_expect_eq(memcmp(&w, &poison, sizeof w), 0, "%s: output touched on failure", c->file);
+}
+
+Test(input, malformed_files_get_specific_errors)
+{
+    for (size_t i = 0; i < sizeof BAD / sizeof BAD[0]; i++)
+        expect_rejected(&BAD[i]);
+}
+
+Test(input, malformed_json_gets_specific_errors)
+{
+    if (!eplb_tools_json_available())
+        cr_skip_test("built without jansson");
+    for (size_t i = 0; i < sizeof BAD_JSON / sizeof BAD_JSON[0]; i++)
+        expect_rejected(&BAD_JSON[i]);
+}
+
+/* Every prefix of a valid .npy file is rejected without a crash or a read past the end. */
+Test(input, every_truncation_of_an_npy_file_is_rejected)
+{
+    char path[1024];
+    data_path(path, sizeof path, "good-float64.npy");
+    FILE *f = fopen(path, "rb");
+    cr_assert_not_null(f);
+    unsigned char buf[4096];
+    size_t len = fread(buf, 1, sizeof buf, f);
+    fclose(f);
+    cr_assert_gt(len, 128u);
+    for (size_t n = 0; n < len; n++) {
+        unsigned char *copy = malloc(n ? n : 1); /* exact size: a sanitizer sees any overread */
+        memcpy(copy, buf, n);
+        eplb_weights w = {0};
+        char error[512] = "";
+        eplb_status st = eplb_weights_parse("cut.npy", copy, n, &w, error, sizeof error);
+        cr_expect_neq(st, EPLB_OK, "a %zu-byte prefix was accepted", n);
+        cr_expect_null(w.data);
+        free(copy);
+    }
+}
+
+Test(input, null_arguments_are_rejected)
+{
+    eplb_weights w = {0};
+    char error[256] = "";
+    cr_expect_eq(eplb_weights_load(NULL, &w, error, sizeof error), EPLB_ERR_INVALID_ARGUMENT);
+    cr_expect_eq(eplb_weights_load("x.csv", NULL, error, sizeof error), EPLB_ERR_INVALID_ARGUMENT);
+    cr_expect_eq(eplb_weights_parse("x.csv", NULL, 3, &w, error, sizeof error),
+                 EPLB_ERR_INVALID_ARGUMENT);
+    eplb_weights_free(NULL);
+}
