@@ -441,16 +441,11 @@ static void print_row(const bench_result *r, int markdown)
     fflush(stdout);
 }
 
-static int write_json(const char *path, const bench_config *cfg, const char *model, long cores,
+static int write_json(FILE *f, const char *path, const bench_config *cfg, const char *model, long cores,
                       const struct utsname *un, const char *const *devices,
                       const char *const *device_backends, int device_count,
                       const bench_result *results, int count)
 {
-    FILE *f = fopen(path, "w");
-    if (!f) {
-        fprintf(stderr, "eplb-bench: cannot write %s: %s\n", path, strerror(errno));
-        return 0;
-    }
     fprintf(f, "{\n  \"tool\": \"eplb-bench\",\n  \"eplb_version\": ");
     json_string(f, eplb_version_string());
     fprintf(f, ",\n  \"spec_version\": %d,\n  \"machine\": {\"cpu_model\": ", EPLB_SPEC_VERSION);
@@ -541,6 +536,17 @@ static const bench_case *find_case(const char *name)
     return NULL;
 }
 
+static int takes_value_option(const char *a)
+{
+    static const char *const names[] = {"--backend", "--case", "--runs", "--warmup",
+                                        "--min-time", "--max-time", "--candidates", "--iters",
+                                        "--seed", "--workload-seed", "--json"};
+    for (size_t i = 0; i < sizeof names / sizeof names[0]; i++)
+        if (!strcmp(a, names[i]))
+            return 1;
+    return 0;
+}
+
 static int parse_args(int argc, char **argv, bench_config *cfg)
 {
     memset(cfg, 0, sizeof *cfg);
@@ -574,8 +580,11 @@ static int parse_args(int argc, char **argv, bench_config *cfg)
         } else if (!strcmp(a, "--markdown")) {
             cfg->markdown = 1;
             takes_value = 0;
+        } else if (!takes_value_option(a)) {
+            fprintf(stderr, "eplb-bench: unknown option '%s' (see --help)\n", a);
+            return 0;
         } else if (!v) {
-            fprintf(stderr, "eplb-bench: %s needs a value (or is unknown; see --help)\n", a);
+            fprintf(stderr, "eplb-bench: %s needs a value\n", a);
             return 0;
         } else if (!strcmp(a, "--backend")) {
             if (cfg->backend_count == BENCH_MAX_BACKENDS) {
@@ -711,6 +720,12 @@ int main(int argc, char **argv)
                 eplb_version_string());
         return 1;
     }
+    /* Opened now so that a bad path fails before minutes of measuring. */
+    FILE *json = NULL;
+    if (cfg.json_path && !(json = fopen(cfg.json_path, "w"))) {
+        fprintf(stderr, "eplb-bench: cannot write %s: %s\n", cfg.json_path, strerror(errno));
+        return 1;
+    }
     char model[256];
     cpu_model(model, sizeof model);
     long cores = sysconf(_SC_NPROCESSORS_ONLN);
@@ -718,8 +733,11 @@ int main(int argc, char **argv)
     if (uname(&un) != 0)
         memset(&un, 0, sizeof un);
     print_header(&cfg, model, cores, &un);
-    if (!select_backends(&cfg))
+    if (!select_backends(&cfg)) {
+        if (json)
+            fclose(json);
         return 1;
+    }
 
     /* Option sets: the chosen one, then DeepSeek's original for comparison. */
     eplb_options opts[2];
@@ -814,8 +832,9 @@ int main(int argc, char **argv)
     }
     eplb_context_free(cpu_ref);
 
-    if (!failed && cfg.json_path &&
-        !write_json(cfg.json_path, &cfg, model, cores, &un, device_ptrs, device_backends,
+    if (json && failed)
+        fclose(json);
+    else if (json && !write_json(json, cfg.json_path, &cfg, model, cores, &un, device_ptrs, device_backends,
                     cfg.backend_count, results, result_count))
         failed = 1;
     free(results);
