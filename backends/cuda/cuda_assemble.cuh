@@ -1,0 +1,9 @@
+/* Outputs (SPEC 4.4) on the device: phy2log, logcnt, slot_rank / log2phy, unless status is nonzero. */
+#ifndef EPLB_CUDA_ASSEMBLE_CUH
+#define EPLB_CUDA_ASSEMBLE_CUH
+
+#include "cuda_common.cuh"
+
+eplb_status eplb_cuda_assemble(eplb_backend *backend, const eplb_plan_job *job);
+
+#endif

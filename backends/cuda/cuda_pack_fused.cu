@@ -1,0 +1,59 @@
+/* pack_fused: sort + greedy + swap + select of every row in one launch. */
+#include "cuda_pack_fused.cuh"
+
+__global__ void __launch_bounds__(1024)
+eplb_cuda_pack_fused_kernel(eplb_pack_job job, uint32_t score_bytes, uint32_t warp_bytes)
+{
+    extern __shared__ __align__(16) unsigned char eplb_pack_smem[];
+    const uint32_t n = (uint32_t)job.items, m = (uint32_t)job.packs, k = (uint32_t)job.per_pack;
+    const uint32_t C = (uint32_t)job.candidates, warp = threadIdx.x / 32, warps = blockDim.x / 32;
+    float *score = (float *)eplb_pack_smem;
+    unsigned char *scratch = eplb_pack_smem + score_bytes + (size_t)warp * warp_bytes;
+    const eplb_warp_team team(threadIdx.x & 31u);
+    for (int64_t row = blockIdx.x; row < job.rows; row += gridDim.x) {
+        const float *w = (const float *)job.weight + row * n;
+        int32_t *content = (int32_t *)job.content + row * C * n;
+        for (uint32_t c = warp; c < C; c += warps) {
+            const float s = eplb_warp_pack_candidate(team, w, n, m, k, job.call, row, (int32_t)c,
+                                                     job.seed, job.noise, job.iterations,
+                                                     job.tolerance, content + (size_t)c * n, scratch);
+            if (team.rank() == 0)
+                score[c] = s;
+        }
+        __syncthreads();
+        const uint32_t best = eplb_cuda_best_candidate(score, C);
+        eplb_team_write_choice(eplb_block_team(NULL), content + (size_t)best * n, n, k,
+                               (int32_t *)job.pack_of + row * n, (int32_t *)job.rank_of + row * n);
+        __syncthreads();
+    }
+}
+
+void eplb_cuda_pack_fused_init(size_t smem_optin)
+{
+    cudaFuncSetAttribute(eplb_cuda_pack_fused_kernel, cudaFuncAttributeMaxDynamicSharedMemorySize,
+                         (int)smem_optin);
+}
+
+eplb_status eplb_cuda_pack_fused(eplb_backend *backend, const eplb_pack_job *job)
+{
+    eplb_cuda_context *ctx = eplb_cuda_ctx(backend);
+    const size_t score_bytes = eplb_cuda_align((size_t)job->candidates * sizeof(float));
+    const size_t warp_bytes = eplb_cuda_warp_scratch_bytes((uint32_t)job->items, (uint32_t)job->packs);
+    uint32_t warps = job->candidates < 32 ? (uint32_t)job->candidates : 32u;
+    while (warps > 1 && score_bytes + warps * warp_bytes > ctx->smem_optin)
+        warps--;
+    /* Large packs: the block-wide stage kernels handle their pair search better. */
+    const bool fits = score_bytes + warps * warp_bytes <= ctx->smem_optin;
+    if (!fits || job->per_pack > 256 || job->packs > 1024) {
+        eplb_status st;
+        if ((st = eplb_cuda_pack_sort(backend, job)) != EPLB_OK) return st;
+        if ((st = eplb_cuda_pack_greedy(backend, job)) != EPLB_OK) return st;
+        if ((st = eplb_cuda_pack_swap(backend, job)) != EPLB_OK) return st;
+        return eplb_cuda_pack_select(backend, job);
+    }
+    const size_t smem = score_bytes + warps * warp_bytes;
+    const unsigned blocks = job->rows > 65535L * 16 ? 65535u * 16u : (unsigned)job->rows;
+    eplb_cuda_pack_fused_kernel<<<blocks, 32 * warps, smem, ctx->stream>>>(
+        *job, (uint32_t)score_bytes, (uint32_t)warp_bytes);
+    return eplb_cuda_launched(backend, "pack_fused");
+}

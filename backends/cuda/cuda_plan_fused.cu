@@ -1,0 +1,303 @@
+/* plan_fused: one block per layer, every stage in shared memory. Each block
+ * first checks every layer's weights (so no block writes outputs when any
+ * weight is invalid, without a second launch); block 0 writes the status.
+ * Packing candidates run one per warp; their greedy and swap are sequential
+ * within the warp, with pack argmin/argmax and the pair search across lanes. */
+#include "cuda_assemble.cuh"
+#include "cuda_check_weights.cuh"
+#include "cuda_group_loads.cuh"
+#include "cuda_node_layout.cuh"
+#include "cuda_pack_fused.cuh"
+#include "cuda_plan_fused.cuh"
+#include "cuda_replicate.cuh"
+#include "cuda_slot_loads.cuh"
+
+struct eplb_cuda_plan_args {
+    const float *weight;
+    int32_t *status;
+    int64_t *phy2log, *logcnt, *log2phy;
+    int32_t *slot_rank;
+    int64_t check_count;       /* weights every block checks (L*E), 0: checked by an earlier kernel */
+    int64_t width;             /* X */
+    uint64_t seed;
+    float noise, tolerance;
+    int32_t iterations;
+    uint32_t E, R, G, N, S, M, RN, group_k, slot_m, slot_k, C;
+    /* Byte offsets into shared memory. */
+    uint32_t o_w, o_nw, o_val, o_log2mlog, o_mlog2log, o_cnt, o_gl, o_gslot, o_gcontent, o_gscore;
+    uint32_t o_phy2mlog, o_phyrank, o_sload, o_scontent, o_sscore, o_sbest, o_warps, warp_bytes;
+};
+
+__global__ void __launch_bounds__(1024) eplb_cuda_plan_fused_kernel(eplb_cuda_plan_args a)
+{
+    extern __shared__ __align__(16) unsigned char smem[];
+    const uint32_t tid = threadIdx.x, T = blockDim.x, warp = tid / 32, W = blockDim.x / 32;
+    const uint32_t l = blockIdx.x, E = a.E, R = a.R, N = a.N, M = a.M, RN = a.RN, C = a.C;
+    const eplb_warp_team team(tid & 31u);
+    float *w = (float *)(smem + a.o_w), *nw = (float *)(smem + a.o_nw);
+    float *val = (float *)(smem + a.o_val), *gl = (float *)(smem + a.o_gl);
+    int32_t *log2mlog = (int32_t *)(smem + a.o_log2mlog), *mlog2log = (int32_t *)(smem + a.o_mlog2log);
+    int32_t *cnt = (int32_t *)(smem + a.o_cnt), *gslot = (int32_t *)(smem + a.o_gslot);
+    int32_t *gcontent = (int32_t *)(smem + a.o_gcontent);
+    float *gscore = (float *)(smem + a.o_gscore);
+    int32_t *phy2mlog = (int32_t *)(smem + a.o_phy2mlog), *phyrank = (int32_t *)(smem + a.o_phyrank);
+    float *sload = (float *)(smem + a.o_sload);
+    int32_t *scontent = (int32_t *)(smem + a.o_scontent);
+    float *sscore = (float *)(smem + a.o_sscore);
+    int32_t *sbest = (int32_t *)(smem + a.o_sbest);
+    unsigned char *scratch = smem + a.o_warps + (size_t)warp * a.warp_bytes;
+
+    /* 0. Weights: all layers checked (no output while any is invalid), own layer loaded. */
+    int bad = 0;
+    if (a.check_count > 0) {
+        for (int64_t i = tid; i < a.check_count; i += T) {
+            const float v = a.weight[i];
+            bad |= !(v >= 0.0f) || isinf(v);
+        }
+    } else {
+        bad = *a.status != 0;
+    }
+    for (uint32_t e = tid; e < E; e += T)
+        w[e] = a.weight[(size_t)l * E + e];
+    if (__syncthreads_or(bad)) {
+        if (l == 0 && tid == 0 && a.check_count > 0)
+            *a.status = EPLB_ERR_INVALID_WEIGHT;
+        return;
+    }
+    if (l == 0 && tid == 0 && a.check_count > 0)
+        *a.status = 0;
+
+    /* 1. Group loads, left to right. */
+    for (uint32_t g = tid; g < a.G; g += T) {
+        float sum = 0.0f;
+        for (uint32_t j = 0; j < a.S; j++)
+            sum += w[g * a.S + j];
+        gl[g] = sum;
+    }
+    __syncthreads();
+
+    /* 2. Groups to nodes (call 0, row l); gslot[g] = node-major group position. */
+    if (a.group_k > 1) {
+        for (uint32_t c = warp; c < C; c += W) {
+            const float s = eplb_warp_pack_candidate(team, gl, a.G, N, a.group_k, 0, (int64_t)l,
+                                                     (int32_t)c, a.seed, a.noise, a.iterations,
+                                                     a.tolerance, gcontent + (size_t)c * a.G,
+                                                     scratch);
+            if (team.rank() == 0)
+                gscore[c] = s;
+        }
+        __syncthreads();
+        const uint32_t best = eplb_cuda_best_candidate(gscore, C);
+        for (uint32_t s = tid; s < a.G; s += T)
+            gslot[gcontent[(size_t)best * a.G + s]] = (int32_t)s; /* pack*k + rank == s */
+    } else {
+        for (uint32_t g = tid; g < a.G; g += T)
+            gslot[g] = (int32_t)g;
+    }
+    __syncthreads();
+
+    /* 3. Node layout. */
+    for (uint32_t e = tid; e < E; e += T) {
+        const uint32_t g = e / a.S, j = e % a.S;
+        const uint32_t pos = (uint32_t)gslot[g] * a.S + j;
+        log2mlog[e] = (int32_t)pos;
+        mlog2log[pos] = (int32_t)e;
+        nw[pos] = w[e];
+    }
+    __syncthreads();
+
+    /* 4. Replication, one warp per node row. */
+    for (uint32_t n = warp; n < N; n += W)
+        eplb_warp_replicate(team, nw + (size_t)n * M, M, RN, phy2mlog + (size_t)n * RN,
+                            phyrank + (size_t)n * RN, cnt + (size_t)n * M, val + (size_t)n * M);
+    __syncthreads();
+
+    /* 5. Slot loads. */
+    for (uint32_t y = tid; y < R; y += T) {
+        const uint32_t n = y / RN, e = n * M + (uint32_t)phy2mlog[y];
+        sload[y] = nw[e] / (float)cnt[e];
+    }
+    __syncthreads();
+
+    /* 6. Slots to GPUs (call 1, row l*N + n), one warp per (node, candidate). */
+    if (a.slot_k > 1) {
+        for (uint32_t u = warp; u < N * C; u += W) {
+            const uint32_t n = u / C, c = u % C;
+            const float s = eplb_warp_pack_candidate(
+                team, sload + (size_t)n * RN, RN, a.slot_m, a.slot_k, 1, (int64_t)l * N + n,
+                (int32_t)c, a.seed, a.noise, a.iterations, a.tolerance,
+                scontent + (size_t)u * RN, scratch);
+            if (team.rank() == 0)
+                sscore[u] = s;
+        }
+        __syncthreads();
+        for (uint32_t n = tid; n < N; n += T)
+            sbest[n] = (int32_t)eplb_cuda_best_candidate(sscore + (size_t)n * C, C);
+        __syncthreads();
+    }
+
+    /* 7. Outputs: the -1 fill completes before any slot is scattered. */
+    const int64_t X = a.width;
+    if (a.log2phy) {
+        int64_t *row = a.log2phy + (size_t)l * E * X;
+        for (int64_t i = tid; i < (int64_t)E * X; i += T)
+            row[i] = -1;
+        __syncthreads();
+    }
+    for (uint32_t y = tid; y < R; y += T) {
+        const uint32_t n = y / RN, s = y % RN;
+        const uint32_t q = a.slot_k > 1 ? (uint32_t)scontent[((size_t)n * C + sbest[n]) * RN + s] : s;
+        const uint32_t src = n * RN + q;
+        const int32_t e = mlog2log[n * M + (uint32_t)phy2mlog[src]];
+        const int32_t rank = phyrank[src];
+        a.phy2log[(size_t)l * R + y] = e;
+        if (a.slot_rank)
+            a.slot_rank[(size_t)l * R + y] = rank;
+        if (a.log2phy)
+            a.log2phy[((size_t)l * E + e) * X + rank] = y;
+    }
+    for (uint32_t e = tid; e < E; e += T)
+        a.logcnt[(size_t)l * E + e] = cnt[log2mlog[e]];
+}
+
+void eplb_cuda_plan_fused_init(size_t smem_optin)
+{
+    cudaFuncSetAttribute(eplb_cuda_plan_fused_kernel, cudaFuncAttributeMaxDynamicSharedMemorySize,
+                         (int)smem_optin);
+}
+
+/* Lays out shared memory for `warps` warps; returns the total bytes. */
+static size_t plan_layout(const eplb_plan_job *job, uint32_t warps, eplb_cuda_plan_args *a)
+{
+    size_t at = 0;
+#define PLACE(field, bytes) (a->field = (uint32_t)at, at += eplb_cuda_align(bytes))
+    const size_t E = (size_t)job->experts, R = (size_t)job->replicas, G = (size_t)job->groups;
+    const size_t N = (size_t)job->nodes, C = (size_t)job->group_pack.candidates;
+    const size_t RN = (size_t)job->node_slots;
+    const bool group_packing = job->group_pack.per_pack > 1, slot_packing = job->slot_pack.per_pack > 1;
+    PLACE(o_w, E * 4);
+    PLACE(o_nw, E * 4);
+    PLACE(o_val, E * 4);
+    PLACE(o_log2mlog, E * 4);
+    PLACE(o_mlog2log, E * 4);
+    PLACE(o_cnt, E * 4);
+    PLACE(o_gl, G * 4);
+    PLACE(o_gslot, G * 4);
+    PLACE(o_gcontent, group_packing ? C * G * 4 : 0);
+    PLACE(o_gscore, group_packing ? C * 4 : 0);
+    PLACE(o_phy2mlog, R * 4);
+    PLACE(o_phyrank, R * 4);
+    PLACE(o_sload, R * 4);
+    PLACE(o_scontent, slot_packing ? N * C * RN * 4 : 0);
+    PLACE(o_sscore, slot_packing ? N * C * 4 : 0);
+    PLACE(o_sbest, slot_packing ? N * 4 : 0);
+#undef PLACE
+    size_t warp_bytes = 0, b;
+    if (group_packing && (b = eplb_cuda_warp_scratch_bytes((uint32_t)G, (uint32_t)N)) > warp_bytes)
+        warp_bytes = b;
+    if (slot_packing &&
+        (b = eplb_cuda_warp_scratch_bytes((uint32_t)RN, (uint32_t)job->slot_pack.packs)) > warp_bytes)
+        warp_bytes = b;
+    a->o_warps = (uint32_t)at;
+    a->warp_bytes = (uint32_t)warp_bytes;
+    return at + warp_bytes * warps;
+}
+
+/* Fills args and the launch geometry; 0 when the job must run as separate stages. */
+static int plan_config(eplb_cuda_context *ctx, const eplb_plan_job *job, eplb_cuda_plan_args *a,
+                       size_t *smem, unsigned *threads)
+{
+    memset(a, 0, sizeof *a);
+    const int64_t C = job->group_pack.candidates;
+    /* Shared-memory offsets are 32-bit and a layer is one block: keep rows modest. */
+    if (job->experts > (1 << 20) || job->replicas > (1 << 20) || job->layers > (1L << 31) - 1)
+        return 0;
+    /* A count above the width must fail the call: the stage path checks it. */
+    if (job->log2phy && job->width < job->node_slots - job->node_experts + 1)
+        return 0;
+    /* Big pair searches and pack sets are faster with a block per packing. */
+    if (job->slot_pack.per_pack > 256 || job->slot_pack.packs > 1024 ||
+        job->group_pack.per_pack > 256 || job->group_pack.packs > 1024)
+        return 0;
+    int64_t want = job->nodes * C;
+    if (want < C) want = C;
+    if (want < job->nodes) want = job->nodes;
+    if (want < 4) want = 4;
+    uint32_t warps = want > 32 ? 32u : (uint32_t)want;
+    size_t bytes = plan_layout(job, warps, a);
+    while (warps > 1 && bytes > ctx->smem_optin)
+        bytes = plan_layout(job, --warps, a);
+    if (bytes > ctx->smem_optin)
+        return 0;
+    a->weight = (const float *)job->weight;
+    a->status = (int32_t *)job->status;
+    a->phy2log = (int64_t *)job->phy2log;
+    a->logcnt = (int64_t *)job->logcnt;
+    a->log2phy = (int64_t *)job->log2phy;
+    a->slot_rank = (int32_t *)job->slot_rank;
+    /* Every block reads every weight: cheap while L*L*E stays small. */
+    a->check_count = job->layers * job->layers * job->experts <= (1L << 26)
+                         ? job->layers * job->experts : 0;
+    a->width = job->log2phy ? job->width : 0;
+    a->seed = job->group_pack.seed;
+    a->noise = job->group_pack.noise;
+    a->tolerance = job->group_pack.tolerance;
+    a->iterations = job->group_pack.iterations;
+    a->E = (uint32_t)job->experts;
+    a->R = (uint32_t)job->replicas;
+    a->G = (uint32_t)job->groups;
+    a->N = (uint32_t)job->nodes;
+    a->S = (uint32_t)job->group_size;
+    a->M = (uint32_t)job->node_experts;
+    a->RN = (uint32_t)job->node_slots;
+    a->group_k = (uint32_t)job->group_pack.per_pack;
+    a->slot_m = (uint32_t)job->slot_pack.packs;
+    a->slot_k = (uint32_t)job->slot_pack.per_pack;
+    a->C = (uint32_t)C;
+    *smem = bytes;
+    *threads = 32 * warps;
+    return 1;
+}
+
+int eplb_cuda_plan_fused_fits(eplb_backend *backend, const eplb_plan_job *job, size_t *smem,
+                              unsigned *threads)
+{
+    eplb_cuda_plan_args a;
+    return plan_config(eplb_cuda_ctx(backend), job, &a, smem, threads);
+}
+
+static eplb_status run_packing(eplb_backend *backend, const eplb_pack_job *job)
+{
+    if (job->per_pack <= 1)
+        return EPLB_OK; /* SPEC 6: k == 1 is the identity, handled by node_layout / assemble */
+    if (eplb_cuda_ctx(backend)->path != EPLB_CUDA_PATH_STAGES)
+        return eplb_cuda_pack_fused(backend, job);
+    eplb_status st;
+    if ((st = eplb_cuda_pack_sort(backend, job)) != EPLB_OK) return st;
+    if ((st = eplb_cuda_pack_greedy(backend, job)) != EPLB_OK) return st;
+    if ((st = eplb_cuda_pack_swap(backend, job)) != EPLB_OK) return st;
+    return eplb_cuda_pack_select(backend, job);
+}
+
+eplb_status eplb_cuda_plan_fused(eplb_backend *backend, const eplb_plan_job *job)
+{
+    eplb_cuda_context *ctx = eplb_cuda_ctx(backend);
+    eplb_cuda_plan_args a;
+    size_t smem;
+    unsigned threads;
+    eplb_status st;
+    if (ctx->path == EPLB_CUDA_PATH_FUSED && plan_config(ctx, job, &a, &smem, &threads)) {
+        if (a.check_count == 0 && (st = eplb_cuda_check_weights(backend, job)) != EPLB_OK)
+            return st;
+        eplb_cuda_plan_fused_kernel<<<(unsigned)job->layers, threads, smem, ctx->stream>>>(a);
+        return eplb_cuda_launched(backend, "plan_fused");
+    }
+    if ((st = eplb_cuda_check_weights(backend, job)) != EPLB_OK) return st;
+    if ((st = eplb_cuda_group_loads(backend, job)) != EPLB_OK) return st;
+    if ((st = run_packing(backend, &job->group_pack)) != EPLB_OK) return st;
+    if ((st = eplb_cuda_node_layout(backend, job)) != EPLB_OK) return st;
+    if ((st = eplb_cuda_replicate(backend, job)) != EPLB_OK) return st;
+    if ((st = eplb_cuda_slot_loads(backend, job)) != EPLB_OK) return st;
+    if ((st = run_packing(backend, &job->slot_pack)) != EPLB_OK) return st;
+    return eplb_cuda_assemble(backend, job);
+}
