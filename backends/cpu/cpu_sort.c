@@ -84,13 +84,10 @@ static void radix_sort(uint32_t *key, int32_t *order, int32_t n, uint32_t *key_t
 
 #define EPLB_CPU_INSERTION_MAX 32
 
-static void bucket_sort(const uint32_t *key, int32_t n, int32_t *order, eplb_cpu_scratch *s)
+/* key[n] (with its lowest and highest value) -> order[n]. */
+static void bucket_sort(const uint32_t *key, int32_t n, uint32_t lo, uint32_t hi, int32_t *order,
+                        eplb_cpu_scratch *s)
 {
-    uint32_t lo = key[0], hi = key[0];
-    for (int32_t i = 1; i < n; i++) {
-        lo = key[i] < lo ? key[i] : lo;
-        hi = key[i] > hi ? key[i] : hi;
-    }
     if (lo == hi) { /* all keys equal: index order */
         for (int32_t i = 0; i < n; i++)
             order[i] = i;
@@ -107,13 +104,21 @@ static void bucket_sort(const uint32_t *key, int32_t n, int32_t *order, eplb_cpu
     memset(start, 0, (size_t)(buckets + 1) * sizeof *start);
     for (int32_t i = 0; i < n; i++)
         start[((key[i] - lo) >> shift) + 1]++;
-    for (int32_t b = 0; b < buckets; b++)
+    int32_t largest = 0;
+    for (int32_t b = 0; b < buckets; b++) {
+        largest = start[b + 1] > largest ? start[b + 1] : largest;
         start[b + 1] += start[b];
+    }
     uint32_t *sorted_key = s->key + n;
     for (int32_t i = 0; i < n; i++) {
         const int32_t pos = start[(key[i] - lo) >> shift]++;
         sorted_key[pos] = key[i];
         order[pos] = i;
+    }
+    if (largest <= EPLB_CPU_INSERTION_MAX) {
+        /* Items are out of order only inside their bucket: one pass finishes. */
+        insertion_sort(sorted_key, order, n);
+        return;
     }
     /* start[b] now marks the end of bucket b. */
     int32_t begin = 0;
@@ -133,17 +138,26 @@ void eplb_cpu_sort_one(const eplb_pack_job *job, int64_t row, int64_t candidate,
     const int32_t n = job->items;
     const float *w = (const float *)job->weight + row * n;
     uint32_t *key = scratch->key;
+    uint32_t lo = UINT32_MAX, hi = 0;
     if (candidate == 0) {
-        for (int32_t i = 0; i < n; i++)
-            key[i] = descending_bits(w[i]);
+        for (int32_t i = 0; i < n; i++) {
+            const uint32_t k = descending_bits(w[i]);
+            key[i] = k;
+            lo = k < lo ? k : lo;
+            hi = k > hi ? k : hi;
+        }
     } else {
         const eplb_u64 prefix = eplb_random_prefix(job->seed, (uint64_t)job->call, (uint64_t)row,
                                                    (uint64_t)candidate);
-        for (int32_t i = 0; i < n; i++)
-            key[i] = descending_bits(
+        for (int32_t i = 0; i < n; i++) {
+            const uint32_t k = descending_bits(
                 eplb_sort_key(w[i], job->noise, eplb_random_unit_at(prefix, (uint64_t)i)));
+            key[i] = k;
+            lo = k < lo ? k : lo;
+            hi = k > hi ? k : hi;
+        }
     }
-    bucket_sort(key, n, order, scratch);
+    bucket_sort(key, n, lo, hi, order, scratch);
 }
 
 eplb_status eplb_cpu_pack_sort(eplb_backend *backend, const eplb_pack_job *job)
