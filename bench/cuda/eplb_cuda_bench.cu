@@ -1,0 +1,522 @@
+/* eplb_cuda_bench: GPU check and timing of the cuda backend.
+ *
+ *   eplb_cuda_bench check [--quick]   goldens exact on every cuda path; random
+ *                                     shapes, the device-pointer API, invalid
+ *                                     weights and repeated calls against cpu
+ *   eplb_cuda_bench time [--runs N]   device-pointer call timed with CUDA events
+ *   eplb_cuda_bench sanitize          a few DeepSeek-V3 plans per path (for
+ *                                     compute-sanitizer memcheck / racecheck)
+ *
+ * Prints "N passed, N failed" (check) and exits 1 on any failure. */
+#include <cuda_runtime.h>
+#include <dirent.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <algorithm>
+#include <string>
+#include <vector>
+
+extern "C" {
+#include "eplb/eplb.h"
+#include "golden.h"
+#include "workload.h"
+}
+
+#ifndef EPLB_GOLDEN_DIR
+#define EPLB_GOLDEN_DIR "tests/golden"
+#endif
+
+static int passed = 0, failed = 0;
+
+static void verdict(bool ok, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static void verdict(bool ok, const char *fmt, ...)
+{
+    va_list args;
+    va_start(args, fmt);
+    printf("%s ", ok ? "PASS" : "FAIL");
+    vprintf(fmt, args);
+    printf("\n");
+    va_end(args);
+    fflush(stdout);
+    (ok ? passed : failed)++;
+}
+
+#define CUDA_OK(call)                                                                          \
+    do {                                                                                       \
+        cudaError_t err_ = (call);                                                             \
+        if (err_ != cudaSuccess) {                                                             \
+            fprintf(stderr, "%s:%d: %s: %s\n", __FILE__, __LINE__, #call,                      \
+                    cudaGetErrorString(err_));                                                 \
+            exit(2);                                                                           \
+        }                                                                                      \
+    } while (0)
+
+static const char *const paths[] = {"fused", "pack_fused", "stages"};
+
+/* A cuda context on one EPLB_CUDA_PATH (read when the instance is created). */
+static eplb_context *open_cuda(const char *path)
+{
+    setenv("EPLB_CUDA_PATH", path, 1);
+    eplb_context *ctx = NULL;
+    if (eplb_context_create(&ctx, "cuda") != EPLB_OK) {
+        fprintf(stderr, "cuda backend unavailable: %s\n", eplb_last_error());
+        return NULL;
+    }
+    return ctx;
+}
+
+struct plan {
+    std::vector<int64_t> phy2log, logcnt, log2phy;
+    int64_t width = 0;
+    eplb_status status = EPLB_OK;
+};
+
+static plan host_plan(eplb_context *ctx, const float *w, const eplb_shape &s, const eplb_options &o)
+{
+    plan p;
+    p.width = eplb_log2phy_width_max(&s);
+    p.phy2log.assign(s.layers * s.replicas, -7);
+    p.logcnt.assign(s.layers * s.experts, -7);
+    p.log2phy.assign(s.layers * s.experts * p.width, -7);
+    p.status = eplb_rebalance(ctx, w, &s, &o, p.phy2log.data(), p.logcnt.data(), p.log2phy.data(),
+                              p.width, NULL);
+    if (p.status != EPLB_OK)
+        fprintf(stderr, "  eplb_rebalance: %s\n", eplb_context_last_error(ctx));
+    return p;
+}
+
+struct device_buffers {
+    float *weight = NULL;
+    int64_t *phy2log = NULL, *logcnt = NULL, *log2phy = NULL;
+    size_t nw = 0, np = 0, nc = 0, nx = 0;
+    device_buffers(const eplb_shape &s, int64_t width)
+    {
+        nw = s.layers * s.experts;
+        np = s.layers * s.replicas;
+        nc = s.layers * s.experts;
+        nx = nc * width;
+        CUDA_OK(cudaMalloc(&weight, nw * sizeof(float)));
+        CUDA_OK(cudaMalloc(&phy2log, np * sizeof(int64_t)));
+        CUDA_OK(cudaMalloc(&logcnt, nc * sizeof(int64_t)));
+        CUDA_OK(cudaMalloc(&log2phy, nx * sizeof(int64_t)));
+    }
+    ~device_buffers()
+    {
+        cudaFree(weight);
+        cudaFree(phy2log);
+        cudaFree(logcnt);
+        cudaFree(log2phy);
+    }
+    void fill_outputs(int64_t value)
+    {
+        std::vector<int64_t> v(std::max(np, std::max(nc, nx)), value);
+        CUDA_OK(cudaMemcpy(phy2log, v.data(), np * 8, cudaMemcpyHostToDevice));
+        CUDA_OK(cudaMemcpy(logcnt, v.data(), nc * 8, cudaMemcpyHostToDevice));
+        CUDA_OK(cudaMemcpy(log2phy, v.data(), nx * 8, cudaMemcpyHostToDevice));
+    }
+    plan read(int64_t width)
+    {
+        plan p;
+        p.width = width;
+        p.phy2log.resize(np);
+        p.logcnt.resize(nc);
+        p.log2phy.resize(nx);
+        CUDA_OK(cudaMemcpy(p.phy2log.data(), phy2log, np * 8, cudaMemcpyDeviceToHost));
+        CUDA_OK(cudaMemcpy(p.logcnt.data(), logcnt, nc * 8, cudaMemcpyDeviceToHost));
+        CUDA_OK(cudaMemcpy(p.log2phy.data(), log2phy, nx * 8, cudaMemcpyDeviceToHost));
+        return p;
+    }
+};
+
+/* Device-pointer plan on stream; waits and reads the outputs back. */
+static plan device_plan(eplb_context *ctx, const float *w, const eplb_shape &s,
+                        const eplb_options &o, cudaStream_t stream)
+{
+    const int64_t width = eplb_log2phy_width_max(&s);
+    device_buffers d(s, width);
+    CUDA_OK(cudaMemcpy(d.weight, w, d.nw * sizeof(float), cudaMemcpyHostToDevice));
+    d.fill_outputs(-7);
+    plan p;
+    eplb_status st = eplb_rebalance_device(ctx, d.weight, &s, &o, d.phy2log, d.logcnt, d.log2phy,
+                                           width, stream);
+    if (st == EPLB_OK)
+        st = eplb_device_status(ctx, stream);
+    if (st != EPLB_OK)
+        fprintf(stderr, "  device plan: %s\n", eplb_context_last_error(ctx));
+    p = d.read(width);
+    p.status = st;
+    return p;
+}
+
+static std::string first_difference(const plan &a, const plan &b, const eplb_shape &s)
+{
+    char buf[256];
+    if (a.status != b.status) {
+        snprintf(buf, sizeof buf, "status %d vs %d", a.status, b.status);
+        return buf;
+    }
+    for (size_t i = 0; i < a.phy2log.size(); i++)
+        if (a.phy2log[i] != b.phy2log[i]) {
+            snprintf(buf, sizeof buf, "phy2log layer %lld slot %lld: %lld vs %lld",
+                     (long long)(i / s.replicas), (long long)(i % s.replicas),
+                     (long long)a.phy2log[i], (long long)b.phy2log[i]);
+            return buf;
+        }
+    if (a.logcnt != b.logcnt)
+        return "logcnt differs";
+    if (a.width == b.width && a.log2phy != b.log2phy)
+        return "log2phy differs";
+    return "";
+}
+
+/* ---- check ---------------------------------------------------------------- */
+
+static void check_goldens(eplb_context *ctx, const char *path)
+{
+    DIR *dir = opendir(EPLB_GOLDEN_DIR);
+    if (!dir) {
+        verdict(false, "[%s] golden directory %s readable", path, EPLB_GOLDEN_DIR);
+        return;
+    }
+    std::vector<std::string> names;
+    while (struct dirent *e = readdir(dir))
+        if (strstr(e->d_name, ".txt"))
+            names.push_back(e->d_name);
+    closedir(dir);
+    std::sort(names.begin(), names.end());
+    int ok_count = 0;
+    for (const std::string &name : names) {
+        std::string file = std::string(EPLB_GOLDEN_DIR) + "/" + name;
+        eplb_golden g;
+        char error[512];
+        if (eplb_golden_read(file.c_str(), &g, error, sizeof error) != EPLB_OK) {
+            verdict(false, "[%s] golden %s: %s", path, name.c_str(), error);
+            continue;
+        }
+        const eplb_shape &s = g.shape;
+        plan p = host_plan(ctx, g.weight, s, g.options);
+        bool ok = p.status == EPLB_OK &&
+                  memcmp(p.phy2log.data(), g.phy2log, s.layers * s.replicas * 8) == 0 &&
+                  memcmp(p.logcnt.data(), g.logcnt, s.layers * s.experts * 8) == 0;
+        /* The device-pointer path must give the same plan. */
+        plan d = device_plan(ctx, g.weight, s, g.options, NULL);
+        bool dev_ok = d.status == EPLB_OK && d.phy2log == p.phy2log && d.logcnt == p.logcnt &&
+                      d.log2phy == p.log2phy;
+        if (!ok || !dev_ok)
+            verdict(false, "[%s] golden %s (host %s, device %s)", path, name.c_str(),
+                    ok ? "exact" : "DIFFERS", dev_ok ? "same" : "DIFFERS");
+        else
+            ok_count++;
+        eplb_golden_free(&g);
+    }
+    verdict(ok_count == (int)names.size(), "[%s] %d/%zu goldens exact (host and device API)",
+            path, ok_count, names.size());
+}
+
+struct random_case {
+    const char *name;
+    eplb_shape shape;
+    int candidates, iterations;
+    int64_t dead_every;
+    int ties; /* weights from a small integer range: many equal keys and loads */
+};
+
+static void fill_weights(std::vector<float> &w, const random_case &rc, uint64_t seed)
+{
+    const eplb_shape &s = rc.shape;
+    w.resize(s.layers * s.experts);
+    eplb_workload_fill(w.data(), s.layers, s.experts, seed, rc.dead_every);
+    if (rc.ties) {
+        uint64_t state = seed + 99;
+        for (float &v : w)
+            v = (float)(eplb_workload_next(&state) % 4);
+    }
+}
+
+static const random_case random_cases[] = {
+    {"v3 hierarchical 288/8/4/32", {58, 256, 288, 8, 4, 32}, 8, 20, 0, 0},
+    {"v3 global 288/72", {58, 256, 288, 8, 1, 72}, 8, 20, 0, 0},
+    {"v3 global 320/64", {58, 256, 320, 8, 3, 64}, 8, 20, 0, 0},
+    {"v3 dead experts", {16, 256, 288, 8, 4, 32}, 8, 20, 7, 0},
+    {"ties", {12, 64, 96, 8, 2, 16}, 8, 20, 0, 1},
+    {"one slot per gpu", {8, 64, 128, 4, 2, 128}, 8, 20, 0, 0},
+    {"no redundancy", {8, 128, 128, 8, 2, 16}, 8, 20, 0, 0},
+    {"groups == nodes", {8, 64, 96, 4, 4, 16}, 8, 20, 0, 0},
+    {"1 gpu 8192 slots", {2, 1024, 8192, 1, 1, 1}, 4, 20, 0, 0},
+    {"2 gpus k=2048", {2, 512, 4096, 1, 1, 2}, 2, 5, 0, 0},
+    {"large k 16 gpus", {3, 256, 4096, 8, 2, 16}, 8, 20, 0, 0},
+    {"many packs", {2, 1024, 8192, 1, 1, 2048}, 8, 20, 0, 0},
+    {"candidates 1024", {4, 256, 288, 8, 4, 32}, 1024, 20, 0, 0},
+    {"deepseek C=1 I=0", {58, 256, 288, 8, 4, 32}, 1, 0, 0, 0},
+    {"odd sizes", {5, 60, 150, 6, 3, 15}, 5, 7, 0, 0},
+    {"qwen-like global", {48, 128, 160, 1, 1, 32}, 8, 20, 0, 0},
+    {"kimi-like", {60, 384, 448, 1, 2, 64}, 16, 20, 0, 0},
+};
+
+static const random_case scale_case = {
+    "scale 200x1024 -> 8192 on 1024 gpus, 16 nodes", {200, 1024, 8192, 16, 16, 1024}, 8, 20, 0, 0};
+
+static void check_random(eplb_context *cpu, eplb_context *ctx, const char *path,
+                         const random_case &rc, uint64_t seed)
+{
+    std::vector<float> w;
+    fill_weights(w, rc, seed);
+    eplb_options o;
+    eplb_options_init(&o);
+    o.candidates = rc.candidates;
+    o.iterations = rc.iterations;
+    o.seed = seed;
+    plan want = host_plan(cpu, w.data(), rc.shape, o);
+    plan got = host_plan(ctx, w.data(), rc.shape, o);
+    std::string diff = first_difference(want, got, rc.shape);
+    plan dev = device_plan(ctx, w.data(), rc.shape, o, NULL);
+    std::string ddiff = first_difference(want, dev, rc.shape);
+    verdict(want.status == EPLB_OK && diff.empty() && ddiff.empty(),
+            "[%s] %s seed %llu equals cpu (host API %s, device API %s)", path, rc.name,
+            (unsigned long long)seed, diff.empty() ? "same" : diff.c_str(),
+            ddiff.empty() ? "same" : ddiff.c_str());
+}
+
+static void check_device_api(eplb_context *ctx, const char *path)
+{
+    const eplb_shape s = {58, 256, 288, 8, 4, 32};
+    std::vector<float> w(s.layers * s.experts);
+    eplb_workload_fill(w.data(), s.layers, s.experts, 3, 0);
+    eplb_options o;
+    eplb_options_init(&o);
+    const int64_t width = eplb_log2phy_width_max(&s);
+    cudaStream_t stream;
+    CUDA_OK(cudaStreamCreateWithFlags(&stream, cudaStreamNonBlocking));
+
+    /* Repeated calls on a caller's stream give identical plans. */
+    plan first = device_plan(ctx, w.data(), s, o, stream);
+    bool same = first.status == EPLB_OK;
+    for (int i = 0; i < 5 && same; i++) {
+        plan again = device_plan(ctx, w.data(), s, o, stream);
+        same = again.status == EPLB_OK && again.phy2log == first.phy2log &&
+               again.logcnt == first.logcnt && again.log2phy == first.log2phy;
+    }
+    verdict(same, "[%s] repeated device calls on a non-blocking stream are identical", path);
+
+    /* An invalid weight (NaN, inf, negative) leaves outputs untouched and is reported. */
+    const float bad_values[] = {__builtin_nanf(""), __builtin_inff(), -1.0f};
+    for (int b = 0; b < 3; b++) {
+        device_buffers d(s, width);
+        std::vector<float> wb = w;
+        wb[(s.layers - 1) * s.experts + 17] = bad_values[b]; /* last layer only */
+        CUDA_OK(cudaMemcpy(d.weight, wb.data(), d.nw * 4, cudaMemcpyHostToDevice));
+        d.fill_outputs(-7);
+        eplb_status st = eplb_rebalance_device(ctx, d.weight, &s, &o, d.phy2log, d.logcnt,
+                                               d.log2phy, width, stream);
+        eplb_status dev = st == EPLB_OK ? eplb_device_status(ctx, stream) : st;
+        plan p = d.read(width);
+        bool untouched = true;
+        for (int64_t v : p.phy2log) untouched &= v == -7;
+        for (int64_t v : p.logcnt) untouched &= v == -7;
+        for (int64_t v : p.log2phy) untouched &= v == -7;
+        verdict(st == EPLB_OK && dev == EPLB_ERR_INVALID_WEIGHT && untouched,
+                "[%s] invalid weight %g via device API: status %d, outputs untouched %s", path,
+                (double)bad_values[b], (int)dev, untouched ? "yes" : "NO");
+        /* The next valid call succeeds again. */
+        CUDA_OK(cudaMemcpy(d.weight, w.data(), d.nw * 4, cudaMemcpyHostToDevice));
+        st = eplb_rebalance_device(ctx, d.weight, &s, &o, d.phy2log, d.logcnt, d.log2phy, width,
+                                   stream);
+        dev = st == EPLB_OK ? eplb_device_status(ctx, stream) : st;
+        plan q = d.read(width);
+        verdict(dev == EPLB_OK && q.phy2log == first.phy2log,
+                "[%s] valid call after an invalid one succeeds", path);
+    }
+    /* A too-narrow log2phy width (allowed by the planner) fails without output. */
+    {
+        device_buffers d(s, 1);
+        CUDA_OK(cudaMemcpy(d.weight, w.data(), d.nw * 4, cudaMemcpyHostToDevice));
+        d.fill_outputs(-7);
+        eplb_status st = eplb_rebalance_device(ctx, d.weight, &s, &o, d.phy2log, d.logcnt,
+                                               d.log2phy, 1, stream);
+        eplb_status dev = st == EPLB_OK ? eplb_device_status(ctx, stream) : st;
+        plan p = d.read(1);
+        bool untouched = true;
+        for (int64_t v : p.phy2log) untouched &= v == -7;
+        verdict(dev == EPLB_ERR_LOG2PHY_TOO_SMALL && untouched,
+                "[%s] log2phy width 1 via device API: status %d, outputs untouched %s", path,
+                (int)dev, untouched ? "yes" : "NO");
+    }
+    CUDA_OK(cudaStreamDestroy(stream));
+}
+
+static int run_check(bool quick)
+{
+    eplb_context *cpu = NULL;
+    if (eplb_context_create(&cpu, "cpu") != EPLB_OK) {
+        fprintf(stderr, "cpu backend: %s\n", eplb_last_error());
+        return 2;
+    }
+    for (const char *path : paths) {
+        eplb_context *ctx = open_cuda(path);
+        if (!ctx) {
+            verdict(false, "[%s] cuda backend available", path);
+            continue;
+        }
+        printf("== path %s on %s\n", path, eplb_context_device(ctx));
+        check_goldens(ctx, path);
+        for (const random_case &rc : random_cases)
+            for (uint64_t seed = 0; seed < (quick ? 1u : 3u); seed++)
+                check_random(cpu, ctx, path, rc, seed);
+        check_device_api(ctx, path);
+        if (!quick && !strcmp(path, "fused"))
+            check_random(cpu, ctx, path, scale_case, 1);
+        eplb_context_free(ctx);
+    }
+    eplb_context_free(cpu);
+    printf("%d passed, %d failed\n", passed, failed);
+    return failed ? 1 : 0;
+}
+
+/* ---- timing --------------------------------------------------------------- */
+
+struct timed_case {
+    const char *name;
+    eplb_shape shape;
+};
+
+static const timed_case timed_cases[] = {
+    {"v3 hierarchical 288/8/4/32", {58, 256, 288, 8, 4, 32}},
+    {"v3 global 288/72", {58, 256, 288, 8, 1, 72}},
+    {"v3 global 320/64", {58, 256, 320, 8, 1, 64}},
+    {"scale 200x1024->8192/1024/16", {200, 1024, 8192, 16, 16, 1024}},
+};
+
+static double median(std::vector<float> v)
+{
+    std::sort(v.begin(), v.end());
+    return v.empty() ? 0.0 : v[v.size() / 2];
+}
+
+static int run_time(int runs, const char *path)
+{
+    eplb_context *ctx = open_cuda(path);
+    if (!ctx)
+        return 2;
+    cudaStream_t stream;
+    CUDA_OK(cudaStreamCreateWithFlags(&stream, cudaStreamNonBlocking));
+    cudaEvent_t start, stop;
+    CUDA_OK(cudaEventCreate(&start));
+    CUDA_OK(cudaEventCreate(&stop));
+    printf("== timing path %s on %s, %d runs each (median of per-call CUDA event time)\n", path,
+           eplb_context_device(ctx), runs);
+    printf("%-32s %12s %12s %12s %10s\n", "case", "median_us", "min_us", "batch_us", "fused");
+    for (const timed_case &tc : timed_cases) {
+        const eplb_shape &s = tc.shape;
+        const int64_t width = eplb_log2phy_width_max(&s);
+        std::vector<float> w(s.layers * s.experts);
+        eplb_workload_fill(w.data(), s.layers, s.experts, 1, 0);
+        eplb_options o;
+        eplb_options_init(&o);
+        device_buffers d(s, width);
+        CUDA_OK(cudaMemcpy(d.weight, w.data(), d.nw * 4, cudaMemcpyHostToDevice));
+        const int n = s.layers * s.replicas > 1000000 ? (runs < 20 ? runs : 20) : runs;
+        eplb_status st = EPLB_OK;
+        for (int i = 0; i < 10 && st == EPLB_OK; i++) /* warm-up: workspace allocated here */
+            st = eplb_rebalance_device(ctx, d.weight, &s, &o, d.phy2log, d.logcnt, d.log2phy,
+                                       width, stream);
+        if (st == EPLB_OK)
+            st = eplb_device_status(ctx, stream);
+        if (st != EPLB_OK) {
+            printf("%-32s failed: %s\n", tc.name, eplb_context_last_error(ctx));
+            continue;
+        }
+        std::vector<float> times;
+        for (int i = 0; i < n; i++) {
+            CUDA_OK(cudaEventRecord(start, stream));
+            eplb_rebalance_device(ctx, d.weight, &s, &o, d.phy2log, d.logcnt, d.log2phy, width,
+                                  stream);
+            CUDA_OK(cudaEventRecord(stop, stream));
+            CUDA_OK(cudaEventSynchronize(stop));
+            float ms = 0;
+            CUDA_OK(cudaEventElapsedTime(&ms, start, stop));
+            times.push_back(ms * 1000.0f);
+        }
+        /* Back-to-back calls: what a serving loop sees per plan. */
+        CUDA_OK(cudaEventRecord(start, stream));
+        for (int i = 0; i < n; i++)
+            eplb_rebalance_device(ctx, d.weight, &s, &o, d.phy2log, d.logcnt, d.log2phy, width,
+                                  stream);
+        CUDA_OK(cudaEventRecord(stop, stream));
+        CUDA_OK(cudaEventSynchronize(stop));
+        float batch_ms = 0;
+        CUDA_OK(cudaEventElapsedTime(&batch_ms, start, stop));
+        st = eplb_device_status(ctx, stream);
+        printf("%-32s %12.1f %12.1f %12.1f %10s%s\n", tc.name, median(times),
+               (double)*std::min_element(times.begin(), times.end()),
+               batch_ms * 1000.0 / n, "", st == EPLB_OK ? "" : "  STATUS FAILED");
+    }
+    cudaEventDestroy(start);
+    cudaEventDestroy(stop);
+    cudaStreamDestroy(stream);
+    eplb_context_free(ctx);
+    return 0;
+}
+
+/* ---- sanitize --------------------------------------------------------------- */
+
+static int run_sanitize(int iterations)
+{
+    const eplb_shape shapes[] = {{58, 256, 288, 8, 4, 32}, {58, 256, 320, 8, 1, 64}};
+    int bad = 0;
+    for (const char *path : paths) {
+        eplb_context *ctx = open_cuda(path);
+        if (!ctx)
+            return 2;
+        for (const eplb_shape &s : shapes) {
+            std::vector<float> w(s.layers * s.experts);
+            eplb_workload_fill(w.data(), s.layers, s.experts, 5, 0);
+            eplb_options o;
+            eplb_options_init(&o);
+            const int64_t width = eplb_log2phy_width_max(&s);
+            device_buffers d(s, width);
+            CUDA_OK(cudaMemcpy(d.weight, w.data(), d.nw * 4, cudaMemcpyHostToDevice));
+            for (int i = 0; i < iterations; i++) {
+                eplb_status st = eplb_rebalance_device(ctx, d.weight, &s, &o, d.phy2log, d.logcnt,
+                                                       d.log2phy, width, NULL);
+                if (st == EPLB_OK)
+                    st = eplb_device_status(ctx, NULL);
+                if (st != EPLB_OK) {
+                    fprintf(stderr, "[%s] %s\n", path, eplb_context_last_error(ctx));
+                    bad = 1;
+                }
+            }
+            plan h = host_plan(ctx, w.data(), s, o);
+            bad |= h.status != EPLB_OK;
+        }
+        printf("sanitize run on path %s done\n", path);
+        eplb_context_free(ctx);
+    }
+    return bad;
+}
+
+int main(int argc, char **argv)
+{
+    const char *mode = argc > 1 ? argv[1] : "check";
+    int runs = 200, iterations = 3;
+    bool quick = false;
+    const char *path = "fused";
+    for (int i = 2; i < argc; i++) {
+        if (!strcmp(argv[i], "--runs") && i + 1 < argc) runs = atoi(argv[++i]);
+        else if (!strcmp(argv[i], "--iterations") && i + 1 < argc) iterations = atoi(argv[++i]);
+        else if (!strcmp(argv[i], "--path") && i + 1 < argc) path = argv[++i];
+        else if (!strcmp(argv[i], "--quick")) quick = true;
+        else {
+            fprintf(stderr, "unknown option %s\n", argv[i]);
+            return 2;
+        }
+    }
+    if (!strcmp(mode, "check")) return run_check(quick);
+    if (!strcmp(mode, "time")) return run_time(runs, path);
+    if (!strcmp(mode, "sanitize")) return run_sanitize(iterations);
+    fprintf(stderr, "usage: %s check [--quick] | time [--runs N] [--path P] | sanitize [--iterations N]\n",
+            argv[0]);
+    return 2;
+}
