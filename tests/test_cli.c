@@ -228,6 +228,7 @@ static run_result *run_eplb(const char *args)
 
 TestSuite(cli, .init = make_scratch, .fini = remove_scratch);
 
+#ifdef EPLB_TOOLS_HAVE_JSON
 /* The golden weights as text, 9 digits: exactly the float32 values. */
 static void write_text_weights(const char *path, const eplb_golden *g)
 {
@@ -271,7 +272,6 @@ static void golden_plan_args(char *buf, size_t len, const eplb_golden *g, const 
              (unsigned long long)o->seed, (double)o->noise, (double)o->tolerance, output);
 }
 
-#ifdef EPLB_TOOLS_HAVE_JSON
 /* Checks the plan file against the golden phy2log and logcnt, and its fields. */
 static void expect_golden_plan(const char *plan_path, const eplb_golden *g)
 {

@@ -34,7 +34,8 @@ int eplb_cli_parse_u64(const char *cmd, const char *opt, const char *text, uint6
 {
     char *end = NULL;
     errno = 0;
-    unsigned long long v = strtoull(text, &end, 0);
+    int hex = text[0] == '0' && (text[1] == 'x' || text[1] == 'X');
+    unsigned long long v = strtoull(text, &end, hex ? 16 : 10); /* never octal */
     if (!*text || *end || errno || text[0] == '-') {
         fprintf(stderr, "eplb %s: bad value '%s' for %s: not an unsigned 64-bit integer\n", cmd,
                 text, opt);
