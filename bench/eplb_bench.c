@@ -170,6 +170,20 @@ static void cpu_model(char *out, size_t len)
     fclose(f);
 }
 
+/* 1-minute load average from /proc/loadavg, or -1: a busy machine explains
+ * a wide p10..p90 spread. */
+static double load_average(void)
+{
+    double load = -1.0;
+    FILE *f = fopen("/proc/loadavg", "r");
+    if (f) {
+        if (fscanf(f, "%lf", &load) != 1)
+            load = -1.0;
+        fclose(f);
+    }
+    return load;
+}
+
 /* JSON string literal: quotes, backslashes and control characters escaped. */
 static void json_string(FILE *f, const char *s)
 {
@@ -397,8 +411,8 @@ static void print_header(const bench_config *cfg, const char *model, long cores,
     /* Markdown: a bullet list, so the lines stay apart when rendered. */
     const char *item = cfg->markdown ? "- " : "";
     printf("%seplb-bench %s (spec v%d)\n", item, eplb_version_string(), EPLB_SPEC_VERSION);
-    printf("%smachine: %s, %ld logical cores, %s %s %s\n", item, model, cores, un->sysname,
-           un->release, un->machine);
+    printf("%smachine: %s, %ld logical cores, %s %s %s, load average %.2f at start\n", item,
+           model, cores, un->sysname, un->release, un->machine, load_average());
     const char *omp = getenv("OMP_NUM_THREADS");
     printf("%smethod: wall clock (CLOCK_MONOTONIC) around each eplb_rebalance call with log2phy, "
            "%ld warm-up + %ld timed runs%s%s, workload seed %" PRIu64 "\n",
@@ -456,6 +470,7 @@ static int write_json(FILE *f, const char *path, const bench_config *cfg, const 
     json_string(f, un->release);
     fprintf(f, ", \"arch\": ");
     json_string(f, un->machine);
+    fprintf(f, ", \"load_average_at_end\": %.2f", load_average());
     fprintf(f, ", \"omp_num_threads\": ");
     if (getenv("OMP_NUM_THREADS"))
         json_string(f, getenv("OMP_NUM_THREADS"));
