@@ -16,6 +16,7 @@
 #include "eplb/eplb.h"
 #include "golden.h"
 #include "random_case.h"
+#include "workload.h"
 
 #define GUARD_BYTES 256
 #define POISON 0xA5
@@ -339,7 +340,8 @@ static void conformance_usage(FILE *f)
 {
     fprintf(f,
             "usage: eplb conformance [--golden DIR] [--random N] [--seed S]\n\n"
-            "Runs every golden case (DIR/*.txt) and N random cases on every available backend.\n"
+            "Runs every golden case (DIR/*.txt), 2 built-in production-sized cases and N random\n"
+            "cases on every available backend.\n"
             "Each backend's phy2log, logcnt and log2phy must equal the cpu backend's, golden\n"
             "cases must reproduce the golden phy2log and logcnt exactly, every plan must be\n"
             "consistent, and the guard bytes after every output buffer must stay intact.\n\n"
@@ -444,7 +446,7 @@ int eplb_cli_conformance(int argc, char **argv)
         for (int b = 0; b < nslots; b++)
             printf(" %s (%s)%s", slots[b].name, eplb_context_device(slots[b].ctx),
                    b + 1 < nslots ? "," : "\n");
-        printf("cases: %d golden from %s, %lld random with seed %llu\n", ngoldens,
+        printf("cases: %d golden from %s, 2 built-in, %lld random with seed %llu\n", ngoldens,
                skip_goldens ? "(skipped)" : golden_dir, (long long)random_cases,
                (unsigned long long)seed);
         fflush(stdout);
@@ -461,6 +463,26 @@ int eplb_cli_conformance(int argc, char **argv)
         run_everywhere(&t, slots, nslots, goldens[g], golden.weight, &golden.shape,
                        &golden.options, &golden);
         eplb_golden_free(&golden);
+    }
+    /* Production-sized shapes: many work-groups and long rows on GPU backends. */
+    static const struct {
+        const char *name;
+        eplb_shape shape;
+        int64_t dead_every;
+    } builtin[] = {{"builtin-deepseek-v3", {58, 256, 288, 8, 4, 32}, 0},
+                   {"builtin-wide-global-idle", {4, 384, 448, 3, 2, 64}, 7}};
+    for (size_t i = 0; i < sizeof builtin / sizeof builtin[0] && nslots > 0; i++) {
+        const eplb_shape *s = &builtin[i].shape;
+        float *weight = malloc((size_t)(s->layers * s->experts) * sizeof *weight);
+        if (!weight) {
+            fail_line(&t, builtin[i].name, "all", "out of memory");
+            continue;
+        }
+        eplb_workload_fill(weight, s->layers, s->experts, i, builtin[i].dead_every);
+        eplb_options options;
+        eplb_options_init(&options);
+        run_everywhere(&t, slots, nslots, builtin[i].name, weight, s, &options, NULL);
+        free(weight);
     }
     for (int64_t i = 0; i < random_cases && nslots > 0; i++) {
         eplb_random_case rc;
