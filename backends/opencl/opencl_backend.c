@@ -339,6 +339,11 @@ static void opencl_free(eplb_backend *backend)
     eplb_opencl *s = eplb_opencl_state(backend);
     if (s) {
         const eplb_opencl_api *cl = s->cl;
+        for (int k = 0; s->profile && k < EPLB_CLK_COUNT; k++)
+            if (s->kernel_runs[k])
+                fprintf(stderr, "eplb opencl profile: %-24s %8ld runs %12.1f us total %10.1f us each\n",
+                        kernel_names[k], s->kernel_runs[k], s->kernel_us[k],
+                        s->kernel_us[k] / (double)s->kernel_runs[k]);
         for (int k = 0; k < EPLB_CLK_COUNT; k++)
             if (s->kernel[k])
                 cl->clReleaseKernel(s->kernel[k]);
@@ -465,10 +470,21 @@ static eplb_status launch(eplb_backend *backend, eplb_opencl_kernel_id id, const
             return eplb_backend_error(backend, EPLB_ERR_INTERNAL, "%s: argument %d: %s",
                                       kernel_names[id], i, eplb_opencl_error_name(err));
     }
+    cl_event done = NULL;
+    const int profile = s->profile && s->handles.queue == s->own_queue;
     cl_int err = s->cl->clEnqueueNDRangeKernel(s->handles.queue, kernel, dims, NULL, global, local, 0,
-                                               NULL, NULL);
+                                               NULL, profile ? &done : NULL);
     if (err != CL_SUCCESS)
         return cl_fail(backend, err, kernel_names[id]);
+    if (done) {
+        cl_ulong start = 0, end = 0;
+        s->cl->clWaitForEvents(1, &done);
+        s->cl->clGetEventProfilingInfo(done, CL_PROFILING_COMMAND_START, sizeof start, &start, NULL);
+        s->cl->clGetEventProfilingInfo(done, CL_PROFILING_COMMAND_END, sizeof end, &end, NULL);
+        s->cl->clReleaseEvent(done);
+        s->kernel_us[id] += (double)(end - start) * 1e-3;
+        s->kernel_runs[id]++;
+    }
     return EPLB_OK;
 }
 
@@ -608,7 +624,10 @@ static eplb_status opencl_create(eplb_backend **out, char *error, size_t error_l
         return st;
     }
     cl_int err = CL_SUCCESS;
-    s->own_queue = cl->clCreateCommandQueue(s->handles.context, d.device, 0, &err);
+    const char *profile = getenv("EPLB_OPENCL_PROFILE");
+    s->profile = profile && *profile && strcmp(profile, "0") != 0;
+    s->own_queue = cl->clCreateCommandQueue(s->handles.context, d.device,
+                                            s->profile ? CL_QUEUE_PROFILING_ENABLE : 0, &err);
     if (!s->own_queue) {
         snprintf(error, error_len, "clCreateCommandQueue on %s failed: %s", d.name,
                  eplb_opencl_error_name(err));

@@ -46,6 +46,9 @@ typedef struct eplb_opencl {
     cl_mem scratch[2];             /* pack loads, pack counts (greedy and swap) */
     size_t scratch_bytes[2];
     char name[384];
+    int profile;                   /* EPLB_OPENCL_PROFILE: time every kernel (synchronously) */
+    double kernel_us[EPLB_CLK_COUNT];
+    long kernel_runs[EPLB_CLK_COUNT];
 } eplb_opencl;
 
 static inline eplb_opencl *eplb_opencl_state(eplb_backend *backend)

@@ -2,14 +2,15 @@
  * one or two enqueues per stage (kernels/pack_*.cl). */
 #include "opencl_backend.h"
 
-/* Pack loads (float) and pack counts (int) of every packing, in scratch. */
+/* Pack loads (float) and pack counts with a heap (2 ints a pack) of every
+ * packing, in scratch. */
 static eplb_status pack_scratch(eplb_backend *backend, const eplb_pack_job *job, cl_mem *load,
                                 cl_mem *count)
 {
     const size_t cells = (size_t)job->rows * (size_t)job->candidates * (size_t)job->packs;
     eplb_status st = eplb_opencl_scratch(backend, 0, cells * sizeof(float), load);
     if (st == EPLB_OK && count)
-        st = eplb_opencl_scratch(backend, 1, cells * sizeof(int32_t), count);
+        st = eplb_opencl_scratch(backend, 1, 2 * cells * sizeof(int32_t), count);
     return st;
 }
 

@@ -1,0 +1,460 @@
+/* The opencl backend against the goldens and the cpu backend, through the
+ * host API and eplb_rebalance_device with cl_mem buffers. Skipped (not
+ * failed) where the opencl backend is unavailable. Each test runs in its own
+ * process, so the tests that set EPLB_OPENCL_* knobs change only themselves:
+ * "gpu_tuning" tests force the work-group paths (groups of 64, one unit of
+ * work per work-item, rank sort) that GPUs take, on whatever device is here. */
+#include <criterion/criterion.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "eplb/eplb.h"
+#include "golden.h"
+#include "harness.h"
+#include "random_case.h"
+#include "workload.h"
+
+#if __has_include(<CL/cl.h>)
+#define EPLBT_HAVE_CL 1
+#include "../backends/opencl/opencl_loader.c" /* the module's dlopen table: no libOpenCL link */
+#include "../backends/opencl/opencl_interop.h"
+#include "context.h"                          /* ctx->backend->context starts with the handles */
+#endif
+
+/* Skips where OpenCL is absent, but fails where it is present and the
+ * backend is broken (a failed self-test or kernel build is a defect), and
+ * everywhere when EPLB_TEST_REQUIRE_OPENCL=1 (CI machines with PoCL). */
+static eplb_context *open_opencl_or_skip(void)
+{
+    eplb_context *ctx = NULL;
+    if (eplb_context_create(&ctx, "opencl") == EPLB_OK)
+        return ctx;
+    const char *why = eplb_last_error();
+    const char *require = getenv("EPLB_TEST_REQUIRE_OPENCL");
+    cr_assert(!strstr(why, "self-test") && !strstr(why, "building the kernels") &&
+                  !(require && strcmp(require, "1") == 0),
+              "opencl backend broken: %s", why);
+    cr_skip_test("opencl backend unavailable: %s", why);
+    return NULL;
+}
+
+/* The knobs of a GPU, on any device: every row kernel in work-groups. */
+static void use_gpu_tuning(void)
+{
+    setenv("EPLB_OPENCL_WG", "64", 1);
+    setenv("EPLB_OPENCL_ITEMS_PER_THREAD", "1", 1);
+    setenv("EPLB_OPENCL_SORT", "rank", 1);
+}
+
+/* ---- goldens --------------------------------------------------------------- */
+
+static void check_goldens(void)
+{
+    eplb_context *ctx = open_opencl_or_skip();
+    eplb_context *cpu = eplbt_context("cpu");
+    size_t count = 0;
+    char **names = eplbt_golden_list(&count);
+    cr_assert_geq(count, 52, "expected the 52 golden files in %s", EPLB_GOLDEN_DIR);
+    int failed = 0;
+    for (size_t f = 0; f < count; f++) {
+        const char *path = names[f]; /* full paths */
+        char error[512];
+        eplb_golden g;
+        cr_assert_eq(eplb_golden_read(path, &g, error, sizeof error), EPLB_OK, "%s", error);
+        const eplb_shape *s = &g.shape;
+        const size_t L = (size_t)s->layers, E = (size_t)s->experts, R = (size_t)s->replicas;
+        eplbt_plan got, want;
+        eplbt_plan_run(ctx, names[f], g.weight, s, &g.options, &got);
+        eplbt_plan_run(cpu, names[f], g.weight, s, &g.options, &want);
+        const int same_golden = memcmp(got.phy2log, g.phy2log, L * R * sizeof(int64_t)) == 0 &&
+                                memcmp(got.logcnt, g.logcnt, L * E * sizeof(int64_t)) == 0;
+        const int same_cpu = eplbt_plans_equal(&got, &want);
+        cr_expect(same_golden, "%s: phy2log/logcnt differ from the golden file", names[f]);
+        cr_expect(same_cpu, "%s: log2phy or width_needed differ from the cpu backend", names[f]);
+        failed += !same_golden || !same_cpu;
+        eplbt_plan_free(&got);
+        eplbt_plan_free(&want);
+        eplb_golden_free(&g);
+    }
+    eplbt_golden_list_free(names, count);
+    cr_assert_eq(failed, 0, "%d of %zu golden files failed", failed, count);
+    eplb_context_free(cpu);
+    eplb_context_free(ctx);
+}
+
+Test(opencl, goldens_exact, .timeout = 600) { check_goldens(); }
+
+Test(opencl, goldens_exact_gpu_tuning, .timeout = 600)
+{
+    use_gpu_tuning();
+    check_goldens();
+}
+
+Test(opencl, goldens_through_eplb_backend_env, .timeout = 600)
+{
+    setenv("EPLB_BACKEND", "opencl", 1);
+    eplb_context *ctx = NULL;
+    if (eplb_context_create(&ctx, NULL) != EPLB_OK)
+        cr_skip_test("opencl backend unavailable: %s", eplb_last_error());
+    cr_assert_str_eq(eplb_context_backend(ctx), "opencl");
+    char path[4096], error[512];
+    snprintf(path, sizeof path, "%s/v3-prefill.default.txt", EPLB_GOLDEN_DIR);
+    eplb_golden g;
+    cr_assert_eq(eplb_golden_read(path, &g, error, sizeof error), EPLB_OK, "%s", error);
+    eplbt_plan got;
+    eplbt_plan_run(ctx, "v3-prefill.default", g.weight, &g.shape, &g.options, &got);
+    cr_assert(memcmp(got.phy2log, g.phy2log, sizeof(int64_t) * g.shape.layers * g.shape.replicas) == 0);
+    cr_assert(memcmp(got.logcnt, g.logcnt, sizeof(int64_t) * g.shape.layers * g.shape.experts) == 0);
+    eplbt_plan_free(&got);
+    eplb_golden_free(&g);
+    eplb_context_free(ctx);
+}
+
+/* ---- random cases and edge shapes against the cpu backend ------------------- */
+
+static void check_random(int cases)
+{
+    eplb_context *ctx = open_opencl_or_skip();
+    eplb_context *cpu = eplbt_context("cpu");
+    for (int i = 0; i < cases; i++) {
+        eplb_random_case c;
+        cr_assert_eq(eplb_random_case_make(2024, (uint64_t)i, &c), EPLB_OK);
+        eplbt_plan got, want;
+        eplbt_plan_run(ctx, c.name, c.weight, &c.shape, &c.options, &got);
+        eplbt_plan_run(cpu, c.name, c.weight, &c.shape, &c.options, &want);
+        cr_assert(eplbt_plans_equal(&got, &want), "%s (C=%d, I=%d): the opencl plan differs from cpu",
+                  c.name, c.options.candidates, c.options.iterations);
+        eplbt_plan_free(&got);
+        eplbt_plan_free(&want);
+        eplb_random_case_free(&c);
+    }
+    eplb_context_free(cpu);
+    eplb_context_free(ctx);
+}
+
+Test(opencl, random_cases_equal_cpu, .timeout = 900) { check_random(120); }
+
+Test(opencl, random_cases_equal_cpu_gpu_tuning, .timeout = 900)
+{
+    use_gpu_tuning();
+    check_random(120);
+}
+
+typedef struct edge_case {
+    const char *what;
+    eplb_shape shape;
+    int candidates, iterations;
+    int64_t dead_every; /* every n-th expert idle: ties and zero weights */
+} edge_case;
+
+static const edge_case edge_cases[] = {
+    {"hierarchical v3", {58, 256, 288, 8, 4, 32}, 8, 20, 0},
+    {"global 288/72", {58, 256, 288, 8, 9, 72}, 8, 20, 5},
+    {"one slot per gpu (k == 1)", {8, 64, 128, 4, 2, 128}, 8, 20, 0},
+    {"no redundancy", {8, 128, 128, 8, 2, 16}, 8, 20, 3},
+    {"one GPU, k = 2048", {2, 256, 2048, 1, 1, 1}, 2, 3, 0},
+    {"two GPUs, k = 1024 with swaps", {2, 512, 2048, 1, 1, 2}, 2, 3, 0},
+    {"1024 packs", {2, 1024, 2048, 1, 1, 1024}, 4, 20, 0},
+    {"most candidates", {4, 256, 288, 8, 4, 32}, 1024, 20, 0},
+    {"odd sizes", {5, 60, 150, 6, 3, 15}, 5, 7, 2},
+    {"deepseek (C=1, I=0)", {58, 256, 320, 8, 3, 64}, 1, 0, 0},
+    {"wide replication", {3, 16, 1024, 4, 2, 8}, 3, 30, 4},
+};
+
+static void check_edges(void)
+{
+    eplb_context *ctx = open_opencl_or_skip();
+    eplb_context *cpu = eplbt_context("cpu");
+    for (size_t i = 0; i < sizeof edge_cases / sizeof *edge_cases; i++) {
+        const edge_case *c = &edge_cases[i];
+        const eplb_shape *s = &c->shape;
+        float *w = malloc(sizeof(float) * (size_t)(s->layers * s->experts));
+        cr_assert(w);
+        eplb_workload_fill(w, s->layers, s->experts, 40 + i, c->dead_every);
+        if (s->layers > 1) /* an all-zero layer: every key and load ties */
+            memset(w, 0, sizeof(float) * (size_t)s->experts);
+        eplb_options o;
+        eplb_options_init(&o);
+        o.candidates = c->candidates;
+        o.iterations = c->iterations;
+        o.seed = i;
+        eplbt_plan got, want;
+        eplbt_plan_run(ctx, c->what, w, s, &o, &got);
+        eplbt_plan_run(cpu, c->what, w, s, &o, &want);
+        cr_assert(eplbt_plans_equal(&got, &want), "%s: the opencl plan differs from cpu", c->what);
+        eplbt_plan_free(&got);
+        eplbt_plan_free(&want);
+        free(w);
+    }
+    eplb_context_free(cpu);
+    eplb_context_free(ctx);
+}
+
+Test(opencl, edge_shapes_equal_cpu, .timeout = 900) { check_edges(); }
+
+Test(opencl, edge_shapes_equal_cpu_gpu_tuning, .timeout = 900)
+{
+    use_gpu_tuning();
+    check_edges();
+}
+
+Test(opencl, many_contexts_share_the_program, .timeout = 300)
+{
+    eplb_context *first = open_opencl_or_skip();
+    const eplb_shape s = {4, 64, 80, 8, 2, 16};
+    float w[4 * 64];
+    eplb_workload_fill(w, s.layers, s.experts, 5, 0);
+    eplbt_plan want;
+    eplbt_plan_run(first, "first", w, &s, NULL, &want);
+    for (int i = 0; i < 8; i++) { /* a rebuild per context would take seconds each on PoCL */
+        eplb_context *ctx = eplbt_context("opencl");
+        eplbt_plan got;
+        eplbt_plan_run(ctx, "again", w, &s, NULL, &got);
+        cr_assert(eplbt_plans_equal(&got, &want));
+        eplbt_plan_free(&got);
+        eplb_context_free(ctx);
+    }
+    eplbt_plan_free(&want);
+    eplb_context_free(first);
+}
+
+/* ---- device selection and failures ------------------------------------------- */
+
+Test(opencl, unknown_device_is_named_in_the_error)
+{
+    setenv("EPLB_OPENCL_DEVICE", "no-such-device-xyz", 1);
+    eplb_context *ctx = NULL;
+    cr_assert_eq(eplb_context_create(&ctx, "opencl"), EPLB_ERR_BACKEND_UNAVAILABLE);
+    if (strstr(eplb_last_error(), "no OpenCL") || strstr(eplb_last_error(), "cannot load"))
+        cr_skip_test("no OpenCL device here: %s", eplb_last_error());
+    cr_assert(strstr(eplb_last_error(), "EPLB_OPENCL_DEVICE=no-such-device-xyz matches none"), "%s",
+              eplb_last_error());
+}
+
+Test(opencl, unknown_platform_is_named_in_the_error)
+{
+    setenv("EPLB_OPENCL_PLATFORM", "no-such-platform-xyz", 1);
+    eplb_context *ctx = NULL;
+    cr_assert_eq(eplb_context_create(&ctx, "opencl"), EPLB_ERR_BACKEND_UNAVAILABLE);
+    if (strstr(eplb_last_error(), "no OpenCL") || strstr(eplb_last_error(), "cannot load"))
+        cr_skip_test("no OpenCL platform here: %s", eplb_last_error());
+    cr_assert(strstr(eplb_last_error(), "EPLB_OPENCL_PLATFORM=no-such-platform-xyz"), "%s",
+              eplb_last_error());
+}
+
+Test(opencl, no_platform_says_so)
+{
+    /* ocl-icd reads vendor files only from OCL_ICD_VENDORS when it is set. */
+    char dir[] = "/tmp/eplb-empty-icd-XXXXXX";
+    cr_assert(mkdtemp(dir));
+    setenv("OCL_ICD_VENDORS", dir, 1);
+    eplb_context *ctx = NULL;
+    eplb_status st = eplb_context_create(&ctx, "opencl");
+    rmdir(dir);
+    cr_assert_eq(st, EPLB_ERR_BACKEND_UNAVAILABLE);
+    cr_assert(strstr(eplb_last_error(), "no OpenCL platform") || strstr(eplb_last_error(), "cannot load"),
+              "%s", eplb_last_error());
+}
+
+Test(opencl, device_is_selected_by_index_and_name)
+{
+    eplb_context *ctx = open_opencl_or_skip();
+    char name[64];
+    snprintf(name, sizeof name, "%.8s", eplb_context_device(ctx)); /* a name substring */
+    eplb_context_free(ctx);
+    setenv("EPLB_OPENCL_DEVICE", "0", 1);
+    cr_assert_eq(eplb_context_create(&ctx, "opencl"), EPLB_OK, "%s", eplb_last_error());
+    eplb_context_free(ctx);
+    setenv("EPLB_OPENCL_DEVICE", name, 1);
+    cr_assert_eq(eplb_context_create(&ctx, "opencl"), EPLB_OK, "%s", eplb_last_error());
+    eplb_context_free(ctx);
+}
+
+/* ---- eplb_rebalance_device with cl_mem buffers -------------------------------- */
+
+#ifdef EPLBT_HAVE_CL
+typedef struct device_plan {
+    int64_t *phy2log, *logcnt, *log2phy, width;
+} device_plan;
+
+/* Uploads w, poisons the outputs with -7, runs eplb_rebalance_device on
+ * queue (NULL: the context's own) and reads everything back. */
+static eplb_status plan_device(eplb_context *ctx, const float *w, const eplb_shape *s, int64_t width,
+                               int own_queue, device_plan *p, eplb_status *call)
+{
+    char error[256];
+    const eplb_opencl_api *cl = eplb_opencl_load(error, sizeof error);
+    cr_assert(cl, "%s", error);
+    const eplb_opencl_handles *h = ctx->backend->context;
+    const size_t LE = (size_t)(s->layers * s->experts), LR = (size_t)(s->layers * s->replicas);
+    p->width = width;
+    p->phy2log = malloc(LR * 8);
+    p->logcnt = malloc(LE * 8);
+    p->log2phy = malloc(LE * (size_t)width * 8);
+    cr_assert(p->phy2log && p->logcnt && p->log2phy);
+    for (size_t i = 0; i < LR; i++) p->phy2log[i] = -7;
+    for (size_t i = 0; i < LE; i++) p->logcnt[i] = -7;
+    for (size_t i = 0; i < LE * (size_t)width; i++) p->log2phy[i] = -7;
+    cl_int err;
+    cl_command_queue queue = NULL;
+    if (!own_queue) {
+        queue = cl->clCreateCommandQueue(h->context, h->device, 0, &err);
+        cr_assert(queue, "clCreateCommandQueue: %s", eplb_opencl_error_name(err));
+    }
+    cl_mem dw = cl->clCreateBuffer(h->context, CL_MEM_READ_ONLY | CL_MEM_COPY_HOST_PTR, LE * 4, (void *)w, &err);
+    cl_mem dp = cl->clCreateBuffer(h->context, CL_MEM_READ_WRITE | CL_MEM_COPY_HOST_PTR, LR * 8, p->phy2log, &err);
+    cl_mem dc = cl->clCreateBuffer(h->context, CL_MEM_READ_WRITE | CL_MEM_COPY_HOST_PTR, LE * 8, p->logcnt, &err);
+    cl_mem dl = cl->clCreateBuffer(h->context, CL_MEM_READ_WRITE | CL_MEM_COPY_HOST_PTR,
+                                   LE * (size_t)width * 8, p->log2phy, &err);
+    cr_assert(dw && dp && dc && dl, "clCreateBuffer: %s", eplb_opencl_error_name(err));
+    *call = eplb_rebalance_device(ctx, dw, s, NULL, dp, dc, dl, width, queue);
+    eplb_status st = *call == EPLB_OK ? eplb_device_status(ctx, queue) : *call;
+    cl_command_queue q = queue ? queue : h->queue;
+    cl->clEnqueueReadBuffer(q, dp, CL_TRUE, 0, LR * 8, p->phy2log, 0, NULL, NULL);
+    cl->clEnqueueReadBuffer(q, dc, CL_TRUE, 0, LE * 8, p->logcnt, 0, NULL, NULL);
+    cl->clEnqueueReadBuffer(q, dl, CL_TRUE, 0, LE * (size_t)width * 8, p->log2phy, 0, NULL, NULL);
+    cl->clReleaseMemObject(dw);
+    cl->clReleaseMemObject(dp);
+    cl->clReleaseMemObject(dc);
+    cl->clReleaseMemObject(dl);
+    if (queue)
+        cl->clReleaseCommandQueue(queue); /* the context keeps its own reference while it uses it */
+    return st;
+}
+
+static void device_plan_free(device_plan *p)
+{
+    free(p->phy2log);
+    free(p->logcnt);
+    free(p->log2phy);
+}
+
+static void check_device_api(int own_queue)
+{
+    eplb_context *ctx = open_opencl_or_skip();
+    eplb_context *cpu = eplbt_context("cpu");
+    const eplb_shape shapes[] = {{58, 256, 288, 8, 4, 32}, {58, 256, 320, 8, 3, 64},
+                                 {8, 64, 128, 4, 2, 128}, {3, 16, 64, 1, 1, 4}};
+    for (size_t i = 0; i < sizeof shapes / sizeof *shapes; i++) {
+        const eplb_shape *s = &shapes[i];
+        float *w = malloc(sizeof(float) * (size_t)(s->layers * s->experts));
+        eplb_workload_fill(w, s->layers, s->experts, 7 + i, i % 2 ? 6 : 0);
+        eplbt_plan want;
+        eplbt_plan_run(cpu, "cpu", w, s, NULL, &want);
+        for (int repeat = 0; repeat < 2; repeat++) {
+            device_plan got;
+            eplb_status call;
+            eplb_status st = plan_device(ctx, w, s, eplb_log2phy_width_max(s), own_queue, &got, &call);
+            cr_assert_eq(st, EPLB_OK, "shape %zu: %s", i, eplb_context_last_error(ctx));
+            const size_t LE = (size_t)(s->layers * s->experts), LR = (size_t)(s->layers * s->replicas);
+            cr_assert(memcmp(got.phy2log, want.phy2log, LR * 8) == 0, "shape %zu: phy2log differs", i);
+            cr_assert(memcmp(got.logcnt, want.logcnt, LE * 8) == 0, "shape %zu: logcnt differs", i);
+            cr_assert(memcmp(got.log2phy, want.log2phy, LE * (size_t)want.width * 8) == 0,
+                      "shape %zu: log2phy differs", i);
+            device_plan_free(&got);
+        }
+        eplbt_plan_free(&want);
+        free(w);
+    }
+    eplb_context_free(cpu);
+    eplb_context_free(ctx);
+}
+
+Test(opencl, device_api_equals_cpu_on_callers_queue, .timeout = 600) { check_device_api(0); }
+Test(opencl, device_api_equals_cpu_on_own_queue, .timeout = 600) { check_device_api(1); }
+
+Test(opencl, device_api_equals_cpu_gpu_tuning, .timeout = 600)
+{
+    use_gpu_tuning();
+    check_device_api(0);
+}
+
+static void check_untouched(const device_plan *p, const eplb_shape *s, const char *what)
+{
+    for (int64_t i = 0; i < s->layers * s->replicas; i++)
+        cr_assert_eq(p->phy2log[i], -7, "%s: phy2log[%lld] was written", what, (long long)i);
+    for (int64_t i = 0; i < s->layers * s->experts; i++)
+        cr_assert_eq(p->logcnt[i], -7, "%s: logcnt[%lld] was written", what, (long long)i);
+    for (int64_t i = 0; i < s->layers * s->experts * p->width; i++)
+        cr_assert_eq(p->log2phy[i], -7, "%s: log2phy[%lld] was written", what, (long long)i);
+}
+
+Test(opencl, device_api_invalid_weight_leaves_outputs, .timeout = 600)
+{
+    eplb_context *ctx = open_opencl_or_skip();
+    const eplb_shape s = {58, 256, 288, 8, 4, 32};
+    const float bad[] = {NAN, INFINITY, -1.0f, -INFINITY};
+    for (int b = 0; b < 4; b++) {
+        float w[58 * 256];
+        eplb_workload_fill(w, s.layers, s.experts, 2, 0);
+        w[57 * 256 + 200] = bad[b]; /* only the last layer is invalid */
+        device_plan p;
+        eplb_status call;
+        cr_assert_eq(plan_device(ctx, w, &s, eplb_log2phy_width_max(&s), b % 2, &p, &call),
+                     EPLB_ERR_INVALID_WEIGHT, "bad value %d", b);
+        cr_assert_eq(call, EPLB_OK, "the call itself is asynchronous and succeeds");
+        check_untouched(&p, &s, "invalid weight");
+        device_plan_free(&p);
+    }
+    /* -0 is a valid weight (-0 >= 0) and the context is usable again. */
+    float w[58 * 256];
+    eplb_workload_fill(w, s.layers, s.experts, 2, 0);
+    w[3] = -0.0f;
+    device_plan p;
+    eplb_status call;
+    cr_assert_eq(plan_device(ctx, w, &s, eplb_log2phy_width_max(&s), 0, &p, &call), EPLB_OK, "%s",
+                 eplb_context_last_error(ctx));
+    device_plan_free(&p);
+    eplb_context_free(ctx);
+}
+
+Test(opencl, device_api_narrow_log2phy_leaves_outputs, .timeout = 600)
+{
+    eplb_context *ctx = open_opencl_or_skip();
+    const eplb_shape s = {4, 16, 64, 1, 1, 4}; /* 48 extra slots: some expert gets > 1 */
+    float w[4 * 16];
+    eplb_workload_fill(w, s.layers, s.experts, 3, 0);
+    device_plan p;
+    eplb_status call;
+    cr_assert_eq(plan_device(ctx, w, &s, 1, 0, &p, &call), EPLB_ERR_LOG2PHY_TOO_SMALL, "%s",
+                 eplb_context_last_error(ctx));
+    check_untouched(&p, &s, "narrow log2phy");
+    device_plan_free(&p);
+    eplb_context_free(ctx);
+}
+
+Test(opencl, device_api_refuses_a_queue_of_another_context, .timeout = 300)
+{
+    eplb_context *ctx = open_opencl_or_skip();
+    char error[256];
+    const eplb_opencl_api *cl = eplb_opencl_load(error, sizeof error);
+    const eplb_opencl_handles *h = ctx->backend->context;
+    cl_int err;
+    cl_context other = cl->clCreateContext(NULL, 1, &h->device, NULL, NULL, &err);
+    cr_assert(other, "clCreateContext: %s", eplb_opencl_error_name(err));
+    cl_command_queue queue = cl->clCreateCommandQueue(other, h->device, 0, &err);
+    const eplb_shape s = {2, 16, 24, 4, 2, 4};
+    float w[32];
+    eplb_workload_fill(w, s.layers, s.experts, 1, 0);
+    cl_mem dw = cl->clCreateBuffer(other, CL_MEM_READ_ONLY | CL_MEM_COPY_HOST_PTR, sizeof w, w, &err);
+    cl_mem out = cl->clCreateBuffer(other, CL_MEM_READ_WRITE, 4096, NULL, &err);
+    eplb_status st = eplb_rebalance_device(ctx, dw, &s, NULL, out, out, out, 9, queue);
+    cr_assert_eq(st, EPLB_ERR_INVALID_ARGUMENT);
+    cr_assert(strstr(eplb_context_last_error(ctx), "another cl_context"), "%s",
+              eplb_context_last_error(ctx));
+    cl->clReleaseMemObject(dw);
+    cl->clReleaseMemObject(out);
+    cl->clReleaseCommandQueue(queue);
+    cl->clReleaseContext(other);
+    eplb_context_free(ctx);
+}
+#else
+Test(opencl, device_api)
+{
+    cr_skip_test("built without OpenCL headers: the cl_mem tests need CL/cl.h");
+}
+#endif
