@@ -323,3 +323,59 @@ Test(invariants, checker_catches_every_kind_of_broken_plan)
     eplbt_plan_free(&good);
     eplb_context_free(ctx);
 }
+
+/* Every other available backend plans the random cases exactly as the cpu
+ * backend does (the golden files pin the big shapes; these pin the corners:
+ * k == 1, no redundancy, large k, zero rows, ties, sub-normals). */
+Test(invariants, every_other_available_backend_matches_cpu_on_random_shapes)
+{
+    eplb_context *cpu = eplbt_context("cpu");
+    int others = 0;
+    char skipped[2048] = "";
+    for (int b = 0; b < eplb_backend_count(); b++) {
+        const char *name = eplb_backend_name(b);
+        if (strcmp(name, "cpu") == 0) continue;
+        const char *why = NULL;
+        if (!eplb_backend_available(b, &why)) {
+            size_t used = strlen(skipped);
+            snprintf(skipped + used, sizeof skipped - used, "%s%s (%s)", used ? "; " : "", name,
+                     why ? why : "");
+            continue;
+        }
+        others++;
+        eplb_context *ctx = eplbt_context(name);
+        uint64_t state = 5;
+        int cases = 0;
+        for (int kind = 0; kind < EPLBT_KIND_COUNT; kind++)
+            for (int w = 0; w < EPLBT_W_COUNT; w++)
+                for (int r = 0; r < 4; r++) {
+                    eplbt_case c;
+                    eplbt_random_case(&state, kind, w, &c);
+                    if (r == 3 && w == EPLBT_W_WORKLOAD) /* near-overflow weights: sums reach inf */
+                        for (int64_t i = 0; i < c.shape.layers * c.shape.experts; i += 2)
+                            c.weight[i] = FLT_MAX / (float)(1 + i % 3);
+                    eplb_options o;
+                    eplb_options_init(&o);
+                    o.policy = c.policy;
+                    if (r & 1) { /* a second option set: more candidates, a seed */
+                        o.candidates = (int32_t)eplbt_rand(&state, 1, 33);
+                        o.iterations = (int32_t)eplbt_rand(&state, 0, 40);
+                        o.seed = eplb_workload_next(&state);
+                    }
+                    eplbt_plan want, got;
+                    eplbt_plan_run(cpu, c.label, c.weight, &c.shape, &o, &want);
+                    eplbt_plan_run(ctx, c.label, c.weight, &c.shape, &o, &got);
+                    cr_expect(eplbt_plans_equal(&want, &got), "[%s] %s (C=%d I=%d seed=%llu): plan "
+                              "differs from the cpu backend's", name, c.label, o.candidates,
+                              o.iterations, (unsigned long long)o.seed);
+                    eplbt_plan_free(&want);
+                    eplbt_plan_free(&got);
+                    eplbt_case_free(&c);
+                    cases++;
+                }
+        cr_log_info("%s backend: %d random cases compared with cpu", name, cases);
+        eplb_context_free(ctx);
+    }
+    eplb_context_free(cpu);
+    if (!others) cr_skip_test("no backend besides cpu is available here: %s", skipped);
+}
