@@ -15,7 +15,7 @@ results=$(mktemp)
 trap 'rm -f "$results"' EXIT
 {
   echo "- source: commit $(git describe --always --dirty 2>/dev/null || echo unknown)," \
-       "recorded $(date -u +%Y-%m-%d) with \`bench/record_cpu.sh $*\`"
+       "recorded $(date -u +%Y-%m-%d) with \`bench/record_cpu.sh${*:+ $*}\`"
   "$build/bin/eplb-bench" --backend cpu --markdown --json "$build/eplb-bench-cpu.json" "$@"
 } | tee "$results"
 python3 bench/splice_results.py cpu "$results"
