@@ -258,9 +258,8 @@ eplb_status eplb_plan_host(eplb_context *ctx, const float *weight, const eplb_sh
     eplb_status st = describe_plan(ctx, shape, options, &job);
     if (st != EPLB_OK)
         return st;
-    if (log2phy && log2phy_width < 1)
-        return eplb_context_fail(ctx, EPLB_ERR_LOG2PHY_TOO_SMALL,
-                                 "log2phy width %lld must be >= 1", (long long)log2phy_width);
+    /* A too-small log2phy width is reported after planning, with the width
+     * needed (every width below 1 is too small). */
     if ((st = check_host_weights(ctx, weight, shape)) != EPLB_OK)
         return st;
 

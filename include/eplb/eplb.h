@@ -157,10 +157,11 @@ EPLB_EXTERN eplb_status eplb_rebalance(eplb_context *ctx, const float *weight,
  *
  * The call is asynchronous: it validates the shape and options on the host,
  * enqueues the work on the stream and returns; no host synchronisation, no
- * host copy. log2phy_width must be >= replicas - experts + 1.
- * Weights are checked on the device: an invalid weight leaves the outputs
- * untouched, and the next eplb_device_status() reports
- * EPLB_ERR_INVALID_WEIGHT.
+ * host copy. log2phy_width must be >= 1; replicas - experts + 1 always
+ * suffices. Weights and the width are checked on the device: an invalid
+ * weight, or an expert with more replicas than log2phy_width, leaves the
+ * outputs untouched, and the next eplb_device_status() reports
+ * EPLB_ERR_INVALID_WEIGHT or EPLB_ERR_LOG2PHY_TOO_SMALL.
  *
  * Ordering and lifetime: the inputs must be ready when the work reaches them on
  * the stream, and the outputs are ready once the stream has passed the call.
