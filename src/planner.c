@@ -9,6 +9,7 @@
 #include "planner.h"
 
 #include <math.h>
+#include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -99,6 +100,18 @@ static eplb_status describe_plan(eplb_context *ctx, const eplb_shape *shape,
     return EPLB_OK;
 }
 
+/* Fault injection for tests (docs/reliability.md): EPLB_TEST_FAIL_ALLOC=N makes
+ * the N-th workspace allocation of the process (backend buffer or host
+ * staging, counted from 1) fail as if memory were exhausted. */
+static int injected_alloc_failure(void)
+{
+    static atomic_long allocations;
+    const char *n = getenv("EPLB_TEST_FAIL_ALLOC");
+    if (!n || !*n)
+        return 0;
+    return atomic_fetch_add(&allocations, 1) + 1 == atol(n);
+}
+
 /* Makes buffer `role` at least `bytes` long, reusing it when it is. */
 static eplb_status reserve(eplb_context *ctx, eplb_buffer_role role, size_t bytes, void **out)
 {
@@ -111,6 +124,10 @@ static eplb_status reserve(eplb_context *ctx, eplb_buffer_role role, size_t byte
         ws->buffer[role] = NULL;
         ws->capacity[role] = 0;
         void *buffer = NULL;
+        if (injected_alloc_failure())
+            return eplb_context_fail(ctx, EPLB_ERR_OUT_OF_MEMORY, "%s backend: cannot allocate "
+                                     "%zu bytes (injected by EPLB_TEST_FAIL_ALLOC)",
+                                     ctx->backend_name, bytes);
         eplb_status status = be->iface->buffer_alloc(be, bytes, &buffer);
         if (status != EPLB_OK)
             return eplb_context_fail(ctx, status, "%s backend: %s", ctx->backend_name, be->error);
@@ -234,9 +251,11 @@ static eplb_status grow_host(eplb_context *ctx, void **buffer, size_t *capacity,
 {
     if (*capacity >= bytes)
         return EPLB_OK;
-    void *p = realloc(*buffer, bytes ? bytes : 1);
+    const int injected = injected_alloc_failure();
+    void *p = injected ? NULL : realloc(*buffer, bytes ? bytes : 1);
     if (!p)
-        return eplb_context_fail(ctx, EPLB_ERR_OUT_OF_MEMORY, "cannot allocate %zu host bytes", bytes);
+        return eplb_context_fail(ctx, EPLB_ERR_OUT_OF_MEMORY, "cannot allocate %zu host bytes%s",
+                                 bytes, injected ? " (injected by EPLB_TEST_FAIL_ALLOC)" : "");
     *buffer = p;
     *capacity = bytes;
     return EPLB_OK;
