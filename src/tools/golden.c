@@ -5,6 +5,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 
 static int expect_word(FILE *f, const char *word)
 {
@@ -60,6 +61,15 @@ eplb_status eplb_golden_read(const char *path, eplb_golden *g, char *error, size
         why = "malformed options line";
     else
         eplb_shape_check(s, &why); /* leaves why NULL when the shape is valid */
+    if (!why) {
+        /* Every value takes a character and a separator: a shape that needs
+         * more than the file can hold is malformed, found before allocating. */
+        struct stat st;
+        const uint64_t values = (uint64_t)s->layers * (uint64_t)(2 * s->experts + s->replicas + 1);
+        if (fstat(fileno(f), &st) == 0 && S_ISREG(st.st_mode) &&
+            values > (uint64_t)st.st_size / 2 + 1)
+            why = "the shape needs more values than the file holds";
+    }
     if (!why) {
         o->candidates = (int32_t)C;
         o->iterations = (int32_t)I;
