@@ -1,0 +1,110 @@
+#!/usr/bin/env bash
+# OpenCL backend on NVIDIA's OpenCL driver: build, conformance, device time.
+#
+# For a GPU machine that has the driver (libnvidia-opencl.so.1) but no .icd
+# file for it, and maybe no system ICD loader: writes an .icd file into a
+# folder of its own (OCL_ICD_VENDORS), finds libOpenCL.so.1 (system, else the
+# CUDA toolkit) and puts it on LD_LIBRARY_PATH. Needs cmake, a C compiler and
+# OpenCL headers (the CUDA toolkit's include/CL will do); no Criterion, no jansson.
+#
+#   bench/opencl_nvidia_check.sh            results in $OUT (default ./opencl-nvidia-out)
+#   RUNS=500 WARMUP=50 bench/opencl_nvidia_check.sh
+#
+# Writes $OUT/summary.txt (everything below), and one file per step.
+set -uo pipefail
+ROOT=$(cd "$(dirname "$0")/.." && pwd)
+OUT=${OUT:-$PWD/opencl-nvidia-out}
+BUILD=${BUILD:-$ROOT/build-opencl-nvidia}
+RUNS=${RUNS:-500}
+WARMUP=${WARMUP:-50}
+mkdir -p "$OUT"
+exec > >(tee "$OUT/summary.txt") 2>&1
+say() { printf '\n== %s\n' "$*"; }
+CUDA_ROOTS="${CUDA_HOME:-} ${CUDA_PATH:-} /usr/local/cuda $(ls -d /usr/local/cuda-* 2>/dev/null | sort -rV | tr '\n' ' ')"
+
+say "NVIDIA OpenCL driver"
+driver=${NVIDIA_OPENCL_DRIVER:-}  # override: the driver library to use
+for d in $(ldconfig -p 2>/dev/null | awk '/libnvidia-opencl\.so\.1/ {print $NF}') \
+         /usr/lib/x86_64-linux-gnu/libnvidia-opencl.so.1 /usr/lib64/libnvidia-opencl.so.1 \
+         /usr/local/nvidia/lib64/libnvidia-opencl.so.1 /usr/lib/libnvidia-opencl.so.1; do
+  if [ -n "$driver" ]; then break; fi
+  if [ -e "$d" ]; then driver=$d; break; fi
+done
+if [ -z "$driver" ]; then
+  driver=$(find / -xdev -name 'libnvidia-opencl.so.1' 2>/dev/null | head -n 1)
+fi
+if [ -z "$driver" ]; then echo "libnvidia-opencl.so.1 not found: no NVIDIA OpenCL driver"; exit 1; fi
+echo "driver: $driver"
+mkdir -p "$OUT/icd"
+echo "$driver" > "$OUT/icd/nvidia.icd"
+export OCL_ICD_VENDORS="$OUT/icd"
+echo "OCL_ICD_VENDORS=$OCL_ICD_VENDORS ($(cat "$OUT/icd/nvidia.icd"))"
+
+say "ICD loader (libOpenCL.so.1)"
+loader=$(ldconfig -p 2>/dev/null | awk '/libOpenCL\.so\.1 / {print $NF; exit}')
+if [ -z "$loader" ]; then
+  for r in $CUDA_ROOTS; do
+    for lib in "$r/lib64" "$r/targets/x86_64-linux/lib" "$r/lib"; do
+      if [ -e "$lib/libOpenCL.so.1" ]; then loader="$lib/libOpenCL.so.1"; break 2; fi
+    done
+  done
+fi
+if [ -z "$loader" ]; then echo "no libOpenCL.so.1 (system or CUDA toolkit)"; exit 1; fi
+export LD_LIBRARY_PATH="$(dirname "$loader")${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
+echo "loader: $loader"
+
+say "OpenCL headers"
+include=""
+for r in /usr $CUDA_ROOTS; do
+  for inc in "$r/include" "$r/targets/x86_64-linux/include"; do
+    if [ -e "$inc/CL/cl.h" ]; then include=$inc; break 2; fi
+  done
+done
+if [ -z "$include" ]; then echo "no CL/cl.h (install opencl-headers or the CUDA toolkit)"; exit 1; fi
+echo "headers: $include"
+
+say "build ($BUILD)"
+gen=""; command -v ninja >/dev/null && gen="-G Ninja"
+cmake -S "$ROOT" -B "$BUILD" $gen -DCMAKE_BUILD_TYPE=Release -DEPLB_BUILD_TESTS=OFF -DEPLB_JSON=OFF \
+  -DEPLB_OPENCL=ON -DEPLB_CUDA=OFF -DEPLB_OPENCL_INCLUDE_DIR="$include" > "$OUT/cmake.txt" 2>&1 \
+  && cmake --build "$BUILD" -j "$(nproc)" >> "$OUT/cmake.txt" 2>&1
+rc=$?
+tail -n 5 "$OUT/cmake.txt"
+if [ $rc -ne 0 ]; then echo "build failed (see $OUT/cmake.txt)"; exit 1; fi
+
+say "eplb backends"
+"$BUILD/bin/eplb" backends 2>&1 | tee "$OUT/backends.txt"
+
+say "conformance (EPLB_BACKEND=opencl)"
+EPLB_BACKEND=opencl "$BUILD/bin/eplb" conformance > "$OUT/conformance.txt" 2>&1
+conformance_rc=$?
+tail -n 3 "$OUT/conformance.txt"
+echo "exit code $conformance_rc"
+
+say "conformance with other work-group knobs (must pass too)"
+for knobs in "EPLB_OPENCL_WG=256 EPLB_OPENCL_ITEMS_PER_THREAD=1" "EPLB_OPENCL_WG=1 EPLB_OPENCL_SORT=heap"; do
+  env $knobs EPLB_BACKEND=opencl "$BUILD/bin/eplb" conformance > "$OUT/conformance-knobs.txt" 2>&1
+  knobs_rc=$?
+  echo "$knobs: $(tail -n 1 "$OUT/conformance-knobs.txt") (exit $knobs_rc)"
+  [ $knobs_rc -eq 0 ] || conformance_rc=$knobs_rc
+done
+
+say "device time per plan (eplb_rebalance_device, profiling events, $RUNS runs after $WARMUP)"
+"$BUILD/bin/eplb_opencl_timing" "$RUNS" "$WARMUP" 2>&1 | tee "$OUT/timing.txt"
+
+say "work-group size sweep (device time medians)"
+for wg in 32 128 256; do
+  for ipt in 1 4 16; do
+    echo "EPLB_OPENCL_WG=$wg EPLB_OPENCL_ITEMS_PER_THREAD=$ipt:"
+    EPLB_OPENCL_WG=$wg EPLB_OPENCL_ITEMS_PER_THREAD=$ipt "$BUILD/bin/eplb_opencl_timing" 200 20 2>&1 \
+      | grep -E "^[a-z]|device time"
+  done
+done 2>&1 | tee "$OUT/sweep.txt"
+
+say "per-kernel device time (EPLB_OPENCL_PROFILE=1, hierarchical and global 320/64)"
+for args in "" "-r 320 -p 64 -n 8 -g 8 --policy global"; do
+  echo "eplb demo $args:"
+  EPLB_OPENCL_PROFILE=1 "$BUILD/bin/eplb" demo -b opencl -q $args 2>&1 | grep profile
+done | tee "$OUT/kernels.txt"
+
+exit $conformance_rc
