@@ -102,8 +102,9 @@ static void bucket_sort(const uint32_t *key, int32_t n, uint32_t lo, uint32_t hi
     const int32_t buckets = 1 << bucket_bits;
     int32_t *start = s->bucket;
     memset(start, 0, (size_t)(buckets + 1) * sizeof *start);
+    /* 64-bit shift: with one bucket and keys spanning all 32 bits, shift is 32. */
     for (int32_t i = 0; i < n; i++)
-        start[((key[i] - lo) >> shift) + 1]++;
+        start[((uint64_t)(key[i] - lo) >> shift) + 1]++;
     int32_t largest = 0;
     for (int32_t b = 0; b < buckets; b++) {
         largest = start[b + 1] > largest ? start[b + 1] : largest;
@@ -111,7 +112,7 @@ static void bucket_sort(const uint32_t *key, int32_t n, uint32_t lo, uint32_t hi
     }
     uint32_t *sorted_key = s->key + n;
     for (int32_t i = 0; i < n; i++) {
-        const int32_t pos = start[(key[i] - lo) >> shift]++;
+        const int32_t pos = start[(uint64_t)(key[i] - lo) >> shift]++;
         sorted_key[pos] = key[i];
         order[pos] = i;
     }
