@@ -12,7 +12,7 @@
 #include <string.h>
 #include <time.h>
 
-#include "context.h"         /* the backend state, for the cl_context (see docs/backends.md) */
+#include "eplb/eplb_opencl.h" /* the cl_context and device of an opencl context */
 #include "eplb/eplb.h"
 #include "opencl_interop.h"
 #include "opencl_loader.h"
@@ -95,10 +95,15 @@ int main(int argc, char **argv)
         fprintf(stderr, "opencl backend unavailable: %s\n", eplb_last_error());
         return 2;
     }
-    const eplb_opencl_handles *h = ctx->backend->context;
+    cl_context cl_ctx;
+    cl_device_id cl_dev;
+    if (eplb_opencl_context_info(ctx, &cl_ctx, &cl_dev) != EPLB_OK) {
+        fprintf(stderr, "eplb_opencl_context_info: %s\n", eplb_last_error());
+        return 2;
+    }
     printf("device: %s\n", eplb_context_device(ctx));
     cl_int err;
-    cl_command_queue queue = cl->clCreateCommandQueue(h->context, h->device, CL_QUEUE_PROFILING_ENABLE, &err);
+    cl_command_queue queue = cl->clCreateCommandQueue(cl_ctx, cl_dev, CL_QUEUE_PROFILING_ENABLE, &err);
     if (!queue) {
         fprintf(stderr, "clCreateCommandQueue: %s\n", eplb_opencl_error_name(err));
         return 2;
@@ -119,14 +124,14 @@ int main(int argc, char **argv)
                cases[c].name, (long long)s->layers, (long long)s->experts, (long long)s->replicas,
                (long long)s->gpus);
 
-        cl_mem w = cl->clCreateBuffer(h->context, CL_MEM_READ_ONLY | CL_MEM_COPY_HOST_PTR,
+        cl_mem w = cl->clCreateBuffer(cl_ctx, CL_MEM_READ_ONLY | CL_MEM_COPY_HOST_PTR,
                                       LE * sizeof *weight, weight, &err);
-        cl_mem p = cl->clCreateBuffer(h->context, CL_MEM_READ_WRITE, LR * 8, NULL, &err);
-        cl_mem n = cl->clCreateBuffer(h->context, CL_MEM_READ_WRITE, LE * 8, NULL, &err);
-        cl_mem l = cl->clCreateBuffer(h->context, CL_MEM_READ_WRITE, LE * (size_t)X * 8, NULL, &err);
+        cl_mem p = cl->clCreateBuffer(cl_ctx, CL_MEM_READ_WRITE, LR * 8, NULL, &err);
+        cl_mem n = cl->clCreateBuffer(cl_ctx, CL_MEM_READ_WRITE, LE * 8, NULL, &err);
+        cl_mem l = cl->clCreateBuffer(cl_ctx, CL_MEM_READ_WRITE, LE * (size_t)X * 8, NULL, &err);
         double *t = malloc(sizeof *t * (size_t)runs);
         for (int r = -warmup; r < runs; r++) {
-            cl_event gate = cl->clCreateUserEvent(h->context, &err), first, last;
+            cl_event gate = cl->clCreateUserEvent(cl_ctx, &err), first, last;
             cl->clEnqueueMarkerWithWaitList(queue, 1, &gate, &first);
             eplb_status st = eplb_rebalance_device(ctx, w, s, &o, p, n, l, X, queue);
             cl->clEnqueueMarkerWithWaitList(queue, 0, NULL, &last);

@@ -226,3 +226,23 @@ int eplb_backend_available(int index, const char **reason)
 {
     return eplb_registry_probe(index, reason);
 }
+
+/* The opencl backend's state begins with eplb_opencl_handles
+ * (backends/opencl/opencl_interop.h): cl_context, cl_device_id, queue, all
+ * pointers, read here without OpenCL headers. */
+EPLB_EXTERN eplb_status eplb_opencl_native_handles(const eplb_context *ctx, void **cl_context_out,
+                                            void **cl_device_out);
+
+eplb_status eplb_opencl_native_handles(const eplb_context *ctx, void **cl_context_out,
+                                void **cl_device_out)
+{
+    if (!ctx || !cl_context_out || !cl_device_out)
+        return fail_global(EPLB_ERR_INVALID_ARGUMENT, "context and outputs must not be NULL");
+    if (strcmp(ctx->backend_name, "opencl") != 0)
+        return fail_global(EPLB_ERR_UNSUPPORTED, "the context's backend is %s, not opencl",
+                           ctx->backend_name);
+    void *const *handles = (void *const *)ctx->backend->context;
+    *cl_context_out = handles[0];
+    *cl_device_out = handles[1];
+    return EPLB_OK;
+}

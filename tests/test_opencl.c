@@ -458,3 +458,23 @@ Test(opencl, device_api)
     cr_skip_test("built without OpenCL headers: the cl_mem tests need CL/cl.h");
 }
 #endif
+
+#include "eplb/eplb_opencl.h"
+
+Test(opencl, public_interop_handles_are_the_backends_own, .timeout = 300)
+{
+    eplb_context *ctx = open_opencl_or_skip();
+    cl_context context = NULL;
+    cl_device_id device = NULL;
+    cr_assert_eq(eplb_opencl_context_info(ctx, &context, &device), EPLB_OK, "%s", eplb_last_error());
+    const eplb_opencl_handles *h = ctx->backend->context;
+    cr_expect_eq(context, h->context);
+    cr_expect_eq(device, h->device);
+    eplb_context_free(ctx);
+
+    eplb_context *cpu = NULL;
+    cr_assert_eq(eplb_context_create(&cpu, "cpu"), EPLB_OK);
+    cr_expect_eq(eplb_opencl_context_info(cpu, &context, &device), EPLB_ERR_UNSUPPORTED);
+    cr_expect(strstr(eplb_last_error(), "not opencl") != NULL, "%s", eplb_last_error());
+    eplb_context_free(cpu);
+}

@@ -5,6 +5,8 @@
 #define EPLB_OPENCL_BACKEND_H
 
 #include "backend.h"
+#include <stddef.h>
+
 #include "opencl_interop.h"
 #include "opencl_loader.h"
 
@@ -50,6 +52,13 @@ typedef struct eplb_opencl {
     double kernel_us[EPLB_CLK_COUNT];
     long kernel_runs[EPLB_CLK_COUNT];
 } eplb_opencl;
+
+/* libeplb's eplb_opencl_native_handles reads the handles at the start of the
+ * state as two pointers, without OpenCL headers. */
+_Static_assert(offsetof(eplb_opencl, handles) == 0 &&
+                   offsetof(eplb_opencl_handles, context) == 0 &&
+                   offsetof(eplb_opencl_handles, device) == sizeof(void *),
+               "eplb_opencl_native_handles depends on this layout");
 
 static inline eplb_opencl *eplb_opencl_state(eplb_backend *backend)
 {

@@ -9,7 +9,7 @@
 
 #if defined(__OPENCL_VERSION__)
 typedef ulong eplb_u64;
-#define EPLB_SPEC_FN inline
+#define EPLB_SPEC_FN static inline
 #elif defined(__CUDACC__)
 typedef unsigned long long eplb_u64;
 #define EPLB_SPEC_FN static __host__ __device__ __forceinline__
