@@ -1,9 +1,13 @@
 /* pack_fused: sort + greedy + swap + select of every row in one launch. */
 #include "cuda_pack_fused.cuh"
 
-__global__ void __launch_bounds__(1024)
+/* MaxThreads bounds the registers per thread, hence the register sort size. */
+template <int MaxThreads>
+__global__ void __launch_bounds__(MaxThreads, 1)
 eplb_cuda_pack_fused_kernel(eplb_pack_job job, uint32_t score_bytes, uint32_t warp_bytes)
 {
+    constexpr int MaxKPL = MaxThreads <= 256 ? 16 : MaxThreads <= 512 ? 8 : 4;
+    constexpr int MaxPPL = MaxThreads <= 256 ? 8 : MaxThreads <= 512 ? 4 : 3;
     extern __shared__ __align__(16) unsigned char eplb_pack_smem[];
     const uint32_t n = (uint32_t)job.items, m = (uint32_t)job.packs, k = (uint32_t)job.per_pack;
     const uint32_t C = (uint32_t)job.candidates, warp = threadIdx.x / 32, warps = blockDim.x / 32;
@@ -14,7 +18,7 @@ eplb_cuda_pack_fused_kernel(eplb_pack_job job, uint32_t score_bytes, uint32_t wa
         const float *w = (const float *)job.weight + row * n;
         int32_t *content = (int32_t *)job.content + row * C * n;
         for (uint32_t c = warp; c < C; c += warps) {
-            const float s = eplb_warp_pack_candidate(team, w, n, m, k, job.call, row, (int32_t)c,
+            const float s = eplb_warp_pack_candidate<MaxKPL, MaxPPL>(team, w, n, m, k, job.call, row, (int32_t)c,
                                                      job.seed, job.noise, job.iterations,
                                                      job.tolerance, content + (size_t)c * n, scratch);
             if (team.rank() == 0)
@@ -30,8 +34,10 @@ eplb_cuda_pack_fused_kernel(eplb_pack_job job, uint32_t score_bytes, uint32_t wa
 
 void eplb_cuda_pack_fused_init(size_t smem_optin)
 {
-    cudaFuncSetAttribute(eplb_cuda_pack_fused_kernel, cudaFuncAttributeMaxDynamicSharedMemorySize,
-                         (int)smem_optin);
+    cudaFuncSetAttribute(eplb_cuda_pack_fused_kernel<256>,
+                         cudaFuncAttributeMaxDynamicSharedMemorySize, (int)smem_optin);
+    cudaFuncSetAttribute(eplb_cuda_pack_fused_kernel<1024>,
+                         cudaFuncAttributeMaxDynamicSharedMemorySize, (int)smem_optin);
 }
 
 eplb_status eplb_cuda_pack_fused(eplb_backend *backend, const eplb_pack_job *job)
@@ -53,7 +59,11 @@ eplb_status eplb_cuda_pack_fused(eplb_backend *backend, const eplb_pack_job *job
     }
     const size_t smem = score_bytes + warps * warp_bytes;
     const unsigned blocks = job->rows > 65535L * 16 ? 65535u * 16u : (unsigned)job->rows;
-    eplb_cuda_pack_fused_kernel<<<blocks, 32 * warps, smem, ctx->stream>>>(
-        *job, (uint32_t)score_bytes, (uint32_t)warp_bytes);
+    if (warps <= 8)
+        eplb_cuda_pack_fused_kernel<256><<<blocks, 32 * warps, smem, ctx->stream>>>(
+            *job, (uint32_t)score_bytes, (uint32_t)warp_bytes);
+    else
+        eplb_cuda_pack_fused_kernel<1024><<<blocks, 32 * warps, smem, ctx->stream>>>(
+            *job, (uint32_t)score_bytes, (uint32_t)warp_bytes);
     return eplb_cuda_launched(backend, "pack_fused");
 }

@@ -15,8 +15,64 @@ static inline __host__ __device__ size_t eplb_cuda_warp_scratch_bytes(uint32_t n
     return (size_t)eplb_cuda_pow2_at_least(n) * sizeof(uint64_t) + 2 * (((size_t)m * 4 + 15) & ~(size_t)15);
 }
 
+/* Sort into order[0..n) with the register network when the padded row fits
+ * MaxKPL entries per lane (bounded by the kernel's register budget); false
+ * when it does not. */
+template <int MaxKPL>
+static __device__ __forceinline__ bool eplb_warp_sort_in_registers(
+    uint32_t lane, const float *w, uint32_t n, uint32_t npow2, int32_t call, int64_t row,
+    int32_t c, uint64_t seed, float noise, int32_t *order)
+{
+    const uint32_t kpl = npow2 <= 32 ? 1u : npow2 / 32;
+    if (kpl > (uint32_t)MaxKPL)
+        return false;
+    if (kpl == 1)
+        eplb_warp_pack_sort_regs<1>(lane, w, n, call, row, c, seed, noise, order);
+    if constexpr (MaxKPL >= 2)
+        if (kpl == 2)
+            eplb_warp_pack_sort_regs<2>(lane, w, n, call, row, c, seed, noise, order);
+    if constexpr (MaxKPL >= 4)
+        if (kpl == 4)
+            eplb_warp_pack_sort_regs<4>(lane, w, n, call, row, c, seed, noise, order);
+    if constexpr (MaxKPL >= 8)
+        if (kpl == 8)
+            eplb_warp_pack_sort_regs<8>(lane, w, n, call, row, c, seed, noise, order);
+    if constexpr (MaxKPL >= 16)
+        if (kpl == 16)
+            eplb_warp_pack_sort_regs<16>(lane, w, n, call, row, c, seed, noise, order);
+    __syncwarp();
+    return true;
+}
+
+/* Greedy with the pack loads in registers when m <= 32*MaxPPL; false when
+ * it does not fit. */
+template <int MaxPPL>
+static __device__ __forceinline__ bool eplb_warp_greedy_in_registers(
+    uint32_t lane, const float *w, const int32_t *order, uint32_t stride, uint32_t n, uint32_t m,
+    uint32_t k, int32_t *content, float *load)
+{
+    if (m > 32u * MaxPPL)
+        return false;
+    if (m <= 32)
+        eplb_warp_pack_greedy_regs<1>(lane, w, order, stride, n, m, k, content, load);
+    else if (m <= 64)
+        eplb_warp_pack_greedy_regs<2>(lane, w, order, stride, n, m, k, content, load);
+    else if (m <= 96)
+        eplb_warp_pack_greedy_regs<3>(lane, w, order, stride, n, m, k, content, load);
+    else if constexpr (MaxPPL >= 4) {
+        if (m <= 128)
+            eplb_warp_pack_greedy_regs<4>(lane, w, order, stride, n, m, k, content, load);
+        else if constexpr (MaxPPL >= 8)
+            eplb_warp_pack_greedy_regs<8>(lane, w, order, stride, n, m, k, content, load);
+    }
+    return true;
+}
+
 /* One candidate of one packing by one warp; returns its score (max pack load)
- * to every lane. scratch: eplb_cuda_warp_scratch_bytes(n, m) bytes, 16-aligned. */
+ * to every lane. scratch: eplb_cuda_warp_scratch_bytes(n, m) bytes, 16-aligned.
+ * MaxKPL, MaxPPL: the largest register sort and greedy the calling kernel's
+ * register budget affords (MaxPPL >= 3); larger rows use shared memory. */
+template <int MaxKPL, int MaxPPL>
 static __device__ float eplb_warp_pack_candidate(const eplb_warp_team &team, const float *w,
                                                  uint32_t n, uint32_t m, uint32_t k, int32_t call,
                                                  int64_t row, int32_t c, uint64_t seed,
@@ -27,9 +83,16 @@ static __device__ float eplb_warp_pack_candidate(const eplb_warp_team &team, con
     uint64_t *sorted = (uint64_t *)scratch;
     float *load = (float *)(scratch + (size_t)npow2 * sizeof(uint64_t));
     int32_t *count = (int32_t *)((unsigned char *)load + (((size_t)m * 4 + 15) & ~(size_t)15));
-    eplb_team_pack_sort(team, w, n, npow2, call, row, c, seed, noise, sorted);
-    /* Stride 2: the item is the low word of each sorted entry. */
-    eplb_team_pack_greedy(team, w, (const int32_t *)sorted, 2, n, m, k, content, load, count);
+    /* The item of visiting position t is order[t * stride]. */
+    const int32_t *order = (const int32_t *)sorted;
+    uint32_t stride = 1;
+    if (!eplb_warp_sort_in_registers<MaxKPL>(team.rank(), w, n, npow2, call, row, c, seed, noise,
+                                     (int32_t *)sorted)) {
+        eplb_team_pack_sort(team, w, n, npow2, call, row, c, seed, noise, sorted);
+        stride = 2; /* the item is the low word of each sorted entry */
+    }
+    if (!eplb_warp_greedy_in_registers<MaxPPL>(team.rank(), w, order, stride, n, m, k, content, load))
+        eplb_team_pack_greedy(team, w, order, stride, n, m, k, content, load, count);
     if (iterations > 0)
         eplb_team_pack_swap(team, w, m, k, iterations, tolerance, content, load, true);
     return eplb_team_max_load(team, load, m);

@@ -42,6 +42,69 @@ static __device__ void eplb_team_pack_greedy(const Team &team, const float *w,
     team.sync();
 }
 
+/* The same greedy by one warp with the pack state in registers: lane L owns
+ * packs L*PPL .. L*PPL+PPL-1 (needs m <= 32*PPL). A full (or absent) pack's
+ * key is 0xFFFFFFFF, above every load's bits, +inf included, so the minimum
+ * is the SPEC's choice even when open loads overflowed. Each lane's argmin
+ * keeps its lowest pack on ties and packs grow with the lane number, so the
+ * lowest lane holding the warp minimum holds the lowest such pack: one
+ * reduction and one ballot per item. Writes load[0..m) like the team greedy. */
+template <int PPL>
+static __device__ void eplb_warp_pack_greedy_regs(uint32_t lane, const float *w,
+                                                  const int32_t *order, uint32_t stride,
+                                                  uint32_t n, uint32_t m, uint32_t k,
+                                                  int32_t *content, float *load)
+{
+    float ld[PPL];
+    uint32_t cnt[PPL];
+#pragma unroll
+    for (int r = 0; r < PPL; r++) {
+        ld[r] = 0.0f;
+        cnt[r] = lane * PPL + (uint32_t)r < m ? 0u : k; /* absent packs count as full */
+    }
+    /* The visiting order does not depend on the choices: read one item ahead. */
+    int32_t next_item = order[0];
+    float next_weight = w[next_item];
+    for (uint32_t t = 0; t < n; t++) {
+        const int32_t item = next_item;
+        const float weight = next_weight;
+        if (t + 1 < n) {
+            next_item = order[(size_t)(t + 1) * stride];
+            next_weight = w[next_item];
+        }
+        uint32_t key = 0xFFFFFFFFu;
+        int mine = 0;
+#pragma unroll
+        for (int r = 0; r < PPL; r++) {
+            const uint32_t kr = cnt[r] < k ? eplb_cuda_load_key(ld[r]) : 0xFFFFFFFFu;
+            if (kr < key) {
+                key = kr;
+                mine = r;
+            }
+        }
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 800
+        const uint32_t best = __reduce_min_sync(0xFFFFFFFFu, key);
+#else
+        const uint32_t best = eplb_warp_team(lane).min_u32(key);
+#endif
+        const uint32_t winner = (uint32_t)__ffs(__ballot_sync(0xFFFFFFFFu, key == best)) - 1u;
+        if (lane == winner) {
+#pragma unroll
+            for (int r = 0; r < PPL; r++)
+                if (r == mine) {
+                    content[(size_t)(lane * PPL + (uint32_t)r) * k + cnt[r]] = item;
+                    cnt[r]++;
+                    ld[r] += weight;
+                }
+        }
+    }
+#pragma unroll
+    for (int r = 0; r < PPL; r++)
+        if (lane * PPL + (uint32_t)r < m)
+            load[lane * PPL + (uint32_t)r] = ld[r];
+    __syncwarp();
+}
+
 eplb_status eplb_cuda_pack_greedy(eplb_backend *backend, const eplb_pack_job *job);
 
 #endif

@@ -20,6 +20,18 @@ static __device__ __forceinline__ uint64_t eplb_cuda_sort_entry(const float *w, 
     return ((uint64_t)~eplb_cuda_ordered_bits(key) << 32) | i;
 }
 
+/* The same entry from the candidate's random prefix (eplb_random_prefix), so
+ * the three shared mixing rounds run once per candidate, not once per item. */
+static __device__ __forceinline__ uint64_t eplb_cuda_sort_entry_at(const float *w, uint32_t i,
+                                                                   int32_t c, uint64_t prefix,
+                                                                   float noise)
+{
+    float key = w[i];
+    if (c > 0)
+        key = eplb_sort_key(key, noise, eplb_random_unit_at(prefix, (eplb_u64)i));
+    return ((uint64_t)~eplb_cuda_ordered_bits(key) << 32) | i;
+}
+
 /* Sorts the n items of packing (row, c) into buf[0..npow2) (npow2 >= n, a
  * power of two); item of visiting position t is (uint32_t)buf[t]. */
 template <class Team>
@@ -27,8 +39,9 @@ static __device__ void eplb_team_pack_sort(const Team &team, const float *w, uin
                                            uint32_t npow2, int32_t call, int64_t row, int32_t c,
                                            uint64_t seed, float noise, uint64_t *buf)
 {
+    const uint64_t prefix = eplb_random_prefix(seed, (eplb_u64)call, (eplb_u64)row, (eplb_u64)c);
     for (uint32_t i = team.rank(); i < npow2; i += team.size())
-        buf[i] = i < n ? eplb_cuda_sort_entry(w, i, call, row, c, seed, noise) : ~0ull;
+        buf[i] = i < n ? eplb_cuda_sort_entry_at(w, i, c, prefix, noise) : ~0ull;
     team.sync();
     for (uint32_t span = 2; span <= npow2; span <<= 1) {
         for (uint32_t j = span >> 1; j > 0; j >>= 1) {
@@ -44,6 +57,63 @@ static __device__ void eplb_team_pack_sort(const Team &team, const float *w, uin
             }
             team.sync();
         }
+    }
+}
+
+/* Min and max of two distinct entries, as selects (no branch). */
+static __device__ __forceinline__ uint64_t eplb_cuda_min64(uint64_t a, uint64_t b) { return a < b ? a : b; }
+static __device__ __forceinline__ uint64_t eplb_cuda_max64(uint64_t a, uint64_t b) { return a < b ? b : a; }
+
+/* The same order by one warp in registers: a bitonic network over 32*KPL
+ * entries, entry i = lane*KPL + r in register r; strides below KPL stay in a
+ * lane, larger ones pair lane with lane ^ (stride/KPL) through shuffles.
+ * Needs n <= 32*KPL. Writes order[t] (the item of visiting position t) for
+ * t < n; no shared memory is touched before that, so no sync is needed. */
+template <int KPL>
+static __device__ void eplb_warp_pack_sort_regs(uint32_t lane, const float *w, uint32_t n,
+                                                int32_t call, int64_t row, int32_t c,
+                                                uint64_t seed, float noise, int32_t *order)
+{
+    uint64_t a[KPL];
+    const uint64_t prefix = eplb_random_prefix(seed, (eplb_u64)call, (eplb_u64)row, (eplb_u64)c);
+#pragma unroll
+    for (int r = 0; r < KPL; r++) {
+        const uint32_t i = lane * KPL + (uint32_t)r;
+        a[r] = i < n ? eplb_cuda_sort_entry_at(w, i, c, prefix, noise) : ~0ull;
+    }
+#pragma unroll
+    for (uint32_t size = 2; size <= 32u * KPL; size <<= 1) {
+#pragma unroll
+        for (uint32_t stride = size >> 1; stride > 0; stride >>= 1) {
+            if (stride >= (uint32_t)KPL) {
+                const uint32_t lanes = stride / KPL;
+                const bool lower = (lane & lanes) == 0;
+#pragma unroll
+                for (int r = 0; r < KPL; r++) {
+                    const uint64_t other = __shfl_xor_sync(0xFFFFFFFFu, a[r], (int)lanes);
+                    const bool ascending = ((lane * KPL + (uint32_t)r) & size) == 0;
+                    a[r] = lower == ascending ? eplb_cuda_min64(a[r], other)
+                                              : eplb_cuda_max64(a[r], other);
+                }
+            } else {
+#pragma unroll
+                for (int r = 0; r < KPL; r++) {
+                    if ((r & stride) != 0)
+                        continue;
+                    const int r2 = r | (int)stride;
+                    const bool ascending = ((lane * KPL + (uint32_t)r) & size) == 0;
+                    const uint64_t lo = eplb_cuda_min64(a[r], a[r2]), hi = eplb_cuda_max64(a[r], a[r2]);
+                    a[r] = ascending ? lo : hi;
+                    a[r2] = ascending ? hi : lo;
+                }
+            }
+        }
+    }
+#pragma unroll
+    for (int r = 0; r < KPL; r++) {
+        const uint32_t t = lane * KPL + (uint32_t)r;
+        if (t < n)
+            order[t] = (int32_t)(uint32_t)a[r];
     }
 }
 

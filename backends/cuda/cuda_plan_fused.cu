@@ -28,8 +28,15 @@ struct eplb_cuda_plan_args {
     uint32_t o_phy2mlog, o_phyrank, o_sload, o_scontent, o_sscore, o_sbest, o_warps, warp_bytes;
 };
 
-__global__ void __launch_bounds__(1024) eplb_cuda_plan_fused_kernel(eplb_cuda_plan_args a)
+/* MaxThreads bounds the block and so each thread's registers (64 at 1024
+ * threads, 255 at 256): the register-resident sort, greedy and replication
+ * are as large as that budget allows without spilling. */
+template <int MaxThreads>
+__global__ void __launch_bounds__(MaxThreads, 1) eplb_cuda_plan_fused_kernel(eplb_cuda_plan_args a)
 {
+    constexpr int MaxKPL = MaxThreads <= 256 ? 16 : MaxThreads <= 512 ? 8 : 4;
+    constexpr int MaxPPL = MaxThreads <= 256 ? 8 : MaxThreads <= 512 ? 4 : 3;
+    constexpr int MaxIPL = MaxThreads <= 256 ? 8 : MaxThreads <= 512 ? 4 : 2;
     extern __shared__ __align__(16) unsigned char smem[];
     const uint32_t tid = threadIdx.x, T = blockDim.x, warp = tid / 32, W = blockDim.x / 32;
     const uint32_t l = blockIdx.x, E = a.E, R = a.R, N = a.N, M = a.M, RN = a.RN, C = a.C;
@@ -79,7 +86,7 @@ __global__ void __launch_bounds__(1024) eplb_cuda_plan_fused_kernel(eplb_cuda_pl
     /* 2. Groups to nodes (call 0, row l); gslot[g] = node-major group position. */
     if (a.group_k > 1) {
         for (uint32_t c = warp; c < C; c += W) {
-            const float s = eplb_warp_pack_candidate(team, gl, a.G, N, a.group_k, 0, (int64_t)l,
+            const float s = eplb_warp_pack_candidate<MaxKPL, MaxPPL>(team, gl, a.G, N, a.group_k, 0, (int64_t)l,
                                                      (int32_t)c, a.seed, a.noise, a.iterations,
                                                      a.tolerance, gcontent + (size_t)c * a.G,
                                                      scratch);
@@ -106,10 +113,11 @@ __global__ void __launch_bounds__(1024) eplb_cuda_plan_fused_kernel(eplb_cuda_pl
     }
     __syncthreads();
 
-    /* 4. Replication, one warp per node row. */
+    /* 4. Replication, one warp per node row; counts in registers when they fit. */
     for (uint32_t n = warp; n < N; n += W)
-        eplb_warp_replicate(team, nw + (size_t)n * M, M, RN, phy2mlog + (size_t)n * RN,
-                            phyrank + (size_t)n * RN, cnt + (size_t)n * M, val + (size_t)n * M);
+        eplb_warp_replicate_row<MaxIPL>(team, nw + (size_t)n * M, M, RN, phy2mlog + (size_t)n * RN,
+                                        phyrank + (size_t)n * RN, cnt + (size_t)n * M,
+                                        val + (size_t)n * M);
     __syncthreads();
 
     /* 5. Slot loads. */
@@ -123,7 +131,7 @@ __global__ void __launch_bounds__(1024) eplb_cuda_plan_fused_kernel(eplb_cuda_pl
     if (a.slot_k > 1) {
         for (uint32_t u = warp; u < N * C; u += W) {
             const uint32_t n = u / C, c = u % C;
-            const float s = eplb_warp_pack_candidate(
+            const float s = eplb_warp_pack_candidate<MaxKPL, MaxPPL>(
                 team, sload + (size_t)n * RN, RN, a.slot_m, a.slot_k, 1, (int64_t)l * N + n,
                 (int32_t)c, a.seed, a.noise, a.iterations, a.tolerance,
                 scontent + (size_t)u * RN, scratch);
@@ -162,8 +170,12 @@ __global__ void __launch_bounds__(1024) eplb_cuda_plan_fused_kernel(eplb_cuda_pl
 
 void eplb_cuda_plan_fused_init(size_t smem_optin)
 {
-    cudaFuncSetAttribute(eplb_cuda_plan_fused_kernel, cudaFuncAttributeMaxDynamicSharedMemorySize,
-                         (int)smem_optin);
+    cudaFuncSetAttribute(eplb_cuda_plan_fused_kernel<256>,
+                         cudaFuncAttributeMaxDynamicSharedMemorySize, (int)smem_optin);
+    cudaFuncSetAttribute(eplb_cuda_plan_fused_kernel<512>,
+                         cudaFuncAttributeMaxDynamicSharedMemorySize, (int)smem_optin);
+    cudaFuncSetAttribute(eplb_cuda_plan_fused_kernel<1024>,
+                         cudaFuncAttributeMaxDynamicSharedMemorySize, (int)smem_optin);
 }
 
 /* Lays out shared memory for `warps` warps; returns the total bytes. */
@@ -289,7 +301,12 @@ eplb_status eplb_cuda_plan_fused(eplb_backend *backend, const eplb_plan_job *job
     if (ctx->path == EPLB_CUDA_PATH_FUSED && plan_config(ctx, job, &a, &smem, &threads)) {
         if (a.check_count == 0 && (st = eplb_cuda_check_weights(backend, job)) != EPLB_OK)
             return st;
-        eplb_cuda_plan_fused_kernel<<<(unsigned)job->layers, threads, smem, ctx->stream>>>(a);
+        if (threads <= 256)
+            eplb_cuda_plan_fused_kernel<256><<<(unsigned)job->layers, threads, smem, ctx->stream>>>(a);
+        else if (threads <= 512)
+            eplb_cuda_plan_fused_kernel<512><<<(unsigned)job->layers, threads, smem, ctx->stream>>>(a);
+        else
+            eplb_cuda_plan_fused_kernel<1024><<<(unsigned)job->layers, threads, smem, ctx->stream>>>(a);
         return eplb_cuda_launched(backend, "plan_fused");
     }
     if ((st = eplb_cuda_check_weights(backend, job)) != EPLB_OK) return st;
