@@ -57,7 +57,18 @@ __global__ void __launch_bounds__(MaxThreads, 1) eplb_cuda_plan_fused_kernel(epl
     /* 0. Weights: all layers checked (no output while any is invalid), own layer loaded. */
     int bad = 0;
     if (a.check_count > 0) {
-        for (int64_t i = tid; i < a.check_count; i += T) {
+        /* Four weights per load when the caller's pointer allows it. */
+        int64_t head = 0;
+        if (((uintptr_t)a.weight & 15u) == 0) {
+            const float4 *w4 = (const float4 *)a.weight;
+            head = a.check_count & ~(int64_t)3;
+            for (int64_t i = tid; i < head / 4; i += T) {
+                const float4 v = w4[i];
+                bad |= !(v.x >= 0.0f) || isinf(v.x) || !(v.y >= 0.0f) || isinf(v.y) ||
+                       !(v.z >= 0.0f) || isinf(v.z) || !(v.w >= 0.0f) || isinf(v.w);
+            }
+        }
+        for (int64_t i = head + tid; i < a.check_count; i += T) {
             const float v = a.weight[i];
             bad |= !(v >= 0.0f) || isinf(v);
         }

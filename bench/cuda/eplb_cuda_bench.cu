@@ -3,7 +3,8 @@
  *   eplb_cuda_bench check [--quick]   goldens exact on every cuda path; random
  *                                     shapes, the device-pointer API, invalid
  *                                     weights and repeated calls against cpu
- *   eplb_cuda_bench time [--runs N]   device-pointer call timed with CUDA events
+ *   eplb_cuda_bench time [--runs N] [--path P] [--case SUBSTRING]
+ *                                     device-pointer call timed with CUDA events
  *   eplb_cuda_bench sanitize          a few DeepSeek-V3 plans per path (for
  *                                     compute-sanitizer memcheck / racecheck)
  *
@@ -290,7 +291,8 @@ static void check_random(eplb_context *cpu, eplb_context *ctx, const char *path,
             ddiff.empty() ? "same" : ddiff.c_str());
 }
 
-static void check_device_api(eplb_context *ctx, const char *path)
+/* stream must outlive ctx: see run_check. */
+static void check_device_api(eplb_context *ctx, const char *path, cudaStream_t stream)
 {
     const eplb_shape s = {58, 256, 288, 8, 4, 32};
     std::vector<float> w(s.layers * s.experts);
@@ -298,8 +300,6 @@ static void check_device_api(eplb_context *ctx, const char *path)
     eplb_options o;
     eplb_options_init(&o);
     const int64_t width = eplb_log2phy_width_max(&s);
-    cudaStream_t stream;
-    CUDA_OK(cudaStreamCreateWithFlags(&stream, cudaStreamNonBlocking));
 
     /* Repeated calls on a caller's stream give identical plans. */
     plan first = device_plan(ctx, w.data(), s, o, stream);
@@ -354,7 +354,6 @@ static void check_device_api(eplb_context *ctx, const char *path)
                 "[%s] log2phy width 1 via device API: status %d, outputs untouched %s", path,
                 (int)dev, untouched ? "yes" : "NO");
     }
-    CUDA_OK(cudaStreamDestroy(stream));
 }
 
 static int run_check(bool quick)
@@ -375,10 +374,17 @@ static int run_check(bool quick)
         for (const random_case &rc : random_cases)
             for (uint64_t seed = 0; seed < (quick ? 1u : 3u); seed++)
                 check_random(cpu, ctx, path, rc, seed);
-        check_device_api(ctx, path);
+        /* The host API (eplb_rebalance) keeps using the last device call's
+         * stream (the planner does not reset it), so that stream must stay
+         * alive until the context is freed: destroying it first made the
+         * scale case below crash inside the CUDA runtime. */
+        cudaStream_t stream;
+        CUDA_OK(cudaStreamCreateWithFlags(&stream, cudaStreamNonBlocking));
+        check_device_api(ctx, path, stream);
         if (!quick && !strcmp(path, "fused"))
             check_random(cpu, ctx, path, scale_case, 1);
         eplb_context_free(ctx);
+        CUDA_OK(cudaStreamDestroy(stream));
     }
     eplb_context_free(cpu);
     printf("%d passed, %d failed\n", passed, failed);
@@ -405,7 +411,7 @@ static double median(std::vector<float> v)
     return v.empty() ? 0.0 : v[v.size() / 2];
 }
 
-static int run_time(int runs, const char *path)
+static int run_time(int runs, const char *path, const char *only)
 {
     eplb_context *ctx = open_cuda(path);
     if (!ctx)
@@ -419,6 +425,8 @@ static int run_time(int runs, const char *path)
            eplb_context_device(ctx), runs);
     printf("%-32s %12s %12s %12s %10s\n", "case", "median_us", "min_us", "batch_us", "fused");
     for (const timed_case &tc : timed_cases) {
+        if (only && !strstr(tc.name, only))
+            continue;
         const eplb_shape &s = tc.shape;
         const int64_t width = eplb_log2phy_width_max(&s);
         std::vector<float> w(s.layers * s.experts);
@@ -465,8 +473,8 @@ static int run_time(int runs, const char *path)
     }
     cudaEventDestroy(start);
     cudaEventDestroy(stop);
-    cudaStreamDestroy(stream);
     eplb_context_free(ctx);
+    cudaStreamDestroy(stream); /* after the context: it may still name the stream */
     return 0;
 }
 
@@ -512,21 +520,22 @@ int main(int argc, char **argv)
     const char *mode = argc > 1 ? argv[1] : "check";
     int runs = 200, iterations = 3;
     bool quick = false;
-    const char *path = "fused";
+    const char *path = "fused", *only = NULL;
     for (int i = 2; i < argc; i++) {
         if (!strcmp(argv[i], "--runs") && i + 1 < argc) runs = atoi(argv[++i]);
         else if (!strcmp(argv[i], "--iterations") && i + 1 < argc) iterations = atoi(argv[++i]);
         else if (!strcmp(argv[i], "--path") && i + 1 < argc) path = argv[++i];
         else if (!strcmp(argv[i], "--quick")) quick = true;
+        else if (!strcmp(argv[i], "--case") && i + 1 < argc) only = argv[++i];
         else {
             fprintf(stderr, "unknown option %s\n", argv[i]);
             return 2;
         }
     }
     if (!strcmp(mode, "check")) return run_check(quick);
-    if (!strcmp(mode, "time")) return run_time(runs, path);
+    if (!strcmp(mode, "time")) return run_time(runs, path, only);
     if (!strcmp(mode, "sanitize")) return run_sanitize(iterations);
-    fprintf(stderr, "usage: %s check [--quick] | time [--runs N] [--path P] | sanitize [--iterations N]\n",
+    fprintf(stderr, "usage: %s check [--quick] | time [--runs N] [--path P] [--case SUBSTRING] | sanitize [--iterations N]\n",
             argv[0]);
     return 2;
 }
