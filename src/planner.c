@@ -293,6 +293,10 @@ eplb_status eplb_plan_host(eplb_context *ctx, const float *weight, const eplb_sh
     job.log2phy = NULL;
     job.width = 0;
 
+    /* The host path runs on the backend's own stream: a stream that an earlier
+     * eplb_rebalance_device call passed may no longer exist. */
+    if (be->iface->set_stream && (st = be->iface->set_stream(be, NULL)) != EPLB_OK)
+        return eplb_context_fail(ctx, st, "%s backend: %s", ctx->backend_name, be->error);
     if ((st = be->iface->upload(be, job.weight, weight, L * E * sizeof(float))) != EPLB_OK)
         return eplb_context_fail(ctx, st, "%s backend: %s", ctx->backend_name, be->error);
     if ((st = run_stages(ctx, &job, 0)) != EPLB_OK)

@@ -69,6 +69,62 @@ static void greedy_scan(const float *w, const int32_t *order, int32_t *content, 
 }
 #endif
 
+/* Up to this many packs, two levels of vector scans beat the tree
+ * (callgrind: 72 packs about 3x fewer instructions). */
+#define EPLB_CPU_GREEDY_BLOCKED_MAX 4096
+
+/* Smallest of values[0..count) (count a multiple of 4), as a broadcast vector. */
+static inline __m128 vector_min(const float *values, int32_t count)
+{
+    __m128 vmin = _mm_loadu_ps(values);
+    for (int32_t i = 4; i < count; i += 4)
+        vmin = _mm_min_ps(vmin, _mm_loadu_ps(values + i));
+    vmin = _mm_min_ps(vmin, _mm_shuffle_ps(vmin, vmin, _MM_SHUFFLE(1, 0, 3, 2)));
+    return _mm_min_ps(vmin, _mm_shuffle_ps(vmin, vmin, _MM_SHUFFLE(2, 3, 0, 1)));
+}
+
+/* First i with values[i] == target (known to exist), four at a time. */
+static inline int32_t first_equal(const float *values, __m128 target)
+{
+    for (int32_t i = 0;; i += 4) {
+        const int hits = _mm_movemask_ps(_mm_cmpeq_ps(_mm_loadu_ps(values + i), target));
+        if (hits)
+            return i + __builtin_ctz((unsigned)hits);
+    }
+}
+
+/* The same choice over many packs: masked loads in blocks of four, and the
+ * minimum of each block. The first block whose minimum is the overall
+ * minimum holds the lowest pack index with that load. */
+static void greedy_blocked(const float *w, const int32_t *order, int32_t *content, int32_t n,
+                           int32_t m, int32_t k, float *masked, float *block_min, int32_t *count)
+{
+    const int32_t m16 = (m + 15) & ~15, blocks = m16 / 4;
+    for (int32_t p = 0; p < m16; p++)
+        masked[p] = p < m ? 0.0f : (float)INFINITY;
+    for (int32_t b = 0; b < blocks; b++)
+        block_min[b] = b * 4 < m ? 0.0f : (float)INFINITY;
+    for (int32_t p = 0; p < m; p++)
+        count[p] = 0;
+    for (int32_t t = 0; t < n; t++) {
+        const __m128 vmin = vector_min(block_min, blocks);
+        int32_t p;
+        if (_mm_cvtss_f32(vmin) < (float)INFINITY) {
+            const int32_t b = first_equal(block_min, vmin);
+            p = 4 * b + first_equal(masked + 4 * b, vmin);
+        } else {
+            p = first_open_pack(count, m, k);
+        }
+        const int32_t item = order[t];
+        content[p * k + count[p]] = item;
+        count[p]++;
+        masked[p] = count[p] == k ? (float)INFINITY : masked[p] + w[item];
+        const float *q = masked + (p & ~3);
+        const float low = q[0] < q[1] ? q[0] : q[1], high = q[2] < q[3] ? q[2] : q[3];
+        block_min[p >> 2] = low < high ? low : high;
+    }
+}
+
 void eplb_cpu_greedy_one(const eplb_pack_job *job, int64_t row, const int32_t *order,
                          int32_t *content, eplb_cpu_scratch *scratch)
 {
@@ -77,6 +133,11 @@ void eplb_cpu_greedy_one(const eplb_pack_job *job, int64_t row, const int32_t *o
 #if defined(__SSE2__)
     if (m <= EPLB_CPU_GREEDY_SCAN_MAX) {
         greedy_scan(w, order, content, n, m, k, scratch->load, scratch->count);
+        return;
+    }
+    if (m <= EPLB_CPU_GREEDY_BLOCKED_MAX) {
+        greedy_blocked(w, order, content, n, m, k, scratch->load, scratch->block_min,
+                       scratch->count);
         return;
     }
 #endif

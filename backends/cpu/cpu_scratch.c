@@ -15,7 +15,7 @@ static size_t tree_leaves(int32_t packs)
 eplb_status eplb_cpu_scratch_init(eplb_cpu_scratch *s, const eplb_pack_job *job)
 {
     const size_t n = (size_t)job->items, m = (size_t)job->packs, k = (size_t)job->per_pack;
-    const size_t words = 3 * n + n + (2 * n + 2) + (m + 4) + m + 2 * tree_leaves(job->packs) + 2 * k;
+    const size_t words = 3 * n + n + (2 * n + 2) + (m + 16) + (m + 16) / 4 + m + 2 * tree_leaves(job->packs) + 2 * k;
     s->block = malloc(words * 4);
     if (!s->block)
         return EPLB_ERR_OUT_OF_MEMORY;
@@ -23,7 +23,8 @@ eplb_status eplb_cpu_scratch_init(eplb_cpu_scratch *s, const eplb_pack_job *job)
     s->key = p;                      p += 3 * n;
     s->order = (int32_t *)p;         p += n;
     s->bucket = (int32_t *)p;        p += 2 * n + 2;
-    s->load = (float *)p;            p += m + 4;
+    s->load = (float *)p;            p += m + 16;
+    s->block_min = (float *)p;       p += (m + 16) / 4;
     s->count = (int32_t *)p;         p += m;
     s->tree = (int32_t *)p;          p += 2 * tree_leaves(job->packs);
     s->wa = (float *)p;              p += k;

@@ -13,14 +13,15 @@
 #include "cpu_backend.h"
 
 /* Maps a float to an unsigned integer whose ascending order is the float's
- * descending order, -0 and +0 alike. */
+ * descending order, -0 and +0 alike. Branch-free, so key loops vectorize:
+ * negative floats keep their bits, others become ~bits without the sign. */
 static inline uint32_t descending_bits(float key)
 {
-    if (key == 0.0f)
-        return ~0x80000000u;
     uint32_t bits;
     memcpy(&bits, &key, sizeof bits);
-    return (bits & 0x80000000u) ? bits : ~(bits | 0x80000000u);
+    bits = key == 0.0f ? 0u : bits; /* -0 -> +0 */
+    const uint32_t negative = (uint32_t)((int32_t)bits >> 31);
+    return (bits & negative) | (~bits & 0x7FFFFFFFu & ~negative);
 }
 
 /* Insertion sort of a bucket by (key, index); the bucket arrives in index
@@ -133,30 +134,45 @@ static void bucket_sort(const uint32_t *key, int32_t n, uint32_t lo, uint32_t hi
     }
 }
 
+/* Key loops, built for AVX2 too where the machine has it: the same IEEE
+ * operations lane by lane (no contraction: -ffp-contract=off), so the same
+ * keys, several items at a time. */
+#if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__) && !defined(EPLB_SANITIZE_BUILD)
+#define EPLB_KEY_LOOP __attribute__((target_clones("avx2", "default")))
+#else
+#define EPLB_KEY_LOOP
+#endif
+
+EPLB_KEY_LOOP static void plain_keys(const float *w, int32_t n, uint32_t *key)
+{
+    for (int32_t i = 0; i < n; i++)
+        key[i] = descending_bits(w[i]);
+}
+
+EPLB_KEY_LOOP static void noisy_keys(const float *w, int32_t n, float noise, eplb_u64 prefix,
+                                     uint32_t *key)
+{
+    for (int32_t i = 0; i < n; i++)
+        key[i] = descending_bits(eplb_sort_key(w[i], noise, eplb_random_unit_at(prefix, (uint64_t)i)));
+}
+
 void eplb_cpu_sort_one(const eplb_pack_job *job, int64_t row, int64_t candidate, int32_t *order,
                        eplb_cpu_scratch *scratch)
 {
     const int32_t n = job->items;
     const float *w = (const float *)job->weight + row * n;
     uint32_t *key = scratch->key;
-    uint32_t lo = UINT32_MAX, hi = 0;
-    if (candidate == 0) {
-        for (int32_t i = 0; i < n; i++) {
-            const uint32_t k = descending_bits(w[i]);
-            key[i] = k;
-            lo = k < lo ? k : lo;
-            hi = k > hi ? k : hi;
-        }
-    } else {
-        const eplb_u64 prefix = eplb_random_prefix(job->seed, (uint64_t)job->call, (uint64_t)row,
-                                                   (uint64_t)candidate);
-        for (int32_t i = 0; i < n; i++) {
-            const uint32_t k = descending_bits(
-                eplb_sort_key(w[i], job->noise, eplb_random_unit_at(prefix, (uint64_t)i)));
-            key[i] = k;
-            lo = k < lo ? k : lo;
-            hi = k > hi ? k : hi;
-        }
+    if (candidate == 0)
+        plain_keys(w, n, key);
+    else
+        noisy_keys(w, n, job->noise,
+                   eplb_random_prefix(job->seed, (uint64_t)job->call, (uint64_t)row,
+                                      (uint64_t)candidate),
+                   key);
+    uint32_t lo = key[0], hi = key[0];
+    for (int32_t i = 1; i < n; i++) {
+        lo = key[i] < lo ? key[i] : lo;
+        hi = key[i] > hi ? key[i] : hi;
     }
     bucket_sort(key, n, lo, hi, order, scratch);
 }
