@@ -1,6 +1,6 @@
 /* eplb conformance: every golden case and a set of random cases on every
  * available backend, compared with the golden files and the cpu backend, with
- * poisoned guard bytes after every output buffer. */
+ * poisoned guard bytes before and after every output buffer. */
 #define _GNU_SOURCE
 #include <dirent.h>
 #include <getopt.h>
@@ -41,28 +41,40 @@ static const char *default_golden_dir(char *buf, size_t len)
     return buf;
 }
 
-/* An int64 array followed by GUARD_BYTES of poison; the whole block starts poisoned. */
+/* An int64 array between two GUARD_BYTES runs of poison; the whole block
+ * starts poisoned, so a write before the start or past the end shows. */
 typedef struct guarded {
     unsigned char *block;
+    int64_t *data; /* block + GUARD_BYTES */
     size_t bytes;
 } guarded;
 
 static int64_t *guarded_alloc(guarded *g, size_t count)
 {
     g->bytes = count * sizeof(int64_t);
-    g->block = malloc(g->bytes + GUARD_BYTES);
-    if (g->block)
-        memset(g->block, POISON, g->bytes + GUARD_BYTES);
-    return (int64_t *)g->block;
+    g->block = malloc(g->bytes + 2 * GUARD_BYTES);
+    g->data = NULL;
+    if (g->block) {
+        memset(g->block, POISON, g->bytes + 2 * GUARD_BYTES);
+        g->data = (int64_t *)(g->block + GUARD_BYTES);
+    }
+    return g->data;
 }
 
-/* Offset of the first changed guard byte, or -1. */
-static long guard_damage(const guarded *g)
+/* Describes the first changed guard byte into where; 0 when both guards are intact. */
+static int guard_damage(const guarded *g, char *where, size_t len)
 {
     for (size_t i = 0; i < GUARD_BYTES; i++)
-        if (g->block[g->bytes + i] != POISON)
-            return (long)i;
-    return -1;
+        if (g->block[GUARD_BYTES - 1 - i] != POISON) {
+            snprintf(where, len, "wrote before the start (guard byte %zu before it changed)", i + 1);
+            return 1;
+        }
+    for (size_t i = 0; i < GUARD_BYTES; i++)
+        if (g->block[GUARD_BYTES + g->bytes + i] != POISON) {
+            snprintf(where, len, "wrote past the end (guard byte %zu changed)", i);
+            return 1;
+        }
+    return 0;
 }
 
 typedef struct plan_result {
@@ -114,8 +126,8 @@ static long first_difference(const int64_t *a, const int64_t *b, size_t n)
 static int plan_is_consistent(const eplb_shape *s, const plan_result *r, char *why, size_t len)
 {
     const int64_t L = s->layers, E = s->experts, R = s->replicas, X = r->width;
-    const int64_t *p = (const int64_t *)r->phy2log.block, *c = (const int64_t *)r->logcnt.block;
-    const int64_t *x = (const int64_t *)r->log2phy.block;
+    const int64_t *p = r->phy2log.data, *c = r->logcnt.data;
+    const int64_t *x = r->log2phy.data;
     int64_t *seen = calloc((size_t)(R + E), sizeof *seen);
     if (!seen) {
         snprintf(why, len, "out of memory");
@@ -214,15 +226,14 @@ static void check_result(tally *t, const char *name, const char *backend, const 
     const guarded *bufs[3] = {&got->phy2log, &got->logcnt, &got->log2phy};
     static const char *const names[3] = {"phy2log", "logcnt", "log2phy"};
     for (int b = 0; b < 3; b++) {
-        long at = guard_damage(bufs[b]);
-        if (at >= 0) {
-            fail_line(t, name, backend, "wrote past the end of %s (guard byte %ld changed)",
-                      names[b], at);
+        char damage[128];
+        if (guard_damage(bufs[b], damage, sizeof damage)) {
+            fail_line(t, name, backend, "%s: %s", names[b], damage);
             return;
         }
     }
-    const int64_t *p = (const int64_t *)got->phy2log.block;
-    const int64_t *c = (const int64_t *)got->logcnt.block;
+    const int64_t *p = got->phy2log.data;
+    const int64_t *c = got->logcnt.data;
     if (golden) {
         long i = first_difference(p, golden->phy2log, L * R);
         if (i >= 0) {
@@ -248,10 +259,10 @@ static void check_result(tally *t, const char *name, const char *backend, const 
             fail_line(t, name, backend, "no cpu reference: %s", ref->error);
             return;
         }
-        const int64_t *rp = (const int64_t *)ref->phy2log.block;
-        const int64_t *rc = (const int64_t *)ref->logcnt.block;
-        const int64_t *rx = (const int64_t *)ref->log2phy.block;
-        const int64_t *x = (const int64_t *)got->log2phy.block;
+        const int64_t *rp = ref->phy2log.data;
+        const int64_t *rc = ref->logcnt.data;
+        const int64_t *rx = ref->log2phy.data;
+        const int64_t *x = got->log2phy.data;
         long i = first_difference(p, rp, L * R);
         if (i >= 0) {
             position(where, sizeof where, i, (int64_t)R);
@@ -344,7 +355,7 @@ static void conformance_usage(FILE *f)
             "cases on every available backend.\n"
             "Each backend's phy2log, logcnt and log2phy must equal the cpu backend's, golden\n"
             "cases must reproduce the golden phy2log and logcnt exactly, every plan must be\n"
-            "consistent, and the guard bytes after every output buffer must stay intact.\n\n"
+            "consistent, and the guard bytes around every output buffer must stay intact.\n\n"
             "  -g, --golden DIR   golden files (default: %s);\n"
             "                     'none' skips the golden cases\n"
             "  -n, --random N     random cases, 0..1000000 (default 100)\n"
