@@ -18,7 +18,7 @@ typedef struct eplb_cuda_context {
     int sm_count;
     void *scratch;              /* global scratch for stages whose state does not fit on chip */
     size_t scratch_bytes;
-    int path;                   /* EPLB_CUDA_PATH: 0 fused (default), 1 pack_fused, 2 stages */
+    int path;                   /* EPLB_CUDA_PATH: 0 fused (default), 1 pack_fused, 2 stages, 3 fused_prev */
     char name[320];
 } eplb_cuda_context;
 
@@ -38,8 +38,15 @@ static inline eplb_status eplb_cuda_launched(eplb_backend *backend, const char *
 }
 
 /* Values of EPLB_CUDA_PATH, read once per instance: every path gives the
- * same plan; the conformance check runs them all. */
-enum { EPLB_CUDA_PATH_FUSED = 0, EPLB_CUDA_PATH_PACK_FUSED = 1, EPLB_CUDA_PATH_STAGES = 2 };
+ * same plan; the conformance check runs them all. fused_prev is the fused
+ * path with the previous lane algorithms (unrolled sort, long greedy chain),
+ * kept to time and cross-check the current ones. */
+enum {
+    EPLB_CUDA_PATH_FUSED = 0,
+    EPLB_CUDA_PATH_PACK_FUSED = 1,
+    EPLB_CUDA_PATH_STAGES = 2,
+    EPLB_CUDA_PATH_FUSED_PREV = 3
+};
 
 /* Makes the backend's scratch at least bytes long (grown, never per call once large enough). */
 eplb_status eplb_cuda_scratch(eplb_backend *backend, size_t bytes, void **out);
@@ -131,6 +138,21 @@ struct eplb_block_team {
     __device__ __forceinline__ uint32_t min_u32(uint32_t v) const { return reduce<false>(v); }
     __device__ __forceinline__ uint32_t max_u32(uint32_t v) const { return reduce<true>(v); }
 };
+
+/* True in the lowest lane whose vote is set: its bit is the lowest of the
+ * ballot (one mask test, no bit reverse / find-first). le = lanes <= this one. */
+static __device__ __forceinline__ bool eplb_cuda_lowest_vote(bool vote, uint32_t le, uint32_t me)
+{
+    return (__ballot_sync(0xFFFFFFFFu, vote) & le) == me;
+}
+
+/* Keeps a value computed here: the compiler would otherwise sink the
+ * speculative winner state below the reduction it is meant to overlap. */
+template <class T>
+static __device__ __forceinline__ void eplb_cuda_keep(T &v)
+{
+    asm volatile("" : "+r"(v));
+}
 
 /* Index of the smallest key, ties to the lowest index (index < 0xFFFFFFFF). */
 template <class Team>

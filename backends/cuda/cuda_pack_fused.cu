@@ -2,7 +2,7 @@
 #include "cuda_pack_fused.cuh"
 
 /* MaxThreads bounds the registers per thread, hence the register sort size. */
-template <int MaxThreads>
+template <int MaxThreads, bool Fast>
 __global__ void __launch_bounds__(MaxThreads, 1)
 eplb_cuda_pack_fused_kernel(eplb_pack_job job, uint32_t score_bytes, uint32_t warp_bytes)
 {
@@ -18,7 +18,7 @@ eplb_cuda_pack_fused_kernel(eplb_pack_job job, uint32_t score_bytes, uint32_t wa
         const float *w = (const float *)job.weight + row * n;
         int32_t *content = (int32_t *)job.content + row * C * n;
         for (uint32_t c = warp; c < C; c += warps) {
-            const float s = eplb_warp_pack_candidate<MaxKPL, MaxPPL>(team, w, n, m, k, job.call, row, (int32_t)c,
+            const float s = eplb_warp_pack_candidate<MaxKPL, MaxPPL, Fast>(team, w, n, m, k, job.call, row, (int32_t)c,
                                                      job.seed, job.noise, job.iterations,
                                                      job.tolerance, content + (size_t)c * n, scratch);
             if (team.rank() == 0)
@@ -34,9 +34,13 @@ eplb_cuda_pack_fused_kernel(eplb_pack_job job, uint32_t score_bytes, uint32_t wa
 
 void eplb_cuda_pack_fused_init(size_t smem_optin)
 {
-    cudaFuncSetAttribute(eplb_cuda_pack_fused_kernel<256>,
+    cudaFuncSetAttribute(eplb_cuda_pack_fused_kernel<256, true>,
                          cudaFuncAttributeMaxDynamicSharedMemorySize, (int)smem_optin);
-    cudaFuncSetAttribute(eplb_cuda_pack_fused_kernel<1024>,
+    cudaFuncSetAttribute(eplb_cuda_pack_fused_kernel<1024, true>,
+                         cudaFuncAttributeMaxDynamicSharedMemorySize, (int)smem_optin);
+    cudaFuncSetAttribute(eplb_cuda_pack_fused_kernel<256, false>,
+                         cudaFuncAttributeMaxDynamicSharedMemorySize, (int)smem_optin);
+    cudaFuncSetAttribute(eplb_cuda_pack_fused_kernel<1024, false>,
                          cudaFuncAttributeMaxDynamicSharedMemorySize, (int)smem_optin);
 }
 
@@ -59,11 +63,18 @@ eplb_status eplb_cuda_pack_fused(eplb_backend *backend, const eplb_pack_job *job
     }
     const size_t smem = score_bytes + warps * warp_bytes;
     const unsigned blocks = job->rows > 65535L * 16 ? 65535u * 16u : (unsigned)job->rows;
-    if (warps <= 8)
-        eplb_cuda_pack_fused_kernel<256><<<blocks, 32 * warps, smem, ctx->stream>>>(
-            *job, (uint32_t)score_bytes, (uint32_t)warp_bytes);
-    else
-        eplb_cuda_pack_fused_kernel<1024><<<blocks, 32 * warps, smem, ctx->stream>>>(
-            *job, (uint32_t)score_bytes, (uint32_t)warp_bytes);
+    const unsigned threads = 32 * warps;
+    const uint32_t sb = (uint32_t)score_bytes, wb = (uint32_t)warp_bytes;
+    if (ctx->path != EPLB_CUDA_PATH_FUSED_PREV) {
+        if (warps <= 8)
+            eplb_cuda_pack_fused_kernel<256, true><<<blocks, threads, smem, ctx->stream>>>(*job, sb, wb);
+        else
+            eplb_cuda_pack_fused_kernel<1024, true><<<blocks, threads, smem, ctx->stream>>>(*job, sb, wb);
+    } else {
+        if (warps <= 8)
+            eplb_cuda_pack_fused_kernel<256, false><<<blocks, threads, smem, ctx->stream>>>(*job, sb, wb);
+        else
+            eplb_cuda_pack_fused_kernel<1024, false><<<blocks, threads, smem, ctx->stream>>>(*job, sb, wb);
+    }
     return eplb_cuda_launched(backend, "pack_fused");
 }

@@ -105,6 +105,113 @@ static __device__ void eplb_warp_pack_greedy_regs(uint32_t lane, const float *w,
     __syncwarp();
 }
 
+/* The register greedy with a short dependent chain per item. Same ownership
+ * and keys as eplb_warp_pack_greedy_regs; the differences are exact:
+ * - visiting positions t < z, z = the first position of a zero weight (at
+ *   most m), go to pack t: packs 0..t-1 then hold positive loads and packs
+ *   t.. load 0, so pack t is the lowest least-loaded open pack;
+ * - each lane computes before the reduction what its state becomes if it
+ *   wins (the FADD, the new key, its next local minimum), so the chain per
+ *   item is reduce -> ballot -> lowest-lane test -> select;
+ * - the winner is the lowest lane of the ballot (no bit reverse / find);
+ * - items are read two steps ahead so no shared-memory load waits in line. */
+template <int PPL>
+static __device__ void eplb_warp_pack_greedy_regs2(uint32_t lane, const float *w,
+                                                   const int32_t *order, uint32_t stride,
+                                                   uint32_t n, uint32_t m, uint32_t k,
+                                                   int32_t *content, float *load)
+{
+    float ld[PPL];
+    uint32_t cnt[PPL], key[PPL];
+    const uint32_t me = 1u << lane, le = me | (me - 1u);
+    uint32_t zero_at = m;
+    for (uint32_t t = lane; t < m; t += 32)
+        if (!(w[order[(size_t)t * stride]] > 0.0f) && t < zero_at)
+            zero_at = t;
+    const uint32_t z = eplb_warp_team(lane).min_u32(zero_at);
+#pragma unroll
+    for (int r = 0; r < PPL; r++) {
+        const uint32_t p = lane * PPL + (uint32_t)r;
+        ld[r] = 0.0f;
+        cnt[r] = p < m ? 0u : k; /* absent packs count as full */
+        if (p < z) {
+            const int32_t item = order[(size_t)p * stride];
+            content[(size_t)p * k] = item;
+            ld[r] = 0.0f + w[item];
+            cnt[r] = 1;
+        }
+        key[r] = cnt[r] < k ? eplb_cuda_load_key(ld[r]) : 0xFFFFFFFFu;
+    }
+    /* This lane's least-loaded open pack (lowest on ties) and its state. */
+    uint32_t lkey = key[0], cnt_m = cnt[0];
+    int mine = 0;
+    float ld_m = ld[0];
+#pragma unroll
+    for (int r = 1; r < PPL; r++)
+        if (key[r] < lkey) {
+            lkey = key[r];
+            mine = r;
+            cnt_m = cnt[r];
+            ld_m = ld[r];
+        }
+    int32_t item = z < n ? order[(size_t)z * stride] : 0;
+    float weight = w[item];
+    int32_t item_next = z + 1 < n ? order[(size_t)(z + 1) * stride] : 0;
+    for (uint32_t t = z; t < n; t++) {
+        const float weight_next = w[item_next];
+        const int32_t item_after = t + 2 < n ? order[(size_t)(t + 2) * stride] : 0;
+        /* If this lane wins: its pack's new load and key, and its next minimum. */
+        const float won_ld = ld_m + weight;
+        const uint32_t won_key = cnt_m + 1 < k ? eplb_cuda_load_key(won_ld) : 0xFFFFFFFFu;
+        uint32_t next_key = mine == 0 ? won_key : key[0];
+        int next_mine = 0;
+#pragma unroll
+        for (int r = 1; r < PPL; r++) {
+            const uint32_t kr = mine == r ? won_key : key[r];
+            if (kr < next_key) {
+                next_key = kr;
+                next_mine = r;
+            }
+        }
+        uint32_t slot = (lane * PPL + (uint32_t)mine) * k + cnt_m;
+        eplb_cuda_keep(next_key);
+        eplb_cuda_keep(next_mine);
+        eplb_cuda_keep(slot);
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 800
+        const uint32_t best = __reduce_min_sync(0xFFFFFFFFu, lkey);
+#else
+        const uint32_t best = eplb_warp_team(lane).min_u32(lkey);
+#endif
+        const bool win = eplb_cuda_lowest_vote(lkey == best, le, me);
+        if (win)
+            content[slot] = item;
+#pragma unroll
+        for (int r = 0; r < PPL; r++) {
+            const bool mine_r = win && mine == r;
+            ld[r] = mine_r ? won_ld : ld[r];
+            cnt[r] = mine_r ? cnt_m + 1 : cnt[r];
+            key[r] = mine_r ? won_key : key[r];
+        }
+        lkey = win ? next_key : lkey;
+        mine = win ? next_mine : mine;
+        ld_m = ld[0];
+        cnt_m = cnt[0];
+#pragma unroll
+        for (int r = 1; r < PPL; r++) {
+            ld_m = mine == r ? ld[r] : ld_m;
+            cnt_m = mine == r ? cnt[r] : cnt_m;
+        }
+        item = item_next;
+        weight = weight_next;
+        item_next = item_after;
+    }
+#pragma unroll
+    for (int r = 0; r < PPL; r++)
+        if (lane * PPL + (uint32_t)r < m)
+            load[lane * PPL + (uint32_t)r] = ld[r];
+    __syncwarp();
+}
+
 eplb_status eplb_cuda_pack_greedy(eplb_backend *backend, const eplb_pack_job *job);
 
 #endif

@@ -117,6 +117,75 @@ static __device__ void eplb_warp_pack_sort_regs(uint32_t lane, const float *w, u
     }
 }
 
+/* One compare-exchange of a[r] and a[r2] (r < r2) towards ascending when asc. */
+static __device__ __forceinline__ void eplb_cuda_exchange(uint64_t &x, uint64_t &y, bool asc)
+{
+    const bool swap = (x > y) == asc;
+    const uint64_t t = x;
+    x = swap ? y : x;
+    y = swap ? t : y;
+}
+
+/* The same network as eplb_warp_pack_sort_regs, with the cross-lane merges in
+ * runtime loops: about a tenth of the code, so the sort stops missing the
+ * instruction cache (the unrolled network is ~7000 instructions at KPL 16). */
+template <int KPL>
+static __device__ void eplb_warp_pack_sort_loop(uint32_t lane, const float *w, uint32_t n,
+                                                int32_t call, int64_t row, int32_t c,
+                                                uint64_t seed, float noise, int32_t *order)
+{
+    uint64_t a[KPL];
+    const uint64_t prefix = eplb_random_prefix(seed, (eplb_u64)call, (eplb_u64)row, (eplb_u64)c);
+#pragma unroll
+    for (int r = 0; r < KPL; r++) {
+        const uint32_t i = lane * KPL + (uint32_t)r;
+        a[r] = i < n ? eplb_cuda_sort_entry_at(w, i, c, prefix, noise) : ~0ull;
+    }
+    /* Sizes up to KPL: inside the lane. */
+#pragma unroll
+    for (uint32_t size = 2; size <= (uint32_t)KPL; size <<= 1) {
+#pragma unroll
+        for (uint32_t stride = size >> 1; stride > 0; stride >>= 1) {
+#pragma unroll
+            for (int r = 0; r < KPL; r++) {
+                if ((r & stride) != 0)
+                    continue;
+                eplb_cuda_exchange(a[r], a[r | (int)stride],
+                                   ((lane * KPL + (uint32_t)r) & size) == 0);
+            }
+        }
+    }
+    /* Larger sizes: one direction per lane; strides >= KPL across lanes, then inside. */
+#pragma unroll 1
+    for (uint32_t size = 2u * KPL; size <= 32u * KPL; size <<= 1) {
+        const bool asc = ((lane * KPL) & size) == 0;
+#pragma unroll 1
+        for (uint32_t lanes = size / (2u * KPL); lanes > 0; lanes >>= 1) {
+            const bool keep_min = ((lane & lanes) == 0) == asc;
+#pragma unroll
+            for (int r = 0; r < KPL; r++) {
+                const uint64_t other = __shfl_xor_sync(0xFFFFFFFFu, a[r], (int)lanes);
+                a[r] = (a[r] < other) == keep_min ? a[r] : other;
+            }
+        }
+#pragma unroll
+        for (uint32_t stride = KPL / 2; stride > 0; stride >>= 1) {
+#pragma unroll
+            for (int r = 0; r < KPL; r++) {
+                if ((r & stride) != 0)
+                    continue;
+                eplb_cuda_exchange(a[r], a[r | (int)stride], asc);
+            }
+        }
+    }
+#pragma unroll
+    for (int r = 0; r < KPL; r++) {
+        const uint32_t t = lane * KPL + (uint32_t)r;
+        if (t < n)
+            order[t] = (int32_t)(uint32_t)a[r];
+    }
+}
+
 eplb_status eplb_cuda_pack_sort(eplb_backend *backend, const eplb_pack_job *job);
 void eplb_cuda_pack_sort_init(size_t smem_optin);
 

@@ -31,7 +31,7 @@ struct eplb_cuda_plan_args {
 /* MaxThreads bounds the block and so each thread's registers (64 at 1024
  * threads, 255 at 256): the register-resident sort, greedy and replication
  * are as large as that budget allows without spilling. */
-template <int MaxThreads>
+template <int MaxThreads, bool Fast>
 __global__ void __launch_bounds__(MaxThreads, 1) eplb_cuda_plan_fused_kernel(eplb_cuda_plan_args a)
 {
     constexpr int MaxKPL = MaxThreads <= 256 ? 16 : MaxThreads <= 512 ? 8 : 4;
@@ -62,7 +62,23 @@ __global__ void __launch_bounds__(MaxThreads, 1) eplb_cuda_plan_fused_kernel(epl
         if (((uintptr_t)a.weight & 15u) == 0) {
             const float4 *w4 = (const float4 *)a.weight;
             head = a.check_count & ~(int64_t)3;
-            for (int64_t i = tid; i < head / 4; i += T) {
+            int64_t i = tid;
+            if constexpr (Fast) {
+                /* Eight loads in flight per thread, not one: the check is L2 latency bound. */
+                constexpr int Depth = 8;
+                for (; i + (Depth - 1) * (int64_t)T < head / 4; i += Depth * (int64_t)T) {
+                    float4 v[Depth];
+#pragma unroll
+                    for (int j = 0; j < Depth; j++)
+                        v[j] = w4[i + j * (int64_t)T];
+#pragma unroll
+                    for (int j = 0; j < Depth; j++)
+                        bad |= !(v[j].x >= 0.0f) || isinf(v[j].x) || !(v[j].y >= 0.0f) ||
+                               isinf(v[j].y) || !(v[j].z >= 0.0f) || isinf(v[j].z) ||
+                               !(v[j].w >= 0.0f) || isinf(v[j].w);
+                }
+            }
+            for (; i < head / 4; i += T) {
                 const float4 v = w4[i];
                 bad |= !(v.x >= 0.0f) || isinf(v.x) || !(v.y >= 0.0f) || isinf(v.y) ||
                        !(v.z >= 0.0f) || isinf(v.z) || !(v.w >= 0.0f) || isinf(v.w);
@@ -85,8 +101,8 @@ __global__ void __launch_bounds__(MaxThreads, 1) eplb_cuda_plan_fused_kernel(epl
     if (l == 0 && tid == 0 && a.check_count > 0)
         *a.status = 0;
 
-    /* 1. Group loads, left to right. */
-    for (uint32_t g = tid; g < a.G; g += T) {
+    /* 1. Group loads, left to right (only group packing reads them). */
+    for (uint32_t g = tid; g < a.G && (!Fast || a.group_k > 1); g += T) {
         float sum = 0.0f;
         for (uint32_t j = 0; j < a.S; j++)
             sum += w[g * a.S + j];
@@ -97,7 +113,7 @@ __global__ void __launch_bounds__(MaxThreads, 1) eplb_cuda_plan_fused_kernel(epl
     /* 2. Groups to nodes (call 0, row l); gslot[g] = node-major group position. */
     if (a.group_k > 1) {
         for (uint32_t c = warp; c < C; c += W) {
-            const float s = eplb_warp_pack_candidate<MaxKPL, MaxPPL>(team, gl, a.G, N, a.group_k, 0, (int64_t)l,
+            const float s = eplb_warp_pack_candidate<MaxKPL, MaxPPL, Fast>(team, gl, a.G, N, a.group_k, 0, (int64_t)l,
                                                      (int32_t)c, a.seed, a.noise, a.iterations,
                                                      a.tolerance, gcontent + (size_t)c * a.G,
                                                      scratch);
@@ -126,7 +142,7 @@ __global__ void __launch_bounds__(MaxThreads, 1) eplb_cuda_plan_fused_kernel(epl
 
     /* 4. Replication, one warp per node row; counts in registers when they fit. */
     for (uint32_t n = warp; n < N; n += W)
-        eplb_warp_replicate_row<MaxIPL>(team, nw + (size_t)n * M, M, RN, phy2mlog + (size_t)n * RN,
+        eplb_warp_replicate_row<MaxIPL, Fast>(team, nw + (size_t)n * M, M, RN, phy2mlog + (size_t)n * RN,
                                         phyrank + (size_t)n * RN, cnt + (size_t)n * M,
                                         val + (size_t)n * M);
     __syncthreads();
@@ -142,7 +158,7 @@ __global__ void __launch_bounds__(MaxThreads, 1) eplb_cuda_plan_fused_kernel(epl
     if (a.slot_k > 1) {
         for (uint32_t u = warp; u < N * C; u += W) {
             const uint32_t n = u / C, c = u % C;
-            const float s = eplb_warp_pack_candidate<MaxKPL, MaxPPL>(
+            const float s = eplb_warp_pack_candidate<MaxKPL, MaxPPL, Fast>(
                 team, sload + (size_t)n * RN, RN, a.slot_m, a.slot_k, 1, (int64_t)l * N + n,
                 (int32_t)c, a.seed, a.noise, a.iterations, a.tolerance,
                 scontent + (size_t)u * RN, scratch);
@@ -181,11 +197,17 @@ __global__ void __launch_bounds__(MaxThreads, 1) eplb_cuda_plan_fused_kernel(epl
 
 void eplb_cuda_plan_fused_init(size_t smem_optin)
 {
-    cudaFuncSetAttribute(eplb_cuda_plan_fused_kernel<256>,
+    cudaFuncSetAttribute(eplb_cuda_plan_fused_kernel<256, true>,
                          cudaFuncAttributeMaxDynamicSharedMemorySize, (int)smem_optin);
-    cudaFuncSetAttribute(eplb_cuda_plan_fused_kernel<512>,
+    cudaFuncSetAttribute(eplb_cuda_plan_fused_kernel<512, true>,
                          cudaFuncAttributeMaxDynamicSharedMemorySize, (int)smem_optin);
-    cudaFuncSetAttribute(eplb_cuda_plan_fused_kernel<1024>,
+    cudaFuncSetAttribute(eplb_cuda_plan_fused_kernel<1024, true>,
+                         cudaFuncAttributeMaxDynamicSharedMemorySize, (int)smem_optin);
+    cudaFuncSetAttribute(eplb_cuda_plan_fused_kernel<256, false>,
+                         cudaFuncAttributeMaxDynamicSharedMemorySize, (int)smem_optin);
+    cudaFuncSetAttribute(eplb_cuda_plan_fused_kernel<512, false>,
+                         cudaFuncAttributeMaxDynamicSharedMemorySize, (int)smem_optin);
+    cudaFuncSetAttribute(eplb_cuda_plan_fused_kernel<1024, false>,
                          cudaFuncAttributeMaxDynamicSharedMemorySize, (int)smem_optin);
 }
 
@@ -293,7 +315,12 @@ static eplb_status run_packing(eplb_backend *backend, const eplb_pack_job *job)
 {
     if (job->per_pack <= 1)
         return EPLB_OK; /* SPEC 6: k == 1 is the identity, handled by node_layout / assemble */
-    if (eplb_cuda_ctx(backend)->path != EPLB_CUDA_PATH_STAGES)
+    const eplb_cuda_context *ctx = eplb_cuda_ctx(backend);
+    /* Here (a plan too large for plan_fused) with many rows, the stage kernels
+     * beat pack_fused's one block of 8 warps per SM (scale case, H200: 5444 us
+     * vs 6137 us): pack_fused only where the rows alone would not fill the GPU. */
+    const bool many_rows = job->rows >= 4 * (int64_t)ctx->sm_count;
+    if (ctx->path == EPLB_CUDA_PATH_PACK_FUSED || (ctx->path != EPLB_CUDA_PATH_STAGES && !many_rows))
         return eplb_cuda_pack_fused(backend, job);
     eplb_status st;
     if ((st = eplb_cuda_pack_sort(backend, job)) != EPLB_OK) return st;
@@ -309,15 +336,26 @@ eplb_status eplb_cuda_plan_fused(eplb_backend *backend, const eplb_plan_job *job
     size_t smem;
     unsigned threads;
     eplb_status st;
-    if (ctx->path == EPLB_CUDA_PATH_FUSED && plan_config(ctx, job, &a, &smem, &threads)) {
+    const bool fused = ctx->path == EPLB_CUDA_PATH_FUSED || ctx->path == EPLB_CUDA_PATH_FUSED_PREV;
+    if (fused && plan_config(ctx, job, &a, &smem, &threads)) {
         if (a.check_count == 0 && (st = eplb_cuda_check_weights(backend, job)) != EPLB_OK)
             return st;
-        if (threads <= 256)
-            eplb_cuda_plan_fused_kernel<256><<<(unsigned)job->layers, threads, smem, ctx->stream>>>(a);
-        else if (threads <= 512)
-            eplb_cuda_plan_fused_kernel<512><<<(unsigned)job->layers, threads, smem, ctx->stream>>>(a);
-        else
-            eplb_cuda_plan_fused_kernel<1024><<<(unsigned)job->layers, threads, smem, ctx->stream>>>(a);
+        const unsigned L = (unsigned)job->layers;
+        if (ctx->path == EPLB_CUDA_PATH_FUSED) {
+            if (threads <= 256)
+                eplb_cuda_plan_fused_kernel<256, true><<<L, threads, smem, ctx->stream>>>(a);
+            else if (threads <= 512)
+                eplb_cuda_plan_fused_kernel<512, true><<<L, threads, smem, ctx->stream>>>(a);
+            else
+                eplb_cuda_plan_fused_kernel<1024, true><<<L, threads, smem, ctx->stream>>>(a);
+        } else {
+            if (threads <= 256)
+                eplb_cuda_plan_fused_kernel<256, false><<<L, threads, smem, ctx->stream>>>(a);
+            else if (threads <= 512)
+                eplb_cuda_plan_fused_kernel<512, false><<<L, threads, smem, ctx->stream>>>(a);
+            else
+                eplb_cuda_plan_fused_kernel<1024, false><<<L, threads, smem, ctx->stream>>>(a);
+        }
         return eplb_cuda_launched(backend, "plan_fused");
     }
     if ((st = eplb_cuda_check_weights(backend, job)) != EPLB_OK) return st;

@@ -97,9 +97,103 @@ static __device__ void eplb_warp_replicate_regs(uint32_t lane, const float *w, u
     __syncwarp();
 }
 
+/* eplb_warp_replicate_regs with a short chain per slot: every lane knows
+ * before the reduction what its state becomes if it wins (the winner's key
+ * becomes the precomputed w / (cnt+1), whose successor w / (cnt+2) is divided
+ * speculatively, and its next local maximum); the winner is the lowest lane
+ * of the ballot. Same ownership, keys and tie rule, so the same slots. */
+template <int IPL>
+static __device__ void eplb_warp_replicate_regs2(uint32_t lane, const float *w, uint32_t n,
+                                                 uint32_t p, int32_t *phy2mlog, int32_t *phyrank,
+                                                 int32_t *cnt_out)
+{
+    float wt[IPL];
+    uint32_t key[IPL], next[IPL];
+    int32_t cnt[IPL];
+    const uint32_t me = 1u << lane, le = me | (me - 1u);
+#pragma unroll
+    for (int r = 0; r < IPL; r++) {
+        const uint32_t i = lane * IPL + (uint32_t)r;
+        wt[r] = i < n ? w[i] : 0.0f;
+        cnt[r] = 1;
+        /* Values are >= 0; clearing the sign makes -0 equal to +0. Absent items: key 0. */
+        key[r] = i < n ? __float_as_uint(wt[r]) & 0x7FFFFFFFu : 0u;
+        next[r] = i < n ? __float_as_uint(wt[r] / (float)2) & 0x7FFFFFFFu : 0u;
+        if (i < n) {
+            phy2mlog[i] = (int32_t)i;
+            phyrank[i] = 0;
+        }
+    }
+    /* This lane's largest value (lowest item on ties) and that item's state. */
+    uint32_t lkey = key[0], next_m = next[0];
+    int32_t cnt_m = cnt[0];
+    float wt_m = wt[0];
+    int mine = 0;
+#pragma unroll
+    for (int r = 1; r < IPL; r++)
+        if (key[r] > lkey) {
+            lkey = key[r];
+            mine = r;
+            next_m = next[r];
+            cnt_m = cnt[r];
+            wt_m = wt[r];
+        }
+    for (uint32_t s = n; s < p; s++) {
+        /* If this lane wins: the item's value after next, and the lane's next maximum. */
+        const uint32_t after = __float_as_uint(wt_m / (float)(cnt_m + 2)) & 0x7FFFFFFFu;
+        uint32_t new_key = mine == 0 ? next_m : key[0];
+        int new_mine = 0;
+#pragma unroll
+        for (int r = 1; r < IPL; r++) {
+            const uint32_t kr = mine == r ? next_m : key[r];
+            if (kr > new_key) {
+                new_key = kr;
+                new_mine = r;
+            }
+        }
+        uint32_t after_key = after;
+        eplb_cuda_keep(new_key);
+        eplb_cuda_keep(new_mine);
+        eplb_cuda_keep(after_key);
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 800
+        const uint32_t best = __reduce_max_sync(0xFFFFFFFFu, lkey);
+#else
+        const uint32_t best = eplb_warp_team(lane).max_u32(lkey);
+#endif
+        const bool win = eplb_cuda_lowest_vote(lkey == best, le, me);
+        if (win) {
+            phy2mlog[s] = (int32_t)(lane * IPL + (uint32_t)mine);
+            phyrank[s] = cnt_m;
+        }
+#pragma unroll
+        for (int r = 0; r < IPL; r++) {
+            const bool mine_r = win && mine == r;
+            key[r] = mine_r ? next_m : key[r];
+            next[r] = mine_r ? after_key : next[r];
+            cnt[r] = mine_r ? cnt_m + 1 : cnt[r];
+        }
+        lkey = win ? new_key : lkey;
+        mine = win ? new_mine : mine;
+        next_m = next[0];
+        cnt_m = cnt[0];
+        wt_m = wt[0];
+#pragma unroll
+        for (int r = 1; r < IPL; r++) {
+            next_m = mine == r ? next[r] : next_m;
+            cnt_m = mine == r ? cnt[r] : cnt_m;
+            wt_m = mine == r ? wt[r] : wt_m;
+        }
+    }
+#pragma unroll
+    for (int r = 0; r < IPL; r++)
+        if (lane * IPL + (uint32_t)r < n)
+            cnt_out[lane * IPL + (uint32_t)r] = cnt[r];
+    __syncwarp();
+}
+
 /* Replication of one row by one warp: in registers when n <= 32*MaxIPL,
  * otherwise with value[] (n floats) in memory. */
-template <int MaxIPL>
+template <int MaxIPL, bool Fast = false>
 static __device__ __forceinline__ void eplb_warp_replicate_row(const eplb_warp_team &team,
                                                                const float *w, uint32_t n,
                                                                uint32_t p, int32_t *phy2mlog,
@@ -107,6 +201,19 @@ static __device__ __forceinline__ void eplb_warp_replicate_row(const eplb_warp_t
                                                                float *value)
 {
     const uint32_t lane = team.rank();
+    if constexpr (Fast) {
+        if (n <= 32)
+            eplb_warp_replicate_regs2<1>(lane, w, n, p, phy2mlog, phyrank, cnt);
+        else if (n <= 64 && MaxIPL >= 2)
+            eplb_warp_replicate_regs2<(MaxIPL >= 2 ? 2 : 1)>(lane, w, n, p, phy2mlog, phyrank, cnt);
+        else if (n <= 128 && MaxIPL >= 4)
+            eplb_warp_replicate_regs2<(MaxIPL >= 4 ? 4 : 1)>(lane, w, n, p, phy2mlog, phyrank, cnt);
+        else if (n <= 256 && MaxIPL >= 8)
+            eplb_warp_replicate_regs2<(MaxIPL >= 8 ? 8 : 1)>(lane, w, n, p, phy2mlog, phyrank, cnt);
+        else
+            eplb_warp_replicate(team, w, n, p, phy2mlog, phyrank, cnt, value);
+        return;
+    }
     if (n <= 32)
         eplb_warp_replicate_regs<1>(lane, w, n, p, phy2mlog, phyrank, cnt);
     else if (n <= 64 && MaxIPL >= 2)
