@@ -11,7 +11,8 @@
 #   3. build-fuzz (clang, libFuzzer + ASan/UBSan): every fuzz target for
 #      EPLB_FUZZ_SECONDS (default 60) from tests/fuzz/corpus/<target>.
 # Environment: EPLB_FUZZ_SECONDS, EPLB_HARDENING_JOBS (build jobs, default 2),
-# EPLB_HARDENING_SKIP (space-separated tiers to skip: asan valgrind fuzz).
+# EPLB_HARDENING_SKIP (space-separated tiers to skip: asan valgrind fuzz),
+# EPLB_HARDENING_CMAKE_ARGS (more options for build-asan, e.g. -DEPLB_OPENCL=OFF).
 # Exits non-zero on any finding or failed step; prints where each report is.
 set -uo pipefail
 cd "$(dirname "$0")/.."
@@ -58,7 +59,7 @@ if [[ $skip != *" asan "* ]]; then
   step "build-asan: gcc, EPLB_SANITIZE=ON, OpenCL on, CUDA off"
   logs=$root/build-asan/sanitizer-reports
   if cmake -B build-asan "${generator[@]}" -DCMAKE_BUILD_TYPE=RelWithDebInfo -DEPLB_SANITIZE=ON \
-       -DEPLB_CUDA=OFF -DEPLB_OPENCL=ON -DEPLB_FUZZ=ON >/dev/null &&
+       -DEPLB_CUDA=OFF -DEPLB_OPENCL=ON -DEPLB_FUZZ=ON ${EPLB_HARDENING_CMAKE_ARGS:-} >/dev/null &&
      cmake --build build-asan -j "$jobs" >/dev/null; then
     rm -rf "$logs" && mkdir -p "$logs"
     # log_path: reports from every process (Criterion workers, forked and
