@@ -36,10 +36,16 @@ eplb_status eplb_options_check(const eplb_options *o, const char **message)
     return why ? EPLB_ERR_INVALID_ARGUMENT : EPLB_OK;
 }
 
-/* Applies the policy (SPEC section 3) and fills the dimensions of job. */
+/* Applies the policy (SPEC section 3) and fills the dimensions of job.
+ * options NULL means the defaults. */
 static eplb_status describe_plan(eplb_context *ctx, const eplb_shape *shape,
                                  const eplb_options *options, eplb_plan_job *job)
 {
+    eplb_options defaults;
+    if (!options) {
+        eplb_options_init(&defaults);
+        options = &defaults;
+    }
     const char *why;
     eplb_status status = eplb_shape_check(shape, &why);
     if (status != EPLB_OK)
@@ -268,11 +274,6 @@ eplb_status eplb_plan_host(eplb_context *ctx, const float *weight, const eplb_sh
     if (!weight || !shape || !phy2log || !logcnt)
         return eplb_context_fail(ctx, EPLB_ERR_INVALID_ARGUMENT,
                                  "weight, shape, phy2log and logcnt must not be NULL");
-    eplb_options defaults;
-    if (!options) {
-        eplb_options_init(&defaults);
-        options = &defaults;
-    }
     eplb_plan_job job;
     eplb_status st = describe_plan(ctx, shape, options, &job);
     if (st != EPLB_OK)
@@ -351,11 +352,6 @@ eplb_status eplb_plan_device(eplb_context *ctx, const void *weight, const eplb_s
     if (!weight || !shape || !phy2log || !logcnt || !log2phy)
         return eplb_context_fail(ctx, EPLB_ERR_INVALID_ARGUMENT,
                                  "weight, shape, phy2log, logcnt and log2phy must not be NULL");
-    eplb_options defaults;
-    if (!options) {
-        eplb_options_init(&defaults);
-        options = &defaults;
-    }
     eplb_plan_job job;
     eplb_status st = describe_plan(ctx, shape, options, &job);
     if (st != EPLB_OK)

@@ -31,6 +31,13 @@ void eplb_cpu_swap_one(const eplb_pack_job *job, int64_t row, int32_t *content,
                        eplb_cpu_scratch *scratch);
 void eplb_cpu_select_row(const eplb_pack_job *job, int64_t row);
 
+/* Runs one_packing for every (row, candidate) of job across the OpenMP
+ * threads, each with its own scratch: the separate-stage entry points. */
+typedef void (*eplb_cpu_packing_fn)(const eplb_pack_job *job, int64_t row, int64_t candidate,
+                                    eplb_cpu_scratch *scratch);
+eplb_status eplb_cpu_for_each_packing(eplb_backend *backend, const eplb_pack_job *job,
+                                      eplb_cpu_packing_fn one_packing, const char *stage);
+
 eplb_status eplb_cpu_pack_fused(eplb_backend *backend, const eplb_pack_job *job);
 eplb_status eplb_cpu_pack_sort(eplb_backend *backend, const eplb_pack_job *job);
 eplb_status eplb_cpu_pack_greedy(eplb_backend *backend, const eplb_pack_job *job);

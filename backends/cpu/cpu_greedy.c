@@ -171,27 +171,15 @@ void eplb_cpu_greedy_one(const eplb_pack_job *job, int64_t row, const int32_t *o
     }
 }
 
+static void greedy_packing(const eplb_pack_job *job, int64_t row, int64_t candidate,
+                           eplb_cpu_scratch *scratch)
+{
+    const int64_t x = row * job->candidates + candidate;
+    eplb_cpu_greedy_one(job, row, (const int32_t *)job->order + x * job->items,
+                        (int32_t *)job->content + x * job->items, scratch);
+}
+
 eplb_status eplb_cpu_pack_greedy(eplb_backend *backend, const eplb_pack_job *job)
 {
-    const int64_t packings = job->rows * job->candidates;
-    const int32_t n = job->items;
-    int failed = 0;
-#pragma omp parallel
-    {
-        eplb_cpu_scratch scratch;
-        const int ok = eplb_cpu_scratch_init(&scratch, job) == EPLB_OK;
-        if (!ok) {
-#pragma omp atomic write
-            failed = 1;
-        }
-#pragma omp for schedule(static)
-        for (int64_t x = 0; x < packings; x++)
-            if (ok)
-                eplb_cpu_greedy_one(job, x / job->candidates, (const int32_t *)job->order + x * n,
-                                    (int32_t *)job->content + x * n, &scratch);
-        eplb_cpu_scratch_free(&scratch);
-    }
-    if (failed)
-        return eplb_backend_error(backend, EPLB_ERR_OUT_OF_MEMORY, "greedy: out of host memory");
-    return EPLB_OK;
+    return eplb_cpu_for_each_packing(backend, job, greedy_packing, "greedy");
 }

@@ -37,3 +37,28 @@ void eplb_cpu_scratch_free(eplb_cpu_scratch *s)
     free(s->block);
     s->block = NULL;
 }
+
+eplb_status eplb_cpu_for_each_packing(eplb_backend *backend, const eplb_pack_job *job,
+                                      eplb_cpu_packing_fn one_packing, const char *stage)
+{
+    const int64_t packings = job->rows * job->candidates;
+    int failed = 0;
+#pragma omp parallel
+    {
+        eplb_cpu_scratch scratch;
+        const int ok = eplb_cpu_scratch_init(&scratch, job) == EPLB_OK;
+        if (!ok) {
+#pragma omp atomic write
+            failed = 1;
+        }
+        /* Every thread must reach the worksharing loop, even one without scratch. */
+#pragma omp for schedule(static)
+        for (int64_t x = 0; x < packings; x++)
+            if (ok)
+                one_packing(job, x / job->candidates, x % job->candidates, &scratch);
+        eplb_cpu_scratch_free(&scratch);
+    }
+    if (failed)
+        return eplb_backend_error(backend, EPLB_ERR_OUT_OF_MEMORY, "%s: out of host memory", stage);
+    return EPLB_OK;
+}

@@ -6,7 +6,6 @@
  * heavy tail does not crowd everyone into one bucket), and each bucket is
  * finished by insertion sort, or by radix sort when it is large. Every step
  * is stable from index order, so equal keys keep ascending index. */
-#include <stdlib.h>
 #include <string.h>
 
 #include "common/spec_math.h"
@@ -177,27 +176,14 @@ void eplb_cpu_sort_one(const eplb_pack_job *job, int64_t row, int64_t candidate,
     bucket_sort(key, n, lo, hi, order, scratch);
 }
 
+static void sort_packing(const eplb_pack_job *job, int64_t row, int64_t candidate,
+                         eplb_cpu_scratch *scratch)
+{
+    const int64_t x = row * job->candidates + candidate;
+    eplb_cpu_sort_one(job, row, candidate, (int32_t *)job->order + x * job->items, scratch);
+}
+
 eplb_status eplb_cpu_pack_sort(eplb_backend *backend, const eplb_pack_job *job)
 {
-    const int64_t packings = job->rows * job->candidates;
-    int failed = 0;
-#pragma omp parallel
-    {
-        eplb_cpu_scratch scratch;
-        const int ok = eplb_cpu_scratch_init(&scratch, job) == EPLB_OK;
-        if (!ok) {
-#pragma omp atomic write
-            failed = 1;
-        }
-        /* Every thread must reach the worksharing loop, even one without scratch. */
-#pragma omp for schedule(static)
-        for (int64_t x = 0; x < packings; x++)
-            if (ok)
-                eplb_cpu_sort_one(job, x / job->candidates, x % job->candidates,
-                                  (int32_t *)job->order + x * job->items, &scratch);
-        eplb_cpu_scratch_free(&scratch);
-    }
-    if (failed)
-        return eplb_backend_error(backend, EPLB_ERR_OUT_OF_MEMORY, "sort: out of host memory");
-    return EPLB_OK;
+    return eplb_cpu_for_each_packing(backend, job, sort_packing, "sort");
 }
