@@ -50,6 +50,12 @@ eplb_status eplb_cpu_replicate(eplb_backend *backend, const eplb_plan_job *job);
 eplb_status eplb_cpu_slot_loads(eplb_backend *backend, const eplb_plan_job *job);
 eplb_status eplb_cpu_assemble(eplb_backend *backend, const eplb_plan_job *job);
 
+/* Below about this many element operations a loop runs on the calling
+ * thread: waking the OpenMP team costs more than the work (tiny plans, the
+ * registry's self-test), and spinning teams hurt on a busy machine. */
+#define EPLB_CPU_PARALLEL_MIN_WORK 32768
+#define EPLB_CPU_WORTH_THREADS(work) ((int64_t)(work) >= EPLB_CPU_PARALLEL_MIN_WORK)
+
 /* Load of pack p of one packing: its items' weights summed in slot order
  * (SPEC 6.3), shared by swap and select. */
 static inline float eplb_cpu_pack_load(const float *weight, const int32_t *content, int32_t p,

@@ -8,7 +8,7 @@ eplb_status eplb_cpu_group_loads(eplb_backend *backend, const eplb_plan_job *job
     const int64_t G = job->groups, S = job->group_size, E = job->experts;
     const float *weight = job->weight;
     float *group_load = job->group_load;
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for schedule(static) if (EPLB_CPU_WORTH_THREADS(job->layers * E))
     for (int64_t x = 0; x < job->layers * G; x++) {
         const float *w = weight + (x / G) * E + (x % G) * S;
         float sum = 0.0f;
@@ -28,7 +28,7 @@ eplb_status eplb_cpu_node_layout(eplb_backend *backend, const eplb_plan_job *job
     const float *weight = job->weight;
     int32_t *log2mlog = job->log2mlog, *mlog2log = job->mlog2log;
     float *node_weight = job->node_weight;
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for schedule(static) if (EPLB_CPU_WORTH_THREADS(job->layers * E))
     for (int64_t l = 0; l < job->layers; l++) {
         for (int64_t g = 0; g < G; g++) {
             /* G == N: one group per node, the identity packing. */
@@ -54,7 +54,7 @@ eplb_status eplb_cpu_slot_loads(eplb_backend *backend, const eplb_plan_job *job)
     const float *node_weight = job->node_weight;
     const int32_t *phy2mlog = job->phy2mlog, *mlogcnt = job->mlogcnt;
     float *slot_load = job->slot_load;
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for schedule(static) if (EPLB_CPU_WORTH_THREADS(rows * RN))
     for (int64_t x = 0; x < rows; x++)
         for (int64_t q = 0; q < RN; q++) {
             const int64_t e = phy2mlog[x * RN + q];
@@ -76,7 +76,7 @@ eplb_status eplb_cpu_assemble(eplb_backend *backend, const eplb_plan_job *job)
     const int32_t *mlog2log = job->mlog2log, *log2mlog = job->log2mlog;
     int64_t *phy2log = job->phy2log, *logcnt = job->logcnt, *log2phy = job->log2phy;
     int32_t *slot_rank = job->slot_rank;
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for schedule(static) if (EPLB_CPU_WORTH_THREADS(job->layers * R))
     for (int64_t l = 0; l < job->layers; l++) {
         if (log2phy)
             for (int64_t k = 0; k < E * X; k++)

@@ -8,7 +8,7 @@ eplb_status eplb_cpu_pack_fused(eplb_backend *backend, const eplb_pack_job *job)
 {
     const int32_t n = job->items, C = job->candidates;
     int failed = 0;
-#pragma omp parallel
+#pragma omp parallel if (EPLB_CPU_WORTH_THREADS(job->rows * C * n))
     {
         eplb_cpu_scratch scratch;
         const int ok = eplb_cpu_scratch_init(&scratch, job) == EPLB_OK;

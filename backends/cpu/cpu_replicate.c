@@ -52,7 +52,7 @@ eplb_status eplb_cpu_replicate(eplb_backend *backend, const eplb_plan_job *job)
     const int64_t rows = job->layers * job->nodes;
     const int32_t n = (int32_t)job->node_experts, p = (int32_t)job->node_slots;
     int failed = 0, too_wide = 0;
-#pragma omp parallel
+#pragma omp parallel if (EPLB_CPU_WORTH_THREADS(rows * p * 8)) /* a heap step a slot */
     {
         float *value = malloc((size_t)n * sizeof *value);
         int32_t *heap = malloc((size_t)n * sizeof *heap);

@@ -43,7 +43,7 @@ eplb_status eplb_cpu_for_each_packing(eplb_backend *backend, const eplb_pack_job
 {
     const int64_t packings = job->rows * job->candidates;
     int failed = 0;
-#pragma omp parallel
+#pragma omp parallel if (EPLB_CPU_WORTH_THREADS(packings * job->items))
     {
         eplb_cpu_scratch scratch;
         const int ok = eplb_cpu_scratch_init(&scratch, job) == EPLB_OK;

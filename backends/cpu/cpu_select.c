@@ -32,7 +32,7 @@ void eplb_cpu_select_row(const eplb_pack_job *job, int64_t row)
 eplb_status eplb_cpu_pack_select(eplb_backend *backend, const eplb_pack_job *job)
 {
     (void)backend;
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for schedule(static) if (EPLB_CPU_WORTH_THREADS(job->rows * job->candidates * job->items))
     for (int64_t row = 0; row < job->rows; row++)
         eplb_cpu_select_row(job, row);
     return EPLB_OK;
