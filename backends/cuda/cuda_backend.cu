@@ -267,6 +267,7 @@ static eplb_status cuda_create(eplb_backend **out, char *error, size_t error_len
     ctx->path = !path || !*path || !strcmp(path, "fused") ? EPLB_CUDA_PATH_FUSED
                 : !strcmp(path, "pack_fused")             ? EPLB_CUDA_PATH_PACK_FUSED
                 : !strcmp(path, "fused_prev")             ? EPLB_CUDA_PATH_FUSED_PREV
+                : !strcmp(path, "fused_layer")            ? EPLB_CUDA_PATH_FUSED_LAYER
                                                           : EPLB_CUDA_PATH_STAGES;
     snprintf(ctx->name, sizeof ctx->name, "%s (cuda device %d, sm_%d%d, driver %d.%d)", prop.name,
              device, prop.major, prop.minor, driver_version / 1000, driver_version % 1000 / 10);

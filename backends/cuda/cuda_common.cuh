@@ -18,7 +18,7 @@ typedef struct eplb_cuda_context {
     int sm_count;
     void *scratch;              /* global scratch for stages whose state does not fit on chip */
     size_t scratch_bytes;
-    int path;                   /* EPLB_CUDA_PATH: 0 fused (default), 1 pack_fused, 2 stages, 3 fused_prev */
+    int path;                   /* EPLB_CUDA_PATH: 0 fused (default), 1 pack_fused, 2 stages, 3 fused_prev, 4 fused_layer */
     char name[320];
 } eplb_cuda_context;
 
@@ -40,12 +40,14 @@ static inline eplb_status eplb_cuda_launched(eplb_backend *backend, const char *
 /* Values of EPLB_CUDA_PATH, read once per instance: every path gives the
  * same plan; the conformance check runs them all. fused_prev is the fused
  * path with the previous lane algorithms (unrolled sort, long greedy chain),
- * kept to time and cross-check the current ones. */
+ * kept to time and cross-check the current ones. fused_layer is the fused
+ * path without the block per (layer, node) split (one block per layer). */
 enum {
     EPLB_CUDA_PATH_FUSED = 0,
     EPLB_CUDA_PATH_PACK_FUSED = 1,
     EPLB_CUDA_PATH_STAGES = 2,
-    EPLB_CUDA_PATH_FUSED_PREV = 3
+    EPLB_CUDA_PATH_FUSED_PREV = 3,
+    EPLB_CUDA_PATH_FUSED_LAYER = 4
 };
 
 /* Makes the backend's scratch at least bytes long (grown, never per call once large enough). */

@@ -1,6 +1,10 @@
-/* plan_fused: one block per layer, every stage in shared memory. Each block
- * first checks every layer's weights (so no block writes outputs when any
- * weight is invalid, without a second launch); block 0 writes the status.
+/* plan_fused: one block per layer, or per (layer, node) when node_split is
+ * set, every stage in shared memory. Each block first checks every layer's
+ * weights (so no block writes outputs when any weight is invalid, without a
+ * second launch); block 0 writes the status. A per-node block recomputes its
+ * layer's group packing (identical in every block of the layer) and then
+ * replicates, packs and writes only its node: phy2log / slot_rank slots of
+ * the node, logcnt and log2phy rows of the node's experts (disjoint sets).
  * Packing candidates run one per warp; their greedy and swap are sequential
  * within the warp, with pack argmin/argmax and the pair search across lanes. */
 #include "cuda_assemble.cuh"
@@ -22,6 +26,7 @@ struct eplb_cuda_plan_args {
     uint64_t seed;
     float noise, tolerance;
     int32_t iterations;
+    uint32_t node_split;       /* 1: blockIdx.x = layer * N + node, the block does that node only */
     uint32_t E, R, G, N, S, M, RN, group_k, slot_m, slot_k, C;
     /* Byte offsets into shared memory. */
     uint32_t o_w, o_nw, o_val, o_log2mlog, o_mlog2log, o_cnt, o_gl, o_gslot, o_gcontent, o_gscore;
@@ -39,7 +44,11 @@ __global__ void __launch_bounds__(MaxThreads, 1) eplb_cuda_plan_fused_kernel(epl
     constexpr int MaxIPL = MaxThreads <= 256 ? 8 : MaxThreads <= 512 ? 4 : 2;
     extern __shared__ __align__(16) unsigned char smem[];
     const uint32_t tid = threadIdx.x, T = blockDim.x, warp = tid / 32, W = blockDim.x / 32;
-    const uint32_t l = blockIdx.x, E = a.E, R = a.R, N = a.N, M = a.M, RN = a.RN, C = a.C;
+    const uint32_t E = a.E, R = a.R, N = a.N, M = a.M, RN = a.RN, C = a.C;
+    const bool split = Fast && a.node_split;
+    const uint32_t l = split ? blockIdx.x / N : blockIdx.x;
+    /* Nodes [node_lo, node_hi) are this block's. */
+    const uint32_t node_lo = split ? blockIdx.x % N : 0, node_hi = split ? node_lo + 1 : N;
     const eplb_warp_team team(tid & 31u);
     float *w = (float *)(smem + a.o_w), *nw = (float *)(smem + a.o_nw);
     float *val = (float *)(smem + a.o_val), *gl = (float *)(smem + a.o_gl);
@@ -56,6 +65,9 @@ __global__ void __launch_bounds__(MaxThreads, 1) eplb_cuda_plan_fused_kernel(epl
 
     /* 0. Weights: all layers checked (no output while any is invalid), own layer loaded. */
     int bad = 0;
+    /* The own layer's weight is in flight during the check (one per thread when E <= T). */
+    const bool own_early = Fast && E <= T;
+    const float own = own_early && tid < E ? a.weight[(size_t)l * E + tid] : 0.0f;
     if (a.check_count > 0) {
         /* Four weights per load when the caller's pointer allows it. */
         int64_t head = 0;
@@ -64,13 +76,16 @@ __global__ void __launch_bounds__(MaxThreads, 1) eplb_cuda_plan_fused_kernel(epl
             head = a.check_count & ~(int64_t)3;
             int64_t i = tid;
             if constexpr (Fast) {
-                /* Eight loads in flight per thread, not one: the check is L2 latency bound. */
+                /* Eight loads in flight per thread, not one: the check is L2 latency bound.
+                 * The last batch is predicated (zeros pass), so no load waits alone. */
                 constexpr int Depth = 8;
-                for (; i + (Depth - 1) * (int64_t)T < head / 4; i += Depth * (int64_t)T) {
+                const int64_t n4 = head / 4;
+                for (; i < n4; i += Depth * (int64_t)T) {
                     float4 v[Depth];
 #pragma unroll
                     for (int j = 0; j < Depth; j++)
-                        v[j] = w4[i + j * (int64_t)T];
+                        v[j] = i + j * (int64_t)T < n4 ? w4[i + j * (int64_t)T]
+                                                        : make_float4(0.0f, 0.0f, 0.0f, 0.0f);
 #pragma unroll
                     for (int j = 0; j < Depth; j++)
                         bad |= !(v[j].x >= 0.0f) || isinf(v[j].x) || !(v[j].y >= 0.0f) ||
@@ -91,14 +106,19 @@ __global__ void __launch_bounds__(MaxThreads, 1) eplb_cuda_plan_fused_kernel(epl
     } else {
         bad = *a.status != 0;
     }
-    for (uint32_t e = tid; e < E; e += T)
-        w[e] = a.weight[(size_t)l * E + e];
+    if (own_early) {
+        if (tid < E)
+            w[tid] = own;
+    } else {
+        for (uint32_t e = tid; e < E; e += T)
+            w[e] = a.weight[(size_t)l * E + e];
+    }
     if (__syncthreads_or(bad)) {
-        if (l == 0 && tid == 0 && a.check_count > 0)
+        if (blockIdx.x == 0 && tid == 0 && a.check_count > 0)
             *a.status = EPLB_ERR_INVALID_WEIGHT;
         return;
     }
-    if (l == 0 && tid == 0 && a.check_count > 0)
+    if (blockIdx.x == 0 && tid == 0 && a.check_count > 0)
         *a.status = 0;
 
     /* 1. Group loads, left to right (only group packing reads them). */
@@ -141,14 +161,14 @@ __global__ void __launch_bounds__(MaxThreads, 1) eplb_cuda_plan_fused_kernel(epl
     __syncthreads();
 
     /* 4. Replication, one warp per node row; counts in registers when they fit. */
-    for (uint32_t n = warp; n < N; n += W)
+    for (uint32_t n = node_lo + warp; n < node_hi; n += W)
         eplb_warp_replicate_row<MaxIPL, Fast>(team, nw + (size_t)n * M, M, RN, phy2mlog + (size_t)n * RN,
                                         phyrank + (size_t)n * RN, cnt + (size_t)n * M,
                                         val + (size_t)n * M);
     __syncthreads();
 
     /* 5. Slot loads. */
-    for (uint32_t y = tid; y < R; y += T) {
+    for (uint32_t y = node_lo * RN + tid; y < node_hi * RN; y += T) {
         const uint32_t n = y / RN, e = n * M + (uint32_t)phy2mlog[y];
         sload[y] = nw[e] / (float)cnt[e];
     }
@@ -156,7 +176,7 @@ __global__ void __launch_bounds__(MaxThreads, 1) eplb_cuda_plan_fused_kernel(epl
 
     /* 6. Slots to GPUs (call 1, row l*N + n), one warp per (node, candidate). */
     if (a.slot_k > 1) {
-        for (uint32_t u = warp; u < N * C; u += W) {
+        for (uint32_t u = node_lo * C + warp; u < node_hi * C; u += W) {
             const uint32_t n = u / C, c = u % C;
             const float s = eplb_warp_pack_candidate<MaxKPL, MaxPPL, Fast>(
                 team, sload + (size_t)n * RN, RN, a.slot_m, a.slot_k, 1, (int64_t)l * N + n,
@@ -166,13 +186,39 @@ __global__ void __launch_bounds__(MaxThreads, 1) eplb_cuda_plan_fused_kernel(epl
                 sscore[u] = s;
         }
         __syncthreads();
-        for (uint32_t n = tid; n < N; n += T)
+        for (uint32_t n = node_lo + tid; n < node_hi; n += T)
             sbest[n] = (int32_t)eplb_cuda_best_candidate(sscore + (size_t)n * C, C);
         __syncthreads();
     }
 
     /* 7. Outputs: the -1 fill completes before any slot is scattered. */
     const int64_t X = a.width;
+    if (split) {
+        /* Only this node's experts: rows of mlog2log[node*M ..], one warp per row. */
+        if (a.log2phy) {
+            for (uint32_t j = node_lo * M + warp; j < node_hi * M; j += W) {
+                int64_t *row = a.log2phy + ((size_t)l * E + (uint32_t)mlog2log[j]) * X;
+                for (int64_t x = team.rank(); x < X; x += 32)
+                    row[x] = -1;
+            }
+            __syncthreads();
+        }
+        for (uint32_t y = node_lo * RN + tid; y < node_hi * RN; y += T) {
+            const uint32_t n = y / RN, s = y % RN;
+            const uint32_t q = a.slot_k > 1 ? (uint32_t)scontent[((size_t)n * C + sbest[n]) * RN + s] : s;
+            const uint32_t src = n * RN + q;
+            const int32_t e = mlog2log[n * M + (uint32_t)phy2mlog[src]];
+            const int32_t rank = phyrank[src];
+            a.phy2log[(size_t)l * R + y] = e;
+            if (a.slot_rank)
+                a.slot_rank[(size_t)l * R + y] = rank;
+            if (a.log2phy)
+                a.log2phy[((size_t)l * E + e) * X + rank] = y;
+        }
+        for (uint32_t j = node_lo * M + tid; j < node_hi * M; j += T)
+            a.logcnt[(size_t)l * E + (uint32_t)mlog2log[j]] = cnt[j];
+        return;
+    }
     if (a.log2phy) {
         int64_t *row = a.log2phy + (size_t)l * E * X;
         for (int64_t i = tid; i < (int64_t)E * X; i += T)
@@ -264,9 +310,15 @@ static int plan_config(eplb_cuda_context *ctx, const eplb_plan_job *job, eplb_cu
     if (job->slot_pack.per_pack > 256 || job->slot_pack.packs > 1024 ||
         job->group_pack.per_pack > 256 || job->group_pack.packs > 1024)
         return 0;
-    int64_t want = job->nodes * C;
+    /* A block per (layer, node) when the layers alone leave most SMs idle and
+     * there are nodes to split: 8 warps per block instead of 32 sharing 4
+     * schedulers. Each block redoes the layer's small group packing. */
+    const bool split = ctx->path == EPLB_CUDA_PATH_FUSED && job->nodes > 1 &&
+                       job->layers * job->nodes <= 8 * (int64_t)ctx->sm_count;
+    const int64_t blocks = split ? job->layers * job->nodes : job->layers;
+    int64_t want = split ? C : job->nodes * C;
     if (want < C) want = C;
-    if (want < job->nodes) want = job->nodes;
+    if (!split && want < job->nodes) want = job->nodes;
     if (want < 4) want = 4;
     uint32_t warps = want > 32 ? 32u : (uint32_t)want;
     size_t bytes = plan_layout(job, warps, a);
@@ -281,8 +333,9 @@ static int plan_config(eplb_cuda_context *ctx, const eplb_plan_job *job, eplb_cu
     a->log2phy = (int64_t *)job->log2phy;
     a->slot_rank = (int32_t *)job->slot_rank;
     /* Every block reads every weight: cheap while L*L*E stays small. */
-    a->check_count = job->layers * job->layers * job->experts <= (1L << 26)
+    a->check_count = blocks * job->layers * job->experts <= (1L << 26)
                          ? job->layers * job->experts : 0;
+    a->node_split = split ? 1u : 0u;
     a->width = job->log2phy ? job->width : 0;
     a->seed = job->group_pack.seed;
     a->noise = job->group_pack.noise;
@@ -336,12 +389,13 @@ eplb_status eplb_cuda_plan_fused(eplb_backend *backend, const eplb_plan_job *job
     size_t smem;
     unsigned threads;
     eplb_status st;
-    const bool fused = ctx->path == EPLB_CUDA_PATH_FUSED || ctx->path == EPLB_CUDA_PATH_FUSED_PREV;
+    const bool fused = ctx->path == EPLB_CUDA_PATH_FUSED || ctx->path == EPLB_CUDA_PATH_FUSED_PREV ||
+                       ctx->path == EPLB_CUDA_PATH_FUSED_LAYER;
     if (fused && plan_config(ctx, job, &a, &smem, &threads)) {
         if (a.check_count == 0 && (st = eplb_cuda_check_weights(backend, job)) != EPLB_OK)
             return st;
-        const unsigned L = (unsigned)job->layers;
-        if (ctx->path == EPLB_CUDA_PATH_FUSED) {
+        const unsigned L = (unsigned)(a.node_split ? job->layers * job->nodes : job->layers);
+        if (ctx->path != EPLB_CUDA_PATH_FUSED_PREV) {
             if (threads <= 256)
                 eplb_cuda_plan_fused_kernel<256, true><<<L, threads, smem, ctx->stream>>>(a);
             else if (threads <= 512)
