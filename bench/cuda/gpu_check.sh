@@ -4,7 +4,7 @@
 # minutes on an H100/H200 with 16 cores (at most ~9: every step has a timeout). Steps (each runs even if one fails,
 # each under its own timeout): build, `eplb conformance --random 200`,
 # `eplb_cuda_bench check` (goldens + random vs cpu on every cuda path, device
-# API, scale case), timing of the fused, fused_prev and stages paths, compute-sanitizer
+# API, scale case), timing of the fused, fused_layer, fused_prev and stages paths, compute-sanitizer
 # memcheck + racecheck on DeepSeek-V3 plans, ncu on the fused kernel of the
 # global 288/72 case. Logs: OUTDIR/gpu-check-logs.tar.gz; OUTDIR/summary.txt;
 # the summary and a compact timing table are printed last.
@@ -44,8 +44,9 @@ rc=$?
 note "$(stamp) eplb_cuda_bench check: rc=$rc $(tail -1 "$logs/check.txt")"
 grep FAIL "$logs/check.txt" | head -20 >> "$summary"
 
-# fused_prev: the fused kernel with the previous lane algorithms, timed in the same run.
-for path in fused fused_prev stages; do
+# fused_layer: the fused kernel with one block per layer (no per-node split);
+# fused_prev: the fused kernel with the previous lane algorithms. Timed in the same run.
+for path in fused fused_layer fused_prev stages; do
   timeout 60 "$bench" time --runs 300 --path $path > "$logs/time-$path.txt" 2>&1
   rc=$?
   note "$(stamp) timing ($path): rc=$rc"
@@ -77,6 +78,13 @@ elif [ -n "$ncu_bin" ]; then
     "$bench" time --runs 3 --path fused --case "global 288/72" > "$logs/ncu.txt" 2>&1
   rc=$?
   note "$(stamp) ncu (fused, global 288/72): rc=$rc $(grep -E '^ +Duration' "$logs/ncu.txt" | head -1 | tr -s ' ')"
+  # The hierarchical case runs a block per (layer, node): its own profile.
+  timeout 45 "$ncu_bin" --kernel-name regex:plan_fused --launch-skip 5 --launch-count 1 \
+    --section SpeedOfLight --section LaunchStats --section Occupancy --section WarpStateStats \
+    --section InstructionStats \
+    "$bench" time --runs 3 --path fused --case "hierarchical" > "$logs/ncu-hierarchical.txt" 2>&1
+  rc=$?
+  note "$(stamp) ncu (fused, hierarchical 288/8/4/32): rc=$rc $(grep -E '^ +Duration' "$logs/ncu-hierarchical.txt" | head -1 | tr -s ' ')"
 else
   note "ncu not found: skipped"
 fi
@@ -86,4 +94,5 @@ tar -C "$(dirname "$logs")" -czf "$out/gpu-check-logs.tar.gz" gpu-check-logs
 echo "==== summary"
 cat "$summary"
 echo "==== timing (us, CUDA events per call, median of 300; fused = default path)"
-grep -h -E '^(==|case|v3|scale)' "$logs/time-fused.txt" "$logs/time-fused_prev.txt" "$logs/time-stages.txt"
+grep -h -E '^(==|case|v3|scale)' "$logs/time-fused.txt" "$logs/time-fused_layer.txt" \
+  "$logs/time-fused_prev.txt" "$logs/time-stages.txt"
