@@ -29,6 +29,7 @@ static const char *const kernel_names[EPLB_CLK_COUNT] = {
     [EPLB_CLK_PACK_GREEDY] = "eplb_pack_greedy",
     [EPLB_CLK_PACK_SWAP] = "eplb_pack_swap",
     [EPLB_CLK_PACK_SELECT] = "eplb_pack_select",
+    [EPLB_CLK_PLAN_FUSED] = "eplb_plan_fused",
 };
 
 /* ---- device choice --------------------------------------------------------- */
@@ -246,6 +247,20 @@ static void choose_tuning(const eplb_opencl_api *cl, const device_entry *d, eplb
         t->group_size = 1024;
     if (t->element_size > max_group)
         t->element_size = floor_pow2(max_group);
+    const char *path = getenv("EPLB_OPENCL_PATH");
+    t->fused = !(path && strcmp(path, "stages") == 0);
+    /* GPUs: 256 work-items share a layer's sort and packings; CPU devices:
+     * one work-item per layer runs the cpu algorithm. */
+    t->fused_group = env_size("EPLB_OPENCL_FUSED_WG", gpu ? 256 : 1);
+    t->fused_group = floor_pow2(t->fused_group < max_group ? t->fused_group : max_group);
+    /* EPLB_OPENCL_FUSED_TEAM: unset, teams sized by pack count on GPUs (a
+     * work-item per packing on CPU devices); 0, a work-item per packing;
+     * N, teams of N. */
+    const char *team = getenv("EPLB_OPENCL_FUSED_TEAM");
+    t->fused_team = env_size("EPLB_OPENCL_FUSED_TEAM", 0);
+    if (t->fused_team)
+        t->fused_team = floor_pow2(t->fused_team);
+    t->fused_teams = is_index(team) ? t->fused_team > 0 : gpu && t->fused_group > 1;
 }
 
 /* ---- program cache: one cl_context and program per device and options ------ */
@@ -534,6 +549,16 @@ eplb_status eplb_opencl_run_items(eplb_backend *backend, eplb_opencl_kernel_id i
     return launch(backend, id, args, nargs, 2, global, local);
 }
 
+eplb_status eplb_opencl_run_groups(eplb_backend *backend, eplb_opencl_kernel_id id,
+                                   const eplb_opencl_arg *args, int nargs, size_t groups,
+                                   size_t local)
+{
+    if (groups == 0)
+        return EPLB_OK;
+    const size_t global = groups * local;
+    return launch(backend, id, args, nargs, 1, &global, &local);
+}
+
 eplb_status eplb_opencl_scratch(eplb_backend *backend, int which, size_t bytes, cl_mem *out)
 {
     eplb_opencl *s = eplb_opencl_state(backend);
@@ -577,7 +602,7 @@ static const eplb_backend_i opencl_iface = {
     /* .pack_swap       = */ eplb_opencl_pack_swap,
     /* .pack_select     = */ eplb_opencl_pack_select,
     /* .pack_fused      = */ NULL,
-    /* .plan_fused      = */ NULL,
+    /* .plan_fused      = */ eplb_opencl_plan_fused,
 };
 
 static eplb_status opencl_create(eplb_backend **out, char *error, size_t error_len)
@@ -615,8 +640,9 @@ static eplb_status opencl_create(eplb_backend **out, char *error, size_t error_l
     char options[512];
     snprintf(options, sizeof options,
              "-cl-std=CL1.2 -cl-fp32-correctly-rounded-divide-sqrt -DEPLB_WG=%zu "
-             "-DEPLB_ERR_INVALID_WEIGHT=%d -DEPLB_ERR_LOG2PHY_TOO_SMALL=%d",
-             s->tuning.group_size, (int)EPLB_ERR_INVALID_WEIGHT, (int)EPLB_ERR_LOG2PHY_TOO_SMALL);
+             "-DEPLB_ERR_INVALID_WEIGHT=%d -DEPLB_ERR_LOG2PHY_TOO_SMALL=%d -DEPLB_FUSED_TEAMS=%d",
+             s->tuning.group_size, (int)EPLB_ERR_INVALID_WEIGHT, (int)EPLB_ERR_LOG2PHY_TOO_SMALL,
+             s->tuning.fused_teams);
     cl_program program = NULL;
     st = get_program(cl, &d, options, &s->handles.context, &program, error, error_len);
     if (st != EPLB_OK) {
@@ -652,6 +678,15 @@ static eplb_status opencl_create(eplb_backend **out, char *error, size_t error_l
             k == EPLB_CLK_PACK_KEYS || k == EPLB_CLK_PACK_RANK || k == EPLB_CLK_PACK_HEAPSORT)
             /* element-wise kernels are not bound by the row group size */
             s->kernel_group[k] = floor_pow2(most < s->tuning.element_size ? most : s->tuning.element_size);
+        if (k == EPLB_CLK_PLAN_FUSED) {
+            s->kernel_group[k] = floor_pow2(most < s->tuning.fused_group ? most : s->tuning.fused_group);
+            cl_ulong device_local = 0, kernel_local = 0;
+            cl->clGetDeviceInfo(d.device, CL_DEVICE_LOCAL_MEM_SIZE, sizeof device_local,
+                                &device_local, NULL);
+            cl->clGetKernelWorkGroupInfo(s->kernel[k], d.device, CL_KERNEL_LOCAL_MEM_SIZE,
+                                         sizeof kernel_local, &kernel_local, NULL);
+            s->local_mem = device_local > kernel_local ? device_local - kernel_local : 0;
+        }
     }
     *out = backend;
     return EPLB_OK;

@@ -25,6 +25,7 @@ typedef enum eplb_opencl_kernel_id {
     EPLB_CLK_PACK_GREEDY,
     EPLB_CLK_PACK_SWAP,
     EPLB_CLK_PACK_SELECT,
+    EPLB_CLK_PLAN_FUSED,
     EPLB_CLK_COUNT
 } eplb_opencl_kernel_id;
 
@@ -35,6 +36,10 @@ typedef struct eplb_opencl_tuning {
     size_t element_size;    /* work-group of the element-wise kernels */
     size_t items_per_item;  /* work per work-item when sizing a row kernel's group */
     int rank_sort;          /* 1: rank sort (GPU), 0: heap sort (CPU devices) */
+    int fused;              /* EPLB_OPENCL_PATH: 1 fused (default), 0 stages */
+    size_t fused_group;     /* EPLB_OPENCL_FUSED_WG: work-group of plan_fused (power of two) */
+    size_t fused_team;      /* EPLB_OPENCL_FUSED_TEAM: work-items per packing, 0: by pack count */
+    int fused_teams;        /* 1: team kernel variant, 0: a work-item per packing (-DEPLB_FUSED_TEAMS) */
 } eplb_opencl_tuning;
 
 typedef struct eplb_opencl {
@@ -47,6 +52,7 @@ typedef struct eplb_opencl {
     size_t kernel_group[EPLB_CLK_COUNT]; /* largest power-of-two group each kernel takes */
     cl_mem scratch[2];             /* pack loads, pack counts (greedy and swap) */
     size_t scratch_bytes[2];
+    cl_ulong local_mem;            /* CL_DEVICE_LOCAL_MEM_SIZE less plan_fused's own */
     char name[384];
     int profile;                   /* EPLB_OPENCL_PROFILE: time every kernel (synchronously) */
     double kernel_us[EPLB_CLK_COUNT];
@@ -86,6 +92,10 @@ eplb_status eplb_opencl_run_rows(eplb_backend *backend, eplb_opencl_kernel_id id
 eplb_status eplb_opencl_run_items(eplb_backend *backend, eplb_opencl_kernel_id id,
                                   const eplb_opencl_arg *args, int nargs, size_t items,
                                   size_t packings);
+/* Enqueues kernel id as `groups` work-groups of `local` work-items. */
+eplb_status eplb_opencl_run_groups(eplb_backend *backend, eplb_opencl_kernel_id id,
+                                   const eplb_opencl_arg *args, int nargs, size_t groups,
+                                   size_t local);
 /* Makes scratch buffer `which` (0 or 1) at least bytes long. */
 eplb_status eplb_opencl_scratch(eplb_backend *backend, int which, size_t bytes, cl_mem *out);
 
@@ -100,5 +110,8 @@ eplb_status eplb_opencl_node_layout(eplb_backend *backend, const eplb_plan_job *
 eplb_status eplb_opencl_replicate(eplb_backend *backend, const eplb_plan_job *job);
 eplb_status eplb_opencl_slot_loads(eplb_backend *backend, const eplb_plan_job *job);
 eplb_status eplb_opencl_assemble(eplb_backend *backend, const eplb_plan_job *job);
+/* The whole plan: one work-group per layer when it fits in local memory,
+ * else (or with EPLB_OPENCL_PATH=stages) the stages above (opencl_fused.c). */
+eplb_status eplb_opencl_plan_fused(eplb_backend *backend, const eplb_plan_job *job);
 
 #endif /* EPLB_OPENCL_BACKEND_H */

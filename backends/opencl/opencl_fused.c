@@ -1,0 +1,126 @@
+/* plan_fused on OpenCL: one enqueue per plan (kernels/plan_fused.cl), one
+ * work-group per layer with every intermediate in local memory. Plans that
+ * do not fit (or EPLB_OPENCL_PATH=stages) run the stage kernels instead. */
+#include "opencl_backend.h"
+
+/* Work-items per packing (or replication row) with m packs (items): none
+ * cooperate up to 16 (a serial scan needs no barrier), else about sqrt(m/2),
+ * which balances a member's own scan against reading the team's results. */
+static size_t team_for(int64_t m, const eplb_opencl_tuning *t, size_t group)
+{
+    size_t team = 1;
+    if (t->fused_team)
+        team = t->fused_team;
+    else if (m > 16)
+        while ((int64_t)(team * team * 2) < m)
+            team *= 2;
+    return team < group ? team : group;
+}
+
+/* Words (4 bytes) of local memory the kernel lays out for a group of T;
+ * keep in step with the layout at the top of eplb_plan_fused. */
+static size_t fused_words(const eplb_plan_job *job, size_t T)
+{
+    const size_t E = (size_t)job->experts, R = (size_t)job->replicas, G = (size_t)job->groups;
+    const size_t N = (size_t)job->nodes, C = (size_t)job->group_pack.candidates;
+    const size_t RN = (size_t)job->node_slots, sm = (size_t)job->slot_pack.packs;
+    size_t area = E; /* replication's w / cnt values */
+    if (job->group_pack.per_pack > 1) {
+        const size_t P = C, need = 2 * P * G + 3 * P * N + P;
+        area = need > area ? need : area;
+    }
+    if (job->slot_pack.per_pack > 1) {
+        const size_t P = N * C, need = 2 * P * RN + 3 * P * sm + P;
+        area = need > area ? need : area;
+    }
+    return 5 * E + 2 * G + 3 * R + N + 4 + 8 * T + area;
+}
+
+static eplb_status run_packing(eplb_backend *backend, const eplb_pack_job *job)
+{
+    if (job->per_pack <= 1)
+        return EPLB_OK; /* SPEC 6: k == 1 is the identity, handled by the glue */
+    eplb_status st;
+    if ((st = eplb_opencl_pack_sort(backend, job)) != EPLB_OK) return st;
+    if ((st = eplb_opencl_pack_greedy(backend, job)) != EPLB_OK) return st;
+    if ((st = eplb_opencl_pack_swap(backend, job)) != EPLB_OK) return st;
+    return eplb_opencl_pack_select(backend, job);
+}
+
+static eplb_status run_stages(eplb_backend *backend, const eplb_plan_job *job)
+{
+    eplb_status st;
+    if ((st = eplb_opencl_check_weights(backend, job)) != EPLB_OK) return st;
+    if ((st = eplb_opencl_group_loads(backend, job)) != EPLB_OK) return st;
+    if ((st = run_packing(backend, &job->group_pack)) != EPLB_OK) return st;
+    if ((st = eplb_opencl_node_layout(backend, job)) != EPLB_OK) return st;
+    if ((st = eplb_opencl_replicate(backend, job)) != EPLB_OK) return st;
+    if ((st = eplb_opencl_slot_loads(backend, job)) != EPLB_OK) return st;
+    if ((st = run_packing(backend, &job->slot_pack)) != EPLB_OK) return st;
+    return eplb_opencl_assemble(backend, job);
+}
+
+/* The work-group size for a fused plan, or 0 when it must run as stages. */
+static size_t fused_group(eplb_opencl *s, const eplb_plan_job *job)
+{
+    if (!s->tuning.fused || !job->status)
+        return 0;
+    /* A count above the width must fail the call: the stage path checks it. */
+    if (job->log2phy && job->width < job->node_slots - job->node_experts + 1)
+        return 0;
+    /* Local indices are ints: keep rows far from that. */
+    if (job->experts > (1 << 24) || job->replicas > (1 << 24) || job->layers > (1L << 31) - 1)
+        return 0;
+    for (size_t T = s->kernel_group[EPLB_CLK_PLAN_FUSED]; T >= 1; T /= 2)
+        if (fused_words(job, T) * 4 <= s->local_mem)
+            return T;
+    return 0;
+}
+
+eplb_status eplb_opencl_plan_fused(eplb_backend *backend, const eplb_plan_job *job)
+{
+    eplb_opencl *s = eplb_opencl_state(backend);
+    const size_t T = fused_group(s, job);
+    if (T == 0)
+        return run_stages(backend, job);
+
+    /* Every group reads every weight: cheap while L*L*E stays small, else an
+     * earlier kernel checks them and the groups read its status. */
+    const cl_ulong check_count =
+        job->layers * job->layers * job->experts <= (1L << 26) ? (cl_ulong)(job->layers * job->experts) : 0;
+    eplb_status st;
+    if (check_count == 0 && (st = eplb_opencl_check_weights(backend, job)) != EPLB_OK)
+        return st;
+
+    cl_mem weight = job->weight, status = job->status, phy2log = job->phy2log,
+           logcnt = job->logcnt, slot_rank = job->slot_rank, log2phy = job->log2phy;
+    const cl_long X = log2phy ? job->width : 0;
+    const cl_int has_slot_rank = slot_rank != NULL, has_log2phy = log2phy != NULL;
+    const cl_int E = (cl_int)job->experts, R = (cl_int)job->replicas, G = (cl_int)job->groups;
+    const cl_int N = (cl_int)job->nodes, S = (cl_int)job->group_size, M = (cl_int)job->node_experts;
+    const cl_int RN = (cl_int)job->node_slots, gk = job->group_pack.per_pack;
+    const cl_int sm = job->slot_pack.packs, sk = job->slot_pack.per_pack;
+    const cl_int C = job->group_pack.candidates, iterations = job->group_pack.iterations;
+    const cl_float noise = job->group_pack.noise, tolerance = job->group_pack.tolerance;
+    const cl_ulong seed = job->group_pack.seed;
+    const cl_int group_team = (cl_int)team_for(job->group_pack.packs, &s->tuning, T);
+    const cl_int slot_team = (cl_int)team_for(sm, &s->tuning, T);
+    const cl_int rep_team = (cl_int)team_for(M, &s->tuning, T);
+    const cl_int heap_sort = !s->tuning.rank_sort;
+    const eplb_opencl_arg local_area = {fused_words(job, T) * 4, NULL};
+    st = eplb_opencl_run_groups(
+        backend, EPLB_CLK_PLAN_FUSED,
+        EPLB_CL_ARGS(EPLB_CL_ARG(weight), EPLB_CL_ARG(status), EPLB_CL_ARG(phy2log),
+                     EPLB_CL_ARG(logcnt), EPLB_CL_ARG(slot_rank), EPLB_CL_ARG(log2phy), EPLB_CL_ARG(X),
+                     EPLB_CL_ARG(check_count), EPLB_CL_ARG(has_slot_rank), EPLB_CL_ARG(has_log2phy),
+                     EPLB_CL_ARG(E), EPLB_CL_ARG(R), EPLB_CL_ARG(G), EPLB_CL_ARG(N), EPLB_CL_ARG(S),
+                     EPLB_CL_ARG(M), EPLB_CL_ARG(RN), EPLB_CL_ARG(gk), EPLB_CL_ARG(sm), EPLB_CL_ARG(sk),
+                     EPLB_CL_ARG(C), EPLB_CL_ARG(iterations), EPLB_CL_ARG(noise),
+                     EPLB_CL_ARG(tolerance), EPLB_CL_ARG(seed), EPLB_CL_ARG(group_team),
+                     EPLB_CL_ARG(slot_team), EPLB_CL_ARG(rep_team), EPLB_CL_ARG(heap_sort),
+                     local_area),
+        (size_t)job->layers, T);
+    if (st == EPLB_OK)
+        s->cl->clFlush(s->handles.queue); /* hand the plan to the device without waiting */
+    return st;
+}

@@ -1,0 +1,617 @@
+/* plan_fused: the whole plan of one layer in one work-group (SPEC sections 4
+ * to 6), every intermediate in local memory, one enqueue per plan.
+ *
+ * Packings (and replication rows) are solved by teams of `team` work-items
+ * (a power of two dividing the group). A team member owns a contiguous block
+ * of packs (items when replicating), so scanning the members' results in
+ * member order and keeping the first strict winner gives the lowest index
+ * among equals: one local-memory exchange and one barrier per greedy item.
+ * A team of one scans all packs itself (small pack counts).
+ * Barriers are work-group wide, so every loop that holds one has the same
+ * trip count in every work-item; idle teams walk it too. */
+#pragma OPENCL FP_CONTRACT OFF
+
+/* EPLB_FUSED_TEAMS (set by the host): 1, teams as above, with barriers
+ * inside uniform loops; 0, one work-item per packing and per replication
+ * row running the cpu algorithm, barriers only between stages. PoCL takes
+ * minutes to compile the first (its barrier-loop handling) and seconds for
+ * the second, which is also what a CPU device's one-work-item group runs. */
+#ifndef EPLB_FUSED_TEAMS
+#define EPLB_FUSED_TEAMS 1
+#endif
+#define EPLB_FUSED_BARRIER() barrier(CLK_LOCAL_MEM_FENCE)
+
+/* Exchange slots: red_v/red_i hold 4 sets of T entries: (parity, which). */
+#define EPLB_RED(set, which) (((set) * 2 + (which)) * T)
+
+/* Min-heap helpers for the serial greedy on many packs (a CPU device's
+ * one-work-item group): the top is the least-loaded open pack, lowest index. */
+inline int eplb_fused_before(local const float *load, int a, int b)
+{
+    return load[a] < load[b] || (load[a] == load[b] && a < b);
+}
+
+/* Serial greedy of one packing, the cpu rule: visit order ord, each item into
+ * the least-loaded open pack. heap holds m ints. */
+inline void eplb_fused_greedy_serial(local const float *w, local const int *ord, local int *cont,
+                                     local float *ld, local int *cn, local int *heap, int n,
+                                     int m, int k)
+{
+    for (int p = 0; p < m; p++) {
+        ld[p] = 0.0f;
+        cn[p] = 0;
+        heap[p] = p;
+    }
+    if (m <= 16) { /* a scan beats the heap on a few packs */
+        for (int s = 0; s < n; s++) {
+            int b = -1;
+            float v = 0.0f;
+            for (int p = 0; p < m; p++)
+                if (cn[p] < k && (b < 0 || ld[p] < v)) {
+                    v = ld[p];
+                    b = p;
+                }
+            const int item = ord[s];
+            cont[b * k + cn[b]] = item;
+            cn[b]++;
+            ld[b] += w[item];
+        }
+        return;
+    }
+    int open = m;
+    for (int s = 0; s < n; s++) {
+        const int p = heap[0], item = ord[s];
+        cont[p * k + cn[p]] = item;
+        cn[p]++;
+        ld[p] += w[item];
+        if (cn[p] == k)
+            heap[0] = heap[--open];
+        for (int at = 0;;) { /* the top only grew (or left): sift it down */
+            const int left = 2 * at + 1;
+            int best = at;
+            if (left < open && eplb_fused_before(ld, heap[left], heap[best]))
+                best = left;
+            if (left + 1 < open && eplb_fused_before(ld, heap[left + 1], heap[best]))
+                best = left + 1;
+            if (best == at)
+                break;
+            const int held = heap[at];
+            heap[at] = heap[best];
+            heap[best] = held;
+            at = best;
+        }
+    }
+}
+
+inline float eplb_fused_pack_load(local const float *w, local const int *cont, int p, int k)
+{
+    float load = 0.0f;
+    for (int r = 0; r < k; r++)
+        load += w[cont[p * k + r]];
+    return load;
+}
+
+/* Serial swap search of one packing, the cpu's scalar rule (a NaN first
+ * change stops it, no NaN elsewhere wins). ld holds the greedy's loads, which
+ * are already the slot-order sums. */
+inline void eplb_fused_swap_serial(local const float *w, local int *cont, local float *ld, int m,
+                                   int k, int iterations, float tolerance)
+{
+    for (int it = 0; it < iterations; it++) {
+        int heavy = 0, light = 0;
+        for (int p = 1; p < m; p++) {
+            if (ld[p] > ld[heavy]) heavy = p;
+            if (ld[p] < ld[light]) light = p;
+        }
+        const float diff = ld[light] - ld[heavy];
+        local int *a = cont + heavy * k, *b = cont + light * k;
+        float best = eplb_swap_change(diff, w[a[0]], w[b[0]]);
+        int ba = 0, bb = 0;
+        for (int sa = 0; sa < k; sa++) {
+            const float wa = w[a[sa]];
+            for (int sb = 0; sb < k; sb++) {
+                const float change = eplb_swap_change(diff, wa, w[b[sb]]);
+                if (change < best) {
+                    best = change;
+                    ba = sa;
+                    bb = sb;
+                }
+            }
+        }
+        if (!(best < -tolerance))
+            return;
+        const int held = a[ba];
+        a[ba] = b[bb];
+        b[bb] = held;
+        ld[heavy] = eplb_fused_pack_load(w, cont, heavy, k);
+        ld[light] = eplb_fused_pack_load(w, cont, light, k);
+    }
+}
+
+/* Heap sort of one packing's items by key descending, equal keys by index
+ * (the heap's top is the item visited last). keys are float bits. */
+inline int eplb_fused_visits_before(local const int *key, int a, int b)
+{
+    const float ka = as_float(key[a]), kb = as_float(key[b]);
+    return ka > kb || (ka == kb && a < b);
+}
+
+inline void eplb_fused_sift(local const int *key, local int *heap, int at, int size)
+{
+    for (;;) {
+        int child = 2 * at + 1;
+        if (child >= size)
+            return;
+        if (child + 1 < size && eplb_fused_visits_before(key, heap[child], heap[child + 1]))
+            child++;
+        if (!eplb_fused_visits_before(key, heap[at], heap[child]))
+            return;
+        const int held = heap[at];
+        heap[at] = heap[child];
+        heap[child] = held;
+        at = child;
+    }
+}
+
+inline void eplb_fused_heapsort(local const int *key, local int *heap, int n)
+{
+    for (int i = 0; i < n; i++)
+        heap[i] = i;
+    for (int i = n / 2 - 1; i >= 0; i--)
+        eplb_fused_sift(key, heap, i, n);
+    for (int end = n - 1; end > 0; end--) {
+        const int held = heap[0];
+        heap[0] = heap[end];
+        heap[end] = held;
+        eplb_fused_sift(key, heap, 0, end);
+    }
+}
+
+/* Balanced packing (SPEC 6) of `rows` rows x C candidates, every packing in
+ * local memory at once: order[P*n], content[P*n] (the sort keys first),
+ * loads[P*m], counts[2*P*m] (counts, then the serial greedy's heap),
+ * score[P] (each candidate's largest pack load). Row r's weights are
+ * wrows[r*n ...] and its random-function row is row0 + r. *par is the
+ * exchange-slot parity, carried across calls. Loops that hold a barrier
+ * depend on arguments only (PoCL needs that to see them as uniform); ok == 0
+ * (an invalid weight) walks them doing nothing. */
+inline void eplb_fused_pack(local const float *wrows, int rows, ulong row0, int n, int m, int k,
+                            int C, int call, ulong seed, float noise, int iterations,
+                            float tolerance, int team, int heap_sort, int ok, local int *order,
+                            local int *content, local float *loads, local int *counts,
+                            local float *score, local float *red_v, local int *red_i, int *par)
+{
+    const int t = (int)get_local_id(0), T = (int)get_local_size(0);
+    const int P = rows * C;
+
+    /* 1. Keys (into content), then the visiting order. */
+    for (int y = t; y < P * n; y += T) {
+        const int x = y / n, i = y % n, r = x / C, c = x % C;
+        const float w = wrows[r * n + i];
+        content[y] = as_int(c == 0 ? w
+                                   : eplb_sort_key(w, noise,
+                                                   eplb_random_unit(seed, (ulong)call, row0 + (ulong)r,
+                                                                    (ulong)c, (ulong)i)));
+    }
+    EPLB_FUSED_BARRIER();
+    if (heap_sort) {
+        for (int x = t; x < P; x += T)
+            eplb_fused_heapsort(content + x * n, order + x * n, n);
+    } else {
+        for (int y = t; y < P * n; y += T) {
+            const int x = y / n, i = y % n;
+            local const int *key = content + x * n;
+            const float mine = as_float(key[i]);
+            int rank = 0;
+            for (int j = 0; j < n; j++) {
+                const float other = as_float(key[j]);
+                rank += other > mine || (other == mine && j < i);
+            }
+            order[x * n + rank] = i;
+        }
+    }
+    EPLB_FUSED_BARRIER();
+
+#if !EPLB_FUSED_TEAMS
+    /* 2-4, a work-item per packing: the cpu algorithm. */
+    (void)team; (void)red_v; (void)red_i; (void)par;
+    for (int x = t; ok && x < P; x += T) {
+        local const float *w = wrows + (x / C) * n;
+        local int *cont = content + x * n;
+        local float *ld = loads + x * m;
+        local int *cn = counts + 2 * x * m;
+        eplb_fused_greedy_serial(w, order + x * n, cont, ld, cn, cn + m, n, m, k);
+        eplb_fused_swap_serial(w, cont, ld, m, k, iterations, tolerance);
+        float most = ld[0];
+        for (int p = 1; p < m; p++)
+            if (ld[p] > most)
+                most = ld[p];
+        score[x] = most;
+    }
+#else
+    /* 2-4. Greedy, swap and score, one team per packing, batches of teams.
+     * Member j owns packs lo..hi-1 (their loads and counts). */
+    const int teams = T / team, j = t % team, tm = t / team;
+    const int B = (m + team - 1) / team, lo = j * B, hi = min(m, lo + B);
+    const int batches = (P + teams - 1) / teams;
+    for (int bt = 0; bt < batches; bt++) {
+        const int x = bt * teams + tm, active = ok && x < P, xs = active ? x : 0;
+        local const float *w = wrows + (xs / C) * n;
+        local const int *ord = order + xs * n;
+        local int *cont = content + xs * n;
+        local float *ld = loads + xs * m;
+        local int *cn = counts + 2 * xs * m;
+        for (int p = lo; p < hi; p++) {
+            ld[p] = 0.0f;
+            cn[p] = 0;
+        }
+        /* Greedy: one exchange per item. The visit order does not depend on
+         * the choices, so the next item and its weight are read ahead. */
+        int item = active ? ord[0] : 0;
+        float wt = w[item];
+        for (int s = 0; s < n; s++) {
+            float v = 0.0f;
+            int b = -1;
+            if (active)
+                for (int p = lo; p < hi; p++)
+                    if (cn[p] < k && (b < 0 || ld[p] < v)) {
+                        v = ld[p];
+                        b = p;
+                    }
+            const int mine = EPLB_RED(*par, 0) + t, base = EPLB_RED(*par, 0) + tm * team;
+            red_v[mine] = v;
+            red_i[mine] = b;
+            const int next = active && s + 1 < n ? ord[s + 1] : 0;
+            const float next_wt = w[next];
+            barrier(CLK_LOCAL_MEM_FENCE);
+            float bv = 0.0f;
+            int bi = -1;
+            for (int q = 0; q < team; q++) {
+                const int oi = red_i[base + q];
+                const float ov = red_v[base + q];
+                if (oi >= 0 && (bi < 0 || ov < bv)) { /* member order is pack order */
+                    bv = ov;
+                    bi = oi;
+                }
+            }
+            *par ^= 1;
+            if (active && bi >= lo && bi < hi) {
+                cont[bi * k + cn[bi]] = item;
+                cn[bi]++;
+                ld[bi] += wt;
+            }
+            item = next;
+            wt = next_wt;
+        }
+        /* Swap: two exchanges per iteration (heavy/light, best pair). Member 0
+         * trades the two items; the owners of the two packs recompute their
+         * loads in slot order from the traded items, so no third barrier. */
+        int live = active;
+        for (int it = 0; it < iterations; it++) {
+            float hv = 0.0f, lv = 0.0f;
+            int hix = -1, lix = -1;
+            if (live)
+                for (int p = lo; p < hi; p++) {
+                    const float l = ld[p];
+                    if (hix < 0 || l > hv) { hv = l; hix = p; }
+                    if (lix < 0 || l < lv) { lv = l; lix = p; }
+                }
+            const int h0 = EPLB_RED(*par, 0), l0 = EPLB_RED(*par, 1);
+            red_v[h0 + t] = hv;
+            red_i[h0 + t] = hix;
+            red_v[l0 + t] = lv;
+            red_i[l0 + t] = lix;
+            barrier(CLK_LOCAL_MEM_FENCE); /* also: the last trade is visible */
+            int heavy = -1, light = -1;
+            float hvb = 0.0f, lvb = 0.0f;
+            for (int q = 0; q < team; q++) {
+                const int at = tm * team + q;
+                const int oh = red_i[h0 + at], ol = red_i[l0 + at];
+                const float ohv = red_v[h0 + at], olv = red_v[l0 + at];
+                if (oh >= 0 && (heavy < 0 || ohv > hvb)) { hvb = ohv; heavy = oh; }
+                if (ol >= 0 && (light < 0 || olv < lvb)) { lvb = olv; light = ol; }
+            }
+            *par ^= 1;
+            /* The cpu scan starts at pair (0, 0) and takes only strictly
+             * smaller changes: a NaN there stops the search, a NaN anywhere
+             * else never wins. */
+            float cv = 0.0f, first = 0.0f;
+            int cf = -1, ia = 0, ib = 0;
+            local int *a = cont + (live ? heavy : 0) * k, *bp = cont + (live ? light : 0) * k;
+            if (live) {
+                const float diff = lvb - hvb;
+                first = eplb_swap_change(diff, w[a[0]], w[bp[0]]);
+                for (int f = j; f < k * k; f += team) {
+                    const float change = eplb_swap_change(diff, w[a[f / k]], w[bp[f % k]]);
+                    if (!isnan(change) && eplb_beats_min(change, f, cv, cf)) {
+                        cv = change;
+                        cf = f;
+                    }
+                }
+                if (cf >= 0) {
+                    ia = a[cf / k];
+                    ib = bp[cf % k];
+                }
+            }
+            const int p0 = EPLB_RED(*par, 0), p1 = EPLB_RED(*par, 1);
+            red_v[p0 + t] = cv;
+            red_i[p0 + t] = cf;
+            red_v[p1 + t] = as_float(ia);
+            red_i[p1 + t] = ib;
+            barrier(CLK_LOCAL_MEM_FENCE);
+            float bv = 0.0f;
+            int bf = -1, won = 0;
+            for (int q = 0; q < team; q++) {
+                const int at = tm * team + q;
+                if (eplb_beats_min(red_v[p0 + at], red_i[p0 + at], bv, bf)) {
+                    bv = red_v[p0 + at];
+                    bf = red_i[p0 + at];
+                    won = at;
+                }
+            }
+            const int item_a = as_int(red_v[p1 + won]), item_b = red_i[p1 + won];
+            *par ^= 1;
+            const float best = isnan(first) ? first : bv;
+            live = live && best < -tolerance;
+            if (live) {
+                const int sa = bf / k, sb = bf % k;
+                if (heavy >= lo && heavy < hi) {
+                    float load = 0.0f;
+                    for (int r = 0; r < k; r++)
+                        load += w[r == sa ? item_b : a[r]];
+                    ld[heavy] = load;
+                }
+                if (light >= lo && light < hi) {
+                    float load = 0.0f;
+                    for (int r = 0; r < k; r++)
+                        load += w[r == sb ? item_a : bp[r]];
+                    ld[light] = load;
+                }
+                if (j == 0) {
+                    a[sa] = item_b;
+                    bp[sb] = item_a;
+                }
+            }
+        }
+        barrier(CLK_LOCAL_MEM_FENCE);
+        /* Score: the largest pack load (loads are the slot-order sums). */
+        if (active && j == 0) {
+            float most = ld[0];
+            for (int p = 1; p < m; p++)
+                if (ld[p] > most)
+                    most = ld[p];
+            score[x] = most;
+        }
+    }
+#endif
+    EPLB_FUSED_BARRIER();
+}
+
+/* The candidate of a row with the smallest score, lowest index on ties. */
+inline int eplb_fused_best(local const float *score, int C)
+{
+    int best = 0;
+    for (int c = 1; c < C; c++)
+        if (score[c] < score[best])
+            best = c;
+    return best;
+}
+
+/* Replication (SPEC 5) of `rows` rows of M items to RN slots, a team per
+ * row; member j owns items lo..hi-1 (their counts and w / cnt values). */
+inline void eplb_fused_replicate(local const float *nw, int rows, int M, int RN, int team, int ok,
+                                 local int *phy2mlog, local int *phyrank, local int *cnt,
+                                 local float *val, local float *red_v, local int *red_i, int *par)
+{
+    const int t = (int)get_local_id(0), T = (int)get_local_size(0);
+    for (int y = t; y < rows * M; y += T) {
+        const int row = y / M, i = y % M;
+        phy2mlog[row * RN + i] = i;
+        phyrank[row * RN + i] = 0;
+        cnt[y] = 1;
+        val[y] = nw[y]; /* w / 1 */
+    }
+    EPLB_FUSED_BARRIER();
+#if !EPLB_FUSED_TEAMS
+    (void)team; (void)red_v; (void)red_i; (void)par;
+    for (int row = t; ok && row < rows; row += T) {
+        local float *v_row = val + row * M;
+        local int *c_row = cnt + row * M;
+        for (int s = M; s < RN; s++) {
+            float v = v_row[0];
+            int b = 0;
+            for (int i = 1; i < M; i++)
+                if (v_row[i] > v) {
+                    v = v_row[i];
+                    b = i;
+                }
+            phy2mlog[row * RN + s] = b;
+            phyrank[row * RN + s] = c_row[b];
+            const int c = ++c_row[b];
+            v_row[b] = nw[row * M + b] / (float)c;
+        }
+    }
+#else
+    const int teams = T / team, j = t % team, tm = t / team;
+    const int B = (M + team - 1) / team, lo = j * B, hi = min(M, lo + B);
+    const int batches = (rows + teams - 1) / teams;
+    for (int bt = 0; bt < batches; bt++) {
+        const int row = bt * teams + tm, active = ok && row < rows, rs = active ? row : 0;
+        local float *v_row = val + rs * M;
+        local int *c_row = cnt + rs * M;
+        for (int s = M; s < RN; s++) {
+            float v = 0.0f;
+            int b = -1;
+            if (active)
+                for (int i = lo; i < hi; i++)
+                    if (b < 0 || v_row[i] > v) {
+                        v = v_row[i];
+                        b = i;
+                    }
+            const int base = EPLB_RED(*par, 0) + tm * team;
+            red_v[EPLB_RED(*par, 0) + t] = v;
+            red_i[EPLB_RED(*par, 0) + t] = b;
+            EPLB_FUSED_BARRIER();
+            b = -1;
+            for (int q = 0; q < team; q++)
+                if (red_i[base + q] >= 0 && (b < 0 || red_v[base + q] > v)) {
+                    v = red_v[base + q];
+                    b = red_i[base + q];
+                }
+            *par ^= 1;
+            if (active && b >= lo && b < hi) {
+                phy2mlog[rs * RN + s] = b;
+                phyrank[rs * RN + s] = c_row[b];
+                const int c = ++c_row[b];
+                v_row[b] = nw[rs * M + b] / (float)c;
+            }
+        }
+    }
+#endif
+    EPLB_FUSED_BARRIER();
+}
+
+/* Local memory (words): w, nw, log2mlog, mlog2log, cnt [E each]; gl, gslot
+ * [G]; phy2mlog, phyrank, sload [R]; sbest [N]; flags [4]; exchange slots
+ * red_v, red_i [4T each]; then the packing area (also replication's val),
+ * sized by the host (opencl_fused.c computes the same layout). */
+kernel void eplb_plan_fused(global const float *weight, global int *status, global long *phy2log,
+                            global long *logcnt, global int *slot_rank, global long *log2phy,
+                            long X, ulong check_count, int has_slot_rank, int has_log2phy,
+                            int E, int R, int G, int N, int S, int M, int RN, int gk, int sm, int sk,
+                            int C, int iterations, float noise, float tolerance, ulong seed,
+                            int group_team, int slot_team, int rep_team, int heap_sort,
+                            local int *smem)
+{
+    const int t = (int)get_local_id(0), T = (int)get_local_size(0);
+    const int l = (int)get_group_id(0);
+    local float *w = (local float *)smem;
+    local float *nw = w + E;
+    local int *log2mlog = (local int *)(nw + E);
+    local int *mlog2log = log2mlog + E;
+    local int *cnt = mlog2log + E;
+    local float *gl = (local float *)(cnt + E);
+    local int *gslot = (local int *)(gl + G);
+    local int *phy2mlog = gslot + G;
+    local int *phyrank = phy2mlog + R;
+    local float *sload = (local float *)(phyrank + R);
+    local int *sbest = (local int *)(sload + R);
+    local int *flag = sbest + N;
+    local float *red_v = (local float *)(flag + 4);
+    local int *red_i = (local int *)(red_v + 4 * T);
+    local int *area = red_i + 4 * T;
+    int par = 0;
+
+    /* 0. Every group checks every weight, so none writes an output while any
+     * is invalid; group 0 writes the status. check_count 0: an earlier
+     * kernel checked them and wrote the status. An invalid plan still walks
+     * every barrier, with no rows to work on. */
+    if (t == 0)
+        flag[0] = 0;
+    barrier(CLK_LOCAL_MEM_FENCE);
+    int bad = 0;
+    if (check_count > 0) {
+        for (ulong i = (ulong)t; i < check_count; i += (ulong)T) {
+            const float v = weight[i];
+            bad |= !(v >= 0.0f) || isinf(v); /* written so that NaN fails too */
+        }
+    } else {
+        bad = *status != 0;
+    }
+    if (bad)
+        flag[0] = 1;
+    for (int e = t; e < E; e += T)
+        w[e] = weight[(ulong)l * (ulong)E + (ulong)e];
+    barrier(CLK_LOCAL_MEM_FENCE);
+    const int ok = !flag[0];
+    if (l == 0 && t == 0 && check_count > 0)
+        *status = ok ? 0 : EPLB_ERR_INVALID_WEIGHT;
+
+    /* 1. Group loads, left to right. */
+    for (int g = t; g < G; g += T) {
+        float sum = 0.0f;
+        for (int s = 0; s < S; s++)
+            sum += w[g * S + s];
+        gl[g] = sum;
+    }
+    barrier(CLK_LOCAL_MEM_FENCE);
+
+    /* 2. Groups to nodes (call 0, row l): gslot[g] = pack * k + rank. */
+    {
+        const int P = C;
+        local int *order = area, *content = area + P * G;
+        local float *loads = (local float *)(content + P * G);
+        local int *counts = (local int *)(loads + P * N);
+        local float *score = (local float *)(counts + 2 * P * N);
+        eplb_fused_pack(gl, gk > 1, (ulong)l, G, N, gk, C, 0, seed, noise, iterations,
+                        tolerance, group_team, heap_sort, ok, order, content, loads, counts, score,
+                        red_v, red_i, &par);
+        if (ok && gk > 1) {
+            const int best = eplb_fused_best(score, C);
+            for (int s = t; s < G; s += T)
+                gslot[content[best * G + s]] = s;
+        } else {
+            for (int g = t; g < G; g += T)
+                gslot[g] = g;
+        }
+    }
+    barrier(CLK_LOCAL_MEM_FENCE);
+
+    /* 3. Node-major layout. */
+    for (int e = t; e < E; e += T) {
+        const int g = e / S, s = e % S, pos = gslot[g] * S + s;
+        log2mlog[e] = pos;
+        mlog2log[pos] = e;
+        nw[pos] = w[e];
+    }
+    barrier(CLK_LOCAL_MEM_FENCE);
+
+    /* 4. Replication within nodes (val lives in the packing area). */
+    eplb_fused_replicate(nw, N, M, RN, rep_team, ok, phy2mlog, phyrank, cnt,
+                         (local float *)area, red_v, red_i, &par);
+
+    /* 5. Slot loads. */
+    for (int y = t; ok && y < R; y += T) {
+        const int e = (y / RN) * M + phy2mlog[y];
+        sload[y] = nw[e] / (float)cnt[e];
+    }
+    barrier(CLK_LOCAL_MEM_FENCE);
+
+    /* 6. Slots to GPUs (call 1, rows l*N + n). */
+    local int *scontent = area + N * C * RN;
+    {
+        const int P = N * C;
+        local int *order = area;
+        local float *loads = (local float *)(scontent + P * RN);
+        local int *counts = (local int *)(loads + P * sm);
+        local float *score = (local float *)(counts + 2 * P * sm);
+        eplb_fused_pack(sload, sk > 1 ? N : 0, (ulong)l * (ulong)N, RN, sm, sk, C, 1, seed,
+                        noise, iterations, tolerance, slot_team, heap_sort, ok, order, scontent, loads,
+                        counts, score, red_v, red_i, &par);
+        for (int n = t; ok && sk > 1 && n < N; n += T)
+            sbest[n] = eplb_fused_best(score + n * C, C);
+    }
+    barrier(CLK_LOCAL_MEM_FENCE);
+
+    /* 7. Outputs; the -1 fill is done before any slot is scattered. */
+    if (ok && has_log2phy) {
+        global long *row = log2phy + (ulong)l * (ulong)E * (ulong)X;
+        for (ulong i = (ulong)t; i < (ulong)E * (ulong)X; i += (ulong)T)
+            row[i] = -1;
+    }
+    barrier(CLK_GLOBAL_MEM_FENCE);
+    for (int y = t; ok && y < R; y += T) {
+        const int n = y / RN, s = y % RN;
+        const int q = sk > 1 ? scontent[(n * C + sbest[n]) * RN + s] : s;
+        const int src = n * RN + q;
+        const int e = mlog2log[n * M + phy2mlog[src]];
+        const int rank = phyrank[src];
+        phy2log[(ulong)l * (ulong)R + (ulong)y] = e;
+        if (has_slot_rank)
+            slot_rank[(ulong)l * (ulong)R + (ulong)y] = rank;
+        if (has_log2phy)
+            log2phy[((ulong)l * (ulong)E + (ulong)e) * (ulong)X + (ulong)rank] = y;
+    }
+    for (int e = t; ok && e < E; e += T)
+        logcnt[(ulong)l * (ulong)E + (ulong)e] = cnt[log2mlog[e]];
+}
