@@ -23,6 +23,7 @@
 #include "../backends/opencl/opencl_loader.c" /* the module's dlopen table: no libOpenCL link */
 #include "../backends/opencl/opencl_interop.h"
 #include "context.h"                          /* ctx->backend->context starts with the handles */
+#include "../backends/opencl/opencl_backend.h" /* profile counters: which path ran */
 #endif
 
 /* Skips where OpenCL is absent, but fails where it is present and the
@@ -48,6 +49,25 @@ static void use_gpu_tuning(void)
     setenv("EPLB_OPENCL_WG", "64", 1);
     setenv("EPLB_OPENCL_ITEMS_PER_THREAD", "1", 1);
     setenv("EPLB_OPENCL_SORT", "rank", 1);
+    /* plan_fused in groups of 64, a work-item per packing (the team variant
+     * takes PoCL minutes to compile: see the *_fused_teams tests). */
+    setenv("EPLB_OPENCL_FUSED_WG", "64", 1);
+    setenv("EPLB_OPENCL_FUSED_TEAM", "0", 1);
+}
+
+/* The stage kernels instead of plan_fused. */
+static void use_stages(void) { setenv("EPLB_OPENCL_PATH", "stages", 1); }
+
+/* The team variant of plan_fused (what GPUs run): teams of `team` in groups
+ * of 64. PoCL needs minutes to compile it, so it runs only when
+ * EPLB_TEST_OPENCL_TEAMS=1 (bench/opencl_nvidia_check.sh checks it on GPUs). */
+static void use_fused_teams_or_skip(const char *team)
+{
+    const char *want = getenv("EPLB_TEST_OPENCL_TEAMS");
+    if (!want || strcmp(want, "1") != 0)
+        cr_skip_test("team variant of plan_fused: set EPLB_TEST_OPENCL_TEAMS=1 (slow to compile on PoCL)");
+    use_gpu_tuning();
+    setenv("EPLB_OPENCL_FUSED_TEAM", team, 1);
 }
 
 /* ---- goldens --------------------------------------------------------------- */
@@ -87,6 +107,12 @@ static void check_goldens(void)
 }
 
 Test(opencl, goldens_exact, .timeout = 600) { check_goldens(); }
+
+Test(opencl, goldens_exact_stages, .timeout = 600)
+{
+    use_stages();
+    check_goldens();
+}
 
 Test(opencl, goldens_exact_gpu_tuning, .timeout = 600)
 {
@@ -141,6 +167,25 @@ Test(opencl, random_cases_equal_cpu, .timeout = 900) { check_random(120); }
 Test(opencl, random_cases_equal_cpu_gpu_tuning, .timeout = 900)
 {
     use_gpu_tuning();
+    check_random(120);
+}
+
+Test(opencl, random_cases_equal_cpu_stages, .timeout = 900)
+{
+    use_stages();
+    check_random(120);
+}
+
+Test(opencl, random_cases_equal_cpu_stages_gpu_tuning, .timeout = 900)
+{
+    use_gpu_tuning();
+    use_stages();
+    check_random(60);
+}
+
+Test(opencl, random_cases_equal_cpu_fused_teams, .timeout = 1800)
+{
+    use_fused_teams_or_skip("4");
     check_random(120);
 }
 
@@ -201,6 +246,93 @@ Test(opencl, edge_shapes_equal_cpu_gpu_tuning, .timeout = 900)
     use_gpu_tuning();
     check_edges();
 }
+
+Test(opencl, edge_shapes_equal_cpu_stages, .timeout = 900)
+{
+    use_stages();
+    check_edges();
+}
+
+Test(opencl, edge_shapes_equal_cpu_fused_teams, .timeout = 1800)
+{
+    use_fused_teams_or_skip("8");
+    check_edges();
+}
+
+#ifdef EPLBT_HAVE_CL
+/* Runs one plan of shape s on ctx and on cpu; they must be equal. */
+static void plan_equals_cpu(eplb_context *ctx, eplb_context *cpu, const char *what,
+                            const eplb_shape *s, int candidates)
+{
+    float *w = malloc(sizeof(float) * (size_t)(s->layers * s->experts));
+    cr_assert(w);
+    eplb_workload_fill(w, s->layers, s->experts, 99, 0);
+    eplb_options o;
+    eplb_options_init(&o);
+    o.candidates = candidates;
+    eplbt_plan got, want;
+    eplbt_plan_run(ctx, what, w, s, &o, &got);
+    eplbt_plan_run(cpu, what, w, s, &o, &want);
+    cr_assert(eplbt_plans_equal(&got, &want), "%s: the opencl plan differs from cpu", what);
+    eplbt_plan_free(&got);
+    eplbt_plan_free(&want);
+    free(w);
+}
+
+/* With a GPU's 48 KiB of local memory, the V3 shapes run as one plan_fused
+ * kernel and a plan too big for it falls back to the stage kernels; both
+ * equal cpu. The profile counters say which kernels ran. */
+static void check_path_choice(void)
+{
+    setenv("EPLB_OPENCL_PROFILE", "1", 1);
+    setenv("EPLB_OPENCL_LOCAL_MEM", "49152", 1);
+    eplb_context *ctx = open_opencl_or_skip();
+    eplb_context *cpu = eplbt_context("cpu");
+    const eplb_opencl *state = (const eplb_opencl *)ctx->backend->context;
+    const eplb_shape hier = {58, 256, 288, 8, 4, 32}, g72 = {58, 256, 288, 8, 9, 72},
+                     g64 = {58, 256, 320, 8, 3, 64}, big = {2, 256, 2048, 1, 1, 1};
+    /* The registry's self-test has run a plan already: count from here. */
+    const long fused0 = state->kernel_runs[EPLB_CLK_PLAN_FUSED];
+    const long greedy0 = state->kernel_runs[EPLB_CLK_PACK_GREEDY];
+    plan_equals_cpu(ctx, cpu, "hierarchical v3", &hier, 8);
+    plan_equals_cpu(ctx, cpu, "global 288/72", &g72, 8);
+    plan_equals_cpu(ctx, cpu, "global 320/64", &g64, 8);
+    cr_assert_eq(state->kernel_runs[EPLB_CLK_PLAN_FUSED] - fused0, 3,
+                 "the V3 shapes must run fused in 48 KiB");
+    cr_assert_eq(state->kernel_runs[EPLB_CLK_PACK_GREEDY] - greedy0, 0);
+    plan_equals_cpu(ctx, cpu, "k = 2048 (no fit)", &big, 2);
+    cr_assert_eq(state->kernel_runs[EPLB_CLK_PLAN_FUSED] - fused0, 3,
+                 "a plan over 48 KiB must not run fused");
+    cr_assert_gt(state->kernel_runs[EPLB_CLK_PACK_GREEDY] - greedy0, 0,
+                 "the stage kernels must run instead");
+    eplb_context_free(cpu);
+    eplb_context_free(ctx);
+}
+
+Test(opencl, fused_in_48k_and_stages_beyond, .timeout = 600) { check_path_choice(); }
+
+Test(opencl, fused_in_48k_and_stages_beyond_gpu_tuning, .timeout = 600)
+{
+    use_gpu_tuning();
+    check_path_choice();
+}
+
+Test(opencl, stages_knob_runs_no_fused_kernel, .timeout = 600)
+{
+    use_stages();
+    setenv("EPLB_OPENCL_PROFILE", "1", 1);
+    eplb_context *ctx = open_opencl_or_skip();
+    eplb_context *cpu = eplbt_context("cpu");
+    const eplb_opencl *state = (const eplb_opencl *)ctx->backend->context;
+    const eplb_shape hier = {8, 256, 288, 8, 4, 32};
+    const long greedy0 = state->kernel_runs[EPLB_CLK_PACK_GREEDY];
+    plan_equals_cpu(ctx, cpu, "hierarchical v3, 8 layers", &hier, 8);
+    cr_assert_eq(state->kernel_runs[EPLB_CLK_PLAN_FUSED], 0);
+    cr_assert_gt(state->kernel_runs[EPLB_CLK_PACK_GREEDY] - greedy0, 0);
+    eplb_context_free(cpu);
+    eplb_context_free(ctx);
+}
+#endif
 
 Test(opencl, many_contexts_share_the_program, .timeout = 300)
 {
@@ -373,6 +505,12 @@ Test(opencl, device_api_equals_cpu_gpu_tuning, .timeout = 600)
     check_device_api(0);
 }
 
+Test(opencl, device_api_equals_cpu_stages, .timeout = 600)
+{
+    use_stages();
+    check_device_api(0);
+}
+
 static void check_untouched(const device_plan *p, const eplb_shape *s, const char *what)
 {
     for (int64_t i = 0; i < s->layers * s->replicas; i++)
@@ -383,7 +521,8 @@ static void check_untouched(const device_plan *p, const eplb_shape *s, const cha
         cr_assert_eq(p->log2phy[i], -7, "%s: log2phy[%lld] was written", what, (long long)i);
 }
 
-Test(opencl, device_api_invalid_weight_leaves_outputs, .timeout = 600)
+/* Every bad value in the last layer only: no layer's outputs are written. */
+static void check_invalid_weight(void)
 {
     eplb_context *ctx = open_opencl_or_skip();
     const eplb_shape s = {58, 256, 288, 8, 4, 32};
@@ -410,6 +549,20 @@ Test(opencl, device_api_invalid_weight_leaves_outputs, .timeout = 600)
                  eplb_context_last_error(ctx));
     device_plan_free(&p);
     eplb_context_free(ctx);
+}
+
+Test(opencl, device_api_invalid_weight_leaves_outputs, .timeout = 600) { check_invalid_weight(); }
+
+Test(opencl, device_api_invalid_weight_leaves_outputs_gpu_tuning, .timeout = 600)
+{
+    use_gpu_tuning();
+    check_invalid_weight();
+}
+
+Test(opencl, device_api_invalid_weight_leaves_outputs_stages, .timeout = 600)
+{
+    use_stages();
+    check_invalid_weight();
 }
 
 Test(opencl, device_api_narrow_log2phy_leaves_outputs, .timeout = 600)

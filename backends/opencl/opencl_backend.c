@@ -686,6 +686,10 @@ static eplb_status opencl_create(eplb_backend **out, char *error, size_t error_l
             cl->clGetKernelWorkGroupInfo(s->kernel[k], d.device, CL_KERNEL_LOCAL_MEM_SIZE,
                                          sizeof kernel_local, &kernel_local, NULL);
             s->local_mem = device_local > kernel_local ? device_local - kernel_local : 0;
+            /* EPLB_OPENCL_LOCAL_MEM: a smaller budget, e.g. a GPU's 48 KiB on PoCL (tests). */
+            const size_t cap = env_size("EPLB_OPENCL_LOCAL_MEM", 0);
+            if (cap && cap < s->local_mem)
+                s->local_mem = cap;
         }
     }
     *out = backend;
