@@ -10,13 +10,17 @@
 #   bench/opencl_nvidia_check.sh            results in $OUT (default ./opencl-nvidia-out)
 #   RUNS=500 WARMUP=50 bench/opencl_nvidia_check.sh
 #
+# About 5 minutes on an H100/H200: conformance with plan_fused (four knob
+# sets) and the stage kernels (three), device time per path for the three V3
+# shapes, a plan_fused work-group x team sweep, per-kernel times.
+#
 # Writes $OUT/summary.txt (everything below), and one file per step.
 set -uo pipefail
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
 OUT=${OUT:-$PWD/opencl-nvidia-out}
 BUILD=${BUILD:-$ROOT/build-opencl-nvidia}
-RUNS=${RUNS:-500}
-WARMUP=${WARMUP:-50}
+RUNS=${RUNS:-300}
+WARMUP=${WARMUP:-30}
 mkdir -p "$OUT"
 exec > >(tee "$OUT/summary.txt") 2>&1
 say() { printf '\n== %s\n' "$*"; }
@@ -74,37 +78,52 @@ if [ $rc -ne 0 ]; then echo "build failed (see $OUT/cmake.txt)"; exit 1; fi
 
 say "eplb backends"
 "$BUILD/bin/eplb" backends 2>&1 | tee "$OUT/backends.txt"
+if command -v clinfo >/dev/null; then
+  clinfo 2>/dev/null | grep -iE "^  (Device Name|Driver Version|Local memory size|Max work group size|Device Extensions)" \
+    | tee "$OUT/clinfo.txt"
+  grep -io "cl_khr_subgroup[a-z_]*" "$OUT/clinfo.txt" | sort -u | tr '\n' ' '; echo "(sub-group extensions)"
+fi
 
-say "conformance (EPLB_BACKEND=opencl)"
-EPLB_BACKEND=opencl "$BUILD/bin/eplb" conformance > "$OUT/conformance.txt" 2>&1
-conformance_rc=$?
-tail -n 3 "$OUT/conformance.txt"
-echo "exit code $conformance_rc"
+# Paths and knob sets: plan_fused with teams sized by pack count (default),
+# a work-item per packing, other groups and teams, and the stage kernels.
+FUSED_KNOBS=("" "EPLB_OPENCL_FUSED_TEAM=0" "EPLB_OPENCL_FUSED_WG=128 EPLB_OPENCL_FUSED_TEAM=4"
+             "EPLB_OPENCL_FUSED_WG=64 EPLB_OPENCL_FUSED_TEAM=16")
+STAGE_KNOBS=("EPLB_OPENCL_PATH=stages" "EPLB_OPENCL_PATH=stages EPLB_OPENCL_WG=32 EPLB_OPENCL_ITEMS_PER_THREAD=1"
+             "EPLB_OPENCL_PATH=stages EPLB_OPENCL_WG=1 EPLB_OPENCL_SORT=heap")
 
-say "conformance with other work-group knobs (must pass too)"
-for knobs in "EPLB_OPENCL_WG=256 EPLB_OPENCL_ITEMS_PER_THREAD=1" "EPLB_OPENCL_WG=1 EPLB_OPENCL_SORT=heap"; do
-  env $knobs EPLB_BACKEND=opencl "$BUILD/bin/eplb" conformance > "$OUT/conformance-knobs.txt" 2>&1
-  knobs_rc=$?
-  echo "$knobs: $(tail -n 1 "$OUT/conformance-knobs.txt") (exit $knobs_rc)"
-  [ $knobs_rc -eq 0 ] || conformance_rc=$knobs_rc
+say "conformance per path and knob set (each must say 0 failed)"
+conformance_rc=0
+i=0
+for knobs in "${FUSED_KNOBS[@]}" "${STAGE_KNOBS[@]}"; do
+  i=$((i + 1))
+  env $knobs EPLB_BACKEND=opencl timeout 180 "$BUILD/bin/eplb" conformance > "$OUT/conformance-$i.txt" 2>&1
+  rc=$?
+  echo "${knobs:-default (fused)}: $(tail -n 1 "$OUT/conformance-$i.txt") (exit $rc)"
+  [ $rc -eq 0 ] || conformance_rc=$rc
 done
 
-say "device time per plan (eplb_rebalance_device, profiling events, $RUNS runs after $WARMUP)"
-"$BUILD/bin/eplb_opencl_timing" "$RUNS" "$WARMUP" 2>&1 | tee "$OUT/timing.txt"
+say "device time per plan and path (eplb_rebalance_device, profiling events, $RUNS runs after $WARMUP)"
+for knobs in "" "EPLB_OPENCL_FUSED_TEAM=0" "EPLB_OPENCL_PATH=stages EPLB_OPENCL_WG=32 EPLB_OPENCL_ITEMS_PER_THREAD=1"; do
+  echo "-- ${knobs:-default (fused)}"
+  env $knobs timeout 180 "$BUILD/bin/eplb_opencl_timing" "$RUNS" "$WARMUP" 2>&1
+done | tee "$OUT/timing.txt"
 
-say "work-group size sweep (device time medians)"
-for wg in 32 128 256; do
-  for ipt in 1 4 16; do
-    echo "EPLB_OPENCL_WG=$wg EPLB_OPENCL_ITEMS_PER_THREAD=$ipt:"
-    EPLB_OPENCL_WG=$wg EPLB_OPENCL_ITEMS_PER_THREAD=$ipt "$BUILD/bin/eplb_opencl_timing" 200 20 2>&1 \
-      | grep -E "^[a-z]|device time"
+say "plan_fused sweep: work-group x team (device time medians, 100 runs)"
+for wg in 64 128 256; do
+  for team in auto 0 2 4 8 16; do
+    t=""; [ "$team" = auto ] || t="EPLB_OPENCL_FUSED_TEAM=$team"
+    echo "EPLB_OPENCL_FUSED_WG=$wg ${t:-(teams by pack count)}:"
+    env EPLB_OPENCL_FUSED_WG=$wg $t timeout 60 "$BUILD/bin/eplb_opencl_timing" 100 10 2>&1 \
+      | grep -E "^[a-z]|device time|MISMATCH"
   done
 done 2>&1 | tee "$OUT/sweep.txt"
 
-say "per-kernel device time (EPLB_OPENCL_PROFILE=1, hierarchical and global 320/64)"
-for args in "" "-r 320 -p 64 -n 8 -g 8 --policy global"; do
-  echo "eplb demo $args:"
-  EPLB_OPENCL_PROFILE=1 "$BUILD/bin/eplb" demo -b opencl -q $args 2>&1 | grep profile
+say "per-kernel device time (EPLB_OPENCL_PROFILE=1, hierarchical and global 320/64), fused and stages"
+for knobs in "" "EPLB_OPENCL_PATH=stages EPLB_OPENCL_WG=32 EPLB_OPENCL_ITEMS_PER_THREAD=1"; do
+  for args in "" "-r 320 -p 64 -n 8 -g 8 --policy global"; do
+    echo "${knobs:-default (fused)}: eplb demo $args:"
+    env $knobs EPLB_OPENCL_PROFILE=1 timeout 60 "$BUILD/bin/eplb" demo -b opencl -q $args 2>&1 | grep profile
+  done
 done | tee "$OUT/kernels.txt"
 
 exit $conformance_rc
