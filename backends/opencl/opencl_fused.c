@@ -3,18 +3,29 @@
  * do not fit (or EPLB_OPENCL_PATH=stages) run the stage kernels instead. */
 #include "opencl_backend.h"
 
-/* Work-items per packing (or replication row) with m packs (items): none
- * cooperate up to 16 (a serial scan needs no barrier), else about sqrt(m/2),
- * which balances a member's own scan against reading the team's results. */
-static size_t team_for(int64_t m, const eplb_opencl_tuning *t, size_t group)
+/* Work-items per packing with m packs of k (per replication row: m items,
+ * k = 0), `rows` packings side by side in a group of T: enough that each
+ * member scans about sqrt(m/2) packs in the greedy (none cooperate up to 16
+ * packs: a short scan is cheaper than reading the team's results) and about
+ * 16 pairs in the swap search, but no more than lets every packing work at
+ * once (a second batch doubles the time). */
+static size_t team_for(int64_t m, int64_t k, int iterations, int64_t rows,
+                       const eplb_opencl_tuning *t, size_t T)
 {
     size_t team = 1;
-    if (t->fused_team)
+    if (t->fused_team) {
         team = t->fused_team;
-    else if (m > 16)
-        while ((int64_t)(team * team * 2) < m)
-            team *= 2;
-    return team < group ? team : group;
+    } else {
+        if (m > 16)
+            while ((int64_t)(team * team * 2) < m)
+                team *= 2;
+        if (iterations > 0)
+            while ((int64_t)(team * 16) < k * k)
+                team *= 2;
+        while (team > 1 && (int64_t)team * rows > (int64_t)T)
+            team /= 2;
+    }
+    return team < T ? team : T;
 }
 
 /* Words (4 bytes) of local memory the kernel lays out for a group of T;
@@ -103,9 +114,9 @@ eplb_status eplb_opencl_plan_fused(eplb_backend *backend, const eplb_plan_job *j
     const cl_int C = job->group_pack.candidates, iterations = job->group_pack.iterations;
     const cl_float noise = job->group_pack.noise, tolerance = job->group_pack.tolerance;
     const cl_ulong seed = job->group_pack.seed;
-    const cl_int group_team = (cl_int)team_for(job->group_pack.packs, &s->tuning, T);
-    const cl_int slot_team = (cl_int)team_for(sm, &s->tuning, T);
-    const cl_int rep_team = (cl_int)team_for(M, &s->tuning, T);
+    const cl_int group_team = (cl_int)team_for(job->group_pack.packs, gk, iterations, C, &s->tuning, T);
+    const cl_int slot_team = (cl_int)team_for(sm, sk, iterations, (int64_t)N * C, &s->tuning, T);
+    const cl_int rep_team = (cl_int)team_for(M, 0, 0, N, &s->tuning, T);
     const cl_int heap_sort = !s->tuning.rank_sort;
     const eplb_opencl_arg local_area = {fused_words(job, T) * 4, NULL};
     st = eplb_opencl_run_groups(
