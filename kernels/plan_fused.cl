@@ -12,10 +12,10 @@
 #pragma OPENCL FP_CONTRACT OFF
 
 /* EPLB_FUSED_TEAMS (set by the host): 1, teams as above, with barriers
- * inside uniform loops; 0, one work-item per packing and per replication
- * row running the cpu algorithm, barriers only between stages. PoCL takes
- * minutes to compile the first (its barrier-loop handling) and seconds for
- * the second, which is also what a CPU device's one-work-item group runs. */
+ * inside uniform loops (EPLB_OPENCL_FUSED_TEAM); 0 (the default), one
+ * work-item per packing and per replication row running the cpu algorithm,
+ * barriers only between stages. PoCL takes many minutes to compile the
+ * first (its barrier-loop handling) and seconds for the second. */
 #ifndef EPLB_FUSED_TEAMS
 #define EPLB_FUSED_TEAMS 1
 #endif
@@ -35,14 +35,14 @@ inline int eplb_fused_before(local const float *load, int a, int b)
  * the least-loaded open pack. heap holds m ints. */
 inline void eplb_fused_greedy_serial(local const float *w, local const int *ord, local int *cont,
                                      local float *ld, local int *cn, local int *heap, int n,
-                                     int m, int k)
+                                     int m, int k, int scan_max)
 {
     for (int p = 0; p < m; p++) {
         ld[p] = 0.0f;
         cn[p] = 0;
         heap[p] = p;
     }
-    if (m <= 16) { /* a scan beats the heap on a few packs */
+    if (m <= scan_max) { /* a scan beats the heap on few packs, and on GPUs */
         for (int s = 0; s < n; s++) {
             int b = -1;
             float v = 0.0f;
@@ -177,7 +177,8 @@ inline void eplb_fused_heapsort(local const int *key, local int *heap, int n)
  * (an invalid weight) walks them doing nothing. */
 inline void eplb_fused_pack(local const float *wrows, int rows, ulong row0, int n, int m, int k,
                             int C, int call, ulong seed, float noise, int iterations,
-                            float tolerance, int team, int heap_sort, int ok, local int *order,
+                            float tolerance, int team, int heap_sort, int scan_max, int ok,
+                            local int *order,
                             local int *content, local float *loads, local int *counts,
                             local float *score, local float *red_v, local int *red_i, int *par)
 {
@@ -220,7 +221,7 @@ inline void eplb_fused_pack(local const float *wrows, int rows, ulong row0, int 
         local int *cont = content + x * n;
         local float *ld = loads + x * m;
         local int *cn = counts + 2 * x * m;
-        eplb_fused_greedy_serial(w, order + x * n, cont, ld, cn, cn + m, n, m, k);
+        eplb_fused_greedy_serial(w, order + x * n, cont, ld, cn, cn + m, n, m, k, scan_max);
         eplb_fused_swap_serial(w, cont, ld, m, k, iterations, tolerance);
         float most = ld[0];
         for (int p = 1; p < m; p++)
@@ -481,7 +482,7 @@ kernel void eplb_plan_fused(global const float *weight, global int *status, glob
                             int E, int R, int G, int N, int S, int M, int RN, int gk, int sm, int sk,
                             int C, int iterations, float noise, float tolerance, ulong seed,
                             int group_team, int slot_team, int rep_team, int heap_sort,
-                            local int *smem)
+                            int scan_max, local int *smem)
 {
     const int t = (int)get_local_id(0), T = (int)get_local_size(0);
     const int l = (int)get_group_id(0);
@@ -544,7 +545,7 @@ kernel void eplb_plan_fused(global const float *weight, global int *status, glob
         local int *counts = (local int *)(loads + P * N);
         local float *score = (local float *)(counts + 2 * P * N);
         eplb_fused_pack(gl, gk > 1, (ulong)l, G, N, gk, C, 0, seed, noise, iterations,
-                        tolerance, group_team, heap_sort, ok, order, content, loads, counts, score,
+                        tolerance, group_team, heap_sort, scan_max, ok, order, content, loads, counts, score,
                         red_v, red_i, &par);
         if (ok && gk > 1) {
             const int best = eplb_fused_best(score, C);
@@ -586,7 +587,7 @@ kernel void eplb_plan_fused(global const float *weight, global int *status, glob
         local int *counts = (local int *)(loads + P * sm);
         local float *score = (local float *)(counts + 2 * P * sm);
         eplb_fused_pack(sload, sk > 1 ? N : 0, (ulong)l * (ulong)N, RN, sm, sk, C, 1, seed,
-                        noise, iterations, tolerance, slot_team, heap_sort, ok, order, scontent, loads,
+                        noise, iterations, tolerance, slot_team, heap_sort, scan_max, ok, order, scontent, loads,
                         counts, score, red_v, red_i, &par);
         for (int n = t; ok && sk > 1 && n < N; n += T)
             sbest[n] = eplb_fused_best(score + n * C, C);

@@ -49,10 +49,12 @@ static void use_gpu_tuning(void)
     setenv("EPLB_OPENCL_WG", "64", 1);
     setenv("EPLB_OPENCL_ITEMS_PER_THREAD", "1", 1);
     setenv("EPLB_OPENCL_SORT", "rank", 1);
-    /* plan_fused in groups of 64, a work-item per packing (the team variant
-     * takes PoCL minutes to compile: see the *_fused_teams tests). */
+    /* plan_fused in groups of 64, a work-item per packing (the GPU default;
+     * the team variant takes PoCL many minutes to compile: see the
+     * *_fused_teams tests). */
     setenv("EPLB_OPENCL_FUSED_WG", "64", 1);
     setenv("EPLB_OPENCL_FUSED_TEAM", "0", 1);
+    setenv("EPLB_OPENCL_GREEDY_SCAN_MAX", "1000000", 1); /* GPUs scan, never a heap */
 }
 
 /* The stage kernels instead of plan_fused. */

@@ -253,14 +253,19 @@ static void choose_tuning(const eplb_opencl_api *cl, const device_entry *d, eplb
      * one work-item per layer runs the cpu algorithm. */
     t->fused_group = env_size("EPLB_OPENCL_FUSED_WG", gpu ? 256 : 1);
     t->fused_group = floor_pow2(t->fused_group < max_group ? t->fused_group : max_group);
-    /* EPLB_OPENCL_FUSED_TEAM: unset, teams sized by pack count on GPUs (a
-     * work-item per packing on CPU devices); 0, a work-item per packing;
-     * N, teams of N. */
+    /* EPLB_OPENCL_FUSED_TEAM: unset or 0, a work-item per packing (the
+     * default: the team variant is not yet measured on a GPU, and PoCL takes
+     * many minutes to compile it); auto, teams sized by pack count; N,
+     * teams of N. */
     const char *team = getenv("EPLB_OPENCL_FUSED_TEAM");
     t->fused_team = env_size("EPLB_OPENCL_FUSED_TEAM", 0);
     if (t->fused_team)
         t->fused_team = floor_pow2(t->fused_team);
-    t->fused_teams = is_index(team) ? t->fused_team > 0 : gpu && t->fused_group > 1;
+    t->fused_teams = t->fused_team > 0 || (team && strcmp(team, "auto") == 0);
+    /* The one-work-item greedy scans the packs on GPUs (a heap's chain of
+     * dependent local reads is slower there) and uses a heap beyond 16
+     * packs on CPU devices, like the cpu backend. */
+    t->greedy_scan_max = (int)env_size("EPLB_OPENCL_GREEDY_SCAN_MAX", gpu ? 1 << 30 : 16);
 }
 
 /* ---- program cache: one cl_context and program per device and options ------ */

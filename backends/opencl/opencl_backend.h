@@ -40,6 +40,7 @@ typedef struct eplb_opencl_tuning {
     size_t fused_group;     /* EPLB_OPENCL_FUSED_WG: work-group of plan_fused (power of two) */
     size_t fused_team;      /* EPLB_OPENCL_FUSED_TEAM: work-items per packing, 0: by pack count */
     int fused_teams;        /* 1: team kernel variant, 0: a work-item per packing (-DEPLB_FUSED_TEAMS) */
+    int greedy_scan_max;    /* one-work-item greedy: scan up to this many packs, else a heap */
 } eplb_opencl_tuning;
 
 typedef struct eplb_opencl {

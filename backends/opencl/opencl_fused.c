@@ -117,7 +117,7 @@ eplb_status eplb_opencl_plan_fused(eplb_backend *backend, const eplb_plan_job *j
     const cl_int group_team = (cl_int)team_for(job->group_pack.packs, gk, iterations, C, &s->tuning, T);
     const cl_int slot_team = (cl_int)team_for(sm, sk, iterations, (int64_t)N * C, &s->tuning, T);
     const cl_int rep_team = (cl_int)team_for(M, 0, 0, N, &s->tuning, T);
-    const cl_int heap_sort = !s->tuning.rank_sort;
+    const cl_int heap_sort = !s->tuning.rank_sort, scan_max = s->tuning.greedy_scan_max;
     const eplb_opencl_arg local_area = {fused_words(job, T) * 4, NULL};
     st = eplb_opencl_run_groups(
         backend, EPLB_CLK_PLAN_FUSED,
@@ -129,7 +129,7 @@ eplb_status eplb_opencl_plan_fused(eplb_backend *backend, const eplb_plan_job *j
                      EPLB_CL_ARG(C), EPLB_CL_ARG(iterations), EPLB_CL_ARG(noise),
                      EPLB_CL_ARG(tolerance), EPLB_CL_ARG(seed), EPLB_CL_ARG(group_team),
                      EPLB_CL_ARG(slot_team), EPLB_CL_ARG(rep_team), EPLB_CL_ARG(heap_sort),
-                     local_area),
+                     EPLB_CL_ARG(scan_max), local_area),
         (size_t)job->layers, T);
     if (st == EPLB_OK)
         s->cl->clFlush(s->handles.queue); /* hand the plan to the device without waiting */
