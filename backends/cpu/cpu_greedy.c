@@ -29,46 +29,6 @@ static int32_t first_open_pack(const int32_t *count, int32_t m, int32_t k)
 /* Up to this many packs a vector scan of the loads beats the tree
  * (callgrind: 8 packs 44% fewer instructions, 72 packs 50% more). */
 #define EPLB_CPU_GREEDY_SCAN_MAX 32
-
-/* The same choice by scanning masked loads (full packs hold +inf, padding
- * too) four at a time: the smallest value, then its first position. When the
- * smallest is +inf (every open load overflowed) the plain scan decides. */
-static void greedy_scan(const float *w, const int32_t *order, int32_t *content, int32_t n,
-                        int32_t m, int32_t k, float *masked, int32_t *count)
-{
-    const int32_t m4 = (m + 3) & ~3;
-    for (int32_t p = 0; p < m4; p++)
-        masked[p] = p < m ? 0.0f : (float)INFINITY;
-    for (int32_t p = 0; p < m; p++)
-        count[p] = 0;
-    for (int32_t t = 0; t < n; t++) {
-        __m128 vmin = _mm_loadu_ps(masked);
-        for (int32_t p = 4; p < m4; p += 4)
-            vmin = _mm_min_ps(vmin, _mm_loadu_ps(masked + p));
-        vmin = _mm_min_ps(vmin, _mm_shuffle_ps(vmin, vmin, _MM_SHUFFLE(1, 0, 3, 2)));
-        vmin = _mm_min_ps(vmin, _mm_shuffle_ps(vmin, vmin, _MM_SHUFFLE(2, 3, 0, 1)));
-        const float smallest = _mm_cvtss_f32(vmin);
-        int32_t p = 0;
-        if (smallest < (float)INFINITY) {
-            for (;; p += 4) {
-                const int hits = _mm_movemask_ps(_mm_cmpeq_ps(_mm_loadu_ps(masked + p), vmin));
-                if (hits) {
-                    p += __builtin_ctz((unsigned)hits);
-                    break;
-                }
-            }
-        } else {
-            p = first_open_pack(count, m, k);
-        }
-        const int32_t item = order[t];
-        content[p * k + count[p]] = item;
-        count[p]++;
-        /* masked[p] is the pack's true load while it is open. */
-        masked[p] = count[p] == k ? (float)INFINITY : masked[p] + w[item];
-    }
-}
-#endif
-
 /* Up to this many packs, two levels of vector scans beat the tree
  * (callgrind: 72 packs about 3x fewer instructions). */
 #define EPLB_CPU_GREEDY_BLOCKED_MAX 4096
@@ -90,6 +50,35 @@ static inline int32_t first_equal(const float *values, __m128 target)
         const int hits = _mm_movemask_ps(_mm_cmpeq_ps(_mm_loadu_ps(values + i), target));
         if (hits)
             return i + __builtin_ctz((unsigned)hits);
+    }
+}
+
+/* Puts item into the next slot of pack p; masked[p], the pack's true load
+ * while it is open, becomes +inf once it is full. */
+static inline void place_item(const float *w, int32_t item, int32_t p, int32_t k,
+                              int32_t *content, int32_t *count, float *masked)
+{
+    content[p * k + count[p]] = item;
+    count[p]++;
+    masked[p] = count[p] == k ? (float)INFINITY : masked[p] + w[item];
+}
+
+/* The SPEC's choice by scanning masked loads (full packs and padding hold
+ * +inf) four at a time: the smallest value, then its first position. When
+ * the smallest is +inf (every open load overflowed) the plain scan decides. */
+static void greedy_scan(const float *w, const int32_t *order, int32_t *content, int32_t n,
+                        int32_t m, int32_t k, float *masked, int32_t *count)
+{
+    const int32_t m4 = (m + 3) & ~3;
+    for (int32_t p = 0; p < m4; p++)
+        masked[p] = p < m ? 0.0f : (float)INFINITY;
+    for (int32_t p = 0; p < m; p++)
+        count[p] = 0;
+    for (int32_t t = 0; t < n; t++) {
+        const __m128 vmin = vector_min(masked, m4);
+        const int32_t p = _mm_cvtss_f32(vmin) < (float)INFINITY ? first_equal(masked, vmin)
+                                                                : first_open_pack(count, m, k);
+        place_item(w, order[t], p, k, content, count, masked);
     }
 }
 
@@ -115,15 +104,13 @@ static void greedy_blocked(const float *w, const int32_t *order, int32_t *conten
         } else {
             p = first_open_pack(count, m, k);
         }
-        const int32_t item = order[t];
-        content[p * k + count[p]] = item;
-        count[p]++;
-        masked[p] = count[p] == k ? (float)INFINITY : masked[p] + w[item];
+        place_item(w, order[t], p, k, content, count, masked);
         const float *q = masked + (p & ~3);
         const float low = q[0] < q[1] ? q[0] : q[1], high = q[2] < q[3] ? q[2] : q[3];
         block_min[p >> 2] = low < high ? low : high;
     }
 }
+#endif
 
 void eplb_cpu_greedy_one(const eplb_pack_job *job, int64_t row, const int32_t *order,
                          int32_t *content, eplb_cpu_scratch *scratch)
