@@ -53,6 +53,29 @@ enum {
 /* Makes the backend's scratch at least bytes long (grown, never per call once large enough). */
 eplb_status eplb_cuda_scratch(eplb_backend *backend, size_t bytes, void **out);
 
+/* Launch shape of a per-packing stage kernel: `teams` packings per block, each
+ * with state_bytes of state in shared memory, or in the backend's global
+ * scratch (then *global_state is set and *smem is 0) when a block's share
+ * would pass 48 KiB. The block count is capped; kernels stride over the rest. */
+static inline eplb_status eplb_cuda_packing_launch(eplb_backend *backend, int64_t packings,
+                                                   size_t state_bytes, int teams,
+                                                   int64_t *blocks, size_t *smem,
+                                                   void **global_state)
+{
+    *global_state = NULL;
+    *smem = state_bytes * (size_t)teams;
+    if (*smem > 48 * 1024) {
+        eplb_status st = eplb_cuda_scratch(backend, state_bytes * (size_t)packings, global_state);
+        if (st != EPLB_OK)
+            return st;
+        *smem = 0;
+    }
+    *blocks = (packings + teams - 1) / teams;
+    if (*blocks > 65535L * 16)
+        *blocks = 65535L * 16;
+    return EPLB_OK;
+}
+
 /* ---- keys ----------------------------------------------------------------- */
 
 /* The cpu sort's key order: a float to an unsigned with the same order, -0 == +0. */

@@ -33,15 +33,12 @@ eplb_status eplb_cuda_pack_swap(eplb_backend *backend, const eplb_pack_job *job)
     const bool warp = job->packs <= 128 && job->per_pack <= 64;
     const int teams = warp ? 4 : 1;
     float *global_load = NULL;
-    size_t smem = state * teams;
-    if (smem > 48 * 1024) {
-        eplb_status st = eplb_cuda_scratch(backend, state * (size_t)packings, (void **)&global_load);
-        if (st != EPLB_OK)
-            return st;
-        smem = 0;
-    }
-    int64_t blocks = (packings + teams - 1) / teams;
-    if (blocks > 65535L * 16) blocks = 65535L * 16;
+    size_t smem;
+    int64_t blocks;
+    eplb_status st = eplb_cuda_packing_launch(backend, packings, state, teams, &blocks, &smem,
+                                              (void **)&global_load);
+    if (st != EPLB_OK)
+        return st;
     if (warp)
         eplb_cuda_pack_swap_kernel<true><<<(unsigned)blocks, 32 * teams, smem, ctx->stream>>>(
             *job, packings, global_load);
