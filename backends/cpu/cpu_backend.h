@@ -6,6 +6,17 @@
 
 #include "backend.h"
 
+/* x86-64 builds use SSE2 (the baseline); EPLB_CPU_NO_SIMD forces the portable
+ * C paths that other machines run, so tests can cover them on x86 too. */
+#if defined(__SSE2__) && !defined(EPLB_CPU_NO_SIMD)
+#define EPLB_CPU_SSE2 1
+#endif
+
+/* Candidates of a row that the greedy steps in lockstep, and the most packs
+ * for which it does (its block search keeps one bit per block of 8 in 64 bits). */
+#define EPLB_CPU_LANES 8
+#define EPLB_CPU_LOCKSTEP_MAX 512
+
 /* Per-thread scratch for one packing at a time, sized for a job. */
 typedef struct eplb_cpu_scratch {
     uint32_t *key;   /* [3n] keys, keys in bucket order, radix sort buffer */
@@ -16,6 +27,9 @@ typedef struct eplb_cpu_scratch {
     int32_t *count;  /* [m] items per pack */
     int32_t *tree;   /* [2 * 2^ceil(log2 m)] tournament tree of open packs */
     float *wa, *wb;  /* [k] weights of the heaviest and lightest pack's items */
+    float *lanes;    /* the lockstep greedy's per-lane state (eplb_cpu_greedy_lanes_words) */
+    float *lane_load; /* [EPLB_CPU_LANES][m] each lane's true pack loads */
+    float *score;    /* [C] each candidate's maximum pack load */
     void *block;     /* the single allocation behind all of the above */
 } eplb_cpu_scratch;
 
@@ -27,9 +41,21 @@ void eplb_cpu_sort_one(const eplb_pack_job *job, int64_t row, int64_t candidate,
                        eplb_cpu_scratch *scratch);
 void eplb_cpu_greedy_one(const eplb_pack_job *job, int64_t row, const int32_t *order,
                          int32_t *content, eplb_cpu_scratch *scratch);
-void eplb_cpu_swap_one(const eplb_pack_job *job, int64_t row, int32_t *content,
-                       eplb_cpu_scratch *scratch);
-void eplb_cpu_select_row(const eplb_pack_job *job, int64_t row);
+/* Greedy for candidates first .. first+lanes-1 (lanes <= EPLB_CPU_LANES) of a
+ * row, side by side; loads[j] receives lane j's pack loads, each summed in
+ * slot order as SPEC 6.3 recomputes them. */
+void eplb_cpu_greedy_row(const eplb_pack_job *job, int64_t row, int32_t first, int32_t lanes,
+                         float *const *loads, eplb_cpu_scratch *scratch);
+size_t eplb_cpu_greedy_lanes_words(int32_t packs);
+/* Swap search on one candidate; load[m] holds its pack loads (slot-order
+ * sums) and is kept up to date. Returns the candidate's score, its maximum load. */
+float eplb_cpu_swap_one(const eplb_pack_job *job, int64_t row, int32_t *content, float *load,
+                        eplb_cpu_scratch *scratch);
+/* Maximum of m pack loads. */
+float eplb_cpu_max_load(const float *load, int32_t m);
+/* Writes pack_of / rank_of of a row from the candidate with the lowest
+ * score (ties: lowest candidate); score NULL: scores recomputed. */
+void eplb_cpu_select_row(const eplb_pack_job *job, int64_t row, const float *score);
 
 /* Runs one_packing for every (row, candidate) of job across the OpenMP
  * threads, each with its own scratch: the separate-stage entry points. */
@@ -37,6 +63,10 @@ typedef void (*eplb_cpu_packing_fn)(const eplb_pack_job *job, int64_t row, int64
                                     eplb_cpu_scratch *scratch);
 eplb_status eplb_cpu_for_each_packing(eplb_backend *backend, const eplb_pack_job *job,
                                       eplb_cpu_packing_fn one_packing, const char *stage);
+/* The same for stages that handle a whole row (all candidates) per call. */
+typedef void (*eplb_cpu_row_fn)(const eplb_pack_job *job, int64_t row, eplb_cpu_scratch *scratch);
+eplb_status eplb_cpu_for_each_row(eplb_backend *backend, const eplb_pack_job *job,
+                                  eplb_cpu_row_fn one_row, const char *stage);
 
 eplb_status eplb_cpu_pack_fused(eplb_backend *backend, const eplb_pack_job *job);
 eplb_status eplb_cpu_pack_sort(eplb_backend *backend, const eplb_pack_job *job);

@@ -23,7 +23,7 @@ static int32_t first_open_pack(const int32_t *count, int32_t m, int32_t k)
     return 0; /* unreachable: n == m * k items fill the packs exactly */
 }
 
-#if defined(__SSE2__)
+#if EPLB_CPU_SSE2
 #include <emmintrin.h>
 
 /* Up to this many packs a vector scan of the loads beats the tree
@@ -117,7 +117,7 @@ void eplb_cpu_greedy_one(const eplb_pack_job *job, int64_t row, const int32_t *o
 {
     const int32_t n = job->items, m = job->packs, k = job->per_pack;
     const float *w = (const float *)job->weight + row * n;
-#if defined(__SSE2__)
+#if EPLB_CPU_SSE2
     if (m <= EPLB_CPU_GREEDY_SCAN_MAX) {
         greedy_scan(w, order, content, n, m, k, scratch->load, scratch->count);
         return;
@@ -158,15 +158,209 @@ void eplb_cpu_greedy_one(const eplb_pack_job *job, int64_t row, const int32_t *o
     }
 }
 
-static void greedy_packing(const eplb_pack_job *job, int64_t row, int64_t candidate,
-                           eplb_cpu_scratch *scratch)
+
+/* ---- lockstep greedy: the candidates of a row side by side ------------------
+ * One packing's greedy is a chain of dependent steps (each minimum needs the
+ * previous step's load), so it is latency-bound. Candidates are independent:
+ * stepping EPLB_CPU_LANES of them in turn, with branch-free steps, lets the
+ * out-of-order core overlap their chains. Each lane keeps its true loads
+ * (load), the loads of open packs with +inf for full ones and padding
+ * (masked), and for m > EPLB_CPU_FLAT_MAX the minimum of each block of eight
+ * masked loads (block_min). */
+
+/* The packs' true loads, counts and masks of one lane. */
+typedef struct greedy_lane {
+    const int32_t *order;
+    int32_t *content;
+    float *masked, *block_min, *load;
+    int32_t *count;
+} greedy_lane;
+
+/* One level of search covers up to this many packs. */
+#define EPLB_CPU_FLAT_MAX 16
+
+static void lane_init(greedy_lane *g, int32_t m, int32_t masked_len, int32_t blocks_len)
 {
-    const int64_t x = row * job->candidates + candidate;
-    eplb_cpu_greedy_one(job, row, (const int32_t *)job->order + x * job->items,
-                        (int32_t *)job->content + x * job->items, scratch);
+    for (int32_t p = 0; p < masked_len; p++)
+        g->masked[p] = p < m ? 0.0f : (float)INFINITY;
+    for (int32_t b = 0; b < blocks_len; b++)
+        g->block_min[b] = b * 8 < m ? 0.0f : (float)INFINITY;
+    for (int32_t p = 0; p < m; p++) {
+        g->load[p] = 0.0f;
+        g->count[p] = 0;
+    }
+}
+
+/* Puts item into the next slot of pack p; masked[p] becomes +inf once the
+ * pack is full. Returns the new masked value. */
+static inline float lane_place(greedy_lane *g, const float *w, int32_t item, int32_t p, int32_t k)
+{
+    const int32_t filled = g->count[p];
+    g->content[p * k + filled] = item;
+    g->count[p] = filled + 1;
+    const float load = g->load[p] + w[item];
+    g->load[p] = load;
+    const float masked = filled + 1 == k ? (float)INFINITY : load;
+    g->masked[p] = masked;
+    return masked;
+}
+
+/* The pack that the scan picks when every open pack's load is +inf. */
+static int32_t lane_first_open(const greedy_lane *g, int32_t m, int32_t k)
+{
+    return first_open_pack(g->count, m, k);
+}
+
+#if EPLB_CPU_SSE2
+
+/* Bit i set where values[i] == target, values[0 .. 4*chunks), chunks <= 16. */
+static inline uint64_t equal_bits(const float *values, int32_t chunks, __m128 target)
+{
+    uint64_t bits = 0;
+    for (int32_t j = 0; j < chunks; j++)
+        bits |= (uint64_t)_mm_movemask_ps(_mm_cmpeq_ps(_mm_loadu_ps(values + 4 * j), target))
+                << (4 * j);
+    return bits;
+}
+
+/* One greedy step of one lane, m <= EPLB_CPU_FLAT_MAX: masked holds 4*chunks values. */
+static inline void lane_step_flat(greedy_lane *g, const float *w, int32_t t, int32_t m, int32_t k,
+                                  int32_t chunks)
+{
+    const __m128 vmin = vector_min(g->masked, 4 * chunks);
+    int32_t p;
+    if (__builtin_expect(_mm_cvtss_f32(vmin) < (float)INFINITY, 1))
+        p = __builtin_ctzll(equal_bits(g->masked, chunks, vmin));
+    else
+        p = lane_first_open(g, m, k);
+    lane_place(g, w, g->order[t], p, k);
+}
+
+/* One greedy step of one lane over blocks of eight packs: the first block
+ * whose minimum is the overall minimum holds the lowest pack with it. */
+static inline void lane_step_blocked(greedy_lane *g, const float *w, int32_t t, int32_t m, int32_t k,
+                                     int32_t block_chunks)
+{
+    const __m128 vmin = vector_min(g->block_min, 4 * block_chunks);
+    int32_t p;
+    if (__builtin_expect(_mm_cvtss_f32(vmin) < (float)INFINITY, 1)) {
+        const int32_t b = __builtin_ctzll(equal_bits(g->block_min, block_chunks, vmin));
+        p = 8 * b + __builtin_ctzll(equal_bits(g->masked + 8 * b, 2, vmin));
+    } else {
+        p = lane_first_open(g, m, k);
+    }
+    lane_place(g, w, g->order[t], p, k);
+    /* Scalar reads: the value just stored forwards to a load of its own size. */
+    const float *q = g->masked + (p & ~7);
+    const float a = q[0] < q[1] ? q[0] : q[1], b2 = q[2] < q[3] ? q[2] : q[3];
+    const float c = q[4] < q[5] ? q[4] : q[5], d = q[6] < q[7] ? q[6] : q[7];
+    const float ab = a < b2 ? a : b2, cd = c < d ? c : d;
+    g->block_min[p >> 3] = ab < cd ? ab : cd;
+}
+#else
+/* Portable steps: the same choice by scalar scans (lowest index on ties). */
+static inline int32_t first_minimum(const float *values, int32_t count)
+{
+    int32_t best = 0;
+    for (int32_t i = 1; i < count; i++)
+        best = values[i] < values[best] ? i : best;
+    return best;
+}
+
+static inline void lane_step_flat(greedy_lane *g, const float *w, int32_t t, int32_t m, int32_t k,
+                                  int32_t chunks)
+{
+    int32_t p = first_minimum(g->masked, 4 * chunks);
+    if (!(g->masked[p] < (float)INFINITY))
+        p = lane_first_open(g, m, k);
+    lane_place(g, w, g->order[t], p, k);
+}
+
+static inline void lane_step_blocked(greedy_lane *g, const float *w, int32_t t, int32_t m, int32_t k,
+                                     int32_t block_chunks)
+{
+    const int32_t b = first_minimum(g->block_min, 4 * block_chunks);
+    int32_t p = 8 * b + first_minimum(g->masked + 8 * b, 8);
+    if (!(g->masked[p] < (float)INFINITY))
+        p = lane_first_open(g, m, k);
+    lane_place(g, w, g->order[t], p, k);
+    const float *q = g->masked + (p & ~7);
+    float low = q[0];
+    for (int32_t i = 1; i < 8; i++)
+        low = q[i] < low ? q[i] : low;
+    g->block_min[p >> 3] = low;
+}
+#endif
+
+/* Scratch floats that one lane needs for m packs. */
+static size_t lane_words(int32_t m)
+{
+    const size_t masked = ((size_t)m + 31) & ~(size_t)31, blocks = ((size_t)m / 8 + 4) & ~(size_t)3;
+    return masked + blocks + 2 * (size_t)m;
+}
+
+size_t eplb_cpu_greedy_lanes_words(int32_t packs)
+{
+    return packs <= EPLB_CPU_LOCKSTEP_MAX ? EPLB_CPU_LANES * lane_words(packs) : 0;
+}
+
+void eplb_cpu_greedy_row(const eplb_pack_job *job, int64_t row, int32_t first, int32_t lanes,
+                         float *const *loads, eplb_cpu_scratch *scratch)
+{
+    const int32_t n = job->items, m = job->packs, k = job->per_pack, C = job->candidates;
+    const float *w = (const float *)job->weight + row * n;
+    if (m > EPLB_CPU_LOCKSTEP_MAX) {
+        /* Many packs: one candidate at a time, the true loads recomputed. */
+        for (int32_t j = 0; j < lanes; j++) {
+            const int64_t x = row * C + first + j;
+            int32_t *content = (int32_t *)job->content + x * n;
+            eplb_cpu_greedy_one(job, row, (const int32_t *)job->order + x * n, content, scratch);
+            for (int32_t p = 0; p < m; p++)
+                loads[j][p] = eplb_cpu_pack_load(w, content, p, k);
+        }
+        return;
+    }
+    const int32_t masked_len = (m + 31) & ~31, blocks_len = (m / 8 + 4) & ~3;
+    greedy_lane lane[EPLB_CPU_LANES];
+    float *area = scratch->lanes;
+    for (int32_t j = 0; j < lanes; j++) {
+        const int64_t x = row * C + first + j;
+        greedy_lane *g = &lane[j];
+        g->order = (const int32_t *)job->order + x * n;
+        g->content = (int32_t *)job->content + x * n;
+        g->masked = area;
+        g->block_min = area + masked_len;
+        g->load = loads[j];
+        g->count = (int32_t *)(area + masked_len + blocks_len);
+        area += lane_words(m);
+        lane_init(g, m, masked_len, blocks_len);
+    }
+    if (m <= EPLB_CPU_FLAT_MAX) {
+        const int32_t chunks = (m + 3) / 4;
+        for (int32_t t = 0; t < n; t++)
+            for (int32_t j = 0; j < lanes; j++)
+                lane_step_flat(&lane[j], w, t, m, k, chunks);
+    } else {
+        const int32_t block_chunks = ((m + 7) / 8 + 3) / 4;
+        for (int32_t t = 0; t < n; t++)
+            for (int32_t j = 0; j < lanes; j++)
+                lane_step_blocked(&lane[j], w, t, m, k, block_chunks);
+    }
+}
+
+static void greedy_row(const eplb_pack_job *job, int64_t row, eplb_cpu_scratch *scratch)
+{
+    float *loads[EPLB_CPU_LANES];
+    for (int32_t j = 0; j < EPLB_CPU_LANES; j++)
+        loads[j] = scratch->lane_load + (size_t)j * (size_t)job->packs;
+    for (int32_t first = 0; first < job->candidates; first += EPLB_CPU_LANES) {
+        const int32_t left = job->candidates - first;
+        eplb_cpu_greedy_row(job, row, first, left < EPLB_CPU_LANES ? left : EPLB_CPU_LANES, loads,
+                            scratch);
+    }
 }
 
 eplb_status eplb_cpu_pack_greedy(eplb_backend *backend, const eplb_pack_job *job)
 {
-    return eplb_cpu_for_each_packing(backend, job, greedy_packing, "greedy");
+    return eplb_cpu_for_each_row(backend, job, greedy_row, "greedy");
 }

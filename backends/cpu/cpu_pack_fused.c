@@ -1,7 +1,9 @@
 /* The four packing stages back to back, one row (all its candidates) per
  * loop step: each candidate's order and content stay in cache between stages,
- * and one parallel region replaces four. Same functions, same results as the
- * separate stages (EPLB_CPU_STAGES=separate selects those, for tests). */
+ * and one parallel region replaces four. The greedy runs EPLB_CPU_LANES
+ * candidates in lockstep and hands its pack loads to the swap, which hands
+ * its scores to select. Same results as the separate stages
+ * (EPLB_CPU_STAGES=separate selects those, for tests). */
 #include "cpu_backend.h"
 
 eplb_status eplb_cpu_pack_fused(eplb_backend *backend, const eplb_pack_job *job)
@@ -12,6 +14,9 @@ eplb_status eplb_cpu_pack_fused(eplb_backend *backend, const eplb_pack_job *job)
     {
         eplb_cpu_scratch scratch;
         const int ok = eplb_cpu_scratch_init(&scratch, job) == EPLB_OK;
+        float *loads[EPLB_CPU_LANES];
+        for (int32_t j = 0; j < EPLB_CPU_LANES && ok; j++)
+            loads[j] = scratch.lane_load + (size_t)j * (size_t)job->packs;
         if (!ok) {
 #pragma omp atomic write
             failed = 1;
@@ -20,15 +25,20 @@ eplb_status eplb_cpu_pack_fused(eplb_backend *backend, const eplb_pack_job *job)
         for (int64_t row = 0; row < job->rows; row++) {
             if (!ok)
                 continue;
-            for (int32_t c = 0; c < C; c++) {
-                const int64_t x = row * C + c;
-                int32_t *order = (int32_t *)job->order + x * n;
-                int32_t *content = (int32_t *)job->content + x * n;
-                eplb_cpu_sort_one(job, row, c, order, &scratch);
-                eplb_cpu_greedy_one(job, row, order, content, &scratch);
-                eplb_cpu_swap_one(job, row, content, &scratch);
+            for (int32_t first = 0; first < C; first += EPLB_CPU_LANES) {
+                const int32_t lanes = C - first < EPLB_CPU_LANES ? C - first : EPLB_CPU_LANES;
+                for (int32_t c = first; c < first + lanes; c++)
+                    eplb_cpu_sort_one(job, row, c, (int32_t *)job->order + (row * C + c) * n,
+                                      &scratch);
+                eplb_cpu_greedy_row(job, row, first, lanes, loads, &scratch);
+                /* The greedy's loads are the slot-order sums the swap starts
+                 * from, and the swap keeps them exact: no recomputation. */
+                for (int32_t j = 0; j < lanes; j++)
+                    scratch.score[first + j] =
+                        eplb_cpu_swap_one(job, row, (int32_t *)job->content + (row * C + first + j) * n,
+                                          loads[j], &scratch);
             }
-            eplb_cpu_select_row(job, row);
+            eplb_cpu_select_row(job, row, scratch.score);
         }
         eplb_cpu_scratch_free(&scratch);
     }

@@ -15,7 +15,10 @@ static size_t tree_leaves(int32_t packs)
 eplb_status eplb_cpu_scratch_init(eplb_cpu_scratch *s, const eplb_pack_job *job)
 {
     const size_t n = (size_t)job->items, m = (size_t)job->packs, k = (size_t)job->per_pack;
-    const size_t words = 3 * n + n + (2 * n + 2) + (m + 16) + (m + 16) / 4 + m + 2 * tree_leaves(job->packs) + 2 * k;
+    const size_t lanes = eplb_cpu_greedy_lanes_words(job->packs);
+    const size_t words = 3 * n + n + (2 * n + 2) + (m + 16) + (m + 16) / 4 + m +
+                         2 * tree_leaves(job->packs) + 2 * k + lanes + EPLB_CPU_LANES * m +
+                         (size_t)job->candidates;
     s->block = malloc(words * 4);
     if (!s->block)
         return EPLB_ERR_OUT_OF_MEMORY;
@@ -28,7 +31,10 @@ eplb_status eplb_cpu_scratch_init(eplb_cpu_scratch *s, const eplb_pack_job *job)
     s->count = (int32_t *)p;         p += m;
     s->tree = (int32_t *)p;          p += 2 * tree_leaves(job->packs);
     s->wa = (float *)p;              p += k;
-    s->wb = (float *)p;
+    s->wb = (float *)p;              p += k;
+    s->lanes = (float *)p;           p += lanes;
+    s->lane_load = (float *)p;       p += EPLB_CPU_LANES * m;
+    s->score = (float *)p;
     return EPLB_OK;
 }
 
@@ -56,6 +62,29 @@ eplb_status eplb_cpu_for_each_packing(eplb_backend *backend, const eplb_pack_job
         for (int64_t x = 0; x < packings; x++)
             if (ok)
                 one_packing(job, x / job->candidates, x % job->candidates, &scratch);
+        eplb_cpu_scratch_free(&scratch);
+    }
+    if (failed)
+        return eplb_backend_error(backend, EPLB_ERR_OUT_OF_MEMORY, "%s: out of host memory", stage);
+    return EPLB_OK;
+}
+
+eplb_status eplb_cpu_for_each_row(eplb_backend *backend, const eplb_pack_job *job,
+                                  eplb_cpu_row_fn one_row, const char *stage)
+{
+    int failed = 0;
+#pragma omp parallel if (EPLB_CPU_WORTH_THREADS(job->rows * job->candidates * job->items))
+    {
+        eplb_cpu_scratch scratch;
+        const int ok = eplb_cpu_scratch_init(&scratch, job) == EPLB_OK;
+        if (!ok) {
+#pragma omp atomic write
+            failed = 1;
+        }
+#pragma omp for schedule(static)
+        for (int64_t row = 0; row < job->rows; row++)
+            if (ok)
+                one_row(job, row, &scratch);
         eplb_cpu_scratch_free(&scratch);
     }
     if (failed)

@@ -2,7 +2,7 @@
  * smallest maximum pack load (ties: lowest candidate), written per item. */
 #include "cpu_backend.h"
 
-void eplb_cpu_select_row(const eplb_pack_job *job, int64_t row)
+void eplb_cpu_select_row(const eplb_pack_job *job, int64_t row, const float *scores)
 {
     const int32_t n = job->items, m = job->packs, k = job->per_pack, C = job->candidates;
     const float *w = (const float *)job->weight + row * n;
@@ -10,10 +10,15 @@ void eplb_cpu_select_row(const eplb_pack_job *job, int64_t row)
     int32_t best_c = 0;
     float best_score = 0.0f;
     for (int32_t c = 0; c < C; c++) {
-        float score = eplb_cpu_pack_load(w, content + c * n, 0, k);
-        for (int32_t p = 1; p < m; p++) {
-            float load = eplb_cpu_pack_load(w, content + c * n, p, k);
-            if (load > score) score = load;
+        float score;
+        if (scores) {
+            score = scores[c];
+        } else {
+            score = eplb_cpu_pack_load(w, content + c * n, 0, k);
+            for (int32_t p = 1; p < m; p++) {
+                float load = eplb_cpu_pack_load(w, content + c * n, p, k);
+                if (load > score) score = load;
+            }
         }
         if (c == 0 || score < best_score) {
             best_score = score;
@@ -34,6 +39,6 @@ eplb_status eplb_cpu_pack_select(eplb_backend *backend, const eplb_pack_job *job
     (void)backend;
 #pragma omp parallel for schedule(static) if (EPLB_CPU_WORTH_THREADS(job->rows * job->candidates * job->items))
     for (int64_t row = 0; row < job->rows; row++)
-        eplb_cpu_select_row(job, row);
+        eplb_cpu_select_row(job, row, NULL);
     return EPLB_OK;
 }

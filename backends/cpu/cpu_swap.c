@@ -24,7 +24,7 @@ static float best_trade_scalar(float diff, const float *wa, const float *wb, int
     return best;
 }
 
-#if defined(__SSE2__)
+#if EPLB_CPU_SSE2
 #include <emmintrin.h>
 
 /* The same search four pairs at a time: the smallest change first (IEEE
@@ -81,16 +81,20 @@ static float best_trade(float diff, const float *wa, const float *wb, int32_t k,
 #define best_trade best_trade_scalar
 #endif
 
-void eplb_cpu_swap_one(const eplb_pack_job *job, int64_t row, int32_t *content,
-                       eplb_cpu_scratch *scratch)
+float eplb_cpu_max_load(const float *load, int32_t m)
+{
+    float score = load[0];
+    for (int32_t p = 1; p < m; p++)
+        score = load[p] > score ? load[p] : score;
+    return score;
+}
+
+float eplb_cpu_swap_one(const eplb_pack_job *job, int64_t row, int32_t *content, float *load,
+                        eplb_cpu_scratch *scratch)
 {
     const int32_t n = job->items, m = job->packs, k = job->per_pack;
     const float *w = (const float *)job->weight + row * n;
-    float *load = scratch->load, *wa = scratch->wa, *wb = scratch->wb;
-    if (job->iterations == 0)
-        return;
-    for (int32_t p = 0; p < m; p++)
-        load[p] = eplb_cpu_pack_load(w, content, p, k);
+    float *wa = scratch->wa, *wb = scratch->wb;
     for (int32_t it = 0; it < job->iterations; it++) {
         int32_t heavy = 0, light = 0;
         for (int32_t p = 1; p < m; p++) {
@@ -116,13 +120,19 @@ void eplb_cpu_swap_one(const eplb_pack_job *job, int64_t row, int32_t *content,
         load[heavy] = eplb_cpu_pack_load(w, content, heavy, k);
         load[light] = eplb_cpu_pack_load(w, content, light, k);
     }
+    return eplb_cpu_max_load(load, m);
 }
 
 static void swap_packing(const eplb_pack_job *job, int64_t row, int64_t candidate,
                          eplb_cpu_scratch *scratch)
 {
     const int64_t x = row * job->candidates + candidate;
-    eplb_cpu_swap_one(job, row, (int32_t *)job->content + x * job->items, scratch);
+    int32_t *content = (int32_t *)job->content + x * job->items;
+    float *load = scratch->lane_load;
+    for (int32_t p = 0; p < job->packs; p++)
+        load[p] = eplb_cpu_pack_load((const float *)job->weight + row * job->items, content, p,
+                                     job->per_pack);
+    eplb_cpu_swap_one(job, row, content, load, scratch);
 }
 
 eplb_status eplb_cpu_pack_swap(eplb_backend *backend, const eplb_pack_job *job)
