@@ -19,9 +19,10 @@
 
 /* Per-thread scratch for one packing at a time, sized for a job. */
 typedef struct eplb_cpu_scratch {
+    uint64_t *pair;  /* [n] (key << 32 | item) of the sort's single-pass finish */
     uint32_t *key;   /* [3n] keys, keys in bucket order, radix sort buffer */
     int32_t *order;  /* [n] the radix sort's second order buffer */
-    int32_t *bucket; /* [2n + 2] bucket boundaries of the sort */
+    int32_t *bucket; /* [4n + 2] bucket boundaries of the sort */
     float *load;     /* [m + 16] pack loads, then the greedy's +inf padding */
     float *block_min; /* [(m + 16) / 4] the greedy's minimum of each block of four loads */
     int32_t *count;  /* [m] items per pack */

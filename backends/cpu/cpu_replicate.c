@@ -1,5 +1,6 @@
 /* Replication (SPEC section 5): each extra slot goes to the item with the
  * highest weight per replica (ties: lowest index). */
+#include <math.h>
 #include <stdlib.h>
 
 #include "cpu_backend.h"
@@ -23,18 +24,13 @@ static void sift_down(int32_t *heap, int32_t size, const float *value, int32_t a
     }
 }
 
-static void replicate_row(const float *w, int32_t n, int32_t p, int32_t *phy2mlog,
-                          int32_t *phyrank, int32_t *cnt, float *value, int32_t *heap)
+static void replicate_heap(const float *w, int32_t n, int32_t p, int32_t *phy2mlog,
+                           int32_t *phyrank, int32_t *cnt, float *value, int32_t *heap)
 {
     for (int32_t i = 0; i < n; i++) {
-        phy2mlog[i] = i;
-        phyrank[i] = 0;
-        cnt[i] = 1;
         value[i] = w[i]; /* w / 1 */
         heap[i] = i;
     }
-    if (p == n)
-        return;
     for (int32_t i = n / 2 - 1; i >= 0; i--)
         sift_down(heap, n, value, i);
     for (int32_t s = n; s < p; s++) {
@@ -47,6 +43,85 @@ static void replicate_row(const float *w, int32_t n, int32_t p, int32_t *phy2mlo
     }
 }
 
+#if EPLB_CPU_SSE2
+#include <emmintrin.h>
+
+/* Items per block of the scan below, and the most items it handles (one bit
+ * per block in 64 bits). */
+#define EPLB_CPU_REPLICATE_BLOCK 16
+#define EPLB_CPU_REPLICATE_SCAN_MAX (64 * EPLB_CPU_REPLICATE_BLOCK)
+
+/* Largest of values[0 .. count) (count a multiple of 4), broadcast. */
+static inline __m128 vector_max(const float *values, int32_t count)
+{
+    __m128 vmax = _mm_loadu_ps(values);
+    for (int32_t i = 4; i < count; i += 4)
+        vmax = _mm_max_ps(vmax, _mm_loadu_ps(values + i));
+    vmax = _mm_max_ps(vmax, _mm_shuffle_ps(vmax, vmax, _MM_SHUFFLE(1, 0, 3, 2)));
+    return _mm_max_ps(vmax, _mm_shuffle_ps(vmax, vmax, _MM_SHUFFLE(2, 3, 0, 1)));
+}
+
+/* Bit i set where values[i] == target, for values[0 .. count), count <= 64. */
+static inline uint64_t equal_bits(const float *values, int32_t count, __m128 target)
+{
+    uint64_t bits = 0;
+    for (int32_t j = 0; j < count; j += 4)
+        bits |= (uint64_t)_mm_movemask_ps(_mm_cmpeq_ps(_mm_loadu_ps(values + j), target)) << j;
+    return bits;
+}
+
+/* The same choices as the heap, by a branch-free search over blocks of 16
+ * values and each block's maximum: the first block whose maximum is the
+ * overall maximum holds the lowest item with it. value and block_max are
+ * padded with -inf (values are >= -0, so padding never wins). */
+static void replicate_scan(const float *w, int32_t n, int32_t p, int32_t *phy2mlog,
+                           int32_t *phyrank, int32_t *cnt, float *value, float *block_max)
+{
+    const int32_t B = EPLB_CPU_REPLICATE_BLOCK;
+    const int32_t blocks = (n + B - 1) / B, blocks4 = (blocks + 3) & ~3;
+    for (int32_t i = 0; i < blocks * B; i++)
+        value[i] = i < n ? w[i] : -(float)INFINITY;
+    for (int32_t b = 0; b < blocks4; b++)
+        block_max[b] = b < blocks ? _mm_cvtss_f32(vector_max(value + b * B, B)) : -(float)INFINITY;
+    for (int32_t s = n; s < p; s++) {
+        const __m128 vmax = vector_max(block_max, blocks4);
+        const int32_t b = __builtin_ctzll(equal_bits(block_max, blocks4, vmax));
+        const int32_t i = b * B + __builtin_ctzll(equal_bits(value + b * B, B, vmax));
+        phy2mlog[s] = i;
+        phyrank[s] = cnt[i];
+        cnt[i]++;
+        value[i] = w[i] / (float)cnt[i];
+        block_max[b] = _mm_cvtss_f32(vector_max(value + b * B, B));
+    }
+}
+#endif
+
+/* Scratch floats (value array and block maxima) for a row of n items. */
+static size_t replicate_words(int32_t n)
+{
+    return (size_t)n + 64 + 64;
+}
+
+static void replicate_row(const float *w, int32_t n, int32_t p, int32_t *phy2mlog,
+                          int32_t *phyrank, int32_t *cnt, float *value, int32_t *heap)
+{
+    for (int32_t i = 0; i < n; i++) {
+        phy2mlog[i] = i;
+        phyrank[i] = 0;
+        cnt[i] = 1;
+    }
+    if (p == n)
+        return;
+#if EPLB_CPU_SSE2
+    if (n <= EPLB_CPU_REPLICATE_SCAN_MAX) {
+        replicate_scan(w, n, p, phy2mlog, phyrank, cnt, value,
+                       value + ((n + EPLB_CPU_REPLICATE_BLOCK - 1) & ~(EPLB_CPU_REPLICATE_BLOCK - 1)));
+        return;
+    }
+#endif
+    replicate_heap(w, n, p, phy2mlog, phyrank, cnt, value, heap);
+}
+
 eplb_status eplb_cpu_replicate(eplb_backend *backend, const eplb_plan_job *job)
 {
     const int64_t rows = job->layers * job->nodes;
@@ -54,7 +129,7 @@ eplb_status eplb_cpu_replicate(eplb_backend *backend, const eplb_plan_job *job)
     int failed = 0, too_wide = 0;
 #pragma omp parallel if (EPLB_CPU_WORTH_THREADS(rows * p * 8)) /* a heap step a slot */
     {
-        float *value = malloc((size_t)n * sizeof *value);
+        float *value = malloc(replicate_words(n) * sizeof *value);
         int32_t *heap = malloc((size_t)n * sizeof *heap);
         if (!value || !heap) {
 #pragma omp atomic write

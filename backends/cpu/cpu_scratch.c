@@ -16,16 +16,17 @@ eplb_status eplb_cpu_scratch_init(eplb_cpu_scratch *s, const eplb_pack_job *job)
 {
     const size_t n = (size_t)job->items, m = (size_t)job->packs, k = (size_t)job->per_pack;
     const size_t lanes = eplb_cpu_greedy_lanes_words(job->packs);
-    const size_t words = 3 * n + n + (2 * n + 2) + (m + 16) + (m + 16) / 4 + m +
+    const size_t words = 2 * n + 3 * n + n + (4 * n + 2) + (m + 16) + (m + 16) / 4 + m +
                          2 * tree_leaves(job->packs) + 2 * k + lanes + EPLB_CPU_LANES * m +
                          (size_t)job->candidates;
     s->block = malloc(words * 4);
     if (!s->block)
         return EPLB_ERR_OUT_OF_MEMORY;
     uint32_t *p = s->block;
+    s->pair = (uint64_t *)s->block;  p += 2 * n; /* first: 8-byte aligned */
     s->key = p;                      p += 3 * n;
     s->order = (int32_t *)p;         p += n;
-    s->bucket = (int32_t *)p;        p += 2 * n + 2;
+    s->bucket = (int32_t *)p;        p += 4 * n + 2;
     s->load = (float *)p;            p += m + 16;
     s->block_min = (float *)p;       p += (m + 16) / 4;
     s->count = (int32_t *)p;         p += m;
