@@ -52,6 +52,11 @@ size_t eplb_cpu_greedy_lanes_words(int32_t packs);
  * sums) and is kept up to date. Returns the candidate's score, its maximum load. */
 float eplb_cpu_swap_one(const eplb_pack_job *job, int64_t row, int32_t *content, float *load,
                         eplb_cpu_scratch *scratch);
+/* The same for candidates first .. first+lanes-1 of a row, iteration by
+ * iteration across them (loads as eplb_cpu_greedy_row leaves them); each
+ * candidate's score goes to scratch->score[candidate]. */
+void eplb_cpu_swap_row(const eplb_pack_job *job, int64_t row, int32_t first, int32_t lanes,
+                       float *const *loads, eplb_cpu_scratch *scratch);
 /* Maximum of m pack loads. */
 float eplb_cpu_max_load(const float *load, int32_t m);
 /* Writes pack_of / rank_of of a row from the candidate with the lowest

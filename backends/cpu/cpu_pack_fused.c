@@ -33,10 +33,7 @@ eplb_status eplb_cpu_pack_fused(eplb_backend *backend, const eplb_pack_job *job)
                 eplb_cpu_greedy_row(job, row, first, lanes, loads, &scratch);
                 /* The greedy's loads are the slot-order sums the swap starts
                  * from, and the swap keeps them exact: no recomputation. */
-                for (int32_t j = 0; j < lanes; j++)
-                    scratch.score[first + j] =
-                        eplb_cpu_swap_one(job, row, (int32_t *)job->content + (row * C + first + j) * n,
-                                          loads[j], &scratch);
+                eplb_cpu_swap_row(job, row, first, lanes, loads, &scratch);
             }
             eplb_cpu_select_row(job, row, scratch.score);
         }

@@ -89,38 +89,79 @@ float eplb_cpu_max_load(const float *load, int32_t m)
     return score;
 }
 
+/* One swap of SPEC 6.3 on one candidate whose pack loads are load[m]:
+ * returns 1 if two items traded places (the search goes on), 0 if it stops. */
+static inline int swap_step(const eplb_pack_job *job, const float *w, int32_t *content,
+                            float *load, float *wa, float *wb)
+{
+    const int32_t m = job->packs, k = job->per_pack;
+    /* Heaviest and lightest, lowest index on ties, without data-dependent
+     * branches: values ride along so no step waits on a reload. */
+    int32_t heavy = 0, light = 0;
+    float heavy_load = load[0], light_load = load[0];
+    for (int32_t p = 1; p < m; p++) {
+        const float v = load[p];
+        const int more = v > heavy_load, less = v < light_load;
+        heavy = more ? p : heavy;
+        heavy_load = more ? v : heavy_load;
+        light = less ? p : light;
+        light_load = less ? v : light_load;
+    }
+    const float diff = light_load - heavy_load;
+    int32_t *a = content + heavy * k, *b = content + light * k;
+    for (int32_t s = 0; s < k; s++) {
+        wa[s] = w[a[s]];
+        wb[s] = w[b[s]];
+    }
+    int32_t best_a, best_b;
+    /* Loads far below FLT_MAX keep every change finite, so the vector
+     * search cannot meet a NaN; otherwise the scalar rule decides. */
+    const float best = heavy_load < 1e37f ? best_trade(diff, wa, wb, k, &best_a, &best_b)
+                                          : best_trade_scalar(diff, wa, wb, k, &best_a, &best_b);
+    if (!(best < -job->tolerance))
+        return 0;
+    int32_t t = a[best_a]; a[best_a] = b[best_b]; b[best_b] = t;
+    /* Only the two packs changed; their loads are recomputed in slot order. */
+    load[heavy] = eplb_cpu_pack_load(w, content, heavy, k);
+    load[light] = eplb_cpu_pack_load(w, content, light, k);
+    return 1;
+}
+
 float eplb_cpu_swap_one(const eplb_pack_job *job, int64_t row, int32_t *content, float *load,
                         eplb_cpu_scratch *scratch)
 {
-    const int32_t n = job->items, m = job->packs, k = job->per_pack;
-    const float *w = (const float *)job->weight + row * n;
-    float *wa = scratch->wa, *wb = scratch->wb;
-    for (int32_t it = 0; it < job->iterations; it++) {
-        int32_t heavy = 0, light = 0;
-        for (int32_t p = 1; p < m; p++) {
-            if (load[p] > load[heavy]) heavy = p;
-            if (load[p] < load[light]) light = p;
-        }
-        const float diff = load[light] - load[heavy];
-        int32_t *a = content + heavy * k, *b = content + light * k;
-        for (int32_t s = 0; s < k; s++) {
-            wa[s] = w[a[s]];
-            wb[s] = w[b[s]];
-        }
-        int32_t best_a, best_b;
-        /* Loads far below FLT_MAX keep every change finite, so the vector
-         * search cannot meet a NaN; otherwise the scalar rule decides. */
-        const float best = load[heavy] < 1e37f
-                               ? best_trade(diff, wa, wb, k, &best_a, &best_b)
-                               : best_trade_scalar(diff, wa, wb, k, &best_a, &best_b);
-        if (!(best < -job->tolerance))
+    const float *w = (const float *)job->weight + row * job->items;
+    for (int32_t it = 0; it < job->iterations; it++)
+        if (!swap_step(job, w, content, load, scratch->wa, scratch->wb))
             break;
-        int32_t t = a[best_a]; a[best_a] = b[best_b]; b[best_b] = t;
-        /* Only the two packs changed; their loads are recomputed in slot order. */
-        load[heavy] = eplb_cpu_pack_load(w, content, heavy, k);
-        load[light] = eplb_cpu_pack_load(w, content, light, k);
+    return eplb_cpu_max_load(load, job->packs);
+}
+
+void eplb_cpu_swap_row(const eplb_pack_job *job, int64_t row, int32_t first, int32_t lanes,
+                       float *const *loads, eplb_cpu_scratch *scratch)
+{
+    const int32_t n = job->items, C = job->candidates;
+    const float *w = (const float *)job->weight + row * n;
+    int32_t *content[EPLB_CPU_LANES];
+    int active[EPLB_CPU_LANES];
+    for (int32_t j = 0; j < lanes; j++) {
+        content[j] = (int32_t *)job->content + (row * C + first + j) * n;
+        active[j] = 1;
     }
-    return eplb_cpu_max_load(load, m);
+    /* Iteration by iteration across the lanes, so that independent
+     * candidates' searches overlap; a lane that stopped stays stopped. */
+    for (int32_t it = 0; it < job->iterations; it++) {
+        int any = 0;
+        for (int32_t j = 0; j < lanes; j++) {
+            if (active[j])
+                active[j] = swap_step(job, w, content[j], loads[j], scratch->wa, scratch->wb);
+            any |= active[j];
+        }
+        if (!any)
+            break;
+    }
+    for (int32_t j = 0; j < lanes; j++)
+        scratch->score[first + j] = eplb_cpu_max_load(loads[j], job->packs);
 }
 
 static void swap_packing(const eplb_pack_job *job, int64_t row, int64_t candidate,
