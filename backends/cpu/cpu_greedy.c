@@ -33,14 +33,20 @@ static int32_t first_open_pack(const int32_t *count, int32_t m, int32_t k)
  * (callgrind: 72 packs about 3x fewer instructions). */
 #define EPLB_CPU_GREEDY_BLOCKED_MAX 4096
 
+/* Smallest of the four lanes, broadcast. */
+static inline __m128 vector_min_of(__m128 vmin)
+{
+    vmin = _mm_min_ps(vmin, _mm_shuffle_ps(vmin, vmin, _MM_SHUFFLE(1, 0, 3, 2)));
+    return _mm_min_ps(vmin, _mm_shuffle_ps(vmin, vmin, _MM_SHUFFLE(2, 3, 0, 1)));
+}
+
 /* Smallest of values[0..count) (count a multiple of 4), as a broadcast vector. */
 static inline __m128 vector_min(const float *values, int32_t count)
 {
     __m128 vmin = _mm_loadu_ps(values);
     for (int32_t i = 4; i < count; i += 4)
         vmin = _mm_min_ps(vmin, _mm_loadu_ps(values + i));
-    vmin = _mm_min_ps(vmin, _mm_shuffle_ps(vmin, vmin, _MM_SHUFFLE(1, 0, 3, 2)));
-    return _mm_min_ps(vmin, _mm_shuffle_ps(vmin, vmin, _MM_SHUFFLE(2, 3, 0, 1)));
+    return vector_min_of(vmin);
 }
 
 /* First i with values[i] == target (known to exist), four at a time. */
@@ -242,20 +248,25 @@ static inline void lane_step_blocked(greedy_lane *g, const float *w, int32_t t, 
                                      int32_t block_chunks)
 {
     const __m128 vmin = vector_min(g->block_min, 4 * block_chunks);
-    int32_t p;
     if (__builtin_expect(_mm_cvtss_f32(vmin) < (float)INFINITY, 1)) {
         const int32_t b = __builtin_ctzll(equal_bits(g->block_min, block_chunks, vmin));
-        p = 8 * b + __builtin_ctzll(equal_bits(g->masked + 8 * b, 2, vmin));
+        /* The block is read before the placement writes to it and its new
+         * minimum comes from registers: no store-to-load round trip. */
+        const __m128 low = _mm_loadu_ps(g->masked + 8 * b), high = _mm_loadu_ps(g->masked + 8 * b + 4);
+        const int32_t r = __builtin_ctz((unsigned)(_mm_movemask_ps(_mm_cmpeq_ps(low, vmin)) |
+                                                   _mm_movemask_ps(_mm_cmpeq_ps(high, vmin)) << 4));
+        const __m128 masked = _mm_set1_ps(lane_place(g, w, g->order[t], 8 * b + r, k));
+        const __m128i at = _mm_set1_epi32(r);
+        const __m128 here_low = _mm_castsi128_ps(_mm_cmpeq_epi32(at, _mm_setr_epi32(0, 1, 2, 3)));
+        const __m128 here_high = _mm_castsi128_ps(_mm_cmpeq_epi32(at, _mm_setr_epi32(4, 5, 6, 7)));
+        const __m128 new_low = _mm_or_ps(_mm_and_ps(here_low, masked), _mm_andnot_ps(here_low, low));
+        const __m128 new_high = _mm_or_ps(_mm_and_ps(here_high, masked), _mm_andnot_ps(here_high, high));
+        g->block_min[b] = _mm_cvtss_f32(vector_min_of(_mm_min_ps(new_low, new_high)));
     } else {
-        p = lane_first_open(g, m, k);
+        const int32_t p = lane_first_open(g, m, k);
+        lane_place(g, w, g->order[t], p, k);
+        g->block_min[p >> 3] = _mm_cvtss_f32(vector_min(g->masked + (p & ~7), 8));
     }
-    lane_place(g, w, g->order[t], p, k);
-    /* Scalar reads: the value just stored forwards to a load of its own size. */
-    const float *q = g->masked + (p & ~7);
-    const float a = q[0] < q[1] ? q[0] : q[1], b2 = q[2] < q[3] ? q[2] : q[3];
-    const float c = q[4] < q[5] ? q[4] : q[5], d = q[6] < q[7] ? q[6] : q[7];
-    const float ab = a < b2 ? a : b2, cd = c < d ? c : d;
-    g->block_min[p >> 3] = ab < cd ? ab : cd;
 }
 #else
 /* Portable steps: the same choice by scalar scans (lowest index on ties). */

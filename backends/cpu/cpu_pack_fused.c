@@ -21,7 +21,7 @@ eplb_status eplb_cpu_pack_fused(eplb_backend *backend, const eplb_pack_job *job)
 #pragma omp atomic write
             failed = 1;
         }
-#pragma omp for schedule(dynamic, 4)
+#pragma omp for schedule(dynamic, 1)
         for (int64_t row = 0; row < job->rows; row++) {
             if (!ok)
                 continue;
