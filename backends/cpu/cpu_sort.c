@@ -99,6 +99,39 @@ static void radix_sort(uint32_t *key, int32_t *order, int32_t n, uint32_t *key_t
 
 #define EPLB_CPU_INSERTION_MAX 32
 
+#if EPLB_CPU_SSE2
+#include <emmintrin.h>
+#endif
+
+/* start[1 .. buckets] holds bucket sizes (start[0] = 0); turns them into
+ * bucket ends, in place. Returns whether a bucket exceeds
+ * EPLB_CPU_INSERTION_MAX. With SSE2 four buckets a step: the scalar running
+ * sum is one long chain of dependent adds. */
+static int prefix_sum(int32_t *start, int32_t buckets)
+{
+    int32_t b = 0;
+    int crowded = 0;
+#if EPLB_CPU_SSE2
+    const __m128i limit = _mm_set1_epi32(EPLB_CPU_INSERTION_MAX);
+    __m128i carry = _mm_setzero_si128(), over = _mm_setzero_si128();
+    for (; b + 4 <= buckets; b += 4) {
+        __m128i x = _mm_loadu_si128((const __m128i *)(start + b + 1));
+        over = _mm_or_si128(over, _mm_cmpgt_epi32(x, limit));
+        x = _mm_add_epi32(x, _mm_slli_si128(x, 4));
+        x = _mm_add_epi32(x, _mm_slli_si128(x, 8));
+        x = _mm_add_epi32(x, carry);
+        _mm_storeu_si128((__m128i *)(start + b + 1), x);
+        carry = _mm_shuffle_epi32(x, _MM_SHUFFLE(3, 3, 3, 3));
+    }
+    crowded = _mm_movemask_epi8(over) != 0;
+#endif
+    for (; b < buckets; b++) {
+        crowded |= start[b + 1] > EPLB_CPU_INSERTION_MAX;
+        start[b + 1] += start[b];
+    }
+    return crowded;
+}
+
 /* key[n] (with its lowest and highest value) -> order[n]. */
 static void bucket_sort(const uint32_t *key, int32_t n, uint32_t lo, uint32_t hi, int32_t *order,
                         eplb_cpu_scratch *s)
@@ -120,12 +153,8 @@ static void bucket_sort(const uint32_t *key, int32_t n, uint32_t lo, uint32_t hi
     /* 64-bit shift: with one bucket and keys spanning all 32 bits, shift is 32. */
     for (int32_t i = 0; i < n; i++)
         start[((uint64_t)(key[i] - lo) >> shift) + 1]++;
-    int32_t largest = 0;
-    for (int32_t b = 0; b < buckets; b++) {
-        largest = start[b + 1] > largest ? start[b + 1] : largest;
-        start[b + 1] += start[b];
-    }
-    if (largest <= EPLB_CPU_INSERTION_MAX) {
+    const int crowded = prefix_sum(start, buckets);
+    if (!crowded) {
         /* Items are out of order only inside their bucket: one pass finishes. */
         uint64_t *pair = s->pair;
         for (int32_t i = 0; i < n; i++) {
