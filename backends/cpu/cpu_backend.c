@@ -66,7 +66,7 @@ static const eplb_backend_i cpu_iface_fused = {
     /* .pack_swap       = */ eplb_cpu_pack_swap,
     /* .pack_select     = */ eplb_cpu_pack_select,
     /* .pack_fused      = */ eplb_cpu_pack_fused,
-    /* .plan_fused      = */ NULL,
+    /* .plan_fused      = */ eplb_cpu_plan_fused,
 };
 
 /* The same backend with the four packing stages run one by one. */
@@ -80,12 +80,14 @@ static eplb_status cpu_create(eplb_backend **out, char *error, size_t error_len)
         return EPLB_ERR_OUT_OF_MEMORY;
     }
     backend->api_version = EPLB_BACKEND_API_VERSION;
-    /* EPLB_CPU_STAGES=separate runs sort, greedy, swap and select as separate
-     * passes: slower, and there so that tests cover each stage on its own. */
+    /* EPLB_CPU_STAGES=separate runs every stage as its own pass (and sort,
+     * greedy, swap and select separately): slower, and there so that tests
+     * cover each stage on its own. */
     const char *stages = getenv("EPLB_CPU_STAGES");
     if (stages && strcmp(stages, "separate") == 0) {
         cpu_iface_separate = cpu_iface_fused;
         cpu_iface_separate.pack_fused = NULL;
+        cpu_iface_separate.plan_fused = NULL;
         backend->iface = &cpu_iface_separate;
     } else {
         backend->iface = &cpu_iface_fused;

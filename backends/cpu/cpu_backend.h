@@ -74,7 +74,11 @@ typedef void (*eplb_cpu_row_fn)(const eplb_pack_job *job, int64_t row, eplb_cpu_
 eplb_status eplb_cpu_for_each_row(eplb_backend *backend, const eplb_pack_job *job,
                                   eplb_cpu_row_fn one_row, const char *stage);
 
+/* Sort, greedy, swap and select for every candidate of one row. */
+void eplb_cpu_pack_row(const eplb_pack_job *job, int64_t row, eplb_cpu_scratch *scratch);
+
 eplb_status eplb_cpu_pack_fused(eplb_backend *backend, const eplb_pack_job *job);
+eplb_status eplb_cpu_plan_fused(eplb_backend *backend, const eplb_plan_job *job);
 eplb_status eplb_cpu_pack_sort(eplb_backend *backend, const eplb_pack_job *job);
 eplb_status eplb_cpu_pack_greedy(eplb_backend *backend, const eplb_pack_job *job);
 eplb_status eplb_cpu_pack_swap(eplb_backend *backend, const eplb_pack_job *job);
@@ -85,6 +89,17 @@ eplb_status eplb_cpu_node_layout(eplb_backend *backend, const eplb_plan_job *job
 eplb_status eplb_cpu_replicate(eplb_backend *backend, const eplb_plan_job *job);
 eplb_status eplb_cpu_slot_loads(eplb_backend *backend, const eplb_plan_job *job);
 eplb_status eplb_cpu_assemble(eplb_backend *backend, const eplb_plan_job *job);
+
+/* The glue stages for one layer (or one row x = l*N + n of a node), shared by
+ * the stage entry points above and the per-layer plan_fused. */
+void eplb_cpu_group_loads_layer(const eplb_plan_job *job, int64_t l);
+void eplb_cpu_node_layout_layer(const eplb_plan_job *job, int64_t l);
+/* Replicates row x with value[eplb_cpu_replicate_words(M)] and heap[M] as
+ * scratch; returns 1 if a count exceeds the log2phy width (log2phy set). */
+int eplb_cpu_replicate_row(const eplb_plan_job *job, int64_t x, float *value, int32_t *heap);
+size_t eplb_cpu_replicate_words(int32_t n);
+void eplb_cpu_slot_loads_row(const eplb_plan_job *job, int64_t x);
+void eplb_cpu_assemble_layer(const eplb_plan_job *job, int64_t l);
 
 /* Below about this many element operations a loop runs on the calling
  * thread: waking the OpenMP team costs more than the work (tiny plans, the

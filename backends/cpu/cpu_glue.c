@@ -2,34 +2,38 @@
  * node-major layout, slot loads and the final outputs. */
 #include "cpu_backend.h"
 
-eplb_status eplb_cpu_group_loads(eplb_backend *backend, const eplb_plan_job *job)
+void eplb_cpu_group_loads_layer(const eplb_plan_job *job, int64_t l)
 {
-    (void)backend;
     const int64_t G = job->groups, S = job->group_size, E = job->experts;
     const float *weight = job->weight;
     float *group_load = job->group_load;
-#pragma omp parallel for schedule(static) if (EPLB_CPU_WORTH_THREADS(job->layers * E))
-    for (int64_t x = 0; x < job->layers * G; x++) {
-        const float *w = weight + (x / G) * E + (x % G) * S;
+    for (int64_t g = 0; g < G; g++) {
+        const float *w = weight + l * E + g * S;
         float sum = 0.0f;
         for (int64_t j = 0; j < S; j++)
             sum += w[j];
-        group_load[x] = sum;
+        group_load[l * G + g] = sum;
     }
+}
+
+eplb_status eplb_cpu_group_loads(eplb_backend *backend, const eplb_plan_job *job)
+{
+    (void)backend;
+#pragma omp parallel for schedule(static) if (EPLB_CPU_WORTH_THREADS(job->layers * job->experts))
+    for (int64_t l = 0; l < job->layers; l++)
+        eplb_cpu_group_loads_layer(job, l);
     return EPLB_OK;
 }
 
-eplb_status eplb_cpu_node_layout(eplb_backend *backend, const eplb_plan_job *job)
+void eplb_cpu_node_layout_layer(const eplb_plan_job *job, int64_t l)
 {
-    (void)backend;
     const int64_t G = job->groups, S = job->group_size, E = job->experts;
     const int64_t per_node = job->groups / job->nodes; /* gpn */
     const int32_t *pack_of = job->group_pack.pack_of, *rank_of = job->group_pack.rank_of;
     const float *weight = job->weight;
     int32_t *log2mlog = job->log2mlog, *mlog2log = job->mlog2log;
     float *node_weight = job->node_weight;
-#pragma omp parallel for schedule(static) if (EPLB_CPU_WORTH_THREADS(job->layers * E))
-    for (int64_t l = 0; l < job->layers; l++) {
+    {
         for (int64_t g = 0; g < G; g++) {
             /* G == N: one group per node, the identity packing. */
             const int64_t pack = pack_of ? pack_of[l * G + g] : g;
@@ -44,31 +48,41 @@ eplb_status eplb_cpu_node_layout(eplb_backend *backend, const eplb_plan_job *job
             }
         }
     }
+}
+
+eplb_status eplb_cpu_node_layout(eplb_backend *backend, const eplb_plan_job *job)
+{
+    (void)backend;
+#pragma omp parallel for schedule(static) if (EPLB_CPU_WORTH_THREADS(job->layers * job->experts))
+    for (int64_t l = 0; l < job->layers; l++)
+        eplb_cpu_node_layout_layer(job, l);
     return EPLB_OK;
+}
+
+void eplb_cpu_slot_loads_row(const eplb_plan_job *job, int64_t x)
+{
+    const int64_t M = job->node_experts, RN = job->node_slots;
+    const float *node_weight = job->node_weight;
+    const int32_t *phy2mlog = job->phy2mlog, *mlogcnt = job->mlogcnt;
+    float *slot_load = job->slot_load;
+    for (int64_t q = 0; q < RN; q++) {
+        const int64_t e = phy2mlog[x * RN + q];
+        slot_load[x * RN + q] = node_weight[x * M + e] / (float)mlogcnt[x * M + e];
+    }
 }
 
 eplb_status eplb_cpu_slot_loads(eplb_backend *backend, const eplb_plan_job *job)
 {
     (void)backend;
-    const int64_t rows = job->layers * job->nodes, M = job->node_experts, RN = job->node_slots;
-    const float *node_weight = job->node_weight;
-    const int32_t *phy2mlog = job->phy2mlog, *mlogcnt = job->mlogcnt;
-    float *slot_load = job->slot_load;
-#pragma omp parallel for schedule(static) if (EPLB_CPU_WORTH_THREADS(rows * RN))
+    const int64_t rows = job->layers * job->nodes;
+#pragma omp parallel for schedule(static) if (EPLB_CPU_WORTH_THREADS(rows * job->node_slots))
     for (int64_t x = 0; x < rows; x++)
-        for (int64_t q = 0; q < RN; q++) {
-            const int64_t e = phy2mlog[x * RN + q];
-            slot_load[x * RN + q] = node_weight[x * M + e] / (float)mlogcnt[x * M + e];
-        }
+        eplb_cpu_slot_loads_row(job, x);
     return EPLB_OK;
 }
 
-eplb_status eplb_cpu_assemble(eplb_backend *backend, const eplb_plan_job *job)
+void eplb_cpu_assemble_layer(const eplb_plan_job *job, int64_t l)
 {
-    (void)backend;
-    const int32_t *status = job->status;
-    if (status && *status != 0)
-        return EPLB_OK; /* an earlier stage found an error: outputs stay untouched */
     const int64_t N = job->nodes, E = job->experts, R = job->replicas, M = job->node_experts;
     const int64_t RN = job->node_slots, spg = job->gpu_slots, X = job->width;
     const int32_t *pack_of = job->slot_pack.pack_of, *rank_of = job->slot_pack.rank_of;
@@ -76,8 +90,7 @@ eplb_status eplb_cpu_assemble(eplb_backend *backend, const eplb_plan_job *job)
     const int32_t *mlog2log = job->mlog2log, *log2mlog = job->log2mlog;
     int64_t *phy2log = job->phy2log, *logcnt = job->logcnt, *log2phy = job->log2phy;
     int32_t *slot_rank = job->slot_rank;
-#pragma omp parallel for schedule(static) if (EPLB_CPU_WORTH_THREADS(job->layers * R))
-    for (int64_t l = 0; l < job->layers; l++) {
+    {
         if (log2phy)
             for (int64_t k = 0; k < E * X; k++)
                 log2phy[l * E * X + k] = -1;
@@ -99,5 +112,16 @@ eplb_status eplb_cpu_assemble(eplb_backend *backend, const eplb_plan_job *job)
         for (int64_t e = 0; e < E; e++)
             logcnt[l * E + e] = mlogcnt[l * E + log2mlog[l * E + e]];
     }
+}
+
+eplb_status eplb_cpu_assemble(eplb_backend *backend, const eplb_plan_job *job)
+{
+    (void)backend;
+    const int32_t *status = job->status;
+    if (status && *status != 0)
+        return EPLB_OK; /* an earlier stage found an error: outputs stay untouched */
+#pragma omp parallel for schedule(static) if (EPLB_CPU_WORTH_THREADS(job->layers * job->replicas))
+    for (int64_t l = 0; l < job->layers; l++)
+        eplb_cpu_assemble_layer(job, l);
     return EPLB_OK;
 }

@@ -6,37 +6,39 @@
  * (EPLB_CPU_STAGES=separate selects those, for tests). */
 #include "cpu_backend.h"
 
-eplb_status eplb_cpu_pack_fused(eplb_backend *backend, const eplb_pack_job *job)
+void eplb_cpu_pack_row(const eplb_pack_job *job, int64_t row, eplb_cpu_scratch *scratch)
 {
     const int32_t n = job->items, C = job->candidates;
+    float *loads[EPLB_CPU_LANES];
+    for (int32_t j = 0; j < EPLB_CPU_LANES; j++)
+        loads[j] = scratch->lane_load + (size_t)j * (size_t)job->packs;
+    for (int32_t first = 0; first < C; first += EPLB_CPU_LANES) {
+        const int32_t lanes = C - first < EPLB_CPU_LANES ? C - first : EPLB_CPU_LANES;
+        for (int32_t c = first; c < first + lanes; c++)
+            eplb_cpu_sort_one(job, row, c, (int32_t *)job->order + (row * C + c) * n, scratch);
+        eplb_cpu_greedy_row(job, row, first, lanes, loads, scratch);
+        /* The greedy's loads are the slot-order sums the swap starts from,
+         * and the swap keeps them exact: no recomputation. */
+        eplb_cpu_swap_row(job, row, first, lanes, loads, scratch);
+    }
+    eplb_cpu_select_row(job, row, scratch->score);
+}
+
+eplb_status eplb_cpu_pack_fused(eplb_backend *backend, const eplb_pack_job *job)
+{
     int failed = 0;
-#pragma omp parallel if (EPLB_CPU_WORTH_THREADS(job->rows * C * n))
+#pragma omp parallel if (EPLB_CPU_WORTH_THREADS(job->rows * job->candidates * job->items))
     {
         eplb_cpu_scratch scratch;
         const int ok = eplb_cpu_scratch_init(&scratch, job) == EPLB_OK;
-        float *loads[EPLB_CPU_LANES];
-        for (int32_t j = 0; j < EPLB_CPU_LANES && ok; j++)
-            loads[j] = scratch.lane_load + (size_t)j * (size_t)job->packs;
         if (!ok) {
 #pragma omp atomic write
             failed = 1;
         }
 #pragma omp for schedule(dynamic, 1)
-        for (int64_t row = 0; row < job->rows; row++) {
-            if (!ok)
-                continue;
-            for (int32_t first = 0; first < C; first += EPLB_CPU_LANES) {
-                const int32_t lanes = C - first < EPLB_CPU_LANES ? C - first : EPLB_CPU_LANES;
-                for (int32_t c = first; c < first + lanes; c++)
-                    eplb_cpu_sort_one(job, row, c, (int32_t *)job->order + (row * C + c) * n,
-                                      &scratch);
-                eplb_cpu_greedy_row(job, row, first, lanes, loads, &scratch);
-                /* The greedy's loads are the slot-order sums the swap starts
-                 * from, and the swap keeps them exact: no recomputation. */
-                eplb_cpu_swap_row(job, row, first, lanes, loads, &scratch);
-            }
-            eplb_cpu_select_row(job, row, scratch.score);
-        }
+        for (int64_t row = 0; row < job->rows; row++)
+            if (ok)
+                eplb_cpu_pack_row(job, row, &scratch);
         eplb_cpu_scratch_free(&scratch);
     }
     if (failed)

@@ -96,8 +96,7 @@ static void replicate_scan(const float *w, int32_t n, int32_t p, int32_t *phy2ml
 }
 #endif
 
-/* Scratch floats (value array and block maxima) for a row of n items. */
-static size_t replicate_words(int32_t n)
+size_t eplb_cpu_replicate_words(int32_t n)
 {
     return (size_t)n + 64 + 64;
 }
@@ -122,6 +121,19 @@ static void replicate_row(const float *w, int32_t n, int32_t p, int32_t *phy2mlo
     replicate_heap(w, n, p, phy2mlog, phyrank, cnt, value, heap);
 }
 
+int eplb_cpu_replicate_row(const eplb_plan_job *job, int64_t x, float *value, int32_t *heap)
+{
+    const int32_t n = (int32_t)job->node_experts, p = (int32_t)job->node_slots;
+    int32_t *cnt = (int32_t *)job->mlogcnt + x * n;
+    replicate_row((const float *)job->node_weight + x * n, n, p, (int32_t *)job->phy2mlog + x * p,
+                  (int32_t *)job->phyrank + x * p, cnt, value, heap);
+    int too_wide = 0;
+    if (job->log2phy)
+        for (int32_t i = 0; i < n; i++)
+            too_wide |= cnt[i] > job->width;
+    return too_wide;
+}
+
 eplb_status eplb_cpu_replicate(eplb_backend *backend, const eplb_plan_job *job)
 {
     const int64_t rows = job->layers * job->nodes;
@@ -129,23 +141,16 @@ eplb_status eplb_cpu_replicate(eplb_backend *backend, const eplb_plan_job *job)
     int failed = 0, too_wide = 0;
 #pragma omp parallel if (EPLB_CPU_WORTH_THREADS(rows * p * 8)) /* a heap step a slot */
     {
-        float *value = malloc(replicate_words(n) * sizeof *value);
+        float *value = malloc(eplb_cpu_replicate_words(n) * sizeof *value);
         int32_t *heap = malloc((size_t)n * sizeof *heap);
         if (!value || !heap) {
 #pragma omp atomic write
             failed = 1;
         }
 #pragma omp for schedule(static) reduction(| : too_wide)
-        for (int64_t x = 0; x < rows; x++) {
-            if (!value || !heap) continue;
-            int32_t *cnt = (int32_t *)job->mlogcnt + x * n;
-            replicate_row((const float *)job->node_weight + x * n, n, p,
-                          (int32_t *)job->phy2mlog + x * p, (int32_t *)job->phyrank + x * p, cnt,
-                          value, heap);
-            if (job->log2phy)
-                for (int32_t i = 0; i < n; i++)
-                    too_wide |= cnt[i] > job->width;
-        }
+        for (int64_t x = 0; x < rows; x++)
+            if (value && heap)
+                too_wide |= eplb_cpu_replicate_row(job, x, value, heap);
         free(value);
         free(heap);
     }

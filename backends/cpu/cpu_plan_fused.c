@@ -1,0 +1,78 @@
+/* The whole plan in one parallel region, a layer per loop step: every stage
+ * of SPEC section 4 depends only on its own layer, so a layer runs from group
+ * loads to assembled outputs on one thread, with no barrier between stages
+ * (each stage's own parallel loop ends in one) and no idle thread waiting for
+ * the slowest row of a stage. Same per-row functions, same results as the
+ * stage entry points (EPLB_CPU_STAGES=separate runs those). */
+#include <stdlib.h>
+
+#include "cpu_backend.h"
+
+/* Everything but assembly for layer l. Returns 1 if a count exceeds the
+ * log2phy width. */
+static int plan_layer(const eplb_plan_job *job, int64_t l, eplb_cpu_scratch *group_scratch,
+                      eplb_cpu_scratch *slot_scratch, float *value, int32_t *heap)
+{
+    int too_wide = 0;
+    eplb_cpu_group_loads_layer(job, l);
+    if (job->group_pack.per_pack > 1)
+        eplb_cpu_pack_row(&job->group_pack, l, group_scratch);
+    eplb_cpu_node_layout_layer(job, l);
+    for (int64_t node = 0; node < job->nodes; node++) {
+        const int64_t x = l * job->nodes + node;
+        too_wide |= eplb_cpu_replicate_row(job, x, value, heap);
+        eplb_cpu_slot_loads_row(job, x);
+        if (job->slot_pack.per_pack > 1)
+            eplb_cpu_pack_row(&job->slot_pack, x, slot_scratch);
+    }
+    return too_wide;
+}
+
+eplb_status eplb_cpu_plan_fused(eplb_backend *backend, const eplb_plan_job *job)
+{
+    int32_t *status = job->status;
+    *status = 0; /* the host path checked the weights; the cpu has no device path */
+    const int64_t work = job->layers * job->replicas * (int64_t)job->slot_pack.candidates;
+    const int group_packing = job->group_pack.per_pack > 1, slot_packing = job->slot_pack.per_pack > 1;
+    /* Without log2phy no width check can fail, so each layer is assembled as
+     * soon as it is planned; otherwise after every layer's check. */
+    const int assemble_at_once = job->log2phy == NULL;
+    int failed = 0, too_wide = 0;
+#pragma omp parallel if (EPLB_CPU_WORTH_THREADS(work))
+    {
+        eplb_cpu_scratch group_scratch = {0}, slot_scratch = {0};
+        const int32_t M = (int32_t)job->node_experts;
+        float *value = malloc(eplb_cpu_replicate_words(M) * sizeof *value);
+        int32_t *heap = malloc((size_t)M * sizeof *heap);
+        const int ok = value && heap &&
+                       (!group_packing || eplb_cpu_scratch_init(&group_scratch, &job->group_pack) == EPLB_OK) &&
+                       (!slot_packing || eplb_cpu_scratch_init(&slot_scratch, &job->slot_pack) == EPLB_OK);
+        if (!ok) {
+#pragma omp atomic write
+            failed = 1;
+        }
+#pragma omp for schedule(dynamic, 1) reduction(| : too_wide)
+        for (int64_t l = 0; l < job->layers; l++) {
+            if (!ok)
+                continue;
+            too_wide |= plan_layer(job, l, &group_scratch, &slot_scratch, value, heap);
+            if (assemble_at_once)
+                eplb_cpu_assemble_layer(job, l);
+        }
+        /* The loop's barrier: too_wide and failed are final here. */
+        if (!assemble_at_once && !too_wide && !failed) {
+#pragma omp for schedule(static)
+            for (int64_t l = 0; l < job->layers; l++)
+                eplb_cpu_assemble_layer(job, l);
+        }
+        eplb_cpu_scratch_free(&group_scratch);
+        eplb_cpu_scratch_free(&slot_scratch);
+        free(value);
+        free(heap);
+    }
+    if (failed)
+        return eplb_backend_error(backend, EPLB_ERR_OUT_OF_MEMORY, "plan: out of host memory");
+    if (too_wide)
+        *status = EPLB_ERR_LOG2PHY_TOO_SMALL;
+    return EPLB_OK;
+}
