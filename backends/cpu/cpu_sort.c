@@ -193,17 +193,34 @@ static void bucket_sort(const uint32_t *key, int32_t n, uint32_t lo, uint32_t hi
 #define EPLB_KEY_LOOP
 #endif
 
-EPLB_KEY_LOOP static void plain_keys(const float *w, int32_t n, uint32_t *key)
+/* Both loops also find the smallest and largest key, in the same vector loop. */
+EPLB_KEY_LOOP static void plain_keys(const float *w, int32_t n, uint32_t *key, uint32_t *lo,
+                                     uint32_t *hi)
 {
-    for (int32_t i = 0; i < n; i++)
-        key[i] = descending_bits(w[i]);
+    uint32_t low = UINT32_MAX, high = 0;
+    for (int32_t i = 0; i < n; i++) {
+        const uint32_t k = descending_bits(w[i]);
+        key[i] = k;
+        low = k < low ? k : low;
+        high = k > high ? k : high;
+    }
+    *lo = low;
+    *hi = high;
 }
 
 EPLB_KEY_LOOP static void noisy_keys(const float *w, int32_t n, float noise, eplb_u64 prefix,
-                                     uint32_t *key)
+                                     uint32_t *key, uint32_t *lo, uint32_t *hi)
 {
-    for (int32_t i = 0; i < n; i++)
-        key[i] = descending_bits(eplb_sort_key(w[i], noise, eplb_random_unit_at(prefix, (uint64_t)i)));
+    uint32_t low = UINT32_MAX, high = 0;
+    for (int32_t i = 0; i < n; i++) {
+        const uint32_t k =
+            descending_bits(eplb_sort_key(w[i], noise, eplb_random_unit_at(prefix, (uint64_t)i)));
+        key[i] = k;
+        low = k < low ? k : low;
+        high = k > high ? k : high;
+    }
+    *lo = low;
+    *hi = high;
 }
 
 void eplb_cpu_sort_one(const eplb_pack_job *job, int64_t row, int64_t candidate, int32_t *order,
@@ -211,19 +228,14 @@ void eplb_cpu_sort_one(const eplb_pack_job *job, int64_t row, int64_t candidate,
 {
     const int32_t n = job->items;
     const float *w = (const float *)job->weight + row * n;
-    uint32_t *key = scratch->key;
+    uint32_t *key = scratch->key, lo, hi;
     if (candidate == 0)
-        plain_keys(w, n, key);
+        plain_keys(w, n, key, &lo, &hi);
     else
         noisy_keys(w, n, job->noise,
                    eplb_random_prefix(job->seed, (uint64_t)job->call, (uint64_t)row,
                                       (uint64_t)candidate),
-                   key);
-    uint32_t lo = key[0], hi = key[0];
-    for (int32_t i = 1; i < n; i++) {
-        lo = key[i] < lo ? key[i] : lo;
-        hi = key[i] > hi ? key[i] : hi;
-    }
+                   key, &lo, &hi);
     bucket_sort(key, n, lo, hi, order, scratch);
 }
 
