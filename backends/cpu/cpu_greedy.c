@@ -26,9 +26,6 @@ static int32_t first_open_pack(const int32_t *count, int32_t m, int32_t k)
 #if EPLB_CPU_SSE2
 #include <emmintrin.h>
 
-/* Up to this many packs a vector scan of the loads beats the tree
- * (callgrind: 8 packs 44% fewer instructions, 72 packs 50% more). */
-#define EPLB_CPU_GREEDY_SCAN_MAX 32
 /* Up to this many packs, two levels of vector scans beat the tree
  * (callgrind: 72 packs about 3x fewer instructions). */
 #define EPLB_CPU_GREEDY_BLOCKED_MAX 4096
@@ -69,25 +66,6 @@ static inline void place_item(const float *w, int32_t item, int32_t p, int32_t k
     masked[p] = count[p] == k ? (float)INFINITY : masked[p] + w[item];
 }
 
-/* The SPEC's choice by scanning masked loads (full packs and padding hold
- * +inf) four at a time: the smallest value, then its first position. When
- * the smallest is +inf (every open load overflowed) the plain scan decides. */
-static void greedy_scan(const float *w, const int32_t *order, int32_t *content, int32_t n,
-                        int32_t m, int32_t k, float *masked, int32_t *count)
-{
-    const int32_t m4 = (m + 3) & ~3;
-    for (int32_t p = 0; p < m4; p++)
-        masked[p] = p < m ? 0.0f : (float)INFINITY;
-    for (int32_t p = 0; p < m; p++)
-        count[p] = 0;
-    for (int32_t t = 0; t < n; t++) {
-        const __m128 vmin = vector_min(masked, m4);
-        const int32_t p = _mm_cvtss_f32(vmin) < (float)INFINITY ? first_equal(masked, vmin)
-                                                                : first_open_pack(count, m, k);
-        place_item(w, order[t], p, k, content, count, masked);
-    }
-}
-
 /* The same choice over many packs: masked loads in blocks of four, and the
  * minimum of each block. The first block whose minimum is the overall
  * minimum holds the lowest pack index with that load. */
@@ -124,10 +102,6 @@ void eplb_cpu_greedy_one(const eplb_pack_job *job, int64_t row, const int32_t *o
     const int32_t n = job->items, m = job->packs, k = job->per_pack;
     const float *w = (const float *)job->weight + row * n;
 #if EPLB_CPU_SSE2
-    if (m <= EPLB_CPU_GREEDY_SCAN_MAX) {
-        greedy_scan(w, order, content, n, m, k, scratch->load, scratch->count);
-        return;
-    }
     if (m <= EPLB_CPU_GREEDY_BLOCKED_MAX) {
         greedy_blocked(w, order, content, n, m, k, scratch->load, scratch->block_min,
                        scratch->count);
