@@ -12,6 +12,16 @@
 #define EPLB_CPU_SSE2 1
 #endif
 
+/* x86-64 builds with GCC or Clang also carry AVX2 and AVX-512 versions of the
+ * hottest loops, picked at run time from what the machine supports. */
+#if EPLB_CPU_SSE2 && defined(__x86_64__) && defined(__GNUC__)
+#define EPLB_CPU_X86_DISPATCH 1
+#define EPLB_CPU_TARGET_AVX2 __attribute__((target("avx2")))
+#define EPLB_CPU_TARGET_AVX512 __attribute__((target("avx512f")))
+static inline int eplb_cpu_has_avx2(void) { return __builtin_cpu_supports("avx2"); }
+static inline int eplb_cpu_has_avx512(void) { return __builtin_cpu_supports("avx512f"); }
+#endif
+
 /* Candidates of a row that the greedy steps in lockstep, and the most packs
  * for which it does (its block search keeps one bit per block of 8 in 64 bits). */
 #define EPLB_CPU_LANES 8

@@ -277,6 +277,113 @@ static inline void lane_step_blocked(greedy_lane *g, const float *w, int32_t t, 
 }
 #endif
 
+
+#if EPLB_CPU_X86_DISPATCH
+#include <immintrin.h>
+#include <string.h>
+
+/* ---- AVX-512 blocked greedy: argmin by one unsigned 64-bit minimum --------
+ * Each open pack p has the key (load bits << 32 | p): for loads >= +0 the
+ * float order is the unsigned order of the bits, so the smallest key is the
+ * least-loaded pack and, among equal loads, the lowest index (the SPEC's
+ * choice) in one vpminuq reduction, with no compare-and-search pass. A full
+ * pack's key has +inf bits. Valid only while no open pack's load is +inf,
+ * which the caller guarantees (row weights far below FLT_MAX / n). Keys sit
+ * in blocks of eight (one zmm) with each block's minimum kept aside. */
+typedef struct key_lane {
+    const int32_t *order;
+    int32_t *content;
+    uint64_t *key;       /* [8 * blocks], padded with UINT64_MAX, 64-byte aligned */
+    uint64_t *block_min; /* [8 * block_vectors], padded with UINT64_MAX */
+    float *load;
+    int32_t *count;
+} key_lane;
+
+#define EPLB_CPU_FULL_BITS 0x7F800000u /* +inf */
+
+/* Smallest of eight unsigned 64-bit lanes. */
+EPLB_CPU_TARGET_AVX512 static inline uint64_t min_u64x8(__m512i x)
+{
+    x = _mm512_min_epu64(x, _mm512_shuffle_i64x2(x, x, _MM_SHUFFLE(1, 0, 3, 2)));
+    x = _mm512_min_epu64(x, _mm512_shuffle_i64x2(x, x, _MM_SHUFFLE(2, 3, 0, 1)));
+    x = _mm512_min_epu64(x, _mm512_shuffle_epi32(x, _MM_PERM_BADC));
+    return (uint64_t)_mm_cvtsi128_si64(_mm512_castsi512_si128(x));
+}
+
+EPLB_CPU_TARGET_AVX512 static inline void key_step(key_lane *g, const float *w, int32_t t,
+                                                   int32_t k, int32_t block_vectors)
+{
+    __m512i bm = _mm512_loadu_si512(g->block_min);
+    for (int32_t i = 1; i < block_vectors; i++)
+        bm = _mm512_min_epu64(bm, _mm512_loadu_si512(g->block_min + 8 * i));
+    const int32_t p = (int32_t)(uint32_t)min_u64x8(bm);
+    const int32_t item = g->order[t], filled = g->count[p];
+    g->content[p * k + filled] = item;
+    g->count[p] = filled + 1;
+    const float load = g->load[p] + w[item];
+    g->load[p] = load;
+    uint32_t bits;
+    memcpy(&bits, &load, sizeof bits);
+    bits = filled + 1 == k ? EPLB_CPU_FULL_BITS : bits;
+    /* The block's new keys from registers, stored whole (the next load of
+     * this block then forwards from one store of the same size). */
+    uint64_t *block = g->key + (p & ~7);
+    const __m512i keys = _mm512_mask_set1_epi64(_mm512_load_si512(block), (__mmask8)(1u << (p & 7)),
+                                                (long long)((uint64_t)bits << 32 | (uint32_t)p));
+    _mm512_store_si512(block, keys);
+    g->block_min[p >> 3] = min_u64x8(keys);
+}
+
+/* Words (4 bytes) of scratch that one key lane needs for m packs, alignment included. */
+static size_t key_lane_words(int32_t m)
+{
+    const size_t blocks = ((size_t)m + 7) / 8, block_vectors = (blocks + 7) / 8;
+    return 16 + 16 * blocks + 16 * block_vectors + (size_t)m;
+}
+
+EPLB_CPU_TARGET_AVX512 static void greedy_keys_avx512(const eplb_pack_job *job, int64_t row,
+                                                      int32_t first, int32_t lanes,
+                                                      float *const *loads, uint32_t *area)
+{
+    const int32_t n = job->items, m = job->packs, k = job->per_pack, C = job->candidates;
+    const float *w = (const float *)job->weight + row * n;
+    const int32_t blocks = (m + 7) / 8, block_vectors = (blocks + 7) / 8;
+    key_lane lane[EPLB_CPU_LANES];
+    for (int32_t j = 0; j < lanes; j++) {
+        const int64_t x = row * C + first + j;
+        key_lane *g = &lane[j];
+        g->order = (const int32_t *)job->order + x * n;
+        g->content = (int32_t *)job->content + x * n;
+        g->key = (uint64_t *)(((uintptr_t)area + 63) & ~(uintptr_t)63);
+        g->block_min = g->key + 8 * blocks;
+        g->count = (int32_t *)(g->block_min + 8 * block_vectors);
+        g->load = loads[j];
+        area += key_lane_words(m);
+        for (int32_t p = 0; p < 8 * blocks; p++)
+            g->key[p] = p < m ? (uint64_t)p : UINT64_MAX;
+        for (int32_t b = 0; b < 8 * block_vectors; b++)
+            g->block_min[b] = b < blocks ? (uint64_t)(8 * b) : UINT64_MAX;
+        for (int32_t p = 0; p < m; p++) {
+            g->load[p] = 0.0f;
+            g->count[p] = 0;
+        }
+    }
+    for (int32_t t = 0; t < n; t++)
+        for (int32_t j = 0; j < lanes; j++)
+            key_step(&lane[j], w, t, k, block_vectors);
+}
+#endif
+
+/* Whether no sum of a row's weights can reach +inf: n times the largest
+ * weight stays far below FLT_MAX (the keyed searches above need it). */
+static int row_sums_finite(const float *w, int32_t n)
+{
+    float largest = 0.0f;
+    for (int32_t i = 0; i < n; i++)
+        largest = w[i] > largest ? w[i] : largest;
+    return (double)largest * (double)n < 1e37;
+}
+
 /* Scratch floats that one lane needs for m packs. */
 static size_t lane_words(int32_t m)
 {
@@ -286,7 +393,13 @@ static size_t lane_words(int32_t m)
 
 size_t eplb_cpu_greedy_lanes_words(int32_t packs)
 {
-    return packs <= EPLB_CPU_LOCKSTEP_MAX ? EPLB_CPU_LANES * lane_words(packs) : 0;
+    if (packs > EPLB_CPU_LOCKSTEP_MAX)
+        return 0;
+    size_t words = lane_words(packs);
+#if EPLB_CPU_X86_DISPATCH
+    words = key_lane_words(packs) > words ? key_lane_words(packs) : words;
+#endif
+    return EPLB_CPU_LANES * words;
 }
 
 void eplb_cpu_greedy_row(const eplb_pack_job *job, int64_t row, int32_t first, int32_t lanes,
@@ -305,6 +418,12 @@ void eplb_cpu_greedy_row(const eplb_pack_job *job, int64_t row, int32_t first, i
         }
         return;
     }
+#if EPLB_CPU_X86_DISPATCH
+    if (m > EPLB_CPU_FLAT_MAX && eplb_cpu_has_avx512() && row_sums_finite(w, n)) {
+        greedy_keys_avx512(job, row, first, lanes, loads, (uint32_t *)scratch->lanes);
+        return;
+    }
+#endif
     const int32_t masked_len = (m + 31) & ~31, blocks_len = (m / 8 + 4) & ~3;
     greedy_lane lane[EPLB_CPU_LANES];
     float *area = scratch->lanes;
