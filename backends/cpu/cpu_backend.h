@@ -57,7 +57,7 @@ void eplb_cpu_greedy_one(const eplb_pack_job *job, int64_t row, const int32_t *o
  * slot order as SPEC 6.3 recomputes them. */
 void eplb_cpu_greedy_row(const eplb_pack_job *job, int64_t row, int32_t first, int32_t lanes,
                          float *const *loads, eplb_cpu_scratch *scratch);
-size_t eplb_cpu_greedy_lanes_words(int32_t packs);
+size_t eplb_cpu_greedy_lanes_words(int32_t items, int32_t packs);
 /* Swap search on one candidate; load[m] holds its pack loads (slot-order
  * sums) and is kept up to date. Returns the candidate's score, its maximum load. */
 float eplb_cpu_swap_one(const eplb_pack_job *job, int64_t row, int32_t *content, float *load,

@@ -372,6 +372,127 @@ EPLB_CPU_TARGET_AVX512 static void greedy_keys_avx512(const eplb_pack_job *job, 
         for (int32_t j = 0; j < lanes; j++)
             key_step(&lane[j], w, t, k, block_vectors);
 }
+
+/* ---- AVX2 vertical greedy for up to 16 packs: a vector lane per candidate --
+ * With few packs the whole state of eight candidates fits in a few vectors
+ * (pack p's loads of all candidates in one), so each step is a handful of
+ * vertical operations per pack instead of a horizontal search per candidate.
+ * The lowest pack with the smallest open load is found by blending pack
+ * numbers from the last pack to the first. Full packs hold +inf, so this too
+ * needs finite row sums. */
+#define EPLB_CPU_VERTICAL_MAX 16
+
+/* The steps of eight candidates over V vectors of packs (V a constant 4, 8
+ * or 16, so that every loop unrolls into registers; packs m .. V-1 are
+ * padding at +inf, never the minimum while an open pack's load is finite).
+ * slot[8t + j] receives the slot that lane j's item of step t takes. */
+#define EPLB_UNROLL _Pragma("GCC unroll 16")
+EPLB_CPU_TARGET_AVX2 static inline __attribute__((always_inline)) void
+greedy_vertical_steps(int32_t n, int32_t m, const int32_t V, int32_t k, const float *step_weight,
+                      int32_t *slot, float *true_load)
+{
+    __m256 masked[EPLB_CPU_VERTICAL_MAX], load[EPLB_CPU_VERTICAL_MAX], smallest[EPLB_CPU_VERTICAL_MAX];
+    __m256i count[EPLB_CPU_VERTICAL_MAX], candidate[EPLB_CPU_VERTICAL_MAX];
+    const __m256i per_pack = _mm256_set1_epi32(k), none = _mm256_set1_epi32(V);
+    const __m256 inf = _mm256_set1_ps((float)INFINITY);
+    EPLB_UNROLL for (int32_t p = 0; p < V; p++) {
+        masked[p] = p < m ? _mm256_setzero_ps() : inf;
+        load[p] = _mm256_setzero_ps();
+        count[p] = _mm256_setzero_si256();
+    }
+    for (int32_t t = 0; t < n; t++) {
+        const __m256 wt = _mm256_loadu_ps(step_weight + 8 * t);
+        /* Pairwise trees: the steps' critical path. */
+        EPLB_UNROLL for (int32_t p = 0; p < V; p++)
+            smallest[p] = masked[p];
+        EPLB_UNROLL for (int32_t stride = 1; stride < V; stride *= 2)
+            EPLB_UNROLL for (int32_t i = 0; i < V; i += 2 * stride)
+                smallest[i] = _mm256_min_ps(smallest[i], smallest[i + stride]);
+        const __m256 vmin = smallest[0];
+        /* Pack p where its load is the minimum, else V; the smallest wins. */
+        EPLB_UNROLL for (int32_t p = 0; p < V; p++)
+            candidate[p] = _mm256_castps_si256(_mm256_blendv_ps(
+                _mm256_castsi256_ps(none), _mm256_castsi256_ps(_mm256_set1_epi32(p)),
+                _mm256_cmp_ps(masked[p], vmin, _CMP_EQ_OQ)));
+        EPLB_UNROLL for (int32_t stride = 1; stride < V; stride *= 2)
+            EPLB_UNROLL for (int32_t i = 0; i < V; i += 2 * stride)
+                candidate[i] = _mm256_min_epi32(candidate[i], candidate[i + stride]);
+        const __m256i pack = candidate[0];
+        __m256i rank = _mm256_setzero_si256();
+        EPLB_UNROLL for (int32_t p = 0; p < V; p++) {
+            const __m256i here = _mm256_cmpeq_epi32(pack, _mm256_set1_epi32(p));
+            rank = _mm256_or_si256(rank, _mm256_and_si256(here, count[p]));
+            count[p] = _mm256_sub_epi32(count[p], here);
+            load[p] = _mm256_blendv_ps(load[p], _mm256_add_ps(load[p], wt), _mm256_castsi256_ps(here));
+            const __m256 full = _mm256_castsi256_ps(_mm256_cmpeq_epi32(count[p], per_pack));
+            masked[p] = p < m ? _mm256_blendv_ps(load[p], inf, full) : inf;
+        }
+        _mm256_storeu_si256((__m256i *)(slot + 8 * t),
+                            _mm256_add_epi32(_mm256_mullo_epi32(pack, per_pack), rank));
+    }
+    /* Loads grew in slot order, as the swap's recomputation sums them. */
+    EPLB_UNROLL for (int32_t p = 0; p < V; p++)
+        _mm256_storeu_ps(true_load + 8 * p, load[p]);
+}
+
+/* The AVX-512VL build of the same code has 32 vector registers. */
+EPLB_CPU_TARGET_AVX2 static inline __attribute__((always_inline)) void
+greedy_vertical_shapes(int32_t n, int32_t m, int32_t k, const float *step_weight, int32_t *slot,
+                       float *true_load)
+{
+    if (m <= 4)
+        greedy_vertical_steps(n, m, 4, k, step_weight, slot, true_load);
+    else if (m <= 8)
+        greedy_vertical_steps(n, m, 8, k, step_weight, slot, true_load);
+    else
+        greedy_vertical_steps(n, m, 16, k, step_weight, slot, true_load);
+}
+
+EPLB_CPU_TARGET_AVX2 static void greedy_vertical_run_avx2(int32_t n, int32_t m, int32_t k,
+                                                          const float *step_weight, int32_t *slot,
+                                                          float *true_load)
+{
+    greedy_vertical_shapes(n, m, k, step_weight, slot, true_load);
+}
+
+__attribute__((target("avx2,avx512f,avx512vl"))) static void
+greedy_vertical_run_avx512(int32_t n, int32_t m, int32_t k, const float *step_weight, int32_t *slot,
+                           float *true_load)
+{
+    greedy_vertical_shapes(n, m, k, step_weight, slot, true_load);
+}
+
+EPLB_CPU_TARGET_AVX2 static void greedy_vertical_avx2(const eplb_pack_job *job, int64_t row,
+                                                      int32_t first, int32_t lanes,
+                                                      float *const *loads, float *area)
+{
+    const int32_t n = job->items, m = job->packs, k = job->per_pack, C = job->candidates;
+    const float *w = (const float *)job->weight + row * n;
+    const int32_t *order[EPLB_CPU_LANES];
+    float *step_weight = area, *true_load = area + 8 * (size_t)n;
+    int32_t *slot = (int32_t *)(true_load + 8 * EPLB_CPU_VERTICAL_MAX);
+    for (int32_t j = 0; j < EPLB_CPU_LANES; j++) /* missing lanes repeat lane 0 */
+        order[j] = (const int32_t *)job->order + (row * C + first + (j < lanes ? j : 0)) * n;
+    for (int32_t t = 0; t < n; t++)
+        for (int32_t j = 0; j < EPLB_CPU_LANES; j++)
+            step_weight[8 * t + j] = w[order[j][t]];
+    if (eplb_cpu_has_avx512())
+        greedy_vertical_run_avx512(n, m, k, step_weight, slot, true_load);
+    else
+        greedy_vertical_run_avx2(n, m, k, step_weight, slot, true_load);
+    for (int32_t j = 0; j < lanes; j++) {
+        int32_t *content = (int32_t *)job->content + (row * C + first + j) * n;
+        for (int32_t t = 0; t < n; t++)
+            content[slot[8 * t + j]] = order[j][t];
+        for (int32_t p = 0; p < m; p++)
+            loads[j][p] = true_load[8 * p + j];
+    }
+}
+
+static size_t vertical_words(int32_t n)
+{
+    return 16 * (size_t)n + 8 * EPLB_CPU_VERTICAL_MAX;
+}
 #endif
 
 /* Whether no sum of a row's weights can reach +inf: n times the largest
@@ -391,15 +512,19 @@ static size_t lane_words(int32_t m)
     return masked + blocks + 2 * (size_t)m;
 }
 
-size_t eplb_cpu_greedy_lanes_words(int32_t packs)
+size_t eplb_cpu_greedy_lanes_words(int32_t items, int32_t packs)
 {
     if (packs > EPLB_CPU_LOCKSTEP_MAX)
         return 0;
-    size_t words = lane_words(packs);
+    size_t words = EPLB_CPU_LANES * lane_words(packs);
 #if EPLB_CPU_X86_DISPATCH
-    words = key_lane_words(packs) > words ? key_lane_words(packs) : words;
+    const size_t keyed = EPLB_CPU_LANES * key_lane_words(packs);
+    words = keyed > words ? keyed : words;
+    words = vertical_words(items) > words ? vertical_words(items) : words;
+#else
+    (void)items;
 #endif
-    return EPLB_CPU_LANES * words;
+    return words;
 }
 
 void eplb_cpu_greedy_row(const eplb_pack_job *job, int64_t row, int32_t first, int32_t lanes,
@@ -421,6 +546,10 @@ void eplb_cpu_greedy_row(const eplb_pack_job *job, int64_t row, int32_t first, i
 #if EPLB_CPU_X86_DISPATCH
     if (m > EPLB_CPU_FLAT_MAX && eplb_cpu_has_avx512() && row_sums_finite(w, n)) {
         greedy_keys_avx512(job, row, first, lanes, loads, (uint32_t *)scratch->lanes);
+        return;
+    }
+    if (m <= EPLB_CPU_VERTICAL_MAX && eplb_cpu_has_avx2() && row_sums_finite(w, n)) {
+        greedy_vertical_avx2(job, row, first, lanes, loads, scratch->lanes);
         return;
     }
 #endif

@@ -15,7 +15,7 @@ static size_t tree_leaves(int32_t packs)
 eplb_status eplb_cpu_scratch_init(eplb_cpu_scratch *s, const eplb_pack_job *job)
 {
     const size_t n = (size_t)job->items, m = (size_t)job->packs, k = (size_t)job->per_pack;
-    const size_t lanes = eplb_cpu_greedy_lanes_words(job->packs);
+    const size_t lanes = eplb_cpu_greedy_lanes_words(job->items, job->packs);
     const size_t words = 2 * n + 3 * n + n + (4 * n + 2) + (m + 16) + (m + 16) / 4 + m +
                          2 * tree_leaves(job->packs) + 2 * k + lanes + EPLB_CPU_LANES * m +
                          (size_t)job->candidates;
