@@ -184,18 +184,14 @@ static void bucket_sort(const uint32_t *key, int32_t n, uint32_t lo, uint32_t hi
     }
 }
 
-/* Key loops, built for AVX2 too where the machine has it: the same IEEE
- * operations lane by lane (no contraction: -ffp-contract=off), so the same
- * keys, several items at a time. */
-#if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__) && !defined(EPLB_SANITIZE_BUILD)
-#define EPLB_KEY_LOOP __attribute__((target_clones("avx2", "default")))
-#else
-#define EPLB_KEY_LOOP
-#endif
+/* Key loops, also built for AVX2 and AVX-512 (where 64-bit multiplies are
+ * one instruction) and picked at run time: the same IEEE operations lane by
+ * lane (no contraction: -ffp-contract=off), so the same keys, several items
+ * at a time. Both loops also find the smallest and largest key. */
+#define EPLB_KEY_BODY static inline __attribute__((always_inline))
 
-/* Both loops also find the smallest and largest key, in the same vector loop. */
-EPLB_KEY_LOOP static void plain_keys(const float *w, int32_t n, uint32_t *key, uint32_t *lo,
-                                     uint32_t *hi)
+EPLB_KEY_BODY void plain_keys_body(const float *w, int32_t n, uint32_t *key, uint32_t *lo,
+                                   uint32_t *hi)
 {
     uint32_t low = UINT32_MAX, high = 0;
     for (int32_t i = 0; i < n; i++) {
@@ -208,8 +204,8 @@ EPLB_KEY_LOOP static void plain_keys(const float *w, int32_t n, uint32_t *key, u
     *hi = high;
 }
 
-EPLB_KEY_LOOP static void noisy_keys(const float *w, int32_t n, float noise, eplb_u64 prefix,
-                                     uint32_t *key, uint32_t *lo, uint32_t *hi)
+EPLB_KEY_BODY void noisy_keys_body(const float *w, int32_t n, float noise, eplb_u64 prefix,
+                                   uint32_t *key, uint32_t *lo, uint32_t *hi)
 {
     uint32_t low = UINT32_MAX, high = 0;
     for (int32_t i = 0; i < n; i++) {
@@ -221,6 +217,58 @@ EPLB_KEY_LOOP static void noisy_keys(const float *w, int32_t n, float noise, epl
     }
     *lo = low;
     *hi = high;
+}
+
+#define EPLB_KEY_ARGS_PLAIN const float *w, int32_t n, uint32_t *key, uint32_t *lo, uint32_t *hi
+#define EPLB_KEY_ARGS_NOISY                                                                       \
+    const float *w, int32_t n, float noise, eplb_u64 prefix, uint32_t *key, uint32_t *lo, uint32_t *hi
+
+static void plain_keys_default(EPLB_KEY_ARGS_PLAIN) { plain_keys_body(w, n, key, lo, hi); }
+static void noisy_keys_default(EPLB_KEY_ARGS_NOISY)
+{
+    noisy_keys_body(w, n, noise, prefix, key, lo, hi);
+}
+
+#if EPLB_CPU_X86_DISPATCH
+EPLB_CPU_TARGET_AVX2 static void plain_keys_avx2(EPLB_KEY_ARGS_PLAIN)
+{
+    plain_keys_body(w, n, key, lo, hi);
+}
+EPLB_CPU_TARGET_AVX2 static void noisy_keys_avx2(EPLB_KEY_ARGS_NOISY)
+{
+    noisy_keys_body(w, n, noise, prefix, key, lo, hi);
+}
+#define EPLB_CPU_TARGET_AVX512DQ __attribute__((target("avx2,avx512f,avx512dq,avx512vl,prefer-vector-width=256")))
+EPLB_CPU_TARGET_AVX512DQ static void noisy_keys_avx512(EPLB_KEY_ARGS_NOISY)
+{
+    noisy_keys_body(w, n, noise, prefix, key, lo, hi);
+}
+#endif
+
+static void plain_keys(EPLB_KEY_ARGS_PLAIN)
+{
+#if EPLB_CPU_X86_DISPATCH
+    if (eplb_cpu_has_avx2()) {
+        plain_keys_avx2(w, n, key, lo, hi);
+        return;
+    }
+#endif
+    plain_keys_default(w, n, key, lo, hi);
+}
+
+static void noisy_keys(EPLB_KEY_ARGS_NOISY)
+{
+#if EPLB_CPU_X86_DISPATCH
+    if (__builtin_cpu_supports("avx512dq") && __builtin_cpu_supports("avx512vl")) {
+        noisy_keys_avx512(w, n, noise, prefix, key, lo, hi);
+        return;
+    }
+    if (eplb_cpu_has_avx2()) {
+        noisy_keys_avx2(w, n, noise, prefix, key, lo, hi);
+        return;
+    }
+#endif
+    noisy_keys_default(w, n, noise, prefix, key, lo, hi);
 }
 
 void eplb_cpu_sort_one(const eplb_pack_job *job, int64_t row, int64_t candidate, int32_t *order,
