@@ -41,8 +41,20 @@ typedef struct eplb_cpu_scratch {
     float *lanes;    /* the lockstep greedy's per-lane state (eplb_cpu_greedy_lanes_words) */
     float *lane_load; /* [EPLB_CPU_LANES][m] each lane's true pack loads */
     float *score;    /* [C] each candidate's maximum pack load */
+    int32_t *own_order, *own_content; /* [C * n] each, or NULL when large: a row's candidates */
+    const int32_t *order_row; /* the current row's C orders: own_order or the job's */
+    int32_t *content_row;     /* the current row's C contents: own_content or the job's */
     void *block;     /* the single allocation behind all of the above */
 } eplb_cpu_scratch;
+
+/* The row's candidates in the job's order and content buffers (separate stages). */
+static inline void eplb_cpu_use_job_rows(eplb_cpu_scratch *scratch, const eplb_pack_job *job,
+                                         int64_t row)
+{
+    const int64_t offset = row * job->candidates * job->items;
+    scratch->order_row = (const int32_t *)job->order + offset;
+    scratch->content_row = (int32_t *)job->content + offset;
+}
 
 eplb_status eplb_cpu_scratch_init(eplb_cpu_scratch *scratch, const eplb_pack_job *job);
 void eplb_cpu_scratch_free(eplb_cpu_scratch *scratch);
@@ -53,8 +65,9 @@ void eplb_cpu_sort_one(const eplb_pack_job *job, int64_t row, int64_t candidate,
 void eplb_cpu_greedy_one(const eplb_pack_job *job, int64_t row, const int32_t *order,
                          int32_t *content, eplb_cpu_scratch *scratch);
 /* Greedy for candidates first .. first+lanes-1 (lanes <= EPLB_CPU_LANES) of a
- * row, side by side; loads[j] receives lane j's pack loads, each summed in
- * slot order as SPEC 6.3 recomputes them. */
+ * row, side by side, from scratch->order_row into scratch->content_row;
+ * loads[j] receives lane j's pack loads, each summed in slot order as SPEC
+ * 6.3 recomputes them. */
 void eplb_cpu_greedy_row(const eplb_pack_job *job, int64_t row, int32_t first, int32_t lanes,
                          float *const *loads, eplb_cpu_scratch *scratch);
 size_t eplb_cpu_greedy_lanes_words(int32_t items, int32_t packs);
@@ -70,8 +83,10 @@ void eplb_cpu_swap_row(const eplb_pack_job *job, int64_t row, int32_t first, int
 /* Maximum of m pack loads. */
 float eplb_cpu_max_load(const float *load, int32_t m);
 /* Writes pack_of / rank_of of a row from the candidate with the lowest
- * score (ties: lowest candidate); score NULL: scores recomputed. */
-void eplb_cpu_select_row(const eplb_pack_job *job, int64_t row, const float *score);
+ * score (ties: lowest candidate) of the row's C contents; score NULL: scores
+ * recomputed. */
+void eplb_cpu_select_row(const eplb_pack_job *job, int64_t row, const int32_t *content_row,
+                         const float *score);
 
 /* Runs one_packing for every (row, candidate) of job across the OpenMP
  * threads, each with its own scratch: the separate-stage entry points. */

@@ -343,17 +343,17 @@ static size_t key_lane_words(int32_t m)
 
 EPLB_CPU_TARGET_AVX512 static void greedy_keys_avx512(const eplb_pack_job *job, int64_t row,
                                                       int32_t first, int32_t lanes,
-                                                      float *const *loads, uint32_t *area)
+                                                      float *const *loads, eplb_cpu_scratch *scratch)
 {
-    const int32_t n = job->items, m = job->packs, k = job->per_pack, C = job->candidates;
+    uint32_t *area = (uint32_t *)scratch->lanes;
+    const int32_t n = job->items, m = job->packs, k = job->per_pack;
     const float *w = (const float *)job->weight + row * n;
     const int32_t blocks = (m + 7) / 8, block_vectors = (blocks + 7) / 8;
     key_lane lane[EPLB_CPU_LANES];
     for (int32_t j = 0; j < lanes; j++) {
-        const int64_t x = row * C + first + j;
         key_lane *g = &lane[j];
-        g->order = (const int32_t *)job->order + x * n;
-        g->content = (int32_t *)job->content + x * n;
+        g->order = scratch->order_row + (int64_t)(first + j) * n;
+        g->content = scratch->content_row + (int64_t)(first + j) * n;
         g->key = (uint64_t *)(((uintptr_t)area + 63) & ~(uintptr_t)63);
         g->block_min = g->key + 8 * blocks;
         g->count = (int32_t *)(g->block_min + 8 * block_vectors);
@@ -464,15 +464,16 @@ greedy_vertical_run_avx512(int32_t n, int32_t m, int32_t k, const float *step_we
 
 EPLB_CPU_TARGET_AVX2 static void greedy_vertical_avx2(const eplb_pack_job *job, int64_t row,
                                                       int32_t first, int32_t lanes,
-                                                      float *const *loads, float *area)
+                                                      float *const *loads, float *area,
+                                                      const int32_t *order_row, int32_t *content_row)
 {
-    const int32_t n = job->items, m = job->packs, k = job->per_pack, C = job->candidates;
+    const int32_t n = job->items, m = job->packs, k = job->per_pack;
     const float *w = (const float *)job->weight + row * n;
     const int32_t *order[EPLB_CPU_LANES];
     float *step_weight = area, *true_load = area + 8 * (size_t)n;
     int32_t *slot = (int32_t *)(true_load + 8 * EPLB_CPU_VERTICAL_MAX);
     for (int32_t j = 0; j < EPLB_CPU_LANES; j++) /* missing lanes repeat lane 0 */
-        order[j] = (const int32_t *)job->order + (row * C + first + (j < lanes ? j : 0)) * n;
+        order[j] = order_row + (int64_t)(first + (j < lanes ? j : 0)) * n;
     for (int32_t t = 0; t < n; t++)
         for (int32_t j = 0; j < EPLB_CPU_LANES; j++)
             step_weight[8 * t + j] = w[order[j][t]];
@@ -481,7 +482,7 @@ EPLB_CPU_TARGET_AVX2 static void greedy_vertical_avx2(const eplb_pack_job *job, 
     else
         greedy_vertical_run_avx2(n, m, k, step_weight, slot, true_load);
     for (int32_t j = 0; j < lanes; j++) {
-        int32_t *content = (int32_t *)job->content + (row * C + first + j) * n;
+        int32_t *content = content_row + (int64_t)(first + j) * n;
         for (int32_t t = 0; t < n; t++)
             content[slot[8 * t + j]] = order[j][t];
         for (int32_t p = 0; p < m; p++)
@@ -530,14 +531,14 @@ size_t eplb_cpu_greedy_lanes_words(int32_t items, int32_t packs)
 void eplb_cpu_greedy_row(const eplb_pack_job *job, int64_t row, int32_t first, int32_t lanes,
                          float *const *loads, eplb_cpu_scratch *scratch)
 {
-    const int32_t n = job->items, m = job->packs, k = job->per_pack, C = job->candidates;
+    const int32_t n = job->items, m = job->packs, k = job->per_pack;
     const float *w = (const float *)job->weight + row * n;
     if (m > EPLB_CPU_LOCKSTEP_MAX) {
         /* Many packs: one candidate at a time, the true loads recomputed. */
         for (int32_t j = 0; j < lanes; j++) {
-            const int64_t x = row * C + first + j;
-            int32_t *content = (int32_t *)job->content + x * n;
-            eplb_cpu_greedy_one(job, row, (const int32_t *)job->order + x * n, content, scratch);
+            int32_t *content = scratch->content_row + (int64_t)(first + j) * n;
+            eplb_cpu_greedy_one(job, row, scratch->order_row + (int64_t)(first + j) * n, content,
+                                scratch);
             for (int32_t p = 0; p < m; p++)
                 loads[j][p] = eplb_cpu_pack_load(w, content, p, k);
         }
@@ -545,11 +546,12 @@ void eplb_cpu_greedy_row(const eplb_pack_job *job, int64_t row, int32_t first, i
     }
 #if EPLB_CPU_X86_DISPATCH
     if (m > EPLB_CPU_FLAT_MAX && eplb_cpu_has_avx512() && row_sums_finite(w, n)) {
-        greedy_keys_avx512(job, row, first, lanes, loads, (uint32_t *)scratch->lanes);
+        greedy_keys_avx512(job, row, first, lanes, loads, scratch);
         return;
     }
     if (m <= EPLB_CPU_VERTICAL_MAX && eplb_cpu_has_avx2() && row_sums_finite(w, n)) {
-        greedy_vertical_avx2(job, row, first, lanes, loads, scratch->lanes);
+        greedy_vertical_avx2(job, row, first, lanes, loads, scratch->lanes, scratch->order_row,
+                             scratch->content_row);
         return;
     }
 #endif
@@ -557,10 +559,9 @@ void eplb_cpu_greedy_row(const eplb_pack_job *job, int64_t row, int32_t first, i
     greedy_lane lane[EPLB_CPU_LANES];
     float *area = scratch->lanes;
     for (int32_t j = 0; j < lanes; j++) {
-        const int64_t x = row * C + first + j;
         greedy_lane *g = &lane[j];
-        g->order = (const int32_t *)job->order + x * n;
-        g->content = (int32_t *)job->content + x * n;
+        g->order = scratch->order_row + (int64_t)(first + j) * n;
+        g->content = scratch->content_row + (int64_t)(first + j) * n;
         g->masked = area;
         g->block_min = area + masked_len;
         g->load = loads[j];
@@ -583,6 +584,7 @@ void eplb_cpu_greedy_row(const eplb_pack_job *job, int64_t row, int32_t first, i
 
 static void greedy_row(const eplb_pack_job *job, int64_t row, eplb_cpu_scratch *scratch)
 {
+    eplb_cpu_use_job_rows(scratch, job, row);
     float *loads[EPLB_CPU_LANES];
     for (int32_t j = 0; j < EPLB_CPU_LANES; j++)
         loads[j] = scratch->lane_load + (size_t)j * (size_t)job->packs;

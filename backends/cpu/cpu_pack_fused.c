@@ -9,19 +9,28 @@
 void eplb_cpu_pack_row(const eplb_pack_job *job, int64_t row, eplb_cpu_scratch *scratch)
 {
     const int32_t n = job->items, C = job->candidates;
+    /* The row's orders and contents stay in this thread's cache (scratch)
+     * unless they are too large; the fused stage need not fill the job's. */
+    if (scratch->own_order) {
+        scratch->order_row = scratch->own_order;
+        scratch->content_row = scratch->own_content;
+    } else {
+        eplb_cpu_use_job_rows(scratch, job, row);
+    }
+    int32_t *order_row = (int32_t *)scratch->order_row;
     float *loads[EPLB_CPU_LANES];
     for (int32_t j = 0; j < EPLB_CPU_LANES; j++)
         loads[j] = scratch->lane_load + (size_t)j * (size_t)job->packs;
     for (int32_t first = 0; first < C; first += EPLB_CPU_LANES) {
         const int32_t lanes = C - first < EPLB_CPU_LANES ? C - first : EPLB_CPU_LANES;
         for (int32_t c = first; c < first + lanes; c++)
-            eplb_cpu_sort_one(job, row, c, (int32_t *)job->order + (row * C + c) * n, scratch);
+            eplb_cpu_sort_one(job, row, c, order_row + (int64_t)c * n, scratch);
         eplb_cpu_greedy_row(job, row, first, lanes, loads, scratch);
         /* The greedy's loads are the slot-order sums the swap starts from,
          * and the swap keeps them exact: no recomputation. */
         eplb_cpu_swap_row(job, row, first, lanes, loads, scratch);
     }
-    eplb_cpu_select_row(job, row, scratch->score);
+    eplb_cpu_select_row(job, row, scratch->content_row, scratch->score);
 }
 
 eplb_status eplb_cpu_pack_fused(eplb_backend *backend, const eplb_pack_job *job)

@@ -19,7 +19,10 @@ eplb_status eplb_cpu_scratch_init(eplb_cpu_scratch *s, const eplb_pack_job *job)
     const size_t words = 2 * n + 3 * n + n + (4 * n + 2) + (m + 16) + (m + 16) / 4 + m +
                          2 * tree_leaves(job->packs) + 2 * k + lanes + EPLB_CPU_LANES * m +
                          (size_t)job->candidates;
-    s->block = malloc(words * 4);
+    /* A row's candidates in scratch up to 256 KiB each (beyond, the job's buffers). */
+    const size_t row_words = (size_t)job->candidates * n;
+    const size_t own = row_words <= 65536 ? 2 * row_words : 0;
+    s->block = malloc((words + own) * 4);
     if (!s->block)
         return EPLB_ERR_OUT_OF_MEMORY;
     uint32_t *p = s->block;
@@ -35,7 +38,11 @@ eplb_status eplb_cpu_scratch_init(eplb_cpu_scratch *s, const eplb_pack_job *job)
     s->wb = (float *)p;              p += k;
     s->lanes = (float *)p;           p += lanes;
     s->lane_load = (float *)p;       p += EPLB_CPU_LANES * m;
-    s->score = (float *)p;
+    s->score = (float *)p;           p += job->candidates;
+    s->own_order = own ? (int32_t *)p : NULL;
+    s->own_content = own ? (int32_t *)p + row_words : NULL;
+    s->order_row = NULL;
+    s->content_row = NULL;
     return EPLB_OK;
 }
 

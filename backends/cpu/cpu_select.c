@@ -2,11 +2,11 @@
  * smallest maximum pack load (ties: lowest candidate), written per item. */
 #include "cpu_backend.h"
 
-void eplb_cpu_select_row(const eplb_pack_job *job, int64_t row, const float *scores)
+void eplb_cpu_select_row(const eplb_pack_job *job, int64_t row, const int32_t *content,
+                         const float *scores)
 {
     const int32_t n = job->items, m = job->packs, k = job->per_pack, C = job->candidates;
     const float *w = (const float *)job->weight + row * n;
-    const int32_t *content = (const int32_t *)job->content + row * C * n;
     int32_t best_c = 0;
     float best_score = 0.0f;
     for (int32_t c = 0; c < C; c++) {
@@ -39,6 +39,7 @@ eplb_status eplb_cpu_pack_select(eplb_backend *backend, const eplb_pack_job *job
     (void)backend;
 #pragma omp parallel for schedule(static) if (EPLB_CPU_WORTH_THREADS(job->rows * job->candidates * job->items))
     for (int64_t row = 0; row < job->rows; row++)
-        eplb_cpu_select_row(job, row, NULL);
+        eplb_cpu_select_row(job, row, (const int32_t *)job->content + row * job->candidates * job->items,
+                            NULL);
     return EPLB_OK;
 }

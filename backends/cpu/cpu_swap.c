@@ -140,12 +140,12 @@ float eplb_cpu_swap_one(const eplb_pack_job *job, int64_t row, int32_t *content,
 void eplb_cpu_swap_row(const eplb_pack_job *job, int64_t row, int32_t first, int32_t lanes,
                        float *const *loads, eplb_cpu_scratch *scratch)
 {
-    const int32_t n = job->items, C = job->candidates;
+    const int32_t n = job->items;
     const float *w = (const float *)job->weight + row * n;
     int32_t *content[EPLB_CPU_LANES];
     int active[EPLB_CPU_LANES];
     for (int32_t j = 0; j < lanes; j++) {
-        content[j] = (int32_t *)job->content + (row * C + first + j) * n;
+        content[j] = scratch->content_row + (int64_t)(first + j) * n;
         active[j] = 1;
     }
     /* Iteration by iteration across the lanes, so that independent
