@@ -15,7 +15,13 @@
  * inside uniform loops (EPLB_OPENCL_FUSED_TEAM); 0 (the default), one
  * work-item per packing and per replication row running the cpu algorithm,
  * barriers only between stages. PoCL takes many minutes to compile the
- * first (its barrier-loop handling) and seconds for the second. */
+ * first (its barrier-loop handling) and seconds for the second.
+ * EPLB_NV_WARP (NVIDIA only, see warp_team.cl): teams are parts of one warp
+ * and exchange by shuffles; each team sorts its packing in registers (a
+ * bitonic network) and keeps its packs' loads and its replicated items in
+ * registers, so the greedy, swap and replication loops hold no barrier.
+ * EPLB_SHAPE (a build for one plan shape, opencl_fused.c): the sizes are
+ * constants. */
 #ifndef EPLB_FUSED_TEAMS
 #define EPLB_FUSED_TEAMS 1
 #endif
@@ -167,6 +173,267 @@ inline void eplb_fused_heapsort(local const int *key, local int *heap, int n)
     }
 }
 
+#if EPLB_NV_WARP
+/* Greedy of one packing by a warp team whose member j holds packs
+ * j*PPL .. j*PPL+PPL-1 in registers (m <= team * EPLB_WARP_PPL). Per item:
+ * one team minimum of the members' least keys, then one ballot: the lowest
+ * lane holding that key holds the lowest pack with it. What a member would
+ * do if it wins (its pack's new load and key, its next least pack) is worked
+ * out before the minimum arrives, off the loop's critical path. Writes the
+ * final loads to ld. */
+inline void eplb_warp_greedy(local const float *w, local const int *ord, local int *cont,
+                             local float *ld, int n, int m, int k, int j, int team, int active,
+                             uint members)
+{
+    const uint lanes = eplb_warp_team_lanes((uint)team);
+    /* While every pack before it is non-empty and every empty pack has
+     * load 0, item t of the first m goes to pack t: true up to the first of
+     * them whose weight is not positive. Those steps need no exchange. The
+     * count skipped (z) is the least over the whole warp: every team of the
+     * warp must walk the same steps, or the exchanges never meet. */
+    uint first_zero = (uint)m;
+    for (int t = j; active && t < m; t += team)
+        if (!(w[ord[t]] > 0.0f)) {
+            first_zero = (uint)t;
+            break;
+        }
+    const uint warp_width = min(32u, (uint)get_local_size(0));
+    const int z = (int)eplb_warp_team_min(first_zero, warp_width, members);
+    float load[EPLB_WARP_PPL];
+    int count[EPLB_WARP_PPL];
+    uint key[EPLB_WARP_PPL];
+#pragma unroll
+    for (int r = 0; r < EPLB_WARP_PPL; r++) {
+        const int p = j * EPLB_WARP_PPL + r;
+        load[r] = 0.0f;
+        count[r] = active && p < m ? 0 : k; /* absent packs are full */
+        if (active && p < z) {
+            const int item = ord[p];
+            cont[p * k] = item;
+            load[r] = 0.0f + w[item];
+            count[r] = 1;
+        }
+        key[r] = count[r] < k ? eplb_nonneg_min_key(load[r]) : 0xFFFFFFFFu;
+    }
+    /* The member's least-loaded open pack (lowest on ties) and its state. */
+    uint least = key[0];
+    int mine = 0, count_m = count[0];
+    float load_m = load[0];
+#pragma unroll
+    for (int r = 1; r < EPLB_WARP_PPL; r++)
+        if (key[r] < least) {
+            least = key[r];
+            mine = r;
+            count_m = count[r];
+            load_m = load[r];
+        }
+    int item = active && z < n ? ord[z] : 0, item_next = active && z + 1 < n ? ord[z + 1] : 0;
+    float weight = w[item];
+    for (int s = z; s < n; s++) {
+        const float weight_next = w[item_next];
+        const int item_after = active && s + 2 < n ? ord[s + 2] : 0;
+        const float won_load = load_m + weight;
+        const uint won_key = count_m + 1 < k ? eplb_float_min_key(won_load) : 0xFFFFFFFFu;
+        uint next_key = mine == 0 ? won_key : key[0];
+        int next_mine = 0, next_count = mine == 0 ? count_m + 1 : count[0];
+        float next_load = mine == 0 ? won_load : load[0];
+#pragma unroll
+        for (int r = 1; r < EPLB_WARP_PPL; r++) {
+            const uint kr = mine == r ? won_key : key[r];
+            if (kr < next_key) {
+                next_key = kr;
+                next_mine = r;
+                next_count = mine == r ? count_m + 1 : count[r];
+                next_load = mine == r ? won_load : load[r];
+            }
+        }
+        const int slot = (int)eplb_warp_keep((uint)((j * EPLB_WARP_PPL + mine) * k + count_m));
+        next_key = eplb_warp_keep(next_key);
+        next_mine = (int)eplb_warp_keep((uint)next_mine);
+        next_count = (int)eplb_warp_keep((uint)next_count);
+        next_load = eplb_warp_keep_float(next_load);
+        const uint best = eplb_warp_team_min(least, (uint)team, members);
+        /* every lane votes: a ballot skipped by some lanes of the warp never returns */
+        const int win = eplb_warp_lowest_vote(least == best, lanes, members) && active;
+        if (win)
+            cont[slot] = item;
+#pragma unroll
+        for (int r = 0; r < EPLB_WARP_PPL; r++) {
+            const int mine_r = win && mine == r;
+            load[r] = mine_r ? won_load : load[r];
+            count[r] = mine_r ? count_m + 1 : count[r];
+            key[r] = mine_r ? won_key : key[r];
+        }
+        if (win) {
+            least = next_key;
+            mine = next_mine;
+            count_m = next_count;
+            load_m = next_load;
+        }
+        item = item_next;
+        weight = weight_next;
+        item_next = item_after;
+    }
+#pragma unroll
+    for (int r = 0; r < EPLB_WARP_PPL; r++)
+        if (active && j * EPLB_WARP_PPL + r < m)
+            ld[j * EPLB_WARP_PPL + r] = load[r];
+}
+
+/* Replication (SPEC 5) of one row by a warp team whose member j holds items
+ * j*RPL .. j*RPL+RPL-1 in registers (M <= team * EPLB_WARP_RPL), the same
+ * way: the winner's next value w / (cnt + 1) is divided before the maximum
+ * arrives. Writes the counts to cnt. */
+#ifndef EPLB_WARP_RPL
+#define EPLB_WARP_RPL (2 * EPLB_WARP_PPL)
+#endif
+inline void eplb_warp_replicate(local const float *nw, int M, int RN, int j, int team, int active,
+                                uint members, local int *phy2mlog, local int *phyrank, local int *cnt)
+{
+    const uint lanes = eplb_warp_team_lanes((uint)team);
+    float wt[EPLB_WARP_RPL];
+    int count[EPLB_WARP_RPL];
+    uint key[EPLB_WARP_RPL];
+#pragma unroll
+    for (int r = 0; r < EPLB_WARP_RPL; r++) {
+        const int i = j * EPLB_WARP_RPL + r;
+        wt[r] = active && i < M ? nw[i] : 0.0f;
+        count[r] = 1;
+        key[r] = active && i < M ? eplb_nonneg_max_key(wt[r]) : 0xFFFFFFFFu; /* w / 1 */
+    }
+    uint most = key[0];
+    int mine = 0, count_m = 1;
+    float w_m = wt[0];
+#pragma unroll
+    for (int r = 1; r < EPLB_WARP_RPL; r++)
+        if (key[r] < most) {
+            most = key[r];
+            mine = r;
+            w_m = wt[r];
+        }
+    for (int s = M; s < RN; s++) {
+        const uint won_key = eplb_float_max_key(w_m / (float)(count_m + 1));
+        uint next_key = mine == 0 ? won_key : key[0];
+        int next_mine = 0, next_count = mine == 0 ? count_m + 1 : count[0];
+        float next_w = wt[0];
+#pragma unroll
+        for (int r = 1; r < EPLB_WARP_RPL; r++) {
+            const uint kr = mine == r ? won_key : key[r];
+            if (kr < next_key) {
+                next_key = kr;
+                next_mine = r;
+                next_count = mine == r ? count_m + 1 : count[r];
+                next_w = wt[r];
+            }
+        }
+        next_key = eplb_warp_keep(next_key);
+        next_mine = (int)eplb_warp_keep((uint)next_mine);
+        next_count = (int)eplb_warp_keep((uint)next_count);
+        next_w = eplb_warp_keep_float(next_w);
+        const uint best = eplb_warp_team_min(most, (uint)team, members);
+        const int win = eplb_warp_lowest_vote(most == best, lanes, members) && active;
+        if (win) {
+            phy2mlog[s] = j * EPLB_WARP_RPL + mine;
+            phyrank[s] = count_m;
+        }
+#pragma unroll
+        for (int r = 0; r < EPLB_WARP_RPL; r++) {
+            const int mine_r = win && mine == r;
+            count[r] = mine_r ? count_m + 1 : count[r];
+            key[r] = mine_r ? won_key : key[r];
+        }
+        if (win) {
+            most = next_key;
+            mine = next_mine;
+            count_m = next_count;
+            w_m = next_w;
+        }
+    }
+#pragma unroll
+    for (int r = 0; r < EPLB_WARP_RPL; r++)
+        if (active && j * EPLB_WARP_RPL + r < M)
+            cnt[j * EPLB_WARP_RPL + r] = count[r];
+}
+#endif
+
+#if EPLB_NV_WARP
+/* Elements a warp-team member holds in the register sort (the host sizes
+ * teams so that n <= team * EPLB_WARP_SPL). */
+#define EPLB_WARP_SPL 16
+
+inline ulong eplb_warp_shfl_xor64(ulong v, uint lane_mask, uint members)
+{
+    const uint hi = eplb_warp_shfl_xor((uint)(v >> 32), lane_mask, members);
+    const uint lo = eplb_warp_shfl_xor((uint)v, lane_mask, members);
+    return ((ulong)hi << 32) | lo;
+}
+
+/* One bitonic step between registers r and r + d of each member (d < SPL, a
+ * constant once inlined, so v stays in registers): position p = j*SPL + r
+ * sorts ascending where p & k is 0. */
+inline void eplb_warp_sort_in_lane(ulong *v, const int d, uint k, int j)
+{
+#pragma unroll
+    for (int r = 0; r < EPLB_WARP_SPL; r++)
+        if ((r & d) == 0) {
+            const int up = (((uint)(j * EPLB_WARP_SPL + r)) & k) == 0;
+            const ulong a = v[r], b = v[r | d];
+            const ulong lo = min(a, b), hi = max(a, b);
+            v[r] = up ? lo : hi;
+            v[r | d] = up ? hi : lo;
+        }
+}
+
+/* Stage 1 of one packing by a warp team (SPEC 6.1): the keys, then a bitonic
+ * sort of team * SPL (item key, item index) pairs, ascending in
+ * (eplb_float_max_key(key), index) -- key descending, equal keys by
+ * ascending index -- with padding at the end. Exchanges between members are
+ * shuffles. Writes the visiting order to order[0..n). */
+inline void eplb_warp_sort(local const float *w, int n, int call, ulong row, int c, ulong seed,
+                           float noise, int j, int team, int active, uint members,
+                           local int *order)
+{
+    ulong v[EPLB_WARP_SPL];
+    const ulong prefix = eplb_random_prefix(seed, (ulong)call, row, (ulong)c);
+#pragma unroll
+    for (int r = 0; r < EPLB_WARP_SPL; r++) {
+        const int i = j * EPLB_WARP_SPL + r;
+        v[r] = 0xFFFFFFFFFFFFFFFFUL; /* padding sorts last */
+        if (active && i < n) {
+            const float wi = w[i];
+            const float key = c == 0 ? wi : eplb_sort_key(wi, noise, eplb_random_unit_at(prefix, (ulong)i));
+            v[r] = ((ulong)eplb_float_max_key(key) << 32) | (uint)i;
+        }
+    }
+    const uint size = (uint)team * EPLB_WARP_SPL;
+    for (uint k = 2; k <= size; k <<= 1) {
+        for (uint d = k >> 1; d >= EPLB_WARP_SPL; d >>= 1) {
+            const uint other_lane = d / EPLB_WARP_SPL;
+            const int lower = (j & other_lane) == 0;
+#pragma unroll
+            for (int r = 0; r < EPLB_WARP_SPL; r++) {
+                const ulong other = eplb_warp_shfl_xor64(v[r], other_lane, members);
+                const int up = (((uint)(j * EPLB_WARP_SPL + r)) & k) == 0;
+                v[r] = lower == up ? min(v[r], other) : max(v[r], other);
+            }
+        }
+        if (k >= 16)
+            eplb_warp_sort_in_lane(v, 8, k, j);
+        if (k >= 8)
+            eplb_warp_sort_in_lane(v, 4, k, j);
+        if (k >= 4)
+            eplb_warp_sort_in_lane(v, 2, k, j);
+        eplb_warp_sort_in_lane(v, 1, k, j);
+    }
+#pragma unroll
+    for (int r = 0; r < EPLB_WARP_SPL; r++) {
+        const int p = j * EPLB_WARP_SPL + r;
+        if (active && p < n)
+            order[p] = (int)(uint)v[r];
+    }
+}
+#endif
+
 /* Balanced packing (SPEC 6) of `rows` rows x C candidates, every packing in
  * local memory at once: order[P*n], content[P*n] (the sort keys first),
  * loads[P*m], counts[2*P*m] (counts, then the serial greedy's heap),
@@ -185,8 +452,14 @@ inline void eplb_fused_pack(local const float *wrows, int rows, ulong row0, int 
     const int t = (int)get_local_id(0), T = (int)get_local_size(0);
     const int P = rows * C;
 
-    /* 1. Keys (into content), then the visiting order. */
-    for (int y = t; y < P * n; y += T) {
+    /* 1. Keys (into content), then the visiting order; warp teams sort
+     * their own packing in registers instead (below). */
+#if EPLB_NV_WARP && EPLB_FUSED_TEAMS
+    const int warp_sort = n <= team * EPLB_WARP_SPL;
+#else
+    const int warp_sort = 0;
+#endif
+    for (int y = t; !warp_sort && y < P * n; y += T) {
         const int x = y / n, i = y % n, r = x / C, c = x % C;
         const float w = wrows[r * n + i];
         content[y] = as_int(c == 0 ? w
@@ -195,10 +468,10 @@ inline void eplb_fused_pack(local const float *wrows, int rows, ulong row0, int 
                                                                     (ulong)c, (ulong)i)));
     }
     EPLB_FUSED_BARRIER();
-    if (heap_sort) {
+    if (heap_sort && !warp_sort) {
         for (int x = t; x < P; x += T)
             eplb_fused_heapsort(content + x * n, order + x * n, n);
-    } else {
+    } else if (!warp_sort) {
         for (int y = t; y < P * n; y += T) {
             const int x = y / n, i = y % n;
             local const int *key = content + x * n;
@@ -228,6 +501,146 @@ inline void eplb_fused_pack(local const float *wrows, int rows, ulong row0, int 
             if (ld[p] > most)
                 most = ld[p];
         score[x] = most;
+    }
+#elif EPLB_NV_WARP
+    /* 2-4. Greedy, swap and score, one warp team per packing (at most 32
+     * lanes, see warp_team.cl): exchanges are shuffles, no barrier inside
+     * the loops. Member j owns packs j, j + team, ... (their loads and
+     * counts): consecutive lanes read consecutive words, no bank conflict. */
+    (void)red_v; (void)red_i; (void)par;
+    const uint members = eplb_warp_members();
+    const int teams = T / team, j = t % team, tm = t / team;
+    const int batches = (P + teams - 1) / teams;
+    for (int bt = 0; bt < batches; bt++) {
+        const int x = bt * teams + tm, active = ok && x < P, xs = active ? x : 0;
+        local const float *w = wrows + (xs / C) * n;
+        local const int *ord = order + xs * n;
+        local int *cont = content + xs * n;
+        local float *ld = loads + xs * m;
+        local int *cn = counts + 2 * xs * m;
+        if (warp_sort) {
+            eplb_warp_sort(w, n, call, row0 + (ulong)(xs / C), xs % C, seed, noise, j, team, active,
+                           members, order + xs * n);
+            eplb_warp_sync(members); /* the order is visible to the whole team */
+        }
+        /* Greedy: the least-loaded open pack, lowest index among equals;
+         * in registers when the packs fit, else from local memory. */
+        if (m <= team * EPLB_WARP_PPL) {
+            eplb_warp_greedy(w, ord, cont, ld, n, m, k, j, team, active, members);
+        } else {
+            if (active)
+                for (int p = j; p < m; p += team) {
+                    ld[p] = 0.0f;
+                    cn[p] = 0;
+                }
+            int item = active ? ord[0] : 0;
+            float wt = w[item];
+            for (int s = 0; s < n; s++) {
+                uint key = 0xFFFFFFFFu, b = 0xFFFFFFFFu;
+                if (active)
+                    for (int p = j; p < m; p += team) {
+                        const uint kp = eplb_float_min_key(ld[p]);
+                        if (cn[p] < k && kp < key) {
+                            key = kp;
+                            b = (uint)p;
+                        }
+                    }
+                const int next = active && s + 1 < n ? ord[s + 1] : 0;
+                const float next_wt = w[next];
+                const int bi = (int)eplb_warp_team_argmin(key, b, (uint)team, members).y;
+                if (active && (bi & (team - 1)) == j) {
+                    cont[bi * k + cn[bi]] = item;
+                    cn[bi]++;
+                    ld[bi] += wt;
+                }
+                item = next;
+                wt = next_wt;
+            }
+        }
+        eplb_warp_sync(members); /* every member's content is visible */
+        /* Swap: heavy and light by one pair of argmins, the best trade by a
+         * third; every member reads the two traded items, then member 0
+         * writes them and the packs' owners recompute their loads. */
+        int live = active;
+        const int step_sa = team / k, step_sb = team % k;
+        for (int it = 0; it < iterations && eplb_warp_any(live, members); it++) {
+            uint hk = 0xFFFFFFFFu, hix = 0xFFFFFFFFu, lk = 0xFFFFFFFFu, lix = 0xFFFFFFFFu;
+            if (live)
+                for (int p = j; p < m; p += team) {
+                    const float l = ld[p];
+                    const uint kmax = eplb_float_max_key(l), kmin = eplb_float_min_key(l);
+                    if (kmax < hk) { hk = kmax; hix = (uint)p; }
+                    if (kmin < lk) { lk = kmin; lix = (uint)p; }
+                }
+            const uint2 heavy_light = eplb_warp_team_argmin2(hk, hix, lk, lix, (uint)team, members);
+            const int heavy = (int)heavy_light.x, light = (int)heavy_light.y;
+            local int *a = cont + (live ? heavy : 0) * k, *bp = cont + (live ? light : 0) * k;
+            float diff = 0.0f, first = 0.0f;
+            uint ck = 0xFFFFFFFFu, cf = 0xFFFFFFFFu;
+            if (live) {
+                diff = ld[light] - ld[heavy];
+                /* The cpu scan starts at pair (0, 0) and takes only strictly
+                 * smaller changes: a NaN there stops the search, a NaN
+                 * anywhere else never wins. */
+                first = eplb_swap_change(diff, w[a[0]], w[bp[0]]);
+                /* Pair f = sa * k + sb, stepped without a division per pair. */
+                int sa_f = j / k, sb_f = j % k;
+                for (int f = j; f < k * k; f += team) {
+                    const float change = eplb_swap_change(diff, w[a[sa_f]], w[bp[sb_f]]);
+                    const uint kc = eplb_float_min_key(change);
+                    if (!isnan(change) && kc < ck) {
+                        ck = kc;
+                        cf = (uint)f;
+                    }
+                    sa_f += step_sa;
+                    sb_f += step_sb;
+                    if (sb_f >= k) {
+                        sb_f -= k;
+                        sa_f++;
+                    }
+                }
+            }
+            const int bf = (int)eplb_warp_team_argmin(ck, cf, (uint)team, members).y;
+            int item_a = 0, item_b = 0, sa = 0, sb = 0;
+            if (live && bf >= 0) {
+                sa = bf / k;
+                sb = bf % k;
+                item_a = a[sa];
+                item_b = bp[sb];
+            }
+            const float best = isnan(first) || bf < 0 ? first
+                                                      : eplb_swap_change(diff, w[item_a], w[item_b]);
+            live = live && best < -tolerance;
+            eplb_warp_sync(members); /* the items are read before member 0 trades them */
+            if (live) {
+                if ((heavy & (team - 1)) == j) {
+                    float load = 0.0f;
+                    for (int r = 0; r < k; r++)
+                        load += w[r == sa ? item_b : a[r]];
+                    ld[heavy] = load;
+                }
+                if ((light & (team - 1)) == j) {
+                    float load = 0.0f;
+                    for (int r = 0; r < k; r++)
+                        load += w[r == sb ? item_a : bp[r]];
+                    ld[light] = load;
+                }
+                if (j == 0) {
+                    a[sa] = item_b;
+                    bp[sb] = item_a;
+                }
+            }
+            eplb_warp_sync(members); /* the trade and the loads are visible */
+        }
+        /* Score: the largest pack load (loads are the slot-order sums). */
+        if (active && j == 0) {
+            float most = ld[0];
+            for (int p = 1; p < m; p++)
+                if (ld[p] > most)
+                    most = ld[p];
+            score[x] = most;
+        }
+        eplb_warp_sync(members);
     }
 #else
     /* 2-4. Greedy, swap and score, one team per packing, batches of teams.
@@ -432,6 +845,40 @@ inline void eplb_fused_replicate(local const float *nw, int rows, int M, int RN,
             v_row[b] = nw[row * M + b] / (float)c;
         }
     }
+#elif EPLB_NV_WARP
+    /* Member j owns items j, j + team, ... (no local-memory bank conflicts). */
+    (void)red_v; (void)red_i; (void)par;
+    const uint members = eplb_warp_members();
+    const int teams = T / team, j = t % team, tm = t / team;
+    const int batches = (rows + teams - 1) / teams;
+    for (int bt = 0; bt < batches; bt++) {
+        const int row = bt * teams + tm, active = ok && row < rows, rs = active ? row : 0;
+        local float *v_row = val + rs * M;
+        local int *c_row = cnt + rs * M;
+        if (M <= team * EPLB_WARP_RPL) {
+            eplb_warp_replicate(nw + rs * M, M, RN, j, team, active, members, phy2mlog + rs * RN,
+                                phyrank + rs * RN, c_row);
+            continue;
+        }
+        for (int s = M; s < RN; s++) {
+            uint key = 0xFFFFFFFFu, b = 0xFFFFFFFFu;
+            if (active)
+                for (int i = j; i < M; i += team) {
+                    const uint ki = eplb_float_max_key(v_row[i]);
+                    if (ki < key) {
+                        key = ki;
+                        b = (uint)i;
+                    }
+                }
+            const int bi = (int)eplb_warp_team_argmin(key, b, (uint)team, members).y;
+            if (active && (bi & (team - 1)) == j) {
+                phy2mlog[rs * RN + s] = bi;
+                phyrank[rs * RN + s] = c_row[bi];
+                const int c = ++c_row[bi];
+                v_row[bi] = nw[rs * M + bi] / (float)c;
+            }
+        }
+    }
 #else
     const int teams = T / team, j = t % team, tm = t / team;
     const int B = (M + team - 1) / team, lo = j * B, hi = min(M, lo + B);
@@ -484,6 +931,15 @@ kernel void eplb_plan_fused(global const float *weight, global int *status, glob
                             int group_team, int slot_team, int rep_team, int heap_sort,
                             int scan_max, local int *smem)
 {
+#ifdef EPLB_SHAPE
+    /* A build for one plan shape (the host passes the same values as
+     * arguments): constants the compiler folds into every loop below. */
+    E = EPLB_SHAPE_E; R = EPLB_SHAPE_R; G = EPLB_SHAPE_G; N = EPLB_SHAPE_N; S = EPLB_SHAPE_S;
+    M = EPLB_SHAPE_M; RN = EPLB_SHAPE_RN; gk = EPLB_SHAPE_gk; sm = EPLB_SHAPE_sm; sk = EPLB_SHAPE_sk;
+    C = EPLB_SHAPE_C; iterations = EPLB_SHAPE_iterations; group_team = EPLB_SHAPE_group_team;
+    slot_team = EPLB_SHAPE_slot_team; rep_team = EPLB_SHAPE_rep_team;
+    heap_sort = EPLB_SHAPE_heap_sort; scan_max = EPLB_SHAPE_scan_max;
+#endif
     const int t = (int)get_local_id(0), T = (int)get_local_size(0);
     const int l = (int)get_group_id(0);
     local float *w = (local float *)smem;
@@ -512,8 +968,25 @@ kernel void eplb_plan_fused(global const float *weight, global int *status, glob
     barrier(CLK_LOCAL_MEM_FENCE);
     int bad = 0;
     if (check_count > 0) {
-        for (ulong i = (ulong)t; i < check_count; i += (ulong)T) {
-            const float v = weight[i];
+        /* Eight loads of four weights in flight per work-item, not one load
+         * of one: the check is bound by memory latency. */
+        const ulong n4 = check_count / 4, T8 = 8 * (ulong)T;
+        ulong i = (ulong)t;
+        for (; i + T8 - (ulong)T < n4; i += T8) {
+            float4 v[8];
+#pragma unroll
+            for (int u = 0; u < 8; u++)
+                v[u] = vload4(i + (ulong)u * (ulong)T, weight);
+#pragma unroll
+            for (int u = 0; u < 8; u++)
+                bad |= any(isless(v[u], (float4)(0.0f)) | isnan(v[u]) | isinf(v[u]));
+        }
+        for (; i < n4; i += (ulong)T) {
+            const float4 v = vload4(i, weight);
+            bad |= any(isless(v, (float4)(0.0f)) | isnan(v) | isinf(v));
+        }
+        for (ulong r = 4 * n4 + (ulong)t; r < check_count; r += (ulong)T) {
+            const float v = weight[r];
             bad |= !(v >= 0.0f) || isinf(v); /* written so that NaN fails too */
         }
     } else {
@@ -594,13 +1067,10 @@ kernel void eplb_plan_fused(global const float *weight, global int *status, glob
     }
     barrier(CLK_LOCAL_MEM_FENCE);
 
-    /* 7. Outputs; the -1 fill is done before any slot is scattered. */
-    if (ok && has_log2phy) {
-        global long *row = log2phy + (ulong)l * (ulong)E * (ulong)X;
-        for (ulong i = (ulong)t; i < (ulong)E * (ulong)X; i += (ulong)T)
-            row[i] = -1;
-    }
-    barrier(CLK_GLOBAL_MEM_FENCE);
+    /* 7. Outputs. log2phy: the scatter writes ranks below each expert's
+     * count, the fill the ranks from the count up: disjoint, so no global
+     * barrier between them. The fill runs a row per group of (up to) 32
+     * work-items, so its stores are contiguous. */
     for (int y = t; ok && y < R; y += T) {
         const int n = y / RN, s = y % RN;
         const int q = sk > 1 ? scontent[(n * C + sbest[n]) * RN + s] : s;
@@ -615,4 +1085,10 @@ kernel void eplb_plan_fused(global const float *weight, global int *status, glob
     }
     for (int e = t; ok && e < E; e += T)
         logcnt[(ulong)l * (ulong)E + (ulong)e] = cnt[log2mlog[e]];
+    const int rw = T < 32 ? T : 32, lane = t % rw;
+    for (int e = t / rw; ok && has_log2phy && e < E; e += T / rw) {
+        global long *row = log2phy + ((ulong)l * (ulong)E + (ulong)e) * (ulong)X;
+        for (long x = cnt[log2mlog[e]] + lane; x < X; x += rw)
+            row[x] = -1;
+    }
 }

@@ -223,6 +223,26 @@ static size_t env_size(const char *name, size_t fallback)
     return v >= 1 ? (size_t)v : fallback;
 }
 
+/* Whether the device is an NVIDIA GPU with 32-lane warps (the inline PTX of
+ * kernels/warp_team.cl): CL_DEVICE_WARP_SIZE_NV of cl_nv_device_attribute_query. */
+static int nvidia_warp_of_32(const eplb_opencl_api *cl, cl_device_id device)
+{
+    size_t len = 0;
+    if (cl->clGetDeviceInfo(device, CL_DEVICE_EXTENSIONS, 0, NULL, &len) != CL_SUCCESS || len == 0)
+        return 0;
+    char *extensions = malloc(len + 1);
+    if (!extensions)
+        return 0;
+    int nvidia = cl->clGetDeviceInfo(device, CL_DEVICE_EXTENSIONS, len, extensions, NULL) == CL_SUCCESS;
+    extensions[len] = '\0';
+    nvidia = nvidia && strstr(extensions, "cl_nv_device_attribute_query") != NULL;
+    free(extensions);
+    cl_uint warp = 0;
+    const cl_device_info warp_size_nv = 0x4003; /* CL_DEVICE_WARP_SIZE_NV (cl_ext.h) */
+    return nvidia && cl->clGetDeviceInfo(device, warp_size_nv, sizeof warp, &warp, NULL) == CL_SUCCESS &&
+           warp == 32;
+}
+
 /* Defaults by device type, then EPLB_OPENCL_* overrides, then device limits.
  * GPUs: work-groups cooperate on each row; CPU devices: one work-item per row
  * (no barriers), which is what a CPU core does best. */
@@ -267,6 +287,21 @@ static void choose_tuning(const eplb_opencl_api *cl, const device_entry *d, eplb
      * dependent local reads is slower there) and uses a heap beyond 16
      * packs on CPU devices, like the cpu backend. */
     t->greedy_scan_max = (int)env_size("EPLB_OPENCL_GREEDY_SCAN_MAX", gpu ? 1 << 30 : 16);
+    /* EPLB_OPENCL_WARP=0 keeps the local-memory exchange on NVIDIA devices. */
+    const char *warp = getenv("EPLB_OPENCL_WARP");
+    t->warp_teams = t->fused_teams && !(warp && strcmp(warp, "0") == 0) && nvidia_warp_of_32(cl, d->device);
+    /* EPLB_OPENCL_SHAPED=0 keeps one plan_fused for every shape on NVIDIA. */
+    const char *shaped = getenv("EPLB_OPENCL_SHAPED");
+    t->shaped = !(shaped && *shaped) ? t->warp_teams
+                : strcmp(shaped, "always") == 0 ? 2
+                : strcmp(shaped, "0") != 0;
+    t->nv_sm = 0;
+    if (t->warp_teams) {
+        cl_uint major = 0, minor = 0; /* CL_DEVICE_COMPUTE_CAPABILITY_{MAJOR,MINOR}_NV */
+        if (cl->clGetDeviceInfo(d->device, 0x4000, sizeof major, &major, NULL) == CL_SUCCESS &&
+            cl->clGetDeviceInfo(d->device, 0x4001, sizeof minor, &minor, NULL) == CL_SUCCESS)
+            t->nv_sm = (int)(major * 10 + minor);
+    }
 }
 
 /* ---- program cache: one cl_context and program per device and options ------ */
@@ -368,6 +403,12 @@ static void opencl_free(eplb_backend *backend)
         for (int k = 0; k < EPLB_CLK_COUNT; k++)
             if (s->kernel[k])
                 cl->clReleaseKernel(s->kernel[k]);
+        for (int k = 0; k < EPLB_OPENCL_SHAPED_KERNELS; k++) {
+            if (s->shaped[k].kernel)
+                cl->clReleaseKernel(s->shaped[k].kernel);
+            if (s->shaped[k].program)
+                cl->clReleaseProgram(s->shaped[k].program);
+        }
         for (int i = 0; i < 2; i++)
             if (s->scratch[i])
                 cl->clReleaseMemObject(s->scratch[i]);
@@ -480,11 +521,13 @@ static eplb_status opencl_synchronize(eplb_backend *backend)
 
 /* ---- launches ------------------------------------------------------------- */
 
-static eplb_status launch(eplb_backend *backend, eplb_opencl_kernel_id id, const eplb_opencl_arg *args,
-                          int nargs, cl_uint dims, const size_t *global, const size_t *local)
+static eplb_status launch(eplb_backend *backend, eplb_opencl_kernel_id id, cl_kernel kernel,
+                          const eplb_opencl_arg *args, int nargs, cl_uint dims,
+                          const size_t *global, const size_t *local)
 {
     eplb_opencl *s = eplb_opencl_state(backend);
-    cl_kernel kernel = s->kernel[id];
+    if (!kernel)
+        kernel = s->kernel[id];
     for (int i = 0; i < nargs; i++) {
         cl_int err = s->cl->clSetKernelArg(kernel, (cl_uint)i, args[i].size, args[i].value);
         if (err != CL_SUCCESS)
@@ -521,7 +564,7 @@ eplb_status eplb_opencl_run_elements(eplb_backend *backend, eplb_opencl_kernel_i
     if (local > s->kernel_group[id])
         local = s->kernel_group[id];
     size_t global = round_up(count, local);
-    return launch(backend, id, args, nargs, 1, &global, &local);
+    return launch(backend, id, NULL, args, nargs, 1, &global, &local);
 }
 
 eplb_status eplb_opencl_run_rows(eplb_backend *backend, eplb_opencl_kernel_id id,
@@ -535,7 +578,7 @@ eplb_status eplb_opencl_run_rows(eplb_backend *backend, eplb_opencl_kernel_id id
     while (local < s->kernel_group[id] && local * per < work)
         local *= 2;
     size_t global = rows * local;
-    return launch(backend, id, args, nargs, 1, &global, &local);
+    return launch(backend, id, NULL, args, nargs, 1, &global, &local);
 }
 
 eplb_status eplb_opencl_run_items(eplb_backend *backend, eplb_opencl_kernel_id id,
@@ -552,17 +595,48 @@ eplb_status eplb_opencl_run_items(eplb_backend *backend, eplb_opencl_kernel_id i
         local0 /= 2; /* short rows: fewer idle work-items */
     const size_t global[2] = {round_up(items, local0), packings};
     const size_t local[2] = {local0, 1};
-    return launch(backend, id, args, nargs, 2, global, local);
+    return launch(backend, id, NULL, args, nargs, 2, global, local);
+}
+
+eplb_status eplb_opencl_run_groups_with(eplb_backend *backend, eplb_opencl_kernel_id id,
+                                        cl_kernel kernel, const eplb_opencl_arg *args, int nargs,
+                                        size_t groups, size_t local)
+{
+    if (groups == 0)
+        return EPLB_OK;
+    const size_t global = groups * local;
+    return launch(backend, id, kernel, args, nargs, 1, &global, &local);
 }
 
 eplb_status eplb_opencl_run_groups(eplb_backend *backend, eplb_opencl_kernel_id id,
                                    const eplb_opencl_arg *args, int nargs, size_t groups,
                                    size_t local)
 {
-    if (groups == 0)
-        return EPLB_OK;
-    const size_t global = groups * local;
-    return launch(backend, id, args, nargs, 1, &global, &local);
+    return eplb_opencl_run_groups_with(backend, id, NULL, args, nargs, groups, local);
+}
+
+eplb_status eplb_opencl_build_kernel(eplb_backend *backend, const char *defines, const char *name,
+                                     cl_program *program, cl_kernel *kernel)
+{
+    eplb_opencl *s = eplb_opencl_state(backend);
+    const eplb_opencl_api *cl = s->cl;
+    char options[1100];
+    snprintf(options, sizeof options, "%s %s", s->options, defines);
+    cl_int err;
+    *kernel = NULL;
+    *program = cl->clCreateProgramWithSource(s->handles.context, eplb_opencl_kernel_count,
+                                             (const char **)eplb_opencl_kernel_sources, NULL, &err);
+    if (!*program)
+        return cl_fail(backend, err, "clCreateProgramWithSource");
+    err = cl->clBuildProgram(*program, 1, &s->handles.device, options, NULL, NULL);
+    if (err == CL_SUCCESS)
+        *kernel = cl->clCreateKernel(*program, name, &err);
+    if (!*kernel) {
+        cl->clReleaseProgram(*program);
+        *program = NULL;
+        return cl_fail(backend, err, "building a shape-specific plan_fused");
+    }
+    return EPLB_OK;
 }
 
 eplb_status eplb_opencl_scratch(eplb_backend *backend, int which, size_t bytes, cl_mem *out)
@@ -644,13 +718,21 @@ static eplb_status opencl_create(eplb_backend **out, char *error, size_t error_l
     /* Bit-exact float32: correctly rounded division, no contraction (pragma
      * in every source), no relaxed or fast math. */
     char options[512];
-    snprintf(options, sizeof options,
-             "-cl-std=CL1.2 -cl-fp32-correctly-rounded-divide-sqrt -DEPLB_WG=%zu "
-             "-DEPLB_ERR_INVALID_WEIGHT=%d -DEPLB_ERR_LOG2PHY_TOO_SMALL=%d -DEPLB_FUSED_TEAMS=%d",
-             s->tuning.group_size, (int)EPLB_ERR_INVALID_WEIGHT, (int)EPLB_ERR_LOG2PHY_TOO_SMALL,
-             s->tuning.fused_teams);
     cl_program program = NULL;
-    st = get_program(cl, &d, options, &s->handles.context, &program, error, error_len);
+    for (;;) {
+        snprintf(options, sizeof options,
+                 "-cl-std=CL1.2 -cl-fp32-correctly-rounded-divide-sqrt -DEPLB_WG=%zu "
+                 "-DEPLB_ERR_INVALID_WEIGHT=%d -DEPLB_ERR_LOG2PHY_TOO_SMALL=%d -DEPLB_FUSED_TEAMS=%d "
+                 "-DEPLB_NV_WARP=%d -DEPLB_NV_SM=%d",
+                 s->tuning.group_size, (int)EPLB_ERR_INVALID_WEIGHT, (int)EPLB_ERR_LOG2PHY_TOO_SMALL,
+                 s->tuning.fused_teams, s->tuning.warp_teams, s->tuning.nv_sm);
+        st = get_program(cl, &d, options, &s->handles.context, &program, error, error_len);
+        snprintf(s->options, sizeof s->options, "%s", options);
+        /* A compiler that refuses the inline PTX still gets the portable exchange. */
+        if (st == EPLB_OK || !s->tuning.warp_teams)
+            break;
+        s->tuning.warp_teams = 0;
+    }
     if (st != EPLB_OK) {
         opencl_free(backend);
         return st;

@@ -31,6 +31,15 @@ typedef enum eplb_opencl_kernel_id {
 
 /* Launch knobs (CLBlast idea): device-type defaults, EPLB_OPENCL_* overrides;
  * group_size also reaches the kernels as -DEPLB_WG. */
+/* Packs a warp-team member holds in registers in plan_fused's greedy
+ * (-DEPLB_WARP_PPL); teams are sized so that m <= team * this. */
+#define EPLB_OPENCL_WARP_PPL 4
+/* Items a warp-team member sorts in registers (EPLB_WARP_SPL in plan_fused.cl). */
+#define EPLB_OPENCL_WARP_SPL 16
+
+/* plan_fused kernels kept per instance, one per plan shape. */
+#define EPLB_OPENCL_SHAPED_KERNELS 4
+
 typedef struct eplb_opencl_tuning {
     size_t group_size;      /* largest work-group of the row kernels (power of two) */
     size_t element_size;    /* work-group of the element-wise kernels */
@@ -41,6 +50,10 @@ typedef struct eplb_opencl_tuning {
     size_t fused_team;      /* EPLB_OPENCL_FUSED_TEAM: work-items per packing, 0: by pack count */
     int fused_teams;        /* 1: team kernel variant, 0: a work-item per packing (-DEPLB_FUSED_TEAMS) */
     int greedy_scan_max;    /* one-work-item greedy: scan up to this many packs, else a heap */
+    int warp_teams;         /* 1: teams are NVIDIA warps exchanging by shuffles (-DEPLB_NV_WARP) */
+    int nv_sm;              /* NVIDIA compute capability, major * 10 + minor (-DEPLB_NV_SM), or 0 */
+    int shaped;             /* EPLB_OPENCL_SHAPED: plan_fused compiled per plan shape: 0 never,
+                               1 from a shape's third plan, 2 from its first */
 } eplb_opencl_tuning;
 
 typedef struct eplb_opencl {
@@ -58,6 +71,15 @@ typedef struct eplb_opencl {
     int profile;                   /* EPLB_OPENCL_PROFILE: time every kernel (synchronously) */
     double kernel_us[EPLB_CLK_COUNT];
     long kernel_runs[EPLB_CLK_COUNT];
+    char options[512];             /* the program's build options */
+    /* plan_fused kernels built for one plan shape each (opencl_fused.c). */
+    struct {
+        char defines[512];
+        long plans;                /* plans of this shape so far */
+        cl_program program;
+        cl_kernel kernel;
+    } shaped[EPLB_OPENCL_SHAPED_KERNELS];
+    int shaped_next;               /* the entry the next new shape replaces */
 } eplb_opencl;
 
 /* libeplb's eplb_opencl_native_handles reads the handles at the start of the
@@ -94,6 +116,17 @@ eplb_status eplb_opencl_run_items(eplb_backend *backend, eplb_opencl_kernel_id i
                                   const eplb_opencl_arg *args, int nargs, size_t items,
                                   size_t packings);
 /* Enqueues kernel id as `groups` work-groups of `local` work-items. */
+/* Builds kernel `name` of the embedded sources in the instance's context with
+ * the instance's options plus `defines`; the program and kernel are the
+ * caller's to release. */
+eplb_status eplb_opencl_build_kernel(eplb_backend *backend, const char *defines, const char *name,
+                                     cl_program *program, cl_kernel *kernel);
+
+/* eplb_opencl_run_groups with another build of kernel id (NULL: the instance's). */
+eplb_status eplb_opencl_run_groups_with(eplb_backend *backend, eplb_opencl_kernel_id id,
+                                        cl_kernel kernel, const eplb_opencl_arg *args, int nargs,
+                                        size_t groups, size_t local);
+
 eplb_status eplb_opencl_run_groups(eplb_backend *backend, eplb_opencl_kernel_id id,
                                    const eplb_opencl_arg *args, int nargs, size_t groups,
                                    size_t local);

@@ -1,20 +1,31 @@
 /* plan_fused on OpenCL: one enqueue per plan (kernels/plan_fused.cl), one
  * work-group per layer with every intermediate in local memory. Plans that
  * do not fit (or EPLB_OPENCL_PATH=stages) run the stage kernels instead. */
+#include <string.h>
+
 #include "opencl_backend.h"
 
 /* Work-items per packing with m packs of k (per replication row: m items,
- * k = 0), `rows` packings side by side in a group of T: enough that each
- * member scans about sqrt(m/2) packs in the greedy (none cooperate up to 16
- * packs: a short scan is cheaper than reading the team's results) and about
- * 16 pairs in the swap search, but no more than lets every packing work at
- * once (a second batch doubles the time). */
+ * k = 0), `rows` packings side by side in a group of T.
+ * Warp teams (NVIDIA): just enough lanes that every member holds its share
+ * of the sort, the greedy's packs or the replicated items in registers (more
+ * lanes only lengthen each exchange).
+ * Local-memory teams: enough that each member scans about sqrt(m/2) packs in
+ * the greedy (none cooperate up to 16 packs: a short scan is cheaper than
+ * reading the team's results) and about 16 pairs in the swap search, but no
+ * more than lets every packing work at once (a second batch doubles the time). */
 static size_t team_for(int64_t m, int64_t k, int iterations, int64_t rows,
                        const eplb_opencl_tuning *t, size_t T)
 {
     size_t team = 1;
     if (t->fused_team) {
         team = t->fused_team;
+    } else if (t->warp_teams) {
+        const int64_t n = m * k;
+        while (team < 32 && (k > 0 ? (int64_t)team * EPLB_OPENCL_WARP_PPL < m ||
+                                         (int64_t)team * EPLB_OPENCL_WARP_SPL < n
+                                   : (int64_t)team * 2 * EPLB_OPENCL_WARP_PPL < m))
+            team *= 2;
     } else {
         if (m > 16)
             while ((int64_t)(team * team * 2) < m)
@@ -25,6 +36,8 @@ static size_t team_for(int64_t m, int64_t k, int iterations, int64_t rows,
         while (team > 1 && (int64_t)team * rows > (int64_t)T)
             team /= 2;
     }
+    if (t->warp_teams && team > 32)
+        team = 32; /* a warp team lies inside one warp */
     return team < T ? team : T;
 }
 
@@ -88,6 +101,69 @@ static size_t fused_group(eplb_opencl *s, const eplb_plan_job *job)
     return 0;
 }
 
+/* The plan_fused build for this shape (EPLB_OPENCL_SHAPED): the sizes below
+ * become compile-time constants, so team loops, pack sizes and divisions
+ * fold as in the CUDA backend's templates. Built on a shape's third plan
+ * (a build takes about a second on NVIDIA: one-off shapes, as in tests and
+ * conformance runs, keep the generic kernel), kept for the instance's last
+ * few shapes; NULL (the generic kernel) before, when off, or when the build
+ * fails. */
+static cl_kernel shaped_kernel(eplb_backend *backend, const cl_int *value, const char *const *name,
+                               int count, size_t group, size_t local_bytes)
+{
+    eplb_opencl *s = eplb_opencl_state(backend);
+    if (!s->tuning.shaped)
+        return NULL;
+    char defines[512] = "-DEPLB_SHAPE=1";
+    size_t used = strlen(defines);
+    for (int i = 0; i < count && used < sizeof defines; i++)
+        used += (size_t)snprintf(defines + used, sizeof defines - used, " -DEPLB_SHAPE_%s=%d", name[i],
+                                 (int)value[i]);
+    if (used >= sizeof defines)
+        return NULL;
+    int k = 0;
+    while (k < EPLB_OPENCL_SHAPED_KERNELS && strcmp(s->shaped[k].defines, defines) != 0)
+        k++;
+    if (k == EPLB_OPENCL_SHAPED_KERNELS) { /* a new shape takes the oldest entry */
+        k = s->shaped_next;
+        s->shaped_next = (k + 1) % EPLB_OPENCL_SHAPED_KERNELS;
+        if (s->shaped[k].kernel)
+            s->cl->clReleaseKernel(s->shaped[k].kernel); /* a release waits for enqueued uses */
+        if (s->shaped[k].program)
+            s->cl->clReleaseProgram(s->shaped[k].program);
+        s->shaped[k].kernel = NULL;
+        s->shaped[k].program = NULL;
+        s->shaped[k].plans = 0;
+        snprintf(s->shaped[k].defines, sizeof s->shaped[k].defines, "%s", defines);
+    }
+    s->shaped[k].plans++;
+    /* Built once, on the third plan (first with "always"); a failed build
+     * is not retried. */
+    if (s->shaped[k].plans == (s->tuning.shaped == 2 ? 1 : 3)) {
+        if (eplb_opencl_build_kernel(backend, defines, "eplb_plan_fused", &s->shaped[k].program,
+                                     &s->shaped[k].kernel) != EPLB_OK) {
+            backend->error[0] = '\0'; /* the generic kernel runs instead */
+            return NULL;
+        }
+        /* The group and local memory were sized for the generic build. */
+        size_t most = 0;
+        cl_ulong own = 0, device_local = 0;
+        s->cl->clGetKernelWorkGroupInfo(s->shaped[k].kernel, s->handles.device,
+                                        CL_KERNEL_WORK_GROUP_SIZE, sizeof most, &most, NULL);
+        s->cl->clGetKernelWorkGroupInfo(s->shaped[k].kernel, s->handles.device,
+                                        CL_KERNEL_LOCAL_MEM_SIZE, sizeof own, &own, NULL);
+        s->cl->clGetDeviceInfo(s->handles.device, CL_DEVICE_LOCAL_MEM_SIZE, sizeof device_local,
+                               &device_local, NULL);
+        if (most < group || own + local_bytes > device_local) {
+            s->cl->clReleaseKernel(s->shaped[k].kernel);
+            s->cl->clReleaseProgram(s->shaped[k].program);
+            s->shaped[k].kernel = NULL;
+            s->shaped[k].program = NULL;
+        }
+    }
+    return s->shaped[k].kernel;
+}
+
 eplb_status eplb_opencl_plan_fused(eplb_backend *backend, const eplb_plan_job *job)
 {
     eplb_opencl *s = eplb_opencl_state(backend);
@@ -119,8 +195,22 @@ eplb_status eplb_opencl_plan_fused(eplb_backend *backend, const eplb_plan_job *j
     const cl_int rep_team = (cl_int)team_for(M, 0, 0, N, &s->tuning, T);
     const cl_int heap_sort = !s->tuning.rank_sort, scan_max = s->tuning.greedy_scan_max;
     const eplb_opencl_arg local_area = {fused_words(job, T) * 4, NULL};
-    st = eplb_opencl_run_groups(
-        backend, EPLB_CLK_PLAN_FUSED,
+    /* Registers a warp-team member needs for this shape's greedy packs and
+     * replicated items (at most the generic build's, which sized the teams). */
+    cl_int ppl = 1, rpl = (cl_int)((M + rep_team - 1) / rep_team);
+    if (gk > 1 && (N + group_team - 1) / group_team > ppl)
+        ppl = (N + group_team - 1) / group_team;
+    if (sk > 1 && (sm + slot_team - 1) / slot_team > ppl)
+        ppl = (sm + slot_team - 1) / slot_team;
+    const cl_int shape[] = {E, R, G, N, S, M, RN, gk, sm, sk, C, iterations, group_team, slot_team,
+                            rep_team, heap_sort, scan_max, ppl, rpl};
+    static const char *const shape_names[] = {"E", "R", "G", "N", "S", "M", "RN", "gk", "sm", "sk",
+                                              "C", "iterations", "group_team", "slot_team",
+                                              "rep_team", "heap_sort", "scan_max", "ppl", "rpl"};
+    cl_kernel kernel = shaped_kernel(backend, shape, shape_names, (int)(sizeof shape / sizeof shape[0]),
+                                     T, local_area.size);
+    st = eplb_opencl_run_groups_with(
+        backend, EPLB_CLK_PLAN_FUSED, kernel,
         EPLB_CL_ARGS(EPLB_CL_ARG(weight), EPLB_CL_ARG(status), EPLB_CL_ARG(phy2log),
                      EPLB_CL_ARG(logcnt), EPLB_CL_ARG(slot_rank), EPLB_CL_ARG(log2phy), EPLB_CL_ARG(X),
                      EPLB_CL_ARG(check_count), EPLB_CL_ARG(has_slot_rank), EPLB_CL_ARG(has_log2phy),
