@@ -142,6 +142,43 @@ Test(opencl, goldens_through_eplb_backend_env, .timeout = 600)
     eplb_context_free(ctx);
 }
 
+/* EPLB_OPENCL_SHAPED: plan_fused compiled for each plan shape (the default
+ * on NVIDIA, from a shape's third plan); "always" builds on the first, so
+ * every golden shape runs its own build here. */
+Test(opencl, goldens_exact_shaped, .timeout = 900)
+{
+    setenv("EPLB_OPENCL_SHAPED", "always", 1);
+    check_goldens();
+}
+
+/* The switch to a shape's own build on its third plan, and more shapes than
+ * an instance keeps builds for (the first is evicted, then built again):
+ * every plan equals the cpu backend's. */
+Test(opencl, shaped_builds_switch_and_rotate, .timeout = 900)
+{
+    setenv("EPLB_OPENCL_SHAPED", "1", 1);
+    eplb_context *ctx = open_opencl_or_skip();
+    eplb_context *cpu = eplbt_context("cpu");
+    const int order[] = {0, 1, 2, 3, 4, 5, 0};
+    for (size_t o = 0; o < sizeof order / sizeof order[0]; o++) {
+        eplb_random_case c;
+        cr_assert_eq(eplb_random_case_make(77, (uint64_t)order[o], &c), EPLB_OK);
+        eplbt_plan want;
+        eplbt_plan_run(cpu, c.name, c.weight, &c.shape, &c.options, &want);
+        for (int repeat = 0; repeat < 4; repeat++) {
+            eplbt_plan got;
+            eplbt_plan_run(ctx, c.name, c.weight, &c.shape, &c.options, &got);
+            cr_assert(eplbt_plans_equal(&got, &want), "%s, plan %d of the shape: differs from cpu",
+                      c.name, repeat + 1);
+            eplbt_plan_free(&got);
+        }
+        eplbt_plan_free(&want);
+        eplb_random_case_free(&c);
+    }
+    eplb_context_free(cpu);
+    eplb_context_free(ctx);
+}
+
 /* ---- random cases and edge shapes against the cpu backend ------------------- */
 
 static void check_random(int cases)
