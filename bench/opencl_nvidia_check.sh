@@ -10,9 +10,9 @@
 #   bench/opencl_nvidia_check.sh            results in $OUT (default ./opencl-nvidia-out)
 #   RUNS=500 WARMUP=50 bench/opencl_nvidia_check.sh
 #
-# About 5 minutes on an H100/H200: conformance with plan_fused (four knob
-# sets) and the stage kernels (three), device time per path for the three V3
-# shapes, a plan_fused work-group x team sweep, per-kernel times.
+# A few minutes on an H100/H200: conformance with plan_fused (five knob sets)
+# and the stage kernels (two), the plan kernel's time per knob set for the
+# three V3 shapes, and the marker-bracketed device time.
 #
 # Writes $OUT/summary.txt (everything below), and one file per step.
 set -uo pipefail
@@ -84,47 +84,49 @@ if command -v clinfo >/dev/null; then
   grep -io "cl_khr_subgroup[a-z_]*" "$OUT/clinfo.txt" | sort -u | tr '\n' ' '; echo "(sub-group extensions)"
 fi
 
-# Paths and knob sets: plan_fused with a work-item per packing (default), the
-# team variant (first run on a GPU here: never compiled to the end on PoCL),
-# other groups and teams, and the stage kernels.
-FUSED_KNOBS=("" "EPLB_OPENCL_FUSED_TEAM=auto" "EPLB_OPENCL_FUSED_WG=128 EPLB_OPENCL_FUSED_TEAM=4"
-             "EPLB_OPENCL_FUSED_WG=64 EPLB_OPENCL_FUSED_TEAM=16")
-STAGE_KNOBS=("EPLB_OPENCL_PATH=stages" "EPLB_OPENCL_PATH=stages EPLB_OPENCL_WG=32 EPLB_OPENCL_ITEMS_PER_THREAD=1"
-             "EPLB_OPENCL_PATH=stages EPLB_OPENCL_WG=1 EPLB_OPENCL_SORT=heap")
+# Paths and knob sets: the default (NVIDIA: warp teams, a build per plan shape
+# from a shape's third plan), a build per shape from the first plan (every
+# conformance shape then runs its own build), the portable local-memory
+# teams, a work-item per packing, and the stage kernels.
+FUSED_KNOBS=("" "EPLB_OPENCL_SHAPED=always" "EPLB_OPENCL_WARP=0" "EPLB_OPENCL_FUSED_TEAM=0"
+             "EPLB_OPENCL_FUSED_WG=64 EPLB_OPENCL_FUSED_TEAM=4")
+STAGE_KNOBS=("EPLB_OPENCL_PATH=stages" "EPLB_OPENCL_PATH=stages EPLB_OPENCL_WG=32 EPLB_OPENCL_ITEMS_PER_THREAD=1")
 
 say "conformance per path and knob set (each must say 0 failed)"
 conformance_rc=0
 i=0
 for knobs in "${FUSED_KNOBS[@]}" "${STAGE_KNOBS[@]}"; do
   i=$((i + 1))
-  env $knobs EPLB_BACKEND=opencl timeout 180 "$BUILD/bin/eplb" conformance > "$OUT/conformance-$i.txt" 2>&1
+  random=${RANDOM_CASES:-100}
+  case "$knobs" in *SHAPED=always*) random=10 ;; esac  # about a second of build per shape
+  env $knobs EPLB_BACKEND=opencl timeout 300 "$BUILD/bin/eplb" conformance --random "$random" \
+    > "$OUT/conformance-$i.txt" 2>&1
   rc=$?
-  echo "${knobs:-default (fused)}: $(tail -n 1 "$OUT/conformance-$i.txt") (exit $rc)"
+  echo "${knobs:-default}: $(tail -n 1 "$OUT/conformance-$i.txt") (exit $rc)"
   [ $rc -eq 0 ] || conformance_rc=$rc
 done
 
-say "device time per plan and path (eplb_rebalance_device, profiling events, $RUNS runs after $WARMUP)"
-for knobs in "" "EPLB_OPENCL_FUSED_TEAM=auto" "EPLB_OPENCL_PATH=stages EPLB_OPENCL_WG=32 EPLB_OPENCL_ITEMS_PER_THREAD=1"; do
-  echo "-- ${knobs:-default (fused, a work-item per packing)}"
+# Kernel time: the plan's one plan_fused kernel, START to END of its
+# profiling event (EPLB_OPENCL_PROFILE=1; mean over the warm-up and timed
+# plans of eplb-bench, the first two of a shape on the generic build).
+say "kernel time per plan (EPLB_OPENCL_PROFILE, eplb-bench --runs $RUNS)"
+for knobs in "" "EPLB_OPENCL_SHAPED=0" "EPLB_OPENCL_WARP=0" "EPLB_OPENCL_FUSED_TEAM=0"; do
+  printf '%-28s' "${knobs:-default}:"
+  for c in v3-prefill v3-decode-288 v3-decode-320; do
+    env $knobs EPLB_OPENCL_PROFILE=1 timeout 120 "$BUILD/bin/eplb-bench" --backend opencl --case $c \
+      --runs "$RUNS" --no-baseline 2>&1 | grep "profile: eplb_plan_fused" | tail -n 1 \
+      | awk -v c=$c '{printf "  %s %s us", c, $(NF-2)}'
+  done
+  echo
+done | tee "$OUT/kernel-time.txt"
+
+# Enqueue-to-completion: eplb_opencl_timing brackets each call with two
+# markers behind a user event; on NVIDIA's driver that adds tens of us of
+# scheduling to the kernel time above.
+say "marker-bracketed device time (eplb_rebalance_device, $RUNS runs after $WARMUP)"
+for knobs in "" "EPLB_OPENCL_WARP=0"; do
+  echo "-- ${knobs:-default}"
   env $knobs timeout 180 "$BUILD/bin/eplb_opencl_timing" "$RUNS" "$WARMUP" 2>&1
 done | tee "$OUT/timing.txt"
-
-say "plan_fused sweep: work-group x team (device time medians, 100 runs)"
-for wg in 64 128 256; do
-  for team in 0 auto 2 4 8 16; do
-    t="EPLB_OPENCL_FUSED_TEAM=$team"
-    echo "EPLB_OPENCL_FUSED_WG=$wg $t:"
-    env EPLB_OPENCL_FUSED_WG=$wg $t timeout 60 "$BUILD/bin/eplb_opencl_timing" 100 10 2>&1 \
-      | grep -E "^[a-z]|device time|MISMATCH"
-  done
-done 2>&1 | tee "$OUT/sweep.txt"
-
-say "per-kernel device time (EPLB_OPENCL_PROFILE=1, hierarchical and global 320/64), fused and stages"
-for knobs in "" "EPLB_OPENCL_FUSED_TEAM=auto" "EPLB_OPENCL_PATH=stages EPLB_OPENCL_WG=32 EPLB_OPENCL_ITEMS_PER_THREAD=1"; do
-  for args in "" "-r 320 -p 64 -n 8 -g 8 --policy global"; do
-    echo "${knobs:-default (fused)}: eplb demo $args:"
-    env $knobs EPLB_OPENCL_PROFILE=1 timeout 60 "$BUILD/bin/eplb" demo -b opencl -q $args 2>&1 | grep profile
-  done
-done | tee "$OUT/kernels.txt"
 
 exit $conformance_rc

@@ -6,7 +6,8 @@
  * Also prints the wall time of the host API (eplb_rebalance) on opencl and
  * cpu, and checks the device plan against the cpu backend's.
  *
- *   eplb_opencl_timing [runs (default 200)] [warm-up runs (default 20)] */
+ *   eplb_opencl_timing [runs (default 200)] [warm-up runs (default 20)]
+ *   EPLB_TIMING_CANDIDATES=C, EPLB_TIMING_ITERS=I: options other than the defaults */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -114,15 +115,21 @@ int main(int argc, char **argv)
         eplb_options o;
         eplb_options_init(&o);
         o.policy = cases[c].policy;
+        /* EPLB_TIMING_CANDIDATES / EPLB_TIMING_ITERS: other options, to see
+         * what the candidates and the swap search cost. */
+        if (getenv("EPLB_TIMING_CANDIDATES"))
+            o.candidates = atoi(getenv("EPLB_TIMING_CANDIDATES"));
+        if (getenv("EPLB_TIMING_ITERS"))
+            o.iterations = atoi(getenv("EPLB_TIMING_ITERS"));
         const size_t LE = (size_t)(s->layers * s->experts), LR = (size_t)(s->layers * s->replicas);
         const int64_t X = eplb_log2phy_width_max(s);
         float *weight = malloc(LE * sizeof *weight);
         int64_t *phy2log = malloc(LR * 8), *logcnt = malloc(LE * 8), *want_p = malloc(LR * 8),
                 *want_c = malloc(LE * 8);
         eplb_workload_fill(weight, s->layers, s->experts, 1, 0);
-        printf("%s (%lld layers x %lld experts, %lld slots, %lld GPUs, default options):\n",
+        printf("%s (%lld layers x %lld experts, %lld slots, %lld GPUs, C=%d, I=%d):\n",
                cases[c].name, (long long)s->layers, (long long)s->experts, (long long)s->replicas,
-               (long long)s->gpus);
+               (long long)s->gpus, (int)o.candidates, (int)o.iterations);
 
         cl_mem w = cl->clCreateBuffer(cl_ctx, CL_MEM_READ_ONLY | CL_MEM_COPY_HOST_PTR,
                                       LE * sizeof *weight, weight, &err);
