@@ -132,6 +132,31 @@ static int prefix_sum(int32_t *start, int32_t buckets)
     return crowded;
 }
 
+#if EPLB_CPU_X86_DISPATCH
+#include <immintrin.h>
+
+/* The same, sixteen buckets a step (buckets a multiple of 16). */
+EPLB_CPU_TARGET_AVX512 static int prefix_sum_avx512(int32_t *start, int32_t buckets)
+{
+    const __m512i zero = _mm512_setzero_si512(), last = _mm512_set1_epi32(15);
+    const __m512i limit = _mm512_set1_epi32(EPLB_CPU_INSERTION_MAX);
+    __m512i carry = zero;
+    __mmask16 over = 0;
+    for (int32_t b = 0; b < buckets; b += 16) {
+        __m512i x = _mm512_loadu_si512(start + b + 1);
+        over |= _mm512_cmpgt_epi32_mask(x, limit);
+        x = _mm512_add_epi32(x, _mm512_alignr_epi32(x, zero, 15));
+        x = _mm512_add_epi32(x, _mm512_alignr_epi32(x, zero, 14));
+        x = _mm512_add_epi32(x, _mm512_alignr_epi32(x, zero, 12));
+        x = _mm512_add_epi32(x, _mm512_alignr_epi32(x, zero, 8));
+        /* The carry chain is one add a step; the sums above are independent. */
+        _mm512_storeu_si512(start + b + 1, _mm512_add_epi32(x, carry));
+        carry = _mm512_add_epi32(carry, _mm512_permutexvar_epi32(last, x));
+    }
+    return over != 0;
+}
+#endif
+
 /* key[n] (with its lowest and highest value) -> order[n]. */
 static void bucket_sort(const uint32_t *key, int32_t n, uint32_t lo, uint32_t hi, int32_t *order,
                         eplb_cpu_scratch *s)
@@ -153,7 +178,12 @@ static void bucket_sort(const uint32_t *key, int32_t n, uint32_t lo, uint32_t hi
     /* 64-bit shift: with one bucket and keys spanning all 32 bits, shift is 32. */
     for (int32_t i = 0; i < n; i++)
         start[((uint64_t)(key[i] - lo) >> shift) + 1]++;
+#if EPLB_CPU_X86_DISPATCH
+    const int crowded = buckets % 16 == 0 && eplb_cpu_has_avx512() ? prefix_sum_avx512(start, buckets)
+                                                                   : prefix_sum(start, buckets);
+#else
     const int crowded = prefix_sum(start, buckets);
+#endif
     if (!crowded) {
         /* Items are out of order only inside their bucket: one pass finishes. */
         uint64_t *pair = s->pair;
