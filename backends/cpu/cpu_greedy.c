@@ -350,6 +350,7 @@ EPLB_CPU_TARGET_AVX512 static void greedy_keys_avx512(const eplb_pack_job *job, 
     const float *w = (const float *)job->weight + row * n;
     const int32_t blocks = (m + 7) / 8, block_vectors = (blocks + 7) / 8;
     key_lane lane[EPLB_CPU_LANES];
+    int32_t lane_first[EPLB_CPU_LANES];
     for (int32_t j = 0; j < lanes; j++) {
         key_lane *g = &lane[j];
         g->order = scratch->order_row + (int64_t)(first + j) * n;
@@ -368,9 +369,36 @@ EPLB_CPU_TARGET_AVX512 static void greedy_keys_avx512(const eplb_pack_job *job, 
             g->count[p] = 0;
         }
     }
-    for (int32_t t = 0; t < n; t++)
+    /* Step t < m while every earlier item had a positive weight: packs t ..
+     * m-1 are the only ones at load 0, so item t goes to pack t (lowest
+     * index) with no search. A zero weight leaves its pack at 0 and ends this. */
+    int32_t start = n;
+    for (int32_t j = 0; j < lanes; j++) {
+        key_lane *g = &lane[j];
+        int32_t t = 0;
+        while (t < m && t < n) {
+            const int32_t item = g->order[t];
+            const float load = 0.0f + w[item];
+            g->content[t * k] = item;
+            g->count[t] = 1;
+            g->load[t] = load;
+            uint32_t bits;
+            memcpy(&bits, &load, sizeof bits);
+            g->key[t] = (uint64_t)bits << 32 | (uint32_t)t;
+            t++;
+            if (!(w[item] > 0.0f))
+                break;
+        }
+        for (int32_t b = 0; b < blocks; b++)
+            g->block_min[b] = min_u64x8(_mm512_load_si512(g->key + 8 * b));
+        start = t < start ? t : start;
+        /* Lanes that got further wait here for the others: no step twice. */
+        lane_first[j] = t;
+    }
+    for (int32_t t = start; t < n; t++)
         for (int32_t j = 0; j < lanes; j++)
-            key_step(&lane[j], w, t, k, block_vectors);
+            if (t >= lane_first[j])
+                key_step(&lane[j], w, t, k, block_vectors);
 }
 
 /* ---- AVX2 vertical greedy for up to 16 packs: a vector lane per candidate --
@@ -395,12 +423,24 @@ greedy_vertical_steps(int32_t n, int32_t m, const int32_t V, int32_t k, const fl
     __m256i count[EPLB_CPU_VERTICAL_MAX], candidate[EPLB_CPU_VERTICAL_MAX];
     const __m256i per_pack = _mm256_set1_epi32(k), none = _mm256_set1_epi32(V);
     const __m256 inf = _mm256_set1_ps((float)INFINITY);
+    /* Steps t < m go to pack t when every earlier weight is positive (see
+     * greedy_keys_avx512); here only when that holds in every lane. */
+    __m256 positive = _mm256_castsi256_ps(_mm256_set1_epi32(-1));
+    for (int32_t t = 0; t < m - 1; t++)
+        positive = _mm256_and_ps(positive, _mm256_cmp_ps(_mm256_loadu_ps(step_weight + 8 * t),
+                                                         _mm256_setzero_ps(), _CMP_GT_OQ));
+    const int32_t start = _mm256_movemask_ps(positive) == 0xFF ? m : 0;
     EPLB_UNROLL for (int32_t p = 0; p < V; p++) {
-        masked[p] = p < m ? _mm256_setzero_ps() : inf;
-        load[p] = _mm256_setzero_ps();
-        count[p] = _mm256_setzero_si256();
+        /* 0 + w, as the step computes it (-0 becomes +0). */
+        const __m256 first = p < m && start ? _mm256_add_ps(_mm256_setzero_ps(), _mm256_loadu_ps(step_weight + 8 * p))
+                                            : _mm256_setzero_ps();
+        masked[p] = p < m ? first : inf;
+        load[p] = first;
+        count[p] = _mm256_set1_epi32(p < m && start ? 1 : 0);
+        if (p < m && start)
+            _mm256_storeu_si256((__m256i *)(slot + 8 * p), _mm256_set1_epi32(p * k));
     }
-    for (int32_t t = 0; t < n; t++) {
+    for (int32_t t = start; t < n; t++) {
         const __m256 wt = _mm256_loadu_ps(step_weight + 8 * t);
         /* Pairwise trees: the steps' critical path. */
         EPLB_UNROLL for (int32_t p = 0; p < V; p++)
