@@ -578,11 +578,15 @@ inline void eplb_fused_pack(local const float *wrows, int rows, ulong row0, int 
             float diff = 0.0f, first = 0.0f;
             uint ck = 0xFFFFFFFFu, cf = 0xFFFFFFFFu;
             if (live) {
-                diff = ld[light] - ld[heavy];
+                const float heavy_load = ld[heavy];
+                diff = ld[light] - heavy_load;
                 /* The cpu scan starts at pair (0, 0) and takes only strictly
                  * smaller changes: a NaN there stops the search, a NaN
-                 * anywhere else never wins. */
-                first = eplb_swap_change(diff, w[a[0]], w[bp[0]]);
+                 * anywhere else never wins. Below 1e37 every load, weight
+                 * and change is a number (as the cpu's vector search
+                 * assumes), so the first pair needs no look of its own. */
+                if (!(heavy_load < 1e37f))
+                    first = eplb_swap_change(diff, w[a[0]], w[bp[0]]);
                 /* Pair f = sa * k + sb, stepped without a division per pair. */
                 int sa_f = j / k, sb_f = j % k;
                 for (int f = j; f < k * k; f += team) {
@@ -600,7 +604,8 @@ inline void eplb_fused_pack(local const float *wrows, int rows, ulong row0, int 
                     }
                 }
             }
-            const int bf = (int)eplb_warp_team_argmin(ck, cf, (uint)team, members).y;
+            const uint2 won = eplb_warp_team_argmin(ck, cf, (uint)team, members);
+            const int bf = (int)won.y;
             int item_a = 0, item_b = 0, sa = 0, sb = 0;
             if (live && bf >= 0) {
                 sa = bf / k;
@@ -608,8 +613,9 @@ inline void eplb_fused_pack(local const float *wrows, int rows, ulong row0, int 
                 item_a = a[sa];
                 item_b = bp[sb];
             }
-            const float best = isnan(first) || bf < 0 ? first
-                                                      : eplb_swap_change(diff, w[item_a], w[item_b]);
+            /* The best change is its key's float (-0 comes back as +0, the
+             * same for the comparison below). */
+            const float best = isnan(first) || bf < 0 ? first : eplb_float_from_min_key(won.x);
             live = live && best < -tolerance;
             eplb_warp_sync(members); /* the items are read before member 0 trades them */
             if (live) {
