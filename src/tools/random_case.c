@@ -1,6 +1,7 @@
 /* Random valid planning problems; a pure function of (seed, index). */
 #include "random_case.h"
 
+#include <float.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -56,9 +57,17 @@ static void fill_weights(uint64_t *st, eplb_random_case *c)
         }
         return;
     }
-    int64_t style = range(st, 0, 3);
+    int64_t style = range(st, 0, 4);
     if (style == 3) { /* token-count-like skew, with idle experts */
         eplb_workload_fill(w, L, E, eplb_workload_next(st), range(st, 0, 5));
+        return;
+    }
+    if (style == 4) { /* near the float32 limit: pack sums reach infinity, swap changes NaN */
+        for (int64_t i = 0; i < L * E; i++) {
+            uint64_t r = eplb_workload_next(st);
+            w[i] = (r & 3) == 0 ? FLT_MAX : (r & 3) == 1 ? FLT_MAX / (float)(2 + (r >> 8) % 7)
+                                                         : (float)((r >> 8) % 1000);
+        }
         return;
     }
     for (int64_t i = 0; i < L * E; i++) {
