@@ -90,8 +90,25 @@ static void replicate_scan(const float *w, int32_t n, int32_t p, int32_t *phy2ml
         phy2mlog[s] = i;
         phyrank[s] = cnt[i];
         cnt[i]++;
-        value[i] = w[i] / (float)cnt[i];
-        block_max[b] = _mm_cvtss_f32(vector_max(value + b * B, B));
+        const float fresh = w[i] / (float)cnt[i];
+        /* The block's new maximum from registers, and whole-vector stores of
+         * the changed values: the next step's vector loads then forward from
+         * stores of the same size instead of waiting for scalar ones. */
+        float *block = value + b * B;
+        const __m128i lane = _mm_set1_epi32(i - b * B);
+        const __m128 vfresh = _mm_set1_ps(fresh);
+        __m128 vmax_block = _mm_set1_ps(-(float)INFINITY);
+        for (int32_t j = 0; j < B; j += 4) {
+            const __m128 here = _mm_castsi128_ps(_mm_cmpeq_epi32(lane, _mm_setr_epi32(j, j + 1, j + 2, j + 3)));
+            const __m128 v = _mm_or_ps(_mm_and_ps(here, vfresh), _mm_andnot_ps(here, _mm_loadu_ps(block + j)));
+            _mm_storeu_ps(block + j, v);
+            vmax_block = _mm_max_ps(vmax_block, v);
+        }
+        vmax_block = _mm_max_ps(vmax_block, _mm_shuffle_ps(vmax_block, vmax_block, _MM_SHUFFLE(1, 0, 3, 2)));
+        vmax_block = _mm_max_ps(vmax_block, _mm_shuffle_ps(vmax_block, vmax_block, _MM_SHUFFLE(2, 3, 0, 1)));
+        float *group = block_max + (b & ~3);
+        const __m128 at = _mm_castsi128_ps(_mm_cmpeq_epi32(_mm_set1_epi32(b & 3), _mm_setr_epi32(0, 1, 2, 3)));
+        _mm_storeu_ps(group, _mm_or_ps(_mm_and_ps(at, vmax_block), _mm_andnot_ps(at, _mm_loadu_ps(group))));
     }
 }
 #endif
