@@ -6,6 +6,30 @@
 
 #include "registry.h"
 
+#if EPLB_CPU_X86_DISPATCH
+int eplb_cpu_isa(void)
+{
+    static int cached = -1; /* every thread computes the same value */
+    int level = __atomic_load_n(&cached, __ATOMIC_RELAXED);
+    if (level < 0) {
+        int found = EPLB_CPU_ISA_SSE2;
+        if (__builtin_cpu_supports("avx2"))
+            found = EPLB_CPU_ISA_AVX2;
+        if (found == EPLB_CPU_ISA_AVX2 && __builtin_cpu_supports("avx512f") &&
+            __builtin_cpu_supports("avx512dq") && __builtin_cpu_supports("avx512vl"))
+            found = EPLB_CPU_ISA_AVX512;
+        const char *cap = getenv("EPLB_CPU_ISA");
+        if (cap && strcmp(cap, "sse2") == 0)
+            found = EPLB_CPU_ISA_SSE2;
+        else if (cap && strcmp(cap, "avx2") == 0 && found > EPLB_CPU_ISA_AVX2)
+            found = EPLB_CPU_ISA_AVX2;
+        level = found;
+        __atomic_store_n(&cached, level, __ATOMIC_RELAXED);
+    }
+    return level;
+}
+#endif
+
 static void cpu_free(eplb_backend *backend) { free(backend); }
 
 static const char *cpu_device_name(eplb_backend *backend)

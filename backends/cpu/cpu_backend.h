@@ -13,13 +13,18 @@
 #endif
 
 /* x86-64 builds with GCC or Clang also carry AVX2 and AVX-512 versions of the
- * hottest loops, picked at run time from what the machine supports. */
+ * hottest loops, picked at run time from what the machine supports, capped
+ * by EPLB_CPU_ISA=sse2|avx2 (so tests cover every level on one machine). */
 #if EPLB_CPU_SSE2 && defined(__x86_64__) && defined(__GNUC__)
 #define EPLB_CPU_X86_DISPATCH 1
 #define EPLB_CPU_TARGET_AVX2 __attribute__((target("avx2")))
 #define EPLB_CPU_TARGET_AVX512 __attribute__((target("avx512f")))
-static inline int eplb_cpu_has_avx2(void) { return __builtin_cpu_supports("avx2"); }
-static inline int eplb_cpu_has_avx512(void) { return __builtin_cpu_supports("avx512f"); }
+enum { EPLB_CPU_ISA_SSE2, EPLB_CPU_ISA_AVX2, EPLB_CPU_ISA_AVX512 };
+/* The highest level both the machine and EPLB_CPU_ISA allow (read once). */
+int eplb_cpu_isa(void);
+static inline int eplb_cpu_has_avx2(void) { return eplb_cpu_isa() >= EPLB_CPU_ISA_AVX2; }
+/* AVX-512 F, DQ and VL: the paths that use it need all three. */
+static inline int eplb_cpu_has_avx512(void) { return eplb_cpu_isa() >= EPLB_CPU_ISA_AVX512; }
 #endif
 
 /* Candidates of a row that the greedy steps in lockstep, and the most packs

@@ -289,7 +289,7 @@ static void plain_keys(EPLB_KEY_ARGS_PLAIN)
 static void noisy_keys(EPLB_KEY_ARGS_NOISY)
 {
 #if EPLB_CPU_X86_DISPATCH
-    if (__builtin_cpu_supports("avx512dq") && __builtin_cpu_supports("avx512vl")) {
+    if (eplb_cpu_has_avx512()) {
         noisy_keys_avx512(w, n, noise, prefix, key, lo, hi);
         return;
     }
