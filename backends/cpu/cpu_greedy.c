@@ -534,10 +534,9 @@ static size_t vertical_words(int32_t n)
 {
     return 16 * (size_t)n + 8 * EPLB_CPU_VERTICAL_MAX;
 }
-#endif
 
 /* Whether no sum of a row's weights can reach +inf: n times the largest
- * weight stays far below FLT_MAX (the keyed searches above need it). */
+ * weight stays far below FLT_MAX (the keyed and vertical searches need it). */
 static int row_sums_finite(const float *w, int32_t n)
 {
     float largest = 0.0f;
@@ -545,6 +544,7 @@ static int row_sums_finite(const float *w, int32_t n)
         largest = w[i] > largest ? w[i] : largest;
     return (double)largest * (double)n < 1e37;
 }
+#endif
 
 /* Scratch floats that one lane needs for m packs. */
 static size_t lane_words(int32_t m)
