@@ -30,15 +30,8 @@
 /* Exchange slots: red_v/red_i hold 4 sets of T entries: (parity, which). */
 #define EPLB_RED(set, which) (((set) * 2 + (which)) * T)
 
-/* Min-heap helpers for the serial greedy on many packs (a CPU device's
- * one-work-item group): the top is the least-loaded open pack, lowest index. */
-inline int eplb_fused_before(local const float *load, int a, int b)
-{
-    return load[a] < load[b] || (load[a] == load[b] && a < b);
-}
-
 /* Serial greedy of one packing, the cpu rule: visit order ord, each item into
- * the least-loaded open pack. heap holds m ints. */
+ * the least-loaded open pack. heap: m words of scratch. */
 inline void eplb_fused_greedy_serial(local const float *w, local const int *ord, local int *cont,
                                      local float *ld, local int *cn, local int *heap, int n,
                                      int m, int k, int scan_max)
@@ -46,9 +39,8 @@ inline void eplb_fused_greedy_serial(local const float *w, local const int *ord,
     for (int p = 0; p < m; p++) {
         ld[p] = 0.0f;
         cn[p] = 0;
-        heap[p] = p;
     }
-    if (m <= scan_max) { /* a scan beats the heap on few packs, and on GPUs */
+    if (m <= scan_max) { /* a scan beats the blocks on few packs, and on GPUs */
         for (int s = 0; s < n; s++) {
             int b = -1;
             float v = 0.0f;
@@ -64,29 +56,97 @@ inline void eplb_fused_greedy_serial(local const float *w, local const int *ord,
         }
         return;
     }
-    int open = m;
+    /* Many packs: blocks of 8, each with the least open load in it (+inf
+     * when none): the first block holding the overall least holds the
+     * lowest pack with it. heap holds the block minima. When every open
+     * load has overflowed to +inf, the first open pack is the choice. */
+    local float *block = (local float *)heap;
+    const int blocks = (m + 7) / 8;
+    for (int b = 0; b < blocks; b++)
+        block[b] = 0.0f;
     for (int s = 0; s < n; s++) {
-        const int p = heap[0], item = ord[s];
+        float least = INFINITY;
+        int b = -1;
+        for (int q = 0; q < blocks; q++)
+            if (block[q] < least) {
+                least = block[q];
+                b = q;
+            }
+        int p = 0;
+        if (b < 0) {
+            while (cn[p] >= k)
+                p++;
+        } else {
+            p = b * 8;
+            while (!(cn[p] < k && ld[p] == least))
+                p++;
+        }
+        const int item = ord[s];
         cont[p * k + cn[p]] = item;
         cn[p]++;
         ld[p] += w[item];
-        if (cn[p] == k)
-            heap[0] = heap[--open];
-        for (int at = 0;;) { /* the top only grew (or left): sift it down */
-            const int left = 2 * at + 1;
-            int best = at;
-            if (left < open && eplb_fused_before(ld, heap[left], heap[best]))
-                best = left;
-            if (left + 1 < open && eplb_fused_before(ld, heap[left + 1], heap[best]))
-                best = left + 1;
-            if (best == at)
-                break;
-            const int held = heap[at];
-            heap[at] = heap[best];
-            heap[best] = held;
-            at = best;
+        const int lo = (p / 8) * 8, hi = min(m, lo + 8);
+        float m8 = INFINITY;
+        for (int q = lo; q < hi; q++)
+            if (cn[q] < k && ld[q] < m8)
+                m8 = ld[q];
+        block[p / 8] = m8;
+    }
+}
+
+/* The greedy of a row's C <= 8 candidates at once, candidate c in lane c of
+ * float8 / int8 vectors (a CPU device runs them as SIMD vectors): per item,
+ * every lane's least open load in one pass over the packs, then the first
+ * pack holding it in a second. The same choices as the serial greedy, an
+ * item per candidate per step. Lanes from C up repeat candidate 0, unused.
+ * Writes contents and the loads (loads[c * m + p]). */
+#define EPLB_LANES_MAX_PACKS 128
+inline void eplb_fused_greedy_lanes(local const float *w, local const int *order,
+                                    local int *content, local float *loads, int n, int m, int k,
+                                    int C)
+{
+    float8 lv[EPLB_LANES_MAX_PACKS];
+    int8 cv[EPLB_LANES_MAX_PACKS];
+    for (int p = 0; p < m; p++) {
+        lv[p] = (float8)(0.0f);
+        cv[p] = (int8)(0);
+    }
+    const int8 full = (int8)(k);
+    for (int s = 0; s < n; s++) {
+        int item[8];
+        float weight[8];
+        for (int c = 0; c < 8; c++) {
+            item[c] = order[(c < C ? c : 0) * n + s];
+            weight[c] = w[item[c]];
+        }
+        /* One pass, strictly smaller only: the first pack with the least
+         * open load. A lane whose open loads have all overflowed to +inf
+         * finds none and takes its first open pack, as the cpu's does. */
+        float8 least = (float8)(INFINITY);
+        int8 at = (int8)(-1);
+        for (int p = 0; p < m; p++) {
+            const int8 smaller = (cv[p] < full) & (lv[p] < least);
+            least = select(least, lv[p], smaller);
+            at = select(at, (int8)(p), smaller);
+        }
+        if (any(at < (int8)(0)))
+            for (int p = m - 1; p >= 0; p--)
+                at = select(at, (int8)(p), (at < (int8)(0) | at > (int8)(p)) & (cv[p] < full) &
+                                              (least == (float8)(INFINITY)));
+        int pick[8];
+        vstore8(at, 0, pick);
+        for (int c = 0; c < C; c++) {
+            const int p = pick[c];
+            float *load = (float *)&lv[p];
+            int *count = (int *)&cv[p];
+            content[c * n + p * k + count[c]] = item[c];
+            count[c] += 1;
+            load[c] += weight[c];
         }
     }
+    for (int c = 0; c < C; c++)
+        for (int p = 0; p < m; p++)
+            loads[c * m + p] = ((float *)&lv[p])[c];
 }
 
 inline float eplb_fused_pack_load(local const float *w, local const int *cont, int p, int k)
@@ -434,6 +494,62 @@ inline void eplb_warp_sort(local const float *w, int n, int call, ulong row, int
 }
 #endif
 
+/* The cpu sort's key order as an unsigned: ascending = key descending,
+ * -0 == +0. */
+inline uint eplb_fused_descending_bits(float key)
+{
+    const uint bits = key == 0.0f ? 0u : as_uint(key);
+    const uint negative = (uint)((int)bits >> 31);
+    return (bits & negative) | (~bits & 0x7FFFFFFFu & ~negative);
+}
+
+/* One work-item's sort of one packing (CPU devices): LSD radix sort, stable
+ * from index order, so equal keys keep ascending index; 8 bits a pass (4
+ * measured slower even for 72 keys: twice the passes); a pass whose digit
+ * never varies is skipped. key[n] holds the float keys' bits (overwritten);
+ * scratch holds 2n + 256 words. */
+inline void eplb_fused_radix_sort(local int *key, local int *order, int n, local uint *scratch)
+{
+    local uint *k0 = (local uint *)key, *k1 = scratch;
+    local int *i0 = order, *i1 = (local int *)(scratch + n);
+    local int *count = (local int *)(scratch + 2 * n);
+    const int bits = 8, buckets = 1 << bits;
+    const uint digit = (uint)buckets - 1u;
+    for (int i = 0; i < n; i++) {
+        k0[i] = eplb_fused_descending_bits(as_float(key[i]));
+        i0[i] = i;
+    }
+    for (int shift = 0; shift < 32; shift += bits) {
+        for (int d = 0; d < buckets; d++)
+            count[d] = 0;
+        for (int i = 0; i < n; i++)
+            count[(k0[i] >> shift) & digit]++;
+        if (count[(k0[0] >> shift) & digit] == n)
+            continue;
+        int sum = 0;
+        for (int d = 0; d < buckets; d++) {
+            const int here = count[d];
+            count[d] = sum;
+            sum += here;
+        }
+        for (int i = 0; i < n; i++) {
+            const uint k = k0[i];
+            const int at = count[(k >> shift) & digit]++;
+            k1[at] = k;
+            i1[at] = i0[i];
+        }
+        local uint *kt = k0;
+        k0 = k1;
+        k1 = kt;
+        local int *it = i0;
+        i0 = i1;
+        i1 = it;
+    }
+    if (i0 != order)
+        for (int i = 0; i < n; i++)
+            order[i] = i0[i];
+}
+
 /* Balanced packing (SPEC 6) of `rows` rows x C candidates, every packing in
  * local memory at once: order[P*n], content[P*n] (the sort keys first),
  * loads[P*m], counts[2*P*m] (counts, then the serial greedy's heap),
@@ -459,7 +575,18 @@ inline void eplb_fused_pack(local const float *wrows, int rows, ulong row0, int 
 #else
     const int warp_sort = 0;
 #endif
-    for (int y = t; !warp_sort && y < P * n; y += T) {
+    if (T == 1) { /* one work-item: the random function's first rounds once a packing */
+        for (int x = 0; x < P; x++) {
+            const int r = x / C, c = x % C;
+            const ulong prefix = eplb_random_prefix(seed, (ulong)call, row0 + (ulong)r, (ulong)c);
+            for (int i = 0; i < n; i++) {
+                const float w = wrows[r * n + i];
+                content[x * n + i] =
+                    as_int(c == 0 ? w : eplb_sort_key(w, noise, eplb_random_unit_at(prefix, (ulong)i)));
+            }
+        }
+    }
+    for (int y = t; !warp_sort && T > 1 && y < P * n; y += T) {
         const int x = y / n, i = y % n, r = x / C, c = x % C;
         const float w = wrows[r * n + i];
         content[y] = as_int(c == 0 ? w
@@ -468,7 +595,12 @@ inline void eplb_fused_pack(local const float *wrows, int rows, ulong row0, int 
                                                                     (ulong)c, (ulong)i)));
     }
     EPLB_FUSED_BARRIER();
-    if (heap_sort && !warp_sort) {
+    if (heap_sort && !warp_sort && T == 1 && 3 * P * m >= 2 * n + 256) {
+        /* One work-item (CPU devices): a radix sort, its scratch in the
+         * loads and counts, which the greedy fills later. */
+        for (int x = 0; x < P; x++)
+            eplb_fused_radix_sort(content + x * n, order + x * n, n, (local uint *)loads);
+    } else if (heap_sort && !warp_sort) {
         for (int x = t; x < P; x += T)
             eplb_fused_heapsort(content + x * n, order + x * n, n);
     } else if (!warp_sort) {
@@ -489,18 +621,25 @@ inline void eplb_fused_pack(local const float *wrows, int rows, ulong row0, int 
 #if !EPLB_FUSED_TEAMS
     /* 2-4, a work-item per packing: the cpu algorithm. */
     (void)team; (void)red_v; (void)red_i; (void)par;
-    for (int x = t; ok && x < P; x += T) {
-        local const float *w = wrows + (x / C) * n;
-        local int *cont = content + x * n;
-        local float *ld = loads + x * m;
-        local int *cn = counts + 2 * x * m;
-        eplb_fused_greedy_serial(w, order + x * n, cont, ld, cn, cn + m, n, m, k, scan_max);
-        eplb_fused_swap_serial(w, cont, ld, m, k, iterations, tolerance);
-        float most = ld[0];
-        for (int p = 1; p < m; p++)
-            if (ld[p] > most)
-                most = ld[p];
-        score[x] = most;
+    const int lanes = C <= 8 && m <= EPLB_LANES_MAX_PACKS;
+    for (int r = t; ok && r < rows; r += T) {
+        if (lanes)
+            eplb_fused_greedy_lanes(wrows + r * n, order + r * C * n, content + r * C * n,
+                                    loads + r * C * m, n, m, k, C);
+        for (int x = r * C; x < (r + 1) * C; x++) {
+            local const float *w = wrows + r * n;
+            local int *cont = content + x * n;
+            local float *ld = loads + x * m;
+            local int *cn = counts + 2 * x * m;
+            if (!lanes)
+                eplb_fused_greedy_serial(w, order + x * n, cont, ld, cn, cn + m, n, m, k, scan_max);
+            eplb_fused_swap_serial(w, cont, ld, m, k, iterations, tolerance);
+            float most = ld[0];
+            for (int p = 1; p < m; p++)
+                if (ld[p] > most)
+                    most = ld[p];
+            score[x] = most;
+        }
     }
 #elif EPLB_NV_WARP
     /* 2-4. Greedy, swap and score, one warp team per packing (at most 32
@@ -834,21 +973,51 @@ inline void eplb_fused_replicate(local const float *nw, int rows, int M, int RN,
     EPLB_FUSED_BARRIER();
 #if !EPLB_FUSED_TEAMS
     (void)team; (void)red_v; (void)red_i; (void)par;
+    /* Blocks of 8 items with their largest value (the first block holding
+     * the overall largest holds the lowest item with it), up to 128 blocks. */
+    float block[128];
+    const int blocks = (M + 7) / 8;
     for (int row = t; ok && row < rows; row += T) {
         local float *v_row = val + row * M;
         local int *c_row = cnt + row * M;
+        for (int q = 0; q < blocks && blocks <= 128; q++) {
+            float most = v_row[q * 8];
+            for (int i = q * 8 + 1; i < min(M, q * 8 + 8); i++)
+                most = v_row[i] > most ? v_row[i] : most;
+            block[q] = most;
+        }
         for (int s = M; s < RN; s++) {
             float v = v_row[0];
             int b = 0;
-            for (int i = 1; i < M; i++)
-                if (v_row[i] > v) {
-                    v = v_row[i];
-                    b = i;
-                }
+            if (blocks <= 128) {
+                int bq = 0;
+                v = block[0];
+                for (int q = 1; q < blocks; q++)
+                    if (block[q] > v) {
+                        v = block[q];
+                        bq = q;
+                    }
+                b = bq * 8;
+                while (!(v_row[b] == v))
+                    b++;
+            } else {
+                for (int i = 1; i < M; i++)
+                    if (v_row[i] > v) {
+                        v = v_row[i];
+                        b = i;
+                    }
+            }
             phy2mlog[row * RN + s] = b;
             phyrank[row * RN + s] = c_row[b];
             const int c = ++c_row[b];
             v_row[b] = nw[row * M + b] / (float)c;
+            if (blocks <= 128) {
+                const int lo = (b / 8) * 8, hi = min(M, lo + 8);
+                float most = v_row[lo];
+                for (int i = lo + 1; i < hi; i++)
+                    most = v_row[i] > most ? v_row[i] : most;
+                block[b / 8] = most;
+            }
         }
     }
 #elif EPLB_NV_WARP
