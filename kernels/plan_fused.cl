@@ -621,12 +621,15 @@ inline void eplb_fused_pack(local const float *wrows, int rows, ulong row0, int 
 #if !EPLB_FUSED_TEAMS
     /* 2-4, a work-item per packing: the cpu algorithm. */
     (void)team; (void)red_v; (void)red_i; (void)par;
-    const int lanes = C <= 8 && m <= EPLB_LANES_MAX_PACKS;
-    for (int r = t; ok && r < rows; r += T) {
+    /* One work-item a group (CPU devices): a row's candidates in lanes.
+     * Larger groups (GPUs): a work-item per packing. */
+    const int lanes = T == 1 && C <= 8 && m <= EPLB_LANES_MAX_PACKS;
+    for (int y = t; ok && y < (lanes ? rows : P); y += T) {
+        const int r = lanes ? y : y / C;
         if (lanes)
             eplb_fused_greedy_lanes(wrows + r * n, order + r * C * n, content + r * C * n,
                                     loads + r * C * m, n, m, k, C);
-        for (int x = r * C; x < (r + 1) * C; x++) {
+        for (int x = lanes ? r * C : y; x < (lanes ? (r + 1) * C : y + 1); x++) {
             local const float *w = wrows + r * n;
             local int *cont = content + x * n;
             local float *ld = loads + x * m;
