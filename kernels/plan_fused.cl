@@ -976,10 +976,11 @@ inline void eplb_fused_replicate(local const float *nw, int rows, int M, int RN,
     EPLB_FUSED_BARRIER();
 #if !EPLB_FUSED_TEAMS
     (void)team; (void)red_v; (void)red_i; (void)par;
-    /* Blocks of 8 items with their largest value (the first block holding
-     * the overall largest holds the lowest item with it), up to 128 blocks. */
+    /* One work-item a group (CPU devices): blocks of 8 items with their
+     * largest value (the first block holding the overall largest holds the
+     * lowest item with it), up to 128 blocks; GPUs scan every item. */
     float block[128];
-    const int blocks = (M + 7) / 8;
+    const int blocks = T == 1 ? (M + 7) / 8 : 129;
     for (int row = t; ok && row < rows; row += T) {
         local float *v_row = val + row * M;
         local int *c_row = cnt + row * M;
