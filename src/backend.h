@@ -29,7 +29,7 @@ extern "C" {
 
 /* Bumped whenever this file changes incompatibly; modules built against another
  * version are refused by name. */
-#define EPLB_BACKEND_API_VERSION 1
+#define EPLB_BACKEND_API_VERSION 2
 
 /* One balanced-packing problem (SPEC section 6), expanded to rows * candidates
  * independent packings. Never reaches a backend with per_pack == 1: the
@@ -157,6 +157,12 @@ typedef struct eplb_backend_i {
     eplb_status (*pack_fused)(eplb_backend *backend, const eplb_pack_job *job);
     /* (optional) the whole plan, check_weights to assemble, in one submission. */
     eplb_status (*plan_fused)(eplb_backend *backend, const eplb_plan_job *job);
+
+    /* ---- properties ---- */
+    /* 1 if buffers are plain host pointers: the host API then hands the
+     * caller's weights in directly and reads the outputs in place (no
+     * upload, no download copies). 0 (the default) for device memory. */
+    int host_memory;
 } eplb_backend_i;
 
 #define EPLB_BACKEND_ERROR_LEN 512

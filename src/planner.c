@@ -286,8 +286,14 @@ eplb_status eplb_plan_host(eplb_context *ctx, const float *weight, const eplb_sh
     const size_t L = (size_t)job.layers, E = (size_t)job.experts, R = (size_t)job.replicas;
     eplb_backend *be = ctx->backend;
     eplb_workspace *ws = &ctx->workspace;
+    /* Host-memory backends read the caller's weights in place (checked
+     * above; never written) and leave their outputs where this reads them. */
+    const int in_place = be->iface->host_memory;
     if ((st = reserve_intermediates(ctx, &job)) != EPLB_OK) return st;
-    if ((st = reserve(ctx, EPLB_BUF_WEIGHT, L * E * sizeof(float), &job.weight)) != EPLB_OK) return st;
+    if (in_place)
+        job.weight = (void *)weight;
+    else if ((st = reserve(ctx, EPLB_BUF_WEIGHT, L * E * sizeof(float), &job.weight)) != EPLB_OK)
+        return st;
     if ((st = reserve(ctx, EPLB_BUF_PHY2LOG, L * R * sizeof(int64_t), &job.phy2log)) != EPLB_OK) return st;
     if ((st = reserve(ctx, EPLB_BUF_LOGCNT, L * E * sizeof(int64_t), &job.logcnt)) != EPLB_OK) return st;
     if ((st = reserve(ctx, EPLB_BUF_SLOT_RANK, L * R * sizeof(int32_t), &job.slot_rank)) != EPLB_OK) return st;
@@ -298,24 +304,31 @@ eplb_status eplb_plan_host(eplb_context *ctx, const float *weight, const eplb_sh
      * eplb_rebalance_device call passed may no longer exist. */
     if (be->iface->set_stream && (st = be->iface->set_stream(be, NULL)) != EPLB_OK)
         return eplb_context_fail(ctx, st, "%s backend: %s", ctx->backend_name, be->error);
-    if ((st = be->iface->upload(be, job.weight, weight, L * E * sizeof(float))) != EPLB_OK)
+    if (!in_place && (st = be->iface->upload(be, job.weight, weight, L * E * sizeof(float))) != EPLB_OK)
         return eplb_context_fail(ctx, st, "%s backend: %s", ctx->backend_name, be->error);
     if ((st = run_stages(ctx, &job, 0)) != EPLB_OK)
         return st;
 
-    if ((st = grow_host(ctx, (void **)&ws->host_phy2log, &ws->host_capacity[0], L * R * sizeof(int64_t))) ||
-        (st = grow_host(ctx, (void **)&ws->host_logcnt, &ws->host_capacity[1], L * E * sizeof(int64_t))) ||
-        (st = grow_host(ctx, (void **)&ws->host_slot_rank, &ws->host_capacity[2], L * R * sizeof(int32_t))))
-        return st;
-    if ((st = be->iface->download(be, ws->host_phy2log, job.phy2log, L * R * sizeof(int64_t))) ||
-        (st = be->iface->download(be, ws->host_logcnt, job.logcnt, L * E * sizeof(int64_t))) ||
-        (st = be->iface->download(be, ws->host_slot_rank, job.slot_rank, L * R * sizeof(int32_t))))
-        return eplb_context_fail(ctx, st, "%s backend: %s", ctx->backend_name, be->error);
+    const int64_t *plan_phy2log = job.phy2log, *plan_logcnt = job.logcnt;
+    const int32_t *plan_slot_rank = job.slot_rank;
+    if (!in_place) {
+        if ((st = grow_host(ctx, (void **)&ws->host_phy2log, &ws->host_capacity[0], L * R * sizeof(int64_t))) ||
+            (st = grow_host(ctx, (void **)&ws->host_logcnt, &ws->host_capacity[1], L * E * sizeof(int64_t))) ||
+            (st = grow_host(ctx, (void **)&ws->host_slot_rank, &ws->host_capacity[2], L * R * sizeof(int32_t))))
+            return st;
+        if ((st = be->iface->download(be, ws->host_phy2log, job.phy2log, L * R * sizeof(int64_t))) ||
+            (st = be->iface->download(be, ws->host_logcnt, job.logcnt, L * E * sizeof(int64_t))) ||
+            (st = be->iface->download(be, ws->host_slot_rank, job.slot_rank, L * R * sizeof(int32_t))))
+            return eplb_context_fail(ctx, st, "%s backend: %s", ctx->backend_name, be->error);
+        plan_phy2log = ws->host_phy2log;
+        plan_logcnt = ws->host_logcnt;
+        plan_slot_rank = ws->host_slot_rank;
+    }
 
     int64_t needed = 0;
     for (size_t i = 0; i < L * E; i++)
-        if (ws->host_logcnt[i] > needed)
-            needed = ws->host_logcnt[i];
+        if (plan_logcnt[i] > needed)
+            needed = plan_logcnt[i];
     if (width_needed)
         *width_needed = needed;
     if (log2phy && log2phy_width < needed)
@@ -324,18 +337,21 @@ eplb_status eplb_plan_host(eplb_context *ctx, const float *weight, const eplb_sh
                                  "replicated expert; pass a width of at least %lld",
                                  (long long)log2phy_width, (long long)needed, (long long)needed);
 
-    memcpy(phy2log, ws->host_phy2log, L * R * sizeof(int64_t));
-    memcpy(logcnt, ws->host_logcnt, L * E * sizeof(int64_t));
+    memcpy(phy2log, plan_phy2log, L * R * sizeof(int64_t));
+    memcpy(logcnt, plan_logcnt, L * E * sizeof(int64_t));
     if (log2phy) {
+        /* A layer per step: each layer's rows are its own. */
         const size_t X = (size_t)log2phy_width;
-        for (size_t k = 0; k < L * E * X; k++)
-            log2phy[k] = -1;
-        for (size_t l = 0; l < L; l++)
+#pragma omp parallel for schedule(static) if (L * E * X >= 65536)
+        for (size_t l = 0; l < L; l++) {
+            for (size_t k = l * E * X; k < (l + 1) * E * X; k++)
+                log2phy[k] = -1;
             for (size_t s = 0; s < R; s++) {
-                size_t e = (size_t)ws->host_phy2log[l * R + s];
-                size_t r = (size_t)ws->host_slot_rank[l * R + s];
+                size_t e = (size_t)plan_phy2log[l * R + s];
+                size_t r = (size_t)plan_slot_rank[l * R + s];
                 log2phy[(l * E + e) * X + r] = (int64_t)s;
             }
+        }
     }
     return EPLB_OK;
 }

@@ -91,6 +91,7 @@ static const eplb_backend_i cpu_iface_fused = {
     /* .pack_select     = */ eplb_cpu_pack_select,
     /* .pack_fused      = */ eplb_cpu_pack_fused,
     /* .plan_fused      = */ eplb_cpu_plan_fused,
+    /* .host_memory     = */ 1,
 };
 
 /* The same backend with the four packing stages run one by one. */

@@ -192,6 +192,7 @@ static const eplb_backend_i cuda_iface = {
     /* .pack_select     = */ cuda_pack_select,
     /* .pack_fused      = */ cuda_pack_fused,
     /* .plan_fused      = */ cuda_plan_fused,
+    /* .host_memory     = */ 0,
 };
 
 /* Opens the calling thread's current device (CUDA_VISIBLE_DEVICES and

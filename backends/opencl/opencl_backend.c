@@ -683,6 +683,7 @@ static const eplb_backend_i opencl_iface = {
     /* .pack_select     = */ eplb_opencl_pack_select,
     /* .pack_fused      = */ NULL,
     /* .plan_fused      = */ eplb_opencl_plan_fused,
+    /* .host_memory     = */ 0,
 };
 
 static eplb_status opencl_create(eplb_backend **out, char *error, size_t error_len)
