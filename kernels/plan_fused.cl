@@ -112,7 +112,27 @@ inline void eplb_fused_greedy_lanes(local const float *w, local const int *order
         cv[p] = (int8)(0);
     }
     const int8 full = (int8)(k);
-    for (int s = 0; s < n; s++) {
+    /* While every earlier weight is positive, item t of the first m goes to
+     * pack t (the lowest at load 0) in every lane: no search for those. */
+    int z = 0;
+    while (z < m) {
+        int positive = 1;
+        for (int c = 0; c < C; c++)
+            positive = positive && w[order[c * n + z]] > 0.0f;
+        if (!positive)
+            break;
+        float weight[8];
+        for (int c = 0; c < 8; c++) {
+            const int item = order[(c < C ? c : 0) * n + z];
+            if (c < C)
+                content[c * n + z * k] = item;
+            weight[c] = 0.0f + w[item];
+        }
+        lv[z] = vload8(0, weight);
+        cv[z] = (int8)(1);
+        z++;
+    }
+    for (int s = z; s < n; s++) {
         int item[8];
         float weight[8];
         for (int c = 0; c < 8; c++) {
