@@ -105,10 +105,11 @@ inline void eplb_fused_greedy_lanes(local const float *w, local const int *order
                                     local int *content, local float *loads, int n, int m, int k,
                                     int C)
 {
-    float8 lv[EPLB_LANES_MAX_PACKS];
+    float8 lv[EPLB_LANES_MAX_PACKS], open[EPLB_LANES_MAX_PACKS]; /* open: load, +inf once full */
     int8 cv[EPLB_LANES_MAX_PACKS];
     for (int p = 0; p < m; p++) {
         lv[p] = (float8)(0.0f);
+        open[p] = (float8)(0.0f);
         cv[p] = (int8)(0);
     }
     const int8 full = (int8)(k);
@@ -130,6 +131,7 @@ inline void eplb_fused_greedy_lanes(local const float *w, local const int *order
         }
         lv[z] = vload8(0, weight);
         cv[z] = (int8)(1);
+        open[z] = k > 1 ? lv[z] : (float8)(INFINITY);
         z++;
     }
     for (int s = z; s < n; s++) {
@@ -145,8 +147,8 @@ inline void eplb_fused_greedy_lanes(local const float *w, local const int *order
         float8 least = (float8)(INFINITY);
         int8 at = (int8)(-1);
         for (int p = 0; p < m; p++) {
-            const int8 smaller = (cv[p] < full) & (lv[p] < least);
-            least = select(least, lv[p], smaller);
+            const int8 smaller = open[p] < least;
+            least = select(least, open[p], smaller);
             at = select(at, (int8)(p), smaller);
         }
         if (any(at < (int8)(0)))
@@ -162,6 +164,7 @@ inline void eplb_fused_greedy_lanes(local const float *w, local const int *order
             content[c * n + p * k + count[c]] = item[c];
             count[c] += 1;
             load[c] += weight[c];
+            ((float *)&open[p])[c] = count[c] < k ? load[c] : INFINITY;
         }
     }
     for (int c = 0; c < C; c++)
