@@ -34,7 +34,7 @@ static inline int eplb_cpu_has_avx512(void) { return eplb_cpu_isa() >= EPLB_CPU_
 
 /* Per-thread scratch for one packing at a time, sized for a job. */
 typedef struct eplb_cpu_scratch {
-    uint64_t *pair;  /* [n] (key << 32 | item) of the sort's single-pass finish */
+    uint64_t *pair;  /* [n rounded up to 8] (key << 32 | item) of the sort's single-pass finish */
     uint32_t *key;   /* [3n] keys, keys in bucket order, radix sort buffer */
     int32_t *order;  /* [n] the radix sort's second order buffer */
     int32_t *bucket; /* [4n + 2] bucket boundaries of the sort */

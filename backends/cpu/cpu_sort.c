@@ -6,6 +6,7 @@
  * heavy tail does not crowd everyone into one bucket), and each bucket is
  * finished by insertion sort, or by radix sort when it is large. Every step
  * is stable from index order, so equal keys keep ascending index. */
+#include <stdint.h>
 #include <string.h>
 
 #include "common/spec_math.h"
@@ -135,16 +136,15 @@ static int prefix_sum(int32_t *start, int32_t buckets)
 #if EPLB_CPU_X86_DISPATCH
 #include <immintrin.h>
 
-/* The same, sixteen buckets a step (buckets a multiple of 16). */
-EPLB_CPU_TARGET_AVX512 static int prefix_sum_avx512(int32_t *start, int32_t buckets)
+/* The same, sixteen buckets a step (buckets a multiple of 16); returns the
+ * largest bucket size instead (the caller decides what is crowded). */
+EPLB_CPU_TARGET_AVX512 static int32_t prefix_sum_avx512(int32_t *start, int32_t buckets)
 {
     const __m512i zero = _mm512_setzero_si512(), last = _mm512_set1_epi32(15);
-    const __m512i limit = _mm512_set1_epi32(EPLB_CPU_INSERTION_MAX);
-    __m512i carry = zero;
-    __mmask16 over = 0;
+    __m512i carry = zero, largest = zero;
     for (int32_t b = 0; b < buckets; b += 16) {
         __m512i x = _mm512_loadu_si512(start + b + 1);
-        over |= _mm512_cmpgt_epi32_mask(x, limit);
+        largest = _mm512_max_epi32(largest, x);
         x = _mm512_add_epi32(x, _mm512_alignr_epi32(x, zero, 15));
         x = _mm512_add_epi32(x, _mm512_alignr_epi32(x, zero, 14));
         x = _mm512_add_epi32(x, _mm512_alignr_epi32(x, zero, 12));
@@ -153,7 +153,68 @@ EPLB_CPU_TARGET_AVX512 static int prefix_sum_avx512(int32_t *start, int32_t buck
         _mm512_storeu_si512(start + b + 1, _mm512_add_epi32(x, carry));
         carry = _mm512_add_epi32(carry, _mm512_permutexvar_epi32(last, x));
     }
-    return over != 0;
+    return _mm512_reduce_max_epi32(largest);
+}
+
+/* Buckets of at most this many keys are finished by odd-even transposition
+ * rounds instead of insertion sort. */
+#define EPLB_CPU_TRANSPOSITION_MAX 8
+
+/* Finishes pair[0 .. n) (bucket order, every bucket at most `largest` pairs)
+ * with `largest` rounds of odd-even transposition (compare-exchange of
+ * positions (2i, 2i+1), then (2i+1, 2i+2)), eight pairs a vector and no
+ * data-dependent branch: insertion sort mispredicts on every key that moves.
+ * Pairs of different buckets are already in order, so each round sorts
+ * inside buckets only, and s rounds sort s elements. The result is checked;
+ * returns 0 (pairs sorted, order[n] written) or 1 if the caller must finish
+ * by insertion. pair has room for n rounded up to 8. */
+EPLB_CPU_TARGET_AVX512 static int transposition_finish_avx512(uint64_t *pair, int32_t n,
+                                                              int32_t largest, int32_t *order)
+{
+    const int32_t vectors = (n + 7) / 8;
+    for (int32_t i = n; i < 8 * vectors; i++)
+        pair[i] = UINT64_MAX; /* above every pair: key < 2^32 */
+    const __m512i lowest = _mm512_setzero_si512(), highest = _mm512_set1_epi64(-1);
+    const __mmask8 odd = 0xAA;
+    /* An even round then an odd round per pass, the odd one from the even
+     * one's results of this vector and its two neighbours. */
+    for (int32_t round = 0; largest > 1 && round < largest; round += 2) {
+        __m512i prev = lowest, x = _mm512_loadu_si512(pair);
+        {
+            const __m512i swapped = _mm512_shuffle_epi32(x, _MM_PERM_BADC);
+            x = _mm512_mask_blend_epi64(odd, _mm512_min_epu64(x, swapped), _mm512_max_epu64(x, swapped));
+        }
+        for (int32_t v = 0; v < vectors; v++) {
+            __m512i next = highest;
+            if (v + 1 < vectors) {
+                next = _mm512_loadu_si512(pair + 8 * (v + 1));
+                const __m512i swapped = _mm512_shuffle_epi32(next, _MM_PERM_BADC);
+                next = _mm512_mask_blend_epi64(odd, _mm512_min_epu64(next, swapped),
+                                               _mm512_max_epu64(next, swapped));
+            }
+            const __m512i left = _mm512_alignr_epi64(x, prev, 7), right = _mm512_alignr_epi64(next, x, 1);
+            _mm512_storeu_si512(pair + 8 * v, _mm512_mask_blend_epi64(odd, _mm512_max_epu64(left, x),
+                                                                      _mm512_min_epu64(x, right)));
+            prev = x;
+            x = next;
+        }
+    }
+    /* Sorted: every pair above its left neighbour (pairs are distinct). */
+    __m512i prev = lowest;
+    __mmask8 unsorted = 0;
+    for (int32_t v = 0; v < vectors; v++) {
+        const __m512i x = _mm512_loadu_si512(pair + 8 * v);
+        const __mmask8 valid = n - 8 * v >= 8 ? 0xFF : (__mmask8)((1u << (n - 8 * v)) - 1);
+        unsorted |= _mm512_mask_cmple_epu64_mask(valid, x, _mm512_alignr_epi64(x, prev, 7));
+        prev = x;
+    }
+    if (unsorted)
+        return 1;
+    for (int32_t v = 0; v < vectors; v++) {
+        const __mmask8 valid = n - 8 * v >= 8 ? 0xFF : (__mmask8)((1u << (n - 8 * v)) - 1);
+        _mm512_mask_cvtepi64_storeu_epi32(order + 8 * v, valid, _mm512_loadu_si512(pair + 8 * v));
+    }
+    return 0;
 }
 #endif
 
@@ -179,8 +240,15 @@ static void bucket_sort(const uint32_t *key, int32_t n, uint32_t lo, uint32_t hi
     for (int32_t i = 0; i < n; i++)
         start[((uint64_t)(key[i] - lo) >> shift) + 1]++;
 #if EPLB_CPU_X86_DISPATCH
-    const int crowded = buckets % 16 == 0 && eplb_cpu_has_avx512() ? prefix_sum_avx512(start, buckets)
-                                                                   : prefix_sum(start, buckets);
+    /* The largest bucket where the AVX-512 prefix sums find it, else unknown. */
+    int32_t largest = INT32_MAX;
+    int crowded;
+    if (buckets % 16 == 0 && eplb_cpu_has_avx512()) {
+        largest = prefix_sum_avx512(start, buckets);
+        crowded = largest > EPLB_CPU_INSERTION_MAX;
+    } else {
+        crowded = prefix_sum(start, buckets);
+    }
 #else
     const int crowded = prefix_sum(start, buckets);
 #endif
@@ -191,6 +259,10 @@ static void bucket_sort(const uint32_t *key, int32_t n, uint32_t lo, uint32_t hi
             const int32_t pos = start[(uint64_t)(key[i] - lo) >> shift]++;
             pair[pos] = (uint64_t)key[i] << 32 | (uint32_t)i;
         }
+#if EPLB_CPU_X86_DISPATCH
+        if (largest <= EPLB_CPU_TRANSPOSITION_MAX && !transposition_finish_avx512(pair, n, largest, order))
+            return;
+#endif
         insertion_sort_pairs(pair, n);
         for (int32_t i = 0; i < n; i++)
             order[i] = (int32_t)(uint32_t)pair[i];
