@@ -296,7 +296,7 @@ inline void eplb_warp_greedy(local const float *w, local const int *ord, local i
             load[r] = 0.0f + w[item];
             count[r] = 1;
         }
-        key[r] = count[r] < k ? eplb_nonneg_min_key(load[r]) : 0xFFFFFFFFu;
+        key[r] = count[r] < k ? eplb_float_min_key(load[r]) : 0xFFFFFFFFu;
     }
     /* The member's least-loaded open pack (lowest on ties) and its state. */
     uint least = key[0];
@@ -382,7 +382,7 @@ inline void eplb_warp_replicate(local const float *nw, int M, int RN, int j, int
         const int i = j * EPLB_WARP_RPL + r;
         wt[r] = active && i < M ? nw[i] : 0.0f;
         count[r] = 1;
-        key[r] = active && i < M ? eplb_nonneg_max_key(wt[r]) : 0xFFFFFFFFu; /* w / 1 */
+        key[r] = active && i < M ? eplb_float_max_key(wt[r]) : 0xFFFFFFFFu; /* w / 1 */
     }
     uint most = key[0];
     int mine = 0, count_m = 1;
@@ -517,15 +517,6 @@ inline void eplb_warp_sort(local const float *w, int n, int call, ulong row, int
 }
 #endif
 
-/* The cpu sort's key order as an unsigned: ascending = key descending,
- * -0 == +0. */
-inline uint eplb_fused_descending_bits(float key)
-{
-    const uint bits = key == 0.0f ? 0u : as_uint(key);
-    const uint negative = (uint)((int)bits >> 31);
-    return (bits & negative) | (~bits & 0x7FFFFFFFu & ~negative);
-}
-
 /* One work-item's sort of one packing (CPU devices): LSD radix sort, stable
  * from index order, so equal keys keep ascending index; 8 bits a pass (4
  * measured slower even for 72 keys: twice the passes); a pass whose digit
@@ -539,7 +530,7 @@ inline void eplb_fused_radix_sort(local int *key, local int *order, int n, local
     const int bits = 8, buckets = 1 << bits;
     const uint digit = (uint)buckets - 1u;
     for (int i = 0; i < n; i++) {
-        k0[i] = eplb_fused_descending_bits(as_float(key[i]));
+        k0[i] = eplb_float_max_key(as_float(key[i])); /* ascending = key descending */
         i0[i] = i;
     }
     for (int shift = 0; shift < 32; shift += bits) {
@@ -598,24 +589,29 @@ inline void eplb_fused_pack(local const float *wrows, int rows, ulong row0, int 
 #else
     const int warp_sort = 0;
 #endif
-    if (T == 1) { /* one work-item: the random function's first rounds once a packing */
-        for (int x = 0; x < P; x++) {
-            const int r = x / C, c = x % C;
-            const ulong prefix = eplb_random_prefix(seed, (ulong)call, row0 + (ulong)r, (ulong)c);
-            for (int i = 0; i < n; i++) {
-                const float w = wrows[r * n + i];
-                content[x * n + i] =
-                    as_int(c == 0 ? w : eplb_sort_key(w, noise, eplb_random_unit_at(prefix, (ulong)i)));
+    {
+        /* Element y = x * n + i, stepped without a division an element; the
+         * random function's first rounds once a packing a work-item. */
+        const int step_x = T / n, step_i = T % n;
+        int x = t / n, i = t % n, r = 0, c = 0, prefix_x = -1;
+        ulong prefix = 0;
+        for (int y = t; !warp_sort && y < P * n; y += T) {
+            if (x != prefix_x) {
+                r = x / C;
+                c = x % C;
+                prefix = eplb_random_prefix(seed, (ulong)call, row0 + (ulong)r, (ulong)c);
+                prefix_x = x;
+            }
+            const float w = wrows[r * n + i];
+            content[y] =
+                as_int(c == 0 ? w : eplb_sort_key(w, noise, eplb_random_unit_at(prefix, (ulong)i)));
+            x += step_x;
+            i += step_i;
+            if (i >= n) {
+                i -= n;
+                x++;
             }
         }
-    }
-    for (int y = t; !warp_sort && T > 1 && y < P * n; y += T) {
-        const int x = y / n, i = y % n, r = x / C, c = x % C;
-        const float w = wrows[r * n + i];
-        content[y] = as_int(c == 0 ? w
-                                   : eplb_sort_key(w, noise,
-                                                   eplb_random_unit(seed, (ulong)call, row0 + (ulong)r,
-                                                                    (ulong)c, (ulong)i)));
     }
     EPLB_FUSED_BARRIER();
     if (heap_sort && !warp_sort && T == 1 && 3 * P * m >= 2 * n + 256) {

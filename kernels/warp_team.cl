@@ -198,15 +198,3 @@ inline float eplb_float_from_min_key(uint key)
 {
     return as_float((key & 0x80000000u) ? key & 0x7FFFFFFFu : ~key);
 }
-
-/* The same keys for values known to be >= 0 or -0 (loads, weights and
- * their quotients): fewer operations on the warp teams' critical paths. */
-inline uint eplb_nonneg_min_key(float v)
-{
-    return (v == 0.0f ? 0u : as_uint(v)) | 0x80000000u;
-}
-
-inline uint eplb_nonneg_max_key(float v)
-{
-    return ~eplb_nonneg_min_key(v);
-}
