@@ -89,7 +89,7 @@ static const eplb_backend_i cpu_iface_fused = {
     /* .pack_greedy     = */ eplb_cpu_pack_greedy,
     /* .pack_swap       = */ eplb_cpu_pack_swap,
     /* .pack_select     = */ eplb_cpu_pack_select,
-    /* .pack_fused      = */ eplb_cpu_pack_fused,
+    /* .pack_fused      = */ NULL, /* plan_fused packs a row at a time (cpu_pack_fused.c) */
     /* .plan_fused      = */ eplb_cpu_plan_fused,
     /* .host_memory     = */ 1,
 };
@@ -111,7 +111,6 @@ static eplb_status cpu_create(eplb_backend **out, char *error, size_t error_len)
     const char *stages = getenv("EPLB_CPU_STAGES");
     if (stages && strcmp(stages, "separate") == 0) {
         cpu_iface_separate = cpu_iface_fused;
-        cpu_iface_separate.pack_fused = NULL;
         cpu_iface_separate.plan_fused = NULL;
         backend->iface = &cpu_iface_separate;
     } else {

@@ -107,7 +107,6 @@ eplb_status eplb_cpu_for_each_row(eplb_backend *backend, const eplb_pack_job *jo
 /* Sort, greedy, swap and select for every candidate of one row. */
 void eplb_cpu_pack_row(const eplb_pack_job *job, int64_t row, eplb_cpu_scratch *scratch);
 
-eplb_status eplb_cpu_pack_fused(eplb_backend *backend, const eplb_pack_job *job);
 eplb_status eplb_cpu_plan_fused(eplb_backend *backend, const eplb_plan_job *job);
 eplb_status eplb_cpu_pack_sort(eplb_backend *backend, const eplb_pack_job *job);
 eplb_status eplb_cpu_pack_greedy(eplb_backend *backend, const eplb_pack_job *job);

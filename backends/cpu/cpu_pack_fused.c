@@ -1,6 +1,6 @@
-/* The four packing stages back to back, one row (all its candidates) per
- * loop step: each candidate's order and content stay in cache between stages,
- * and one parallel region replaces four. The greedy runs EPLB_CPU_LANES
+/* The four packing stages back to back for one row (all its candidates), as
+ * cpu_plan_fused.c calls it: each candidate's order and content stay in
+ * cache between stages. The greedy runs EPLB_CPU_LANES
  * candidates in lockstep and hands its pack loads to the swap, which hands
  * its scores to select. Same results as the separate stages
  * (EPLB_CPU_STAGES=separate selects those, for tests). */
@@ -31,26 +31,4 @@ void eplb_cpu_pack_row(const eplb_pack_job *job, int64_t row, eplb_cpu_scratch *
         eplb_cpu_swap_row(job, row, first, lanes, loads, scratch);
     }
     eplb_cpu_select_row(job, row, scratch->content_row, scratch->score);
-}
-
-eplb_status eplb_cpu_pack_fused(eplb_backend *backend, const eplb_pack_job *job)
-{
-    int failed = 0;
-#pragma omp parallel if (EPLB_CPU_WORTH_THREADS(job->rows * job->candidates * job->items))
-    {
-        eplb_cpu_scratch scratch;
-        const int ok = eplb_cpu_scratch_init(&scratch, job) == EPLB_OK;
-        if (!ok) {
-#pragma omp atomic write
-            failed = 1;
-        }
-#pragma omp for schedule(dynamic, 1)
-        for (int64_t row = 0; row < job->rows; row++)
-            if (ok)
-                eplb_cpu_pack_row(job, row, &scratch);
-        eplb_cpu_scratch_free(&scratch);
-    }
-    if (failed)
-        return eplb_backend_error(backend, EPLB_ERR_OUT_OF_MEMORY, "packing: out of host memory");
-    return EPLB_OK;
 }
