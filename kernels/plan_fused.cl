@@ -280,7 +280,7 @@ inline void eplb_warp_greedy(local const float *w, local const int *ord, local i
             first_zero = (uint)t;
             break;
         }
-    const uint warp_width = min(32u, (uint)get_local_size(0));
+    const uint warp_width = min(32u, EPLB_LOCAL_SIZE());
     const int z = (int)eplb_warp_team_min(first_zero, warp_width, members);
     float load[EPLB_WARP_PPL];
     int count[EPLB_WARP_PPL];
@@ -364,9 +364,12 @@ inline void eplb_warp_greedy(local const float *w, local const int *ord, local i
 }
 
 /* Replication (SPEC 5) of one row by a warp team whose member j holds items
- * j*RPL .. j*RPL+RPL-1 in registers (M <= team * EPLB_WARP_RPL), the same
- * way: the winner's next value w / (cnt + 1) is divided before the maximum
- * arrives. Writes the counts to cnt. */
+ * j*RPL .. j*RPL+RPL-1 in registers (M <= team * EPLB_WARP_RPL). Per item:
+ * its key (of w / cnt) and the key it takes when picked (of w / (cnt + 1)),
+ * so a pick needs no division on the loop's dependent chain: the winner's
+ * next value w / (cnt + 2) is divided while the exchange runs, and what the
+ * member's least item becomes if it wins is worked out likewise. Writes
+ * the counts to cnt. */
 #ifndef EPLB_WARP_RPL
 #define EPLB_WARP_RPL (2 * EPLB_WARP_PPL)
 #endif
@@ -376,40 +379,48 @@ inline void eplb_warp_replicate(local const float *nw, int M, int RN, int j, int
     const uint lanes = eplb_warp_team_lanes((uint)team);
     float wt[EPLB_WARP_RPL];
     int count[EPLB_WARP_RPL];
-    uint key[EPLB_WARP_RPL];
+    uint key[EPLB_WARP_RPL], then[EPLB_WARP_RPL];
 #pragma unroll
     for (int r = 0; r < EPLB_WARP_RPL; r++) {
-        const int i = j * EPLB_WARP_RPL + r;
-        wt[r] = active && i < M ? nw[i] : 0.0f;
+        const int i = j * EPLB_WARP_RPL + r, present = active && i < M;
+        wt[r] = present ? nw[i] : 0.0f;
         count[r] = 1;
-        key[r] = active && i < M ? eplb_float_max_key(wt[r]) : 0xFFFFFFFFu; /* w / 1 */
+        key[r] = present ? eplb_float_max_key(wt[r]) : 0xFFFFFFFFu; /* w / 1 */
+        then[r] = present ? eplb_float_max_key(wt[r] / 2.0f) : 0xFFFFFFFFu;
     }
-    uint most = key[0];
+    /* The member's item with the largest value (lowest on ties) and its state. */
+    uint most = key[0], then_m = then[0];
     int mine = 0, count_m = 1;
     float w_m = wt[0];
 #pragma unroll
     for (int r = 1; r < EPLB_WARP_RPL; r++)
         if (key[r] < most) {
             most = key[r];
+            then_m = then[r];
             mine = r;
             w_m = wt[r];
         }
     for (int s = M; s < RN; s++) {
-        const uint won_key = eplb_float_max_key(w_m / (float)(count_m + 1));
-        uint next_key = mine == 0 ? won_key : key[0];
+        /* If this member wins: its item's key becomes then_m, and the one
+         * after that is w / (cnt + 2). */
+        const uint won_then = eplb_float_max_key(w_m / (float)(count_m + 2));
+        uint next_key = mine == 0 ? then_m : key[0];
+        uint next_then = mine == 0 ? won_then : then[0];
         int next_mine = 0, next_count = mine == 0 ? count_m + 1 : count[0];
         float next_w = wt[0];
 #pragma unroll
         for (int r = 1; r < EPLB_WARP_RPL; r++) {
-            const uint kr = mine == r ? won_key : key[r];
+            const uint kr = mine == r ? then_m : key[r];
             if (kr < next_key) {
                 next_key = kr;
+                next_then = mine == r ? won_then : then[r];
                 next_mine = r;
                 next_count = mine == r ? count_m + 1 : count[r];
                 next_w = wt[r];
             }
         }
         next_key = eplb_warp_keep(next_key);
+        next_then = eplb_warp_keep(next_then);
         next_mine = (int)eplb_warp_keep((uint)next_mine);
         next_count = (int)eplb_warp_keep((uint)next_count);
         next_w = eplb_warp_keep_float(next_w);
@@ -423,10 +434,12 @@ inline void eplb_warp_replicate(local const float *nw, int M, int RN, int j, int
         for (int r = 0; r < EPLB_WARP_RPL; r++) {
             const int mine_r = win && mine == r;
             count[r] = mine_r ? count_m + 1 : count[r];
-            key[r] = mine_r ? won_key : key[r];
+            key[r] = mine_r ? then_m : key[r];
+            then[r] = mine_r ? won_then : then[r];
         }
         if (win) {
             most = next_key;
+            then_m = next_then;
             mine = next_mine;
             count_m = next_count;
             w_m = next_w;
@@ -579,7 +592,7 @@ inline void eplb_fused_pack(local const float *wrows, int rows, ulong row0, int 
                             local int *content, local float *loads, local int *counts,
                             local float *score, local float *red_v, local int *red_i, int *par)
 {
-    const int t = (int)get_local_id(0), T = (int)get_local_size(0);
+    const int t = (int)get_local_id(0), T = (int)EPLB_LOCAL_SIZE();
     const int P = rows * C;
 
     /* 1. Keys (into content), then the visiting order; warp teams sort
@@ -673,7 +686,12 @@ inline void eplb_fused_pack(local const float *wrows, int rows, ulong row0, int 
     const int teams = T / team, j = t % team, tm = t / team;
     const int batches = (P + teams - 1) / teams;
     for (int bt = 0; bt < batches; bt++) {
-        const int x = bt * teams + tm, active = ok && x < P, xs = active ? x : 0;
+        /* A warp none of whose teams has a packing in this batch skips it
+         * (its exchanges stay inside the warp): idle warps walking the
+         * loops would take issue slots from the working ones. */
+        if (!ok || bt * teams + (t & ~31) / team >= P)
+            continue;
+        const int x = bt * teams + tm, active = x < P, xs = active ? x : 0;
         local const float *w = wrows + (xs / C) * n;
         local const int *ord = order + xs * n;
         local int *cont = content + xs * n;
@@ -984,7 +1002,7 @@ inline void eplb_fused_replicate(local const float *nw, int rows, int M, int RN,
                                  local int *phy2mlog, local int *phyrank, local int *cnt,
                                  local float *val, local float *red_v, local int *red_i, int *par)
 {
-    const int t = (int)get_local_id(0), T = (int)get_local_size(0);
+    const int t = (int)get_local_id(0), T = (int)EPLB_LOCAL_SIZE();
     for (int y = t; y < rows * M; y += T) {
         const int row = y / M, i = y % M;
         phy2mlog[row * RN + i] = i;
@@ -1050,7 +1068,9 @@ inline void eplb_fused_replicate(local const float *nw, int rows, int M, int RN,
     const int teams = T / team, j = t % team, tm = t / team;
     const int batches = (rows + teams - 1) / teams;
     for (int bt = 0; bt < batches; bt++) {
-        const int row = bt * teams + tm, active = ok && row < rows, rs = active ? row : 0;
+        if (!ok || bt * teams + (t & ~31) / team >= rows)
+            continue; /* no row for this warp's teams (as in eplb_fused_pack) */
+        const int row = bt * teams + tm, active = row < rows, rs = active ? row : 0;
         local float *v_row = val + rs * M;
         local int *c_row = cnt + rs * M;
         if (M <= team * EPLB_WARP_RPL) {
@@ -1138,7 +1158,7 @@ kernel void eplb_plan_fused(global const float *weight, global int *status, glob
     slot_team = EPLB_SHAPE_slot_team; rep_team = EPLB_SHAPE_rep_team;
     heap_sort = EPLB_SHAPE_heap_sort; scan_max = EPLB_SHAPE_scan_max;
 #endif
-    const int t = (int)get_local_id(0), T = (int)get_local_size(0);
+    const int t = (int)get_local_id(0), T = (int)EPLB_LOCAL_SIZE();
     const int l = (int)get_group_id(0);
     local float *w = (local float *)smem;
     local float *nw = w + E;

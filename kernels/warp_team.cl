@@ -25,11 +25,19 @@
 #define EPLB_WARP_PPL 4 /* EPLB_OPENCL_WARP_PPL of opencl_backend.h */
 #endif
 
+/* The work-group size: a constant in a build for one plan shape, so that
+ * what depends on it (the warp's member mask below) folds. */
+#ifdef EPLB_SHAPE_T
+#define EPLB_LOCAL_SIZE() ((uint)EPLB_SHAPE_T)
+#else
+#define EPLB_LOCAL_SIZE() ((uint)get_local_size(0))
+#endif
+
 #if EPLB_NV_WARP
 /* The lanes of this work-item's warp that take part in warp operations. */
 inline uint eplb_warp_members(void)
 {
-    const uint T = (uint)get_local_size(0);
+    const uint T = EPLB_LOCAL_SIZE();
     return T >= 32u ? 0xFFFFFFFFu : (1u << T) - 1u;
 }
 

@@ -203,10 +203,10 @@ eplb_status eplb_opencl_plan_fused(eplb_backend *backend, const eplb_plan_job *j
     if (sk > 1 && (sm + slot_team - 1) / slot_team > ppl)
         ppl = (sm + slot_team - 1) / slot_team;
     const cl_int shape[] = {E, R, G, N, S, M, RN, gk, sm, sk, C, iterations, group_team, slot_team,
-                            rep_team, heap_sort, scan_max, ppl, rpl};
+                            rep_team, heap_sort, scan_max, ppl, rpl, (cl_int)T};
     static const char *const shape_names[] = {"E", "R", "G", "N", "S", "M", "RN", "gk", "sm", "sk",
                                               "C", "iterations", "group_team", "slot_team",
-                                              "rep_team", "heap_sort", "scan_max", "ppl", "rpl"};
+                                              "rep_team", "heap_sort", "scan_max", "ppl", "rpl", "T"};
     cl_kernel kernel = shaped_kernel(backend, shape, shape_names, (int)(sizeof shape / sizeof shape[0]),
                                      T, local_area.size);
     st = eplb_opencl_run_groups_with(
