@@ -10,7 +10,7 @@
 #   bench/opencl_nvidia_check.sh            results in $OUT (default ./opencl-nvidia-out)
 #   RUNS=500 WARMUP=50 bench/opencl_nvidia_check.sh
 #
-# A few minutes on an H100/H200: conformance with plan_fused (five knob sets)
+# A few minutes on an H100/H200: conformance with plan_fused (seven knob sets)
 # and the stage kernels (two), the plan kernel's time per knob set for the
 # three V3 shapes, and the marker-bracketed device time.
 #
@@ -84,11 +84,13 @@ if command -v clinfo >/dev/null; then
   grep -io "cl_khr_subgroup[a-z_]*" "$OUT/clinfo.txt" | sort -u | tr '\n' ' '; echo "(sub-group extensions)"
 fi
 
-# Paths and knob sets: the default (NVIDIA: warp teams, a build per plan shape
-# from a shape's third plan), a build per shape from the first plan (every
-# conformance shape then runs its own build), the portable local-memory
-# teams, a work-item per packing, and the stage kernels.
-FUSED_KNOBS=("" "EPLB_OPENCL_SHAPED=always" "EPLB_OPENCL_WARP=0" "EPLB_OPENCL_FUSED_TEAM=0"
+# Paths and knob sets: the default (NVIDIA: warp teams, two work-groups per
+# layer, a build per plan shape from a shape's third plan), a build per shape
+# from the first plan (every conformance shape then runs its own build), one
+# and four work-groups per layer, the portable local-memory teams, a
+# work-item per packing, and the stage kernels.
+FUSED_KNOBS=("" "EPLB_OPENCL_SHAPED=always" "EPLB_OPENCL_SPLIT=1" "EPLB_OPENCL_SPLIT=4"
+             "EPLB_OPENCL_WARP=0" "EPLB_OPENCL_FUSED_TEAM=0"
              "EPLB_OPENCL_FUSED_WG=64 EPLB_OPENCL_FUSED_TEAM=4")
 STAGE_KNOBS=("EPLB_OPENCL_PATH=stages" "EPLB_OPENCL_PATH=stages EPLB_OPENCL_WG=32 EPLB_OPENCL_ITEMS_PER_THREAD=1")
 
@@ -110,7 +112,7 @@ done
 # profiling event (EPLB_OPENCL_PROFILE=1; mean over the warm-up and timed
 # plans of eplb-bench, the first two of a shape on the generic build).
 say "kernel time per plan (EPLB_OPENCL_PROFILE, eplb-bench --runs $RUNS)"
-for knobs in "" "EPLB_OPENCL_SHAPED=0" "EPLB_OPENCL_WARP=0" "EPLB_OPENCL_FUSED_TEAM=0"; do
+for knobs in "" "EPLB_OPENCL_SPLIT=1" "EPLB_OPENCL_SHAPED=0" "EPLB_OPENCL_WARP=0" "EPLB_OPENCL_FUSED_TEAM=0"; do
   printf '%-28s' "${knobs:-default}:"
   for c in v3-prefill v3-decode-288 v3-decode-320; do
     env $knobs EPLB_OPENCL_PROFILE=1 timeout 120 "$BUILD/bin/eplb-bench" --backend opencl --case $c \

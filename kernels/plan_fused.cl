@@ -27,6 +27,30 @@
 #endif
 #define EPLB_FUSED_BARRIER() barrier(CLK_LOCAL_MEM_FENCE)
 
+/* The split plan's hand-off between the groups of one layer (step 6b of
+ * eplb_plan_fused): a group's stores, then a fence, then its arrival (an
+ * atomic); the last to arrive fences again before it reads the others'
+ * stores, and reads them past any non-coherent cache. NVIDIA: PTX fences of
+ * GPU scope (what its OpenCL 1.2 mem_fence orders is the work-group's view). */
+inline void eplb_global_release(void)
+{
+#if EPLB_NV_WARP
+    asm volatile("fence.acq_rel.gpu;" : : : "memory");
+#else
+    mem_fence(CLK_GLOBAL_MEM_FENCE);
+#endif
+}
+
+inline void eplb_global_acquire(void)
+{
+    eplb_global_release(); /* the same full fence */
+}
+
+inline int eplb_load_coherent(global const int *p)
+{
+    return *(volatile global const int *)p;
+}
+
 /* Exchange slots: red_v/red_i hold 4 sets of T entries: (parity, which). */
 #define EPLB_RED(set, which) (((set) * 2 + (which)) * T)
 
@@ -586,7 +610,7 @@ inline void eplb_fused_radix_sort(local int *key, local int *order, int n, local
  * depend on arguments only (PoCL needs that to see them as uniform); ok == 0
  * (an invalid weight) walks them doing nothing. */
 inline void eplb_fused_pack(local const float *wrows, int rows, ulong row0, int n, int m, int k,
-                            int C, int call, ulong seed, float noise, int iterations,
+                            int C, int c_first, int call, ulong seed, float noise, int iterations,
                             float tolerance, int team, int heap_sort, int scan_max, int ok,
                             local int *order,
                             local int *content, local float *loads, local int *counts,
@@ -611,7 +635,7 @@ inline void eplb_fused_pack(local const float *wrows, int rows, ulong row0, int 
         for (int y = t; !warp_sort && y < P * n; y += T) {
             if (x != prefix_x) {
                 r = x / C;
-                c = x % C;
+                c = c_first + x % C;
                 prefix = eplb_random_prefix(seed, (ulong)call, row0 + (ulong)r, (ulong)c);
                 prefix_x = x;
             }
@@ -698,7 +722,7 @@ inline void eplb_fused_pack(local const float *wrows, int rows, ulong row0, int 
         local float *ld = loads + xs * m;
         local int *cn = counts + 2 * xs * m;
         if (warp_sort) {
-            eplb_warp_sort(w, n, call, row0 + (ulong)(xs / C), xs % C, seed, noise, j, team, active,
+            eplb_warp_sort(w, n, call, row0 + (ulong)(xs / C), c_first + xs % C, seed, noise, j, team, active,
                            members, order + xs * n);
             eplb_warp_sync(members); /* the order is visible to the whole team */
         }
@@ -1147,7 +1171,8 @@ kernel void eplb_plan_fused(global const float *weight, global int *status, glob
                             int E, int R, int G, int N, int S, int M, int RN, int gk, int sm, int sk,
                             int C, int iterations, float noise, float tolerance, ulong seed,
                             int group_team, int slot_team, int rep_team, int heap_sort,
-                            int scan_max, local int *smem)
+                            int scan_max, int split, global int *parts,
+                            volatile global int *arrivals, local int *smem)
 {
 #ifdef EPLB_SHAPE
     /* A build for one plan shape (the host passes the same values as
@@ -1156,10 +1181,12 @@ kernel void eplb_plan_fused(global const float *weight, global int *status, glob
     M = EPLB_SHAPE_M; RN = EPLB_SHAPE_RN; gk = EPLB_SHAPE_gk; sm = EPLB_SHAPE_sm; sk = EPLB_SHAPE_sk;
     C = EPLB_SHAPE_C; iterations = EPLB_SHAPE_iterations; group_team = EPLB_SHAPE_group_team;
     slot_team = EPLB_SHAPE_slot_team; rep_team = EPLB_SHAPE_rep_team;
-    heap_sort = EPLB_SHAPE_heap_sort; scan_max = EPLB_SHAPE_scan_max;
+    heap_sort = EPLB_SHAPE_heap_sort; scan_max = EPLB_SHAPE_scan_max; split = EPLB_SHAPE_split;
 #endif
     const int t = (int)get_local_id(0), T = (int)EPLB_LOCAL_SIZE();
-    const int l = (int)get_group_id(0);
+    /* split > 1: that many groups per layer, each packing its share of the
+     * slot packings' candidates (step 6); the rest they both do. */
+    const int l = (int)get_group_id(0) / split, part = (int)get_group_id(0) % split;
     local float *w = (local float *)smem;
     local float *nw = w + E;
     local int *log2mlog = (local int *)(nw + E);
@@ -1176,6 +1203,9 @@ kernel void eplb_plan_fused(global const float *weight, global int *status, glob
     local int *red_i = (local int *)(red_v + 4 * T);
     local int *area = red_i + 4 * T;
     int par = 0;
+    /* Whether this group writes the layer's outputs (split: the last to
+     * finish its candidates, found in step 6b). */
+    int writer = part == 0;
 
     /* 0. Every group checks every weight, so none writes an output while any
      * is invalid; group 0 writes the status. check_count 0: an earlier
@@ -1216,7 +1246,7 @@ kernel void eplb_plan_fused(global const float *weight, global int *status, glob
         w[e] = weight[(ulong)l * (ulong)E + (ulong)e];
     barrier(CLK_LOCAL_MEM_FENCE);
     const int ok = !flag[0];
-    if (l == 0 && t == 0 && check_count > 0)
+    if (l == 0 && part == 0 && t == 0 && check_count > 0)
         *status = ok ? 0 : EPLB_ERR_INVALID_WEIGHT;
 
     /* 1. Group loads, left to right. */
@@ -1235,7 +1265,7 @@ kernel void eplb_plan_fused(global const float *weight, global int *status, glob
         local float *loads = (local float *)(content + P * G);
         local int *counts = (local int *)(loads + P * N);
         local float *score = (local float *)(counts + 2 * P * N);
-        eplb_fused_pack(gl, gk > 1, (ulong)l, G, N, gk, C, 0, seed, noise, iterations,
+        eplb_fused_pack(gl, gk > 1, (ulong)l, G, N, gk, C, 0, 0, seed, noise, iterations,
                         tolerance, group_team, heap_sort, scan_max, ok, order, content, loads, counts, score,
                         red_v, red_i, &par);
         if (ok && gk > 1) {
@@ -1269,29 +1299,79 @@ kernel void eplb_plan_fused(global const float *weight, global int *status, glob
     }
     barrier(CLK_LOCAL_MEM_FENCE);
 
-    /* 6. Slots to GPUs (call 1, rows l*N + n). */
-    local int *scontent = area + N * C * RN;
+    /* 6. Slots to GPUs (call 1, rows l*N + n), candidates c_first ..
+     * c_first + Cp - 1: all of them, or this group's share. */
+    const int Cp = C / split, c_first = part * Cp;
+    local int *scontent = area + N * Cp * RN;
+    local int *won_order = area; /* split: the winning slot orders, R words (the sort's, done) */
     {
-        const int P = N * C;
+        const int P = N * Cp;
         local int *order = area;
         local float *loads = (local float *)(scontent + P * RN);
         local int *counts = (local int *)(loads + P * sm);
         local float *score = (local float *)(counts + 2 * P * sm);
-        eplb_fused_pack(sload, sk > 1 ? N : 0, (ulong)l * (ulong)N, RN, sm, sk, C, 1, seed,
+        eplb_fused_pack(sload, sk > 1 ? N : 0, (ulong)l * (ulong)N, RN, sm, sk, Cp, c_first, 1, seed,
                         noise, iterations, tolerance, slot_team, heap_sort, scan_max, ok, order, scontent, loads,
                         counts, score, red_v, red_i, &par);
         for (int n = t; ok && sk > 1 && n < N; n += T)
-            sbest[n] = eplb_fused_best(score + n * C, C);
+            sbest[n] = eplb_fused_best(score + n * Cp, Cp);
+        barrier(CLK_LOCAL_MEM_FENCE);
+
+        /* 6b. Split: each group publishes its best candidate per row (score
+         * and slot order), then counts itself in; the layer's last group
+         * takes, per row, the part with the smaller score (the lower part
+         * on ties: its candidates come first), copies that part's slot
+         * order into won_order and writes the outputs. No group waits for
+         * another. */
+        if (split > 1 && sk > 1 && ok) {
+            global int *block = parts + (ulong)l * (ulong)(split * (N + R));
+            global int *mine = block + part * (N + R);
+            for (int n = t; n < N; n += T)
+                mine[n] = as_int(score[n * Cp + sbest[n]]);
+            for (int y = t; y < R; y += T) {
+                const int n = y / RN;
+                mine[N + y] = scontent[(n * Cp + sbest[n]) * RN + y % RN];
+            }
+            eplb_global_release();
+            barrier(CLK_LOCAL_MEM_FENCE);
+            /* Modulo split: a count left off by a plan that never ended
+             * puts itself right within one plan. */
+            if (t == 0)
+                flag[1] = (uint)atomic_inc(arrivals + l) % (uint)split == (uint)split - 1u;
+            barrier(CLK_LOCAL_MEM_FENCE);
+            writer = flag[1];
+            if (writer) {
+                if (t == 0)
+                    atomic_xchg(arrivals + l, 0); /* ready for the next plan */
+                eplb_global_acquire();
+                for (int n = t; n < N; n += T) {
+                    int won = 0;
+                    float least = as_float(eplb_load_coherent(block + n));
+                    for (int h = 1; h < split; h++) {
+                        const float sc = as_float(eplb_load_coherent(block + h * (N + R) + n));
+                        if (sc < least) {
+                            least = sc;
+                            won = h;
+                        }
+                    }
+                    sbest[n] = won;
+                }
+                barrier(CLK_LOCAL_MEM_FENCE);
+                for (int y = t; y < R; y += T)
+                    won_order[y] = eplb_load_coherent(block + sbest[y / RN] * (N + R) + N + y);
+            }
+            barrier(CLK_LOCAL_MEM_FENCE);
+        }
     }
-    barrier(CLK_LOCAL_MEM_FENCE);
 
     /* 7. Outputs. log2phy: the scatter writes ranks below each expert's
      * count, the fill the ranks from the count up: disjoint, so no global
      * barrier between them. The fill runs a row per group of (up to) 32
      * work-items, so its stores are contiguous. */
-    for (int y = t; ok && y < R; y += T) {
+    const int split_rows = split > 1 && sk > 1;
+    for (int y = t; ok && writer && y < R; y += T) {
         const int n = y / RN, s = y % RN;
-        const int q = sk > 1 ? scontent[(n * C + sbest[n]) * RN + s] : s;
+        const int q = !(sk > 1) ? s : split_rows ? won_order[y] : scontent[(n * Cp + sbest[n]) * RN + s];
         const int src = n * RN + q;
         const int e = mlog2log[n * M + phy2mlog[src]];
         const int rank = phyrank[src];
@@ -1301,10 +1381,10 @@ kernel void eplb_plan_fused(global const float *weight, global int *status, glob
         if (has_log2phy)
             log2phy[((ulong)l * (ulong)E + (ulong)e) * (ulong)X + (ulong)rank] = y;
     }
-    for (int e = t; ok && e < E; e += T)
+    for (int e = t; ok && writer && e < E; e += T)
         logcnt[(ulong)l * (ulong)E + (ulong)e] = cnt[log2mlog[e]];
     const int rw = T < 32 ? T : 32, lane = t % rw;
-    for (int e = t / rw; ok && has_log2phy && e < E; e += T / rw) {
+    for (int e = t / rw; ok && writer && has_log2phy && e < E; e += T / rw) {
         global long *row = log2phy + ((ulong)l * (ulong)E + (ulong)e) * (ulong)X;
         for (long x = cnt[log2mlog[e]] + lane; x < X; x += rw)
             row[x] = -1;

@@ -179,6 +179,25 @@ Test(opencl, shaped_builds_switch_and_rotate, .timeout = 900)
     eplb_context_free(ctx);
 }
 
+/* EPLB_OPENCL_SPLIT: several work-groups per layer, each packing a share of
+ * the candidates, the layer's last to finish writing the plan (the default
+ * on NVIDIA). Forced here: the goldens with shares of two, random cases (one
+ * context, layer counts going up and down, so the arrival counters are
+ * re-made and must start from zero) with shares of four. */
+Test(opencl, goldens_exact_split, .timeout = 900)
+{
+    setenv("EPLB_OPENCL_SPLIT", "2", 1);
+    check_goldens();
+}
+
+static void check_random(int cases);
+
+Test(opencl, random_cases_equal_cpu_split, .timeout = 900)
+{
+    setenv("EPLB_OPENCL_SPLIT", "4", 1);
+    check_random(80);
+}
+
 /* ---- random cases and edge shapes against the cpu backend ------------------- */
 
 static void check_random(int cases)

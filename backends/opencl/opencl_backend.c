@@ -295,6 +295,13 @@ static void choose_tuning(const eplb_opencl_api *cl, const device_entry *d, eplb
     t->shaped = !(shaped && *shaped) ? t->warp_teams
                 : strcmp(shaped, "always") == 0 ? 2
                 : strcmp(shaped, "0") != 0;
+    /* EPLB_OPENCL_SPLIT=N: N groups per layer share a plan's slot packings
+     * (opencl_fused.c), 0 or 1: one; unset (-1): by shape. */
+    const char *split = getenv("EPLB_OPENCL_SPLIT");
+    t->split = !(split && *split) ? -1 : is_index(split) ? atoi(split) : 1;
+    cl_uint units = 1;
+    cl->clGetDeviceInfo(d->device, CL_DEVICE_MAX_COMPUTE_UNITS, sizeof units, &units, NULL);
+    t->compute_units = units;
     t->nv_sm = 0;
     if (t->warp_teams) {
         cl_uint major = 0, minor = 0; /* CL_DEVICE_COMPUTE_CAPABILITY_{MAJOR,MINOR}_NV */
@@ -409,7 +416,7 @@ static void opencl_free(eplb_backend *backend)
             if (s->shaped[k].program)
                 cl->clReleaseProgram(s->shaped[k].program);
         }
-        for (int i = 0; i < 2; i++)
+        for (int i = 0; i < 4; i++)
             if (s->scratch[i])
                 cl->clReleaseMemObject(s->scratch[i]);
         if (s->handles.queue && s->handles.queue != s->own_queue)

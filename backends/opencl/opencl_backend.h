@@ -54,6 +54,8 @@ typedef struct eplb_opencl_tuning {
     int nv_sm;              /* NVIDIA compute capability, major * 10 + minor (-DEPLB_NV_SM), or 0 */
     int shaped;             /* EPLB_OPENCL_SHAPED: plan_fused compiled per plan shape: 0 never,
                                1 from a shape's third plan, 2 from its first */
+    int split;              /* EPLB_OPENCL_SPLIT: plan_fused groups per layer, -1: by shape */
+    size_t compute_units;   /* CL_DEVICE_MAX_COMPUTE_UNITS */
 } eplb_opencl_tuning;
 
 typedef struct eplb_opencl {
@@ -64,8 +66,9 @@ typedef struct eplb_opencl {
     eplb_opencl_tuning tuning;
     cl_kernel kernel[EPLB_CLK_COUNT];
     size_t kernel_group[EPLB_CLK_COUNT]; /* largest power-of-two group each kernel takes */
-    cl_mem scratch[2];             /* pack loads, pack counts (greedy and swap) */
-    size_t scratch_bytes[2];
+    cl_mem scratch[4];             /* pack loads, pack counts (greedy and swap); a split
+                                      plan's published rows and its arrival counters */
+    size_t scratch_bytes[4];
     cl_ulong local_mem;            /* CL_DEVICE_LOCAL_MEM_SIZE less plan_fused's own */
     char name[384];
     int profile;                   /* EPLB_OPENCL_PROFILE: time every kernel (synchronously) */
@@ -130,7 +133,7 @@ eplb_status eplb_opencl_run_groups_with(eplb_backend *backend, eplb_opencl_kerne
 eplb_status eplb_opencl_run_groups(eplb_backend *backend, eplb_opencl_kernel_id id,
                                    const eplb_opencl_arg *args, int nargs, size_t groups,
                                    size_t local);
-/* Makes scratch buffer `which` (0 or 1) at least bytes long. */
+/* Makes scratch buffer `which` (0 to 3) at least bytes long. */
 eplb_status eplb_opencl_scratch(eplb_backend *backend, int which, size_t bytes, cl_mem *out);
 
 /* Stages (opencl_pack.c, opencl_glue.c). */
