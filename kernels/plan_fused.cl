@@ -1,5 +1,7 @@
 /* plan_fused: the whole plan of one layer in one work-group (SPEC sections 4
- * to 6), every intermediate in local memory, one enqueue per plan.
+ * to 6), every intermediate in local memory, one enqueue per plan; or in
+ * `split` work-groups that each pack a share of the slot packings'
+ * candidates (step 6b of eplb_plan_fused).
  *
  * Packings (and replication rows) are solved by teams of `team` work-items
  * (a power of two dividing the group). A team member owns a contiguous block

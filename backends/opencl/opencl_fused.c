@@ -1,5 +1,6 @@
 /* plan_fused on OpenCL: one enqueue per plan (kernels/plan_fused.cl), one
- * work-group per layer with every intermediate in local memory. Plans that
+ * work-group per layer (or several sharing its slot packings' candidates,
+ * split_for) with every intermediate in local memory. Plans that
  * do not fit (or EPLB_OPENCL_PATH=stages) run the stage kernels instead. */
 #include <string.h>
 
