@@ -283,6 +283,16 @@ inline void eplb_fused_heapsort(local const int *key, local int *heap, int n)
 }
 
 #if EPLB_NV_WARP
+/* Whether no team of this work-item's warp has work in a batch whose first
+ * team takes item `first` of `count` (teams of `team` lanes in order, so the
+ * warp's first team has the lowest). Such a warp skips the batch (its
+ * exchanges stay inside the warp): idle warps walking the loops would take
+ * issue slots from the working ones. */
+inline int eplb_warp_idle(int first, int team, int count)
+{
+    return first + ((int)get_local_id(0) & ~31) / team >= count;
+}
+
 /* Greedy of one packing by a warp team whose member j holds packs
  * j*PPL .. j*PPL+PPL-1 in registers (m <= team * EPLB_WARP_PPL). Per item:
  * one team minimum of the members' least keys, then one ballot: the lowest
@@ -712,10 +722,7 @@ inline void eplb_fused_pack(local const float *wrows, int rows, ulong row0, int 
     const int teams = T / team, j = t % team, tm = t / team;
     const int batches = (P + teams - 1) / teams;
     for (int bt = 0; bt < batches; bt++) {
-        /* A warp none of whose teams has a packing in this batch skips it
-         * (its exchanges stay inside the warp): idle warps walking the
-         * loops would take issue slots from the working ones. */
-        if (!ok || bt * teams + (t & ~31) / team >= P)
+        if (!ok || eplb_warp_idle(bt * teams, team, P))
             continue;
         const int x = bt * teams + tm, active = x < P, xs = active ? x : 0;
         local const float *w = wrows + (xs / C) * n;
@@ -1094,8 +1101,8 @@ inline void eplb_fused_replicate(local const float *nw, int rows, int M, int RN,
     const int teams = T / team, j = t % team, tm = t / team;
     const int batches = (rows + teams - 1) / teams;
     for (int bt = 0; bt < batches; bt++) {
-        if (!ok || bt * teams + (t & ~31) / team >= rows)
-            continue; /* no row for this warp's teams (as in eplb_fused_pack) */
+        if (!ok || eplb_warp_idle(bt * teams, team, rows))
+            continue;
         const int row = bt * teams + tm, active = row < rows, rs = active ? row : 0;
         local float *v_row = val + rs * M;
         local int *c_row = cnt + rs * M;
@@ -1356,7 +1363,7 @@ kernel void eplb_plan_fused(global const float *weight, global int *status, glob
                             won = h;
                         }
                     }
-                    sbest[n] = won;
+                    sbest[n] = won; /* from here, the winning part */
                 }
                 barrier(CLK_LOCAL_MEM_FENCE);
                 for (int y = t; y < R; y += T)

@@ -646,11 +646,13 @@ eplb_status eplb_opencl_build_kernel(eplb_backend *backend, const char *defines,
     return EPLB_OK;
 }
 
-eplb_status eplb_opencl_scratch(eplb_backend *backend, int which, size_t bytes, cl_mem *out)
+static eplb_status scratch(eplb_backend *backend, int which, size_t bytes, int zero_new, cl_mem *out)
 {
     eplb_opencl *s = eplb_opencl_state(backend);
     if (bytes == 0)
         bytes = 1;
+    if (zero_new)
+        bytes = (bytes + 3) / 4 * 4; /* whole words of the fill's pattern */
     if (s->scratch_bytes[which] < bytes) {
         /* A release waits for the enqueued kernels that still use it. */
         if (s->scratch[which])
@@ -661,11 +663,30 @@ eplb_status eplb_opencl_scratch(eplb_backend *backend, int which, size_t bytes, 
         eplb_status st = opencl_buffer_alloc(backend, bytes, &mem);
         if (st != EPLB_OK)
             return st;
+        if (zero_new) { /* queued before any kernel that uses it */
+            const cl_int zero = 0;
+            const cl_int err = s->cl->clEnqueueFillBuffer(s->handles.queue, (cl_mem)mem, &zero,
+                                                          sizeof zero, 0, bytes, 0, NULL, NULL);
+            if (err != CL_SUCCESS) {
+                s->cl->clReleaseMemObject((cl_mem)mem);
+                return cl_fail(backend, err, "clearing a scratch buffer (clEnqueueFillBuffer)");
+            }
+        }
         s->scratch[which] = mem;
         s->scratch_bytes[which] = bytes;
     }
     *out = s->scratch[which];
     return EPLB_OK;
+}
+
+eplb_status eplb_opencl_scratch(eplb_backend *backend, int which, size_t bytes, cl_mem *out)
+{
+    return scratch(backend, which, bytes, 0, out);
+}
+
+eplb_status eplb_opencl_zeroed_scratch(eplb_backend *backend, int which, size_t bytes, cl_mem *out)
+{
+    return scratch(backend, which, bytes, 1, out);
 }
 
 static const eplb_backend_i opencl_iface = {

@@ -133,8 +133,11 @@ eplb_status eplb_opencl_run_groups_with(eplb_backend *backend, eplb_opencl_kerne
 eplb_status eplb_opencl_run_groups(eplb_backend *backend, eplb_opencl_kernel_id id,
                                    const eplb_opencl_arg *args, int nargs, size_t groups,
                                    size_t local);
-/* Makes scratch buffer `which` (0 to 3) at least bytes long. */
+/* Makes scratch buffer `which` (0 to 3) at least bytes long. The zeroed
+ * form also fills a buffer it makes with zeros (queued, before any kernel
+ * that uses it); a buffer it keeps holds what the last kernels left. */
 eplb_status eplb_opencl_scratch(eplb_backend *backend, int which, size_t bytes, cl_mem *out);
+eplb_status eplb_opencl_zeroed_scratch(eplb_backend *backend, int which, size_t bytes, cl_mem *out);
 
 /* Stages (opencl_pack.c, opencl_glue.c). */
 eplb_status eplb_opencl_pack_sort(eplb_backend *backend, const eplb_pack_job *job);

@@ -189,23 +189,10 @@ static int split_for(const eplb_opencl *s, const eplb_plan_job *job)
 static eplb_status split_scratch(eplb_backend *backend, const eplb_plan_job *job, int split,
                                  cl_mem *parts, cl_mem *arrivals)
 {
-    eplb_opencl *s = eplb_opencl_state(backend);
     const size_t row_words = (size_t)split * (size_t)(job->nodes + job->replicas);
     eplb_status st = eplb_opencl_scratch(backend, 2, (size_t)job->layers * row_words * sizeof(cl_int), parts);
-    if (st != EPLB_OK)
-        return st;
-    /* A new buffer (not a new handle: a released one's may come back). */
-    const size_t bytes = (size_t)job->layers * sizeof(cl_int), had = s->scratch_bytes[3];
-    st = eplb_opencl_scratch(backend, 3, bytes, arrivals);
-    if (st != EPLB_OK || had >= bytes)
-        return st;
-    const cl_int zero = 0;
-    const cl_int err = s->cl->clEnqueueFillBuffer(s->handles.queue, *arrivals, &zero, sizeof zero, 0,
-                                                  s->scratch_bytes[3], 0, NULL, NULL);
-    return err == CL_SUCCESS ? EPLB_OK
-                             : eplb_backend_error(backend, EPLB_ERR_BACKEND_FAILURE,
-                                                  "clearing the split plan's counters failed: %s",
-                                                  eplb_opencl_error_name(err));
+    return st != EPLB_OK ? st
+                         : eplb_opencl_zeroed_scratch(backend, 3, (size_t)job->layers * sizeof(cl_int), arrivals);
 }
 
 eplb_status eplb_opencl_plan_fused(eplb_backend *backend, const eplb_plan_job *job)
