@@ -52,34 +52,13 @@ void eplb_cpu_scratch_free(eplb_cpu_scratch *s)
     s->block = NULL;
 }
 
-eplb_status eplb_cpu_for_each_packing(eplb_backend *backend, const eplb_pack_job *job,
-                                      eplb_cpu_packing_fn one_packing, const char *stage)
+/* One call per packing (one_packing) or per row (one_row) across the OpenMP
+ * threads, each thread with its own scratch. */
+static eplb_status for_each(eplb_backend *backend, const eplb_pack_job *job,
+                            eplb_cpu_packing_fn one_packing, eplb_cpu_row_fn one_row,
+                            const char *stage)
 {
-    const int64_t packings = job->rows * job->candidates;
-    int failed = 0;
-#pragma omp parallel if (EPLB_CPU_WORTH_THREADS(packings * job->items))
-    {
-        eplb_cpu_scratch scratch;
-        const int ok = eplb_cpu_scratch_init(&scratch, job) == EPLB_OK;
-        if (!ok) {
-#pragma omp atomic write
-            failed = 1;
-        }
-        /* Every thread must reach the worksharing loop, even one without scratch. */
-#pragma omp for schedule(static)
-        for (int64_t x = 0; x < packings; x++)
-            if (ok)
-                one_packing(job, x / job->candidates, x % job->candidates, &scratch);
-        eplb_cpu_scratch_free(&scratch);
-    }
-    if (failed)
-        return eplb_backend_error(backend, EPLB_ERR_OUT_OF_MEMORY, "%s: out of host memory", stage);
-    return EPLB_OK;
-}
-
-eplb_status eplb_cpu_for_each_row(eplb_backend *backend, const eplb_pack_job *job,
-                                  eplb_cpu_row_fn one_row, const char *stage)
-{
+    const int64_t units = one_packing ? job->rows * job->candidates : job->rows;
     int failed = 0;
 #pragma omp parallel if (EPLB_CPU_WORTH_THREADS(job->rows * job->candidates * job->items))
     {
@@ -89,13 +68,31 @@ eplb_status eplb_cpu_for_each_row(eplb_backend *backend, const eplb_pack_job *jo
 #pragma omp atomic write
             failed = 1;
         }
+        /* Every thread must reach the worksharing loop, even one without scratch. */
 #pragma omp for schedule(static)
-        for (int64_t row = 0; row < job->rows; row++)
-            if (ok)
-                one_row(job, row, &scratch);
+        for (int64_t u = 0; u < units; u++) {
+            if (!ok)
+                continue;
+            if (one_packing)
+                one_packing(job, u / job->candidates, u % job->candidates, &scratch);
+            else
+                one_row(job, u, &scratch);
+        }
         eplb_cpu_scratch_free(&scratch);
     }
     if (failed)
         return eplb_backend_error(backend, EPLB_ERR_OUT_OF_MEMORY, "%s: out of host memory", stage);
     return EPLB_OK;
+}
+
+eplb_status eplb_cpu_for_each_packing(eplb_backend *backend, const eplb_pack_job *job,
+                                      eplb_cpu_packing_fn one_packing, const char *stage)
+{
+    return for_each(backend, job, one_packing, NULL, stage);
+}
+
+eplb_status eplb_cpu_for_each_row(eplb_backend *backend, const eplb_pack_job *job,
+                                  eplb_cpu_row_fn one_row, const char *stage)
+{
+    return for_each(backend, job, NULL, one_row, stage);
 }
