@@ -1,15 +1,27 @@
 /* Backend registry. The cpu backend is compiled in; opencl and cuda are
  * modules (libeplb_opencl.so, libeplb_cuda.so) opened with dlopen from the
  * directory that holds libeplb itself, or from EPLB_MODULE_DIR, so that
- * libeplb has no link-time dependency on any vendor runtime. */
+ * libeplb has no link-time dependency on any vendor runtime.
+ *
+ * A module is opened only when its backend is asked for (by name, or by auto
+ * in its turn), after cheap checks of its file, so that a damaged or hostile
+ * module never harms a process that plans with another backend. Start-up is
+ * serialised by one lock (see startup_lock), so that any number of threads
+ * may create contexts at once. */
 #define _GNU_SOURCE
 #include "registry.h"
 
 #include <dlfcn.h>
+#include <elf.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <link.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
 #include "eplb/eplb.h"
 
@@ -35,9 +47,112 @@ static void own_directory(char *dir, size_t len)
     }
 }
 
+/* ---- module files ------------------------------------------------------- */
+
+/* The ELF header of the file that holds this function, as mapped in memory,
+ * or NULL where it is not at the start of the mapping. */
+static const ElfW(Ehdr) *own_elf_header(void)
+{
+    Dl_info info;
+    if (!dladdr((void *)own_elf_header, &info) || !info.dli_fbase)
+        return NULL;
+    const ElfW(Ehdr) *header = info.dli_fbase;
+    return memcmp(header->e_ident, ELFMAG, SELFMAG) == 0 ? header : NULL;
+}
+
+/* Why an ELF file of `size` bytes open at fd cannot be loaded into this
+ * process, or NULL. Checks only what dlopen would trust: the identification,
+ * and that every segment it maps lies within the file (a segment past the end
+ * is mapped all the same, and touching it raises SIGBUS). */
+static const char *elf_problem(int fd, off_t size, char *why, size_t len)
+{
+    ElfW(Ehdr) header;
+    if ((size_t)size < sizeof header ||
+        pread(fd, &header, sizeof header, 0) != (ssize_t)sizeof header) {
+        snprintf(why, len, "%lld bytes, too short for an ELF header", (long long)size);
+        return why;
+    }
+    if (memcmp(header.e_ident, ELFMAG, SELFMAG) != 0)
+        return "not an ELF file";
+    const ElfW(Ehdr) *own = own_elf_header();
+    const int own_class = sizeof(void *) == 8 ? ELFCLASS64 : ELFCLASS32;
+    const int own_data = __BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__ ? ELFDATA2LSB : ELFDATA2MSB;
+    if (header.e_ident[EI_CLASS] != own_class)
+        return own_class == ELFCLASS64 ? "a 32-bit ELF file, this process is 64-bit"
+                                       : "a 64-bit ELF file, this process is 32-bit";
+    if (header.e_ident[EI_DATA] != own_data)
+        return "an ELF file of the other byte order";
+    if (own && header.e_machine != own->e_machine) {
+        snprintf(why, len, "an ELF file for machine %u, this process runs on machine %u",
+                 (unsigned)header.e_machine, (unsigned)own->e_machine);
+        return why;
+    }
+    if (header.e_type != ET_DYN) {
+        snprintf(why, len, "an ELF file of type %u, not a shared library", (unsigned)header.e_type);
+        return why;
+    }
+    if (header.e_phentsize != sizeof(ElfW(Phdr)) || header.e_phnum == 0 ||
+        header.e_phnum == PN_XNUM)
+        return "an ELF file with a malformed program header table";
+    const unsigned long long file_size = (unsigned long long)size;
+    if (header.e_phoff > file_size ||
+        (unsigned long long)header.e_phnum * sizeof(ElfW(Phdr)) > file_size - header.e_phoff) {
+        snprintf(why, len, "%llu bytes, cut short: its program headers lie past the end",
+                 file_size);
+        return why;
+    }
+    for (unsigned i = 0; i < header.e_phnum; i++) {
+        ElfW(Phdr) segment;
+        off_t at = (off_t)(header.e_phoff + (unsigned long long)i * sizeof segment);
+        if (pread(fd, &segment, sizeof segment, at) != (ssize_t)sizeof segment) {
+            snprintf(why, len, "cannot read program header %u: %s", i, strerror(errno));
+            return why;
+        }
+        if (segment.p_type != PT_LOAD)
+            continue;
+        if (segment.p_filesz > segment.p_memsz)
+            return "an ELF file with a segment larger on disk than in memory";
+        if (segment.p_offset > file_size || segment.p_filesz > file_size - segment.p_offset) {
+            snprintf(why, len, "%llu bytes, cut short: segment %u needs bytes up to %llu",
+                     file_size, i,
+                     (unsigned long long)segment.p_offset + (unsigned long long)segment.p_filesz);
+            return why;
+        }
+    }
+    return NULL;
+}
+
+/* Why the file at path cannot be a module, checked without running any of
+ * it, or NULL when it looks loadable. The open never blocks (a FIFO would
+ * block dlopen's own open for ever), and only a regular file is accepted. */
+static const char *module_file_problem(const char *path, char *why, size_t len)
+{
+    int fd = open(path, O_RDONLY | O_NONBLOCK | O_NOCTTY | O_CLOEXEC);
+    if (fd < 0) {
+        snprintf(why, len, "%s", strerror(errno));
+        return why;
+    }
+    struct stat st;
+    const char *problem = NULL;
+    if (fstat(fd, &st) != 0) {
+        snprintf(why, len, "%s", strerror(errno));
+        problem = why;
+    } else if (S_ISFIFO(st.st_mode)) {
+        problem = "a FIFO, not a regular file";
+    } else if (S_ISDIR(st.st_mode)) {
+        problem = "a directory, not a regular file";
+    } else if (!S_ISREG(st.st_mode)) {
+        problem = "not a regular file";
+    } else {
+        problem = elf_problem(fd, st.st_size, why, len);
+    }
+    close(fd);
+    return problem;
+}
+
 static const eplb_backend_module *load_module(const char *name, char *error, size_t error_len)
 {
-    char file[64], path[4096], dir[4096];
+    char file[64], path[4096], dir[4096], why[512];
     snprintf(file, sizeof file, "libeplb_%s.so", name);
     const char *env_dir = getenv("EPLB_MODULE_DIR");
     if (env_dir && *env_dir)
@@ -46,10 +161,15 @@ static const eplb_backend_module *load_module(const char *name, char *error, siz
         own_directory(dir, sizeof dir);
     snprintf(path, sizeof path, "%s%s", dir, file);
 
+    const char *problem = module_file_problem(path, why, sizeof why);
+    if (problem) {
+        snprintf(error, error_len, "cannot load %s: %s", path, problem);
+        return NULL;
+    }
     void *handle = dlopen(path, RTLD_NOW | RTLD_LOCAL);
     if (!handle) {
-        const char *why = dlerror();
-        snprintf(error, error_len, "cannot load %s: %s", path, why ? why : "unknown error");
+        const char *reason = dlerror();
+        snprintf(error, error_len, "cannot load %s: %s", path, reason ? reason : "unknown error");
         return NULL;
     }
     eplb_backend_module_get_fn get = (eplb_backend_module_get_fn)dlsym(handle, EPLB_MODULE_ENTRY);
@@ -69,31 +189,37 @@ static const eplb_backend_module *load_module(const char *name, char *error, siz
     return module;
 }
 
-/* Module of each backend, loaded once. */
-static const eplb_backend_module *modules[EPLB_REGISTRY_COUNT];
-static char module_errors[EPLB_REGISTRY_COUNT][512];
-static pthread_once_t modules_once = PTHREAD_ONCE_INIT;
+/* ---- opening a backend -------------------------------------------------- */
 
-static void load_modules(void)
-{
-    modules[EPLB_REGISTRY_CPU] = eplb_cpu_backend_module();
-    for (int i = 0; i < EPLB_REGISTRY_COUNT; i++)
-        if (!modules[i])
-            modules[i] = load_module(backend_names[i], module_errors[i], sizeof module_errors[i]);
-}
+/* Held while a module is loaded and while an instance of any backend is
+ * created and self-tested. Neither is safe from several threads at once:
+ * dlopen runs the constructors of vendor runtimes, and OpenCL ICD loaders and
+ * platforms (ocl-icd, PoCL) discover platforms and devices on first use
+ * without a lock of their own, so concurrent first calls crash or find no
+ * device. Creation is rare and short next to planning, which never takes
+ * this lock. */
+static pthread_mutex_t startup_lock = PTHREAD_MUTEX_INITIALIZER;
+
+/* Module of each backend, loaded on the first request for that backend and
+ * kept, with the reason when it could not be loaded. Under startup_lock. */
+static const eplb_backend_module *modules[EPLB_REGISTRY_COUNT];
+static int module_tried[EPLB_REGISTRY_COUNT];
+static char module_errors[EPLB_REGISTRY_COUNT][1024];
 
 /* Self-test: a tiny hierarchical case with candidates and swaps, planned by
  * the new instance and by the cpu backend, must agree exactly. */
 static eplb_status self_test(eplb_backend *candidate, char *error, size_t error_len);
 
-eplb_status eplb_registry_open(int index, eplb_backend **out, char *error, size_t error_len)
+/* eplb_registry_open with startup_lock held. */
+static eplb_status open_locked(int index, eplb_backend **out, char *error, size_t error_len)
 {
-    *out = NULL;
-    if (index < 0 || index >= EPLB_REGISTRY_COUNT) {
-        snprintf(error, error_len, "no backend %d", index);
-        return EPLB_ERR_BACKEND_UNAVAILABLE;
+    if (!module_tried[index]) {
+        module_tried[index] = 1;
+        modules[index] = index == EPLB_REGISTRY_CPU
+                             ? eplb_cpu_backend_module()
+                             : load_module(backend_names[index], module_errors[index],
+                                           sizeof module_errors[index]);
     }
-    pthread_once(&modules_once, load_modules);
     const eplb_backend_module *module = modules[index];
     if (!module) {
         snprintf(error, error_len, "%s", module_errors[index]);
@@ -107,6 +233,8 @@ eplb_status eplb_registry_open(int index, eplb_backend **out, char *error, size_
     eplb_backend *backend = NULL;
     char why[512] = "";
     eplb_status st = module->create(&backend, why, sizeof why);
+    /* A module may fill the whole buffer: never read past it. */
+    why[sizeof why - 1] = '\0';
     if (st != EPLB_OK || !backend) {
         snprintf(error, error_len, "%s", why[0] ? why : "initialisation failed");
         return st == EPLB_OK ? EPLB_ERR_BACKEND_UNAVAILABLE : st;
@@ -125,6 +253,19 @@ eplb_status eplb_registry_open(int index, eplb_backend **out, char *error, size_
     return EPLB_OK;
 }
 
+eplb_status eplb_registry_open(int index, eplb_backend **out, char *error, size_t error_len)
+{
+    *out = NULL;
+    if (index < 0 || index >= EPLB_REGISTRY_COUNT) {
+        snprintf(error, error_len, "no backend %d", index);
+        return EPLB_ERR_BACKEND_UNAVAILABLE;
+    }
+    pthread_mutex_lock(&startup_lock);
+    eplb_status st = open_locked(index, out, error, error_len);
+    pthread_mutex_unlock(&startup_lock);
+    return st;
+}
+
 static int probe_result[EPLB_REGISTRY_COUNT];
 static char probe_detail[EPLB_REGISTRY_COUNT][1024];
 static pthread_once_t probe_once[EPLB_REGISTRY_COUNT] = {PTHREAD_ONCE_INIT, PTHREAD_ONCE_INIT,
@@ -136,8 +277,9 @@ static void probe(int index)
     char error[1024] = "";
     if (eplb_registry_open(index, &backend, error, sizeof error) == EPLB_OK) {
         probe_result[index] = 1;
-        snprintf(probe_detail[index], sizeof probe_detail[index], "%s",
-                 backend->iface->device_name(backend));
+        /* The module's string: copied up to the room there is, never further. */
+        snprintf(probe_detail[index], sizeof probe_detail[index], "%.*s",
+                 (int)sizeof probe_detail[index] - 1, backend->iface->device_name(backend));
         backend->iface->free(backend);
     } else {
         probe_result[index] = 0;
@@ -194,7 +336,7 @@ static eplb_status self_test(eplb_backend *candidate, char *error, size_t error_
     char why[512] = "";
     eplb_status st = eplb_cpu_backend_module()->create(&cpu, why, sizeof why);
     if (st != EPLB_OK) {
-        snprintf(error, error_len, "self-test: cpu backend: %s", why);
+        snprintf(error, error_len, "self-test: cpu backend: %.*s", (int)sizeof why - 1, why);
         return st;
     }
     st = plan_with(cpu, "cpu", weight, &shape, want_phy2log, want_logcnt, error, error_len);

@@ -10,9 +10,12 @@ enum { EPLB_REGISTRY_CUDA, EPLB_REGISTRY_OPENCL, EPLB_REGISTRY_CPU, EPLB_REGISTR
 
 const char *eplb_registry_name(int index);
 
-/* Opens backend `index`: loads its module if needed, creates an instance and
- * self-tests it against the cpu backend on a tiny known case. On failure
- * writes why into error. */
+/* Opens backend `index`: loads its module on the first request for it (after
+ * checking that the file is a regular ELF library for this machine and not
+ * cut short), creates an instance and self-tests it against the cpu backend
+ * on a tiny known case. On failure writes why into error. Safe to call from
+ * any number of threads at once: loading, creation and the self-test are
+ * serialised inside. */
 eplb_status eplb_registry_open(int index, eplb_backend **out, char *error, size_t error_len);
 
 /* Whether backend `index` opens here; the result of the first probe is kept
