@@ -18,7 +18,7 @@
 #include "child_process.h"
 #include "eplb/eplb.h"
 
-enum { THREADS = 16, ROUNDS = 20, MAX_THREADS = 64, CHILD_SECONDS = 120 };
+enum { THREADS = 16, ROUNDS = 20, MAX_THREADS = 64, CHILD_SECONDS = 120, ROUNDS_SECONDS = 1100 };
 
 /* A small hierarchical case: 2 layers, 8 experts in 4 groups, 16 slots on 2 nodes of 4 GPUs. */
 enum { CASE_L = 2, CASE_E = 8, CASE_R = 16 };
@@ -93,29 +93,41 @@ static int child_together(const char *arg, char *msg, size_t len)
     return say(msg, len, CHILD_PASS, "%s", creators[0].outcome);
 }
 
-static child_fn find_child_case(const char *name)
+/* arg "BACKEND": one thread's outcome, then ROUNDS fresh processes of
+ * THREADS threads each, every thread of which must see that same outcome.
+ * A child case itself, so that it also runs where Criterion cannot start:
+ *   EPLB_TEST_CHILD=rounds EPLB_TEST_CHILD_ARG=auto EPLB_TEST_CHILD_FD=1 test_threads */
+static int child_rounds(const char *arg, char *msg, size_t len)
 {
-    return strcmp(name, "together") == 0 ? child_together : NULL;
+    char one[64], many[64];
+    snprintf(one, sizeof one, "%s 1", arg);
+    snprintf(many, sizeof many, "%s %d", arg, THREADS);
+    static child_report alone, round_report;
+    alone = in_child(NULL, "together", one, CHILD_SECONDS);
+    if (alone.code != CHILD_PASS)
+        return say(msg, len, CHILD_FAIL, "%s, one thread: %s", arg, alone.msg);
+    for (int round = 0; round < ROUNDS; round++) {
+        round_report = in_child(NULL, "together", many, CHILD_SECONDS);
+        if (round_report.code != CHILD_PASS || strcmp(round_report.msg, alone.msg) != 0)
+            return say(msg, len, CHILD_FAIL, "%s, %d threads, round %d: %s\n  one thread alone: %s",
+                       arg, THREADS, round, round_report.msg, alone.msg);
+    }
+    return say(msg, len, CHILD_PASS, "%d rounds of %d threads: %s", ROUNDS, THREADS, alone.msg);
 }
 
-/* One thread's outcome, then ROUNDS fresh processes of THREADS threads each,
- * every thread of which must see that same outcome. */
+static child_fn find_child_case(const char *name)
+{
+    if (strcmp(name, "together") == 0)
+        return child_together;
+    if (strcmp(name, "rounds") == 0)
+        return child_rounds;
+    return NULL;
+}
+
 static void every_round_matches_one_thread(const char *backend, const char *const *env)
 {
-    char arg[64];
-    snprintf(arg, sizeof arg, "%s 1", backend);
-    child_report alone = in_child(env, "together", arg, CHILD_SECONDS);
-    cr_assert(alone.code == CHILD_PASS, "%s, one thread: %s", backend, alone.msg);
-    snprintf(arg, sizeof arg, "%s %d", backend, THREADS);
-    int failed = 0;
-    for (int round = 0; round < ROUNDS && failed < 3; round++) {
-        child_report r = in_child(env, "together", arg, CHILD_SECONDS);
-        if (r.code != CHILD_PASS || strcmp(r.msg, alone.msg) != 0) {
-            failed++;
-            cr_expect_fail("%s, %d threads, round %d: %s\n  one thread alone: %s", backend, THREADS,
-                           round, r.msg, alone.msg);
-        }
-    }
+    child_report r = in_child(env, "rounds", backend, ROUNDS_SECONDS);
+    cr_expect(r.code == CHILD_PASS, "%s", r.msg);
 }
 
 static const char *const default_env[] = {"EPLB_BACKEND=", NULL};
