@@ -135,6 +135,10 @@ static const bad_case BAD[] = {
     {"bad-magic.npy", EPLB_ERR_PARSE, "not a NumPy .npy file"},
     {"bad-header.npy", EPLB_ERR_PARSE, "malformed .npy header"},
     {"bad-short-header.npy", EPLB_ERR_PARSE, "truncated .npy header"},
+    {"bad-duplicate-descr.npy", EPLB_ERR_PARSE, "malformed .npy header: 'descr' appears twice"},
+    {"bad-unknown-key.npy", EPLB_ERR_PARSE, "malformed .npy header: unexpected key 'order'"},
+    {"bad-hex.csv", EPLB_ERR_PARSE, "line 1, field 2: hexadecimal number '0x1p3'"},
+    {"bad-nul.csv", EPLB_ERR_PARSE, "NUL byte at offset 7"},
     {"no-such-file.csv", EPLB_ERR_IO, "cannot open: No such file or directory"},
     {".", EPLB_ERR_IO, "cannot read: Is a directory"},
 };
@@ -214,4 +218,94 @@ Test(input, null_arguments_are_rejected)
     cr_expect_eq(eplb_weights_parse("x.csv", NULL, 3, &w, error, sizeof error),
                  EPLB_ERR_INVALID_ARGUMENT);
     eplb_weights_free(NULL);
+}
+
+/* strtod reads hexadecimal floats, infinities and NaNs in many spellings;
+ * a load file holds none of them. */
+Test(input, hex_inf_and_nan_spellings_are_refused)
+{
+    static const char *const tokens[] = {
+        "0x1p3", "0X10", "-0x1", "+0x1.8p1", "0x", "inf", "-inf", "+INF", "infinity",
+        "Infinity", "nan", "NAN", "-nan", "nan(123)", "nan()", "1e", "1e+", "+", "-", ".", "e5",
+    };
+    for (size_t i = 0; i < sizeof tokens / sizeof tokens[0]; i++) {
+        char text[64], error[512] = "";
+        int len = snprintf(text, sizeof text, "1, %s, 2\n", tokens[i]);
+        eplb_weights w = {0};
+        eplb_status st = eplb_weights_parse("spelling.csv", text, (size_t)len, &w, error,
+                                            sizeof error);
+        cr_expect(st == EPLB_ERR_PARSE || st == EPLB_ERR_INVALID_WEIGHT,
+                  "'%s' gave status %d: %s", tokens[i], st, error);
+        cr_expect(strstr(error, "line 1, field 2") != NULL, "'%s': %s", tokens[i], error);
+        cr_expect_null(w.data);
+    }
+}
+
+/* Plain decimal spellings keep parsing as before. */
+Test(input, decimal_spellings_are_accepted)
+{
+    const char text[] = "1, +2, 3., .5, 1e3, 2E-1, 0.0, 00, +0.25e+1\n";
+    const float want[] = {1, 2, 3, 0.5f, 1000, 0.2f, 0, 0, 2.5f};
+    eplb_weights w = {0};
+    char error[512] = "";
+    cr_assert_eq(eplb_weights_parse("decimal.csv", text, sizeof text - 1, &w, error, sizeof error),
+                 EPLB_OK, "%s", error);
+    cr_assert_eq(w.experts, 9);
+    for (int i = 0; i < 9; i++)
+        cr_expect_eq(w.data[i], want[i], "value %d: %g", i, (double)w.data[i]);
+    eplb_weights_free(&w);
+}
+
+/* Control bytes in a name or in the content never reach the message raw. */
+Test(input, control_bytes_in_names_and_tokens_are_escaped)
+{
+    const char text[] = "1, 2\n3, \x1b[2J\x9b" "1m\n";
+    eplb_weights w = {0};
+    char error[512] = "";
+    eplb_status st = eplb_weights_parse("in\x1b]0;x\x07.csv", text, sizeof text - 1, &w, error,
+                                        sizeof error);
+    cr_assert_eq(st, EPLB_ERR_PARSE, "%s", error);
+    for (const unsigned char *p = (const unsigned char *)error; *p; p++)
+        cr_expect(*p >= 0x20 && *p < 0x7f, "raw byte 0x%02x in: %s", *p, error);
+    cr_expect(strstr(error, "in\\x1b]0;x\\x07.csv: ") == error, "%s", error);
+    cr_expect(strstr(error, "'\\x1b[2J\\x9b1m'") != NULL, "%s", error);
+}
+
+/* The size limit: refused before reading the whole file, with a message that
+ * names the limit and how to raise it; raised, the same file loads. */
+Test(input, files_beyond_the_size_limit_are_refused)
+{
+    char path[1024], error[1024] = "";
+    data_path(path, sizeof path, "good-comma.csv");
+    setenv("EPLB_MAX_INPUT_BYTES", "100", 1);
+    eplb_weights w = {0};
+    cr_expect_eq(eplb_weights_load(path, &w, error, sizeof error), EPLB_ERR_PARSE, "%s", error);
+    cr_expect(strstr(error, "the limit of 100 bytes") != NULL, "%s", error);
+    cr_expect(strstr(error, "EPLB_MAX_INPUT_BYTES") != NULL, "%s", error);
+    cr_expect_null(w.data);
+
+    data_path(path, sizeof path, "good-float64.npy");
+    cr_expect_eq(eplb_weights_load(path, &w, error, sizeof error), EPLB_ERR_PARSE, "%s", error);
+    cr_expect(strstr(error, "EPLB_MAX_INPUT_BYTES") != NULL, "%s", error);
+
+    setenv("EPLB_MAX_INPUT_BYTES", "1k", 1);
+    expect_matrix("good-comma.csv", WEIGHTS, "text");
+    expect_matrix("good-float64.npy", WEIGHTS, "npy");
+    setenv("EPLB_MAX_INPUT_BYTES", "2G", 1);
+    expect_matrix("good-float32.npy", WEIGHTS, "npy");
+}
+
+Test(input, a_bad_size_limit_is_a_clear_error)
+{
+    static const char *const values[] = {"abc", "-5", "0", "12q", "99999999999999999999G"};
+    char path[1024];
+    data_path(path, sizeof path, "good-comma.csv");
+    for (size_t i = 0; i < sizeof values / sizeof values[0]; i++) {
+        setenv("EPLB_MAX_INPUT_BYTES", values[i], 1);
+        eplb_weights w = {0};
+        char error[1024] = "";
+        cr_expect_eq(eplb_weights_load(path, &w, error, sizeof error), EPLB_ERR_INVALID_ARGUMENT,
+                     "'%s': %s", values[i], error);
+        cr_expect(strstr(error, "EPLB_MAX_INPUT_BYTES") != NULL, "'%s': %s", values[i], error);
+    }
 }

@@ -9,6 +9,7 @@
 #include "load_weights.h"
 #include "plan_json.h"
 #include "plan_stats.h"
+#include "text_escape.h"
 #include "workload.h"
 
 enum { OPT_NOISE = 256, OPT_TOL, OPT_POLICY };
@@ -350,7 +351,11 @@ int eplb_cli_plan(int argc, char **argv)
     }
     a.shape.layers = w.layers;
     a.shape.experts = w.experts;
-    code = run_plan("plan", &a, w.data, strcmp(a.input, "-") == 0 ? "(stdin)" : a.input, w.format);
+    /* The input's name goes into every message and the summary: escaped, so
+     * that control bytes in it cannot drive the terminal. */
+    char label[4096];
+    eplb_text_escape(label, sizeof label, strcmp(a.input, "-") == 0 ? "(stdin)" : a.input);
+    code = run_plan("plan", &a, w.data, label, w.format);
     eplb_weights_free(&w);
     return code;
 }

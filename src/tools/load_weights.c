@@ -3,6 +3,7 @@
 
 #include <ctype.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <float.h>
 #include <math.h>
 #include <stdarg.h>
@@ -10,6 +11,11 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "npy_header.h"
+#include "text_escape.h"
 
 #ifdef EPLB_TOOLS_HAVE_JSON
 #include <jansson.h>
@@ -32,6 +38,9 @@ void eplb_weights_free(eplb_weights *w)
     memset(w, 0, sizeof *w);
 }
 
+/* Writes "name: why" into error. Names and quoted tokens come from outside,
+ * so every byte that is not printable ASCII is escaped before it can reach a
+ * terminal; eplb's own wording is printable and passes unchanged. */
 static eplb_status fail(char *error, size_t error_len, const char *name, eplb_status status,
                         const char *fmt, ...)
 {
@@ -40,8 +49,13 @@ static eplb_status fail(char *error, size_t error_len, const char *name, eplb_st
     va_start(args, fmt);
     vsnprintf(why, sizeof why, fmt, args);
     va_end(args);
-    if (error && error_len)
-        snprintf(error, error_len, "%s: %s", name, why);
+    if (!error || !error_len)
+        return status;
+    size_t used = strlen(eplb_text_escape(error, error_len, name));
+    if (used + 2 < error_len) {
+        memcpy(error + used, ": ", 3);
+        eplb_text_escape(error + used + 2, error_len - used - 2, why);
+    }
     return status;
 }
 
@@ -86,7 +100,67 @@ static int value_list_push(value_list *list, float x)
 
 /* ---- text: one layer per line, values separated by commas and/or blanks ---- */
 
-static int is_blank(char c) { return c == ' ' || c == '\t' || c == '\v' || c == '\f'; }
+/* The longest token the text format reads as a number. A float64 written in
+ * full needs 24 characters, so a longer token is not a load from any tool,
+ * and the reader stops at one as soon as it is seen. */
+#define TEXT_TOKEN_MAX 127
+
+static int is_blank(int c) { return c == ' ' || c == '\t' || c == '\v' || c == '\f'; }
+
+/* 1 when tok is a plain decimal number: a sign, digits with at most one point
+ * (at least one digit in all), then an exponent with digits. strtod reads
+ * hexadecimal floats, infinities and NaNs as well, which no load file holds. */
+static int is_decimal(const char *tok)
+{
+    const char *c = tok + (*tok == '+' || *tok == '-');
+    size_t digits = 0;
+    for (; isdigit((unsigned char)*c); c++)
+        digits++;
+    if (*c == '.')
+        for (c++; isdigit((unsigned char)*c); c++)
+            digits++;
+    if (digits == 0)
+        return 0;
+    if (*c == 'e' || *c == 'E') {
+        c++;
+        c += *c == '+' || *c == '-';
+        if (!isdigit((unsigned char)*c))
+            return 0;
+        while (isdigit((unsigned char)*c))
+            c++;
+    }
+    return *c == '\0';
+}
+
+/* Reads one text token as a load; where names it. Returns 1 with *out set, or
+ * 0 with the reason in why and *status set. Infinities and NaNs are read so
+ * that check_value can name them. */
+static int text_value(const char *tok, const char *where, float *out, eplb_status *status,
+                      char *why, size_t why_len)
+{
+    *status = EPLB_ERR_PARSE;
+    const char *digits = tok + (*tok == '+' || *tok == '-');
+    if (digits[0] == '0' && (digits[1] == 'x' || digits[1] == 'X')) {
+        snprintf(why, why_len, "%s: hexadecimal number '%.60s' is not accepted; write loads in "
+                               "decimal", where, tok);
+        return 0;
+    }
+    char *stop = NULL;
+    double v = strtod(tok, &stop);
+    if (*tok == '\0' || *stop != '\0' || isspace((unsigned char)*tok)) {
+        snprintf(why, why_len, "%s: non-numeric token '%.60s'", where, tok);
+        return 0;
+    }
+    if (!is_decimal(tok) && isfinite(v)) {
+        snprintf(why, why_len, "%s: non-numeric token '%.60s'", where, tok);
+        return 0;
+    }
+    if (!check_value(v, out, where, why, why_len)) {
+        *status = EPLB_ERR_INVALID_WEIGHT;
+        return 0;
+    }
+    return 1;
+}
 
 static eplb_status parse_text(const char *name, const char *p, size_t len, eplb_weights *out,
                               char *error, size_t error_len)
@@ -121,29 +195,20 @@ static eplb_status parse_text(const char *name, const char *p, size_t len, eplb_
             const char *tok = q;
             while (q < lend && !is_blank(*q) && *q != ',')
                 q++;
-            char buf[128];
+            char buf[TEXT_TOKEN_MAX + 1];
             size_t tok_len = (size_t)(q - tok);
             char where[96];
             snprintf(where, sizeof where, "line %zu, field %lld", line_no, (long long)count + 1);
-            if (tok_len >= sizeof buf) {
-                snprintf(why, sizeof why, "%s: token of %zu characters is not a number", where,
-                         tok_len);
+            if (tok_len > TEXT_TOKEN_MAX) {
+                snprintf(why, sizeof why, "%s: a token of more than %d characters is not a "
+                                          "number ('%.40s...')", where, TEXT_TOKEN_MAX, tok);
                 break;
             }
             memcpy(buf, tok, tok_len);
             buf[tok_len] = '\0';
-            char *stop = NULL;
-            errno = 0;
-            double v = strtod(buf, &stop);
-            if (stop != buf + tok_len || tok_len == 0) {
-                snprintf(why, sizeof why, "%s: non-numeric token '%.60s'", where, buf);
-                break;
-            }
             float x;
-            if (!check_value(v, &x, where, why, sizeof why)) {
-                status = EPLB_ERR_INVALID_WEIGHT;
+            if (!text_value(buf, where, &x, &status, why, sizeof why))
                 break;
-            }
             if (!value_list_push(&list, x)) {
                 snprintf(why, sizeof why, "out of memory after %zu values", list.n);
                 status = EPLB_ERR_OUT_OF_MEMORY;
@@ -318,7 +383,7 @@ static eplb_status parse_json(const char *name, const char *bytes, size_t len, e
 }
 #endif
 
-/* ---- NumPy .npy (format versions 1.0, 2.0, 3.0) ------------------------------------- */
+/* ---- NumPy .npy (format versions 1.0, 2.0, 3.0; the header in npy_header.c) ---------- */
 
 static uint64_t read_le(const unsigned char *p, int bytes)
 {
@@ -328,162 +393,38 @@ static uint64_t read_le(const unsigned char *p, int bytes)
     return v;
 }
 
-/* Finds 'key': in a header dict and returns the text after the colon. */
-static const char *npy_field(const char *header, const char *key)
-{
-    char quoted[32];
-    snprintf(quoted, sizeof quoted, "'%s'", key);
-    const char *at = strstr(header, quoted);
-    if (!at) {
-        snprintf(quoted, sizeof quoted, "\"%s\"", key);
-        at = strstr(header, quoted);
-    }
-    if (!at)
-        return NULL;
-    at += strlen(quoted);
-    while (isspace((unsigned char)*at))
-        at++;
-    if (*at != ':')
-        return NULL;
-    at++;
-    while (isspace((unsigned char)*at))
-        at++;
-    return at;
-}
-
 static eplb_status parse_npy(const char *name, const unsigned char *b, size_t len,
                              eplb_weights *out, char *error, size_t error_len)
 {
-    if (len < 6 || memcmp(b, "\x93NUMPY", 6) != 0)
-        return fail(error, error_len, name, EPLB_ERR_PARSE,
-                    "not a NumPy .npy file (missing the \\x93NUMPY magic)");
-    if (len < 10)
-        return fail(error, error_len, name, EPLB_ERR_PARSE, "truncated .npy header");
-    int major = b[6], minor = b[7];
-    size_t header_at, header_len;
-    if (major == 1) {
-        header_at = 10;
-        header_len = (size_t)read_le(b + 8, 2);
-    } else if (major == 2 || major == 3) {
-        if (len < 12)
-            return fail(error, error_len, name, EPLB_ERR_PARSE, "truncated .npy header");
-        header_at = 12;
-        header_len = (size_t)read_le(b + 8, 4);
-    } else {
-        return fail(error, error_len, name, EPLB_ERR_PARSE, "unsupported .npy format version %d.%d",
-                    major, minor);
-    }
-    if (header_len > len - header_at)
-        return fail(error, error_len, name, EPLB_ERR_PARSE,
-                    "truncated .npy header: it declares %zu bytes, the file holds %zu", header_len,
-                    len - header_at);
-    char *header = malloc(header_len + 1);
-    if (!header)
-        return fail(error, error_len, name, EPLB_ERR_OUT_OF_MEMORY, "out of memory");
-    memcpy(header, b + header_at, header_len);
-    header[header_len] = '\0';
-    int has_nul = memchr(header, '\0', header_len) != NULL;
-    for (size_t n = header_len; n > 0 && isspace((unsigned char)header[n - 1]); n--)
-        header[n - 1] = '\0'; /* the padding, so messages quote the dict alone */
-
+    eplb_npy_layout layout;
     char why[512] = "";
-    char descr[16] = "";
-    int fortran = 0, ndim = 0;
-    long long dims[8];
-    const char *d = npy_field(header, "descr");
-    const char *f = npy_field(header, "fortran_order");
-    const char *s = npy_field(header, "shape");
-    if (!d || !f || !s || has_nul)
-        snprintf(why, sizeof why, "malformed .npy header: missing 'descr', 'fortran_order' or "
-                                  "'shape' (header: %.120s)", header);
-    if (!why[0]) {
-        char quote = *d;
-        const char *close = (quote == '\'' || quote == '"') ? strchr(d + 1, quote) : NULL;
-        if (!close || (size_t)(close - d - 1) >= sizeof descr)
-            snprintf(why, sizeof why, "malformed .npy header: bad 'descr' value");
-        else
-            memcpy(descr, d + 1, (size_t)(close - d - 1));
-    }
-    if (!why[0]) {
-        if (strncmp(f, "True", 4) == 0)
-            fortran = 1;
-        else if (strncmp(f, "False", 5) != 0)
-            snprintf(why, sizeof why, "malformed .npy header: bad 'fortran_order' value");
-    }
-    if (!why[0]) {
-        const char *c = s;
-        if (*c++ != '(')
-            snprintf(why, sizeof why, "malformed .npy header: 'shape' is not a tuple");
-        while (!why[0]) {
-            while (isspace((unsigned char)*c))
-                c++;
-            if (*c == ')')
-                break;
-            char *stop;
-            errno = 0;
-            long long v = strtoll(c, &stop, 10);
-            if (stop == c || v < 0 || errno || ndim == 8) {
-                snprintf(why, sizeof why, "malformed .npy header: bad 'shape' tuple");
-                break;
-            }
-            dims[ndim++] = v;
-            c = stop;
-            while (isspace((unsigned char)*c))
-                c++;
-            if (*c == ',')
-                c++;
-            else if (*c != ')')
-                snprintf(why, sizeof why, "malformed .npy header: bad 'shape' tuple");
-        }
-    }
-    free(header);
-    if (why[0])
-        return fail(error, error_len, name, EPLB_ERR_PARSE, "%s", why);
-
-    int is_float = 0, size = 0;
-    if (strcmp(descr, "<f4") == 0) is_float = 1, size = 4;
-    else if (strcmp(descr, "<f8") == 0) is_float = 1, size = 8;
-    else if (strcmp(descr, "<i4") == 0) size = 4;
-    else if (strcmp(descr, "<i8") == 0) size = 8;
-    else
-        return fail(error, error_len, name, EPLB_ERR_PARSE,
-                    "unsupported .npy dtype '%s': use little-endian float32 '<f4', float64 '<f8', "
-                    "int32 '<i4' or int64 '<i8'", descr);
-    if (fortran)
-        return fail(error, error_len, name, EPLB_ERR_PARSE,
-                    "Fortran-order .npy arrays are not supported: save np.ascontiguousarray(a)");
-    if (ndim != 2)
-        return fail(error, error_len, name, EPLB_ERR_PARSE,
-                    "the array must be 2-D (layers x experts), this one is %d-D", ndim);
-    if (dims[0] == 0 || dims[1] == 0)
-        return fail(error, error_len, name, EPLB_ERR_PARSE, "the array is empty (shape %lld x %lld)",
-                    dims[0], dims[1]);
-    size_t data_at = header_at + header_len;
-    size_t avail = len - data_at;
-    if ((uint64_t)dims[0] > SIZE_MAX / (uint64_t)dims[1] / (uint64_t)size)
-        return fail(error, error_len, name, EPLB_ERR_PARSE, "shape %lld x %lld is too large",
-                    dims[0], dims[1]);
-    size_t n = (size_t)dims[0] * (size_t)dims[1];
-    if (avail < n * (size_t)size)
+    int got = eplb_npy_read_layout(b, len, &layout, why, sizeof why);
+    if (got != 1)
+        return fail(error, error_len, name, got == -2 ? EPLB_ERR_OUT_OF_MEMORY : EPLB_ERR_PARSE,
+                    "%s", why);
+    size_t avail = len - layout.data_at, need = layout.data_bytes;
+    if (avail < need)
         return fail(error, error_len, name, EPLB_ERR_PARSE,
                     "truncated data: shape %lld x %lld of '%s' needs %zu bytes, the file holds %zu",
-                    dims[0], dims[1], descr, n * (size_t)size, avail);
-    if (avail > n * (size_t)size)
+                    layout.rows, layout.cols, layout.descr, need, avail);
+    if (avail > need)
         return fail(error, error_len, name, EPLB_ERR_PARSE,
-                    "%zu unexpected bytes after the array data", avail - n * (size_t)size);
+                    "%zu unexpected bytes after the array data", avail - need);
+    const size_t n = (size_t)layout.rows * (size_t)layout.cols, cols = (size_t)layout.cols;
+    const int size = layout.item_size;
     float *weight = malloc(n * sizeof *weight);
     if (!weight)
         return fail(error, error_len, name, EPLB_ERR_OUT_OF_MEMORY, "out of memory");
-    const unsigned char *p = b + data_at;
+    const unsigned char *p = b + layout.data_at;
     for (size_t i = 0; i < n; i++, p += size) {
         uint64_t raw = read_le(p, size);
         double v;
-        if (is_float && size == 4) {
+        if (layout.is_float && size == 4) {
             uint32_t r32 = (uint32_t)raw;
             float x;
             memcpy(&x, &r32, sizeof x);
             v = x;
-        } else if (is_float) {
+        } else if (layout.is_float) {
             memcpy(&v, &raw, sizeof v);
         } else if (size == 4) {
             v = (double)(int32_t)(uint32_t)raw;
@@ -491,25 +432,59 @@ static eplb_status parse_npy(const char *name, const unsigned char *b, size_t le
             v = (double)(int64_t)raw;
         }
         char where[96];
-        snprintf(where, sizeof where, "element [%zu][%zu]", i / (size_t)dims[1], i % (size_t)dims[1]);
+        snprintf(where, sizeof where, "element [%zu][%zu]", i / cols, i % cols);
         if (!check_value(v, &weight[i], where, why, sizeof why)) {
             free(weight);
             return fail(error, error_len, name, EPLB_ERR_INVALID_WEIGHT, "%s", why);
         }
     }
     out->data = weight;
-    out->layers = dims[0];
-    out->experts = dims[1];
+    out->layers = layout.rows;
+    out->experts = layout.cols;
     out->format = "npy";
     return EPLB_OK;
 }
 
-/* ---- detection and file reading ------------------------------------------------ */
+/* ---- detection ------------------------------------------------------------------ */
+
+enum input_kind { INPUT_UNKNOWN, INPUT_NPY, INPUT_JSON, INPUT_TEXT };
 
 static int has_extension(const char *name, const char *ext)
 {
     const char *dot = strrchr(name, '.');
     return dot && strcasecmp(dot, ext) == 0;
+}
+
+/* 1 when the len bytes at b could still grow into the prefix text. */
+static int starts_like(const unsigned char *b, size_t len, const char *prefix)
+{
+    size_t n = strlen(prefix);
+    return memcmp(b, prefix, len < n ? len : n) == 0;
+}
+
+/* The format of an input: the NumPy magic, then a leading '{' or '[', then the
+ * .npy or .json extension, else text. *text_at is where text or JSON begins
+ * (after a UTF-8 byte-order mark). While the input is incomplete, returns
+ * INPUT_UNKNOWN until the bytes held decide. */
+static enum input_kind detect_kind(const char *name, const unsigned char *b, size_t len,
+                                   int complete, size_t *text_at)
+{
+    static const char magic[] = "\x93NUMPY", bom[] = "\xEF\xBB\xBF";
+    *text_at = 0;
+    if ((len >= 6 && memcmp(b, magic, 6) == 0) || has_extension(name, ".npy"))
+        return INPUT_NPY;
+    if (!complete && len < 6 && starts_like(b, len, magic))
+        return INPUT_UNKNOWN;
+    if (!complete && len < 3 && starts_like(b, len, bom))
+        return INPUT_UNKNOWN;
+    size_t skip = len >= 3 && memcmp(b, bom, 3) == 0 ? 3 : 0;
+    size_t i = skip;
+    while (i < len && isspace(b[i]))
+        i++;
+    *text_at = skip;
+    if ((i < len && (b[i] == '{' || b[i] == '[')) || has_extension(name, ".json"))
+        return INPUT_JSON;
+    return i < len || complete ? INPUT_TEXT : INPUT_UNKNOWN;
 }
 
 eplb_status eplb_weights_parse(const char *name, const void *bytes, size_t len, eplb_weights *out,
@@ -519,34 +494,157 @@ eplb_status eplb_weights_parse(const char *name, const void *bytes, size_t len, 
         name = "(input)";
     if (!out || (!bytes && len))
         return fail(error, error_len, name, EPLB_ERR_INVALID_ARGUMENT, "NULL argument");
-    const char *text = bytes;
+    const unsigned char *b = bytes;
     eplb_weights result = {0};
     eplb_status st;
     if (len == 0)
         return fail(error, error_len, name, EPLB_ERR_PARSE, "the file is empty");
-    if ((len >= 6 && memcmp(text, "\x93NUMPY", 6) == 0) || has_extension(name, ".npy")) {
-        st = parse_npy(name, bytes, len, &result, error, error_len);
-    } else {
-        size_t skip = len >= 3 && memcmp(text, "\xEF\xBB\xBF", 3) == 0 ? 3 : 0; /* UTF-8 BOM */
-        size_t i = skip;
-        while (i < len && isspace((unsigned char)text[i]))
-            i++;
-        int json = (i < len && (text[i] == '{' || text[i] == '[')) || has_extension(name, ".json");
-        if (json) {
+    size_t skip = 0;
+    enum input_kind kind = detect_kind(name, b, len, 1, &skip);
+    const unsigned char *nul = kind == INPUT_NPY ? NULL : memchr(b, '\0', len);
+    if (nul)
+        return fail(error, error_len, name, EPLB_ERR_PARSE,
+                    "NUL byte at offset %zu: a text or JSON load file holds none (a binary file? "
+                    ".npy files start with \\x93NUMPY)", (size_t)(nul - b));
+    if (kind == INPUT_NPY) {
+        st = parse_npy(name, b, len, &result, error, error_len);
+    } else if (kind == INPUT_JSON) {
 #ifdef EPLB_TOOLS_HAVE_JSON
-            st = parse_json(name, text + skip, len - skip, &result, error, error_len);
+        st = parse_json(name, (const char *)b + skip, len - skip, &result, error, error_len);
 #else
-            return fail(error, error_len, name, EPLB_ERR_UNSUPPORTED,
-                        "JSON input needs jansson, and this eplb was built without JSON support "
-                        "(use CSV/whitespace text or .npy, or rebuild with libjansson-dev)");
+        return fail(error, error_len, name, EPLB_ERR_UNSUPPORTED,
+                    "JSON input needs jansson, and this eplb was built without JSON support "
+                    "(use CSV/whitespace text or .npy, or rebuild with libjansson-dev)");
 #endif
-        } else {
-            st = parse_text(name, text + skip, len - skip, &result, error, error_len);
-        }
+    } else {
+        st = parse_text(name, (const char *)b + skip, len - skip, &result, error, error_len);
     }
     if (st == EPLB_OK)
         *out = result;
     return st;
+}
+
+/* ---- reading: bounded, and stopped as soon as the input cannot be a load file ---- */
+
+/* The default of EPLB_MAX_INPUT_BYTES. The largest shape in eplb's benchmarks
+ * (200 layers x 1024 experts) is about 2 MB of text; this leaves room for
+ * files a hundred times larger while an endless input stops at a size any
+ * machine can hold. */
+#define DEFAULT_INPUT_LIMIT ((size_t)256 << 20)
+#define INPUT_LIMIT_VARIABLE "EPLB_MAX_INPUT_BYTES"
+
+/* Reads EPLB_MAX_INPUT_BYTES: a byte count with an optional K, M, G or T
+ * suffix (powers of 1024); unset or empty means the default. */
+static int input_limit(size_t *limit, char *why, size_t why_len)
+{
+    const char *text = getenv(INPUT_LIMIT_VARIABLE);
+    *limit = DEFAULT_INPUT_LIMIT;
+    if (!text || !*text)
+        return 1;
+    char *stop = NULL;
+    errno = 0;
+    unsigned long long v = isdigit((unsigned char)text[0]) ? strtoull(text, &stop, 10) : 0;
+    int shift = 0;
+    if (stop && *stop) {
+        const char *units = "KMGT", *unit = strchr(units, toupper((unsigned char)*stop));
+        shift = unit && stop[1] == '\0' ? 10 * (int)(unit - units + 1) : -1;
+    }
+    if (!stop || errno || shift < 0 || v == 0 || v > (SIZE_MAX / 2) >> shift) {
+        snprintf(why, why_len, "%s='%.40s' is not a byte count: write a positive number with an "
+                               "optional K, M, G or T suffix, e.g. %s=2G", INPUT_LIMIT_VARIABLE,
+                 text, INPUT_LIMIT_VARIABLE);
+        return 0;
+    }
+    *limit = (size_t)v << shift;
+    return 1;
+}
+
+static void limit_message(char *why, size_t why_len, const char *what, size_t limit)
+{
+    snprintf(why, why_len, "%s the limit of %zu bytes for a load file; set %s (default 256M) "
+                           "to raise it", what, limit, INPUT_LIMIT_VARIABLE);
+}
+
+/* What the reader knows of the input so far: enough to stop reading as soon as
+ * the bytes held can no longer become a load file. */
+typedef struct input_scan {
+    enum input_kind kind;
+    size_t scanned;   /* bytes looked at so far */
+    int line_start;   /* text: the line holds only blanks so far */
+    int comment;      /* text: inside a comment line */
+    size_t token_run; /* text: length of the token being read */
+    size_t npy_end;   /* .npy: the length the header declares, 0 until known */
+} input_scan;
+
+enum scan_verdict {
+    SCAN_MORE,   /* keep reading */
+    SCAN_STOP,   /* stop: the parser refuses the bytes held, with its own message */
+    SCAN_REFUSE, /* stop: why says what is wrong */
+};
+
+/* Looks at the bytes that arrived since the last call. stream: the input's
+ * length was not known beforehand (a pipe or a device). */
+static enum scan_verdict scan_input(input_scan *s, const char *name, const unsigned char *b,
+                                    size_t len, int stream, size_t limit, char *why,
+                                    size_t why_len)
+{
+    if (len > limit) {
+        limit_message(why, why_len, "the input is larger than", limit);
+        return SCAN_REFUSE;
+    }
+    if (s->kind == INPUT_UNKNOWN) {
+        s->kind = detect_kind(name, b, len, 0, &s->scanned);
+        s->line_start = 1;
+        if (s->kind == INPUT_UNKNOWN)
+            return SCAN_MORE;
+    }
+    if (s->kind == INPUT_NPY) {
+        if (s->npy_end == 0) {
+            eplb_npy_layout layout;
+            int got = eplb_npy_read_layout(b, len, &layout, why, why_len);
+            /* Out of memory for the header text (-2) is no verdict on the
+             * input: the parser tries again once reading ends. */
+            if (got != 1)
+                return got == 0 ? SCAN_STOP : SCAN_MORE;
+            if (layout.data_bytes > limit - layout.data_at) {
+                char what[160];
+                snprintf(what, sizeof what, "shape %lld x %lld of '%s' needs %zu bytes, beyond",
+                         layout.rows, layout.cols, layout.descr, layout.data_bytes);
+                limit_message(why, why_len, what, limit);
+                return SCAN_REFUSE;
+            }
+            s->npy_end = layout.data_at + layout.data_bytes;
+        }
+        if (stream && len > s->npy_end) {
+            snprintf(why, why_len, "unexpected bytes after the array data: the header declares "
+                                   "%zu bytes in all, the input holds more", s->npy_end);
+            return SCAN_REFUSE;
+        }
+        return SCAN_MORE;
+    }
+    if (memchr(b + s->scanned, '\0', len - s->scanned))
+        return SCAN_STOP;
+    for (size_t i = s->scanned; s->kind == INPUT_TEXT && i < len; i++) {
+        unsigned char c = b[i];
+        if (c == '\n') {
+            s->line_start = 1;
+            s->comment = 0;
+            s->token_run = 0;
+        } else if (s->comment) {
+            continue;
+        } else if (is_blank(c) || c == ',') {
+            s->token_run = 0;
+        } else if (s->line_start && c == '#') {
+            s->comment = 1;
+        } else {
+            s->line_start = 0;
+            /* One more than the parser's limit: a final '\r' is not part of a token. */
+            if (++s->token_run > TEXT_TOKEN_MAX + 1)
+                return SCAN_STOP;
+        }
+    }
+    s->scanned = len;
+    return SCAN_MORE;
 }
 
 eplb_status eplb_weights_load(const char *path, eplb_weights *out, char *error, size_t error_len)
@@ -556,40 +654,75 @@ eplb_status eplb_weights_load(const char *path, eplb_weights *out, char *error, 
                     "NULL argument");
     int from_stdin = strcmp(path, "-") == 0;
     const char *name = from_stdin ? "(stdin)" : path;
-    FILE *f = from_stdin ? stdin : fopen(path, "rb");
-    if (!f)
+    char why[768] = "";
+    size_t limit;
+    if (!input_limit(&limit, why, sizeof why))
+        return fail(error, error_len, name, EPLB_ERR_INVALID_ARGUMENT, "%s", why);
+    int fd = from_stdin ? STDIN_FILENO : open(path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0)
         return fail(error, error_len, name, EPLB_ERR_IO, "cannot open: %s", strerror(errno));
-    size_t len = 0, cap = 1 << 16;
-    char *buf = malloc(cap);
+    struct stat info;
+    int regular = fstat(fd, &info) == 0 && S_ISREG(info.st_mode);
+    enum scan_verdict verdict = SCAN_MORE;
+    if (regular && (uint64_t)info.st_size > limit) {
+        char what[96];
+        snprintf(what, sizeof what, "the file holds %lld bytes, beyond", (long long)info.st_size);
+        limit_message(why, sizeof why, what, limit);
+        verdict = SCAN_REFUSE;
+    }
+    /* A regular file is read into one buffer of its size; anything else grows
+     * its buffer as bytes arrive, never beyond one byte over the limit. */
+    size_t len = 0, cap = regular && verdict == SCAN_MORE ? (size_t)info.st_size + 1 : 1 << 16;
+    if (cap > limit + 1)
+        cap = limit + 1;
+    unsigned char *buf = verdict == SCAN_MORE ? malloc(cap) : NULL;
+    input_scan scan = {0};
     int err = 0;
-    while (buf) {
+    while (buf && verdict == SCAN_MORE) {
         if (len == cap) {
-            char *grown = realloc(buf, cap * 2);
+            size_t grown_cap = cap > (limit + 1) / 2 ? limit + 1 : cap * 2;
+            unsigned char *grown = realloc(buf, grown_cap);
             if (!grown) {
                 free(buf);
                 buf = NULL;
                 break;
             }
             buf = grown;
-            cap *= 2;
+            cap = grown_cap;
         }
-        size_t got = fread(buf + len, 1, cap - len, f);
-        len += got;
-        if (got == 0) {
-            if (ferror(f))
-                err = errno ? errno : EIO;
+        ssize_t got = read(fd, buf + len, cap - len);
+        if (got < 0 && errno == EINTR)
+            continue;
+        if (got <= 0) {
+            err = got < 0 ? errno : 0;
             break;
         }
+        len += (size_t)got;
+        verdict = scan_input(&scan, name, buf, len, !regular, limit, why, sizeof why);
     }
     if (!from_stdin)
-        fclose(f);
-    if (!buf)
-        return fail(error, error_len, name, EPLB_ERR_OUT_OF_MEMORY, "out of memory reading the file");
-    if (err) {
-        free(buf);
-        return fail(error, error_len, name, EPLB_ERR_IO, "cannot read: %s", strerror(err));
+        close(fd);
+    eplb_weights result = {0};
+    eplb_status st;
+    if (verdict == SCAN_REFUSE)
+        st = fail(error, error_len, name, EPLB_ERR_PARSE, "%s", why);
+    else if (!buf)
+        st = fail(error, error_len, name, EPLB_ERR_OUT_OF_MEMORY,
+                  "out of memory reading the input after %zu bytes (below the limit of %zu bytes "
+                  "for an input)", len, limit);
+    else if (err)
+        st = fail(error, error_len, name, EPLB_ERR_IO, "cannot read: %s", strerror(err));
+    else
+        st = eplb_weights_parse(name, buf, len, &result, error, error_len);
+    if (st == EPLB_OK && verdict == SCAN_STOP) {
+        /* The reader stopped on bytes the parser accepts: a bug, never a plan
+         * from part of the input. */
+        eplb_weights_free(&result);
+        st = fail(error, error_len, name, EPLB_ERR_INTERNAL,
+                  "stopped reading after %zu bytes, yet they parse: please report", len);
     }
-    eplb_status st = eplb_weights_parse(name, buf, len, out, error, error_len);
+    if (st == EPLB_OK)
+        *out = result;
     free(buf);
     return st;
 }

@@ -80,3 +80,21 @@ write("bad-magic.npy", "1 2 3\n")
 good = npy_bytes(np.array(WEIGHTS, dtype="float32"))
 write("bad-header.npy", good[:10] + good[10:].replace(b"'shape'", b"'shope'"), "wb")
 write("bad-short-header.npy", good[:30], "wb")
+
+
+def npy_with_dict(header_dict, data):
+    """A .npy file (format 1.0) with header_dict as its header text verbatim, padded as
+    numpy pads it; for headers numpy itself would never write."""
+    text = header_dict.encode("ascii")
+    padded = text + b" " * (-(10 + len(text) + 1) % 64) + b"\n"
+    return b"\x93NUMPY\x01\x00" + len(padded).to_bytes(2, "little") + padded + data
+
+
+# ---- bad input that the reader refuses (issue 19)
+write("bad-hex.csv", "1, 0x1p3, 2\n")
+write("bad-nul.csv", "1, 2\n3,\0 4\n")
+payload = good[128:]  # the 3 x 8 float32 data of good-float32.npy
+write("bad-duplicate-descr.npy", npy_with_dict(
+    "{'descr': '<f4', 'fortran_order': False, 'descr': '<f8', 'shape': (3, 8), }", payload), "wb")
+write("bad-unknown-key.npy", npy_with_dict(
+    "{'descr': '<f4', 'fortran_order': False, 'shape': (3, 8), 'order': 'C', }", payload), "wb")

@@ -1,0 +1,305 @@
+/* Input through the built eplb binary: endless or enormous input is refused
+ * quickly with a message about the input, under a memory limit, and every
+ * message that echoes a file name or its content escapes control bytes. */
+#define _GNU_SOURCE
+#include <criterion/criterion.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/resource.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#define EPLB_CLI EPLB_BINARY_DIR "/bin/eplb"
+
+/* AddressSanitizer reserves terabytes of address space, so an address-space
+ * limit cannot be set on a sanitized binary, and it runs slower. */
+#if defined(__SANITIZE_ADDRESS__)
+#define UNDER_ASAN 1
+#elif defined(__has_feature)
+#if __has_feature(address_sanitizer)
+#define UNDER_ASAN 1
+#endif
+#endif
+#ifndef UNDER_ASAN
+#define UNDER_ASAN 0
+#endif
+
+/* The address-space limit of the eplb child: far below what the unbounded
+ * reader used to reach, and above what the refusal needs. */
+#define CLI_ADDRESS_LIMIT (1024L * 1024 * 1024)
+
+/* Bytes fed to the eplb child's standard input: prefix once, then repeat
+ * until the child stops reading. */
+typedef struct endless_input {
+    const char *prefix;
+    size_t prefix_len;
+    const char *repeat;
+    size_t repeat_len;
+} endless_input;
+
+typedef struct cli_result {
+    int exit_code;  /* -1 when killed by a signal */
+    double seconds; /* from the start of the child until it exited */
+    char out[8192]; /* standard output, NUL-terminated (truncated) */
+    char err[8192]; /* standard error, NUL-terminated (truncated) */
+} cli_result;
+
+static double now_seconds(void)
+{
+    struct timespec t;
+    clock_gettime(CLOCK_MONOTONIC, &t);
+    return (double)t.tv_sec + (double)t.tv_nsec * 1e-9;
+}
+
+static void read_back(int fd, char *buf, size_t cap)
+{
+    lseek(fd, 0, SEEK_SET);
+    ssize_t got = read(fd, buf, cap - 1);
+    buf[got > 0 ? got : 0] = '\0';
+    close(fd);
+}
+
+/* A writer process that feeds input into fd until the reader closes its end. */
+static pid_t start_writer(int fd, const endless_input *in)
+{
+    pid_t pid = fork();
+    cr_assert_neq(pid, -1);
+    if (pid != 0)
+        return pid;
+    signal(SIGPIPE, SIG_IGN);
+    static char block[1 << 16];
+    size_t used = 0;
+    while (used + in->repeat_len <= sizeof block) {
+        memcpy(block + used, in->repeat, in->repeat_len);
+        used += in->repeat_len;
+    }
+    if (in->prefix_len && write(fd, in->prefix, in->prefix_len) < 0)
+        _exit(0);
+    while (write(fd, block, used) > 0)
+        continue;
+    _exit(0);
+}
+
+/* Runs eplb with argv (argv[0] is ignored) under the address-space limit,
+ * its standard input from `in` (or /dev/null), for at most limit_s seconds. */
+static void run_cli(char *const argv[], const endless_input *in, double limit_s, cli_result *r)
+{
+    memset(r, 0, sizeof *r);
+    char out_name[] = "/tmp/eplb-input-out-XXXXXX", err_name[] = "/tmp/eplb-input-err-XXXXXX";
+    int out_fd = mkstemp(out_name), err_fd = mkstemp(err_name);
+    cr_assert(out_fd >= 0 && err_fd >= 0);
+    unlink(out_name);
+    unlink(err_name);
+    int feed[2] = {-1, -1};
+    pid_t writer = -1;
+    if (in) {
+        cr_assert_eq(pipe(feed), 0);
+        writer = start_writer(feed[1], in);
+        close(feed[1]);
+    }
+    double start = now_seconds();
+    pid_t pid = fork();
+    cr_assert_neq(pid, -1);
+    if (pid == 0) {
+        int input = in ? feed[0] : open("/dev/null", O_RDONLY);
+        dup2(input, 0);
+        dup2(out_fd, 1);
+        dup2(err_fd, 2);
+        if (!UNDER_ASAN) {
+            struct rlimit limit = {CLI_ADDRESS_LIMIT, CLI_ADDRESS_LIMIT};
+            setrlimit(RLIMIT_AS, &limit);
+        }
+        setenv("EPLB_BACKEND", "cpu", 1);
+        execv(EPLB_CLI, argv);
+        _exit(127);
+    }
+    if (in)
+        close(feed[0]);
+    int status = 0;
+    for (;;) {
+        pid_t done = waitpid(pid, &status, WNOHANG);
+        if (done == pid)
+            break;
+        if (now_seconds() - start > limit_s) {
+            kill(pid, SIGKILL);
+            waitpid(pid, &status, 0);
+            break;
+        }
+        usleep(2000);
+    }
+    r->seconds = now_seconds() - start;
+    r->exit_code = WIFEXITED(status) ? WEXITSTATUS(status) : -1;
+    if (writer > 0) {
+        kill(writer, SIGKILL);
+        waitpid(writer, NULL, 0);
+    }
+    read_back(out_fd, r->out, sizeof r->out);
+    read_back(err_fd, r->err, sizeof r->err);
+}
+
+/* Endless input is refused with exit 2 and a message about the input, not
+ * about memory, within max_s seconds. */
+static void expect_refused(char *const argv[], const endless_input *in, double max_s,
+                           const char *name, const char *why)
+{
+    cli_result r;
+    run_cli(argv, in, 60.0, &r);
+    if (UNDER_ASAN)
+        max_s *= 10;
+    cr_expect_eq(r.exit_code, 2, "%s: exit %d after %.3f s, stderr: %s", why, r.exit_code,
+                 r.seconds, r.err);
+    cr_expect_lt(r.seconds, max_s, "%s: took %.3f s (at most %.1f s)", why, r.seconds, max_s);
+    cr_expect(strstr(r.err, name) != NULL, "%s: the message does not name %s: %s", why, name,
+              r.err);
+    cr_expect(strstr(r.err, "out of memory") == NULL, "%s: refused for memory: %s", why, r.err);
+    fprintf(stderr, "%s: refused in %.3f s: %s", why, r.seconds, r.err);
+}
+
+Test(input_cli, dev_zero_is_refused_within_a_second)
+{
+    char *argv[] = {"eplb", "plan", "-i", "/dev/zero", "--replicas", "16", "--gpus", "4", NULL};
+    expect_refused(argv, NULL, 1.0, "/dev/zero", "/dev/zero");
+}
+
+Test(input_cli, endless_zero_bytes_on_stdin_are_refused_within_a_second)
+{
+    char *argv[] = {"eplb", "plan", "-i", "-", "--replicas", "16", "--gpus", "4", NULL};
+    endless_input zeros = {"", 0, "\0", 1};
+    expect_refused(argv, &zeros, 1.0, "(stdin)", "zero bytes on stdin");
+}
+
+Test(input_cli, endless_digits_on_stdin_are_refused_within_a_second)
+{
+    char *argv[] = {"eplb", "plan", "-i", "-", "--replicas", "16", "--gpus", "4", NULL};
+    endless_input digits = {"", 0, "1234567890", 10};
+    expect_refused(argv, &digits, 1.0, "(stdin)", "endless digits");
+}
+
+/* Rows that would each be valid: only the size limit stops them. */
+Test(input_cli, endless_valid_rows_on_stdin_are_refused_at_the_size_limit)
+{
+    char *argv[] = {"eplb", "plan", "-i", "-", "--replicas", "16", "--gpus", "4", NULL};
+    endless_input rows = {"", 0, "1 2 3 4\n", 8};
+    expect_refused(argv, &rows, 10.0, "(stdin)", "endless rows");
+}
+
+Test(input_cli, endless_json_array_on_stdin_is_refused_at_the_size_limit)
+{
+    char *argv[] = {"eplb", "plan", "-i", "-", "--replicas", "16", "--gpus", "4", NULL};
+    endless_input json = {"[[", 2, "1, ", 3};
+    expect_refused(argv, &json, 10.0, "(stdin)", "endless JSON");
+}
+
+/* A valid .npy header for 3 x 8 float32, then more data than it declares. */
+Test(input_cli, npy_stream_longer_than_its_header_is_refused_within_a_second)
+{
+    char *argv[] = {"eplb", "plan", "-i", "-", "--replicas", "16", "--gpus", "4", NULL};
+    char header[128];
+    const char *dict = "{'descr': '<f4', 'fortran_order': False, 'shape': (3, 8), }";
+    memcpy(header, "\x93NUMPY\x01\x00\x76\x00", 10);
+    memset(header + 10, ' ', sizeof header - 10);
+    memcpy(header + 10, dict, strlen(dict));
+    header[127] = '\n';
+    endless_input npy = {header, sizeof header, "\0\0\x80\x3f", 4};
+    expect_refused(argv, &npy, 1.0, "(stdin)", "npy stream");
+}
+
+/* A .npy header whose shape needs far more bytes than the limit. */
+Test(input_cli, npy_header_beyond_the_size_limit_is_refused_within_a_second)
+{
+    char *argv[] = {"eplb", "plan", "-i", "-", "--replicas", "16", "--gpus", "4", NULL};
+    char header[128];
+    const char *dict = "{'descr': '<f8', 'fortran_order': False, 'shape': (100000, 100000), }";
+    memcpy(header, "\x93NUMPY\x01\x00\x76\x00", 10);
+    memset(header + 10, ' ', sizeof header - 10);
+    memcpy(header + 10, dict, strlen(dict));
+    header[127] = '\n';
+    endless_input npy = {header, sizeof header, "\0\0\0\0\0\0\xf0\x3f", 8};
+    expect_refused(argv, &npy, 1.0, "EPLB_MAX_INPUT_BYTES", "npy beyond the limit");
+}
+
+/* ---- control bytes in names and content ------------------------------------------------ */
+
+/* Only printable ASCII, newlines and tabs may reach the terminal. */
+static void expect_no_control_bytes(const char *text, const char *what)
+{
+    for (const unsigned char *p = (const unsigned char *)text; *p; p++)
+        cr_expect((*p >= 0x20 && *p < 0x7f) || *p == '\n' || *p == '\t',
+                  "%s holds the raw byte 0x%02x at %zu: %s", what, *p,
+                  (size_t)(p - (const unsigned char *)text), text);
+}
+
+static void write_file(const char *path, const char *text)
+{
+    FILE *f = fopen(path, "wb");
+    cr_assert_not_null(f, "%s: %s", path, strerror(errno));
+    fputs(text, f);
+    fclose(f);
+}
+
+/* A directory of its own, with a load file whose name holds an ESC sequence. */
+static void make_hostile_name(char *dir, size_t dir_len, char *path, size_t path_len)
+{
+    snprintf(dir, dir_len, "/tmp/eplb-input-names-XXXXXX");
+    cr_assert_not_null(mkdtemp(dir));
+    snprintf(path, path_len, "%s/loads\x1b[31mred\x07.csv", dir);
+}
+
+Test(input_cli, a_file_name_with_escape_sequences_is_escaped_in_the_summary)
+{
+    char dir[64], path[128];
+    make_hostile_name(dir, sizeof dir, path, sizeof path);
+    write_file(path, "1, 2, 3, 4\n5, 6, 7, 8\n");
+    char *argv[] = {"eplb", "plan", "-i", path, "--replicas", "8", "--gpus", "4", NULL};
+    cli_result r;
+    run_cli(argv, NULL, 60.0, &r);
+    cr_expect_eq(r.exit_code, 0, "stderr: %s", r.err);
+    expect_no_control_bytes(r.out, "stdout");
+    expect_no_control_bytes(r.err, "stderr");
+    cr_expect(strstr(r.out, "loads\\x1b[31mred\\x07.csv") != NULL, "stdout: %s", r.out);
+    unlink(path);
+    rmdir(dir);
+}
+
+Test(input_cli, a_file_name_with_escape_sequences_is_escaped_in_errors)
+{
+    char dir[64], path[128];
+    make_hostile_name(dir, sizeof dir, path, sizeof path);
+    /* Missing, then malformed, then a shape the input does not allow. */
+    char *argv[] = {"eplb", "plan", "-i", path, "--replicas", "8", "--gpus", "3", NULL};
+    const char *contents[] = {NULL, "1, 2\n3\n", "1, 2, 3, 4\n5, 6, 7, 8\n"};
+    for (int i = 0; i < 3; i++) {
+        if (contents[i])
+            write_file(path, contents[i]);
+        cli_result r;
+        run_cli(argv, NULL, 60.0, &r);
+        cr_expect_eq(r.exit_code, 2, "case %d: stderr: %s", i, r.err);
+        expect_no_control_bytes(r.err, "stderr");
+        cr_expect(strstr(r.err, "loads\\x1b[31mred\\x07.csv") != NULL, "case %d: stderr: %s", i,
+                  r.err);
+    }
+    unlink(path);
+    rmdir(dir);
+}
+
+Test(input_cli, a_token_with_escape_sequences_is_escaped_in_errors)
+{
+    char dir[] = "/tmp/eplb-input-token-XXXXXX", path[128];
+    cr_assert_not_null(mkdtemp(dir));
+    snprintf(path, sizeof path, "%s/loads.csv", dir);
+    write_file(path, "1, 2\n3, \x1b]0;owned\x07\x1b[2J\n");
+    char *argv[] = {"eplb", "plan", "-i", path, "--replicas", "8", "--gpus", "4", NULL};
+    cli_result r;
+    run_cli(argv, NULL, 60.0, &r);
+    cr_expect_eq(r.exit_code, 2, "stderr: %s", r.err);
+    expect_no_control_bytes(r.err, "stderr");
+    cr_expect(strstr(r.err, "\\x1b]0;owned\\x07\\x1b[2J") != NULL, "stderr: %s", r.err);
+    unlink(path);
+    rmdir(dir);
+}
