@@ -284,7 +284,6 @@ static void expect_golden_plan(const char *plan_path, const eplb_golden *g)
     cr_assert(json_is_array(phy2log) && json_is_array(logcnt) && json_is_array(log2phy));
     cr_assert(json_is_object(stats));
     cr_assert_eq((int64_t)json_array_size(phy2log), L);
-    int64_t width = 0;
     for (int64_t l = 0; l < L; l++) {
         json_t *row = json_array_get(phy2log, (size_t)l);
         cr_assert_eq((int64_t)json_array_size(row), R);
@@ -293,25 +292,28 @@ static void expect_golden_plan(const char *plan_path, const eplb_golden *g)
                          "phy2log[%lld][%lld]", (long long)l, (long long)q);
         json_t *crow = json_array_get(logcnt, (size_t)l);
         for (int64_t e = 0; e < E; e++) {
-            int64_t c = json_integer_value(json_array_get(crow, (size_t)e));
-            cr_assert_eq(c, g->logcnt[l * E + e]);
-            if (c > width)
-                width = c;
+            cr_assert_eq(json_integer_value(json_array_get(crow, (size_t)e)), g->logcnt[l * E + e]);
         }
     }
-    /* log2phy is [L][E][max logcnt], each replica's slot holding the expert, then -1. */
-    for (int64_t l = 0; l < L; l++)
+    /* log2phy is [L][E][logcnt]: each expert's slots, ascending, no padding. */
+    cr_assert_eq((int64_t)json_array_size(log2phy), L);
+    for (int64_t l = 0; l < L; l++) {
+        cr_assert_eq((int64_t)json_array_size(json_array_get(log2phy, (size_t)l)), E);
         for (int64_t e = 0; e < E; e++) {
             json_t *slots = json_array_get(json_array_get(log2phy, (size_t)l), (size_t)e);
-            cr_assert_eq((int64_t)json_array_size(slots), width);
-            for (int64_t k = 0; k < width; k++) {
-                int64_t q = json_integer_value(json_array_get(slots, (size_t)k));
-                if (k < g->logcnt[l * E + e])
-                    cr_assert_eq(g->phy2log[l * R + q], e);
-                else
-                    cr_assert_eq(q, -1);
+            cr_assert_eq((int64_t)json_array_size(slots), g->logcnt[l * E + e],
+                         "log2phy[%lld][%lld] is not as long as logcnt", (long long)l,
+                         (long long)e);
+            int64_t previous = -1;
+            for (size_t k = 0; k < json_array_size(slots); k++) {
+                int64_t q = json_integer_value(json_array_get(slots, k));
+                cr_assert(q > previous && q < R, "log2phy[%lld][%lld][%zu] = %lld", (long long)l,
+                          (long long)e, k, (long long)q);
+                cr_assert_eq(g->phy2log[l * R + q], e);
+                previous = q;
             }
         }
+    }
     eplb_plan_stats want;
     cr_assert_eq(eplb_plan_stats_compute(g->weight, &g->shape, g->phy2log, g->logcnt, &want, NULL,
                                          NULL), EPLB_OK);
@@ -373,7 +375,7 @@ Test(cli, plan_json_input_and_stdout_output)
         cr_skip_test("built without jansson");
     run_result *r = run_eplb("plan -i " EPLB_TEST_DATA_DIR "/good-sglang.json -r 12 -p 4 -o -");
     cr_assert_eq(r->code, 0, "%s", r->err);
-    cr_expect(strncmp(r->out, "{\"format\":\"eplb-plan v1\"", 24) == 0, "stdout: %.200s", r->out);
+    cr_expect(strncmp(r->out, "{\"format\":\"eplb-plan v2\"", 24) == 0, "stdout: %.200s", r->out);
     cr_expect(strstr(r->err, "balancedness"), "the summary goes to stderr: %s", r->err);
 }
 

@@ -1,4 +1,5 @@
 /* eplb plan / eplb demo: load (or generate) weights, plan, report, write JSON. */
+#include <errno.h>
 #include <getopt.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -7,6 +8,7 @@
 #include "cli.h"
 #include "eplb/eplb.h"
 #include "load_weights.h"
+#include "output_file.h"
 #include "plan_json.h"
 #include "plan_stats.h"
 #include "text_escape.h"
@@ -165,8 +167,9 @@ static int parse_plan_args(int argc, char **argv, int demo, plan_args *a)
         return EPLB_EXIT_USAGE;
     }
     if (a->output && !eplb_tools_json_available()) {
+        char shown[4096];
         fprintf(stderr, "eplb %s: cannot write %s: this eplb was built without JSON support "
-                        "(jansson)\n", cmd, a->output);
+                        "(jansson)\n", cmd, eplb_text_escape(shown, sizeof shown, a->output));
         return EPLB_EXIT_USAGE;
     }
     if (a->backend) {
@@ -202,6 +205,56 @@ static int exit_code_for(eplb_status st)
     }
 }
 
+/* The terminal summary of a plan (docs/cli.md); write errors show on f. */
+static void print_summary(FILE *f, const char *cmd, plan_args *a, eplb_context *ctx,
+                          const float *weight, const char *label, const char *format,
+                          const char *used, const eplb_plan_stats *stats, double plan_us,
+                          int64_t *phy2log, int64_t *logcnt)
+{
+    const eplb_shape *s = &a->shape;
+    fprintf(f, "eplb %s: %s (%s), %lld layers x %lld experts\n", cmd, label, format,
+            (long long)s->layers, (long long)s->experts);
+    fprintf(f, "  shape         %lld slots on %lld GPUs (%lld per GPU), %lld nodes, %lld groups\n",
+            (long long)s->replicas, (long long)s->gpus, (long long)(s->replicas / s->gpus),
+            (long long)s->nodes, (long long)s->groups);
+    fprintf(f, "  policy        %s (requested %s)\n", used, policy_text(a->options.policy));
+    fprintf(f, "  options       candidates %d, iterations %d, noise %g, tolerance %g, seed %llu\n",
+            a->options.candidates, a->options.iterations, (double)a->options.noise,
+            (double)a->options.tolerance, (unsigned long long)a->options.seed);
+    fprintf(f, "  backend       %s on %s\n", eplb_context_backend(ctx), eplb_context_device(ctx));
+    fprintf(f, "  balancedness  %.4f (worst layer %lld: %.4f; best possible %.4f)\n",
+            stats->balancedness, (long long)stats->min_layer, stats->balancedness_min_layer,
+            stats->balancedness_bound);
+    fprintf(f, "  max GPU load  %.6g summed over layers, lower bound %.6g: %.2f%% above it\n",
+            stats->max_load_sum, stats->bound, 100.0 * stats->bound_gap);
+    fprintf(f, "  plan time     %.3f ms (eplb_rebalance, first call: sets up the workspace)\n",
+            plan_us / 1000.0);
+    if (strcmp(cmd, "demo") == 0) {
+        /* An engine replans every few minutes with a warm context: show that too. */
+        enum { REPEATS = 21 };
+        double times[REPEATS];
+        int ok = 1;
+        for (int r = 0; r < REPEATS && ok; r++) {
+            double r0 = eplb_cli_now_us();
+            ok = eplb_rebalance(ctx, weight, s, &a->options, phy2log, logcnt, NULL, 0, NULL) ==
+                 EPLB_OK;
+            times[r] = eplb_cli_now_us() - r0;
+        }
+        if (ok) {
+            for (int i = 1; i < REPEATS; i++)
+                for (int j = i; j > 0 && times[j - 1] > times[j]; j--) {
+                    double t = times[j]; times[j] = times[j - 1]; times[j - 1] = t;
+                }
+            fprintf(f, "  repeat time   %.3f ms (median of %d more calls on the same context)\n",
+                    times[REPEATS / 2] / 1000.0, REPEATS);
+        }
+    }
+    if (a->output && strcmp(a->output, "-") != 0) {
+        char shown[4096];
+        fprintf(f, "  plan file     %s\n", eplb_text_escape(shown, sizeof shown, a->output));
+    }
+}
+
 /* Plans weight[layers][experts] with the arguments; label/format describe the source. */
 static int run_plan(const char *cmd, plan_args *a, const float *weight, const char *label,
                     const char *format)
@@ -234,23 +287,22 @@ static int run_plan(const char *cmd, plan_args *a, const float *weight, const ch
         return EPLB_EXIT_FAILURE;
     }
     const size_t L = (size_t)s->layers, E = (size_t)s->experts, R = (size_t)s->replicas;
-    const int64_t width = eplb_log2phy_width_max(s);
+    /* No log2phy from the library: padded to the most replicated expert it
+     * could take gigabytes, and the plan file lists each expert's slots
+     * straight from phy2log. */
     int64_t *phy2log = malloc(L * R * sizeof *phy2log);
     int64_t *logcnt = malloc(L * E * sizeof *logcnt);
-    int64_t *log2phy = malloc(L * E * (size_t)width * sizeof *log2phy);
     double *max_load = malloc(L * sizeof *max_load);
     double *bound = malloc(L * sizeof *bound);
     int code = EPLB_EXIT_OK;
-    if (!phy2log || !logcnt || !log2phy || !max_load || !bound) {
+    if (!phy2log || !logcnt || !max_load || !bound) {
         fprintf(stderr, "eplb %s: out of memory for the plan of %s\n", cmd, label);
         code = EPLB_EXIT_FAILURE;
     }
-    int64_t needed = 0;
     double t0 = 0, t1 = 0;
     if (code == EPLB_EXIT_OK) {
         t0 = eplb_cli_now_us();
-        eplb_status st = eplb_rebalance(ctx, weight, s, &a->options, phy2log, logcnt, log2phy,
-                                        width, &needed);
+        eplb_status st = eplb_rebalance(ctx, weight, s, &a->options, phy2log, logcnt, NULL, 0, NULL);
         t1 = eplb_cli_now_us();
         if (st != EPLB_OK) {
             fprintf(stderr, "eplb %s: planning %s failed: %s: %s\n", cmd, label,
@@ -260,76 +312,55 @@ static int run_plan(const char *cmd, plan_args *a, const float *weight, const ch
     }
     eplb_plan_stats stats;
     if (code == EPLB_EXIT_OK) {
-        /* Keep only max(logcnt) columns of log2phy, the width SGLang expects. */
-        for (size_t i = 0; i < L * E; i++)
-            memmove(log2phy + i * (size_t)needed, log2phy + i * (size_t)width,
-                    (size_t)needed * sizeof *log2phy);
         eplb_status st = eplb_plan_stats_compute(weight, s, phy2log, logcnt, &stats, max_load, bound);
-        if (st != EPLB_OK) {
+        if (st == EPLB_ERR_OUT_OF_MEMORY) {
+            fprintf(stderr, "eplb %s: out of memory for the statistics of the plan of %s\n", cmd,
+                    label);
+            code = EPLB_EXIT_FAILURE;
+        } else if (st != EPLB_OK) {
             fprintf(stderr, "eplb %s: the plan of %s is inconsistent (%s): please report\n", cmd,
                     label, eplb_status_string(st));
             code = EPLB_EXIT_FAILURE;
         }
     }
     const char *used = hierarchical ? "hierarchical" : "global";
+    /* The plan file is written first but replaces the old one only after the
+     * summary is out too: a run that exits 1 leaves no file changed. */
+    eplb_output_file out = {0};
+    char error[1024];
     if (code == EPLB_EXIT_OK && a->output) {
         eplb_plan_record rec = {
             .input = a->input, .input_format = format, .shape = *s, .options = a->options,
             .policy = used, .backend = eplb_context_backend(ctx),
             .device = eplb_context_device(ctx), .plan_us = t1 - t0, .phy2log = phy2log,
-            .logcnt = logcnt, .log2phy = log2phy, .log2phy_width = needed, .stats = stats,
-            .max_load = max_load, .bound = bound};
-        char error[1024];
-        if (eplb_plan_write_json(a->output, &rec, error, sizeof error) != EPLB_OK) {
+            .logcnt = logcnt, .stats = stats, .max_load = max_load, .bound = bound};
+        if (eplb_output_open(&out, a->output, error, sizeof error) != EPLB_OK ||
+            eplb_plan_write_json(out.stream, a->output, &rec, error, sizeof error) != EPLB_OK ||
+            eplb_output_close(&out, error, sizeof error) != EPLB_OK) {
             fprintf(stderr, "eplb %s: %s\n", cmd, error);
             code = EPLB_EXIT_FAILURE;
         }
     }
     if (code == EPLB_EXIT_OK && !a->quiet) {
-        FILE *f = a->output && strcmp(a->output, "-") == 0 ? stderr : stdout;
-        fprintf(f, "eplb %s: %s (%s), %lld layers x %lld experts\n", cmd, label, format,
-                (long long)s->layers, (long long)s->experts);
-        fprintf(f, "  shape         %lld slots on %lld GPUs (%lld per GPU), %lld nodes, %lld groups\n",
-                (long long)s->replicas, (long long)s->gpus, (long long)(s->replicas / s->gpus),
-                (long long)s->nodes, (long long)s->groups);
-        fprintf(f, "  policy        %s (requested %s)\n", used, policy_text(a->options.policy));
-        fprintf(f, "  options       candidates %d, iterations %d, noise %g, tolerance %g, seed %llu\n",
-                a->options.candidates, a->options.iterations, (double)a->options.noise,
-                (double)a->options.tolerance, (unsigned long long)a->options.seed);
-        fprintf(f, "  backend       %s on %s\n", eplb_context_backend(ctx), eplb_context_device(ctx));
-        fprintf(f, "  balancedness  %.4f (worst layer %lld: %.4f; best possible %.4f)\n",
-                stats.balancedness, (long long)stats.min_layer, stats.balancedness_min_layer,
-                stats.balancedness_bound);
-        fprintf(f, "  max GPU load  %.6g summed over layers, lower bound %.6g: %.2f%% above it\n",
-                stats.max_load_sum, stats.bound, 100.0 * stats.bound_gap);
-        fprintf(f, "  plan time     %.3f ms (eplb_rebalance, first call: sets up the workspace)\n",
-                (t1 - t0) / 1000.0);
-        if (strcmp(cmd, "demo") == 0) {
-            /* An engine replans every few minutes with a warm context: show that too. */
-            enum { REPEATS = 21 };
-            double times[REPEATS];
-            int ok = 1;
-            for (int r = 0; r < REPEATS && ok; r++) {
-                double r0 = eplb_cli_now_us();
-                ok = eplb_rebalance(ctx, weight, s, &a->options, phy2log, logcnt, NULL, 0, NULL) ==
-                     EPLB_OK;
-                times[r] = eplb_cli_now_us() - r0;
-            }
-            if (ok) {
-                for (int i = 1; i < REPEATS; i++)
-                    for (int j = i; j > 0 && times[j - 1] > times[j]; j--) {
-                        double t = times[j]; times[j] = times[j - 1]; times[j - 1] = t;
-                    }
-                fprintf(f, "  repeat time   %.3f ms (median of %d more calls on the same context)\n",
-                        times[REPEATS / 2] / 1000.0, REPEATS);
-            }
+        const int to_stderr = a->output && strcmp(a->output, "-") == 0;
+        FILE *f = to_stderr ? stderr : stdout;
+        print_summary(f, cmd, a, ctx, weight, label, format, used, &stats, t1 - t0, phy2log, logcnt);
+        errno = 0;
+        if (fflush(f) != 0 || ferror(f)) {
+            int err = errno ? errno : EIO;
+            fprintf(stderr, "eplb %s: cannot write the summary to %s: %s%s\n", cmd,
+                    to_stderr ? "standard error" : "standard output", strerror(err),
+                    out.temporary ? "; the plan file was not written" : "");
+            code = EPLB_EXIT_FAILURE;
         }
-        if (a->output && strcmp(a->output, "-") != 0)
-            fprintf(f, "  plan file     %s\n", a->output);
     }
+    if (code == EPLB_EXIT_OK && eplb_output_commit(&out, error, sizeof error) != EPLB_OK) {
+        fprintf(stderr, "eplb %s: %s\n", cmd, error);
+        code = EPLB_EXIT_FAILURE;
+    }
+    eplb_output_discard(&out);
     free(phy2log);
     free(logcnt);
-    free(log2phy);
     free(max_load);
     free(bound);
     eplb_context_free(ctx);
@@ -344,10 +375,14 @@ int eplb_cli_plan(int argc, char **argv)
         return code;
     eplb_weights w = {0};
     char error[1024];
+    errno = 0;
     eplb_status st = eplb_weights_load(a.input, &w, error, sizeof error);
     if (st != EPLB_OK) {
+        /* Running out of memory is this machine's failure, not the input's,
+         * also when it shows as an error opening or reading the file. */
+        int out_of_memory = st == EPLB_ERR_OUT_OF_MEMORY || errno == ENOMEM;
         fprintf(stderr, "eplb plan: %s\n", error);
-        return st == EPLB_ERR_OUT_OF_MEMORY ? EPLB_EXIT_FAILURE : EPLB_EXIT_USAGE;
+        return out_of_memory ? EPLB_EXIT_FAILURE : EPLB_EXIT_USAGE;
     }
     a.shape.layers = w.layers;
     a.shape.experts = w.experts;

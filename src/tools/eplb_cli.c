@@ -85,7 +85,23 @@ static void usage(FILE *f)
             "exit codes: 0 success, 1 planning or conformance failure, 2 usage or input error\n");
 }
 
-int main(int argc, char **argv)
+/* A command that succeeded but could not write its output (a full disk, a
+ * closed pipe) failed: its caller would otherwise take a cut report for a
+ * whole one. Commands that already failed have said why. */
+static int checked_stdout(int code)
+{
+    errno = 0;
+    if (fflush(stdout) != 0 || ferror(stdout)) {
+        int err = errno ? errno : EIO;
+        if (code == EPLB_EXIT_OK) {
+            fprintf(stderr, "eplb: cannot write to standard output: %s\n", strerror(err));
+            code = EPLB_EXIT_FAILURE;
+        }
+    }
+    return code;
+}
+
+static int run_command(int argc, char **argv)
 {
     if (argc < 2) {
         usage(stderr);
@@ -117,4 +133,9 @@ int main(int argc, char **argv)
     fprintf(stderr, "eplb: unknown command '%s'\n\n", cmd);
     usage(stderr);
     return EPLB_EXIT_USAGE;
+}
+
+int main(int argc, char **argv)
+{
+    return checked_stdout(run_command(argc, argv));
 }

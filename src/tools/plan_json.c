@@ -1,4 +1,7 @@
-/* JSON plan files through jansson, written atomically (temp file + rename). */
+/* JSON plan files: the small fields through jansson, the arrays that grow
+ * with layers x replicas streamed by hand, so that no tree of the whole plan
+ * is ever built (a jansson value per number would take gigabytes for the
+ * largest shapes). */
 #define _GNU_SOURCE
 #include "plan_json.h"
 
@@ -7,10 +10,125 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "text_escape.h"
+
 #ifdef EPLB_TOOLS_HAVE_JSON
 #include <jansson.h>
-#include <sys/stat.h>
-#include <unistd.h>
+
+/* What the jansson parts are dumped with; the streamed parts match it. */
+#define DUMP_FLAGS (JSON_COMPACT | JSON_REAL_PRECISION(15))
+
+/* A buffered writer that remembers its first failure, so the many small
+ * writes of a large array need no check each. */
+typedef struct json_stream {
+    FILE *f;
+    int err;          /* errno of the first failed write; 0 while all is well */
+    size_t used;
+    char buf[1 << 16];
+} json_stream;
+
+static void stream_flush(json_stream *s)
+{
+    if (s->used && !s->err) {
+        errno = 0;
+        if (fwrite(s->buf, 1, s->used, s->f) != s->used)
+            s->err = errno ? errno : EIO;
+    }
+    s->used = 0;
+}
+
+static void stream_bytes(json_stream *s, const char *text, size_t n)
+{
+    if (s->used + n > sizeof s->buf)
+        stream_flush(s);
+    if (n > sizeof s->buf) {
+        errno = 0;
+        if (!s->err && fwrite(text, 1, n, s->f) != n)
+            s->err = errno ? errno : EIO;
+        return;
+    }
+    memcpy(s->buf + s->used, text, n);
+    s->used += n;
+}
+
+static void stream_text(json_stream *s, const char *text)
+{
+    stream_bytes(s, text, strlen(text));
+}
+
+static void stream_int(json_stream *s, int64_t v)
+{
+    char text[24];
+    char *end = text + sizeof text, *p = end;
+    uint64_t u = v < 0 ? 0 - (uint64_t)v : (uint64_t)v;
+    do
+        *--p = (char)('0' + u % 10);
+    while (u /= 10);
+    if (v < 0)
+        *--p = '-';
+    stream_bytes(s, p, (size_t)(end - p));
+}
+
+/* rows x cols integers as [[...],[...]]. */
+static void stream_matrix(json_stream *s, const int64_t *data, int64_t rows, int64_t cols)
+{
+    stream_text(s, "[");
+    for (int64_t r = 0; r < rows; r++) {
+        stream_text(s, r ? ",[" : "[");
+        for (int64_t c = 0; c < cols; c++) {
+            if (c)
+                stream_text(s, ",");
+            stream_int(s, data[r * cols + c]);
+        }
+        stream_text(s, "]");
+    }
+    stream_text(s, "]");
+}
+
+/* log2phy as [layers][experts][logcnt]: each expert's slots in ascending
+ * order, gathered per layer by a counting sort of phy2log. Returns 0, ENOMEM,
+ * or EINVAL when phy2log does not hold each expert logcnt times. */
+static int stream_log2phy(json_stream *s, const eplb_plan_record *r)
+{
+    const int64_t L = r->shape.layers, E = r->shape.experts, R = r->shape.replicas;
+    /* start[e]..start[e+1] is expert e's range of slots; fill[e] its next free place. */
+    int64_t *scratch = malloc((size_t)(2 * E + 1 + R) * sizeof *scratch);
+    if (!scratch)
+        return ENOMEM;
+    int64_t *start = scratch, *fill = scratch + E + 1, *slots = fill + E;
+    int bad = 0;
+    stream_text(s, "[");
+    for (int64_t l = 0; l < L && !bad; l++) {
+        const int64_t *p2l = r->phy2log + l * R, *cnt = r->logcnt + l * E;
+        start[0] = 0;
+        for (int64_t e = 0; e < E; e++) {
+            bad |= cnt[e] < 0 || cnt[e] > R;
+            start[e + 1] = start[e] + (bad ? 0 : cnt[e]);
+            fill[e] = start[e];
+        }
+        bad |= start[E] != R;
+        for (int64_t q = 0; q < R && !bad; q++) {
+            int64_t e = p2l[q];
+            bad = e < 0 || e >= E || fill[e] == start[e + 1];
+            if (!bad)
+                slots[fill[e]++] = q;
+        }
+        stream_text(s, l ? ",[" : "[");
+        for (int64_t e = 0; e < E && !bad; e++) {
+            stream_text(s, e ? ",[" : "[");
+            for (int64_t k = start[e]; k < start[e + 1]; k++) {
+                if (k > start[e])
+                    stream_text(s, ",");
+                stream_int(s, slots[k]);
+            }
+            stream_text(s, "]");
+        }
+        stream_text(s, "]");
+    }
+    stream_text(s, "]");
+    free(scratch);
+    return bad ? EINVAL : 0;
+}
 
 /* The float as the shortest decimal that reads back to it, so 0.2f is written 0.2. */
 static json_t *json_float32(float x)
@@ -24,23 +142,15 @@ static json_t *json_float32(float x)
     return json_real(strtod(text, NULL));
 }
 
-static json_t *json_i64_matrix(const int64_t *data, int64_t rows, int64_t cols)
-{
-    json_t *outer = json_array();
-    for (int64_t r = 0; outer && r < rows; r++) {
-        json_t *row = json_array();
-        for (int64_t c = 0; row && c < cols; c++)
-            json_array_append_new(row, json_integer((json_int_t)data[r * cols + c]));
-        json_array_append_new(outer, row);
-    }
-    return outer;
-}
-
+/* NULL when any element (or the array) could not be made. */
 static json_t *json_doubles(const double *data, int64_t n)
 {
     json_t *a = json_array();
     for (int64_t i = 0; a && i < n; i++)
-        json_array_append_new(a, json_real(data[i]));
+        if (json_array_append_new(a, json_real(data[i])) != 0) {
+            json_decref(a);
+            a = NULL;
+        }
     return a;
 }
 
@@ -49,142 +159,131 @@ static const char *policy_name(eplb_policy p)
     return p == EPLB_POLICY_HIERARCHICAL ? "hierarchical" : p == EPLB_POLICY_GLOBAL ? "global" : "auto";
 }
 
-static json_t *build(const eplb_plan_record *r)
+/* Everything before the plan's arrays. json_pack fails as a whole (NULL)
+ * when any value in it, or any value passed to it, could not be made. */
+static json_t *header(const eplb_plan_record *r)
 {
     const eplb_shape *s = &r->shape;
-    const int64_t L = s->layers, E = s->experts, X = r->log2phy_width;
-    json_t *log2phy = json_array();
-    for (int64_t l = 0; log2phy && l < L; l++)
-        json_array_append_new(log2phy, json_i64_matrix(r->log2phy + l * E * X, E, X));
-    json_t *seed = r->options.seed <= (uint64_t)INT64_MAX
-                       ? json_integer((json_int_t)r->options.seed)
-                       : NULL;
-    if (!seed) { /* beyond json_int_t: written as a decimal string */
+    json_t *seed;
+    if (r->options.seed <= (uint64_t)INT64_MAX) {
+        seed = json_integer((json_int_t)r->options.seed);
+    } else { /* beyond json_int_t: written as a decimal string */
         char text[32];
         snprintf(text, sizeof text, "%llu", (unsigned long long)r->options.seed);
         seed = json_string(text);
     }
-    const eplb_plan_stats *st = &r->stats;
     return json_pack(
         "{s:s, s:s, s:s?, s:s, s:{s:I, s:I, s:I, s:I, s:I, s:I}, "
-        "s:{s:i, s:i, s:o, s:o, s:o, s:s}, s:s, s:o, s:o, s:o, "
-        "s:{s:f, s:f, s:I, s:f, s:f, s:o, s:f, s:o, s:f, s:f, s:f, s:s, s:s}}",
-        "format", "eplb-plan v1", "version", eplb_version_string(), "input", r->input,
+        "s:{s:i, s:i, s:o, s:o, s:o, s:s}, s:s}",
+        "format", "eplb-plan v2", "version", eplb_version_string(), "input", r->input,
         "input_format", r->input_format,
-        "shape", "layers", (json_int_t)L, "experts", (json_int_t)E, "replicas",
+        "shape", "layers", (json_int_t)s->layers, "experts", (json_int_t)s->experts, "replicas",
         (json_int_t)s->replicas, "groups", (json_int_t)s->groups, "nodes", (json_int_t)s->nodes,
         "gpus", (json_int_t)s->gpus,
         "options", "candidates", (int)r->options.candidates, "iterations",
         (int)r->options.iterations, "noise", json_float32(r->options.noise), "tolerance",
         json_float32(r->options.tolerance), "seed", seed, "policy", policy_name(r->options.policy),
-        "policy", r->policy,
-        "phy2log", json_i64_matrix(r->phy2log, L, s->replicas),
-        "log2phy", log2phy,
-        "logcnt", json_i64_matrix(r->logcnt, L, E),
-        "stats", "balancedness", st->balancedness, "balancedness_min_layer",
-        st->balancedness_min_layer, "min_layer", (json_int_t)st->min_layer, "balancedness_bound",
-        st->balancedness_bound, "bound", st->bound, "bound_per_layer", json_doubles(r->bound, L),
+        "policy", r->policy);
+}
+
+static json_t *stats(const eplb_plan_record *r)
+{
+    const eplb_plan_stats *st = &r->stats;
+    const int64_t L = r->shape.layers;
+    return json_pack(
+        "{s:f, s:f, s:I, s:f, s:f, s:o, s:f, s:o, s:f, s:f, s:f, s:s, s:s}",
+        "balancedness", st->balancedness, "balancedness_min_layer", st->balancedness_min_layer,
+        "min_layer", (json_int_t)st->min_layer, "balancedness_bound", st->balancedness_bound,
+        "bound", st->bound, "bound_per_layer", json_doubles(r->bound, L),
         "max_load_sum", st->max_load_sum, "max_load_per_layer", json_doubles(r->max_load, L),
         "mean_load_sum", st->mean_load_sum, "bound_gap", st->bound_gap, "plan_us", r->plan_us,
         "backend", r->backend, "device", r->device);
 }
 
-static eplb_status write_error(char *error, size_t error_len, const char *path, const char *what,
-                               int err)
+/* jansson's dump callback: into the stream, which cannot run out of memory,
+ * so a dump fails only where jansson itself allocates, and that it reports
+ * (unlike a failed append to its own text buffer, which json_dumps may
+ * drop unreported while writing a key). */
+static int stream_dump_callback(const char *text, size_t n, void *data)
 {
-    snprintf(error, error_len, "cannot write %s: %s%s%s", path, what, err ? ": " : "",
-             err ? strerror(err) : "");
-    return EPLB_ERR_IO;
+    json_stream *s = data;
+    stream_bytes(s, text, n);
+    return s->err ? -1 : 0;
 }
 
-eplb_status eplb_plan_write_json(const char *path, const eplb_plan_record *record, char *error,
-                                 size_t error_len)
+/* Writes the value; when open is set, without the closing brace of the
+ * object, so that more members can follow. Returns 0 or ENOMEM. */
+static int stream_json(json_stream *s, json_t *value, int open)
 {
-    json_t *root = build(record);
-    if (!root) {
-        snprintf(error, error_len, "cannot build the JSON plan (out of memory)");
-        return EPLB_ERR_OUT_OF_MEMORY;
-    }
-    const size_t flags = JSON_COMPACT | JSON_REAL_PRECISION(15);
-    if (strcmp(path, "-") == 0) {
-        int bad = json_dumpf(root, stdout, flags) != 0 || fputc('\n', stdout) == EOF ||
-                  fflush(stdout) != 0;
-        json_decref(root);
-        return bad ? write_error(error, error_len, "standard output", "write failed", errno)
-                   : EPLB_OK;
-    }
-    struct stat info;
-    char *real = NULL;
-    if (stat(path, &info) == 0) {
-        if (!S_ISREG(info.st_mode)) {
-            /* A device or pipe (/dev/stdout, a FIFO): never rename over it; write in place. */
-            FILE *f = fopen(path, "w");
-            if (!f) {
-                json_decref(root);
-                return write_error(error, error_len, path, "cannot open", errno);
-            }
-            errno = 0;
-            int bad = json_dumpf(root, f, flags) != 0 || fputc('\n', f) == EOF || fflush(f) != 0;
-            int err = errno;
-            if (fclose(f) != 0 && !bad)
-                bad = 1, err = errno;
-            json_decref(root);
-            return bad ? write_error(error, error_len, path, "write failed", err) : EPLB_OK;
-        }
-        real = realpath(path, NULL); /* through a symlink: replace its target, keep the link */
-    }
-    const char *target = real ? real : path;
-    size_t tmp_len = strlen(target) + 16;
-    char *tmp = malloc(tmp_len);
-    if (!tmp) {
-        free(real);
-        json_decref(root);
-        return write_error(error, error_len, path, "out of memory", 0);
-    }
-    snprintf(tmp, tmp_len, "%s.tmp.XXXXXX", target);
-    eplb_status st = EPLB_OK;
-    int fd = mkstemp(tmp);
-    if (fd < 0) {
-        st = write_error(error, error_len, path, "cannot create a temporary file", errno);
+    if (!value || json_dump_callback(value, stream_dump_callback, s, DUMP_FLAGS) != 0)
+        return s->err ? 0 : ENOMEM; /* a write error stays in s->err */
+    /* The brace is the last byte written, so still in the buffer. */
+    if (open && s->used && s->buf[s->used - 1] == '}')
+        s->used--;
+    return 0;
+}
+
+eplb_status eplb_plan_write_json(FILE *f, const char *name, const eplb_plan_record *record,
+                                 char *error, size_t error_len)
+{
+    const eplb_shape *s = &record->shape;
+    json_t *head = header(record), *tail = stats(record);
+    json_stream *out = malloc(sizeof *out);
+    int err = 0;
+    if (!head || !tail || !out) {
+        err = ENOMEM;
     } else {
-        mode_t mask = umask(0);
-        umask(mask);
-        fchmod(fd, 0666 & ~mask); /* mkstemp makes 0600; a plan is an ordinary file */
-        FILE *f = fdopen(fd, "w");
-        if (!f) {
-            st = write_error(error, error_len, tmp, "fdopen", errno);
-            close(fd);
-        } else {
-            errno = 0;
-            int bad = json_dumpf(root, f, flags) != 0 || fputc('\n', f) == EOF || fflush(f) != 0;
-            int err = errno;
-            if (!bad && fsync(fileno(f)) != 0 && errno != EINVAL)
-                bad = 1, err = errno;
-            if (fclose(f) != 0 && !bad)
-                bad = 1, err = errno;
-            if (bad)
-                st = write_error(error, error_len, tmp, "write failed", err);
-            else if (rename(tmp, target) != 0)
-                st = write_error(error, error_len, path, "cannot rename the temporary file", errno);
-        }
-        if (st != EPLB_OK)
-            unlink(tmp);
+        out->f = f;
+        out->err = 0;
+        out->used = 0;
+        err = stream_json(out, head, 1);
+        stream_text(out, ",\"phy2log\":");
+        stream_matrix(out, record->phy2log, s->layers, s->replicas);
+        stream_text(out, ",\"log2phy\":");
+        if (!err)
+            err = stream_log2phy(out, record);
+        stream_text(out, ",\"logcnt\":");
+        stream_matrix(out, record->logcnt, s->layers, s->experts);
+        stream_text(out, ",\"stats\":");
+        if (!err)
+            err = stream_json(out, tail, 0);
+        stream_text(out, "}\n");
+        stream_flush(out);
+        if (!err)
+            err = out->err;
     }
-    free(tmp);
-    free(real);
-    json_decref(root);
-    return st;
+    free(out);
+    json_decref(head);
+    json_decref(tail);
+    char shown[1024];
+    eplb_text_escape(shown, sizeof shown, name);
+    switch (err) {
+    case 0:
+        return EPLB_OK;
+    case ENOMEM:
+        snprintf(error, error_len, "cannot write %s: out of memory for the JSON text", shown);
+        return EPLB_ERR_OUT_OF_MEMORY;
+    case EINVAL:
+        snprintf(error, error_len, "cannot write %s: phy2log does not match logcnt", shown);
+        return EPLB_ERR_INVALID_ARGUMENT;
+    default:
+        snprintf(error, error_len, "cannot write %s: write failed: %s", shown, strerror(err));
+        return EPLB_ERR_IO;
+    }
 }
 
 #else
 
-eplb_status eplb_plan_write_json(const char *path, const eplb_plan_record *record, char *error,
-                                 size_t error_len)
+eplb_status eplb_plan_write_json(FILE *f, const char *name, const eplb_plan_record *record,
+                                 char *error, size_t error_len)
 {
+    (void)f;
     (void)record;
+    char shown[1024];
+    eplb_text_escape(shown, sizeof shown, name);
     snprintf(error, error_len,
              "cannot write %s: this eplb was built without JSON support (jansson); rebuild with "
-             "libjansson-dev to write plan files", path);
+             "libjansson-dev to write plan files", shown);
     return EPLB_ERR_UNSUPPORTED;
 }
 

@@ -4,6 +4,7 @@
 
 #include <stddef.h>
 #include <stdint.h>
+#include <stdio.h>
 
 #include "eplb/eplb.h"
 #include "plan_stats.h"
@@ -19,18 +20,20 @@ typedef struct eplb_plan_record {
     double plan_us;             /* the eplb_rebalance call, microseconds */
     const int64_t *phy2log;     /* [L][R] */
     const int64_t *logcnt;      /* [L][E] */
-    const int64_t *log2phy;     /* [L][E][log2phy_width] */
-    int64_t log2phy_width;      /* max(logcnt) */
     eplb_plan_stats stats;
     const double *max_load;     /* [L] */
     const double *bound;        /* [L] */
 } eplb_plan_record;
 
-/* Writes the record as JSON to path ("-": standard output) through a
- * temporary file in the same directory renamed over path, so a failure never
- * leaves a partial plan. EPLB_ERR_UNSUPPORTED without jansson, EPLB_ERR_IO
- * with the reason in error on any write failure. */
-eplb_status eplb_plan_write_json(const char *path, const eplb_plan_record *record, char *error,
-                                 size_t error_len);
+/* Writes the record to f as one line of JSON, the large arrays streamed as
+ * they are formatted, so memory stays a few arrays of one layer whatever the
+ * plan's size. log2phy is written from phy2log: each expert's slots in
+ * ascending order, one list per expert, no padding. name is the file for
+ * messages. Returns EPLB_OK; EPLB_ERR_IO when a write fails;
+ * EPLB_ERR_OUT_OF_MEMORY; EPLB_ERR_INVALID_ARGUMENT when phy2log does not
+ * match logcnt; EPLB_ERR_UNSUPPORTED without jansson. The reason goes into
+ * error. */
+eplb_status eplb_plan_write_json(FILE *f, const char *name, const eplb_plan_record *record,
+                                 char *error, size_t error_len);
 
 #endif
