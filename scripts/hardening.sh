@@ -6,6 +6,9 @@
 #      and `eplb conformance`; any AddressSanitizer, LeakSanitizer or UBSan
 #      report fails (reports go to files: Criterion does not fail a test
 #      whose worker only leaks).
+#      The CLI allocation-failure sweep (test_cli_faults) preloads its own
+#      malloc, which does not mix with ASan: it skips here and runs in the
+#      normal build's ctest.
 #   2. build-valgrind (normal build): the eplb CLI under valgrind memcheck,
 #      cpu backend only (EPLB_MODULE_DIR without modules).
 #   3. build-fuzz (clang, libFuzzer + ASan/UBSan): every fuzz target for
@@ -96,6 +99,8 @@ if [[ $skip != *" valgrind "* ]]; then
     eplb=$root/build-valgrind/bin/eplb
     out=$(mktemp -d)
     golden=tests/golden/readme.default.txt
+    # The second plan.json run replaces the first; link.json writes through a link.
+    ln -s linked.json "$out/link.json"
     # A golden case's weights as a text file: the lines between 'weight' and 'phy2log'.
     for g in mixtral kimi-k2; do
       awk '/^weight/{on=1; next} /^phy2log/{on=0} on' tests/golden/$g.default.txt > "$out/$g.txt"
@@ -104,6 +109,9 @@ if [[ $skip != *" valgrind "* ]]; then
       "plan -i tests/data/good-sglang.json -r 16 -p 4"
       "plan -i tests/data/good-array.json -r 8 -p 2"
       "plan -i tests/data/good-float32.npy -r 8 -p 2 -o $out/plan.json"
+      "plan -i tests/data/good-float32.npy -r 8 -p 2 -o $out/plan.json"
+      "plan -i tests/data/good-comma.csv -r 8 -p 2 -o $out/link.json"
+      "plan -i tests/data/good-comma.csv -r 8 -p 2 -o -"
       "plan -i tests/data/good-comma.csv -r 8 -p 4 --policy global"
       "plan -i $out/mixtral.txt -r 16 -p 8"
       "plan -i $out/kimi-k2.txt -r 416 -n 4 -p 32"

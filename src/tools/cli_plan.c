@@ -247,6 +247,8 @@ static void print_summary(FILE *f, const char *cmd, plan_args *a, eplb_context *
                 }
             fprintf(f, "  repeat time   %.3f ms (median of %d more calls on the same context)\n",
                     times[REPEATS / 2] / 1000.0, REPEATS);
+        } else {
+            fprintf(f, "  repeat time   not measured: %s\n", eplb_context_last_error(ctx));
         }
     }
     if (a->output && strcmp(a->output, "-") != 0) {
