@@ -43,6 +43,7 @@ typedef struct eplb_cpu_scratch {
     int32_t *count;  /* [m] items per pack */
     int32_t *tree;   /* [2 * 2^ceil(log2 m)] tournament tree of open packs */
     float *wa, *wb;  /* [k] weights of the heaviest and lightest pack's items */
+    uint64_t *sorted_a, *sorted_b, *sort_spare; /* [k] each: the sorted swap search's weights */
     float *lanes;    /* the lockstep greedy's per-lane state (eplb_cpu_greedy_lanes_words) */
     float *lane_load; /* [EPLB_CPU_LANES][m] each lane's true pack loads */
     float *score;    /* [C] each candidate's maximum pack load */

@@ -1,5 +1,13 @@
 /* Stage 3 of balanced packing (SPEC 6.3): up to I swaps between the heaviest
- * and the lightest pack, each the one that lowers the sum of squared loads most. */
+ * and the lightest pack, each the one that lowers the sum of squared loads most.
+ *
+ * The SPEC's search looks at all k * k slot pairs. Small packs do exactly that
+ * (best_trade); large packs sort their weights and look only near the best
+ * pair (best_trade_sorted), so that a step costs about k instead of k * k and
+ * a plan's cost stays linear in its slots. Both give the same pair. */
+#include <stdlib.h>
+#include <string.h>
+
 #include "common/spec_math.h"
 #include "cpu_backend.h"
 
@@ -81,6 +89,192 @@ static float best_trade(float diff, const float *wa, const float *wb, int32_t k,
 #define best_trade best_trade_scalar
 #endif
 
+/* ---- the same pair from sorted weights, for large packs ---------------------
+ * The change of a pair depends on it only through d = wa - wb (float32), and
+ * only pairs with 0 < d < -diff can have a change below zero: elsewhere both
+ * factors of (2*d) * (diff + d) have the same sign. A swap needs a change
+ * below -tol <= 0, so the search looks at those pairs alone and reports none
+ * when no pair qualifies, where the SPEC's search finds a best change that the
+ * caller then rejects.
+ *
+ * In exact arithmetic the change is the parabola 2*d*(diff + d), lowest at
+ * d = -diff/2; the float32 change differs from it by two roundings, under a
+ * relative 2^-22 (loads below 2^60 keep it from overflowing). So no pair whose
+ * parabola value, widened by that bound, lies above the best change found so
+ * far can win or tie. With the lightest pack's weights sorted, each weight of
+ * the heaviest pack finds the vertex by a binary search and walks outward in
+ * both directions until that bound rules out the rest.
+ *
+ * Ties go to the first pair in row-major order. Equal weights give equal
+ * changes, so only the lowest slot holding each distinct weight can be that
+ * pair: each pack keeps its distinct weights, each with its lowest slot. */
+
+/* Loads up to this keep every change finite and the rounding bound valid. */
+#define EPLB_CPU_SORTED_LOAD_MAX 0x1p60f
+
+/* Up to this many slots per pack, all k * k pairs cost less than sorting. */
+#define EPLB_CPU_SWAP_PAIRS_MAX 64
+
+/* One distinct weight: its float32 bits above, its lowest slot below. */
+static inline float entry_weight(uint64_t entry)
+{
+    const uint32_t bits = (uint32_t)(entry >> 32);
+    float weight;
+    memcpy(&weight, &bits, sizeof weight);
+    return weight;
+}
+
+static inline int32_t entry_slot(uint64_t entry) { return (int32_t)(uint32_t)entry; }
+
+/* The distinct weights of w[k] in ascending order, each with the lowest slot
+ * that holds it, into out; returns how many. Weights are >= 0 (or -0, taken
+ * as +0: it gives the same changes), so their bits order them. A stable radix
+ * sort over the weight bits keeps equal weights in slot order. */
+static int32_t sorted_distinct(const float *w, int32_t k, uint64_t *out, uint64_t *spare)
+{
+    uint32_t histogram[4][256];
+    memset(histogram, 0, sizeof histogram);
+    for (int32_t s = 0; s < k; s++) {
+        uint32_t bits;
+        memcpy(&bits, &w[s], sizeof bits);
+        bits = bits == 0x80000000u ? 0 : bits;
+        out[s] = (uint64_t)bits << 32 | (uint32_t)s;
+        for (int digit = 0; digit < 4; digit++)
+            histogram[digit][(bits >> (8 * digit)) & 255]++;
+    }
+    uint64_t *from = out, *to = spare;
+    for (int digit = 0; digit < 4; digit++) {
+        const int shift = 32 + 8 * digit;
+        uint32_t *count = histogram[digit];
+        if (count[(from[0] >> shift) & 255] == (uint32_t)k)
+            continue; /* every weight has the same byte here */
+        uint32_t start = 0;
+        for (int b = 0; b < 256; b++) {
+            const uint32_t c = count[b];
+            count[b] = start;
+            start += c;
+        }
+        for (int32_t s = 0; s < k; s++)
+            to[count[(from[s] >> shift) & 255]++] = from[s];
+        uint64_t *t = from; from = to; to = t;
+    }
+    int32_t distinct = 0;
+    for (int32_t s = 0; s < k; s++)
+        if (distinct == 0 || (from[s] >> 32) != (out[distinct - 1] >> 32))
+            out[distinct++] = from[s];
+    return distinct;
+}
+
+/* A lower bound on the float32 change of any pair with this d, 0 < d < -diff:
+ * the parabola in double (within 2^-52 of exact), widened by a relative 2^-20
+ * for the two float32 roundings and by an absolute 2^-140 for underflow. */
+static inline double change_floor(float diff, float d)
+{
+    const double parabola = 2.0 * (double)d * ((double)diff + (double)d);
+    return parabola + parabola * 0x1p-20 - 0x1p-140;
+}
+
+/* The best pair found so far among those with a change below -tol. */
+typedef struct trade {
+    float change;
+    int32_t a, b; /* slots; a < 0 while none is found */
+} trade;
+
+static inline void consider(trade *best, float change, int32_t a, int32_t b)
+{
+    if (best->a < 0 || change < best->change ||
+        (change == best->change && (a < best->a || (a == best->a && b < best->b)))) {
+        best->change = change;
+        best->a = a;
+        best->b = b;
+    }
+}
+
+/* First index of lightest[0 .. count) whose d = wa - weight is below the
+ * vertex (2*d < -diff): d falls as the weight rises. */
+static int32_t vertex_index(const uint64_t *lightest, int32_t count, float wa, float minus_diff)
+{
+    int32_t low = 0, high = count;
+    while (low < high) {
+        const int32_t mid = low + (high - low) / 2;
+        if (2.0f * (wa - entry_weight(lightest[mid])) >= minus_diff)
+            low = mid + 1;
+        else
+            high = mid;
+    }
+    return low;
+}
+
+/* Returns 1 and the SPEC's pair when some pair's change is below -tol, else 0.
+ * diff < 0 and both packs' loads below EPLB_CPU_SORTED_LOAD_MAX. */
+static int best_trade_sorted(float diff, float tolerance, const float *wa, const float *wb,
+                             int32_t k, eplb_cpu_scratch *scratch, int32_t *best_a,
+                             int32_t *best_b)
+{
+    uint64_t *heaviest = scratch->sorted_a, *lightest = scratch->sorted_b;
+    const int32_t na = sorted_distinct(wa, k, heaviest, scratch->sort_spare);
+    const int32_t nb = sorted_distinct(wb, k, lightest, scratch->sort_spare);
+    const float minus_diff = -diff;
+    trade best = {0.0f, -1, -1};
+    /* Two passes: the pairs next to each vertex first, whose changes bound
+     * the walks of the second pass tightly from its start. */
+    for (int pass = 0; pass < 2; pass++) {
+        for (int32_t i = 0; i < na; i++) {
+            const float a = entry_weight(heaviest[i]);
+            const int32_t sa = entry_slot(heaviest[i]);
+            const int32_t vertex = vertex_index(lightest, nb, a, minus_diff);
+            /* Towards lighter weights of the lightest pack: d rises from the vertex. */
+            for (int32_t j = vertex - 1; j >= 0; j--) {
+                const float b = entry_weight(lightest[j]);
+                const float d = a - b;
+                const double limit = best.a < 0 ? -(double)tolerance : (double)best.change;
+                if (d >= minus_diff || change_floor(diff, d) > limit)
+                    break;
+                const float change = eplb_swap_change(diff, a, b);
+                if (change < -tolerance)
+                    consider(&best, change, sa, entry_slot(lightest[j]));
+                if (pass == 0)
+                    break;
+            }
+            /* Towards heavier weights: d falls from the vertex towards 0. */
+            for (int32_t j = vertex; j < nb; j++) {
+                const float b = entry_weight(lightest[j]);
+                const float d = a - b;
+                const double limit = best.a < 0 ? -(double)tolerance : (double)best.change;
+                if (!(d > 0.0f) || change_floor(diff, d) > limit)
+                    break;
+                const float change = eplb_swap_change(diff, a, b);
+                if (change < -tolerance)
+                    consider(&best, change, sa, entry_slot(lightest[j]));
+                if (pass == 0)
+                    break;
+            }
+        }
+    }
+    *best_a = best.a;
+    *best_b = best.b;
+    return best.a >= 0;
+}
+
+/* Which search large packs use: EPLB_CPU_SWAP_SEARCH=pairs keeps the k * k
+ * search at every size, =sorted takes the sorted one down to k = 2, so that
+ * tests can compare the two on any plan (read once). */
+enum { SWAP_SEARCH_AUTO, SWAP_SEARCH_PAIRS, SWAP_SEARCH_SORTED };
+
+static int swap_search(void)
+{
+    static int cached = -1; /* every thread computes the same value */
+    int choice = __atomic_load_n(&cached, __ATOMIC_RELAXED);
+    if (choice < 0) {
+        const char *name = getenv("EPLB_CPU_SWAP_SEARCH");
+        choice = name && strcmp(name, "pairs") == 0    ? SWAP_SEARCH_PAIRS
+                 : name && strcmp(name, "sorted") == 0 ? SWAP_SEARCH_SORTED
+                                                       : SWAP_SEARCH_AUTO;
+        __atomic_store_n(&cached, choice, __ATOMIC_RELAXED);
+    }
+    return choice;
+}
+
 float eplb_cpu_max_load(const float *load, int32_t m)
 {
     float score = load[0];
@@ -92,8 +286,9 @@ float eplb_cpu_max_load(const float *load, int32_t m)
 /* One swap of SPEC 6.3 on one candidate whose pack loads are load[m]:
  * returns 1 if two items traded places (the search goes on), 0 if it stops. */
 static inline int swap_step(const eplb_pack_job *job, const float *w, int32_t *content,
-                            float *load, float *wa, float *wb)
+                            float *load, eplb_cpu_scratch *scratch)
 {
+    float *wa = scratch->wa, *wb = scratch->wb;
     const int32_t m = job->packs, k = job->per_pack;
     /* Heaviest and lightest, lowest index on ties, without data-dependent
      * branches: values ride along so no step waits on a reload. */
@@ -107,6 +302,10 @@ static inline int swap_step(const eplb_pack_job *job, const float *w, int32_t *c
         light = less ? p : light;
         light_load = less ? v : light_load;
     }
+    /* Equal loads leave heavy == light and diff == 0: every change is then
+     * 2*d*d >= 0, so no pair can pass the test below and the search stops. */
+    if (heavy == light)
+        return 0;
     const float diff = light_load - heavy_load;
     int32_t *a = content + heavy * k, *b = content + light * k;
     for (int32_t s = 0; s < k; s++) {
@@ -114,12 +313,19 @@ static inline int swap_step(const eplb_pack_job *job, const float *w, int32_t *c
         wb[s] = w[b[s]];
     }
     int32_t best_a, best_b;
-    /* Loads far below FLT_MAX keep every change finite, so the vector
-     * search cannot meet a NaN; otherwise the scalar rule decides. */
-    const float best = heavy_load < 1e37f ? best_trade(diff, wa, wb, k, &best_a, &best_b)
-                                          : best_trade_scalar(diff, wa, wb, k, &best_a, &best_b);
-    if (!(best < -job->tolerance))
-        return 0;
+    const int search = swap_search();
+    if (heavy_load < EPLB_CPU_SORTED_LOAD_MAX && search != SWAP_SEARCH_PAIRS &&
+        (k > EPLB_CPU_SWAP_PAIRS_MAX || search == SWAP_SEARCH_SORTED)) {
+        if (!best_trade_sorted(diff, job->tolerance, wa, wb, k, scratch, &best_a, &best_b))
+            return 0;
+    } else {
+        /* Loads far below FLT_MAX keep every change finite, so the vector
+         * search cannot meet a NaN; otherwise the scalar rule decides. */
+        const float best = heavy_load < 1e37f ? best_trade(diff, wa, wb, k, &best_a, &best_b)
+                                              : best_trade_scalar(diff, wa, wb, k, &best_a, &best_b);
+        if (!(best < -job->tolerance))
+            return 0;
+    }
     int32_t t = a[best_a]; a[best_a] = b[best_b]; b[best_b] = t;
     /* Only the two packs changed; their loads are recomputed in slot order. */
     load[heavy] = eplb_cpu_pack_load(w, content, heavy, k);
@@ -132,7 +338,7 @@ float eplb_cpu_swap_one(const eplb_pack_job *job, int64_t row, int32_t *content,
 {
     const float *w = (const float *)job->weight + row * job->items;
     for (int32_t it = 0; it < job->iterations; it++)
-        if (!swap_step(job, w, content, load, scratch->wa, scratch->wb))
+        if (!swap_step(job, w, content, load, scratch))
             break;
     return eplb_cpu_max_load(load, job->packs);
 }
@@ -154,7 +360,7 @@ void eplb_cpu_swap_row(const eplb_pack_job *job, int64_t row, int32_t first, int
         int any = 0;
         for (int32_t j = 0; j < lanes; j++) {
             if (active[j])
-                active[j] = swap_step(job, w, content[j], loads[j], scratch->wa, scratch->wb);
+                active[j] = swap_step(job, w, content[j], loads[j], scratch);
             any |= active[j];
         }
         if (!any)
