@@ -62,8 +62,9 @@ static const ElfW(Ehdr) *own_elf_header(void)
 
 /* Why an ELF file of `size` bytes open at fd cannot be loaded into this
  * process, or NULL. Checks only what dlopen would trust: the identification,
- * and that every segment it maps lies within the file (a segment past the end
- * is mapped all the same, and touching it raises SIGBUS). */
+ * that every segment lies within the file (a segment past the end is mapped
+ * all the same, and touching it raises SIGBUS), and that the dynamic section
+ * lies inside a loaded segment (the loader reads it through the mapping). */
 static const char *elf_problem(int fd, off_t size, char *why, size_t len)
 {
     ElfW(Ehdr) header;
@@ -101,24 +102,44 @@ static const char *elf_problem(int fd, off_t size, char *why, size_t len)
                  file_size);
         return why;
     }
-    for (unsigned i = 0; i < header.e_phnum; i++) {
-        ElfW(Phdr) segment;
-        off_t at = (off_t)(header.e_phoff + (unsigned long long)i * sizeof segment);
-        if (pread(fd, &segment, sizeof segment, at) != (ssize_t)sizeof segment) {
-            snprintf(why, len, "cannot read program header %u: %s", i, strerror(errno));
-            return why;
+    /* Every segment with bytes in the file must find them there; the dynamic
+     * section, which the loader reads through the mapping, must be mapped. */
+    ElfW(Phdr) dynamic = {.p_type = PT_NULL};
+    unsigned loads = 0;
+    for (unsigned pass = 0; pass < 2; pass++)
+        for (unsigned i = 0; i < header.e_phnum; i++) {
+            ElfW(Phdr) segment;
+            off_t at = (off_t)(header.e_phoff + (unsigned long long)i * sizeof segment);
+            if (pread(fd, &segment, sizeof segment, at) != (ssize_t)sizeof segment) {
+                snprintf(why, len, "cannot read program header %u: %s", i, strerror(errno));
+                return why;
+            }
+            if (pass == 1) {
+                if (segment.p_type == PT_LOAD && dynamic.p_vaddr >= segment.p_vaddr &&
+                    dynamic.p_vaddr - segment.p_vaddr <= segment.p_filesz &&
+                    dynamic.p_filesz <= segment.p_filesz - (dynamic.p_vaddr - segment.p_vaddr))
+                    dynamic.p_type = PT_NULL; /* found inside this loaded segment */
+                continue;
+            }
+            if (segment.p_type == PT_LOAD) {
+                loads++;
+                if (segment.p_filesz > segment.p_memsz)
+                    return "an ELF file with a segment larger on disk than in memory";
+            }
+            if (segment.p_type == PT_DYNAMIC)
+                dynamic = segment;
+            if ((segment.p_type == PT_LOAD || segment.p_filesz > 0) &&
+                (segment.p_offset > file_size || segment.p_filesz > file_size - segment.p_offset)) {
+                snprintf(why, len, "%llu bytes, cut short: segment %u needs bytes up to %llu",
+                         file_size, i,
+                         (unsigned long long)segment.p_offset + (unsigned long long)segment.p_filesz);
+                return why;
+            }
         }
-        if (segment.p_type != PT_LOAD)
-            continue;
-        if (segment.p_filesz > segment.p_memsz)
-            return "an ELF file with a segment larger on disk than in memory";
-        if (segment.p_offset > file_size || segment.p_filesz > file_size - segment.p_offset) {
-            snprintf(why, len, "%llu bytes, cut short: segment %u needs bytes up to %llu",
-                     file_size, i,
-                     (unsigned long long)segment.p_offset + (unsigned long long)segment.p_filesz);
-            return why;
-        }
-    }
+    if (loads == 0)
+        return "an ELF file with no loadable segment";
+    if (dynamic.p_type == PT_DYNAMIC)
+        return "an ELF file whose dynamic section lies outside its loaded segments";
     return NULL;
 }
 

@@ -111,6 +111,17 @@ static void make_damaged(const char *kind, const char *path)
     } else if (strcmp(kind, "foreign_machine") == 0) {
         ElfW(Ehdr) *header = (ElfW(Ehdr) *)bytes;
         header->e_machine = header->e_machine == EM_AARCH64 ? EM_X86_64 : EM_AARCH64;
+    } else if (strcmp(kind, "dynamic_outside") == 0) {
+        /* The dynamic section moved to an address no segment maps. */
+        const ElfW(Ehdr) *header = (const ElfW(Ehdr) *)bytes;
+        ElfW(Phdr) *segments = (ElfW(Phdr) *)(bytes + header->e_phoff);
+        int moved = 0;
+        for (int i = 0; i < header->e_phnum; i++)
+            if (segments[i].p_type == PT_DYNAMIC) {
+                segments[i].p_vaddr += 0x40000000;
+                moved = 1;
+            }
+        cr_assert(moved, "%s has no dynamic section", intact_module());
     } else {
         cr_assert_fail("no damage '%s'", kind);
     }
@@ -260,7 +271,8 @@ static child_fn find_child_case(const char *name)
 /* ---- tests ------------------------------------------------------------------------- */
 
 static const char *const damage_kinds[] = {"truncated", "truncated_head", "fifo", "random",
-                                           "elf_random", "directory", "empty", "foreign_machine"};
+                                           "elf_random", "directory", "empty", "foreign_machine",
+                                           "dynamic_outside"};
 static const char *const module_backends[] = {"opencl", "cuda"};
 
 Test(modules, a_damaged_module_is_refused_and_harms_no_other_backend)
