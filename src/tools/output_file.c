@@ -109,7 +109,8 @@ eplb_status eplb_output_open(eplb_output_file *out, const char *path, char *erro
     }
     int err = follow_links(path, &out->target);
     if (err)
-        return fail(error, error_len, path, "cannot follow its symbolic links", err);
+        return fail(error, error_len, path,
+                    err == ENOMEM ? "out of memory" : "cannot follow its symbolic links", err);
     struct stat st;
     const int exists = stat(out->target, &st) == 0;
     if (exists && !S_ISREG(st.st_mode)) {
