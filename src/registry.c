@@ -60,6 +60,17 @@ static const ElfW(Ehdr) *own_elf_header(void)
     return memcmp(header->e_ident, ELFMAG, SELFMAG) == 0 ? header : NULL;
 }
 
+/* Reads program header i of the ELF file open at fd; 0 (why written) when it cannot. */
+static int read_segment(int fd, const ElfW(Ehdr) *header, unsigned i, ElfW(Phdr) *segment,
+                        char *why, size_t len)
+{
+    off_t at = (off_t)(header->e_phoff + (unsigned long long)i * sizeof *segment);
+    if (pread(fd, segment, sizeof *segment, at) == (ssize_t)sizeof *segment)
+        return 1;
+    snprintf(why, len, "cannot read program header %u: %s", i, strerror(errno));
+    return 0;
+}
+
 /* Why an ELF file of `size` bytes open at fd cannot be loaded into this
  * process, or NULL. Checks only what dlopen would trust: the identification,
  * that every segment lies within the file (a segment past the end is mapped
@@ -102,45 +113,42 @@ static const char *elf_problem(int fd, off_t size, char *why, size_t len)
                  file_size);
         return why;
     }
-    /* Every segment with bytes in the file must find them there; the dynamic
-     * section, which the loader reads through the mapping, must be mapped. */
-    ElfW(Phdr) dynamic = {.p_type = PT_NULL};
+    /* Every segment with bytes in the file must find them there. */
+    ElfW(Phdr) segment, dynamic = {.p_type = PT_NULL};
     unsigned loads = 0;
-    for (unsigned pass = 0; pass < 2; pass++)
-        for (unsigned i = 0; i < header.e_phnum; i++) {
-            ElfW(Phdr) segment;
-            off_t at = (off_t)(header.e_phoff + (unsigned long long)i * sizeof segment);
-            if (pread(fd, &segment, sizeof segment, at) != (ssize_t)sizeof segment) {
-                snprintf(why, len, "cannot read program header %u: %s", i, strerror(errno));
-                return why;
-            }
-            if (pass == 1) {
-                if (segment.p_type == PT_LOAD && dynamic.p_vaddr >= segment.p_vaddr &&
-                    dynamic.p_vaddr - segment.p_vaddr <= segment.p_filesz &&
-                    dynamic.p_filesz <= segment.p_filesz - (dynamic.p_vaddr - segment.p_vaddr))
-                    dynamic.p_type = PT_NULL; /* found inside this loaded segment */
-                continue;
-            }
-            if (segment.p_type == PT_LOAD) {
-                loads++;
-                if (segment.p_filesz > segment.p_memsz)
-                    return "an ELF file with a segment larger on disk than in memory";
-            }
-            if (segment.p_type == PT_DYNAMIC)
-                dynamic = segment;
-            if ((segment.p_type == PT_LOAD || segment.p_filesz > 0) &&
-                (segment.p_offset > file_size || segment.p_filesz > file_size - segment.p_offset)) {
-                snprintf(why, len, "%llu bytes, cut short: segment %u needs bytes up to %llu",
-                         file_size, i,
-                         (unsigned long long)segment.p_offset + (unsigned long long)segment.p_filesz);
-                return why;
-            }
+    for (unsigned i = 0; i < header.e_phnum; i++) {
+        if (!read_segment(fd, &header, i, &segment, why, len))
+            return why;
+        if (segment.p_type == PT_LOAD) {
+            loads++;
+            if (segment.p_filesz > segment.p_memsz)
+                return "an ELF file with a segment larger on disk than in memory";
         }
+        if (segment.p_type == PT_DYNAMIC)
+            dynamic = segment;
+        if ((segment.p_type == PT_LOAD || segment.p_filesz > 0) &&
+            (segment.p_offset > file_size || segment.p_filesz > file_size - segment.p_offset)) {
+            snprintf(why, len, "%llu bytes, cut short: segment %u needs bytes up to %llu",
+                     file_size, i,
+                     (unsigned long long)segment.p_offset + (unsigned long long)segment.p_filesz);
+            return why;
+        }
+    }
     if (loads == 0)
         return "an ELF file with no loadable segment";
-    if (dynamic.p_type == PT_DYNAMIC)
-        return "an ELF file whose dynamic section lies outside its loaded segments";
-    return NULL;
+    if (dynamic.p_type != PT_DYNAMIC)
+        return NULL;
+    /* The loader reads the dynamic section through the mapping: it must lie
+     * in the file-backed part of a loaded segment. */
+    for (unsigned i = 0; i < header.e_phnum; i++) {
+        if (!read_segment(fd, &header, i, &segment, why, len))
+            return why;
+        if (segment.p_type == PT_LOAD && dynamic.p_vaddr >= segment.p_vaddr &&
+            dynamic.p_vaddr - segment.p_vaddr <= segment.p_filesz &&
+            dynamic.p_filesz <= segment.p_filesz - (dynamic.p_vaddr - segment.p_vaddr))
+            return NULL;
+    }
+    return "an ELF file whose dynamic section lies outside its loaded segments";
 }
 
 /* Why the file at path cannot be a module, checked without running any of
