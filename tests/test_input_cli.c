@@ -189,6 +189,15 @@ Test(input_cli, endless_valid_rows_on_stdin_are_refused_at_the_size_limit)
     expect_refused(argv, &rows, 10.0, "(stdin)", "endless rows");
 }
 
+/* White space alone leaves the format open (text, or JSON after it): the
+ * reader must still look at each byte once, not again with every chunk. */
+Test(input_cli, endless_blank_lines_on_stdin_are_refused_at_the_size_limit)
+{
+    char *argv[] = {"eplb", "plan", "-i", "-", "--replicas", "16", "--gpus", "4", NULL};
+    endless_input blanks = {"", 0, " \n", 2};
+    expect_refused(argv, &blanks, 10.0, "(stdin)", "endless blank lines");
+}
+
 Test(input_cli, endless_json_array_on_stdin_is_refused_at_the_size_limit)
 {
     char *argv[] = {"eplb", "plan", "-i", "-", "--replicas", "16", "--gpus", "4", NULL};

@@ -147,11 +147,8 @@ static int text_value(const char *tok, const char *where, float *out, eplb_statu
     }
     char *stop = NULL;
     double v = strtod(tok, &stop);
-    if (*tok == '\0' || *stop != '\0' || isspace((unsigned char)*tok)) {
-        snprintf(why, why_len, "%s: non-numeric token '%.60s'", where, tok);
-        return 0;
-    }
-    if (!is_decimal(tok) && isfinite(v)) {
+    int read_whole = *tok != '\0' && *stop == '\0' && !isspace((unsigned char)*tok);
+    if (!read_whole || (isfinite(v) && !is_decimal(tok))) {
         snprintf(why, why_len, "%s: non-numeric token '%.60s'", where, tok);
         return 0;
     }
@@ -465,9 +462,11 @@ static int starts_like(const unsigned char *b, size_t len, const char *prefix)
 /* The format of an input: the NumPy magic, then a leading '{' or '[', then the
  * .npy or .json extension, else text. *text_at is where text or JSON begins
  * (after a UTF-8 byte-order mark). While the input is incomplete, returns
- * INPUT_UNKNOWN until the bytes held decide. */
+ * INPUT_UNKNOWN until the bytes held decide; *blank_to (0 at first) keeps how
+ * far the leading white space was looked at, so that a stream of white space
+ * is looked at once, not again with every chunk. */
 static enum input_kind detect_kind(const char *name, const unsigned char *b, size_t len,
-                                   int complete, size_t *text_at)
+                                   int complete, size_t *text_at, size_t *blank_to)
 {
     static const char magic[] = "\x93NUMPY", bom[] = "\xEF\xBB\xBF";
     *text_at = 0;
@@ -478,9 +477,10 @@ static enum input_kind detect_kind(const char *name, const unsigned char *b, siz
     if (!complete && len < 3 && starts_like(b, len, bom))
         return INPUT_UNKNOWN;
     size_t skip = len >= 3 && memcmp(b, bom, 3) == 0 ? 3 : 0;
-    size_t i = skip;
+    size_t i = *blank_to > skip ? *blank_to : skip;
     while (i < len && isspace(b[i]))
         i++;
+    *blank_to = i;
     *text_at = skip;
     if ((i < len && (b[i] == '{' || b[i] == '[')) || has_extension(name, ".json"))
         return INPUT_JSON;
@@ -499,8 +499,8 @@ eplb_status eplb_weights_parse(const char *name, const void *bytes, size_t len, 
     eplb_status st;
     if (len == 0)
         return fail(error, error_len, name, EPLB_ERR_PARSE, "the file is empty");
-    size_t skip = 0;
-    enum input_kind kind = detect_kind(name, b, len, 1, &skip);
+    size_t skip = 0, blank_to = 0;
+    enum input_kind kind = detect_kind(name, b, len, 1, &skip, &blank_to);
     const unsigned char *nul = kind == INPUT_NPY ? NULL : memchr(b, '\0', len);
     if (nul)
         return fail(error, error_len, name, EPLB_ERR_PARSE,
@@ -574,6 +574,7 @@ typedef struct input_scan {
     int comment;      /* text: inside a comment line */
     size_t token_run; /* text: length of the token being read */
     size_t npy_end;   /* .npy: the length the header declares, 0 until known */
+    size_t blank_to;  /* while the format is unknown: leading white space seen */
 } input_scan;
 
 enum scan_verdict {
@@ -593,7 +594,7 @@ static enum scan_verdict scan_input(input_scan *s, const char *name, const unsig
         return SCAN_REFUSE;
     }
     if (s->kind == INPUT_UNKNOWN) {
-        s->kind = detect_kind(name, b, len, 0, &s->scanned);
+        s->kind = detect_kind(name, b, len, 0, &s->scanned, &s->blank_to);
         s->line_start = 1;
         if (s->kind == INPUT_UNKNOWN)
             return SCAN_MORE;
