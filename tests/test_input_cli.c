@@ -148,10 +148,11 @@ static void run_cli(char *const argv[], const endless_input *in, double limit_s,
 static void expect_refused(char *const argv[], const endless_input *in, double max_s,
                            const char *name, const char *why)
 {
-    cli_result r;
-    run_cli(argv, in, 60.0, &r);
     if (UNDER_ASAN)
         max_s *= 10;
+    /* Killed a little after the bound: a hang fails the test, it does not stall it. */
+    cli_result r;
+    run_cli(argv, in, max_s + 5.0, &r);
     cr_expect_eq(r.exit_code, 2, "%s: exit %d after %.3f s, stderr: %s", why, r.exit_code,
                  r.seconds, r.err);
     cr_expect_lt(r.seconds, max_s, "%s: took %.3f s (at most %.1f s)", why, r.seconds, max_s);
@@ -235,13 +236,23 @@ Test(input_cli, npy_header_beyond_the_size_limit_is_refused_within_a_second)
 
 /* ---- control bytes in names and content ------------------------------------------------ */
 
-/* Only printable ASCII, newlines and tabs may reach the terminal. */
+/* No control byte but newlines and tabs may reach the terminal; the tool's own
+ * UTF-8 text (the summary's bars) may. A line that echoes the input's name
+ * ("loads") must be printable ASCII through and through. */
 static void expect_no_control_bytes(const char *text, const char *what)
 {
-    for (const unsigned char *p = (const unsigned char *)text; *p; p++)
-        cr_expect((*p >= 0x20 && *p < 0x7f) || *p == '\n' || *p == '\t',
-                  "%s holds the raw byte 0x%02x at %zu: %s", what, *p,
-                  (size_t)(p - (const unsigned char *)text), text);
+    const char *line = text;
+    while (*line) {
+        size_t n = strcspn(line, "\n");
+        int echoes_name = memmem(line, n, "loads", 5) != NULL;
+        for (size_t i = 0; i < n; i++) {
+            unsigned char c = (unsigned char)line[i];
+            int control = (c < 0x20 && c != '\t') || c == 0x7f;
+            cr_expect(!control && !(echoes_name && c > 0x7f),
+                      "%s holds the raw byte 0x%02x in the line: %.*s", what, c, (int)n, line);
+        }
+        line += n + (line[n] == '\n');
+    }
 }
 
 static void write_file(const char *path, const char *text)
