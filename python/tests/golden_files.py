@@ -65,7 +65,7 @@ def max_gpu_load(weight, phy2log, logcnt, gpus):
 def check_plan_consistent(phy2log, log2phy, logcnt, experts):
     """Invariants tying the three outputs together, whatever the plan."""
     layers, replicas = phy2log.shape
-    assert log2phy.shape == (layers, experts, replicas - experts + 1)
+    assert log2phy.shape == (layers, experts, logcnt.max())  # DeepSeek's width
     assert (logcnt >= 1).all() and (logcnt.sum(axis=1) == replicas).all()
     for layer in range(layers):
         counts = np.bincount(phy2log[layer], minlength=experts)

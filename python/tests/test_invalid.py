@@ -56,11 +56,16 @@ def test_empty_weight(weight):
     expect_status(Status.INVALID_SHAPE, weight, *ARGS)
 
 
-@pytest.mark.parametrize("weight", [WEIGHT[0], WEIGHT[None], np.float32(3.0), [1.0, 2.0]],
-                         ids=["1-D", "3-D", "scalar", "list-1-D"])
-def test_weight_not_2d(weight):
-    with pytest.raises(ValueError, match="2-D"):
+@pytest.mark.parametrize("weight", [WEIGHT[0], WEIGHT[None, None], np.float32(3.0), [1.0, 2.0]],
+                         ids=["1-D", "4-D", "scalar", "list-1-D"])
+def test_weight_neither_2d_nor_3d(weight):
+    with pytest.raises(ValueError, match=r"\[layers, experts\]"):
         eplb.rebalance_experts(weight, *ARGS)
+
+
+def test_empty_window():
+    with pytest.raises(ValueError, match="no step"):
+        eplb.rebalance_experts(np.zeros((0, 2, 12), np.float32), *ARGS)
 
 
 @pytest.mark.parametrize("weight", [WEIGHT.astype(np.complex64), WEIGHT > 50,

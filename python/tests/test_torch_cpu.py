@@ -51,9 +51,9 @@ def test_bad_values_raise_eplb_error():
     assert info.value.status == eplb.Status.INVALID_WEIGHT
 
 
-@pytest.mark.parametrize("w", [torch.zeros(12), torch.zeros(1, 2, 12)], ids=["1-D", "3-D"])
-def test_not_2d(w):
-    with pytest.raises(ValueError, match="2-D"):
+@pytest.mark.parametrize("w", [torch.zeros(12), torch.zeros(1, 1, 2, 12)], ids=["1-D", "4-D"])
+def test_neither_2d_nor_3d(w):
+    with pytest.raises(ValueError, match=r"\[layers, experts\]"):
         eplb.rebalance_experts(w, *ARGS)
 
 

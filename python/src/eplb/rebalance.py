@@ -7,7 +7,7 @@ import sys
 import numpy as np
 
 from . import _library, contexts
-from .errors import EplbError
+from .errors import EplbError, Status
 
 _lib = _library.lib
 _INT64_MIN, _INT64_MAX = -(1 << 63), (1 << 63) - 1
@@ -25,6 +25,27 @@ def _count(name, value):
 
 
 _POLICIES = {"auto": 0, "hierarchical": 1, "global": 2}  # enum eplb_policy
+
+# Named planner presets: (candidates, iterations).
+MODES = {
+    "eplb": (8, 20),      # the library's defaults
+    "deepseek": (1, 0),   # DeepSeek's eplb.py: one greedy start, no swap search
+}
+
+
+def _mode_options(mode, candidates, iterations):
+    """candidates and iterations from a preset, unless given explicitly."""
+    if mode is None:
+        mode = "eplb"
+    if not isinstance(mode, str) or mode not in MODES:
+        raise ValueError("eplb: mode must be %s, got %r"
+                         % (" or ".join(repr(m) for m in MODES), mode))
+    if mode != "eplb" and (candidates is not None or iterations is not None):
+        raise ValueError("eplb: mode=%r sets candidates and iterations; pass either the mode "
+                         "or the numbers" % mode)
+    preset = MODES[mode]
+    return (preset[0] if candidates is None else candidates,
+            preset[1] if iterations is None else iterations)
 
 
 def _options(candidates, iterations, seed, noise, tolerance, policy):
@@ -67,8 +88,32 @@ def _shape(layers, experts, num_replicas, num_groups, num_nodes, num_gpus):
     return shape
 
 
-def _log2phy_width(shape):
-    return shape.replicas - shape.experts + 1  # DeepSeek's width, always enough
+def _global_without_groups(experts, num_groups, num_nodes, opts):
+    """DeepSeek's eplb.py plans globally when groups % nodes != 0 and then never
+    looks at the groups, so it accepts experts % groups != 0 there; the library
+    checks that rule for every shape. Returns the groups to pass: 1 (with the
+    policy forced to global, which ignores groups) where DeepSeek would plan
+    globally and the groups do not divide the experts, else num_groups."""
+    groups, nodes = _count("num_groups", num_groups), _count("num_nodes", num_nodes)
+    if groups < 1 or nodes < 1 or experts % groups == 0:
+        return groups  # valid, or refused by the library with its own message
+    runs_global = opts.policy == _POLICIES["global"] or (
+        opts.policy == _POLICIES["auto"] and groups % nodes != 0)
+    if not runs_global:
+        return groups
+    opts.policy = _POLICIES["global"]
+    return 1
+
+
+# A log2phy of the always-sufficient width (replicas - experts + 1) is
+# allocated up front when it is this small; a larger one is first tried at
+# _LOG2PHY_FIRST_WIDTH and planned again at the width the library reports.
+_LOG2PHY_FULL_BYTES = 64 << 20
+_LOG2PHY_FIRST_WIDTH = 64
+
+
+def _redundant_width(shape):
+    return shape.replicas - shape.experts + 1  # vLLM's width, always enough
 
 
 def _torch_of(weight):
@@ -79,33 +124,60 @@ def _torch_of(weight):
     return None
 
 
-def _check_matrix(ndim, shape):
-    if ndim != 2:
-        raise ValueError("eplb: weight must be 2-D [layers, experts], got shape %s" % (tuple(shape),))
+def _check_rank(ndim, shape):
+    if ndim not in (2, 3):
+        raise ValueError("eplb: weight must be [layers, experts], or a window [T, layers, "
+                         "experts] that is summed over T; got shape %s" % (tuple(shape),))
 
 
 def _host_weight(weight):
-    """weight as a C-contiguous float32 ndarray, copied only when it is not one already."""
+    """weight as a C-contiguous float32 ndarray [layers, experts], copied only when
+    it is not one already; a 3-D window is summed over its first axis in float64."""
     arr = np.asarray(weight)
     if arr.dtype.kind not in "iuf":
         raise TypeError("eplb: weight must hold integers or real numbers, got dtype %s" % arr.dtype)
-    _check_matrix(arr.ndim, arr.shape)
+    _check_rank(arr.ndim, arr.shape)
+    if arr.ndim == 3:
+        if arr.shape[0] == 0:
+            raise ValueError("eplb: the window %s holds no step to sum" % (arr.shape,))
+        with np.errstate(over="ignore", invalid="ignore"):  # the library names bad sums
+            arr = arr.sum(axis=0, dtype=np.float64)
     with np.errstate(over="ignore"):  # overflow to inf: the library names the weight
         return np.ascontiguousarray(arr, dtype=np.float32)
 
 
-def _plan_host(weight32, shape, opts, backend):
+def _call_host(ctx, weight32, shape, opts, width):
+    """One eplb_rebalance call. Returns (phy2log, log2phy, logcnt), or None with
+    the width needed when log2phy is too narrow."""
     layers, experts = weight32.shape
-    ctx = contexts.host_context(backend)
-    width = _log2phy_width(shape)
     phy2log = np.empty((layers, shape.replicas), dtype=np.int64)
     logcnt = np.empty((layers, experts), dtype=np.int64)
     log2phy = np.empty((layers, experts, width), dtype=np.int64)
+    needed = ctypes.c_int64(0)
     status = _lib.eplb_rebalance(ctx.handle, weight32.ctypes.data, ctypes.byref(shape),
                                  ctypes.byref(opts), phy2log.ctypes.data, logcnt.ctypes.data,
-                                 log2phy.ctypes.data, width, None)
+                                 log2phy.ctypes.data, width, ctypes.byref(needed))
+    if status == Status.LOG2PHY_TOO_SMALL:
+        return None, needed.value
     if status != 0:
         ctx.fail(status)
+    return (phy2log, log2phy, logcnt), needed.value
+
+
+def _plan_host(weight32, shape, opts, backend, log2phy_width):
+    ctx = contexts.host_context(backend)
+    full = _redundant_width(shape)
+    if log2phy_width == "redundant":
+        return _call_host(ctx, weight32, shape, opts, full)[0]
+    width = full
+    if shape.layers * shape.experts * full * 8 > _LOG2PHY_FULL_BYTES:
+        width = min(full, _LOG2PHY_FIRST_WIDTH)
+    plan, needed = _call_host(ctx, weight32, shape, opts, width)
+    if plan is None:  # the plan is a pure function of its input: planned again, the same
+        plan, needed = _call_host(ctx, weight32, shape, opts, needed)
+    phy2log, log2phy, logcnt = plan
+    if needed < log2phy.shape[2]:
+        log2phy = np.ascontiguousarray(log2phy[:, :, :needed])
     return phy2log, log2phy, logcnt
 
 
@@ -113,13 +185,17 @@ def _torch_float32(torch, weight):
     w = weight.detach()
     if w.dtype.is_complex or w.dtype == torch.bool:
         raise TypeError("eplb: weight must hold integers or real numbers, got dtype %s" % w.dtype)
-    _check_matrix(w.dim(), w.shape)
+    _check_rank(w.dim(), w.shape)
+    if w.dim() == 3:
+        if w.shape[0] == 0:
+            raise ValueError("eplb: the window %s holds no step to sum" % (tuple(w.shape),))
+        w = w.sum(dim=0, dtype=torch.float64)
     if w.dtype != torch.float32:
         w = w.to(torch.float32)
     return w.contiguous()
 
 
-def _plan_cuda(torch, weight, shape, opts, backend, check):
+def _plan_cuda(torch, weight, shape_args, opts, backend, check, log2phy_width):
     if backend not in (None, "cuda"):
         raise ValueError("eplb: a CUDA tensor is planned by the cuda backend, not %r; "
                          "move it to the CPU for another backend" % (backend,))
@@ -127,12 +203,14 @@ def _plan_cuda(torch, weight, shape, opts, backend, check):
     with torch.cuda.device(device):
         weight32 = _torch_float32(torch, weight)
         layers, experts = weight32.shape
+        num_groups = _global_without_groups(experts, shape_args[1], shape_args[2], opts)
+        shape = _shape(layers, experts, shape_args[0], num_groups, *shape_args[2:])
         ctx = contexts.cuda_context(torch, device.index)
         stream = torch.cuda.current_stream(device)
         if ctx.last_stream is not None and ctx.last_stream != stream:
             # The context's device workspace is reused: order after its last user.
             stream.wait_stream(ctx.last_stream)
-        width = _log2phy_width(shape)
+        width = _redundant_width(shape)
         phy2log = torch.empty((layers, shape.replicas), dtype=torch.int64, device=device)
         logcnt = torch.empty((layers, experts), dtype=torch.int64, device=device)
         log2phy = torch.empty((layers, experts, width), dtype=torch.int64, device=device)
@@ -146,6 +224,10 @@ def _plan_cuda(torch, weight, shape, opts, backend, check):
         ctx.unchecked = True
         if check:
             _device_status(ctx)
+            if log2phy_width == "max":
+                # max(logcnt) is known only once the plan is done: check=False
+                # keeps the always-sufficient width rather than wait for it.
+                log2phy = log2phy[:, :, :int(logcnt.max())].contiguous()
     return phy2log, log2phy, logcnt
 
 
@@ -156,21 +238,61 @@ def _device_status(ctx):
         ctx.fail(status)
 
 
-def rebalance_experts(weight, num_replicas, num_groups, num_nodes, num_gpus, *,
-                      candidates=8, iterations=20, seed=0, noise=0.2, tolerance=1e-5,
+def plan(weight, num_replicas, num_groups, num_nodes, num_gpus, *, mode=None, candidates=None,
+         iterations=None, seed=0, noise=0.2, tolerance=1e-5, policy="auto", backend=None,
+         check=True, log2phy_width="max"):
+    """rebalance_experts with the width of log2phy to choose: "max" (DeepSeek's
+    max(logcnt)) or "redundant" (num_replicas - experts + 1, as vLLM keeps it)."""
+    if backend is not None and not isinstance(backend, str):
+        raise TypeError("eplb: backend must be a string or None, got %s" % type(backend).__name__)
+    candidates, iterations = _mode_options(mode, candidates, iterations)
+    opts = _options(candidates, iterations, seed, noise, tolerance, policy)
+    torch = _torch_of(weight)
+    if torch is not None and weight.device.type == "cuda":
+        _check_rank(weight.dim(), weight.shape)
+        shape_args = (num_replicas, num_groups, num_nodes, num_gpus)
+        return _plan_cuda(torch, weight, shape_args, opts, backend, check, log2phy_width)
+    if torch is None:
+        weight32 = _host_weight(weight)
+    elif weight.device.type != "cpu":
+        raise ValueError("eplb: weight on device %s: use a CPU or CUDA tensor" % weight.device)
+    else:
+        weight32 = _torch_float32(torch, weight).numpy()  # shares the tensor's memory
+    layers, experts = weight32.shape
+    num_groups = _global_without_groups(experts, num_groups, num_nodes, opts)
+    shape = _shape(layers, experts, num_replicas, num_groups, num_nodes, num_gpus)
+    result = _plan_host(weight32, shape, opts, backend, log2phy_width)
+    if torch is None:
+        return result
+    return tuple(torch.from_numpy(a) for a in result)
+
+
+def rebalance_experts(weight, num_replicas, num_groups, num_nodes, num_gpus, *, mode=None,
+                      candidates=None, iterations=None, seed=0, noise=0.2, tolerance=1e-5,
                       policy="auto", backend=None, check=True):
     """Plans expert replication and placement, as DeepSeek eplb.py's rebalance_experts.
 
     Parameters:
-        weight: [layers, num_logical_experts] load statistics; a numpy array (or
-            anything numpy.asarray accepts) or a torch tensor (CPU or CUDA), of
-            any integer or real dtype, finite and >= 0. Converted to float32.
+        weight: [layers, num_logical_experts] load statistics, or a window
+            [T, layers, num_logical_experts] of them (summed over T, in float64,
+            as SGLang's recorder dumps them); a numpy array (or anything
+            numpy.asarray accepts) or a torch tensor (CPU or CUDA), of any
+            integer or real dtype, finite and >= 0. Converted to float32.
         num_replicas: physical expert slots, a multiple of num_gpus.
-        num_groups: expert groups (1 for models without groups).
+        num_groups: expert groups (1 for models without groups). Must divide the
+            experts where the hierarchical policy runs; where the global one
+            runs it is not used (DeepSeek's rule).
         num_nodes: server nodes; hierarchical placement when num_groups % num_nodes == 0.
-        num_gpus: GPUs, a multiple of num_nodes.
-        candidates, iterations, seed, noise, tolerance: planner options (SPEC.md
-            section 6); candidates=1, iterations=0 gives DeepSeek's exact plan.
+        num_gpus: GPUs, a multiple of num_nodes for the hierarchical policy.
+        mode: a preset of candidates and iterations: None or "eplb" (8 and 20,
+            the defaults) or "deepseek" (1 and 0: DeepSeek's own algorithm,
+            whose plan eplb reproduces exactly, ties broken by expert index).
+        candidates, iterations: randomized greedy starts per row and swap
+            iterations per start (SPEC.md section 6); override the "eplb" preset.
+        seed: seeds the random function behind the randomized starts; the same
+            seed gives the same plan, another seed another (as good) plan.
+        noise, tolerance: the randomized starts' relative key noise, and the
+            smallest load gain a swap must bring (SPEC.md section 6).
         policy: "auto" (DeepSeek's rule: hierarchical when num_groups % num_nodes
             == 0, else global), "hierarchical" (EplbError if groups % nodes != 0)
             or "global".
@@ -182,35 +304,22 @@ def rebalance_experts(weight, num_replicas, num_groups, num_nodes, num_gpus, *,
 
     Returns:
         (phy2log [layers, num_replicas], log2phy [layers, num_logical_experts,
-        num_replicas - num_logical_experts + 1] padded with -1,
-        logcnt [layers, num_logical_experts]), all int64: numpy arrays for
-        numpy input, torch tensors on the weight's device for torch input.
+        max(logcnt)] padded with -1, logcnt [layers, num_logical_experts]), all
+        int64: numpy arrays for numpy input, torch tensors on the weight's device
+        for torch input. With check=False, log2phy of a CUDA tensor is
+        num_replicas - num_logical_experts + 1 wide (max(logcnt) is not known yet).
 
     Raises:
         EplbError: the library rejected the input (shape rules, NaN, infinity or
             negative weights, option values) or failed; .status and .message say why.
         TypeError: weight of a non-numeric dtype, or a non-integer count.
-        ValueError: weight not 2-D, a count outside int64, a seed outside uint64,
-            an unknown policy, or a backend that cannot take the tensor's device.
+        ValueError: weight neither 2-D nor 3-D, a count outside int64, a seed
+            outside uint64, an unknown policy or mode, a mode with candidates or
+            iterations, or a backend that cannot take the tensor's device.
     """
-    if backend is not None and not isinstance(backend, str):
-        raise TypeError("eplb: backend must be a string or None, got %s" % type(backend).__name__)
-    opts = _options(candidates, iterations, seed, noise, tolerance, policy)
-    torch = _torch_of(weight)
-    if torch is None:
-        weight32 = _host_weight(weight)
-        shape = _shape(*weight32.shape, num_replicas, num_groups, num_nodes, num_gpus)
-        return _plan_host(weight32, shape, opts, backend)
-
-    if weight.device.type == "cuda":
-        _check_matrix(weight.dim(), weight.shape)
-        shape = _shape(*weight.shape, num_replicas, num_groups, num_nodes, num_gpus)
-        return _plan_cuda(torch, weight, shape, opts, backend, check)
-    if weight.device.type != "cpu":
-        raise ValueError("eplb: weight on device %s: use a CPU or CUDA tensor" % weight.device)
-    weight32 = _torch_float32(torch, weight).numpy()  # shares the tensor's memory
-    shape = _shape(*weight32.shape, num_replicas, num_groups, num_nodes, num_gpus)
-    return tuple(torch.from_numpy(a) for a in _plan_host(weight32, shape, opts, backend))
+    return plan(weight, num_replicas, num_groups, num_nodes, num_gpus, mode=mode,
+                candidates=candidates, iterations=iterations, seed=seed, noise=noise,
+                tolerance=tolerance, policy=policy, backend=backend, check=check)
 
 
 def synchronize(device=None):
