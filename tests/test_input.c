@@ -4,6 +4,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "load_weights.h"
 
@@ -308,4 +309,68 @@ Test(input, a_bad_size_limit_is_a_clear_error)
                      "'%s': %s", values[i], error);
         cr_expect(strstr(error, "EPLB_MAX_INPUT_BYTES") != NULL, "'%s': %s", values[i], error);
     }
+}
+
+/* The reader stops early on bytes that cannot become a load file; it must never
+ * stop on bytes that can. Random texts near the format's edges (blank lines,
+ * comments, CRLF, commas, long tokens, rows of other lengths, NUL) go through
+ * eplb_weights_load in pieces of every small size and through
+ * eplb_weights_parse whole: same status, same loads. */
+Test(input, reading_in_pieces_agrees_with_parsing_whole)
+{
+    static const char *const pieces[] = {
+        "1", "2.5", "0", " ", "  ", ",", ", ", "\n", "\r\n", "\n\n", "# note\n", "\t",
+        "1e3", "x", "\r", "-1", "123456789012345678901234567890123456789012345678901234567890"
+        "12345678901234567890123456789012345678901234567890123456789012345678",
+        "\0", "\xEF\xBB\xBF", "nan", "0x1p3", "7\n", "3 4\n",
+    };
+    const size_t npieces = sizeof pieces / sizeof pieces[0];
+    char path[] = "/tmp/eplb-input-pieces-XXXXXX";
+    int fd = mkstemp(path);
+    cr_assert(fd >= 0);
+    close(fd);
+    uint32_t state = 2024;
+    for (int round = 0; round < 400; round++) {
+        char text[512];
+        size_t len = 0;
+        int count = 1 + round % 24;
+        for (int i = 0; i < count; i++) {
+            state = state * 1664525u + 1013904223u;
+            const char *piece = pieces[(state >> 8) % npieces];
+            size_t n = piece[0] ? strlen(piece) : 1; /* the NUL piece is one byte */
+            if (len + n > sizeof text)
+                break;
+            memcpy(text + len, piece, n);
+            len += n;
+        }
+        FILE *f = fopen(path, "wb");
+        fwrite(text, 1, len, f);
+        fclose(f);
+        eplb_weights whole = {0};
+        char error[512] = "";
+        eplb_status want = eplb_weights_parse(path, text, len, &whole, error, sizeof error);
+        for (int chunk = 1; chunk <= 8; chunk++) {
+            char chunk_text[8];
+            snprintf(chunk_text, sizeof chunk_text, "%d", chunk);
+            setenv("EPLB_TEST_READ_CHUNK", chunk_text, 1);
+            eplb_weights read = {0};
+            char read_error[512] = "";
+            eplb_status got = eplb_weights_load(path, &read, read_error, sizeof read_error);
+            cr_expect_neq(got, EPLB_ERR_INTERNAL, "round %d, pieces of %d: %s", round, chunk,
+                          read_error);
+            cr_expect_eq(got == EPLB_OK, want == EPLB_OK,
+                         "round %d, pieces of %d: read %s (%s), parsed %s (%s)", round, chunk,
+                         eplb_status_string(got), read_error, eplb_status_string(want), error);
+            if (got == EPLB_OK && want == EPLB_OK) {
+                cr_expect(read.layers == whole.layers && read.experts == whole.experts &&
+                              memcmp(read.data, whole.data, (size_t)(read.layers * read.experts) *
+                                                                sizeof *read.data) == 0,
+                          "round %d, pieces of %d: other loads", round, chunk);
+            }
+            eplb_weights_free(&read);
+        }
+        eplb_weights_free(&whole);
+    }
+    unsetenv("EPLB_TEST_READ_CHUNK");
+    unlink(path);
 }

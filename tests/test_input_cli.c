@@ -15,6 +15,8 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "eplb/eplb.h"
+
 #define EPLB_CLI EPLB_BINARY_DIR "/bin/eplb"
 
 /* AddressSanitizer reserves terabytes of address space, so an address-space
@@ -188,6 +190,40 @@ Test(input_cli, endless_valid_rows_on_stdin_are_refused_at_the_size_limit)
     char *argv[] = {"eplb", "plan", "-i", "-", "--replicas", "16", "--gpus", "4", NULL};
     endless_input rows = {"", 0, "1 2 3 4\n", 8};
     expect_refused(argv, &rows, 10.0, "(stdin)", "endless rows");
+}
+
+/* The smallest power of two of layers (one expert) or of experts (one layer)
+ * that the library refuses, or 0 when it plans 2^24 of them: then an endless
+ * stream reaches the size limit first, and the test has nothing to check. */
+static int64_t refused_count(int experts_grow)
+{
+    for (int64_t n = 1; n <= (INT64_C(1) << 24); n *= 2) {
+        eplb_shape s = {.layers = experts_grow ? 1 : n, .experts = experts_grow ? n : 1,
+                        .replicas = experts_grow ? n : 1, .groups = 1, .nodes = 1, .gpus = 1};
+        if (eplb_shape_check(&s, NULL) != EPLB_OK)
+            return n;
+    }
+    return 0;
+}
+
+/* Endless rows of one value: refused once there are more layers than the
+ * library plans, long before the size limit. */
+Test(input_cli, endless_rows_beyond_the_layer_limit_are_refused_within_a_second)
+{
+    if (!refused_count(0))
+        cr_skip_test("the library plans 2^24 layers");
+    char *argv[] = {"eplb", "plan", "-i", "-", "--replicas", "16", "--gpus", "4", NULL};
+    endless_input rows = {"", 0, "1\n", 2};
+    expect_refused(argv, &rows, 1.0, "more than eplb plans", "endless one-value rows");
+}
+
+Test(input_cli, an_endless_row_beyond_the_expert_limit_is_refused_within_a_second)
+{
+    if (!refused_count(1))
+        cr_skip_test("the library plans 2^24 experts");
+    char *argv[] = {"eplb", "plan", "-i", "-", "--replicas", "16", "--gpus", "4", NULL};
+    endless_input row = {"", 0, "1 ", 2};
+    expect_refused(argv, &row, 1.0, "more than eplb plans", "one endless row");
 }
 
 /* White space alone leaves the format open (text, or JSON after it): the

@@ -487,6 +487,26 @@ static enum input_kind detect_kind(const char *name, const unsigned char *b, siz
     return i < len || complete ? INPUT_TEXT : INPUT_UNKNOWN;
 }
 
+/* What to say of an archive or pickle, which no load file is: PyTorch's
+ * torch.save writes a zip (or, before PyTorch 1.6, a pickle that starts with
+ * its magic number), as SGLang's expert-distribution recorder does; NumPy's
+ * .npz is a zip too. NULL for anything else. */
+static const char *archive_hint(const char *name, const unsigned char *b, size_t len)
+{
+    static const char zip[] = "PK\x03\x04";
+    static const char torch_legacy[] = "\x80\x02\x8a\x0a\x6c\xfc\x9c\x46\xf9\x20\x6a\xa8\x50\x19";
+    const int is_zip = len >= 4 && memcmp(b, zip, 4) == 0;
+    if (is_zip && has_extension(name, ".npz"))
+        return "a NumPy .npz archive, which this tool does not read: save the array with "
+               "numpy.save as a .npy file";
+    if (is_zip || (len >= sizeof torch_legacy - 1 &&
+                   memcmp(b, torch_legacy, sizeof torch_legacy - 1) == 0))
+        return "a PyTorch file (torch.save), such as SGLang's expert-distribution dump, which "
+               "this tool does not read: the Python package reads it with torch, with the same "
+               "options: python -m eplb plan --input FILE ...";
+    return NULL;
+}
+
 eplb_status eplb_weights_parse(const char *name, const void *bytes, size_t len, eplb_weights *out,
                                char *error, size_t error_len)
 {
@@ -499,6 +519,9 @@ eplb_status eplb_weights_parse(const char *name, const void *bytes, size_t len, 
     eplb_status st;
     if (len == 0)
         return fail(error, error_len, name, EPLB_ERR_PARSE, "the file is empty");
+    const char *archive = archive_hint(name, b, len);
+    if (archive)
+        return fail(error, error_len, name, EPLB_ERR_PARSE, "%s", archive);
     size_t skip = 0, blank_to = 0;
     enum input_kind kind = detect_kind(name, b, len, 1, &skip, &blank_to);
     const unsigned char *nul = kind == INPUT_NPY ? NULL : memchr(b, '\0', len);
@@ -526,11 +549,10 @@ eplb_status eplb_weights_parse(const char *name, const void *bytes, size_t len, 
 
 /* ---- reading: bounded, and stopped as soon as the input cannot be a load file ---- */
 
-/* The default of EPLB_MAX_INPUT_BYTES. The largest shape in eplb's benchmarks
- * (200 layers x 1024 experts) is about 2 MB of text; this leaves room for
- * files a hundred times larger while an endless input stops at a size any
- * machine can hold. */
-#define DEFAULT_INPUT_LIMIT ((size_t)256 << 20)
+/* The default of EPLB_MAX_INPUT_BYTES: room for the largest matrix the library
+ * plans (EPLB_MAX_SLOTS loads) as text of 16 bytes a load or as a float64
+ * .npy, while an endless input stops at a size any machine can hold. */
+#define DEFAULT_INPUT_LIMIT ((size_t)512 << 20)
 #define INPUT_LIMIT_VARIABLE "EPLB_MAX_INPUT_BYTES"
 
 /* Reads EPLB_MAX_INPUT_BYTES: a byte count with an optional K, M, G or T
@@ -561,8 +583,23 @@ static int input_limit(size_t *limit, char *why, size_t why_len)
 
 static void limit_message(char *why, size_t why_len, const char *what, size_t limit)
 {
-    snprintf(why, why_len, "%s the limit of %zu bytes for a load file; set %s (default 256M) "
+    snprintf(why, why_len, "%s the limit of %zu bytes for a load file; set %s (default 512M) "
                            "to raise it", what, limit, INPUT_LIMIT_VARIABLE);
+}
+
+/* 0 with the reason in why when no plan can take rows x cols loads: the
+ * smallest shape for them (replicas = experts, one group, node and GPU) breaks
+ * a limit of the library. */
+static int plannable(int64_t rows, int64_t cols, char *why, size_t why_len)
+{
+    const eplb_shape smallest = {.layers = rows, .experts = cols, .replicas = cols,
+                                 .groups = 1, .nodes = 1, .gpus = 1};
+    const char *broken = NULL;
+    if (eplb_shape_check(&smallest, &broken) == EPLB_OK)
+        return 1;
+    snprintf(why, why_len, "%lld layers x %lld experts (so far) is more than eplb plans: %s",
+             (long long)rows, (long long)cols, broken ? broken : "invalid shape");
+    return 0;
 }
 
 /* What the reader knows of the input so far: enough to stop reading as soon as
@@ -573,6 +610,9 @@ typedef struct input_scan {
     int line_start;   /* text: the line holds only blanks so far */
     int comment;      /* text: inside a comment line */
     size_t token_run; /* text: length of the token being read */
+    int64_t rows;     /* text: lines with values so far, the current one included */
+    int64_t values;   /* text: values on the current line so far */
+    int64_t cols;     /* text: values on the first line with values, once it ended */
     size_t npy_end;   /* .npy: the length the header declares, 0 until known */
     size_t blank_to;  /* while the format is unknown: leading white space seen */
 } input_scan;
@@ -614,6 +654,8 @@ static enum scan_verdict scan_input(input_scan *s, const char *name, const unsig
                 limit_message(why, why_len, what, limit);
                 return SCAN_REFUSE;
             }
+            if (!plannable(layout.rows, layout.cols, why, why_len))
+                return SCAN_REFUSE;
             s->npy_end = layout.data_at + layout.data_bytes;
         }
         if (stream && len > s->npy_end) {
@@ -628,19 +670,34 @@ static enum scan_verdict scan_input(input_scan *s, const char *name, const unsig
     for (size_t i = s->scanned; s->kind == INPUT_TEXT && i < len; i++) {
         unsigned char c = b[i];
         if (c == '\n') {
+            if (s->values && s->cols < 0)
+                s->cols = s->values;
             s->line_start = 1;
             s->comment = 0;
             s->token_run = 0;
+            s->values = 0;
         } else if (s->comment) {
             continue;
-        } else if (is_blank(c) || c == ',') {
+        } else if (is_blank(c) || c == ',' || c == '\r') {
+            /* The parser drops a '\r' that ends a line and refuses any other,
+             * so taking each for a separator counts the values it counts. */
             s->token_run = 0;
         } else if (s->line_start && c == '#') {
             s->comment = 1;
         } else {
             s->line_start = 0;
-            /* One more than the parser's limit: a final '\r' is not part of a token. */
-            if (++s->token_run > TEXT_TOKEN_MAX + 1)
+            if (s->token_run == 0) {
+                /* A new value: a longer line than the first is ragged, and a
+                 * shape no plan can take is refused before reading more. */
+                s->rows += s->values == 0;
+                s->values++;
+                if (s->cols >= 0 && s->values > s->cols)
+                    return SCAN_STOP;
+                if ((s->values == 1 || s->cols < 0) &&
+                    !plannable(s->rows, s->cols < 0 ? s->values : s->cols, why, why_len))
+                    return SCAN_REFUSE;
+            }
+            if (++s->token_run > TEXT_TOKEN_MAX)
                 return SCAN_STOP;
         }
     }
@@ -677,8 +734,12 @@ eplb_status eplb_weights_load(const char *path, eplb_weights *out, char *error, 
     if (cap > limit + 1)
         cap = limit + 1;
     unsigned char *buf = verdict == SCAN_MORE ? malloc(cap) : NULL;
-    input_scan scan = {0};
+    input_scan scan = {.cols = -1};
     int err = 0;
+    /* Tests only: EPLB_TEST_READ_CHUNK=N reads at most N bytes at a time, so
+     * that every way a stream can arrive in pieces is looked at in turn. */
+    const char *chunk_text = getenv("EPLB_TEST_READ_CHUNK");
+    size_t chunk = chunk_text && atoi(chunk_text) > 0 ? (size_t)atoi(chunk_text) : SIZE_MAX;
     while (buf && verdict == SCAN_MORE) {
         if (len == cap) {
             size_t grown_cap = cap > (limit + 1) / 2 ? limit + 1 : cap * 2;
@@ -691,7 +752,7 @@ eplb_status eplb_weights_load(const char *path, eplb_weights *out, char *error, 
             buf = grown;
             cap = grown_cap;
         }
-        ssize_t got = read(fd, buf + len, cap - len);
+        ssize_t got = read(fd, buf + len, cap - len < chunk ? cap - len : chunk);
         if (got < 0 && errno == EINTR)
             continue;
         if (got <= 0) {
