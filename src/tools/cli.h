@@ -4,6 +4,8 @@
 
 #include <stdint.h>
 
+struct option;
+
 /* Exit codes (docs/cli.md). */
 enum {
     EPLB_EXIT_OK = 0,
@@ -22,6 +24,20 @@ int eplb_cli_parse_i64(const char *cmd, const char *opt, const char *text, int64
                        int64_t *out);
 int eplb_cli_parse_u64(const char *cmd, const char *opt, const char *text, uint64_t *out);
 int eplb_cli_parse_float(const char *cmd, const char *opt, const char *text, float *out);
+
+/* getopt_long for a command, with the long options spelled out in full:
+ * getopt_long takes any unique prefix ("--gpu" for "--gpus"), which would
+ * let a later option's name change what an old command line means.
+ * shortopts starts with ':'. Returns the option's value, or '?' after
+ * printing "eplb CMD: ..." for an unknown, abbreviated or valueless option;
+ * -1 at the end of the options. */
+int eplb_cli_getopt(const char *cmd, int argc, char **argv, const char *shortopts,
+                    const struct option *longopts);
+
+/* 1 when name is "auto" or a backend eplb knows; else prints "eplb CMD:
+ * unknown backend 'x' (from SOURCE): use auto, ..." and returns 0. source
+ * says where the name came from: "--backend" or "EPLB_BACKEND". */
+int eplb_cli_backend_known(const char *cmd, const char *name, const char *source);
 
 /* Microseconds of a monotonic clock. */
 double eplb_cli_now_us(void);

@@ -1,10 +1,32 @@
 /* eplb backends: every backend eplb knows, its device or why it is unavailable. */
 #include <getopt.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "cli.h"
 #include "eplb/eplb.h"
+
+/* What a plan without --backend uses when EPLB_BACKEND is set: the listing
+ * above would mislead if it stayed silent about a name that plans refuse
+ * (exit 2, as eplb plan) or a backend they cannot use. */
+static int report_environment(void)
+{
+    const char *name = getenv("EPLB_BACKEND");
+    if (!name || !*name)
+        return EPLB_EXIT_OK;
+    if (!eplb_cli_backend_known("backends", name, "EPLB_BACKEND"))
+        return EPLB_EXIT_USAGE;
+    eplb_context *ctx = NULL;
+    if (eplb_context_create(&ctx, NULL) != EPLB_OK) { /* NULL: as a plan reads EPLB_BACKEND */
+        printf("EPLB_BACKEND=%s: plans without --backend fail: %s\n", name, eplb_last_error());
+        return EPLB_EXIT_OK;
+    }
+    printf("EPLB_BACKEND=%s: plans without --backend use %s (%s)\n", name,
+           eplb_context_backend(ctx), eplb_context_device(ctx));
+    eplb_context_free(ctx);
+    return EPLB_EXIT_OK;
+}
 
 int eplb_cli_backends(int argc, char **argv)
 {
@@ -12,18 +34,19 @@ int eplb_cli_backends(int argc, char **argv)
     opterr = 0;
     optind = 1;
     int c;
-    while ((c = getopt_long(argc, argv, "h", longopts, NULL)) != -1) {
+    while ((c = eplb_cli_getopt("backends", argc, argv, ":h", longopts)) != -1) {
         if (c == 'h') {
             printf("usage: eplb backends\n\n"
                    "Lists every backend eplb knows (available or not) with its device, or the\n"
                    "reason it cannot be used, and the backend that 'auto' (and so a plan without\n"
-                   "--backend, unless EPLB_BACKEND is set) picks. Backend modules are looked up\n"
-                   "next to libeplb, or in $EPLB_MODULE_DIR.\n\n"
-                   "exit codes: 0 listed, 1 no backend usable, 2 usage error\n");
+                   "--backend, unless EPLB_BACKEND is set) picks, then what EPLB_BACKEND picks\n"
+                   "when it is set. Backend modules are looked up next to libeplb, or in\n"
+                   "$EPLB_MODULE_DIR.\n\n"
+                   "exit codes: 0 listed, 1 no backend usable, 2 usage error (also an\n"
+                   "EPLB_BACKEND that names no backend, as eplb plan says)\n");
             return EPLB_EXIT_OK;
         }
-        fprintf(stderr, "eplb backends: unknown option '%s'\n", argv[optind - 1]);
-        return EPLB_EXIT_USAGE;
+        return EPLB_EXIT_USAGE; /* eplb_cli_getopt said what is wrong */
     }
     if (optind < argc) {
         fprintf(stderr, "eplb backends: unexpected argument '%s'\n", argv[optind]);
@@ -42,5 +65,5 @@ int eplb_cli_backends(int argc, char **argv)
     }
     printf("auto     picks %s (%s)\n", eplb_context_backend(ctx), eplb_context_device(ctx));
     eplb_context_free(ctx);
-    return EPLB_EXIT_OK;
+    return report_environment();
 }

@@ -1,4 +1,4 @@
-/* eplb plan / eplb demo: load (or generate) weights, plan, report, write JSON. */
+/* eplb plan / eplb demo: load (or generate) weights, plan, report, write the plan file. */
 #include <errno.h>
 #include <getopt.h>
 #include <stdio.h>
@@ -6,6 +6,7 @@
 #include <string.h>
 
 #include "cli.h"
+#include "cli_plan.h"
 #include "eplb/eplb.h"
 #include "load_weights.h"
 #include "output_file.h"
@@ -14,35 +15,38 @@
 #include "text_escape.h"
 #include "workload.h"
 
-enum { OPT_NOISE = 256, OPT_TOL, OPT_POLICY };
+enum { OPT_NOISE = 256, OPT_TOL, OPT_POLICY, OPT_FORMAT };
 
-typedef struct plan_args {
-    const char *input;
-    const char *output;
-    const char *backend; /* NULL: EPLB_BACKEND, else auto */
-    eplb_shape shape;    /* layers and experts come from the input */
-    eplb_options options;
-    int quiet;
-} plan_args;
+/* The demo's DeepSeek-V3 shape: 58 MoE layers of 256 experts in 8 groups,
+ * 32 redundant slots, on 4 nodes of 8 GPUs. */
+static const eplb_shape demo_shape = {58, 256, 288, 8, 4, 32};
 
 static void plan_usage(FILE *f, int demo)
 {
-    if (demo)
+    char replicas[32] = "", groups[32] = "default 1", nodes[32] = "default 1", gpus[32] = "";
+    if (demo) {
         fprintf(f, "usage: eplb demo [OPTIONS]\n\n"
-                   "Plans a built-in DeepSeek-V3-shaped workload (58 layers x 256 experts, 288 slots,\n"
-                   "8 groups, 4 nodes, 32 GPUs) and prints the summary. The shape options below\n"
-                   "override those defaults; --input is not accepted.\n\n");
-    else
+                   "Plans a built-in DeepSeek-V3-shaped workload (%lld layers x %lld experts) and\n"
+                   "prints the summary, beside DeepSeek's own plan of the same loads\n"
+                   "(--candidates 1 --iters 0). The options change the shape and the planning.\n\n",
+                (long long)demo_shape.layers, (long long)demo_shape.experts);
+        snprintf(replicas, sizeof replicas, "; default %lld", (long long)demo_shape.replicas);
+        snprintf(groups, sizeof groups, "default %lld", (long long)demo_shape.groups);
+        snprintf(nodes, sizeof nodes, "default %lld", (long long)demo_shape.nodes);
+        snprintf(gpus, sizeof gpus, "; default %lld", (long long)demo_shape.gpus);
+    } else {
         fprintf(f, "usage: eplb plan --input FILE --replicas R --gpus P [OPTIONS]\n\n"
                    "Plans expert placement for the loads in FILE (one row per MoE layer, one\n"
                    "column per logical expert): SGLang JSON {\"logical_count\": ...}, a JSON\n"
-                   "array, CSV/whitespace text, or a NumPy .npy (float32/64, int32/64).\n\n");
+                   "array, CSV/whitespace text, or a NumPy .npy (float32/64, int32/64).\n"
+                   "SGLang's .pt dumps are read by the Python package: python -m eplb plan.\n\n"
+                   "  -i, --input FILE      load file ('-' reads standard input)\n");
+    }
     fprintf(f,
-            "  -i, --input FILE      load file ('-' reads standard input)%s\n"
-            "  -r, --replicas R      physical expert slots per layer (R >= experts, R %% P == 0)\n"
-            "  -g, --groups G        expert groups (experts %% G == 0; default 1)\n"
-            "  -n, --nodes N         nodes (default 1)\n"
-            "  -p, --gpus P          GPUs (P %% N == 0 for the hierarchical policy)\n"
+            "  -r, --replicas R      physical expert slots per layer (R >= experts, R %% P == 0%s)\n"
+            "  -g, --groups G        expert groups (experts %% G == 0; %s)\n"
+            "  -n, --nodes N         nodes (%s)\n"
+            "  -p, --gpus P          GPUs (P %% N == 0 for the hierarchical policy%s)\n"
             "  -c, --candidates C    randomized greedy starts per row, 1..1024 (default 8)\n"
             "  -I, --iters I         swap iterations per candidate, 0..100000 (default 20)\n"
             "  -s, --seed S          seed of the random function, unsigned 64-bit (default 0)\n"
@@ -52,10 +56,15 @@ static void plan_usage(FILE *f, int demo)
             "  -b, --backend B       auto, cpu, opencl or cuda (default: $EPLB_BACKEND, else auto)\n"
             "  -o, --output FILE     write the plan as JSON ('-': standard output, the summary\n"
             "                        then goes to standard error)\n"
+            "      --format F        what the plan file holds: eplb (default: the plan with its\n"
+            "                        options and statistics) or sglang (only\n"
+            "                        {\"physical_to_logical_map\": ...}, which SGLang's\n"
+            "                        --init-expert-location reads from a file named *.json)\n"
             "  -q, --quiet           no summary\n"
             "  -h, --help            this help\n"
-            "\nexit codes: 0 planned, 1 planning or writing failed, 2 usage or input error\n",
-            demo ? " (plan only)" : "");
+            "\nLong options are spelled out in full.\n"
+            "exit codes: 0 planned, 1 planning or writing failed, 2 usage or input error\n",
+            replicas, groups, nodes, gpus);
 }
 
 /* Returns -1 to go on, else the exit code. */
@@ -70,19 +79,20 @@ static int parse_plan_args(int argc, char **argv, int demo, plan_args *a)
         {"seed", required_argument, NULL, 's'},    {"noise", required_argument, NULL, OPT_NOISE},
         {"tol", required_argument, NULL, OPT_TOL}, {"policy", required_argument, NULL, OPT_POLICY},
         {"backend", required_argument, NULL, 'b'}, {"quiet", no_argument, NULL, 'q'},
+        {"format", required_argument, NULL, OPT_FORMAT},
         {"help", no_argument, NULL, 'h'},          {NULL, 0, NULL, 0}};
     memset(a, 0, sizeof *a);
     eplb_options_init(&a->options);
     if (demo)
-        a->shape = (eplb_shape){58, 256, 288, 8, 4, 32};
+        a->shape = demo_shape;
     else
         a->shape.groups = a->shape.nodes = 1;
     int64_t v;
-    int have_replicas = demo, have_gpus = demo;
+    int have_replicas = demo, have_gpus = demo, have_format = 0;
     opterr = 0;
     optind = 1;
     int c;
-    while ((c = getopt_long(argc, argv, ":i:o:r:g:n:p:c:I:s:b:qh", longopts, NULL)) != -1) {
+    while ((c = eplb_cli_getopt(cmd, argc, argv, ":i:o:r:g:n:p:c:I:s:b:qh", longopts)) != -1) {
         switch (c) {
         case 'i':
             if (demo) {
@@ -145,12 +155,18 @@ static int parse_plan_args(int argc, char **argv, int demo, plan_args *a)
                 return EPLB_EXIT_USAGE;
             }
             break;
-        case ':':
-            fprintf(stderr, "eplb %s: option %s needs a value\n", cmd, argv[optind - 1]);
-            return EPLB_EXIT_USAGE;
-        default:
-            fprintf(stderr, "eplb %s: unknown option '%s' (see eplb %s --help)\n", cmd,
-                    argv[optind - 1], cmd);
+        case OPT_FORMAT:
+            if (strcmp(optarg, "eplb") == 0) a->format = PLAN_FORMAT_EPLB;
+            else if (strcmp(optarg, "sglang") == 0) a->format = PLAN_FORMAT_SGLANG;
+            else {
+                char shown[256];
+                fprintf(stderr, "eplb %s: bad value '%s' for --format: use eplb or sglang\n", cmd,
+                        eplb_text_escape(shown, sizeof shown, optarg));
+                return EPLB_EXIT_USAGE;
+            }
+            have_format = 1;
+            break;
+        default: /* eplb_cli_getopt said what is wrong */
             return EPLB_EXIT_USAGE;
         }
     }
@@ -166,30 +182,27 @@ static int parse_plan_args(int argc, char **argv, int demo, plan_args *a)
         fprintf(stderr, "eplb %s: %s is required (see eplb %s --help)\n", cmd, missing, cmd);
         return EPLB_EXIT_USAGE;
     }
-    if (a->output && !eplb_tools_json_available()) {
-        char shown[4096];
-        fprintf(stderr, "eplb %s: cannot write %s: this eplb was built without JSON support "
-                        "(jansson)\n", cmd, eplb_text_escape(shown, sizeof shown, a->output));
+    if (have_format && !a->output) {
+        fprintf(stderr, "eplb %s: --format says what the plan file holds: it needs --output FILE\n",
+                cmd);
         return EPLB_EXIT_USAGE;
     }
-    if (a->backend) {
-        int known = strcmp(a->backend, "auto") == 0;
-        for (int i = 0; i < eplb_backend_count(); i++)
-            known |= strcmp(a->backend, eplb_backend_name(i)) == 0;
-        if (!known) {
-            fprintf(stderr, "eplb %s: unknown backend '%s': use auto", cmd, a->backend);
-            for (int i = 0; i < eplb_backend_count(); i++)
-                fprintf(stderr, ", %s", eplb_backend_name(i));
-            fprintf(stderr, "\n");
-            return EPLB_EXIT_USAGE;
-        }
+    /* SGLang's file is streamed by hand; only the eplb format needs jansson. */
+    if (a->output && a->format == PLAN_FORMAT_EPLB && !eplb_tools_json_available()) {
+        char shown[4096];
+        fprintf(stderr, "eplb %s: cannot write %s: this eplb was built without JSON support "
+                        "(jansson); --format sglang needs none\n", cmd,
+                eplb_text_escape(shown, sizeof shown, a->output));
+        return EPLB_EXIT_USAGE;
     }
+    /* A bad EPLB_BACKEND is the same usage error as a bad --backend, found
+     * before any input is read. */
+    const char *env_backend = getenv("EPLB_BACKEND");
+    if (a->backend ? !eplb_cli_backend_known(cmd, a->backend, "--backend")
+                   : env_backend && *env_backend &&
+                         !eplb_cli_backend_known(cmd, env_backend, "EPLB_BACKEND"))
+        return EPLB_EXIT_USAGE;
     return -1;
-}
-
-static const char *policy_text(eplb_policy p)
-{
-    return p == EPLB_POLICY_HIERARCHICAL ? "hierarchical" : p == EPLB_POLICY_GLOBAL ? "global" : "auto";
 }
 
 static int exit_code_for(eplb_status st)
@@ -202,58 +215,6 @@ static int exit_code_for(eplb_status st)
         return EPLB_EXIT_USAGE;
     default:
         return EPLB_EXIT_FAILURE;
-    }
-}
-
-/* The terminal summary of a plan (docs/cli.md); write errors show on f. */
-static void print_summary(FILE *f, const char *cmd, plan_args *a, eplb_context *ctx,
-                          const float *weight, const char *label, const char *format,
-                          const char *used, const eplb_plan_stats *stats, double plan_us,
-                          int64_t *phy2log, int64_t *logcnt)
-{
-    const eplb_shape *s = &a->shape;
-    fprintf(f, "eplb %s: %s (%s), %lld layers x %lld experts\n", cmd, label, format,
-            (long long)s->layers, (long long)s->experts);
-    fprintf(f, "  shape         %lld slots on %lld GPUs (%lld per GPU), %lld nodes, %lld groups\n",
-            (long long)s->replicas, (long long)s->gpus, (long long)(s->replicas / s->gpus),
-            (long long)s->nodes, (long long)s->groups);
-    fprintf(f, "  policy        %s (requested %s)\n", used, policy_text(a->options.policy));
-    fprintf(f, "  options       candidates %d, iterations %d, noise %g, tolerance %g, seed %llu\n",
-            a->options.candidates, a->options.iterations, (double)a->options.noise,
-            (double)a->options.tolerance, (unsigned long long)a->options.seed);
-    fprintf(f, "  backend       %s on %s\n", eplb_context_backend(ctx), eplb_context_device(ctx));
-    fprintf(f, "  balancedness  %.4f (worst layer %lld: %.4f; best possible %.4f)\n",
-            stats->balancedness, (long long)stats->min_layer, stats->balancedness_min_layer,
-            stats->balancedness_bound);
-    fprintf(f, "  max GPU load  %.6g summed over layers, lower bound %.6g: %.2f%% above it\n",
-            stats->max_load_sum, stats->bound, 100.0 * stats->bound_gap);
-    fprintf(f, "  plan time     %.3f ms (eplb_rebalance, first call: sets up the workspace)\n",
-            plan_us / 1000.0);
-    if (strcmp(cmd, "demo") == 0) {
-        /* An engine replans every few minutes with a warm context: show that too. */
-        enum { REPEATS = 21 };
-        double times[REPEATS];
-        int ok = 1;
-        for (int r = 0; r < REPEATS && ok; r++) {
-            double r0 = eplb_cli_now_us();
-            ok = eplb_rebalance(ctx, weight, s, &a->options, phy2log, logcnt, NULL, 0, NULL) ==
-                 EPLB_OK;
-            times[r] = eplb_cli_now_us() - r0;
-        }
-        if (ok) {
-            for (int i = 1; i < REPEATS; i++)
-                for (int j = i; j > 0 && times[j - 1] > times[j]; j--) {
-                    double t = times[j]; times[j] = times[j - 1]; times[j - 1] = t;
-                }
-            fprintf(f, "  repeat time   %.3f ms (median of %d more calls on the same context)\n",
-                    times[REPEATS / 2] / 1000.0, REPEATS);
-        } else {
-            fprintf(f, "  repeat time   not measured: %s\n", eplb_context_last_error(ctx));
-        }
-    }
-    if (a->output && strcmp(a->output, "-") != 0) {
-        char shown[4096];
-        fprintf(f, "  plan file     %s\n", eplb_text_escape(shown, sizeof shown, a->output));
     }
 }
 
@@ -296,8 +257,10 @@ static int run_plan(const char *cmd, plan_args *a, const float *weight, const ch
     int64_t *logcnt = malloc(L * E * sizeof *logcnt);
     double *max_load = malloc(L * sizeof *max_load);
     double *bound = malloc(L * sizeof *bound);
+    /* The summary's memory too: once planned, a run completes or exits 1. */
+    double *layer_scratch = a->quiet ? NULL : malloc(2 * L * sizeof *layer_scratch);
     int code = EPLB_EXIT_OK;
-    if (!phy2log || !logcnt || !max_load || !bound) {
+    if (!phy2log || !logcnt || !max_load || !bound || (!a->quiet && !layer_scratch)) {
         fprintf(stderr, "eplb %s: out of memory for the plan of %s\n", cmd, label);
         code = EPLB_EXIT_FAILURE;
     }
@@ -337,7 +300,9 @@ static int run_plan(const char *cmd, plan_args *a, const float *weight, const ch
             .device = eplb_context_device(ctx), .plan_us = t1 - t0, .phy2log = phy2log,
             .logcnt = logcnt, .stats = stats, .max_load = max_load, .bound = bound};
         if (eplb_output_open(&out, a->output, error, sizeof error) != EPLB_OK ||
-            eplb_plan_write_json(out.stream, a->output, &rec, error, sizeof error) != EPLB_OK ||
+            (a->format == PLAN_FORMAT_SGLANG
+                 ? eplb_plan_write_sglang(out.stream, a->output, &rec, error, sizeof error)
+                 : eplb_plan_write_json(out.stream, a->output, &rec, error, sizeof error)) != EPLB_OK ||
             eplb_output_close(&out, error, sizeof error) != EPLB_OK) {
             fprintf(stderr, "eplb %s: %s\n", cmd, error);
             code = EPLB_EXIT_FAILURE;
@@ -346,7 +311,11 @@ static int run_plan(const char *cmd, plan_args *a, const float *weight, const ch
     if (code == EPLB_EXIT_OK && !a->quiet) {
         const int to_stderr = a->output && strcmp(a->output, "-") == 0;
         FILE *f = to_stderr ? stderr : stdout;
-        print_summary(f, cmd, a, ctx, weight, label, format, used, &stats, t1 - t0, phy2log, logcnt);
+        plan_outcome outcome = {
+            .label = label, .input_format = format, .policy = used, .stats = &stats,
+            .max_load = max_load, .plan_us = t1 - t0, .phy2log = phy2log, .logcnt = logcnt,
+            .layer_scratch = layer_scratch};
+        eplb_cli_print_summary(f, cmd, a, ctx, weight, &outcome);
         errno = 0;
         if (fflush(f) != 0 || ferror(f)) {
             int err = errno ? errno : EIO;
@@ -360,11 +329,19 @@ static int run_plan(const char *cmd, plan_args *a, const float *weight, const ch
         fprintf(stderr, "eplb %s: %s\n", cmd, error);
         code = EPLB_EXIT_FAILURE;
     }
+    /* SGLang reads --init-expert-location as a file only by that suffix, and
+     * otherwise as JSON text given on its command line. */
+    size_t name_len = a->output ? strlen(a->output) : 0;
+    if (code == EPLB_EXIT_OK && a->format == PLAN_FORMAT_SGLANG && strcmp(a->output, "-") != 0 &&
+        (name_len < 5 || strcmp(a->output + name_len - 5, ".json") != 0))
+        fprintf(stderr, "eplb %s: note: SGLang's --init-expert-location reads a file only when "
+                        "its name ends in .json\n", cmd);
     eplb_output_discard(&out);
     free(phy2log);
     free(logcnt);
     free(max_load);
     free(bound);
+    free(layer_scratch);
     eplb_context_free(ctx);
     return code;
 }
@@ -410,7 +387,7 @@ int eplb_cli_demo(int argc, char **argv)
         return EPLB_EXIT_FAILURE;
     }
     eplb_workload_fill(weight, L, E, 0, 0);
-    code = run_plan("demo", &a, weight, "built-in DeepSeek-V3-shaped workload", "built-in");
+    code = run_plan("demo", &a, weight, "DeepSeek-V3-shaped workload", "built-in");
     free(weight);
     return code;
 }

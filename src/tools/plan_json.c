@@ -1,7 +1,7 @@
 /* JSON plan files: the small fields through jansson, the arrays that grow
  * with layers x replicas streamed by hand, so that no tree of the whole plan
  * is ever built (a jansson value per number would take gigabytes for the
- * largest shapes). */
+ * largest shapes). SGLang's file is all array, streamed without jansson. */
 #define _GNU_SOURCE
 #include "plan_json.h"
 
@@ -11,12 +11,6 @@
 #include <string.h>
 
 #include "text_escape.h"
-
-#ifdef EPLB_TOOLS_HAVE_JSON
-#include <jansson.h>
-
-/* What the jansson parts are dumped with; the streamed parts match it. */
-#define DUMP_FLAGS (JSON_COMPACT | JSON_REAL_PRECISION(15))
 
 /* A buffered writer that remembers its first failure, so the many small
  * writes of a large array need no check each. */
@@ -84,6 +78,56 @@ static void stream_matrix(json_stream *s, const int64_t *data, int64_t rows, int
     }
     stream_text(s, "]");
 }
+
+/* Flushes the stream (NULL: none was made) and turns err, else the stream's
+ * first write error, into the writers' result. */
+static eplb_status stream_finish(json_stream *s, int err, const char *name, char *error,
+                                 size_t error_len)
+{
+    if (s) {
+        stream_flush(s);
+        if (!err)
+            err = s->err;
+    }
+    char shown[1024];
+    eplb_text_escape(shown, sizeof shown, name);
+    switch (err) {
+    case 0:
+        return EPLB_OK;
+    case ENOMEM:
+        snprintf(error, error_len, "cannot write %s: out of memory for the JSON text", shown);
+        return EPLB_ERR_OUT_OF_MEMORY;
+    case EINVAL:
+        snprintf(error, error_len, "cannot write %s: phy2log does not match logcnt", shown);
+        return EPLB_ERR_INVALID_ARGUMENT;
+    default:
+        snprintf(error, error_len, "cannot write %s: write failed: %s", shown, strerror(err));
+        return EPLB_ERR_IO;
+    }
+}
+
+eplb_status eplb_plan_write_sglang(FILE *f, const char *name, const eplb_plan_record *record,
+                                   char *error, size_t error_len)
+{
+    json_stream *out = malloc(sizeof *out);
+    if (!out)
+        return stream_finish(NULL, ENOMEM, name, error, error_len);
+    out->f = f;
+    out->err = 0;
+    out->used = 0;
+    stream_text(out, "{\"physical_to_logical_map\":");
+    stream_matrix(out, record->phy2log, record->shape.layers, record->shape.replicas);
+    stream_text(out, "}\n");
+    eplb_status st = stream_finish(out, 0, name, error, error_len);
+    free(out);
+    return st;
+}
+
+#ifdef EPLB_TOOLS_HAVE_JSON
+#include <jansson.h>
+
+/* What the jansson parts are dumped with; the streamed parts match it. */
+#define DUMP_FLAGS (JSON_COMPACT | JSON_REAL_PRECISION(15))
 
 /* log2phy as [layers][experts][logcnt]: each expert's slots in ascending
  * order, gathered per layer by a counting sort of phy2log. Returns 0, ENOMEM,
@@ -230,8 +274,9 @@ eplb_status eplb_plan_write_json(FILE *f, const char *name, const eplb_plan_reco
     json_t *head = header(record), *tail = stats(record);
     json_stream *out = malloc(sizeof *out);
     int err = 0;
+    eplb_status st;
     if (!head || !tail || !out) {
-        err = ENOMEM;
+        st = stream_finish(NULL, ENOMEM, name, error, error_len);
     } else {
         out->f = f;
         out->err = 0;
@@ -248,28 +293,12 @@ eplb_status eplb_plan_write_json(FILE *f, const char *name, const eplb_plan_reco
         if (!err)
             err = stream_json(out, tail, 0);
         stream_text(out, "}\n");
-        stream_flush(out);
-        if (!err)
-            err = out->err;
+        st = stream_finish(out, err, name, error, error_len);
     }
     free(out);
     json_decref(head);
     json_decref(tail);
-    char shown[1024];
-    eplb_text_escape(shown, sizeof shown, name);
-    switch (err) {
-    case 0:
-        return EPLB_OK;
-    case ENOMEM:
-        snprintf(error, error_len, "cannot write %s: out of memory for the JSON text", shown);
-        return EPLB_ERR_OUT_OF_MEMORY;
-    case EINVAL:
-        snprintf(error, error_len, "cannot write %s: phy2log does not match logcnt", shown);
-        return EPLB_ERR_INVALID_ARGUMENT;
-    default:
-        snprintf(error, error_len, "cannot write %s: write failed: %s", shown, strerror(err));
-        return EPLB_ERR_IO;
-    }
+    return st;
 }
 
 #else

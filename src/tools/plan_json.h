@@ -1,4 +1,5 @@
-/* Plan files: the JSON the eplb tool writes (docs/cli.md, "Output file"). */
+/* Plan files: the JSON the eplb tool writes (docs/cli.md, "Output file"), in
+ * eplb's format or SGLang's. */
 #ifndef EPLB_TOOLS_PLAN_JSON_H
 #define EPLB_TOOLS_PLAN_JSON_H
 
@@ -35,5 +36,13 @@ typedef struct eplb_plan_record {
  * error. */
 eplb_status eplb_plan_write_json(FILE *f, const char *name, const eplb_plan_record *record,
                                  char *error, size_t error_len);
+
+/* Writes only {"physical_to_logical_map": phy2log} ([layers][replicas]), the
+ * file SGLang's --init-expert-location loads as it is (it passes every key
+ * of the file on, so no other key may be there). Streamed like the plan
+ * file, and needs no jansson. Returns EPLB_OK, or EPLB_ERR_IO with the reason
+ * in error. */
+eplb_status eplb_plan_write_sglang(FILE *f, const char *name, const eplb_plan_record *record,
+                                   char *error, size_t error_len);
 
 #endif
