@@ -187,7 +187,8 @@ Test(cli_sglang, torch_files_get_a_message_naming_the_python_package)
     write_bytes(npz, zip, sizeof zip - 1);
     const char *inputs[] = {dump, old};
     for (size_t i = 0; i < 2; i++) {
-        const char *args[] = {"plan", "-i", inputs[i], "-r", "8", "-p", "2", "-o", out, NULL};
+        const char *args[] = {"plan", "-i",       inputs[i], "-r", "8",  "-p",
+                              "2",    "--format", "sglang",  "-o", out, NULL};
         ran r = run(args);
         cr_expect_eq(r.code, 2, "%s: exit %d", inputs[i], r.code);
         cr_expect(strstr(r.err, inputs[i]), "%s: the message names the file: %s", inputs[i], r.err);

@@ -109,13 +109,12 @@ static void print_deepseek_comparison(FILE *f, const plan_args *a, eplb_context 
     if (why) {
         fprintf(f, "  DeepSeek      not planned: %s\n", why);
     } else {
-        fprintf(f, "  DeepSeek      balancedness %.4f, max GPU load %.6g (its EPLB: candidates 1, "
-                   "iterations 0)\n", theirs.balancedness, theirs.max_load_sum);
+        fprintf(f, "  DeepSeek      balancedness %.4f (its EPLB: --candidates 1 --iters 0)\n",
+                theirs.balancedness);
         double change = theirs.max_load_sum > 0.0
                             ? 100.0 * (1.0 - ours->max_load_sum / theirs.max_load_sum) : 0.0;
-        fprintf(f, "  gain          eplb's max GPU load is %.2f%% %s DeepSeek's, balancedness "
-                   "%.4f -> %.4f\n", fabs(change), change >= 0.0 ? "below" : "above",
-                theirs.balancedness, ours->balancedness);
+        fprintf(f, "  gain          %.2f%% %s max GPU load than DeepSeek's (%.6g)\n", fabs(change),
+                change >= 0.0 ? "lower" : "higher", theirs.max_load_sum);
     }
     free(phy2log);
     free(logcnt);
@@ -164,8 +163,8 @@ void eplb_cli_print_summary(FILE *f, const char *cmd, const plan_args *a, eplb_c
             (long long)s->nodes, plural(s->nodes, "node", "nodes"), (long long)s->groups,
             plural(s->groups, "group", "groups"));
     if (a->options.policy == EPLB_POLICY_AUTO && s->groups % s->nodes != 0)
-        fprintf(f, "  policy        %s (requested auto; hierarchical needs groups (%lld) divisible "
-                   "by nodes (%lld))\n", o->policy, (long long)s->groups, (long long)s->nodes);
+        fprintf(f, "  policy        %s (requested auto: groups (%lld) not divisible by nodes "
+                   "(%lld))\n", o->policy, (long long)s->groups, (long long)s->nodes);
     else
         fprintf(f, "  policy        %s (requested %s)\n", o->policy, policy_name(a->options.policy));
     fprintf(f, "  options       candidates %d, iterations %d, noise %g, tolerance %g, seed %llu\n",
