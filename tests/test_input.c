@@ -272,6 +272,21 @@ Test(input, control_bytes_in_names_and_tokens_are_escaped)
     cr_expect(strstr(error, "'\\x1b[2J\\x9b1m'") != NULL, "%s", error);
 }
 
+/* jansson quotes the offending text in its messages: escaped too. */
+Test(input, control_bytes_quoted_by_jansson_are_escaped)
+{
+    if (!eplb_tools_json_available())
+        cr_skip_test("built without jansson");
+    const char text[] = "[[1, 2], [3, \x1b[2Jx]]";
+    eplb_weights w = {0};
+    char error[512] = "";
+    cr_assert_eq(eplb_weights_parse("esc.json", text, sizeof text - 1, &w, error, sizeof error),
+                 EPLB_ERR_PARSE, "%s", error);
+    for (const unsigned char *p = (const unsigned char *)error; *p; p++)
+        cr_expect(*p >= 0x20 && *p < 0x7f, "raw byte 0x%02x in: %s", *p, error);
+    cr_expect(strstr(error, "\\x1b") != NULL, "%s", error);
+}
+
 /* The size limit: refused before reading the whole file, with a message that
  * names the limit and how to raise it; raised, the same file loads. */
 Test(input, files_beyond_the_size_limit_are_refused)
