@@ -1,0 +1,225 @@
+"""Plan files of `python -m eplb plan`, as the C tool writes them (docs/cli.md,
+"Output file"): the statistics, the "eplb-plan v2" JSON, SGLang's
+{"physical_to_logical_map": ...}, and the file replaced only once all is well."""
+import heapq
+import json
+import os
+import stat
+import sys
+import tempfile
+
+import numpy as np
+
+
+class Stats:
+    """Plan statistics (SPEC.md section 8), summed in the C tool's order so that
+    both write the same numbers."""
+
+    def __init__(self, weight, phy2log, logcnt, gpus, replicas):
+        layers, experts = weight.shape
+        w = weight.astype(np.float64)
+        per_slot = (np.take_along_axis(w, phy2log, axis=1)
+                    / np.take_along_axis(logcnt, phy2log, axis=1).astype(np.float64))
+        # cumsum adds in index order, as the C loops do (numpy's sum would pair).
+        gpu_load = np.cumsum(per_slot.reshape(layers, gpus, replicas // gpus), axis=2)[:, :, -1]
+        mean = np.cumsum(gpu_load, axis=1)[:, -1] / gpus
+        worst = gpu_load.max(axis=1)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            balance = np.where(worst > 0, mean / worst, 1.0)
+        self.min_layer = int(np.argmin(balance))
+        self.balancedness_min_layer = float(min(1.0, balance[self.min_layer]))
+        if self.balancedness_min_layer == 1.0:
+            self.min_layer = 0
+        self.max_load_per_layer = [float(x) for x in worst]
+        self.bound_per_layer = [layer_bound(weight[l], replicas, gpus) for l in range(layers)]
+        self.mean_load_sum = float(np.cumsum(mean)[-1])
+        self.max_load_sum = float(np.cumsum(worst)[-1])
+        self.bound = float(np.cumsum(self.bound_per_layer)[-1])
+        self.balancedness = (self.mean_load_sum / self.max_load_sum
+                             if self.max_load_sum > 0 else 1.0)
+        self.balancedness_bound = self.mean_load_sum / self.bound if self.bound > 0 else 1.0
+        self.bound_gap = self.max_load_sum / self.bound - 1.0 if self.bound > 0 else 0.0
+
+
+def layer_bound(row, replicas, gpus):
+    """SPEC section 8 lower bound on one layer's max GPU load: the even share, or
+    the largest slot load after section 5 replication (replicas to the largest
+    float32 load per replica, the lowest expert on ties)."""
+    experts = row.shape[0]
+    count = [1] * experts
+    heap = [(-float(w), e) for e, w in enumerate(row)]
+    heapq.heapify(heap)
+    for _ in range(replicas - experts):
+        _, e = heap[0]
+        count[e] += 1
+        heapq.heapreplace(heap, (-float(np.float32(row[e] / np.float32(count[e]))), e))
+    largest_slot = max(float(w) / c for w, c in zip(row, count))
+    even = float(np.cumsum(row.astype(np.float64))[-1]) / gpus
+    return even if even > largest_slot else largest_slot
+
+
+def json_real(x):
+    """x as jansson writes a real with JSON_REAL_PRECISION(15)."""
+    text = "%.15g" % x
+    if "." not in text and "e" not in text:
+        text += ".0"
+    if "e" in text:
+        mantissa, exponent = text.split("e")
+        sign = "-" if exponent.startswith("-") else ""
+        text = "%se%s%s" % (mantissa, sign, exponent.lstrip("+-").lstrip("0") or "0")
+    return text
+
+
+def float32_real(x):
+    """A float32 option as its shortest decimal that reads back to it (0.2f: 0.2)."""
+    for digits in range(6, 10):
+        text = "%.*g" % (digits, x)
+        if np.float32(float(text)) == np.float32(x):
+            break
+    return json_real(float(text))
+
+
+def _string(text):
+    try:
+        return json.dumps(text, ensure_ascii=False).encode("utf-8")
+    except UnicodeEncodeError:  # a file name that is not UTF-8
+        return json.dumps(text).encode("ascii")
+
+
+def _matrix(rows):
+    return b"[" + b",".join(b"[" + ",".join(map(str, r)).encode() + b"]"
+                            for r in rows.tolist()) + b"]"
+
+
+def _log2phy(phy2log, logcnt):
+    """Each expert's slots in ascending order, one list per expert (no padding)."""
+    layers = []
+    for p2l, cnt in zip(phy2log, logcnt):
+        slots = np.argsort(p2l, kind="stable").tolist()
+        ends = np.cumsum(cnt).tolist()
+        starts = [0] + ends[:-1]
+        layers.append(b"[" + b",".join(
+            b"[" + ",".join(map(str, slots[a:b])).encode() + b"]"
+            for a, b in zip(starts, ends)) + b"]")
+    return b"[" + b",".join(layers) + b"]"
+
+
+def eplb_json(record):
+    """The "eplb-plan v2" file (docs/cli.md) as bytes. record: a dict with input,
+    input_format, shape (a dict), options (a dict), policy, phy2log, logcnt,
+    stats (a Stats), plan_us, backend, device, version."""
+    o, s = record["options"], record["stats"]
+    seed = o["seed"] if o["seed"] <= (1 << 63) - 1 else str(o["seed"])
+    shape = b",".join(b'"%s":%d' % (k.encode(), record["shape"][k])
+                      for k in ("layers", "experts", "replicas", "groups", "nodes", "gpus"))
+    options = b'"candidates":%d,"iterations":%d,"noise":%s,"tolerance":%s,"seed":%s,"policy":%s' % (
+        o["candidates"], o["iterations"], float32_real(o["noise"]).encode(),
+        float32_real(o["tolerance"]).encode(), json.dumps(seed).encode(), _string(o["policy"]))
+
+    def reals(values):
+        return b"[" + b",".join(json_real(v).encode() for v in values) + b"]"
+
+    stats = b",".join([
+        b'"balancedness":' + json_real(s.balancedness).encode(),
+        b'"balancedness_min_layer":' + json_real(s.balancedness_min_layer).encode(),
+        b'"min_layer":%d' % s.min_layer,
+        b'"balancedness_bound":' + json_real(s.balancedness_bound).encode(),
+        b'"bound":' + json_real(s.bound).encode(),
+        b'"bound_per_layer":' + reals(s.bound_per_layer),
+        b'"max_load_sum":' + json_real(s.max_load_sum).encode(),
+        b'"max_load_per_layer":' + reals(s.max_load_per_layer),
+        b'"mean_load_sum":' + json_real(s.mean_load_sum).encode(),
+        b'"bound_gap":' + json_real(s.bound_gap).encode(),
+        b'"plan_us":' + json_real(record["plan_us"]).encode(),
+        b'"backend":' + _string(record["backend"]),
+        b'"device":' + _string(record["device"]),
+    ])
+    return b"".join([
+        b'{"format":"eplb-plan v2","version":', _string(record["version"]),
+        b',"input":', _string(record["input"]),
+        b',"input_format":', _string(record["input_format"]),
+        b',"shape":{', shape, b'},"options":{', options, b'},"policy":', _string(record["policy"]),
+        b',"phy2log":', _matrix(record["phy2log"]),
+        b',"log2phy":', _log2phy(record["phy2log"], record["logcnt"]),
+        b',"logcnt":', _matrix(record["logcnt"]),
+        b',"stats":{', stats, b"}}\n"])
+
+
+def sglang_json(phy2log):
+    """SGLang's --init-expert-location file: the plan's phy2log and nothing else."""
+    return b'{"physical_to_logical_map":' + _matrix(phy2log) + b"}\n"
+
+
+class OutputError(Exception):
+    """The plan file cannot be written; the message says why."""
+
+
+class OutputFile:
+    """A plan file written beside its target and renamed over it by commit(), so
+    that a failed run leaves no file created or changed. "-" is standard output;
+    an existing path that is not a regular file (a device, a FIFO) is written in
+    place; a symbolic link is written through."""
+
+    def __init__(self, path):
+        self.path, self.temporary = path, None
+        if path == "-":
+            self.target = None
+            return
+        self.target = os.path.realpath(path)
+        if os.path.islink(self.target):
+            raise OutputError("cannot write %s: a loop of symbolic links" % path)
+        try:
+            self.existing = os.stat(self.target)
+        except FileNotFoundError:
+            self.existing = None
+        except OSError as exc:
+            raise OutputError("cannot write %s: %s" % (path, exc.strerror))
+
+    def write(self, data):
+        try:
+            if self.target is None:
+                sys.stdout.flush()
+                sys.stdout.buffer.write(data)
+                sys.stdout.buffer.flush()
+            elif self.existing is not None and not stat.S_ISREG(self.existing.st_mode):
+                with open(self.target, "wb") as f:
+                    f.write(data)
+            else:
+                self._write_temporary(data)
+        except OSError as exc:
+            self.discard()
+            raise OutputError("cannot write %s: write failed: %s" % (self.path, exc.strerror))
+
+    def _write_temporary(self, data):
+        fd, self.temporary = tempfile.mkstemp(prefix=".eplb-", dir=os.path.dirname(self.target))
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        if self.existing is not None:
+            os.chmod(self.temporary, stat.S_IMODE(self.existing.st_mode))
+            try:
+                os.chown(self.temporary, self.existing.st_uid, self.existing.st_gid)
+            except OSError:
+                pass  # not allowed: the file becomes the caller's, as an editor leaves it
+        else:
+            umask = os.umask(0)
+            os.umask(umask)
+            os.chmod(self.temporary, 0o666 & ~umask)
+
+    def commit(self):
+        if self.temporary:
+            try:
+                os.replace(self.temporary, self.target)
+            except OSError as exc:
+                self.discard()
+                raise OutputError("cannot write %s: %s" % (self.path, exc.strerror))
+            self.temporary = None
+
+    def discard(self):
+        if self.temporary:
+            try:
+                os.unlink(self.temporary)
+            except OSError:
+                pass
+            self.temporary = None
