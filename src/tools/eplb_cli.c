@@ -82,7 +82,8 @@ static void report_inexact(const char *cmd, const char *given, const struct opti
     for (const struct option *o = longopts; o->name; o++)
         matches += n > 0 && strncmp(o->name, text, n) == 0;
     char shown[512];
-    eplb_text_escape_bytes(shown, sizeof shown, given, n + 2);
+    /* The name without its value, unless there is no name ("--=x"). */
+    eplb_text_escape_bytes(shown, sizeof shown, given, n > 0 ? n + 2 : strlen(given));
     if (matches == 0) {
         fprintf(stderr, "eplb %s: unknown option '%s' (see eplb %s --help)\n", cmd, shown, cmd);
         return;
