@@ -144,6 +144,7 @@ Test(cli_sglang, format_errors_exit_2_and_write_nothing)
         {"plan", "-i", INPUT, "-r", "12", "-p", "4", "--format", "sglang", NULL},
         {"plan", "-i", INPUT, "-r", "12", "-p", "4", "--format", NULL},
         {"plan", "-i", INPUT, "-r", "13", "-p", "4", "--format", "sglang", "-o", NULL},
+        {"plan", "-i", INPUT, "-r", "12", "-p", "4", "--format", "sglang", "--output=", NULL},
     };
     for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
         const char *args[18];

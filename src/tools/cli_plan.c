@@ -182,6 +182,10 @@ static int parse_plan_args(int argc, char **argv, int demo, plan_args *a)
         fprintf(stderr, "eplb %s: %s is required (see eplb %s --help)\n", cmd, missing, cmd);
         return EPLB_EXIT_USAGE;
     }
+    if (a->output && !*a->output) {
+        fprintf(stderr, "eplb %s: --output needs a file name ('-' for standard output)\n", cmd);
+        return EPLB_EXIT_USAGE;
+    }
     if (have_format && !a->output) {
         fprintf(stderr, "eplb %s: --format says what the plan file holds: it needs --output FILE\n",
                 cmd);
