@@ -17,8 +17,8 @@
 
 enum { OPT_NOISE = 256, OPT_TOL, OPT_POLICY, OPT_FORMAT };
 
-/* The demo's DeepSeek-V3 shape: 58 MoE layers of 256 experts in 8 groups,
- * 32 redundant slots, on 4 nodes of 8 GPUs. */
+/* The demo's shape: DeepSeek-V3's MoE layers, experts and expert groups,
+ * with redundant slots, on several nodes of GPUs. */
 static const eplb_shape demo_shape = {58, 256, 288, 8, 4, 32};
 
 static void plan_usage(FILE *f, int demo)
