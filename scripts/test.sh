@@ -2,7 +2,8 @@
 # Runs eplb's tests on a build made by scripts/bootstrap.sh (./build):
 #   1. the Criterion suites through ctest,
 #   2. the conformance command on every available backend,
-#   3. the Python package's tests, in a virtualenv (skipped with EPLB_SKIP_PYTHON=1).
+#   3. the Python package's tests, in a virtualenv (skipped with EPLB_SKIP_PYTHON=1); with
+#      torch where the system Python has Debian's CPU-only python3-torch.
 # Exits non-zero if any of them fails.
 set -uo pipefail
 cd "$(dirname "$0")/.."
@@ -17,11 +18,24 @@ echo "== eplb conformance"
 
 if [ "${EPLB_SKIP_PYTHON:-0}" != 1 ]; then
   echo "== python"
-  venv="$build/python-venv"
-  [ -x "$venv/bin/python" ] || python3 -m venv "$venv" || failed+=(python-venv)
+  # The torch tests need a CPU-only PyTorch: PyPI's torch is the CUDA build
+  # (a 539 MB wheel plus gigabytes of CUDA libraries) and PyTorch's own CPU
+  # index is not reachable here, but Debian's python3-torch is CPU-only. Where
+  # the system Python has it, the venv sees it; elsewhere the torch tests skip.
+  python=python3 venv="$build/python-venv" venv_options=()
+  if /usr/bin/python3 -c "import torch" >/dev/null 2>&1; then
+    python=/usr/bin/python3 venv="$build/python-venv-torch" venv_options=(--system-site-packages)
+  fi
+  [ -x "$venv/bin/python" ] || "$python" -m venv "${venv_options[@]}" "$venv" || failed+=(python-venv)
   if [ -x "$venv/bin/pip" ]; then
-    "$venv/bin/pip" install -q ./python pytest && "$venv/bin/python" -m pytest -q python/tests \
-      || failed+=(python)
+    "$venv/bin/python" -c "import torch; print('torch', torch.__version__, '(torch tests run)')" \
+      2>/dev/null || echo "torch absent: the torch tests skip (apt-get install python3-torch)"
+    # EPLB_CLI: python -m eplb plan's plan files are compared with the C tool's.
+    cli="$build/bin/eplb"
+    [[ $cli == /* ]] || cli="$PWD/$cli"
+    [ -x "$cli" ] || cli=""
+    "$venv/bin/pip" install -q ./python pytest &&
+      EPLB_CLI="$cli" "$venv/bin/python" -m pytest -q python/tests || failed+=(python)
   fi
 fi
 
