@@ -3,9 +3,12 @@ the same options, exit codes and plan files, which also reads SGLang's .pt
 dumps (with torch, where it is installed)."""
 import argparse
 import ctypes
+import math
 import os
 import sys
 import time
+
+import numpy as np
 
 from . import _library, contexts
 from . import rebalance as _rebalance
@@ -97,12 +100,13 @@ def _seed(text):
 
 def _real(option):
     def parse(text):
-        import math
         try:
             value = float(text)
         except ValueError:
             value = math.nan
-        if not math.isfinite(value) or value < 0 or value > 3.4028234663852886e38:
+        with np.errstate(over="ignore"):
+            beyond_float32 = bool(np.isinf(np.float32(value)))
+        if not math.isfinite(value) or value < 0 or beyond_float32:
             raise UsageError("bad value '%s' for %s: must be a finite number >= 0"
                              % (shown(text), option))
         return value
@@ -193,7 +197,6 @@ def _plural(n, one, many):
 
 def _balance_marks(weight, max_load, gpus, out):
     """The C tool's per-layer picture of max/mean GPU load."""
-    import numpy as np
     marks_max = 64
     means = np.cumsum(weight.astype(np.float64), axis=1)[:, -1] / gpus
     ratio = [m / mean if mean > 0 else 1.0 for m, mean in zip(max_load, means)]
@@ -218,7 +221,7 @@ def _balance_marks(weight, max_load, gpus, out):
     out.write(line + "\n                " + "".join(picture) + "\n")
 
 
-def _summary(out, args, label, input_format, shape, ctx, policy_used, stats, plan_us, weight):
+def _summary(out, args, label, input_format, ctx, policy_used, stats, plan_us, weight):
     layers, experts = weight.shape
     out.write("eplb plan: %s (%s), %s x %s\n" % (label, input_format,
                                                  _plural(layers, "layer", "layers"),
@@ -233,8 +236,8 @@ def _summary(out, args, label, input_format, shape, ctx, policy_used, stats, pla
     else:
         out.write("  policy        %s (requested %s)\n" % (policy_used, args.policy))
     out.write("  options       candidates %d, iterations %d, noise %g, tolerance %g, seed %d\n"
-              % (args.candidates, args.iters, float(_f32(args.noise)), float(_f32(args.tol)),
-                 args.seed))
+              % (args.candidates, args.iters, float(np.float32(args.noise)),
+                 float(np.float32(args.tol)), args.seed))
     out.write("  backend       %s on %s\n" % (ctx.backend, ctx.device))
     out.write("  balancedness  %.4f (worst layer %d: %.4f; best possible %.4f)\n"
               % (stats.balancedness, stats.min_layer, stats.balancedness_min_layer,
@@ -250,14 +253,8 @@ def _summary(out, args, label, input_format, shape, ctx, policy_used, stats, pla
                                               if args.format == "sglang" else ""))
 
 
-def _f32(x):
-    import numpy as np
-    return np.float32(x)
-
-
 def _plan(args, weight, label):
     """(phy2log, logcnt, context, policy that ran, microseconds in eplb_rebalance)."""
-    import numpy as np
     layers, experts = weight.shape
     opts = _rebalance._options(args.candidates, args.iters, args.seed, args.noise, args.tol,
                                args.policy)
@@ -354,8 +351,7 @@ def plan_command(argv):
         if not args.quiet:
             out = sys.stderr if args.output == "-" else sys.stdout
             try:
-                _summary(out, args, label, input_format, None, ctx, policy_used, stats, plan_us,
-                         weight)
+                _summary(out, args, label, input_format, ctx, policy_used, stats, plan_us, weight)
                 out.flush()
             except OSError as exc:
                 sys.stderr.write("eplb plan: cannot write the summary to %s: %s%s\n"
