@@ -509,7 +509,7 @@ Test(cli, conformance_passes_on_goldens_and_random_cases)
     while ((ent = readdir(d)))
         goldens += strstr(ent->d_name, ".txt") != NULL;
     closedir(d);
-    snprintf(want, sizeof want, "%d passed, 0 failed", (goldens + 2 + 24) * backends);
+    snprintf(want, sizeof want, "%d passed, 0 failed", (goldens + 4 + 24) * backends);
     cr_expect_str_eq(last_line(r->out), want);
 }
 
@@ -549,5 +549,5 @@ Test(cli, conformance_reports_a_wrong_golden)
     for (int i = 0; i < eplb_backend_count(); i++)
         backends += eplb_backend_available(i, NULL);
     cr_expect_eq(failed, backends);
-    cr_expect_eq(passed, (2 + 2) * backends); /* 2 built-in, 2 random */
+    cr_expect_eq(passed, (4 + 2) * backends); /* 4 built-in, 2 random */
 }

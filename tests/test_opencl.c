@@ -390,7 +390,59 @@ Test(opencl, stages_knob_runs_no_fused_kernel, .timeout = 600)
     eplb_context_free(cpu);
     eplb_context_free(ctx);
 }
+/* The case of eplb conformance beyond a GPU's local memory (docs/opencl.md):
+ * 8 layers x 256 experts on 2048 slots, many replicas of equal load, planned
+ * by the stage kernels as a GPU plans it. On NVIDIA it differed from cpu in
+ * layer 6 while the kernels' sort keys were contracted into fused
+ * multiply-adds; PoCL never contracts them, so here it guards the stage
+ * kernels at this size, and the test below guards the cause. */
+Test(opencl, beyond_local_memory_equals_cpu_gpu_tuning, .timeout = 900)
+{
+    use_gpu_tuning();
+    setenv("EPLB_OPENCL_LOCAL_MEM", "49152", 1);
+    eplb_context *ctx = open_opencl_or_skip();
+    eplb_context *cpu = eplbt_context("cpu");
+    const eplb_shape s = {8, 256, 2048, 8, 8, 256};
+    float *w = malloc(sizeof(float) * (size_t)(s.layers * s.experts));
+    cr_assert(w);
+    eplb_workload_fill(w, s.layers, s.experts, 1, 0);
+    eplb_options o;
+    eplb_options_init(&o);
+    eplbt_plan got, want;
+    eplbt_plan_run(ctx, "beyond local memory", w, &s, &o, &got);
+    eplbt_plan_run(cpu, "beyond local memory", w, &s, &o, &want);
+    cr_assert(eplbt_plans_equal(&got, &want), "the opencl plan differs from cpu");
+    eplbt_plan_free(&got);
+    eplbt_plan_free(&want);
+    free(w);
+    eplb_context_free(cpu);
+    eplb_context_free(ctx);
+}
 #endif
+
+/* OpenCL C may fuse a * b + c unless "#pragma OPENCL FP_CONTRACT OFF" is in
+ * force, and a pragma covers only the code after it. src/common/spec_math.h
+ * is the first kernel source, so its OpenCL branch must turn contraction off
+ * before its first function (SPEC section 2 forbids fused operations). */
+Test(opencl, kernel_sources_turn_contraction_off_before_any_function)
+{
+    char path[4096];
+    snprintf(path, sizeof path, "%s/../../src/common/spec_math.h", EPLB_GOLDEN_DIR);
+    FILE *f = fopen(path, "rb");
+    cr_assert(f, "cannot open %s", path);
+    static char text[1 << 16];
+    const size_t n = fread(text, 1, sizeof text - 1, f);
+    fclose(f);
+    text[n] = '\0';
+    const char *branch = strstr(text, "#if defined(__OPENCL_VERSION__)");
+    const char *first_function = strstr(text, "EPLB_SPEC_FN eplb_u64 eplb_mix64");
+    cr_assert(branch && first_function, "spec_math.h no longer has the expected layout");
+    /* The file's opening comment names the pragma too: look inside the branch. */
+    const char *pragma = strstr(branch, "\n#pragma OPENCL FP_CONTRACT OFF");
+    cr_assert(pragma && pragma < first_function,
+              "spec_math.h must turn FP_CONTRACT off in its OpenCL branch, above its functions");
+}
+
 
 Test(opencl, many_contexts_share_the_program, .timeout = 300)
 {

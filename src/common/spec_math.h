@@ -8,6 +8,12 @@
 #define EPLB_SPEC_MATH_H
 
 #if defined(__OPENCL_VERSION__)
+/* OpenCL C contracts a * b + c into one fused multiply-add unless told not
+ * to, and a pragma governs only the code after it. This file is the first
+ * of the kernel sources, so the pragma must be here, above the functions:
+ * below them, NVIDIA's compiler fused eplb_sort_key's multiply and add, and
+ * keys one rounding apart swapped places in the sort (docs/opencl.md). */
+#pragma OPENCL FP_CONTRACT OFF
 typedef ulong eplb_u64;
 #define EPLB_SPEC_FN static inline
 #elif defined(__CUDACC__)
