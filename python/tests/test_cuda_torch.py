@@ -128,3 +128,18 @@ def test_second_gpu():
     assert all(t.device == w.device for t in result)
     np.testing.assert_array_equal(to_cpu(result)[0],
                                   eplb.rebalance_experts(WEIGHT, *ARGS, backend="cpu")[0])
+
+
+def test_log2phy_widths_on_cuda_tensors():
+    want = eplb.rebalance_experts(WEIGHT, *ARGS, backend="cpu")
+    w = torch.from_numpy(WEIGHT).cuda()
+    narrow = eplb.rebalance_experts(w, *ARGS)
+    assert narrow[1].shape == want[1].shape and narrow[1].is_contiguous()
+    assert_unchecked_plan(eplb.rebalance_experts(w, *ARGS, log2phy_width="redundant"), want)
+
+
+def test_window_on_cuda_tensors():
+    window = torch.from_numpy(np.stack([WEIGHT, WEIGHT % 7]).astype(np.int64)).cuda()
+    want = eplb.rebalance_experts(window.sum(dim=0).cpu().numpy(), *ARGS, backend="cpu")
+    for got, x in zip(to_cpu(eplb.rebalance_experts(window, *ARGS)), want):
+        np.testing.assert_array_equal(got, x)

@@ -26,7 +26,7 @@ def test_log2phy_width_is_max_logcnt():
 def test_log2phy_holds_the_redundant_width_prefix():
     # vLLM's width (replicas - experts + 1) holds the same slots, then -1 columns.
     narrow = eplb.rebalance_experts(WEIGHT, *ARGS)
-    wide = rebalance.plan(WEIGHT, *ARGS, log2phy_width="redundant")
+    wide = eplb.rebalance_experts(WEIGHT, *ARGS, log2phy_width="redundant")
     assert wide[1].shape == (6, 12, 16 - 12 + 1)
     width = narrow[1].shape[2]
     np.testing.assert_array_equal(wide[1][:, :, :width], narrow[1])
@@ -94,6 +94,11 @@ def test_mode_eplb_is_the_default():
                 eplb.rebalance_experts(WEIGHT, *ARGS))
     assert_same(eplb.rebalance_experts(WEIGHT, *ARGS, mode="eplb", candidates=2),
                 eplb.rebalance_experts(WEIGHT, *ARGS, candidates=2))
+
+
+def test_log2phy_width_misuse():
+    with pytest.raises(ValueError, match="log2phy_width"):
+        eplb.rebalance_experts(WEIGHT, *ARGS, log2phy_width=5)
 
 
 @pytest.mark.parametrize("kwargs", [dict(mode="deepseek", candidates=1),

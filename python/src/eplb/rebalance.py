@@ -227,7 +227,9 @@ def _plan_cuda(torch, weight, shape_args, opts, backend, check, log2phy_width):
             if log2phy_width == "max":
                 # max(logcnt) is known only once the plan is done: check=False
                 # keeps the always-sufficient width rather than wait for it.
-                log2phy = log2phy[:, :, :int(logcnt.max())].contiguous()
+                needed = int(logcnt.max())
+                if needed < width:
+                    log2phy = log2phy[:, :, :needed].contiguous()
     return phy2log, log2phy, logcnt
 
 
@@ -238,11 +240,16 @@ def _device_status(ctx):
         ctx.fail(status)
 
 
+_LOG2PHY_WIDTHS = ("max", "redundant")
+
+
 def plan(weight, num_replicas, num_groups, num_nodes, num_gpus, *, mode=None, candidates=None,
          iterations=None, seed=0, noise=0.2, tolerance=1e-5, policy="auto", backend=None,
          check=True, log2phy_width="max"):
-    """rebalance_experts with the width of log2phy to choose: "max" (DeepSeek's
-    max(logcnt)) or "redundant" (num_replicas - experts + 1, as vLLM keeps it)."""
+    """rebalance_experts (its docstring says what each argument means)."""
+    if log2phy_width not in _LOG2PHY_WIDTHS:
+        raise ValueError("eplb: log2phy_width must be 'max' or 'redundant', got %r"
+                         % (log2phy_width,))
     if backend is not None and not isinstance(backend, str):
         raise TypeError("eplb: backend must be a string or None, got %s" % type(backend).__name__)
     candidates, iterations = _mode_options(mode, candidates, iterations)
@@ -269,7 +276,7 @@ def plan(weight, num_replicas, num_groups, num_nodes, num_gpus, *, mode=None, ca
 
 def rebalance_experts(weight, num_replicas, num_groups, num_nodes, num_gpus, *, mode=None,
                       candidates=None, iterations=None, seed=0, noise=0.2, tolerance=1e-5,
-                      policy="auto", backend=None, check=True):
+                      policy="auto", backend=None, check=True, log2phy_width="max"):
     """Plans expert replication and placement, as DeepSeek eplb.py's rebalance_experts.
 
     Parameters:
@@ -301,25 +308,29 @@ def rebalance_experts(weight, num_replicas, num_groups, num_nodes, num_gpus, *, 
         check: CUDA tensors only. True waits for the plan on the current stream
             and raises EplbError if the device rejected the weights; False returns
             at once (fully asynchronous): call eplb.synchronize() to get the status.
+        log2phy_width: "max" (DeepSeek's width, max(logcnt)) or "redundant"
+            (num_replicas - num_logical_experts + 1, the width vLLM's buffers
+            have; on CUDA tensors it saves reading max(logcnt) back and a copy).
 
     Returns:
         (phy2log [layers, num_replicas], log2phy [layers, num_logical_experts,
-        max(logcnt)] padded with -1, logcnt [layers, num_logical_experts]), all
-        int64: numpy arrays for numpy input, torch tensors on the weight's device
-        for torch input. With check=False, log2phy of a CUDA tensor is
-        num_replicas - num_logical_experts + 1 wide (max(logcnt) is not known yet).
+        width] padded with -1, logcnt [layers, num_logical_experts]), all int64:
+        numpy arrays for numpy input, torch tensors on the weight's device for
+        torch input. With check=False, log2phy of a CUDA tensor has the
+        "redundant" width (max(logcnt) is not known when the call returns).
 
     Raises:
         EplbError: the library rejected the input (shape rules, NaN, infinity or
             negative weights, option values) or failed; .status and .message say why.
         TypeError: weight of a non-numeric dtype, or a non-integer count.
         ValueError: weight neither 2-D nor 3-D, a count outside int64, a seed
-            outside uint64, an unknown policy or mode, a mode with candidates or
-            iterations, or a backend that cannot take the tensor's device.
+            outside uint64, an unknown policy, mode or log2phy_width, a mode with
+            candidates or iterations, or a backend that cannot take the tensor's device.
     """
     return plan(weight, num_replicas, num_groups, num_nodes, num_gpus, mode=mode,
                 candidates=candidates, iterations=iterations, seed=seed, noise=noise,
-                tolerance=tolerance, policy=policy, backend=backend, check=check)
+                tolerance=tolerance, policy=policy, backend=backend, check=check,
+                log2phy_width=log2phy_width)
 
 
 def synchronize(device=None):
