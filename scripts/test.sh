@@ -18,10 +18,10 @@ echo "== eplb conformance"
 
 if [ "${EPLB_SKIP_PYTHON:-0}" != 1 ]; then
   echo "== python"
-  # The torch tests need a CPU-only PyTorch: PyPI's torch is the CUDA build
-  # (a 539 MB wheel plus gigabytes of CUDA libraries) and PyTorch's own CPU
-  # index is not reachable here, but Debian's python3-torch is CPU-only. Where
-  # the system Python has it, the venv sees it; elsewhere the torch tests skip.
+  # The torch tests need a CPU-only PyTorch: PyPI's torch is the CUDA build,
+  # with the CUDA libraries, and PyTorch's own CPU index is not reachable here,
+  # but Debian's python3-torch is CPU-only. Where the system Python has it, the
+  # venv sees it (docs/python.md, "Tests"); elsewhere the torch tests skip.
   python=python3 venv="$build/python-venv" venv_options=()
   if /usr/bin/python3 -c "import torch" >/dev/null 2>&1; then
     python=/usr/bin/python3 venv="$build/python-venv-torch" venv_options=(--system-site-packages)
