@@ -108,6 +108,26 @@ Test(cli_consistency, abbreviated_long_options_are_refused_naming_the_option)
     ran_free(&r);
 }
 
+/* -n is --nodes in plan and demo: conformance gives --random no short option,
+ * and takes its long options in full too. */
+Test(cli_consistency, conformance_random_has_no_dash_n)
+{
+    const char *dash_n[] = {"conformance", "--golden", "none", "-n", "1", NULL};
+    ran r = run(dash_n);
+    cr_expect_eq(r.code, 2, "%s", r.err);
+    cr_expect(strstr(r.err, "eplb conformance: unknown option '-n'"), "%s", r.err);
+    ran_free(&r);
+    const char *abbreviated[] = {"conformance", "--golden", "none", "--rand", "1", NULL};
+    r = run(abbreviated);
+    cr_expect_eq(r.code, 2, "%s", r.err);
+    cr_expect(strstr(r.err, "spelled out in full: --random"), "%s", r.err);
+    ran_free(&r);
+    const char *help[] = {"conformance", "--help", NULL};
+    r = run(help);
+    cr_expect(strstr(r.out, "      --random N") && !strstr(r.out, "-n, --random"), "%s", r.out);
+    ran_free(&r);
+}
+
 /* --backend nonsense and EPLB_BACKEND=nonsense: the same exit code and words. */
 Test(cli_consistency, unknown_backend_is_the_same_error_from_option_or_environment)
 {

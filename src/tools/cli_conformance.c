@@ -375,18 +375,24 @@ static void conformance_usage(FILE *f)
             "consistent, and the guard bytes around every output buffer must stay intact.\n\n"
             "  -g, --golden DIR   golden files (default: %s);\n"
             "                     'none' skips the golden cases\n"
-            "  -n, --random N     random cases, 0..1000000 (default 100)\n"
+            "      --random N     random cases, 0..1000000 (default 100)\n"
             "  -s, --seed S       seed of the random cases (default 1)\n"
             "  -h, --help         this help\n\n"
+            "Long options are spelled out in full. --random has no short option: -n is\n"
+            "--nodes in eplb plan and eplb demo.\n\n"
             "Prints a FAIL line per failed check (case x backend), then 'N passed, N failed'.\n"
             "exit codes: 0 all passed, 1 a check failed, 2 usage error or golden directory missing\n",
             EPLB_CLI_SOURCE_GOLDEN_DIR);
 }
 
+/* --random has no short option: -n means --nodes in eplb plan and eplb demo. */
+enum { OPT_RANDOM = 256 };
+
 int eplb_cli_conformance(int argc, char **argv)
 {
     static const struct option longopts[] = {
-        {"golden", required_argument, NULL, 'g'}, {"random", required_argument, NULL, 'n'},
+        {"golden", required_argument, NULL, 'g'},
+        {"random", required_argument, NULL, OPT_RANDOM},
         {"seed", required_argument, NULL, 's'},   {"help", no_argument, NULL, 'h'},
         {NULL, 0, NULL, 0}};
     char dir_buf[PATH_MAX + 64];
@@ -396,10 +402,10 @@ int eplb_cli_conformance(int argc, char **argv)
     opterr = 0;
     optind = 1;
     int c;
-    while ((c = getopt_long(argc, argv, ":g:n:s:h", longopts, NULL)) != -1) {
+    while ((c = eplb_cli_getopt("conformance", argc, argv, ":g:s:h", longopts)) != -1) {
         switch (c) {
         case 'g': golden_dir = optarg; break;
-        case 'n':
+        case OPT_RANDOM:
             if (!eplb_cli_parse_i64("conformance", "--random", optarg, 0, 1000000, &random_cases))
                 return EPLB_EXIT_USAGE;
             break;
@@ -408,11 +414,7 @@ int eplb_cli_conformance(int argc, char **argv)
                 return EPLB_EXIT_USAGE;
             break;
         case 'h': conformance_usage(stdout); return EPLB_EXIT_OK;
-        case ':':
-            fprintf(stderr, "eplb conformance: option %s needs a value\n", argv[optind - 1]);
-            return EPLB_EXIT_USAGE;
-        default:
-            fprintf(stderr, "eplb conformance: unknown option '%s'\n", argv[optind - 1]);
+        default: /* eplb_cli_getopt said what is wrong */
             return EPLB_EXIT_USAGE;
         }
     }
