@@ -6,6 +6,8 @@ Python binding of libeplb (ctypes). Drop-in for DeepSeek eplb.py:
     phy2log, log2phy, logcnt = rebalance_experts(weight, num_replicas, num_groups,
                                                  num_nodes, num_gpus)
 
+Engine hooks: eplb.vllm.EplbPolicy and eplb.sglang.rebalance_experts (imported
+on demand, never by `import eplb`). Command line: python -m eplb plan --help.
 See docs/python.md in the eplb repository.
 """
 import ctypes as _ctypes
