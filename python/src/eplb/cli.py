@@ -397,7 +397,8 @@ def main(argv=None):
     if command == "backends":
         return backends_command(rest)
     if command == "--version":
-        sys.stdout.write("eplb %s (libeplb %s at %s)\n" % (_library.version, _library.version,
+        from ._version import __version__
+        sys.stdout.write("eplb %s (libeplb %s at %s)\n" % (__version__, _library.version,
                                                           _library.path))
         return EXIT_OK
     sys.stderr.write("eplb: unknown command '%s' (see python -m eplb --help)\n" % shown(command))
