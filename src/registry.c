@@ -24,6 +24,7 @@
 #include <unistd.h>
 
 #include "eplb/eplb.h"
+#include "common/text_escape.h"
 
 static const char *const backend_names[EPLB_REGISTRY_COUNT] = {"cuda", "opencl", "cpu"};
 
@@ -189,28 +190,33 @@ static const eplb_backend_module *load_module(const char *name, char *error, siz
     else
         own_directory(dir, sizeof dir);
     snprintf(path, sizeof path, "%s%s", dir, file);
+    /* Messages quote the path (and dlerror's text, which quotes it too) with
+     * control bytes escaped: EPLB_MODULE_DIR comes from outside. */
+    char shown[4096], reason_shown[1024];
+    eplb_text_escape(shown, sizeof shown, path);
 
     const char *problem = module_file_problem(path, why, sizeof why);
     if (problem) {
-        snprintf(error, error_len, "cannot load %s: %s", path, problem);
+        snprintf(error, error_len, "cannot load %s: %s", shown, problem);
         return NULL;
     }
     void *handle = dlopen(path, RTLD_NOW | RTLD_LOCAL);
     if (!handle) {
         const char *reason = dlerror();
-        snprintf(error, error_len, "cannot load %s: %s", path, reason ? reason : "unknown error");
+        snprintf(error, error_len, "cannot load %s: %s", shown,
+                 reason ? eplb_text_escape(reason_shown, sizeof reason_shown, reason) : "unknown error");
         return NULL;
     }
     eplb_backend_module_get_fn get = (eplb_backend_module_get_fn)dlsym(handle, EPLB_MODULE_ENTRY);
     const eplb_backend_module *module = get ? get() : NULL;
     if (!module) {
-        snprintf(error, error_len, "%s does not export %s", path, EPLB_MODULE_ENTRY);
+        snprintf(error, error_len, "%s does not export %s", shown, EPLB_MODULE_ENTRY);
         dlclose(handle);
         return NULL;
     }
     if (module->api_version != EPLB_BACKEND_API_VERSION) {
         snprintf(error, error_len, "%s was built for backend API %d, this libeplb has %d: rebuild it",
-                 path, module->api_version, EPLB_BACKEND_API_VERSION);
+                 shown, module->api_version, EPLB_BACKEND_API_VERSION);
         dlclose(handle);
         return NULL;
     }

@@ -359,3 +359,32 @@ Test(input_cli, a_token_with_escape_sequences_is_escaped_in_errors)
     unlink(path);
     rmdir(dir);
 }
+
+/* Arguments and environment are outside text too: every message that quotes
+ * an option's value, a command, an argument, a golden directory or a module
+ * path escapes its control bytes. */
+Test(input_cli, arguments_and_environment_with_escape_sequences_are_escaped_in_errors)
+{
+    char data[512];
+    snprintf(data, sizeof data, "%s/good-comma.csv", EPLB_TEST_DATA_DIR);
+    char *replicas[] = {"eplb", "plan", "-i", data, "--replicas", "\x1b[2J", "--gpus", "1", NULL};
+    char *policy[] = {"eplb", "plan", "-i", data, "-r", "8", "-p", "1", "--policy", "\x1b[2J", NULL};
+    char *extra[] = {"eplb", "plan", "-i", data, "-r", "8", "-p", "1", "\x1b[2J", NULL};
+    char *command[] = {"eplb", "\x1b[2J", NULL};
+    char *golden[] = {"eplb", "conformance", "--golden", "/nonexistent/\x1b[2J", NULL};
+    char **cases[] = {replicas, policy, extra, command, golden};
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        cli_result r;
+        run_cli(cases[i], NULL, 60.0, &r);
+        cr_expect_eq(r.exit_code, 2, "case %zu: stderr: %s", i, r.err);
+        expect_no_control_bytes(r.err, "stderr");
+        cr_expect(strstr(r.err, "\\x1b[2J") != NULL, "case %zu: stderr: %s", i, r.err);
+    }
+    setenv("EPLB_MODULE_DIR", "/nonexistent/\x1b[2J", 1);
+    char *module[] = {"eplb", "plan", "-i", data, "-r", "8", "-p", "1", "-b", "opencl", NULL};
+    cli_result r;
+    run_cli(module, NULL, 60.0, &r);
+    cr_expect_eq(r.exit_code, 1, "stderr: %s", r.err);
+    expect_no_control_bytes(r.err, "stderr");
+    cr_expect(strstr(r.err, "/nonexistent/\\x1b[2J/libeplb_opencl.so") != NULL, "stderr: %s", r.err);
+}

@@ -16,6 +16,7 @@
 #include "eplb/eplb.h"
 #include "golden.h"
 #include "random_case.h"
+#include "text_escape.h"
 #include "workload.h"
 
 #define GUARD_BYTES 256
@@ -213,7 +214,8 @@ static void fail_line(tally *t, const char *name, const char *backend, const cha
 {
     va_list args;
     va_start(args, fmt);
-    printf("FAIL %s [%s]: ", name, backend);
+    char shown[512]; /* golden names come from a directory listing */
+    printf("FAIL %s [%s]: ", eplb_text_escape(shown, sizeof shown, name), backend);
     vprintf(fmt, args);
     printf("\n");
     va_end(args);
@@ -419,23 +421,27 @@ int eplb_cli_conformance(int argc, char **argv)
         }
     }
     if (optind < argc) {
-        fprintf(stderr, "eplb conformance: unexpected argument '%s'\n", argv[optind]);
+        char shown[512];
+        fprintf(stderr, "eplb conformance: unexpected argument '%s'\n",
+                eplb_text_escape(shown, sizeof shown, argv[optind]));
         return EPLB_EXIT_USAGE;
     }
     if (!golden_dir)
         golden_dir = default_golden_dir(dir_buf, sizeof dir_buf);
     int skip_goldens = strcmp(golden_dir, "none") == 0;
+    char shown_dir[PATH_MAX + 64];
+    eplb_text_escape(shown_dir, sizeof shown_dir, golden_dir);
     char **goldens = NULL;
     int ngoldens = 0;
     if (!skip_goldens) {
         ngoldens = list_goldens(golden_dir, &goldens);
         if (ngoldens < 0) {
             fprintf(stderr, "eplb conformance: cannot open golden directory %s: %m "
-                            "(pass --golden DIR, or --golden none)\n", golden_dir);
+                            "(pass --golden DIR, or --golden none)\n", shown_dir);
             return EPLB_EXIT_USAGE;
         }
         if (ngoldens == 0) {
-            fprintf(stderr, "eplb conformance: no golden files (*.txt) in %s\n", golden_dir);
+            fprintf(stderr, "eplb conformance: no golden files (*.txt) in %s\n", shown_dir);
             free(goldens);
             return EPLB_EXIT_USAGE;
         }
@@ -477,7 +483,7 @@ int eplb_cli_conformance(int argc, char **argv)
             printf(" %s (%s)%s", slots[b].name, eplb_context_device(slots[b].ctx),
                    b + 1 < nslots ? "," : "\n");
         printf("cases: %d golden from %s, 4 built-in, %lld random with seed %llu\n", ngoldens,
-               skip_goldens ? "(skipped)" : golden_dir, (long long)random_cases,
+               skip_goldens ? "(skipped)" : shown_dir, (long long)random_cases,
                (unsigned long long)seed);
         fflush(stdout);
     }

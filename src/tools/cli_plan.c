@@ -150,8 +150,9 @@ static int parse_plan_args(int argc, char **argv, int demo, plan_args *a)
             else if (strcmp(optarg, "hierarchical") == 0) a->options.policy = EPLB_POLICY_HIERARCHICAL;
             else if (strcmp(optarg, "global") == 0) a->options.policy = EPLB_POLICY_GLOBAL;
             else {
+                char shown[256];
                 fprintf(stderr, "eplb %s: bad value '%s' for --policy: use auto, hierarchical or "
-                                "global\n", cmd, optarg);
+                                "global\n", cmd, eplb_text_escape(shown, sizeof shown, optarg));
                 return EPLB_EXIT_USAGE;
             }
             break;
@@ -171,8 +172,9 @@ static int parse_plan_args(int argc, char **argv, int demo, plan_args *a)
         }
     }
     if (optind < argc) {
+        char shown[512];
         fprintf(stderr, "eplb %s: unexpected argument '%s' (see eplb %s --help)\n", cmd,
-                argv[optind], cmd);
+                eplb_text_escape(shown, sizeof shown, argv[optind]), cmd);
         return EPLB_EXIT_USAGE;
     }
     const char *missing = !demo && !a->input ? "--input" : !have_replicas ? "--replicas"

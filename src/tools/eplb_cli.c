@@ -20,12 +20,15 @@ int eplb_cli_parse_i64(const char *cmd, const char *opt, const char *text, int64
     errno = 0;
     long long v = strtoll(text, &end, 10);
     if (!*text || *end || errno) {
-        fprintf(stderr, "eplb %s: bad value '%s' for %s: not an integer\n", cmd, text, opt);
+        char shown[512];
+        fprintf(stderr, "eplb %s: bad value '%s' for %s: not an integer\n", cmd,
+                eplb_text_escape(shown, sizeof shown, text), opt);
         return 0;
     }
     if (v < lo || v > hi) {
-        fprintf(stderr, "eplb %s: bad value '%s' for %s: must be in %lld..%lld\n", cmd, text, opt,
-                (long long)lo, (long long)hi);
+        char shown[512];
+        fprintf(stderr, "eplb %s: bad value '%s' for %s: must be in %lld..%lld\n", cmd,
+                eplb_text_escape(shown, sizeof shown, text), opt, (long long)lo, (long long)hi);
         return 0;
     }
     *out = v;
@@ -39,8 +42,9 @@ int eplb_cli_parse_u64(const char *cmd, const char *opt, const char *text, uint6
     int hex = text[0] == '0' && (text[1] == 'x' || text[1] == 'X');
     unsigned long long v = strtoull(text, &end, hex ? 16 : 10); /* never octal */
     if (!*text || *end || errno || text[0] == '-') {
+        char shown[512];
         fprintf(stderr, "eplb %s: bad value '%s' for %s: not an unsigned 64-bit integer\n", cmd,
-                text, opt);
+                eplb_text_escape(shown, sizeof shown, text), opt);
         return 0;
     }
     *out = v;
@@ -53,8 +57,9 @@ int eplb_cli_parse_float(const char *cmd, const char *opt, const char *text, flo
     errno = 0;
     double v = strtod(text, &end);
     if (!*text || *end || errno || !isfinite(v) || v < 0.0 || isinf((float)v)) {
+        char shown[512];
         fprintf(stderr, "eplb %s: bad value '%s' for %s: must be a finite number >= 0\n", cmd,
-                text, opt);
+                eplb_text_escape(shown, sizeof shown, text), opt);
         return 0;
     }
     *out = (float)v;
@@ -234,7 +239,8 @@ static int run_command(int argc, char **argv)
         return eplb_cli_backends(argc - 1, argv + 1);
     if (strcmp(cmd, "conformance") == 0)
         return eplb_cli_conformance(argc - 1, argv + 1);
-    fprintf(stderr, "eplb: unknown command '%s'\n\n", cmd);
+    char shown[512];
+    fprintf(stderr, "eplb: unknown command '%s'\n\n", eplb_text_escape(shown, sizeof shown, cmd));
     usage(stderr);
     return EPLB_EXIT_USAGE;
 }

@@ -1,5 +1,6 @@
 /* Reader for golden files (SPEC section 9). */
 #include "golden.h"
+#include "text_escape.h"
 
 #include <errno.h>
 #include <stdio.h>
@@ -36,7 +37,9 @@ eplb_status eplb_golden_read(const char *path, eplb_golden *g, char *error, size
     memset(g, 0, sizeof *g);
     FILE *f = fopen(path, "r");
     if (!f) {
-        snprintf(error, error_len, "%s: %s", path, strerror(errno));
+        char shown[4096];
+        snprintf(error, error_len, "%s: %s", eplb_text_escape(shown, sizeof shown, path),
+                 strerror(errno));
         return EPLB_ERR_IO;
     }
     char header[64] = "";
@@ -104,7 +107,8 @@ eplb_status eplb_golden_read(const char *path, eplb_golden *g, char *error, size
     }
     fclose(f);
     if (why) {
-        snprintf(error, error_len, "%s: %s", path, why);
+        char shown[4096];
+        snprintf(error, error_len, "%s: %s", eplb_text_escape(shown, sizeof shown, path), why);
         eplb_golden_free(g);
         return EPLB_ERR_PARSE;
     }
