@@ -47,10 +47,41 @@ void eplb_options_init(eplb_options *options)
     options->policy = EPLB_POLICY_AUTO;
 }
 
-/* Largest element count of any single array we allocate must stay far from
- * overflow; indices inside a row are int32. */
-#define EPLB_MAX_DIM ((int64_t)1 << 30)
-#define EPLB_MAX_ELEMENTS ((int64_t)1 << 40)
+/* The text of the last refusal for a limit: eplb_shape_check hands out a
+ * pointer to it, so it must outlive the call (one per thread). */
+static _Thread_local char shape_limit_message[160];
+
+/* Names the first of the shape's limits (include/eplb/eplb.h) that it goes
+ * beyond, or returns NULL when it is within all of them. */
+static const char *shape_limit_broken(const eplb_shape *s)
+{
+    const struct {
+        const char *what, *limit_name;
+        int64_t value, limit;
+    } limits[] = {
+        {"layers", "EPLB_MAX_LAYERS", s->layers, EPLB_MAX_LAYERS},
+        {"experts", "EPLB_MAX_EXPERTS", s->experts, EPLB_MAX_EXPERTS},
+        {"replicas", "EPLB_MAX_REPLICAS", s->replicas, EPLB_MAX_REPLICAS},
+        {"groups", "EPLB_MAX_GROUPS", s->groups, EPLB_MAX_GROUPS},
+        {"nodes", "EPLB_MAX_NODES", s->nodes, EPLB_MAX_NODES},
+        {"gpus", "EPLB_MAX_GPUS", s->gpus, EPLB_MAX_GPUS},
+    };
+    for (size_t i = 0; i < sizeof limits / sizeof limits[0]; i++)
+        if (limits[i].value > limits[i].limit) {
+            snprintf(shape_limit_message, sizeof shape_limit_message,
+                     "%s (%lld) exceeds the limit %s = %lld", limits[i].what,
+                     (long long)limits[i].value, limits[i].limit_name, (long long)limits[i].limit);
+            return shape_limit_message;
+        }
+    /* Both factors are within their limits here, so the product cannot overflow. */
+    if (s->layers * s->replicas > EPLB_MAX_SLOTS) {
+        snprintf(shape_limit_message, sizeof shape_limit_message,
+                 "layers * replicas (%lld slots) exceeds the limit EPLB_MAX_SLOTS = %lld",
+                 (long long)(s->layers * s->replicas), (long long)EPLB_MAX_SLOTS);
+        return shape_limit_message;
+    }
+    return NULL;
+}
 
 eplb_status eplb_shape_check(const eplb_shape *s, const char **message)
 {
@@ -61,14 +92,11 @@ eplb_status eplb_shape_check(const eplb_shape *s, const char **message)
     else if (s->groups < 1) why = "groups must be >= 1";
     else if (s->nodes < 1) why = "nodes must be >= 1";
     else if (s->gpus < 1) why = "gpus must be >= 1";
-    else if (s->replicas < s->experts) why = "replicas must be >= experts";
-    else if (s->layers > EPLB_MAX_DIM || s->replicas > EPLB_MAX_DIM || s->gpus > EPLB_MAX_DIM ||
-             s->groups > EPLB_MAX_DIM || s->nodes > EPLB_MAX_DIM)
-        why = "a dimension exceeds 2^30";
-    else if (s->layers * s->replicas > EPLB_MAX_ELEMENTS)
-        why = "layers * replicas exceeds 2^40";
-    else if (s->replicas % s->gpus != 0) why = "replicas must be divisible by gpus";
-    else if (s->experts % s->groups != 0) why = "experts must be divisible by groups";
+    else if (!(why = shape_limit_broken(s))) {
+        if (s->replicas < s->experts) why = "replicas must be >= experts";
+        else if (s->replicas % s->gpus != 0) why = "replicas must be divisible by gpus";
+        else if (s->experts % s->groups != 0) why = "experts must be divisible by groups";
+    }
     if (message)
         *message = why;
     return why ? EPLB_ERR_INVALID_SHAPE : EPLB_OK;
@@ -119,22 +147,13 @@ eplb_status eplb_context_create(eplb_context **out, const char *backend)
     eplb_backend *instance = NULL;
     int chosen = -1;
     if (strcmp(backend, "auto") == 0) {
-        /* Best available: cuda, then opencl on a GPU device (the opencl
-         * backend refuses CPU devices in auto mode itself), then cpu. */
+        /* Best available: cuda, then opencl on a GPU device (the registry
+         * passes over a CPU device before compiling anything), then cpu. */
         char skipped[3072] = "";
         for (int i = 0; i < EPLB_REGISTRY_COUNT && !instance; i++) {
             char why[1024] = "";
-            if (eplb_registry_open(i, &instance, why, sizeof why) == EPLB_OK) {
-                if (i != EPLB_REGISTRY_CPU && instance->iface->is_accelerator &&
-                    !instance->iface->is_accelerator(instance)) {
-                    snprintf(why, sizeof why, "device %s is a CPU; the cpu backend is faster there",
-                             instance->iface->device_name(instance));
-                    instance->iface->free(instance);
-                    instance = NULL;
-                } else {
-                    chosen = i;
-                }
-            }
+            if (eplb_registry_open_for_auto(i, &instance, why, sizeof why) == EPLB_OK)
+                chosen = i;
             if (!instance) {
                 size_t used = strlen(skipped);
                 snprintf(skipped + used, sizeof skipped - used, "%s%s: %s", used ? "; " : "",

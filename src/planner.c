@@ -53,6 +53,15 @@ static eplb_status describe_plan(eplb_context *ctx, const eplb_shape *shape,
     status = eplb_options_check(options, &why);
     if (status != EPLB_OK)
         return eplb_context_fail(ctx, status, "invalid options: %s", why);
+    /* The one limit that needs the options as well as the shape: the packing
+     * keeps every candidate's slot order (include/eplb/eplb.h). */
+    const int64_t candidate_slots = shape->layers * shape->replicas * options->candidates;
+    if (candidate_slots > EPLB_MAX_CANDIDATE_SLOTS)
+        return eplb_context_fail(ctx, EPLB_ERR_INVALID_SHAPE,
+                                 "layers * replicas * candidates "
+                                 "(%lld) exceeds the limit EPLB_MAX_CANDIDATE_SLOTS = %lld; use "
+                                 "fewer candidates",
+                                 (long long)candidate_slots, (long long)EPLB_MAX_CANDIDATE_SLOTS);
 
     int hierarchical = shape->groups % shape->nodes == 0;
     if (options->policy == EPLB_POLICY_HIERARCHICAL && !hierarchical)

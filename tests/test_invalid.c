@@ -148,16 +148,93 @@ Test(invalid_shape, gpus_not_divisible_by_nodes_under_the_hierarchical_policy)
                     0, EPLB_ERR_INVALID_SHAPE, "nodes");
 }
 
-Test(invalid_shape, dimensions_too_large_to_allocate)
+/* ---- limits (issue 19, item 7) ------------------------------------------------------ */
+
+/* Every limit of include/eplb/eplb.h, one beyond it at a time: refused by
+ * eplb_shape_check and eplb_rebalance with a message naming the limit. */
+Test(invalid_shape, each_dimension_beyond_its_limit_names_the_limit)
 {
     eplb_shape s = base;
-    s.layers = (int64_t)1 << 31;
-    expect_shape_rejected("layers = 2^31", s, "2^30");
+    s.layers = EPLB_MAX_LAYERS + 1;
+    expect_shape_rejected("layers over the limit", s, "EPLB_MAX_LAYERS");
     s = base;
-    s.layers = (int64_t)1 << 29;
-    s.replicas = (int64_t)1 << 12;
-    s.gpus = 4;
-    expect_shape_rejected("layers * replicas = 2^41", s, "2^40");
+    s.experts = EPLB_MAX_EXPERTS + 1;
+    expect_shape_rejected("experts over the limit", s, "EPLB_MAX_EXPERTS");
+    s = base;
+    s.replicas = EPLB_MAX_REPLICAS + 4; /* still a multiple of the 4 GPUs */
+    expect_shape_rejected("replicas over the limit", s, "EPLB_MAX_REPLICAS");
+    s = base;
+    s.groups = EPLB_MAX_GROUPS + 1;
+    expect_shape_rejected("groups over the limit", s, "EPLB_MAX_GROUPS");
+    s = base;
+    s.nodes = EPLB_MAX_NODES + 1;
+    expect_shape_rejected("nodes over the limit", s, "EPLB_MAX_NODES");
+    s = base;
+    s.gpus = EPLB_MAX_GPUS + 1;
+    expect_shape_rejected("gpus over the limit", s, "EPLB_MAX_GPUS");
+}
+
+Test(invalid_shape, values_near_int64_max_name_the_limit_without_overflow)
+{
+    eplb_shape s = base;
+    s.layers = INT64_MAX;
+    expect_shape_rejected("layers = INT64_MAX", s, "EPLB_MAX_LAYERS");
+    s = base;
+    s.replicas = INT64_MAX - 7;
+    expect_shape_rejected("replicas near INT64_MAX", s, "EPLB_MAX_REPLICAS");
+    s = base;
+    s.layers = (int64_t)1 << 31;
+    s.replicas = (int64_t)1 << 40;
+    expect_shape_rejected("layers 2^31, replicas 2^40", s, "EPLB_MAX_LAYERS");
+}
+
+Test(invalid_shape, slots_beyond_the_product_limit_name_the_limit)
+{
+    /* Each dimension within its limit, their product one layer too many. */
+    eplb_shape s = base;
+    s.replicas = EPLB_MAX_REPLICAS;
+    s.layers = EPLB_MAX_SLOTS / EPLB_MAX_REPLICAS + 1;
+    expect_shape_rejected("layers * replicas over the limit", s, "EPLB_MAX_SLOTS");
+    s.layers = EPLB_MAX_LAYERS;
+    s.replicas = 1024;
+    expect_shape_rejected("most layers, 1024 slots", s, "EPLB_MAX_SLOTS");
+}
+
+Test(invalid_shape, candidate_slots_beyond_the_limit_name_the_limit)
+{
+    /* Slots within EPLB_MAX_SLOTS, but too many candidates for them: only the
+     * planning calls see the options. */
+    fill_base_weight();
+    const eplb_shape s = {2, 16, EPLB_MAX_SLOTS / 2, 4, 2, 4};
+    cr_expect_eq(eplb_shape_check(&s, NULL), EPLB_OK, "the shape alone is within the limits");
+    eplb_options o;
+    eplb_options_init(&o);
+    o.candidates = (int32_t)(EPLB_MAX_CANDIDATE_SLOTS / EPLB_MAX_SLOTS) + 1;
+    expect_rejected("layers * replicas * candidates over the limit", base_weight, &s, &o,
+                    CAPACITY / 64, 0, EPLB_ERR_INVALID_SHAPE, "EPLB_MAX_CANDIDATE_SLOTS");
+}
+
+/* The limits admit every realistic shape with room to spare, and each is
+ * inclusive. */
+Test(valid_shape, shapes_at_the_limits_pass_the_check)
+{
+    const struct {
+        const char *what;
+        eplb_shape shape;
+    } at_limit[] = {
+        {"eplb-bench's scale case", {200, 1024, 8192, 16, 16, 1024}},
+        {"the scale case, ten times the layers", {2000, 1024, 8192, 16, 16, 1024}},
+        {"DeepSeek-V3", {58, 256, 288, 8, 4, 32}},
+        {"most replicas, two layers", {2, 4, EPLB_MAX_REPLICAS, 1, 1, 1}},
+        {"most layers", {EPLB_MAX_LAYERS, 256, EPLB_MAX_SLOTS / EPLB_MAX_LAYERS, 8, 4, 32}},
+        {"most experts, groups, nodes and gpus",
+         {1, EPLB_MAX_EXPERTS, EPLB_MAX_REPLICAS, EPLB_MAX_GROUPS, EPLB_MAX_NODES, EPLB_MAX_GPUS}},
+    };
+    for (size_t i = 0; i < sizeof at_limit / sizeof at_limit[0]; i++) {
+        const char *why = NULL;
+        cr_expect_eq(eplb_shape_check(&at_limit[i].shape, &why), EPLB_OK, "%s refused: %s",
+                     at_limit[i].what, why ? why : "(no message)");
+    }
 }
 
 /* Not errors: the global policy ignores nodes, so gpus % nodes is free there

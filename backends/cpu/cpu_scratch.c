@@ -16,7 +16,9 @@ eplb_status eplb_cpu_scratch_init(eplb_cpu_scratch *s, const eplb_pack_job *job)
 {
     const size_t n = (size_t)job->items, m = (size_t)job->packs, k = (size_t)job->per_pack;
     const size_t lanes = eplb_cpu_greedy_lanes_words(job->items, job->packs);
-    const size_t words = 2 * (n + 8) + 3 * 2 * k + 3 * n + n + (4 * n + 2) + (m + 16) + (m + 16) / 4 + m +
+    /* The sorted swap search's three arrays; one pack never swaps. */
+    const size_t sorted = m > 1 ? 2 * k : 0;
+    const size_t words = 2 * (n + 8) + 3 * sorted + 3 * n + n + (4 * n + 2) + (m + 16) + (m + 16) / 4 + m +
                          2 * tree_leaves(job->packs) + 2 * k + lanes + EPLB_CPU_LANES * m +
                          (size_t)job->candidates;
     /* A row's candidates in scratch up to 256 KiB each (beyond, the job's buffers). */
@@ -27,9 +29,9 @@ eplb_status eplb_cpu_scratch_init(eplb_cpu_scratch *s, const eplb_pack_job *job)
         return EPLB_ERR_OUT_OF_MEMORY;
     uint32_t *p = s->block;
     s->pair = (uint64_t *)s->block;  p += 2 * (n + 8); /* first: 8-byte aligned; n rounded up to 8 */
-    s->sorted_a = (uint64_t *)p;     p += 2 * k; /* 8-byte aligned: an even number of words on */
-    s->sorted_b = (uint64_t *)p;     p += 2 * k;
-    s->sort_spare = (uint64_t *)p;   p += 2 * k;
+    s->sorted_a = (uint64_t *)p;     p += sorted; /* 8-byte aligned: an even number of words on */
+    s->sorted_b = (uint64_t *)p;     p += sorted;
+    s->sort_spare = (uint64_t *)p;   p += sorted;
     s->key = p;                      p += 3 * n;
     s->order = (int32_t *)p;         p += n;
     s->bucket = (int32_t *)p;        p += 4 * n + 2;

@@ -99,8 +99,26 @@ typedef struct eplb_shape {
     int64_t gpus;      /* P >= 1 */
 } eplb_shape;
 
-/* Checks a shape against SPEC section 2. On failure *message (if not NULL)
- * points at a static or thread-local text naming the broken rule. */
+/* The largest shapes eplb plans (docs/api.md, "Limits"). A plan's work and
+ * memory grow linearly with its slots (layers * replicas) and candidates, so
+ * these bound both, far above any model's shape. A shape beyond a limit is
+ * refused up front with EPLB_ERR_INVALID_SHAPE and a message that names the
+ * limit. groups <= experts and gpus <= replicas follow from the divisibility
+ * rules; their own limits only name the cause sooner. */
+#define EPLB_MAX_LAYERS 65536          /* 2^16 */
+#define EPLB_MAX_EXPERTS 1048576       /* 2^20 */
+#define EPLB_MAX_REPLICAS 16777216     /* 2^24 */
+#define EPLB_MAX_GROUPS EPLB_MAX_EXPERTS
+#define EPLB_MAX_NODES 1048576         /* 2^20 */
+#define EPLB_MAX_GPUS 1048576          /* 2^20 */
+#define EPLB_MAX_SLOTS 33554432        /* 2^25, layers * replicas */
+/* Checked by the planning calls, which see the options too: the packing keeps
+ * every candidate's slot order, so its memory grows with this product. */
+#define EPLB_MAX_CANDIDATE_SLOTS 268435456 /* 2^28, layers * replicas * candidates */
+
+/* Checks a shape against SPEC section 2 and the limits above. On failure
+ * *message (if not NULL) points at a static or thread-local text naming the
+ * broken rule or limit. */
 EPLB_EXTERN eplb_status eplb_shape_check(const eplb_shape *shape, const char **message);
 
 /* log2phy width that always suffices: replicas - experts + 1. */
