@@ -663,15 +663,19 @@ inline void eplb_fused_pack(local const float *wrows, int rows, ulong row0, int 
         }
     }
     EPLB_FUSED_BARRIER();
-    if (heap_sort && !warp_sort && T == 1 && 3 * P * m >= 2 * n + 256) {
+    /* A constant warp_sort or T stays on the left of && (a folded constant
+     * on the right is a compiler warning, printed by PoCL at every build). */
+    if (warp_sort) {
+        /* Warp teams sort in registers (below). */
+    } else if (T == 1 && heap_sort && 3 * P * m >= 2 * n + 256) {
         /* One work-item (CPU devices): a radix sort, its scratch in the
          * loads and counts, which the greedy fills later. */
         for (int x = 0; x < P; x++)
             eplb_fused_radix_sort(content + x * n, order + x * n, n, (local uint *)loads);
-    } else if (heap_sort && !warp_sort) {
+    } else if (heap_sort) {
         for (int x = t; x < P; x += T)
             eplb_fused_heapsort(content + x * n, order + x * n, n);
-    } else if (!warp_sort) {
+    } else {
         for (int y = t; y < P * n; y += T) {
             const int x = y / n, i = y % n;
             local const int *key = content + x * n;
