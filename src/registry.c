@@ -245,8 +245,10 @@ static char module_errors[EPLB_REGISTRY_COUNT][1024];
  * the new instance and by the cpu backend, must agree exactly. */
 static eplb_status self_test(eplb_backend *candidate, char *error, size_t error_len);
 
-/* eplb_registry_open with startup_lock held. */
-static eplb_status open_locked(int index, eplb_backend **out, char *error, size_t error_len)
+/* eplb_registry_open with startup_lock held; for_auto: refuse a device that
+ * is a CPU before the self-test (which is what compiles a module's kernels). */
+static eplb_status open_locked(int index, int for_auto, eplb_backend **out, char *error,
+                               size_t error_len)
 {
     if (!module_tried[index]) {
         module_tried[index] = 1;
@@ -280,6 +282,15 @@ static eplb_status open_locked(int index, eplb_backend **out, char *error, size_
         backend->iface->free(backend);
         return EPLB_ERR_BACKEND_UNAVAILABLE;
     }
+    /* auto prefers the cpu backend to another backend's CPU device; the
+     * module has compiled nothing yet, so passing over it costs no build. */
+    if (for_auto && index != EPLB_REGISTRY_CPU && backend->iface->is_accelerator &&
+        !backend->iface->is_accelerator(backend)) {
+        snprintf(error, error_len, "device %.*s is a CPU; the cpu backend is faster there",
+                 (int)error_len - 1, backend->iface->device_name(backend));
+        backend->iface->free(backend);
+        return EPLB_ERR_BACKEND_UNAVAILABLE;
+    }
     if (index != EPLB_REGISTRY_CPU && (st = self_test(backend, error, error_len)) != EPLB_OK) {
         backend->iface->free(backend);
         return EPLB_ERR_BACKEND_UNAVAILABLE;
@@ -288,7 +299,8 @@ static eplb_status open_locked(int index, eplb_backend **out, char *error, size_
     return EPLB_OK;
 }
 
-eplb_status eplb_registry_open(int index, eplb_backend **out, char *error, size_t error_len)
+static eplb_status open_backend(int index, int for_auto, eplb_backend **out, char *error,
+                                size_t error_len)
 {
     *out = NULL;
     if (index < 0 || index >= EPLB_REGISTRY_COUNT) {
@@ -296,9 +308,20 @@ eplb_status eplb_registry_open(int index, eplb_backend **out, char *error, size_
         return EPLB_ERR_BACKEND_UNAVAILABLE;
     }
     pthread_mutex_lock(&startup_lock);
-    eplb_status st = open_locked(index, out, error, error_len);
+    eplb_status st = open_locked(index, for_auto, out, error, error_len);
     pthread_mutex_unlock(&startup_lock);
     return st;
+}
+
+eplb_status eplb_registry_open(int index, eplb_backend **out, char *error, size_t error_len)
+{
+    return open_backend(index, 0, out, error, error_len);
+}
+
+eplb_status eplb_registry_open_for_auto(int index, eplb_backend **out, char *error,
+                                        size_t error_len)
+{
+    return open_backend(index, 1, out, error, error_len);
 }
 
 static int probe_result[EPLB_REGISTRY_COUNT];

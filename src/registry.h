@@ -18,6 +18,13 @@ const char *eplb_registry_name(int index);
  * serialised inside. */
 eplb_status eplb_registry_open(int index, eplb_backend **out, char *error, size_t error_len);
 
+/* eplb_registry_open as auto's turn at backend `index`: a backend other than
+ * cpu whose device is a CPU is refused (why in error) after its creation and
+ * before its self-test, so that nothing is compiled for a backend auto then
+ * passes over. */
+eplb_status eplb_registry_open_for_auto(int index, eplb_backend **out, char *error,
+                                        size_t error_len);
+
 /* Whether backend `index` opens here; the result of the first probe is kept
  * for the life of the process. *detail: the device, or why not. */
 int eplb_registry_probe(int index, const char **detail);

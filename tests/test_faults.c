@@ -168,8 +168,10 @@ static int module_built(const char *name)
 
 /* Backend `name` must fail with EPLB_ERR_BACKEND_UNAVAILABLE, *out NULL, the
  * reason (holding reason_part when not NULL) in eplb_last_error and in
- * eplb_backend_available; auto mode must skip it, naming the reason, and still
- * give a working context. */
+ * eplb_backend_available; auto mode must skip it, naming the reason (or, for
+ * a failure after creation such as a kernel build, that its device is a CPU:
+ * auto passes over a CPU device before building anything), and still give a
+ * working context. */
 static int explicit_fails_auto_skips(const char *backend, const char *reason_part, char *msg,
                                      size_t len)
 {
@@ -216,7 +218,7 @@ static int explicit_fails_auto_skips(const char *backend, const char *reason_par
     why = eplb_last_error();
     const char *at = strstr(why, prefix);
     int ok = strcmp(eplb_context_backend(ctx), backend) != 0 && at &&
-             (!reason_part || strstr(at, reason_part));
+             (!reason_part || strstr(at, reason_part) || strstr(at, "is a CPU; "));
     if (!ok) {
         say(msg, len, CHILD_FAIL, "auto picked %s; its skip list '%s' should name %s and '%s'",
             eplb_context_backend(ctx), why, backend, reason_part ? reason_part : "(anything)");
@@ -557,6 +559,9 @@ static int auto_skips_backend_out_of_memory(const char *arg1, const char *arg2, 
     int code = CHILD_PASS;
     if (strcmp(eplb_context_backend(ctx), "cpu") != 0)
         code = say(msg, len, CHILD_NOT_APPLICABLE, "auto picked %s", eplb_context_backend(ctx));
+    else if (strstr(eplb_last_error(), "is a CPU; "))
+        code = say(msg, len, CHILD_NOT_APPLICABLE, "auto passed over opencl's CPU device before "
+                   "its self-test: %s", eplb_last_error());
     else if (!strstr(eplb_last_error(), "opencl: ") ||
              !strstr(eplb_last_error(), "EPLB_TEST_FAIL_ALLOC"))
         code = say(msg, len, CHILD_FAIL, "auto's skip list '%s' does not name the opencl "

@@ -1,10 +1,12 @@
-/* The OpenCL backend: runtime and device choice, the per-process program
- * cache, memory, command queues and kernel launches. The stages themselves
- * are in opencl_pack.c and opencl_glue.c, their kernels in the kernels/ folder. */
+/* The OpenCL backend: the per-process context and program caches, the kernel
+ * build on an instance's first plan, memory, command queues and kernel
+ * launches. The device and its knobs are chosen in opencl_device.c, the
+ * stages are in opencl_pack.c, opencl_glue.c and opencl_fused.c, their
+ * kernels in the kernels/ folder. */
 #define _GNU_SOURCE
 #include "opencl_backend.h"
+#include "opencl_device.h"
 
-#include <ctype.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -32,363 +34,120 @@ static const char *const kernel_names[EPLB_CLK_COUNT] = {
     [EPLB_CLK_PLAN_FUSED] = "eplb_plan_fused",
 };
 
-/* ---- device choice --------------------------------------------------------- */
+/* ---- per-process caches: a cl_context per device, a program per options ---- */
 
-#define MAX_PLATFORMS 16
-#define MAX_DEVICES 64
-
-typedef struct device_entry {
-    cl_platform_id platform;
+/* One cl_context per device for the life of the process, so that every eplb
+ * context on a device shares it (buffers and queues of one work with all,
+ * opencl_interop.h), and one built program per device and build options, so
+ * that creating many eplb contexts does not rebuild the kernels. */
+typedef struct context_entry {
     cl_device_id device;
-    cl_device_type type;
-    char name[256];
-    char platform_name[128];
-} device_entry;
-
-static int is_index(const char *s)
-{
-    if (!s || !*s)
-        return 0;
-    for (; *s; s++)
-        if (!isdigit((unsigned char)*s))
-            return 0;
-    return 1;
-}
-
-static void device_string(const eplb_opencl_api *cl, cl_device_id d, cl_device_info what, char *out,
-                          size_t len)
-{
-    char full[2048] = ""; /* PoCL's version string alone is over 100 characters */
-    if (cl->clGetDeviceInfo(d, what, sizeof full - 1, full, NULL) != CL_SUCCESS)
-        snprintf(full, sizeof full, "?");
-    snprintf(out, len, "%s", full);
-}
-
-/* Every device of the platforms EPLB_OPENCL_PLATFORM selects (all when unset). */
-static eplb_status list_devices(const eplb_opencl_api *cl, device_entry *dev, int *count, char *error,
-                                size_t error_len)
-{
-    cl_platform_id platforms[MAX_PLATFORMS];
-    cl_uint np = 0;
-    cl_int err = cl->clGetPlatformIDs(MAX_PLATFORMS, platforms, &np);
-    if (err == -1001 /* CL_PLATFORM_NOT_FOUND_KHR */ || (err == CL_SUCCESS && np == 0)) {
-        snprintf(error, error_len,
-                 "no OpenCL platform: the ICD loader found no driver (.icd files in "
-                 "/etc/OpenCL/vendors or $OCL_ICD_VENDORS)");
-        return EPLB_ERR_BACKEND_UNAVAILABLE;
-    }
-    if (err != CL_SUCCESS) {
-        snprintf(error, error_len, "clGetPlatformIDs failed: %s", eplb_opencl_error_name(err));
-        return EPLB_ERR_BACKEND_UNAVAILABLE;
-    }
-    if (np > MAX_PLATFORMS)
-        np = MAX_PLATFORMS;
-    const char *want = getenv("EPLB_OPENCL_PLATFORM");
-    int n = 0, matched_platforms = 0;
-    for (cl_uint p = 0; p < np; p++) {
-        char pname[128] = "";
-        cl->clGetPlatformInfo(platforms[p], CL_PLATFORM_NAME, sizeof pname, pname, NULL);
-        pname[sizeof pname - 1] = '\0';
-        if (want && *want) {
-            if (is_index(want) ? (cl_uint)atoi(want) != p : !strcasestr(pname, want))
-                continue;
-        }
-        matched_platforms++;
-        cl_device_id ids[MAX_DEVICES];
-        cl_uint nd = 0;
-        if (cl->clGetDeviceIDs(platforms[p], CL_DEVICE_TYPE_ALL, MAX_DEVICES, ids, &nd) != CL_SUCCESS)
-            continue;
-        for (cl_uint d = 0; d < nd && d < MAX_DEVICES && n < MAX_DEVICES; d++) {
-            dev[n].platform = platforms[p];
-            dev[n].device = ids[d];
-            dev[n].type = 0;
-            cl->clGetDeviceInfo(ids[d], CL_DEVICE_TYPE, sizeof dev[n].type, &dev[n].type, NULL);
-            device_string(cl, ids[d], CL_DEVICE_NAME, dev[n].name, sizeof dev[n].name);
-            snprintf(dev[n].platform_name, sizeof dev[n].platform_name, "%s", pname);
-            n++;
-        }
-    }
-    if (want && *want && matched_platforms == 0) {
-        snprintf(error, error_len, "EPLB_OPENCL_PLATFORM=%s matches none of the %u OpenCL platforms",
-                 want, (unsigned)np);
-        return EPLB_ERR_BACKEND_UNAVAILABLE;
-    }
-    if (n == 0) {
-        snprintf(error, error_len, "no OpenCL device on %s", want && *want ? "the chosen platform"
-                                                                            : "any platform");
-        return EPLB_ERR_BACKEND_UNAVAILABLE;
-    }
-    *count = n;
-    return EPLB_OK;
-}
-
-static int is_accelerator_type(cl_device_type type)
-{
-    return (type & (CL_DEVICE_TYPE_GPU | CL_DEVICE_TYPE_ACCELERATOR)) != 0;
-}
-
-/* Why device d cannot run the kernels bit-exactly, or NULL if it can. */
-static const char *unsuitable(const eplb_opencl_api *cl, cl_device_id d, char *why, size_t len)
-{
-    char version[128];
-    device_string(cl, d, CL_DEVICE_OPENCL_C_VERSION, version, sizeof version);
-    int major = 0, minor = 0;
-    if (sscanf(version, "OpenCL C %d.%d", &major, &minor) != 2 || major * 10 + minor < 12) {
-        snprintf(why, len, "it offers \"%s\", OpenCL C 1.2 is needed", version);
-        return why;
-    }
-    cl_device_fp_config fp = 0;
-    cl->clGetDeviceInfo(d, CL_DEVICE_SINGLE_FP_CONFIG, sizeof fp, &fp, NULL);
-    if (!(fp & CL_FP_CORRECTLY_ROUNDED_DIVIDE_SQRT)) {
-        snprintf(why, len, "it lacks CL_FP_CORRECTLY_ROUNDED_DIVIDE_SQRT, and plans must use "
-                           "correctly rounded float division (SPEC section 2)");
-        return why;
-    }
-    if (!(fp & CL_FP_ROUND_TO_NEAREST)) {
-        snprintf(why, len, "it does not round float32 to nearest");
-        return why;
-    }
-    cl_bool available = CL_FALSE, compiler = CL_FALSE;
-    cl->clGetDeviceInfo(d, CL_DEVICE_AVAILABLE, sizeof available, &available, NULL);
-    cl->clGetDeviceInfo(d, CL_DEVICE_COMPILER_AVAILABLE, sizeof compiler, &compiler, NULL);
-    if (!available || !compiler) {
-        snprintf(why, len, "it is %s", !available ? "not available" : "without an OpenCL C compiler");
-        return why;
-    }
-    return NULL;
-}
-
-/* Picks the device: EPLB_OPENCL_DEVICE (index or name substring) among the
- * listed devices, else the first suitable GPU or accelerator, else the first
- * suitable other device. An explicit choice that is unsuitable is an error. */
-static eplb_status choose_device(const eplb_opencl_api *cl, device_entry *chosen, char *error,
-                                 size_t error_len)
-{
-    device_entry dev[MAX_DEVICES];
-    int n = 0;
-    eplb_status st = list_devices(cl, dev, &n, error, error_len);
-    if (st != EPLB_OK)
-        return st;
-    char why[256];
-    const char *want = getenv("EPLB_OPENCL_DEVICE");
-    if (want && *want) {
-        for (int i = 0; i < n; i++) {
-            if (is_index(want) ? atoi(want) != i : !strcasestr(dev[i].name, want))
-                continue;
-            if (unsuitable(cl, dev[i].device, why, sizeof why)) {
-                snprintf(error, error_len, "OpenCL device %d (%s) chosen by EPLB_OPENCL_DEVICE is "
-                         "unusable: %s", i, dev[i].name, why);
-                return EPLB_ERR_BACKEND_UNAVAILABLE;
-            }
-            *chosen = dev[i];
-            return EPLB_OK;
-        }
-        int used = snprintf(error, error_len, "EPLB_OPENCL_DEVICE=%s matches none of the devices:", want);
-        for (int i = 0; i < n && used > 0 && (size_t)used < error_len; i++)
-            used += snprintf(error + used, error_len - (size_t)used, " %d: %s;", i, dev[i].name);
-        return EPLB_ERR_BACKEND_UNAVAILABLE;
-    }
-    error[0] = '\0';
-    for (int pass = 0; pass < 2; pass++)
-        for (int i = 0; i < n; i++) {
-            if (is_accelerator_type(dev[i].type) != (pass == 0))
-                continue;
-            if (!unsuitable(cl, dev[i].device, why, sizeof why)) {
-                *chosen = dev[i];
-                return EPLB_OK;
-            }
-            if (!error[0])
-                snprintf(error, error_len, "no usable OpenCL device: %s is unusable: %s",
-                         dev[i].name, why);
-        }
-    return EPLB_ERR_BACKEND_UNAVAILABLE;
-}
-
-/* ---- tuning ---------------------------------------------------------------- */
-
-static size_t floor_pow2(size_t v)
-{
-    size_t p = 1;
-    while (p * 2 <= v)
-        p *= 2;
-    return p;
-}
-
-static size_t env_size(const char *name, size_t fallback)
-{
-    const char *s = getenv(name);
-    if (!is_index(s))
-        return fallback;
-    long long v = atoll(s);
-    return v >= 1 ? (size_t)v : fallback;
-}
-
-/* Whether the device is an NVIDIA GPU with 32-lane warps (the inline PTX of
- * kernels/warp_team.cl): CL_DEVICE_WARP_SIZE_NV of cl_nv_device_attribute_query. */
-static int nvidia_warp_of_32(const eplb_opencl_api *cl, cl_device_id device)
-{
-    size_t len = 0;
-    if (cl->clGetDeviceInfo(device, CL_DEVICE_EXTENSIONS, 0, NULL, &len) != CL_SUCCESS || len == 0)
-        return 0;
-    char *extensions = malloc(len + 1);
-    if (!extensions)
-        return 0;
-    int nvidia = cl->clGetDeviceInfo(device, CL_DEVICE_EXTENSIONS, len, extensions, NULL) == CL_SUCCESS;
-    extensions[len] = '\0';
-    nvidia = nvidia && strstr(extensions, "cl_nv_device_attribute_query") != NULL;
-    free(extensions);
-    cl_uint warp = 0;
-    const cl_device_info warp_size_nv = 0x4003; /* CL_DEVICE_WARP_SIZE_NV (cl_ext.h) */
-    return nvidia && cl->clGetDeviceInfo(device, warp_size_nv, sizeof warp, &warp, NULL) == CL_SUCCESS &&
-           warp == 32;
-}
-
-/* Defaults by device type, then EPLB_OPENCL_* overrides, then device limits.
- * GPUs: work-groups cooperate on each row; CPU devices: one work-item per row
- * (no barriers), which is what a CPU core does best. */
-static void choose_tuning(const eplb_opencl_api *cl, const device_entry *d, eplb_opencl_tuning *t)
-{
-    const int gpu = is_accelerator_type(d->type);
-    t->group_size = env_size("EPLB_OPENCL_WG", gpu ? 64 : 1);
-    t->items_per_item = env_size("EPLB_OPENCL_ITEMS_PER_THREAD", gpu ? 4 : 1 << 20);
-    t->element_size = gpu ? 128 : 16;
-    const char *sort = getenv("EPLB_OPENCL_SORT");
-    t->rank_sort = sort && *sort ? strcmp(sort, "heap") != 0 : gpu;
-    size_t max_group = 1;
-    cl->clGetDeviceInfo(d->device, CL_DEVICE_MAX_WORK_GROUP_SIZE, sizeof max_group, &max_group, NULL);
-    size_t dims[3] = {1, 1, 1};
-    cl->clGetDeviceInfo(d->device, CL_DEVICE_MAX_WORK_ITEM_SIZES, sizeof dims, dims, NULL);
-    if (dims[0] < max_group)
-        max_group = dims[0];
-    if (max_group < 1)
-        max_group = 1;
-    t->group_size = floor_pow2(t->group_size < max_group ? t->group_size : max_group);
-    if (t->group_size > 1024)
-        t->group_size = 1024;
-    if (t->element_size > max_group)
-        t->element_size = floor_pow2(max_group);
-    const char *path = getenv("EPLB_OPENCL_PATH");
-    t->fused = !(path && strcmp(path, "stages") == 0);
-    /* GPUs: 256 work-items share a layer's sort and packings; CPU devices:
-     * one work-item per layer runs the cpu algorithm. */
-    t->fused_group = env_size("EPLB_OPENCL_FUSED_WG", gpu ? 256 : 1);
-    t->fused_group = floor_pow2(t->fused_group < max_group ? t->fused_group : max_group);
-    /* EPLB_OPENCL_FUSED_TEAM: 0, a work-item per packing; auto, teams sized
-     * by pack count; N, teams of N. Unset: auto on GPUs (NVIDIA H200: global
-     * V3 shapes 453/544 us against 768/1025 with 0, hierarchical 190 against
-     * 142), 0 on CPU devices (PoCL takes many minutes to compile the teams). */
-    const char *team = getenv("EPLB_OPENCL_FUSED_TEAM");
-    t->fused_team = env_size("EPLB_OPENCL_FUSED_TEAM", 0);
-    if (t->fused_team)
-        t->fused_team = floor_pow2(t->fused_team);
-    t->fused_teams = t->fused_team > 0 || (team && strcmp(team, "auto") == 0) ||
-                     (gpu && (!team || !*team));
-    /* The one-work-item greedy scans the packs on GPUs (a heap's chain of
-     * dependent local reads is slower there) and uses a heap beyond 16
-     * packs on CPU devices, like the cpu backend. */
-    t->greedy_scan_max = (int)env_size("EPLB_OPENCL_GREEDY_SCAN_MAX", gpu ? 1 << 30 : 16);
-    /* EPLB_OPENCL_WARP=0 keeps the local-memory exchange on NVIDIA devices. */
-    const char *warp = getenv("EPLB_OPENCL_WARP");
-    t->warp_teams = t->fused_teams && !(warp && strcmp(warp, "0") == 0) && nvidia_warp_of_32(cl, d->device);
-    /* EPLB_OPENCL_SHAPED=0 keeps one plan_fused for every shape on NVIDIA. */
-    const char *shaped = getenv("EPLB_OPENCL_SHAPED");
-    t->shaped = !(shaped && *shaped) ? t->warp_teams
-                : strcmp(shaped, "always") == 0 ? 2
-                : strcmp(shaped, "0") != 0;
-    /* EPLB_OPENCL_SPLIT=N: N groups per layer share a plan's slot packings
-     * (opencl_fused.c), 0 or 1: one; unset (-1): by shape. */
-    const char *split = getenv("EPLB_OPENCL_SPLIT");
-    t->split = !(split && *split) ? -1 : is_index(split) ? atoi(split) : 1;
-    cl_uint units = 1;
-    cl->clGetDeviceInfo(d->device, CL_DEVICE_MAX_COMPUTE_UNITS, sizeof units, &units, NULL);
-    t->compute_units = units;
-    t->nv_sm = 0;
-    if (t->warp_teams) {
-        cl_uint major = 0, minor = 0; /* CL_DEVICE_COMPUTE_CAPABILITY_{MAJOR,MINOR}_NV */
-        if (cl->clGetDeviceInfo(d->device, 0x4000, sizeof major, &major, NULL) == CL_SUCCESS &&
-            cl->clGetDeviceInfo(d->device, 0x4001, sizeof minor, &minor, NULL) == CL_SUCCESS)
-            t->nv_sm = (int)(major * 10 + minor);
-    }
-}
-
-/* ---- program cache: one cl_context and program per device and options ------ */
+    cl_context context;
+} context_entry;
 
 typedef struct program_entry {
     cl_device_id device;
     char options[512];
-    cl_context context;
     cl_program program;
 } program_entry;
 
 static pthread_mutex_t cache_lock = PTHREAD_MUTEX_INITIALIZER;
-static program_entry cache[16];
-static int cache_used;
+static context_entry contexts[16];
+static int contexts_used;
+static program_entry programs[16];
+static int programs_used;
 
-static eplb_status build_program(const eplb_opencl_api *cl, const device_entry *d, const char *options,
-                                 cl_context *out_context, cl_program *out_program, char *error,
-                                 size_t error_len)
-{
-    cl_int err;
-    cl_context_properties props[] = {CL_CONTEXT_PLATFORM, (cl_context_properties)d->platform, 0};
-    cl_context context = cl->clCreateContext(props, 1, &d->device, NULL, NULL, &err);
-    if (!context) {
-        snprintf(error, error_len, "clCreateContext on %s failed: %s", d->name,
-                 eplb_opencl_error_name(err));
-        return EPLB_ERR_BACKEND_UNAVAILABLE;
-    }
-    cl_program program = cl->clCreateProgramWithSource(
-        context, eplb_opencl_kernel_count, (const char **)eplb_opencl_kernel_sources, NULL, &err);
-    if (!program) {
-        snprintf(error, error_len, "clCreateProgramWithSource failed: %s", eplb_opencl_error_name(err));
-        cl->clReleaseContext(context);
-        return EPLB_ERR_BACKEND_UNAVAILABLE;
-    }
-    err = cl->clBuildProgram(program, 1, &d->device, options, NULL, NULL);
-    if (err != CL_SUCCESS) {
-        char log[16384] = "";
-        cl->clGetProgramBuildInfo(program, d->device, CL_PROGRAM_BUILD_LOG, sizeof log - 1, log, NULL);
-        log[sizeof log - 1] = '\0';
-        /* The registry keeps about 500 characters: the start of the log says most. */
-        snprintf(error, error_len, "building the kernels for %s failed (%s, options \"%s\"): %s",
-                 d->name, eplb_opencl_error_name(err), options, log[0] ? log : "(no build log)");
-        cl->clReleaseProgram(program);
-        cl->clReleaseContext(context);
-        return EPLB_ERR_BACKEND_UNAVAILABLE;
-    }
-    *out_context = context;
-    *out_program = program;
-    return EPLB_OK;
-}
-
-/* The cached context and program for (device, options), built on first use.
- * Entries live as long as the process: many eplb contexts share them. */
-static eplb_status get_program(const eplb_opencl_api *cl, const device_entry *d, const char *options,
-                               cl_context *context, cl_program *program, char *error,
-                               size_t error_len)
+/* The device's cached cl_context (made on first use), retained for the caller. */
+static eplb_status get_context(const eplb_opencl_api *cl, const eplb_opencl_device *d,
+                               cl_context *out, char *error, size_t error_len)
 {
     eplb_status st = EPLB_OK;
     pthread_mutex_lock(&cache_lock);
     int i = 0;
-    while (i < cache_used && !(cache[i].device == d->device && strcmp(cache[i].options, options) == 0))
+    while (i < contexts_used && contexts[i].device != d->device)
         i++;
-    if (i == cache_used) {
-        if (cache_used == (int)(sizeof cache / sizeof cache[0])) {
-            snprintf(error, error_len, "too many OpenCL device configurations in one process");
+    if (i == contexts_used) {
+        cl_int err = CL_SUCCESS;
+        cl_context_properties props[] = {CL_CONTEXT_PLATFORM, (cl_context_properties)d->platform, 0};
+        cl_context context = NULL;
+        if (contexts_used == (int)(sizeof contexts / sizeof contexts[0])) {
+            snprintf(error, error_len, "too many OpenCL devices in one process");
+            st = EPLB_ERR_BACKEND_UNAVAILABLE;
+        } else if (!(context = cl->clCreateContext(props, 1, &d->device, NULL, NULL, &err))) {
+            snprintf(error, error_len, "clCreateContext on %s failed: %s", d->name,
+                     eplb_opencl_error_name(err));
             st = EPLB_ERR_BACKEND_UNAVAILABLE;
         } else {
-            st = build_program(cl, d, options, &cache[i].context, &cache[i].program, error, error_len);
-            if (st == EPLB_OK) {
-                cache[i].device = d->device;
-                snprintf(cache[i].options, sizeof cache[i].options, "%s", options);
-                cache_used++;
-            }
+            contexts[i].device = d->device;
+            contexts[i].context = context;
+            contexts_used++;
         }
     }
     if (st == EPLB_OK) {
-        *context = cache[i].context;
-        *program = cache[i].program;
-        cl->clRetainContext(*context); /* released by the instance */
+        *out = contexts[i].context;
+        cl->clRetainContext(*out); /* released by the instance */
     }
+    pthread_mutex_unlock(&cache_lock);
+    return st;
+}
+
+/* Compiles the embedded sources for the instance's device. The compiler's
+ * messages reach the caller only inside the error of a failed build. */
+static eplb_status build_program(const eplb_opencl *s, const char *device_name, const char *options,
+                                 cl_program *out, char *error, size_t error_len)
+{
+    const eplb_opencl_api *cl = s->cl;
+    cl_int err;
+    cl_program program = cl->clCreateProgramWithSource(
+        s->handles.context, eplb_opencl_kernel_count, (const char **)eplb_opencl_kernel_sources, NULL,
+        &err);
+    if (!program) {
+        snprintf(error, error_len, "clCreateProgramWithSource failed: %s", eplb_opencl_error_name(err));
+        return EPLB_ERR_BACKEND_UNAVAILABLE;
+    }
+    err = cl->clBuildProgram(program, 1, &s->handles.device, options, NULL, NULL);
+    if (err != CL_SUCCESS) {
+        char log[16384] = "";
+        cl->clGetProgramBuildInfo(program, s->handles.device, CL_PROGRAM_BUILD_LOG, sizeof log - 1,
+                                  log, NULL);
+        log[sizeof log - 1] = '\0';
+        /* The registry keeps about 500 characters: the start of the log says most. */
+        /* The log first: a long message is cut at its end. */
+        snprintf(error, error_len, "building the kernels for %s failed (%s): %s [options: %s]",
+                 device_name, eplb_opencl_error_name(err), log[0] ? log : "(no build log)", options);
+        cl->clReleaseProgram(program);
+        return EPLB_ERR_BACKEND_UNAVAILABLE;
+    }
+    *out = program;
+    return EPLB_OK;
+}
+
+/* The cached program for the instance's device and options, built on first
+ * use. Entries live as long as the process: many eplb contexts share them. */
+static eplb_status get_program(const eplb_opencl *s, const char *device_name, const char *options,
+                               cl_program *program, char *error, size_t error_len)
+{
+    eplb_status st = EPLB_OK;
+    pthread_mutex_lock(&cache_lock);
+    int i = 0;
+    while (i < programs_used &&
+           !(programs[i].device == s->handles.device && strcmp(programs[i].options, options) == 0))
+        i++;
+    if (i == programs_used) {
+        if (programs_used == (int)(sizeof programs / sizeof programs[0])) {
+            snprintf(error, error_len, "too many OpenCL device configurations in one process");
+            st = EPLB_ERR_BACKEND_UNAVAILABLE;
+        } else {
+            st = build_program(s, device_name, options, &programs[i].program, error, error_len);
+            if (st == EPLB_OK) {
+                programs[i].device = s->handles.device;
+                snprintf(programs[i].options, sizeof programs[i].options, "%s", options);
+                programs_used++;
+            }
+        }
+    }
+    if (st == EPLB_OK)
+        *program = programs[i].program;
     pthread_mutex_unlock(&cache_lock);
     return st;
 }
@@ -437,7 +196,7 @@ static const char *opencl_device_name(eplb_backend *backend)
 
 static int opencl_is_accelerator(eplb_backend *backend)
 {
-    return is_accelerator_type(eplb_opencl_state(backend)->type);
+    return eplb_opencl_is_accelerator_type(eplb_opencl_state(backend)->type);
 }
 
 static eplb_status cl_fail(eplb_backend *backend, cl_int err, const char *what)
@@ -689,6 +448,111 @@ eplb_status eplb_opencl_zeroed_scratch(eplb_backend *backend, int which, size_t 
     return scratch(backend, which, bytes, 1, out);
 }
 
+/* ---- the kernels, built on an instance's first plan ------------------------ */
+
+/* The program's build options. Bit-exact float32: correctly rounded
+ * division, no contraction (pragma in every source), no relaxed or fast math. */
+static void build_options(const eplb_opencl_tuning *t, char *options, size_t len)
+{
+    snprintf(options, len,
+             "-cl-std=CL1.2 -cl-fp32-correctly-rounded-divide-sqrt -DEPLB_WG=%zu "
+             "-DEPLB_ERR_INVALID_WEIGHT=%d -DEPLB_ERR_LOG2PHY_TOO_SMALL=%d -DEPLB_FUSED_TEAMS=%d "
+             "-DEPLB_NV_WARP=%d -DEPLB_NV_SM=%d",
+             t->group_size, (int)EPLB_ERR_INVALID_WEIGHT, (int)EPLB_ERR_LOG2PHY_TOO_SMALL,
+             t->fused_teams, t->warp_teams, t->nv_sm);
+}
+
+static void release_kernels(eplb_opencl *s)
+{
+    for (int k = 0; k < EPLB_CLK_COUNT; k++)
+        if (s->kernel[k]) {
+            s->cl->clReleaseKernel(s->kernel[k]);
+            s->kernel[k] = NULL;
+        }
+}
+
+/* Builds the program (or takes it from the cache) and makes the instance's
+ * kernels, once: on the first plan, which for an instance the registry hands
+ * out is its self-test. Creation itself compiles nothing, so that auto can
+ * open the backend, see that the device is a CPU and pass over it without a
+ * build (a build takes PoCL seconds when its kernel cache is empty). */
+static eplb_status prepare_kernels(eplb_backend *backend)
+{
+    eplb_opencl *s = eplb_opencl_state(backend);
+    const eplb_opencl_api *cl = s->cl;
+    if (s->kernel[EPLB_CLK_COUNT - 1])
+        return EPLB_OK;
+    char options[512], error[EPLB_BACKEND_ERROR_LEN];
+    cl_program program = NULL;
+    eplb_status st;
+    for (;;) {
+        build_options(&s->tuning, options, sizeof options);
+        st = get_program(s, s->name, options, &program, error, sizeof error);
+        /* A compiler that refuses the inline PTX still gets the portable exchange. */
+        if (st == EPLB_OK || !s->tuning.warp_teams)
+            break;
+        s->tuning.warp_teams = 0;
+    }
+    if (st != EPLB_OK)
+        return eplb_backend_error(backend, st, "%s", error);
+    snprintf(s->options, sizeof s->options, "%s", options);
+    const cl_device_id device = s->handles.device;
+    for (int k = 0; k < EPLB_CLK_COUNT; k++) {
+        cl_int err = CL_SUCCESS;
+        s->kernel[k] = cl->clCreateKernel(program, kernel_names[k], &err);
+        if (!s->kernel[k]) {
+            release_kernels(s);
+            return eplb_backend_error(backend, EPLB_ERR_BACKEND_UNAVAILABLE,
+                                      "clCreateKernel(%s) failed: %s", kernel_names[k],
+                                      eplb_opencl_error_name(err));
+        }
+        size_t most = 1;
+        cl->clGetKernelWorkGroupInfo(s->kernel[k], device, CL_KERNEL_WORK_GROUP_SIZE, sizeof most,
+                                     &most, NULL);
+        size_t want = s->tuning.group_size;
+        if (k == EPLB_CLK_CHECK_WEIGHTS || k == EPLB_CLK_GROUP_LOADS || k == EPLB_CLK_NODE_LAYOUT ||
+            k == EPLB_CLK_SLOT_LOADS || k == EPLB_CLK_ASSEMBLE_SLOTS || k == EPLB_CLK_ASSEMBLE_EXPERTS ||
+            k == EPLB_CLK_PACK_KEYS || k == EPLB_CLK_PACK_RANK || k == EPLB_CLK_PACK_HEAPSORT)
+            want = s->tuning.element_size; /* element-wise kernels: not bound by the row group size */
+        if (k == EPLB_CLK_PLAN_FUSED)
+            want = s->tuning.fused_group;
+        s->kernel_group[k] = eplb_opencl_floor_pow2(most < want ? most : want);
+        if (k == EPLB_CLK_PLAN_FUSED) {
+            cl_ulong device_local = 0, kernel_local = 0;
+            cl->clGetDeviceInfo(device, CL_DEVICE_LOCAL_MEM_SIZE, sizeof device_local, &device_local,
+                                NULL);
+            cl->clGetKernelWorkGroupInfo(s->kernel[k], device, CL_KERNEL_LOCAL_MEM_SIZE,
+                                         sizeof kernel_local, &kernel_local, NULL);
+            s->local_mem = device_local > kernel_local ? device_local - kernel_local : 0;
+            /* EPLB_OPENCL_LOCAL_MEM: a smaller budget, e.g. a GPU's 48 KiB on PoCL (tests). */
+            const size_t cap = eplb_opencl_env_size("EPLB_OPENCL_LOCAL_MEM", 0);
+            if (cap && cap < s->local_mem)
+                s->local_mem = cap;
+        }
+    }
+    return EPLB_OK;
+}
+
+/* The interface's stages: each makes sure the kernels exist, then runs. */
+#define EPLB_OPENCL_STAGE(stage, job_type)                                         \
+    static eplb_status prepared_##stage(eplb_backend *backend, const job_type *job) \
+    {                                                                              \
+        const eplb_status st = prepare_kernels(backend);                           \
+        return st != EPLB_OK ? st : eplb_opencl_##stage(backend, job);             \
+    }
+EPLB_OPENCL_STAGE(check_weights, eplb_plan_job)
+EPLB_OPENCL_STAGE(group_loads, eplb_plan_job)
+EPLB_OPENCL_STAGE(node_layout, eplb_plan_job)
+EPLB_OPENCL_STAGE(replicate, eplb_plan_job)
+EPLB_OPENCL_STAGE(slot_loads, eplb_plan_job)
+EPLB_OPENCL_STAGE(assemble, eplb_plan_job)
+EPLB_OPENCL_STAGE(pack_sort, eplb_pack_job)
+EPLB_OPENCL_STAGE(pack_greedy, eplb_pack_job)
+EPLB_OPENCL_STAGE(pack_swap, eplb_pack_job)
+EPLB_OPENCL_STAGE(pack_select, eplb_pack_job)
+EPLB_OPENCL_STAGE(plan_fused, eplb_plan_job)
+#undef EPLB_OPENCL_STAGE
+
 static const eplb_backend_i opencl_iface = {
     /* .free            = */ opencl_free,
     /* .device_name     = */ opencl_device_name,
@@ -699,29 +563,31 @@ static const eplb_backend_i opencl_iface = {
     /* .download        = */ opencl_download,
     /* .set_stream      = */ opencl_set_stream,
     /* .synchronize     = */ opencl_synchronize,
-    /* .check_weights   = */ eplb_opencl_check_weights,
-    /* .group_loads     = */ eplb_opencl_group_loads,
-    /* .node_layout     = */ eplb_opencl_node_layout,
-    /* .replicate       = */ eplb_opencl_replicate,
-    /* .slot_loads      = */ eplb_opencl_slot_loads,
-    /* .assemble        = */ eplb_opencl_assemble,
-    /* .pack_sort       = */ eplb_opencl_pack_sort,
-    /* .pack_greedy     = */ eplb_opencl_pack_greedy,
-    /* .pack_swap       = */ eplb_opencl_pack_swap,
-    /* .pack_select     = */ eplb_opencl_pack_select,
+    /* .check_weights   = */ prepared_check_weights,
+    /* .group_loads     = */ prepared_group_loads,
+    /* .node_layout     = */ prepared_node_layout,
+    /* .replicate       = */ prepared_replicate,
+    /* .slot_loads      = */ prepared_slot_loads,
+    /* .assemble        = */ prepared_assemble,
+    /* .pack_sort       = */ prepared_pack_sort,
+    /* .pack_greedy     = */ prepared_pack_greedy,
+    /* .pack_swap       = */ prepared_pack_swap,
+    /* .pack_select     = */ prepared_pack_select,
     /* .pack_fused      = */ NULL,
-    /* .plan_fused      = */ eplb_opencl_plan_fused,
+    /* .plan_fused      = */ prepared_plan_fused,
     /* .host_memory     = */ 0,
 };
 
+/* Opens the runtime, picks the device, takes the device's cl_context and
+ * makes a command queue: no kernel is compiled here (prepare_kernels). */
 static eplb_status opencl_create(eplb_backend **out, char *error, size_t error_len)
 {
     *out = NULL;
     const eplb_opencl_api *cl = eplb_opencl_load(error, error_len);
     if (!cl)
         return EPLB_ERR_BACKEND_UNAVAILABLE;
-    device_entry d;
-    eplb_status st = choose_device(cl, &d, error, error_len);
+    eplb_opencl_device d;
+    eplb_status st = eplb_opencl_choose_device(cl, &d, error, error_len);
     if (st != EPLB_OK)
         return st;
 
@@ -739,29 +605,13 @@ static eplb_status opencl_create(eplb_backend **out, char *error, size_t error_l
     s->cl = cl;
     s->type = d.type;
     s->handles.device = d.device;
-    choose_tuning(cl, &d, &s->tuning);
+    eplb_opencl_choose_tuning(cl, &d, &s->tuning);
     char version[32]; /* "OpenCL 3.0 " and the start of the vendor's words */
-    device_string(cl, d.device, CL_DEVICE_VERSION, version, sizeof version);
+    eplb_opencl_device_string(cl, d.device, CL_DEVICE_VERSION, version, sizeof version);
     snprintf(s->name, sizeof s->name, "%s (%s, %s)", d.name, d.platform_name, version);
+    build_options(&s->tuning, s->options, sizeof s->options);
 
-    /* Bit-exact float32: correctly rounded division, no contraction (pragma
-     * in every source), no relaxed or fast math. */
-    char options[512];
-    cl_program program = NULL;
-    for (;;) {
-        snprintf(options, sizeof options,
-                 "-cl-std=CL1.2 -cl-fp32-correctly-rounded-divide-sqrt -DEPLB_WG=%zu "
-                 "-DEPLB_ERR_INVALID_WEIGHT=%d -DEPLB_ERR_LOG2PHY_TOO_SMALL=%d -DEPLB_FUSED_TEAMS=%d "
-                 "-DEPLB_NV_WARP=%d -DEPLB_NV_SM=%d",
-                 s->tuning.group_size, (int)EPLB_ERR_INVALID_WEIGHT, (int)EPLB_ERR_LOG2PHY_TOO_SMALL,
-                 s->tuning.fused_teams, s->tuning.warp_teams, s->tuning.nv_sm);
-        st = get_program(cl, &d, options, &s->handles.context, &program, error, error_len);
-        snprintf(s->options, sizeof s->options, "%s", options);
-        /* A compiler that refuses the inline PTX still gets the portable exchange. */
-        if (st == EPLB_OK || !s->tuning.warp_teams)
-            break;
-        s->tuning.warp_teams = 0;
-    }
+    st = get_context(cl, &d, &s->handles.context, error, error_len);
     if (st != EPLB_OK) {
         opencl_free(backend);
         return st;
@@ -778,37 +628,6 @@ static eplb_status opencl_create(eplb_backend **out, char *error, size_t error_l
         return EPLB_ERR_BACKEND_UNAVAILABLE;
     }
     s->handles.queue = s->own_queue;
-    for (int k = 0; k < EPLB_CLK_COUNT; k++) {
-        s->kernel[k] = cl->clCreateKernel(program, kernel_names[k], &err);
-        if (!s->kernel[k]) {
-            snprintf(error, error_len, "clCreateKernel(%s) failed: %s", kernel_names[k],
-                     eplb_opencl_error_name(err));
-            opencl_free(backend);
-            return EPLB_ERR_BACKEND_UNAVAILABLE;
-        }
-        size_t most = 1;
-        cl->clGetKernelWorkGroupInfo(s->kernel[k], d.device, CL_KERNEL_WORK_GROUP_SIZE, sizeof most,
-                                     &most, NULL);
-        s->kernel_group[k] = floor_pow2(most < s->tuning.group_size ? most : s->tuning.group_size);
-        if (k == EPLB_CLK_CHECK_WEIGHTS || k == EPLB_CLK_GROUP_LOADS || k == EPLB_CLK_NODE_LAYOUT ||
-            k == EPLB_CLK_SLOT_LOADS || k == EPLB_CLK_ASSEMBLE_SLOTS || k == EPLB_CLK_ASSEMBLE_EXPERTS ||
-            k == EPLB_CLK_PACK_KEYS || k == EPLB_CLK_PACK_RANK || k == EPLB_CLK_PACK_HEAPSORT)
-            /* element-wise kernels are not bound by the row group size */
-            s->kernel_group[k] = floor_pow2(most < s->tuning.element_size ? most : s->tuning.element_size);
-        if (k == EPLB_CLK_PLAN_FUSED) {
-            s->kernel_group[k] = floor_pow2(most < s->tuning.fused_group ? most : s->tuning.fused_group);
-            cl_ulong device_local = 0, kernel_local = 0;
-            cl->clGetDeviceInfo(d.device, CL_DEVICE_LOCAL_MEM_SIZE, sizeof device_local,
-                                &device_local, NULL);
-            cl->clGetKernelWorkGroupInfo(s->kernel[k], d.device, CL_KERNEL_LOCAL_MEM_SIZE,
-                                         sizeof kernel_local, &kernel_local, NULL);
-            s->local_mem = device_local > kernel_local ? device_local - kernel_local : 0;
-            /* EPLB_OPENCL_LOCAL_MEM: a smaller budget, e.g. a GPU's 48 KiB on PoCL (tests). */
-            const size_t cap = env_size("EPLB_OPENCL_LOCAL_MEM", 0);
-            if (cap && cap < s->local_mem)
-                s->local_mem = cap;
-        }
-    }
     *out = backend;
     return EPLB_OK;
 }
