@@ -5,6 +5,7 @@
  * (best_trade); large packs sort their weights and look only near the best
  * pair (best_trade_sorted), so that a step costs about k instead of k * k and
  * a plan's cost stays linear in its slots. Both give the same pair. */
+#include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -263,14 +264,14 @@ enum { SWAP_SEARCH_AUTO, SWAP_SEARCH_PAIRS, SWAP_SEARCH_SORTED };
 
 static int swap_search(void)
 {
-    static int cached = -1; /* every thread computes the same value */
-    int choice = __atomic_load_n(&cached, __ATOMIC_RELAXED);
+    static atomic_int cached = -1; /* every thread computes the same value */
+    int choice = atomic_load_explicit(&cached, memory_order_relaxed);
     if (choice < 0) {
         const char *name = getenv("EPLB_CPU_SWAP_SEARCH");
         choice = name && strcmp(name, "pairs") == 0    ? SWAP_SEARCH_PAIRS
                  : name && strcmp(name, "sorted") == 0 ? SWAP_SEARCH_SORTED
                                                        : SWAP_SEARCH_AUTO;
-        __atomic_store_n(&cached, choice, __ATOMIC_RELAXED);
+        atomic_store_explicit(&cached, choice, memory_order_relaxed);
     }
     return choice;
 }
