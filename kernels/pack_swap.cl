@@ -31,6 +31,10 @@ kernel void eplb_pack_swap(global const float *weight, global int *content, glob
         eplb_group_arg_reduce(red_v, red_i, hv, hi, 1);
         eplb_group_arg_reduce(light_v, light_i, lv, li, 0);
         const int heavy = red_i[0], light = light_i[0];
+        /* Equal loads (every work-item read the same pair): no trade can
+         * lower the sum of squares, and the k*k search would only say so. */
+        if (heavy == light)
+            break;
         const float diff = light_v[0] - red_v[0];
         global int *a = packed + heavy * k;
         global int *b = packed + light * k;

@@ -218,6 +218,8 @@ inline void eplb_fused_swap_serial(local const float *w, local int *cont, local 
             if (ld[p] > ld[heavy]) heavy = p;
             if (ld[p] < ld[light]) light = p;
         }
+        if (heavy == light)
+            return; /* equal loads: no trade lowers the sum of squares (SPEC 6.3) */
         const float diff = ld[light] - ld[heavy];
         local int *a = cont + heavy * k, *b = cont + light * k;
         float best = eplb_swap_change(diff, w[a[0]], w[b[0]]);
