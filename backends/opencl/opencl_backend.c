@@ -480,7 +480,7 @@ static eplb_status prepare_kernels(eplb_backend *backend)
 {
     eplb_opencl *s = eplb_opencl_state(backend);
     const eplb_opencl_api *cl = s->cl;
-    if (s->kernel[EPLB_CLK_COUNT - 1])
+    if (s->kernel[EPLB_CLK_COUNT - 1]) /* made last: every kernel exists */
         return EPLB_OK;
     char options[512], error[EPLB_BACKEND_ERROR_LEN];
     cl_program program = NULL;
