@@ -1,8 +1,9 @@
-/* Runs the built eplb tool for the output and fault suites (test_cli_output,
- * test_cli_faults): an argument vector (no shell, so any file name passes
- * as it is), standard output and error to files or devices, optional extra
- * environment, an optional address-space limit, and the child's exit status
- * and peak resident memory from wait4.
+/* Runs the built eplb tool for the suites that test it as a program
+ * (test_cli*, test_input_cli): an argument vector (no shell, so any file
+ * name passes as it is), standard output and error to files or devices,
+ * optional extra environment, an optional address-space limit, and the
+ * child's exit status and peak resident memory from wait4. Also the
+ * per-test scratch folder those suites write their files in.
  *
  * Header-only (static functions): every tests/test_*.c is its own executable. */
 #ifndef EPLB_TESTS_CLI_RUN_H
@@ -21,8 +22,47 @@
 
 #define EPLB_CLI EPLB_BINARY_DIR "/bin/eplb"
 
+/* AddressSanitizer reserves terabytes of address space, so an address-space
+ * limit cannot be set on a sanitized binary, and it runs slower. */
+#if defined(__SANITIZE_ADDRESS__)
+#define UNDER_ASAN 1
+#elif defined(__has_feature)
+#if __has_feature(address_sanitizer)
+#define UNDER_ASAN 1
+#endif
+#endif
+#ifndef UNDER_ASAN
+#define UNDER_ASAN 0
+#endif
+
 /* Not every suite uses every helper. */
 #define CLI_RUN_HELPER static __attribute__((unused))
+
+/* The current test's scratch folder, made by cli_make_scratch. */
+static char cli_scratch[256];
+
+/* Makes a fresh scratch folder from a mkdtemp template ending in XXXXXX;
+ * each suite passes its own name so that a leftover folder says whose it is. */
+CLI_RUN_HELPER void cli_make_scratch(const char *template)
+{
+    snprintf(cli_scratch, sizeof cli_scratch, "%s", template);
+    cr_assert_not_null(mkdtemp(cli_scratch));
+}
+
+/* Removes the scratch folder and everything in it (a suite's .fini). */
+CLI_RUN_HELPER void cli_remove_scratch(void)
+{
+    char cmd[512];
+    snprintf(cmd, sizeof cmd, "rm -rf '%s'", cli_scratch);
+    cr_expect_eq(system(cmd), 0);
+}
+
+/* buf = scratch folder / name; a name that does not fit fails the test. */
+CLI_RUN_HELPER void cli_in_scratch(char *buf, size_t len, const char *name)
+{
+    int n = snprintf(buf, len, "%s/%s", cli_scratch, name);
+    cr_assert(n > 0 && (size_t)n < len, "path too long: %s", name);
+}
 
 typedef struct cli_run {
     const char *const *args;  /* after the program name, NULL-terminated */
@@ -105,6 +145,48 @@ CLI_RUN_HELPER char *cli_slurp(const char *path)
     if (text)
         text[used] = '\0';
     return text;
+}
+
+/* Creates (or empties) name in the scratch folder and opens it for writing;
+ * path receives its full name for the eplb arguments. */
+CLI_RUN_HELPER FILE *cli_create_in_scratch(char *path, size_t len, const char *name)
+{
+    cli_in_scratch(path, len, name);
+    FILE *f = fopen(path, "w");
+    cr_assert_not_null(f, "%s: %s", path, strerror(errno));
+    return f;
+}
+
+/* A finished run's exit code, standard output and standard error (free with
+ * cli_captured_free). */
+typedef struct cli_captured {
+    int code;
+    char *out;
+    char *err;
+} cli_captured;
+
+/* Runs eplb with args and, when env is not NULL, those "NAME=value" set; its
+ * output and error go through files in the scratch folder. A run killed by a
+ * signal fails the test. */
+CLI_RUN_HELPER cli_captured cli_run_captured(const char *const *args, const char *const *env)
+{
+    char out[512], err[512];
+    cli_in_scratch(out, sizeof out, "stdout");
+    cli_in_scratch(err, sizeof err, "stderr");
+    cli_run spec = {.args = args, .stdout_path = out, .stderr_path = err, .env = env};
+    cli_result r = cli_run_eplb(&spec);
+    cr_assert(r.exited, "eplb %s died of signal %d", args[0], r.code);
+    cli_captured result = {r.code, cli_slurp(out), cli_slurp(err)};
+    cr_assert(result.out && result.err);
+    unlink(out);
+    unlink(err);
+    return result;
+}
+
+CLI_RUN_HELPER void cli_captured_free(cli_captured *r)
+{
+    free(r->out);
+    free(r->err);
 }
 
 /* Whether path exists (without following a final symbolic link). */

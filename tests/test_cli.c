@@ -12,6 +12,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include "cli_run.h"
 #include "golden.h"
 #include "load_weights.h"
 #include "plan_stats.h"
@@ -21,7 +22,6 @@
 #include <jansson.h>
 #endif
 
-#define EPLB_CLI EPLB_BINARY_DIR "/bin/eplb"
 
 /* ---- plan statistics ---------------------------------------------------------------- */
 
@@ -184,19 +184,9 @@ typedef struct run_result {
     char err[65536];
 } run_result;
 
-static char scratch[256];
-
 static void make_scratch(void)
 {
-    snprintf(scratch, sizeof scratch, "/tmp/eplb-test-cli-XXXXXX");
-    cr_assert_not_null(mkdtemp(scratch));
-}
-
-static void remove_scratch(void)
-{
-    char cmd[512];
-    snprintf(cmd, sizeof cmd, "rm -rf '%s'", scratch);
-    cr_expect_eq(system(cmd), 0);
+    cli_make_scratch("/tmp/eplb-test-cli-XXXXXX");
 }
 
 static void slurp(const char *path, char *buf, size_t len)
@@ -213,8 +203,8 @@ static run_result *run_eplb(const char *args)
 {
     static run_result r;
     char cmd[4096], out[512], err[512];
-    snprintf(out, sizeof out, "%s/stdout", scratch);
-    snprintf(err, sizeof err, "%s/stderr", scratch);
+    snprintf(out, sizeof out, "%s/stdout", cli_scratch);
+    snprintf(err, sizeof err, "%s/stderr", cli_scratch);
     snprintf(cmd, sizeof cmd, "%s %s >'%s' 2>'%s'", EPLB_CLI, args, out, err);
     int status = system(cmd);
     cr_assert(WIFEXITED(status), "eplb %s did not exit normally", args);
@@ -226,7 +216,7 @@ static run_result *run_eplb(const char *args)
     return &r;
 }
 
-TestSuite(cli, .init = make_scratch, .fini = remove_scratch);
+TestSuite(cli, .init = make_scratch, .fini = cli_remove_scratch);
 
 #ifdef EPLB_TOOLS_HAVE_JSON
 /* The golden weights as text, 9 digits: exactly the float32 values. */
@@ -341,8 +331,8 @@ static void plan_golden_end_to_end(const char *name, int npy)
     snprintf(golden_path, sizeof golden_path, "%s/%s", EPLB_GOLDEN_DIR, name);
     eplb_golden g;
     cr_assert_eq(eplb_golden_read(golden_path, &g, error, sizeof error), EPLB_OK, "%s", error);
-    snprintf(input, sizeof input, "%s/weights.%s", scratch, npy ? "npy" : "csv");
-    snprintf(output, sizeof output, "%s/plan.json", scratch);
+    snprintf(input, sizeof input, "%s/weights.%s", cli_scratch, npy ? "npy" : "csv");
+    snprintf(output, sizeof output, "%s/plan.json", cli_scratch);
     if (npy)
         write_npy_weights(input, &g);
     else
@@ -354,7 +344,7 @@ static void plan_golden_end_to_end(const char *name, int npy)
     cr_expect(strstr(r->out, "backend       cpu"), "summary: %s", r->out);
     expect_golden_plan(output, &g);
     /* Written through a temporary file: nothing else is left in the directory. */
-    DIR *d = opendir(scratch);
+    DIR *d = opendir(cli_scratch);
     struct dirent *ent;
     while ((ent = readdir(d)))
         cr_expect(ent->d_name[0] == '.' || strcmp(ent->d_name, "plan.json") == 0 ||
@@ -517,7 +507,7 @@ Test(cli, conformance_reports_a_wrong_golden)
 {
     /* A golden copy with phy2log[0][0] changed: every backend must fail on it. */
     char dir[512], src[1024], dst[1024], args[1024];
-    snprintf(dir, sizeof dir, "%s/golden", scratch);
+    snprintf(dir, sizeof dir, "%s/golden", cli_scratch);
     cr_assert_eq(mkdir(dir, 0755), 0);
     snprintf(src, sizeof src, "%s/readme.deepseek.txt", EPLB_GOLDEN_DIR);
     snprintf(dst, sizeof dst, "%s/readme.deepseek.txt", dir);

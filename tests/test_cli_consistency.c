@@ -14,60 +14,16 @@
 
 #define INPUT EPLB_TEST_DATA_DIR "/good-comma.csv"
 
-static char scratch[256];
-
 static void make_scratch(void)
 {
-    snprintf(scratch, sizeof scratch, "/tmp/eplb-test-consistency-XXXXXX");
-    cr_assert_not_null(mkdtemp(scratch));
+    cli_make_scratch("/tmp/eplb-test-consistency-XXXXXX");
 }
 
-static void remove_scratch(void)
+TestSuite(cli_consistency, .init = make_scratch, .fini = cli_remove_scratch);
+
+static cli_captured run(const char *const *args)
 {
-    char cmd[512];
-    snprintf(cmd, sizeof cmd, "rm -rf '%s'", scratch);
-    cr_expect_eq(system(cmd), 0);
-}
-
-TestSuite(cli_consistency, .init = make_scratch, .fini = remove_scratch);
-
-static void in_scratch(char *buf, size_t len, const char *name)
-{
-    int n = snprintf(buf, len, "%s/%s", scratch, name);
-    cr_assert(n > 0 && (size_t)n < len, "path too long: %s", name);
-}
-
-typedef struct ran {
-    int code;
-    char *out;
-    char *err;
-} ran;
-
-/* Runs eplb with args and, when env is not NULL, those "NAME=value" set. */
-static ran run_env(const char *const *args, const char *const *env)
-{
-    char out[512], err[512];
-    in_scratch(out, sizeof out, "stdout");
-    in_scratch(err, sizeof err, "stderr");
-    cli_run spec = {.args = args, .stdout_path = out, .stderr_path = err, .env = env};
-    cli_result r = cli_run_eplb(&spec);
-    cr_assert(r.exited, "eplb %s died of signal %d", args[0], r.code);
-    ran result = {r.code, cli_slurp(out), cli_slurp(err)};
-    cr_assert(result.out && result.err);
-    unlink(out);
-    unlink(err);
-    return result;
-}
-
-static ran run(const char *const *args)
-{
-    return run_env(args, NULL);
-}
-
-static void ran_free(ran *r)
-{
-    free(r->out);
-    free(r->err);
+    return cli_run_captured(args, NULL);
 }
 
 static int count_of(const char *text, const char *word)
@@ -94,18 +50,18 @@ Test(cli_consistency, abbreviated_long_options_are_refused_naming_the_option)
         {{"backends", "--hel", NULL}, "--help"},
     };
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
-        ran r = run(cases[i].args);
+        cli_captured r = run(cases[i].args);
         cr_expect_eq(r.code, 2, "case %zu: exit %d: %s", i, r.code, r.err);
         cr_expect(strstr(r.err, "spelled out in full") && strstr(r.err, cases[i].full),
                   "case %zu: %s", i, r.err);
         cr_expect_eq(count_of(r.err, "\n"), 1, "case %zu: one line: %s", i, r.err);
-        ran_free(&r);
+        cli_captured_free(&r);
     }
     /* The names in full, with = or a separate value, still work. */
     const char *full[] = {"plan", "--input=" INPUT, "--replicas", "8", "--gpus=2", "--quiet", NULL};
-    ran r = run(full);
+    cli_captured r = run(full);
     cr_expect_eq(r.code, 0, "%s", r.err);
-    ran_free(&r);
+    cli_captured_free(&r);
 }
 
 /* -n is --nodes in plan and demo: conformance gives --random no short option,
@@ -113,19 +69,19 @@ Test(cli_consistency, abbreviated_long_options_are_refused_naming_the_option)
 Test(cli_consistency, conformance_random_has_no_dash_n)
 {
     const char *dash_n[] = {"conformance", "--golden", "none", "-n", "1", NULL};
-    ran r = run(dash_n);
+    cli_captured r = run(dash_n);
     cr_expect_eq(r.code, 2, "%s", r.err);
     cr_expect(strstr(r.err, "eplb conformance: unknown option '-n'"), "%s", r.err);
-    ran_free(&r);
+    cli_captured_free(&r);
     const char *abbreviated[] = {"conformance", "--golden", "none", "--rand", "1", NULL};
     r = run(abbreviated);
     cr_expect_eq(r.code, 2, "%s", r.err);
     cr_expect(strstr(r.err, "spelled out in full: --random"), "%s", r.err);
-    ran_free(&r);
+    cli_captured_free(&r);
     const char *help[] = {"conformance", "--help", NULL};
     r = run(help);
     cr_expect(strstr(r.out, "      --random N") && !strstr(r.out, "-n, --random"), "%s", r.out);
-    ran_free(&r);
+    cli_captured_free(&r);
 }
 
 /* --backend nonsense and EPLB_BACKEND=nonsense: the same exit code and words. */
@@ -134,7 +90,7 @@ Test(cli_consistency, unknown_backend_is_the_same_error_from_option_or_environme
     const char *by_option[] = {"plan", "-i", INPUT, "-r", "8", "-p", "2", "-b", "nonsense", NULL};
     const char *by_env[] = {"plan", "-i", INPUT, "-r", "8", "-p", "2", NULL};
     const char *env[] = {"EPLB_BACKEND=nonsense", NULL};
-    ran a = run(by_option), b = run_env(by_env, env);
+    cli_captured a = run(by_option), b = cli_run_captured(by_env, env);
     cr_expect_eq(a.code, 2, "%s", a.err);
     cr_expect_eq(b.code, 2, "%s", b.err);
     cr_expect(strstr(a.err, "eplb plan: unknown backend 'nonsense' (from --backend): use auto"),
@@ -143,74 +99,72 @@ Test(cli_consistency, unknown_backend_is_the_same_error_from_option_or_environme
               "%s", b.err);
     /* Past the source, the same list of names. */
     cr_expect_str_eq(strstr(a.err, ": use"), strstr(b.err, ": use"));
-    ran_free(&a);
-    ran_free(&b);
+    cli_captured_free(&a);
+    cli_captured_free(&b);
     const char *demo[] = {"demo", NULL};
-    ran d = run_env(demo, env);
+    cli_captured d = cli_run_captured(demo, env);
     cr_expect_eq(d.code, 2, "%s", d.err);
     cr_expect_eq(d.out[0], '\0');
-    ran_free(&d);
+    cli_captured_free(&d);
 }
 
 Test(cli_consistency, backends_reports_what_eplb_backend_picks)
 {
     const char *args[] = {"backends", NULL};
     const char *bad[] = {"EPLB_BACKEND=nonsense", NULL}, *cpu[] = {"EPLB_BACKEND=cpu", NULL};
-    ran r = run_env(args, bad);
+    cli_captured r = cli_run_captured(args, bad);
     cr_expect_eq(r.code, 2, "a plan would refuse it: %s", r.err);
     cr_expect(strstr(r.err, "unknown backend 'nonsense' (from EPLB_BACKEND)"), "%s", r.err);
     cr_expect(strstr(r.out, "auto     picks "), "the list is still shown: %s", r.out);
-    ran_free(&r);
-    r = run_env(args, cpu);
+    cli_captured_free(&r);
+    r = cli_run_captured(args, cpu);
     cr_expect_eq(r.code, 0, "%s", r.err);
     cr_expect(strstr(r.out, "EPLB_BACKEND=cpu: plans without --backend use cpu"), "%s", r.out);
-    ran_free(&r);
+    cli_captured_free(&r);
 }
 
 /* Auto runs global when groups do not divide over nodes: the summary says so. */
 Test(cli_consistency, summary_says_why_auto_ran_the_global_policy)
 {
     const char *args[] = {"plan", "-i", INPUT, "-r", "8", "-p", "2", "-n", "2", NULL};
-    ran r = run(args);
+    cli_captured r = run(args);
     cr_assert_eq(r.code, 0, "%s", r.err);
     cr_expect(strstr(r.out, "policy        global (requested auto: groups (1) not divisible by "
                             "nodes (2))\n"), "%s", r.out);
-    ran_free(&r);
+    cli_captured_free(&r);
     const char *asked[] = {"plan", "-i", INPUT, "-r", "8", "-p", "2", "-n", "2", "--policy",
                            "global", NULL};
     r = run(asked);
     cr_expect(strstr(r.out, "policy        global (requested global)\n"), "%s", r.out);
-    ran_free(&r);
+    cli_captured_free(&r);
 }
 
 /* One layer, one node, one group, one GPU: no "1 nodes". */
 Test(cli_consistency, summary_speaks_singular_and_plural)
 {
     char input[512];
-    in_scratch(input, sizeof input, "one-layer.csv");
-    FILE *f = fopen(input, "w");
-    cr_assert_not_null(f);
+    FILE *f = cli_create_in_scratch(input, sizeof input, "one-layer.csv");
     fputs("4, 3, 2, 1\n", f);
     cr_assert_eq(fclose(f), 0);
     const char *args[] = {"plan", "-i", input, "-r", "4", "-p", "1", NULL};
-    ran r = run(args);
+    cli_captured r = run(args);
     cr_assert_eq(r.code, 0, "%s", r.err);
     cr_expect(strstr(r.out, "(text), 1 layer x 4 experts\n"), "%s", r.out);
     cr_expect(strstr(r.out, "4 slots on 1 GPU (4 per GPU), 1 node, 1 group\n"), "%s", r.out);
-    ran_free(&r);
+    cli_captured_free(&r);
     const char *demo[] = {"demo", "-b", "cpu", NULL};
     r = run(demo);
     cr_assert_eq(r.code, 0, "%s", r.err);
     cr_expect(strstr(r.out, "288 slots on 32 GPUs (9 per GPU), 4 nodes, 8 groups\n"), "%s", r.out);
     cr_expect_eq(count_of(r.out, "built-in"), 1, "said once: %s", r.out);
-    ran_free(&r);
+    cli_captured_free(&r);
 }
 
 /* demo --help shows the demo's own defaults, and no --input. */
 Test(cli_consistency, demo_help_shows_the_defaults_the_demo_uses)
 {
     const char *args[] = {"demo", "--help", NULL};
-    ran r = run(args);
+    cli_captured r = run(args);
     cr_assert_eq(r.code, 0);
     cr_expect(strstr(r.out, "default 288)"), "%s", r.out);
     cr_expect(strstr(r.out, "expert groups (experts % G == 0; default 8)"), "%s", r.out);
@@ -218,18 +172,18 @@ Test(cli_consistency, demo_help_shows_the_defaults_the_demo_uses)
     cr_expect(strstr(r.out, "hierarchical policy; default 32)"), "%s", r.out);
     cr_expect(!strstr(r.out, "default 1)"), "%s", r.out);
     cr_expect(!strstr(r.out, "--input"), "%s", r.out);
-    ran_free(&r);
+    cli_captured_free(&r);
     const char *plan[] = {"plan", "--help", NULL};
     r = run(plan);
     cr_expect(strstr(r.out, "nodes (default 1)") && strstr(r.out, "--input FILE"), "%s", r.out);
-    ran_free(&r);
+    cli_captured_free(&r);
 }
 
 /* The demo plans DeepSeek's way too (candidates 1, iterations 0) and shows both. */
 Test(cli_consistency, demo_shows_deepseeks_plan_beside_eplbs)
 {
     const char *args[] = {"demo", "-b", "cpu", NULL};
-    ran r = run(args);
+    cli_captured r = run(args);
     cr_assert_eq(r.code, 0, "%s", r.err);
     const char *deepseek = strstr(r.out, "  DeepSeek      balancedness 0.");
     cr_assert(deepseek, "%s", r.out);
@@ -243,7 +197,7 @@ Test(cli_consistency, demo_shows_deepseeks_plan_beside_eplbs)
                  1, "%s", gain_line);
     cr_expect_geq(gain, 0.0);
     cr_expect_geq(ours, theirs, "eplb's search starts from DeepSeek's plan: %s", r.out);
-    ran_free(&r);
+    cli_captured_free(&r);
 }
 
 /* good-comma.csv on 2 GPUs: layer 0 has max/mean 1.2863, layer 1 is idle (1),
@@ -252,30 +206,28 @@ Test(cli_consistency, summary_shows_max_over_mean_per_layer)
 {
     const char *args[] = {"plan", "-i", INPUT, "-r", "8", "-p", "2", "-b", "cpu", NULL};
     const char *ascii[] = {"LC_ALL=C", NULL}, *utf8[] = {"LC_ALL=C.UTF-8", NULL};
-    ran r = run_env(args, ascii);
+    cli_captured r = cli_run_captured(args, ascii);
     cr_assert_eq(r.code, 0, "%s", r.err);
     cr_expect(strstr(r.out, "  max/mean      per layer: min 1.0000, median 1.0492, max 1.2863\n"
                             "                #_.\n"), "%s", r.out);
-    ran_free(&r);
-    r = run_env(args, utf8);
+    cli_captured_free(&r);
+    r = cli_run_captured(args, utf8);
     cr_assert_eq(r.code, 0, "%s", r.err);
     cr_expect(strstr(r.out, "\n                \u2588\u2581\u2582\n"), "%s", r.out);
-    ran_free(&r);
+    cli_captured_free(&r);
 }
 
 /* More layers than an 80-column line holds marks: one mark per run of layers. */
 Test(cli_consistency, max_over_mean_marks_fit_a_line)
 {
     char input[512];
-    in_scratch(input, sizeof input, "many-layers.csv");
-    FILE *f = fopen(input, "w");
-    cr_assert_not_null(f);
+    FILE *f = cli_create_in_scratch(input, sizeof input, "many-layers.csv");
     for (int l = 0; l < 130; l++)
         fprintf(f, "%d, 1, 1, 1\n", l == 64 ? 30 : 2);
     cr_assert_eq(fclose(f), 0);
     const char *args[] = {"plan", "-i", input, "-r", "4", "-p", "2", NULL};
     const char *ascii[] = {"LC_ALL=C", NULL};
-    ran r = run_env(args, ascii);
+    cli_captured r = cli_run_captured(args, ascii);
     cr_assert_eq(r.code, 0, "%s", r.err);
     cr_expect(strstr(r.out, "(one mark per 3 layers, their worst)\n"), "%s", r.out);
     const char *marks = strstr(r.out, "their worst)\n                ");
@@ -283,5 +235,5 @@ Test(cli_consistency, max_over_mean_marks_fit_a_line)
     marks += strlen("their worst)\n                ");
     cr_expect_eq(strcspn(marks, "\n"), 44, "130 layers in marks of 3: %s", marks);
     cr_expect_eq(marks[64 / 3], '#', "the worst layer's mark is the highest: %s", marks);
-    ran_free(&r);
+    cli_captured_free(&r);
 }

@@ -23,33 +23,12 @@
 #include <jansson.h>
 #endif
 
-#if defined(__SANITIZE_ADDRESS__)
-#define UNDER_ASAN 1
-#elif defined(__has_feature)
-#if __has_feature(address_sanitizer)
-#define UNDER_ASAN 1
-#endif
-#endif
-#ifndef UNDER_ASAN
-#define UNDER_ASAN 0
-#endif
-
-static char scratch[256];
-
 static void make_scratch(void)
 {
-    snprintf(scratch, sizeof scratch, "/tmp/eplb-test-cli-faults-XXXXXX");
-    cr_assert_not_null(mkdtemp(scratch));
+    cli_make_scratch("/tmp/eplb-test-cli-faults-XXXXXX");
 }
 
-static void remove_scratch(void)
-{
-    char cmd[512];
-    snprintf(cmd, sizeof cmd, "rm -rf '%s'", scratch);
-    cr_expect_eq(system(cmd), 0);
-}
-
-TestSuite(cli_faults, .init = make_scratch, .fini = remove_scratch);
+TestSuite(cli_faults, .init = make_scratch, .fini = cli_remove_scratch);
 
 #if defined(EPLB_FAULT_ALLOC_PRELOAD) && defined(EPLB_TOOLS_HAVE_JSON)
 
@@ -111,11 +90,11 @@ typedef struct sweep_counts {
 static sweep_counts sweep(const char *label, const char *const *args)
 {
     char dir[512], plan[600], out[512], err[512], mark[512], nth[64];
-    snprintf(dir, sizeof dir, "%s/out", scratch);
+    snprintf(dir, sizeof dir, "%s/out", cli_scratch);
     snprintf(plan, sizeof plan, "%s/plan.json", dir);
-    snprintf(out, sizeof out, "%s/stdout", scratch);
-    snprintf(err, sizeof err, "%s/stderr", scratch);
-    snprintf(mark, sizeof mark, "%s/injected", scratch);
+    snprintf(out, sizeof out, "%s/stdout", cli_scratch);
+    snprintf(err, sizeof err, "%s/stderr", cli_scratch);
+    snprintf(mark, sizeof mark, "%s/injected", cli_scratch);
     const char *argv[48];
     int argc = 0;
     for (; args[argc]; argc++)

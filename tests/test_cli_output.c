@@ -25,41 +25,14 @@
 #include <jansson.h>
 #endif
 
-#if defined(__SANITIZE_ADDRESS__)
-#define UNDER_ASAN 1
-#elif defined(__has_feature)
-#if __has_feature(address_sanitizer)
-#define UNDER_ASAN 1
-#endif
-#endif
-#ifndef UNDER_ASAN
-#define UNDER_ASAN 0
-#endif
-
 #define INPUT EPLB_TEST_DATA_DIR "/good-comma.csv"
-
-static char scratch[256];
 
 static void make_scratch(void)
 {
-    snprintf(scratch, sizeof scratch, "/tmp/eplb-test-output-XXXXXX");
-    cr_assert_not_null(mkdtemp(scratch));
+    cli_make_scratch("/tmp/eplb-test-output-XXXXXX");
 }
 
-static void remove_scratch(void)
-{
-    char cmd[512];
-    snprintf(cmd, sizeof cmd, "rm -rf '%s'", scratch);
-    cr_expect_eq(system(cmd), 0);
-}
-
-TestSuite(cli_output, .init = make_scratch, .fini = remove_scratch);
-
-static void in_scratch(char *buf, size_t len, const char *name)
-{
-    int n = snprintf(buf, len, "%s/%s", scratch, name);
-    cr_assert(n > 0 && (size_t)n < len, "path too long: %s", name);
-}
+TestSuite(cli_output, .init = make_scratch, .fini = cli_remove_scratch);
 
 /* Whether the file holds a plan file (its first bytes). */
 static int holds_plan(const char *path)
@@ -121,8 +94,8 @@ Test(cli_output, scale_plan_is_linear_in_memory_and_size, .timeout = 300)
     if (UNDER_ASAN)
         cr_skip_test("AddressSanitizer reserves terabytes of address space: no limit to set");
     char input[512], plan[512];
-    in_scratch(input, sizeof input, "scale.csv");
-    in_scratch(plan, sizeof plan, "scale.json");
+    cli_in_scratch(input, sizeof input, "scale.csv");
+    cli_in_scratch(plan, sizeof plan, "scale.json");
     float *w = malloc((size_t)SCALE_L * SCALE_E * sizeof *w);
     cr_assert_not_null(w);
     skewed_weights(w);
@@ -156,7 +129,7 @@ Test(cli_output, scale_plan_is_linear_in_memory_and_size, .timeout = 300)
     const char *args[] = {"plan", "-i", input, "-r", "8192", "-g", "16", "-n", "16", "-p", "1024",
                           "-c", "1", "-I", "0", "-b", "cpu", "-q", "-o", plan, NULL};
     char err_path[512];
-    in_scratch(err_path, sizeof err_path, "stderr");
+    cli_in_scratch(err_path, sizeof err_path, "stderr");
     cli_run run = {.args = args, .stderr_path = err_path, .address_space = (rlim_t)3 << 30};
     cli_result r = cli_run_eplb(&run);
     char *err = cli_slurp(err_path);
@@ -215,8 +188,8 @@ Test(cli_output, summary_write_error_exits_1)
     cr_skip_test("built without jansson: no plan files");
 #else
     char plan[512], err_path[512];
-    in_scratch(plan, sizeof plan, "plan.json");
-    in_scratch(err_path, sizeof err_path, "stderr");
+    cli_in_scratch(plan, sizeof plan, "plan.json");
+    cli_in_scratch(err_path, sizeof err_path, "stderr");
     const char *with_file[] = {"plan", "-i", INPUT, "-r", "8", "-p", "2", "-b", "cpu", "-o", plan,
                                NULL};
     cli_run run = {.args = with_file, .stdout_path = "/dev/full", .stderr_path = err_path};
@@ -260,7 +233,7 @@ Test(cli_output, summary_write_error_exits_1)
 
     /* The summary goes to standard error with -o -: a failure there fails too. */
     char out_path[512];
-    in_scratch(out_path, sizeof out_path, "stdout");
+    cli_in_scratch(out_path, sizeof out_path, "stdout");
     const char *to_stdout[] = {"plan", "-i", INPUT, "-r", "8", "-p", "2", "-b", "cpu", "-o", "-",
                                NULL};
     cli_run summary_to_full = {.args = to_stdout, .stdout_path = out_path,
@@ -283,7 +256,7 @@ Test(cli_output, summary_write_error_exits_1)
 static cli_result plan_to(const char *output)
 {
     char err_path[512];
-    in_scratch(err_path, sizeof err_path, "stderr");
+    cli_in_scratch(err_path, sizeof err_path, "stderr");
     const char *args[] = {"plan", "-q", "-i", INPUT, "-r", "8", "-p", "2", "-b", "cpu", "-o",
                           output, NULL};
     cli_run run = {.args = args, .stderr_path = err_path};
@@ -306,7 +279,7 @@ Test(cli_output, replacing_a_plan_keeps_its_mode)
     static const mode_t modes[] = {0600, 0640, 0604, 0444};
     for (size_t i = 0; i < sizeof modes / sizeof modes[0]; i++) {
         char plan[512];
-        in_scratch(plan, sizeof plan, "plan.json");
+        cli_in_scratch(plan, sizeof plan, "plan.json");
         FILE *f = fopen(plan, "w");
         cr_assert_not_null(f);
         cr_assert_eq(fclose(f), 0);
@@ -324,7 +297,7 @@ Test(cli_output, replacing_a_plan_keeps_its_mode)
     static const mode_t masks[] = {022, 077};
     for (size_t i = 0; i < sizeof masks / sizeof masks[0]; i++) {
         char plan[512];
-        in_scratch(plan, sizeof plan, "new.json");
+        cli_in_scratch(plan, sizeof plan, "new.json");
         mode_t old = umask(masks[i]);
         cli_result r = plan_to(plan);
         umask(old);
@@ -342,8 +315,8 @@ Test(cli_output, replacing_a_plan_keeps_its_mode)
 static void expect_written_through(const char *name, const char *text, const char *target)
 {
     char link[512], got[512], path[512];
-    in_scratch(link, sizeof link, name);
-    in_scratch(path, sizeof path, target);
+    cli_in_scratch(link, sizeof link, name);
+    cli_in_scratch(path, sizeof path, target);
     ssize_t n = readlink(link, got, sizeof got - 1);
     cr_assert_gt(n, 0, "%s is no longer a symbolic link", name);
     got[n] = '\0';
@@ -357,14 +330,14 @@ Test(cli_output, symlink_output_is_written_through)
     cr_skip_test("built without jansson: no plan files");
 #else
     char sub[512], path[512], abs_target[512];
-    in_scratch(sub, sizeof sub, "sub");
+    cli_in_scratch(sub, sizeof sub, "sub");
     cr_assert_eq(mkdir(sub, 0755), 0);
-    in_scratch(path, sizeof path, "sub/existing.json");
+    cli_in_scratch(path, sizeof path, "sub/existing.json");
     FILE *f = fopen(path, "w");
     cr_assert_not_null(f);
     cr_assert_eq(fclose(f), 0);
     cr_assert_eq(chmod(path, 0600), 0);
-    in_scratch(abs_target, sizeof abs_target, "sub/absolute.json");
+    cli_in_scratch(abs_target, sizeof abs_target, "sub/absolute.json");
     struct {
         const char *name, *text, *target;
     } links[] = {
@@ -373,10 +346,10 @@ Test(cli_output, symlink_output_is_written_through)
         {"absolute.json", abs_target, "sub/absolute.json"},
         {"chain.json", "sub/hop.json", "sub/chained.json"},
     };
-    in_scratch(path, sizeof path, "sub/hop.json");
+    cli_in_scratch(path, sizeof path, "sub/hop.json");
     cr_assert_eq(symlink("chained.json", path), 0); /* relative to sub/ */
     for (size_t i = 0; i < sizeof links / sizeof links[0]; i++) {
-        in_scratch(path, sizeof path, links[i].name);
+        cli_in_scratch(path, sizeof path, links[i].name);
         cr_assert_eq(symlink(links[i].text, path), 0);
         cli_result r = plan_to(path);
         cr_expect(r.exited && r.code == 0, "-o %s", links[i].name);
@@ -384,17 +357,17 @@ Test(cli_output, symlink_output_is_written_through)
     }
     expect_written_through("sub/hop.json", "chained.json", "sub/chained.json");
     struct stat st;
-    in_scratch(path, sizeof path, "sub/existing.json");
+    cli_in_scratch(path, sizeof path, "sub/existing.json");
     cr_assert_eq(stat(path, &st), 0);
     cr_expect_eq(st.st_mode & 07777, 0600, "the target's mode changed");
 
     /* A loop of links is an error with a message, nothing is written. */
     char a[512], b[512], err_path[512];
-    in_scratch(a, sizeof a, "loop-a.json");
-    in_scratch(b, sizeof b, "loop-b.json");
+    cli_in_scratch(a, sizeof a, "loop-a.json");
+    cli_in_scratch(b, sizeof b, "loop-b.json");
     cr_assert_eq(symlink("loop-b.json", a), 0);
     cr_assert_eq(symlink("loop-a.json", b), 0);
-    in_scratch(err_path, sizeof err_path, "stderr");
+    cli_in_scratch(err_path, sizeof err_path, "stderr");
     const char *args[] = {"plan", "-q", "-i", INPUT, "-r", "8", "-p", "2", "-b", "cpu", "-o", a,
                           NULL};
     cli_run run = {.args = args, .stderr_path = err_path};
@@ -412,7 +385,7 @@ Test(cli_output, longest_file_name_works)
     cr_skip_test("built without jansson: no plan files");
 #else
     char dir[512], name[256], path[1024], names[1024];
-    in_scratch(dir, sizeof dir, "long");
+    cli_in_scratch(dir, sizeof dir, "long");
     cr_assert_eq(mkdir(dir, 0755), 0);
     for (size_t len = 250; len <= NAME_MAX; len += NAME_MAX - 250) {
         memset(name, 'p', len - 5);

@@ -17,55 +17,16 @@
 
 #define INPUT EPLB_TEST_DATA_DIR "/good-sglang.json"
 
-static char scratch[256];
-
 static void make_scratch(void)
 {
-    snprintf(scratch, sizeof scratch, "/tmp/eplb-test-sglang-XXXXXX");
-    cr_assert_not_null(mkdtemp(scratch));
+    cli_make_scratch("/tmp/eplb-test-sglang-XXXXXX");
 }
 
-static void remove_scratch(void)
+TestSuite(cli_sglang, .init = make_scratch, .fini = cli_remove_scratch);
+
+static cli_captured run(const char *const *args)
 {
-    char cmd[512];
-    snprintf(cmd, sizeof cmd, "rm -rf '%s'", scratch);
-    cr_expect_eq(system(cmd), 0);
-}
-
-TestSuite(cli_sglang, .init = make_scratch, .fini = remove_scratch);
-
-static void in_scratch(char *buf, size_t len, const char *name)
-{
-    int n = snprintf(buf, len, "%s/%s", scratch, name);
-    cr_assert(n > 0 && (size_t)n < len, "path too long: %s", name);
-}
-
-/* A run's exit code, standard output and standard error (freed by the caller). */
-typedef struct ran {
-    int code;
-    char *out;
-    char *err;
-} ran;
-
-static ran run(const char *const *args)
-{
-    char out[512], err[512];
-    in_scratch(out, sizeof out, "stdout");
-    in_scratch(err, sizeof err, "stderr");
-    cli_run spec = {.args = args, .stdout_path = out, .stderr_path = err};
-    cli_result r = cli_run_eplb(&spec);
-    cr_assert(r.exited, "eplb %s died of signal %d", args[0], r.code);
-    ran result = {r.code, cli_slurp(out), cli_slurp(err)};
-    cr_assert(result.out && result.err);
-    unlink(out);
-    unlink(err);
-    return result;
-}
-
-static void ran_free(ran *r)
-{
-    free(r->out);
-    free(r->err);
+    return cli_run_captured(args, NULL);
 }
 
 /* The SGLang file is the plan's phy2log and nothing else: one key, the same
@@ -76,20 +37,20 @@ Test(cli_sglang, format_sglang_writes_only_the_physical_to_logical_map)
         cr_skip_test("built without jansson: no JSON input or eplb plan file to compare with");
 #ifdef EPLB_TOOLS_HAVE_JSON
     char plan[512], sglang[512];
-    in_scratch(plan, sizeof plan, "plan.json");
-    in_scratch(sglang, sizeof sglang, "sglang.json");
+    cli_in_scratch(plan, sizeof plan, "plan.json");
+    cli_in_scratch(sglang, sizeof sglang, "sglang.json");
     const char *eplb_args[] = {"plan", "-i", INPUT, "-r", "12", "-p", "4", "-b", "cpu", "-q",
                                "-o", plan, NULL};
-    ran r = run(eplb_args);
+    cli_captured r = run(eplb_args);
     cr_assert_eq(r.code, 0, "%s", r.err);
-    ran_free(&r);
+    cli_captured_free(&r);
     const char *sglang_args[] = {"plan", "-i", INPUT, "-r", "12", "-p", "4", "-b", "cpu",
                                  "--format", "sglang", "-o", sglang, NULL};
     r = run(sglang_args);
     cr_assert_eq(r.code, 0, "%s", r.err);
     cr_expect(strstr(r.out, "plan file     "), "%s", r.out);
     cr_expect_eq(r.err[0], '\0', "a name ending in .json needs no note: %s", r.err);
-    ran_free(&r);
+    cli_captured_free(&r);
 
     char *text = cli_slurp(sglang);
     cr_assert_not_null(text);
@@ -117,28 +78,28 @@ Test(cli_sglang, format_sglang_to_stdout_and_the_json_suffix_note)
         cr_skip_test("built without jansson: no JSON input");
     const char *to_stdout[] = {"plan", "-i", INPUT, "-r", "12", "-p", "4", "--format", "sglang",
                                "-o", "-", NULL};
-    ran r = run(to_stdout);
+    cli_captured r = run(to_stdout);
     cr_assert_eq(r.code, 0, "%s", r.err);
     cr_expect(strncmp(r.out, "{\"physical_to_logical_map\":[[", 29) == 0, "%.80s", r.out);
     cr_expect(strstr(r.out, "\n") == r.out + strlen(r.out) - 1, "one line: %s", r.out);
     cr_expect(strstr(r.err, "balancedness"), "the summary goes to stderr: %s", r.err);
-    ran_free(&r);
+    cli_captured_free(&r);
 
     char odd[512];
-    in_scratch(odd, sizeof odd, "placement.txt");
+    cli_in_scratch(odd, sizeof odd, "placement.txt");
     const char *odd_name[] = {"plan", "-i", INPUT, "-r", "12", "-p", "4", "--format", "sglang",
                               "-q", "-o", odd, NULL};
     r = run(odd_name);
     cr_expect_eq(r.code, 0, "%s", r.err);
     cr_expect(strstr(r.err, "ends in .json"), "%s", r.err);
     cr_expect(cli_exists(odd));
-    ran_free(&r);
+    cli_captured_free(&r);
 }
 
 Test(cli_sglang, format_errors_exit_2_and_write_nothing)
 {
     char out[512];
-    in_scratch(out, sizeof out, "never.json");
+    cli_in_scratch(out, sizeof out, "never.json");
     static const char *const bad[][16] = {
         {"plan", "-i", INPUT, "-r", "12", "-p", "4", "--format", "torch", "-o", NULL},
         {"plan", "-i", INPUT, "-r", "12", "-p", "4", "--format", "sglang", NULL},
@@ -154,11 +115,11 @@ Test(cli_sglang, format_errors_exit_2_and_write_nothing)
         if (strcmp(args[n - 1], "-o") == 0)
             args[n++] = out;
         args[n] = NULL;
-        ran r = run(args);
+        cli_captured r = run(args);
         cr_expect_eq(r.code, 2, "case %zu: exit %d: %s", i, r.code, r.err);
         cr_expect_neq(r.err[0], '\0', "case %zu: no message", i);
         cr_expect(!cli_exists(out), "case %zu wrote %s", i, out);
-        ran_free(&r);
+        cli_captured_free(&r);
     }
 }
 
@@ -179,10 +140,10 @@ Test(cli_sglang, torch_files_get_a_message_naming_the_python_package)
     static const unsigned char legacy[] = "\x80\x02\x8a\x0a\x6c\xfc\x9c\x46\xf9\x20\x6a\xa8\x50"
                                           "\x19.\x80\x02}q\x00.";
     char dump[512], old[512], npz[512], out[512];
-    in_scratch(dump, sizeof dump, "expert_distribution_recorder.pt");
-    in_scratch(old, sizeof old, "legacy.pt");
-    in_scratch(npz, sizeof npz, "loads.npz");
-    in_scratch(out, sizeof out, "plan.json");
+    cli_in_scratch(dump, sizeof dump, "expert_distribution_recorder.pt");
+    cli_in_scratch(old, sizeof old, "legacy.pt");
+    cli_in_scratch(npz, sizeof npz, "loads.npz");
+    cli_in_scratch(out, sizeof out, "plan.json");
     write_bytes(dump, zip, sizeof zip - 1);
     write_bytes(old, legacy, sizeof legacy - 1);
     write_bytes(npz, zip, sizeof zip - 1);
@@ -190,24 +151,24 @@ Test(cli_sglang, torch_files_get_a_message_naming_the_python_package)
     for (size_t i = 0; i < 2; i++) {
         const char *args[] = {"plan", "-i",       inputs[i], "-r", "8",  "-p",
                               "2",    "--format", "sglang",  "-o", out, NULL};
-        ran r = run(args);
+        cli_captured r = run(args);
         cr_expect_eq(r.code, 2, "%s: exit %d", inputs[i], r.code);
         cr_expect(strstr(r.err, inputs[i]), "%s: the message names the file: %s", inputs[i], r.err);
         cr_expect(strstr(r.err, "PyTorch"), "%s: %s", inputs[i], r.err);
         cr_expect(strstr(r.err, "python -m eplb plan"), "%s: %s", inputs[i], r.err);
         cr_expect_eq(r.out[0], '\0');
         cr_expect(!cli_exists(out));
-        ran_free(&r);
+        cli_captured_free(&r);
     }
     const char *npz_args[] = {"plan", "-i", npz, "-r", "8", "-p", "2", NULL};
-    ran r = run(npz_args);
+    cli_captured r = run(npz_args);
     cr_expect_eq(r.code, 2);
     cr_expect(strstr(r.err, ".npz") && strstr(r.err, "numpy.save"), "%s", r.err);
-    ran_free(&r);
+    cli_captured_free(&r);
 
     /* The same through standard input, where only the bytes tell. */
     char err[512];
-    in_scratch(err, sizeof err, "stderr");
+    cli_in_scratch(err, sizeof err, "stderr");
     char cmd[2048];
     snprintf(cmd, sizeof cmd, "%s plan -i - -r 8 -p 2 <'%s' 2>'%s' >/dev/null", EPLB_CLI, dump,
              err);

@@ -15,22 +15,8 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "cli_run.h"
 #include "eplb/eplb.h"
-
-#define EPLB_CLI EPLB_BINARY_DIR "/bin/eplb"
-
-/* AddressSanitizer reserves terabytes of address space, so an address-space
- * limit cannot be set on a sanitized binary, and it runs slower. */
-#if defined(__SANITIZE_ADDRESS__)
-#define UNDER_ASAN 1
-#elif defined(__has_feature)
-#if __has_feature(address_sanitizer)
-#define UNDER_ASAN 1
-#endif
-#endif
-#ifndef UNDER_ASAN
-#define UNDER_ASAN 0
-#endif
 
 /* The address-space limit of the eplb child: far below what the unbounded
  * reader used to reach, and above what the refusal needs. */
@@ -45,12 +31,12 @@ typedef struct endless_input {
     size_t repeat_len;
 } endless_input;
 
-typedef struct cli_result {
+typedef struct piped_result {
     int exit_code;  /* -1 when killed by a signal */
     double seconds; /* from the start of the child until it exited */
     char out[8192]; /* standard output, NUL-terminated (truncated) */
     char err[8192]; /* standard error, NUL-terminated (truncated) */
-} cli_result;
+} piped_result;
 
 static double now_seconds(void)
 {
@@ -90,7 +76,7 @@ static pid_t start_writer(int fd, const endless_input *in)
 
 /* Runs eplb with argv (argv[0] is ignored) under the address-space limit,
  * its standard input from `in` (or /dev/null), for at most limit_s seconds. */
-static void run_cli(char *const argv[], const endless_input *in, double limit_s, cli_result *r)
+static void run_cli(char *const argv[], const endless_input *in, double limit_s, piped_result *r)
 {
     memset(r, 0, sizeof *r);
     char out_name[] = "/tmp/eplb-input-out-XXXXXX", err_name[] = "/tmp/eplb-input-err-XXXXXX";
@@ -153,7 +139,7 @@ static void expect_refused(char *const argv[], const endless_input *in, double m
     if (UNDER_ASAN)
         max_s *= 10;
     /* Killed a little after the bound: a hang fails the test, it does not stall it. */
-    cli_result r;
+    piped_result r;
     run_cli(argv, in, max_s + 5.0, &r);
     cr_expect_eq(r.exit_code, 2, "%s: exit %d after %.3f s, stderr: %s", why, r.exit_code,
                  r.seconds, r.err);
@@ -164,6 +150,14 @@ static void expect_refused(char *const argv[], const endless_input *in, double m
     fprintf(stderr, "%s: refused in %.3f s: %s", why, r.seconds, r.err);
 }
 
+/* Endless input on standard input, for the plan every case below asks for. */
+static void expect_stdin_refused(const endless_input *in, double max_s, const char *name,
+                                 const char *why)
+{
+    char *argv[] = {"eplb", "plan", "-i", "-", "--replicas", "16", "--gpus", "4", NULL};
+    expect_refused(argv, in, max_s, name, why);
+}
+
 Test(input_cli, dev_zero_is_refused_within_a_second)
 {
     char *argv[] = {"eplb", "plan", "-i", "/dev/zero", "--replicas", "16", "--gpus", "4", NULL};
@@ -172,24 +166,21 @@ Test(input_cli, dev_zero_is_refused_within_a_second)
 
 Test(input_cli, endless_zero_bytes_on_stdin_are_refused_within_a_second)
 {
-    char *argv[] = {"eplb", "plan", "-i", "-", "--replicas", "16", "--gpus", "4", NULL};
     endless_input zeros = {"", 0, "\0", 1};
-    expect_refused(argv, &zeros, 1.0, "(stdin)", "zero bytes on stdin");
+    expect_stdin_refused(&zeros, 1.0, "(stdin)", "zero bytes on stdin");
 }
 
 Test(input_cli, endless_digits_on_stdin_are_refused_within_a_second)
 {
-    char *argv[] = {"eplb", "plan", "-i", "-", "--replicas", "16", "--gpus", "4", NULL};
     endless_input digits = {"", 0, "1234567890", 10};
-    expect_refused(argv, &digits, 1.0, "(stdin)", "endless digits");
+    expect_stdin_refused(&digits, 1.0, "(stdin)", "endless digits");
 }
 
 /* Rows that would each be valid: only the size limit stops them. */
 Test(input_cli, endless_valid_rows_on_stdin_are_refused_at_the_size_limit)
 {
-    char *argv[] = {"eplb", "plan", "-i", "-", "--replicas", "16", "--gpus", "4", NULL};
     endless_input rows = {"", 0, "1 2 3 4\n", 8};
-    expect_refused(argv, &rows, 10.0, "(stdin)", "endless rows");
+    expect_stdin_refused(&rows, 10.0, "(stdin)", "endless rows");
 }
 
 /* The smallest power of two of layers (one expert) or of experts (one layer)
@@ -212,62 +203,59 @@ Test(input_cli, endless_rows_beyond_the_layer_limit_are_refused_within_a_second)
 {
     if (!refused_count(0))
         cr_skip_test("the library plans 2^24 layers");
-    char *argv[] = {"eplb", "plan", "-i", "-", "--replicas", "16", "--gpus", "4", NULL};
     endless_input rows = {"", 0, "1\n", 2};
-    expect_refused(argv, &rows, 1.0, "more than eplb plans", "endless one-value rows");
+    expect_stdin_refused(&rows, 1.0, "more than eplb plans", "endless one-value rows");
 }
 
 Test(input_cli, an_endless_row_beyond_the_expert_limit_is_refused_within_a_second)
 {
     if (!refused_count(1))
         cr_skip_test("the library plans 2^24 experts");
-    char *argv[] = {"eplb", "plan", "-i", "-", "--replicas", "16", "--gpus", "4", NULL};
     endless_input row = {"", 0, "1 ", 2};
-    expect_refused(argv, &row, 1.0, "more than eplb plans", "one endless row");
+    expect_stdin_refused(&row, 1.0, "more than eplb plans", "one endless row");
 }
 
 /* White space alone leaves the format open (text, or JSON after it): the
  * reader must still look at each byte once, not again with every chunk. */
 Test(input_cli, endless_blank_lines_on_stdin_are_refused_at_the_size_limit)
 {
-    char *argv[] = {"eplb", "plan", "-i", "-", "--replicas", "16", "--gpus", "4", NULL};
     endless_input blanks = {"", 0, " \n", 2};
-    expect_refused(argv, &blanks, 10.0, "(stdin)", "endless blank lines");
+    expect_stdin_refused(&blanks, 10.0, "(stdin)", "endless blank lines");
 }
 
 Test(input_cli, endless_json_array_on_stdin_is_refused_at_the_size_limit)
 {
-    char *argv[] = {"eplb", "plan", "-i", "-", "--replicas", "16", "--gpus", "4", NULL};
     endless_input json = {"[[", 2, "1, ", 3};
-    expect_refused(argv, &json, 10.0, "(stdin)", "endless JSON");
+    expect_stdin_refused(&json, 10.0, "(stdin)", "endless JSON");
+}
+
+/* A .npy version 1.0 header of NPY_HEADER_LEN bytes: magic, length, the
+ * dictionary padded with spaces, and the closing newline. */
+#define NPY_HEADER_LEN 128
+static void npy_header(char header[NPY_HEADER_LEN], const char *dict)
+{
+    memcpy(header, "\x93NUMPY\x01\x00\x76\x00", 10);
+    memset(header + 10, ' ', NPY_HEADER_LEN - 10);
+    memcpy(header + 10, dict, strlen(dict));
+    header[NPY_HEADER_LEN - 1] = '\n';
 }
 
 /* A valid .npy header for 3 x 8 float32, then more data than it declares. */
 Test(input_cli, npy_stream_longer_than_its_header_is_refused_within_a_second)
 {
-    char *argv[] = {"eplb", "plan", "-i", "-", "--replicas", "16", "--gpus", "4", NULL};
-    char header[128];
-    const char *dict = "{'descr': '<f4', 'fortran_order': False, 'shape': (3, 8), }";
-    memcpy(header, "\x93NUMPY\x01\x00\x76\x00", 10);
-    memset(header + 10, ' ', sizeof header - 10);
-    memcpy(header + 10, dict, strlen(dict));
-    header[127] = '\n';
-    endless_input npy = {header, sizeof header, "\0\0\x80\x3f", 4};
-    expect_refused(argv, &npy, 1.0, "(stdin)", "npy stream");
+    char header[NPY_HEADER_LEN];
+    npy_header(header, "{'descr': '<f4', 'fortran_order': False, 'shape': (3, 8), }");
+    endless_input npy = {header, NPY_HEADER_LEN, "\0\0\x80\x3f", 4};
+    expect_stdin_refused(&npy, 1.0, "(stdin)", "npy stream");
 }
 
 /* A .npy header whose shape needs far more bytes than the limit. */
 Test(input_cli, npy_header_beyond_the_size_limit_is_refused_within_a_second)
 {
-    char *argv[] = {"eplb", "plan", "-i", "-", "--replicas", "16", "--gpus", "4", NULL};
-    char header[128];
-    const char *dict = "{'descr': '<f8', 'fortran_order': False, 'shape': (100000, 100000), }";
-    memcpy(header, "\x93NUMPY\x01\x00\x76\x00", 10);
-    memset(header + 10, ' ', sizeof header - 10);
-    memcpy(header + 10, dict, strlen(dict));
-    header[127] = '\n';
-    endless_input npy = {header, sizeof header, "\0\0\0\0\0\0\xf0\x3f", 8};
-    expect_refused(argv, &npy, 1.0, "EPLB_MAX_INPUT_BYTES", "npy beyond the limit");
+    char header[NPY_HEADER_LEN];
+    npy_header(header, "{'descr': '<f8', 'fortran_order': False, 'shape': (100000, 100000), }");
+    endless_input npy = {header, NPY_HEADER_LEN, "\0\0\0\0\0\0\xf0\x3f", 8};
+    expect_stdin_refused(&npy, 1.0, "EPLB_MAX_INPUT_BYTES", "npy beyond the limit");
 }
 
 /* ---- control bytes in names and content ------------------------------------------------ */
@@ -313,7 +301,7 @@ Test(input_cli, a_file_name_with_escape_sequences_is_escaped_in_the_summary)
     make_hostile_name(dir, sizeof dir, path, sizeof path);
     write_file(path, "1, 2, 3, 4\n5, 6, 7, 8\n");
     char *argv[] = {"eplb", "plan", "-i", path, "--replicas", "8", "--gpus", "4", NULL};
-    cli_result r;
+    piped_result r;
     run_cli(argv, NULL, 60.0, &r);
     cr_expect_eq(r.exit_code, 0, "stderr: %s", r.err);
     expect_no_control_bytes(r.out, "stdout");
@@ -333,7 +321,7 @@ Test(input_cli, a_file_name_with_escape_sequences_is_escaped_in_errors)
     for (int i = 0; i < 3; i++) {
         if (contents[i])
             write_file(path, contents[i]);
-        cli_result r;
+        piped_result r;
         run_cli(argv, NULL, 60.0, &r);
         cr_expect_eq(r.exit_code, 2, "case %d: stderr: %s", i, r.err);
         expect_no_control_bytes(r.err, "stderr");
@@ -351,7 +339,7 @@ Test(input_cli, a_token_with_escape_sequences_is_escaped_in_errors)
     snprintf(path, sizeof path, "%s/loads.csv", dir);
     write_file(path, "1, 2\n3, \x1b]0;owned\x07\x1b[2J\n");
     char *argv[] = {"eplb", "plan", "-i", path, "--replicas", "8", "--gpus", "4", NULL};
-    cli_result r;
+    piped_result r;
     run_cli(argv, NULL, 60.0, &r);
     cr_expect_eq(r.exit_code, 2, "stderr: %s", r.err);
     expect_no_control_bytes(r.err, "stderr");
@@ -374,7 +362,7 @@ Test(input_cli, arguments_and_environment_with_escape_sequences_are_escaped_in_e
     char *golden[] = {"eplb", "conformance", "--golden", "/nonexistent/\x1b[2J", NULL};
     char **cases[] = {replicas, policy, extra, command, golden};
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
-        cli_result r;
+        piped_result r;
         run_cli(cases[i], NULL, 60.0, &r);
         cr_expect_eq(r.exit_code, 2, "case %zu: stderr: %s", i, r.err);
         expect_no_control_bytes(r.err, "stderr");
@@ -382,7 +370,7 @@ Test(input_cli, arguments_and_environment_with_escape_sequences_are_escaped_in_e
     }
     setenv("EPLB_MODULE_DIR", "/nonexistent/\x1b[2J", 1);
     char *module[] = {"eplb", "plan", "-i", data, "-r", "8", "-p", "1", "-b", "opencl", NULL};
-    cli_result r;
+    piped_result r;
     run_cli(module, NULL, 60.0, &r);
     cr_expect_eq(r.exit_code, 1, "stderr: %s", r.err);
     expect_no_control_bytes(r.err, "stderr");
