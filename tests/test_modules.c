@@ -178,9 +178,10 @@ static int opens_cpu(const char *backend, char *msg, size_t len)
     return is_cpu ? CHILD_PASS : CHILD_FAIL;
 }
 
-/* Module `arg` is damaged: cpu, EPLB_BACKEND=cpu and auto plan on cpu; the
- * damaged backend by name fails with "cannot load PATH: ...". */
-static int child_damaged(const char *arg, char *msg, size_t len)
+/* What the damaged and lazy cases check first: the backend names are listed,
+ * and cpu by name and through EPLB_BACKEND=cpu (left set for the caller)
+ * opens cpu. */
+static int lists_names_and_opens_cpu(char *msg, size_t len)
 {
     int code = names_listed(msg, len);
     if (code == CHILD_PASS)
@@ -188,6 +189,14 @@ static int child_damaged(const char *arg, char *msg, size_t len)
     setenv("EPLB_BACKEND", "cpu", 1);
     if (code == CHILD_PASS)
         code = opens_cpu(NULL, msg, len);
+    return code;
+}
+
+/* Module `arg` is damaged: cpu, EPLB_BACKEND=cpu and auto plan on cpu; the
+ * damaged backend by name fails with "cannot load PATH: ...". */
+static int child_damaged(const char *arg, char *msg, size_t len)
+{
+    int code = lists_names_and_opens_cpu(msg, len);
     if (code == CHILD_PASS)
         code = opens_cpu("auto", msg, len);
     if (code != CHILD_PASS)
@@ -215,12 +224,7 @@ static int child_lazy(const char *arg, char *msg, size_t len)
 {
     (void)arg;
     const char *mark = getenv("EPLB_TEST_STANDIN_MARK");
-    int code = names_listed(msg, len);
-    if (code == CHILD_PASS)
-        code = opens_cpu("cpu", msg, len);
-    setenv("EPLB_BACKEND", "cpu", 1);
-    if (code == CHILD_PASS)
-        code = opens_cpu(NULL, msg, len);
+    int code = lists_names_and_opens_cpu(msg, len);
     if (code != CHILD_PASS)
         return code;
     if (access(mark, F_OK) == 0)
