@@ -85,27 +85,38 @@ static void child_apply_env(const char *const *env)
     }
 }
 
-/* Makes the pipe a child reports through; 0 (with r->msg saying why) when it
- * cannot. No Criterion assertion here: a child case may start children too,
- * outside any Criterion test. */
-static int child_start(int fd[2], child_report *r)
+/* Makes the pipe a child reports through and forks. Returns 0 in the child
+ * (with only the pipe's write end fd[1] open), the child's id in the parent,
+ * or -1 with r->msg saying why and no pipe left open. No Criterion assertion
+ * here: a child case may start children too, outside any Criterion test. */
+static pid_t child_fork(int fd[2], child_report *r)
 {
     if (pipe(fd) != 0) {
         snprintf(r->msg, sizeof r->msg, "pipe: %s", strerror(errno));
-        return 0;
+        return -1;
     }
     fflush(stdout);
     fflush(stderr);
-    return 1;
+    pid_t pid = fork();
+    if (pid == -1) {
+        snprintf(r->msg, sizeof r->msg, "fork: %s", strerror(errno));
+        close(fd[0]);
+        close(fd[1]);
+    } else if (pid == 0) {
+        close(fd[0]);
+    }
+    return pid;
 }
 
-/* Reads fd to its end into r->msg, then reaps pid into r->code / r->signal. */
-static void child_collect(pid_t pid, int fd, child_report *r)
+/* In the parent after child_fork: reads the pipe to its end into r->msg, then
+ * reaps pid into r->code / r->signal. */
+static void child_collect(pid_t pid, int fd[2], child_report *r)
 {
+    close(fd[1]);
     size_t used = 0;
     ssize_t got;
     while (used < sizeof r->msg - 1 &&
-           (got = read(fd, r->msg + used, sizeof r->msg - 1 - used)) != 0) {
+           (got = read(fd[0], r->msg + used, sizeof r->msg - 1 - used)) != 0) {
         if (got < 0 && errno == EINTR)
             continue;
         if (got < 0)
@@ -113,7 +124,7 @@ static void child_collect(pid_t pid, int fd, child_report *r)
         used += (size_t)got;
     }
     r->msg[used] = '\0';
-    close(fd);
+    close(fd[0]);
     int status = 0;
     while (waitpid(pid, &status, 0) < 0 && errno == EINTR) {
     }
@@ -134,17 +145,10 @@ static __attribute__((unused)) child_report in_child(const char *const *env, con
 {
     child_report r = {CHILD_FAIL, 0, ""};
     int fd[2];
-    if (!child_start(fd, &r))
+    pid_t pid = child_fork(fd, &r);
+    if (pid == -1)
         return r;
-    pid_t pid = fork();
-    if (pid == -1) {
-        snprintf(r.msg, sizeof r.msg, "fork: %s", strerror(errno));
-        close(fd[0]);
-        close(fd[1]);
-        return r;
-    }
     if (pid == 0) {
-        close(fd[0]);
         child_apply_env(env);
         char number[32];
         snprintf(number, sizeof number, "%d", fd[1]);
@@ -158,8 +162,7 @@ static __attribute__((unused)) child_report in_child(const char *const *env, con
         dprintf(fd[1], "cannot re-execute /proc/self/exe: %s", strerror(errno));
         _exit(CHILD_FAIL);
     }
-    close(fd[1]);
-    child_collect(pid, fd[0], &r);
+    child_collect(pid, fd, &r);
     return r;
 }
 
@@ -170,17 +173,10 @@ static __attribute__((unused)) child_report run_program(const char *const *argv,
 {
     child_report r = {CHILD_FAIL, 0, ""};
     int fd[2];
-    if (!child_start(fd, &r))
+    pid_t pid = child_fork(fd, &r);
+    if (pid == -1)
         return r;
-    pid_t pid = fork();
-    if (pid == -1) {
-        snprintf(r.msg, sizeof r.msg, "fork: %s", strerror(errno));
-        close(fd[0]);
-        close(fd[1]);
-        return r;
-    }
     if (pid == 0) {
-        close(fd[0]);
         dup2(fd[1], STDOUT_FILENO);
         dup2(fd[1], STDERR_FILENO);
         close(fd[1]);
@@ -190,8 +186,7 @@ static __attribute__((unused)) child_report run_program(const char *const *argv,
         dprintf(STDERR_FILENO, "cannot run %s: %s", argv[0], strerror(errno));
         _exit(127);
     }
-    close(fd[1]);
-    child_collect(pid, fd[0], &r);
+    child_collect(pid, fd, &r);
     return r;
 }
 
