@@ -154,24 +154,26 @@ Test(invalid_shape, gpus_not_divisible_by_nodes_under_the_hierarchical_policy)
  * eplb_shape_check and eplb_rebalance with a message naming the limit. */
 Test(invalid_shape, each_dimension_beyond_its_limit_names_the_limit)
 {
-    eplb_shape s = base;
-    s.layers = EPLB_MAX_LAYERS + 1;
-    expect_shape_rejected("layers over the limit", s, "EPLB_MAX_LAYERS");
-    s = base;
-    s.experts = EPLB_MAX_EXPERTS + 1;
-    expect_shape_rejected("experts over the limit", s, "EPLB_MAX_EXPERTS");
-    s = base;
-    s.replicas = EPLB_MAX_REPLICAS + 4; /* still a multiple of the 4 GPUs */
-    expect_shape_rejected("replicas over the limit", s, "EPLB_MAX_REPLICAS");
-    s = base;
-    s.groups = EPLB_MAX_GROUPS + 1;
-    expect_shape_rejected("groups over the limit", s, "EPLB_MAX_GROUPS");
-    s = base;
-    s.nodes = EPLB_MAX_NODES + 1;
-    expect_shape_rejected("nodes over the limit", s, "EPLB_MAX_NODES");
-    s = base;
-    s.gpus = EPLB_MAX_GPUS + 1;
-    expect_shape_rejected("gpus over the limit", s, "EPLB_MAX_GPUS");
+    eplb_shape s;
+    const struct {
+        const char *what;
+        int64_t *dimension; /* in s */
+        int64_t value;
+        const char *limit;
+    } beyond[] = {
+        {"layers over the limit", &s.layers, EPLB_MAX_LAYERS + 1, "EPLB_MAX_LAYERS"},
+        {"experts over the limit", &s.experts, EPLB_MAX_EXPERTS + 1, "EPLB_MAX_EXPERTS"},
+        /* Beyond by 4: still a multiple of the 4 GPUs. */
+        {"replicas over the limit", &s.replicas, EPLB_MAX_REPLICAS + 4, "EPLB_MAX_REPLICAS"},
+        {"groups over the limit", &s.groups, EPLB_MAX_GROUPS + 1, "EPLB_MAX_GROUPS"},
+        {"nodes over the limit", &s.nodes, EPLB_MAX_NODES + 1, "EPLB_MAX_NODES"},
+        {"gpus over the limit", &s.gpus, EPLB_MAX_GPUS + 1, "EPLB_MAX_GPUS"},
+    };
+    for (size_t i = 0; i < sizeof beyond / sizeof beyond[0]; i++) {
+        s = base;
+        *beyond[i].dimension = beyond[i].value;
+        expect_shape_rejected(beyond[i].what, s, beyond[i].limit);
+    }
 }
 
 Test(invalid_shape, values_near_int64_max_name_the_limit_without_overflow)
