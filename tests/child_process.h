@@ -1,4 +1,5 @@
-/* Child processes for the registry's suites (test_modules, test_threads).
+/* Child processes for the registry's suites (test_faults, test_modules,
+ * test_threads).
  *
  * The registry loads modules and caches probes once per process, so a case
  * about backend start-up runs in a fresh process: this program re-executed
@@ -163,6 +164,12 @@ static __attribute__((unused)) child_report in_child(const char *const *env, con
         _exit(CHILD_FAIL);
     }
     child_collect(pid, fd, &r);
+    /* A case only exits with the codes above; another code is most often a
+     * sanitizer's, whose report went to the child's standard error. */
+    size_t used = strlen(r.msg);
+    if (!r.signal && r.code > CHILD_NOT_APPLICABLE)
+        snprintf(r.msg + used, sizeof r.msg - used,
+                 " [child exit %d: a sanitizer report? see its stderr]", r.code);
     return r;
 }
 

@@ -6,10 +6,9 @@
  * untouched and leaves the context usable.
  *
  * The registry loads modules and caches probes once per process, so every
- * case runs in a child: this program re-executed with EPLB_TEST_CHILD naming
- * the case, run by a constructor before Criterion starts, with the case's
- * environment set before its first eplb call. A fresh process also gets the
- * sanitizers' normal exit checks (leaks). This process never opens a backend. */
+ * case runs in a child (tests/child_process.h), with the case's environment
+ * set before its first eplb call. A fresh process also gets the sanitizers'
+ * normal exit checks (leaks). This process never opens a backend. */
 #define _GNU_SOURCE
 #include <criterion/criterion.h>
 #include <criterion/logging.h>
@@ -25,117 +24,13 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include "child_process.h"
 #include "eplb/eplb.h"
 
-#define MSG_LEN 4096
-
-/* What a child reports: its exit code and one message. */
-typedef struct child_report {
-    int code;
-    char msg[MSG_LEN];
-} child_report;
-
-/* A case run in a child: two string arguments (arg2 may be NULL). */
-typedef int (*child_fn)(const char *arg1, const char *arg2, char *msg, size_t len);
-
-/* Exit codes of a child; anything else (a sanitizer's exit code, a signal) fails. */
-enum { CHILD_PASS = 0, CHILD_FAIL = 1, CHILD_NOT_APPLICABLE = 2 };
-
-static int say(char *msg, size_t len, int code, const char *fmt, ...)
-    __attribute__((format(printf, 4, 5)));
-static int say(char *msg, size_t len, int code, const char *fmt, ...)
-{
-    va_list args;
-    va_start(args, fmt);
-    vsnprintf(msg, len, fmt, args);
-    va_end(args);
-    return code;
-}
-
-static child_fn find_child_case(const char *name);
-
-/* In a re-executed child: runs the case named by EPLB_TEST_CHILD before
- * Criterion's main, writes its message to EPLB_TEST_CHILD_FD and exits. */
-__attribute__((constructor)) static void run_child_case(void)
-{
-    const char *name = getenv("EPLB_TEST_CHILD");
-    if (!name || !*name)
-        return;
-    const char *fd_text = getenv("EPLB_TEST_CHILD_FD");
-    int fd = fd_text ? atoi(fd_text) : 2;
-    const char *arg2 = getenv("EPLB_TEST_CHILD_ARG2");
-    char msg[MSG_LEN] = "";
-    child_fn fn = find_child_case(name);
-    int code = fn ? fn(getenv("EPLB_TEST_CHILD_ARG1"), arg2 && *arg2 ? arg2 : NULL, msg, sizeof msg)
-                  : say(msg, sizeof msg, CHILD_FAIL, "no child case '%s'", name);
-    ssize_t ignored = write(fd, msg, strlen(msg));
-    (void)ignored;
-    close(fd);
-    exit(code);
-}
-
-/* Runs case `name` in a re-executed child with the given environment
- * ("NAME=value", or "NAME=" to unset NAME) and returns what it reported. */
-static child_report in_child(const char *const *env, const char *name, const char *arg1,
-                             const char *arg2)
-{
-    child_report r = {CHILD_FAIL, ""};
-    int fd[2];
-    cr_assert_eq(pipe(fd), 0, "pipe: %s", strerror(errno));
-    fflush(stdout);
-    fflush(stderr);
-    pid_t pid = fork();
-    cr_assert_neq(pid, -1, "fork: %s", strerror(errno));
-    if (pid == 0) {
-        close(fd[0]);
-        for (const char *const *e = env; e && *e; e++) {
-            const char *eq = strchr(*e, '=');
-            char var[128];
-            snprintf(var, sizeof var, "%.*s", (int)(eq - *e), *e);
-            if (eq[1])
-                setenv(var, eq + 1, 1);
-            else
-                unsetenv(var);
-        }
-        char fd_text[16];
-        snprintf(fd_text, sizeof fd_text, "%d", fd[1]);
-        setenv("EPLB_TEST_CHILD", name, 1);
-        setenv("EPLB_TEST_CHILD_FD", fd_text, 1);
-        setenv("EPLB_TEST_CHILD_ARG1", arg1 ? arg1 : "", 1);
-        setenv("EPLB_TEST_CHILD_ARG2", arg2 ? arg2 : "", 1);
-        char *const argv[] = {(char *)"test_faults", NULL};
-        execv("/proc/self/exe", argv);
-        dprintf(fd[1], "cannot re-execute /proc/self/exe: %s", strerror(errno));
-        _exit(CHILD_FAIL);
-    }
-    close(fd[1]);
-    size_t used = 0;
-    ssize_t got;
-    while (used < sizeof r.msg - 1 &&
-           (got = read(fd[0], r.msg + used, sizeof r.msg - 1 - used)) != 0) {
-        if (got < 0 && errno == EINTR)
-            continue;
-        if (got < 0)
-            break;
-        used += (size_t)got;
-    }
-    r.msg[used] = '\0';
-    close(fd[0]);
-    int status = 0;
-    while (waitpid(pid, &status, 0) < 0 && errno == EINTR) {
-    }
-    if (WIFEXITED(status)) {
-        r.code = WEXITSTATUS(status);
-        if (r.code > CHILD_NOT_APPLICABLE)
-            snprintf(r.msg + used, sizeof r.msg - used,
-                     " [child exit %d: a sanitizer report? see its stderr]", r.code);
-    } else {
-        r.code = CHILD_FAIL;
-        snprintf(r.msg + used, sizeof r.msg - used, " [child killed by signal %d]",
-                 WIFSIGNALED(status) ? WTERMSIG(status) : 0);
-    }
-    return r;
-}
+/* A hang fails its case instead of stalling the suite; the limit is far
+ * above what the slowest case (an allocation sweep step under a sanitizer)
+ * needs. */
+enum { CHILD_SECONDS = 600 };
 
 static void expect_pass(const char *label, child_report r)
 {
@@ -237,11 +132,33 @@ static int explicit_fails_auto_skips(const char *backend, const char *reason_par
     return CHILD_PASS;
 }
 
+/* The "open" case. Its one argument is "BACKEND" or "BACKEND REASON", where
+ * REASON (words that may hold spaces) is what the failure must say. */
+static int child_open(const char *arg, char *msg, size_t len)
+{
+    size_t backend_len = strcspn(arg, " ");
+    char backend[32];
+    snprintf(backend, sizeof backend, "%.*s", (int)backend_len, arg);
+    return explicit_fails_auto_skips(backend, arg[backend_len] ? arg + backend_len + 1 : NULL,
+                                     msg, len);
+}
+
+/* Runs the "open" case in a child: backend must fail with reason_part in its
+ * reason (any reason when NULL) and auto must skip it. */
+static child_report open_in_child(const char *const *env, const char *backend,
+                                  const char *reason_part)
+{
+    char arg[256];
+    snprintf(arg, sizeof arg, "%s%s%s", backend, reason_part ? " " : "",
+             reason_part ? reason_part : "");
+    return in_child(env, "open", arg, CHILD_SECONDS);
+}
+
 Test(faults, injected_cpu_failure_is_an_error_by_name)
 {
     const char *c[2] = {"cpu", "EPLB_TEST_FAIL_BACKEND"};
     const char *env[] = {"EPLB_TEST_FAIL_BACKEND=cpu", "EPLB_BACKEND=", NULL};
-    expect_pass("EPLB_TEST_FAIL_BACKEND=cpu", in_child(env, "open", c[0], c[1]));
+    expect_pass("EPLB_TEST_FAIL_BACKEND=cpu", open_in_child(env, c[0], c[1]));
 }
 
 Test(faults, injected_opencl_failure_is_skipped_by_auto)
@@ -249,14 +166,14 @@ Test(faults, injected_opencl_failure_is_skipped_by_auto)
     /* Without the module the failure is the missing module, also unavailable. */
     const char *c[2] = {"opencl", module_built("opencl") ? "EPLB_TEST_FAIL_BACKEND" : "cannot load"};
     const char *env[] = {"EPLB_TEST_FAIL_BACKEND=opencl", "EPLB_BACKEND=", NULL};
-    expect_pass("EPLB_TEST_FAIL_BACKEND=opencl", in_child(env, "open", c[0], c[1]));
+    expect_pass("EPLB_TEST_FAIL_BACKEND=opencl", open_in_child(env, c[0], c[1]));
 }
 
 Test(faults, injected_cuda_failure_is_skipped_by_auto)
 {
     const char *c[2] = {"cuda", module_built("cuda") ? "EPLB_TEST_FAIL_BACKEND" : "cannot load"};
     const char *env[] = {"EPLB_TEST_FAIL_BACKEND=cuda", "EPLB_BACKEND=", NULL};
-    expect_pass("EPLB_TEST_FAIL_BACKEND=cuda", in_child(env, "open", c[0], c[1]));
+    expect_pass("EPLB_TEST_FAIL_BACKEND=cuda", open_in_child(env, c[0], c[1]));
 }
 
 /* A fresh directory under the build tree, removed by the caller. */
@@ -285,8 +202,8 @@ Test(faults, missing_modules_are_errors_by_name_and_skipped_by_auto)
     const char *env[] = {env_dir, "EPLB_BACKEND=", "EPLB_TEST_FAIL_BACKEND=", NULL};
     const char *opencl[2] = {"opencl", "cannot load"};
     const char *cuda[2] = {"cuda", "cannot load"};
-    expect_pass("empty EPLB_MODULE_DIR, opencl", in_child(env, "open", opencl[0], opencl[1]));
-    expect_pass("empty EPLB_MODULE_DIR, cuda", in_child(env, "open", cuda[0], cuda[1]));
+    expect_pass("empty EPLB_MODULE_DIR, opencl", open_in_child(env, opencl[0], opencl[1]));
+    expect_pass("empty EPLB_MODULE_DIR, cuda", open_in_child(env, cuda[0], cuda[1]));
     remove_temp_dir(dir);
 }
 
@@ -316,7 +233,7 @@ Test(faults, a_module_that_is_not_a_library_is_skipped)
     fclose(f);
     const char *env[] = {env_dir, "EPLB_BACKEND=", "EPLB_TEST_FAIL_BACKEND=", NULL};
     const char *c[2] = {"opencl", "cannot load"};
-    expect_pass("junk libeplb_opencl.so", in_child(env, "open", c[0], c[1]));
+    expect_pass("junk libeplb_opencl.so", open_in_child(env, c[0], c[1]));
     remove_temp_dir(dir);
 }
 
@@ -331,15 +248,14 @@ Test(faults, a_library_without_the_entry_point_is_skipped)
     cr_assert_eq(copy_file(lib, path), 0, "cannot copy %s to %s", lib, path);
     const char *env[] = {env_dir, "EPLB_BACKEND=", "EPLB_TEST_FAIL_BACKEND=", NULL};
     const char *c[2] = {"cuda", "does not export"};
-    expect_pass("libeplb.so as libeplb_cuda.so", in_child(env, "open", c[0], c[1]));
+    expect_pass("libeplb.so as libeplb_cuda.so", open_in_child(env, c[0], c[1]));
     remove_temp_dir(dir);
 }
 
 /* Whether the opencl backend opens here (probed in a child). */
-static int opencl_works_here(const char *arg1, const char *arg2, char *msg, size_t len)
+static int opencl_works_here(const char *arg, char *msg, size_t len)
 {
-    (void)arg1;
-    (void)arg2;
+    (void)arg;
     const char *reason = NULL;
     int ok = eplb_backend_available(backend_index("opencl"), &reason);
     snprintf(msg, len, "%s", reason ? reason : "");
@@ -349,7 +265,7 @@ static int opencl_works_here(const char *arg1, const char *arg2, char *msg, size
 static int opencl_available(char *why, size_t len)
 {
     const char *env[] = {"EPLB_TEST_FAIL_BACKEND=", "EPLB_TEST_FAIL_ALLOC=", NULL};
-    child_report r = in_child(env, "opencl-works", NULL, NULL);
+    child_report r = in_child(env, "opencl-works", NULL, CHILD_SECONDS);
     snprintf(why, len, "%s", r.msg);
     return r.code == CHILD_PASS;
 }
@@ -365,26 +281,25 @@ Test(faults, opencl_without_a_platform_is_skipped)
     const char *env[] = {vendors, "OPENCL_VENDOR_PATH=/nonexistent", "EPLB_BACKEND=",
                          "EPLB_TEST_FAIL_BACKEND=", NULL};
     const char *c[2] = {"opencl", NULL};
-    expect_pass("no OpenCL platform", in_child(env, "open", c[0], c[1]));
+    expect_pass("no OpenCL platform", open_in_child(env, c[0], c[1]));
     remove_temp_dir(dir);
 }
 
 Test(faults, opencl_without_the_chosen_device_is_an_error)
 {
-    char why[MSG_LEN];
+    char why[CHILD_MSG_LEN];
     if (!module_built("opencl") || !opencl_available(why, sizeof why))
         cr_skip_test("opencl unavailable here: %s", why);
     const char *env[] = {"EPLB_OPENCL_DEVICE=no-such-device-anywhere", "EPLB_BACKEND=",
                          "EPLB_TEST_FAIL_BACKEND=", NULL};
     const char *c[2] = {"opencl", "matches none"};
-    expect_pass("EPLB_OPENCL_DEVICE=no-such-device", in_child(env, "open", c[0], c[1]));
+    expect_pass("EPLB_OPENCL_DEVICE=no-such-device", open_in_child(env, c[0], c[1]));
 }
 
 /* Whether the OpenCL platform in use is PoCL (its build flags are injectable). */
-static int opencl_is_pocl(const char *arg1, const char *arg2, char *msg, size_t len)
+static int opencl_is_pocl(const char *arg, char *msg, size_t len)
 {
-    (void)arg1;
-    (void)arg2;
+    (void)arg;
     const char *reason = NULL;
     int ok = eplb_backend_available(backend_index("opencl"), &reason);
     snprintf(msg, len, "%s", reason ? reason : "");
@@ -397,7 +312,7 @@ Test(faults, opencl_kernel_build_failure_is_skipped)
     if (!module_built("opencl"))
         cr_skip_test("the opencl module is not built");
     const char *probe_env[] = {"EPLB_TEST_FAIL_BACKEND=", NULL};
-    child_report probe = in_child(probe_env, "opencl-is-pocl", NULL, NULL);
+    child_report probe = in_child(probe_env, "opencl-is-pocl", NULL, CHILD_SECONDS);
     if (probe.code != CHILD_PASS)
         cr_skip_test("needs PoCL to inject a build failure; opencl here: %s", probe.msg);
     /* PoCL appends these flags to every program build: -Werror turns the
@@ -405,7 +320,7 @@ Test(faults, opencl_kernel_build_failure_is_skipped)
     const char *env[] = {"POCL_EXTRA_BUILD_FLAGS=-Werror -DEPLB_ERR_INVALID_WEIGHT=99",
                          "EPLB_BACKEND=", "EPLB_TEST_FAIL_BACKEND=", NULL};
     const char *c[2] = {"opencl", "building the kernels"};
-    expect_pass("kernel build failure", in_child(env, "open", c[0], c[1]));
+    expect_pass("kernel build failure", open_in_child(env, c[0], c[1]));
 }
 
 /* ---- allocation failures -------------------------------------------------------- */
@@ -439,9 +354,8 @@ static int all_poisoned(const void *p, size_t bytes)
  * fails with EPLB_ERR_OUT_OF_MEMORY leaving the outputs untouched, and the same
  * context then plans exactly what a fresh context plans. CHILD_NOT_APPLICABLE
  * when the first plan needed fewer than N allocations. */
-static int plan_through_alloc_failure(const char *backend, const char *arg2, char *msg, size_t len)
+static int plan_through_alloc_failure(const char *backend, char *msg, size_t len)
 {
-    (void)arg2;
     eplb_context *ctx = NULL;
     eplb_status st = eplb_context_create(&ctx, backend);
     if (st != EPLB_OK) {
@@ -512,7 +426,7 @@ static int every_allocation_fails_cleanly(const char *backend, const char *extra
         snprintf(fail_alloc, sizeof fail_alloc, "EPLB_TEST_FAIL_ALLOC=%d", n);
         snprintf(label, sizeof label, "%s, EPLB_TEST_FAIL_ALLOC=%d", backend, n);
         const char *env[] = {fail_alloc, "EPLB_TEST_FAIL_BACKEND=", extra_env, NULL};
-        child_report r = in_child(env, "alloc", backend, NULL);
+        child_report r = in_child(env, "alloc", backend, CHILD_SECONDS);
         if (r.code == CHILD_NOT_APPLICABLE)
             break;
         cr_assert_eq(r.code, CHILD_PASS, "%s: child exit %d: %s", label, r.code, r.msg);
@@ -537,7 +451,7 @@ Test(faults, allocation_failure_mid_plan_on_cpu_separate_stages)
 
 Test(faults, allocation_failure_in_opencl_open_and_plan)
 {
-    char why[MSG_LEN];
+    char why[CHILD_MSG_LEN];
     if (!module_built("opencl") || !opencl_available(why, sizeof why))
         cr_skip_test("opencl unavailable here: %s", why);
     /* Early N fall in the self-test at open (an open error), later N in the plan. */
@@ -547,11 +461,9 @@ Test(faults, allocation_failure_in_opencl_open_and_plan)
 
 /* Auto mode with the first allocation failing: a GPU backend's self-test runs
  * out of memory, it is skipped with that reason, and the context still plans. */
-static int auto_skips_backend_out_of_memory(const char *arg1, const char *arg2, char *msg,
-                                            size_t len)
+static int auto_skips_backend_out_of_memory(const char *arg, char *msg, size_t len)
 {
-    (void)arg1;
-    (void)arg2;
+    (void)arg;
     eplb_context *ctx = NULL;
     eplb_status st = eplb_context_create(&ctx, "auto");
     if (st != EPLB_OK)
@@ -572,13 +484,13 @@ static int auto_skips_backend_out_of_memory(const char *arg1, const char *arg2, 
 
 Test(faults, auto_skips_a_backend_out_of_memory_at_open)
 {
-    char why[MSG_LEN];
+    char why[CHILD_MSG_LEN];
     if (!module_built("opencl") || !opencl_available(why, sizeof why))
         cr_skip_test("opencl unavailable here: %s", why);
     /* cuda, when it opens, comes first and takes the first allocation instead. */
     const char *env[] = {"EPLB_TEST_FAIL_ALLOC=1", "EPLB_BACKEND=", "EPLB_TEST_FAIL_BACKEND=",
                          NULL};
-    child_report r = in_child(env, "auto-oom", NULL, NULL);
+    child_report r = in_child(env, "auto-oom", NULL, CHILD_SECONDS);
     if (r.code == CHILD_NOT_APPLICABLE)
         cr_skip_test("%s", r.msg);
     expect_pass("auto with EPLB_TEST_FAIL_ALLOC=1", r);
@@ -590,7 +502,7 @@ static child_fn find_child_case(const char *name)
         const char *name;
         child_fn fn;
     } cases[] = {
-        {"open", explicit_fails_auto_skips},
+        {"open", child_open},
         {"opencl-works", opencl_works_here},
         {"opencl-is-pocl", opencl_is_pocl},
         {"alloc", plan_through_alloc_failure},
