@@ -134,7 +134,11 @@ typedef struct eplb_context eplb_context;
  * (unset or empty means "auto"). "auto" picks the best available backend
  * (cuda, then opencl on a GPU device, then cpu). An explicit request that cannot be
  * met fails with EPLB_ERR_BACKEND_UNAVAILABLE; *out is then NULL and
- * eplb_last_error() says why. */
+ * eplb_last_error() says why. Thread-safe: any number of threads may create
+ * contexts at once and each gets what one thread alone would; the library
+ * serialises module loading and backend instance creation (with its
+ * self-test) under one lock, which planning and eplb_context_free never take.
+ * A backend's module is opened only when that backend is asked for. */
 EPLB_EXTERN eplb_status eplb_context_create(eplb_context **out, const char *backend);
 /* Accepts NULL. */
 EPLB_EXTERN void eplb_context_free(eplb_context *ctx);
