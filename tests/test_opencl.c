@@ -420,6 +420,40 @@ Test(opencl, beyond_local_memory_equals_cpu_gpu_tuning, .timeout = 900)
 }
 #endif
 
+/* The GPU backends' swap search tries all k * k pairs of two packs, so with
+ * iterations > 0 they refuse more than EPLB_MAX_DEVICE_SWAP_ITEMS items per
+ * pack (a name for the limit, outputs untouched) instead of running for
+ * hours; the same shape plans with iterations 0, and on the cpu backend. */
+Test(opencl, more_items_per_pack_than_the_swap_limit_are_refused, .timeout = 600)
+{
+    eplb_context *ctx = open_opencl_or_skip();
+    eplb_context *cpu = eplbt_context("cpu");
+    enum { L = 1, E = 4, R = 2 * (EPLB_MAX_DEVICE_SWAP_ITEMS + 1) };
+    const eplb_shape s = {L, E, R, 1, 1, 2};
+    float w[L * E] = {5, 1, 3, 2};
+    static int64_t phy2log[L * R], logcnt[L * E];
+    for (size_t i = 0; i < L * R; i++)
+        phy2log[i] = -7;
+    eplb_options o;
+    eplb_options_init(&o);
+    cr_assert_eq(eplb_rebalance(ctx, w, &s, &o, phy2log, logcnt, NULL, 0, NULL),
+                 EPLB_ERR_INVALID_SHAPE);
+    cr_assert(strstr(eplb_context_last_error(ctx), "EPLB_MAX_DEVICE_SWAP_ITEMS"), "%s",
+              eplb_context_last_error(ctx));
+    for (size_t i = 0; i < L * R; i++)
+        cr_assert_eq(phy2log[i], -7, "the refused plan wrote its output");
+    cr_assert_eq(eplb_rebalance(cpu, w, &s, &o, phy2log, logcnt, NULL, 0, NULL), EPLB_OK);
+    o.iterations = 0;
+    eplbt_plan got, want;
+    eplbt_plan_run(ctx, "no swaps", w, &s, &o, &got);
+    eplbt_plan_run(cpu, "no swaps", w, &s, &o, &want);
+    cr_assert(eplbt_plans_equal(&got, &want), "the opencl plan differs from cpu");
+    eplbt_plan_free(&got);
+    eplbt_plan_free(&want);
+    eplb_context_free(cpu);
+    eplb_context_free(ctx);
+}
+
 /* OpenCL C may fuse a * b + c unless "#pragma OPENCL FP_CONTRACT OFF" is in
  * force, and a pragma covers only the code after it. src/common/spec_math.h
  * is the first kernel source, so its OpenCL branch must turn contraction off

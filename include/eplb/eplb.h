@@ -115,6 +115,12 @@ typedef struct eplb_shape {
 /* Checked by the planning calls, which see the options too: the packing keeps
  * every candidate's slot order, so its memory grows with this product. */
 #define EPLB_MAX_CANDIDATE_SLOTS 268435456 /* 2^28, layers * replicas * candidates */
+/* Checked by the planning calls on the GPU backends (opencl, cuda) when
+ * iterations > 0: their swap search tries every pair of items of two packs,
+ * so a packing's items per pack (slots per GPU, or groups per node) are
+ * bounded there to keep a plan's work linear in its slots. The cpu backend's
+ * search needs no such bound. */
+#define EPLB_MAX_DEVICE_SWAP_ITEMS 2048    /* 2^11 items per pack */
 
 /* Checks a shape against SPEC section 2 and the limits above. On failure
  * *message (if not NULL) points at a static or thread-local text naming the
