@@ -369,9 +369,9 @@ static void conformance_usage(FILE *f)
 {
     fprintf(f,
             "usage: eplb conformance [--golden DIR] [--random N] [--seed S]\n\n"
-            "Runs every golden case (DIR/*.txt), 4 built-in production-sized cases (the largest,\n"
-            "200 layers x 1024 experts on 8192 slots, lies beyond every GPU's on-chip limits) and N random\n"
-            "cases on every available backend.\n"
+            "Runs every golden case (DIR/*.txt), 4 built-in production-sized cases (the last two,\n"
+            "up to 200 layers x 1024 experts on 8192 slots, lie beyond every GPU's on-chip\n"
+            "limits) and N random cases on every available backend.\n"
             "Each backend's phy2log, logcnt and log2phy must equal the cpu backend's, golden\n"
             "cases must reproduce the golden phy2log and logcnt exactly, every plan must be\n"
             "consistent, and the guard bytes around every output buffer must stay intact.\n\n"
