@@ -265,3 +265,27 @@ Test(shape, check_accepts_valid_shapes_and_names_the_broken_rule)
     cr_expect_eq(eplb_shape_check(&bad, &why), EPLB_ERR_INVALID_SHAPE);
     cr_expect(why && strstr(why, "replicas"), "message '%s'", why ? why : "(null)");
 }
+
+/* The cpu backend's knobs take listed values only: a value outside the list
+ * (EPLB_CPU_ISA=bogus was once ignored) is a specific error at creation that
+ * names the knob, through the backend by name and through auto alike. */
+Test(api, an_invalid_cpu_knob_is_a_specific_error)
+{
+    const char *knobs[] = {"EPLB_CPU_ISA", "EPLB_CPU_STAGES", "EPLB_CPU_SWAP_SEARCH"};
+    for (size_t k = 0; k < sizeof knobs / sizeof knobs[0]; k++) {
+        setenv(knobs[k], "bogus", 1);
+        eplb_context *ctx = NULL;
+        cr_expect_eq(eplb_context_create(&ctx, "cpu"), EPLB_ERR_BACKEND_UNAVAILABLE, "%s", knobs[k]);
+        cr_expect_null(ctx);
+        cr_expect(strstr(eplb_last_error(), knobs[k]) && strstr(eplb_last_error(), "'bogus'"),
+                  "%s: %s", knobs[k], eplb_last_error());
+        unsetenv(knobs[k]);
+        cr_expect_eq(eplb_context_create(&ctx, "cpu"), EPLB_OK, "%s unset: %s", knobs[k],
+                     eplb_last_error());
+        eplb_context_free(ctx);
+    }
+    setenv("EPLB_CPU_ISA", "sse2", 1);
+    eplb_context *ctx = NULL;
+    cr_expect_eq(eplb_context_create(&ctx, "cpu"), EPLB_OK, "%s", eplb_last_error());
+    eplb_context_free(ctx);
+}

@@ -1,9 +1,11 @@
 /* The cpu backend: host memory, stages in plain C with OpenMP. Always present. */
 #include "cpu_backend.h"
 
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include "common/text_escape.h"
 #include "registry.h"
 
 #if EPLB_CPU_X86_DISPATCH
@@ -97,8 +99,47 @@ static const eplb_backend_i cpu_iface_fused = {
 /* The same backend with the four packing stages run one by one. */
 static eplb_backend_i cpu_iface_separate;
 
+/* The cpu backend's environment knobs (docs/api.md), each with the values it
+ * takes; unset or empty means the default. A value outside the list is an
+ * error at creation rather than a knob silently ignored. */
+static const struct {
+    const char *name;
+    const char *values[3];
+    const char *meaning;
+} cpu_knobs[] = {
+    {"EPLB_CPU_ISA", {"sse2", "avx2", NULL}, "caps the vector code"},
+    {"EPLB_CPU_STAGES", {"separate", NULL, NULL}, "runs the packing stages one by one (tests)"},
+    {"EPLB_CPU_SWAP_SEARCH", {"pairs", "sorted", NULL}, "forces one swap search (tests)"},
+};
+
+static eplb_status check_cpu_knobs(char *error, size_t error_len)
+{
+    for (size_t k = 0; k < sizeof cpu_knobs / sizeof cpu_knobs[0]; k++) {
+        const char *value = getenv(cpu_knobs[k].name);
+        if (!value || !*value)
+            continue;
+        int known = 0;
+        for (int v = 0; v < 3 && cpu_knobs[k].values[v]; v++)
+            known |= strcmp(value, cpu_knobs[k].values[v]) == 0;
+        if (known)
+            continue;
+        char shown[128];
+        snprintf(error, error_len, "%s='%s' is not a value it takes (it %s): use %s%s%s, or leave "
+                                   "it unset",
+                 cpu_knobs[k].name, eplb_text_escape(shown, sizeof shown, value),
+                 cpu_knobs[k].meaning, cpu_knobs[k].values[0],
+                 cpu_knobs[k].values[1] ? " or " : "",
+                 cpu_knobs[k].values[1] ? cpu_knobs[k].values[1] : "");
+        return EPLB_ERR_INVALID_ARGUMENT;
+    }
+    return EPLB_OK;
+}
+
 static eplb_status cpu_create(eplb_backend **out, char *error, size_t error_len)
 {
+    eplb_status st = check_cpu_knobs(error, error_len);
+    if (st != EPLB_OK)
+        return st;
     eplb_backend *backend = calloc(1, sizeof *backend);
     if (!backend) {
         snprintf(error, error_len, "cannot allocate the cpu backend");
