@@ -231,8 +231,8 @@ static int run_plan(const char *cmd, plan_args *a, const float *weight, const ch
     eplb_shape *s = &a->shape;
     const char *why = NULL;
     if (eplb_shape_check(s, &why) != EPLB_OK) {
-        fprintf(stderr, "eplb %s: invalid shape for %s (%lld layers x %lld experts, %lld replicas, "
-                        "%lld groups, %lld nodes, %lld GPUs): %s\n", cmd, label,
+        fprintf(stderr, "eplb %s: invalid shape for %s (layers %lld, experts %lld, replicas %lld, "
+                        "groups %lld, nodes %lld, GPUs %lld): %s\n", cmd, label,
                 (long long)s->layers, (long long)s->experts, (long long)s->replicas,
                 (long long)s->groups, (long long)s->nodes, (long long)s->gpus, why);
         return EPLB_EXIT_USAGE;
