@@ -90,17 +90,6 @@ static eplb_status describe_plan(eplb_context *ctx, const eplb_shape *shape,
     job->node_experts = job->experts / job->nodes;
     job->node_slots = job->replicas / job->nodes;
     job->gpu_slots = job->replicas / job->gpus;
-    /* The GPU backends search all k * k pairs of two packs at each swap. */
-    const int64_t per_pack = job->gpu_slots > job->groups / job->nodes ? job->gpu_slots
-                                                                        : job->groups / job->nodes;
-    if (options->iterations > 0 && strcmp(ctx->backend_name, "cpu") != 0 &&
-        per_pack > EPLB_MAX_DEVICE_SWAP_ITEMS)
-        return eplb_context_fail(ctx, EPLB_ERR_INVALID_SHAPE,
-                                 "the %s backend's swap search tries every pair of items of two "
-                                 "packs, and this plan packs %lld per pack, beyond the limit "
-                                 "EPLB_MAX_DEVICE_SWAP_ITEMS = %d; plan it on the cpu backend, or "
-                                 "with iterations 0",
-                                 ctx->backend_name, (long long)per_pack, EPLB_MAX_DEVICE_SWAP_ITEMS);
 
     eplb_pack_job *gp = &job->group_pack;
     gp->call = 0;
@@ -123,6 +112,16 @@ static eplb_status describe_plan(eplb_context *ctx, const eplb_shape *shape,
         p->tolerance = options->tolerance;
         p->seed = options->seed;
     }
+    /* The GPU backends search all k * k pairs of two packs at each swap. */
+    const int32_t per_pack = gp->per_pack > sp->per_pack ? gp->per_pack : sp->per_pack;
+    if (options->iterations > 0 && strcmp(ctx->backend_name, "cpu") != 0 &&
+        per_pack > EPLB_MAX_DEVICE_SWAP_ITEMS)
+        return eplb_context_fail(ctx, EPLB_ERR_INVALID_SHAPE,
+                                 "the %s backend's swap search tries every pair of items of two "
+                                 "packs, and this plan packs %d per pack, beyond the limit "
+                                 "EPLB_MAX_DEVICE_SWAP_ITEMS = %d; plan it on the cpu backend, or "
+                                 "with iterations 0",
+                                 ctx->backend_name, (int)per_pack, EPLB_MAX_DEVICE_SWAP_ITEMS);
     return EPLB_OK;
 }
 
