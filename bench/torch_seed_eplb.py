@@ -38,7 +38,7 @@ MASK64 = (1 << 64) - 1
 
 
 def workload_next(state):
-    """splitmix64, as src/tools/workload.c; returns (value, new state)."""
+    """splitmix64, as src/tools/lib/workload.c; returns (value, new state)."""
     state = (state + 0x9E3779B97F4A7C15) & MASK64
     z = state
     z = ((z ^ (z >> 30)) * 0xBF58476D1CE4E5B9) & MASK64
@@ -47,7 +47,7 @@ def workload_next(state):
 
 
 def workload_fill(layers, experts, seed, dead_every=0):
-    """The integer-only workload of eplb_workload_fill (src/tools/workload.c)."""
+    """The integer-only workload of eplb_workload_fill (src/tools/lib/workload.c)."""
     state = (seed * 0x2545F4914F6CDD1D + 1) & MASK64
     out = []
     for _ in range(layers):

@@ -31,7 +31,7 @@ static uint64_t plan_hash(const eplbt_plan *p)
 
 enum weight_pattern {
     ISSUE_LOADS,   /* the 2 x 4 input of the issue */
-    WORKLOAD,      /* skewed token counts (tools/workload.c) */
+    WORKLOAD,      /* skewed token counts (src/tools/lib/workload.c) */
     SMALL_INTEGERS, /* 0..20: many equal weights and equal changes */
     DENSE,         /* distinct weights a few float32 steps apart: near-ties everywhere */
 };

@@ -13,6 +13,7 @@
 #include <unistd.h>
 
 #include "cli.h"
+#include "cli_options.h"
 #include "eplb/eplb.h"
 #include "golden.h"
 #include "random_case.h"

@@ -1,22 +1,12 @@
-/* The eplb command-line tool: one file per subcommand, shared helpers here. */
-#ifndef EPLB_TOOLS_CLI_H
-#define EPLB_TOOLS_CLI_H
+/* Option parsing shared by the eplb subcommands (cli_options.c). It calls
+ * nothing of theirs, so the subcommands and eplb_cli.c depend on it, never
+ * the other way round. */
+#ifndef EPLB_TOOLS_CLI_OPTIONS_H
+#define EPLB_TOOLS_CLI_OPTIONS_H
 
 #include <stdint.h>
 
 struct option;
-
-/* Exit codes (docs/cli.md). */
-enum {
-    EPLB_EXIT_OK = 0,
-    EPLB_EXIT_FAILURE = 1, /* planning failed, or a conformance check failed */
-    EPLB_EXIT_USAGE = 2    /* bad command line or unusable input file */
-};
-
-int eplb_cli_plan(int argc, char **argv);
-int eplb_cli_demo(int argc, char **argv);
-int eplb_cli_backends(int argc, char **argv);
-int eplb_cli_conformance(int argc, char **argv);
 
 /* Strict option values: the whole text must be a number in range; on failure
  * prints "eplb CMD: bad value 'x' for --opt: ..." and returns 0. */

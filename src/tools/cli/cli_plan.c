@@ -6,6 +6,7 @@
 #include <string.h>
 
 #include "cli.h"
+#include "cli_options.h"
 #include "cli_plan.h"
 #include "eplb/eplb.h"
 #include "load_weights.h"

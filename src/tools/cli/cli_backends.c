@@ -5,6 +5,7 @@
 #include <string.h>
 
 #include "cli.h"
+#include "cli_options.h"
 #include "eplb/eplb.h"
 
 /* What a plan without --backend uses when EPLB_BACKEND is set: the listing
