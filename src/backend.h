@@ -29,7 +29,12 @@ extern "C" {
 
 /* Bumped whenever this file changes incompatibly; modules built against another
  * version are refused by name. */
-#define EPLB_BACKEND_API_VERSION 2
+#define EPLB_BACKEND_API_VERSION 3
+
+/* What a fused entry (pack_fused, plan_fused) returns when it does not handle
+ * a job, having enqueued nothing: the planner then runs the same work as
+ * separate stages. Never reaches a caller of the public API. */
+#define EPLB_BACKEND_DECLINED ((eplb_status)-1)
 
 /* One balanced-packing problem (SPEC section 6), expanded to rows * candidates
  * independent packings. Never reaches a backend with per_pack == 1: the
@@ -152,10 +157,17 @@ typedef struct eplb_backend_i {
     /* Best candidate per row into pack_of / rank_of. */
     eplb_status (*pack_select)(eplb_backend *backend, const eplb_pack_job *job);
 
-    /* ---- fused paths ---- */
+    /* ---- fused paths ----
+     * A fused entry does the work of several stages in one submission, or
+     * returns EPLB_BACKEND_DECLINED, having enqueued nothing, for a job it
+     * does not handle (too large for on-chip memory, a tuning knob that asks
+     * for the stages): the planner then runs those stages itself, so the
+     * stage order is written only in planner.c. */
     /* (optional) sort + greedy + swap + select in one submission. */
     eplb_status (*pack_fused)(eplb_backend *backend, const eplb_pack_job *job);
-    /* (optional) the whole plan, check_weights to assemble, in one submission. */
+    /* (optional) the whole plan, check_weights to assemble, in one submission.
+     * The planner offers it only jobs whose log2phy (when given) is wide
+     * enough for any count the shape allows, so it needs no width check. */
     eplb_status (*plan_fused)(eplb_backend *backend, const eplb_plan_job *job);
 
     /* ---- properties ---- */

@@ -217,14 +217,17 @@ static eplb_status reserve_intermediates(eplb_context *ctx, eplb_plan_job *job)
     return EPLB_OK;
 }
 
-/* Runs one balanced packing: fused when the backend offers it. */
+/* Runs one balanced packing: fused when the backend offers it and takes the
+ * job, else its four stages. */
 static eplb_status run_packing(eplb_backend *be, const eplb_pack_job *p)
 {
     if (p->per_pack <= 1)
         return EPLB_OK; /* SPEC 6: k == 1 is the identity, handled by the glue */
+    eplb_status st = EPLB_BACKEND_DECLINED;
     if (be->iface->pack_fused)
-        return be->iface->pack_fused(be, p);
-    eplb_status st;
+        st = be->iface->pack_fused(be, p);
+    if (st != EPLB_BACKEND_DECLINED)
+        return st;
     if ((st = be->iface->pack_sort(be, p)) != EPLB_OK) return st;
     if ((st = be->iface->pack_greedy(be, p)) != EPLB_OK) return st;
     if ((st = be->iface->pack_swap(be, p)) != EPLB_OK) return st;
@@ -236,10 +239,15 @@ static eplb_status run_stages(eplb_context *ctx, const eplb_plan_job *job, int c
 {
     eplb_backend *be = ctx->backend;
     const eplb_backend_i *f = be->iface;
-    eplb_status st;
-    if (f->plan_fused) {
+    eplb_status st = EPLB_BACKEND_DECLINED;
+    /* The most replicas a count can reach is RN - M + 1 (every other expert of
+     * the node keeps one): a log2phy at least that wide cannot overflow, and
+     * only such jobs go to plan_fused, so that the narrow case is checked once,
+     * by the replicate stage. */
+    const int width_suffices = !job->log2phy || job->width >= job->node_slots - job->node_experts + 1;
+    if (f->plan_fused && width_suffices)
         st = f->plan_fused(be, job);
-    } else {
+    if (st == EPLB_BACKEND_DECLINED) {
         int32_t zero = 0;
         if (check_on_device)
             st = f->check_weights(be, job);
@@ -380,7 +388,9 @@ eplb_status eplb_plan_device(eplb_context *ctx, const void *weight, const eplb_s
                              void *log2phy, int64_t log2phy_width, void *stream)
 {
     eplb_backend *be = ctx->backend;
-    if (!be->iface->set_stream || !(be->iface->check_weights || be->iface->plan_fused))
+    /* plan_fused may decline a job, so the device path needs the stages' own
+     * weight check as well. */
+    if (!be->iface->set_stream || !be->iface->check_weights)
         return eplb_context_fail(ctx, EPLB_ERR_UNSUPPORTED,
                                  "the %s backend has no device-pointer API; use eplb_rebalance",
                                  ctx->backend_name);

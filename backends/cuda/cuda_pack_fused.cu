@@ -47,6 +47,13 @@ void eplb_cuda_pack_fused_init(size_t smem_optin)
 eplb_status eplb_cuda_pack_fused(eplb_backend *backend, const eplb_pack_job *job)
 {
     eplb_cuda_context *ctx = eplb_cuda_ctx(backend);
+    /* Reached when a plan is too large for plan_fused. With many rows the
+     * stage kernels beat this kernel's one block of up to 8 warps per SM
+     * (docs/benchmarks.md, scale case): it takes only jobs whose rows alone
+     * would not fill the GPU, unless EPLB_CUDA_PATH asks for it. */
+    const bool many_rows = job->rows >= 4 * (int64_t)ctx->sm_count;
+    if (ctx->path == EPLB_CUDA_PATH_STAGES || (ctx->path != EPLB_CUDA_PATH_PACK_FUSED && many_rows))
+        return EPLB_BACKEND_DECLINED;
     const size_t score_bytes = eplb_cuda_align((size_t)job->candidates * sizeof(float));
     const size_t warp_bytes = eplb_cuda_warp_scratch_bytes((uint32_t)job->items, (uint32_t)job->packs);
     uint32_t warps = job->candidates < 32 ? (uint32_t)job->candidates : 32u;
@@ -54,13 +61,8 @@ eplb_status eplb_cuda_pack_fused(eplb_backend *backend, const eplb_pack_job *job
         warps--;
     /* Large packs: the block-wide stage kernels handle their pair search better. */
     const bool fits = score_bytes + warps * warp_bytes <= ctx->smem_optin;
-    if (!fits || job->per_pack > 256 || job->packs > 1024) {
-        eplb_status st;
-        if ((st = eplb_cuda_pack_sort(backend, job)) != EPLB_OK) return st;
-        if ((st = eplb_cuda_pack_greedy(backend, job)) != EPLB_OK) return st;
-        if ((st = eplb_cuda_pack_swap(backend, job)) != EPLB_OK) return st;
-        return eplb_cuda_pack_select(backend, job);
-    }
+    if (!fits || job->per_pack > 256 || job->packs > 1024)
+        return EPLB_BACKEND_DECLINED;
     const size_t smem = score_bytes + warps * warp_bytes;
     const unsigned blocks = job->rows > 65535L * 16 ? 65535u * 16u : (unsigned)job->rows;
     const unsigned threads = 32 * warps;

@@ -303,9 +303,6 @@ static int plan_config(eplb_cuda_context *ctx, const eplb_plan_job *job, eplb_cu
     /* Shared-memory offsets are 32-bit and a layer is one block: keep rows modest. */
     if (job->experts > (1 << 20) || job->replicas > (1 << 20) || job->layers > (1L << 31) - 1)
         return 0;
-    /* A count above the width must fail the call: the stage path checks it. */
-    if (job->log2phy && job->width < job->node_slots - job->node_experts + 1)
-        return 0;
     /* Big pair searches and pack sets are faster with a block per packing. */
     if (job->slot_pack.per_pack > 256 || job->slot_pack.packs > 1024 ||
         job->group_pack.per_pack > 256 || job->group_pack.packs > 1024)
@@ -364,24 +361,6 @@ int eplb_cuda_plan_fused_fits(eplb_backend *backend, const eplb_plan_job *job, s
     return plan_config(eplb_cuda_ctx(backend), job, &a, smem, threads);
 }
 
-static eplb_status run_packing(eplb_backend *backend, const eplb_pack_job *job)
-{
-    if (job->per_pack <= 1)
-        return EPLB_OK; /* SPEC 6: k == 1 is the identity, handled by node_layout / assemble */
-    const eplb_cuda_context *ctx = eplb_cuda_ctx(backend);
-    /* Here (a plan too large for plan_fused) with many rows, the stage kernels
-     * beat pack_fused's one block of 8 warps per SM (scale case, H200: 5444 us
-     * vs 6137 us): pack_fused only where the rows alone would not fill the GPU. */
-    const bool many_rows = job->rows >= 4 * (int64_t)ctx->sm_count;
-    if (ctx->path == EPLB_CUDA_PATH_PACK_FUSED || (ctx->path != EPLB_CUDA_PATH_STAGES && !many_rows))
-        return eplb_cuda_pack_fused(backend, job);
-    eplb_status st;
-    if ((st = eplb_cuda_pack_sort(backend, job)) != EPLB_OK) return st;
-    if ((st = eplb_cuda_pack_greedy(backend, job)) != EPLB_OK) return st;
-    if ((st = eplb_cuda_pack_swap(backend, job)) != EPLB_OK) return st;
-    return eplb_cuda_pack_select(backend, job);
-}
-
 eplb_status eplb_cuda_plan_fused(eplb_backend *backend, const eplb_plan_job *job)
 {
     eplb_cuda_context *ctx = eplb_cuda_ctx(backend);
@@ -391,33 +370,25 @@ eplb_status eplb_cuda_plan_fused(eplb_backend *backend, const eplb_plan_job *job
     eplb_status st;
     const bool fused = ctx->path == EPLB_CUDA_PATH_FUSED || ctx->path == EPLB_CUDA_PATH_FUSED_PREV ||
                        ctx->path == EPLB_CUDA_PATH_FUSED_LAYER;
-    if (fused && plan_config(ctx, job, &a, &smem, &threads)) {
-        if (a.check_count == 0 && (st = eplb_cuda_check_weights(backend, job)) != EPLB_OK)
-            return st;
-        const unsigned L = (unsigned)(a.node_split ? job->layers * job->nodes : job->layers);
-        if (ctx->path != EPLB_CUDA_PATH_FUSED_PREV) {
-            if (threads <= 256)
-                eplb_cuda_plan_fused_kernel<256, true><<<L, threads, smem, ctx->stream>>>(a);
-            else if (threads <= 512)
-                eplb_cuda_plan_fused_kernel<512, true><<<L, threads, smem, ctx->stream>>>(a);
-            else
-                eplb_cuda_plan_fused_kernel<1024, true><<<L, threads, smem, ctx->stream>>>(a);
-        } else {
-            if (threads <= 256)
-                eplb_cuda_plan_fused_kernel<256, false><<<L, threads, smem, ctx->stream>>>(a);
-            else if (threads <= 512)
-                eplb_cuda_plan_fused_kernel<512, false><<<L, threads, smem, ctx->stream>>>(a);
-            else
-                eplb_cuda_plan_fused_kernel<1024, false><<<L, threads, smem, ctx->stream>>>(a);
-        }
-        return eplb_cuda_launched(backend, "plan_fused");
+    if (!fused || !plan_config(ctx, job, &a, &smem, &threads))
+        return EPLB_BACKEND_DECLINED; /* the planner runs the stages */
+    if (a.check_count == 0 && (st = eplb_cuda_check_weights(backend, job)) != EPLB_OK)
+        return st;
+    const unsigned L = (unsigned)(a.node_split ? job->layers * job->nodes : job->layers);
+    if (ctx->path != EPLB_CUDA_PATH_FUSED_PREV) {
+        if (threads <= 256)
+            eplb_cuda_plan_fused_kernel<256, true><<<L, threads, smem, ctx->stream>>>(a);
+        else if (threads <= 512)
+            eplb_cuda_plan_fused_kernel<512, true><<<L, threads, smem, ctx->stream>>>(a);
+        else
+            eplb_cuda_plan_fused_kernel<1024, true><<<L, threads, smem, ctx->stream>>>(a);
+    } else {
+        if (threads <= 256)
+            eplb_cuda_plan_fused_kernel<256, false><<<L, threads, smem, ctx->stream>>>(a);
+        else if (threads <= 512)
+            eplb_cuda_plan_fused_kernel<512, false><<<L, threads, smem, ctx->stream>>>(a);
+        else
+            eplb_cuda_plan_fused_kernel<1024, false><<<L, threads, smem, ctx->stream>>>(a);
     }
-    if ((st = eplb_cuda_check_weights(backend, job)) != EPLB_OK) return st;
-    if ((st = eplb_cuda_group_loads(backend, job)) != EPLB_OK) return st;
-    if ((st = run_packing(backend, &job->group_pack)) != EPLB_OK) return st;
-    if ((st = eplb_cuda_node_layout(backend, job)) != EPLB_OK) return st;
-    if ((st = eplb_cuda_replicate(backend, job)) != EPLB_OK) return st;
-    if ((st = eplb_cuda_slot_loads(backend, job)) != EPLB_OK) return st;
-    if ((st = run_packing(backend, &job->slot_pack)) != EPLB_OK) return st;
-    return eplb_cuda_assemble(backend, job);
+    return eplb_cuda_launched(backend, "plan_fused");
 }

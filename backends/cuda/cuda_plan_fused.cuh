@@ -1,7 +1,7 @@
 /* The whole plan (SPEC sections 2 to 4) in one launch when a layer fits in
  * shared memory: one block per layer runs check, group loads, group packing,
  * node layout, replication, slot loads, slot packing, select and assemble.
- * Otherwise the same work runs as the separate stage kernels. */
+ * Otherwise it declines the job and the planner runs the stage kernels. */
 #ifndef EPLB_CUDA_PLAN_FUSED_CUH
 #define EPLB_CUDA_PLAN_FUSED_CUH
 

@@ -1,7 +1,8 @@
 /* plan_fused on OpenCL: one enqueue per plan (kernels/plan_fused.cl), one
  * work-group per layer (or several sharing its slot packings' candidates,
  * split_for) with every intermediate in local memory. Plans that
- * do not fit (or EPLB_OPENCL_PATH=stages) run the stage kernels instead. */
+ * do not fit (or EPLB_OPENCL_PATH=stages) are declined: the planner then
+ * runs the stage kernels. */
 #include <string.h>
 
 #include "opencl_backend.h"
@@ -61,37 +62,11 @@ static size_t fused_words(const eplb_plan_job *job, size_t T)
     return 5 * E + 2 * G + 3 * R + N + 4 + 8 * T + area;
 }
 
-static eplb_status run_packing(eplb_backend *backend, const eplb_pack_job *job)
-{
-    if (job->per_pack <= 1)
-        return EPLB_OK; /* SPEC 6: k == 1 is the identity, handled by the glue */
-    eplb_status st;
-    if ((st = eplb_opencl_pack_sort(backend, job)) != EPLB_OK) return st;
-    if ((st = eplb_opencl_pack_greedy(backend, job)) != EPLB_OK) return st;
-    if ((st = eplb_opencl_pack_swap(backend, job)) != EPLB_OK) return st;
-    return eplb_opencl_pack_select(backend, job);
-}
-
-static eplb_status run_stages(eplb_backend *backend, const eplb_plan_job *job)
-{
-    eplb_status st;
-    if ((st = eplb_opencl_check_weights(backend, job)) != EPLB_OK) return st;
-    if ((st = eplb_opencl_group_loads(backend, job)) != EPLB_OK) return st;
-    if ((st = run_packing(backend, &job->group_pack)) != EPLB_OK) return st;
-    if ((st = eplb_opencl_node_layout(backend, job)) != EPLB_OK) return st;
-    if ((st = eplb_opencl_replicate(backend, job)) != EPLB_OK) return st;
-    if ((st = eplb_opencl_slot_loads(backend, job)) != EPLB_OK) return st;
-    if ((st = run_packing(backend, &job->slot_pack)) != EPLB_OK) return st;
-    return eplb_opencl_assemble(backend, job);
-}
-
-/* The work-group size for a fused plan, or 0 when it must run as stages. */
+/* The work-group size for a fused plan, or 0 when the planner must run it as
+ * stages. */
 static size_t fused_group(eplb_opencl *s, const eplb_plan_job *job)
 {
     if (!s->tuning.fused || !job->status)
-        return 0;
-    /* A count above the width must fail the call: the stage path checks it. */
-    if (job->log2phy && job->width < job->node_slots - job->node_experts + 1)
         return 0;
     /* Local indices are ints: keep rows far from that. */
     if (job->experts > (1 << 24) || job->replicas > (1 << 24) || job->layers > (1L << 31) - 1)
@@ -200,7 +175,7 @@ eplb_status eplb_opencl_plan_fused(eplb_backend *backend, const eplb_plan_job *j
     eplb_opencl *s = eplb_opencl_state(backend);
     const size_t T = fused_group(s, job);
     if (T == 0)
-        return run_stages(backend, job);
+        return EPLB_BACKEND_DECLINED;
 
     /* Every group reads every weight: cheap while L*L*E stays small, else an
      * earlier kernel checks them and the groups read its status. */
