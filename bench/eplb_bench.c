@@ -15,6 +15,7 @@
 #include <unistd.h>
 
 #include "eplb/eplb.h"
+#include "plan_check.h"
 #include "workload.h"
 
 #define BENCH_MAX_CASES 16
@@ -201,33 +202,6 @@ static void json_string(FILE *f, const char *s)
 
 /* ---- plan checks and quality ------------------------------------------- */
 
-/* Checks SPEC section 1 invariants; returns NULL or what is broken. */
-static const char *check_plan(const eplb_shape *s, const int64_t *phy2log, const int64_t *logcnt,
-                              int64_t *count_scratch)
-{
-    for (int64_t l = 0; l < s->layers; l++) {
-        int64_t sum = 0;
-        memset(count_scratch, 0, (size_t)s->experts * sizeof *count_scratch);
-        for (int64_t q = 0; q < s->replicas; q++) {
-            int64_t e = phy2log[l * s->replicas + q];
-            if (e < 0 || e >= s->experts)
-                return "phy2log holds an expert index out of range";
-            count_scratch[e]++;
-        }
-        for (int64_t e = 0; e < s->experts; e++) {
-            int64_t c = logcnt[l * s->experts + e];
-            if (c < 1)
-                return "an expert has no replica";
-            if (c != count_scratch[e])
-                return "logcnt disagrees with the slots of phy2log";
-            sum += c;
-        }
-        if (sum != s->replicas)
-            return "a logcnt row does not sum to the replica count";
-    }
-    return NULL;
-}
-
 /* Largest slot load after optimal replication (SPEC section 5 over the whole
  * layer): the smallest t with sum_e max(1, ceil(w_e / t)) <= R, by bisection
  * (kept on the feasible side, so it errs high by at most 1e-12 relative). */
@@ -298,7 +272,7 @@ static plan_quality measure_plan(const eplb_shape *s, const float *weight, const
 /* ---- one measurement ---------------------------------------------------- */
 
 typedef struct plan_buffers {
-    int64_t *phy2log, *logcnt, *log2phy, *scratch;
+    int64_t *phy2log, *logcnt, *log2phy;
     double *gpu_load;
     int64_t log2phy_width;
 } plan_buffers;
@@ -308,7 +282,6 @@ static void plan_buffers_free(plan_buffers *b)
     free(b->phy2log);
     free(b->logcnt);
     free(b->log2phy);
-    free(b->scratch);
     free(b->gpu_load);
     memset(b, 0, sizeof *b);
 }
@@ -321,7 +294,6 @@ static int plan_once(eplb_context *ctx, const float *weight, const eplb_shape *s
     if (!b->phy2log) {
         b->phy2log = checked_calloc((size_t)(s->layers * s->replicas), sizeof(int64_t));
         b->logcnt = checked_calloc((size_t)(s->layers * s->experts), sizeof(int64_t));
-        b->scratch = checked_calloc((size_t)s->experts, sizeof(int64_t));
         b->gpu_load = checked_calloc((size_t)s->gpus, sizeof(double));
         int64_t needed = 0;
         eplb_status st = eplb_rebalance(ctx, weight, s, opt, b->phy2log, b->logcnt, NULL, 0,
@@ -815,8 +787,10 @@ int main(int argc, char **argv)
                 if (!time_plans(ctx, weight, s, &opt, &cfg, &buf, &r->time)) {
                     failed = 1;
                 } else {
-                    const char *broken = check_plan(s, buf.phy2log, buf.logcnt, buf.scratch);
-                    if (broken) {
+                    char broken[512];
+                    if (!eplb_plan_check(s, eplb_plan_is_hierarchical(s, opt.policy), weight,
+                                         buf.phy2log, buf.logcnt, buf.log2phy, buf.log2phy_width,
+                                         broken, sizeof broken)) {
                         fprintf(stderr, "eplb-bench: %s on %s gave an invalid plan: %s\n",
                                 bc->name, cfg.backends[b], broken);
                         failed = 1;

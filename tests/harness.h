@@ -15,6 +15,7 @@
 
 #include "eplb/eplb.h"
 #include "golden.h"
+#include "plan_check.h"
 #include "workload.h"
 
 /* Not every suite uses every helper. */
@@ -81,134 +82,22 @@ EPLBT_HELPER eplb_context *eplbt_context(const char *backend)
     return ctx;
 }
 
-/* Whether the hierarchical procedure runs for this shape and policy (SPEC 3). */
-EPLBT_HELPER int eplbt_is_hierarchical(const eplb_shape *s, eplb_policy policy)
-{
-    return policy != EPLB_POLICY_GLOBAL && s->groups % s->nodes == 0;
-}
-
 /* ---- invariants ----------------------------------------------------------------- */
 
-/* Checks a plan against everything SPEC guarantees without re-running the
- * packing: counts, slot ranges, log2phy, the group-to-node rule and the
- * replication rule of section 5. log2phy may be NULL. Returns NULL, or the
- * first violation found (a static buffer). */
-#define EPLBT_REQUIRE(cond, ...)                                  \
-    do {                                                          \
-        if (!(cond)) {                                            \
-            snprintf(violation, sizeof violation, __VA_ARGS__);   \
-            goto done;                                            \
-        }                                                         \
-    } while (0)
-
-EPLBT_HELPER const char *eplbt_plan_violation(const char *label, const float *weight, const eplb_shape *s,
-                             int hierarchical, const int64_t *phy2log, const int64_t *logcnt,
-                             const int64_t *log2phy, int64_t width)
+/* The plan checker of the tools (plan_check.h), with the case's label in
+ * front of the violation. log2phy may be NULL. Returns NULL, or the first
+ * violation found (a static buffer). */
+EPLBT_HELPER const char *eplbt_plan_violation(const char *label, const float *weight,
+                                              const eplb_shape *s, int hierarchical,
+                                              const int64_t *phy2log, const int64_t *logcnt,
+                                              const int64_t *log2phy, int64_t width)
 {
-    const int64_t L = s->layers, E = s->experts, R = s->replicas;
-    const int64_t N = hierarchical ? s->nodes : 1, G = hierarchical ? s->groups : 1;
-    const int64_t RN = R / N, S = E / G;
-    int64_t *seen = calloc((size_t)E, sizeof *seen);
-    int64_t *slot_seen = calloc((size_t)R, sizeof *slot_seen);
-    int64_t *node_of = malloc((size_t)E * sizeof *node_of);
-    int64_t *groups_on_node = calloc((size_t)N, sizeof *groups_on_node);
-    cr_assert(seen && slot_seen && node_of && groups_on_node, "test harness: out of memory");
-    static char violation[512];
-    const char *result = violation;
-    int64_t widest = 0;
-    for (int64_t l = 0; l < L; l++) {
-        const int64_t *row = phy2log + l * R, *cnt = logcnt + l * E;
-        const float *w = weight + l * E;
-        int64_t sum = 0;
-        for (int64_t e = 0; e < E; e++) {
-            EPLBT_REQUIRE(cnt[e] >= 1, "%s: layer %lld expert %lld has logcnt %lld < 1", label,
-                          (long long)l, (long long)e, (long long)cnt[e]);
-            sum += cnt[e];
-            if (cnt[e] > widest) widest = cnt[e];
-            seen[e] = 0;
-            node_of[e] = -1;
-        }
-        EPLBT_REQUIRE(sum == R, "%s: layer %lld logcnt sums to %lld, not R = %lld", label,
-                     (long long)l, (long long)sum, (long long)R);
-        for (int64_t q = 0; q < R; q++) {
-            const int64_t e = row[q];
-            EPLBT_REQUIRE(e >= 0 && e < E, "%s: layer %lld slot %lld holds expert %lld, outside 0..%lld",
-                      label, (long long)l, (long long)q, (long long)e, (long long)(E - 1));
-            seen[e]++;
-            /* Hierarchical: every replica of an expert stays on its group's node. */
-            const int64_t node = q / RN;
-            EPLBT_REQUIRE(node_of[e] < 0 || node_of[e] == node,
-                      "%s: layer %lld expert %lld has replicas on nodes %lld and %lld", label,
-                      (long long)l, (long long)e, (long long)node_of[e], (long long)node);
-            node_of[e] = node;
-        }
-        for (int64_t e = 0; e < E; e++)
-            EPLBT_REQUIRE(seen[e] == cnt[e], "%s: layer %lld expert %lld fills %lld slots, logcnt %lld",
-                         label, (long long)l, (long long)e, (long long)seen[e], (long long)cnt[e]);
-        /* Groups to nodes: a group's experts share a node; each node holds G/N groups. */
-        for (int64_t n = 0; n < N; n++) groups_on_node[n] = 0;
-        for (int64_t g = 0; g < G; g++) {
-            for (int64_t j = 1; j < S; j++)
-                EPLBT_REQUIRE(node_of[g * S + j] == node_of[g * S],
-                             "%s: layer %lld group %lld is split over nodes %lld and %lld", label,
-                             (long long)l, (long long)g, (long long)node_of[g * S],
-                             (long long)node_of[g * S + j]);
-            groups_on_node[node_of[g * S]]++;
-        }
-        for (int64_t n = 0; n < N; n++)
-            EPLBT_REQUIRE(groups_on_node[n] == G / N, "%s: layer %lld node %lld holds %lld groups, not %lld",
-                         label, (long long)l, (long long)n, (long long)groups_on_node[n],
-                         (long long)(G / N));
-        /* SPEC 5 (greedy replication, float32 division): when expert j took its
-         * last replica, w[j]/(cnt[j]-1) was the largest ratio on its node, and
-         * ratios only fall afterwards, so it bounds every final w[i]/cnt[i]. */
-        for (int64_t j = 0; j < E; j++) {
-            if (cnt[j] < 2) continue;
-            const float last = w[j] / (float)(cnt[j] - 1);
-            for (int64_t i = 0; i < E; i++)
-                if (node_of[i] == node_of[j])
-                    EPLBT_REQUIRE(w[i] / (float)cnt[i] <= last,
-                              "%s: layer %lld replication rule broken: expert %lld (w %g, cnt %lld) "
-                              "got a replica while expert %lld (w %g, cnt %lld) had a larger ratio",
-                              label, (long long)l, (long long)j, (double)w[j], (long long)cnt[j],
-                              (long long)i, (double)w[i], (long long)cnt[i]);
-        }
-        if (!log2phy) continue;
-        /* log2phy: each slot listed exactly once, under its own expert, at a rank
-         * below logcnt; -1 after. */
-        for (int64_t q = 0; q < R; q++) slot_seen[q] = 0;
-        for (int64_t e = 0; e < E; e++) {
-            const int64_t *entry = log2phy + (l * E + e) * width;
-            for (int64_t r = 0; r < width; r++) {
-                if (r >= cnt[e]) {
-                    EPLBT_REQUIRE(entry[r] == -1, "%s: layer %lld expert %lld log2phy[%lld] = %lld, "
-                                 "expected -1 padding after logcnt %lld", label, (long long)l,
-                                 (long long)e, (long long)r, (long long)entry[r], (long long)cnt[e]);
-                    continue;
-                }
-                const int64_t q = entry[r];
-                EPLBT_REQUIRE(q >= 0 && q < R, "%s: layer %lld expert %lld log2phy[%lld] = %lld out of range",
-                          label, (long long)l, (long long)e, (long long)r, (long long)q);
-                EPLBT_REQUIRE(row[q] == e, "%s: layer %lld log2phy[%lld][%lld] = slot %lld, which holds "
-                             "expert %lld", label, (long long)l, (long long)e, (long long)r,
-                             (long long)q, (long long)row[q]);
-                slot_seen[q]++;
-            }
-        }
-        for (int64_t q = 0; q < R; q++)
-            EPLBT_REQUIRE(slot_seen[q] == 1, "%s: layer %lld slot %lld appears %lld times in log2phy",
-                         label, (long long)l, (long long)q, (long long)slot_seen[q]);
-    }
-    if (log2phy)
-        EPLBT_REQUIRE(width >= widest, "%s: log2phy width %lld below max(logcnt) %lld", label,
-                      (long long)width, (long long)widest);
-    result = NULL;
-done:
-    free(seen);
-    free(slot_seen);
-    free(node_of);
-    free(groups_on_node);
-    return result;
+    static char violation[640];
+    char why[512];
+    if (eplb_plan_check(s, hierarchical, weight, phy2log, logcnt, log2phy, width, why, sizeof why))
+        return NULL;
+    snprintf(violation, sizeof violation, "%s: %s", label, why);
+    return violation;
 }
 
 /* eplbt_plan_violation as a fatal assertion. */

@@ -59,7 +59,7 @@ static int check_golden_file(eplb_context *ctx, const char *path)
         snprintf(label, sizeof label, "[%s] %s", backend, name);
         /* Fatal inside; the plan already equals the golden one, so a failure
          * here is a log2phy bug or a golden file breaking SPEC. */
-        eplbt_check_plan(label, g.weight, s, eplbt_is_hierarchical(s, g.options.policy), p.phy2log,
+        eplbt_check_plan(label, g.weight, s, eplb_plan_is_hierarchical(s, g.options.policy), p.phy2log,
                          p.logcnt, p.log2phy, p.width);
         double *load = malloc(L * sizeof *load);
         eplb_plan_max_gpu_load(g.weight, s, p.phy2log, p.logcnt, load);

@@ -18,7 +18,7 @@ static void plan_and_check(eplb_context *ctx, const eplbt_case *c, const eplb_op
     snprintf(label, sizeof label, "%s [%s C=%d I=%d seed=%llu]", c->label, what, o->candidates,
              o->iterations, (unsigned long long)o->seed);
     eplbt_plan_run(ctx, label, c->weight, &c->shape, o, out);
-    const int hierarchical = eplbt_is_hierarchical(&c->shape, o->policy);
+    const int hierarchical = eplb_plan_is_hierarchical(&c->shape, o->policy);
     eplbt_check_plan(label, c->weight, &c->shape, hierarchical, out->phy2log, out->logcnt,
                      out->log2phy, out->width);
     int64_t widest = 0;
@@ -230,7 +230,7 @@ Test(invariants, default_max_load_never_exceeds_lpt_l2_and_lpt_l2_never_exceeds_
                 options_preset(&o[2], 1, 0, c.policy);
                 for (int p = 0; p < 3; p++) eplbt_plan_run(ctx, c.label, c.weight, &c.shape, &o[p], &plan[p]);
                 const eplb_shape *s = &c.shape;
-                const int hierarchical = eplbt_is_hierarchical(s, c.policy);
+                const int hierarchical = eplb_plan_is_hierarchical(s, c.policy);
                 const int bounded = !hierarchical || s->groups == s->nodes;
                 for (int64_t l = 0; l < s->layers; l++) {
                     float m[3];

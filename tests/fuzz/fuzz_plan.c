@@ -2,7 +2,7 @@
  * and log2phy widths, on two cpu contexts: the fused packing (default) and
  * the four separate packing stages (EPLB_CPU_STAGES=separate, read when a
  * context is created). Both must give the same status; on success the same
- * plan, one that keeps every invariant of SPEC sections 1 and 4; on failure
+ * plan, one that keeps every invariant of SPEC sections 1, 4 and 5; on failure
  * outputs untouched. The contexts live across inputs, so workspace reuse
  * between shapes is fuzzed too. Sizes are bounded so each input runs fast. */
 #include <math.h>
@@ -13,6 +13,7 @@
 
 #include "eplb/eplb.h"
 #include "fuzz_weights.h" /* FUZZ_REQUIRE */
+#include "plan_check.h"
 
 /* Reads the input front to back; zeros once it is used up. */
 typedef struct reader {
@@ -144,83 +145,19 @@ static int poisoned(const int64_t *a, size_t n)
     return 1;
 }
 
-/* SPEC 1 and 4: counts >= 1 summing to R, phy2log consistent with logcnt,
- * log2phy listing each expert's slots then -1, width_needed = max(logcnt),
- * in the hierarchical case each group on one node and G / N groups per node. */
-static void check_plan(const eplb_shape *s, int hierarchical, const outputs *o, int64_t width)
+/* The plan checker of the tools (SPEC sections 1, 4 and 5), and
+ * width_needed = max(logcnt). */
+static void check_plan(const eplb_shape *s, int hierarchical, const float *weight,
+                       const outputs *o, int64_t width)
 {
-    const int64_t L = s->layers, E = s->experts, R = s->replicas;
+    char why[512];
+    FUZZ_REQUIRE(eplb_plan_check(s, hierarchical, weight, o->phy2log, o->logcnt, o->log2phy,
+                                 width, why, sizeof why), "%s", why);
     int64_t widest = 0;
-    int64_t *count = calloc((size_t)E, sizeof *count);
-    unsigned char *seen = calloc((size_t)R, 1);
-    int64_t *node_of_group = malloc((size_t)s->groups * sizeof *node_of_group);
-    int64_t *groups_on_node = malloc((size_t)s->nodes * sizeof *groups_on_node);
-    FUZZ_REQUIRE(count && seen && node_of_group && groups_on_node, "out of memory");
-    for (int64_t l = 0; l < L; l++) {
-        memset(count, 0, (size_t)E * sizeof *count);
-        memset(seen, 0, (size_t)R);
-        for (int64_t g = 0; g < s->groups; g++)
-            node_of_group[g] = -1;
-        int64_t sum = 0;
-        for (int64_t e = 0; e < E; e++) {
-            int64_t c = o->logcnt[l * E + e];
-            FUZZ_REQUIRE(c >= 1 && c <= R - E + 1, "logcnt[%lld][%lld] = %lld", (long long)l,
-                         (long long)e, (long long)c);
-            sum += c;
-            if (c > widest)
-                widest = c;
-        }
-        FUZZ_REQUIRE(sum == R, "layer %lld counts sum to %lld, R = %lld", (long long)l,
-                     (long long)sum, (long long)R);
-        for (int64_t q = 0; q < R; q++) {
-            int64_t e = o->phy2log[l * R + q];
-            FUZZ_REQUIRE(e >= 0 && e < E, "phy2log[%lld][%lld] = %lld", (long long)l,
-                         (long long)q, (long long)e);
-            count[e]++;
-            if (hierarchical) {
-                /* A group's experts all live on one node. */
-                int64_t group = e / (E / s->groups), node = q / (R / s->nodes);
-                FUZZ_REQUIRE(node_of_group[group] < 0 || node_of_group[group] == node,
-                             "group %lld sits on nodes %lld and %lld", (long long)group,
-                             (long long)node_of_group[group], (long long)node);
-                node_of_group[group] = node;
-            }
-        }
-        if (hierarchical) {
-            /* Every group is placed, G / N groups per node. */
-            memset(groups_on_node, 0, (size_t)s->nodes * sizeof *groups_on_node);
-            for (int64_t g = 0; g < s->groups; g++) {
-                FUZZ_REQUIRE(node_of_group[g] >= 0, "group %lld has no slot", (long long)g);
-                groups_on_node[node_of_group[g]]++;
-            }
-            for (int64_t n = 0; n < s->nodes; n++)
-                FUZZ_REQUIRE(groups_on_node[n] == s->groups / s->nodes, "node %lld holds %lld groups",
-                             (long long)n, (long long)groups_on_node[n]);
-        }
-        for (int64_t e = 0; e < E; e++)
-            FUZZ_REQUIRE(count[e] == o->logcnt[l * E + e], "expert %lld: %lld slots, logcnt %lld",
-                         (long long)e, (long long)count[e], (long long)o->logcnt[l * E + e]);
-        if (!o->log2phy)
-            continue;
-        for (int64_t e = 0; e < E; e++)
-            for (int64_t k = 0; k < width; k++) {
-                int64_t q = o->log2phy[(l * E + e) * width + k];
-                if (k >= o->logcnt[l * E + e]) {
-                    FUZZ_REQUIRE(q == -1, "log2phy padding %lld", (long long)q);
-                    continue;
-                }
-                FUZZ_REQUIRE(q >= 0 && q < R && o->phy2log[l * R + q] == e && !seen[q],
-                             "log2phy[%lld][%lld][%lld] = %lld", (long long)l, (long long)e,
-                             (long long)k, (long long)q);
-                seen[q] = 1;
-            }
-    }
+    for (int64_t i = 0; i < s->layers * s->experts; i++)
+        widest = o->logcnt[i] > widest ? o->logcnt[i] : widest;
     FUZZ_REQUIRE(o->width_needed == widest, "width_needed %lld, max logcnt %lld",
                  (long long)o->width_needed, (long long)widest);
-    free(count);
-    free(seen);
-    free(node_of_group);
-    free(groups_on_node);
 }
 
 static eplb_context *fused, *separate;
@@ -293,8 +230,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
                          (!x || memcmp(a.log2phy, c.log2phy, x * sizeof(int64_t)) == 0) &&
                          a.width_needed == c.width_needed,
                      "fused and separate packings planned differently");
-        int hierarchical = o.policy != EPLB_POLICY_GLOBAL && s.groups % s.nodes == 0;
-        check_plan(&s, hierarchical, &a, with_log2phy ? width : 0);
+        check_plan(&s, eplb_plan_is_hierarchical(&s, o.policy), w, &a, with_log2phy ? width : 0);
     } else {
         FUZZ_REQUIRE(eplb_context_last_error(fused)[0], "failure without a message");
         FUZZ_REQUIRE(poisoned(a.phy2log, a.n_phy2log) && poisoned(a.logcnt, a.n_logcnt) &&

@@ -16,6 +16,7 @@
 #include "cli_options.h"
 #include "eplb/eplb.h"
 #include "golden.h"
+#include "plan_check.h"
 #include "random_case.h"
 #include "text_escape.h"
 #include "workload.h"
@@ -139,72 +140,6 @@ static long first_difference(const int64_t *a, const int64_t *b, size_t n)
     return -1;
 }
 
-/* The plan is a plan: counts >= 1 summing to R, phy2log agreeing with logcnt,
- * log2phy naming each replica's distinct slot then -1. Writes why on failure. */
-static int plan_is_consistent(const eplb_shape *s, const plan_result *r, char *why, size_t len)
-{
-    const int64_t L = s->layers, E = s->experts, R = s->replicas, X = r->width;
-    const int64_t *p = r->phy2log.data, *c = r->logcnt.data;
-    const int64_t *x = r->log2phy.data;
-    int64_t *seen = calloc((size_t)(R + E), sizeof *seen);
-    if (!seen) {
-        snprintf(why, len, "out of memory");
-        return 0;
-    }
-    int64_t *count = seen + R;
-    int ok = 1;
-    for (int64_t l = 0; l < L && ok; l++) {
-        memset(seen, 0, (size_t)(R + E) * sizeof *seen);
-        int64_t sum = 0;
-        for (int64_t e = 0; e < E; e++) {
-            if (c[l * E + e] < 1 || c[l * E + e] > X) {
-                snprintf(why, len, "logcnt[%lld][%lld] = %lld is out of 1..%lld", (long long)l,
-                         (long long)e, (long long)c[l * E + e], (long long)X);
-                ok = 0;
-                break;
-            }
-            sum += c[l * E + e];
-        }
-        if (ok && sum != R) {
-            snprintf(why, len, "logcnt row %lld sums to %lld, not %lld", (long long)l,
-                     (long long)sum, (long long)R);
-            ok = 0;
-        }
-        for (int64_t q = 0; q < R && ok; q++) {
-            int64_t e = p[l * R + q];
-            if (e < 0 || e >= E) {
-                snprintf(why, len, "phy2log[%lld][%lld] = %lld is not an expert", (long long)l,
-                         (long long)q, (long long)e);
-                ok = 0;
-            } else {
-                count[e]++;
-            }
-        }
-        for (int64_t e = 0; e < E && ok; e++) {
-            if (count[e] != c[l * E + e]) {
-                snprintf(why, len, "expert %lld of layer %lld holds %lld slots but logcnt says %lld",
-                         (long long)e, (long long)l, (long long)count[e], (long long)c[l * E + e]);
-                ok = 0;
-                break;
-            }
-            for (int64_t k = 0; k < X && ok; k++) {
-                int64_t q = x[(l * E + e) * X + k];
-                int valid = k < c[l * E + e] ? (q >= 0 && q < R && p[l * R + q] == e && !seen[q])
-                                             : q == -1;
-                if (!valid) {
-                    snprintf(why, len, "log2phy[%lld][%lld][%lld] = %lld is wrong", (long long)l,
-                             (long long)e, (long long)k, (long long)q);
-                    ok = 0;
-                } else if (k < c[l * E + e]) {
-                    seen[q] = 1;
-                }
-            }
-        }
-    }
-    free(seen);
-    return ok;
-}
-
 typedef struct tally {
     long passed, failed;
 } tally;
@@ -231,9 +166,11 @@ static void position(char *buf, size_t len, long i, int64_t cols)
 }
 
 /* Checks one backend's result against the reference (cpu) and, when given,
- * the golden phy2log and logcnt; counts one pass or one failure. */
-static void check_result(tally *t, const char *name, const char *backend, const eplb_shape *s,
-                         const plan_result *got, const plan_result *ref, const eplb_golden *golden)
+ * the golden phy2log and logcnt, and with the plan checker (SPEC's invariants);
+ * counts one pass or one failure. */
+static void check_result(tally *t, const char *name, const char *backend, const float *weight,
+                         const eplb_shape *s, const eplb_options *options, const plan_result *got,
+                         const plan_result *ref, const eplb_golden *golden)
 {
     const size_t L = (size_t)s->layers, E = (size_t)s->experts, R = (size_t)s->replicas;
     char where[64], why[512];
@@ -269,7 +206,8 @@ static void check_result(tally *t, const char *name, const char *backend, const 
             return;
         }
     }
-    if (!plan_is_consistent(s, got, why, sizeof why)) {
+    if (!eplb_plan_check(s, eplb_plan_is_hierarchical(s, options->policy), weight, p, c,
+                         got->log2phy.data, got->width, why, sizeof why)) {
         fail_line(t, name, backend, "inconsistent plan: %s", why);
         return;
     }
@@ -320,11 +258,11 @@ static void run_everywhere(tally *t, backend_slot *slots, int nslots, const char
 {
     plan_result ref;
     run_case(slots[0].ctx, weight, s, o, &ref);
-    check_result(t, name, slots[0].name, s, &ref, NULL, golden);
+    check_result(t, name, slots[0].name, weight, s, o, &ref, NULL, golden);
     for (int b = 1; b < nslots; b++) {
         plan_result got;
         run_case(slots[b].ctx, weight, s, o, &got);
-        check_result(t, name, slots[b].name, s, &got, &ref, golden);
+        check_result(t, name, slots[b].name, weight, s, o, &got, &ref, golden);
         plan_result_free(&got);
     }
     plan_result_free(&ref);
@@ -374,8 +312,8 @@ static void conformance_usage(FILE *f)
             "up to 200 layers x 1024 experts on 8192 slots, lie beyond every GPU's on-chip\n"
             "limits) and N random cases on every available backend.\n"
             "Each backend's phy2log, logcnt and log2phy must equal the cpu backend's, golden\n"
-            "cases must reproduce the golden phy2log and logcnt exactly, every plan must be\n"
-            "consistent, and the guard bytes around every output buffer must stay intact.\n\n"
+            "cases must reproduce the golden phy2log and logcnt exactly, every plan must keep\n"
+            "the invariants of the algorithm's spec, and the guard bytes around every output buffer must stay intact.\n\n"
             "  -g, --golden DIR   golden files (default: %s);\n"
             "                     'none' skips the golden cases\n"
             "      --random N     random cases, 0..1000000 (default 100)\n"
