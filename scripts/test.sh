@@ -2,7 +2,8 @@
 # Runs eplb's tests on a build made by scripts/bootstrap.sh (./build):
 #   1. the Criterion suites through ctest,
 #   2. the conformance command on every available backend,
-#   3. the Python package's tests, in a virtualenv (skipped with EPLB_SKIP_PYTHON=1); with
+#   3. the Python package's tests and the spec reference's (tests/reference), in a
+#      virtualenv (skipped with EPLB_SKIP_PYTHON=1); with
 #      torch where the system Python has Debian's CPU-only python3-torch.
 # Exits non-zero if any of them fails.
 set -uo pipefail
@@ -36,6 +37,9 @@ if [ "${EPLB_SKIP_PYTHON:-0}" != 1 ]; then
     [ -x "$cli" ] || cli=""
     "$venv/bin/pip" install -q ./python pytest &&
       EPLB_CLI="$cli" "$venv/bin/python" -m pytest -q python/tests || failed+=(python)
+    # The independent reference of docs/spec.md sections 10 to 12 needs only numpy and pytest.
+    "$venv/bin/pip" install -q numpy pytest &&
+      EPLB_CLI="$cli" "$venv/bin/python" -m pytest -q tests/reference || failed+=(reference)
   fi
 fi
 
