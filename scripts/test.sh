@@ -37,6 +37,10 @@ if [ "${EPLB_SKIP_PYTHON:-0}" != 1 ]; then
     [ -x "$cli" ] || cli=""
     "$venv/bin/pip" install -q ./python pytest &&
       EPLB_CLI="$cli" "$venv/bin/python" -m pytest -q python/tests || failed+=(python)
+    # The independent reference of SPEC section 13 (incremental rebalance), on
+    # numpy, with the C tool's plans where EPLB_CLI names it.
+    EPLB_CLI="$cli" "$venv/bin/python" -m pytest -q tests/incremental_reference ||
+      failed+=(incremental-reference)
     # The independent reference of docs/spec.md sections 10 to 12 needs only numpy and pytest.
     "$venv/bin/pip" install -q numpy pytest &&
       EPLB_CLI="$cli" "$venv/bin/python" -m pytest -q tests/reference || failed+=(reference)
