@@ -1,6 +1,6 @@
 /* The planner's glue stages (SPEC section 4) on the cpu: group loads, the
  * node-major layout, slot loads and the final outputs. */
-#include "cpu_backend.h"
+#include "cpu_stages.h"
 
 void eplb_cpu_group_loads_layer(const eplb_plan_job *job, int64_t l)
 {

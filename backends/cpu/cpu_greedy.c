@@ -2,7 +2,7 @@
  * least-loaded pack that still has room (ties: lowest pack index). */
 #include <math.h>
 
-#include "cpu_backend.h"
+#include "cpu_stages.h"
 
 /* Tournament tree over the packs: each node holds the pack with the smallest
  * load below it, the left (lower-index) side winning ties, so the root is the
@@ -96,8 +96,8 @@ static void greedy_blocked(const float *w, const int32_t *order, int32_t *conten
 }
 #endif
 
-void eplb_cpu_greedy_one(const eplb_pack_job *job, int64_t row, const int32_t *order,
-                         int32_t *content, eplb_cpu_scratch *scratch)
+static void greedy_one(const eplb_pack_job *job, int64_t row, const int32_t *order,
+                       int32_t *content, eplb_cpu_scratch *scratch)
 {
     const int32_t n = job->items, m = job->packs, k = job->per_pack;
     const float *w = (const float *)job->weight + row * n;
@@ -504,20 +504,20 @@ greedy_vertical_run_avx512(int32_t n, int32_t m, int32_t k, const float *step_we
 
 EPLB_CPU_TARGET_AVX2 static void greedy_vertical_avx2(const eplb_pack_job *job, int64_t row,
                                                       int32_t first, int32_t lanes,
-                                                      float *const *loads, float *area,
-                                                      const int32_t *order_row, int32_t *content_row)
+                                                      float *const *loads, eplb_cpu_scratch *scratch)
 {
     const int32_t n = job->items, m = job->packs, k = job->per_pack;
     const float *w = (const float *)job->weight + row * n;
-    const int32_t *order[EPLB_CPU_LANES];
-    float *step_weight = area, *true_load = area + 8 * (size_t)n;
+    const int32_t *order_row = scratch->order_row, *order[EPLB_CPU_LANES];
+    int32_t *content_row = scratch->content_row;
+    float *step_weight = scratch->lanes, *true_load = step_weight + 8 * (size_t)n;
     int32_t *slot = (int32_t *)(true_load + 8 * EPLB_CPU_VERTICAL_MAX);
     for (int32_t j = 0; j < EPLB_CPU_LANES; j++) /* missing lanes repeat lane 0 */
         order[j] = order_row + (int64_t)(first + (j < lanes ? j : 0)) * n;
     for (int32_t t = 0; t < n; t++)
         for (int32_t j = 0; j < EPLB_CPU_LANES; j++)
             step_weight[8 * t + j] = w[order[j][t]];
-    if (eplb_cpu_has_avx512())
+    if (eplb_cpu_has_avx512(scratch))
         greedy_vertical_run_avx512(n, m, k, step_weight, slot, true_load);
     else
         greedy_vertical_run_avx2(n, m, k, step_weight, slot, true_load);
@@ -577,21 +577,19 @@ void eplb_cpu_greedy_row(const eplb_pack_job *job, int64_t row, int32_t first, i
         /* Many packs: one candidate at a time, the true loads recomputed. */
         for (int32_t j = 0; j < lanes; j++) {
             int32_t *content = scratch->content_row + (int64_t)(first + j) * n;
-            eplb_cpu_greedy_one(job, row, scratch->order_row + (int64_t)(first + j) * n, content,
-                                scratch);
+            greedy_one(job, row, scratch->order_row + (int64_t)(first + j) * n, content, scratch);
             for (int32_t p = 0; p < m; p++)
                 loads[j][p] = eplb_cpu_pack_load(w, content, p, k);
         }
         return;
     }
 #if EPLB_CPU_X86_DISPATCH
-    if (m > EPLB_CPU_FLAT_MAX && eplb_cpu_has_avx512() && row_sums_finite(w, n)) {
+    if (m > EPLB_CPU_FLAT_MAX && eplb_cpu_has_avx512(scratch) && row_sums_finite(w, n)) {
         greedy_keys_avx512(job, row, first, lanes, loads, scratch);
         return;
     }
-    if (m <= EPLB_CPU_VERTICAL_MAX && eplb_cpu_has_avx2() && row_sums_finite(w, n)) {
-        greedy_vertical_avx2(job, row, first, lanes, loads, scratch->lanes, scratch->order_row,
-                             scratch->content_row);
+    if (m <= EPLB_CPU_VERTICAL_MAX && eplb_cpu_has_avx2(scratch) && row_sums_finite(w, n)) {
+        greedy_vertical_avx2(job, row, first, lanes, loads, scratch);
         return;
     }
 #endif
@@ -637,5 +635,6 @@ static void greedy_row(const eplb_pack_job *job, int64_t row, eplb_cpu_scratch *
 
 eplb_status eplb_cpu_pack_greedy(eplb_backend *backend, const eplb_pack_job *job)
 {
-    return eplb_cpu_for_each_row(backend, job, greedy_row, "greedy");
+    return eplb_cpu_for_each_row(backend, job, greedy_row,
+                                 eplb_cpu_greedy_lanes_words(job->items, job->packs), "greedy");
 }

@@ -4,7 +4,7 @@
  * candidates in lockstep and hands its pack loads to the swap, which hands
  * its scores to select. Same results as the separate stages
  * (EPLB_CPU_STAGES=separate selects those, for tests). */
-#include "cpu_backend.h"
+#include "cpu_stages.h"
 
 void eplb_cpu_pack_row(const eplb_pack_job *job, int64_t row, eplb_cpu_scratch *scratch)
 {

@@ -6,7 +6,7 @@
  * stage entry points (EPLB_CPU_STAGES=separate runs those). */
 #include <stdlib.h>
 
-#include "cpu_backend.h"
+#include "cpu_stages.h"
 
 /* Everything but assembly for layer l. Returns 1 if a count exceeds the
  * log2phy width. */
@@ -28,8 +28,17 @@ static int plan_layer(const eplb_plan_job *job, int64_t l, eplb_cpu_scratch *gro
     return too_wide;
 }
 
+/* Scratch for packing rows of job with eplb_cpu_pack_row; returns 1 on success. */
+static int pack_scratch_init(eplb_cpu_scratch *scratch, const eplb_pack_job *job,
+                             const eplb_cpu_settings *settings)
+{
+    return eplb_cpu_scratch_init(scratch, job, settings,
+                                 eplb_cpu_greedy_lanes_words(job->items, job->packs)) == EPLB_OK;
+}
+
 eplb_status eplb_cpu_plan_fused(eplb_backend *backend, const eplb_plan_job *job)
 {
+    const eplb_cpu_settings *settings = eplb_cpu_settings_of(backend);
     int32_t *status = job->status;
     *status = 0; /* the host path checked the weights; the cpu has no device path */
     const int64_t work = job->layers * job->replicas * (int64_t)job->slot_pack.candidates;
@@ -44,9 +53,8 @@ eplb_status eplb_cpu_plan_fused(eplb_backend *backend, const eplb_plan_job *job)
         const int32_t M = (int32_t)job->node_experts;
         float *value = malloc(eplb_cpu_replicate_words(M) * sizeof *value);
         int32_t *heap = malloc((size_t)M * sizeof *heap);
-        const int ok = value && heap &&
-                       (!group_packing || eplb_cpu_scratch_init(&group_scratch, &job->group_pack) == EPLB_OK) &&
-                       (!slot_packing || eplb_cpu_scratch_init(&slot_scratch, &job->slot_pack) == EPLB_OK);
+        const int ok = value && heap && (!group_packing || pack_scratch_init(&group_scratch, &job->group_pack, settings)) &&
+                       (!slot_packing || pack_scratch_init(&slot_scratch, &job->slot_pack, settings));
         if (!ok) {
 #pragma omp atomic write
             failed = 1;

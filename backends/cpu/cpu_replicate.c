@@ -3,7 +3,7 @@
 #include <math.h>
 #include <stdlib.h>
 
-#include "cpu_backend.h"
+#include "cpu_stages.h"
 
 /* Max-heap of items ordered by (w/cnt descending, index ascending): its top is
  * exactly the SPEC's choice. */

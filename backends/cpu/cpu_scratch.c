@@ -1,8 +1,8 @@
-/* Per-thread scratch of the cpu packing stages: one allocation per thread and
- * job, not one per packing. */
+/* Per-thread scratch of the cpu packing stages, one allocation per thread and
+ * job rather than one per packing, and the OpenMP loops that hand it out. */
 #include <stdlib.h>
 
-#include "cpu_backend.h"
+#include "cpu_runtime.h"
 
 static size_t tree_leaves(int32_t packs)
 {
@@ -12,10 +12,12 @@ static size_t tree_leaves(int32_t packs)
     return leaves;
 }
 
-eplb_status eplb_cpu_scratch_init(eplb_cpu_scratch *s, const eplb_pack_job *job)
+eplb_status eplb_cpu_scratch_init(eplb_cpu_scratch *s, const eplb_pack_job *job,
+                                  const eplb_cpu_settings *settings, size_t greedy_words)
 {
     const size_t n = (size_t)job->items, m = (size_t)job->packs, k = (size_t)job->per_pack;
-    const size_t lanes = eplb_cpu_greedy_lanes_words(job->items, job->packs);
+    const size_t lanes = greedy_words;
+    s->settings = *settings;
     /* The sorted swap search's three arrays; one pack never swaps. */
     const size_t sorted = m > 1 ? 2 * k : 0;
     const size_t words = 2 * (n + 8) + 3 * sorted + 3 * n + n + (4 * n + 2) + (m + 16) + (m + 16) / 4 + m +
@@ -61,14 +63,15 @@ void eplb_cpu_scratch_free(eplb_cpu_scratch *s)
  * threads, each thread with its own scratch. */
 static eplb_status for_each(eplb_backend *backend, const eplb_pack_job *job,
                             eplb_cpu_packing_fn one_packing, eplb_cpu_row_fn one_row,
-                            const char *stage)
+                            size_t greedy_words, const char *stage)
 {
     const int64_t units = one_packing ? job->rows * job->candidates : job->rows;
     int failed = 0;
 #pragma omp parallel if (EPLB_CPU_WORTH_THREADS(job->rows * job->candidates * job->items))
     {
         eplb_cpu_scratch scratch;
-        const int ok = eplb_cpu_scratch_init(&scratch, job) == EPLB_OK;
+        const int ok = eplb_cpu_scratch_init(&scratch, job, eplb_cpu_settings_of(backend),
+                                             greedy_words) == EPLB_OK;
         if (!ok) {
 #pragma omp atomic write
             failed = 1;
@@ -93,11 +96,11 @@ static eplb_status for_each(eplb_backend *backend, const eplb_pack_job *job,
 eplb_status eplb_cpu_for_each_packing(eplb_backend *backend, const eplb_pack_job *job,
                                       eplb_cpu_packing_fn one_packing, const char *stage)
 {
-    return for_each(backend, job, one_packing, NULL, stage);
+    return for_each(backend, job, one_packing, NULL, 0, stage);
 }
 
 eplb_status eplb_cpu_for_each_row(eplb_backend *backend, const eplb_pack_job *job,
-                                  eplb_cpu_row_fn one_row, const char *stage)
+                                  eplb_cpu_row_fn one_row, size_t greedy_words, const char *stage)
 {
-    return for_each(backend, job, NULL, one_row, stage);
+    return for_each(backend, job, NULL, one_row, greedy_words, stage);
 }

@@ -1,6 +1,6 @@
 /* Stage 4 of balanced packing (SPEC 6.4): per row, the candidate with the
  * smallest maximum pack load (ties: lowest candidate), written per item. */
-#include "cpu_backend.h"
+#include "cpu_stages.h"
 
 void eplb_cpu_select_row(const eplb_pack_job *job, int64_t row, const int32_t *content,
                          const float *scores)

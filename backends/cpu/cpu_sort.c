@@ -10,7 +10,7 @@
 #include <string.h>
 
 #include "common/spec_math.h"
-#include "cpu_backend.h"
+#include "cpu_stages.h"
 
 /* Maps a float to an unsigned integer whose ascending order is the float's
  * descending order, -0 and +0 alike. Branch-free, so key loops vectorize:
@@ -243,7 +243,7 @@ static void bucket_sort(const uint32_t *key, int32_t n, uint32_t lo, uint32_t hi
     /* The largest bucket where the AVX-512 prefix sums find it, else unknown. */
     int32_t largest = INT32_MAX;
     int crowded;
-    if (buckets % 16 == 0 && eplb_cpu_has_avx512()) {
+    if (buckets % 16 == 0 && eplb_cpu_has_avx512(s)) {
         largest = prefix_sum_avx512(start, buckets);
         crowded = largest > EPLB_CPU_INSERTION_MAX;
     } else {
@@ -347,10 +347,11 @@ EPLB_CPU_TARGET_AVX512DQ static void noisy_keys_avx512(EPLB_KEY_ARGS_NOISY)
 }
 #endif
 
-static void plain_keys(EPLB_KEY_ARGS_PLAIN)
+static void plain_keys(const eplb_cpu_scratch *scratch, EPLB_KEY_ARGS_PLAIN)
 {
+    (void)scratch;
 #if EPLB_CPU_X86_DISPATCH
-    if (eplb_cpu_has_avx2()) {
+    if (eplb_cpu_has_avx2(scratch)) {
         plain_keys_avx2(w, n, key, lo, hi);
         return;
     }
@@ -358,14 +359,15 @@ static void plain_keys(EPLB_KEY_ARGS_PLAIN)
     plain_keys_default(w, n, key, lo, hi);
 }
 
-static void noisy_keys(EPLB_KEY_ARGS_NOISY)
+static void noisy_keys(const eplb_cpu_scratch *scratch, EPLB_KEY_ARGS_NOISY)
 {
+    (void)scratch;
 #if EPLB_CPU_X86_DISPATCH
-    if (eplb_cpu_has_avx512()) {
+    if (eplb_cpu_has_avx512(scratch)) {
         noisy_keys_avx512(w, n, noise, prefix, key, lo, hi);
         return;
     }
-    if (eplb_cpu_has_avx2()) {
+    if (eplb_cpu_has_avx2(scratch)) {
         noisy_keys_avx2(w, n, noise, prefix, key, lo, hi);
         return;
     }
@@ -380,9 +382,9 @@ void eplb_cpu_sort_one(const eplb_pack_job *job, int64_t row, int64_t candidate,
     const float *w = (const float *)job->weight + row * n;
     uint32_t *key = scratch->key, lo, hi;
     if (candidate == 0)
-        plain_keys(w, n, key, &lo, &hi);
+        plain_keys(scratch, w, n, key, &lo, &hi);
     else
-        noisy_keys(w, n, job->noise,
+        noisy_keys(scratch, w, n, job->noise,
                    eplb_random_prefix(job->seed, (uint64_t)job->call, (uint64_t)row,
                                       (uint64_t)candidate),
                    key, &lo, &hi);

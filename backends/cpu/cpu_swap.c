@@ -5,12 +5,10 @@
  * (best_trade); large packs sort their weights and look only near the best
  * pair (best_trade_sorted), so that a step costs about k instead of k * k and
  * a plan's cost stays linear in its slots. Both give the same pair. */
-#include <stdatomic.h>
-#include <stdlib.h>
 #include <string.h>
 
 #include "common/spec_math.h"
-#include "cpu_backend.h"
+#include "cpu_stages.h"
 
 /* The best trade between the heaviest pack's items wa[k] and the lightest's
  * wb[k]: the first (row-major) pair with the smallest change, as a scalar scan
@@ -257,26 +255,7 @@ static int best_trade_sorted(float diff, float tolerance, const float *wa, const
     return best.a >= 0;
 }
 
-/* Which search large packs use: EPLB_CPU_SWAP_SEARCH=pairs keeps the k * k
- * search at every size, =sorted takes the sorted one down to k = 2, so that
- * tests can compare the two on any plan (read once). */
-enum { SWAP_SEARCH_AUTO, SWAP_SEARCH_PAIRS, SWAP_SEARCH_SORTED };
-
-static int swap_search(void)
-{
-    static atomic_int cached = -1; /* every thread computes the same value */
-    int choice = atomic_load_explicit(&cached, memory_order_relaxed);
-    if (choice < 0) {
-        const char *name = getenv("EPLB_CPU_SWAP_SEARCH");
-        choice = name && strcmp(name, "pairs") == 0    ? SWAP_SEARCH_PAIRS
-                 : name && strcmp(name, "sorted") == 0 ? SWAP_SEARCH_SORTED
-                                                       : SWAP_SEARCH_AUTO;
-        atomic_store_explicit(&cached, choice, memory_order_relaxed);
-    }
-    return choice;
-}
-
-float eplb_cpu_max_load(const float *load, int32_t m)
+static float max_load(const float *load, int32_t m)
 {
     float score = load[0];
     for (int32_t p = 1; p < m; p++)
@@ -314,9 +293,11 @@ static inline int swap_step(const eplb_pack_job *job, const float *w, int32_t *c
         wb[s] = w[b[s]];
     }
     int32_t best_a, best_b;
-    const int search = swap_search();
-    if (heavy_load < EPLB_CPU_SORTED_LOAD_MAX && search != SWAP_SEARCH_PAIRS &&
-        (k > EPLB_CPU_SWAP_PAIRS_MAX || search == SWAP_SEARCH_SORTED)) {
+    /* The swap search knob (EPLB_CPU_SWAP_SEARCH) forces either search at
+     * every size, so that tests can compare the two on any plan. */
+    const int search = scratch->settings.swap_search;
+    if (heavy_load < EPLB_CPU_SORTED_LOAD_MAX && search != EPLB_CPU_SWAP_SEARCH_PAIRS &&
+        (k > EPLB_CPU_SWAP_PAIRS_MAX || search == EPLB_CPU_SWAP_SEARCH_SORTED)) {
         if (!best_trade_sorted(diff, job->tolerance, wa, wb, k, scratch, &best_a, &best_b))
             return 0;
     } else {
@@ -334,14 +315,14 @@ static inline int swap_step(const eplb_pack_job *job, const float *w, int32_t *c
     return 1;
 }
 
-float eplb_cpu_swap_one(const eplb_pack_job *job, int64_t row, int32_t *content, float *load,
-                        eplb_cpu_scratch *scratch)
+/* The swap search of one candidate (the separate stage). */
+static void swap_one(const eplb_pack_job *job, int64_t row, int32_t *content, float *load,
+                     eplb_cpu_scratch *scratch)
 {
     const float *w = (const float *)job->weight + row * job->items;
     for (int32_t it = 0; it < job->iterations; it++)
         if (!swap_step(job, w, content, load, scratch))
             break;
-    return eplb_cpu_max_load(load, job->packs);
 }
 
 void eplb_cpu_swap_row(const eplb_pack_job *job, int64_t row, int32_t first, int32_t lanes,
@@ -368,7 +349,7 @@ void eplb_cpu_swap_row(const eplb_pack_job *job, int64_t row, int32_t first, int
             break;
     }
     for (int32_t j = 0; j < lanes; j++)
-        scratch->score[first + j] = eplb_cpu_max_load(loads[j], job->packs);
+        scratch->score[first + j] = max_load(loads[j], job->packs);
 }
 
 static void swap_packing(const eplb_pack_job *job, int64_t row, int64_t candidate,
@@ -380,7 +361,7 @@ static void swap_packing(const eplb_pack_job *job, int64_t row, int64_t candidat
     for (int32_t p = 0; p < job->packs; p++)
         load[p] = eplb_cpu_pack_load((const float *)job->weight + row * job->items, content, p,
                                      job->per_pack);
-    eplb_cpu_swap_one(job, row, content, load, scratch);
+    swap_one(job, row, content, load, scratch);
 }
 
 eplb_status eplb_cpu_pack_swap(eplb_backend *backend, const eplb_pack_job *job)

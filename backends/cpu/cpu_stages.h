@@ -1,0 +1,76 @@
+/* The cpu backend's stages, one file each (SPEC sections 4 to 6), and the
+ * fused paths that chain them a row or a layer at a time. Every loop body
+ * handles one row or one (row, candidate) packing, so the result is the same
+ * for any thread count. The stages call the runtime (cpu_runtime.h) and each
+ * other, never the entry table (cpu_backend.c). */
+#ifndef EPLB_CPU_STAGES_H
+#define EPLB_CPU_STAGES_H
+
+#include "cpu_runtime.h"
+
+/* The most packs for which the greedy steps a row's candidates in lockstep
+ * (its per-lane state then fits in cache beside the others'). */
+#define EPLB_CPU_LOCKSTEP_MAX 512
+
+/* One packing candidate, stage by stage (row x, candidate c). */
+void eplb_cpu_sort_one(const eplb_pack_job *job, int64_t row, int64_t candidate, int32_t *order,
+                       eplb_cpu_scratch *scratch);
+/* Greedy for candidates first .. first+lanes-1 (lanes <= EPLB_CPU_LANES) of a
+ * row, side by side, from scratch->order_row into scratch->content_row;
+ * loads[j] receives lane j's pack loads, each summed in slot order as SPEC
+ * 6.3 recomputes them. */
+void eplb_cpu_greedy_row(const eplb_pack_job *job, int64_t row, int32_t first, int32_t lanes,
+                         float *const *loads, eplb_cpu_scratch *scratch);
+/* The floats of scratch->lanes that eplb_cpu_greedy_row needs. */
+size_t eplb_cpu_greedy_lanes_words(int32_t items, int32_t packs);
+/* Swap search for candidates first .. first+lanes-1 of a row, iteration by
+ * iteration across them; loads[j] holds lane j's pack loads (slot-order sums,
+ * as eplb_cpu_greedy_row leaves them) and is kept up to date. Each
+ * candidate's score, its maximum load, goes to scratch->score[candidate]. */
+void eplb_cpu_swap_row(const eplb_pack_job *job, int64_t row, int32_t first, int32_t lanes,
+                       float *const *loads, eplb_cpu_scratch *scratch);
+/* Writes pack_of / rank_of of a row from the candidate with the lowest
+ * score (ties: lowest candidate) of the row's C contents; score NULL: scores
+ * recomputed. */
+void eplb_cpu_select_row(const eplb_pack_job *job, int64_t row, const int32_t *content_row,
+                         const float *score);
+
+/* Sort, greedy, swap and select for every candidate of one row. */
+void eplb_cpu_pack_row(const eplb_pack_job *job, int64_t row, eplb_cpu_scratch *scratch);
+
+/* The stages as the backend interface runs them, one pass each. */
+eplb_status eplb_cpu_plan_fused(eplb_backend *backend, const eplb_plan_job *job);
+eplb_status eplb_cpu_pack_sort(eplb_backend *backend, const eplb_pack_job *job);
+eplb_status eplb_cpu_pack_greedy(eplb_backend *backend, const eplb_pack_job *job);
+eplb_status eplb_cpu_pack_swap(eplb_backend *backend, const eplb_pack_job *job);
+eplb_status eplb_cpu_pack_select(eplb_backend *backend, const eplb_pack_job *job);
+
+eplb_status eplb_cpu_group_loads(eplb_backend *backend, const eplb_plan_job *job);
+eplb_status eplb_cpu_node_layout(eplb_backend *backend, const eplb_plan_job *job);
+eplb_status eplb_cpu_replicate(eplb_backend *backend, const eplb_plan_job *job);
+eplb_status eplb_cpu_slot_loads(eplb_backend *backend, const eplb_plan_job *job);
+eplb_status eplb_cpu_assemble(eplb_backend *backend, const eplb_plan_job *job);
+
+/* The glue stages for one layer (or one row x = l*N + n of a node), shared by
+ * the stage entry points above and the per-layer plan_fused. */
+void eplb_cpu_group_loads_layer(const eplb_plan_job *job, int64_t l);
+void eplb_cpu_node_layout_layer(const eplb_plan_job *job, int64_t l);
+/* Replicates row x with value[eplb_cpu_replicate_words(M)] and heap[M] as
+ * scratch; returns 1 if a count exceeds the log2phy width (log2phy set). */
+int eplb_cpu_replicate_row(const eplb_plan_job *job, int64_t x, float *value, int32_t *heap);
+size_t eplb_cpu_replicate_words(int32_t n);
+void eplb_cpu_slot_loads_row(const eplb_plan_job *job, int64_t x);
+void eplb_cpu_assemble_layer(const eplb_plan_job *job, int64_t l);
+
+/* Load of pack p of one packing: its items' weights summed in slot order
+ * (SPEC 6.3), shared by greedy, swap and select. */
+static inline float eplb_cpu_pack_load(const float *weight, const int32_t *content, int32_t p,
+                                       int32_t per_pack)
+{
+    float load = 0.0f;
+    for (int32_t r = 0; r < per_pack; r++)
+        load += weight[content[p * per_pack + r]];
+    return load;
+}
+
+#endif /* EPLB_CPU_STAGES_H */
