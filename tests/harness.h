@@ -1,5 +1,5 @@
 /* Shared helpers of the core test suites: plan buffers, the plan invariants
- * of SPEC sections 1, 4 and 5, random shapes and output poisoning.
+ * of SPEC sections 1, 4 and 5, random cases and output poisoning.
  *
  * Header-only (static functions): every tests/test_*.c is its own executable. */
 #ifndef EPLB_TESTS_HARNESS_H
@@ -16,6 +16,7 @@
 #include "eplb/eplb.h"
 #include "golden.h"
 #include "plan_check.h"
+#include "random_case.h"
 #include "workload.h"
 
 /* Not every suite uses every helper. */
@@ -141,142 +142,18 @@ EPLBT_HELPER float eplbt_max_gpu_load_f32(const float *weight, const eplb_shape 
     return best;
 }
 
-/* ---- random shapes -------------------------------------------------------------- */
+/* ---- random cases --------------------------------------------------------------- */
 
-EPLBT_HELPER int64_t eplbt_rand(uint64_t *state, int64_t lo, int64_t hi) /* inclusive */
+/* A random case of the given kind and weight pattern (random_case.h), which
+ * must be valid. */
+EPLBT_HELPER void eplbt_random_case(uint64_t *state, eplb_random_kind kind,
+                                    eplb_random_weights weights, eplb_random_case *c)
 {
-    return lo + (int64_t)(eplb_workload_next(state) % (uint64_t)(hi - lo + 1));
-}
-
-enum eplbt_kind {
-    EPLBT_HIERARCHICAL,   /* groups % nodes == 0, several groups per node */
-    EPLBT_GLOBAL_AUTO,    /* groups % nodes != 0: global by the auto policy */
-    EPLBT_GLOBAL_FORCED,  /* hierarchical shape, global policy forced */
-    EPLBT_K1,             /* one slot per GPU and one group per node: no packing */
-    EPLBT_NO_REDUNDANCY,  /* R == E */
-    EPLBT_LARGE_K,        /* many slots per GPU */
-    EPLBT_KIND_COUNT
-};
-
-EPLBT_HELPER const char *const eplbt_kind_names[EPLBT_KIND_COUNT] = {
-    "hierarchical", "global-auto", "global-forced", "k1", "no-redundancy", "large-k"};
-
-enum eplbt_weights {
-    EPLBT_W_WORKLOAD,  /* skewed token counts */
-    EPLBT_W_SMALL_INT, /* integers 0..3: many ties */
-    EPLBT_W_EQUAL,     /* every weight the same */
-    EPLBT_W_ZERO_ROWS, /* workload with whole layers of zeros */
-    EPLBT_W_FRACTION,  /* non-integers, sub-normals and -0.0 */
-    EPLBT_W_COUNT
-};
-
-EPLBT_HELPER const char *const eplbt_weight_names[EPLBT_W_COUNT] = {
-    "workload", "small-int", "equal", "zero-rows", "fractions"};
-
-typedef struct eplbt_case {
-    eplb_shape shape;
-    eplb_policy policy;
-    int kind, weights;
-    float *weight;   /* malloc'ed [L][E] */
-    char label[160];
-} eplbt_case;
-
-/* A random valid case of the given kind and weight pattern. */
-EPLBT_HELPER void eplbt_random_case(uint64_t *state, int kind, int weights, eplbt_case *c)
-{
-    memset(c, 0, sizeof *c);
-    eplb_shape *s = &c->shape;
-    c->kind = kind;
-    c->weights = weights;
-    c->policy = EPLB_POLICY_AUTO;
-    s->layers = eplbt_rand(state, 1, 5);
-    int64_t N = 1, G = 1, P = 1, spg = 1;
-    switch (kind) {
-    case EPLBT_HIERARCHICAL:
-    case EPLBT_GLOBAL_FORCED:
-        N = eplbt_rand(state, 1, 4);
-        G = N * eplbt_rand(state, 2, 4);
-        s->experts = G * eplbt_rand(state, 1, 6);
-        P = N * eplbt_rand(state, 1, 4);
-        spg = (s->experts + P - 1) / P + eplbt_rand(state, 0, 3);
-        if (kind == EPLBT_GLOBAL_FORCED) c->policy = EPLB_POLICY_GLOBAL;
-        break;
-    case EPLBT_GLOBAL_AUTO:
-        N = eplbt_rand(state, 2, 4);
-        G = N * eplbt_rand(state, 0, 2) + eplbt_rand(state, 1, N - 1); /* G % N != 0 */
-        s->experts = G * eplbt_rand(state, 1, 6);
-        P = eplbt_rand(state, 1, 12); /* need not be a multiple of N here */
-        spg = (s->experts + P - 1) / P + eplbt_rand(state, 0, 3);
-        break;
-    case EPLBT_K1:
-        N = eplbt_rand(state, 1, 4);
-        G = N;
-        s->experts = G * eplbt_rand(state, 1, 4);
-        P = s->experts + N * eplbt_rand(state, 0, 3); /* R == P, a multiple of N */
-        P += (N - P % N) % N;
-        spg = 1;
-        break;
-    case EPLBT_NO_REDUNDANCY:
-        N = eplbt_rand(state, 1, 3);
-        G = N * eplbt_rand(state, 1, 3);
-        P = N * eplbt_rand(state, 1, 4);
-        /* E must be a multiple of G and of P (R == E, R % P == 0). */
-        s->experts = G * P * eplbt_rand(state, 1, 2);
-        spg = s->experts / P;
-        break;
-    case EPLBT_LARGE_K:
-        N = eplbt_rand(state, 1, 2);
-        G = N * eplbt_rand(state, 1, 2);
-        P = N * eplbt_rand(state, 1, 2);
-        s->experts = G * eplbt_rand(state, 8, 40);
-        spg = (s->experts + P - 1) / P + eplbt_rand(state, 0, 40);
-        break;
-    }
-    s->groups = G;
-    s->nodes = N;
-    s->gpus = P;
-    s->replicas = P * spg;
-    cr_assert_eq(eplb_shape_check(s, NULL), EPLB_OK, "test harness built an invalid shape");
-
-    const int64_t L = s->layers, E = s->experts;
-    c->weight = malloc((size_t)(L * E) * sizeof *c->weight);
-    cr_assert(c->weight, "test harness: out of memory");
-    const uint64_t seed = eplb_workload_next(state);
-    switch (weights) {
-    case EPLBT_W_WORKLOAD:
-        eplb_workload_fill(c->weight, L, E, seed, eplbt_rand(state, 0, 1) ? 7 : 0);
-        break;
-    case EPLBT_W_SMALL_INT:
-        for (int64_t i = 0; i < L * E; i++) c->weight[i] = (float)eplbt_rand(state, 0, 3);
-        break;
-    case EPLBT_W_EQUAL: {
-        const float v = (float)eplbt_rand(state, 1, 1000) * 0.125f;
-        for (int64_t i = 0; i < L * E; i++) c->weight[i] = v;
-        break;
-    }
-    case EPLBT_W_ZERO_ROWS:
-        eplb_workload_fill(c->weight, L, E, seed, 0);
-        for (int64_t l = 0; l < L; l += 2) /* layers 0, 2, 4...: idle */
-            for (int64_t e = 0; e < E; e++) c->weight[l * E + e] = 0.0f;
-        break;
-    case EPLBT_W_FRACTION:
-        for (int64_t i = 0; i < L * E; i++) {
-            const int64_t r = eplbt_rand(state, 0, 9);
-            c->weight[i] = r == 0 ? -0.0f : r == 1 ? 1e-40f /* sub-normal */
-                         : (float)eplbt_rand(state, 1, 1 << 20) / 3.0f;
-        }
-        break;
-    }
-    snprintf(c->label, sizeof c->label,
-             "%s/%s L=%lld E=%lld R=%lld G=%lld N=%lld P=%lld policy=%d", eplbt_kind_names[kind],
-             eplbt_weight_names[weights], (long long)L, (long long)E, (long long)s->replicas,
-             (long long)G, (long long)N, (long long)P, (int)c->policy);
-}
-
-EPLBT_HELPER void eplbt_case_free(eplbt_case *c)
-{
-    free(c->weight);
-    c->weight = NULL;
+    const eplb_status st = eplb_random_case_build(state, kind, weights, c);
+    cr_assert_eq(st, EPLB_OK, "random case: %s", eplb_status_string(st));
+    const char *why = NULL;
+    cr_assert_eq(eplb_shape_check(&c->shape, &why), EPLB_OK, "random case %s has an invalid shape: %s",
+                 c->name, why ? why : "");
 }
 
 /* ---- golden files ----------------------------------------------------------- */

@@ -471,8 +471,9 @@ int eplb_cli_conformance(int argc, char **argv)
     }
     for (int64_t i = 0; i < random_cases && nslots > 0; i++) {
         eplb_random_case rc;
-        if (eplb_random_case_make(seed, (uint64_t)i, &rc) != EPLB_OK) {
-            fail_line(&t, "random", "all", "out of memory for case %lld", (long long)i);
+        const eplb_status made = eplb_random_case_make(seed, (uint64_t)i, &rc);
+        if (made != EPLB_OK) {
+            fail_line(&t, "random", "all", "case %lld: %s", (long long)i, eplb_status_string(made));
             continue;
         }
         run_everywhere(&t, slots, nslots, rc.name, rc.weight, &rc.shape, &rc.options, NULL);
