@@ -1,0 +1,84 @@
+/* eplb-bench: its cases, options, results and the functions of its files:
+ * eplb_bench.c times the plans, bench_options.c reads the command line,
+ * bench_quality.c scores a plan, bench_report.c prints and writes the results. */
+#ifndef EPLB_BENCH_H
+#define EPLB_BENCH_H
+
+#include <stdint.h>
+#include <stdio.h>
+#include <sys/utsname.h>
+
+#include "eplb/eplb.h"
+
+#define BENCH_MAX_CASES 16
+#define BENCH_MAX_BACKENDS 8
+#define BENCH_MAX_RUNS 1000000
+
+typedef struct bench_case {
+    const char *name;
+    const char *what;
+    eplb_shape shape;
+    eplb_policy policy;
+} bench_case;
+
+typedef struct bench_config {
+    const char *backends[BENCH_MAX_BACKENDS];
+    int backend_count;
+    const bench_case *cases[BENCH_MAX_CASES];
+    int case_count;
+    long runs;
+    long warmup;
+    double min_time;
+    double max_time;  /* stop a measurement after this long once 5 runs are in */
+    int candidates;
+    int iterations;
+    uint64_t seed;
+    uint64_t workload_seed;
+    int baseline;     /* also run C=1, I=0 */
+    int markdown;
+    const char *json_path;
+} bench_config;
+
+/* Quality figures of one plan (SPEC section 8). */
+typedef struct plan_quality {
+    double balancedness;      /* sum_l mean_g load / sum_l max_g load */
+    double min_layer;         /* worst per-layer mean/max */
+    double bound_ratio;       /* sum_l lower bound / sum_l max load; 1.0 = provably optimal */
+    int64_t max_replicas;     /* max(logcnt) */
+} plan_quality;
+
+typedef struct timing {
+    long runs;
+    double median_ms, p10_ms, p90_ms, min_ms, mean_ms;
+} timing;
+
+typedef struct bench_result {
+    const bench_case *bcase;
+    const char *backend;
+    int candidates, iterations;
+    timing time;
+    plan_quality quality;
+    int same_as_cpu;          /* 1 identical, 0 differs, -1 not compared */
+} bench_result;
+
+/* bench_options.c: the command line (exits after --help and --list-cases;
+ * returns 0 after printing what is wrong), and the backends to run. */
+int bench_parse_args(int argc, char **argv, bench_config *cfg);
+int bench_select_backends(bench_config *cfg);
+
+/* bench_quality.c: the quality figures of a valid plan; gpu_load is [gpus] scratch. */
+plan_quality bench_measure_plan(const eplb_shape *s, const float *weight, const int64_t *phy2log,
+                                const int64_t *logcnt, double *gpu_load);
+
+/* bench_report.c: what the machine is, and the results as a table and as JSON. */
+void bench_cpu_model(char *out, size_t len);
+void bench_print_header(const bench_config *cfg, const char *model, long cores,
+                        const struct utsname *un);
+void bench_print_table_head(int markdown);
+void bench_print_row(const bench_result *r, int markdown);
+int bench_write_json(FILE *f, const char *path, const bench_config *cfg, const char *model,
+                     long cores, const struct utsname *un, const char *const *devices,
+                     const char *const *device_backends, int device_count,
+                     const bench_result *results, int count);
+
+#endif
