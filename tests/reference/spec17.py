@@ -329,9 +329,12 @@ def gpu_loads(plan, weight):
 
 
 def balancedness(plan, weight):
+    """Section 8: (balancedness, its smallest per-layer value); a layer or plan with no
+    load counts as balanced."""
     loads = gpu_loads(plan, weight)
     mean, worst = loads.mean(axis=1), loads.max(axis=1)
-    return float(mean.sum() / worst.sum()), float((mean / worst).min())
+    per_layer = [m / w if w > 0 else 1.0 for m, w in zip(mean, worst)]
+    return (float(mean.sum() / worst.sum()) if worst.sum() > 0 else 1.0), float(min(per_layer))
 
 
 def min_max_replica(w, slots):
