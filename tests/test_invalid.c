@@ -75,77 +75,30 @@ static void expect_shape_rejected(const char *what, eplb_shape shape, const char
     cr_expect_eq(eplb_log2phy_width_max(&shape), 0, "%s: width_max of an invalid shape", what);
 }
 
-Test(invalid_shape, layers_below_one)
+/* Each rule of SPEC section 2 broken alone, on the valid base shape. */
+Test(invalid_shape, each_broken_rule_is_refused_naming_its_dimension)
 {
-    eplb_shape s = base;
-    s.layers = 0;
-    expect_shape_rejected("layers = 0", s, "layers");
-    s.layers = -3;
-    expect_shape_rejected("layers = -3", s, "layers");
-}
-
-Test(invalid_shape, experts_below_one)
-{
-    eplb_shape s = base;
-    s.experts = 0;
-    expect_shape_rejected("experts = 0", s, "experts");
-}
-
-Test(invalid_shape, groups_below_one)
-{
-    eplb_shape s = base;
-    s.groups = 0;
-    expect_shape_rejected("groups = 0", s, "groups");
-}
-
-Test(invalid_shape, nodes_below_one)
-{
-    eplb_shape s = base;
-    s.nodes = 0;
-    expect_shape_rejected("nodes = 0", s, "nodes");
-}
-
-Test(invalid_shape, gpus_below_one)
-{
-    eplb_shape s = base;
-    s.gpus = 0;
-    expect_shape_rejected("gpus = 0", s, "gpus");
-    s.gpus = -4;
-    expect_shape_rejected("gpus = -4", s, "gpus");
-}
-
-Test(invalid_shape, replicas_below_experts)
-{
-    eplb_shape s = base;
-    s.replicas = 12; /* 12 < 16, and still a multiple of the 4 GPUs */
-    expect_shape_rejected("replicas < experts", s, "replicas");
-}
-
-Test(invalid_shape, replicas_not_divisible_by_gpus)
-{
-    eplb_shape s = base;
-    s.replicas = 26;
-    expect_shape_rejected("replicas % gpus != 0", s, "gpus");
-}
-
-Test(invalid_shape, experts_not_divisible_by_groups)
-{
-    eplb_shape s = base;
-    s.groups = 3;
-    expect_shape_rejected("experts % groups != 0", s, "groups");
-}
-
-Test(invalid_shape, gpus_not_divisible_by_nodes_under_the_hierarchical_policy)
-{
-    /* groups % nodes == 0, so auto picks hierarchical, which needs gpus % nodes == 0. */
-    eplb_shape s = {2, 16, 24, 4, 2, 3};
-    expect_shape_rejected("gpus % nodes != 0, hierarchical", s, "nodes");
-    fill_base_weight();
-    eplb_options o;
-    eplb_options_init(&o);
-    o.policy = EPLB_POLICY_HIERARCHICAL;
-    expect_rejected("gpus % nodes != 0, hierarchical forced", base_weight, &s, &o, CAPACITY / 64,
-                    0, EPLB_ERR_INVALID_SHAPE, "nodes");
+    static const struct {
+        const char *what;
+        eplb_shape shape;
+        const char *keyword;
+    } broken[] = {
+        {"layers = 0", {0, 16, 24, 4, 2, 4}, "layers"},
+        {"layers = -3", {-3, 16, 24, 4, 2, 4}, "layers"},
+        {"experts = 0", {2, 0, 24, 4, 2, 4}, "experts"},
+        {"groups = 0", {2, 16, 24, 0, 2, 4}, "groups"},
+        {"nodes = 0", {2, 16, 24, 4, 0, 4}, "nodes"},
+        {"gpus = 0", {2, 16, 24, 4, 2, 0}, "gpus"},
+        {"gpus = -4", {2, 16, 24, 4, 2, -4}, "gpus"},
+        /* 12 < 16, and still a multiple of the 4 GPUs. */
+        {"replicas < experts", {2, 16, 12, 4, 2, 4}, "replicas"},
+        {"replicas % gpus != 0", {2, 16, 26, 4, 2, 4}, "gpus"},
+        {"experts % groups != 0", {2, 16, 24, 3, 2, 4}, "groups"},
+        /* groups % nodes == 0, so auto picks hierarchical, which needs gpus % nodes == 0. */
+        {"gpus % nodes != 0, hierarchical", {2, 16, 24, 4, 2, 3}, "nodes"},
+    };
+    for (size_t i = 0; i < sizeof broken / sizeof broken[0]; i++)
+        expect_shape_rejected(broken[i].what, broken[i].shape, broken[i].keyword);
 }
 
 /* ---- limits (issue 19, item 7) ------------------------------------------------------ */
@@ -176,30 +129,25 @@ Test(invalid_shape, each_dimension_beyond_its_limit_names_the_limit)
     }
 }
 
-Test(invalid_shape, values_near_int64_max_name_the_limit_without_overflow)
+/* Values near INT64_MAX (no overflow on the way to the message), and each
+ * dimension within its limit while their product is not. */
+Test(invalid_shape, huge_values_and_products_beyond_the_limits_name_the_limit)
 {
-    eplb_shape s = base;
-    s.layers = INT64_MAX;
-    expect_shape_rejected("layers = INT64_MAX", s, "EPLB_MAX_LAYERS");
-    s = base;
-    s.replicas = INT64_MAX - 7;
-    expect_shape_rejected("replicas near INT64_MAX", s, "EPLB_MAX_REPLICAS");
-    s = base;
-    s.layers = (int64_t)1 << 31;
-    s.replicas = (int64_t)1 << 40;
-    expect_shape_rejected("layers 2^31, replicas 2^40", s, "EPLB_MAX_LAYERS");
-}
-
-Test(invalid_shape, slots_beyond_the_product_limit_name_the_limit)
-{
-    /* Each dimension within its limit, their product one layer too many. */
-    eplb_shape s = base;
-    s.replicas = EPLB_MAX_REPLICAS;
-    s.layers = EPLB_MAX_SLOTS / EPLB_MAX_REPLICAS + 1;
-    expect_shape_rejected("layers * replicas over the limit", s, "EPLB_MAX_SLOTS");
-    s.layers = EPLB_MAX_LAYERS;
-    s.replicas = 1024;
-    expect_shape_rejected("most layers, 1024 slots", s, "EPLB_MAX_SLOTS");
+    static const struct {
+        const char *what;
+        eplb_shape shape;
+        const char *limit;
+    } beyond[] = {
+        {"layers = INT64_MAX", {INT64_MAX, 16, 24, 4, 2, 4}, "EPLB_MAX_LAYERS"},
+        {"replicas near INT64_MAX", {2, 16, INT64_MAX - 7, 4, 2, 4}, "EPLB_MAX_REPLICAS"},
+        {"layers 2^31, replicas 2^40", {(int64_t)1 << 31, 16, (int64_t)1 << 40, 4, 2, 4},
+         "EPLB_MAX_LAYERS"},
+        {"layers * replicas over the limit",
+         {EPLB_MAX_SLOTS / EPLB_MAX_REPLICAS + 1, 16, EPLB_MAX_REPLICAS, 4, 2, 4}, "EPLB_MAX_SLOTS"},
+        {"most layers, 1024 slots", {EPLB_MAX_LAYERS, 16, 1024, 4, 2, 4}, "EPLB_MAX_SLOTS"},
+    };
+    for (size_t i = 0; i < sizeof beyond / sizeof beyond[0]; i++)
+        expect_shape_rejected(beyond[i].what, beyond[i].shape, beyond[i].limit);
 }
 
 Test(invalid_shape, candidate_slots_beyond_the_limit_name_the_limit)
@@ -415,79 +363,69 @@ static void expect_options_rejected(const char *what, eplb_options o, const char
                     keyword);
 }
 
-Test(invalid_options, candidates_outside_1_to_1024)
+/* Each option out of its range, alone. */
+Test(invalid_options, each_value_out_of_range_is_refused_naming_the_option)
 {
-    eplb_options o;
-    eplb_options_init(&o);
-    o.candidates = 0;
-    expect_options_rejected("candidates = 0", o, "candidates");
-    o.candidates = -1;
-    expect_options_rejected("candidates = -1", o, "candidates");
-    o.candidates = EPLB_MAX_CANDIDATES + 1;
-    expect_options_rejected("candidates = 1025", o, "candidates");
+    enum option_field { CANDIDATES, ITERATIONS, NOISE, TOLERANCE, STRUCT_SIZE, POLICY };
+    static const struct {
+        const char *what;
+        enum option_field field;
+        double value;
+        const char *keyword;
+    } out_of_range[] = {
+        {"candidates = 0", CANDIDATES, 0, "candidates"},
+        {"candidates = -1", CANDIDATES, -1, "candidates"},
+        {"candidates = 1025", CANDIDATES, EPLB_MAX_CANDIDATES + 1, "candidates"},
+        {"iterations = -1", ITERATIONS, -1, "iterations"},
+        {"iterations above EPLB_MAX_ITERATIONS", ITERATIONS, EPLB_MAX_ITERATIONS + 1, "iterations"},
+        {"noise = NaN", NOISE, NAN, "noise"},
+        {"noise = -0.1", NOISE, -0.1, "noise"},
+        {"noise = +Inf", NOISE, INFINITY, "noise"},
+        {"tolerance = -1e-6", TOLERANCE, -1e-6, "tolerance"},
+        {"tolerance = NaN", TOLERANCE, NAN, "tolerance"},
+        {"tolerance = +Inf", TOLERANCE, INFINITY, "tolerance"},
+        {"struct_size = 0", STRUCT_SIZE, 0, "eplb_options_init"},
+        {"struct_size of an older struct", STRUCT_SIZE, sizeof(eplb_options) - 4,
+         "eplb_options_init"},
+        {"policy = 7", POLICY, 7, "policy"},
+    };
+    for (size_t i = 0; i < sizeof out_of_range / sizeof out_of_range[0]; i++) {
+        eplb_options o;
+        eplb_options_init(&o);
+        const double v = out_of_range[i].value;
+        switch (out_of_range[i].field) {
+        case CANDIDATES: o.candidates = (int32_t)v; break;
+        case ITERATIONS: o.iterations = (int32_t)v; break;
+        case NOISE: o.noise = (float)v; break;
+        case TOLERANCE: o.tolerance = (float)v; break;
+        case STRUCT_SIZE: o.struct_size = (uint32_t)v; break;
+        case POLICY: o.policy = (eplb_policy)(int)v; break;
+        }
+        expect_options_rejected(out_of_range[i].what, o, out_of_range[i].keyword);
+    }
 }
 
-Test(invalid_options, iterations_negative_or_above_the_maximum)
+/* The hierarchical policy forced on shapes it cannot plan. */
+Test(invalid_options, hierarchical_forced_where_it_cannot_run)
 {
-    eplb_options o;
-    eplb_options_init(&o);
-    o.iterations = -1;
-    expect_options_rejected("iterations = -1", o, "iterations");
-    o.iterations = EPLB_MAX_ITERATIONS + 1;
-    expect_options_rejected("iterations above EPLB_MAX_ITERATIONS", o, "iterations");
-}
-
-Test(invalid_options, noise_nan_negative_or_infinite)
-{
-    eplb_options o;
-    eplb_options_init(&o);
-    o.noise = NAN;
-    expect_options_rejected("noise = NaN", o, "noise");
-    o.noise = -0.1f;
-    expect_options_rejected("noise = -0.1", o, "noise");
-    o.noise = INFINITY;
-    expect_options_rejected("noise = +Inf", o, "noise");
-}
-
-Test(invalid_options, tolerance_negative_nan_or_infinite)
-{
-    eplb_options o;
-    eplb_options_init(&o);
-    o.tolerance = -1e-6f;
-    expect_options_rejected("tolerance = -1e-6", o, "tolerance");
-    o.tolerance = NAN;
-    expect_options_rejected("tolerance = NaN", o, "tolerance");
-    o.tolerance = INFINITY;
-    expect_options_rejected("tolerance = +Inf", o, "tolerance");
-}
-
-Test(invalid_options, struct_size_not_set_by_eplb_options_init)
-{
-    eplb_options o;
-    eplb_options_init(&o);
-    o.struct_size = 0;
-    expect_options_rejected("struct_size = 0", o, "eplb_options_init");
-    o.struct_size = sizeof o - 4;
-    expect_options_rejected("struct_size of an older struct", o, "eplb_options_init");
-}
-
-Test(invalid_options, unknown_policy_value)
-{
-    eplb_options o;
-    eplb_options_init(&o);
-    o.policy = (eplb_policy)7;
-    expect_options_rejected("policy = 7", o, "policy");
-}
-
-Test(invalid_options, hierarchical_forced_with_groups_not_divisible_by_nodes)
-{
+    static const struct {
+        const char *what;
+        eplb_shape shape;
+        eplb_status status;
+        const char *keyword;
+    } cases[] = {
+        {"gpus % nodes != 0, hierarchical forced", {2, 16, 24, 4, 2, 3}, EPLB_ERR_INVALID_SHAPE,
+         "nodes"},
+        {"hierarchical forced, groups % nodes != 0 (3 groups on 2 nodes)", {2, 15, 24, 3, 2, 4},
+         EPLB_ERR_POLICY, "hierarchical"},
+    };
     fill_base_weight();
-    const eplb_shape s = {2, 15, 24, 3, 2, 4}; /* 3 groups on 2 nodes */
     eplb_options o;
     eplb_options_init(&o);
     o.policy = EPLB_POLICY_HIERARCHICAL;
-    expect_rejected("hierarchical forced, groups % nodes != 0", base_weight, &s, &o, CAPACITY / 64,
-                    0, EPLB_ERR_POLICY, "hierarchical");
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++)
+        expect_rejected(cases[i].what, base_weight, &cases[i].shape, &o, CAPACITY / 64, 0,
+                        cases[i].status, cases[i].keyword);
 }
 
 Test(valid_options, boundary_values_are_accepted)
