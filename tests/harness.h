@@ -156,6 +156,54 @@ EPLBT_HELPER void eplbt_random_case(uint64_t *state, eplb_random_kind kind,
                  c->name, why ? why : "");
 }
 
+/* What a test does with one random case; state continues the case's stream,
+ * for the test's own draws (options, say). */
+typedef void eplbt_case_fn(const eplb_random_case *c, uint64_t *state, void *arg);
+
+/* Runs each on `repeats` random cases of every kind and weight pattern, drawn
+ * from the stream seeded by seed; returns how many ran. */
+EPLBT_HELPER int eplbt_for_each_random_case(uint64_t seed, int repeats, eplbt_case_fn *each,
+                                            void *arg)
+{
+    uint64_t state = seed;
+    int cases = 0;
+    for (int r = 0; r < repeats; r++)
+        for (int kind = 0; kind < EPLB_RANDOM_KINDS; kind++)
+            for (int w = 0; w < EPLB_RANDOM_WEIGHT_PATTERNS; w++) {
+                eplb_random_case c;
+                eplbt_random_case(&state, (eplb_random_kind)kind, (eplb_random_weights)w, &c);
+                each(&c, &state, arg);
+                eplb_random_case_free(&c);
+                cases++;
+            }
+    return cases;
+}
+
+/* ---- backends ------------------------------------------------------------------- */
+
+/* Runs each on every backend but cpu that can run here, by name; lists the
+ * others, with why each is unavailable, in skipped. Returns how many ran. */
+EPLBT_HELPER int eplbt_for_each_other_backend(void (*each)(const char *name, void *arg), void *arg,
+                                              char *skipped, size_t skipped_len)
+{
+    int others = 0;
+    skipped[0] = '\0';
+    for (int i = 0; i < eplb_backend_count(); i++) {
+        const char *name = eplb_backend_name(i), *why = NULL;
+        cr_assert(name, "eplb_backend_name(%d) is NULL below eplb_backend_count()", i);
+        if (strcmp(name, "cpu") == 0) continue;
+        if (!eplb_backend_available(i, &why)) {
+            const size_t used = strlen(skipped);
+            snprintf(skipped + used, skipped_len - used, "%s%s (%s)", used ? "; " : "", name,
+                     why ? why : "no reason given");
+            continue;
+        }
+        each(name, arg);
+        others++;
+    }
+    return others;
+}
+
 /* ---- golden files ----------------------------------------------------------- */
 
 EPLBT_HELPER int eplbt_compare_names(const void *a, const void *b)

@@ -126,35 +126,26 @@ Test(golden, cpu_context_reused_largest_first)
     eplb_context_free(ctx);
 }
 
+static void check_backend_goldens(const char *name, void *covered)
+{
+    eplb_context *ctx = eplbt_context(name);
+    cr_assert_str_eq(eplb_context_backend(ctx), name);
+    size_t total, passed = run_all_golden(ctx, &total);
+    cr_log_info("golden: %s backend (%s) passed %zu of %zu files", name, eplb_context_device(ctx),
+                passed, total);
+    cr_expect_eq(passed, total, "%s backend: %zu of %zu golden files failed", name,
+                 total - passed, total);
+    eplb_context_free(ctx);
+    const size_t used = strlen(covered);
+    snprintf((char *)covered + used, 256 - used, "%s%s", used ? ", " : "", name);
+}
+
 /* Every backend but cpu that the registry knows, when it can run here. */
 Test(golden, every_other_available_backend_matches_every_golden_file)
 {
-    char covered[256] = "", skipped[2048] = "";
-    int others = 0;
-    for (int i = 0; i < eplb_backend_count(); i++) {
-        const char *name = eplb_backend_name(i);
-        cr_assert(name, "eplb_backend_name(%d) is NULL below eplb_backend_count()", i);
-        if (strcmp(name, "cpu") == 0)
-            continue; /* cpu_backend_matches_every_golden_file */
-        const char *why = NULL;
-        if (!eplb_backend_available(i, &why)) {
-            size_t used = strlen(skipped);
-            snprintf(skipped + used, sizeof skipped - used, "%s%s (%s)", used ? "; " : "", name,
-                     why ? why : "no reason given");
-            continue;
-        }
-        eplb_context *ctx = eplbt_context(name);
-        cr_assert_str_eq(eplb_context_backend(ctx), name);
-        size_t total, passed = run_all_golden(ctx, &total);
-        cr_log_info("golden: %s backend (%s) passed %zu of %zu files", name, eplb_context_device(ctx),
-                    passed, total);
-        cr_expect_eq(passed, total, "%s backend: %zu of %zu golden files failed", name,
-                     total - passed, total);
-        eplb_context_free(ctx);
-        size_t used = strlen(covered);
-        snprintf(covered + used, sizeof covered - used, "%s%s", used ? ", " : "", name);
-        others++;
-    }
+    char covered[256] = "", skipped[2048];
+    const int others =
+        eplbt_for_each_other_backend(check_backend_goldens, covered, skipped, sizeof skipped);
     cr_log_info("golden: backends covered besides cpu: %s; not available here: %s", covered[0] ? covered : "none",
                 skipped[0] ? skipped : "none");
     if (others == 0)

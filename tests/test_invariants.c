@@ -49,54 +49,48 @@ static void options_preset(eplb_options *o, int candidates, int iterations, eplb
     o->policy = policy;
 }
 
+/* The three presets: default, DeepSeek's (C=1, I=0) and lpt_l2 (C=1, I=20). */
+static void check_three_presets(const eplb_random_case *c, uint64_t *state, void *ctx)
+{
+    (void)state;
+    static const int presets[3][2] = {{8, 20}, {1, 0}, {1, 20}};
+    static const char *const names[3] = {"default", "deepseek", "lpt_l2"};
+    for (int p = 0; p < 3; p++) {
+        eplb_options o;
+        options_preset(&o, presets[p][0], presets[p][1], c->options.policy);
+        eplbt_plan plan;
+        plan_and_check(ctx, c, &o, names[p], &plan);
+        eplbt_plan_free(&plan);
+    }
+}
+
 Test(invariants, hold_for_every_shape_kind_and_weight_pattern_under_three_presets)
 {
     eplb_context *ctx = eplbt_context("cpu");
-    uint64_t state = 1;
-    int cases = 0;
-    for (int kind = 0; kind < EPLB_RANDOM_KINDS; kind++)
-        for (int w = 0; w < EPLB_RANDOM_WEIGHT_PATTERNS; w++)
-            for (int r = 0; r < REPEATS; r++) {
-                eplb_random_case c;
-                eplbt_random_case(&state, kind, w, &c);
-                static const int presets[3][2] = {{8, 20}, {1, 0}, {1, 20}};
-                static const char *const names[3] = {"default", "deepseek", "lpt_l2"};
-                for (int p = 0; p < 3; p++) {
-                    eplb_options o;
-                    options_preset(&o, presets[p][0], presets[p][1], c.options.policy);
-                    eplbt_plan plan;
-                    plan_and_check(ctx, &c, &o, names[p], &plan);
-                    eplbt_plan_free(&plan);
-                }
-                eplb_random_case_free(&c);
-                cases++;
-            }
+    const int cases = eplbt_for_each_random_case(1, REPEATS, check_three_presets, ctx);
     cr_log_info("invariants: %d random cases, 3 presets each", cases);
     eplb_context_free(ctx);
+}
+
+static void check_random_options(const eplb_random_case *c, uint64_t *state, void *ctx)
+{
+    eplb_options o;
+    eplb_options_init(&o);
+    o.policy = c->options.policy;
+    o.candidates = (int32_t)eplb_random_range(state, 1, 40);
+    o.iterations = (int32_t)eplb_random_range(state, 0, 60);
+    o.noise = (float)eplb_random_range(state, 0, 8) * 0.25f;
+    o.tolerance = eplb_random_range(state, 0, 2) == 0 ? 0.0f : 1e-3f;
+    o.seed = eplb_workload_next(state);
+    eplbt_plan plan;
+    plan_and_check(ctx, c, &o, "random options", &plan);
+    eplbt_plan_free(&plan);
 }
 
 Test(invariants, hold_under_random_options)
 {
     eplb_context *ctx = eplbt_context("cpu");
-    uint64_t state = 2;
-    for (int kind = 0; kind < EPLB_RANDOM_KINDS; kind++)
-        for (int w = 0; w < EPLB_RANDOM_WEIGHT_PATTERNS; w++)
-            for (int r = 0; r < REPEATS; r++) {
-                eplb_random_case c;
-                eplbt_random_case(&state, kind, w, &c);
-                eplb_options o;
-                eplb_options_init(&o);
-                o.policy = c.options.policy;
-                o.candidates = (int32_t)eplb_random_range(&state, 1, 40);
-                o.iterations = (int32_t)eplb_random_range(&state, 0, 60);
-                o.noise = (float)eplb_random_range(&state, 0, 8) * 0.25f;
-                o.tolerance = eplb_random_range(&state, 0, 2) == 0 ? 0.0f : 1e-3f;
-                o.seed = eplb_workload_next(&state);
-                eplbt_plan plan;
-                plan_and_check(ctx, &c, &o, "random options", &plan);
-                eplbt_plan_free(&plan);
-                eplb_random_case_free(&c);
-            }
+    eplbt_for_each_random_case(2, REPEATS, check_random_options, ctx);
     eplb_context_free(ctx);
 }
 
@@ -213,48 +207,51 @@ Test(invariants, log2phy_is_optional_and_any_sufficient_width_gives_the_same_pla
  *   picks among candidates, by node load, and a different node layout changes
  *   the replication and the slots, so the layer's maximum GPU load of the
  *   default plan is NOT bounded by lpt_l2's or deepseek's. Only counted. */
+typedef struct max_load_tally {
+    eplb_context *ctx;
+    int layers, hier_layers, hier_above_lpt, hier_above_deepseek;
+} max_load_tally;
+
+static void compare_max_loads(const eplb_random_case *c, uint64_t *state, void *arg)
+{
+    (void)state;
+    max_load_tally *t = arg;
+    eplb_options o[3];
+    eplbt_plan plan[3];
+    options_preset(&o[0], 8, 20, c->options.policy);
+    options_preset(&o[1], 1, 20, c->options.policy);
+    options_preset(&o[2], 1, 0, c->options.policy);
+    for (int p = 0; p < 3; p++) eplbt_plan_run(t->ctx, c->name, c->weight, &c->shape, &o[p], &plan[p]);
+    const eplb_shape *s = &c->shape;
+    const int hierarchical = eplb_plan_is_hierarchical(s, c->options.policy);
+    const int bounded = !hierarchical || s->groups == s->nodes;
+    for (int64_t l = 0; l < s->layers; l++) {
+        float m[3];
+        for (int p = 0; p < 3; p++)
+            m[p] = eplbt_max_gpu_load_f32(c->weight, s, plan[p].phy2log, plan[p].logcnt, l);
+        t->layers++;
+        if (bounded) {
+            cr_expect(m[1] <= m[2], "%s layer %lld: lpt_l2 max load %.9g above deepseek's %.9g",
+                      c->name, (long long)l, (double)m[1], (double)m[2]);
+            cr_expect(m[0] <= m[1], "%s layer %lld: default max load %.9g above lpt_l2's %.9g",
+                      c->name, (long long)l, (double)m[0], (double)m[1]);
+        } else {
+            t->hier_layers++;
+            t->hier_above_lpt += m[0] > m[1];
+            t->hier_above_deepseek += m[0] > m[2];
+        }
+    }
+    for (int p = 0; p < 3; p++) eplbt_plan_free(&plan[p]);
+}
+
 Test(invariants, default_max_load_never_exceeds_lpt_l2_and_lpt_l2_never_exceeds_deepseek)
 {
-    eplb_context *ctx = eplbt_context("cpu");
-    uint64_t state = 4;
-    int layers = 0, hier_layers = 0, hier_above_lpt = 0, hier_above_deepseek = 0;
-    for (int kind = 0; kind < EPLB_RANDOM_KINDS; kind++)
-        for (int w = 0; w < EPLB_RANDOM_WEIGHT_PATTERNS; w++)
-            for (int r = 0; r < 2 * REPEATS; r++) {
-                eplb_random_case c;
-                eplbt_random_case(&state, kind, w, &c);
-                eplb_options o[3];
-                eplbt_plan plan[3];
-                options_preset(&o[0], 8, 20, c.options.policy);
-                options_preset(&o[1], 1, 20, c.options.policy);
-                options_preset(&o[2], 1, 0, c.options.policy);
-                for (int p = 0; p < 3; p++) eplbt_plan_run(ctx, c.name, c.weight, &c.shape, &o[p], &plan[p]);
-                const eplb_shape *s = &c.shape;
-                const int hierarchical = eplb_plan_is_hierarchical(s, c.options.policy);
-                const int bounded = !hierarchical || s->groups == s->nodes;
-                for (int64_t l = 0; l < s->layers; l++) {
-                    float m[3];
-                    for (int p = 0; p < 3; p++)
-                        m[p] = eplbt_max_gpu_load_f32(c.weight, s, plan[p].phy2log, plan[p].logcnt, l);
-                    layers++;
-                    if (bounded) {
-                        cr_expect(m[1] <= m[2], "%s layer %lld: lpt_l2 max load %.9g above deepseek's %.9g",
-                                  c.name, (long long)l, (double)m[1], (double)m[2]);
-                        cr_expect(m[0] <= m[1], "%s layer %lld: default max load %.9g above lpt_l2's %.9g",
-                                  c.name, (long long)l, (double)m[0], (double)m[1]);
-                    } else {
-                        hier_layers++;
-                        hier_above_lpt += m[0] > m[1];
-                        hier_above_deepseek += m[0] > m[2];
-                    }
-                }
-                for (int p = 0; p < 3; p++) eplbt_plan_free(&plan[p]);
-                eplb_random_case_free(&c);
-            }
+    max_load_tally t = {eplbt_context("cpu"), 0, 0, 0, 0};
+    eplbt_for_each_random_case(4, 2 * REPEATS, compare_max_loads, &t);
     cr_log_info("max-load relations: %d layers; hierarchical with several groups per node: %d "
                 "layers, default above lpt_l2 on %d, above deepseek on %d (allowed, see comment)",
-                layers, hier_layers, hier_above_lpt, hier_above_deepseek);
-    eplb_context_free(ctx);
+                t.layers, t.hier_layers, t.hier_above_lpt, t.hier_above_deepseek);
+    eplb_context_free(t.ctx);
 }
 
 /* The checker itself: each kind of corruption of a valid plan must be caught,
@@ -328,52 +325,47 @@ Test(invariants, checker_catches_every_kind_of_broken_plan)
  * backend does (the golden files pin the big shapes; these pin the corners:
  * k == 1, no redundancy, large k, zero layers, ties, sub-normals, near-overflow
  * loads). */
+typedef struct backend_pair {
+    eplb_context *cpu, *other;
+    const char *name;
+} backend_pair;
+
+/* Default options, and for half of the cases more candidates and a seed. */
+static void compare_with_cpu(const eplb_random_case *c, uint64_t *state, void *arg)
+{
+    const backend_pair *pair = arg;
+    eplb_options o;
+    eplb_options_init(&o);
+    o.policy = c->options.policy;
+    if (eplb_random_range(state, 0, 1)) {
+        o.candidates = (int32_t)eplb_random_range(state, 1, 33);
+        o.iterations = (int32_t)eplb_random_range(state, 0, 40);
+        o.seed = eplb_workload_next(state);
+    }
+    eplbt_plan want, got;
+    eplbt_plan_run(pair->cpu, c->name, c->weight, &c->shape, &o, &want);
+    eplbt_plan_run(pair->other, c->name, c->weight, &c->shape, &o, &got);
+    cr_expect(eplbt_plans_equal(&want, &got), "[%s] %s (C=%d I=%d seed=%llu): plan "
+              "differs from the cpu backend's", pair->name, c->name, o.candidates,
+              o.iterations, (unsigned long long)o.seed);
+    eplbt_plan_free(&want);
+    eplbt_plan_free(&got);
+}
+
+static void compare_backend_with_cpu(const char *name, void *cpu)
+{
+    backend_pair pair = {cpu, eplbt_context(name), name};
+    const int cases = eplbt_for_each_random_case(5, 4, compare_with_cpu, &pair);
+    cr_log_info("%s backend: %d random cases compared with cpu", name, cases);
+    eplb_context_free(pair.other);
+}
+
 Test(invariants, every_other_available_backend_matches_cpu_on_random_shapes)
 {
     eplb_context *cpu = eplbt_context("cpu");
-    int others = 0;
-    char skipped[2048] = "";
-    for (int b = 0; b < eplb_backend_count(); b++) {
-        const char *name = eplb_backend_name(b);
-        if (strcmp(name, "cpu") == 0) continue;
-        const char *why = NULL;
-        if (!eplb_backend_available(b, &why)) {
-            size_t used = strlen(skipped);
-            snprintf(skipped + used, sizeof skipped - used, "%s%s (%s)", used ? "; " : "", name,
-                     why ? why : "");
-            continue;
-        }
-        others++;
-        eplb_context *ctx = eplbt_context(name);
-        uint64_t state = 5;
-        int cases = 0;
-        for (int kind = 0; kind < EPLB_RANDOM_KINDS; kind++)
-            for (int w = 0; w < EPLB_RANDOM_WEIGHT_PATTERNS; w++)
-                for (int r = 0; r < 4; r++) {
-                    eplb_random_case c;
-                    eplbt_random_case(&state, kind, w, &c);
-                    eplb_options o;
-                    eplb_options_init(&o);
-                    o.policy = c.options.policy;
-                    if (r & 1) { /* a second option set: more candidates, a seed */
-                        o.candidates = (int32_t)eplb_random_range(&state, 1, 33);
-                        o.iterations = (int32_t)eplb_random_range(&state, 0, 40);
-                        o.seed = eplb_workload_next(&state);
-                    }
-                    eplbt_plan want, got;
-                    eplbt_plan_run(cpu, c.name, c.weight, &c.shape, &o, &want);
-                    eplbt_plan_run(ctx, c.name, c.weight, &c.shape, &o, &got);
-                    cr_expect(eplbt_plans_equal(&want, &got), "[%s] %s (C=%d I=%d seed=%llu): plan "
-                              "differs from the cpu backend's", name, c.name, o.candidates,
-                              o.iterations, (unsigned long long)o.seed);
-                    eplbt_plan_free(&want);
-                    eplbt_plan_free(&got);
-                    eplb_random_case_free(&c);
-                    cases++;
-                }
-        cr_log_info("%s backend: %d random cases compared with cpu", name, cases);
-        eplb_context_free(ctx);
-    }
+    char skipped[2048];
+    const int others = eplbt_for_each_other_backend(compare_backend_with_cpu, cpu, skipped,
+                                                    sizeof skipped);
     eplb_context_free(cpu);
     if (!others) cr_skip_test("no backend besides cpu is available here: %s", skipped);
 }

@@ -6,7 +6,7 @@
  * Two checks: plans of large packs against hashes of the plans that the
  * pair-by-pair search made (the code before the sorted search), and random
  * cases of every kind planned by two child processes, one forced to each
- * search (EPLB_TUNE_CPU_SWAP_SEARCH, read once per process), which must agree. */
+ * search (EPLB_TUNE_CPU_SWAP_SEARCH, read when a context is created), which must agree. */
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -115,39 +115,45 @@ Test(large_packs, plans_equal_those_of_the_pair_by_pair_search)
 #define RANDOM_ROUNDS 12
 #define RANDOM_PLANS (RANDOM_ROUNDS * EPLB_RANDOM_KINDS * EPLB_RANDOM_WEIGHT_PATTERNS)
 
+typedef struct hash_sink {
+    eplb_context *ctx;
+    int fd;
+    int round;
+} hash_sink;
+
+/* Plans one case with random options and writes its plan's hash (0 when
+ * planning failed) to the sink. */
+static void write_plan_hash(const eplb_random_case *c, uint64_t *state, void *arg)
+{
+    hash_sink *sink = arg;
+    eplb_options o;
+    eplb_options_init(&o);
+    o.policy = c->options.policy;
+    o.candidates = (int32_t)eplb_random_range(state, 1, 9);
+    o.iterations = (int32_t)eplb_random_range(state, 0, 40);
+    o.tolerance = eplb_random_range(state, 0, 1) ? 0.0f : 1e-5f;
+    o.seed = (uint64_t)(sink->round++ / (EPLB_RANDOM_KINDS * EPLB_RANDOM_WEIGHT_PATTERNS));
+    eplbt_plan p;
+    eplbt_plan_alloc(&p, &c->shape, eplb_log2phy_width_max(&c->shape));
+    uint64_t hash = 0;
+    if (eplb_rebalance(sink->ctx, c->weight, &c->shape, &o, p.phy2log, p.logcnt, p.log2phy,
+                       p.width, NULL) == EPLB_OK)
+        hash = plan_hash(&p);
+    eplbt_plan_free(&p);
+    if (write(sink->fd, &hash, sizeof hash) != (ssize_t)sizeof hash)
+        _exit(3);
+}
+
 /* Plans the random cases with the search named and writes their hashes to fd.
  * Runs in a child process: the search is chosen once per process. */
 static void plan_random_cases(const char *search, int fd)
 {
     setenv("EPLB_TUNE_CPU_SWAP_SEARCH", search, 1);
-    eplb_context *ctx = NULL;
-    if (eplb_context_create(&ctx, "cpu") != EPLB_OK)
+    hash_sink sink = {NULL, fd, 0};
+    if (eplb_context_create(&sink.ctx, "cpu") != EPLB_OK)
         _exit(2);
-    uint64_t state = 19;
-    for (int round = 0; round < RANDOM_ROUNDS; round++)
-        for (int kind = 0; kind < EPLB_RANDOM_KINDS; kind++)
-            for (int weights = 0; weights < EPLB_RANDOM_WEIGHT_PATTERNS; weights++) {
-                eplb_random_case c;
-                eplbt_random_case(&state, kind, weights, &c);
-                eplb_options o;
-                eplb_options_init(&o);
-                o.policy = c.options.policy;
-                o.candidates = (int32_t)eplb_random_range(&state, 1, 9);
-                o.iterations = (int32_t)eplb_random_range(&state, 0, 40);
-                o.tolerance = eplb_random_range(&state, 0, 1) ? 0.0f : 1e-5f;
-                o.seed = (uint64_t)round;
-                eplbt_plan p;
-                eplbt_plan_alloc(&p, &c.shape, eplb_log2phy_width_max(&c.shape));
-                uint64_t hash = 0;
-                if (eplb_rebalance(ctx, c.weight, &c.shape, &o, p.phy2log, p.logcnt, p.log2phy,
-                                   p.width, NULL) == EPLB_OK)
-                    hash = plan_hash(&p);
-                eplbt_plan_free(&p);
-                eplb_random_case_free(&c);
-                if (write(fd, &hash, sizeof hash) != (ssize_t)sizeof hash)
-                    _exit(3);
-            }
-    eplb_context_free(ctx);
+    eplbt_for_each_random_case(19, RANDOM_ROUNDS, write_plan_hash, &sink);
+    eplb_context_free(sink.ctx);
     _exit(0);
 }
 
