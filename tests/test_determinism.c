@@ -46,14 +46,24 @@ static float *workload_weight(const workload *w)
     return weight;
 }
 
-static void plan_workload(eplb_context *ctx, const workload *w, eplbt_plan *out)
+/* Plans one workload with its options, asserting nothing: the helper process
+ * and the threads report a failure their own way. */
+static eplb_status plan_workload_try(eplb_context *ctx, const workload *w, eplbt_plan *out)
 {
     float *weight = workload_weight(w);
     eplb_options o;
     eplb_options_init(&o);
     o.seed = w->plan_seed;
-    eplbt_plan_run(ctx, w->name, weight, &w->shape, &o, out);
+    const eplb_status st = eplbt_plan_try(ctx, weight, &w->shape, &o, out);
     free(weight);
+    return st;
+}
+
+static void plan_workload(eplb_context *ctx, const workload *w, eplbt_plan *out)
+{
+    const eplb_status st = plan_workload_try(ctx, w, out);
+    cr_assert_eq(st, EPLB_OK, "%s: eplb_rebalance failed with %s: %s", w->name,
+                 eplb_status_string(st), eplb_context_last_error(ctx));
 }
 
 static size_t plan_bytes(const eplbt_plan *p)
@@ -94,14 +104,8 @@ __attribute__((constructor)) static void determinism_child(void)
     if (eplb_context_create(&ctx, "cpu") != EPLB_OK) _exit(4);
     for (size_t k = 0; k < WORKLOADS; k++) {
         const workload *w = &workloads[k];
-        float *weight = workload_weight(w);
-        eplb_options o;
-        eplb_options_init(&o);
-        o.seed = w->plan_seed;
         eplbt_plan p;
-        eplbt_plan_alloc(&p, &w->shape, eplb_log2phy_width_max(&w->shape));
-        if (eplb_rebalance(ctx, weight, &w->shape, &o, p.phy2log, p.logcnt, p.log2phy, p.width,
-                           &p.width_needed) != EPLB_OK)
+        if (plan_workload_try(ctx, w, &p) != EPLB_OK)
             _exit(5);
         const size_t L = (size_t)w->shape.layers, E = (size_t)w->shape.experts;
         if (write_all(fd, p.phy2log, L * (size_t)w->shape.replicas * sizeof(int64_t)) ||
@@ -109,7 +113,6 @@ __attribute__((constructor)) static void determinism_child(void)
             write_all(fd, p.log2phy, L * E * (size_t)p.width * sizeof(int64_t)))
             _exit(6);
         eplbt_plan_free(&p);
-        free(weight);
     }
     eplb_context_free(ctx);
     close(fd);
@@ -292,16 +295,7 @@ static void *plan_concurrently(void *arg)
             /* Each thread walks the workloads from a different start. */
             const size_t k = (i + (size_t)me->index) % WORKLOADS;
             const workload *w = &workloads[k];
-            float *weight = workload_weight(w);
-            eplb_options o;
-            eplb_options_init(&o);
-            o.seed = w->plan_seed;
-            eplbt_plan *p = &me->plans[r][k];
-            eplbt_plan_alloc(p, &w->shape, eplb_log2phy_width_max(&w->shape));
-            eplb_status st = eplb_rebalance(ctx, weight, &w->shape, &o, p->phy2log, p->logcnt,
-                                            p->log2phy, p->width, &p->width_needed);
-            free(weight);
-            if (st != EPLB_OK) {
+            if (plan_workload_try(ctx, w, &me->plans[r][k]) != EPLB_OK) {
                 snprintf(me->error, sizeof me->error, "%s: %s", w->name,
                          eplb_context_last_error(ctx));
                 me->failed = 1;

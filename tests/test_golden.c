@@ -23,9 +23,7 @@ static int check_golden_file(eplb_context *ctx, const char *path)
     const eplb_shape *s = &g.shape;
     const size_t L = (size_t)s->layers, E = (size_t)s->experts, R = (size_t)s->replicas;
     eplbt_plan p;
-    eplbt_plan_alloc(&p, s, eplb_log2phy_width_max(s));
-    st = eplb_rebalance(ctx, g.weight, s, &g.options, p.phy2log, p.logcnt, p.log2phy, p.width,
-                        &p.width_needed);
+    st = eplbt_plan_try(ctx, g.weight, s, &g.options, &p);
     int ok = st == EPLB_OK;
     cr_expect_eq(st, EPLB_OK, "[%s] %s: eplb_rebalance failed with %s: %s", backend, name,
                  eplb_status_string(st), eplb_context_last_error(ctx));

@@ -94,22 +94,22 @@ Test(invariants, hold_under_random_options)
     eplb_context_free(ctx);
 }
 
-Test(invariants, hold_for_huge_finite_weights)
+/* Plans each shape with default options and weights weight_of(i) for the
+ * i-th weight, and checks every invariant. */
+static void check_fixed_shapes(const char *what, const eplb_shape *shapes, size_t count,
+                               float (*weight_of)(int64_t i))
 {
-    /* FLT_MAX and near-overflow weights are legal (finite, >= 0): sums may
-     * overflow to infinity inside the packing, but the plan must stay valid. */
     eplb_context *ctx = eplbt_context("cpu");
-    static const eplb_shape shapes[] = {{2, 16, 24, 4, 2, 4}, {2, 15, 20, 5, 2, 5}};
-    for (size_t k = 0; k < sizeof shapes / sizeof shapes[0]; k++) {
+    for (size_t k = 0; k < count; k++) {
         eplb_random_case c;
         memset(&c, 0, sizeof c);
         c.shape = shapes[k];
         c.options.policy = EPLB_POLICY_AUTO;
         const int64_t n = c.shape.layers * c.shape.experts;
         c.weight = malloc((size_t)n * sizeof *c.weight);
-        for (int64_t i = 0; i < n; i++)
-            c.weight[i] = i % 3 == 0 ? FLT_MAX : i % 3 == 1 ? FLT_MAX / 3.0f : (float)i;
-        snprintf(c.name, sizeof c.name, "huge weights, shape %zu", k);
+        cr_assert(c.weight, "out of memory");
+        for (int64_t i = 0; i < n; i++) c.weight[i] = weight_of(i);
+        snprintf(c.name, sizeof c.name, "%s, shape %zu", what, k);
         eplb_options o;
         eplb_options_init(&o);
         eplbt_plan plan;
@@ -120,30 +120,28 @@ Test(invariants, hold_for_huge_finite_weights)
     eplb_context_free(ctx);
 }
 
+static float huge_weight(int64_t i)
+{
+    return i % 3 == 0 ? FLT_MAX : i % 3 == 1 ? FLT_MAX / 3.0f : (float)i;
+}
+
+static float small_weight(int64_t i) { return (float)(i * 37 % 11); }
+
+Test(invariants, hold_for_huge_finite_weights)
+{
+    /* FLT_MAX and near-overflow weights are legal (finite, >= 0): sums may
+     * overflow to infinity inside the packing, but the plan must stay valid. */
+    static const eplb_shape shapes[] = {{2, 16, 24, 4, 2, 4}, {2, 15, 20, 5, 2, 5}};
+    check_fixed_shapes("huge weights", shapes, sizeof shapes / sizeof shapes[0], huge_weight);
+}
+
 Test(invariants, hold_for_the_smallest_shapes)
 {
     /* One expert on one GPU; one expert replicated on every GPU; one layer. */
-    eplb_context *ctx = eplbt_context("cpu");
     static const eplb_shape shapes[] = {
         {1, 1, 1, 1, 1, 1}, {1, 1, 8, 1, 1, 8}, {3, 1, 8, 1, 2, 2}, {1, 2, 2, 2, 2, 2},
         {2, 4, 4, 2, 1, 1}, {1, 3, 9, 3, 3, 3}};
-    for (size_t k = 0; k < sizeof shapes / sizeof shapes[0]; k++) {
-        eplb_random_case c;
-        memset(&c, 0, sizeof c);
-        c.shape = shapes[k];
-        c.options.policy = EPLB_POLICY_AUTO;
-        const int64_t n = c.shape.layers * c.shape.experts;
-        c.weight = malloc((size_t)n * sizeof *c.weight);
-        for (int64_t i = 0; i < n; i++) c.weight[i] = (float)(i * 37 % 11);
-        snprintf(c.name, sizeof c.name, "smallest shape %zu", k);
-        eplb_options o;
-        eplb_options_init(&o);
-        eplbt_plan plan;
-        plan_and_check(ctx, &c, &o, "default", &plan);
-        eplbt_plan_free(&plan);
-        eplb_random_case_free(&c);
-    }
-    eplb_context_free(ctx);
+    check_fixed_shapes("smallest shape", shapes, sizeof shapes / sizeof shapes[0], small_weight);
 }
 
 Test(invariants, log2phy_is_optional_and_any_sufficient_width_gives_the_same_plan)

@@ -134,11 +134,8 @@ static void write_plan_hash(const eplb_random_case *c, uint64_t *state, void *ar
     o.tolerance = eplb_random_range(state, 0, 1) ? 0.0f : 1e-5f;
     o.seed = (uint64_t)(sink->round++ / (EPLB_RANDOM_KINDS * EPLB_RANDOM_WEIGHT_PATTERNS));
     eplbt_plan p;
-    eplbt_plan_alloc(&p, &c->shape, eplb_log2phy_width_max(&c->shape));
-    uint64_t hash = 0;
-    if (eplb_rebalance(sink->ctx, c->weight, &c->shape, &o, p.phy2log, p.logcnt, p.log2phy,
-                       p.width, NULL) == EPLB_OK)
-        hash = plan_hash(&p);
+    const uint64_t hash =
+        eplbt_plan_try(sink->ctx, c->weight, &c->shape, &o, &p) == EPLB_OK ? plan_hash(&p) : 0;
     eplbt_plan_free(&p);
     if (write(sink->fd, &hash, sizeof hash) != (ssize_t)sizeof hash)
         _exit(3);
