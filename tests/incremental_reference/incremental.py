@@ -208,26 +208,61 @@ def _double_swap(cur, u, loads, held, base, A, spg, g0, gn, target):
     return best[1], best[2]
 
 
-def search(w_layer, prev_layer, gpus, domain, target, limit):
-    """Section 13.5: swap search from the previous layer under the new loads,
-    inside one domain (a node's slots for the hierarchical policy, all slots for
-    the global one): domain = (first slot, slots). Slots outside it are left as
-    they are. limit: the search gives up once more than this many slots of the
-    domain have moved. Returns (the layer with the domain searched, met)."""
+def anchored_start(w_layer, prev_layer, relabelled, gpus, domain):
+    """Section 13.5, the anchored start of a domain whose experts changed: the
+    relabelled fresh plan's experts and replica counts for the domain, each GPU
+    keeping the experts it held before, the rest placed heaviest first on the
+    least loaded GPU with a free slot. Returns the layer with the domain filled."""
+    R = prev_layer.shape[0]
+    spg = R // gpus
+    d0, dn = domain
+    g0, gn = d0 // spg, dn // spg
+    out = relabelled.copy()               # the other domains, and the counts
+    counts = np.bincount(relabelled, minlength=w_layer.shape[0]).astype(F32)
+    rest = relabelled[d0:d0 + dn].tolist()
+    start = [-1] * dn
+    for i in range(dn):                   # keep, slot by slot
+        e = int(prev_layer[d0 + i])
+        if e in rest:
+            rest.remove(e)
+            start[i] = e
+    load = {}
+    for g in range(g0, g0 + gn):
+        kept = [w_layer[e] / counts[e] for e in start[(g - g0) * spg:(g - g0 + 1) * spg] if e >= 0]
+        load[g] = gpu_load(np.array(kept, dtype=F32))
+    rest.sort(key=lambda e: (-(w_layer[e] / counts[e]), e))
+    for e in rest:                        # heaviest first, least loaded GPU
+        g = min((g for g in range(g0, g0 + gn)
+                 if -1 in start[(g - g0) * spg:(g - g0 + 1) * spg]), key=lambda g: (load[g], g))
+        i = start.index(-1, (g - g0) * spg)
+        start[i] = e
+        load[g] = F32(load[g] + F32(w_layer[e] / counts[e]))
+    out[d0:d0 + dn] = start
+    return out
+
+
+def search(w_layer, prev_layer, gpus, domain, target, limit, start=None):
+    """Section 13.5: swap search from the previous layer (or from start) under the
+    new loads, inside one domain (a node's slots for the hierarchical policy, all
+    slots for the global one): domain = (first slot, slots). Slots outside it are
+    left as they are. limit: the search gives up once more than this many slots
+    of the domain have moved. Moves count against prev_layer. Returns (the layer
+    with the domain searched, met)."""
     R = prev_layer.shape[0]
     E = w_layer.shape[0]
     spg = R // gpus
     d0, dn = domain
     g0, gn = d0 // spg, dn // spg
-    cur = prev_layer.copy()
+    cur = (prev_layer if start is None else start).copy()
     u = slot_loads(w_layer, cur)          # counts never change in the search
     loads = np.array([gpu_load(u[g * spg:(g + 1) * spg]) for g in range(gpus)], dtype=F32)
     gpu_of = np.arange(R) // spg
-    # held[g, e]: replicas of e on GPU g now; base[g, e]: before the search.
+    # held[g, e]: replicas of e on GPU g now; base[g, e]: in the previous plan.
     base = np.zeros((gpus, E), dtype=np.int64)
     np.add.at(base, (gpu_of, prev_layer), 1)
-    held = base.copy()
-    moved = 0
+    held = np.zeros((gpus, E), dtype=np.int64)
+    np.add.at(held, (gpu_of, cur), 1)
+    moved = int(np.maximum(held - base, 0)[g0:g0 + gn].sum())
     others = np.arange(d0, d0 + dn)
     for _ in range(dn):
         A = g0 + int(np.argmax(loads[g0:g0 + gn]))   # first maximum: lowest GPU on ties
@@ -308,8 +343,9 @@ def rebalance_layer(w_layer, prev_layer, fresh_layer, gpus, nodes, hierarchical,
     same experts in the previous and the relabelled fresh plan takes the search's
     result when that meets the target with no more moves than the relabelled
     fresh domain, else the relabelled fresh domain. The other domains, whose
-    groups changed node, decide together: all searched if every one of them met
-    the target and they move no more slots in all, else all fresh."""
+    groups changed node, decide together between their searches from the
+    previous plan, their searches from the anchored start, and the relabelled
+    fresh plan: the fewest moves among those that meet the target."""
     fresh_max = np.max(gpu_loads(w_layer, fresh_layer, gpus))
     target = F32(fresh_max * F32(F32(1.0) + F32(slack)))
     domains = nodes if hierarchical else 1
@@ -331,9 +367,28 @@ def rebalance_layer(w_layer, prev_layer, fresh_layer, gpus, nodes, hierarchical,
                 searched += 1
         else:
             changed.append((sl, found, met, moved_found, moved_relabel))
-    if changed and all(c[2] for c in changed) and \
-            sum(c[3] for c in changed) <= sum(c[4] for c in changed):
+    if not changed:
+        return out, searched
+    fresh_total = sum(c[4] for c in changed)
+    kept_total = sum(c[3] for c in changed) if all(c[2] for c in changed) else None
+    # The anchored starts of all changed domains, then a search in each.
+    start = relabelled
+    for sl, _, _, _, _ in changed:
+        start = anchored_start(w_layer, prev_layer, start, gpus, (sl.start, dn))
+    anchored = []
+    for sl, _, _, _, moved_relabel in changed:
+        found, met = search(w_layer, prev_layer, gpus, (sl.start, dn), target, moved_relabel,
+                            start=start)
+        anchored.append((sl, found, met,
+                         int(moved_per_gpu(prev_layer[sl], found[sl], gpd).sum())))
+    anchored_total = sum(c[3] for c in anchored) if all(c[2] for c in anchored) else None
+    best = min(t for t in (kept_total, anchored_total, fresh_total) if t is not None)
+    if kept_total == best:
         for sl, found, _, _, _ in changed:
+            out[sl] = found[sl]
+            searched += 1
+    elif anchored_total == best:
+        for sl, found, _, _ in anchored:
             out[sl] = found[sl]
             searched += 1
     return out, searched

@@ -39,6 +39,14 @@ def one_case(cli, name, prev_w, new_w, R, G, N, P, policy, extra=()):
                            for l in range(L)])
     fresh_stats = inc.plan_stats(w, prev, fresh, P, N)
     relabel_stats = inc.plan_stats(w, prev, relabelled, P, N)
+    # With the previous replica counts kept, each GPU above the target must
+    # receive a slot, and one more GPU must take its expert: k + 1 moves for a
+    # layer with k GPUs above the target (issue 18's floor for a swap search).
+    floor = 0
+    for l in range(L):
+        fmax = np.max(inc.gpu_loads(w[l], fresh[l], P))
+        k = int(np.sum(inc.gpu_loads(w[l], prev[l], P) > fmax))
+        floor += k + 1 if k else 0
     worse = 0
     for l in range(L):
         if np.max(inc.gpu_loads(w[l], out[l], P)) > np.max(inc.gpu_loads(w[l], fresh[l], P)):
@@ -50,6 +58,7 @@ def one_case(cli, name, prev_w, new_w, R, G, N, P, policy, extra=()):
         "moved_relabel": relabel_stats["moved_slots"],
         "moved_incremental": stats["moved_slots"],
         "ratio": stats["moved_slots"] / max(fresh_stats["moved_slots"], 1),
+        "floor": floor,
         "max_moved_per_gpu": stats["max_moved_per_gpu"],
         "max_moved_per_gpu_fresh": fresh_stats["max_moved_per_gpu"],
         "cross_fresh": fresh_stats["cross_node_moves"],
@@ -64,11 +73,12 @@ def one_case(cli, name, prev_w, new_w, R, G, N, P, policy, extra=()):
 
 
 def print_row(r):
-    print("| %s | %d (%.1f%%) | %d (%.1f%%) | %d (%.1f%%) | %.3f | %d / %d | %d / %d | "
+    print("| %s | %d (%.1f%%) | %d (%.1f%%) | %d (%.1f%%) | %.3f | %d (%.3f) | %d / %d | %s / %s | "
           "%.4f | %.4f | %.4f | %d/%d | %d |" % (
               r["case"], r["moved_fresh"], 100.0 * r["moved_fresh"] / r["slots"],
               r["moved_relabel"], 100.0 * r["moved_relabel"] / r["slots"],
               r["moved_incremental"], 100.0 * r["moved_incremental"] / r["slots"], r["ratio"],
+              r["floor"], r["floor"] / max(r["moved_fresh"], 1),
               r["max_moved_per_gpu_fresh"], r["max_moved_per_gpu"],
               r["cross_fresh"], r["cross_incremental"],
               r["bal_before"], r["bal_fresh"], r["bal_incremental"],
@@ -86,9 +96,9 @@ def main():
     if not cli:
         sys.exit("set EPLB_CLI to the eplb tool (build/bin/eplb)")
     print("| case | moved, fresh | moved, fresh relabelled | moved, incremental | "
-          "incr./fresh | max per GPU fresh / incr. | cross-node fresh / incr. | "
+          "incr./fresh | floor (/fresh) | max per GPU fresh / incr. | cross-node fresh / incr. | "
           "balancedness before | fresh | incremental | domains by search | layers above fresh |")
-    print("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
+    print("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
     rows = []
     if not args.skip_v3:
         base = workloads.workload(58, 256, seed=1)

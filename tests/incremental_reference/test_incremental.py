@@ -133,6 +133,17 @@ def test_relabelled_fresh_plan_when_the_search_cannot_meet_the_target():
     assert stats["domains_by_search"] == 0
 
 
+def test_anchored_start_keeps_what_it_can_and_places_the_rest_heaviest_first():
+    # Node 0 (GPUs 0 and 1, slots 0..3) now holds experts 0, 1, 4 and 5.
+    w = np.array([10, 8, 7, 7, 6, 1, 2, 2], dtype=F32)
+    prev = np.array([0, 2, 1, 3, 4, 5, 6, 7])
+    rel = np.array([4, 1, 5, 0, 2, 3, 6, 7])
+    out = inc.anchored_start(w, prev, rel, 4, (0, 4))
+    # Slots 0 and 2 keep experts 0 and 1 (GPU loads 10 and 8); expert 4 (6) goes to
+    # the lighter GPU 1, then expert 5 (1) to GPU 0, now the lighter one.
+    assert out.tolist() == [0, 5, 1, 4, 2, 3, 6, 7]
+
+
 def test_slack_accepts_fewer_moves():
     w = np.array([[10, 9, 1, 1]], dtype=F32)
     prev = np.array([[0, 1, 2, 3]])               # 19 and 2
