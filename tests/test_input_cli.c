@@ -164,28 +164,9 @@ Test(input_cli, dev_zero_is_refused_within_a_second)
     expect_refused(argv, NULL, 1.0, "/dev/zero", "/dev/zero");
 }
 
-Test(input_cli, endless_zero_bytes_on_stdin_are_refused_within_a_second)
-{
-    endless_input zeros = {"", 0, "\0", 1};
-    expect_stdin_refused(&zeros, 1.0, "(stdin)", "zero bytes on stdin");
-}
-
-Test(input_cli, endless_digits_on_stdin_are_refused_within_a_second)
-{
-    endless_input digits = {"", 0, "1234567890", 10};
-    expect_stdin_refused(&digits, 1.0, "(stdin)", "endless digits");
-}
-
-/* Rows that would each be valid: only the size limit stops them. */
-Test(input_cli, endless_valid_rows_on_stdin_are_refused_at_the_size_limit)
-{
-    endless_input rows = {"", 0, "1 2 3 4\n", 8};
-    expect_stdin_refused(&rows, 10.0, "(stdin)", "endless rows");
-}
-
 /* The smallest power of two of layers (one expert) or of experts (one layer)
  * that the library refuses, or 0 when it plans 2^24 of them: then an endless
- * stream reaches the size limit first, and the test has nothing to check. */
+ * stream reaches the size limit first, and the case has nothing to check. */
 static int64_t refused_count(int experts_grow)
 {
     for (int64_t n = 1; n <= (INT64_C(1) << 24); n *= 2) {
@@ -197,36 +178,40 @@ static int64_t refused_count(int experts_grow)
     return 0;
 }
 
-/* Endless rows of one value: refused once there are more layers than the
- * library plans, long before the size limit. */
-Test(input_cli, endless_rows_beyond_the_layer_limit_are_refused_within_a_second)
-{
-    if (!refused_count(0))
-        cr_skip_test("the library plans 2^24 layers");
-    endless_input rows = {"", 0, "1\n", 2};
-    expect_stdin_refused(&rows, 1.0, "more than eplb plans", "endless one-value rows");
-}
+enum beyond_limit { NO_LIMIT, LAYER_LIMIT, EXPERT_LIMIT };
 
-Test(input_cli, an_endless_row_beyond_the_expert_limit_is_refused_within_a_second)
+/* Endless streams on standard input: each refused within max_s seconds,
+ * the message naming what it names. */
+Test(input_cli, endless_streams_on_stdin_are_refused_in_time)
 {
-    if (!refused_count(1))
-        cr_skip_test("the library plans 2^24 experts");
-    endless_input row = {"", 0, "1 ", 2};
-    expect_stdin_refused(&row, 1.0, "more than eplb plans", "one endless row");
-}
-
-/* White space alone leaves the format open (text, or JSON after it): the
- * reader must still look at each byte once, not again with every chunk. */
-Test(input_cli, endless_blank_lines_on_stdin_are_refused_at_the_size_limit)
-{
-    endless_input blanks = {"", 0, " \n", 2};
-    expect_stdin_refused(&blanks, 10.0, "(stdin)", "endless blank lines");
-}
-
-Test(input_cli, endless_json_array_on_stdin_is_refused_at_the_size_limit)
-{
-    endless_input json = {"[[", 2, "1, ", 3};
-    expect_stdin_refused(&json, 10.0, "(stdin)", "endless JSON");
+    static const struct {
+        const char *why;
+        endless_input in;
+        double max_s;
+        const char *names;
+        enum beyond_limit needs; /* the library limit that stops it, when not the size limit */
+    } streams[] = {
+        {"zero bytes on stdin", {"", 0, "\0", 1}, 1.0, "(stdin)", NO_LIMIT},
+        {"endless digits", {"", 0, "1234567890", 10}, 1.0, "(stdin)", NO_LIMIT},
+        /* Rows that would each be valid: only the size limit stops them. */
+        {"endless rows", {"", 0, "1 2 3 4\n", 8}, 10.0, "(stdin)", NO_LIMIT},
+        /* Refused once there are more layers (experts) than the library plans,
+         * long before the size limit. */
+        {"endless one-value rows", {"", 0, "1\n", 2}, 1.0, "more than eplb plans", LAYER_LIMIT},
+        {"one endless row", {"", 0, "1 ", 2}, 1.0, "more than eplb plans", EXPERT_LIMIT},
+        /* White space alone leaves the format open (text, or JSON after it): the
+         * reader must still look at each byte once, not again with every chunk. */
+        {"endless blank lines", {"", 0, " \n", 2}, 10.0, "(stdin)", NO_LIMIT},
+        {"endless JSON", {"[[", 2, "1, ", 3}, 10.0, "(stdin)", NO_LIMIT},
+    };
+    for (size_t i = 0; i < sizeof streams / sizeof streams[0]; i++) {
+        if (streams[i].needs != NO_LIMIT && !refused_count(streams[i].needs == EXPERT_LIMIT)) {
+            cr_log_info("%s: not checked, the library plans 2^24 %s", streams[i].why,
+                        streams[i].needs == EXPERT_LIMIT ? "experts" : "layers");
+            continue;
+        }
+        expect_stdin_refused(&streams[i].in, streams[i].max_s, streams[i].names, streams[i].why);
+    }
 }
 
 /* A .npy version 1.0 header of NPY_HEADER_LEN bytes: magic, length, the
