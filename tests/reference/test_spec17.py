@@ -107,6 +107,7 @@ SHAPES = [
     (2, 16, 24, 4, 2, 4),     # hierarchical, 6 slots per GPU
     (1, 32, 40, 8, 3, 8),     # global (8 % 3 != 0), 5 slots per GPU
     (1, 16, 32, 4, 4, 8),     # hierarchical, 4 nodes of 2 GPUs, 4 slots per GPU
+    (1, 64, 96, 32, 4, 16),   # hierarchical with G > 16: the relaxed bound (section 12.4)
 ]
 KINDS = ["heavy", "ties", "hot", "uniform"]
 
@@ -346,3 +347,29 @@ def test_cli_seed_plans_on_olmoe_samples(case):
     for plan in (seed, refined, distinct):
         assert spec17.balancedness(plan, W)[0] <= bound * (1 + 1e-9)
     assert spec17.balancedness(refined, W)[0] >= b_seed
+
+
+@needs_cli
+@pytest.mark.parametrize("case", [
+    (3, 16, 24, 4, 2, 4, []), (2, 32, 40, 8, 3, 8, ["--candidates", "1", "--iters", "0"]),
+    (2, 24, 36, 6, 3, 6, ["--seed", "7"]), (2, 64, 80, 1, 1, 16, []),
+    (2, 32, 48, 8, 4, 8, ["--policy", "global"]), (1, 64, 96, 32, 4, 16, []),
+])
+def test_cli_seed_plans_on_random_loads(case):
+    L, E, R, G, N, P, extra = case
+    rng = np.random.default_rng(L * 1000 + E)
+    for kind in KINDS:
+        W = random_weights(rng, L, E, kind)
+        seed = spec17.plan_from_json(workloads.seed_plan(W, R, P, G, N, extra))
+        bound = spec17.balancedness_bound(W, seed.shape, seed.policy)
+        plans = [seed]
+        for refine, distinct in ((64, False), (0, True), (64, True)):
+            plan = spec17.apply_stages(seed, W, refine=refine, distinct=distinct)
+            check_valid(plan, seed)
+            if refine and not distinct:
+                assert all(a <= b for a, b in zip(row_maxima(plan, W), row_maxima(seed, W)))
+            if distinct:
+                assert spec17.duplicates(plan) == 0
+            plans.append(plan)
+        for plan in plans:
+            assert spec17.balancedness(plan, W)[0] <= bound * (1 + 1e-9)
