@@ -1,5 +1,8 @@
-/* The public API (include/eplb/eplb.h): argument handling and contexts.
- * The work itself is in planner.c; backends are found by registry.c. */
+/* The public API (include/eplb/eplb.h): argument handling, the status
+ * strings, and the life of a context. The work itself is in planner.c,
+ * backends are found by registry.c, and the checks of shapes and options are
+ * in validation.c, so that this file is the top of the library and nothing
+ * else calls into it. */
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -31,91 +34,6 @@ const char *eplb_status_string(eplb_status status)
     case EPLB_ERR_INTERNAL: return "internal error";
     }
     return "unknown status";
-}
-
-void eplb_options_init(eplb_options *options)
-{
-    if (!options)
-        return;
-    memset(options, 0, sizeof *options);
-    options->struct_size = sizeof *options;
-    options->candidates = 8;
-    options->iterations = 20;
-    options->noise = 0.2f;
-    options->tolerance = 1e-5f;
-    options->seed = 0;
-    options->policy = EPLB_POLICY_AUTO;
-}
-
-/* The text of the last refusal for a limit: eplb_shape_check hands out a
- * pointer to it, so it must outlive the call (one per thread). */
-static _Thread_local char shape_limit_message[160];
-
-/* Names the first of the shape's limits (include/eplb/eplb.h) that it goes
- * beyond, or returns NULL when it is within all of them. */
-static const char *shape_limit_broken(const eplb_shape *s)
-{
-    const struct {
-        const char *what, *limit_name;
-        int64_t value, limit;
-    } limits[] = {
-        {"layers", "EPLB_MAX_LAYERS", s->layers, EPLB_MAX_LAYERS},
-        {"experts", "EPLB_MAX_EXPERTS", s->experts, EPLB_MAX_EXPERTS},
-        {"replicas", "EPLB_MAX_REPLICAS", s->replicas, EPLB_MAX_REPLICAS},
-        {"groups", "EPLB_MAX_GROUPS", s->groups, EPLB_MAX_GROUPS},
-        {"nodes", "EPLB_MAX_NODES", s->nodes, EPLB_MAX_NODES},
-        {"gpus", "EPLB_MAX_GPUS", s->gpus, EPLB_MAX_GPUS},
-    };
-    for (size_t i = 0; i < sizeof limits / sizeof limits[0]; i++)
-        if (limits[i].value > limits[i].limit) {
-            snprintf(shape_limit_message, sizeof shape_limit_message,
-                     "%s (%lld) exceeds the limit %s = %lld", limits[i].what,
-                     (long long)limits[i].value, limits[i].limit_name, (long long)limits[i].limit);
-            return shape_limit_message;
-        }
-    /* Both factors are within their limits here, so the product cannot overflow. */
-    if (s->layers * s->replicas > EPLB_MAX_SLOTS) {
-        snprintf(shape_limit_message, sizeof shape_limit_message,
-                 "layers * replicas (%lld slots) exceeds the limit EPLB_MAX_SLOTS = %lld",
-                 (long long)(s->layers * s->replicas), (long long)EPLB_MAX_SLOTS);
-        return shape_limit_message;
-    }
-    return NULL;
-}
-
-eplb_status eplb_shape_check(const eplb_shape *s, const char **message)
-{
-    const char *why = NULL;
-    if (!s) why = "shape is NULL";
-    else if (s->layers < 1) why = "layers must be >= 1";
-    else if (s->experts < 1) why = "experts must be >= 1";
-    else if (s->groups < 1) why = "groups must be >= 1";
-    else if (s->nodes < 1) why = "nodes must be >= 1";
-    else if (s->gpus < 1) why = "gpus must be >= 1";
-    else if (!(why = shape_limit_broken(s))) {
-        if (s->replicas < s->experts) why = "replicas must be >= experts";
-        else if (s->replicas % s->gpus != 0) why = "replicas must be divisible by gpus";
-        else if (s->experts % s->groups != 0) why = "experts must be divisible by groups";
-    }
-    if (message)
-        *message = why;
-    return why ? EPLB_ERR_INVALID_SHAPE : EPLB_OK;
-}
-
-int64_t eplb_log2phy_width_max(const eplb_shape *shape)
-{
-    if (eplb_shape_check(shape, NULL) != EPLB_OK)
-        return 0;
-    return shape->replicas - shape->experts + 1;
-}
-
-eplb_status eplb_context_fail(eplb_context *ctx, eplb_status status, const char *fmt, ...)
-{
-    va_list args;
-    va_start(args, fmt);
-    vsnprintf(ctx->error, sizeof ctx->error, fmt, args);
-    va_end(args);
-    return status;
 }
 
 static _Thread_local char last_error[1024];
@@ -204,8 +122,6 @@ const char *eplb_context_device(const eplb_context *ctx)
 {
     return ctx ? ctx->backend->iface->device_name(ctx->backend) : "";
 }
-
-const char *eplb_context_last_error(const eplb_context *ctx) { return ctx ? ctx->error : ""; }
 
 eplb_status eplb_rebalance(eplb_context *ctx, const float *weight, const eplb_shape *shape,
                            const eplb_options *options, int64_t *phy2log, int64_t *logcnt,

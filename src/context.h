@@ -14,7 +14,7 @@ struct eplb_context {
     char error[EPLB_CONTEXT_ERROR_LEN]; /* last failure on this context */
 };
 
-/* Writes ctx->error and returns status. */
+/* Writes ctx->error and returns status (context.c). */
 eplb_status eplb_context_fail(eplb_context *ctx, eplb_status status, const char *fmt, ...)
 #if defined(__GNUC__)
     __attribute__((format(printf, 3, 4)))

@@ -14,27 +14,7 @@
 #include <string.h>
 
 #include "context.h"
-
-eplb_status eplb_options_check(const eplb_options *o, const char **message)
-{
-    const char *why = NULL;
-    if (o->struct_size != sizeof(eplb_options))
-        why = "options not initialised with eplb_options_init";
-    else if (o->candidates < 1 || o->candidates > EPLB_MAX_CANDIDATES)
-        why = "candidates must be in 1..1024";
-    else if (o->iterations < 0 || o->iterations > EPLB_MAX_ITERATIONS)
-        why = "iterations must be in 0..100000";
-    else if (!isfinite(o->noise) || o->noise < 0.0f)
-        why = "noise must be finite and >= 0";
-    else if (!isfinite(o->tolerance) || o->tolerance < 0.0f)
-        why = "tolerance must be finite and >= 0";
-    else if (o->policy != EPLB_POLICY_AUTO && o->policy != EPLB_POLICY_HIERARCHICAL &&
-             o->policy != EPLB_POLICY_GLOBAL)
-        why = "policy must be auto, hierarchical or global";
-    if (message)
-        *message = why;
-    return why ? EPLB_ERR_INVALID_ARGUMENT : EPLB_OK;
-}
+#include "validation.h"
 
 /* Applies the policy (SPEC section 3) and fills the dimensions of job.
  * options NULL means the defaults. */

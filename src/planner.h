@@ -1,5 +1,7 @@
-/* The planner: validation, policy choice, the hierarchical decomposition and
- * the order of the stages. Knows nothing of any particular backend. */
+/* The planner: policy choice, the hierarchical decomposition, the workspace
+ * and the order of the stages. Knows nothing of any particular backend. It
+ * calls validation.c for the checks of shapes and options and context.c for
+ * its error messages, and nothing above it. */
 #ifndef EPLB_PLANNER_H
 #define EPLB_PLANNER_H
 
@@ -47,9 +49,6 @@ typedef struct eplb_context eplb_context;
 
 /* Releases every buffer of the workspace through the context's backend. */
 void eplb_workspace_release(eplb_context *ctx);
-
-/* Checks options against their documented ranges; message on failure. */
-eplb_status eplb_options_check(const eplb_options *options, const char **message);
 
 /* Host-memory plan behind eplb_rebalance. */
 eplb_status eplb_plan_host(eplb_context *ctx, const float *weight, const eplb_shape *shape,

@@ -29,7 +29,4 @@ eplb_status eplb_registry_open_for_auto(int index, eplb_backend **out, char *err
  * for the life of the process. *detail: the device, or why not. */
 int eplb_registry_probe(int index, const char **detail);
 
-/* The compiled-in cpu backend (backends/cpu). */
-const eplb_backend_module *eplb_cpu_backend_module(void);
-
 #endif /* EPLB_REGISTRY_H */
