@@ -139,31 +139,51 @@ static void child_collect(pid_t pid, int fd[2], child_report *r)
     }
 }
 
+/* Forks; the child runs start(write end of the report pipe, arg), which
+ * never returns; the parent reads the child's report and reaps it. */
+static child_report child_start(void (*start)(int fd, const void *arg), const void *arg)
+{
+    child_report r = {CHILD_FAIL, 0, ""};
+    int fd[2];
+    pid_t pid = child_fork(fd, &r);
+    if (pid == 0)
+        start(fd[1], arg);
+    if (pid > 0)
+        child_collect(pid, fd, &r);
+    return r;
+}
+
+typedef struct child_case_start {
+    const char *const *env;
+    const char *name, *arg;
+    unsigned seconds;
+} child_case_start;
+
+/* In the child: this program again, told which case to run and where to report. */
+static void start_child_case(int fd, const void *arg)
+{
+    const child_case_start *c = arg;
+    child_apply_env(c->env);
+    char number[32];
+    snprintf(number, sizeof number, "%d", fd);
+    setenv("EPLB_TEST_CHILD", c->name, 1);
+    setenv("EPLB_TEST_CHILD_FD", number, 1);
+    setenv("EPLB_TEST_CHILD_ARG", c->arg ? c->arg : "", 1);
+    snprintf(number, sizeof number, "%u", c->seconds);
+    setenv("EPLB_TEST_CHILD_SECONDS", number, 1);
+    char *const argv[] = {(char *)"child", NULL};
+    execv("/proc/self/exe", argv);
+    dprintf(fd, "cannot re-execute /proc/self/exe: %s", strerror(errno));
+    _exit(CHILD_FAIL);
+}
+
 /* Runs case `name` in a re-executed child with the given environment and a
  * limit of `seconds`, and returns what it reported. */
 static __attribute__((unused)) child_report in_child(const char *const *env, const char *name,
                                                      const char *arg, unsigned seconds)
 {
-    child_report r = {CHILD_FAIL, 0, ""};
-    int fd[2];
-    pid_t pid = child_fork(fd, &r);
-    if (pid == -1)
-        return r;
-    if (pid == 0) {
-        child_apply_env(env);
-        char number[32];
-        snprintf(number, sizeof number, "%d", fd[1]);
-        setenv("EPLB_TEST_CHILD", name, 1);
-        setenv("EPLB_TEST_CHILD_FD", number, 1);
-        setenv("EPLB_TEST_CHILD_ARG", arg ? arg : "", 1);
-        snprintf(number, sizeof number, "%u", seconds);
-        setenv("EPLB_TEST_CHILD_SECONDS", number, 1);
-        char *const argv[] = {(char *)"child", NULL};
-        execv("/proc/self/exe", argv);
-        dprintf(fd[1], "cannot re-execute /proc/self/exe: %s", strerror(errno));
-        _exit(CHILD_FAIL);
-    }
-    child_collect(pid, fd, &r);
+    const child_case_start start = {env, name, arg, seconds};
+    child_report r = child_start(start_child_case, &start);
     /* A case only exits with the codes above; another code is most often a
      * sanitizer's, whose report went to the child's standard error. */
     size_t used = strlen(r.msg);
@@ -173,28 +193,32 @@ static __attribute__((unused)) child_report in_child(const char *const *env, con
     return r;
 }
 
+typedef struct program_start {
+    const char *const *argv, *const *env;
+    unsigned seconds;
+} program_start;
+
+/* In the child: the program, with its output going into the report. */
+static void start_program(int fd, const void *arg)
+{
+    const program_start *p = arg;
+    dup2(fd, STDOUT_FILENO);
+    dup2(fd, STDERR_FILENO);
+    close(fd);
+    child_apply_env(p->env);
+    alarm(p->seconds); /* kept across exec: a program that hangs dies by SIGALRM */
+    execv(p->argv[0], (char *const *)p->argv);
+    dprintf(STDERR_FILENO, "cannot run %s: %s", p->argv[0], strerror(errno));
+    _exit(127);
+}
+
 /* Runs program argv[0] with the given environment and a limit of `seconds`;
  * its standard output and error together become r.msg. */
 static __attribute__((unused)) child_report run_program(const char *const *argv,
                                                         const char *const *env, unsigned seconds)
 {
-    child_report r = {CHILD_FAIL, 0, ""};
-    int fd[2];
-    pid_t pid = child_fork(fd, &r);
-    if (pid == -1)
-        return r;
-    if (pid == 0) {
-        dup2(fd[1], STDOUT_FILENO);
-        dup2(fd[1], STDERR_FILENO);
-        close(fd[1]);
-        child_apply_env(env);
-        alarm(seconds); /* kept across exec: a program that hangs dies by SIGALRM */
-        execv(argv[0], (char *const *)argv);
-        dprintf(STDERR_FILENO, "cannot run %s: %s", argv[0], strerror(errno));
-        _exit(127);
-    }
-    child_collect(pid, fd, &r);
-    return r;
+    const program_start start = {argv, env, seconds};
+    return child_start(start_program, &start);
 }
 
 #endif /* EPLB_TESTS_CHILD_PROCESS_H */

@@ -57,6 +57,12 @@ CLI_RUN_HELPER void cli_remove_scratch(void)
     cr_expect_eq(system(cmd), 0);
 }
 
+/* A Criterion suite whose every test runs in a fresh scratch folder, made
+ * from the template and removed after the test. */
+#define CLI_SUITE(suite, scratch_template)                                 \
+    static void suite##_scratch_init(void) { cli_make_scratch(scratch_template); } \
+    TestSuite(suite, .init = suite##_scratch_init, .fini = cli_remove_scratch)
+
 /* buf = scratch folder / name; a name that does not fit fails the test. */
 CLI_RUN_HELPER void cli_in_scratch(char *buf, size_t len, const char *name)
 {
@@ -187,6 +193,17 @@ CLI_RUN_HELPER void cli_captured_free(cli_captured *r)
 {
     free(r->out);
     free(r->err);
+}
+
+/* Runs eplb with args (and env, when not NULL), which must exit 0 and print
+ * wanted on standard output. */
+CLI_RUN_HELPER void cli_expect_output(const char *const *args, const char *const *env,
+                                      const char *wanted)
+{
+    cli_captured r = cli_run_captured(args, env);
+    cr_expect_eq(r.code, 0, "eplb %s: exit %d: %s", args[0], r.code, r.err);
+    cr_expect(strstr(r.out, wanted), "eplb %s: no '%s' in: %s", args[0], wanted, r.out);
+    cli_captured_free(&r);
 }
 
 /* Whether path exists (without following a final symbolic link). */

@@ -184,11 +184,6 @@ typedef struct run_result {
     char err[65536];
 } run_result;
 
-static void make_scratch(void)
-{
-    cli_make_scratch("/tmp/eplb-test-cli-XXXXXX");
-}
-
 static void slurp(const char *path, char *buf, size_t len)
 {
     FILE *f = fopen(path, "r");
@@ -216,7 +211,7 @@ static run_result *run_eplb(const char *args)
     return &r;
 }
 
-TestSuite(cli, .init = make_scratch, .fini = cli_remove_scratch);
+CLI_SUITE(cli, "/tmp/eplb-test-cli-XXXXXX");
 
 #ifdef EPLB_TOOLS_HAVE_JSON
 /* The golden weights as text, 9 digits: exactly the float32 values. */

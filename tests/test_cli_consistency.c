@@ -14,17 +14,7 @@
 
 #define INPUT EPLB_TEST_DATA_DIR "/good-comma.csv"
 
-static void make_scratch(void)
-{
-    cli_make_scratch("/tmp/eplb-test-consistency-XXXXXX");
-}
-
-TestSuite(cli_consistency, .init = make_scratch, .fini = cli_remove_scratch);
-
-static cli_captured run(const char *const *args)
-{
-    return cli_run_captured(args, NULL);
-}
+CLI_SUITE(cli_consistency, "/tmp/eplb-test-consistency-XXXXXX");
 
 static int count_of(const char *text, const char *word)
 {
@@ -50,7 +40,7 @@ Test(cli_consistency, abbreviated_long_options_are_refused_naming_the_option)
         {{"backends", "--hel", NULL}, "--help"},
     };
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
-        cli_captured r = run(cases[i].args);
+        cli_captured r = cli_run_captured(cases[i].args, NULL);
         cr_expect_eq(r.code, 2, "case %zu: exit %d: %s", i, r.code, r.err);
         cr_expect(strstr(r.err, "spelled out in full") && strstr(r.err, cases[i].full),
                   "case %zu: %s", i, r.err);
@@ -59,7 +49,7 @@ Test(cli_consistency, abbreviated_long_options_are_refused_naming_the_option)
     }
     /* The names in full, with = or a separate value, still work. */
     const char *full[] = {"plan", "--input=" INPUT, "--replicas", "8", "--gpus=2", "--quiet", NULL};
-    cli_captured r = run(full);
+    cli_captured r = cli_run_captured(full, NULL);
     cr_expect_eq(r.code, 0, "%s", r.err);
     cli_captured_free(&r);
 }
@@ -69,17 +59,17 @@ Test(cli_consistency, abbreviated_long_options_are_refused_naming_the_option)
 Test(cli_consistency, conformance_random_has_no_dash_n)
 {
     const char *dash_n[] = {"conformance", "--golden", "none", "-n", "1", NULL};
-    cli_captured r = run(dash_n);
+    cli_captured r = cli_run_captured(dash_n, NULL);
     cr_expect_eq(r.code, 2, "%s", r.err);
     cr_expect(strstr(r.err, "eplb conformance: unknown option '-n'"), "%s", r.err);
     cli_captured_free(&r);
     const char *abbreviated[] = {"conformance", "--golden", "none", "--rand", "1", NULL};
-    r = run(abbreviated);
+    r = cli_run_captured(abbreviated, NULL);
     cr_expect_eq(r.code, 2, "%s", r.err);
     cr_expect(strstr(r.err, "spelled out in full: --random"), "%s", r.err);
     cli_captured_free(&r);
     const char *help[] = {"conformance", "--help", NULL};
-    r = run(help);
+    r = cli_run_captured(help, NULL);
     cr_expect(strstr(r.out, "      --random N") && !strstr(r.out, "-n, --random"), "%s", r.out);
     cli_captured_free(&r);
 }
@@ -90,7 +80,7 @@ Test(cli_consistency, unknown_backend_is_the_same_error_from_option_or_environme
     const char *by_option[] = {"plan", "-i", INPUT, "-r", "8", "-p", "2", "-b", "nonsense", NULL};
     const char *by_env[] = {"plan", "-i", INPUT, "-r", "8", "-p", "2", NULL};
     const char *env[] = {"EPLB_BACKEND=nonsense", NULL};
-    cli_captured a = run(by_option), b = cli_run_captured(by_env, env);
+    cli_captured a = cli_run_captured(by_option, NULL), b = cli_run_captured(by_env, env);
     cr_expect_eq(a.code, 2, "%s", a.err);
     cr_expect_eq(b.code, 2, "%s", b.err);
     cr_expect(strstr(a.err, "eplb plan: unknown backend 'nonsense' (from --backend): use auto"),
@@ -127,16 +117,11 @@ Test(cli_consistency, backends_reports_what_eplb_backend_picks)
 Test(cli_consistency, summary_says_why_auto_ran_the_global_policy)
 {
     const char *args[] = {"plan", "-i", INPUT, "-r", "8", "-p", "2", "-n", "2", NULL};
-    cli_captured r = run(args);
-    cr_assert_eq(r.code, 0, "%s", r.err);
-    cr_expect(strstr(r.out, "policy        global (requested auto: groups (1) not divisible by "
-                            "nodes (2))\n"), "%s", r.out);
-    cli_captured_free(&r);
+    cli_expect_output(args, NULL, "policy        global (requested auto: groups (1) not "
+                                  "divisible by nodes (2))\n");
     const char *asked[] = {"plan", "-i", INPUT, "-r", "8", "-p", "2", "-n", "2", "--policy",
                            "global", NULL};
-    r = run(asked);
-    cr_expect(strstr(r.out, "policy        global (requested global)\n"), "%s", r.out);
-    cli_captured_free(&r);
+    cli_expect_output(asked, NULL, "policy        global (requested global)\n");
 }
 
 /* One layer, one node, one group, one GPU: no "1 nodes". */
@@ -147,13 +132,13 @@ Test(cli_consistency, summary_speaks_singular_and_plural)
     fputs("4, 3, 2, 1\n", f);
     cr_assert_eq(fclose(f), 0);
     const char *args[] = {"plan", "-i", input, "-r", "4", "-p", "1", NULL};
-    cli_captured r = run(args);
+    cli_captured r = cli_run_captured(args, NULL);
     cr_assert_eq(r.code, 0, "%s", r.err);
     cr_expect(strstr(r.out, "(text), 1 layer x 4 experts\n"), "%s", r.out);
     cr_expect(strstr(r.out, "4 slots on 1 GPU (4 per GPU), 1 node, 1 group\n"), "%s", r.out);
     cli_captured_free(&r);
     const char *demo[] = {"demo", "-b", "cpu", NULL};
-    r = run(demo);
+    r = cli_run_captured(demo, NULL);
     cr_assert_eq(r.code, 0, "%s", r.err);
     cr_expect(strstr(r.out, "288 slots on 32 GPUs (9 per GPU), 4 nodes, 8 groups\n"), "%s", r.out);
     cr_expect_eq(count_of(r.out, "built-in"), 1, "said once: %s", r.out);
@@ -164,7 +149,7 @@ Test(cli_consistency, summary_speaks_singular_and_plural)
 Test(cli_consistency, demo_help_shows_the_defaults_the_demo_uses)
 {
     const char *args[] = {"demo", "--help", NULL};
-    cli_captured r = run(args);
+    cli_captured r = cli_run_captured(args, NULL);
     cr_assert_eq(r.code, 0);
     cr_expect(strstr(r.out, "default 288)"), "%s", r.out);
     cr_expect(strstr(r.out, "expert groups (experts % G == 0; default 8)"), "%s", r.out);
@@ -174,7 +159,7 @@ Test(cli_consistency, demo_help_shows_the_defaults_the_demo_uses)
     cr_expect(!strstr(r.out, "--input"), "%s", r.out);
     cli_captured_free(&r);
     const char *plan[] = {"plan", "--help", NULL};
-    r = run(plan);
+    r = cli_run_captured(plan, NULL);
     cr_expect(strstr(r.out, "nodes (default 1)") && strstr(r.out, "--input FILE"), "%s", r.out);
     cli_captured_free(&r);
 }
@@ -183,7 +168,7 @@ Test(cli_consistency, demo_help_shows_the_defaults_the_demo_uses)
 Test(cli_consistency, demo_shows_deepseeks_plan_beside_eplbs)
 {
     const char *args[] = {"demo", "-b", "cpu", NULL};
-    cli_captured r = run(args);
+    cli_captured r = cli_run_captured(args, NULL);
     cr_assert_eq(r.code, 0, "%s", r.err);
     const char *deepseek = strstr(r.out, "  DeepSeek      balancedness 0.");
     cr_assert(deepseek, "%s", r.out);
@@ -206,15 +191,9 @@ Test(cli_consistency, summary_shows_max_over_mean_per_layer)
 {
     const char *args[] = {"plan", "-i", INPUT, "-r", "8", "-p", "2", "-b", "cpu", NULL};
     const char *ascii[] = {"LC_ALL=C", NULL}, *utf8[] = {"LC_ALL=C.UTF-8", NULL};
-    cli_captured r = cli_run_captured(args, ascii);
-    cr_assert_eq(r.code, 0, "%s", r.err);
-    cr_expect(strstr(r.out, "  max/mean      per layer: min 1.0000, median 1.0492, max 1.2863\n"
-                            "                #_.\n"), "%s", r.out);
-    cli_captured_free(&r);
-    r = cli_run_captured(args, utf8);
-    cr_assert_eq(r.code, 0, "%s", r.err);
-    cr_expect(strstr(r.out, "\n                \u2588\u2581\u2582\n"), "%s", r.out);
-    cli_captured_free(&r);
+    cli_expect_output(args, ascii, "  max/mean      per layer: min 1.0000, median 1.0492, max "
+                                   "1.2863\n                #_.\n");
+    cli_expect_output(args, utf8, "\n                \u2588\u2581\u2582\n");
 }
 
 /* More layers than an 80-column line holds marks: one mark per run of layers. */

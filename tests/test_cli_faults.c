@@ -23,12 +23,7 @@
 #include <jansson.h>
 #endif
 
-static void make_scratch(void)
-{
-    cli_make_scratch("/tmp/eplb-test-cli-faults-XXXXXX");
-}
-
-TestSuite(cli_faults, .init = make_scratch, .fini = cli_remove_scratch);
+CLI_SUITE(cli_faults, "/tmp/eplb-test-cli-faults-XXXXXX");
 
 #if defined(EPLB_FAULT_ALLOC_PRELOAD) && defined(EPLB_TOOLS_HAVE_JSON)
 

@@ -27,12 +27,7 @@
 
 #define INPUT EPLB_TEST_DATA_DIR "/good-comma.csv"
 
-static void make_scratch(void)
-{
-    cli_make_scratch("/tmp/eplb-test-output-XXXXXX");
-}
-
-TestSuite(cli_output, .init = make_scratch, .fini = cli_remove_scratch);
+CLI_SUITE(cli_output, "/tmp/eplb-test-output-XXXXXX");
 
 /* Whether the file holds a plan file (its first bytes). */
 static int holds_plan(const char *path)

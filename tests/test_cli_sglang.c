@@ -17,17 +17,7 @@
 
 #define INPUT EPLB_TEST_DATA_DIR "/good-sglang.json"
 
-static void make_scratch(void)
-{
-    cli_make_scratch("/tmp/eplb-test-sglang-XXXXXX");
-}
-
-TestSuite(cli_sglang, .init = make_scratch, .fini = cli_remove_scratch);
-
-static cli_captured run(const char *const *args)
-{
-    return cli_run_captured(args, NULL);
-}
+CLI_SUITE(cli_sglang, "/tmp/eplb-test-sglang-XXXXXX");
 
 /* The SGLang file is the plan's phy2log and nothing else: one key, the same
  * [layers][replicas] integers as the eplb plan file of the same run. */
@@ -41,12 +31,12 @@ Test(cli_sglang, format_sglang_writes_only_the_physical_to_logical_map)
     cli_in_scratch(sglang, sizeof sglang, "sglang.json");
     const char *eplb_args[] = {"plan", "-i", INPUT, "-r", "12", "-p", "4", "-b", "cpu", "-q",
                                "-o", plan, NULL};
-    cli_captured r = run(eplb_args);
+    cli_captured r = cli_run_captured(eplb_args, NULL);
     cr_assert_eq(r.code, 0, "%s", r.err);
     cli_captured_free(&r);
     const char *sglang_args[] = {"plan", "-i", INPUT, "-r", "12", "-p", "4", "-b", "cpu",
                                  "--format", "sglang", "-o", sglang, NULL};
-    r = run(sglang_args);
+    r = cli_run_captured(sglang_args, NULL);
     cr_assert_eq(r.code, 0, "%s", r.err);
     cr_expect(strstr(r.out, "plan file     "), "%s", r.out);
     cr_expect_eq(r.err[0], '\0', "a name ending in .json needs no note: %s", r.err);
@@ -78,7 +68,7 @@ Test(cli_sglang, format_sglang_to_stdout_and_the_json_suffix_note)
         cr_skip_test("built without jansson: no JSON input");
     const char *to_stdout[] = {"plan", "-i", INPUT, "-r", "12", "-p", "4", "--format", "sglang",
                                "-o", "-", NULL};
-    cli_captured r = run(to_stdout);
+    cli_captured r = cli_run_captured(to_stdout, NULL);
     cr_assert_eq(r.code, 0, "%s", r.err);
     cr_expect(strncmp(r.out, "{\"physical_to_logical_map\":[[", 29) == 0, "%.80s", r.out);
     cr_expect(strstr(r.out, "\n") == r.out + strlen(r.out) - 1, "one line: %s", r.out);
@@ -89,7 +79,7 @@ Test(cli_sglang, format_sglang_to_stdout_and_the_json_suffix_note)
     cli_in_scratch(odd, sizeof odd, "placement.txt");
     const char *odd_name[] = {"plan", "-i", INPUT, "-r", "12", "-p", "4", "--format", "sglang",
                               "-q", "-o", odd, NULL};
-    r = run(odd_name);
+    r = cli_run_captured(odd_name, NULL);
     cr_expect_eq(r.code, 0, "%s", r.err);
     cr_expect(strstr(r.err, "ends in .json"), "%s", r.err);
     cr_expect(cli_exists(odd));
@@ -115,7 +105,7 @@ Test(cli_sglang, format_errors_exit_2_and_write_nothing)
         if (strcmp(args[n - 1], "-o") == 0)
             args[n++] = out;
         args[n] = NULL;
-        cli_captured r = run(args);
+        cli_captured r = cli_run_captured(args, NULL);
         cr_expect_eq(r.code, 2, "case %zu: exit %d: %s", i, r.code, r.err);
         cr_expect_neq(r.err[0], '\0', "case %zu: no message", i);
         cr_expect(!cli_exists(out), "case %zu wrote %s", i, out);
@@ -151,7 +141,7 @@ Test(cli_sglang, torch_files_get_a_message_naming_the_python_package)
     for (size_t i = 0; i < 2; i++) {
         const char *args[] = {"plan", "-i",       inputs[i], "-r", "8",  "-p",
                               "2",    "--format", "sglang",  "-o", out, NULL};
-        cli_captured r = run(args);
+        cli_captured r = cli_run_captured(args, NULL);
         cr_expect_eq(r.code, 2, "%s: exit %d", inputs[i], r.code);
         cr_expect(strstr(r.err, inputs[i]), "%s: the message names the file: %s", inputs[i], r.err);
         cr_expect(strstr(r.err, "PyTorch"), "%s: %s", inputs[i], r.err);
@@ -161,7 +151,7 @@ Test(cli_sglang, torch_files_get_a_message_naming_the_python_package)
         cli_captured_free(&r);
     }
     const char *npz_args[] = {"plan", "-i", npz, "-r", "8", "-p", "2", NULL};
-    cli_captured r = run(npz_args);
+    cli_captured r = cli_run_captured(npz_args, NULL);
     cr_expect_eq(r.code, 2);
     cr_expect(strstr(r.err, ".npz") && strstr(r.err, "numpy.save"), "%s", r.err);
     cli_captured_free(&r);
