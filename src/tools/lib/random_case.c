@@ -35,19 +35,34 @@ static int64_t replicas_for(uint64_t *st, int64_t experts, int64_t gpus, int64_t
     return gpus * ((experts + gpus - 1) / gpus + eplb_random_range(st, 0, extra));
 }
 
+/* The ranges of a shape whose groups and GPUs split evenly over its nodes. */
+typedef struct even_ranges {
+    int64_t nodes, groups_per_node, gpus_per_node; /* each from 1 to this */
+    int64_t experts_per_group_least, experts_per_group_most;
+    int64_t extra_slots_per_gpu;                   /* 0 to this */
+} even_ranges;
+
+static void draw_even_shape(uint64_t *st, const even_ranges *r, eplb_shape *s)
+{
+    s->nodes = eplb_random_range(st, 1, r->nodes);
+    s->groups = s->nodes * eplb_random_range(st, 1, r->groups_per_node);
+    s->gpus = s->nodes * eplb_random_range(st, 1, r->gpus_per_node);
+    s->experts = s->groups * eplb_random_range(st, r->experts_per_group_least,
+                                               r->experts_per_group_most);
+    s->replicas = replicas_for(st, s->experts, s->gpus, r->extra_slots_per_gpu);
+}
+
 /* The shape and policy of one kind. */
 static void draw_shape(uint64_t *st, eplb_random_kind kind, eplb_shape *s, eplb_policy *policy)
 {
+    static const even_ranges usual = {4, 4, 4, 1, 6, 3}, large_packs = {2, 2, 2, 8, 40, 40},
+                             no_redundancy = {4, 3, 3, 1, 1, 0};
     *policy = EPLB_POLICY_AUTO;
     s->layers = eplb_random_range(st, 1, 5);
     switch (kind) {
     case EPLB_RANDOM_HIERARCHICAL:
     case EPLB_RANDOM_GLOBAL_FORCED:
-        s->nodes = eplb_random_range(st, 1, 4);
-        s->groups = s->nodes * eplb_random_range(st, 1, 4);
-        s->experts = s->groups * eplb_random_range(st, 1, 6);
-        s->gpus = s->nodes * eplb_random_range(st, 1, 4);
-        s->replicas = replicas_for(st, s->experts, s->gpus, 3);
+        draw_even_shape(st, &usual, s);
         if (kind == EPLB_RANDOM_GLOBAL_FORCED)
             *policy = EPLB_POLICY_GLOBAL;
         else if (eplb_random_range(st, 0, 1))
@@ -70,20 +85,14 @@ static void draw_shape(uint64_t *st, eplb_random_kind kind, eplb_shape *s, eplb_
         break;
     }
     case EPLB_RANDOM_NO_REDUNDANCY: { /* experts a multiple of groups and of gpus */
-        s->nodes = eplb_random_range(st, 1, 4);
-        s->gpus = s->nodes * eplb_random_range(st, 1, 3);
-        s->groups = s->nodes * eplb_random_range(st, 1, 3);
+        draw_even_shape(st, &no_redundancy, s);
         const int64_t lcm = s->gpus / gcd(s->gpus, s->groups) * s->groups;
         s->experts = lcm * eplb_random_range(st, 1, 2);
         s->replicas = s->experts;
         break;
     }
     case EPLB_RANDOM_LARGE_K:
-        s->nodes = eplb_random_range(st, 1, 2);
-        s->groups = s->nodes * eplb_random_range(st, 1, 2);
-        s->gpus = s->nodes * eplb_random_range(st, 1, 2);
-        s->experts = s->groups * eplb_random_range(st, 8, 40);
-        s->replicas = replicas_for(st, s->experts, s->gpus, 40);
+        draw_even_shape(st, &large_packs, s);
         s->layers = eplb_random_range(st, 1, 3);
         break;
     default:
