@@ -369,7 +369,7 @@ def layer_floor(w_layer, shape, policy, exhaustive_limit=16):
         return node_floor(w, R, P), "exhaustive"
     S, gpn, RN, ppn, M = E // G, G // N, R // N, P // N, E // N
     groups = [w[g * S:(g + 1) * S] for g in range(G)]
-    if G <= exhaustive_limit:
+    if G <= exhaustive_limit or gpn == 1:
         return partition_floor(groups, gpn, RN, ppn), "exhaustive"
     return relaxed_floor(groups, gpn, RN, ppn, M, S, N, P), "relaxed"
 

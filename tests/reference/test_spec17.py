@@ -108,6 +108,7 @@ SHAPES = [
     (1, 32, 40, 8, 3, 8),     # global (8 % 3 != 0), 5 slots per GPU
     (1, 16, 32, 4, 4, 8),     # hierarchical, 4 nodes of 2 GPUs, 4 slots per GPU
     (1, 64, 96, 32, 4, 16),   # hierarchical with G > 16: the relaxed bound (section 12.4)
+    (1, 64, 128, 32, 32, 64),  # G > 16 with one group per node: the exact bound
 ]
 KINDS = ["heavy", "ties", "hot", "uniform"]
 
