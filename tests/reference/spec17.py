@@ -117,12 +117,12 @@ def check_distinct_shape(plan):
 def cap_row(plan, W, l, q0, n, m):
     """Section 11.3: no expert keeps more than m replicas in a row (m = the row's GPUs).
     The replicas of rank >= m are handed, in ascending slot order, to the experts that
-    section 5's rule picks among those still below m."""
+    section 5's rule picks among those still below m. Returns the number of slots freed."""
     p2l, rank, cnt = plan.phy2log[l], plan.rank[l], plan.logcnt[l]
     row_experts = sorted(set(p2l[q0:q0 + n].tolist()))
     freed = [q for q in range(q0, q0 + n) if rank[q] >= m]
     if not freed:
-        return
+        return 0
     c = {e: min(int(cnt[e]), m) for e in row_experts}
     for q in freed:
         best, best_key = -1, None
@@ -137,6 +137,7 @@ def cap_row(plan, W, l, q0, n, m):
         c[best] += 1
     for e in row_experts:
         cnt[e] = c[e]
+    return len(freed)
 
 
 def repair_row(plan, W, l, q0, n, m):
@@ -295,10 +296,10 @@ def apply_stages(seed_plan, weight, refine=0, distinct=False, tol=1e-5, counters
     for (l, q0, n, m) in rows_of(plan):
         if distinct:
             seed_max = row_max(plan, W, l, q0, n, m)
-            cap_row(plan, W, l, q0, n, m)
+            freed = cap_row(plan, W, l, q0, n, m)
             repaired = repair_row(plan, W, l, q0, n, m)
             counters["repairs"] = counters.get("repairs", 0) + repaired
-            if repaired and not refine:
+            if (freed or repaired) and not refine:
                 restored = refine_row(plan, W, l, q0, n, m, REFINE_DEFAULT, tol, True, stop_at=seed_max)
                 counters["restores"] = counters.get("restores", 0) + restored
         if refine:

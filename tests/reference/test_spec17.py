@@ -174,8 +174,8 @@ def test_refine_never_raises_a_row_maximum_and_distinct_leaves_no_duplicate(shap
         balanced = refined.copy()
         for (l, q0, n, m) in spec17.rows_of(balanced):
             seed_max = spec17.row_max(balanced, W, l, q0, n, m)
-            spec17.cap_row(balanced, W, l, q0, n, m)
-            if spec17.repair_row(balanced, W, l, q0, n, m):
+            freed = spec17.cap_row(balanced, W, l, q0, n, m)
+            if spec17.repair_row(balanced, W, l, q0, n, m) or freed:
                 repaired_max = spec17.row_max(balanced, W, l, q0, n, m)
                 spec17.refine_row(balanced, W, l, q0, n, m, spec17.REFINE_DEFAULT, 1e-5, True,
                                   stop_at=seed_max)
