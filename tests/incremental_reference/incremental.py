@@ -209,10 +209,10 @@ def _double_swap(cur, u, loads, held, base, A, spg, g0, gn, target):
 
 
 def anchored_start(w_layer, prev_layer, relabelled, gpus, domain):
-    """Section 13.5, the anchored start of a domain whose experts changed: the
-    relabelled fresh plan's experts and replica counts for the domain, each GPU
-    keeping the experts it held before, the rest placed heaviest first on the
-    least loaded GPU with a free slot. Returns the layer with the domain filled."""
+    """Section 13.6, the anchored start of a domain: the relabelled fresh plan's
+    experts and replica counts for the domain, each slot keeping the expert it
+    held before where it can, the rest placed heaviest first on the least loaded
+    GPU with a free slot. Returns the layer with the domain filled."""
     R = prev_layer.shape[0]
     spg = R // gpus
     d0, dn = domain
@@ -339,58 +339,61 @@ def search(w_layer, prev_layer, gpus, domain, target, limit, start=None):
 def rebalance_layer(w_layer, prev_layer, fresh_layer, gpus, nodes, hierarchical, slack=0.0):
     """Sections 13.4 to 13.6 for one layer. Returns (phy2log, domains searched).
 
-    A domain (a node, or the whole layer for the global policy) that holds the
-    same experts in the previous and the relabelled fresh plan takes the search's
-    result when that meets the target with no more moves than the relabelled
-    fresh domain, else the relabelled fresh domain. The other domains, whose
-    groups changed node, decide together between their searches from the
-    previous plan, their searches from the anchored start, and the relabelled
-    fresh plan: the fewest moves among those that meet the target."""
+    Every domain (a node, or the whole layer for the global policy) is searched
+    twice, from the previous plan and from the anchored start, and has three
+    options: kept (the first search, if it met the target), anchored (the
+    second, if it met the target) and fresh (the relabelled fresh plan). A domain
+    whose experts are the same in the previous and the relabelled fresh plan
+    takes its option with the fewest moves (ties in that order); the others,
+    whose groups changed node, take one option together, by their moves summed."""
     fresh_max = np.max(gpu_loads(w_layer, fresh_layer, gpus))
     target = F32(fresh_max * F32(F32(1.0) + F32(slack)))
     domains = nodes if hierarchical else 1
     relabelled = relabel(prev_layer, fresh_layer, gpus, domains)
-    out = relabelled.copy()
     R = prev_layer.shape[0]
     dn = R // domains
     gpd = gpus // domains
-    searched = 0
-    changed = []                          # (slice, searched layer, met, moved searched, moved fresh)
+    start = relabelled
+    for d in range(domains):
+        start = anchored_start(w_layer, prev_layer, start, gpus, (d * dn, dn))
+    options = []                          # per domain: [(moves or None, layer)] kept, anchored, fresh
     for d in range(domains):
         sl = slice(d * dn, (d + 1) * dn)
         moved_relabel = int(moved_per_gpu(prev_layer[sl], relabelled[sl], gpd).sum())
-        found, met = search(w_layer, prev_layer, gpus, (d * dn, dn), target, moved_relabel)
-        moved_found = int(moved_per_gpu(prev_layer[sl], found[sl], gpd).sum())
-        if set(prev_layer[sl].tolist()) == set(relabelled[sl].tolist()):
-            if met and moved_found <= moved_relabel:
-                out[sl] = found[sl]
-                searched += 1
-        else:
-            changed.append((sl, found, met, moved_found, moved_relabel))
-    if not changed:
-        return out, searched
-    fresh_total = sum(c[4] for c in changed)
-    kept_total = sum(c[3] for c in changed) if all(c[2] for c in changed) else None
-    # The anchored starts of all changed domains, then a search in each.
-    start = relabelled
-    for sl, _, _, _, _ in changed:
-        start = anchored_start(w_layer, prev_layer, start, gpus, (sl.start, dn))
-    anchored = []
-    for sl, _, _, _, moved_relabel in changed:
-        found, met = search(w_layer, prev_layer, gpus, (sl.start, dn), target, moved_relabel,
-                            start=start)
-        anchored.append((sl, found, met,
-                         int(moved_per_gpu(prev_layer[sl], found[sl], gpd).sum())))
-    anchored_total = sum(c[3] for c in anchored) if all(c[2] for c in anchored) else None
-    best = min(t for t in (kept_total, anchored_total, fresh_total) if t is not None)
-    if kept_total == best:
-        for sl, found, _, _, _ in changed:
-            out[sl] = found[sl]
-            searched += 1
-    elif anchored_total == best:
-        for sl, found, _, _ in anchored:
-            out[sl] = found[sl]
-            searched += 1
+        row = []
+        for origin in (prev_layer, start):
+            found, met = search(w_layer, prev_layer, gpus, (d * dn, dn), target, moved_relabel,
+                                start=origin)
+            row.append((int(moved_per_gpu(prev_layer[sl], found[sl], gpd).sum()) if met else None,
+                        found))
+        row.append((moved_relabel, relabelled))
+        options.append(row)
+    out = relabelled.copy()
+    searched = 0
+    changed = []
+    for d in range(domains):
+        sl = slice(d * dn, (d + 1) * dn)
+        if set(prev_layer[sl].tolist()) != set(relabelled[sl].tolist()):
+            changed.append(d)
+            continue
+        k = min((o for o in range(3) if options[d][o][0] is not None),
+                key=lambda o: (options[d][o][0], o))
+        out[sl] = options[d][k][1][sl]
+        searched += k < 2
+    if changed:
+        totals = []
+        for o in range(3):
+            moves = [options[d][o][0] for d in changed]
+            totals.append(None if None in moves else sum(moves))
+        k = min((o for o in range(3) if totals[o] is not None), key=lambda o: (totals[o], o))
+        for d in changed:
+            sl = slice(d * dn, (d + 1) * dn)
+            out[sl] = options[d][k][1][sl]
+            searched += k < 2
+    # Options of different domains agree on replica counts unless the previous
+    # plan spreads an expert over several domains; then the layer may miss.
+    if np.max(gpu_loads(w_layer, out, gpus)) > target:
+        return relabelled.copy(), 0
     return out, searched
 
 
