@@ -227,7 +227,7 @@ def refine_row(plan, W, l, q0, n, m, iterations, tol, distinct, stop_at=None):
     for _ in range(iterations):
         load = pack_loads(t, m, k)
         A = int(np.argmax(load))  # first maximum
-        if stop_at is not None and load[A] <= stop_at:
+        if not np.isfinite(load[A]) or (stop_at is not None and load[A] <= stop_at):
             break
         peaks, moves = [], []
         for a_sets, b_sets in kinds:

@@ -186,6 +186,24 @@ def test_refine_never_raises_a_row_maximum_and_distinct_leaves_no_duplicate(shap
         assert (whole.phy2log == balanced.phy2log).all() and (whole.rank == balanced.rank).all()
 
 
+@pytest.mark.filterwarnings("ignore:overflow encountered")
+def test_loads_that_overflow_float32_leave_valid_plans():
+    # Finite weights whose GPU sums overflow to +inf, as IEEE float32 does (section 10.3).
+    rng = np.random.default_rng(4)
+    for shape_args in SHAPES[:3]:
+        shape = shape_of(*shape_args)
+        W = (random_weights(rng, shape["layers"], shape["experts"], "uniform") * F32(3e38)).astype(F32)
+        seed = made_plan(W, shape, rng)
+        assert not all(np.isfinite(row_maxima(seed, W)))
+        for refine, distinct in ((64, False), (0, True), (64, True)):
+            plan = spec17.apply_stages(seed, W, refine=refine, distinct=distinct)
+            check_valid(plan, seed)
+            if distinct:
+                assert spec17.duplicates(plan) == 0
+            else:
+                assert all(a <= b for a, b in zip(row_maxima(plan, W), row_maxima(seed, W)))
+
+
 def test_cap_gives_every_expert_at_most_one_replica_per_gpu():
     rng = np.random.default_rng(3)
     shape = shape_of(2, 16, 32, 2, 2, 8)  # 4 GPUs per node; a hot expert would get 9 replicas
