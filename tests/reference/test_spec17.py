@@ -392,3 +392,89 @@ def test_cli_seed_plans_on_random_loads(case):
             plans.append(plan)
         for plan in plans:
             assert spec17.balancedness(plan, W)[0] <= bound * (1 + 1e-9)
+
+
+# ---- section 10.3 written out literally, one trade at a time -----------------------------------
+
+def literal_refine(experts, t, m, k, iterations, tol, distinct):
+    """Section 10.3 as the text reads, scalar float32: returns the final experts per slot."""
+    experts, t = list(experts), [F32(x) for x in t]
+    tol = F32(tol)
+
+    def loads():
+        out = []
+        for a in range(m):
+            acc = t[a * k]
+            for r in range(1, k):
+                acc = F32(acc + t[a * k + r])
+            out.append(acc)
+        return out
+
+    def trades(A):
+        for B in range(m):
+            if B != A:
+                for sa in range(k):
+                    for sb in range(k):
+                        yield B, (sa,), (sb,)
+        pairs = list(itertools.combinations(range(k), 2))
+        for B in range(m):
+            if B != A:
+                for pa in pairs:
+                    for pb in pairs:
+                        yield B, pa, pb
+
+    def apply(A, B, sa, sb):
+        for x, y in zip(sa, sb):
+            i, j = A * k + x, B * k + y
+            experts[i], experts[j] = experts[j], experts[i]
+            t[i], t[j] = t[j], t[i]
+
+    for _ in range(iterations):
+        load = loads()
+        A = max(range(m), key=lambda a: (load[a], -a))
+        if not np.isfinite(load[A]):
+            break
+        best = None
+        for B, sa, sb in trades(A):
+            if distinct:
+                apply(A, B, sa, sb)
+                ok = all(len(set(experts[g * k:(g + 1) * k])) == k for g in (A, B))
+                apply(A, B, sa, sb)
+                if not ok:
+                    continue
+            gA = t[A * k + sa[0]] if len(sa) == 1 else F32(t[A * k + sa[0]] + t[A * k + sa[1]])
+            gB = t[B * k + sb[0]] if len(sb) == 1 else F32(t[B * k + sb[0]] + t[B * k + sb[1]])
+            d = F32(gA - gB)
+            peak = max(F32(load[A] - d), F32(load[B] + d))
+            if np.isfinite(peak) and (best is None or peak < best[0]):
+                best = (peak, B, sa, sb)
+        if best is None or not F32(load[A] - best[0]) > tol:
+            break
+        _, B, sa, sb = best
+        apply(A, B, sa, sb)
+        after = loads()
+        if max(after[A], after[B]) >= load[A]:
+            apply(A, B, sa, sb)
+            break
+    return experts
+
+
+@pytest.mark.parametrize("mk", [(3, 2), (4, 3), (2, 4), (5, 3)])
+def test_refine_matches_a_literal_reading_of_section_10_3(mk):
+    m, k = mk
+    rng = np.random.default_rng(m * 10 + k)
+    for trial in range(12):
+        E = m * k - rng.integers(0, 3)
+        kind = KINDS[trial % len(KINDS)]
+        W = random_weights(rng, 1, E, kind)
+        shape = shape_of(1, E, m * k, 1, 1, m)
+        seed = made_plan(W, shape, rng)
+        distinct = trial % 2 == 1
+        if distinct and E < k:
+            continue
+        base = spec17.apply_stages(seed, W, distinct=True) if distinct else seed
+        t = [spec17.slot_load(W[0, e], base.logcnt[0, e]) for e in base.phy2log[0]]
+        want = literal_refine(base.phy2log[0].tolist(), t, m, k, 64, 1e-5, distinct)
+        got = base.copy()
+        spec17.refine_row(got, W, 0, 0, m * k, m, 64, 1e-5, distinct)
+        assert got.phy2log[0].tolist() == want
