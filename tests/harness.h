@@ -84,6 +84,38 @@ EPLBT_HELPER int eplbt_plans_equal(const eplbt_plan *a, const eplbt_plan *b)
            memcmp(a->log2phy, b->log2phy, L * E * (size_t)a->width * sizeof(int64_t)) == 0;
 }
 
+/* Plans on ctx and on cpu with the same input; the plans must be equal. */
+EPLBT_HELPER void eplbt_expect_same_as_cpu(eplb_context *ctx, eplb_context *cpu, const char *label,
+                                           const float *weight, const eplb_shape *shape,
+                                           const eplb_options *options)
+{
+    eplbt_plan got, want;
+    eplbt_plan_run(ctx, label, weight, shape, options, &got);
+    eplbt_plan_run(cpu, label, weight, shape, options, &want);
+    cr_expect(eplbt_plans_equal(&got, &want), "%s (C=%d, I=%d, seed %llu): the %s plan differs "
+              "from cpu", label, options ? options->candidates : 8,
+              options ? options->iterations : 20,
+              options ? (unsigned long long)options->seed : 0ull, eplb_context_backend(ctx));
+    eplbt_plan_free(&got);
+    eplbt_plan_free(&want);
+}
+
+/* Weights of eplb_workload_fill(workload_seed, dead_every) for shape s
+ * (malloc'd), and default options but for candidates, iterations and seed. */
+EPLBT_HELPER float *eplbt_workload_case(const eplb_shape *s, uint64_t workload_seed,
+                                        int64_t dead_every, int32_t candidates, int32_t iterations,
+                                        uint64_t seed, eplb_options *o)
+{
+    float *weight = malloc((size_t)(s->layers * s->experts) * sizeof *weight);
+    cr_assert(weight, "test harness: out of memory");
+    eplb_workload_fill(weight, s->layers, s->experts, workload_seed, dead_every);
+    eplb_options_init(o);
+    o->candidates = candidates;
+    o->iterations = iterations;
+    o->seed = seed;
+    return weight;
+}
+
 EPLBT_HELPER eplb_context *eplbt_context(const char *backend)
 {
     eplb_context *ctx = NULL;

@@ -271,7 +271,7 @@ Test(shape, check_accepts_valid_shapes_and_names_the_broken_rule)
  * names the knob, through the backend by name and through auto alike. */
 Test(api, an_invalid_cpu_knob_is_a_specific_error)
 {
-    const char *knobs[] = {"EPLB_CPU_ISA", "EPLB_CPU_STAGES", "EPLB_CPU_SWAP_SEARCH"};
+    const char *knobs[] = {"EPLB_CPU_ISA", "EPLB_TUNE_CPU_STAGES", "EPLB_TUNE_CPU_SWAP_SEARCH"};
     for (size_t k = 0; k < sizeof knobs / sizeof knobs[0]; k++) {
         setenv(knobs[k], "bogus", 1);
         eplb_context *ctx = NULL;
@@ -288,4 +288,23 @@ Test(api, an_invalid_cpu_knob_is_a_specific_error)
     eplb_context *ctx = NULL;
     cr_expect_eq(eplb_context_create(&ctx, "cpu"), EPLB_OK, "%s", eplb_last_error());
     eplb_context_free(ctx);
+    unsetenv("EPLB_CPU_ISA");
+}
+
+/* A tuning knob set under its name from before the EPLB_TUNE_ prefix is
+ * refused with its new name, so that a script that still sets it does not
+ * silently test the default. */
+Test(api, a_cpu_knob_under_its_old_name_names_the_new_one)
+{
+    const char *renamed[][2] = {{"EPLB_CPU_STAGES", "EPLB_TUNE_CPU_STAGES"},
+                                {"EPLB_CPU_SWAP_SEARCH", "EPLB_TUNE_CPU_SWAP_SEARCH"}};
+    for (size_t k = 0; k < sizeof renamed / sizeof renamed[0]; k++) {
+        setenv(renamed[k][0], "separate", 1);
+        eplb_context *ctx = NULL;
+        cr_expect_eq(eplb_context_create(&ctx, "cpu"), EPLB_ERR_BACKEND_UNAVAILABLE, "%s", renamed[k][0]);
+        cr_expect_null(ctx);
+        cr_expect(strstr(eplb_last_error(), renamed[k][0]) && strstr(eplb_last_error(), renamed[k][1]),
+                  "%s: %s", renamed[k][0], eplb_last_error());
+        unsetenv(renamed[k][0]);
+    }
 }

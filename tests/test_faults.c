@@ -438,14 +438,14 @@ static int every_allocation_fails_cleanly(const char *backend, const char *extra
 
 Test(faults, allocation_failure_mid_plan_on_cpu)
 {
-    int n = every_allocation_fails_cleanly("cpu", "EPLB_CPU_STAGES=");
+    int n = every_allocation_fails_cleanly("cpu", "EPLB_TUNE_CPU_STAGES=");
     /* 21 workspace buffers and 3 host staging arrays for this shape. */
     cr_expect_geq(n, 20, "only %d allocations were injected", n);
 }
 
 Test(faults, allocation_failure_mid_plan_on_cpu_separate_stages)
 {
-    int n = every_allocation_fails_cleanly("cpu", "EPLB_CPU_STAGES=separate");
+    int n = every_allocation_fails_cleanly("cpu", "EPLB_TUNE_CPU_STAGES=separate");
     cr_expect_geq(n, 20, "only %d allocations were injected", n);
 }
 
@@ -455,7 +455,7 @@ Test(faults, allocation_failure_in_opencl_open_and_plan)
     if (!module_built("opencl") || !opencl_available(why, sizeof why))
         cr_skip_test("opencl unavailable here: %s", why);
     /* Early N fall in the self-test at open (an open error), later N in the plan. */
-    int n = every_allocation_fails_cleanly("opencl", "EPLB_CPU_STAGES=");
+    int n = every_allocation_fails_cleanly("opencl", "EPLB_TUNE_CPU_STAGES=");
     cr_expect_geq(n, 40, "only %d allocations were injected", n);
 }
 

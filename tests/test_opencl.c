@@ -108,19 +108,20 @@ static void check_goldens(void)
     eplb_context_free(ctx);
 }
 
+/* One check under one setting. Criterion runs each test in a process of
+ * its own, so what the setting changes (the environment) stays with it. */
+#define OPENCL_CHECK(name, timeout_s, setting, check) \
+    Test(opencl, name, .timeout = timeout_s)          \
+    {                                                 \
+        setting;                                      \
+        check;                                        \
+    }
+
 Test(opencl, goldens_exact, .timeout = 600) { check_goldens(); }
 
-Test(opencl, goldens_exact_stages, .timeout = 600)
-{
-    use_stages();
-    check_goldens();
-}
+OPENCL_CHECK(goldens_exact_stages, 600, use_stages(), check_goldens())
 
-Test(opencl, goldens_exact_gpu_tuning, .timeout = 600)
-{
-    use_gpu_tuning();
-    check_goldens();
-}
+OPENCL_CHECK(goldens_exact_gpu_tuning, 600, use_gpu_tuning(), check_goldens())
 
 Test(opencl, goldens_through_eplb_backend_env, .timeout = 600)
 {
@@ -207,13 +208,7 @@ static void check_random(int cases)
     for (int i = 0; i < cases; i++) {
         eplb_random_case c;
         cr_assert_eq(eplb_random_case_make(2024, (uint64_t)i, &c), EPLB_OK);
-        eplbt_plan got, want;
-        eplbt_plan_run(ctx, c.name, c.weight, &c.shape, &c.options, &got);
-        eplbt_plan_run(cpu, c.name, c.weight, &c.shape, &c.options, &want);
-        cr_assert(eplbt_plans_equal(&got, &want), "%s (C=%d, I=%d): the opencl plan differs from cpu",
-                  c.name, c.options.candidates, c.options.iterations);
-        eplbt_plan_free(&got);
-        eplbt_plan_free(&want);
+        eplbt_expect_same_as_cpu(ctx, cpu, c.name, c.weight, &c.shape, &c.options);
         eplb_random_case_free(&c);
     }
     eplb_context_free(cpu);
@@ -222,17 +217,9 @@ static void check_random(int cases)
 
 Test(opencl, random_cases_equal_cpu, .timeout = 900) { check_random(120); }
 
-Test(opencl, random_cases_equal_cpu_gpu_tuning, .timeout = 900)
-{
-    use_gpu_tuning();
-    check_random(120);
-}
+OPENCL_CHECK(random_cases_equal_cpu_gpu_tuning, 900, use_gpu_tuning(), check_random(120))
 
-Test(opencl, random_cases_equal_cpu_stages, .timeout = 900)
-{
-    use_stages();
-    check_random(120);
-}
+OPENCL_CHECK(random_cases_equal_cpu_stages, 900, use_stages(), check_random(120))
 
 Test(opencl, random_cases_equal_cpu_stages_gpu_tuning, .timeout = 900)
 {
@@ -241,11 +228,8 @@ Test(opencl, random_cases_equal_cpu_stages_gpu_tuning, .timeout = 900)
     check_random(60);
 }
 
-Test(opencl, random_cases_equal_cpu_fused_teams, .timeout = 1800)
-{
-    use_fused_teams_or_skip("4");
-    check_random(120);
-}
+OPENCL_CHECK(random_cases_equal_cpu_fused_teams, 1800, use_fused_teams_or_skip("4"),
+             check_random(120))
 
 typedef struct edge_case {
     const char *what;
@@ -275,22 +259,11 @@ static void check_edges(void)
     for (size_t i = 0; i < sizeof edge_cases / sizeof *edge_cases; i++) {
         const edge_case *c = &edge_cases[i];
         const eplb_shape *s = &c->shape;
-        float *w = malloc(sizeof(float) * (size_t)(s->layers * s->experts));
-        cr_assert(w);
-        eplb_workload_fill(w, s->layers, s->experts, 40 + i, c->dead_every);
+        eplb_options o;
+        float *w = eplbt_workload_case(s, 40 + i, c->dead_every, c->candidates, c->iterations, i, &o);
         if (s->layers > 1) /* an all-zero layer: every key and load ties */
             memset(w, 0, sizeof(float) * (size_t)s->experts);
-        eplb_options o;
-        eplb_options_init(&o);
-        o.candidates = c->candidates;
-        o.iterations = c->iterations;
-        o.seed = i;
-        eplbt_plan got, want;
-        eplbt_plan_run(ctx, c->what, w, s, &o, &got);
-        eplbt_plan_run(cpu, c->what, w, s, &o, &want);
-        cr_assert(eplbt_plans_equal(&got, &want), "%s: the opencl plan differs from cpu", c->what);
-        eplbt_plan_free(&got);
-        eplbt_plan_free(&want);
+        eplbt_expect_same_as_cpu(ctx, cpu, c->what, w, s, &o);
         free(w);
     }
     eplb_context_free(cpu);
@@ -299,41 +272,20 @@ static void check_edges(void)
 
 Test(opencl, edge_shapes_equal_cpu, .timeout = 900) { check_edges(); }
 
-Test(opencl, edge_shapes_equal_cpu_gpu_tuning, .timeout = 900)
-{
-    use_gpu_tuning();
-    check_edges();
-}
+OPENCL_CHECK(edge_shapes_equal_cpu_gpu_tuning, 900, use_gpu_tuning(), check_edges())
 
-Test(opencl, edge_shapes_equal_cpu_stages, .timeout = 900)
-{
-    use_stages();
-    check_edges();
-}
+OPENCL_CHECK(edge_shapes_equal_cpu_stages, 900, use_stages(), check_edges())
 
-Test(opencl, edge_shapes_equal_cpu_fused_teams, .timeout = 1800)
-{
-    use_fused_teams_or_skip("8");
-    check_edges();
-}
+OPENCL_CHECK(edge_shapes_equal_cpu_fused_teams, 1800, use_fused_teams_or_skip("8"), check_edges())
 
 #ifdef EPLBT_HAVE_CL
 /* Runs one plan of shape s on ctx and on cpu; they must be equal. */
 static void plan_equals_cpu(eplb_context *ctx, eplb_context *cpu, const char *what,
                             const eplb_shape *s, int candidates)
 {
-    float *w = malloc(sizeof(float) * (size_t)(s->layers * s->experts));
-    cr_assert(w);
-    eplb_workload_fill(w, s->layers, s->experts, 99, 0);
     eplb_options o;
-    eplb_options_init(&o);
-    o.candidates = candidates;
-    eplbt_plan got, want;
-    eplbt_plan_run(ctx, what, w, s, &o, &got);
-    eplbt_plan_run(cpu, what, w, s, &o, &want);
-    cr_assert(eplbt_plans_equal(&got, &want), "%s: the opencl plan differs from cpu", what);
-    eplbt_plan_free(&got);
-    eplbt_plan_free(&want);
+    float *w = eplbt_workload_case(s, 99, 0, candidates, 20, 0, &o);
+    eplbt_expect_same_as_cpu(ctx, cpu, what, w, s, &o);
     free(w);
 }
 
@@ -369,11 +321,7 @@ static void check_path_choice(void)
 
 Test(opencl, fused_in_48k_and_stages_beyond, .timeout = 600) { check_path_choice(); }
 
-Test(opencl, fused_in_48k_and_stages_beyond_gpu_tuning, .timeout = 600)
-{
-    use_gpu_tuning();
-    check_path_choice();
-}
+OPENCL_CHECK(fused_in_48k_and_stages_beyond_gpu_tuning, 600, use_gpu_tuning(), check_path_choice())
 
 Test(opencl, stages_knob_runs_no_fused_kernel, .timeout = 600)
 {
@@ -643,17 +591,9 @@ static void check_device_api(int own_queue)
 Test(opencl, device_api_equals_cpu_on_callers_queue, .timeout = 600) { check_device_api(0); }
 Test(opencl, device_api_equals_cpu_on_own_queue, .timeout = 600) { check_device_api(1); }
 
-Test(opencl, device_api_equals_cpu_gpu_tuning, .timeout = 600)
-{
-    use_gpu_tuning();
-    check_device_api(0);
-}
+OPENCL_CHECK(device_api_equals_cpu_gpu_tuning, 600, use_gpu_tuning(), check_device_api(0))
 
-Test(opencl, device_api_equals_cpu_stages, .timeout = 600)
-{
-    use_stages();
-    check_device_api(0);
-}
+OPENCL_CHECK(device_api_equals_cpu_stages, 600, use_stages(), check_device_api(0))
 
 static void check_untouched(const device_plan *p, const eplb_shape *s, const char *what)
 {
@@ -697,17 +637,11 @@ static void check_invalid_weight(void)
 
 Test(opencl, device_api_invalid_weight_leaves_outputs, .timeout = 600) { check_invalid_weight(); }
 
-Test(opencl, device_api_invalid_weight_leaves_outputs_gpu_tuning, .timeout = 600)
-{
-    use_gpu_tuning();
-    check_invalid_weight();
-}
+OPENCL_CHECK(device_api_invalid_weight_leaves_outputs_gpu_tuning, 600, use_gpu_tuning(),
+             check_invalid_weight())
 
-Test(opencl, device_api_invalid_weight_leaves_outputs_stages, .timeout = 600)
-{
-    use_stages();
-    check_invalid_weight();
-}
+OPENCL_CHECK(device_api_invalid_weight_leaves_outputs_stages, 600, use_stages(),
+             check_invalid_weight())
 
 Test(opencl, device_api_narrow_log2phy_leaves_outputs, .timeout = 600)
 {

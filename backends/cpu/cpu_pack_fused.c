@@ -3,7 +3,7 @@
  * cache between stages. The greedy runs EPLB_CPU_LANES
  * candidates in lockstep and hands its pack loads to the swap, which hands
  * its scores to select. Same results as the separate stages
- * (EPLB_CPU_STAGES=separate selects those, for tests). */
+ * (EPLB_TUNE_CPU_STAGES=separate selects those, for tests). */
 #include "cpu_stages.h"
 
 void eplb_cpu_pack_row(const eplb_pack_job *job, int64_t row, eplb_cpu_scratch *scratch)

@@ -3,7 +3,7 @@
  * loads to assembled outputs on one thread, with no barrier between stages
  * (each stage's own parallel loop ends in one) and no idle thread waiting for
  * the slowest row of a stage. Same per-row functions, same results as the
- * stage entry points (EPLB_CPU_STAGES=separate runs those). */
+ * stage entry points (EPLB_TUNE_CPU_STAGES=separate runs those). */
 #include <stdlib.h>
 
 #include "cpu_stages.h"

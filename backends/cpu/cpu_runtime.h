@@ -39,7 +39,8 @@ typedef struct eplb_cpu_settings {
 } eplb_cpu_settings;
 
 /* Reads and checks every cpu knob (the table in cpu_knobs.c). A value that a
- * knob does not take is an error with a message in error. */
+ * knob does not take, or a knob set under its old name, is an error with a
+ * message in error. */
 eplb_status eplb_cpu_settings_read(eplb_cpu_settings *settings, char *error, size_t error_len);
 
 /* The settings of a cpu backend instance (its context). */

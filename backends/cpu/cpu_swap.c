@@ -293,7 +293,7 @@ static inline int swap_step(const eplb_pack_job *job, const float *w, int32_t *c
         wb[s] = w[b[s]];
     }
     int32_t best_a, best_b;
-    /* The swap search knob (EPLB_CPU_SWAP_SEARCH) forces either search at
+    /* The swap search knob (EPLB_TUNE_CPU_SWAP_SEARCH) forces either search at
      * every size, so that tests can compare the two on any plan. */
     const int search = scratch->settings.swap_search;
     if (heavy_load < EPLB_CPU_SORTED_LOAD_MAX && search != EPLB_CPU_SWAP_SEARCH_PAIRS &&

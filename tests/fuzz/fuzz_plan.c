@@ -1,6 +1,6 @@
 /* Fuzz target: the C API (eplb_rebalance) with fuzzed shapes, options, weights
  * and log2phy widths, on two cpu contexts: the fused packing (default) and
- * the four separate packing stages (EPLB_CPU_STAGES=separate, read when a
+ * the four separate packing stages (EPLB_TUNE_CPU_STAGES=separate, read when a
  * context is created). Both must give the same status; on success the same
  * plan, one that keeps every invariant of SPEC sections 1, 4 and 5; on failure
  * outputs untouched. The contexts live across inputs, so workspace reuse
@@ -166,12 +166,12 @@ static void open_contexts(void)
 {
     if (fused)
         return;
-    unsetenv("EPLB_CPU_STAGES");
+    unsetenv("EPLB_TUNE_CPU_STAGES");
     eplb_status st = eplb_context_create(&fused, "cpu");
     FUZZ_REQUIRE(st == EPLB_OK, "cpu context: %s", eplb_last_error());
-    setenv("EPLB_CPU_STAGES", "separate", 1);
+    setenv("EPLB_TUNE_CPU_STAGES", "separate", 1);
     st = eplb_context_create(&separate, "cpu");
-    unsetenv("EPLB_CPU_STAGES");
+    unsetenv("EPLB_TUNE_CPU_STAGES");
     FUZZ_REQUIRE(st == EPLB_OK, "cpu context (separate stages): %s", eplb_last_error());
 }
 
