@@ -123,13 +123,25 @@ const char *eplb_context_device(const eplb_context *ctx)
     return ctx ? ctx->backend->iface->device_name(ctx->backend) : "";
 }
 
-eplb_status eplb_rebalance(eplb_context *ctx, const float *weight, const eplb_shape *shape,
-                           const eplb_options *options, int64_t *phy2log, int64_t *logcnt,
-                           int64_t *log2phy, int64_t log2phy_width, int64_t *width_needed)
+/* The start of every call that plans on a context: a NULL context is refused
+ * through the thread's last error (there is no context to hold the message),
+ * and the context's last error is cleared, so it names this call's failure or
+ * nothing. */
+static eplb_status begin_context_call(eplb_context *ctx)
 {
     if (!ctx)
         return fail_global(EPLB_ERR_INVALID_ARGUMENT, "context must not be NULL");
     ctx->error[0] = '\0';
+    return EPLB_OK;
+}
+
+eplb_status eplb_rebalance(eplb_context *ctx, const float *weight, const eplb_shape *shape,
+                           const eplb_options *options, int64_t *phy2log, int64_t *logcnt,
+                           int64_t *log2phy, int64_t log2phy_width, int64_t *width_needed)
+{
+    eplb_status st = begin_context_call(ctx);
+    if (st != EPLB_OK)
+        return st;
     return eplb_plan_host(ctx, weight, shape, options, phy2log, logcnt, log2phy, log2phy_width,
                           width_needed);
 }
@@ -138,19 +150,17 @@ eplb_status eplb_rebalance_device(eplb_context *ctx, const void *weight, const e
                                   const eplb_options *options, void *phy2log, void *logcnt,
                                   void *log2phy, int64_t log2phy_width, void *stream)
 {
-    if (!ctx)
-        return fail_global(EPLB_ERR_INVALID_ARGUMENT, "context must not be NULL");
-    ctx->error[0] = '\0';
+    eplb_status st = begin_context_call(ctx);
+    if (st != EPLB_OK)
+        return st;
     return eplb_plan_device(ctx, weight, shape, options, phy2log, logcnt, log2phy, log2phy_width,
                             stream);
 }
 
 eplb_status eplb_device_status(eplb_context *ctx, void *stream)
 {
-    if (!ctx)
-        return fail_global(EPLB_ERR_INVALID_ARGUMENT, "context must not be NULL");
-    ctx->error[0] = '\0';
-    return eplb_plan_device_status(ctx, stream);
+    eplb_status st = begin_context_call(ctx);
+    return st != EPLB_OK ? st : eplb_plan_device_status(ctx, stream);
 }
 
 int eplb_backend_count(void) { return EPLB_REGISTRY_COUNT; }

@@ -117,6 +117,13 @@ static int injected_alloc_failure(void)
     return atomic_fetch_add(&allocations, 1) + 1 == atol(n);
 }
 
+/* Reports a failed backend call on the context, with the backend's own
+ * message, and returns its status. */
+static eplb_status backend_failed(eplb_context *ctx, eplb_status status)
+{
+    return eplb_context_fail(ctx, status, "%s backend: %s", ctx->backend_name, ctx->backend->error);
+}
+
 /* Makes buffer `role` at least `bytes` long, reusing it when it is. */
 static eplb_status reserve(eplb_context *ctx, eplb_buffer_role role, size_t bytes, void **out)
 {
@@ -135,7 +142,7 @@ static eplb_status reserve(eplb_context *ctx, eplb_buffer_role role, size_t byte
                                      ctx->backend_name, bytes);
         eplb_status status = be->iface->buffer_alloc(be, bytes, &buffer);
         if (status != EPLB_OK)
-            return eplb_context_fail(ctx, status, "%s backend: %s", ctx->backend_name, be->error);
+            return backend_failed(ctx, status);
         ws->buffer[role] = buffer;
         ws->capacity[role] = bytes;
     }
@@ -158,26 +165,43 @@ void eplb_workspace_release(eplb_context *ctx)
     memset(ws, 0, sizeof *ws);
 }
 
+/* Reserves the buffers of one packing of `weight`, from role `first` on (its
+ * order, content, pack_of and rank_of roles follow one another), or none when
+ * the packing is the identity (k == 1) and never runs. */
+static eplb_status reserve_packing(eplb_context *ctx, eplb_pack_job *p, eplb_buffer_role first,
+                                   void *weight)
+{
+    _Static_assert(EPLB_BUF_GROUP_RANK_OF == EPLB_BUF_GROUP_ORDER + 3 &&
+                       EPLB_BUF_SLOT_RANK_OF == EPLB_BUF_SLOT_ORDER + 3,
+                   "a packing's four buffer roles follow one another");
+    if (p->per_pack <= 1)
+        return EPLB_OK;
+    const size_t row_items = (size_t)p->rows * (size_t)p->items * sizeof(int32_t);
+    const size_t candidate_items = row_items * (size_t)p->candidates;
+    eplb_status st;
+    p->weight = weight;
+    if ((st = reserve(ctx, first, candidate_items, &p->order)) != EPLB_OK ||
+        (st = reserve(ctx, first + 1, candidate_items, &p->content)) != EPLB_OK ||
+        (st = reserve(ctx, first + 2, row_items, &p->pack_of)) != EPLB_OK)
+        return st;
+    return reserve(ctx, first + 3, row_items, &p->rank_of);
+}
+
 /* Reserves the intermediate buffers of a plan (everything but the weights and
- * the three outputs, which differ between the host and device paths). */
+ * the three outputs, which differ between the host and device paths), in the
+ * order of the stages that fill them. */
 static eplb_status reserve_intermediates(eplb_context *ctx, eplb_plan_job *job)
 {
     const size_t f = sizeof(float), i = sizeof(int32_t);
     const size_t L = (size_t)job->layers, E = (size_t)job->experts, R = (size_t)job->replicas;
-    const size_t G = (size_t)job->groups, C = (size_t)job->group_pack.candidates;
+    const size_t G = (size_t)job->groups;
     eplb_status st;
 #define RESERVE(role, bytes, field) \
     if ((st = reserve(ctx, role, bytes, &(field))) != EPLB_OK) return st
     RESERVE(EPLB_BUF_STATUS, i, job->status);
     RESERVE(EPLB_BUF_GROUP_LOAD, L * G * f, job->group_load);
-    if (job->group_pack.per_pack > 1) {
-        eplb_pack_job *p = &job->group_pack;
-        p->weight = job->group_load;
-        RESERVE(EPLB_BUF_GROUP_ORDER, L * C * G * i, p->order);
-        RESERVE(EPLB_BUF_GROUP_CONTENT, L * C * G * i, p->content);
-        RESERVE(EPLB_BUF_GROUP_PACK_OF, L * G * i, p->pack_of);
-        RESERVE(EPLB_BUF_GROUP_RANK_OF, L * G * i, p->rank_of);
-    }
+    if ((st = reserve_packing(ctx, &job->group_pack, EPLB_BUF_GROUP_ORDER, job->group_load)))
+        return st;
     RESERVE(EPLB_BUF_LOG2MLOG, L * E * i, job->log2mlog);
     RESERVE(EPLB_BUF_MLOG2LOG, L * E * i, job->mlog2log);
     RESERVE(EPLB_BUF_NODE_WEIGHT, L * E * f, job->node_weight);
@@ -185,14 +209,8 @@ static eplb_status reserve_intermediates(eplb_context *ctx, eplb_plan_job *job)
     RESERVE(EPLB_BUF_PHYRANK, L * R * i, job->phyrank);
     RESERVE(EPLB_BUF_MLOGCNT, L * E * i, job->mlogcnt);
     RESERVE(EPLB_BUF_SLOT_LOAD, L * R * f, job->slot_load);
-    if (job->slot_pack.per_pack > 1) {
-        eplb_pack_job *p = &job->slot_pack;
-        p->weight = job->slot_load;
-        RESERVE(EPLB_BUF_SLOT_ORDER, L * C * R * i, p->order);
-        RESERVE(EPLB_BUF_SLOT_CONTENT, L * C * R * i, p->content);
-        RESERVE(EPLB_BUF_SLOT_PACK_OF, L * R * i, p->pack_of);
-        RESERVE(EPLB_BUF_SLOT_RANK_OF, L * R * i, p->rank_of);
-    }
+    if ((st = reserve_packing(ctx, &job->slot_pack, EPLB_BUF_SLOT_ORDER, job->slot_load)))
+        return st;
 #undef RESERVE
     return EPLB_OK;
 }
@@ -242,7 +260,7 @@ static eplb_status run_stages(eplb_context *ctx, const eplb_plan_job *job, int c
         if (st == EPLB_OK) st = f->assemble(be, job);
     }
     if (st != EPLB_OK)
-        return eplb_context_fail(ctx, st, "%s backend: %s", ctx->backend_name, be->error);
+        return backend_failed(ctx, st);
     return EPLB_OK;
 }
 
@@ -310,9 +328,9 @@ eplb_status eplb_plan_host(eplb_context *ctx, const float *weight, const eplb_sh
     /* The host path runs on the backend's own stream: a stream that an earlier
      * eplb_rebalance_device call passed may no longer exist. */
     if (be->iface->set_stream && (st = be->iface->set_stream(be, NULL)) != EPLB_OK)
-        return eplb_context_fail(ctx, st, "%s backend: %s", ctx->backend_name, be->error);
+        return backend_failed(ctx, st);
     if (!in_place && (st = be->iface->upload(be, job.weight, weight, L * E * sizeof(float))) != EPLB_OK)
-        return eplb_context_fail(ctx, st, "%s backend: %s", ctx->backend_name, be->error);
+        return backend_failed(ctx, st);
     if ((st = run_stages(ctx, &job, 0)) != EPLB_OK)
         return st;
 
@@ -326,7 +344,7 @@ eplb_status eplb_plan_host(eplb_context *ctx, const float *weight, const eplb_sh
         if ((st = be->iface->download(be, ws->host_phy2log, job.phy2log, L * R * sizeof(int64_t))) ||
             (st = be->iface->download(be, ws->host_logcnt, job.logcnt, L * E * sizeof(int64_t))) ||
             (st = be->iface->download(be, ws->host_slot_rank, job.slot_rank, L * R * sizeof(int32_t))))
-            return eplb_context_fail(ctx, st, "%s backend: %s", ctx->backend_name, be->error);
+            return backend_failed(ctx, st);
         plan_phy2log = ws->host_phy2log;
         plan_logcnt = ws->host_logcnt;
         plan_slot_rank = ws->host_slot_rank;
@@ -385,7 +403,7 @@ eplb_status eplb_plan_device(eplb_context *ctx, const void *weight, const eplb_s
         return eplb_context_fail(ctx, EPLB_ERR_LOG2PHY_TOO_SMALL,
                                  "log2phy width %lld must be >= 1", (long long)log2phy_width);
     if ((st = be->iface->set_stream(be, stream)) != EPLB_OK)
-        return eplb_context_fail(ctx, st, "%s backend: %s", ctx->backend_name, be->error);
+        return backend_failed(ctx, st);
     if ((st = reserve_intermediates(ctx, &job)) != EPLB_OK)
         return st;
     job.weight = (void *)weight;
@@ -414,7 +432,7 @@ eplb_status eplb_plan_device_status(eplb_context *ctx, void *stream)
         st = be->iface->download(be, &device_status, ctx->workspace.buffer[EPLB_BUF_STATUS],
                                  sizeof device_status);
     if (st != EPLB_OK)
-        return eplb_context_fail(ctx, st, "%s backend: %s", ctx->backend_name, be->error);
+        return backend_failed(ctx, st);
     switch (device_status) {
     case EPLB_OK:
         return EPLB_OK;
