@@ -80,7 +80,8 @@ eplb_status eplb_context_create(eplb_context **out, const char *backend)
         }
         if (!instance)
             return fail_global(EPLB_ERR_BACKEND_UNAVAILABLE, "no backend available: %s", skipped);
-        fail_global(EPLB_OK, "%s", skipped); /* why faster backends were skipped */
+        /* eplb_last_error then says why faster backends were skipped. */
+        fail_global(EPLB_OK, "%s", skipped);
     } else {
         for (int i = 0; i < EPLB_REGISTRY_COUNT; i++)
             if (strcmp(backend, eplb_registry_name(i)) == 0)

@@ -92,7 +92,9 @@ static eplb_status describe_plan(eplb_context *ctx, const eplb_shape *shape,
         p->tolerance = options->tolerance;
         p->seed = options->seed;
     }
-    /* The GPU backends search all k * k pairs of two packs at each swap. */
+    /* The GPU backends try all k * k pairs of two packs at each swap, so
+     * their work grows with the square of the items per pack; past the limit
+     * a plan would run for hours instead of failing at once. */
     const int32_t per_pack = gp->per_pack > sp->per_pack ? gp->per_pack : sp->per_pack;
     if (options->iterations > 0 && strcmp(ctx->backend_name, "cpu") != 0 &&
         per_pack > EPLB_MAX_DEVICE_SWAP_ITEMS)
@@ -219,8 +221,10 @@ static eplb_status reserve_intermediates(eplb_context *ctx, eplb_plan_job *job)
  * job, else its four stages. */
 static eplb_status run_packing(eplb_backend *be, const eplb_pack_job *p)
 {
+    /* With one item per pack the packing is the identity (SPEC 6), which
+     * node_layout and assemble apply themselves. */
     if (p->per_pack <= 1)
-        return EPLB_OK; /* SPEC 6: k == 1 is the identity, handled by the glue */
+        return EPLB_OK;
     eplb_status st = EPLB_BACKEND_DECLINED;
     if (be->iface->pack_fused)
         st = be->iface->pack_fused(be, p);
@@ -232,7 +236,9 @@ static eplb_status run_packing(eplb_backend *be, const eplb_pack_job *p)
     return be->iface->pack_select(be, p);
 }
 
-/* Enqueues every stage of the plan, in SPEC order. */
+/* Enqueues the whole plan: through the backend's plan_fused when it has one
+ * and takes the job, else stage by stage in SPEC order. This is the one place
+ * that order is written. */
 static eplb_status run_stages(eplb_context *ctx, const eplb_plan_job *job, int check_on_device)
 {
     eplb_backend *be = ctx->backend;

@@ -41,7 +41,8 @@ typedef struct eplb_workspace {
     int64_t *host_logcnt;
     int32_t *host_slot_rank;
     size_t host_capacity[3];
-    /* Shape of the last device plan: eplb_device_status reads its status. */
+    /* Whether the last eplb_rebalance_device call enqueued a plan: only then
+     * is there a status word for eplb_device_status to read. */
     int device_plan_pending;
 } eplb_workspace;
 

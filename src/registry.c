@@ -260,7 +260,8 @@ static eplb_status open_locked(int index, int for_auto, eplb_backend **out, char
         snprintf(error, error_len, "%s", module_errors[index]);
         return EPLB_ERR_BACKEND_UNAVAILABLE;
     }
-    const char *inject = getenv("EPLB_TEST_FAIL_BACKEND"); /* fault injection for tests */
+    /* Fault injection for tests (docs/reliability.md). */
+    const char *inject = getenv("EPLB_TEST_FAIL_BACKEND");
     if (inject && strcmp(inject, backend_names[index]) == 0) {
         snprintf(error, error_len, "initialisation failure injected by EPLB_TEST_FAIL_BACKEND");
         return EPLB_ERR_BACKEND_UNAVAILABLE;
