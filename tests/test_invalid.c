@@ -75,8 +75,9 @@ static void expect_shape_rejected(const char *what, eplb_shape shape, const char
     cr_expect_eq(eplb_log2phy_width_max(&shape), 0, "%s: width_max of an invalid shape", what);
 }
 
-/* Each rule of SPEC section 2 broken alone, on the valid base shape. */
-Test(invalid_shape, each_broken_rule_is_refused_naming_its_dimension)
+/* Each rule of SPEC section 2 broken alone, on the valid base shape, and
+ * shapes beyond the limits of include/eplb/eplb.h. */
+Test(invalid_shape, each_broken_rule_is_refused_naming_its_dimension_or_limit)
 {
     static const struct {
         const char *what;
@@ -96,6 +97,15 @@ Test(invalid_shape, each_broken_rule_is_refused_naming_its_dimension)
         {"experts % groups != 0", {2, 16, 24, 3, 2, 4}, "groups"},
         /* groups % nodes == 0, so auto picks hierarchical, which needs gpus % nodes == 0. */
         {"gpus % nodes != 0, hierarchical", {2, 16, 24, 4, 2, 3}, "nodes"},
+        /* Values near INT64_MAX (no overflow on the way to the message), and
+         * each dimension within its limit while their product is not. */
+        {"layers = INT64_MAX", {INT64_MAX, 16, 24, 4, 2, 4}, "EPLB_MAX_LAYERS"},
+        {"replicas near INT64_MAX", {2, 16, INT64_MAX - 7, 4, 2, 4}, "EPLB_MAX_REPLICAS"},
+        {"layers 2^31, replicas 2^40", {(int64_t)1 << 31, 16, (int64_t)1 << 40, 4, 2, 4},
+         "EPLB_MAX_LAYERS"},
+        {"layers * replicas over the limit",
+         {EPLB_MAX_SLOTS / EPLB_MAX_REPLICAS + 1, 16, EPLB_MAX_REPLICAS, 4, 2, 4}, "EPLB_MAX_SLOTS"},
+        {"most layers, 1024 slots", {EPLB_MAX_LAYERS, 16, 1024, 4, 2, 4}, "EPLB_MAX_SLOTS"},
     };
     for (size_t i = 0; i < sizeof broken / sizeof broken[0]; i++)
         expect_shape_rejected(broken[i].what, broken[i].shape, broken[i].keyword);
@@ -127,27 +137,6 @@ Test(invalid_shape, each_dimension_beyond_its_limit_names_the_limit)
         *beyond[i].dimension = beyond[i].value;
         expect_shape_rejected(beyond[i].what, s, beyond[i].limit);
     }
-}
-
-/* Values near INT64_MAX (no overflow on the way to the message), and each
- * dimension within its limit while their product is not. */
-Test(invalid_shape, huge_values_and_products_beyond_the_limits_name_the_limit)
-{
-    static const struct {
-        const char *what;
-        eplb_shape shape;
-        const char *limit;
-    } beyond[] = {
-        {"layers = INT64_MAX", {INT64_MAX, 16, 24, 4, 2, 4}, "EPLB_MAX_LAYERS"},
-        {"replicas near INT64_MAX", {2, 16, INT64_MAX - 7, 4, 2, 4}, "EPLB_MAX_REPLICAS"},
-        {"layers 2^31, replicas 2^40", {(int64_t)1 << 31, 16, (int64_t)1 << 40, 4, 2, 4},
-         "EPLB_MAX_LAYERS"},
-        {"layers * replicas over the limit",
-         {EPLB_MAX_SLOTS / EPLB_MAX_REPLICAS + 1, 16, EPLB_MAX_REPLICAS, 4, 2, 4}, "EPLB_MAX_SLOTS"},
-        {"most layers, 1024 slots", {EPLB_MAX_LAYERS, 16, 1024, 4, 2, 4}, "EPLB_MAX_SLOTS"},
-    };
-    for (size_t i = 0; i < sizeof beyond / sizeof beyond[0]; i++)
-        expect_shape_rejected(beyond[i].what, beyond[i].shape, beyond[i].limit);
 }
 
 Test(invalid_shape, candidate_slots_beyond_the_limit_name_the_limit)
