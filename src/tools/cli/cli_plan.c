@@ -353,16 +353,13 @@ static int run_plan(const char *cmd, plan_args *a, const float *weight, const ch
     return code;
 }
 
-int eplb_cli_plan(int argc, char **argv)
+/* eplb plan: the load file named by --input. */
+static int plan_load_file(plan_args *a)
 {
-    plan_args a;
-    int code = parse_plan_args(argc, argv, 0, &a);
-    if (code >= 0)
-        return code;
     eplb_weights w = {0};
     char error[1024];
     errno = 0;
-    eplb_status st = eplb_weights_load(a.input, &w, error, sizeof error);
+    eplb_status st = eplb_weights_load(a->input, &w, error, sizeof error);
     if (st != EPLB_OK) {
         /* Running out of memory is this machine's failure, not the input's,
          * also when it shows as an error opening or reading the file. */
@@ -370,31 +367,48 @@ int eplb_cli_plan(int argc, char **argv)
         fprintf(stderr, "eplb plan: %s\n", error);
         return out_of_memory ? EPLB_EXIT_FAILURE : EPLB_EXIT_USAGE;
     }
-    a.shape.layers = w.layers;
-    a.shape.experts = w.experts;
+    a->shape.layers = w.layers;
+    a->shape.experts = w.experts;
     /* The input's name goes into every message and the summary: escaped, so
      * that control bytes in it cannot drive the terminal. */
     char label[4096];
-    eplb_text_escape(label, sizeof label, strcmp(a.input, "-") == 0 ? "(stdin)" : a.input);
-    code = run_plan("plan", &a, w.data, label, w.format);
+    eplb_text_escape(label, sizeof label, strcmp(a->input, "-") == 0 ? "(stdin)" : a->input);
+    const int code = run_plan("plan", a, w.data, label, w.format);
     eplb_weights_free(&w);
     return code;
 }
 
-int eplb_cli_demo(int argc, char **argv)
+/* eplb demo: the built-in DeepSeek-V3-shaped workload. */
+static int plan_builtin_workload(plan_args *a)
 {
-    plan_args a;
-    int code = parse_plan_args(argc, argv, 1, &a);
-    if (code >= 0)
-        return code;
-    const int64_t L = a.shape.layers, E = a.shape.experts;
+    const int64_t L = a->shape.layers, E = a->shape.experts;
     float *weight = malloc((size_t)(L * E) * sizeof *weight);
     if (!weight) {
         fprintf(stderr, "eplb demo: out of memory\n");
         return EPLB_EXIT_FAILURE;
     }
     eplb_workload_fill(weight, L, E, 0, 0);
-    code = run_plan("demo", &a, weight, "DeepSeek-V3-shaped workload", "built-in");
+    const int code = run_plan("demo", a, weight, "DeepSeek-V3-shaped workload", "built-in");
     free(weight);
     return code;
+}
+
+/* eplb plan and eplb demo take the same options (the demo its own defaults). */
+static int plan_command(int argc, char **argv, int demo)
+{
+    plan_args a;
+    const int code = parse_plan_args(argc, argv, demo, &a);
+    if (code >= 0)
+        return code;
+    return demo ? plan_builtin_workload(&a) : plan_load_file(&a);
+}
+
+int eplb_cli_plan(int argc, char **argv)
+{
+    return plan_command(argc, argv, 0);
+}
+
+int eplb_cli_demo(int argc, char **argv)
+{
+    return plan_command(argc, argv, 1);
 }
