@@ -173,14 +173,16 @@ int eplb_backend_available(int index, const char **reason)
     return eplb_registry_probe(index, reason);
 }
 
+/* Declared again here because include/eplb/eplb_opencl.h, which declares it
+ * for callers, needs the OpenCL headers, and libeplb is built without them. */
+EPLB_EXTERN eplb_status eplb_opencl_native_handles(const eplb_context *ctx, void **cl_context_out,
+                                                   void **cl_device_out);
+
 /* The opencl backend's state begins with eplb_opencl_handles
  * (backends/opencl/opencl_interop.h): cl_context, cl_device_id, queue, all
- * pointers, read here without OpenCL headers. */
-EPLB_EXTERN eplb_status eplb_opencl_native_handles(const eplb_context *ctx, void **cl_context_out,
-                                            void **cl_device_out);
-
+ * pointers, so they are read here without OpenCL headers. */
 eplb_status eplb_opencl_native_handles(const eplb_context *ctx, void **cl_context_out,
-                                void **cl_device_out)
+                                       void **cl_device_out)
 {
     if (!ctx || !cl_context_out || !cl_device_out)
         return fail_global(EPLB_ERR_INVALID_ARGUMENT, "context and outputs must not be NULL");
