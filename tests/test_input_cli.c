@@ -280,18 +280,28 @@ static void make_hostile_name(char *dir, size_t dir_len, char *path, size_t path
     snprintf(path, path_len, "%s/loads\x1b[31mred\x07.csv", dir);
 }
 
+/* Plans path on `gpus` GPUs: the run exits with want_code, nothing it
+ * prints holds a control byte, and escaped stands in its summary (exit 0)
+ * or in its error. */
+static void expect_escaped_run(const char *what, char *path, char *gpus, int want_code,
+                               const char *escaped)
+{
+    char *argv[] = {"eplb", "plan", "-i", path, "--replicas", "8", "--gpus", gpus, NULL};
+    piped_result r;
+    run_cli(argv, NULL, 60.0, &r);
+    cr_expect_eq(r.exit_code, want_code, "%s: exit %d, stderr: %s", what, r.exit_code, r.err);
+    expect_no_control_bytes(r.out, "stdout");
+    expect_no_control_bytes(r.err, "stderr");
+    const char *shown = want_code == 0 ? r.out : r.err;
+    cr_expect(strstr(shown, escaped) != NULL, "%s: no '%s' in: %s", what, escaped, shown);
+}
+
 Test(input_cli, a_file_name_with_escape_sequences_is_escaped_in_the_summary)
 {
     char dir[64], path[128];
     make_hostile_name(dir, sizeof dir, path, sizeof path);
     write_file(path, "1, 2, 3, 4\n5, 6, 7, 8\n");
-    char *argv[] = {"eplb", "plan", "-i", path, "--replicas", "8", "--gpus", "4", NULL};
-    piped_result r;
-    run_cli(argv, NULL, 60.0, &r);
-    cr_expect_eq(r.exit_code, 0, "stderr: %s", r.err);
-    expect_no_control_bytes(r.out, "stdout");
-    expect_no_control_bytes(r.err, "stderr");
-    cr_expect(strstr(r.out, "loads\\x1b[31mred\\x07.csv") != NULL, "stdout: %s", r.out);
+    expect_escaped_run("summary", path, "4", 0, "loads\\x1b[31mred\\x07.csv");
     unlink(path);
     rmdir(dir);
 }
@@ -301,17 +311,12 @@ Test(input_cli, a_file_name_with_escape_sequences_is_escaped_in_errors)
     char dir[64], path[128];
     make_hostile_name(dir, sizeof dir, path, sizeof path);
     /* Missing, then malformed, then a shape the input does not allow. */
-    char *argv[] = {"eplb", "plan", "-i", path, "--replicas", "8", "--gpus", "3", NULL};
-    const char *contents[] = {NULL, "1, 2\n3\n", "1, 2, 3, 4\n5, 6, 7, 8\n"};
+    static const char *const contents[] = {NULL, "1, 2\n3\n", "1, 2, 3, 4\n5, 6, 7, 8\n"};
+    static const char *const whats[] = {"missing", "malformed", "shape not allowed"};
     for (int i = 0; i < 3; i++) {
         if (contents[i])
             write_file(path, contents[i]);
-        piped_result r;
-        run_cli(argv, NULL, 60.0, &r);
-        cr_expect_eq(r.exit_code, 2, "case %d: stderr: %s", i, r.err);
-        expect_no_control_bytes(r.err, "stderr");
-        cr_expect(strstr(r.err, "loads\\x1b[31mred\\x07.csv") != NULL, "case %d: stderr: %s", i,
-                  r.err);
+        expect_escaped_run(whats[i], path, "3", 2, "loads\\x1b[31mred\\x07.csv");
     }
     unlink(path);
     rmdir(dir);
@@ -323,19 +328,11 @@ Test(input_cli, a_token_with_escape_sequences_is_escaped_in_errors)
     cr_assert_not_null(mkdtemp(dir));
     snprintf(path, sizeof path, "%s/loads.csv", dir);
     write_file(path, "1, 2\n3, \x1b]0;owned\x07\x1b[2J\n");
-    char *argv[] = {"eplb", "plan", "-i", path, "--replicas", "8", "--gpus", "4", NULL};
-    piped_result r;
-    run_cli(argv, NULL, 60.0, &r);
-    cr_expect_eq(r.exit_code, 2, "stderr: %s", r.err);
-    expect_no_control_bytes(r.err, "stderr");
-    cr_expect(strstr(r.err, "\\x1b]0;owned\\x07\\x1b[2J") != NULL, "stderr: %s", r.err);
+    expect_escaped_run("token", path, "4", 2, "\\x1b]0;owned\\x07\\x1b[2J");
     unlink(path);
     rmdir(dir);
 }
 
-/* Arguments and environment are outside text too: every message that quotes
- * an option's value, a command, an argument, a golden directory or a module
- * path escapes its control bytes. */
 Test(input_cli, arguments_and_environment_with_escape_sequences_are_escaped_in_errors)
 {
     char data[512];
