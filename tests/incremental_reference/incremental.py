@@ -403,6 +403,8 @@ def rebalance(weight, prev, fresh, gpus, nodes, groups, slack=0.0, policy='auto'
     weight: [L][E] new loads; prev: [L][R] the running plan's phy2log; fresh:
     [L][R] the fresh plan's phy2log for the same loads and options (section 6).
     Returns (phy2log, logcnt, stats)."""
+    if not (np.isfinite(slack) and slack >= 0):
+        raise ValueError("slack must be finite and >= 0, not %r" % (slack,))
     w = np.asarray(weight, dtype=np.float64).astype(F32)
     prev = np.asarray(prev, dtype=np.int64)
     fresh = np.asarray(fresh, dtype=np.int64)

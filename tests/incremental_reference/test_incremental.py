@@ -172,6 +172,9 @@ def test_shape_mismatch_raises():
         inc.rebalance(w, np.array([[0, 1, 2, 2]] * 2), good, 2, 1, 1)        # expert 3 lost
     with pytest.raises(inc.ShapeError):
         inc.rebalance(np.ones(4, dtype=F32), good, good, 2, 1, 1)            # loads 1-D
+    for slack in (-0.1, float("inf"), float("nan")):
+        with pytest.raises(ValueError):
+            inc.rebalance(w, good, good, 2, 1, 1, slack=slack)
 
 
 # Properties every plan must have.
