@@ -213,7 +213,11 @@ def test_fixture_reproduces_the_stored_incremental_plan(case):
     out, _, stats = inc.rebalance(w, prev, fresh, s["gpus"], s["nodes"], s["groups"],
                                   policy=case["policy"])
     assert out.tolist() == case["incremental"]
-    assert stats == case["stats"]
+    # Balancedness is a double-precision figure whose last bits depend on numpy's
+    # summation; the moves are exact.
+    expected = dict(case["stats"])
+    assert stats.pop("balancedness") == pytest.approx(expected.pop("balancedness"), rel=1e-12)
+    assert stats == expected
     hierarchical = s["groups"] % s["nodes"] == 0
     check_plan(w, prev, fresh, out, s["gpus"], s["nodes"], s["groups"], hierarchical)
 
