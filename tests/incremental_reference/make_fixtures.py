@@ -1,4 +1,4 @@
-"""Writes data/fixtures.json: small real cases for the incremental reference's tests,
+"""Writes data/fixtures.json: small cases for the incremental reference's tests,
 each with the previous and the fresh plan from the eplb tool and the incremental
 plan this reference gives (docs/spec.md section 13), so the tests run without the
 tool and a later C implementation has expected outputs to match.
@@ -17,9 +17,13 @@ sys.path.insert(0, HERE)
 import incremental as inc  # noqa: E402
 import workloads  # noqa: E402
 
-# name, previous loads, new loads (OLMoE domains, or "DOMAIN~" for that domain's
-# drift with seed 2), replicas, groups, nodes, gpus, policy.
+# name, previous loads, new loads, replicas, groups, nodes, gpus, policy. Loads
+# are an OLMoE domain, "DOMAIN~" for that domain's drift with seed 2, or
+# "v3[ROWS]" / "v3~SEED[ROWS]" for rows of the bench workload (DeepSeek-V3, 256
+# experts) and of its drift with that seed.
 CASES = [
+    ("v3-prefill-drift3-rows5-7", "v3[5,6,7]", "v3~3[5,6,7]", 288, 8, 4, 32, "auto"),
+    ("v3-decode-288-drift2-rows0-2", "v3[0,1,2]", "v3~2[0,1,2]", 288, 8, 9, 72, "auto"),
     ("olmoe-arxiv-to-c4-hier", "arxiv", "c4", 80, 4, 2, 8, "auto"),
     ("olmoe-c4-drift-hier", "c4", "c4~", 80, 4, 2, 8, "auto"),
     ("olmoe-github-drift-hier", "github", "github~", 80, 4, 2, 8, "auto"),
@@ -29,6 +33,13 @@ CASES = [
 
 
 def domain_loads(name):
+    if name.startswith("v3"):
+        head, rows = name[:-1].split("[")
+        rows = [int(r) for r in rows.split(",")]
+        w = workloads.workload(max(rows) + 1, 256, seed=1)
+        if "~" in head:
+            w = workloads.drift(w, seed=int(head.split("~")[1]))
+        return w[rows]
     with open(os.path.join(HERE, "data", "olmoe-%s.json" % name.rstrip("~"))) as f:
         w = np.array(json.load(f)["logical_count"], dtype=np.float32)
     return workloads.drift(w, seed=2) if name.endswith("~") else w
