@@ -15,7 +15,7 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
 
 import incremental as inc  # noqa: E402
-import workloads  # noqa: E402
+import incremental_inputs as inputs  # noqa: E402
 
 # name, previous loads, new loads, replicas, groups, nodes, gpus, policy. Loads
 # are an OLMoE domain, "DOMAIN~" for that domain's drift with seed 2, or
@@ -36,21 +36,21 @@ def domain_loads(name):
     if name.startswith("v3"):
         head, rows = name[:-1].split("[")
         rows = [int(r) for r in rows.split(",")]
-        w = workloads.workload(max(rows) + 1, 256, seed=1)
+        w = inputs.workload(max(rows) + 1, 256, seed=1)
         if "~" in head:
-            w = workloads.drift(w, seed=int(head.split("~")[1]))
+            w = inputs.drift(w, seed=int(head.split("~")[1]))
         return w[rows]
     with open(os.path.join(HERE, "data", "olmoe-%s.json" % name.rstrip("~"))) as f:
         w = np.array(json.load(f)["logical_count"], dtype=np.float32)
-    return workloads.drift(w, seed=2) if name.endswith("~") else w
+    return inputs.drift(w, seed=2) if name.endswith("~") else w
 
 
 def build(cli):
     cases = []
     for name, a, b, R, G, N, P, policy in CASES:
         wa, wb = domain_loads(a), domain_loads(b)
-        prev = workloads.cli_plan(cli, wa, R, G, N, P, policy)
-        fresh = workloads.cli_plan(cli, wb, R, G, N, P, policy)
+        prev = inputs.cli_plan(cli, wa, R, G, N, P, policy)
+        fresh = inputs.cli_plan(cli, wb, R, G, N, P, policy)
         out, logcnt, stats = inc.rebalance(wb, np.array(prev["phy2log"]),
                                            np.array(fresh["phy2log"]), P, N, G, policy=policy)
         cases.append({
@@ -64,7 +64,7 @@ def build(cli):
 
 
 def main():
-    cli = workloads.cli_path()
+    cli = inputs.cli_path()
     if not cli:
         sys.exit("set EPLB_CLI to the eplb tool (build/bin/eplb)")
     cases = build(cli)

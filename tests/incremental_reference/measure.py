@@ -4,7 +4,7 @@ reference figures"). Needs the eplb tool: EPLB_CLI=build/bin/eplb.
   EPLB_CLI=build/bin/eplb python3 tests/incremental_reference/measure.py [--seeds 2 3 4]
 
 For each DeepSeek-V3 case: the previous plan is eplb's plan of the benchmark
-workload; the new loads are that workload drifted (workloads.drift, one case
+workload; the new loads are that workload drifted (inputs.drift, one case
 per seed); fresh is eplb's plan of the new loads with the same options. For the
 OLMoE samples in data/: the previous plan is one domain's, the new loads those
 of another domain (a real drift), on 64 experts -> 80 slots on 8 GPUs.
@@ -21,12 +21,12 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
 
 import incremental as inc  # noqa: E402
-import workloads  # noqa: E402
+import incremental_inputs as inputs  # noqa: E402
 
 
 def one_case(cli, name, prev_w, new_w, R, G, N, P, policy, extra=()):
-    prev = np.array(workloads.cli_plan(cli, prev_w, R, G, N, P, policy, extra)["phy2log"])
-    fresh_plan = workloads.cli_plan(cli, new_w, R, G, N, P, policy, extra)
+    prev = np.array(inputs.cli_plan(cli, prev_w, R, G, N, P, policy, extra)["phy2log"])
+    fresh_plan = inputs.cli_plan(cli, new_w, R, G, N, P, policy, extra)
     fresh = np.array(fresh_plan["phy2log"])
     hierarchical = fresh_plan["policy"] == "hierarchical"
     w = new_w.astype(np.float32)
@@ -92,7 +92,7 @@ def main():
     p.add_argument("--json", help="write every row here")
     p.add_argument("--skip-v3", action="store_true")
     args = p.parse_args()
-    cli = workloads.cli_path()
+    cli = inputs.cli_path()
     if not cli:
         sys.exit("set EPLB_CLI to the eplb tool (build/bin/eplb)")
     print("| case | moved, fresh | moved, fresh relabelled | moved, incremental | "
@@ -101,10 +101,10 @@ def main():
     print("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
     rows = []
     if not args.skip_v3:
-        base = workloads.workload(58, 256, seed=1)
+        base = inputs.workload(58, 256, seed=1)
         for seed in args.seeds:
-            new = workloads.drift(base, seed=seed, sigma=args.sigma)
-            for name, R, G, N, P, policy in workloads.V3_CASES:
+            new = inputs.drift(base, seed=seed, sigma=args.sigma)
+            for name, R, G, N, P, policy in inputs.V3_CASES:
                 r = one_case(cli, "%s drift seed %d" % (name, seed), base, new, R, G, N, P, policy)
                 rows.append(r)
                 print_row(r)
@@ -122,7 +122,7 @@ def main():
             rows.append(r)
             print_row(r)
         r = one_case(cli, "olmoe %s drift seed 2" % a, loads[a],
-                     workloads.drift(loads[a], seed=2, sigma=args.sigma), 80, 4, 2, 8, "auto")
+                     inputs.drift(loads[a], seed=2, sigma=args.sigma), 80, 4, 2, 8, "auto")
         rows.append(r)
         print_row(r)
     if args.json:

@@ -15,7 +15,7 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
 
 import incremental as inc  # noqa: E402
-import workloads  # noqa: E402
+import incremental_inputs as inputs  # noqa: E402
 
 F32 = np.float32
 
@@ -235,7 +235,7 @@ def test_previous_equal_to_the_fresh_plan_moves_nothing(case):
 
 # With the eplb tool: fixtures still match its plans, and random cases.
 
-cli = workloads.cli_path()
+cli = inputs.cli_path()
 needs_cli = pytest.mark.skipif(cli is None, reason="EPLB_CLI not set")
 
 
@@ -246,7 +246,7 @@ def test_fixture_plans_are_the_tools_plans():
         w = make_fixtures.domain_loads(case["new_loads"])
         assert w.astype(float).tolist() == case["weight"]
         s = case["shape"]
-        fresh = workloads.cli_plan(cli, w, s["replicas"], s["groups"], s["nodes"], s["gpus"],
+        fresh = inputs.cli_plan(cli, w, s["replicas"], s["groups"], s["nodes"], s["gpus"],
                                    case["policy"])
         assert fresh["phy2log"] == case["fresh"]
 
@@ -269,10 +269,10 @@ def test_random_cases_meet_the_fresh_max(shape, seed):
     rng = np.random.default_rng(1000 * seed + E)
     before = np.floor(rng.lognormal(8.0, 1.0, size=(L, E))).astype(F32)
     sigma = (0.1, 0.3, 1.0, 0.1)[seed]
-    after = workloads.drift(before, seed=seed + 2, sigma=sigma)
+    after = inputs.drift(before, seed=seed + 2, sigma=sigma)
     extra = ("--candidates", "1", "--iters", "0") if seed == 3 else ()
-    prev = np.array(workloads.cli_plan(cli, before, R, G, N, P, extra=extra)["phy2log"])
-    fresh_plan = workloads.cli_plan(cli, after, R, G, N, P, extra=extra)
+    prev = np.array(inputs.cli_plan(cli, before, R, G, N, P, extra=extra)["phy2log"])
+    fresh_plan = inputs.cli_plan(cli, after, R, G, N, P, extra=extra)
     fresh = np.array(fresh_plan["phy2log"])
     hierarchical = fresh_plan["policy"] == "hierarchical"
     out, _, _ = inc.rebalance(after, prev, fresh, P, N, G)
