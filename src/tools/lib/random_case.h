@@ -1,7 +1,7 @@
-/* Random valid planning problems, the one generator of the tests, fuzzing
- * aside, and eplb conformance: shapes of every kind that SPEC sections 3 to 6
- * treat differently, times weight patterns that reach ties, zeros, sub-normal
- * and near-overflow loads. */
+/* Random valid planning problems for the tests and eplb conformance (the
+ * fuzz targets build theirs from the fuzzer's bytes): shapes of every kind
+ * that SPEC sections 3 to 6 treat differently, times weight patterns that
+ * reach ties, zeros, sub-normal and near-overflow loads. */
 #ifndef EPLB_TOOLS_RANDOM_CASE_H
 #define EPLB_TOOLS_RANDOM_CASE_H
 
