@@ -4,7 +4,7 @@ reference figures"). Needs the eplb tool: EPLB_CLI=build/bin/eplb.
   EPLB_CLI=build/bin/eplb python3 tests/incremental_reference/measure.py [--seeds 2 3 4]
 
 For each DeepSeek-V3 case: the previous plan is eplb's plan of the benchmark
-workload; the new loads are that workload drifted (inputs.drift, one case
+workload; the new loads are that workload drifted (incremental_inputs.drift, one case
 per seed); fresh is eplb's plan of the new loads with the same options. For the
 OLMoE samples in data/: the previous plan is one domain's, the new loads those
 of another domain (a real drift), on 64 experts -> 80 slots on 8 GPUs.
