@@ -52,9 +52,8 @@ eplb_status eplb_cuda_assemble(eplb_backend *backend, const eplb_plan_job *job)
     const int threads = 256;
     if (job->log2phy) {
         const int64_t count = job->layers * job->experts * job->width;
-        int64_t blocks = (count + threads - 1) / threads;
-        if (blocks > 65535) blocks = 65535;
-        eplb_cuda_log2phy_fill_kernel<<<(unsigned)blocks, threads, 0, ctx->stream>>>(
+        eplb_cuda_log2phy_fill_kernel<<<eplb_cuda_grid_blocks(count, threads), threads, 0,
+                                        ctx->stream>>>(
             (const int32_t *)job->status, (int64_t *)job->log2phy, count);
         eplb_status st = eplb_cuda_launched(backend, "assemble (log2phy fill)");
         if (st != EPLB_OK)
@@ -77,8 +76,6 @@ eplb_status eplb_cuda_assemble(eplb_backend *backend, const eplb_plan_job *job)
     a.L = job->layers; a.N = job->nodes; a.E = job->experts; a.R = job->replicas;
     a.M = job->node_experts; a.RN = job->node_slots; a.spg = job->gpu_slots; a.X = job->width;
     const int64_t total = job->layers * (job->replicas + job->experts);
-    int64_t blocks = (total + threads - 1) / threads;
-    if (blocks > 65535) blocks = 65535;
-    eplb_cuda_assemble_kernel<<<(unsigned)blocks, threads, 0, ctx->stream>>>(a);
+    eplb_cuda_assemble_kernel<<<eplb_cuda_grid_blocks(total, threads), threads, 0, ctx->stream>>>(a);
     return eplb_cuda_launched(backend, "assemble");
 }

@@ -1,14 +1,12 @@
-/* The cuda backend module (libeplb_cuda.so): device, memory and stream, and
- * the interface table that points at one file per stage. The CUDA runtime is
- * linked statically, so the module needs only the driver (libcuda.so.1) at
- * run time; without a driver or a device, create() fails with the reason. */
-#include <dlfcn.h>
+/* The cuda backend module (libeplb_cuda.so): the interface table, which
+ * points at one file per stage, and the instance's creation and release. The
+ * runtime (cuda_runtime.cu, cuda_knobs.cu) opens the device and reads the
+ * environment; nothing below this file calls back into it. */
+#include <stdio.h>
 #include <stdlib.h>
-#include <string.h>
 
 #include "cuda_assemble.cuh"
 #include "cuda_check_weights.cuh"
-#include "cuda_common.cuh"
 #include "cuda_group_loads.cuh"
 #include "cuda_node_layout.cuh"
 #include "cuda_pack_fused.cuh"
@@ -18,70 +16,23 @@
 #include "cuda_pack_swap.cuh"
 #include "cuda_plan_fused.cuh"
 #include "cuda_replicate.cuh"
+#include "cuda_runtime.cuh"
 #include "cuda_slot_loads.cuh"
-
-/* Oldest architecture whose PTX the module embeds (see CMakeLists.txt). */
-#define EPLB_CUDA_MIN_MAJOR 7
-#define EPLB_CUDA_MIN_MINOR 5
-
-/* Makes the instance's device current for one call and restores the caller's. */
-struct eplb_cuda_device_scope {
-    int previous;
-    bool changed;
-    explicit eplb_cuda_device_scope(const eplb_cuda_context *ctx) : previous(-1), changed(false)
-    {
-        if (cudaGetDevice(&previous) == cudaSuccess && previous != ctx->device)
-            changed = cudaSetDevice(ctx->device) == cudaSuccess;
-    }
-    ~eplb_cuda_device_scope()
-    {
-        if (changed)
-            cudaSetDevice(previous);
-    }
-};
 
 #define EPLB_CUDA_SCOPE(backend) eplb_cuda_device_scope scope_(eplb_cuda_ctx(backend))
 
-static eplb_status cuda_fail(eplb_backend *backend, const char *what, cudaError_t err)
-{
-    return eplb_backend_error(backend,
-                              err == cudaErrorMemoryAllocation ? EPLB_ERR_OUT_OF_MEMORY
-                                                               : EPLB_ERR_BACKEND_FAILURE,
-                              "%s: %s", what, cudaGetErrorString(err));
-}
-
-eplb_status eplb_cuda_scratch(eplb_backend *backend, size_t bytes, void **out)
-{
-    eplb_cuda_context *ctx = eplb_cuda_ctx(backend);
-    if (ctx->scratch_bytes < bytes) {
-        /* Freed memory may still be in use by enqueued work: wait for it first. */
-        cudaStreamSynchronize(ctx->stream);
-        cudaFree(ctx->scratch);
-        ctx->scratch = NULL;
-        ctx->scratch_bytes = 0;
-        cudaError_t err = cudaMalloc(&ctx->scratch, bytes);
-        if (err != cudaSuccess)
-            return cuda_fail(backend, "scratch allocation", err);
-        ctx->scratch_bytes = bytes;
-    }
-    *out = ctx->scratch;
-    return EPLB_OK;
-}
+/* An instance in one allocation: the interface's header, then the context. */
+struct cuda_instance {
+    eplb_backend backend;
+    eplb_cuda_context ctx;
+};
 
 static void cuda_free_backend(eplb_backend *backend)
 {
     if (!backend)
         return;
-    eplb_cuda_context *ctx = eplb_cuda_ctx(backend);
-    if (ctx) {
-        EPLB_CUDA_SCOPE(backend);
-        if (ctx->scratch) {
-            cudaDeviceSynchronize();
-            cudaFree(ctx->scratch);
-        }
-    }
-    free(ctx);
-    free(backend);
+    eplb_cuda_device_close(eplb_cuda_ctx(backend));
+    free((cuda_instance *)backend);
 }
 
 static const char *cuda_device_name(eplb_backend *backend) { return eplb_cuda_ctx(backend)->name; }
@@ -114,26 +65,28 @@ static void cuda_buffer_free(eplb_backend *backend, void *buffer)
     cudaFree(buffer);
 }
 
-static eplb_status cuda_upload(eplb_backend *backend, void *dst, const void *src_host, size_t bytes)
+/* A copy on the instance's stream, complete on return: the interface lets the
+ * caller reuse the host memory at once (pinned memory would otherwise still
+ * be read by the copy). */
+static eplb_status cuda_copy(eplb_backend *backend, void *dst, const void *src, size_t bytes,
+                             cudaMemcpyKind kind, const char *what)
 {
     EPLB_CUDA_SCOPE(backend);
     eplb_cuda_context *ctx = eplb_cuda_ctx(backend);
-    cudaError_t err = cudaMemcpyAsync(dst, src_host, bytes, cudaMemcpyHostToDevice, ctx->stream);
-    /* The interface lets the caller reuse the host memory on return (pinned memory would
-     * otherwise still be read by the copy). */
+    cudaError_t err = cudaMemcpyAsync(dst, src, bytes, kind, ctx->stream);
     if (err == cudaSuccess)
         err = cudaStreamSynchronize(ctx->stream);
-    return err == cudaSuccess ? EPLB_OK : cuda_fail(backend, "upload", err);
+    return err == cudaSuccess ? EPLB_OK : eplb_cuda_fail(backend, what, err);
+}
+
+static eplb_status cuda_upload(eplb_backend *backend, void *dst, const void *src_host, size_t bytes)
+{
+    return cuda_copy(backend, dst, src_host, bytes, cudaMemcpyHostToDevice, "upload");
 }
 
 static eplb_status cuda_download(eplb_backend *backend, void *dst_host, const void *src, size_t bytes)
 {
-    EPLB_CUDA_SCOPE(backend);
-    eplb_cuda_context *ctx = eplb_cuda_ctx(backend);
-    cudaError_t err = cudaMemcpyAsync(dst_host, src, bytes, cudaMemcpyDeviceToHost, ctx->stream);
-    if (err == cudaSuccess)
-        err = cudaStreamSynchronize(ctx->stream);
-    return err == cudaSuccess ? EPLB_OK : cuda_fail(backend, "download", err);
+    return cuda_copy(backend, dst_host, src, bytes, cudaMemcpyDeviceToHost, "download");
 }
 
 static eplb_status cuda_set_stream(eplb_backend *backend, void *stream)
@@ -146,29 +99,17 @@ static eplb_status cuda_synchronize(eplb_backend *backend)
 {
     EPLB_CUDA_SCOPE(backend);
     cudaError_t err = cudaStreamSynchronize(eplb_cuda_ctx(backend)->stream);
-    return err == cudaSuccess ? EPLB_OK : cuda_fail(backend, "synchronize", err);
+    return err == cudaSuccess ? EPLB_OK : eplb_cuda_fail(backend, "synchronize", err);
 }
 
-/* Every stage runs with the instance's device current. */
-#define EPLB_CUDA_STAGE(name, job_type)                                                        \
-    static eplb_status cuda_##name(eplb_backend *backend, const job_type *job)                 \
-    {                                                                                          \
-        EPLB_CUDA_SCOPE(backend);                                                              \
-        return eplb_cuda_##name(backend, job);                                                 \
-    }
-EPLB_CUDA_STAGE(check_weights, eplb_plan_job)
-EPLB_CUDA_STAGE(group_loads, eplb_plan_job)
-EPLB_CUDA_STAGE(node_layout, eplb_plan_job)
-EPLB_CUDA_STAGE(replicate, eplb_plan_job)
-EPLB_CUDA_STAGE(slot_loads, eplb_plan_job)
-EPLB_CUDA_STAGE(assemble, eplb_plan_job)
-EPLB_CUDA_STAGE(pack_sort, eplb_pack_job)
-EPLB_CUDA_STAGE(pack_greedy, eplb_pack_job)
-EPLB_CUDA_STAGE(pack_swap, eplb_pack_job)
-EPLB_CUDA_STAGE(pack_select, eplb_pack_job)
-EPLB_CUDA_STAGE(pack_fused, eplb_pack_job)
-EPLB_CUDA_STAGE(plan_fused, eplb_plan_job)
-#undef EPLB_CUDA_STAGE
+/* Stage, run with the instance's device current (the interface's entries
+ * may be called from a thread whose current device is another). */
+template <class Job, eplb_status (*Stage)(eplb_backend *, const Job *)>
+static eplb_status on_device(eplb_backend *backend, const Job *job)
+{
+    EPLB_CUDA_SCOPE(backend);
+    return Stage(backend, job);
+}
 
 static const eplb_backend_i cuda_iface = {
     /* .free            = */ cuda_free_backend,
@@ -180,108 +121,53 @@ static const eplb_backend_i cuda_iface = {
     /* .download        = */ cuda_download,
     /* .set_stream      = */ cuda_set_stream,
     /* .synchronize     = */ cuda_synchronize,
-    /* .check_weights   = */ cuda_check_weights,
-    /* .group_loads     = */ cuda_group_loads,
-    /* .node_layout     = */ cuda_node_layout,
-    /* .replicate       = */ cuda_replicate,
-    /* .slot_loads      = */ cuda_slot_loads,
-    /* .assemble        = */ cuda_assemble,
-    /* .pack_sort       = */ cuda_pack_sort,
-    /* .pack_greedy     = */ cuda_pack_greedy,
-    /* .pack_swap       = */ cuda_pack_swap,
-    /* .pack_select     = */ cuda_pack_select,
-    /* .pack_fused      = */ cuda_pack_fused,
-    /* .plan_fused      = */ cuda_plan_fused,
+    /* .check_weights   = */ on_device<eplb_plan_job, eplb_cuda_check_weights>,
+    /* .group_loads     = */ on_device<eplb_plan_job, eplb_cuda_group_loads>,
+    /* .node_layout     = */ on_device<eplb_plan_job, eplb_cuda_node_layout>,
+    /* .replicate       = */ on_device<eplb_plan_job, eplb_cuda_replicate>,
+    /* .slot_loads      = */ on_device<eplb_plan_job, eplb_cuda_slot_loads>,
+    /* .assemble        = */ on_device<eplb_plan_job, eplb_cuda_assemble>,
+    /* .pack_sort       = */ on_device<eplb_pack_job, eplb_cuda_pack_sort>,
+    /* .pack_greedy     = */ on_device<eplb_pack_job, eplb_cuda_pack_greedy>,
+    /* .pack_swap       = */ on_device<eplb_pack_job, eplb_cuda_pack_swap>,
+    /* .pack_select     = */ on_device<eplb_pack_job, eplb_cuda_pack_select>,
+    /* .pack_fused      = */ on_device<eplb_pack_job, eplb_cuda_pack_fused>,
+    /* .plan_fused      = */ on_device<eplb_plan_job, eplb_cuda_plan_fused>,
     /* .host_memory     = */ 0,
 };
 
-/* Opens the calling thread's current device (CUDA_VISIBLE_DEVICES and
- * cudaSetDevice choose it), or says why there is none. */
+/* Reads the knobs (first, so that a bad value is reported on any machine),
+ * opens the calling thread's current device, and lets the kernels that need
+ * it use the device's full shared memory. */
 static eplb_status cuda_create(eplb_backend **out, char *error, size_t error_len)
 {
     *out = NULL;
-    /* The runtime would report a missing driver as "insufficient driver": say it plainly. */
-    void *driver = dlopen("libcuda.so.1", RTLD_NOW | RTLD_LOCAL);
-    if (!driver) {
-        const char *why = dlerror();
-        snprintf(error, error_len, "no CUDA driver: cannot load libcuda.so.1 (%s)",
-                 why ? why : "not found");
-        return EPLB_ERR_BACKEND_UNAVAILABLE;
-    }
-    dlclose(driver);
-    int driver_version = 0;
-    if (cudaDriverGetVersion(&driver_version) != cudaSuccess || driver_version == 0) {
-        snprintf(error, error_len, "no CUDA driver: the driver did not report a version");
-        return EPLB_ERR_BACKEND_UNAVAILABLE;
-    }
-    if (driver_version < CUDART_VERSION) {
-        snprintf(error, error_len,
-                 "CUDA driver too old: it supports CUDA %d.%d, the module was built with CUDA "
-                 "%d.%d (update the driver or rebuild with an older toolkit)",
-                 driver_version / 1000, driver_version % 1000 / 10, CUDART_VERSION / 1000,
-                 CUDART_VERSION % 1000 / 10);
-        return EPLB_ERR_BACKEND_UNAVAILABLE;
-    }
-    int count = 0;
-    cudaError_t err = cudaGetDeviceCount(&count);
-    if (err == cudaErrorNoDevice || (err == cudaSuccess && count == 0)) {
-        cudaGetLastError();
-        snprintf(error, error_len, "no CUDA device");
-        return EPLB_ERR_BACKEND_UNAVAILABLE;
-    }
-    if (err != cudaSuccess) {
-        cudaGetLastError();
-        snprintf(error, error_len, "CUDA initialisation failed: %s", cudaGetErrorString(err));
-        return EPLB_ERR_BACKEND_UNAVAILABLE;
-    }
-    int device = 0;
-    cudaGetDevice(&device);
-    cudaDeviceProp prop;
-    if ((err = cudaGetDeviceProperties(&prop, device)) != cudaSuccess) {
-        snprintf(error, error_len, "cannot query CUDA device %d: %s", device, cudaGetErrorString(err));
-        return EPLB_ERR_BACKEND_UNAVAILABLE;
-    }
-    if (prop.major * 10 + prop.minor < EPLB_CUDA_MIN_MAJOR * 10 + EPLB_CUDA_MIN_MINOR) {
-        snprintf(error, error_len,
-                 "CUDA device %d (%s) has compute capability %d.%d; the module needs %d.%d or newer",
-                 device, prop.name, prop.major, prop.minor, EPLB_CUDA_MIN_MAJOR, EPLB_CUDA_MIN_MINOR);
-        return EPLB_ERR_BACKEND_UNAVAILABLE;
-    }
-    int optin = 0;
-    cudaDeviceGetAttribute(&optin, cudaDevAttrMaxSharedMemoryPerBlockOptin, device);
-    if (optin < 48 * 1024)
-        optin = 48 * 1024;
-
-    eplb_backend *backend = (eplb_backend *)calloc(1, sizeof *backend);
-    eplb_cuda_context *ctx = (eplb_cuda_context *)calloc(1, sizeof *ctx);
-    if (!backend || !ctx) {
-        free(backend);
-        free(ctx);
+    eplb_cuda_knobs knobs;
+    eplb_status st = eplb_cuda_knobs_read(&knobs, error, error_len);
+    if (st != EPLB_OK)
+        return st;
+    cuda_instance *instance = (cuda_instance *)calloc(1, sizeof *instance);
+    if (!instance) {
         snprintf(error, error_len, "cannot allocate the cuda backend");
         return EPLB_ERR_OUT_OF_MEMORY;
     }
-    ctx->device = device;
-    ctx->stream = NULL;
-    ctx->smem_optin = (size_t)optin;
-    ctx->sm_count = prop.multiProcessorCount;
-    const char *path = getenv("EPLB_CUDA_PATH");
-    ctx->path = !path || !*path || !strcmp(path, "fused") ? EPLB_CUDA_PATH_FUSED
-                : !strcmp(path, "pack_fused")             ? EPLB_CUDA_PATH_PACK_FUSED
-                : !strcmp(path, "fused_prev")             ? EPLB_CUDA_PATH_FUSED_PREV
-                : !strcmp(path, "fused_layer")            ? EPLB_CUDA_PATH_FUSED_LAYER
-                                                          : EPLB_CUDA_PATH_STAGES;
-    snprintf(ctx->name, sizeof ctx->name, "%s (cuda device %d, sm_%d%d, driver %d.%d)", prop.name,
-             device, prop.major, prop.minor, driver_version / 1000, driver_version % 1000 / 10);
+    eplb_backend *backend = &instance->backend;
+    eplb_cuda_context *ctx = &instance->ctx;
     backend->api_version = EPLB_BACKEND_API_VERSION;
     backend->iface = &cuda_iface;
     backend->context = ctx;
-
+    ctx->knobs = knobs;
+    if ((st = eplb_cuda_device_open(ctx, error, error_len)) != EPLB_OK) {
+        cuda_free_backend(backend);
+        return st;
+    }
     eplb_cuda_pack_sort_init(ctx->smem_optin);
     eplb_cuda_pack_fused_init(ctx->smem_optin);
     eplb_cuda_plan_fused_init(ctx->smem_optin);
-    if ((err = cudaGetLastError()) != cudaSuccess) {
+    cudaError_t err = cudaGetLastError();
+    if (err != cudaSuccess) {
         snprintf(error, error_len, "CUDA kernel setup failed on %s: %s (no kernel image for "
-                 "this device?)", prop.name, cudaGetErrorString(err));
+                 "this device?)", ctx->name, cudaGetErrorString(err));
         cuda_free_backend(backend);
         return EPLB_ERR_BACKEND_UNAVAILABLE;
     }

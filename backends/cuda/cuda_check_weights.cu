@@ -4,12 +4,9 @@
 
 __global__ void eplb_cuda_check_weights_kernel(const float *weight, int64_t count, int32_t *status)
 {
-    int bad = 0;
-    for (int64_t i = blockIdx.x * (int64_t)blockDim.x + threadIdx.x; i < count;
-         i += (int64_t)gridDim.x * blockDim.x) {
-        const float w = weight[i];
-        bad |= !(w >= 0.0f) || isinf(w); /* written so that NaN fails too */
-    }
+    const int bad = eplb_cuda_any_weight_bad(weight, count,
+                                             blockIdx.x * (int64_t)blockDim.x + threadIdx.x,
+                                             (int64_t)gridDim.x * blockDim.x);
     if (__syncthreads_or(bad) && threadIdx.x == 0)
         *status = EPLB_ERR_INVALID_WEIGHT; /* every writer writes the same value */
 }
@@ -19,14 +16,10 @@ eplb_status eplb_cuda_check_weights(eplb_backend *backend, const eplb_plan_job *
     eplb_cuda_context *ctx = eplb_cuda_ctx(backend);
     cudaError_t err = cudaMemsetAsync(job->status, 0, sizeof(int32_t), ctx->stream);
     if (err != cudaSuccess)
-        return eplb_backend_error(backend, EPLB_ERR_BACKEND_FAILURE, "check_weights: %s",
-                                  cudaGetErrorString(err));
+        return eplb_cuda_fail(backend, "check_weights", err);
     const int64_t count = job->layers * job->experts;
-    const int threads = 256;
-    int64_t blocks = (count + threads - 1) / threads;
-    if (blocks > 4L * ctx->sm_count)
-        blocks = 4L * ctx->sm_count;
-    eplb_cuda_check_weights_kernel<<<(unsigned)blocks, threads, 0, ctx->stream>>>(
-        (const float *)job->weight, count, (int32_t *)job->status);
+    eplb_cuda_check_weights_kernel<<<eplb_cuda_grid_blocks(count, 256, 4L * ctx->sm_count), 256,
+                                     0, ctx->stream>>>((const float *)job->weight, count,
+                                                       (int32_t *)job->status);
     return eplb_cuda_launched(backend, "check_weights");
 }

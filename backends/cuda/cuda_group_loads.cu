@@ -16,12 +16,9 @@ __global__ void eplb_cuda_group_loads_kernel(const float *weight, float *group_l
 
 eplb_status eplb_cuda_group_loads(eplb_backend *backend, const eplb_plan_job *job)
 {
-    eplb_cuda_context *ctx = eplb_cuda_ctx(backend);
     const int64_t count = job->layers * job->groups;
-    const int threads = 128;
-    int64_t blocks = (count + threads - 1) / threads;
-    if (blocks > 65535) blocks = 65535;
-    eplb_cuda_group_loads_kernel<<<(unsigned)blocks, threads, 0, ctx->stream>>>(
+    eplb_cuda_group_loads_kernel<<<eplb_cuda_grid_blocks(count, 128), 128, 0,
+                                   eplb_cuda_ctx(backend)->stream>>>(
         (const float *)job->weight, (float *)job->group_load, count, job->groups, job->group_size,
         job->experts);
     return eplb_cuda_launched(backend, "group_loads");

@@ -2,7 +2,7 @@
 #ifndef EPLB_CUDA_GROUP_LOADS_CUH
 #define EPLB_CUDA_GROUP_LOADS_CUH
 
-#include "cuda_common.cuh"
+#include "cuda_runtime.cuh"
 
 eplb_status eplb_cuda_group_loads(eplb_backend *backend, const eplb_plan_job *job);
 

@@ -21,13 +21,10 @@ __global__ void eplb_cuda_node_layout_kernel(const float *weight, const int32_t 
 
 eplb_status eplb_cuda_node_layout(eplb_backend *backend, const eplb_plan_job *job)
 {
-    eplb_cuda_context *ctx = eplb_cuda_ctx(backend);
     const int64_t count = job->layers * job->experts;
-    const int threads = 256;
-    int64_t blocks = (count + threads - 1) / threads;
-    if (blocks > 65535) blocks = 65535;
     const int identity = job->group_pack.per_pack <= 1;
-    eplb_cuda_node_layout_kernel<<<(unsigned)blocks, threads, 0, ctx->stream>>>(
+    eplb_cuda_node_layout_kernel<<<eplb_cuda_grid_blocks(count, 256), 256, 0,
+                                   eplb_cuda_ctx(backend)->stream>>>(
         (const float *)job->weight, identity ? NULL : (const int32_t *)job->group_pack.pack_of,
         identity ? NULL : (const int32_t *)job->group_pack.rank_of, (int32_t *)job->log2mlog,
         (int32_t *)job->mlog2log, (float *)job->node_weight, count, job->experts, job->groups,

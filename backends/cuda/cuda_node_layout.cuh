@@ -2,7 +2,7 @@
 #ifndef EPLB_CUDA_NODE_LAYOUT_CUH
 #define EPLB_CUDA_NODE_LAYOUT_CUH
 
-#include "cuda_common.cuh"
+#include "cuda_runtime.cuh"
 
 eplb_status eplb_cuda_node_layout(eplb_backend *backend, const eplb_plan_job *job);
 

@@ -4,7 +4,7 @@
 #ifndef EPLB_CUDA_PACK_GREEDY_CUH
 #define EPLB_CUDA_PACK_GREEDY_CUH
 
-#include "cuda_common.cuh"
+#include "cuda_teams.cuh"
 
 /* order[t * stride] is the item of visiting position t (stride 2 reads the low
  * words of a sorted 64-bit buffer). load and count hold m entries. Leaves
@@ -42,84 +42,28 @@ static __device__ void eplb_team_pack_greedy(const Team &team, const float *w,
     team.sync();
 }
 
-/* The same greedy by one warp with the pack state in registers: lane L owns
+/* The fused kernels' greedy; it beats the team greedy on the H200 runs of
+ * docs/benchmarks.md (CUDA, "how it got here"). The same greedy by one warp
+ * with the pack state in registers: lane L owns
  * packs L*PPL .. L*PPL+PPL-1 (needs m <= 32*PPL). A full (or absent) pack's
  * key is 0xFFFFFFFF, above every load's bits, +inf included, so the minimum
  * is the SPEC's choice even when open loads overflowed. Each lane's argmin
  * keeps its lowest pack on ties and packs grow with the lane number, so the
- * lowest lane holding the warp minimum holds the lowest such pack: one
- * reduction and one ballot per item. Writes load[0..m) like the team greedy. */
-template <int PPL>
-static __device__ void eplb_warp_pack_greedy_regs(uint32_t lane, const float *w,
-                                                  const int32_t *order, uint32_t stride,
-                                                  uint32_t n, uint32_t m, uint32_t k,
-                                                  int32_t *content, float *load)
-{
-    float ld[PPL];
-    uint32_t cnt[PPL];
-#pragma unroll
-    for (int r = 0; r < PPL; r++) {
-        ld[r] = 0.0f;
-        cnt[r] = lane * PPL + (uint32_t)r < m ? 0u : k; /* absent packs count as full */
-    }
-    /* The visiting order does not depend on the choices: read one item ahead. */
-    int32_t next_item = order[0];
-    float next_weight = w[next_item];
-    for (uint32_t t = 0; t < n; t++) {
-        const int32_t item = next_item;
-        const float weight = next_weight;
-        if (t + 1 < n) {
-            next_item = order[(size_t)(t + 1) * stride];
-            next_weight = w[next_item];
-        }
-        uint32_t key = 0xFFFFFFFFu;
-        int mine = 0;
-#pragma unroll
-        for (int r = 0; r < PPL; r++) {
-            const uint32_t kr = cnt[r] < k ? eplb_cuda_load_key(ld[r]) : 0xFFFFFFFFu;
-            if (kr < key) {
-                key = kr;
-                mine = r;
-            }
-        }
-#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 800
-        const uint32_t best = __reduce_min_sync(0xFFFFFFFFu, key);
-#else
-        const uint32_t best = eplb_warp_team(lane).min_u32(key);
-#endif
-        const uint32_t winner = (uint32_t)__ffs(__ballot_sync(0xFFFFFFFFu, key == best)) - 1u;
-        if (lane == winner) {
-#pragma unroll
-            for (int r = 0; r < PPL; r++)
-                if (r == mine) {
-                    content[(size_t)(lane * PPL + (uint32_t)r) * k + cnt[r]] = item;
-                    cnt[r]++;
-                    ld[r] += weight;
-                }
-        }
-    }
-#pragma unroll
-    for (int r = 0; r < PPL; r++)
-        if (lane * PPL + (uint32_t)r < m)
-            load[lane * PPL + (uint32_t)r] = ld[r];
-    __syncwarp();
-}
-
-/* The register greedy with a short dependent chain per item. Same ownership
- * and keys as eplb_warp_pack_greedy_regs; the differences are exact:
+ * lowest lane holding the warp minimum holds the lowest such pack. The chain
+ * per item is kept short, and exact:
  * - visiting positions t < z, z = the first position of a zero weight (at
  *   most m), go to pack t: packs 0..t-1 then hold positive loads and packs
  *   t.. load 0, so pack t is the lowest least-loaded open pack;
  * - each lane computes before the reduction what its state becomes if it
  *   wins (the FADD, the new key, its next local minimum), so the chain per
  *   item is reduce -> ballot -> lowest-lane test -> select;
- * - the winner is the lowest lane of the ballot (no bit reverse / find);
- * - items are read two steps ahead so no shared-memory load waits in line. */
+ * - items are read two steps ahead so no shared-memory load waits in line.
+ * Writes load[0..m) like the team greedy. */
 template <int PPL>
-static __device__ void eplb_warp_pack_greedy_regs2(uint32_t lane, const float *w,
-                                                   const int32_t *order, uint32_t stride,
-                                                   uint32_t n, uint32_t m, uint32_t k,
-                                                   int32_t *content, float *load)
+static __device__ void eplb_warp_pack_greedy_registers(uint32_t lane, const float *w,
+                                                       const int32_t *order, uint32_t stride,
+                                                       uint32_t n, uint32_t m, uint32_t k,
+                                                       int32_t *content, float *load)
 {
     float ld[PPL];
     uint32_t cnt[PPL], key[PPL];
@@ -177,11 +121,7 @@ static __device__ void eplb_warp_pack_greedy_regs2(uint32_t lane, const float *w
         eplb_cuda_keep(next_key);
         eplb_cuda_keep(next_mine);
         eplb_cuda_keep(slot);
-#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 800
-        const uint32_t best = __reduce_min_sync(0xFFFFFFFFu, lkey);
-#else
         const uint32_t best = eplb_warp_team(lane).min_u32(lkey);
-#endif
         const bool win = eplb_cuda_lowest_vote(lkey == best, le, me);
         if (win)
             content[slot] = item;
@@ -194,13 +134,8 @@ static __device__ void eplb_warp_pack_greedy_regs2(uint32_t lane, const float *w
         }
         lkey = win ? next_key : lkey;
         mine = win ? next_mine : mine;
-        ld_m = ld[0];
-        cnt_m = cnt[0];
-#pragma unroll
-        for (int r = 1; r < PPL; r++) {
-            ld_m = mine == r ? ld[r] : ld_m;
-            cnt_m = mine == r ? cnt[r] : cnt_m;
-        }
+        ld_m = eplb_cuda_register_at(ld, mine);
+        cnt_m = eplb_cuda_register_at(cnt, mine);
         item = item_next;
         weight = weight_next;
         item_next = item_after;

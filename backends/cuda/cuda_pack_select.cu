@@ -34,7 +34,7 @@ __global__ void eplb_cuda_pack_select_kernel(eplb_pack_job job)
 eplb_status eplb_cuda_pack_select(eplb_backend *backend, const eplb_pack_job *job)
 {
     eplb_cuda_context *ctx = eplb_cuda_ctx(backend);
-    const unsigned blocks = job->rows > 65535L * 16 ? 65535u * 16u : (unsigned)job->rows;
-    eplb_cuda_pack_select_kernel<<<blocks, 256, 0, ctx->stream>>>(*job);
+    eplb_cuda_pack_select_kernel<<<eplb_cuda_grid_blocks(job->rows, 1, 65535L * 16), 256, 0,
+                                   ctx->stream>>>(*job);
     return eplb_cuda_launched(backend, "pack_select");
 }

@@ -3,7 +3,7 @@
 #ifndef EPLB_CUDA_PACK_SELECT_CUH
 #define EPLB_CUDA_PACK_SELECT_CUH
 
-#include "cuda_common.cuh"
+#include "cuda_teams.cuh"
 
 /* Largest of load[0..m) (loads are never NaN nor -0, so bit order is value order). */
 template <class Team>

@@ -48,8 +48,7 @@ __global__ void eplb_cuda_pack_rank_sort_kernel(eplb_pack_job job, int64_t packi
 
 void eplb_cuda_pack_sort_init(size_t smem_optin)
 {
-    cudaFuncSetAttribute(eplb_cuda_pack_sort_kernel, cudaFuncAttributeMaxDynamicSharedMemorySize,
-                         (int)smem_optin);
+    eplb_cuda_allow_smem(eplb_cuda_pack_sort_kernel, smem_optin);
 }
 
 eplb_status eplb_cuda_pack_sort(eplb_backend *backend, const eplb_pack_job *job)
@@ -58,7 +57,7 @@ eplb_status eplb_cuda_pack_sort(eplb_backend *backend, const eplb_pack_job *job)
     const int64_t packings = job->rows * job->candidates;
     const uint32_t npow2 = eplb_cuda_pow2_at_least((uint32_t)job->items);
     const size_t bytes = (size_t)npow2 * sizeof(uint64_t);
-    unsigned blocks = packings > 65535 * 16 ? 65535u * 16u : (unsigned)packings;
+    const unsigned blocks = eplb_cuda_grid_blocks(packings, 1, 65535L * 16);
     if (bytes <= ctx->smem_optin) {
         const int threads = npow2 >= 2048 ? 1024 : (npow2 >= 512 ? 256 : 64);
         eplb_cuda_pack_sort_kernel<<<blocks, threads, bytes, ctx->stream>>>(*job, packings, npow2);

@@ -4,7 +4,7 @@
 #define EPLB_CUDA_PACK_SORT_CUH
 
 #include "common/spec_math.h"
-#include "cuda_common.cuh"
+#include "cuda_teams.cuh"
 
 /* The sortable 64-bit form of item i: ascending order of it is the SPEC's order. */
 static __device__ __forceinline__ uint64_t eplb_cuda_sort_entry(const float *w, uint32_t i,
@@ -60,64 +60,7 @@ static __device__ void eplb_team_pack_sort(const Team &team, const float *w, uin
     }
 }
 
-/* Min and max of two distinct entries, as selects (no branch). */
-static __device__ __forceinline__ uint64_t eplb_cuda_min64(uint64_t a, uint64_t b) { return a < b ? a : b; }
-static __device__ __forceinline__ uint64_t eplb_cuda_max64(uint64_t a, uint64_t b) { return a < b ? b : a; }
-
-/* The same order by one warp in registers: a bitonic network over 32*KPL
- * entries, entry i = lane*KPL + r in register r; strides below KPL stay in a
- * lane, larger ones pair lane with lane ^ (stride/KPL) through shuffles.
- * Needs n <= 32*KPL. Writes order[t] (the item of visiting position t) for
- * t < n; no shared memory is touched before that, so no sync is needed. */
-template <int KPL>
-static __device__ void eplb_warp_pack_sort_regs(uint32_t lane, const float *w, uint32_t n,
-                                                int32_t call, int64_t row, int32_t c,
-                                                uint64_t seed, float noise, int32_t *order)
-{
-    uint64_t a[KPL];
-    const uint64_t prefix = eplb_random_prefix(seed, (eplb_u64)call, (eplb_u64)row, (eplb_u64)c);
-#pragma unroll
-    for (int r = 0; r < KPL; r++) {
-        const uint32_t i = lane * KPL + (uint32_t)r;
-        a[r] = i < n ? eplb_cuda_sort_entry_at(w, i, c, prefix, noise) : ~0ull;
-    }
-#pragma unroll
-    for (uint32_t size = 2; size <= 32u * KPL; size <<= 1) {
-#pragma unroll
-        for (uint32_t stride = size >> 1; stride > 0; stride >>= 1) {
-            if (stride >= (uint32_t)KPL) {
-                const uint32_t lanes = stride / KPL;
-                const bool lower = (lane & lanes) == 0;
-#pragma unroll
-                for (int r = 0; r < KPL; r++) {
-                    const uint64_t other = __shfl_xor_sync(0xFFFFFFFFu, a[r], (int)lanes);
-                    const bool ascending = ((lane * KPL + (uint32_t)r) & size) == 0;
-                    a[r] = lower == ascending ? eplb_cuda_min64(a[r], other)
-                                              : eplb_cuda_max64(a[r], other);
-                }
-            } else {
-#pragma unroll
-                for (int r = 0; r < KPL; r++) {
-                    if ((r & stride) != 0)
-                        continue;
-                    const int r2 = r | (int)stride;
-                    const bool ascending = ((lane * KPL + (uint32_t)r) & size) == 0;
-                    const uint64_t lo = eplb_cuda_min64(a[r], a[r2]), hi = eplb_cuda_max64(a[r], a[r2]);
-                    a[r] = ascending ? lo : hi;
-                    a[r2] = ascending ? hi : lo;
-                }
-            }
-        }
-    }
-#pragma unroll
-    for (int r = 0; r < KPL; r++) {
-        const uint32_t t = lane * KPL + (uint32_t)r;
-        if (t < n)
-            order[t] = (int32_t)(uint32_t)a[r];
-    }
-}
-
-/* One compare-exchange of a[r] and a[r2] (r < r2) towards ascending when asc. */
+/* One compare-exchange of x and y (x first) towards ascending when asc. */
 static __device__ __forceinline__ void eplb_cuda_exchange(uint64_t &x, uint64_t &y, bool asc)
 {
     const bool swap = (x > y) == asc;
@@ -126,13 +69,19 @@ static __device__ __forceinline__ void eplb_cuda_exchange(uint64_t &x, uint64_t 
     y = swap ? t : y;
 }
 
-/* The same network as eplb_warp_pack_sort_regs, with the cross-lane merges in
- * runtime loops: about a tenth of the code, so the sort stops missing the
- * instruction cache (the unrolled network is ~7000 instructions at KPL 16). */
+/* The fused kernels' sort, which beats the shared-memory network on the
+ * H200 runs of docs/benchmarks.md (CUDA, "how it got here"). The same order
+ * by one warp in registers: a bitonic network over 32*KPL entries, entry
+ * i = lane*KPL + r in register r; strides below KPL stay in a lane, larger
+ * ones pair lane with lane ^ (stride/KPL) through shuffles. Needs n <= 32*KPL.
+ * The cross-lane merges are runtime loops, not unrolled, so that the code
+ * stays small enough for the instruction cache. Writes order[t] (the item of
+ * visiting position t) for t < n; no shared memory is touched before that,
+ * so no sync is needed. */
 template <int KPL>
-static __device__ void eplb_warp_pack_sort_loop(uint32_t lane, const float *w, uint32_t n,
-                                                int32_t call, int64_t row, int32_t c,
-                                                uint64_t seed, float noise, int32_t *order)
+static __device__ void eplb_warp_pack_sort_registers(uint32_t lane, const float *w, uint32_t n,
+                                                     int32_t call, int64_t row, int32_t c,
+                                                     uint64_t seed, float noise, int32_t *order)
 {
     uint64_t a[KPL];
     const uint64_t prefix = eplb_random_prefix(seed, (eplb_u64)call, (eplb_u64)row, (eplb_u64)c);

@@ -5,7 +5,7 @@
 #define EPLB_CUDA_PACK_SWAP_CUH
 
 #include "common/spec_math.h"
-#include "cuda_common.cuh"
+#include "cuda_teams.cuh"
 
 /* Pack p's weights summed in slot order 0..k-1 (the order fixes the bits). */
 static __device__ __forceinline__ float eplb_cuda_pack_load(const float *w, const int32_t *content,

@@ -7,14 +7,10 @@
  * the node, logcnt and log2phy rows of the node's experts (disjoint sets).
  * Packing candidates run one per warp; their greedy and swap are sequential
  * within the warp, with pack argmin/argmax and the pair search across lanes. */
-#include "cuda_assemble.cuh"
 #include "cuda_check_weights.cuh"
-#include "cuda_group_loads.cuh"
-#include "cuda_node_layout.cuh"
-#include "cuda_pack_fused.cuh"
+#include "cuda_pack_candidate.cuh"
 #include "cuda_plan_fused.cuh"
 #include "cuda_replicate.cuh"
-#include "cuda_slot_loads.cuh"
 
 struct eplb_cuda_plan_args {
     const float *weight;
@@ -33,19 +29,16 @@ struct eplb_cuda_plan_args {
     uint32_t o_phy2mlog, o_phyrank, o_sload, o_scontent, o_sscore, o_sbest, o_warps, warp_bytes;
 };
 
-/* MaxThreads bounds the block and so each thread's registers (64 at 1024
- * threads, 255 at 256): the register-resident sort, greedy and replication
- * are as large as that budget allows without spilling. */
-template <int MaxThreads, bool Fast>
+/* MaxThreads bounds the block and so each thread's registers: the
+ * register-resident sort, greedy and replication are as large as that
+ * budget allows without spilling (eplb_cuda_register_budget). */
+template <int MaxThreads>
 __global__ void __launch_bounds__(MaxThreads, 1) eplb_cuda_plan_fused_kernel(eplb_cuda_plan_args a)
 {
-    constexpr int MaxKPL = MaxThreads <= 256 ? 16 : MaxThreads <= 512 ? 8 : 4;
-    constexpr int MaxPPL = MaxThreads <= 256 ? 8 : MaxThreads <= 512 ? 4 : 3;
-    constexpr int MaxIPL = MaxThreads <= 256 ? 8 : MaxThreads <= 512 ? 4 : 2;
     extern __shared__ __align__(16) unsigned char smem[];
     const uint32_t tid = threadIdx.x, T = blockDim.x, warp = tid / 32, W = blockDim.x / 32;
     const uint32_t E = a.E, R = a.R, N = a.N, M = a.M, RN = a.RN, C = a.C;
-    const bool split = Fast && a.node_split;
+    const bool split = a.node_split;
     const uint32_t l = split ? blockIdx.x / N : blockIdx.x;
     /* Nodes [node_lo, node_hi) are this block's. */
     const uint32_t node_lo = split ? blockIdx.x % N : 0, node_hi = split ? node_lo + 1 : N;
@@ -64,48 +57,11 @@ __global__ void __launch_bounds__(MaxThreads, 1) eplb_cuda_plan_fused_kernel(epl
     unsigned char *scratch = smem + a.o_warps + (size_t)warp * a.warp_bytes;
 
     /* 0. Weights: all layers checked (no output while any is invalid), own layer loaded. */
-    int bad = 0;
     /* The own layer's weight is in flight during the check (one per thread when E <= T). */
-    const bool own_early = Fast && E <= T;
+    const bool own_early = E <= T;
     const float own = own_early && tid < E ? a.weight[(size_t)l * E + tid] : 0.0f;
-    if (a.check_count > 0) {
-        /* Four weights per load when the caller's pointer allows it. */
-        int64_t head = 0;
-        if (((uintptr_t)a.weight & 15u) == 0) {
-            const float4 *w4 = (const float4 *)a.weight;
-            head = a.check_count & ~(int64_t)3;
-            int64_t i = tid;
-            if constexpr (Fast) {
-                /* Eight loads in flight per thread, not one: the check is L2 latency bound.
-                 * The last batch is predicated (zeros pass), so no load waits alone. */
-                constexpr int Depth = 8;
-                const int64_t n4 = head / 4;
-                for (; i < n4; i += Depth * (int64_t)T) {
-                    float4 v[Depth];
-#pragma unroll
-                    for (int j = 0; j < Depth; j++)
-                        v[j] = i + j * (int64_t)T < n4 ? w4[i + j * (int64_t)T]
-                                                        : make_float4(0.0f, 0.0f, 0.0f, 0.0f);
-#pragma unroll
-                    for (int j = 0; j < Depth; j++)
-                        bad |= !(v[j].x >= 0.0f) || isinf(v[j].x) || !(v[j].y >= 0.0f) ||
-                               isinf(v[j].y) || !(v[j].z >= 0.0f) || isinf(v[j].z) ||
-                               !(v[j].w >= 0.0f) || isinf(v[j].w);
-                }
-            }
-            for (; i < head / 4; i += T) {
-                const float4 v = w4[i];
-                bad |= !(v.x >= 0.0f) || isinf(v.x) || !(v.y >= 0.0f) || isinf(v.y) ||
-                       !(v.z >= 0.0f) || isinf(v.z) || !(v.w >= 0.0f) || isinf(v.w);
-            }
-        }
-        for (int64_t i = head + tid; i < a.check_count; i += T) {
-            const float v = a.weight[i];
-            bad |= !(v >= 0.0f) || isinf(v);
-        }
-    } else {
-        bad = *a.status != 0;
-    }
+    const int bad = a.check_count > 0 ? eplb_cuda_any_weight_bad(a.weight, a.check_count, tid, T)
+                                      : *a.status != 0;
     if (own_early) {
         if (tid < E)
             w[tid] = own;
@@ -122,7 +78,7 @@ __global__ void __launch_bounds__(MaxThreads, 1) eplb_cuda_plan_fused_kernel(epl
         *a.status = 0;
 
     /* 1. Group loads, left to right (only group packing reads them). */
-    for (uint32_t g = tid; g < a.G && (!Fast || a.group_k > 1); g += T) {
+    for (uint32_t g = tid; g < a.G && a.group_k > 1; g += T) {
         float sum = 0.0f;
         for (uint32_t j = 0; j < a.S; j++)
             sum += w[g * a.S + j];
@@ -133,10 +89,9 @@ __global__ void __launch_bounds__(MaxThreads, 1) eplb_cuda_plan_fused_kernel(epl
     /* 2. Groups to nodes (call 0, row l); gslot[g] = node-major group position. */
     if (a.group_k > 1) {
         for (uint32_t c = warp; c < C; c += W) {
-            const float s = eplb_warp_pack_candidate<MaxKPL, MaxPPL, Fast>(team, gl, a.G, N, a.group_k, 0, (int64_t)l,
-                                                     (int32_t)c, a.seed, a.noise, a.iterations,
-                                                     a.tolerance, gcontent + (size_t)c * a.G,
-                                                     scratch);
+            const float s = eplb_warp_pack_candidate<MaxThreads>(
+                team, gl, a.G, N, a.group_k, 0, (int64_t)l, (int32_t)c, a.seed, a.noise,
+                a.iterations, a.tolerance, gcontent + (size_t)c * a.G, scratch);
             if (team.rank() == 0)
                 gscore[c] = s;
         }
@@ -162,9 +117,9 @@ __global__ void __launch_bounds__(MaxThreads, 1) eplb_cuda_plan_fused_kernel(epl
 
     /* 4. Replication, one warp per node row; counts in registers when they fit. */
     for (uint32_t n = node_lo + warp; n < node_hi; n += W)
-        eplb_warp_replicate_row<MaxIPL, Fast>(team, nw + (size_t)n * M, M, RN, phy2mlog + (size_t)n * RN,
-                                        phyrank + (size_t)n * RN, cnt + (size_t)n * M,
-                                        val + (size_t)n * M);
+        eplb_warp_replicate_row<eplb_cuda_register_budget<MaxThreads>::items_per_lane>(
+            team, nw + (size_t)n * M, M, RN, phy2mlog + (size_t)n * RN, phyrank + (size_t)n * RN,
+            cnt + (size_t)n * M, val + (size_t)n * M);
     __syncthreads();
 
     /* 5. Slot loads. */
@@ -178,7 +133,7 @@ __global__ void __launch_bounds__(MaxThreads, 1) eplb_cuda_plan_fused_kernel(epl
     if (a.slot_k > 1) {
         for (uint32_t u = node_lo * C + warp; u < node_hi * C; u += W) {
             const uint32_t n = u / C, c = u % C;
-            const float s = eplb_warp_pack_candidate<MaxKPL, MaxPPL, Fast>(
+            const float s = eplb_warp_pack_candidate<MaxThreads>(
                 team, sload + (size_t)n * RN, RN, a.slot_m, a.slot_k, 1, (int64_t)l * N + n,
                 (int32_t)c, a.seed, a.noise, a.iterations, a.tolerance,
                 scontent + (size_t)u * RN, scratch);
@@ -191,41 +146,26 @@ __global__ void __launch_bounds__(MaxThreads, 1) eplb_cuda_plan_fused_kernel(epl
         __syncthreads();
     }
 
-    /* 7. Outputs: the -1 fill completes before any slot is scattered. */
+    /* 7. Outputs of this block's nodes: the -1 fill completes before any slot
+     * is scattered. A block of one node fills the log2phy rows of that node's
+     * experts (mlog2log[node*M ..], a warp per row); a block of a whole layer
+     * fills the layer's rows in one sweep. */
     const int64_t X = a.width;
-    if (split) {
-        /* Only this node's experts: rows of mlog2log[node*M ..], one warp per row. */
-        if (a.log2phy) {
+    if (a.log2phy) {
+        if (split) {
             for (uint32_t j = node_lo * M + warp; j < node_hi * M; j += W) {
                 int64_t *row = a.log2phy + ((size_t)l * E + (uint32_t)mlog2log[j]) * X;
                 for (int64_t x = team.rank(); x < X; x += 32)
                     row[x] = -1;
             }
-            __syncthreads();
+        } else {
+            int64_t *rows = a.log2phy + (size_t)l * E * X;
+            for (int64_t i = tid; i < (int64_t)E * X; i += T)
+                rows[i] = -1;
         }
-        for (uint32_t y = node_lo * RN + tid; y < node_hi * RN; y += T) {
-            const uint32_t n = y / RN, s = y % RN;
-            const uint32_t q = a.slot_k > 1 ? (uint32_t)scontent[((size_t)n * C + sbest[n]) * RN + s] : s;
-            const uint32_t src = n * RN + q;
-            const int32_t e = mlog2log[n * M + (uint32_t)phy2mlog[src]];
-            const int32_t rank = phyrank[src];
-            a.phy2log[(size_t)l * R + y] = e;
-            if (a.slot_rank)
-                a.slot_rank[(size_t)l * R + y] = rank;
-            if (a.log2phy)
-                a.log2phy[((size_t)l * E + e) * X + rank] = y;
-        }
-        for (uint32_t j = node_lo * M + tid; j < node_hi * M; j += T)
-            a.logcnt[(size_t)l * E + (uint32_t)mlog2log[j]] = cnt[j];
-        return;
-    }
-    if (a.log2phy) {
-        int64_t *row = a.log2phy + (size_t)l * E * X;
-        for (int64_t i = tid; i < (int64_t)E * X; i += T)
-            row[i] = -1;
         __syncthreads();
     }
-    for (uint32_t y = tid; y < R; y += T) {
+    for (uint32_t y = node_lo * RN + tid; y < node_hi * RN; y += T) {
         const uint32_t n = y / RN, s = y % RN;
         const uint32_t q = a.slot_k > 1 ? (uint32_t)scontent[((size_t)n * C + sbest[n]) * RN + s] : s;
         const uint32_t src = n * RN + q;
@@ -237,24 +177,20 @@ __global__ void __launch_bounds__(MaxThreads, 1) eplb_cuda_plan_fused_kernel(epl
         if (a.log2phy)
             a.log2phy[((size_t)l * E + e) * X + rank] = y;
     }
-    for (uint32_t e = tid; e < E; e += T)
-        a.logcnt[(size_t)l * E + e] = cnt[log2mlog[e]];
+    if (split) {
+        for (uint32_t j = node_lo * M + tid; j < node_hi * M; j += T)
+            a.logcnt[(size_t)l * E + (uint32_t)mlog2log[j]] = cnt[j];
+    } else {
+        for (uint32_t e = tid; e < E; e += T)
+            a.logcnt[(size_t)l * E + e] = cnt[log2mlog[e]];
+    }
 }
 
 void eplb_cuda_plan_fused_init(size_t smem_optin)
 {
-    cudaFuncSetAttribute(eplb_cuda_plan_fused_kernel<256, true>,
-                         cudaFuncAttributeMaxDynamicSharedMemorySize, (int)smem_optin);
-    cudaFuncSetAttribute(eplb_cuda_plan_fused_kernel<512, true>,
-                         cudaFuncAttributeMaxDynamicSharedMemorySize, (int)smem_optin);
-    cudaFuncSetAttribute(eplb_cuda_plan_fused_kernel<1024, true>,
-                         cudaFuncAttributeMaxDynamicSharedMemorySize, (int)smem_optin);
-    cudaFuncSetAttribute(eplb_cuda_plan_fused_kernel<256, false>,
-                         cudaFuncAttributeMaxDynamicSharedMemorySize, (int)smem_optin);
-    cudaFuncSetAttribute(eplb_cuda_plan_fused_kernel<512, false>,
-                         cudaFuncAttributeMaxDynamicSharedMemorySize, (int)smem_optin);
-    cudaFuncSetAttribute(eplb_cuda_plan_fused_kernel<1024, false>,
-                         cudaFuncAttributeMaxDynamicSharedMemorySize, (int)smem_optin);
+    eplb_cuda_allow_smem(eplb_cuda_plan_fused_kernel<256>, smem_optin);
+    eplb_cuda_allow_smem(eplb_cuda_plan_fused_kernel<512>, smem_optin);
+    eplb_cuda_allow_smem(eplb_cuda_plan_fused_kernel<1024>, smem_optin);
 }
 
 /* Lays out shared memory for `warps` warps; returns the total bytes. */
@@ -309,9 +245,9 @@ static int plan_config(eplb_cuda_context *ctx, const eplb_plan_job *job, eplb_cu
         return 0;
     /* A block per (layer, node) when the layers alone leave most SMs idle and
      * there are nodes to split: 8 warps per block instead of 32 sharing 4
-     * schedulers. Each block redoes the layer's small group packing. */
-    const bool split = ctx->path == EPLB_CUDA_PATH_FUSED && job->nodes > 1 &&
-                       job->layers * job->nodes <= 8 * (int64_t)ctx->sm_count;
+     * schedulers. Each block redoes the layer's small group packing. It wins
+     * on hierarchical plans on the H200 (docs/benchmarks.md, CUDA). */
+    const bool split = job->nodes > 1 && job->layers * job->nodes <= 8 * (int64_t)ctx->sm_count;
     const int64_t blocks = split ? job->layers * job->nodes : job->layers;
     int64_t want = split ? C : job->nodes * C;
     if (want < C) want = C;
@@ -354,13 +290,6 @@ static int plan_config(eplb_cuda_context *ctx, const eplb_plan_job *job, eplb_cu
     return 1;
 }
 
-int eplb_cuda_plan_fused_fits(eplb_backend *backend, const eplb_plan_job *job, size_t *smem,
-                              unsigned *threads)
-{
-    eplb_cuda_plan_args a;
-    return plan_config(eplb_cuda_ctx(backend), job, &a, smem, threads);
-}
-
 eplb_status eplb_cuda_plan_fused(eplb_backend *backend, const eplb_plan_job *job)
 {
     eplb_cuda_context *ctx = eplb_cuda_ctx(backend);
@@ -368,27 +297,16 @@ eplb_status eplb_cuda_plan_fused(eplb_backend *backend, const eplb_plan_job *job
     size_t smem;
     unsigned threads;
     eplb_status st;
-    const bool fused = ctx->path == EPLB_CUDA_PATH_FUSED || ctx->path == EPLB_CUDA_PATH_FUSED_PREV ||
-                       ctx->path == EPLB_CUDA_PATH_FUSED_LAYER;
-    if (!fused || !plan_config(ctx, job, &a, &smem, &threads))
+    if (ctx->knobs.path != EPLB_TUNE_CUDA_PATH_FUSED || !plan_config(ctx, job, &a, &smem, &threads))
         return EPLB_BACKEND_DECLINED; /* the planner runs the stages */
     if (a.check_count == 0 && (st = eplb_cuda_check_weights(backend, job)) != EPLB_OK)
         return st;
     const unsigned L = (unsigned)(a.node_split ? job->layers * job->nodes : job->layers);
-    if (ctx->path != EPLB_CUDA_PATH_FUSED_PREV) {
-        if (threads <= 256)
-            eplb_cuda_plan_fused_kernel<256, true><<<L, threads, smem, ctx->stream>>>(a);
-        else if (threads <= 512)
-            eplb_cuda_plan_fused_kernel<512, true><<<L, threads, smem, ctx->stream>>>(a);
-        else
-            eplb_cuda_plan_fused_kernel<1024, true><<<L, threads, smem, ctx->stream>>>(a);
-    } else {
-        if (threads <= 256)
-            eplb_cuda_plan_fused_kernel<256, false><<<L, threads, smem, ctx->stream>>>(a);
-        else if (threads <= 512)
-            eplb_cuda_plan_fused_kernel<512, false><<<L, threads, smem, ctx->stream>>>(a);
-        else
-            eplb_cuda_plan_fused_kernel<1024, false><<<L, threads, smem, ctx->stream>>>(a);
-    }
+    if (threads <= 256)
+        eplb_cuda_plan_fused_kernel<256><<<L, threads, smem, ctx->stream>>>(a);
+    else if (threads <= 512)
+        eplb_cuda_plan_fused_kernel<512><<<L, threads, smem, ctx->stream>>>(a);
+    else
+        eplb_cuda_plan_fused_kernel<1024><<<L, threads, smem, ctx->stream>>>(a);
     return eplb_cuda_launched(backend, "plan_fused");
 }

@@ -26,12 +26,10 @@ __global__ void eplb_cuda_replicate_kernel(const float *node_weight, int32_t *ph
 
 eplb_status eplb_cuda_replicate(eplb_backend *backend, const eplb_plan_job *job)
 {
-    eplb_cuda_context *ctx = eplb_cuda_ctx(backend);
+    /* A warp per row, four rows per block. */
     const int64_t rows = job->layers * job->nodes;
-    const int warps_per_block = 4;
-    int64_t blocks = (rows + warps_per_block - 1) / warps_per_block;
-    if (blocks > 65535) blocks = 65535;
-    eplb_cuda_replicate_kernel<<<(unsigned)blocks, 32 * warps_per_block, 0, ctx->stream>>>(
+    eplb_cuda_replicate_kernel<<<eplb_cuda_grid_blocks(rows, 4), 128, 0,
+                                 eplb_cuda_ctx(backend)->stream>>>(
         (const float *)job->node_weight, (int32_t *)job->phy2mlog, (int32_t *)job->phyrank,
         (int32_t *)job->mlogcnt, (float *)job->slot_load, (int32_t *)job->status, rows,
         (uint32_t)job->node_experts, (uint32_t)job->node_slots, job->log2phy ? job->width : 0);

@@ -4,7 +4,7 @@
 #ifndef EPLB_CUDA_REPLICATE_CUH
 #define EPLB_CUDA_REPLICATE_CUH
 
-#include "cuda_common.cuh"
+#include "cuda_teams.cuh"
 
 /* value is n floats of scratch (w / cnt of each item). */
 static __device__ void eplb_warp_replicate(const eplb_warp_team &team, const float *w, uint32_t n,
@@ -39,73 +39,21 @@ static __device__ void eplb_warp_replicate(const eplb_warp_team &team, const flo
     team.sync();
 }
 
-/* The same replication with the items' counts and values in registers: lane
- * L owns items L*IPL .. L*IPL+IPL-1 (needs n <= 32*IPL). Each lane's argmax
- * keeps its lowest item on ties and items grow with the lane number, so the
- * lowest lane holding the warp maximum holds the SPEC's item. Absent items
- * have key 0 and come after every present one, so they never win a tie. */
+/* The fused kernels' replication; it beats the shared-memory one on the H200
+ * runs of docs/benchmarks.md (CUDA, "how it got here"). The same replication
+ * with the items' counts and values in registers: lane L owns items
+ * L*IPL .. L*IPL+IPL-1 (needs n <= 32*IPL). Each lane's argmax keeps its
+ * lowest item on ties and items grow with the lane number, so the lowest lane
+ * holding the warp maximum holds the SPEC's item; absent items have key 0 and
+ * come after every present one, so they never win a tie. The chain per slot
+ * is short: every lane knows before the reduction what its state becomes if
+ * it wins (the winner's key becomes the precomputed w / (cnt+1), whose
+ * successor w / (cnt+2) is divided speculatively, and its next local
+ * maximum); the winner is the lowest lane of the ballot. */
 template <int IPL>
-static __device__ void eplb_warp_replicate_regs(uint32_t lane, const float *w, uint32_t n,
-                                                uint32_t p, int32_t *phy2mlog, int32_t *phyrank,
-                                                int32_t *cnt_out)
-{
-    float wt[IPL];
-    uint32_t key[IPL];
-    int32_t cnt[IPL];
-#pragma unroll
-    for (int r = 0; r < IPL; r++) {
-        const uint32_t i = lane * IPL + (uint32_t)r;
-        wt[r] = i < n ? w[i] : 0.0f;
-        cnt[r] = 1;
-        /* Values are >= 0; clearing the sign makes -0 equal to +0. */
-        key[r] = i < n ? __float_as_uint(wt[r]) & 0x7FFFFFFFu : 0u;
-        if (i < n) {
-            phy2mlog[i] = (int32_t)i;
-            phyrank[i] = 0;
-        }
-    }
-    for (uint32_t s = n; s < p; s++) {
-        uint32_t best_key = key[0];
-        int mine = 0;
-#pragma unroll
-        for (int r = 1; r < IPL; r++)
-            if (key[r] > best_key) {
-                best_key = key[r];
-                mine = r;
-            }
-#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 800
-        const uint32_t best = __reduce_max_sync(0xFFFFFFFFu, best_key);
-#else
-        const uint32_t best = eplb_warp_team(lane).max_u32(best_key);
-#endif
-        const uint32_t winner = (uint32_t)__ffs(__ballot_sync(0xFFFFFFFFu, best_key == best)) - 1u;
-        if (lane == winner) {
-#pragma unroll
-            for (int r = 0; r < IPL; r++)
-                if (r == mine) {
-                    phy2mlog[s] = (int32_t)(lane * IPL + (uint32_t)r);
-                    phyrank[s] = cnt[r];
-                    cnt[r]++;
-                    key[r] = __float_as_uint(wt[r] / (float)cnt[r]) & 0x7FFFFFFFu;
-                }
-        }
-    }
-#pragma unroll
-    for (int r = 0; r < IPL; r++)
-        if (lane * IPL + (uint32_t)r < n)
-            cnt_out[lane * IPL + (uint32_t)r] = cnt[r];
-    __syncwarp();
-}
-
-/* eplb_warp_replicate_regs with a short chain per slot: every lane knows
- * before the reduction what its state becomes if it wins (the winner's key
- * becomes the precomputed w / (cnt+1), whose successor w / (cnt+2) is divided
- * speculatively, and its next local maximum); the winner is the lowest lane
- * of the ballot. Same ownership, keys and tie rule, so the same slots. */
-template <int IPL>
-static __device__ void eplb_warp_replicate_regs2(uint32_t lane, const float *w, uint32_t n,
-                                                 uint32_t p, int32_t *phy2mlog, int32_t *phyrank,
-                                                 int32_t *cnt_out)
+static __device__ void eplb_warp_replicate_registers(uint32_t lane, const float *w, uint32_t n,
+                                                     uint32_t p, int32_t *phy2mlog, int32_t *phyrank,
+                                                     int32_t *cnt_out)
 {
     float wt[IPL];
     uint32_t key[IPL], next[IPL];
@@ -155,11 +103,7 @@ static __device__ void eplb_warp_replicate_regs2(uint32_t lane, const float *w, 
         eplb_cuda_keep(new_key);
         eplb_cuda_keep(new_mine);
         eplb_cuda_keep(after_key);
-#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 800
-        const uint32_t best = __reduce_max_sync(0xFFFFFFFFu, lkey);
-#else
         const uint32_t best = eplb_warp_team(lane).max_u32(lkey);
-#endif
         const bool win = eplb_cuda_lowest_vote(lkey == best, le, me);
         if (win) {
             phy2mlog[s] = (int32_t)(lane * IPL + (uint32_t)mine);
@@ -174,15 +118,9 @@ static __device__ void eplb_warp_replicate_regs2(uint32_t lane, const float *w, 
         }
         lkey = win ? new_key : lkey;
         mine = win ? new_mine : mine;
-        next_m = next[0];
-        cnt_m = cnt[0];
-        wt_m = wt[0];
-#pragma unroll
-        for (int r = 1; r < IPL; r++) {
-            next_m = mine == r ? next[r] : next_m;
-            cnt_m = mine == r ? cnt[r] : cnt_m;
-            wt_m = mine == r ? wt[r] : wt_m;
-        }
+        next_m = eplb_cuda_register_at(next, mine);
+        cnt_m = eplb_cuda_register_at(cnt, mine);
+        wt_m = eplb_cuda_register_at(wt, mine);
     }
 #pragma unroll
     for (int r = 0; r < IPL; r++)
@@ -193,7 +131,7 @@ static __device__ void eplb_warp_replicate_regs2(uint32_t lane, const float *w, 
 
 /* Replication of one row by one warp: in registers when n <= 32*MaxIPL,
  * otherwise with value[] (n floats) in memory. */
-template <int MaxIPL, bool Fast = false>
+template <int MaxIPL>
 static __device__ __forceinline__ void eplb_warp_replicate_row(const eplb_warp_team &team,
                                                                const float *w, uint32_t n,
                                                                uint32_t p, int32_t *phy2mlog,
@@ -201,27 +139,14 @@ static __device__ __forceinline__ void eplb_warp_replicate_row(const eplb_warp_t
                                                                float *value)
 {
     const uint32_t lane = team.rank();
-    if constexpr (Fast) {
-        if (n <= 32)
-            eplb_warp_replicate_regs2<1>(lane, w, n, p, phy2mlog, phyrank, cnt);
-        else if (n <= 64 && MaxIPL >= 2)
-            eplb_warp_replicate_regs2<(MaxIPL >= 2 ? 2 : 1)>(lane, w, n, p, phy2mlog, phyrank, cnt);
-        else if (n <= 128 && MaxIPL >= 4)
-            eplb_warp_replicate_regs2<(MaxIPL >= 4 ? 4 : 1)>(lane, w, n, p, phy2mlog, phyrank, cnt);
-        else if (n <= 256 && MaxIPL >= 8)
-            eplb_warp_replicate_regs2<(MaxIPL >= 8 ? 8 : 1)>(lane, w, n, p, phy2mlog, phyrank, cnt);
-        else
-            eplb_warp_replicate(team, w, n, p, phy2mlog, phyrank, cnt, value);
-        return;
-    }
     if (n <= 32)
-        eplb_warp_replicate_regs<1>(lane, w, n, p, phy2mlog, phyrank, cnt);
+        eplb_warp_replicate_registers<1>(lane, w, n, p, phy2mlog, phyrank, cnt);
     else if (n <= 64 && MaxIPL >= 2)
-        eplb_warp_replicate_regs<(MaxIPL >= 2 ? 2 : 1)>(lane, w, n, p, phy2mlog, phyrank, cnt);
+        eplb_warp_replicate_registers<(MaxIPL >= 2 ? 2 : 1)>(lane, w, n, p, phy2mlog, phyrank, cnt);
     else if (n <= 128 && MaxIPL >= 4)
-        eplb_warp_replicate_regs<(MaxIPL >= 4 ? 4 : 1)>(lane, w, n, p, phy2mlog, phyrank, cnt);
+        eplb_warp_replicate_registers<(MaxIPL >= 4 ? 4 : 1)>(lane, w, n, p, phy2mlog, phyrank, cnt);
     else if (n <= 256 && MaxIPL >= 8)
-        eplb_warp_replicate_regs<(MaxIPL >= 8 ? 8 : 1)>(lane, w, n, p, phy2mlog, phyrank, cnt);
+        eplb_warp_replicate_registers<(MaxIPL >= 8 ? 8 : 1)>(lane, w, n, p, phy2mlog, phyrank, cnt);
     else
         eplb_warp_replicate(team, w, n, p, phy2mlog, phyrank, cnt, value);
 }

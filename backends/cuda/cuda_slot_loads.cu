@@ -15,12 +15,9 @@ __global__ void eplb_cuda_slot_loads_kernel(const float *node_weight, const int3
 
 eplb_status eplb_cuda_slot_loads(eplb_backend *backend, const eplb_plan_job *job)
 {
-    eplb_cuda_context *ctx = eplb_cuda_ctx(backend);
     const int64_t count = job->layers * job->replicas;
-    const int threads = 256;
-    int64_t blocks = (count + threads - 1) / threads;
-    if (blocks > 65535) blocks = 65535;
-    eplb_cuda_slot_loads_kernel<<<(unsigned)blocks, threads, 0, ctx->stream>>>(
+    eplb_cuda_slot_loads_kernel<<<eplb_cuda_grid_blocks(count, 256), 256, 0,
+                                  eplb_cuda_ctx(backend)->stream>>>(
         (const float *)job->node_weight, (const int32_t *)job->phy2mlog,
         (const int32_t *)job->mlogcnt, (float *)job->slot_load, count, job->node_experts,
         job->node_slots);
