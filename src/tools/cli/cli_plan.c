@@ -107,23 +107,20 @@ static int parse_plan_args(int argc, char **argv, int demo, plan_args *a)
         case 'q': a->quiet = 1; break;
         case 'h': plan_usage(stdout, demo); return EPLB_EXIT_OK;
         case 'r':
-            if (!eplb_cli_parse_i64(cmd, "--replicas", optarg, 1, INT32_MAX, &a->shape.replicas))
-                return EPLB_EXIT_USAGE;
-            have_replicas = 1;
-            break;
         case 'g':
-            if (!eplb_cli_parse_i64(cmd, "--groups", optarg, 1, INT32_MAX, &a->shape.groups))
-                return EPLB_EXIT_USAGE;
-            break;
         case 'n':
-            if (!eplb_cli_parse_i64(cmd, "--nodes", optarg, 1, INT32_MAX, &a->shape.nodes))
+        case 'p': {
+            /* The shape's dimensions: each a whole number in 1..INT32_MAX. */
+            int64_t *dimension = c == 'r' ? &a->shape.replicas : c == 'g' ? &a->shape.groups
+                               : c == 'n' ? &a->shape.nodes : &a->shape.gpus;
+            const char *name = c == 'r' ? "--replicas" : c == 'g' ? "--groups"
+                             : c == 'n' ? "--nodes" : "--gpus";
+            if (!eplb_cli_parse_i64(cmd, name, optarg, 1, INT32_MAX, dimension))
                 return EPLB_EXIT_USAGE;
+            have_replicas |= c == 'r';
+            have_gpus |= c == 'p';
             break;
-        case 'p':
-            if (!eplb_cli_parse_i64(cmd, "--gpus", optarg, 1, INT32_MAX, &a->shape.gpus))
-                return EPLB_EXIT_USAGE;
-            have_gpus = 1;
-            break;
+        }
         case 'c':
             if (!eplb_cli_parse_i64(cmd, "--candidates", optarg, 1, EPLB_MAX_CANDIDATES, &v))
                 return EPLB_EXIT_USAGE;
