@@ -1,15 +1,27 @@
 /* Stage 2 of balanced packing (SPEC 6.2): items in sorted order, each into the
- * least-loaded pack that still has room (ties: lowest pack index). */
+ * least-loaded pack that still has room (ties: lowest pack index).
+ *
+ * Each variant finds exactly the pack that the SPEC's scan finds; which one
+ * runs depends on the pack count m, the vector level and the row's weights:
+ *   m > EPLB_CPU_LOCKSTEP_MAX           tournament tree, one candidate at a time
+ *   m <= 16, AVX2, finite row sums      vertical: a vector lane per candidate
+ *   m > 16, AVX-512, finite row sums    keyed: one unsigned 64-bit minimum a step
+ *   otherwise                           lockstep scans (SSE2, or portable C)
+ * Finite row sums: no open pack's load can reach +inf, which the vertical
+ * and keyed searches need; other rows take the lockstep scans. */
 #include <math.h>
 
 #include "cpu_stages.h"
 
-/* Tournament tree over the packs: each node holds the pack with the smallest
- * load below it, the left (lower-index) side winning ties, so the root is the
- * SPEC's choice. A full pack's leaf becomes the sentinel m, whose load is
- * +inf: it never beats an open pack with a finite load. Only when every open
- * pack's load has overflowed to +inf can the sentinel reach the root; then a
- * plain scan decides. */
+/* ---- tournament tree: many packs, one candidate at a time -------------------
+ * Chosen beyond EPLB_CPU_LOCKSTEP_MAX packs, where it beats every scan on each
+ * machine measured (docs/benchmarks.md, "cpu greedy variants"): a step costs
+ * log2(m) comparisons instead of a pass over m loads. Each node holds the
+ * pack with the smallest load below it, the left (lower-index) side winning
+ * ties, so the root is the SPEC's choice. A full pack's leaf becomes the
+ * sentinel m, whose load is +inf: it never beats an open pack with a finite
+ * load. Only when every open pack's load has overflowed to +inf can the
+ * sentinel reach the root; then a plain scan decides. */
 static inline int32_t winner(const float *load, int32_t a, int32_t b)
 {
     return load[b] < load[a] ? b : a;
@@ -23,91 +35,11 @@ static int32_t first_open_pack(const int32_t *count, int32_t m, int32_t k)
     return 0; /* unreachable: n == m * k items fill the packs exactly */
 }
 
-#if EPLB_CPU_SSE2
-#include <emmintrin.h>
-
-/* Up to this many packs, two levels of vector scans beat the tree
- * (callgrind: 72 packs about 3x fewer instructions). */
-#define EPLB_CPU_GREEDY_BLOCKED_MAX 4096
-
-/* Smallest of the four lanes, broadcast. */
-static inline __m128 vector_min_of(__m128 vmin)
-{
-    vmin = _mm_min_ps(vmin, _mm_shuffle_ps(vmin, vmin, _MM_SHUFFLE(1, 0, 3, 2)));
-    return _mm_min_ps(vmin, _mm_shuffle_ps(vmin, vmin, _MM_SHUFFLE(2, 3, 0, 1)));
-}
-
-/* Smallest of values[0..count) (count a multiple of 4), as a broadcast vector. */
-static inline __m128 vector_min(const float *values, int32_t count)
-{
-    __m128 vmin = _mm_loadu_ps(values);
-    for (int32_t i = 4; i < count; i += 4)
-        vmin = _mm_min_ps(vmin, _mm_loadu_ps(values + i));
-    return vector_min_of(vmin);
-}
-
-/* First i with values[i] == target (known to exist), four at a time. */
-static inline int32_t first_equal(const float *values, __m128 target)
-{
-    for (int32_t i = 0;; i += 4) {
-        const int hits = _mm_movemask_ps(_mm_cmpeq_ps(_mm_loadu_ps(values + i), target));
-        if (hits)
-            return i + __builtin_ctz((unsigned)hits);
-    }
-}
-
-/* Puts item into the next slot of pack p; masked[p], the pack's true load
- * while it is open, becomes +inf once it is full. */
-static inline void place_item(const float *w, int32_t item, int32_t p, int32_t k,
-                              int32_t *content, int32_t *count, float *masked)
-{
-    content[p * k + count[p]] = item;
-    count[p]++;
-    masked[p] = count[p] == k ? (float)INFINITY : masked[p] + w[item];
-}
-
-/* The same choice over many packs: masked loads in blocks of four, and the
- * minimum of each block. The first block whose minimum is the overall
- * minimum holds the lowest pack index with that load. */
-static void greedy_blocked(const float *w, const int32_t *order, int32_t *content, int32_t n,
-                           int32_t m, int32_t k, float *masked, float *block_min, int32_t *count)
-{
-    const int32_t m16 = (m + 15) & ~15, blocks = m16 / 4;
-    for (int32_t p = 0; p < m16; p++)
-        masked[p] = p < m ? 0.0f : (float)INFINITY;
-    for (int32_t b = 0; b < blocks; b++)
-        block_min[b] = b * 4 < m ? 0.0f : (float)INFINITY;
-    for (int32_t p = 0; p < m; p++)
-        count[p] = 0;
-    for (int32_t t = 0; t < n; t++) {
-        const __m128 vmin = vector_min(block_min, blocks);
-        int32_t p;
-        if (_mm_cvtss_f32(vmin) < (float)INFINITY) {
-            const int32_t b = first_equal(block_min, vmin);
-            p = 4 * b + first_equal(masked + 4 * b, vmin);
-        } else {
-            p = first_open_pack(count, m, k);
-        }
-        place_item(w, order[t], p, k, content, count, masked);
-        const float *q = masked + (p & ~3);
-        const float low = q[0] < q[1] ? q[0] : q[1], high = q[2] < q[3] ? q[2] : q[3];
-        block_min[p >> 2] = low < high ? low : high;
-    }
-}
-#endif
-
 static void greedy_one(const eplb_pack_job *job, int64_t row, const int32_t *order,
                        int32_t *content, eplb_cpu_scratch *scratch)
 {
     const int32_t n = job->items, m = job->packs, k = job->per_pack;
     const float *w = (const float *)job->weight + row * n;
-#if EPLB_CPU_SSE2
-    if (m <= EPLB_CPU_GREEDY_BLOCKED_MAX) {
-        greedy_blocked(w, order, content, n, m, k, scratch->load, scratch->block_min,
-                       scratch->count);
-        return;
-    }
-#endif
     float *load = scratch->load; /* m + 1 entries: the sentinel last */
     int32_t *count = scratch->count, *tree = scratch->tree;
     int32_t leaves = 1;
@@ -146,7 +78,10 @@ static void greedy_one(const eplb_pack_job *job, int64_t row, const int32_t *ord
  * out-of-order core overlap their chains. Each lane keeps its true loads
  * (load), the loads of open packs with +inf for full ones and padding
  * (masked), and for m > EPLB_CPU_FLAT_MAX the minimum of each block of eight
- * masked loads (block_min). */
+ * masked loads (block_min). The SSE2 steps are the default where the keyed
+ * or vertical search cannot run: 17 to 512 packs without AVX-512 (AVX2-only
+ * x86), and rows whose sums could reach +inf; the portable steps are the
+ * same choice for machines without SSE2. */
 
 /* The packs' true loads, counts and masks of one lane. */
 typedef struct greedy_lane {
@@ -192,6 +127,24 @@ static int32_t lane_first_open(const greedy_lane *g, int32_t m, int32_t k)
 }
 
 #if EPLB_CPU_SSE2
+#include <emmintrin.h>
+
+/* Smallest of the four lanes, broadcast. */
+static inline __m128 vector_min_of(__m128 vmin)
+{
+    vmin = _mm_min_ps(vmin, _mm_shuffle_ps(vmin, vmin, _MM_SHUFFLE(1, 0, 3, 2)));
+    return _mm_min_ps(vmin, _mm_shuffle_ps(vmin, vmin, _MM_SHUFFLE(2, 3, 0, 1)));
+}
+
+/* Smallest of values[0..count) (count a multiple of 4), as a broadcast vector. */
+static inline __m128 vector_min(const float *values, int32_t count)
+{
+    __m128 vmin = _mm_loadu_ps(values);
+    for (int32_t i = 4; i < count; i += 4)
+        vmin = _mm_min_ps(vmin, _mm_loadu_ps(values + i));
+    return vector_min_of(vmin);
+}
+
 
 /* Bit i set where values[i] == target, values[0 .. 4*chunks), chunks <= 16. */
 static inline uint64_t equal_bits(const float *values, int32_t chunks, __m128 target)
@@ -282,7 +235,9 @@ static inline void lane_step_blocked(greedy_lane *g, const float *w, int32_t t, 
 #include <immintrin.h>
 #include <string.h>
 
-/* ---- AVX-512 blocked greedy: argmin by one unsigned 64-bit minimum --------
+/* ---- AVX-512 keyed greedy: argmin by one unsigned 64-bit minimum ----------
+ * Wins over the SSE2 steps on AVX-512 machines from 17 to 512 packs (the
+ * global DeepSeek-V3 shapes; docs/benchmarks.md, round 2).
  * Each open pack p has the key (load bits << 32 | p): for loads >= +0 the
  * float order is the unsigned order of the bits, so the smallest key is the
  * least-loaded pack and, among equal loads, the lowest index (the SPEC's
@@ -402,6 +357,8 @@ EPLB_CPU_TARGET_AVX512 static void greedy_keys_avx512(const eplb_pack_job *job, 
 }
 
 /* ---- AVX2 vertical greedy for up to 16 packs: a vector lane per candidate --
+ * Wins over the SSE2 steps on AVX2 and AVX-512 machines up to 16 packs (the
+ * hierarchical slot rows; docs/benchmarks.md, round 2).
  * With few packs the whole state of eight candidates fits in a few vectors
  * (pack p's loads of all candidates in one), so each step is a handful of
  * vertical operations per pack instead of a horizontal search per candidate.
@@ -475,7 +432,7 @@ greedy_vertical_steps(int32_t n, int32_t m, const int32_t V, int32_t k, const fl
         _mm256_storeu_ps(true_load + 8 * p, load[p]);
 }
 
-/* The AVX-512VL build of the same code has 32 vector registers. */
+/* The vertical steps for the pack counts they serve, built twice below. */
 EPLB_CPU_TARGET_AVX2 static inline __attribute__((always_inline)) void
 greedy_vertical_shapes(int32_t n, int32_t m, int32_t k, const float *step_weight, int32_t *slot,
                        float *true_load)
@@ -495,6 +452,9 @@ EPLB_CPU_TARGET_AVX2 static void greedy_vertical_run_avx2(int32_t n, int32_t m, 
     greedy_vertical_shapes(n, m, k, step_weight, slot, true_load);
 }
 
+/* The AVX-512VL build has 32 vector registers instead of 16, so that 16 packs'
+ * state stays in registers: it wins on AVX-512 machines (docs/benchmarks.md,
+ * "cpu greedy variants"). */
 __attribute__((target("avx2,avx512f,avx512vl"))) static void
 greedy_vertical_run_avx512(int32_t n, int32_t m, int32_t k, const float *step_weight, int32_t *slot,
                            float *true_load)

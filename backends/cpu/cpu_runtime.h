@@ -59,8 +59,7 @@ typedef struct eplb_cpu_scratch {
     uint32_t *key;   /* [3n] keys, keys in bucket order, radix sort buffer */
     int32_t *order;  /* [n] the radix sort's second order buffer */
     int32_t *bucket; /* [4n + 2] bucket boundaries of the sort */
-    float *load;     /* [m + 16] pack loads, then the greedy's +inf padding */
-    float *block_min; /* [(m + 16) / 4] the greedy's minimum of each block of four loads */
+    float *load;     /* [m + 1] the tree greedy's pack loads, then its +inf sentinel */
     int32_t *count;  /* [m] items per pack */
     int32_t *tree;   /* [2 * 2^ceil(log2 m)] tournament tree of open packs */
     float *wa, *wb;  /* [k] weights of the heaviest and lightest pack's items */

@@ -20,7 +20,7 @@ eplb_status eplb_cpu_scratch_init(eplb_cpu_scratch *s, const eplb_pack_job *job,
     s->settings = *settings;
     /* The sorted swap search's three arrays; one pack never swaps. */
     const size_t sorted = m > 1 ? 2 * k : 0;
-    const size_t words = 2 * (n + 8) + 3 * sorted + 3 * n + n + (4 * n + 2) + (m + 16) + (m + 16) / 4 + m +
+    const size_t words = 2 * (n + 8) + 3 * sorted + 3 * n + n + (4 * n + 2) + (m + 1) + m +
                          2 * tree_leaves(job->packs) + 2 * k + lanes + EPLB_CPU_LANES * m +
                          (size_t)job->candidates;
     /* A row's candidates in scratch up to 256 KiB each (beyond, the job's buffers). */
@@ -37,8 +37,7 @@ eplb_status eplb_cpu_scratch_init(eplb_cpu_scratch *s, const eplb_pack_job *job,
     s->key = p;                      p += 3 * n;
     s->order = (int32_t *)p;         p += n;
     s->bucket = (int32_t *)p;        p += 4 * n + 2;
-    s->load = (float *)p;            p += m + 16;
-    s->block_min = (float *)p;       p += (m + 16) / 4;
+    s->load = (float *)p;            p += m + 1;
     s->count = (int32_t *)p;         p += m;
     s->tree = (int32_t *)p;          p += 2 * tree_leaves(job->packs);
     s->wa = (float *)p;              p += k;

@@ -204,6 +204,28 @@ static int32_t vertex_index(const uint64_t *lightest, int32_t count, float wa, f
     return low;
 }
 
+/* Walks the lightest pack's distinct weights from index `from` to `end` by
+ * `step`, while a pair can still pass -tol and beat the best found; the first
+ * pair only when first_only. Only pairs with 0 < d < -diff can have a change
+ * below zero, so one stop serves both directions from the vertex. */
+static inline void walk_from_vertex(trade *best, float diff, float tolerance, float a, int32_t sa,
+                                    const uint64_t *lightest, int32_t from, int32_t end,
+                                    int32_t step, int first_only)
+{
+    for (int32_t j = from; j != end; j += step) {
+        const float b = entry_weight(lightest[j]);
+        const float d = a - b;
+        const double limit = best->a < 0 ? -(double)tolerance : (double)best->change;
+        if (!(d > 0.0f) || d >= -diff || change_floor(diff, d) > limit)
+            break;
+        const float change = eplb_swap_change(diff, a, b);
+        if (change < -tolerance)
+            consider(best, change, sa, entry_slot(lightest[j]));
+        if (first_only)
+            break;
+    }
+}
+
 /* Returns 1 and the SPEC's pair when some pair's change is below -tol, else 0.
  * diff < 0 and both packs' loads below EPLB_CPU_SORTED_LOAD_MAX. */
 static int best_trade_sorted(float diff, float tolerance, const float *wa, const float *wb,
@@ -222,32 +244,10 @@ static int best_trade_sorted(float diff, float tolerance, const float *wa, const
             const float a = entry_weight(heaviest[i]);
             const int32_t sa = entry_slot(heaviest[i]);
             const int32_t vertex = vertex_index(lightest, nb, a, minus_diff);
-            /* Towards lighter weights of the lightest pack: d rises from the vertex. */
-            for (int32_t j = vertex - 1; j >= 0; j--) {
-                const float b = entry_weight(lightest[j]);
-                const float d = a - b;
-                const double limit = best.a < 0 ? -(double)tolerance : (double)best.change;
-                if (d >= minus_diff || change_floor(diff, d) > limit)
-                    break;
-                const float change = eplb_swap_change(diff, a, b);
-                if (change < -tolerance)
-                    consider(&best, change, sa, entry_slot(lightest[j]));
-                if (pass == 0)
-                    break;
-            }
-            /* Towards heavier weights: d falls from the vertex towards 0. */
-            for (int32_t j = vertex; j < nb; j++) {
-                const float b = entry_weight(lightest[j]);
-                const float d = a - b;
-                const double limit = best.a < 0 ? -(double)tolerance : (double)best.change;
-                if (!(d > 0.0f) || change_floor(diff, d) > limit)
-                    break;
-                const float change = eplb_swap_change(diff, a, b);
-                if (change < -tolerance)
-                    consider(&best, change, sa, entry_slot(lightest[j]));
-                if (pass == 0)
-                    break;
-            }
+            /* Towards lighter weights of the lightest pack (d rises from the
+             * vertex), then towards heavier ones (d falls towards 0). */
+            walk_from_vertex(&best, diff, tolerance, a, sa, lightest, vertex - 1, -1, -1, pass == 0);
+            walk_from_vertex(&best, diff, tolerance, a, sa, lightest, vertex, nb, 1, pass == 0);
         }
     }
     *best_a = best.a;
