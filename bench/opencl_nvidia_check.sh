@@ -89,10 +89,10 @@ fi
 # from the first plan (every conformance shape then runs its own build), one
 # and four work-groups per layer, the portable local-memory teams, a
 # work-item per packing, and the stage kernels.
-FUSED_KNOBS=("" "EPLB_OPENCL_SHAPED=always" "EPLB_OPENCL_SPLIT=1" "EPLB_OPENCL_SPLIT=4"
-             "EPLB_OPENCL_WARP=0" "EPLB_OPENCL_FUSED_TEAM=0"
-             "EPLB_OPENCL_FUSED_WG=64 EPLB_OPENCL_FUSED_TEAM=4")
-STAGE_KNOBS=("EPLB_OPENCL_PATH=stages" "EPLB_OPENCL_PATH=stages EPLB_OPENCL_WG=32 EPLB_OPENCL_ITEMS_PER_THREAD=1")
+FUSED_KNOBS=("" "EPLB_TUNE_OPENCL_SHAPED=always" "EPLB_TUNE_OPENCL_SPLIT=1" "EPLB_TUNE_OPENCL_SPLIT=4"
+             "EPLB_TUNE_OPENCL_WARP=0" "EPLB_TUNE_OPENCL_FUSED_TEAM=0"
+             "EPLB_TUNE_OPENCL_FUSED_WG=64 EPLB_TUNE_OPENCL_FUSED_TEAM=4")
+STAGE_KNOBS=("EPLB_TUNE_OPENCL_PATH=stages" "EPLB_TUNE_OPENCL_PATH=stages EPLB_TUNE_OPENCL_WG=32 EPLB_TUNE_OPENCL_ITEMS_PER_THREAD=1")
 
 say "conformance per path and knob set (each must say 0 failed)"
 conformance_rc=0
@@ -109,13 +109,13 @@ for knobs in "${FUSED_KNOBS[@]}" "${STAGE_KNOBS[@]}"; do
 done
 
 # Kernel time: the plan's one plan_fused kernel, START to END of its
-# profiling event (EPLB_OPENCL_PROFILE=1; mean over the warm-up and timed
+# profiling event (EPLB_TUNE_OPENCL_PROFILE=1; mean over the warm-up and timed
 # plans of eplb-bench, the first two of a shape on the generic build).
-say "kernel time per plan (EPLB_OPENCL_PROFILE, eplb-bench --runs $RUNS)"
-for knobs in "" "EPLB_OPENCL_SPLIT=1" "EPLB_OPENCL_SHAPED=0" "EPLB_OPENCL_WARP=0" "EPLB_OPENCL_FUSED_TEAM=0"; do
+say "kernel time per plan (EPLB_TUNE_OPENCL_PROFILE, eplb-bench --runs $RUNS)"
+for knobs in "" "EPLB_TUNE_OPENCL_SPLIT=1" "EPLB_TUNE_OPENCL_SHAPED=0" "EPLB_TUNE_OPENCL_WARP=0" "EPLB_TUNE_OPENCL_FUSED_TEAM=0"; do
   printf '%-28s' "${knobs:-default}:"
   for c in v3-prefill v3-decode-288 v3-decode-320; do
-    env $knobs EPLB_OPENCL_PROFILE=1 timeout 120 "$BUILD/bin/eplb-bench" --backend opencl --case $c \
+    env $knobs EPLB_TUNE_OPENCL_PROFILE=1 timeout 120 "$BUILD/bin/eplb-bench" --backend opencl --case $c \
       --runs "$RUNS" --no-baseline 2>&1 | grep "profile: eplb_plan_fused" | tail -n 1 \
       | awk -v c=$c '{printf "  %s %s us", c, $(NF-2)}'
   done
@@ -126,7 +126,7 @@ done | tee "$OUT/kernel-time.txt"
 # markers behind a user event; on NVIDIA's driver that adds tens of us of
 # scheduling to the kernel time above.
 say "marker-bracketed device time (eplb_rebalance_device, $RUNS runs after $WARMUP)"
-for knobs in "" "EPLB_OPENCL_WARP=0"; do
+for knobs in "" "EPLB_TUNE_OPENCL_WARP=0"; do
   echo "-- ${knobs:-default}"
   env $knobs timeout 180 "$BUILD/bin/eplb_opencl_timing" "$RUNS" "$WARMUP" 2>&1
 done | tee "$OUT/timing.txt"

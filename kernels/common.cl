@@ -10,6 +10,16 @@
 #ifndef EPLB_WG
 #define EPLB_WG 64
 #endif
+/* The variant of plan_fused's packings and replication rows (set by the
+ * host from EPLB_TUNE_OPENCL_FUSED_TEAM): 1, the default here and on GPUs,
+ * teams of work-items (fused_team.cl, or fused_warp.cl with EPLB_NV_WARP);
+ * 0, a work-item per packing and per replication row running the cpu
+ * algorithm (fused_item.cl), which the host asks for on CPU devices: PoCL
+ * takes many minutes to compile the teams (its barrier-loop handling) and
+ * seconds for this. */
+#ifndef EPLB_FUSED_TEAMS
+#define EPLB_FUSED_TEAMS 1
+#endif
 /* Status codes written on the device; the host passes eplb.h's values. */
 #ifndef EPLB_ERR_INVALID_WEIGHT
 #define EPLB_ERR_INVALID_WEIGHT 3
@@ -63,3 +73,46 @@ inline float eplb_pack_load(global const float *weight, global const int *conten
         load += weight[content[p * k + r]];
     return load;
 }
+
+/* Heap sort of n items into heap[0..n) by key descending, equal keys by
+ * ascending index (the heap's top is the item visited last), written once
+ * for the stage kernels (global memory) and the fused plan (local memory):
+ * SPACE is the address space of the keys and the heap, KEY(key, i) item i's
+ * key as a float. Defines NAME and its helpers NAME_visits_before and
+ * NAME_sift. */
+#define EPLB_DEFINE_HEAP_SORT(NAME, SPACE, key_type, KEY)                          \
+    inline int NAME##_visits_before(SPACE const key_type *key, int a, int b)      \
+    {                                                                            \
+        const float ka = KEY(key, a), kb = KEY(key, b);                           \
+        return ka > kb || (ka == kb && a < b);                                   \
+    }                                                                            \
+    inline void NAME##_sift(SPACE const key_type *key, SPACE int *heap, int at,   \
+                            int size)                                            \
+    {                                                                            \
+        for (;;) {                                                               \
+            int child = 2 * at + 1;                                              \
+            if (child >= size)                                                   \
+                return;                                                          \
+            if (child + 1 < size && NAME##_visits_before(key, heap[child], heap[child + 1])) \
+                child++;                                                         \
+            if (!NAME##_visits_before(key, heap[at], heap[child]))               \
+                return;                                                          \
+            const int held = heap[at];                                           \
+            heap[at] = heap[child];                                              \
+            heap[child] = held;                                                  \
+            at = child;                                                          \
+        }                                                                        \
+    }                                                                            \
+    inline void NAME(SPACE const key_type *key, SPACE int *heap, int n)           \
+    {                                                                            \
+        for (int i = 0; i < n; i++)                                              \
+            heap[i] = i;                                                         \
+        for (int i = n / 2 - 1; i >= 0; i--)                                     \
+            NAME##_sift(key, heap, i, n);                                        \
+        for (int end = n - 1; end > 0; end--) {                                  \
+            const int held = heap[0];                                            \
+            heap[0] = heap[end];                                                 \
+            heap[end] = held;                                                    \
+            NAME##_sift(key, heap, 0, end);                                      \
+        }                                                                        \
+    }

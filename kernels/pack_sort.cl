@@ -19,12 +19,6 @@ kernel void eplb_pack_keys(global const float *weight, global float *keys, int n
         c == 0 ? w : eplb_sort_key(w, noise, eplb_random_unit(seed, (ulong)call, row, c, (ulong)i));
 }
 
-/* Whether item a comes before item b in the visiting order. */
-inline int eplb_visits_before(global const float *key, int a, int b)
-{
-    return key[a] > key[b] || (key[a] == key[b] && a < b);
-}
-
 /* Rank sort: item i's position is the number of items visited before it. */
 kernel void eplb_pack_rank(global const float *keys, global int *order, int n)
 {
@@ -42,23 +36,8 @@ kernel void eplb_pack_rank(global const float *keys, global int *order, int n)
     order[x * (ulong)n + (ulong)rank] = i;
 }
 
-inline void eplb_heap_sift(global const float *key, global int *heap, int root, int size)
-{
-    for (;;) {
-        int child = 2 * root + 1;
-        if (child >= size)
-            return;
-        /* The heap's top is the item visited last. */
-        if (child + 1 < size && eplb_visits_before(key, heap[child], heap[child + 1]))
-            child++;
-        if (!eplb_visits_before(key, heap[root], heap[child]))
-            return;
-        const int t = heap[root];
-        heap[root] = heap[child];
-        heap[child] = t;
-        root = child;
-    }
-}
+#define EPLB_FLOAT_AT(key, i) ((key)[i])
+EPLB_DEFINE_HEAP_SORT(eplb_heap_sort, global, float, EPLB_FLOAT_AT)
 
 /* Heap sort of packing x in place in its order row. */
 kernel void eplb_pack_heapsort(global const float *keys, global int *order, int n, ulong packings)
@@ -68,14 +47,5 @@ kernel void eplb_pack_heapsort(global const float *keys, global int *order, int 
         return;
     global const float *key = keys + x * (ulong)n;
     global int *heap = order + x * (ulong)n;
-    for (int i = 0; i < n; i++)
-        heap[i] = i;
-    for (int i = n / 2 - 1; i >= 0; i--)
-        eplb_heap_sift(key, heap, i, n);
-    for (int end = n - 1; end > 0; end--) {
-        const int t = heap[0];
-        heap[0] = heap[end];
-        heap[end] = t;
-        eplb_heap_sift(key, heap, 0, end);
-    }
+    eplb_heap_sort(key, heap, n);
 }

@@ -22,7 +22,7 @@
 #define EPLB_WARP_PPL EPLB_SHAPE_ppl
 #define EPLB_WARP_RPL EPLB_SHAPE_rpl
 #else
-#define EPLB_WARP_PPL 4 /* EPLB_OPENCL_WARP_PPL of opencl_backend.h */
+#define EPLB_WARP_PPL 4 /* EPLB_OPENCL_WARP_PPL of opencl_runtime.h */
 #endif
 
 /* The work-group size: a constant in a build for one plan shape, so that
@@ -84,16 +84,24 @@ inline int eplb_warp_any(int vote, uint members)
     return (int)r;
 }
 
+#if EPLB_NV_SM >= 80
+/* The smallest v of the whole warp, in every lane (compute capability 8.0
+ * and later: one instruction instead of five shuffles). */
+inline uint eplb_warp_redux_min(uint v)
+{
+    uint least;
+    asm volatile("redux.sync.min.u32 %0, %1, 0xffffffff;" : "=r"(least) : "r"(v));
+    return least;
+}
+#endif
+
 /* The smallest key of a team of `team` (a power of two <= 32) consecutive
  * lanes, in every member. */
 inline uint eplb_warp_team_min(uint key, uint team, uint members)
 {
 #if EPLB_NV_SM >= 80
-    if (team == 32u && members == 0xFFFFFFFFu) {
-        uint best;
-        asm volatile("redux.sync.min.u32 %0, %1, 0xffffffff;" : "=r"(best) : "r"(key));
-        return best;
-    }
+    if (team == 32u && members == 0xFFFFFFFFu)
+        return eplb_warp_redux_min(key);
 #endif
 #pragma unroll
     for (uint o = 16; o > 0; o >>= 1) /* unrolled: the levels need no loop counter */
@@ -122,6 +130,16 @@ inline uint eplb_warp_team_lanes(uint team)
     return team >= 32u ? 0xFFFFFFFFu : ((1u << team) - 1u) << (lane & ~(team - 1u));
 }
 
+/* Takes (other_key, other_index) where it is lower: the smaller key, the
+ * lower index among equal keys. */
+inline void eplb_warp_take_lower(uint *key, uint *index, uint other_key, uint other_index)
+{
+    if (other_key < *key || (other_key == *key && other_index < *index)) {
+        *key = other_key;
+        *index = other_index;
+    }
+}
+
 /* The team member's (key, index) with the smallest key, lowest index among
  * equal keys, in every member of a team of `team` (a power of two <= 32)
  * consecutive lanes. An index of 0xFFFFFFFF with key 0xFFFFFFFF is "none". */
@@ -129,11 +147,8 @@ inline uint2 eplb_warp_team_argmin(uint key, uint index, uint team, uint members
 {
 #if EPLB_NV_SM >= 80
     if (team == 32u && members == 0xFFFFFFFFu) { /* two warp reductions (redux.sync) */
-        uint best, lowest;
-        asm volatile("redux.sync.min.u32 %0, %1, 0xffffffff;" : "=r"(best) : "r"(key));
-        const uint candidate = key == best ? index : 0xFFFFFFFFu;
-        asm volatile("redux.sync.min.u32 %0, %1, 0xffffffff;" : "=r"(lowest) : "r"(candidate));
-        return (uint2)(best, lowest);
+        const uint best = eplb_warp_redux_min(key);
+        return (uint2)(best, eplb_warp_redux_min(key == best ? index : 0xFFFFFFFFu));
     }
 #endif
 #pragma unroll
@@ -141,10 +156,7 @@ inline uint2 eplb_warp_team_argmin(uint key, uint index, uint team, uint members
         if (o < team) {
             const uint other_key = eplb_warp_shfl_xor(key, o, members);
             const uint other_index = eplb_warp_shfl_xor(index, o, members);
-            if (other_key < key || (other_key == key && other_index < index)) {
-                key = other_key;
-                index = other_index;
-            }
+            eplb_warp_take_lower(&key, &index, other_key, other_index);
         }
     return (uint2)(key, index);
 }
@@ -156,13 +168,9 @@ inline uint2 eplb_warp_team_argmin2(uint key1, uint index1, uint key2, uint inde
 {
 #if EPLB_NV_SM >= 80
     if (team == 32u && members == 0xFFFFFFFFu) {
-        uint best1, best2, low1, low2;
-        asm volatile("redux.sync.min.u32 %0, %1, 0xffffffff;" : "=r"(best1) : "r"(key1));
-        asm volatile("redux.sync.min.u32 %0, %1, 0xffffffff;" : "=r"(best2) : "r"(key2));
-        const uint c1 = key1 == best1 ? index1 : 0xFFFFFFFFu, c2 = key2 == best2 ? index2 : 0xFFFFFFFFu;
-        asm volatile("redux.sync.min.u32 %0, %1, 0xffffffff;" : "=r"(low1) : "r"(c1));
-        asm volatile("redux.sync.min.u32 %0, %1, 0xffffffff;" : "=r"(low2) : "r"(c2));
-        return (uint2)(low1, low2);
+        const uint best1 = eplb_warp_redux_min(key1), best2 = eplb_warp_redux_min(key2);
+        const uint low1 = eplb_warp_redux_min(key1 == best1 ? index1 : 0xFFFFFFFFu);
+        return (uint2)(low1, eplb_warp_redux_min(key2 == best2 ? index2 : 0xFFFFFFFFu));
     }
 #endif
 #pragma unroll
@@ -172,14 +180,8 @@ inline uint2 eplb_warp_team_argmin2(uint key1, uint index1, uint key2, uint inde
             const uint oi1 = eplb_warp_shfl_xor(index1, o, members);
             const uint ok2 = eplb_warp_shfl_xor(key2, o, members);
             const uint oi2 = eplb_warp_shfl_xor(index2, o, members);
-            if (ok1 < key1 || (ok1 == key1 && oi1 < index1)) {
-                key1 = ok1;
-                index1 = oi1;
-            }
-            if (ok2 < key2 || (ok2 == key2 && oi2 < index2)) {
-                key2 = ok2;
-                index2 = oi2;
-            }
+            eplb_warp_take_lower(&key1, &index1, ok1, oi1);
+            eplb_warp_take_lower(&key2, &index2, ok2, oi2);
         }
     return (uint2)(index1, index2);
 }

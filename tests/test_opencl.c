@@ -1,7 +1,7 @@
 /* The opencl backend against the goldens and the cpu backend, through the
  * host API and eplb_rebalance_device with cl_mem buffers. Skipped (not
  * failed) where the opencl backend is unavailable. Each test runs in its own
- * process, so the tests that set EPLB_OPENCL_* knobs change only themselves:
+ * process, so the tests that set EPLB_TUNE_OPENCL_* knobs change only themselves:
  * "gpu_tuning" tests force the work-group paths (groups of 64, one unit of
  * work per work-item, rank sort) that GPUs take, on whatever device is here. */
 #include <criterion/criterion.h>
@@ -23,7 +23,7 @@
 #include "../backends/opencl/opencl_loader.c" /* the module's dlopen table: no libOpenCL link */
 #include "../backends/opencl/opencl_interop.h"
 #include "context.h"                          /* ctx->backend->context starts with the handles */
-#include "../backends/opencl/opencl_backend.h" /* profile counters: which path ran */
+#include "../backends/opencl/opencl_runtime.h" /* profile counters: which path ran */
 #endif
 
 /* Skips where OpenCL is absent, but fails where it is present and the
@@ -46,19 +46,19 @@ static eplb_context *open_opencl_or_skip(void)
 /* The knobs of a GPU, on any device: every row kernel in work-groups. */
 static void use_gpu_tuning(void)
 {
-    setenv("EPLB_OPENCL_WG", "64", 1);
-    setenv("EPLB_OPENCL_ITEMS_PER_THREAD", "1", 1);
-    setenv("EPLB_OPENCL_SORT", "rank", 1);
+    setenv("EPLB_TUNE_OPENCL_WG", "64", 1);
+    setenv("EPLB_TUNE_OPENCL_ITEMS_PER_THREAD", "1", 1);
+    setenv("EPLB_TUNE_OPENCL_SORT", "rank", 1);
     /* plan_fused in groups of 64, a work-item per packing (the GPU default;
      * the team variant takes PoCL many minutes to compile: see the
      * *_fused_teams tests). */
-    setenv("EPLB_OPENCL_FUSED_WG", "64", 1);
-    setenv("EPLB_OPENCL_FUSED_TEAM", "0", 1);
-    setenv("EPLB_OPENCL_GREEDY_SCAN_MAX", "1000000", 1); /* GPUs scan, never a heap */
+    setenv("EPLB_TUNE_OPENCL_FUSED_WG", "64", 1);
+    setenv("EPLB_TUNE_OPENCL_FUSED_TEAM", "0", 1);
+    setenv("EPLB_TUNE_OPENCL_GREEDY_SCAN_MAX", "1000000", 1); /* GPUs scan, never a heap */
 }
 
 /* The stage kernels instead of plan_fused. */
-static void use_stages(void) { setenv("EPLB_OPENCL_PATH", "stages", 1); }
+static void use_stages(void) { setenv("EPLB_TUNE_OPENCL_PATH", "stages", 1); }
 
 /* The team variant of plan_fused (what GPUs run): teams of `team` in groups
  * of 64. PoCL needs minutes to compile it, so it runs only when
@@ -69,7 +69,7 @@ static void use_fused_teams_or_skip(const char *team)
     if (!want || strcmp(want, "1") != 0)
         cr_skip_test("team variant of plan_fused: set EPLB_TEST_OPENCL_TEAMS=1 (slow to compile on PoCL)");
     use_gpu_tuning();
-    setenv("EPLB_OPENCL_FUSED_TEAM", team, 1);
+    setenv("EPLB_TUNE_OPENCL_FUSED_TEAM", team, 1);
 }
 
 /* ---- goldens --------------------------------------------------------------- */
@@ -117,11 +117,13 @@ static void check_goldens(void)
         check;                                        \
     }
 
-Test(opencl, goldens_exact, .timeout = 600) { check_goldens(); }
+/* A check with the default knobs, the stage kernels and GPU tuning. */
+#define OPENCL_CHECKS(name, timeout_s, check)                         \
+    OPENCL_CHECK(name, timeout_s, (void)0, check)                     \
+    OPENCL_CHECK(name##_stages, timeout_s, use_stages(), check)       \
+    OPENCL_CHECK(name##_gpu_tuning, timeout_s, use_gpu_tuning(), check)
 
-OPENCL_CHECK(goldens_exact_stages, 600, use_stages(), check_goldens())
-
-OPENCL_CHECK(goldens_exact_gpu_tuning, 600, use_gpu_tuning(), check_goldens())
+OPENCL_CHECKS(goldens_exact, 600, check_goldens())
 
 Test(opencl, goldens_through_eplb_backend_env, .timeout = 600)
 {
@@ -143,12 +145,12 @@ Test(opencl, goldens_through_eplb_backend_env, .timeout = 600)
     eplb_context_free(ctx);
 }
 
-/* EPLB_OPENCL_SHAPED: plan_fused compiled for each plan shape (the default
+/* EPLB_TUNE_OPENCL_SHAPED: plan_fused compiled for each plan shape (the default
  * on NVIDIA, from a shape's third plan); "always" builds on the first, so
  * every golden shape runs its own build here. */
 Test(opencl, goldens_exact_shaped, .timeout = 900)
 {
-    setenv("EPLB_OPENCL_SHAPED", "always", 1);
+    setenv("EPLB_TUNE_OPENCL_SHAPED", "always", 1);
     check_goldens();
 }
 
@@ -157,7 +159,7 @@ Test(opencl, goldens_exact_shaped, .timeout = 900)
  * every plan equals the cpu backend's. */
 Test(opencl, shaped_builds_switch_and_rotate, .timeout = 900)
 {
-    setenv("EPLB_OPENCL_SHAPED", "1", 1);
+    setenv("EPLB_TUNE_OPENCL_SHAPED", "1", 1);
     eplb_context *ctx = open_opencl_or_skip();
     eplb_context *cpu = eplbt_context("cpu");
     const int order[] = {0, 1, 2, 3, 4, 5, 0};
@@ -180,14 +182,14 @@ Test(opencl, shaped_builds_switch_and_rotate, .timeout = 900)
     eplb_context_free(ctx);
 }
 
-/* EPLB_OPENCL_SPLIT: several work-groups per layer, each packing a share of
+/* EPLB_TUNE_OPENCL_SPLIT: several work-groups per layer, each packing a share of
  * the candidates, the layer's last to finish writing the plan (the default
  * on NVIDIA). Forced here: the goldens with shares of two, random cases (one
  * context, layer counts going up and down, so the arrival counters are
  * re-made and must start from zero) with shares of four. */
 Test(opencl, goldens_exact_split, .timeout = 900)
 {
-    setenv("EPLB_OPENCL_SPLIT", "2", 1);
+    setenv("EPLB_TUNE_OPENCL_SPLIT", "2", 1);
     check_goldens();
 }
 
@@ -195,7 +197,7 @@ static void check_random(int cases);
 
 Test(opencl, random_cases_equal_cpu_split, .timeout = 900)
 {
-    setenv("EPLB_OPENCL_SPLIT", "4", 1);
+    setenv("EPLB_TUNE_OPENCL_SPLIT", "4", 1);
     check_random(80);
 }
 
@@ -215,11 +217,7 @@ static void check_random(int cases)
     eplb_context_free(ctx);
 }
 
-Test(opencl, random_cases_equal_cpu, .timeout = 900) { check_random(120); }
-
-OPENCL_CHECK(random_cases_equal_cpu_gpu_tuning, 900, use_gpu_tuning(), check_random(120))
-
-OPENCL_CHECK(random_cases_equal_cpu_stages, 900, use_stages(), check_random(120))
+OPENCL_CHECKS(random_cases_equal_cpu, 900, check_random(120))
 
 Test(opencl, random_cases_equal_cpu_stages_gpu_tuning, .timeout = 900)
 {
@@ -270,11 +268,7 @@ static void check_edges(void)
     eplb_context_free(ctx);
 }
 
-Test(opencl, edge_shapes_equal_cpu, .timeout = 900) { check_edges(); }
-
-OPENCL_CHECK(edge_shapes_equal_cpu_gpu_tuning, 900, use_gpu_tuning(), check_edges())
-
-OPENCL_CHECK(edge_shapes_equal_cpu_stages, 900, use_stages(), check_edges())
+OPENCL_CHECKS(edge_shapes_equal_cpu, 900, check_edges())
 
 OPENCL_CHECK(edge_shapes_equal_cpu_fused_teams, 1800, use_fused_teams_or_skip("8"), check_edges())
 
@@ -294,8 +288,8 @@ static void plan_equals_cpu(eplb_context *ctx, eplb_context *cpu, const char *wh
  * equal cpu. The profile counters say which kernels ran. */
 static void check_path_choice(void)
 {
-    setenv("EPLB_OPENCL_PROFILE", "1", 1);
-    setenv("EPLB_OPENCL_LOCAL_MEM", "49152", 1);
+    setenv("EPLB_TUNE_OPENCL_PROFILE", "1", 1);
+    setenv("EPLB_TUNE_OPENCL_LOCAL_MEM", "49152", 1);
     eplb_context *ctx = open_opencl_or_skip();
     eplb_context *cpu = eplbt_context("cpu");
     const eplb_opencl *state = (const eplb_opencl *)ctx->backend->context;
@@ -326,7 +320,7 @@ OPENCL_CHECK(fused_in_48k_and_stages_beyond_gpu_tuning, 600, use_gpu_tuning(), c
 Test(opencl, stages_knob_runs_no_fused_kernel, .timeout = 600)
 {
     use_stages();
-    setenv("EPLB_OPENCL_PROFILE", "1", 1);
+    setenv("EPLB_TUNE_OPENCL_PROFILE", "1", 1);
     eplb_context *ctx = open_opencl_or_skip();
     eplb_context *cpu = eplbt_context("cpu");
     const eplb_opencl *state = (const eplb_opencl *)ctx->backend->context;
@@ -347,21 +341,14 @@ Test(opencl, stages_knob_runs_no_fused_kernel, .timeout = 600)
 Test(opencl, beyond_local_memory_equals_cpu_gpu_tuning, .timeout = 900)
 {
     use_gpu_tuning();
-    setenv("EPLB_OPENCL_LOCAL_MEM", "49152", 1);
+    setenv("EPLB_TUNE_OPENCL_LOCAL_MEM", "49152", 1);
     eplb_context *ctx = open_opencl_or_skip();
     eplb_context *cpu = eplbt_context("cpu");
     const eplb_shape s = {8, 256, 2048, 8, 8, 256};
     float *w = malloc(sizeof(float) * (size_t)(s.layers * s.experts));
     cr_assert(w);
     eplb_workload_fill(w, s.layers, s.experts, 1, 0);
-    eplb_options o;
-    eplb_options_init(&o);
-    eplbt_plan got, want;
-    eplbt_plan_run(ctx, "beyond local memory", w, &s, &o, &got);
-    eplbt_plan_run(cpu, "beyond local memory", w, &s, &o, &want);
-    cr_assert(eplbt_plans_equal(&got, &want), "the opencl plan differs from cpu");
-    eplbt_plan_free(&got);
-    eplbt_plan_free(&want);
+    eplbt_expect_same_as_cpu(ctx, cpu, "beyond local memory", w, &s, NULL);
     free(w);
     eplb_context_free(cpu);
     eplb_context_free(ctx);
@@ -392,12 +379,7 @@ Test(opencl, more_items_per_pack_than_the_swap_limit_are_refused, .timeout = 600
         cr_assert_eq(phy2log[i], -7, "the refused plan wrote its output");
     cr_assert_eq(eplb_rebalance(cpu, w, &s, &o, phy2log, logcnt, NULL, 0, NULL), EPLB_OK);
     o.iterations = 0;
-    eplbt_plan got, want;
-    eplbt_plan_run(ctx, "no swaps", w, &s, &o, &got);
-    eplbt_plan_run(cpu, "no swaps", w, &s, &o, &want);
-    cr_assert(eplbt_plans_equal(&got, &want), "the opencl plan differs from cpu");
-    eplbt_plan_free(&got);
-    eplbt_plan_free(&want);
+    eplbt_expect_same_as_cpu(ctx, cpu, "no swaps", w, &s, &o);
     eplb_context_free(cpu);
     eplb_context_free(ctx);
 }
@@ -448,26 +430,59 @@ Test(opencl, many_contexts_share_the_program, .timeout = 300)
 
 /* ---- device selection and failures ------------------------------------------- */
 
-Test(opencl, unknown_device_is_named_in_the_error)
+/* A device or platform choice that matches nothing fails the creation,
+ * naming the variable and its value. */
+static void check_unmatched_choice(const char *name, const char *value, const char *message)
 {
-    setenv("EPLB_OPENCL_DEVICE", "no-such-device-xyz", 1);
+    setenv(name, value, 1);
     eplb_context *ctx = NULL;
     cr_assert_eq(eplb_context_create(&ctx, "opencl"), EPLB_ERR_BACKEND_UNAVAILABLE);
     if (strstr(eplb_last_error(), "no OpenCL") || strstr(eplb_last_error(), "cannot load"))
         cr_skip_test("no OpenCL device here: %s", eplb_last_error());
-    cr_assert(strstr(eplb_last_error(), "EPLB_OPENCL_DEVICE=no-such-device-xyz matches none"), "%s",
-              eplb_last_error());
+    cr_assert(strstr(eplb_last_error(), message), "%s", eplb_last_error());
+}
+
+Test(opencl, unknown_device_is_named_in_the_error)
+{
+    check_unmatched_choice("EPLB_OPENCL_DEVICE", "no-such-device-xyz",
+                           "EPLB_OPENCL_DEVICE=no-such-device-xyz matches none");
 }
 
 Test(opencl, unknown_platform_is_named_in_the_error)
 {
-    setenv("EPLB_OPENCL_PLATFORM", "no-such-platform-xyz", 1);
+    check_unmatched_choice("EPLB_OPENCL_PLATFORM", "no-such-platform-xyz",
+                           "EPLB_OPENCL_PLATFORM=no-such-platform-xyz");
+}
+
+/* Every knob is read and checked when the backend is created: a value it
+ * does not take, or a tuning knob under its old name, fails the creation
+ * with a message naming the knob, rather than timing or testing the default. */
+static void check_knob_refused(const char *name, const char *value, const char *message)
+{
+    setenv(name, value, 1);
     eplb_context *ctx = NULL;
-    cr_assert_eq(eplb_context_create(&ctx, "opencl"), EPLB_ERR_BACKEND_UNAVAILABLE);
-    if (strstr(eplb_last_error(), "no OpenCL") || strstr(eplb_last_error(), "cannot load"))
-        cr_skip_test("no OpenCL platform here: %s", eplb_last_error());
-    cr_assert(strstr(eplb_last_error(), "EPLB_OPENCL_PLATFORM=no-such-platform-xyz"), "%s",
-              eplb_last_error());
+    const eplb_status st = eplb_context_create(&ctx, "opencl");
+    if (strstr(eplb_last_error(), "cannot load"))
+        cr_skip_test("no opencl module here: %s", eplb_last_error());
+    cr_assert_eq(st, EPLB_ERR_BACKEND_UNAVAILABLE, "%s=%s: %s", name, value, eplb_last_error());
+    cr_assert(strstr(eplb_last_error(), message), "%s", eplb_last_error());
+}
+
+Test(opencl, a_value_a_knob_does_not_take_fails_creation)
+{
+    check_knob_refused("EPLB_TUNE_OPENCL_SORT", "bogus",
+                       "EPLB_TUNE_OPENCL_SORT='bogus' is not a value it takes");
+}
+
+Test(opencl, a_number_out_of_range_fails_creation)
+{
+    check_knob_refused("EPLB_TUNE_OPENCL_SPLIT", "4096", "use 0 to 1024");
+}
+
+Test(opencl, a_tuning_knob_under_its_old_name_fails_creation)
+{
+    check_knob_refused("EPLB_OPENCL_SPLIT", "2",
+                       "EPLB_OPENCL_SPLIT is now called EPLB_TUNE_OPENCL_SPLIT");
 }
 
 Test(opencl, no_platform_says_so)

@@ -1,5 +1,5 @@
-/* The OpenCL device: discovery, choice and the launch knobs for it (see
- * opencl_device.h). */
+/* The OpenCL device: discovery, choice and the properties its launch
+ * settings need (see opencl_device.h). */
 #define _GNU_SOURCE
 #include "opencl_device.h"
 
@@ -13,7 +13,8 @@
 #define MAX_PLATFORMS 16
 #define MAX_DEVICES 64
 
-int eplb_opencl_is_index(const char *s)
+/* Whether s is a non-empty string of decimal digits. */
+static int is_index(const char *s)
 {
     if (!s || !*s)
         return 0;
@@ -32,9 +33,10 @@ void eplb_opencl_device_string(const eplb_opencl_api *cl, cl_device_id d, cl_dev
     snprintf(out, len, "%s", full);
 }
 
-/* Every device of the platforms EPLB_OPENCL_PLATFORM selects (all when unset). */
-static eplb_status list_devices(const eplb_opencl_api *cl, eplb_opencl_device *dev, int *count, char *error,
-                                size_t error_len)
+/* Every device of the platforms `want` (EPLB_OPENCL_PLATFORM) selects, all
+ * when NULL. */
+static eplb_status list_devices(const eplb_opencl_api *cl, const char *want, eplb_opencl_device *dev,
+                                int *count, char *error, size_t error_len)
 {
     cl_platform_id platforms[MAX_PLATFORMS];
     cl_uint np = 0;
@@ -51,14 +53,13 @@ static eplb_status list_devices(const eplb_opencl_api *cl, eplb_opencl_device *d
     }
     if (np > MAX_PLATFORMS)
         np = MAX_PLATFORMS;
-    const char *want = getenv("EPLB_OPENCL_PLATFORM");
     int n = 0, matched_platforms = 0;
     for (cl_uint p = 0; p < np; p++) {
         char pname[128] = "";
         cl->clGetPlatformInfo(platforms[p], CL_PLATFORM_NAME, sizeof pname, pname, NULL);
         pname[sizeof pname - 1] = '\0';
         if (want && *want) {
-            if (eplb_opencl_is_index(want) ? (cl_uint)atoi(want) != p : !strcasestr(pname, want))
+            if (is_index(want) ? (cl_uint)atoi(want) != p : !strcasestr(pname, want))
                 continue;
         }
         matched_platforms++;
@@ -126,22 +127,22 @@ static const char *unsuitable(const eplb_opencl_api *cl, cl_device_id d, char *w
     return NULL;
 }
 
-/* Picks the device: EPLB_OPENCL_DEVICE (index or name substring) among the
- * listed devices, else the first suitable GPU or accelerator, else the first
- * suitable other device. An explicit choice that is unsuitable is an error. */
-eplb_status eplb_opencl_choose_device(const eplb_opencl_api *cl, eplb_opencl_device *chosen, char *error,
-                                 size_t error_len)
+/* Picks the device: `want` (EPLB_OPENCL_DEVICE, index or name substring)
+ * among the listed devices, else the first suitable GPU or accelerator, else
+ * the first suitable other device. An explicit choice that is unsuitable is
+ * an error. */
+eplb_status eplb_opencl_choose_device(const eplb_opencl_api *cl, const char *platform, const char *want,
+                                      eplb_opencl_device *chosen, char *error, size_t error_len)
 {
     eplb_opencl_device dev[MAX_DEVICES];
     int n = 0;
-    eplb_status st = list_devices(cl, dev, &n, error, error_len);
+    eplb_status st = list_devices(cl, platform, dev, &n, error, error_len);
     if (st != EPLB_OK)
         return st;
     char why[256];
-    const char *want = getenv("EPLB_OPENCL_DEVICE");
     if (want && *want) {
         for (int i = 0; i < n; i++) {
-            if (eplb_opencl_is_index(want) ? atoi(want) != i : !strcasestr(dev[i].name, want))
+            if (is_index(want) ? atoi(want) != i : !strcasestr(dev[i].name, want))
                 continue;
             if (unsuitable(cl, dev[i].device, why, sizeof why)) {
                 snprintf(error, error_len, "OpenCL device %d (%s) chosen by EPLB_OPENCL_DEVICE is "
@@ -172,7 +173,7 @@ eplb_status eplb_opencl_choose_device(const eplb_opencl_api *cl, eplb_opencl_dev
     return EPLB_ERR_BACKEND_UNAVAILABLE;
 }
 
-/* ---- tuning ---------------------------------------------------------------- */
+/* ---- properties the launch settings need ----------------------------------- */
 
 size_t eplb_opencl_floor_pow2(size_t v)
 {
@@ -182,18 +183,26 @@ size_t eplb_opencl_floor_pow2(size_t v)
     return p;
 }
 
-size_t eplb_opencl_env_size(const char *name, size_t fallback)
+size_t eplb_opencl_max_group(const eplb_opencl_api *cl, cl_device_id device)
 {
-    const char *s = getenv(name);
-    if (!eplb_opencl_is_index(s))
-        return fallback;
-    long long v = atoll(s);
-    return v >= 1 ? (size_t)v : fallback;
+    size_t max_group = 1;
+    cl->clGetDeviceInfo(device, CL_DEVICE_MAX_WORK_GROUP_SIZE, sizeof max_group, &max_group, NULL);
+    size_t dims[3] = {1, 1, 1};
+    cl->clGetDeviceInfo(device, CL_DEVICE_MAX_WORK_ITEM_SIZES, sizeof dims, dims, NULL);
+    if (dims[0] < max_group)
+        max_group = dims[0];
+    return max_group < 1 ? 1 : max_group;
 }
 
-/* Whether the device is an NVIDIA GPU with 32-lane warps (the inline PTX of
- * kernels/warp_team.cl): CL_DEVICE_WARP_SIZE_NV of cl_nv_device_attribute_query. */
-static int nvidia_warp_of_32(const eplb_opencl_api *cl, cl_device_id device)
+size_t eplb_opencl_compute_units(const eplb_opencl_api *cl, cl_device_id device)
+{
+    cl_uint units = 1;
+    cl->clGetDeviceInfo(device, CL_DEVICE_MAX_COMPUTE_UNITS, sizeof units, &units, NULL);
+    return units;
+}
+
+/* CL_DEVICE_WARP_SIZE_NV of cl_nv_device_attribute_query. */
+int eplb_opencl_nvidia_warp_of_32(const eplb_opencl_api *cl, cl_device_id device)
 {
     size_t len = 0;
     if (cl->clGetDeviceInfo(device, CL_DEVICE_EXTENSIONS, 0, NULL, &len) != CL_SUCCESS || len == 0)
@@ -211,70 +220,11 @@ static int nvidia_warp_of_32(const eplb_opencl_api *cl, cl_device_id device)
            warp == 32;
 }
 
-/* Defaults by device type, then EPLB_OPENCL_* overrides, then device limits.
- * GPUs: work-groups cooperate on each row; CPU devices: one work-item per row
- * (no barriers), which is what a CPU core does best. */
-void eplb_opencl_choose_tuning(const eplb_opencl_api *cl, const eplb_opencl_device *d, eplb_opencl_tuning *t)
+int eplb_opencl_nvidia_sm(const eplb_opencl_api *cl, cl_device_id device)
 {
-    const int gpu = eplb_opencl_is_accelerator_type(d->type);
-    t->group_size = eplb_opencl_env_size("EPLB_OPENCL_WG", gpu ? 64 : 1);
-    t->items_per_item = eplb_opencl_env_size("EPLB_OPENCL_ITEMS_PER_THREAD", gpu ? 4 : 1 << 20);
-    t->element_size = gpu ? 128 : 16;
-    const char *sort = getenv("EPLB_OPENCL_SORT");
-    t->rank_sort = sort && *sort ? strcmp(sort, "heap") != 0 : gpu;
-    size_t max_group = 1;
-    cl->clGetDeviceInfo(d->device, CL_DEVICE_MAX_WORK_GROUP_SIZE, sizeof max_group, &max_group, NULL);
-    size_t dims[3] = {1, 1, 1};
-    cl->clGetDeviceInfo(d->device, CL_DEVICE_MAX_WORK_ITEM_SIZES, sizeof dims, dims, NULL);
-    if (dims[0] < max_group)
-        max_group = dims[0];
-    if (max_group < 1)
-        max_group = 1;
-    t->group_size = eplb_opencl_floor_pow2(t->group_size < max_group ? t->group_size : max_group);
-    if (t->group_size > 1024)
-        t->group_size = 1024;
-    if (t->element_size > max_group)
-        t->element_size = eplb_opencl_floor_pow2(max_group);
-    const char *path = getenv("EPLB_OPENCL_PATH");
-    t->fused = !(path && strcmp(path, "stages") == 0);
-    /* GPUs: 256 work-items share a layer's sort and packings; CPU devices:
-     * one work-item per layer runs the cpu algorithm. */
-    t->fused_group = eplb_opencl_env_size("EPLB_OPENCL_FUSED_WG", gpu ? 256 : 1);
-    t->fused_group = eplb_opencl_floor_pow2(t->fused_group < max_group ? t->fused_group : max_group);
-    /* EPLB_OPENCL_FUSED_TEAM: 0, a work-item per packing; auto, teams sized
-     * by pack count; N, teams of N. Unset: auto on GPUs (NVIDIA H200: global
-     * V3 shapes 453/544 us against 768/1025 with 0, hierarchical 190 against
-     * 142), 0 on CPU devices (PoCL takes many minutes to compile the teams). */
-    const char *team = getenv("EPLB_OPENCL_FUSED_TEAM");
-    t->fused_team = eplb_opencl_env_size("EPLB_OPENCL_FUSED_TEAM", 0);
-    if (t->fused_team)
-        t->fused_team = eplb_opencl_floor_pow2(t->fused_team);
-    t->fused_teams = t->fused_team > 0 || (team && strcmp(team, "auto") == 0) ||
-                     (gpu && (!team || !*team));
-    /* The one-work-item greedy scans the packs on GPUs (a heap's chain of
-     * dependent local reads is slower there) and uses a heap beyond 16
-     * packs on CPU devices, like the cpu backend. */
-    t->greedy_scan_max = (int)eplb_opencl_env_size("EPLB_OPENCL_GREEDY_SCAN_MAX", gpu ? 1 << 30 : 16);
-    /* EPLB_OPENCL_WARP=0 keeps the local-memory exchange on NVIDIA devices. */
-    const char *warp = getenv("EPLB_OPENCL_WARP");
-    t->warp_teams = t->fused_teams && !(warp && strcmp(warp, "0") == 0) && nvidia_warp_of_32(cl, d->device);
-    /* EPLB_OPENCL_SHAPED=0 keeps one plan_fused for every shape on NVIDIA. */
-    const char *shaped = getenv("EPLB_OPENCL_SHAPED");
-    t->shaped = !(shaped && *shaped) ? t->warp_teams
-                : strcmp(shaped, "always") == 0 ? 2
-                : strcmp(shaped, "0") != 0;
-    /* EPLB_OPENCL_SPLIT=N: N groups per layer share a plan's slot packings
-     * (opencl_fused.c), 0 or 1: one; unset (-1): by shape. */
-    const char *split = getenv("EPLB_OPENCL_SPLIT");
-    t->split = !(split && *split) ? -1 : eplb_opencl_is_index(split) ? atoi(split) : 1;
-    cl_uint units = 1;
-    cl->clGetDeviceInfo(d->device, CL_DEVICE_MAX_COMPUTE_UNITS, sizeof units, &units, NULL);
-    t->compute_units = units;
-    t->nv_sm = 0;
-    if (t->warp_teams) {
-        cl_uint major = 0, minor = 0; /* CL_DEVICE_COMPUTE_CAPABILITY_{MAJOR,MINOR}_NV */
-        if (cl->clGetDeviceInfo(d->device, 0x4000, sizeof major, &major, NULL) == CL_SUCCESS &&
-            cl->clGetDeviceInfo(d->device, 0x4001, sizeof minor, &minor, NULL) == CL_SUCCESS)
-            t->nv_sm = (int)(major * 10 + minor);
-    }
+    cl_uint major = 0, minor = 0; /* CL_DEVICE_COMPUTE_CAPABILITY_{MAJOR,MINOR}_NV */
+    if (cl->clGetDeviceInfo(device, 0x4000, sizeof major, &major, NULL) == CL_SUCCESS &&
+        cl->clGetDeviceInfo(device, 0x4001, sizeof minor, &minor, NULL) == CL_SUCCESS)
+        return (int)(major * 10 + minor);
+    return 0;
 }

@@ -1,11 +1,11 @@
 /* plan_fused on OpenCL: one enqueue per plan (kernels/plan_fused.cl), one
  * work-group per layer (or several sharing its slot packings' candidates,
  * split_for) with every intermediate in local memory. Plans that
- * do not fit (or EPLB_OPENCL_PATH=stages) are declined: the planner then
+ * do not fit (or EPLB_TUNE_OPENCL_PATH=stages) are declined: the planner then
  * runs the stage kernels. */
 #include <string.h>
 
-#include "opencl_backend.h"
+#include "opencl_stages.h"
 
 /* Work-items per packing with m packs of k (per replication row: m items,
  * k = 0), `rows` packings side by side in a group of T.
@@ -77,13 +77,14 @@ static size_t fused_group(eplb_opencl *s, const eplb_plan_job *job)
     return 0;
 }
 
-/* The plan_fused build for this shape (EPLB_OPENCL_SHAPED): the sizes below
- * become compile-time constants, so team loops, pack sizes and divisions
- * fold as in the CUDA backend's templates. Built on a shape's third plan
- * (a build takes about a second on NVIDIA: one-off shapes, as in tests and
- * conformance runs, keep the generic kernel), kept for the instance's last
- * few shapes; NULL (the generic kernel) before, when off, or when the build
- * fails. */
+/* The plan_fused build for this shape (EPLB_TUNE_OPENCL_SHAPED, the
+ * default with NVIDIA warp teams, where it pays: docs/backends.md): the
+ * sizes below become compile-time constants, so team loops, pack sizes and
+ * divisions fold as in the CUDA backend's templates. Built on a shape's
+ * third plan (a build takes about a second on NVIDIA: one-off shapes, as in
+ * tests and conformance runs, keep the generic kernel), kept for the
+ * instance's last few shapes; NULL (the generic kernel) before, when off, or
+ * when the build fails. */
 static cl_kernel shaped_kernel(eplb_backend *backend, const cl_int *value, const char *const *name,
                                int count, size_t group, size_t local_bytes)
 {
@@ -141,11 +142,11 @@ static cl_kernel shaped_kernel(eplb_backend *backend, const cl_int *value, const
 }
 
 /* Work-groups per layer. Two on NVIDIA warp teams (while every group gets
- * a compute unit of its own): each packs half of the slot packings'
- * candidates and the layer's last group to finish writes the plan. Its
- * warps then share a compute unit with 3 others rather than 7: the sort,
- * greedy and swap loops are bound by issue slots as much as by latency
- * (H100, global 320/64: 4 candidates plan in 58 us, 8 in 73 us, 1 in 55). */
+ * a compute unit of its own), where it wins (docs/backends.md): each packs
+ * half of the slot packings' candidates and the layer's last group to
+ * finish writes the plan. Its warps then share a compute unit with 3 others
+ * rather than 7: the sort, greedy and swap loops are bound by issue slots
+ * as much as by latency. */
 static int split_for(const eplb_opencl *s, const eplb_plan_job *job)
 {
     const int C = job->slot_pack.candidates;
@@ -220,7 +221,7 @@ eplb_status eplb_opencl_plan_fused(eplb_backend *backend, const eplb_plan_job *j
                                               "split"};
     cl_kernel kernel = shaped_kernel(backend, shape, shape_names, (int)(sizeof shape / sizeof shape[0]),
                                      T, local_area.size);
-    st = eplb_opencl_run_groups_with(
+    st = eplb_opencl_run_groups(
         backend, EPLB_CLK_PLAN_FUSED, kernel,
         EPLB_CL_ARGS(EPLB_CL_ARG(weight), EPLB_CL_ARG(status), EPLB_CL_ARG(phy2log),
                      EPLB_CL_ARG(logcnt), EPLB_CL_ARG(slot_rank), EPLB_CL_ARG(log2phy), EPLB_CL_ARG(X),

@@ -1,7 +1,7 @@
 /* The planner's glue stages (SPEC section 4) on OpenCL: weight check, group
  * loads, node layout, replication, slot loads and the outputs
  * (kernels/plan_glue.cl, kernels/replicate.cl). */
-#include "opencl_backend.h"
+#include "opencl_stages.h"
 
 eplb_status eplb_opencl_check_weights(eplb_backend *backend, const eplb_plan_job *job)
 {

@@ -1,6 +1,6 @@
 /* Balanced packing (SPEC section 6) on OpenCL: sort, greedy, swap, select,
  * one or two enqueues per stage (kernels/pack_*.cl). */
-#include "opencl_backend.h"
+#include "opencl_stages.h"
 
 /* Pack loads (float) and pack counts with a heap (2 ints a pack) of every
  * packing, in scratch. */

@@ -1,0 +1,29 @@
+/* The OpenCL backend's stages, the middle layer: each enqueues its kernels
+ * through the runtime (opencl_runtime.h), and the entry table
+ * (opencl_backend.c) calls them. */
+#ifndef EPLB_OPENCL_STAGES_H
+#define EPLB_OPENCL_STAGES_H
+
+#include "opencl_runtime.h"
+
+/* Balanced packing (opencl_pack.c, kernels/pack_*.cl). */
+eplb_status eplb_opencl_pack_sort(eplb_backend *backend, const eplb_pack_job *job);
+eplb_status eplb_opencl_pack_greedy(eplb_backend *backend, const eplb_pack_job *job);
+eplb_status eplb_opencl_pack_swap(eplb_backend *backend, const eplb_pack_job *job);
+eplb_status eplb_opencl_pack_select(eplb_backend *backend, const eplb_pack_job *job);
+
+/* The planner's glue (opencl_glue.c, kernels/plan_glue.cl, kernels/replicate.cl). */
+eplb_status eplb_opencl_check_weights(eplb_backend *backend, const eplb_plan_job *job);
+eplb_status eplb_opencl_group_loads(eplb_backend *backend, const eplb_plan_job *job);
+eplb_status eplb_opencl_node_layout(eplb_backend *backend, const eplb_plan_job *job);
+eplb_status eplb_opencl_replicate(eplb_backend *backend, const eplb_plan_job *job);
+eplb_status eplb_opencl_slot_loads(eplb_backend *backend, const eplb_plan_job *job);
+eplb_status eplb_opencl_assemble(eplb_backend *backend, const eplb_plan_job *job);
+
+/* The whole plan in one enqueue, one work-group per layer (or a few) when it
+ * fits in local memory (opencl_fused.c, kernels/plan_fused.cl); otherwise,
+ * or with EPLB_TUNE_OPENCL_PATH=stages, EPLB_BACKEND_DECLINED: the planner
+ * then runs the stages above. */
+eplb_status eplb_opencl_plan_fused(eplb_backend *backend, const eplb_plan_job *job);
+
+#endif /* EPLB_OPENCL_STAGES_H */
