@@ -3,7 +3,6 @@
  * backends are found by registry.c, and the checks of shapes and options are
  * in validation.c, so that this file is the top of the library and nothing
  * else calls into it. */
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -36,23 +35,10 @@ const char *eplb_status_string(eplb_status status)
     return "unknown status";
 }
 
-static _Thread_local char last_error[1024];
-
-const char *eplb_last_error(void) { return last_error; }
-
-static eplb_status fail_global(eplb_status status, const char *fmt, ...)
-{
-    va_list args;
-    va_start(args, fmt);
-    vsnprintf(last_error, sizeof last_error, fmt, args);
-    va_end(args);
-    return status;
-}
-
 eplb_status eplb_context_create(eplb_context **out, const char *backend)
 {
     if (!out)
-        return fail_global(EPLB_ERR_INVALID_ARGUMENT, "out must not be NULL");
+        return eplb_thread_fail(EPLB_ERR_INVALID_ARGUMENT, "out must not be NULL");
     *out = NULL;
     const char *source = "argument";
     if (!backend) {
@@ -79,28 +65,30 @@ eplb_status eplb_context_create(eplb_context **out, const char *backend)
             }
         }
         if (!instance)
-            return fail_global(EPLB_ERR_BACKEND_UNAVAILABLE, "no backend available: %s", skipped);
+            return eplb_thread_fail(EPLB_ERR_BACKEND_UNAVAILABLE, "no backend available: %s",
+                                    skipped);
         /* eplb_last_error then says why faster backends were skipped. */
-        fail_global(EPLB_OK, "%s", skipped);
+        eplb_thread_fail(EPLB_OK, "%s", skipped);
     } else {
         for (int i = 0; i < EPLB_REGISTRY_COUNT; i++)
             if (strcmp(backend, eplb_registry_name(i)) == 0)
                 chosen = i;
         if (chosen < 0)
-            return fail_global(EPLB_ERR_BACKEND_UNAVAILABLE,
-                               "unknown backend '%s' (from %s): use auto, cpu, opencl or cuda",
-                               backend, source);
+            return eplb_thread_fail(EPLB_ERR_BACKEND_UNAVAILABLE,
+                                    "unknown backend '%s' (from %s): use auto, cpu, opencl or cuda",
+                                    backend, source);
         char why[1024] = "";
         eplb_status st = eplb_registry_open(chosen, &instance, why, sizeof why);
         if (st != EPLB_OK)
-            return fail_global(EPLB_ERR_BACKEND_UNAVAILABLE,
-                               "backend '%s' (from %s) is unavailable: %s", backend, source, why);
+            return eplb_thread_fail(EPLB_ERR_BACKEND_UNAVAILABLE,
+                                    "backend '%s' (from %s) is unavailable: %s", backend, source,
+                                    why);
     }
 
     eplb_context *ctx = calloc(1, sizeof *ctx);
     if (!ctx) {
         instance->iface->free(instance);
-        return fail_global(EPLB_ERR_OUT_OF_MEMORY, "cannot allocate a context");
+        return eplb_thread_fail(EPLB_ERR_OUT_OF_MEMORY, "cannot allocate a context");
     }
     ctx->backend = instance;
     ctx->backend_name = eplb_registry_name(chosen);
@@ -131,7 +119,7 @@ const char *eplb_context_device(const eplb_context *ctx)
 static eplb_status begin_context_call(eplb_context *ctx)
 {
     if (!ctx)
-        return fail_global(EPLB_ERR_INVALID_ARGUMENT, "context must not be NULL");
+        return eplb_thread_fail(EPLB_ERR_INVALID_ARGUMENT, "context must not be NULL");
     ctx->error[0] = '\0';
     return EPLB_OK;
 }
@@ -185,10 +173,10 @@ eplb_status eplb_opencl_native_handles(const eplb_context *ctx, void **cl_contex
                                        void **cl_device_out)
 {
     if (!ctx || !cl_context_out || !cl_device_out)
-        return fail_global(EPLB_ERR_INVALID_ARGUMENT, "context and outputs must not be NULL");
+        return eplb_thread_fail(EPLB_ERR_INVALID_ARGUMENT, "context and outputs must not be NULL");
     if (strcmp(ctx->backend_name, "opencl") != 0)
-        return fail_global(EPLB_ERR_UNSUPPORTED, "the context's backend is %s, not opencl",
-                           ctx->backend_name);
+        return eplb_thread_fail(EPLB_ERR_UNSUPPORTED, "the context's backend is %s, not opencl",
+                                ctx->backend_name);
     void *const *handles = (void *const *)ctx->backend->context;
     *cl_context_out = handles[0];
     *cl_device_out = handles[1];

@@ -1,6 +1,8 @@
-/* A context's error message: written by whichever layer fails (the planner,
- * the public API) and read back through eplb_context_last_error. It depends on
- * nothing else in the library, so every layer may report through it. */
+/* The error messages: a context's, written by whichever layer fails (the
+ * planner, the public API) and read back through eplb_context_last_error, and
+ * the calling thread's, for failures with no context (eplb_context_create,
+ * eplb_evaluate), read back through eplb_last_error. It depends on nothing
+ * else in the library, so every layer may report through it. */
 #include "context.h"
 
 #include <stdarg.h>
@@ -16,3 +18,16 @@ eplb_status eplb_context_fail(eplb_context *ctx, eplb_status status, const char 
 }
 
 const char *eplb_context_last_error(const eplb_context *ctx) { return ctx ? ctx->error : ""; }
+
+static _Thread_local char thread_error[EPLB_CONTEXT_ERROR_LEN];
+
+eplb_status eplb_thread_fail(eplb_status status, const char *fmt, ...)
+{
+    va_list args;
+    va_start(args, fmt);
+    vsnprintf(thread_error, sizeof thread_error, fmt, args);
+    va_end(args);
+    return status;
+}
+
+const char *eplb_last_error(void) { return thread_error; }

@@ -21,4 +21,12 @@ eplb_status eplb_context_fail(eplb_context *ctx, eplb_status status, const char 
 #endif
     ;
 
+/* Writes the calling thread's last error (eplb_last_error), for failures that
+ * have no context to hold them, and returns status (context.c). */
+eplb_status eplb_thread_fail(eplb_status status, const char *fmt, ...)
+#if defined(__GNUC__)
+    __attribute__((format(printf, 2, 3)))
+#endif
+    ;
+
 #endif /* EPLB_CONTEXT_H */

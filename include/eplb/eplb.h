@@ -205,6 +205,49 @@ EPLB_EXTERN eplb_status eplb_rebalance_device(eplb_context *ctx, const void *wei
  * last eplb_rebalance_device call (EPLB_OK, or EPLB_ERR_INVALID_WEIGHT). */
 EPLB_EXTERN eplb_status eplb_device_status(eplb_context *ctx, void *stream);
 
+/* ---- Evaluating a plan ---------------------------------------------------
+ * The quality of a placement on given loads (SPEC sections 8, 11 and 12): for
+ * instance the running plan on new loads beside a fresh plan, to decide
+ * whether a rebalance is worth its transfers. Needs no context.
+ *
+ * Fill with eplb_evaluation_init() first: struct_size tells the library how
+ * much of the struct the caller has, so that fields added later are never
+ * written past an older caller's struct. */
+typedef struct eplb_evaluation {
+    uint32_t struct_size;          /* set by eplb_evaluation_init */
+    eplb_policy policy;            /* the policy the bound is for: AUTO resolved (SPEC 3) */
+    int32_t bound_exact;           /* 1: every floor exact (SPEC 12.4); 0: the relaxation */
+    double balancedness;           /* SPEC 8: sum_l mean_g load / sum_l max_g load; 1 if no load */
+    double balancedness_min_layer; /* smallest per-layer mean / max (1 for an idle layer) */
+    int64_t min_layer;             /* the layer that has it (lowest index on ties) */
+    double mean_load_sum;          /* sum over layers of the mean GPU load */
+    double max_load_sum;           /* sum over layers of the largest GPU load */
+    double bound;                  /* SPEC 12.1: sum over layers of the floor F[l] */
+    double balancedness_bound;     /* SPEC 12.1: no plan of the policy and shape does better */
+    double bound_gap;              /* max_load_sum / bound - 1 (0 when bound is 0) */
+    double global_balancedness_bound; /* SPEC 12.3: the same for the global policy */
+    int64_t duplicates;            /* SPEC 11.1: slots whose expert is already on their GPU */
+} eplb_evaluation;
+
+EPLB_EXTERN void eplb_evaluation_init(eplb_evaluation *evaluation);
+
+/* weight:  float32 [layers][experts], finite and >= 0.
+ * phy2log: int64 [layers][replicas], the plan to evaluate: any placement with
+ *          every entry in 0..experts-1 and every expert on at least one slot
+ *          of each layer (an eplb plan, SGLang's physical_to_logical_map). An
+ *          expert's load is shared equally by its slots.
+ * policy:  the policy whose bound is reported (AUTO: hierarchical when
+ *          groups % nodes == 0, as the planner chooses).
+ * max_load, mean_load, layer_floor: [layers] each, or NULL: per layer the
+ *          largest and the mean GPU load and the floor F[l] of SPEC 12.
+ * On error (EPLB_ERR_INVALID_ARGUMENT, _INVALID_SHAPE, _INVALID_WEIGHT,
+ * _POLICY, _OUT_OF_MEMORY) nothing is written and eplb_last_error() says
+ * which input broke which rule. */
+EPLB_EXTERN eplb_status eplb_evaluate(const float *weight, const eplb_shape *shape,
+                                      eplb_policy policy, const int64_t *phy2log,
+                                      eplb_evaluation *result, double *max_load,
+                                      double *mean_load, double *layer_floor);
+
 /* ---- Backends ------------------------------------------------------------ */
 
 /* Number of backends eplb knows (cpu, opencl, cuda), available or not. */
