@@ -28,24 +28,22 @@ eplb_status eplb_cpu_group_loads(eplb_backend *backend, const eplb_plan_job *job
 void eplb_cpu_node_layout_layer(const eplb_plan_job *job, int64_t l)
 {
     const int64_t G = job->groups, S = job->group_size, E = job->experts;
-    const int64_t per_node = job->groups / job->nodes; /* gpn */
+    const int64_t per_node = job->groups / job->nodes; /* groups per node */
     const int32_t *pack_of = job->group_pack.pack_of, *rank_of = job->group_pack.rank_of;
     const float *weight = job->weight;
     int32_t *log2mlog = job->log2mlog, *mlog2log = job->mlog2log;
     float *node_weight = job->node_weight;
-    {
-        for (int64_t g = 0; g < G; g++) {
-            /* G == N: one group per node, the identity packing. */
-            const int64_t pack = pack_of ? pack_of[l * G + g] : g;
-            const int64_t rank = rank_of ? rank_of[l * G + g] : 0;
-            for (int64_t j = 0; j < S; j++) {
-                const int64_t e = g * S + j;
-                const int64_t pos = (pack * per_node + rank) * S + j;
-                log2mlog[l * E + e] = (int32_t)pos;
-                mlog2log[l * E + pos] = (int32_t)e;
-                /* Row l*N + n of node_weight starts at l*E + n*M, so its item j is l*E + pos. */
-                node_weight[l * E + pos] = weight[l * E + e];
-            }
+    for (int64_t g = 0; g < G; g++) {
+        /* G == N: one group per node, the identity packing. */
+        const int64_t pack = pack_of ? pack_of[l * G + g] : g;
+        const int64_t rank = rank_of ? rank_of[l * G + g] : 0;
+        for (int64_t j = 0; j < S; j++) {
+            const int64_t e = g * S + j;
+            const int64_t pos = (pack * per_node + rank) * S + j;
+            log2mlog[l * E + e] = (int32_t)pos;
+            mlog2log[l * E + pos] = (int32_t)e;
+            /* Row l*N + n of node_weight starts at l*E + n*M, so its item j is l*E + pos. */
+            node_weight[l * E + pos] = weight[l * E + e];
         }
     }
 }
@@ -90,28 +88,26 @@ void eplb_cpu_assemble_layer(const eplb_plan_job *job, int64_t l)
     const int32_t *mlog2log = job->mlog2log, *log2mlog = job->log2mlog;
     int64_t *phy2log = job->phy2log, *logcnt = job->logcnt, *log2phy = job->log2phy;
     int32_t *slot_rank = job->slot_rank;
-    {
-        if (log2phy)
-            for (int64_t k = 0; k < E * X; k++)
-                log2phy[l * E * X + k] = -1;
-        for (int64_t n = 0; n < N; n++) {
-            const int64_t x = l * N + n;
-            for (int64_t q = 0; q < RN; q++) {
-                /* RN == P/N: one slot per GPU, the identity packing. */
-                const int64_t pos = pack_of ? (int64_t)pack_of[x * RN + q] * spg + rank_of[x * RN + q] : q;
-                const int64_t slot = n * RN + pos;
-                const int64_t e = mlog2log[l * E + n * M + phy2mlog[x * RN + q]];
-                const int32_t rank = phyrank[x * RN + q];
-                phy2log[l * R + slot] = e;
-                if (slot_rank)
-                    slot_rank[l * R + slot] = rank;
-                if (log2phy)
-                    log2phy[(l * E + e) * X + rank] = slot;
-            }
+    if (log2phy)
+        for (int64_t k = 0; k < E * X; k++)
+            log2phy[l * E * X + k] = -1;
+    for (int64_t n = 0; n < N; n++) {
+        const int64_t x = l * N + n;
+        for (int64_t q = 0; q < RN; q++) {
+            /* RN == P/N: one slot per GPU, the identity packing. */
+            const int64_t pos = pack_of ? (int64_t)pack_of[x * RN + q] * spg + rank_of[x * RN + q] : q;
+            const int64_t slot = n * RN + pos;
+            const int64_t e = mlog2log[l * E + n * M + phy2mlog[x * RN + q]];
+            const int32_t rank = phyrank[x * RN + q];
+            phy2log[l * R + slot] = e;
+            if (slot_rank)
+                slot_rank[l * R + slot] = rank;
+            if (log2phy)
+                log2phy[(l * E + e) * X + rank] = slot;
         }
-        for (int64_t e = 0; e < E; e++)
-            logcnt[l * E + e] = mlogcnt[l * E + log2mlog[l * E + e]];
     }
+    for (int64_t e = 0; e < E; e++)
+        logcnt[l * E + e] = mlogcnt[l * E + log2mlog[l * E + e]];
 }
 
 eplb_status eplb_cpu_assemble(eplb_backend *backend, const eplb_plan_job *job)
