@@ -41,7 +41,12 @@ eplb_status eplb_cpu_plan_fused(eplb_backend *backend, const eplb_plan_job *job)
     const eplb_cpu_settings *settings = eplb_cpu_settings_of(backend);
     int32_t *status = job->status;
     *status = 0; /* the host path checked the weights; the cpu has no device path */
-    const int64_t work = job->layers * job->replicas * (int64_t)job->slot_pack.candidates;
+    /* Element operations, roughly: each layer sorts, packs and assembles its
+     * slots once per candidate, and replicates them (about a heap step of
+     * eight operations a slot) and lays out its experts once. Counting the
+     * candidates alone left DeepSeek's one-candidate plans on one thread. */
+    const int64_t work =
+        job->layers * (job->replicas * ((int64_t)job->slot_pack.candidates + 8) + job->experts);
     const int group_packing = job->group_pack.per_pack > 1, slot_packing = job->slot_pack.per_pack > 1;
     /* Without log2phy no width check can fail, so each layer is assembled as
      * soon as it is planned; otherwise after every layer's check. */
