@@ -43,7 +43,7 @@ typedef struct bench_config {
 typedef struct plan_quality {
     double balancedness;      /* sum_l mean_g load / sum_l max_g load */
     double min_layer;         /* worst per-layer mean/max */
-    double bound_ratio;       /* sum_l lower bound / sum_l max load; 1.0 = provably optimal */
+    double bound_ratio;       /* sum_l floor of the policy (SPEC 12) / sum_l max load; 1.0 = optimal */
     int64_t max_replicas;     /* max(logcnt) */
 } plan_quality;
 
@@ -66,9 +66,10 @@ typedef struct bench_result {
 int bench_parse_args(int argc, char **argv, bench_config *cfg);
 int bench_select_backends(bench_config *cfg);
 
-/* bench_quality.c: the quality figures of a valid plan; gpu_load is [gpus] scratch. */
-plan_quality bench_measure_plan(const eplb_shape *s, const float *weight, const int64_t *phy2log,
-                                const int64_t *logcnt, double *gpu_load);
+/* bench_quality.c: the quality figures of a valid plan of the policy; gpu_load is [gpus]
+ * scratch. */
+plan_quality bench_measure_plan(const eplb_shape *s, eplb_policy policy, const float *weight,
+                                const int64_t *phy2log, const int64_t *logcnt, double *gpu_load);
 
 /* bench_report.c: what the machine is, and the results as a table and as JSON. */
 void bench_cpu_model(char *out, size_t len);

@@ -88,8 +88,8 @@ void bench_print_header(const bench_config *cfg, const char *model, long cores,
            cfg->max_time > 0 ? " (fewer, at least 5, past --max-time)" : "", cfg->workload_seed);
     if (omp)
         printf("%sOMP_NUM_THREADS=%s\n", item, omp);
-    printf("%sbalancedness = sum_l mean_g load / sum_l max_g load (SPEC 8); bound = sum_l lower "
-           "bound / sum_l max load (1 = optimal)\n",
+    printf("%sbalancedness = sum_l mean_g load / sum_l max_g load (SPEC 8); bound = sum_l floor "
+           "of the policy (SPEC 12) / sum_l max load (1 = no plan of the policy does better)\n",
            item);
 }
 

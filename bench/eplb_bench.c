@@ -248,7 +248,8 @@ int main(int argc, char **argv)
                         failed = 1;
                     } else {
                         r->quality =
-                            bench_measure_plan(s, weight, buf.phy2log, buf.logcnt, buf.gpu_load);
+                            bench_measure_plan(s, opt.policy, weight, buf.phy2log, buf.logcnt,
+                                               buf.gpu_load);
                     }
                     if (!failed && cpu_ref && strcmp(cfg.backends[b], "cpu")) {
                         plan_buffers ref = {0};

@@ -38,7 +38,8 @@ Test(plan_stats, hand_computed_case)
     const int64_t logcnt[] = {2, 2, 1, 1, 2, 2, 1, 1, 3, 1, 1, 1};
     eplb_plan_stats s;
     double max_load[3], bound[3];
-    cr_assert_eq(eplb_plan_stats_compute(weight, &shape, phy2log, logcnt, &s, max_load, bound),
+    cr_assert_eq(eplb_plan_stats_compute(weight, &shape, EPLB_POLICY_AUTO, phy2log, logcnt, &s,
+                                         max_load, bound),
                  EPLB_OK);
     cr_expect_float_eq(max_load[0], 6.5, 1e-12);
     cr_expect_float_eq(max_load[1], 0.0, 1e-12);
@@ -56,24 +57,15 @@ Test(plan_stats, hand_computed_case)
     cr_expect_float_eq(s.bound_gap, 14.5 / 12.0 - 1.0, 1e-12);
 }
 
-Test(plan_stats, replication_bound_dominates_when_slots_are_few)
-{
-    /* 8 1 1 1 on 5 slots of 5 GPUs: total/5 = 2.2, but the spare slot halves 8 to 4. */
-    const float w[] = {8, 1, 1, 1};
-    cr_expect_float_eq(eplb_layer_load_bound(w, 4, 5, 5), 4.0, 1e-12);
-    /* Section 5 ties go to the lowest expert: 3 3 on 3 slots gives 1.5 3, bound 3. */
-    const float tie[] = {3, 3};
-    cr_expect_float_eq(eplb_layer_load_bound(tie, 2, 3, 3), 3.0, 1e-12);
-    cr_expect_float_eq(eplb_layer_load_bound(tie, 2, 4, 1), 6.0, 1e-12);
-}
-
 Test(plan_stats, all_idle_plan_is_perfectly_balanced)
 {
     const eplb_shape shape = {1, 2, 2, 1, 1, 2};
     const float weight[] = {0, 0};
     const int64_t phy2log[] = {0, 1}, logcnt[] = {1, 1};
     eplb_plan_stats s;
-    cr_assert_eq(eplb_plan_stats_compute(weight, &shape, phy2log, logcnt, &s, NULL, NULL), EPLB_OK);
+    cr_assert_eq(eplb_plan_stats_compute(weight, &shape, EPLB_POLICY_AUTO, phy2log, logcnt, &s, NULL,
+                                         NULL),
+                 EPLB_OK);
     cr_expect_eq(s.balancedness, 1.0);
     cr_expect_eq(s.balancedness_min_layer, 1.0);
     cr_expect_eq(s.bound_gap, 0.0);
@@ -88,12 +80,15 @@ Test(plan_stats, inconsistent_plan_leaves_stats_untouched)
     eplb_plan_stats s, poison;
     memset(&s, 0xA5, sizeof s);
     memset(&poison, 0xA5, sizeof poison);
-    cr_expect_eq(eplb_plan_stats_compute(weight, &shape, bad_phy2log, logcnt, &s, NULL, NULL),
+    cr_expect_eq(eplb_plan_stats_compute(weight, &shape, EPLB_POLICY_AUTO, bad_phy2log, logcnt, &s,
+                                         NULL, NULL),
                  EPLB_ERR_INVALID_ARGUMENT);
-    cr_expect_eq(eplb_plan_stats_compute(weight, &shape, phy2log, bad_logcnt, &s, NULL, NULL),
+    cr_expect_eq(eplb_plan_stats_compute(weight, &shape, EPLB_POLICY_AUTO, phy2log, bad_logcnt, &s,
+                                         NULL, NULL),
                  EPLB_ERR_INVALID_ARGUMENT);
     const eplb_shape bad_shape = {1, 2, 3, 1, 1, 2}; /* 3 slots on 2 GPUs */
-    cr_expect_eq(eplb_plan_stats_compute(weight, &bad_shape, phy2log, logcnt, &s, NULL, NULL),
+    cr_expect_eq(eplb_plan_stats_compute(weight, &bad_shape, EPLB_POLICY_AUTO, phy2log, logcnt, &s,
+                                         NULL, NULL),
                  EPLB_ERR_INVALID_ARGUMENT);
     cr_expect_eq(memcmp(&s, &poison, sizeof s), 0);
 }
@@ -108,8 +103,9 @@ Test(plan_stats, golden_max_loads)
     double *max_load = malloc((size_t)g.shape.layers * sizeof *max_load);
     double *bound = malloc((size_t)g.shape.layers * sizeof *bound);
     eplb_plan_stats s;
-    cr_assert_eq(eplb_plan_stats_compute(g.weight, &g.shape, g.phy2log, g.logcnt, &s, max_load,
-                                         bound), EPLB_OK);
+    cr_assert_eq(eplb_plan_stats_compute(g.weight, &g.shape, g.options.policy, g.phy2log, g.logcnt,
+                                         &s, max_load, bound),
+                 EPLB_OK);
     for (int64_t l = 0; l < g.shape.layers; l++) {
         cr_expect(fabs(max_load[l] - g.max_gpu_load[l]) <= 1e-6 * g.max_gpu_load[l],
                   "layer %lld: %.9g vs golden %.9g", (long long)l, max_load[l], g.max_gpu_load[l]);
@@ -300,8 +296,9 @@ static void expect_golden_plan(const char *plan_path, const eplb_golden *g)
         }
     }
     eplb_plan_stats want;
-    cr_assert_eq(eplb_plan_stats_compute(g->weight, &g->shape, g->phy2log, g->logcnt, &want, NULL,
-                                         NULL), EPLB_OK);
+    cr_assert_eq(eplb_plan_stats_compute(g->weight, &g->shape, g->options.policy, g->phy2log,
+                                         g->logcnt, &want, NULL, NULL),
+                 EPLB_OK);
     cr_expect_float_eq(json_real_value(json_object_get(stats, "balancedness")), want.balancedness,
                        1e-12);
     cr_expect_float_eq(json_real_value(json_object_get(stats, "bound")), want.bound,

@@ -129,11 +129,13 @@ Test(evaluate, bound_holds_for_every_plan_of_the_random_cases)
                   r.bound);
         /* The plan's own figures, from its logcnt, are the tools' figures. */
         eplb_plan_stats stats;
-        cr_assert_eq(eplb_plan_stats_compute(c.weight, &c.shape, p.phy2log, p.logcnt, &stats,
-                                             NULL, NULL),
+        cr_assert_eq(eplb_plan_stats_compute(c.weight, &c.shape, c.options.policy, p.phy2log,
+                                             p.logcnt, &stats, NULL, NULL),
                      EPLB_OK);
         cr_expect_eq(r.balancedness, stats.balancedness, "%s", c.name);
         cr_expect_eq(r.min_layer, stats.min_layer, "%s", c.name);
+        cr_expect_eq(r.bound, stats.bound, "%s", c.name);
+        cr_expect_eq(r.duplicates, stats.duplicates, "%s", c.name);
         eplbt_plan_free(&p);
         eplb_random_case_free(&c);
     }
@@ -371,4 +373,27 @@ Test(evaluate, many_groups_use_the_relaxation)
     cr_expect(r.balancedness <= r.balancedness_bound);
     /* Expert 5 alone on its slot: no plan's maximum is below its load. */
     cr_expect_geq(r.bound, 105.0);
+}
+
+Test(evaluate, replication_floor_dominates_when_slots_are_few)
+{
+    /* 8 1 1 1 on 5 slots of 5 GPUs: total/5 = 2.2, but the spare slot halves 8 to 4. */
+    const float w[] = {8, 1, 1, 1};
+    const eplb_shape few = {1, 4, 5, 1, 1, 5};
+    const int64_t plan[] = {0, 0, 1, 2, 3};
+    eplb_evaluation r;
+    eplb_evaluation_init(&r);
+    double floor;
+    cr_assert_eq(eplb_evaluate(w, &few, EPLB_POLICY_GLOBAL, plan, &r, NULL, NULL, &floor), EPLB_OK);
+    cr_expect_eq(floor, 4.0);
+    /* 3 3 on 3 slots: one of them stays whole; on one GPU the floor is the total. */
+    const float tie[] = {3, 3};
+    const eplb_shape three = {1, 2, 3, 1, 1, 3}, one_gpu = {1, 2, 4, 1, 1, 1};
+    const int64_t plan3[] = {0, 1, 0}, plan4[] = {0, 1, 0, 1};
+    cr_assert_eq(eplb_evaluate(tie, &three, EPLB_POLICY_GLOBAL, plan3, &r, NULL, NULL, &floor),
+                 EPLB_OK);
+    cr_expect_eq(floor, 3.0);
+    cr_assert_eq(eplb_evaluate(tie, &one_gpu, EPLB_POLICY_GLOBAL, plan4, &r, NULL, NULL, &floor),
+                 EPLB_OK);
+    cr_expect_eq(floor, 6.0);
 }

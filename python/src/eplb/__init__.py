@@ -16,6 +16,7 @@ from . import _library
 from ._version import __version__
 from .contexts import clear as clear_contexts
 from .errors import EplbError, Status
+from .evaluation import Evaluation, evaluate
 from .rebalance import rebalance_experts, synchronize
 
 #: Path of the libeplb shared library in use.
@@ -39,5 +40,6 @@ def backends():
     return result
 
 
-__all__ = ["rebalance_experts", "synchronize", "backends", "clear_contexts", "EplbError",
-           "Status", "__version__", "library_path", "library_version"]
+__all__ = ["rebalance_experts", "synchronize", "evaluate", "Evaluation", "backends",
+           "clear_contexts", "EplbError", "Status", "__version__", "library_path",
+           "library_version"]

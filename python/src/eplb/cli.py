@@ -239,11 +239,13 @@ def _summary(out, args, label, input_format, ctx, policy_used, stats, plan_us, w
               % (args.candidates, args.iters, float(np.float32(args.noise)),
                  float(np.float32(args.tol)), args.seed))
     out.write("  backend       %s on %s\n" % (ctx.backend, ctx.device))
-    out.write("  balancedness  %.4f (worst layer %d: %.4f; best possible %.4f)\n"
+    out.write("  balancedness  %.4f (worst layer %d: %.4f; best possible %.4f for any %s plan%s)\n"
               % (stats.balancedness, stats.min_layer, stats.balancedness_min_layer,
-                 stats.balancedness_bound))
+                 stats.balancedness_bound, policy_used,
+                 "" if stats.bound_exact else ", relaxed bound"))
     out.write("  max GPU load  %.6g summed over layers, lower bound %.6g: %.2f%% above it\n"
               % (stats.max_load_sum, stats.bound, 100.0 * stats.bound_gap))
+    _global_policy_note(out, policy_used, stats)
     _balance_marks(weight, stats.max_load_per_layer, args.gpus, out)
     out.write("  plan time     %.3f ms (eplb_rebalance, first call: sets up the workspace)\n"
               % (plan_us / 1000.0))
@@ -284,6 +286,25 @@ def _plan(args, weight, label):
     if status != 0:
         ctx.fail(status)
     return phy2log, logcnt, ctx, "hierarchical" if hierarchical else "global", plan_us
+
+
+def _stats(args, weight, phy2log, logcnt, policy_used):
+    """The plan's Stats; the global policy ignores groups and nodes (and may run
+    with groups that do not divide the experts), so it is evaluated without them."""
+    hierarchical = policy_used == "hierarchical"
+    shape = dict(replicas=args.replicas, gpus=args.gpus,
+                 groups=args.groups if hierarchical else 1, nodes=args.nodes if hierarchical else 1)
+    return Stats(weight, phy2log, logcnt, shape, policy_used)
+
+
+def _global_policy_note(out, policy_used, stats):
+    """As the C tool: one line when the hierarchical bound is more than a point
+    below the global policy's."""
+    if (policy_used == "hierarchical"
+            and stats.global_balancedness_bound - stats.balancedness_bound > 0.01):
+        out.write("  global policy up to %.4f on these loads (--policy global); no %s plan "
+                  "passes %.4f\n" % (stats.global_balancedness_bound, policy_used,
+                                      stats.balancedness_bound))
 
 
 def _exit_code(error):
@@ -328,7 +349,7 @@ def plan_command(argv):
     except EplbError as exc:
         sys.stderr.write("eplb plan: planning %s failed: %s\n" % (label, exc))
         return _exit_code(exc)
-    stats = Stats(weight, phy2log, logcnt, args.gpus, args.replicas)
+    stats = _stats(args, weight, phy2log, logcnt, policy_used)
     output = None
     try:
         if args.output is not None:

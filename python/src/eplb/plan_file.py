@@ -1,7 +1,6 @@
 """Plan files of `python -m eplb plan`, as the C tool writes them (docs/cli.md,
 "Output file"): the statistics, the "eplb-plan v2" JSON, SGLang's
 {"physical_to_logical_map": ...}, and the file replaced only once all is well."""
-import heapq
 import json
 import os
 import stat
@@ -10,13 +9,17 @@ import tempfile
 
 import numpy as np
 
+from .evaluation import evaluate
+
 
 class Stats:
     """Plan statistics (SPEC.md section 8), summed in the C tool's order so that
-    both write the same numbers."""
+    both write the same numbers; the bound of the policy (section 12) and the
+    duplicates (section 11.1) come from the library's eplb_evaluate, as there."""
 
-    def __init__(self, weight, phy2log, logcnt, gpus, replicas):
+    def __init__(self, weight, phy2log, logcnt, shape, policy):
         layers, experts = weight.shape
+        gpus, replicas = shape["gpus"], shape["replicas"]
         w = weight.astype(np.float64)
         per_slot = (np.take_along_axis(w, phy2log, axis=1)
                     / np.take_along_axis(logcnt, phy2log, axis=1).astype(np.float64))
@@ -30,8 +33,10 @@ class Stats:
         self.balancedness_min_layer = float(min(1.0, balance[self.min_layer]))
         if self.balancedness_min_layer == 1.0:
             self.min_layer = 0
+        evaluation = evaluate(weight, phy2log, shape["groups"], shape["nodes"], gpus,
+                              policy=policy)
         self.max_load_per_layer = [float(x) for x in worst]
-        self.bound_per_layer = [layer_bound(weight[l], replicas, gpus) for l in range(layers)]
+        self.bound_per_layer = [float(x) for x in evaluation.layer_floor]
         self.mean_load_sum = float(np.cumsum(mean)[-1])
         self.max_load_sum = float(np.cumsum(worst)[-1])
         self.bound = float(np.cumsum(self.bound_per_layer)[-1])
@@ -39,23 +44,9 @@ class Stats:
                              if self.max_load_sum > 0 else 1.0)
         self.balancedness_bound = self.mean_load_sum / self.bound if self.bound > 0 else 1.0
         self.bound_gap = self.max_load_sum / self.bound - 1.0 if self.bound > 0 else 0.0
-
-
-def layer_bound(row, replicas, gpus):
-    """SPEC section 8 lower bound on one layer's max GPU load: the even share, or
-    the largest slot load after section 5 replication (replicas to the largest
-    float32 load per replica, the lowest expert on ties)."""
-    experts = row.shape[0]
-    count = [1] * experts
-    heap = [(-float(w), e) for e, w in enumerate(row)]
-    heapq.heapify(heap)
-    for _ in range(replicas - experts):
-        _, e = heap[0]
-        count[e] += 1
-        heapq.heapreplace(heap, (-float(np.float32(row[e] / np.float32(count[e]))), e))
-    largest_slot = max(float(w) / c for w, c in zip(row, count))
-    even = float(np.cumsum(row.astype(np.float64))[-1]) / gpus
-    return even if even > largest_slot else largest_slot
+        self.bound_exact = evaluation.bound_exact
+        self.global_balancedness_bound = evaluation.global_balancedness_bound
+        self.duplicates = evaluation.duplicates
 
 
 def json_real(x):
@@ -130,6 +121,9 @@ def eplb_json(record):
         b'"max_load_per_layer":' + reals(s.max_load_per_layer),
         b'"mean_load_sum":' + json_real(s.mean_load_sum).encode(),
         b'"bound_gap":' + json_real(s.bound_gap).encode(),
+        b'"bound_exact":' + (b"true" if s.bound_exact else b"false"),
+        b'"global_balancedness_bound":' + json_real(s.global_balancedness_bound).encode(),
+        b'"duplicates":%d' % s.duplicates,
         b'"plan_us":' + json_real(record["plan_us"]).encode(),
         b'"backend":' + _string(record["backend"]),
         b'"device":' + _string(record["device"]),

@@ -281,7 +281,9 @@ static int run_plan(const char *cmd, plan_args *a, const float *weight, const ch
     }
     eplb_plan_stats stats;
     if (code == EPLB_EXIT_OK) {
-        eplb_status st = eplb_plan_stats_compute(weight, s, phy2log, logcnt, &stats, max_load, bound);
+        eplb_status st = eplb_plan_stats_compute(
+            weight, s, hierarchical ? EPLB_POLICY_HIERARCHICAL : EPLB_POLICY_GLOBAL, phy2log,
+            logcnt, &stats, max_load, bound);
         if (st == EPLB_ERR_OUT_OF_MEMORY) {
             fprintf(stderr, "eplb %s: out of memory for the statistics of the plan of %s\n", cmd,
                     label);

@@ -235,13 +235,15 @@ static json_t *stats(const eplb_plan_record *r)
     const eplb_plan_stats *st = &r->stats;
     const int64_t L = r->shape.layers;
     return json_pack(
-        "{s:f, s:f, s:I, s:f, s:f, s:o, s:f, s:o, s:f, s:f, s:f, s:s, s:s}",
+        "{s:f, s:f, s:I, s:f, s:f, s:o, s:f, s:o, s:f, s:f, s:b, s:f, s:I, s:f, s:s, s:s}",
         "balancedness", st->balancedness, "balancedness_min_layer", st->balancedness_min_layer,
         "min_layer", (json_int_t)st->min_layer, "balancedness_bound", st->balancedness_bound,
         "bound", st->bound, "bound_per_layer", json_doubles(r->bound, L),
         "max_load_sum", st->max_load_sum, "max_load_per_layer", json_doubles(r->max_load, L),
-        "mean_load_sum", st->mean_load_sum, "bound_gap", st->bound_gap, "plan_us", r->plan_us,
-        "backend", r->backend, "device", r->device);
+        "mean_load_sum", st->mean_load_sum, "bound_gap", st->bound_gap, "bound_exact",
+        st->bound_exact, "global_balancedness_bound", st->global_balancedness_bound, "duplicates",
+        (json_int_t)st->duplicates, "plan_us", r->plan_us, "backend", r->backend, "device",
+        r->device);
 }
 
 /* jansson's dump callback: into the stream, which cannot run out of memory,

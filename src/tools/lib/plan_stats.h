@@ -1,4 +1,6 @@
-/* Quality figures of a plan (SPEC section 8), computed in double. */
+/* Quality figures of a plan (SPEC section 8), computed in double, with the
+ * bound of SPEC section 12 and the duplicates of section 11.1 from
+ * eplb_evaluate. */
 #ifndef EPLB_TOOLS_PLAN_STATS_H
 #define EPLB_TOOLS_PLAN_STATS_H
 
@@ -12,21 +14,23 @@ typedef struct eplb_plan_stats {
     int64_t min_layer;             /* the layer that attains it (lowest index on ties) */
     double mean_load_sum;          /* sum_l mean_g load[l][g] */
     double max_load_sum;           /* sum_l max_g load[l][g] */
-    double bound;                  /* sum_l of the per-layer lower bound on max_g load */
-    double balancedness_bound;     /* mean_load_sum / bound: the best balancedness possible */
+    double bound;                  /* SPEC 12: sum_l of the floor F[l] on max_g load */
+    double balancedness_bound;     /* mean_load_sum / bound: no plan of the policy does better */
     double bound_gap;              /* max_load_sum / bound - 1 (0 when bound is 0) */
+    int bound_exact;               /* 1: every F[l] exact over group partitions; 0: relaxed */
+    double global_balancedness_bound; /* the same bound for the global policy */
+    int64_t duplicates;            /* SPEC 11.1: slots whose expert is already on their GPU */
 } eplb_plan_stats;
 
-/* Lower bound on one layer's max GPU load: max(total / gpus, largest slot load
- * after SPEC section 5 replication of all experts to replicas slots). */
-double eplb_layer_load_bound(const float *weight, int64_t experts, int64_t replicas, int64_t gpus);
-
-/* Statistics of a plan. max_load and bound (each [layers], may be NULL) receive
- * the per-layer maximum GPU load and lower bound. Returns
+/* Statistics of a plan made under policy (the bound is that policy's; AUTO
+ * resolves as the planner does). max_load and bound (each [layers], may be
+ * NULL) receive the per-layer maximum GPU load and floor. Returns
  * EPLB_ERR_INVALID_ARGUMENT (stats untouched) when phy2log holds an expert out
- * of range or logcnt an entry below 1, EPLB_ERR_OUT_OF_MEMORY, or EPLB_OK. */
+ * of range or logcnt an entry below 1, another eplb_evaluate error (its
+ * message in eplb_last_error), EPLB_ERR_OUT_OF_MEMORY, or EPLB_OK. */
 eplb_status eplb_plan_stats_compute(const float *weight, const eplb_shape *shape,
-                                    const int64_t *phy2log, const int64_t *logcnt,
-                                    eplb_plan_stats *stats, double *max_load, double *bound);
+                                    eplb_policy policy, const int64_t *phy2log,
+                                    const int64_t *logcnt, eplb_plan_stats *stats,
+                                    double *max_load, double *bound);
 
 #endif
