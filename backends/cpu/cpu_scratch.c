@@ -12,6 +12,17 @@ static size_t tree_leaves(int32_t packs)
     return leaves;
 }
 
+/* Rounds p up to the next cache line (64 bytes), so that the vector loops
+ * over the arrays below never load across two lines. */
+static uint32_t *cache_line(uint32_t *p)
+{
+    return (uint32_t *)(((uintptr_t)p + 63) & ~(uintptr_t)63);
+}
+
+/* Arrays that eplb_cpu_scratch_init starts on a cache line, each at a cost
+ * of up to 16 words of slack. */
+#define ALIGNED_ARRAYS 4
+
 eplb_status eplb_cpu_scratch_init(eplb_cpu_scratch *s, const eplb_pack_job *job,
                                   const eplb_cpu_settings *settings, size_t greedy_words)
 {
@@ -26,7 +37,7 @@ eplb_status eplb_cpu_scratch_init(eplb_cpu_scratch *s, const eplb_pack_job *job,
     /* A row's candidates in scratch up to 256 KiB each (beyond, the job's buffers). */
     const size_t row_words = (size_t)job->candidates * n;
     const size_t own = row_words <= 65536 ? 2 * row_words : 0;
-    s->block = malloc((words + own) * 4);
+    s->block = aligned_alloc(64, ((words + own + 16 * ALIGNED_ARRAYS) * 4 + 63) & ~(size_t)63);
     if (!s->block)
         return EPLB_ERR_OUT_OF_MEMORY;
     uint32_t *p = s->block;
@@ -42,11 +53,16 @@ eplb_status eplb_cpu_scratch_init(eplb_cpu_scratch *s, const eplb_pack_job *job,
     s->tree = (int32_t *)p;          p += 2 * tree_leaves(job->packs);
     s->wa = (float *)p;              p += k;
     s->wb = (float *)p;              p += k;
+    p = cache_line(p);
     s->lanes = (float *)p;           p += lanes;
+    p = cache_line(p);
     s->lane_load = (float *)p;       p += EPLB_CPU_LANES * m;
     s->score = (float *)p;           p += job->candidates;
+    p = cache_line(p);
     s->own_order = own ? (int32_t *)p : NULL;
-    s->own_content = own ? (int32_t *)p + row_words : NULL;
+    p += own ? row_words : 0;
+    p = cache_line(p);
+    s->own_content = own ? (int32_t *)p : NULL;
     s->order_row = NULL;
     s->content_row = NULL;
     return EPLB_OK;
