@@ -13,5 +13,6 @@ int eplb_cli_plan(int argc, char **argv);
 int eplb_cli_demo(int argc, char **argv);
 int eplb_cli_backends(int argc, char **argv);
 int eplb_cli_conformance(int argc, char **argv);
+int eplb_cli_evaluate(int argc, char **argv);
 
 #endif

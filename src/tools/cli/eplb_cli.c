@@ -20,6 +20,7 @@ static void usage(FILE *f)
             "commands:\n"
             "  plan         plan a load file (SGLang JSON, JSON array, CSV/text, .npy)\n"
             "  demo         plan a built-in DeepSeek-V3-shaped workload\n"
+            "  evaluate     how good a plan is on a load file, and what a new plan would reach\n"
             "  backends     list the backends, their devices, and which one auto picks\n"
             "  conformance  check every available backend against the goldens and the cpu backend\n"
             "\n"
@@ -70,6 +71,8 @@ static int run_command(int argc, char **argv)
         return eplb_cli_plan(argc - 1, argv + 1);
     if (strcmp(cmd, "demo") == 0)
         return eplb_cli_demo(argc - 1, argv + 1);
+    if (strcmp(cmd, "evaluate") == 0)
+        return eplb_cli_evaluate(argc - 1, argv + 1);
     if (strcmp(cmd, "backends") == 0)
         return eplb_cli_backends(argc - 1, argv + 1);
     if (strcmp(cmd, "conformance") == 0)

@@ -1,0 +1,447 @@
+/* eplb evaluate: how good a given plan is on given loads (eplb_evaluate), and
+ * what a new plan of the same loads would reach and move. */
+#include <errno.h>
+#include <getopt.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "cli.h"
+#include "cli_options.h"
+#include "eplb/eplb.h"
+#include "load_weights.h"
+#include "plan_read.h"
+#include "text_escape.h"
+
+#ifdef EPLB_TOOLS_HAVE_JSON
+#include <jansson.h>
+#endif
+
+enum { OPT_PLAN = 256, OPT_POLICY, OPT_NOISE, OPT_TOL, OPT_JSON, OPT_NO_NEW_PLAN };
+
+typedef struct evaluate_args {
+    const char *input, *plan, *backend;
+    eplb_shape shape;      /* replicas, groups, nodes, gpus as given (0: not given) */
+    int have_policy, json, new_plan;
+    eplb_options options;  /* of the new plan; policy: the bound's, when have_policy */
+} evaluate_args;
+
+static void evaluate_usage(FILE *f)
+{
+    fprintf(f,
+            "usage: eplb evaluate --input LOADS --plan PLAN [OPTIONS]\n\n"
+            "Reports how good PLAN is on LOADS: balancedness, the best balancedness any plan\n"
+            "of the policy can reach (and how far PLAN is from it), duplicates, and what a new\n"
+            "plan of LOADS would reach and how many slots it would move. PLAN is an eplb plan\n"
+            "file (eplb plan -o) or SGLang's {\"physical_to_logical_map\": ...}; LOADS any load\n"
+            "file eplb plan reads.\n\n"
+            "  -i, --input FILE      load file ('-' reads standard input)\n"
+            "      --plan FILE       the plan to evaluate\n"
+            "  -r, --replicas R      slots per layer (default: the plan's; must match it)\n"
+            "  -g, --groups G        expert groups (default: an eplb plan's, else 1)\n"
+            "  -n, --nodes N         nodes (default: an eplb plan's, else 1)\n"
+            "  -p, --gpus P          GPUs (default: an eplb plan's; needed for SGLang's)\n"
+            "      --policy P        policy of the bound and the new plan: auto, hierarchical\n"
+            "                        or global (default: an eplb plan's, else auto)\n"
+            "  -c, --candidates C    the new plan's options, as for eplb plan (default 8)\n"
+            "  -I, --iters I         (default 20)\n"
+            "  -s, --seed S          (default 0)\n"
+            "      --noise A         (default 0.2)\n"
+            "      --tol T           (default 1e-5)\n"
+            "  -b, --backend B       backend of the new plan (default: $EPLB_BACKEND, else auto)\n"
+            "      --no-new-plan     evaluate PLAN only\n"
+            "      --json            print the figures as one JSON object on standard output\n"
+            "  -h, --help            this help\n"
+            "\nLong options are spelled out in full.\n"
+            "exit codes: 0 evaluated, 1 the new plan failed, 2 usage or input error\n");
+}
+
+/* Returns -1 to go on, else the exit code. */
+static int parse_evaluate_args(int argc, char **argv, evaluate_args *a)
+{
+    const char *cmd = "evaluate";
+    static const struct option longopts[] = {
+        {"input", required_argument, NULL, 'i'},   {"plan", required_argument, NULL, OPT_PLAN},
+        {"replicas", required_argument, NULL, 'r'}, {"groups", required_argument, NULL, 'g'},
+        {"nodes", required_argument, NULL, 'n'},   {"gpus", required_argument, NULL, 'p'},
+        {"policy", required_argument, NULL, OPT_POLICY},
+        {"candidates", required_argument, NULL, 'c'}, {"iters", required_argument, NULL, 'I'},
+        {"seed", required_argument, NULL, 's'},    {"noise", required_argument, NULL, OPT_NOISE},
+        {"tol", required_argument, NULL, OPT_TOL}, {"backend", required_argument, NULL, 'b'},
+        {"no-new-plan", no_argument, NULL, OPT_NO_NEW_PLAN},
+        {"json", no_argument, NULL, OPT_JSON},     {"help", no_argument, NULL, 'h'},
+        {NULL, 0, NULL, 0}};
+    memset(a, 0, sizeof *a);
+    eplb_options_init(&a->options);
+    a->new_plan = 1;
+    int64_t v;
+    opterr = 0;
+    optind = 1;
+    int c;
+    while ((c = eplb_cli_getopt(cmd, argc, argv, ":i:r:g:n:p:c:I:s:b:h", longopts)) != -1) {
+        switch (c) {
+        case 'i': a->input = optarg; break;
+        case OPT_PLAN: a->plan = optarg; break;
+        case 'b': a->backend = optarg; break;
+        case OPT_JSON: a->json = 1; break;
+        case OPT_NO_NEW_PLAN: a->new_plan = 0; break;
+        case 'h': evaluate_usage(stdout); return EPLB_EXIT_OK;
+        case 'r':
+        case 'g':
+        case 'n':
+        case 'p': {
+            int64_t *dimension = c == 'r' ? &a->shape.replicas : c == 'g' ? &a->shape.groups
+                               : c == 'n' ? &a->shape.nodes : &a->shape.gpus;
+            const char *name = c == 'r' ? "--replicas" : c == 'g' ? "--groups"
+                             : c == 'n' ? "--nodes" : "--gpus";
+            if (!eplb_cli_parse_i64(cmd, name, optarg, 1, INT32_MAX, dimension))
+                return EPLB_EXIT_USAGE;
+            break;
+        }
+        case 'c':
+            if (!eplb_cli_parse_i64(cmd, "--candidates", optarg, 1, EPLB_MAX_CANDIDATES, &v))
+                return EPLB_EXIT_USAGE;
+            a->options.candidates = (int32_t)v;
+            break;
+        case 'I':
+            if (!eplb_cli_parse_i64(cmd, "--iters", optarg, 0, EPLB_MAX_ITERATIONS, &v))
+                return EPLB_EXIT_USAGE;
+            a->options.iterations = (int32_t)v;
+            break;
+        case 's':
+            if (!eplb_cli_parse_u64(cmd, "--seed", optarg, &a->options.seed))
+                return EPLB_EXIT_USAGE;
+            break;
+        case OPT_NOISE:
+            if (!eplb_cli_parse_float(cmd, "--noise", optarg, &a->options.noise))
+                return EPLB_EXIT_USAGE;
+            break;
+        case OPT_TOL:
+            if (!eplb_cli_parse_float(cmd, "--tol", optarg, &a->options.tolerance))
+                return EPLB_EXIT_USAGE;
+            break;
+        case OPT_POLICY:
+            a->have_policy = 1;
+            if (strcmp(optarg, "auto") == 0) a->options.policy = EPLB_POLICY_AUTO;
+            else if (strcmp(optarg, "hierarchical") == 0) a->options.policy = EPLB_POLICY_HIERARCHICAL;
+            else if (strcmp(optarg, "global") == 0) a->options.policy = EPLB_POLICY_GLOBAL;
+            else {
+                char shown[256];
+                fprintf(stderr, "eplb %s: bad value '%s' for --policy: use auto, hierarchical or "
+                                "global\n", cmd, eplb_text_escape(shown, sizeof shown, optarg));
+                return EPLB_EXIT_USAGE;
+            }
+            break;
+        default: /* eplb_cli_getopt said what is wrong */
+            return EPLB_EXIT_USAGE;
+        }
+    }
+    if (optind < argc) {
+        char shown[512];
+        fprintf(stderr, "eplb %s: unexpected argument '%s' (see eplb %s --help)\n", cmd,
+                eplb_text_escape(shown, sizeof shown, argv[optind]), cmd);
+        return EPLB_EXIT_USAGE;
+    }
+    const char *missing = !a->input ? "--input" : !a->plan ? "--plan" : NULL;
+    if (missing) {
+        fprintf(stderr, "eplb %s: %s is required (see eplb %s --help)\n", cmd, missing, cmd);
+        return EPLB_EXIT_USAGE;
+    }
+    if (!eplb_tools_json_available()) {
+        fprintf(stderr, "eplb %s: this eplb was built without JSON support (jansson), so it reads "
+                        "no plan file\n", cmd);
+        return EPLB_EXIT_USAGE;
+    }
+    const char *env_backend = getenv("EPLB_BACKEND");
+    if (a->new_plan && (a->backend ? !eplb_cli_backend_known(cmd, a->backend, "--backend")
+                                   : env_backend && *env_backend &&
+                                         !eplb_cli_backend_known(cmd, env_backend, "EPLB_BACKEND")))
+        return EPLB_EXIT_USAGE;
+    return -1;
+}
+
+/* The full shape: the loads' layers and experts, the plan's replicas, the
+ * rest from the command line, else from an eplb plan file. Returns -1 to go
+ * on, else the exit code after saying what does not fit. */
+static int settle_shape(evaluate_args *a, const eplb_weights *w, const eplb_plan_file *p,
+                        const char *plan_label, eplb_shape *s)
+{
+    if (p->layers != w->layers) {
+        fprintf(stderr, "eplb evaluate: %s has %lld layers, the loads %lld\n", plan_label,
+                (long long)p->layers, (long long)w->layers);
+        return EPLB_EXIT_USAGE;
+    }
+    if (a->shape.replicas && a->shape.replicas != p->replicas) {
+        fprintf(stderr, "eplb evaluate: --replicas %lld, but %s has %lld slots per layer\n",
+                (long long)a->shape.replicas, plan_label, (long long)p->replicas);
+        return EPLB_EXIT_USAGE;
+    }
+    s->layers = w->layers;
+    s->experts = w->experts;
+    s->replicas = p->replicas;
+    s->groups = a->shape.groups ? a->shape.groups : p->has_shape ? p->shape.groups : 1;
+    s->nodes = a->shape.nodes ? a->shape.nodes : p->has_shape ? p->shape.nodes : 1;
+    s->gpus = a->shape.gpus ? a->shape.gpus : p->has_shape ? p->shape.gpus : 0;
+    if (!s->gpus) {
+        fprintf(stderr, "eplb evaluate: --gpus is required: %s does not say how many GPUs hold "
+                        "its slots\n", plan_label);
+        return EPLB_EXIT_USAGE;
+    }
+    if (!a->have_policy)
+        a->options.policy = p->has_shape ? p->policy : EPLB_POLICY_AUTO;
+    return -1;
+}
+
+/* The slots whose expert their GPU must receive to go from old to new
+ * (docs/spec.md 13.3: a multiset difference per GPU, summed over layers and
+ * GPUs); count is [experts] zeroed scratch, left zeroed. */
+static int64_t moved_slots(const eplb_shape *s, const int64_t *old_plan, const int64_t *new_plan,
+                           int64_t *count)
+{
+    const int64_t spg = s->replicas / s->gpus;
+    int64_t moved = 0;
+    for (int64_t g = 0; g < s->layers * s->gpus; g++) {
+        const int64_t *before = old_plan + g * spg, *after = new_plan + g * spg;
+        for (int64_t q = 0; q < spg; q++)
+            count[before[q]]++;
+        for (int64_t q = 0; q < spg; q++) {
+            if (count[after[q]] > 0)
+                count[after[q]]--;
+            else
+                moved++;
+        }
+        for (int64_t q = 0; q < spg; q++)
+            count[before[q]] = 0;
+    }
+    return moved;
+}
+
+typedef struct new_plan_result {
+    int done;
+    const char *backend;
+    eplb_evaluation evaluation;
+    int64_t moved;
+} new_plan_result;
+
+/* Plans the loads afresh and evaluates that plan. Returns an exit code. */
+static int plan_afresh(const evaluate_args *a, const float *weight, const eplb_shape *s,
+                       const int64_t *old_plan, eplb_context **ctx, new_plan_result *out)
+{
+    const char *cmd = "eplb evaluate";
+    eplb_status st = eplb_context_create(ctx, a->backend);
+    if (st != EPLB_OK) {
+        fprintf(stderr, "%s: no backend for the new plan: %s\n", cmd, eplb_last_error());
+        return EPLB_EXIT_FAILURE;
+    }
+    int64_t *phy2log = malloc((size_t)(s->layers * s->replicas) * sizeof *phy2log);
+    int64_t *logcnt = malloc((size_t)(s->layers * s->experts) * sizeof *logcnt);
+    int64_t *count = calloc((size_t)s->experts, sizeof *count);
+    int code = EPLB_EXIT_OK;
+    if (!phy2log || !logcnt || !count) {
+        fprintf(stderr, "%s: out of memory for the new plan\n", cmd);
+        code = EPLB_EXIT_FAILURE;
+    } else if ((st = eplb_rebalance(*ctx, weight, s, &a->options, phy2log, logcnt, NULL, 0,
+                                    NULL)) != EPLB_OK) {
+        fprintf(stderr, "%s: the new plan failed: %s: %s\n", cmd, eplb_status_string(st),
+                eplb_context_last_error(*ctx));
+        code = EPLB_EXIT_FAILURE;
+    } else {
+        eplb_evaluation_init(&out->evaluation);
+        st = eplb_evaluate(weight, s, a->options.policy, phy2log, &out->evaluation, NULL, NULL,
+                           NULL);
+        if (st != EPLB_OK) {
+            fprintf(stderr, "%s: cannot evaluate the new plan: %s\n", cmd, eplb_last_error());
+            code = EPLB_EXIT_FAILURE;
+        } else {
+            out->done = 1;
+            out->backend = eplb_context_backend(*ctx);
+            out->moved = moved_slots(s, old_plan, phy2log, count);
+        }
+    }
+    free(phy2log);
+    free(logcnt);
+    free(count);
+    return code;
+}
+
+static const char *policy_word(eplb_policy p)
+{
+    return p == EPLB_POLICY_HIERARCHICAL ? "hierarchical" : p == EPLB_POLICY_GLOBAL ? "global"
+                                                                                    : "auto";
+}
+
+static const char *plural(int64_t n, const char *one, const char *many)
+{
+    return n == 1 ? one : many;
+}
+
+static void print_text(const char *input_label, const char *input_format, const char *plan_label,
+                       const char *plan_format, const eplb_shape *s, const eplb_evaluation *r,
+                       const evaluate_args *a, const new_plan_result *fresh)
+{
+    printf("eplb evaluate: %s (%s) on %s (%s), %lld %s x %lld %s\n", plan_label, plan_format,
+           input_label, input_format, (long long)s->layers, plural(s->layers, "layer", "layers"),
+           (long long)s->experts, plural(s->experts, "expert", "experts"));
+    printf("  shape         %lld %s on %lld %s (%lld per GPU), %lld %s, %lld %s\n",
+           (long long)s->replicas, plural(s->replicas, "slot", "slots"), (long long)s->gpus,
+           plural(s->gpus, "GPU", "GPUs"), (long long)(s->replicas / s->gpus), (long long)s->nodes,
+           plural(s->nodes, "node", "nodes"), (long long)s->groups,
+           plural(s->groups, "group", "groups"));
+    printf("  policy        %s (requested %s)\n", policy_word(r->policy),
+           policy_word(a->options.policy));
+    printf("  balancedness  %.4f (worst layer %lld: %.4f; best possible %.4f for any %s plan%s)\n",
+           r->balancedness, (long long)r->min_layer, r->balancedness_min_layer,
+           r->balancedness_bound, policy_word(r->policy), r->bound_exact ? "" : ", relaxed bound");
+    printf("  max GPU load  %.6g summed over layers, lower bound %.6g: %.2f%% above it\n",
+           r->max_load_sum, r->bound, 100.0 * r->bound_gap);
+    if (r->policy == EPLB_POLICY_HIERARCHICAL &&
+        r->global_balancedness_bound - r->balancedness_bound > 0.01)
+        printf("  global policy up to %.4f on these loads (--policy global); no hierarchical plan "
+               "passes %.4f\n", r->global_balancedness_bound, r->balancedness_bound);
+    printf("  duplicates    %lld %s an expert already on %s GPU\n",
+           (long long)r->duplicates, plural(r->duplicates, "slot holds", "slots hold"),
+           plural(r->duplicates, "its", "their"));
+    if (fresh->done) {
+        const int64_t slots = s->layers * s->replicas;
+        printf("  new plan      balancedness %.4f (%s, candidates %d, iterations %d); it moves "
+               "%lld of %lld %s\n",
+               fresh->evaluation.balancedness, fresh->backend, a->options.candidates,
+               a->options.iterations, (long long)fresh->moved, (long long)slots,
+               plural(slots, "slot", "slots"));
+    }
+}
+
+#ifdef EPLB_TOOLS_HAVE_JSON
+static json_t *json_doubles(const double *v, int64_t n)
+{
+    json_t *array = json_array();
+    for (int64_t i = 0; array && i < n; i++)
+        if (json_array_append_new(array, json_real(v[i])) != 0) {
+            json_decref(array);
+            return NULL;
+        }
+    return array;
+}
+
+/* Returns 0, or -1 when out of memory. */
+static int print_json(const char *input, const char *input_format, const char *plan,
+                      const char *plan_format, const eplb_shape *s, const eplb_evaluation *r,
+                      const double *max_load, const double *mean_load, const double *floor,
+                      const evaluate_args *a, const new_plan_result *fresh)
+{
+    json_t *new_plan = json_null();
+    if (fresh->done)
+        new_plan = json_pack("{s:s, s:i, s:i, s:f, s:f, s:f, s:I, s:I}", "backend", fresh->backend,
+                             "candidates", (int)a->options.candidates, "iterations",
+                             (int)a->options.iterations, "balancedness",
+                             fresh->evaluation.balancedness, "max_load_sum",
+                             fresh->evaluation.max_load_sum, "bound_gap",
+                             fresh->evaluation.bound_gap, "duplicates",
+                             (json_int_t)fresh->evaluation.duplicates, "moved_slots",
+                             (json_int_t)fresh->moved);
+    json_t *root = json_pack(
+        "{s:s, s:s, s:s, s:s, s:s, s:{s:I, s:I, s:I, s:I, s:I, s:I}, s:s, s:f, s:f, s:I, s:f, "
+        "s:f, s:f, s:f, s:f, s:b, s:f, s:I, s:o, s:o, s:o, s:o}",
+        "format", "eplb-evaluation v1", "input", input, "input_format", input_format, "plan", plan,
+        "plan_format", plan_format, "shape", "layers", (json_int_t)s->layers, "experts",
+        (json_int_t)s->experts, "replicas", (json_int_t)s->replicas, "groups",
+        (json_int_t)s->groups, "nodes", (json_int_t)s->nodes, "gpus", (json_int_t)s->gpus,
+        "policy", policy_word(r->policy), "balancedness", r->balancedness,
+        "balancedness_min_layer", r->balancedness_min_layer, "min_layer", (json_int_t)r->min_layer,
+        "mean_load_sum", r->mean_load_sum, "max_load_sum", r->max_load_sum, "bound", r->bound,
+        "balancedness_bound", r->balancedness_bound, "bound_gap", r->bound_gap, "bound_exact",
+        r->bound_exact, "global_balancedness_bound", r->global_balancedness_bound, "duplicates",
+        (json_int_t)r->duplicates, "max_load_per_layer", json_doubles(max_load, s->layers),
+        "mean_load_per_layer", json_doubles(mean_load, s->layers), "bound_per_layer",
+        json_doubles(floor, s->layers), "new_plan", new_plan);
+    if (!root)
+        return -1;
+    int failed = json_dumpf(root, stdout, JSON_COMPACT | JSON_REAL_PRECISION(15)) != 0;
+    json_decref(root);
+    if (!failed)
+        putchar('\n');
+    return failed ? -1 : 0;
+}
+#endif
+
+/* Loads both files, evaluates, plans afresh, reports. */
+static int run_evaluate(evaluate_args *a)
+{
+    const char *cmd = "eplb evaluate";
+    eplb_weights w = {0};
+    eplb_plan_file p = {0};
+    char error[1024];
+    errno = 0;
+    eplb_status st = eplb_weights_load(a->input, &w, error, sizeof error);
+    if (st != EPLB_OK) {
+        int out_of_memory = st == EPLB_ERR_OUT_OF_MEMORY || errno == ENOMEM;
+        fprintf(stderr, "%s: %s\n", cmd, error);
+        return out_of_memory ? EPLB_EXIT_FAILURE : EPLB_EXIT_USAGE;
+    }
+    st = eplb_plan_read(a->plan, &p, error, sizeof error);
+    if (st != EPLB_OK) {
+        fprintf(stderr, "%s: %s\n", cmd, error);
+        eplb_weights_free(&w);
+        return st == EPLB_ERR_OUT_OF_MEMORY ? EPLB_EXIT_FAILURE : EPLB_EXIT_USAGE;
+    }
+    char input_label[4096], plan_label[4096];
+    eplb_text_escape(input_label, sizeof input_label,
+                     strcmp(a->input, "-") == 0 ? "(stdin)" : a->input);
+    eplb_text_escape(plan_label, sizeof plan_label, a->plan);
+    eplb_shape s;
+    int code = settle_shape(a, &w, &p, plan_label, &s);
+    double *max_load = NULL, *mean_load = NULL, *floor = NULL;
+    eplb_evaluation r;
+    eplb_evaluation_init(&r);
+    if (code < 0) {
+        max_load = malloc((size_t)s.layers * sizeof *max_load);
+        mean_load = malloc((size_t)s.layers * sizeof *mean_load);
+        floor = malloc((size_t)s.layers * sizeof *floor);
+        if (!max_load || !mean_load || !floor) {
+            fprintf(stderr, "%s: out of memory\n", cmd);
+            code = EPLB_EXIT_FAILURE;
+        } else if ((st = eplb_evaluate(w.data, &s, a->options.policy, p.phy2log, &r, max_load,
+                                       mean_load, floor)) != EPLB_OK) {
+            fprintf(stderr, "%s: cannot evaluate %s on %s: %s\n", cmd, plan_label, input_label,
+                    eplb_last_error());
+            code = st == EPLB_ERR_OUT_OF_MEMORY ? EPLB_EXIT_FAILURE : EPLB_EXIT_USAGE;
+        }
+    }
+    new_plan_result fresh = {0};
+    eplb_context *ctx = NULL;
+    if (code < 0 && a->new_plan) {
+        int planned = plan_afresh(a, w.data, &s, p.phy2log, &ctx, &fresh);
+        if (planned != EPLB_EXIT_OK)
+            code = planned;
+    }
+    if (code < 0) {
+        code = EPLB_EXIT_OK;
+        if (!a->json) {
+            print_text(input_label, w.format, plan_label, p.format, &s, &r, a, &fresh);
+        } else {
+#ifdef EPLB_TOOLS_HAVE_JSON
+            if (print_json(a->input, w.format, a->plan, p.format, &s, &r, max_load, mean_load,
+                           floor, a, &fresh) != 0) {
+                fprintf(stderr, "%s: out of memory for the JSON output\n", cmd);
+                code = EPLB_EXIT_FAILURE;
+            }
+#endif
+        }
+    }
+    eplb_context_free(ctx);
+    free(max_load);
+    free(mean_load);
+    free(floor);
+    eplb_plan_file_free(&p);
+    eplb_weights_free(&w);
+    return code;
+}
+
+int eplb_cli_evaluate(int argc, char **argv)
+{
+    evaluate_args a;
+    const int code = parse_evaluate_args(argc, argv, &a);
+    if (code >= 0)
+        return code;
+    return run_evaluate(&a);
+}
