@@ -26,8 +26,10 @@ static inline __host__ __device__ size_t eplb_cuda_warp_scratch_bytes(uint32_t n
     return (size_t)eplb_cuda_pow2_at_least(n) * sizeof(uint64_t) + 2 * (((size_t)m * 4 + 15) & ~(size_t)15);
 }
 
-/* The register sort of KPL entries per lane when kpl == KPL, else of the
- * next power of two up to MaxKPL (kpl is a power of two <= MaxKPL). */
+/* The register sort of kpl entries per lane, kpl a power of two from KPL to
+ * MaxKPL. The tests stay independent, not else-if: the kernels that use it
+ * were timed with that code (docs/benchmarks.md), and an else-if chain
+ * compiles to a different register allocation. */
 template <int KPL, int MaxKPL>
 static __device__ __forceinline__ void eplb_warp_sort_kpl(uint32_t kpl, uint32_t lane,
                                                           const float *w, uint32_t n,
@@ -37,7 +39,7 @@ static __device__ __forceinline__ void eplb_warp_sort_kpl(uint32_t kpl, uint32_t
 {
     if (kpl == KPL)
         eplb_warp_pack_sort_registers<KPL>(lane, w, n, call, row, c, seed, noise, order);
-    else if constexpr (2 * KPL <= MaxKPL)
+    if constexpr (2 * KPL <= MaxKPL)
         eplb_warp_sort_kpl<2 * KPL, MaxKPL>(kpl, lane, w, n, call, row, c, seed, noise, order);
 }
 
