@@ -30,6 +30,7 @@ typedef struct knob {
 } knob;
 
 #define FIELD(member) offsetof(eplb_opencl_knobs, member)
+/* lo and hi of a knob that takes words only. */
 #define NO_NUMBER 0, -1
 
 static const knob knobs[] = {
@@ -49,27 +50,27 @@ static const knob knobs[] = {
      "chooses how a packing's visiting order is sorted", FIELD(rank_sort), 0, NO_NUMBER,
      {{"rank", 1}, {"heap", 0}}},
     {"EPLB_TUNE_OPENCL_PATH", "fused", "fused or stages",
-     "runs every plan with the stage kernels (stages), for tests", FIELD(stages), 0, NO_NUMBER,
+     "runs every plan with the stage kernels when set to stages, for tests", FIELD(stages), 0, NO_NUMBER,
      {{"fused", 0}, {"stages", 1}}},
     {"EPLB_TUNE_OPENCL_FUSED_WG", "256 on GPUs, 1 on CPU devices", "1 to 1024",
      "sizes the fused plan's work-group", FIELD(fused_group), 0, 1, 1024, {{0}}},
     {"EPLB_TUNE_OPENCL_FUSED_TEAM", "auto on GPUs, 0 on CPU devices", "0, auto or 1 to 1024",
-     "chooses the fused plan's work-items per packing (0: one, the cpu algorithm)",
+     "chooses the fused plan's work-items per packing, 0 for one",
      FIELD(fused_team), 0, 0, 1024, {{"auto", EPLB_OPENCL_TEAM_AUTO}}},
     {"EPLB_TUNE_OPENCL_GREEDY_SCAN_MAX", "1073741824 on GPUs, 16 on CPU devices",
      "1 to 1073741824", "caps the packs a one-work-item greedy scans before it uses blocks",
      FIELD(greedy_scan_max), 0, 1, 1L << 30, {{0}}},
     {"EPLB_TUNE_OPENCL_WARP", "1", "0 or 1",
-     "lets teams be NVIDIA warps where the device has them (0: local-memory teams)", FIELD(warp),
+     "lets teams be NVIDIA warps where the device has them", FIELD(warp),
      0, 0, 1, {{0}}},
     {"EPLB_TUNE_OPENCL_SHAPED", "1 with warp teams, else 0", "0, 1 or always",
-     "builds the fused plan for each plan shape, from its third plan (always: its first)",
+     "builds the fused plan for each plan shape, from its third plan or, with always, its first",
      FIELD(shaped), 0, 0, 1, {{"always", 2}}},
     {"EPLB_TUNE_OPENCL_SPLIT", "2 with warp teams while 2 x layers fit the compute units, else 1",
-     "0 to 1024", "sets the work-groups per layer that share the slot packings (0 or 1: one)",
+     "0 to 1024", "sets the work-groups per layer that share the slot packings",
      FIELD(split), 0, 0, 1024, {{0}}},
     {"EPLB_TUNE_OPENCL_LOCAL_MEM", "the device's", "1 to 1073741824",
-     "caps the fused plan's local memory in bytes (49152: what fits on NVIDIA)", FIELD(local_mem),
+     "caps the fused plan's local memory, in bytes", FIELD(local_mem),
      0, 1, 1L << 30, {{0}}},
     {"EPLB_TUNE_OPENCL_PROFILE", "0", "0 or 1",
      "times every kernel (synchronously) and prints the totals when the context is freed",
@@ -83,7 +84,7 @@ static const knob knobs[] = {
  * test or script that still sets them does not silently time the default. */
 static const char *const old_prefix = "EPLB_OPENCL_", *const new_prefix = "EPLB_TUNE_OPENCL_";
 
-/* Reads knob k into *knobs_out; 0, or -1 with a message. */
+/* Reads knob k into its field of *out; 0, or -1 with a message. */
 static int read_knob(const knob *k, eplb_opencl_knobs *out, char *error, size_t error_len)
 {
     char *field = (char *)out + k->field;
@@ -108,8 +109,10 @@ static int read_knob(const knob *k, eplb_opencl_knobs *out, char *error, size_t 
         return 0;
     }
     char shown[128];
-    snprintf(error, error_len, "%s='%s' is not a value it takes (it %s): use %s, or leave it unset",
-             k->name, eplb_text_escape(shown, sizeof shown, value), k->meaning, k->range);
+    snprintf(error, error_len,
+             "%s='%s' is not a value it takes (it %s): use %s, or leave it unset (default: %s)",
+             k->name, eplb_text_escape(shown, sizeof shown, value), k->meaning, k->range,
+             k->fallback);
     return -1;
 }
 
