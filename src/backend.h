@@ -29,7 +29,7 @@ extern "C" {
 
 /* Bumped whenever this file changes incompatibly; modules built against another
  * version are refused by name. */
-#define EPLB_BACKEND_API_VERSION 3
+#define EPLB_BACKEND_API_VERSION 4
 
 /* What a fused entry (pack_fused, plan_fused) returns when it does not handle
  * a job, having enqueued nothing: the planner then runs the same work as
@@ -96,6 +96,8 @@ typedef struct eplb_plan_job {
     void *slot_rank;       /* int32 [L][R] replica rank of each slot's expert, or NULL
                               (assemble; the host path builds log2phy from it) */
     void *log2phy;         /* int64 [L][E][width], -1 padded, or NULL          (assemble) */
+    int32_t refine;        /* the most refine trades per row (SPEC 10), 0 = off; its
+                              tolerance is slot_pack.tolerance */
 } eplb_plan_job;
 
 typedef struct eplb_backend eplb_backend;
@@ -157,6 +159,16 @@ typedef struct eplb_backend_i {
     /* Best candidate per row into pack_of / rank_of. */
     eplb_status (*pack_select)(eplb_backend *backend, const eplb_pack_job *job);
 
+    /* ---- after the slot packing (SPEC 10) ---- */
+    /* (optional) The refine search: runs after the packing of slots to GPUs
+     * and before assemble, only when job->refine > 0 and the slot packing ran
+     * (slots per GPU and GPUs per row both above 1). Rows are
+     * slot_pack.rows; it reads slot_load and moves slots between the GPUs of
+     * a row by rewriting slot_pack.pack_of and rank_of, which assemble then
+     * reads as usual. NULL: the backend cannot refine, and the planner
+     * refuses jobs with refine > 0 (never a fallback to another backend). */
+    eplb_status (*refine)(eplb_backend *backend, const eplb_plan_job *job);
+
     /* ---- fused paths ----
      * A fused entry does the work of several stages in one submission, or
      * returns EPLB_BACKEND_DECLINED, having enqueued nothing, for a job it
@@ -167,7 +179,8 @@ typedef struct eplb_backend_i {
     eplb_status (*pack_fused)(eplb_backend *backend, const eplb_pack_job *job);
     /* (optional) the whole plan, check_weights to assemble, in one submission.
      * The planner offers it only jobs whose log2phy (when given) is wide
-     * enough for any count the shape allows, so it needs no width check. */
+     * enough for any count the shape allows, so it needs no width check, and
+     * only jobs with refine == 0, so it need not know the refine stage. */
     eplb_status (*plan_fused)(eplb_backend *backend, const eplb_plan_job *job);
 
     /* ---- properties ---- */

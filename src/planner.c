@@ -2,7 +2,7 @@
  *
  *   check weights -> group loads -> pack groups to nodes (call 0)
  *   -> node layout -> replicate within nodes -> slot loads
- *   -> pack slots to GPUs (call 1) -> assemble outputs
+ *   -> pack slots to GPUs (call 1) -> refine (SPEC 10, when asked) -> assemble outputs
  *
  * Every array lives in backend buffers kept by the context, so a GPU backend
  * keeps all intermediates on the device. */
@@ -59,7 +59,17 @@ static eplb_status describe_plan(eplb_context *ctx, const eplb_shape *shape,
                                  "for the hierarchical policy",
                                  (long long)shape->gpus, (long long)shape->nodes);
 
+    /* An explicit backend that cannot do what was asked is an error, never a
+     * fallback to another backend. */
+    if (options->refine > 0 && !ctx->backend->iface->refine)
+        return eplb_context_fail(ctx, EPLB_ERR_UNSUPPORTED,
+                                 "refine (docs/spec.md section 10) runs on the cpu backend for now; "
+                                 "the %s backend has no refine stage: plan with the cpu backend, "
+                                 "or with refine 0",
+                                 ctx->backend_name);
+
     memset(job, 0, sizeof *job);
+    job->refine = options->refine;
     job->layers = shape->layers;
     job->experts = shape->experts;
     job->replicas = shape->replicas;
@@ -249,7 +259,9 @@ static eplb_status run_stages(eplb_context *ctx, const eplb_plan_job *job, int c
      * only such jobs go to plan_fused, so that the narrow case is checked once,
      * by the replicate stage. */
     const int width_suffices = !job->log2phy || job->width >= job->node_slots - job->node_experts + 1;
-    if (f->plan_fused && width_suffices)
+    /* The fused entries know nothing of the refine stage, so a job with
+     * refine runs as separate stages. */
+    if (f->plan_fused && width_suffices && job->refine == 0)
         st = f->plan_fused(be, job);
     if (st == EPLB_BACKEND_DECLINED) {
         int32_t zero = 0;
@@ -263,6 +275,12 @@ static eplb_status run_stages(eplb_context *ctx, const eplb_plan_job *job, int c
         if (st == EPLB_OK) st = f->replicate(be, job);
         if (st == EPLB_OK) st = f->slot_loads(be, job);
         if (st == EPLB_OK) st = run_packing(be, &job->slot_pack);
+        /* Refine trades slots between the GPUs of a row, so it needs a
+         * packing that ran: more than one slot per GPU and more than one GPU
+         * per row (SPEC 10.3: no other row has a trade to keep). */
+        if (st == EPLB_OK && job->refine > 0 && job->slot_pack.per_pack > 1 &&
+            job->slot_pack.packs > 1)
+            st = f->refine(be, job);
         if (st == EPLB_OK) st = f->assemble(be, job);
     }
     if (st != EPLB_OK)

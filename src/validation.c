@@ -19,6 +19,7 @@ void eplb_options_init(eplb_options *options)
     options->tolerance = 1e-5f;
     options->seed = 0;
     options->policy = EPLB_POLICY_AUTO;
+    options->refine = 0;
 }
 
 eplb_status eplb_options_check(const eplb_options *o, const char **message)
@@ -37,6 +38,8 @@ eplb_status eplb_options_check(const eplb_options *o, const char **message)
     else if (o->policy != EPLB_POLICY_AUTO && o->policy != EPLB_POLICY_HIERARCHICAL &&
              o->policy != EPLB_POLICY_GLOBAL)
         why = "policy must be auto, hierarchical or global";
+    else if (o->refine < 0 || o->refine > EPLB_MAX_REFINE)
+        why = "refine (the most trades per row) must be in 0..100000";
     if (message)
         *message = why;
     return why ? EPLB_ERR_INVALID_ARGUMENT : EPLB_OK;

@@ -50,6 +50,8 @@ eplb_status eplb_cpu_node_layout(eplb_backend *backend, const eplb_plan_job *job
 eplb_status eplb_cpu_replicate(eplb_backend *backend, const eplb_plan_job *job);
 eplb_status eplb_cpu_slot_loads(eplb_backend *backend, const eplb_plan_job *job);
 eplb_status eplb_cpu_assemble(eplb_backend *backend, const eplb_plan_job *job);
+/* The refine search of SPEC 10 on every row of the slot packing (cpu_refine.c). */
+eplb_status eplb_cpu_refine(eplb_backend *backend, const eplb_plan_job *job);
 
 /* The glue stages for one layer (or one row x = l*N + n of a node), shared by
  * the stage entry points above and the per-layer plan_fused. */

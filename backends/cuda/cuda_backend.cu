@@ -131,6 +131,7 @@ static const eplb_backend_i cuda_iface = {
     /* .pack_greedy     = */ on_device<eplb_pack_job, eplb_cuda_pack_greedy>,
     /* .pack_swap       = */ on_device<eplb_pack_job, eplb_cuda_pack_swap>,
     /* .pack_select     = */ on_device<eplb_pack_job, eplb_cuda_pack_select>,
+    /* .refine          = */ NULL, /* refine runs on the cpu backend for now */
     /* .pack_fused      = */ on_device<eplb_pack_job, eplb_cuda_pack_fused>,
     /* .plan_fused      = */ on_device<eplb_plan_job, eplb_cuda_plan_fused>,
     /* .host_memory     = */ 0,

@@ -82,10 +82,16 @@ typedef struct eplb_options {
     float tolerance;       /* tol, minimum swap gain, finite and >= 0 (default 1e-5) */
     uint64_t seed;         /* s, seed of the counter-based random function (default 0) */
     eplb_policy policy;    /* default EPLB_POLICY_AUTO */
+    /* The most refine trades per row after the packing (SPEC 10), 0..100000;
+     * 0 (the default) is off and leaves plans exactly as without it. It sits
+     * in what was the struct's tail padding, which eplb_options_init has
+     * always zeroed, so the struct's size and struct_size do not change. */
+    int32_t refine;
 } eplb_options;
 
 #define EPLB_MAX_CANDIDATES 1024
 #define EPLB_MAX_ITERATIONS 100000
+#define EPLB_MAX_REFINE 100000
 
 EPLB_EXTERN void eplb_options_init(eplb_options *options);
 

@@ -21,6 +21,7 @@ class Options(ctypes.Structure):
         ("tolerance", ctypes.c_float),
         ("seed", ctypes.c_uint64),
         ("policy", ctypes.c_int),
+        ("refine", ctypes.c_int32),
     ]
 
 
