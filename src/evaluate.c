@@ -16,6 +16,8 @@
  * the groups into nodes (SPEC 12.4): the table of group sets then has at most
  * 2^16 entries. */
 #define EXACT_GROUP_LIMIT 16
+/* Doubles of the per-group lists of largest replica loads: a few megabytes. */
+#define LARGEST_LISTS_LIMIT (1 << 19)
 
 /* A replica count being raised by the greedy of SPEC 12.2: the expert with the
  * largest w / c gets the next slot, ties to the lowest index. */
@@ -32,6 +34,8 @@ typedef struct floor_scratch {
     double *sorted_sum; /* [groups] */
     double *best;       /* [2^groups] when exact: smallest maximum per set of placed groups */
     double *node_value; /* [2^groups] when exact: the floor of a node holding a set of groups */
+    double *largest;    /* [groups][RN - M + 1] when exact and small enough: each group's
+                           largest replica loads, descending */
     double *weight;     /* [experts]: one layer's weights */
     int64_t *slots;     /* [experts]: slots of each expert in one layer */
     int64_t *seen_on;   /* [experts]: 1 + the last GPU seen holding the expert */
@@ -60,12 +64,46 @@ static void heap_sift_down(replica_item *h, int64_t n, int64_t i)
 /* rep(X, s) of SPEC 12.2: the smallest possible largest replica load when the
  * n weights share s >= n slots, each weight on at least one. Giving each
  * further slot to the largest w / c is optimal for this objective, so the
- * order among equal keys does not change the value. */
+ * order among equal keys does not change the value. The greedy starts from
+ * counts c0[e] = max(1, floor(w[e] (s - n) / total) - 1), which never exceed
+ * the greedy's own final counts (were c0[e] above them, e's load would pass
+ * total / (s - n) and the final counts, each at most 1 + w / that load, would
+ * sum below s; the - 1 absorbs the rounding of the product), so at most 3n
+ * further slots remain to give, however many slots there are. */
 static double smallest_largest_replica(const double *w, int64_t n, int64_t slots,
                                        floor_scratch *scratch)
 {
     if (n == 0)
         return 0.0;
+    replica_item *heap = scratch->heap;
+    int64_t *count = scratch->count;
+    double total = 0.0;
+    for (int64_t i = 0; i < n; i++)
+        total += w[i];
+    int64_t given = 0;
+    for (int64_t i = 0; i < n; i++) {
+        double share = total > 0.0 ? floor(w[i] * (double)(slots - n) / total) - 1.0 : 0.0;
+        count[i] = share > 1.0 ? (int64_t)share : 1;
+        given += count[i];
+        heap[i].key = w[i] / (double)count[i];
+        heap[i].index = i;
+    }
+    for (int64_t i = n / 2 - 1; i >= 0; i--)
+        heap_sift_down(heap, n, i);
+    for (int64_t s = given; s < slots; s++) {
+        int64_t i = heap[0].index;
+        count[i]++;
+        heap[0].key = w[i] / (double)count[i];
+        heap_sift_down(heap, n, 0);
+    }
+    return heap[0].key;
+}
+
+/* The k largest replica loads w[e] / c (c = 1, 2, ...) of a group's experts,
+ * in descending order, into out: SPEC 12.2's greedy run for k slots. */
+static void largest_replica_loads(const double *w, int64_t n, int64_t k, double *out,
+                                  floor_scratch *scratch)
+{
     replica_item *heap = scratch->heap;
     int64_t *count = scratch->count;
     for (int64_t i = 0; i < n; i++) {
@@ -75,19 +113,13 @@ static double smallest_largest_replica(const double *w, int64_t n, int64_t slots
     }
     for (int64_t i = n / 2 - 1; i >= 0; i--)
         heap_sift_down(heap, n, i);
-    for (int64_t s = n; s < slots; s++) {
+    for (int64_t j = 0; j < k; j++) {
         int64_t i = heap[0].index;
+        out[j] = heap[0].key;
         count[i]++;
         heap[0].key = w[i] / (double)count[i];
         heap_sift_down(heap, n, 0);
     }
-    double largest = 0.0;
-    for (int64_t i = 0; i < n; i++) {
-        double load = w[i] / (double)count[i];
-        if (load > largest)
-            largest = load;
-    }
-    return largest;
 }
 
 /* floor(X, s, g) of SPEC 12.2: some GPU carries at least the average, and the
@@ -113,16 +145,43 @@ typedef struct floor_shape {
     int exact;               /* SPEC 12.4: every partition examined */
 } floor_shape;
 
-/* The floor of a node holding the groups of mask: their experts in group order. */
+/* The floor of a node holding the groups of mask. Its experts' slot loads
+ * are those of its groups, so rep is the (RN - M + 1)-th largest of their
+ * replica loads w / c (the greedy of SPEC 12.2 gives the RN - M spare slots
+ * to the largest ones, and the largest left is its answer): taken from each
+ * group's list of its largest ones, made once per layer, when the lists fit;
+ * else the node's experts are collected and replicated. */
 static double node_floor_of_groups(const double *w, uint32_t mask, const floor_shape *fs,
                                    floor_scratch *scratch)
 {
-    int64_t n = 0;
+    const int64_t k = fs->node_slots - fs->groups_per_node * fs->group_size + 1;
+    if (!scratch->largest) {
+        int64_t n = 0;
+        for (int64_t g = 0; g < fs->groups; g++)
+            if (mask >> g & 1u)
+                for (int64_t e = g * fs->group_size; e < (g + 1) * fs->group_size; e++)
+                    scratch->members[n++] = w[e];
+        return node_floor(scratch->members, n, fs->node_slots, fs->node_gpus, scratch);
+    }
+    const double *lists[EXACT_GROUP_LIMIT];
+    int64_t at[EXACT_GROUP_LIMIT], nlists = 0;
+    double total = 0.0;
     for (int64_t g = 0; g < fs->groups; g++)
-        if (mask >> g & 1u)
-            for (int64_t e = g * fs->group_size; e < (g + 1) * fs->group_size; e++)
-                scratch->members[n++] = w[e];
-    return node_floor(scratch->members, n, fs->node_slots, fs->node_gpus, scratch);
+        if (mask >> g & 1u) {
+            total += scratch->group_sum[g];
+            lists[nlists] = scratch->largest + g * k;
+            at[nlists++] = 0;
+        }
+    double kth = 0.0;
+    for (int64_t j = 0; j < k; j++) {
+        int64_t top = -1;
+        for (int64_t i = 0; i < nlists; i++)
+            if (at[i] < k && (top < 0 || lists[i][at[i]] > lists[top][at[top]]))
+                top = i;
+        kth = lists[top][at[top]++];
+    }
+    double even = total / (double)fs->node_gpus;
+    return even > kth ? even : kth;
 }
 
 /* SPEC 12.4, exact: the smallest, over partitions of the groups into nodes of
@@ -139,6 +198,16 @@ static double partition_floor(const double *w, const floor_shape *fs, floor_scra
         scratch->node_value[m] = -1.0; /* not computed yet */
     }
     scratch->best[0] = 0.0;
+    if (scratch->largest) {
+        const int64_t S = fs->group_size, k = fs->node_slots - gpn * S + 1;
+        for (int64_t g = 0; g < G; g++) {
+            double sum = 0.0;
+            for (int64_t e = g * S; e < (g + 1) * S; e++)
+                sum += w[e];
+            scratch->group_sum[g] = sum;
+            largest_replica_loads(w + g * S, S, k, scratch->largest + g * k, scratch);
+        }
+    }
     int64_t free_groups[EXACT_GROUP_LIMIT], pick[EXACT_GROUP_LIMIT];
     for (uint32_t mask = 0; mask < full; mask++) {
         double so_far = scratch->best[mask];
@@ -156,11 +225,12 @@ static double partition_floor(const double *w, const floor_shape *fs, floor_scra
             uint32_t node = 1u << free_groups[0];
             for (int64_t i = 0; i < choose; i++)
                 node |= 1u << free_groups[1 + pick[i]];
+            /* A node that cannot lower the best of the grown set is not computed. */
             double value = scratch->node_value[node];
-            if (value < 0.0)
+            if (value < 0.0 && so_far < scratch->best[mask | node])
                 value = scratch->node_value[node] = node_floor_of_groups(w, node, fs, scratch);
             double worst = value > so_far ? value : so_far;
-            if (worst < scratch->best[mask | node])
+            if (value >= 0.0 && worst < scratch->best[mask | node])
                 scratch->best[mask | node] = worst;
             int64_t i = choose - 1;
             while (i >= 0 && pick[i] == from - choose + i)
@@ -323,6 +393,7 @@ static void free_scratch(floor_scratch *s)
     free(s->sorted_sum);
     free(s->best);
     free(s->node_value);
+    free(s->largest);
     free(s->weight);
     free(s->slots);
     free(s->seen_on);
@@ -352,12 +423,20 @@ eplb_status eplb_evaluate(const float *weight, const eplb_shape *shape, eplb_pol
     if (dp) {
         scratch.best = malloc(((size_t)1 << fs.groups) * sizeof(double));
         scratch.node_value = malloc(((size_t)1 << fs.groups) * sizeof(double));
+        /* The lists hold the spare slots of a node per group: kept to a few
+         * megabytes, beyond which each node's experts are replicated instead. */
+        const int64_t k = fs.node_slots - fs.groups_per_node * fs.group_size + 1;
+        if (fs.groups * k <= LARGEST_LISTS_LIMIT)
+            scratch.largest = malloc((size_t)(fs.groups * k) * sizeof(double));
     }
     scratch.weight = malloc((size_t)E * sizeof *scratch.weight);
     scratch.slots = malloc((size_t)E * sizeof *scratch.slots);
     scratch.seen_on = malloc((size_t)E * sizeof *scratch.seen_on);
     if (!scratch.heap || !scratch.count || !scratch.members || !scratch.group_sum ||
         !scratch.sorted_sum || (dp && (!scratch.best || !scratch.node_value)) ||
+        (dp && !scratch.largest &&
+         fs.groups * (fs.node_slots - fs.groups_per_node * fs.group_size + 1) <=
+             LARGEST_LISTS_LIMIT) ||
         !scratch.weight || !scratch.slots || !scratch.seen_on) {
         free_scratch(&scratch);
         return eplb_thread_fail(EPLB_ERR_OUT_OF_MEMORY,
