@@ -8,6 +8,7 @@
 
 #include "cli.h"
 #include "cli_options.h"
+#include "cli_plan_options.h"
 #include "eplb/eplb.h"
 #include "load_weights.h"
 #include "plan_read.h"
@@ -17,7 +18,7 @@
 #include <jansson.h>
 #endif
 
-enum { OPT_PLAN = 256, OPT_POLICY, OPT_NOISE, OPT_TOL, OPT_JSON, OPT_NO_NEW_PLAN };
+enum { OPT_PLAN = EPLB_CLI_OPT_NEXT, OPT_JSON, OPT_NO_NEW_PLAN };
 
 typedef struct evaluate_args {
     const char *input, *plan, *backend;
@@ -64,21 +65,26 @@ static int parse_evaluate_args(int argc, char **argv, evaluate_args *a)
         {"input", required_argument, NULL, 'i'},   {"plan", required_argument, NULL, OPT_PLAN},
         {"replicas", required_argument, NULL, 'r'}, {"groups", required_argument, NULL, 'g'},
         {"nodes", required_argument, NULL, 'n'},   {"gpus", required_argument, NULL, 'p'},
-        {"policy", required_argument, NULL, OPT_POLICY},
-        {"candidates", required_argument, NULL, 'c'}, {"iters", required_argument, NULL, 'I'},
-        {"seed", required_argument, NULL, 's'},    {"noise", required_argument, NULL, OPT_NOISE},
-        {"tol", required_argument, NULL, OPT_TOL}, {"backend", required_argument, NULL, 'b'},
+        EPLB_CLI_PLAN_LONGOPTS,                    {"backend", required_argument, NULL, 'b'},
         {"no-new-plan", no_argument, NULL, OPT_NO_NEW_PLAN},
         {"json", no_argument, NULL, OPT_JSON},     {"help", no_argument, NULL, 'h'},
         {NULL, 0, NULL, 0}};
     memset(a, 0, sizeof *a);
     eplb_options_init(&a->options);
     a->new_plan = 1;
-    int64_t v;
     opterr = 0;
     optind = 1;
     int c;
-    while ((c = eplb_cli_getopt(cmd, argc, argv, ":i:r:g:n:p:c:I:s:b:h", longopts)) != -1) {
+    while ((c = eplb_cli_getopt(cmd, argc, argv, ":i:r:g:n:p:b:h" EPLB_CLI_PLAN_SHORTOPTS,
+                                longopts)) != -1) {
+        int shared = eplb_cli_plan_option(cmd, c, optarg, &a->options);
+        a->have_policy |= shared == 1 && c == EPLB_CLI_OPT_POLICY;
+        if (shared < 0)
+            shared = eplb_cli_shape_option(cmd, c, optarg, &a->shape);
+        if (shared == 0)
+            return EPLB_EXIT_USAGE;
+        if (shared == 1)
+            continue;
         switch (c) {
         case 'i': a->input = optarg; break;
         case OPT_PLAN: a->plan = optarg; break;
@@ -86,52 +92,6 @@ static int parse_evaluate_args(int argc, char **argv, evaluate_args *a)
         case OPT_JSON: a->json = 1; break;
         case OPT_NO_NEW_PLAN: a->new_plan = 0; break;
         case 'h': evaluate_usage(stdout); return EPLB_EXIT_OK;
-        case 'r':
-        case 'g':
-        case 'n':
-        case 'p': {
-            int64_t *dimension = c == 'r' ? &a->shape.replicas : c == 'g' ? &a->shape.groups
-                               : c == 'n' ? &a->shape.nodes : &a->shape.gpus;
-            const char *name = c == 'r' ? "--replicas" : c == 'g' ? "--groups"
-                             : c == 'n' ? "--nodes" : "--gpus";
-            if (!eplb_cli_parse_i64(cmd, name, optarg, 1, INT32_MAX, dimension))
-                return EPLB_EXIT_USAGE;
-            break;
-        }
-        case 'c':
-            if (!eplb_cli_parse_i64(cmd, "--candidates", optarg, 1, EPLB_MAX_CANDIDATES, &v))
-                return EPLB_EXIT_USAGE;
-            a->options.candidates = (int32_t)v;
-            break;
-        case 'I':
-            if (!eplb_cli_parse_i64(cmd, "--iters", optarg, 0, EPLB_MAX_ITERATIONS, &v))
-                return EPLB_EXIT_USAGE;
-            a->options.iterations = (int32_t)v;
-            break;
-        case 's':
-            if (!eplb_cli_parse_u64(cmd, "--seed", optarg, &a->options.seed))
-                return EPLB_EXIT_USAGE;
-            break;
-        case OPT_NOISE:
-            if (!eplb_cli_parse_float(cmd, "--noise", optarg, &a->options.noise))
-                return EPLB_EXIT_USAGE;
-            break;
-        case OPT_TOL:
-            if (!eplb_cli_parse_float(cmd, "--tol", optarg, &a->options.tolerance))
-                return EPLB_EXIT_USAGE;
-            break;
-        case OPT_POLICY:
-            a->have_policy = 1;
-            if (strcmp(optarg, "auto") == 0) a->options.policy = EPLB_POLICY_AUTO;
-            else if (strcmp(optarg, "hierarchical") == 0) a->options.policy = EPLB_POLICY_HIERARCHICAL;
-            else if (strcmp(optarg, "global") == 0) a->options.policy = EPLB_POLICY_GLOBAL;
-            else {
-                char shown[256];
-                fprintf(stderr, "eplb %s: bad value '%s' for --policy: use auto, hierarchical or "
-                                "global\n", cmd, eplb_text_escape(shown, sizeof shown, optarg));
-                return EPLB_EXIT_USAGE;
-            }
-            break;
         default: /* eplb_cli_getopt said what is wrong */
             return EPLB_EXIT_USAGE;
         }
@@ -264,12 +224,6 @@ static int plan_afresh(const evaluate_args *a, const float *weight, const eplb_s
     return code;
 }
 
-static const char *policy_word(eplb_policy p)
-{
-    return p == EPLB_POLICY_HIERARCHICAL ? "hierarchical" : p == EPLB_POLICY_GLOBAL ? "global"
-                                                                                    : "auto";
-}
-
 static const char *plural(int64_t n, const char *one, const char *many)
 {
     return n == 1 ? one : many;
@@ -287,11 +241,11 @@ static void print_text(const char *input_label, const char *input_format, const 
            plural(s->gpus, "GPU", "GPUs"), (long long)(s->replicas / s->gpus), (long long)s->nodes,
            plural(s->nodes, "node", "nodes"), (long long)s->groups,
            plural(s->groups, "group", "groups"));
-    printf("  policy        %s (requested %s)\n", policy_word(r->policy),
-           policy_word(a->options.policy));
+    printf("  policy        %s (requested %s)\n", eplb_cli_policy_name(r->policy),
+           eplb_cli_policy_name(a->options.policy));
     printf("  balancedness  %.4f (worst layer %lld: %.4f; best possible %.4f for any %s plan%s)\n",
            r->balancedness, (long long)r->min_layer, r->balancedness_min_layer,
-           r->balancedness_bound, policy_word(r->policy), r->bound_exact ? "" : ", relaxed bound");
+           r->balancedness_bound, eplb_cli_policy_name(r->policy), r->bound_exact ? "" : ", relaxed bound");
     printf("  max GPU load  %.6g summed over layers, lower bound %.6g: %.2f%% above it\n",
            r->max_load_sum, r->bound, 100.0 * r->bound_gap);
     if (r->policy == EPLB_POLICY_HIERARCHICAL &&
@@ -346,7 +300,7 @@ static int print_json(const char *input, const char *input_format, const char *p
         "plan_format", plan_format, "shape", "layers", (json_int_t)s->layers, "experts",
         (json_int_t)s->experts, "replicas", (json_int_t)s->replicas, "groups",
         (json_int_t)s->groups, "nodes", (json_int_t)s->nodes, "gpus", (json_int_t)s->gpus,
-        "policy", policy_word(r->policy), "balancedness", r->balancedness,
+        "policy", eplb_cli_policy_name(r->policy), "balancedness", r->balancedness,
         "balancedness_min_layer", r->balancedness_min_layer, "min_layer", (json_int_t)r->min_layer,
         "mean_load_sum", r->mean_load_sum, "max_load_sum", r->max_load_sum, "bound", r->bound,
         "balancedness_bound", r->balancedness_bound, "bound_gap", r->bound_gap, "bound_exact",

@@ -26,8 +26,9 @@ typedef struct eplb_plan_stats {
  * resolves as the planner does). max_load and bound (each [layers], may be
  * NULL) receive the per-layer maximum GPU load and floor. Returns
  * EPLB_ERR_INVALID_ARGUMENT (stats untouched) when phy2log holds an expert out
- * of range or logcnt an entry below 1, another eplb_evaluate error (its
- * message in eplb_last_error), EPLB_ERR_OUT_OF_MEMORY, or EPLB_OK. */
+ * of range or logcnt an entry that is not its expert's number of slots,
+ * another eplb_evaluate error (its message in eplb_last_error),
+ * EPLB_ERR_OUT_OF_MEMORY, or EPLB_OK. */
 eplb_status eplb_plan_stats_compute(const float *weight, const eplb_shape *shape,
                                     eplb_policy policy, const int64_t *phy2log,
                                     const int64_t *logcnt, eplb_plan_stats *stats,
