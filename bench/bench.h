@@ -35,6 +35,7 @@ typedef struct bench_config {
     uint64_t seed;
     uint64_t workload_seed;
     int baseline;     /* also run C=1, I=0 */
+    int refine;       /* > 0: each option set also runs with this refine (SPEC 10) */
     int markdown;
     const char *json_path;
 } bench_config;
@@ -56,6 +57,7 @@ typedef struct bench_result {
     const bench_case *bcase;
     const char *backend;
     int candidates, iterations;
+    int refine;               /* the row's refine option (0: off) */
     timing time;
     plan_quality quality;
     int same_as_cpu;          /* 1 identical, 0 differs, -1 not compared */
@@ -75,8 +77,9 @@ plan_quality bench_measure_plan(const eplb_shape *s, eplb_policy policy, const f
 void bench_cpu_model(char *out, size_t len);
 void bench_print_header(const bench_config *cfg, const char *model, long cores,
                         const struct utsname *un);
-void bench_print_table_head(int markdown);
-void bench_print_row(const bench_result *r, int markdown);
+/* with_refine adds a refine column (eplb-bench --refine). */
+void bench_print_table_head(int markdown, int with_refine);
+void bench_print_row(const bench_result *r, int markdown, int with_refine);
 int bench_write_json(FILE *f, const char *path, const bench_config *cfg, const char *model,
                      long cores, const struct utsname *un, const char *const *devices,
                      const char *const *device_backends, int device_count,

@@ -67,6 +67,8 @@ static void usage(FILE *f)
             "  --seed S         option seed (default 0)\n"
             "  --workload-seed S  seed of the built-in workload (default 1)\n"
             "  --no-baseline    skip the C=1, I=0 rows (DeepSeek's original algorithm)\n"
+            "  --refine[=N]     also run every row with refine N (docs/spec.md section 10;\n"
+            "                   alone: 256), on the cpu backend (other backends skip them)\n"
             "  --markdown       print the table as Markdown\n"
             "  --json FILE      also write machine-readable results to FILE\n"
             "  --help           this text\n");
@@ -121,6 +123,18 @@ int bench_parse_args(int argc, char **argv, bench_config *cfg)
         } else if (!strcmp(a, "--no-baseline")) {
             cfg->baseline = 0;
             takes_value = 0;
+        } else if (!strcmp(a, "--refine") || !strncmp(a, "--refine=", 9)) {
+            takes_value = 0;
+            cfg->refine = 256;
+            char *end = NULL;
+            if (a[8] == '=') {
+                const long n = strtol(a + 9, &end, 10);
+                if (end == a + 9 || *end || n < 1 || n > EPLB_MAX_REFINE) {
+                    fprintf(stderr, "eplb-bench: --refine=N needs N in 1..%d\n", EPLB_MAX_REFINE);
+                    return 0;
+                }
+                cfg->refine = (int)n;
+            }
         } else if (!strcmp(a, "--markdown")) {
             cfg->markdown = 1;
             takes_value = 0;

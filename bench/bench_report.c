@@ -93,33 +93,43 @@ void bench_print_header(const bench_config *cfg, const char *model, long cores,
            item);
 }
 
-void bench_print_table_head(int markdown)
+void bench_print_table_head(int markdown, int with_refine)
 {
     if (markdown) {
-        printf("| backend | case | policy | C | I | median ms | p10 ms | p90 ms | min ms | runs | "
-               "balancedness | worst layer | bound | same as cpu |\n");
-        printf("|---|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|\n");
+        printf("| backend | case | policy | C | I |%s median ms | p10 ms | p90 ms | min ms | runs | "
+               "balancedness | worst layer | bound | same as cpu |\n",
+               with_refine ? " refine |" : "");
+        printf("|---|---|---|---:|---:|%s---:|---:|---:|---:|---:|---:|---:|---:|---|\n",
+               with_refine ? "---:|" : "");
     } else {
-        printf("%-8s %-14s %-6s %4s %4s %10s %10s %10s %10s %6s %8s %8s %8s %5s\n", "backend",
-               "case", "policy", "C", "I", "median_ms", "p10_ms", "p90_ms", "min_ms", "runs",
-               "balanced", "worst", "bound", "=cpu");
+        printf("%-8s %-14s %-6s %4s %4s", "backend", "case", "policy", "C", "I");
+        if (with_refine)
+            printf(" %6s", "refine");
+        printf(" %10s %10s %10s %10s %6s %8s %8s %8s %5s\n", "median_ms", "p10_ms", "p90_ms",
+               "min_ms", "runs", "balanced", "worst", "bound", "=cpu");
     }
 }
 
-void bench_print_row(const bench_result *r, int markdown)
+void bench_print_row(const bench_result *r, int markdown, int with_refine)
 {
     const char *same = r->same_as_cpu < 0 ? "-" : r->same_as_cpu ? "yes" : "NO";
-    if (markdown)
-        printf("| %s | %s | %s | %d | %d | %.3f | %.3f | %.3f | %.3f | %ld | %.4f | %.4f | %.4f | "
-               "%s |\n",
-               r->backend, r->bcase->name, policy_name(r->bcase), r->candidates, r->iterations,
+    if (markdown) {
+        printf("| %s | %s | %s | %d | %d |", r->backend, r->bcase->name, policy_name(r->bcase),
+               r->candidates, r->iterations);
+        if (with_refine)
+            printf(" %d |", r->refine);
+        printf(" %.3f | %.3f | %.3f | %.3f | %ld | %.4f | %.4f | %.4f | %s |\n",
                r->time.median_ms, r->time.p10_ms, r->time.p90_ms, r->time.min_ms, r->time.runs,
                r->quality.balancedness, r->quality.min_layer, r->quality.bound_ratio, same);
-    else
-        printf("%-8s %-14s %-6s %4d %4d %10.3f %10.3f %10.3f %10.3f %6ld %8.4f %8.4f %8.4f %5s\n",
-               r->backend, r->bcase->name, policy_name(r->bcase), r->candidates, r->iterations,
-               r->time.median_ms, r->time.p10_ms, r->time.p90_ms, r->time.min_ms, r->time.runs,
+    } else {
+        printf("%-8s %-14s %-6s %4d %4d", r->backend, r->bcase->name, policy_name(r->bcase),
+               r->candidates, r->iterations);
+        if (with_refine)
+            printf(" %6d", r->refine);
+        printf(" %10.3f %10.3f %10.3f %10.3f %6ld %8.4f %8.4f %8.4f %5s\n", r->time.median_ms,
+               r->time.p10_ms, r->time.p90_ms, r->time.min_ms, r->time.runs,
                r->quality.balancedness, r->quality.min_layer, r->quality.bound_ratio, same);
+    }
     fflush(stdout);
 }
 
@@ -168,12 +178,12 @@ int bench_write_json(FILE *f, const char *path, const bench_config *cfg, const c
         fprintf(f,
                 ", \"layers\": %" PRId64 ", \"experts\": %" PRId64 ", \"replicas\": %" PRId64
                 ", \"groups\": %" PRId64 ", \"nodes\": %" PRId64 ", \"gpus\": %" PRId64
-                ", \"candidates\": %d, \"iterations\": %d, \"runs\": %ld, \"median_ms\": %.6f, "
+                ", \"candidates\": %d, \"iterations\": %d, \"refine\": %d, \"runs\": %ld, \"median_ms\": %.6f, "
                 "\"p10_ms\": %.6f, \"p90_ms\": %.6f, \"min_ms\": %.6f, \"mean_ms\": %.6f, "
                 "\"balancedness\": %.6f, \"worst_layer_balancedness\": %.6f, "
                 "\"bound_ratio\": %.6f, \"max_logcnt\": %" PRId64 ", \"same_as_cpu\": %s}",
                 s->layers, s->experts, s->replicas, s->groups, s->nodes, s->gpus, r->candidates,
-                r->iterations, r->time.runs, r->time.median_ms, r->time.p10_ms, r->time.p90_ms,
+                r->iterations, r->refine, r->time.runs, r->time.median_ms, r->time.p10_ms, r->time.p90_ms,
                 r->time.min_ms, r->time.mean_ms, r->quality.balancedness, r->quality.min_layer,
                 r->quality.bound_ratio, r->quality.max_replicas,
                 r->same_as_cpu < 0 ? "null" : r->same_as_cpu ? "true" : "false");

@@ -178,8 +178,9 @@ int main(int argc, char **argv)
         return 1;
     }
 
-    /* Option sets: the chosen one, then DeepSeek's original for comparison. */
-    eplb_options opts[2];
+    /* Option sets: the chosen one, then DeepSeek's original for comparison;
+     * with --refine each is followed by the same with refine. */
+    eplb_options opts[4];
     int opt_count = 1;
     eplb_options_init(&opts[0]);
     opts[0].candidates = cfg.candidates;
@@ -190,6 +191,14 @@ int main(int argc, char **argv)
         opts[1].candidates = 1;
         opts[1].iterations = 0;
         opt_count = 2;
+    }
+    if (cfg.refine > 0) {
+        for (int o = opt_count - 1; o >= 0; o--) {
+            opts[2 * o] = opts[o];
+            opts[2 * o + 1] = opts[o];
+            opts[2 * o + 1].refine = cfg.refine;
+        }
+        opt_count *= 2;
     }
 
     int result_cap = cfg.backend_count * cfg.case_count * opt_count;
@@ -220,7 +229,13 @@ int main(int argc, char **argv)
         device_backends[b] = cfg.backends[b];
         printf(cfg.markdown ? "\n**backend %s**: %s\n\n" : "\nbackend %s: %s\n",
                eplb_context_backend(ctx), devices[b]);
-        bench_print_table_head(cfg.markdown);
+        bench_print_table_head(cfg.markdown, cfg.refine > 0);
+        /* Refine runs on the cpu backend for now; the others refuse it, so
+         * their refine rows are left out rather than failing the bench. */
+        const int skip_refine = cfg.refine > 0 && strcmp(eplb_context_backend(ctx), "cpu") != 0;
+        if (skip_refine)
+            printf("(refine rows skipped: the %s backend has no refine stage yet)\n",
+                   eplb_context_backend(ctx));
         for (int c = 0; c < cfg.case_count && !failed; c++) {
             const bench_case *bc = cfg.cases[c];
             const eplb_shape *s = &bc->shape;
@@ -229,12 +244,15 @@ int main(int argc, char **argv)
             for (int o = 0; o < opt_count && !failed; o++) {
                 eplb_options opt = opts[o];
                 opt.policy = bc->policy;
+                if (skip_refine && opt.refine > 0)
+                    continue;
                 plan_buffers buf = {0};
                 bench_result *r = &results[result_count];
                 r->bcase = bc;
                 r->backend = cfg.backends[b];
                 r->candidates = opt.candidates;
                 r->iterations = opt.iterations;
+                r->refine = opt.refine;
                 r->same_as_cpu = -1;
                 if (!time_plans(ctx, weight, s, &opt, &cfg, &buf, &r->time)) {
                     failed = 1;
@@ -262,7 +280,7 @@ int main(int argc, char **argv)
                         plan_buffers_free(&ref);
                     }
                     if (!failed) {
-                        bench_print_row(r, cfg.markdown);
+                        bench_print_row(r, cfg.markdown, cfg.refine > 0);
                         result_count++;
                     }
                 }

@@ -12,6 +12,10 @@
 #include "cpu_runtime.h"
 #include "cpu_stages.h"
 
+#if EPLB_CPU_SSE2
+#include <emmintrin.h>
+#endif
+
 /* The best trade of one kind (one-for-one or two-for-two) seen so far. B is
  * -1 until a trade with a finite peak is found. */
 typedef struct refine_best {
@@ -26,11 +30,23 @@ typedef struct refine_scratch {
     int32_t *content; /* [n] the row's slot at GPU a's position r, at a*k + r */
     float *t;         /* [n] the load of the slot at a*k + r */
     float *load;      /* [m] each GPU's load */
+    int32_t *by_load; /* [m] the GPUs by ascending load (ties: ascending index) */
     float *a_pairs;   /* [pairs] A's two-slot sums, pairs in lexicographic order */
     float *b_pairs;   /* [pairs] the same for the GPU B being weighed */
     int32_t *pair_lo; /* [pairs] the lower position of each pair */
     int32_t *pair_hi; /* [pairs] the higher position */
+    /* The expanded search (k <= EXPANDED_MAX_K): every trade of one partner
+     * as a pair of lists, what A gives and what B gives, so that one
+     * vectorized pass weighs all of a partner's trades. */
+    int32_t ones, twos; /* list lengths, each rounded up to a multiple of 4 */
+    float *give_a;      /* [ones + twos] A's side of each trade, in trade order */
+    float *give_b;      /* [m][ones + twos] each GPU's side, rebuilt when it changes */
 } refine_scratch;
+
+/* Beyond this many slots per GPU the expanded lists of every GPU (k^2 plus
+ * (k(k-1)/2)^2 entries each) would leave the cache; larger packs use the
+ * plain nested loops. */
+#define EXPANDED_MAX_K 8
 
 /* A GPU's load: its slot loads summed left to right in position order. */
 static float gpu_load(const float *t_gpu, int32_t k)
@@ -96,6 +112,127 @@ static void apply_trade(refine_scratch *s, int32_t k, int32_t a, const refine_be
     exchange(s, k, a, s->pair_hi[trade->a_pos], trade->b, s->pair_hi[trade->b_pos]);
 }
 
+static int32_t round_up4(int32_t n) { return (n + 3) & ~3; }
+
+/* Insertion sort of by_load by (load, index). After a trade only two GPUs
+ * are out of place, so the pass costs little more than a scan. */
+static void sort_by_load(int32_t *by_load, const float *load, int32_t m)
+{
+    for (int32_t i = 1; i < m; i++) {
+        const int32_t g = by_load[i];
+        int32_t j = i;
+        while (j > 0 && (load[by_load[j - 1]] > load[g] ||
+                         (load[by_load[j - 1]] == load[g] && by_load[j - 1] > g))) {
+            by_load[j] = by_load[j - 1];
+            j--;
+        }
+        by_load[j] = g;
+    }
+}
+
+/* A's side of every trade with one partner, in trade order: one-for-one
+ * (sa, sb) at sa*k + sb, two-for-two (pair i, pair j) at ones + i*pairs + j.
+ * The padding gives an infinite peak, which never wins. */
+static void expand_a(refine_scratch *s, const float *t_a, int32_t k, int32_t pairs)
+{
+    float *out = s->give_a;
+    for (int32_t i = 0; i < k; i++)
+        for (int32_t j = 0; j < k; j++)
+            *out++ = t_a[i];
+    for (int32_t j = k * k; j < s->ones; j++)
+        *out++ = INFINITY;
+    for (int32_t i = 0; i < pairs; i++)
+        for (int32_t j = 0; j < pairs; j++)
+            *out++ = s->a_pairs[i];
+    for (int32_t j = pairs * pairs; j < s->twos; j++)
+        *out++ = INFINITY;
+}
+
+/* GPU g's side of every trade, matching expand_a's order. */
+static void expand_b(refine_scratch *s, int32_t g, int32_t k, int32_t pairs)
+{
+    const float *t_b = s->t + g * k;
+    float *out = s->give_b + (size_t)g * (size_t)(s->ones + s->twos);
+    pair_sums(t_b, s, pairs, s->b_pairs);
+    for (int32_t i = 0; i < k; i++)
+        for (int32_t j = 0; j < k; j++)
+            *out++ = t_b[j];
+    for (int32_t j = k * k; j < s->ones; j++)
+        *out++ = 0.0f;
+    for (int32_t i = 0; i < pairs; i++)
+        for (int32_t j = 0; j < pairs; j++)
+            *out++ = s->b_pairs[j];
+    for (int32_t j = pairs * pairs; j < s->twos; j++)
+        *out++ = 0.0f;
+}
+
+/* The smallest finite peak of count (a multiple of 4) trades, +inf if none.
+ * `peak < m ? peak : m` skips a NaN peak, as the scalar search does; the
+ * vector instructions compute exactly the scalar expressions. */
+static float smallest_peak(float a_load, float b_load, const float *give_a, const float *give_b,
+                           int32_t count)
+{
+#if EPLB_CPU_SSE2
+    const __m128 a4 = _mm_set1_ps(a_load), b4 = _mm_set1_ps(b_load);
+    __m128 m = _mm_set1_ps(INFINITY);
+    for (int32_t j = 0; j < count; j += 4) {
+        const __m128 d = _mm_sub_ps(_mm_loadu_ps(give_a + j), _mm_loadu_ps(give_b + j));
+        const __m128 peak = _mm_max_ps(_mm_sub_ps(a4, d), _mm_add_ps(b4, d));
+        m = _mm_min_ps(peak, m);
+    }
+    float lanes[4];
+    _mm_storeu_ps(lanes, m);
+    float best = lanes[0];
+    for (int r = 1; r < 4; r++)
+        best = lanes[r] < best ? lanes[r] : best;
+    return best;
+#else
+    float best = INFINITY;
+    for (int32_t j = 0; j < count; j++) {
+        const float d = give_a[j] - give_b[j];
+        const float new_a = a_load - d, new_b = b_load + d;
+        const float peak = new_a > new_b ? new_a : new_b;
+        best = peak < best ? peak : best;
+    }
+    return best;
+#endif
+}
+
+/* The first of count trades whose peak is `peak` (one that smallest_peak found). */
+static int32_t first_with_peak(float a_load, float b_load, const float *give_a,
+                               const float *give_b, int32_t count, float peak)
+{
+    for (int32_t j = 0; j < count; j++) {
+        const float d = give_a[j] - give_b[j];
+        const float new_a = a_load - d, new_b = b_load + d;
+        if ((new_a > new_b ? new_a : new_b) == peak)
+            return j;
+    }
+    return -1;
+}
+
+/* Weighs every trade with partner b through the expanded lists. Only a
+ * partner that can beat (or tie from a lower index) the best so far is
+ * scanned again for the position of its best trade. */
+static void weigh_expanded(const refine_scratch *s, float a_load, float b_load, int32_t b,
+                           int32_t k, int32_t pairs, refine_best *one, refine_best *two)
+{
+    const float *give_b = s->give_b + (size_t)b * (size_t)(s->ones + s->twos);
+    const float p1 = smallest_peak(a_load, b_load, s->give_a, give_b, s->ones);
+    if (p1 < one->peak || (p1 == one->peak && b < one->b)) {
+        const int32_t j = first_with_peak(a_load, b_load, s->give_a, give_b, s->ones, p1);
+        *one = (refine_best){p1, b, j / k, j % k};
+    }
+    if (pairs == 0)
+        return;
+    const float p2 = smallest_peak(a_load, b_load, s->give_a + s->ones, give_b + s->ones, s->twos);
+    if (p2 < two->peak || (p2 == two->peak && b < two->b)) {
+        const int32_t j = first_with_peak(a_load, b_load, s->give_a + s->ones, give_b + s->ones,
+                                          s->twos, p2);
+        *two = (refine_best){p2, b, j / pairs, j % pairs};
+    }
+}
+
 /* SPEC 10.3 on row x. */
 static void refine_row(const eplb_plan_job *job, int64_t x, refine_scratch *s)
 {
@@ -112,39 +249,50 @@ static void refine_row(const eplb_plan_job *job, int64_t x, refine_scratch *s)
         s->t[i] = slot_load[s->content[i]];
     for (int32_t g = 0; g < m; g++)
         s->load[g] = gpu_load(s->t + g * k, k);
+    for (int32_t g = 0; g < m; g++)
+        s->by_load[g] = g;
+    sort_by_load(s->by_load, s->load, m);
+    const int expanded = s->give_b != NULL;
+    if (expanded)
+        for (int32_t g = 0; g < m; g++)
+            expand_b(s, g, k, pairs);
 
     for (int32_t iteration = 0; iteration < job->refine; iteration++) {
-        int32_t a = 0, lightest = -1;
-        for (int32_t g = 1; g < m; g++)
-            if (s->load[g] > s->load[a])
-                a = g;
+        /* The heaviest GPU, the lowest index among equals. */
+        int32_t a = s->by_load[m - 1];
+        for (int32_t i = m - 2; i >= 0 && s->load[s->by_load[i]] == s->load[a]; i--)
+            a = s->by_load[i];
         const float a_load = s->load[a];
         if (isinf(a_load))
             break;
-        for (int32_t g = 0; g < m; g++)
-            if (g != a && (lightest < 0 || s->load[g] < s->load[lightest]))
-                lightest = g;
         const float *t_a = s->t + a * k;
         pair_sums(t_a, s, pairs, s->a_pairs);
+        if (expanded)
+            expand_a(s, t_a, k, pairs);
 
         refine_best one = {INFINITY, -1, 0, 0}, two = {INFINITY, -1, 0, 0};
-        /* The lightest partner first, so that a good peak is known early;
-         * then the others in index order. Which trade wins does not depend on
-         * this order (weigh compares the whole tie order). */
-        for (int32_t visit = -1; visit < m; visit++) {
-            const int32_t b = visit < 0 ? lightest : visit;
-            if (b == a || (visit >= 0 && b == lightest))
+        /* Partners from the lightest up, so that a good peak is known early
+         * and the heavier partners can be passed over. Which trade wins does
+         * not depend on this order: weigh compares the whole tie order. */
+        for (int32_t i = 0; i < m; i++) {
+            const int32_t b = s->by_load[i];
+            if (b == a)
                 continue;
             const float b_load = s->load[b];
             /* Every trade with B has new loads summing to a_load + b_load
              * before rounding, so its peak is at least their half, and
              * rounding to float cannot take it below a float under that
              * half. The margin covers the double's own rounding. B cannot
-             * reach the best peak so far when that half is above it. */
+             * reach the best peak so far when that half is above it, and
+             * neither can any heavier partner. */
             const double floor_b = (0.5 * (double)a_load + 0.5 * (double)b_load) * (1.0 - 0x1p-40);
             const float best_peak = one.peak < two.peak ? one.peak : two.peak;
             if (floor_b > (double)best_peak)
+                break;
+            if (expanded) {
+                weigh_expanded(s, a_load, b_load, b, k, pairs, &one, &two);
                 continue;
+            }
             const float *t_b = s->t + b * k;
             weigh(a_load, b_load, b, t_a, k, t_b, k, &one);
             if (pairs > 0) {
@@ -169,6 +317,11 @@ static void refine_row(const eplb_plan_job *job, int64_t x, refine_scratch *s)
         }
         s->load[a] = new_a;
         s->load[b] = new_b;
+        sort_by_load(s->by_load, s->load, m);
+        if (expanded) {
+            expand_b(s, a, k, pairs);
+            expand_b(s, b, k, pairs);
+        }
     }
 
     for (int32_t g = 0; g < m; g++)
@@ -193,12 +346,22 @@ eplb_status eplb_cpu_refine(eplb_backend *backend, const eplb_plan_job *job)
         s.content = malloc((size_t)n * sizeof *s.content);
         s.t = malloc((size_t)n * sizeof *s.t);
         s.load = malloc((size_t)m * sizeof *s.load);
+        s.by_load = malloc((size_t)m * sizeof *s.by_load);
         s.a_pairs = malloc((pairs + 1) * sizeof *s.a_pairs);
         s.b_pairs = malloc((pairs + 1) * sizeof *s.b_pairs);
         s.pair_lo = malloc((pairs + 1) * sizeof *s.pair_lo);
         s.pair_hi = malloc((pairs + 1) * sizeof *s.pair_hi);
-        const int ok = s.content && s.t && s.load && s.a_pairs && s.b_pairs && s.pair_lo &&
-                       s.pair_hi;
+        s.ones = round_up4(k * k);
+        s.twos = round_up4((int32_t)(pairs * pairs));
+        s.give_a = NULL;
+        s.give_b = NULL;
+        int ok = s.content && s.t && s.load && s.by_load && s.a_pairs && s.b_pairs && s.pair_lo && s.pair_hi;
+        if (k <= EXPANDED_MAX_K) {
+            const size_t per_gpu = (size_t)(s.ones + s.twos);
+            s.give_a = malloc(per_gpu * sizeof *s.give_a);
+            s.give_b = malloc(per_gpu * (size_t)m * sizeof *s.give_b);
+            ok = ok && s.give_a && s.give_b;
+        }
         if (!ok) {
 #pragma omp atomic write
             failed = 1;
@@ -219,10 +382,13 @@ eplb_status eplb_cpu_refine(eplb_backend *backend, const eplb_plan_job *job)
         free(s.content);
         free(s.t);
         free(s.load);
+        free(s.by_load);
         free(s.a_pairs);
         free(s.b_pairs);
         free(s.pair_lo);
         free(s.pair_hi);
+        free(s.give_a);
+        free(s.give_b);
     }
     if (failed)
         return eplb_backend_error(backend, EPLB_ERR_OUT_OF_MEMORY,

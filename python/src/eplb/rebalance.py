@@ -77,6 +77,26 @@ def _options(candidates, iterations, seed, noise, tolerance, policy):
     return opts
 
 
+# What refine=True asks for: the cap docs/spec.md section 10 gives --refine.
+REFINE_DEFAULT = 256
+
+
+def _refine_count(refine):
+    """refine= as the C option: False or None is 0 (off), True is REFINE_DEFAULT, an
+    integer is itself (the library checks its range, 0..100000)."""
+    if refine is None or refine is False:
+        return 0
+    if refine is True:
+        return REFINE_DEFAULT
+    try:
+        value = operator.index(refine)
+    except TypeError:
+        raise TypeError("eplb: refine must be True, False or an integer, got %s"
+                        % type(refine).__name__)
+    # Beyond int32 it is passed as a value the library rejects with its own message.
+    return value if -(1 << 31) <= value < (1 << 31) else -1
+
+
 def _shape(layers, experts, num_replicas, num_groups, num_nodes, num_gpus):
     shape = _library.Shape(layers, experts, _count("num_replicas", num_replicas),
                            _count("num_groups", num_groups), _count("num_nodes", num_nodes),
@@ -245,7 +265,7 @@ _LOG2PHY_WIDTHS = ("max", "redundant")
 
 def plan(weight, num_replicas, num_groups, num_nodes, num_gpus, *, mode=None, candidates=None,
          iterations=None, seed=0, noise=0.2, tolerance=1e-5, policy="auto", backend=None,
-         check=True, log2phy_width="max"):
+         check=True, log2phy_width="max", refine=False):
     """rebalance_experts (its docstring says what each argument means)."""
     if log2phy_width not in _LOG2PHY_WIDTHS:
         raise ValueError("eplb: log2phy_width must be 'max' or 'redundant', got %r"
@@ -254,6 +274,7 @@ def plan(weight, num_replicas, num_groups, num_nodes, num_gpus, *, mode=None, ca
         raise TypeError("eplb: backend must be a string or None, got %s" % type(backend).__name__)
     candidates, iterations = _mode_options(mode, candidates, iterations)
     opts = _options(candidates, iterations, seed, noise, tolerance, policy)
+    opts.refine = _refine_count(refine)
     torch = _torch_of(weight)
     if torch is not None and weight.device.type == "cuda":
         _check_rank(weight.dim(), weight.shape)
@@ -276,7 +297,8 @@ def plan(weight, num_replicas, num_groups, num_nodes, num_gpus, *, mode=None, ca
 
 def rebalance_experts(weight, num_replicas, num_groups, num_nodes, num_gpus, *, mode=None,
                       candidates=None, iterations=None, seed=0, noise=0.2, tolerance=1e-5,
-                      policy="auto", backend=None, check=True, log2phy_width="max"):
+                      policy="auto", backend=None, check=True, log2phy_width="max",
+                      refine=False):
     """Plans expert replication and placement, as DeepSeek eplb.py's rebalance_experts.
 
     Parameters:
@@ -311,6 +333,10 @@ def rebalance_experts(weight, num_replicas, num_groups, num_nodes, num_gpus, *, 
         log2phy_width: "max" (DeepSeek's width, max(logcnt)) or "redundant"
             (num_replicas - num_logical_experts + 1, the width vLLM's buffers
             have; on CUDA tensors it saves reading max(logcnt) back and a copy).
+        refine: the refine search after the packing (docs/spec.md section 10):
+            False (the default, off: the plan is exactly as without it), True
+            (at most 256 trades per row) or the most trades per row, 0..100000.
+            It runs on the cpu backend for now; other backends raise EplbError.
 
     Returns:
         (phy2log [layers, num_replicas], log2phy [layers, num_logical_experts,
@@ -330,7 +356,7 @@ def rebalance_experts(weight, num_replicas, num_groups, num_nodes, num_gpus, *, 
     return plan(weight, num_replicas, num_groups, num_nodes, num_gpus, mode=mode,
                 candidates=candidates, iterations=iterations, seed=seed, noise=noise,
                 tolerance=tolerance, policy=policy, backend=backend, check=check,
-                log2phy_width=log2phy_width)
+                log2phy_width=log2phy_width, refine=refine)
 
 
 def synchronize(device=None):

@@ -16,7 +16,7 @@
 #include "text_escape.h"
 #include "workload.h"
 
-enum { OPT_NOISE = 256, OPT_TOL, OPT_POLICY, OPT_FORMAT };
+enum { OPT_NOISE = 256, OPT_TOL, OPT_POLICY, OPT_FORMAT, OPT_REFINE };
 
 /* The demo's shape: DeepSeek-V3's MoE layers, experts and expert groups,
  * with redundant slots, on several nodes of GPUs. */
@@ -54,6 +54,10 @@ static void plan_usage(FILE *f, int demo)
             "      --noise A         relative key noise, >= 0 (default 0.2)\n"
             "      --tol T           minimum swap gain, >= 0 (default 1e-5)\n"
             "      --policy P        auto (default), hierarchical or global\n"
+            "      --refine[=N]      after the packing, up to N trades of slots between the\n"
+            "                        GPUs of a row that lower the heavier GPU (docs/spec.md\n"
+            "                        section 10), 0..100000; --refine alone is 256, 0 is off\n"
+            "                        (the default); cpu backend only for now\n"
             "  -b, --backend B       auto, cpu, opencl or cuda (default: $EPLB_BACKEND, else auto)\n"
             "  -o, --output FILE     write the plan as JSON ('-': standard output, the summary\n"
             "                        then goes to standard error)\n"
@@ -81,6 +85,7 @@ static int parse_plan_args(int argc, char **argv, int demo, plan_args *a)
         {"tol", required_argument, NULL, OPT_TOL}, {"policy", required_argument, NULL, OPT_POLICY},
         {"backend", required_argument, NULL, 'b'}, {"quiet", no_argument, NULL, 'q'},
         {"format", required_argument, NULL, OPT_FORMAT},
+        {"refine", optional_argument, NULL, OPT_REFINE},
         {"help", no_argument, NULL, 'h'},          {NULL, 0, NULL, 0}};
     memset(a, 0, sizeof *a);
     eplb_options_init(&a->options);
@@ -153,6 +158,14 @@ static int parse_plan_args(int argc, char **argv, int demo, plan_args *a)
                                 "global\n", cmd, eplb_text_escape(shown, sizeof shown, optarg));
                 return EPLB_EXIT_USAGE;
             }
+            break;
+        case OPT_REFINE:
+            /* --refine alone asks for the cap that docs/spec.md section 10
+             * gives it; --refine=0 turns the search off again. */
+            v = 256;
+            if (optarg && !eplb_cli_parse_i64(cmd, "--refine", optarg, 0, EPLB_MAX_REFINE, &v))
+                return EPLB_EXIT_USAGE;
+            a->options.refine = (int32_t)v;
             break;
         case OPT_FORMAT:
             if (strcmp(optarg, "eplb") == 0) a->format = PLAN_FORMAT_EPLB;
