@@ -35,7 +35,7 @@ typedef struct refine_scratch {
     float *b_pairs;   /* [pairs] the same for the GPU B being weighed */
     int32_t *pair_lo; /* [pairs] the lower position of each pair */
     int32_t *pair_hi; /* [pairs] the higher position */
-    /* The expanded search (k <= EXPANDED_MAX_K): every trade of one partner
+    /* The expanded search (when expanded_fits): every trade of one partner
      * as a pair of lists, what A gives and what B gives, so that one
      * vectorized pass weighs all of a partner's trades. */
     int32_t ones, twos; /* list lengths, each rounded up to a multiple of 4 */
@@ -43,10 +43,15 @@ typedef struct refine_scratch {
     float *give_b;      /* [m][ones + twos] each GPU's side, rebuilt when it changes */
 } refine_scratch;
 
-/* Beyond this many slots per GPU the expanded lists of every GPU (k^2 plus
- * (k(k-1)/2)^2 entries each) would leave the cache; larger packs use the
- * plain nested loops. */
-#define EXPANDED_MAX_K 8
+/* Whether the expanded lists of a row's GPUs, k^2 + (k(k-1)/2)^2 entries
+ * each, fit in a megabyte of cache; larger rows use the plain nested loops. */
+static int expanded_fits(int32_t k, int32_t m)
+{
+    if (k > 32)
+        return 0;
+    const int64_t pairs = (int64_t)k * (k - 1) / 2;
+    return ((int64_t)k * k + pairs * pairs + 8) * m <= ((int64_t)1 << 18);
+}
 
 /* A GPU's load: its slot loads summed left to right in position order. */
 static float gpu_load(const float *t_gpu, int32_t k)
@@ -356,7 +361,7 @@ eplb_status eplb_cpu_refine(eplb_backend *backend, const eplb_plan_job *job)
         s.give_a = NULL;
         s.give_b = NULL;
         int ok = s.content && s.t && s.load && s.by_load && s.a_pairs && s.b_pairs && s.pair_lo && s.pair_hi;
-        if (k <= EXPANDED_MAX_K) {
+        if (expanded_fits(k, m)) {
             const size_t per_gpu = (size_t)(s.ones + s.twos);
             s.give_a = malloc(per_gpu * sizeof *s.give_a);
             s.give_b = malloc(per_gpu * (size_t)m * sizeof *s.give_b);
