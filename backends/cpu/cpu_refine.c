@@ -179,12 +179,21 @@ static float smallest_peak(float a_load, float b_load, const float *give_a, cons
 {
 #if EPLB_CPU_SSE2
     const __m128 a4 = _mm_set1_ps(a_load), b4 = _mm_set1_ps(b_load);
-    __m128 m = _mm_set1_ps(INFINITY);
-    for (int32_t j = 0; j < count; j += 4) {
+    /* Two running minima, so that consecutive steps do not wait on each
+     * other; the minimum does not depend on how the peaks are grouped. */
+    __m128 m = _mm_set1_ps(INFINITY), m2 = m;
+    int32_t j = 0;
+    for (; j + 8 <= count; j += 8) {
         const __m128 d = _mm_sub_ps(_mm_loadu_ps(give_a + j), _mm_loadu_ps(give_b + j));
-        const __m128 peak = _mm_max_ps(_mm_sub_ps(a4, d), _mm_add_ps(b4, d));
-        m = _mm_min_ps(peak, m);
+        const __m128 d2 = _mm_sub_ps(_mm_loadu_ps(give_a + j + 4), _mm_loadu_ps(give_b + j + 4));
+        m = _mm_min_ps(_mm_max_ps(_mm_sub_ps(a4, d), _mm_add_ps(b4, d)), m);
+        m2 = _mm_min_ps(_mm_max_ps(_mm_sub_ps(a4, d2), _mm_add_ps(b4, d2)), m2);
     }
+    if (j < count) {
+        const __m128 d = _mm_sub_ps(_mm_loadu_ps(give_a + j), _mm_loadu_ps(give_b + j));
+        m = _mm_min_ps(_mm_max_ps(_mm_sub_ps(a4, d), _mm_add_ps(b4, d)), m);
+    }
+    m = _mm_min_ps(m2, m);
     float lanes[4];
     _mm_storeu_ps(lanes, m);
     float best = lanes[0];
