@@ -100,7 +100,7 @@ static const random_case random_cases[] = {
     {{58, 256, 320, 8, 3, 64}, 8, 20},   /* global (8 groups on 3 nodes) 320/64 */
     {{8, 64, 128, 4, 2, 128}, 8, 20},    /* one slot per GPU */
     {{8, 128, 128, 8, 2, 16}, 8, 20},    /* no redundancy */
-    {{2, 1024, 8192, 1, 1, 1}, 4, 20},   /* one GPU: k = 8192 */
+    {{2, 1024, 8192, 1, 1, 1}, 4, 0},    /* one GPU: k = 8192, beyond the swap limit: no swaps */
     {{2, 512, 4096, 1, 1, 2}, 2, 3},     /* k = 2048 with swaps */
     {{2, 1024, 8192, 1, 1, 2048}, 8, 20},/* many packs */
     {{4, 256, 288, 8, 4, 32}, 1024, 20}, /* most candidates */

@@ -9,7 +9,6 @@
 #include "cuda_check_weights.cuh"
 #include "cuda_group_loads.cuh"
 #include "cuda_node_layout.cuh"
-#include "cuda_pack_fused.cuh"
 #include "cuda_pack_greedy.cuh"
 #include "cuda_pack_select.cuh"
 #include "cuda_pack_sort.cuh"
@@ -132,7 +131,8 @@ static const eplb_backend_i cuda_iface = {
     /* .pack_swap       = */ on_device<eplb_pack_job, eplb_cuda_pack_swap>,
     /* .pack_select     = */ on_device<eplb_pack_job, eplb_cuda_pack_select>,
     /* .refine          = */ NULL, /* refine runs on the cpu backend for now */
-    /* .pack_fused      = */ on_device<eplb_pack_job, eplb_cuda_pack_fused>,
+    /* .pack_fused      = */ NULL, /* the stage kernels beat a fused packing kernel on the
+                                  plans too large for plan_fused (docs/cuda.md) */
     /* .plan_fused      = */ on_device<eplb_plan_job, eplb_cuda_plan_fused>,
     /* .host_memory     = */ 0,
 };
@@ -163,7 +163,6 @@ static eplb_status cuda_create(eplb_backend **out, char *error, size_t error_len
         return st;
     }
     eplb_cuda_pack_sort_init(ctx->smem_optin);
-    eplb_cuda_pack_fused_init(ctx->smem_optin);
     eplb_cuda_plan_fused_init(ctx->smem_optin);
     cudaError_t err = cudaGetLastError();
     if (err != cudaSuccess) {

@@ -25,7 +25,7 @@ struct cuda_knob {
 
 static const cuda_knob cuda_knob_table[CUDA_KNOB_COUNT] = {
     /* Tuning and tests only: every value gives the same plan. */
-    {"EPLB_TUNE_CUDA_PATH", {"fused", "pack_fused", "stages"},
+    {"EPLB_TUNE_CUDA_PATH", {"fused", "stages"},
      "chooses which CUDA kernels plan, for tuning and tests"},
 };
 

@@ -10,9 +10,8 @@
 /* Values of EPLB_TUNE_CUDA_PATH, in the order of its table row. Every value
  * gives the same plan; the GPU check runs them all. */
 enum {
-    EPLB_TUNE_CUDA_PATH_FUSED = 0,      /* plan_fused when a layer fits, else pack_fused or stages */
-    EPLB_TUNE_CUDA_PATH_PACK_FUSED = 1, /* no plan_fused; pack_fused for every packing it takes */
-    EPLB_TUNE_CUDA_PATH_STAGES = 2      /* every stage its own kernel */
+    EPLB_TUNE_CUDA_PATH_FUSED = 0, /* plan_fused when a layer fits, else the stages */
+    EPLB_TUNE_CUDA_PATH_STAGES = 1 /* every stage its own kernel */
 };
 
 typedef struct eplb_cuda_knobs {

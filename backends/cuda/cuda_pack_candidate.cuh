@@ -1,6 +1,6 @@
 /* One candidate of one balanced packing (SPEC 6.1 to 6.3) by one warp: sort,
  * greedy and swap, in registers where the calling kernel's register budget
- * allows. Shared by the two fused kernels (pack_fused, plan_fused). */
+ * allows. Used by plan_fused. */
 #ifndef EPLB_CUDA_PACK_CANDIDATE_CUH
 #define EPLB_CUDA_PACK_CANDIDATE_CUH
 

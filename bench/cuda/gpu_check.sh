@@ -4,7 +4,7 @@
 # minutes on an H100/H200 with 16 cores (at most ~9: every step has a timeout). Steps (each runs even if one fails,
 # each under its own timeout): build, `eplb conformance --random 200`,
 # `eplb_cuda_bench check` (goldens + random vs cpu on every cuda path, device
-# API, scale case), timing of each EPLB_TUNE_CUDA_PATH (fused, pack_fused, stages), compute-sanitizer
+# API, scale case), timing of each EPLB_TUNE_CUDA_PATH (fused, stages), compute-sanitizer
 # memcheck + racecheck on DeepSeek-V3 plans, ncu on the fused kernel of the
 # global 288/72 case. Logs: OUTDIR/gpu-check-logs.tar.gz; OUTDIR/summary.txt;
 # the summary and a compact timing table are printed last.
@@ -45,8 +45,8 @@ note "$(stamp) eplb_cuda_bench check: rc=$rc $(tail -1 "$logs/check.txt")"
 grep FAIL "$logs/check.txt" | head -20 >> "$summary"
 
 # Every value of EPLB_TUNE_CUDA_PATH, timed in the same run: fused (the
-# default), pack_fused (no one-launch plan) and stages (every stage its own kernel).
-for path in fused pack_fused stages; do
+# default) and stages (every stage its own kernel).
+for path in fused stages; do
   timeout 60 "$bench" time --runs 300 --path $path > "$logs/time-$path.txt" 2>&1
   rc=$?
   note "$(stamp) timing ($path): rc=$rc"
@@ -94,5 +94,4 @@ tar -C "$(dirname "$logs")" -czf "$out/gpu-check-logs.tar.gz" gpu-check-logs
 echo "==== summary"
 cat "$summary"
 echo "==== timing (us, CUDA events per call, median of 300; fused = default path)"
-grep -h -E '^(==|case|v3|scale|few)' "$logs/time-fused.txt" "$logs/time-pack_fused.txt" \
-  "$logs/time-stages.txt"
+grep -h -E '^(==|case|v3|scale|few)' "$logs/time-fused.txt" "$logs/time-stages.txt"
