@@ -135,40 +135,38 @@ static void sort_by_load(int32_t *by_load, const float *load, int32_t m)
     }
 }
 
-/* A's side of every trade with one partner, in trade order: one-for-one
+/* One side of every trade with one partner, in trade order: one-for-one
  * (sa, sb) at sa*k + sb, two-for-two (pair i, pair j) at ones + i*pairs + j.
- * The padding gives an infinite peak, which never wins. */
-static void expand_a(refine_scratch *s, const float *t_a, int32_t k, int32_t pairs)
+ * A's side (outer) repeats each of its entries along the partner's; the
+ * partner's side repeats its whole list. The padding (+inf given by A for 0)
+ * gives an infinite peak, which never wins. */
+static void expand_side(const refine_scratch *s, float *out, const float *singles,
+                        const float *pair_list, int32_t k, int32_t pairs, int outer, float pad)
 {
-    float *out = s->give_a;
     for (int32_t i = 0; i < k; i++)
         for (int32_t j = 0; j < k; j++)
-            *out++ = t_a[i];
+            *out++ = singles[outer ? i : j];
     for (int32_t j = k * k; j < s->ones; j++)
-        *out++ = INFINITY;
+        *out++ = pad;
     for (int32_t i = 0; i < pairs; i++)
         for (int32_t j = 0; j < pairs; j++)
-            *out++ = s->a_pairs[i];
+            *out++ = pair_list[outer ? i : j];
     for (int32_t j = pairs * pairs; j < s->twos; j++)
-        *out++ = INFINITY;
+        *out++ = pad;
+}
+
+static void expand_a(refine_scratch *s, const float *t_a, int32_t k, int32_t pairs)
+{
+    expand_side(s, s->give_a, t_a, s->a_pairs, k, pairs, 1, INFINITY);
 }
 
 /* GPU g's side of every trade, matching expand_a's order. */
 static void expand_b(refine_scratch *s, int32_t g, int32_t k, int32_t pairs)
 {
     const float *t_b = s->t + g * k;
-    float *out = s->give_b + (size_t)g * (size_t)(s->ones + s->twos);
     pair_sums(t_b, s, pairs, s->b_pairs);
-    for (int32_t i = 0; i < k; i++)
-        for (int32_t j = 0; j < k; j++)
-            *out++ = t_b[j];
-    for (int32_t j = k * k; j < s->ones; j++)
-        *out++ = 0.0f;
-    for (int32_t i = 0; i < pairs; i++)
-        for (int32_t j = 0; j < pairs; j++)
-            *out++ = s->b_pairs[j];
-    for (int32_t j = pairs * pairs; j < s->twos; j++)
-        *out++ = 0.0f;
+    expand_side(s, s->give_b + (size_t)g * (size_t)(s->ones + s->twos), t_b, s->b_pairs, k, pairs,
+                0, 0.0f);
 }
 
 /* The smallest finite peak of count (a multiple of 4) trades, +inf if none.
