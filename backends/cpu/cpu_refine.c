@@ -71,8 +71,9 @@ static void pair_sums(const float *t_gpu, const refine_scratch *s, int32_t pairs
 /* Weighs every trade that gives `give_a[i]` for `give_b[j]` (i, j in
  * row-major order) and keeps the smallest finite peak in best; equal peaks go
  * to the lower B, then to the earlier (i, j). A peak is finite only when both
- * new loads are: the conditional below carries a NaN or an infinity of either
- * into it, so `peak < best` is false for it. */
+ * new loads are: an infinite or NaN d makes new_b infinite or NaN, and the
+ * conditional below carries that into the peak, so `peak < best` is false
+ * for it (and best->b starts at -1, so no tie is taken either). */
 static void weigh(float a_load, float b_load, int32_t b, const float *give_a, int32_t na,
                   const float *give_b, int32_t nb, refine_best *best)
 {
@@ -292,14 +293,14 @@ static void refine_row(const eplb_plan_job *job, int64_t x, refine_scratch *s)
                 continue;
             const float b_load = s->load[b];
             /* Every trade with B has new loads summing to a_load + b_load
-             * before rounding, so its peak is at least their half, and
-             * rounding to float cannot take it below a float under that
-             * half. The margin covers the double's own rounding. B cannot
-             * reach the best peak so far when that half is above it, and
-             * neither can any heavier partner. */
+             * before rounding, so the larger is at least their half. When
+             * that half lies above the float after the best peak so far, the
+             * rounded peak does too: B can neither beat the best nor tie it,
+             * and no heavier partner can. The margin covers the double's own
+             * rounding. */
             const double floor_b = (0.5 * (double)a_load + 0.5 * (double)b_load) * (1.0 - 0x1p-40);
             const float best_peak = one.peak < two.peak ? one.peak : two.peak;
-            if (floor_b > (double)best_peak)
+            if (floor_b > (double)nextafterf(best_peak, INFINITY))
                 break;
             if (expanded) {
                 weigh_expanded(s, a_load, b_load, b, k, pairs, &one, &two);
