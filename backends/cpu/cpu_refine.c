@@ -8,6 +8,7 @@
  * and writes it back to slot_pack.pack_of and rank_of, which assemble reads. */
 #include <math.h>
 #include <stdlib.h>
+#include <string.h>
 
 #include "cpu_runtime.h"
 #include "cpu_stages.h"
@@ -41,6 +42,7 @@ typedef struct refine_scratch {
     int32_t ones, twos; /* list lengths, each rounded up to a multiple of 4 */
     float *give_a;      /* [ones + twos] A's side of each trade, in trade order */
     float *give_b;      /* [m][ones + twos] each GPU's side, rebuilt when it changes */
+    float *peaks;       /* [ones + twos] the peaks of the partner weighed last */
 } refine_scratch;
 
 /* Whether the expanded lists of a row's GPUs, k^2 + (k(k-1)/2)^2 entries
@@ -136,6 +138,40 @@ static void sort_by_load(int32_t *by_load, const float *load, int32_t m)
     }
 }
 
+/* Whether GPU g comes before GPU h in by_load's order: (load, index). */
+static int lighter(const float *load, int32_t g, int32_t h)
+{
+    return load[g] < load[h] || (load[g] == load[h] && g < h);
+}
+
+/* Puts GPU g into by_load[0..count-1], sorted and without g, at its place
+ * (binary search); by_load has room for one more. */
+static void insert_by_load(int32_t *by_load, const float *load, int32_t count, int32_t g)
+{
+    int32_t lo = 0, hi = count;
+    while (lo < hi) {
+        const int32_t mid = (lo + hi) / 2;
+        if (lighter(load, by_load[mid], g))
+            lo = mid + 1;
+        else
+            hi = mid;
+    }
+    memmove(by_load + lo + 1, by_load + lo, (size_t)(count - lo) * sizeof *by_load);
+    by_load[lo] = g;
+}
+
+/* After a trade only GPUs a and b have new loads: take them out of by_load
+ * and put them back at their places, instead of sorting again. */
+static void reorder_two(int32_t *by_load, const float *load, int32_t m, int32_t a, int32_t b)
+{
+    int32_t kept = 0;
+    for (int32_t i = 0; i < m; i++)
+        if (by_load[i] != a && by_load[i] != b)
+            by_load[kept++] = by_load[i];
+    insert_by_load(by_load, load, kept, a);
+    insert_by_load(by_load, load, kept + 1, b);
+}
+
 /* One side of every trade with one partner, in trade order: one-for-one
  * (sa, sb) at sa*k + sb, two-for-two (pair i, pair j) at ones + i*pairs + j.
  * A's side (outer) repeats each of its entries along the partner's; the
@@ -170,11 +206,12 @@ static void expand_b(refine_scratch *s, int32_t g, int32_t k, int32_t pairs)
                 0, 0.0f);
 }
 
-/* The smallest finite peak of count (a multiple of 4) trades, +inf if none.
- * `peak < m ? peak : m` skips a NaN peak, as the scalar search does; the
- * vector instructions compute exactly the scalar expressions. */
+/* The smallest finite peak of count (a multiple of 4) trades, +inf if none;
+ * each trade's peak goes to peaks. `peak < m ? peak : m` skips a NaN peak,
+ * as the scalar search does; the vector instructions compute exactly the
+ * scalar expressions. */
 static float smallest_peak(float a_load, float b_load, const float *give_a, const float *give_b,
-                           int32_t count)
+                           int32_t count, float *peaks)
 {
 #if EPLB_CPU_SSE2
     const __m128 a4 = _mm_set1_ps(a_load), b4 = _mm_set1_ps(b_load);
@@ -185,12 +222,18 @@ static float smallest_peak(float a_load, float b_load, const float *give_a, cons
     for (; j + 8 <= count; j += 8) {
         const __m128 d = _mm_sub_ps(_mm_loadu_ps(give_a + j), _mm_loadu_ps(give_b + j));
         const __m128 d2 = _mm_sub_ps(_mm_loadu_ps(give_a + j + 4), _mm_loadu_ps(give_b + j + 4));
-        m = _mm_min_ps(_mm_max_ps(_mm_sub_ps(a4, d), _mm_add_ps(b4, d)), m);
-        m2 = _mm_min_ps(_mm_max_ps(_mm_sub_ps(a4, d2), _mm_add_ps(b4, d2)), m2);
+        const __m128 peak = _mm_max_ps(_mm_sub_ps(a4, d), _mm_add_ps(b4, d));
+        const __m128 peak2 = _mm_max_ps(_mm_sub_ps(a4, d2), _mm_add_ps(b4, d2));
+        _mm_storeu_ps(peaks + j, peak);
+        _mm_storeu_ps(peaks + j + 4, peak2);
+        m = _mm_min_ps(peak, m);
+        m2 = _mm_min_ps(peak2, m2);
     }
     if (j < count) {
         const __m128 d = _mm_sub_ps(_mm_loadu_ps(give_a + j), _mm_loadu_ps(give_b + j));
-        m = _mm_min_ps(_mm_max_ps(_mm_sub_ps(a4, d), _mm_add_ps(b4, d)), m);
+        const __m128 peak = _mm_max_ps(_mm_sub_ps(a4, d), _mm_add_ps(b4, d));
+        _mm_storeu_ps(peaks + j, peak);
+        m = _mm_min_ps(peak, m);
     }
     m = _mm_min_ps(m2, m);
     float lanes[4];
@@ -205,43 +248,52 @@ static float smallest_peak(float a_load, float b_load, const float *give_a, cons
         const float d = give_a[j] - give_b[j];
         const float new_a = a_load - d, new_b = b_load + d;
         const float peak = new_a > new_b ? new_a : new_b;
+        peaks[j] = peak;
         best = peak < best ? peak : best;
     }
     return best;
 #endif
 }
 
-/* The first of count trades whose peak is `peak` (one that smallest_peak found). */
-static int32_t first_with_peak(float a_load, float b_load, const float *give_a,
-                               const float *give_b, int32_t count, float peak)
+/* The first of count stored peaks equal to `peak`, a finite one that
+ * smallest_peak found among them. */
+static int32_t first_with_peak(const float *peaks, int32_t count, float peak)
 {
-    for (int32_t j = 0; j < count; j++) {
-        const float d = give_a[j] - give_b[j];
-        const float new_a = a_load - d, new_b = b_load + d;
-        if ((new_a > new_b ? new_a : new_b) == peak)
-            return j;
+#if EPLB_CPU_SSE2
+    const __m128 p4 = _mm_set1_ps(peak);
+    for (int32_t j = 0; j < count; j += 4) {
+        const int equal = _mm_movemask_ps(_mm_cmpeq_ps(_mm_loadu_ps(peaks + j), p4));
+        if (equal)
+            return j + __builtin_ctz((unsigned)equal);
     }
     return -1;
+#else
+    for (int32_t j = 0; j < count; j++)
+        if (peaks[j] == peak)
+            return j;
+    return -1;
+#endif
 }
 
 /* Weighs every trade with partner b through the expanded lists. Only a
  * partner that can beat (or tie from a lower index) the best so far is
  * scanned again for the position of its best trade. */
-static void weigh_expanded(const refine_scratch *s, float a_load, float b_load, int32_t b,
-                           int32_t k, int32_t pairs, refine_best *one, refine_best *two)
+static void weigh_expanded(refine_scratch *s, float a_load, float b_load, int32_t b, int32_t k,
+                           int32_t pairs, refine_best *one, refine_best *two)
 {
     const float *give_b = s->give_b + (size_t)b * (size_t)(s->ones + s->twos);
-    const float p1 = smallest_peak(a_load, b_load, s->give_a, give_b, s->ones);
+    const float p1 = smallest_peak(a_load, b_load, s->give_a, give_b, s->ones, s->peaks);
     if (p1 < one->peak || (p1 == one->peak && b < one->b)) {
-        const int32_t j = first_with_peak(a_load, b_load, s->give_a, give_b, s->ones, p1);
+        const int32_t j = first_with_peak(s->peaks, s->ones, p1);
         *one = (refine_best){p1, b, j / k, j % k};
     }
     if (pairs == 0)
         return;
-    const float p2 = smallest_peak(a_load, b_load, s->give_a + s->ones, give_b + s->ones, s->twos);
+    float *peaks = s->peaks + s->ones;
+    const float p2 = smallest_peak(a_load, b_load, s->give_a + s->ones, give_b + s->ones, s->twos,
+                                   peaks);
     if (p2 < two->peak || (p2 == two->peak && b < two->b)) {
-        const int32_t j = first_with_peak(a_load, b_load, s->give_a + s->ones, give_b + s->ones,
-                                          s->twos, p2);
+        const int32_t j = first_with_peak(peaks, s->twos, p2);
         *two = (refine_best){p2, b, j / pairs, j % pairs};
     }
 }
@@ -284,6 +336,8 @@ static void refine_row(const eplb_plan_job *job, int64_t x, refine_scratch *s)
             expand_a(s, t_a, k, pairs);
 
         refine_best one = {INFINITY, -1, 0, 0}, two = {INFINITY, -1, 0, 0};
+        /* The best peak so far and the float after it (the bound's test). */
+        float best_peak = INFINITY, above_best = INFINITY;
         /* Partners from the lightest up, so that a good peak is known early
          * and the heavier partners can be passed over. Which trade wins does
          * not depend on this order: weigh compares the whole tie order. */
@@ -299,18 +353,22 @@ static void refine_row(const eplb_plan_job *job, int64_t x, refine_scratch *s)
              * and no heavier partner can. The margin covers the double's own
              * rounding. */
             const double floor_b = (0.5 * (double)a_load + 0.5 * (double)b_load) * (1.0 - 0x1p-40);
-            const float best_peak = one.peak < two.peak ? one.peak : two.peak;
-            if (floor_b > (double)nextafterf(best_peak, INFINITY))
+            if (floor_b > (double)above_best)
                 break;
             if (expanded) {
                 weigh_expanded(s, a_load, b_load, b, k, pairs, &one, &two);
-                continue;
+            } else {
+                const float *t_b = s->t + b * k;
+                weigh(a_load, b_load, b, t_a, k, t_b, k, &one);
+                if (pairs > 0) {
+                    pair_sums(t_b, s, pairs, s->b_pairs);
+                    weigh(a_load, b_load, b, s->a_pairs, pairs, s->b_pairs, pairs, &two);
+                }
             }
-            const float *t_b = s->t + b * k;
-            weigh(a_load, b_load, b, t_a, k, t_b, k, &one);
-            if (pairs > 0) {
-                pair_sums(t_b, s, pairs, s->b_pairs);
-                weigh(a_load, b_load, b, s->a_pairs, pairs, s->b_pairs, pairs, &two);
+            const float now_best = one.peak < two.peak ? one.peak : two.peak;
+            if (now_best != best_peak) {
+                best_peak = now_best;
+                above_best = nextafterf(best_peak, INFINITY);
             }
         }
         /* One-for-one trades come first in the trade order. */
@@ -330,7 +388,7 @@ static void refine_row(const eplb_plan_job *job, int64_t x, refine_scratch *s)
         }
         s->load[a] = new_a;
         s->load[b] = new_b;
-        sort_by_load(s->by_load, s->load, m);
+        reorder_two(s->by_load, s->load, m, a, b);
         if (expanded) {
             expand_b(s, a, k, pairs);
             expand_b(s, b, k, pairs);
@@ -368,12 +426,14 @@ eplb_status eplb_cpu_refine(eplb_backend *backend, const eplb_plan_job *job)
         s.twos = round_up4((int32_t)(pairs * pairs));
         s.give_a = NULL;
         s.give_b = NULL;
+        s.peaks = NULL;
         int ok = s.content && s.t && s.load && s.by_load && s.a_pairs && s.b_pairs && s.pair_lo && s.pair_hi;
         if (expanded_fits(k, m)) {
             const size_t per_gpu = (size_t)(s.ones + s.twos);
             s.give_a = malloc(per_gpu * sizeof *s.give_a);
             s.give_b = malloc(per_gpu * (size_t)m * sizeof *s.give_b);
-            ok = ok && s.give_a && s.give_b;
+            s.peaks = malloc(per_gpu * sizeof *s.peaks);
+            ok = ok && s.give_a && s.give_b && s.peaks;
         }
         if (!ok) {
 #pragma omp atomic write
@@ -402,6 +462,7 @@ eplb_status eplb_cpu_refine(eplb_backend *backend, const eplb_plan_job *job)
         free(s.pair_hi);
         free(s.give_a);
         free(s.give_b);
+        free(s.peaks);
     }
     if (failed)
         return eplb_backend_error(backend, EPLB_ERR_OUT_OF_MEMORY,
