@@ -411,7 +411,9 @@ eplb_status eplb_cpu_refine(eplb_backend *backend, const eplb_plan_job *job)
         return EPLB_OK;
     const size_t pairs = (size_t)k * (size_t)(k - 1) / 2;
     int failed = 0;
-#pragma omp parallel if (EPLB_CPU_WORTH_THREADS(sp->rows * (int64_t)n))
+    /* A row's search weighs far more than its slots: up to refine trades,
+     * each against every other GPU of the row, so the cap counts too. */
+#pragma omp parallel if (sp->rows > 1 && EPLB_CPU_WORTH_THREADS(sp->rows * (int64_t)n * job->refine))
     {
         refine_scratch s;
         s.content = malloc((size_t)n * sizeof *s.content);
