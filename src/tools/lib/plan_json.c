@@ -216,7 +216,7 @@ static json_t *header(const eplb_plan_record *r)
         snprintf(text, sizeof text, "%llu", (unsigned long long)r->options.seed);
         seed = json_string(text);
     }
-    return json_pack(
+    json_t *h = json_pack(
         "{s:s, s:s, s:s?, s:s, s:{s:I, s:I, s:I, s:I, s:I, s:I}, "
         "s:{s:i, s:i, s:o, s:o, s:o, s:s}, s:s}",
         "format", "eplb-plan v2", "version", eplb_version_string(), "input", r->input,
@@ -228,6 +228,15 @@ static json_t *header(const eplb_plan_record *r)
         (int)r->options.iterations, "noise", json_float32(r->options.noise), "tolerance",
         json_float32(r->options.tolerance), "seed", seed, "policy", policy_name(r->options.policy),
         "policy", r->policy);
+    /* Written only when on, so that a plan file without refine is the same
+     * as before the option existed. */
+    if (h && r->options.refine > 0 &&
+        json_object_set_new(json_object_get(h, "options"), "refine",
+                            json_integer(r->options.refine)) != 0) {
+        json_decref(h);
+        return NULL;
+    }
+    return h;
 }
 
 static json_t *stats(const eplb_plan_record *r)
