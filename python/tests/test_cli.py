@@ -272,7 +272,8 @@ C_TOOL = os.environ.get("EPLB_CLI")
 @pytest.mark.skipif(not C_TOOL, reason="EPLB_CLI does not name the C eplb tool")
 @pytest.mark.parametrize("extra", [[], ["-c", "1", "-I", "0"], ["--policy", "global", "-s", "7"],
                                    ["-n", "4", "--noise", "0.35", "--tol", "0.001"],
-                                   ["--format", "sglang"]])
+                                   ["--format", "sglang"], ["--refine"],
+                                   ["--refine=3", "--policy", "global"]])
 def test_same_plan_file_as_the_c_tool(extra, tmp_path):
     if extra[:1] == ["--format"]:
         usage = subprocess.run([C_TOOL, "plan", "--help"], capture_output=True, text=True).stdout

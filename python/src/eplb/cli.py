@@ -40,6 +40,10 @@ text, or a NumPy .npy. The options are those of the C tool `eplb plan`.
       --noise A         relative key noise, >= 0 (default 0.2)
       --tol T           minimum swap gain, >= 0 (default 1e-5)
       --policy P        auto (default), hierarchical or global
+      --refine[=N]      after the packing, up to N trades of slots between the
+                        GPUs of a row that lower the heavier GPU (docs/spec.md
+                        section 10), 0..100000; --refine alone is 256, 0 is off
+                        (the default); cpu backend only for now
   -b, --backend B       auto, cpu, opencl or cuda (default: $EPLB_BACKEND, else auto)
   -o, --output FILE     write the plan as JSON ('-': standard output, the summary
                         then goes to standard error)
@@ -136,6 +140,8 @@ def _plan_parser():
     p.add_argument("--tol", type=_real("--tol"), default=1e-5)
     p.add_argument("--policy", type=_choice("--policy", ("auto", "hierarchical", "global")),
                    default="auto")
+    p.add_argument("--refine", nargs="?", const=_rebalance.REFINE_DEFAULT,
+                   type=_integer("--refine", 0, 100000), default=0)
     p.add_argument("-b", "--backend")
     p.add_argument("-o", "--output")
     p.add_argument("--format", type=_choice("--format", ("eplb", "sglang")))
@@ -260,6 +266,7 @@ def _plan(args, weight, label):
     layers, experts = weight.shape
     opts = _rebalance._options(args.candidates, args.iters, args.seed, args.noise, args.tol,
                                args.policy)
+    opts.refine = args.refine
     groups = _rebalance._global_without_groups(experts, args.groups, args.nodes, opts)
     shape = _library.Shape(layers, experts, args.replicas, groups, args.nodes, args.gpus)
     why = ctypes.c_char_p()
@@ -365,7 +372,7 @@ def plan_command(argv):
                                   gpus=args.gpus),
                     "options": dict(candidates=args.candidates, iterations=args.iters,
                                     noise=args.noise, tolerance=args.tol, seed=args.seed,
-                                    policy=args.policy),
+                                    policy=args.policy, refine=args.refine),
                     "policy": policy_used, "phy2log": phy2log, "logcnt": logcnt,
                     "stats": stats, "plan_us": plan_us, "backend": ctx.backend,
                     "device": ctx.device}))

@@ -106,6 +106,8 @@ def eplb_json(record):
     options = b'"candidates":%d,"iterations":%d,"noise":%s,"tolerance":%s,"seed":%s,"policy":%s' % (
         o["candidates"], o["iterations"], float32_real(o["noise"]).encode(),
         float32_real(o["tolerance"]).encode(), json.dumps(seed).encode(), _string(o["policy"]))
+    if o.get("refine", 0) > 0:  # as the C tool: named only when on
+        options += b',"refine":%d' % o["refine"]
 
     def reals(values):
         return b"[" + b",".join(json_real(v).encode() for v in values) + b"]"
