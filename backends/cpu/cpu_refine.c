@@ -16,6 +16,9 @@
 #if EPLB_CPU_SSE2
 #include <emmintrin.h>
 #endif
+#if EPLB_CPU_X86_DISPATCH
+#include <immintrin.h>
+#endif
 
 /* The best trade of one kind (one-for-one or two-for-two) seen so far. B is
  * -1 until a trade with a finite peak is found. */
@@ -39,7 +42,8 @@ typedef struct refine_scratch {
     /* The expanded search (when expanded_fits): every trade of one partner
      * as a pair of lists, what A gives and what B gives, so that one
      * vectorized pass weighs all of a partner's trades. */
-    int32_t ones, twos; /* list lengths, each rounded up to a multiple of 4 */
+    int32_t ones, twos; /* list lengths, each rounded up to a multiple of 8 */
+    int avx2;           /* weigh eight trades at a time (the machine and EPLB_CPU_ISA allow) */
     float *give_a;      /* [ones + twos] A's side of each trade, in trade order */
     float *give_b;      /* [m][ones + twos] each GPU's side, rebuilt when it changes */
     float *peaks;       /* [ones + twos] the peaks of the partner weighed last */
@@ -120,7 +124,7 @@ static void apply_trade(refine_scratch *s, int32_t k, int32_t a, const refine_be
     exchange(s, k, a, s->pair_hi[trade->a_pos], trade->b, s->pair_hi[trade->b_pos]);
 }
 
-static int32_t round_up4(int32_t n) { return (n + 3) & ~3; }
+static int32_t round_up8(int32_t n) { return (n + 7) & ~7; }
 
 /* Insertion sort of by_load by (load, index). After a trade only two GPUs
  * are out of place, so the pass costs little more than a scan. */
@@ -206,7 +210,16 @@ static void expand_b(refine_scratch *s, int32_t g, int32_t k, int32_t pairs)
                 0, 0.0f);
 }
 
-/* The smallest finite peak of count (a multiple of 4) trades, +inf if none;
+/* The smallest of a vector's lanes, none of them NaN. */
+static inline float smallest_lane(const float *lanes, int count)
+{
+    float best = lanes[0];
+    for (int r = 1; r < count; r++)
+        best = lanes[r] < best ? lanes[r] : best;
+    return best;
+}
+
+/* The smallest finite peak of count (a multiple of 8) trades, +inf if none;
  * each trade's peak goes to peaks. `peak < m ? peak : m` skips a NaN peak,
  * as the scalar search does; the vector instructions compute exactly the
  * scalar expressions. */
@@ -218,8 +231,7 @@ static float smallest_peak(float a_load, float b_load, const float *give_a, cons
     /* Two running minima, so that consecutive steps do not wait on each
      * other; the minimum does not depend on how the peaks are grouped. */
     __m128 m = _mm_set1_ps(INFINITY), m2 = m;
-    int32_t j = 0;
-    for (; j + 8 <= count; j += 8) {
+    for (int32_t j = 0; j < count; j += 8) {
         const __m128 d = _mm_sub_ps(_mm_loadu_ps(give_a + j), _mm_loadu_ps(give_b + j));
         const __m128 d2 = _mm_sub_ps(_mm_loadu_ps(give_a + j + 4), _mm_loadu_ps(give_b + j + 4));
         const __m128 peak = _mm_max_ps(_mm_sub_ps(a4, d), _mm_add_ps(b4, d));
@@ -229,19 +241,9 @@ static float smallest_peak(float a_load, float b_load, const float *give_a, cons
         m = _mm_min_ps(peak, m);
         m2 = _mm_min_ps(peak2, m2);
     }
-    if (j < count) {
-        const __m128 d = _mm_sub_ps(_mm_loadu_ps(give_a + j), _mm_loadu_ps(give_b + j));
-        const __m128 peak = _mm_max_ps(_mm_sub_ps(a4, d), _mm_add_ps(b4, d));
-        _mm_storeu_ps(peaks + j, peak);
-        m = _mm_min_ps(peak, m);
-    }
-    m = _mm_min_ps(m2, m);
     float lanes[4];
-    _mm_storeu_ps(lanes, m);
-    float best = lanes[0];
-    for (int r = 1; r < 4; r++)
-        best = lanes[r] < best ? lanes[r] : best;
-    return best;
+    _mm_storeu_ps(lanes, _mm_min_ps(m2, m));
+    return smallest_lane(lanes, 4);
 #else
     float best = INFINITY;
     for (int32_t j = 0; j < count; j++) {
@@ -253,6 +255,40 @@ static float smallest_peak(float a_load, float b_load, const float *give_a, cons
     }
     return best;
 #endif
+}
+
+#if EPLB_CPU_X86_DISPATCH
+/* smallest_peak eight trades at a time; the same operations, so the same bits. */
+EPLB_CPU_TARGET_AVX2 static float smallest_peak_avx2(float a_load, float b_load,
+                                                     const float *give_a, const float *give_b,
+                                                     int32_t count, float *peaks)
+{
+    const __m256 a8 = _mm256_set1_ps(a_load), b8 = _mm256_set1_ps(b_load);
+    __m256 m = _mm256_set1_ps(INFINITY);
+    for (int32_t j = 0; j < count; j += 8) {
+        const __m256 d = _mm256_sub_ps(_mm256_loadu_ps(give_a + j), _mm256_loadu_ps(give_b + j));
+        const __m256 peak = _mm256_max_ps(_mm256_sub_ps(a8, d), _mm256_add_ps(b8, d));
+        _mm256_storeu_ps(peaks + j, peak);
+        m = _mm256_min_ps(peak, m);
+    }
+    float lanes[8];
+    _mm256_storeu_ps(lanes, m);
+    return smallest_lane(lanes, 8);
+}
+#endif
+
+/* Weighs count trades (a multiple of 8) with the widest vectors allowed. */
+static float smallest_peak_of(const refine_scratch *s, float a_load, float b_load,
+                              const float *give_a, const float *give_b, int32_t count,
+                              float *peaks)
+{
+#if EPLB_CPU_X86_DISPATCH
+    if (s->avx2)
+        return smallest_peak_avx2(a_load, b_load, give_a, give_b, count, peaks);
+#else
+    (void)s;
+#endif
+    return smallest_peak(a_load, b_load, give_a, give_b, count, peaks);
 }
 
 /* The first of count stored peaks equal to `peak`, a finite one that
@@ -282,7 +318,7 @@ static void weigh_expanded(refine_scratch *s, float a_load, float b_load, int32_
                            int32_t pairs, refine_best *one, refine_best *two)
 {
     const float *give_b = s->give_b + (size_t)b * (size_t)(s->ones + s->twos);
-    const float p1 = smallest_peak(a_load, b_load, s->give_a, give_b, s->ones, s->peaks);
+    const float p1 = smallest_peak_of(s, a_load, b_load, s->give_a, give_b, s->ones, s->peaks);
     if (p1 < one->peak || (p1 == one->peak && b < one->b)) {
         const int32_t j = first_with_peak(s->peaks, s->ones, p1);
         *one = (refine_best){p1, b, j / k, j % k};
@@ -290,8 +326,8 @@ static void weigh_expanded(refine_scratch *s, float a_load, float b_load, int32_
     if (pairs == 0)
         return;
     float *peaks = s->peaks + s->ones;
-    const float p2 = smallest_peak(a_load, b_load, s->give_a + s->ones, give_b + s->ones, s->twos,
-                                   peaks);
+    const float p2 = smallest_peak_of(s, a_load, b_load, s->give_a + s->ones, give_b + s->ones,
+                                      s->twos, peaks);
     if (p2 < two->peak || (p2 == two->peak && b < two->b)) {
         const int32_t j = first_with_peak(peaks, s->twos, p2);
         *two = (refine_best){p2, b, j / pairs, j % pairs};
@@ -424,8 +460,9 @@ eplb_status eplb_cpu_refine(eplb_backend *backend, const eplb_plan_job *job)
         s.b_pairs = malloc((pairs + 1) * sizeof *s.b_pairs);
         s.pair_lo = malloc((pairs + 1) * sizeof *s.pair_lo);
         s.pair_hi = malloc((pairs + 1) * sizeof *s.pair_hi);
-        s.ones = round_up4(k * k);
-        s.twos = round_up4((int32_t)(pairs * pairs));
+        s.ones = round_up8(k * k);
+        s.twos = round_up8((int32_t)(pairs * pairs));
+        s.avx2 = eplb_cpu_settings_of(backend)->isa >= EPLB_CPU_ISA_AVX2;
         s.give_a = NULL;
         s.give_b = NULL;
         s.peaks = NULL;
