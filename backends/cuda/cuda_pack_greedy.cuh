@@ -134,8 +134,15 @@ static __device__ void eplb_warp_pack_greedy_registers(uint32_t lane, const floa
         }
         lkey = win ? next_key : lkey;
         mine = win ? next_mine : mine;
-        ld_m = eplb_cuda_register_at(ld, mine);
-        cnt_m = eplb_cuda_register_at(cnt, mine);
+        /* The state of the new minimum, as selects over the arrays together: a
+         * select helper per array unrolls the loop differently (docs/benchmarks.md's kernel). */
+        ld_m = ld[0];
+        cnt_m = cnt[0];
+#pragma unroll
+        for (int r = 1; r < PPL; r++) {
+            ld_m = mine == r ? ld[r] : ld_m;
+            cnt_m = mine == r ? cnt[r] : cnt_m;
+        }
         item = item_next;
         weight = weight_next;
         item_next = item_after;

@@ -60,8 +60,11 @@ __global__ void __launch_bounds__(MaxThreads, 1) eplb_cuda_plan_fused_kernel(epl
     /* The own layer's weight is in flight during the check (one per thread when E <= T). */
     const bool own_early = E <= T;
     const float own = own_early && tid < E ? a.weight[(size_t)l * E + tid] : 0.0f;
-    const int bad = a.check_count > 0 ? eplb_cuda_any_weight_bad(a.weight, a.check_count, tid, T)
-                                      : *a.status != 0;
+    int bad;
+    if (a.check_count > 0)
+        bad = eplb_cuda_any_weight_bad(a.weight, a.check_count, tid, T);
+    else
+        bad = *a.status != 0;
     if (own_early) {
         if (tid < E)
             w[tid] = own;
@@ -146,44 +149,49 @@ __global__ void __launch_bounds__(MaxThreads, 1) eplb_cuda_plan_fused_kernel(epl
         __syncthreads();
     }
 
-    /* 7. Outputs of this block's nodes: the -1 fill completes before any slot
-     * is scattered. A block of one node fills the log2phy rows of that node's
-     * experts (mlog2log[node*M ..], a warp per row); a block of a whole layer
-     * fills the layer's rows in one sweep. */
+    /* 7. Outputs: the -1 fill completes before any slot is scattered. A block
+     * of one node and a block of a layer return apart, as in the kernel that
+     * docs/benchmarks.md timed (one merged path compiles slower). */
     const int64_t X = a.width;
-    if (a.log2phy) {
-        if (split) {
+    /* Slots [y_lo, y_hi) of the layer to phy2log, slot_rank and log2phy. */
+    const auto scatter = [&](uint32_t y_lo, uint32_t y_hi) {
+        for (uint32_t y = y_lo + tid; y < y_hi; y += T) {
+            const uint32_t n = y / RN, s = y % RN;
+            const uint32_t q = a.slot_k > 1 ? (uint32_t)scontent[((size_t)n * C + sbest[n]) * RN + s] : s;
+            const uint32_t src = n * RN + q;
+            const int32_t e = mlog2log[n * M + (uint32_t)phy2mlog[src]];
+            const int32_t rank = phyrank[src];
+            a.phy2log[(size_t)l * R + y] = e;
+            if (a.slot_rank)
+                a.slot_rank[(size_t)l * R + y] = rank;
+            if (a.log2phy)
+                a.log2phy[((size_t)l * E + e) * X + rank] = y;
+        }
+    };
+    if (split) {
+        /* Only this node's experts: rows of mlog2log[node*M ..], one warp per row. */
+        if (a.log2phy) {
             for (uint32_t j = node_lo * M + warp; j < node_hi * M; j += W) {
                 int64_t *row = a.log2phy + ((size_t)l * E + (uint32_t)mlog2log[j]) * X;
                 for (int64_t x = team.rank(); x < X; x += 32)
                     row[x] = -1;
             }
-        } else {
-            int64_t *rows = a.log2phy + (size_t)l * E * X;
-            for (int64_t i = tid; i < (int64_t)E * X; i += T)
-                rows[i] = -1;
+            __syncthreads();
         }
-        __syncthreads();
-    }
-    for (uint32_t y = node_lo * RN + tid; y < node_hi * RN; y += T) {
-        const uint32_t n = y / RN, s = y % RN;
-        const uint32_t q = a.slot_k > 1 ? (uint32_t)scontent[((size_t)n * C + sbest[n]) * RN + s] : s;
-        const uint32_t src = n * RN + q;
-        const int32_t e = mlog2log[n * M + (uint32_t)phy2mlog[src]];
-        const int32_t rank = phyrank[src];
-        a.phy2log[(size_t)l * R + y] = e;
-        if (a.slot_rank)
-            a.slot_rank[(size_t)l * R + y] = rank;
-        if (a.log2phy)
-            a.log2phy[((size_t)l * E + e) * X + rank] = y;
-    }
-    if (split) {
+        scatter(node_lo * RN, node_hi * RN);
         for (uint32_t j = node_lo * M + tid; j < node_hi * M; j += T)
             a.logcnt[(size_t)l * E + (uint32_t)mlog2log[j]] = cnt[j];
-    } else {
-        for (uint32_t e = tid; e < E; e += T)
-            a.logcnt[(size_t)l * E + e] = cnt[log2mlog[e]];
+        return;
     }
+    if (a.log2phy) {
+        int64_t *row = a.log2phy + (size_t)l * E * X;
+        for (int64_t i = tid; i < (int64_t)E * X; i += T)
+            row[i] = -1;
+        __syncthreads();
+    }
+    scatter(0, R);
+    for (uint32_t e = tid; e < E; e += T)
+        a.logcnt[(size_t)l * E + e] = cnt[log2mlog[e]];
 }
 
 void eplb_cuda_plan_fused_init(size_t smem_optin)

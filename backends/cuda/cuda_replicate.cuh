@@ -118,9 +118,17 @@ static __device__ void eplb_warp_replicate_registers(uint32_t lane, const float 
         }
         lkey = win ? new_key : lkey;
         mine = win ? new_mine : mine;
-        next_m = eplb_cuda_register_at(next, mine);
-        cnt_m = eplb_cuda_register_at(cnt, mine);
-        wt_m = eplb_cuda_register_at(wt, mine);
+        /* The state of the new maximum, as selects over the arrays together: a
+         * select helper per array unrolls the loop differently (docs/benchmarks.md's kernel). */
+        next_m = next[0];
+        cnt_m = cnt[0];
+        wt_m = wt[0];
+#pragma unroll
+        for (int r = 1; r < IPL; r++) {
+            next_m = mine == r ? next[r] : next_m;
+            cnt_m = mine == r ? cnt[r] : cnt_m;
+            wt_m = mine == r ? wt[r] : wt_m;
+        }
     }
 #pragma unroll
     for (int r = 0; r < IPL; r++)

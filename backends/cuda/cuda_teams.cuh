@@ -106,18 +106,6 @@ static __device__ __forceinline__ void eplb_cuda_keep(T &v)
     asm volatile("" : "+r"(v));
 }
 
-/* v[index] of an array held in registers, as a chain of selects: indexing
- * it with a run-time index would move the array to local memory. */
-template <int N, class T>
-static __device__ __forceinline__ T eplb_cuda_register_at(const T (&v)[N], int index)
-{
-    T out = v[0];
-#pragma unroll
-    for (int r = 1; r < N; r++)
-        out = index == r ? v[r] : out;
-    return out;
-}
-
 /* Index of the smallest key, ties to the lowest index (index < 0xFFFFFFFF). */
 template <class Team>
 static __device__ __forceinline__ uint32_t eplb_team_argmin(const Team &team, uint32_t key,
