@@ -241,9 +241,10 @@ def _summary(out, args, label, input_format, ctx, policy_used, stats, plan_us, w
                   "by nodes (%d))\n" % (policy_used, args.groups, args.nodes))
     else:
         out.write("  policy        %s (requested %s)\n" % (policy_used, args.policy))
-    out.write("  options       candidates %d, iterations %d, noise %g, tolerance %g, seed %d\n"
+    out.write("  options       candidates %d, iterations %d, noise %g, tolerance %g, seed %d%s\n"
               % (args.candidates, args.iters, float(np.float32(args.noise)),
-                 float(np.float32(args.tol)), args.seed))
+                 float(np.float32(args.tol)), args.seed,
+                 ", refine %d" % args.refine if args.refine > 0 else ""))
     out.write("  backend       %s on %s\n" % (ctx.backend, ctx.device))
     out.write("  balancedness  %.4f (worst layer %d: %.4f; best possible %.4f for any %s plan%s)\n"
               % (stats.balancedness, stats.min_layer, stats.balancedness_min_layer,

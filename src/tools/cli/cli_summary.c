@@ -95,6 +95,7 @@ static void print_deepseek_comparison(FILE *f, const plan_args *a, eplb_context 
     eplb_options deepseek = a->options;
     deepseek.candidates = 1;
     deepseek.iterations = 0;
+    deepseek.refine = 0; /* DeepSeek's EPLB has no refine search */
     int64_t *phy2log = malloc((size_t)(s->layers * s->replicas) * sizeof *phy2log);
     int64_t *logcnt = malloc((size_t)(s->layers * s->experts) * sizeof *logcnt);
     eplb_plan_stats theirs;
@@ -185,9 +186,12 @@ void eplb_cli_print_summary(FILE *f, const char *cmd, const plan_args *a, eplb_c
                    "(%lld))\n", o->policy, (long long)s->groups, (long long)s->nodes);
     else
         fprintf(f, "  policy        %s (requested %s)\n", o->policy, policy_name(a->options.policy));
-    fprintf(f, "  options       candidates %d, iterations %d, noise %g, tolerance %g, seed %llu\n",
+    fprintf(f, "  options       candidates %d, iterations %d, noise %g, tolerance %g, seed %llu",
             a->options.candidates, a->options.iterations, (double)a->options.noise,
             (double)a->options.tolerance, (unsigned long long)a->options.seed);
+    if (a->options.refine > 0)
+        fprintf(f, ", refine %d", (int)a->options.refine);
+    fputc('\n', f);
     fprintf(f, "  backend       %s on %s\n", eplb_context_backend(ctx), eplb_context_device(ctx));
     fprintf(f, "  balancedness  %.4f (worst layer %lld: %.4f; best possible %.4f for any %s "
                "plan%s)\n",
