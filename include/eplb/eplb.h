@@ -83,9 +83,10 @@ typedef struct eplb_options {
     uint64_t seed;         /* s, seed of the counter-based random function (default 0) */
     eplb_policy policy;    /* default EPLB_POLICY_AUTO */
     /* The most refine trades per row after the packing (SPEC 10), 0..100000;
-     * 0 (the default) is off and leaves plans exactly as without it. It sits
-     * in what was the struct's tail padding, which eplb_options_init has
-     * always zeroed, so the struct's size and struct_size do not change. */
+     * 0 (the default) is off and leaves plans exactly as without it. On
+     * 64-bit targets it sits in what was the struct's tail padding, which
+     * eplb_options_init has always zeroed, so the struct's size and
+     * struct_size do not change there. */
     int32_t refine;
 } eplb_options;
 
