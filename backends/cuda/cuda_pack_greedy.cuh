@@ -121,7 +121,7 @@ static __device__ void eplb_warp_pack_greedy_registers(uint32_t lane, const floa
         eplb_cuda_keep(next_key);
         eplb_cuda_keep(next_mine);
         eplb_cuda_keep(slot);
-        const uint32_t best = eplb_warp_team(lane).min_u32(lkey);
+        const uint32_t best = eplb_warp_reduce<false>(lkey);
         const bool win = eplb_cuda_lowest_vote(lkey == best, le, me);
         if (win)
             content[slot] = item;

@@ -103,7 +103,7 @@ static __device__ void eplb_warp_replicate_registers(uint32_t lane, const float 
         eplb_cuda_keep(new_key);
         eplb_cuda_keep(new_mine);
         eplb_cuda_keep(after_key);
-        const uint32_t best = eplb_warp_team(lane).max_u32(lkey);
+        const uint32_t best = eplb_warp_reduce<true>(lkey);
         const bool win = eplb_cuda_lowest_vote(lkey == best, le, me);
         if (win) {
             phy2mlog[s] = (int32_t)(lane * IPL + (uint32_t)mine);

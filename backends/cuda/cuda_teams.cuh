@@ -46,6 +46,20 @@ static __device__ __forceinline__ uint32_t eplb_cuda_shuffle_reduce(uint32_t v)
     return v;
 }
 
+/* The minimum (or maximum, Max) of v over the 32 lanes of the warp; Ampere
+ * and later reduce a warp in one instruction. The register greedy and
+ * replication call it directly, not through an eplb_warp_team: a team object
+ * there compiles plan_fused to other code than the kernel docs/benchmarks.md timed. */
+template <bool Max>
+static __device__ __forceinline__ uint32_t eplb_warp_reduce(uint32_t v)
+{
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 800
+    return Max ? __reduce_max_sync(0xFFFFFFFFu, v) : __reduce_min_sync(0xFFFFFFFFu, v);
+#else
+    return eplb_cuda_shuffle_reduce<Max>(v);
+#endif
+}
+
 /* Every member of a team calls every collective; results reach all members. */
 struct eplb_warp_team {
     unsigned lane;
@@ -53,18 +67,8 @@ struct eplb_warp_team {
     __device__ __forceinline__ unsigned rank() const { return lane; }
     __device__ __forceinline__ unsigned size() const { return 32u; }
     __device__ __forceinline__ void sync() const { __syncwarp(); }
-    template <bool Max>
-    __device__ __forceinline__ uint32_t reduce(uint32_t v) const
-    {
-        /* Ampere and later reduce a warp in one instruction. */
-#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 800
-        return Max ? __reduce_max_sync(0xFFFFFFFFu, v) : __reduce_min_sync(0xFFFFFFFFu, v);
-#else
-        return eplb_cuda_shuffle_reduce<Max>(v);
-#endif
-    }
-    __device__ __forceinline__ uint32_t min_u32(uint32_t v) const { return reduce<false>(v); }
-    __device__ __forceinline__ uint32_t max_u32(uint32_t v) const { return reduce<true>(v); }
+    __device__ __forceinline__ uint32_t min_u32(uint32_t v) const { return eplb_warp_reduce<false>(v); }
+    __device__ __forceinline__ uint32_t max_u32(uint32_t v) const { return eplb_warp_reduce<true>(v); }
 };
 
 /* A whole block; red is 32 words of shared memory owned by the team. */
