@@ -150,12 +150,22 @@ __global__ void __launch_bounds__(MaxThreads, 1) eplb_cuda_plan_fused_kernel(epl
     }
 
     /* 7. Outputs: the -1 fill completes before any slot is scattered. A block
-     * of one node and a block of a layer return apart, as in the kernel that
-     * docs/benchmarks.md timed (one merged path compiles slower). */
+     * of one node and a block of a layer return apart, each with its own copy
+     * of the slot scatter, as in the kernel that docs/benchmarks.md timed: a
+     * merged path, or one scatter lambda called twice, compiles plan_fused
+     * to other code. */
     const int64_t X = a.width;
-    /* Slots [y_lo, y_hi) of the layer to phy2log, slot_rank and log2phy. */
-    const auto scatter = [&](uint32_t y_lo, uint32_t y_hi) {
-        for (uint32_t y = y_lo + tid; y < y_hi; y += T) {
+    if (split) {
+        /* Only this node's experts: rows of mlog2log[node*M ..], one warp per row. */
+        if (a.log2phy) {
+            for (uint32_t j = node_lo * M + warp; j < node_hi * M; j += W) {
+                int64_t *row = a.log2phy + ((size_t)l * E + (uint32_t)mlog2log[j]) * X;
+                for (int64_t x = team.rank(); x < X; x += 32)
+                    row[x] = -1;
+            }
+            __syncthreads();
+        }
+        for (uint32_t y = node_lo * RN + tid; y < node_hi * RN; y += T) {
             const uint32_t n = y / RN, s = y % RN;
             const uint32_t q = a.slot_k > 1 ? (uint32_t)scontent[((size_t)n * C + sbest[n]) * RN + s] : s;
             const uint32_t src = n * RN + q;
@@ -167,18 +177,6 @@ __global__ void __launch_bounds__(MaxThreads, 1) eplb_cuda_plan_fused_kernel(epl
             if (a.log2phy)
                 a.log2phy[((size_t)l * E + e) * X + rank] = y;
         }
-    };
-    if (split) {
-        /* Only this node's experts: rows of mlog2log[node*M ..], one warp per row. */
-        if (a.log2phy) {
-            for (uint32_t j = node_lo * M + warp; j < node_hi * M; j += W) {
-                int64_t *row = a.log2phy + ((size_t)l * E + (uint32_t)mlog2log[j]) * X;
-                for (int64_t x = team.rank(); x < X; x += 32)
-                    row[x] = -1;
-            }
-            __syncthreads();
-        }
-        scatter(node_lo * RN, node_hi * RN);
         for (uint32_t j = node_lo * M + tid; j < node_hi * M; j += T)
             a.logcnt[(size_t)l * E + (uint32_t)mlog2log[j]] = cnt[j];
         return;
@@ -189,7 +187,18 @@ __global__ void __launch_bounds__(MaxThreads, 1) eplb_cuda_plan_fused_kernel(epl
             row[i] = -1;
         __syncthreads();
     }
-    scatter(0, R);
+    for (uint32_t y = tid; y < R; y += T) {
+        const uint32_t n = y / RN, s = y % RN;
+        const uint32_t q = a.slot_k > 1 ? (uint32_t)scontent[((size_t)n * C + sbest[n]) * RN + s] : s;
+        const uint32_t src = n * RN + q;
+        const int32_t e = mlog2log[n * M + (uint32_t)phy2mlog[src]];
+        const int32_t rank = phyrank[src];
+        a.phy2log[(size_t)l * R + y] = e;
+        if (a.slot_rank)
+            a.slot_rank[(size_t)l * R + y] = rank;
+        if (a.log2phy)
+            a.log2phy[((size_t)l * E + e) * X + rank] = y;
+    }
     for (uint32_t e = tid; e < E; e += T)
         a.logcnt[(size_t)l * E + e] = cnt[log2mlog[e]];
 }
