@@ -29,11 +29,11 @@ extern "C" {
 
 /* Bumped whenever this file changes incompatibly; modules built against another
  * version are refused by name. */
-#define EPLB_BACKEND_API_VERSION 4
+#define EPLB_BACKEND_API_VERSION 5
 
-/* What a fused entry (pack_fused, plan_fused) returns when it does not handle
- * a job, having enqueued nothing: the planner then runs the same work as
- * separate stages. Never reaches a caller of the public API. */
+/* What plan_fused returns when it does not handle a job, having enqueued
+ * nothing: the planner then runs the same work as separate stages. Never
+ * reaches a caller of the public API. */
 #define EPLB_BACKEND_DECLINED ((eplb_status)-1)
 
 /* One balanced-packing problem (SPEC section 6), expanded to rows * candidates
@@ -169,14 +169,13 @@ typedef struct eplb_backend_i {
      * refuses jobs with refine > 0 (never a fallback to another backend). */
     eplb_status (*refine)(eplb_backend *backend, const eplb_plan_job *job);
 
-    /* ---- fused paths ----
-     * A fused entry does the work of several stages in one submission, or
-     * returns EPLB_BACKEND_DECLINED, having enqueued nothing, for a job it
-     * does not handle (too large for on-chip memory, a tuning knob that asks
-     * for the stages): the planner then runs those stages itself, so the
-     * stage order is written only in planner.c. */
-    /* (optional) sort + greedy + swap + select in one submission. */
-    eplb_status (*pack_fused)(eplb_backend *backend, const eplb_pack_job *job);
+    /* ---- fused path ----
+     * plan_fused does the work of every stage in one submission, or returns
+     * EPLB_BACKEND_DECLINED, having enqueued nothing, for a job it does not
+     * handle (too large for on-chip memory, a tuning knob that asks for the
+     * stages): the planner then runs the stages itself, so the stage order is
+     * written only in planner.c. (A fused packing entry, pack_fused, lost to
+     * the stage kernels on every GPU shape it served and was removed.) */
     /* (optional) the whole plan, check_weights to assemble, in one submission.
      * The planner offers it only jobs whose log2phy (when given) is wide
      * enough for any count the shape allows, so it needs no width check, and

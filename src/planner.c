@@ -227,19 +227,14 @@ static eplb_status reserve_intermediates(eplb_context *ctx, eplb_plan_job *job)
     return EPLB_OK;
 }
 
-/* Runs one balanced packing: fused when the backend offers it and takes the
- * job, else its four stages. */
+/* Runs one balanced packing through its four stages. */
 static eplb_status run_packing(eplb_backend *be, const eplb_pack_job *p)
 {
     /* With one item per pack the packing is the identity (SPEC 6), which
      * node_layout and assemble apply themselves. */
     if (p->per_pack <= 1)
         return EPLB_OK;
-    eplb_status st = EPLB_BACKEND_DECLINED;
-    if (be->iface->pack_fused)
-        st = be->iface->pack_fused(be, p);
-    if (st != EPLB_BACKEND_DECLINED)
-        return st;
+    eplb_status st;
     if ((st = be->iface->pack_sort(be, p)) != EPLB_OK) return st;
     if ((st = be->iface->pack_greedy(be, p)) != EPLB_OK) return st;
     if ((st = be->iface->pack_swap(be, p)) != EPLB_OK) return st;

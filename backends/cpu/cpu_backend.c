@@ -79,7 +79,6 @@ static eplb_status cpu_copy(eplb_backend *backend, void *dst, const void *src, s
         /* .pack_swap       = */ eplb_cpu_pack_swap,                                              \
         /* .pack_select     = */ eplb_cpu_pack_select,                                            \
         /* .refine          = */ eplb_cpu_refine,                                                 \
-        /* .pack_fused      = */ NULL, /* plan_fused packs a row at a time (cpu_pack_fused.c) */  \
         /* .plan_fused      = */ plan_fused_entry,                                                \
         /* .host_memory     = */ 1,                                                               \
     }

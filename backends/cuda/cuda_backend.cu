@@ -131,8 +131,6 @@ static const eplb_backend_i cuda_iface = {
     /* .pack_swap       = */ on_device<eplb_pack_job, eplb_cuda_pack_swap>,
     /* .pack_select     = */ on_device<eplb_pack_job, eplb_cuda_pack_select>,
     /* .refine          = */ NULL, /* refine runs on the cpu backend for now */
-    /* .pack_fused      = */ NULL, /* the stage kernels beat a fused packing kernel on the
-                                  plans too large for plan_fused (docs/cuda.md) */
     /* .plan_fused      = */ on_device<eplb_plan_job, eplb_cuda_plan_fused>,
     /* .host_memory     = */ 0,
 };

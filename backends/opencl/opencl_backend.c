@@ -67,7 +67,6 @@ static const eplb_backend_i opencl_iface = {
     /* .pack_swap       = */ prepared_pack_swap,
     /* .pack_select     = */ prepared_pack_select,
     /* .refine          = */ NULL, /* refine runs on the cpu backend for now */
-    /* .pack_fused      = */ NULL,
     /* .plan_fused      = */ prepared_plan_fused,
     /* .host_memory     = */ 0,
 };
