@@ -241,6 +241,18 @@ def anchored_start(w_layer, prev_layer, relabelled, gpus, domain):
     return out
 
 
+def _exchange(cur, u, held, A, B, sa, sb):
+    """Swaps the experts (and slot loads) of slot sa on GPU A and slot sb on GPU B, keeping
+    held (the count of each expert on each GPU) in step."""
+    a, b = cur[sa], cur[sb]
+    held[A, a] -= 1
+    held[B, a] += 1
+    held[B, b] -= 1
+    held[A, b] += 1
+    cur[sa], cur[sb] = b, a
+    u[sa], u[sb] = u[sb], u[sa]
+
+
 def search(w_layer, prev_layer, gpus, domain, target, limit, start=None):
     """Section 13.5: swap search from the previous layer (or from start) under the
     new loads, inside one domain (a node's slots for the hierarchical policy, all
@@ -308,28 +320,16 @@ def search(w_layer, prev_layer, gpus, domain, target, limit, start=None):
             (sa1, sa2, sb1, sb2), c = pair
             Bb = gpu_of[sb1]
             for sa, sb in ((sa1, sb1), (sa2, sb2)):
-                a, b = cur[sa], cur[sb]
-                held[A, a] -= 1
-                held[Bb, a] += 1
-                held[Bb, b] -= 1
-                held[A, b] += 1
-                cur[sa], cur[sb] = b, a
-                u[sa], u[sb] = u[sb], u[sa]
+                _exchange(cur, u, held, A, Bb, sa, sb)
             moved += c
             loads[A] = gpu_load(u[A * spg:(A + 1) * spg])
             loads[Bb] = gpu_load(u[Bb * spg:(Bb + 1) * spg])
             continue
         sa, sbest = best[3], best[4]
         c = best[1] if best[0] < 2 else best[2]
-        a, b = cur[sa], cur[sbest]
         Bb = gpu_of[sbest]
         moved += c
-        held[A, a] -= 1
-        held[Bb, a] += 1
-        held[Bb, b] -= 1
-        held[A, b] += 1
-        cur[sa], cur[sbest] = b, a
-        u[sa], u[sbest] = u[sbest], u[sa]
+        _exchange(cur, u, held, A, Bb, sa, sbest)
         loads[A] = gpu_load(u[A * spg:(A + 1) * spg])
         loads[Bb] = gpu_load(u[Bb * spg:(Bb + 1) * spg])
     A = g0 + int(np.argmax(loads[g0:g0 + gn]))
