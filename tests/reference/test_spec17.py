@@ -151,13 +151,18 @@ def test_distinct_refuses_a_row_with_fewer_experts_than_slots_per_gpu():
 
 # ---- properties over random cases --------------------------------------------------------------
 
-@pytest.mark.parametrize("shape_args", SHAPES)
-def test_refine_never_raises_a_row_maximum_and_distinct_leaves_no_duplicate(shape_args):
-    rng = np.random.default_rng(17)
+def seed_plans_of_every_kind(rng_seed, shape_args):
+    """Yields (weights, seed plan) for each weight kind on one shape, drawn from one generator."""
+    rng = np.random.default_rng(rng_seed)
     shape = shape_of(*shape_args)
     for kind in KINDS:
         W = random_weights(rng, shape["layers"], shape["experts"], kind)
-        seed = made_plan(W, shape, rng)
+        yield W, made_plan(W, shape, rng)
+
+
+@pytest.mark.parametrize("shape_args", SHAPES)
+def test_refine_never_raises_a_row_maximum_and_distinct_leaves_no_duplicate(shape_args):
+    for W, seed in seed_plans_of_every_kind(17, shape_args):
         before = row_maxima(seed, W)
         refined = spec17.apply_stages(seed, W, refine=64)
         check_valid(refined, seed)
@@ -218,11 +223,8 @@ def test_cap_gives_every_expert_at_most_one_replica_per_gpu():
 
 @pytest.mark.parametrize("shape_args", SHAPES)
 def test_bound_is_at_least_every_plans_balancedness(shape_args):
-    rng = np.random.default_rng(12)
     shape = shape_of(*shape_args)
-    for kind in KINDS:
-        W = random_weights(rng, shape["layers"], shape["experts"], kind)
-        seed = made_plan(W, shape, rng)
+    for W, seed in seed_plans_of_every_kind(12, shape_args):
         bound = spec17.balancedness_bound(W, shape, seed.policy)
         for plan in (seed, spec17.apply_stages(seed, W, refine=64),
                      spec17.apply_stages(seed, W, refine=64, distinct=True)):
