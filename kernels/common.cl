@@ -28,6 +28,13 @@
 #define EPLB_ERR_LOG2PHY_TOO_SMALL 4
 #endif
 
+/* A step cut out of a longer function when plan_fused.cl was split (issue
+ * 14): always inlined, so that a compiler sees the body it saw before the
+ * split and makes the same inline-or-call choice for the caller (NVIDIA:
+ * with the steps inlined by choice, eplb_fused_pack itself became small
+ * enough to inline in the shape build, and its plan got slower). */
+#define EPLB_STEP inline __attribute__((always_inline))
+
 /* Whether candidate (v, i) beats (best_v, best_i); index < 0 is "none".
  * Comparisons are plain IEEE ones (-0 == +0), as in the cpu backend. */
 inline int eplb_beats_min(float v, int i, float best_v, int best_i)

@@ -197,7 +197,7 @@ inline void eplb_fused_swap_serial(local const float *w, local int *cont, local 
 }
 
 /* A packing's score: its largest pack load (the loads are the slot-order sums). */
-inline float eplb_fused_most(local const float *ld, int m)
+EPLB_STEP float eplb_fused_most(local const float *ld, int m)
 {
     float most = ld[0];
     for (int p = 1; p < m; p++)
@@ -210,9 +210,9 @@ inline float eplb_fused_most(local const float *ld, int m)
  * bp[sb] (light pack), read by every member beforehand, change places. The
  * owners of the two packs recompute their loads in slot order from the
  * traded items and the first member writes them, so no further barrier. */
-inline void eplb_fused_trade(local const float *w, local int *a, local int *bp, local float *ld,
-                             int heavy, int light, int sa, int sb, int item_a, int item_b, int k,
-                             int owns_heavy, int owns_light, int first_member)
+EPLB_STEP void eplb_fused_trade(local const float *w, local int *a, local int *bp, local float *ld,
+                                int heavy, int light, int sa, int sb, int item_a, int item_b, int k,
+                                int owns_heavy, int owns_light, int first_member)
 {
     if (owns_heavy) {
         float load = 0.0f;
@@ -236,10 +236,10 @@ inline void eplb_fused_trade(local const float *w, local int *a, local int *bp, 
 /* Stages 2 to 4 of P = rows * C packings (greedy, swap, score), a work-item
  * a packing; one work-item a group (CPU devices) runs a row's candidates in
  * lanes. */
-inline void eplb_fused_solve_items(local const float *wrows, int rows, int n, int m, int k, int C,
-                                   int iterations, float tolerance, int scan_max, int ok,
-                                   local const int *order, local int *content, local float *loads,
-                                   local int *counts, local float *score)
+EPLB_STEP void eplb_fused_solve_items(local const float *wrows, int rows, int n, int m, int k, int C,
+                                      int iterations, float tolerance, int scan_max, int ok,
+                                      local const int *order, local int *content, local float *loads,
+                                      local int *counts, local float *score)
 {
     const int t = (int)get_local_id(0), T = (int)EPLB_LOCAL_SIZE();
     const int P = rows * C;
@@ -264,9 +264,9 @@ inline void eplb_fused_solve_items(local const float *wrows, int rows, int n, in
 
 /* Replication (SPEC 5) of `rows` rows, a work-item a row; val and cnt hold
  * each item's w / cnt and count, phy2mlog and phyrank the first M slots. */
-inline void eplb_fused_replicate_items(local const float *nw, int rows, int M, int RN, int ok,
-                                       local int *phy2mlog, local int *phyrank, local int *cnt,
-                                       local float *val)
+EPLB_STEP void eplb_fused_replicate_items(local const float *nw, int rows, int M, int RN, int ok,
+                                          local int *phy2mlog, local int *phyrank, local int *cnt,
+                                          local float *val)
 {
     const int t = (int)get_local_id(0), T = (int)EPLB_LOCAL_SIZE();
     /* One work-item a group (CPU devices): blocks of 8 items with their

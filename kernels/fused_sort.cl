@@ -61,8 +61,8 @@ inline void eplb_fused_radix_sort(local int *key, local int *order, int n, local
  * row0 + r) into keys[x*n + i], as float bits. Element y = x * n + i is
  * stepped without a division an element, and the random function's first
  * rounds run once a packing a work-item. */
-inline void eplb_fused_keys(local const float *wrows, int P, ulong row0, int n, int C, int c_first,
-                            int call, ulong seed, float noise, local int *keys)
+EPLB_STEP void eplb_fused_keys(local const float *wrows, int P, ulong row0, int n, int C, int c_first,
+                               int call, ulong seed, float noise, local int *keys)
 {
     const int t = (int)get_local_id(0), T = (int)EPLB_LOCAL_SIZE();
     const int step_x = T / n, step_i = T % n;
@@ -90,8 +90,8 @@ inline void eplb_fused_keys(local const float *wrows, int P, ulong row0, int n, 
  * work-item (CPU devices) radix-sorts where the scratch fits (in the loads
  * and counts, which the greedy fills later), else heap-sorts; with
  * heap_sort 0 (GPUs) every work-item ranks items of the group's packings. */
-inline void eplb_fused_order(local int *keys, local int *order, int P, int n, int m, int heap_sort,
-                             local uint *scratch)
+EPLB_STEP void eplb_fused_order(local int *keys, local int *order, int P, int n, int m, int heap_sort,
+                                local uint *scratch)
 {
     const int t = (int)get_local_id(0), T = (int)EPLB_LOCAL_SIZE();
     /* A constant T stays on the left of && (a folded constant on the right

@@ -17,9 +17,9 @@
 /* Greedy of one packing by a team (SPEC 6.2), member j owning packs
  * lo..hi-1: one exchange per item. The visit order does not depend on the
  * choices, so the next item and its weight are read ahead. */
-inline void eplb_team_greedy(local const float *w, local const int *ord, local int *cont,
-                             local float *ld, local int *cn, int n, int k, int lo, int hi,
-                             int active, int team, local float *red_v, local int *red_i, int *par)
+EPLB_STEP void eplb_team_greedy(local const float *w, local const int *ord, local int *cont,
+                                local float *ld, local int *cn, int n, int k, int lo, int hi,
+                                int active, int team, local float *red_v, local int *red_i, int *par)
 {
     const int t = (int)get_local_id(0), T = (int)EPLB_LOCAL_SIZE(), tm = t / team;
     for (int p = lo; p < hi; p++) {
@@ -66,9 +66,9 @@ inline void eplb_team_greedy(local const float *w, local const int *ord, local i
 
 /* The team's heaviest and lightest packs (lowest index among equals) and
  * their loads: one exchange. Its barrier also makes the last trade visible. */
-inline void eplb_team_extremes(local const float *ld, int lo, int hi, int live, int team,
-                               local float *red_v, local int *red_i, int *par, int *heavy,
-                               int *light, float *hvb, float *lvb)
+EPLB_STEP void eplb_team_extremes(local const float *ld, int lo, int hi, int live, int team,
+                                  local float *red_v, local int *red_i, int *par, int *heavy,
+                                  int *light, float *hvb, float *lvb)
 {
     const int t = (int)get_local_id(0), T = (int)EPLB_LOCAL_SIZE(), tm = t / team;
     float hv = 0.0f, lv = 0.0f;
@@ -101,9 +101,9 @@ inline void eplb_team_extremes(local const float *ld, int lo, int hi, int live, 
 
 /* Swap search of one packing by a team (SPEC 6.3): two exchanges per
  * iteration (heavy/light, best pair), then the trade (no third barrier). */
-inline void eplb_team_swap(local const float *w, local int *cont, local float *ld, int k, int lo,
-                           int hi, int live, int team, int iterations, float tolerance,
-                           local float *red_v, local int *red_i, int *par)
+EPLB_STEP void eplb_team_swap(local const float *w, local int *cont, local float *ld, int k, int lo,
+                              int hi, int live, int team, int iterations, float tolerance,
+                              local float *red_v, local int *red_i, int *par)
 {
     const int t = (int)get_local_id(0), T = (int)EPLB_LOCAL_SIZE();
     const int j = t % team, tm = t / team;
@@ -160,11 +160,11 @@ inline void eplb_team_swap(local const float *w, local int *cont, local float *l
 
 /* Stages 2 to 4 of P = rows * C packings (greedy, swap, score), one team
  * per packing, batches of teams. */
-inline void eplb_fused_solve_teams(local const float *wrows, int rows, int n, int m, int k, int C,
-                                   int iterations, float tolerance, int team, int ok,
-                                   local const int *order, local int *content, local float *loads,
-                                   local int *counts, local float *score, local float *red_v,
-                                   local int *red_i, int *par)
+EPLB_STEP void eplb_fused_solve_teams(local const float *wrows, int rows, int n, int m, int k, int C,
+                                      int iterations, float tolerance, int team, int ok,
+                                      local const int *order, local int *content, local float *loads,
+                                      local int *counts, local float *score, local float *red_v,
+                                      local int *red_i, int *par)
 {
     const int t = (int)get_local_id(0), T = (int)EPLB_LOCAL_SIZE();
     const int P = rows * C;
@@ -188,10 +188,10 @@ inline void eplb_fused_solve_teams(local const float *wrows, int rows, int n, in
 
 /* Replication (SPEC 5) of `rows` rows, a team per row; member j owns items
  * lo..hi-1 (their counts and w / cnt values). */
-inline void eplb_fused_replicate_teams(local const float *nw, int rows, int M, int RN, int team,
-                                       int ok, local int *phy2mlog, local int *phyrank,
-                                       local int *cnt, local float *val, local float *red_v,
-                                       local int *red_i, int *par)
+EPLB_STEP void eplb_fused_replicate_teams(local const float *nw, int rows, int M, int RN, int team,
+                                          int ok, local int *phy2mlog, local int *phyrank,
+                                          local int *cnt, local float *val, local float *red_v,
+                                          local int *red_i, int *par)
 {
     const int t = (int)get_local_id(0), T = (int)EPLB_LOCAL_SIZE();
     const int teams = T / team, j = t % team, tm = t / team;

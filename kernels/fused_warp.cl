@@ -290,9 +290,9 @@ inline void eplb_warp_sort(local const float *w, int n, int call, ulong row, int
 /* Greedy of one packing by a warp team from local memory (more packs than
  * its registers hold): member j owns packs j, j + team, ...; the
  * least-loaded open pack, lowest index among equals, by one argmin a step. */
-inline void eplb_warp_greedy_local(local const float *w, local const int *ord, local int *cont,
-                                   local float *ld, local int *cn, int n, int m, int k, int j,
-                                   int team, int active, uint members)
+EPLB_STEP void eplb_warp_greedy_local(local const float *w, local const int *ord, local int *cont,
+                                      local float *ld, local int *cn, int n, int m, int k, int j,
+                                      int team, int active, uint members)
 {
     if (active)
         for (int p = j; p < m; p += team) {
@@ -331,9 +331,9 @@ inline void eplb_warp_greedy_local(local const float *w, local const int *ord, l
  * anywhere else never wins. Below 1e37 every load, weight and change is a
  * number (as the cpu's vector search assumes), so the first pair needs no
  * look of its own. */
-inline uint2 eplb_warp_member_pair(local const float *w, local const int *a, local const int *bp,
-                                   float heavy_load, float diff, int k, int j, int team,
-                                   float *first)
+EPLB_STEP uint2 eplb_warp_member_pair(local const float *w, local const int *a, local const int *bp,
+                                      float heavy_load, float diff, int k, int j, int team,
+                                      float *first)
 {
     uint ck = 0xFFFFFFFFu, cf = 0xFFFFFFFFu;
     const int step_sa = team / k, step_sb = team % k;
@@ -361,9 +361,9 @@ inline uint2 eplb_warp_member_pair(local const float *w, local const int *a, loc
 /* Swap search of one packing by a warp team (SPEC 6.3): heavy and light by
  * one pair of argmins, the best trade by a third; every member reads the two
  * traded items before the trade. */
-inline void eplb_warp_swap(local const float *w, local int *cont, local float *ld, int m, int k,
-                           int j, int team, int active, int iterations, float tolerance,
-                           uint members)
+EPLB_STEP void eplb_warp_swap(local const float *w, local int *cont, local float *ld, int m, int k,
+                              int j, int team, int active, int iterations, float tolerance,
+                              uint members)
 {
     int live = active;
     for (int it = 0; it < iterations && eplb_warp_any(live, members); it++) {
@@ -411,11 +411,11 @@ inline void eplb_warp_swap(local const float *w, local int *cont, local float *l
  * exchanges are shuffles, no barrier inside the loops. Member j owns packs
  * j, j + team, ... (their loads and counts): consecutive lanes read
  * consecutive words, no bank conflict. */
-inline void eplb_fused_solve_warp(local const float *wrows, int rows, ulong row0, int n, int m,
-                                  int k, int C, int c_first, int call, ulong seed, float noise,
-                                  int iterations, float tolerance, int team, int ok, int warp_sort,
-                                  local int *order, local int *content, local float *loads,
-                                  local int *counts, local float *score)
+EPLB_STEP void eplb_fused_solve_warp(local const float *wrows, int rows, ulong row0, int n, int m,
+                                     int k, int C, int c_first, int call, ulong seed, float noise,
+                                     int iterations, float tolerance, int team, int ok, int warp_sort,
+                                     local int *order, local int *content, local float *loads,
+                                     local int *counts, local float *score)
 {
     const int t = (int)get_local_id(0), T = (int)EPLB_LOCAL_SIZE();
     const int P = rows * C;
@@ -452,9 +452,9 @@ inline void eplb_fused_solve_warp(local const float *wrows, int rows, ulong row0
 /* Replication (SPEC 5) of `rows` rows, a warp team per row: in registers
  * when the row's items fit, else member j owns items j, j + team, ... (no
  * local-memory bank conflicts). */
-inline void eplb_fused_replicate_warp(local const float *nw, int rows, int M, int RN, int team,
-                                      int ok, local int *phy2mlog, local int *phyrank,
-                                      local int *cnt, local float *val)
+EPLB_STEP void eplb_fused_replicate_warp(local const float *nw, int rows, int M, int RN, int team,
+                                         int ok, local int *phy2mlog, local int *phyrank,
+                                         local int *cnt, local float *val)
 {
     const int t = (int)get_local_id(0), T = (int)EPLB_LOCAL_SIZE();
     const uint members = eplb_warp_members();

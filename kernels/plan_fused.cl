@@ -122,7 +122,7 @@ inline void eplb_fused_replicate(local const float *nw, int rows, int M, int RN,
  * infinite, this work-item's share: eight loads of four weights in flight
  * per work-item, not one load of one, as the check is bound by memory
  * latency. */
-inline int eplb_fused_any_invalid(global const float *weight, ulong check_count)
+EPLB_STEP int eplb_fused_any_invalid(global const float *weight, ulong check_count)
 {
     const int t = (int)get_local_id(0), T = (int)EPLB_LOCAL_SIZE();
     int bad = 0;
@@ -153,8 +153,8 @@ inline int eplb_fused_any_invalid(global const float *weight, ulong check_count)
  * kernel checked them and wrote the status. Loads layer l's weights into w
  * and returns whether the plan may go on (an invalid plan still walks every
  * barrier, with no rows to work on). */
-inline int eplb_fused_weights(global const float *weight, global int *status, ulong check_count,
-                              int l, int part, int E, local int *flag, local float *w)
+EPLB_STEP int eplb_fused_weights(global const float *weight, global int *status, ulong check_count,
+                                 int l, int part, int E, local int *flag, local float *w)
 {
     const int t = (int)get_local_id(0), T = (int)EPLB_LOCAL_SIZE();
     if (t == 0)
@@ -173,11 +173,11 @@ inline int eplb_fused_weights(global const float *weight, global int *status, ul
 }
 
 /* Step 2: groups to nodes (call 0, row l): gslot[g] = pack * k + rank. */
-inline void eplb_fused_groups_to_nodes(local const float *gl, int l, int G, int N, int gk, int C,
-                                       ulong seed, float noise, int iterations, float tolerance,
-                                       int team, int heap_sort, int scan_max, int ok,
-                                       local int *area, local int *gslot, local float *red_v,
-                                       local int *red_i, int *par)
+EPLB_STEP void eplb_fused_groups_to_nodes(local const float *gl, int l, int G, int N, int gk, int C,
+                                          ulong seed, float noise, int iterations, float tolerance,
+                                          int team, int heap_sort, int scan_max, int ok,
+                                          local int *area, local int *gslot, local float *red_v,
+                                          local int *red_i, int *par)
 {
     const int t = (int)get_local_id(0), T = (int)EPLB_LOCAL_SIZE();
     const int P = C;
@@ -204,10 +204,10 @@ inline void eplb_fused_groups_to_nodes(local const float *gl, int l, int G, int 
  * its candidates come first), copies that part's slot order into won_order
  * and writes the outputs. No group waits for another. Returns whether this
  * group is the writer; sbest then names each row's winning part. */
-inline int eplb_fused_split_join(global int *parts, volatile global int *arrivals, int l, int part,
-                                 int split, int N, int R, int RN, int Cp, local const float *score,
-                                 local const int *scontent, local int *sbest, local int *flag,
-                                 local int *won_order)
+EPLB_STEP int eplb_fused_split_join(global int *parts, volatile global int *arrivals, int l, int part,
+                                    int split, int N, int R, int RN, int Cp, local const float *score,
+                                    local const int *scontent, local int *sbest, local int *flag,
+                                    local int *won_order)
 {
     const int t = (int)get_local_id(0), T = (int)EPLB_LOCAL_SIZE();
     global int *block = parts + (ulong)l * (ulong)(split * (N + R));
@@ -255,13 +255,13 @@ inline int eplb_fused_split_join(global int *parts, volatile global int *arrival
  * global barrier between them. The fill runs a row per group of (up to) 32
  * work-items, so its stores are contiguous. slot_order(y) is slot y's
  * position in its node's replicated slots. */
-inline void eplb_fused_outputs(global long *phy2log, global long *logcnt, global int *slot_rank,
-                               global long *log2phy, long X, int has_slot_rank, int has_log2phy,
-                               int l, int E, int R, int M, int RN, int sk, int Cp, int split_rows,
-                               local const int *won_order, local const int *scontent,
-                               local const int *sbest, local const int *mlog2log,
-                               local const int *log2mlog, local const int *phy2mlog,
-                               local const int *phyrank, local const int *cnt)
+EPLB_STEP void eplb_fused_outputs(global long *phy2log, global long *logcnt, global int *slot_rank,
+                                  global long *log2phy, long X, int has_slot_rank, int has_log2phy,
+                                  int l, int E, int R, int M, int RN, int sk, int Cp, int split_rows,
+                                  local const int *won_order, local const int *scontent,
+                                  local const int *sbest, local const int *mlog2log,
+                                  local const int *log2mlog, local const int *phy2mlog,
+                                  local const int *phyrank, local const int *cnt)
 {
     const int t = (int)get_local_id(0), T = (int)EPLB_LOCAL_SIZE();
     for (int y = t; y < R; y += T) {

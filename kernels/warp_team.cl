@@ -130,17 +130,23 @@ inline uint eplb_warp_team_lanes(uint team)
     return team >= 32u ? 0xFFFFFFFFu : ((1u << team) - 1u) << (lane & ~(team - 1u));
 }
 
-/* One level of a team's argmin: the (key, index) of the lane o lanes away,
- * taken where it is lower (the smaller key, the lower index among equal
- * keys). */
-inline void eplb_warp_argmin_level(uint *key, uint *index, uint o, uint members)
+/* Takes (other_key, other_index) where it is lower: the smaller key, the
+ * lower index among equal keys. */
+inline void eplb_warp_take_lower(uint *key, uint *index, uint other_key, uint other_index)
 {
-    const uint other_key = eplb_warp_shfl_xor(*key, o, members);
-    const uint other_index = eplb_warp_shfl_xor(*index, o, members);
     if (other_key < *key || (other_key == *key && other_index < *index)) {
         *key = other_key;
         *index = other_index;
     }
+}
+
+/* One level of a team's argmin: the (key, index) of the lane o lanes away,
+ * taken where it is lower. */
+inline void eplb_warp_argmin_level(uint *key, uint *index, uint o, uint members)
+{
+    const uint other_key = eplb_warp_shfl_xor(*key, o, members);
+    const uint other_index = eplb_warp_shfl_xor(*index, o, members);
+    eplb_warp_take_lower(key, index, other_key, other_index);
 }
 
 /* The team member's (key, index) with the smallest key, lowest index among
@@ -169,15 +175,20 @@ inline uint2 eplb_warp_team_argmin2(uint key1, uint index1, uint key2, uint inde
 #if EPLB_NV_SM >= 80
     if (team == 32u && members == 0xFFFFFFFFu) {
         const uint best1 = eplb_warp_redux_min(key1), best2 = eplb_warp_redux_min(key2);
-        const uint low1 = eplb_warp_redux_min(key1 == best1 ? index1 : 0xFFFFFFFFu);
-        return (uint2)(low1, eplb_warp_redux_min(key2 == best2 ? index2 : 0xFFFFFFFFu));
+        const uint c1 = key1 == best1 ? index1 : 0xFFFFFFFFu, c2 = key2 == best2 ? index2 : 0xFFFFFFFFu;
+        const uint low1 = eplb_warp_redux_min(c1);
+        return (uint2)(low1, eplb_warp_redux_min(c2));
     }
 #endif
 #pragma unroll
     for (uint o = 16; o > 0; o >>= 1)
-        if (o < team) {
-            eplb_warp_argmin_level(&key1, &index1, o, members);
-            eplb_warp_argmin_level(&key2, &index2, o, members);
+        if (o < team) { /* four shuffles in flight, then the two comparisons */
+            const uint ok1 = eplb_warp_shfl_xor(key1, o, members);
+            const uint oi1 = eplb_warp_shfl_xor(index1, o, members);
+            const uint ok2 = eplb_warp_shfl_xor(key2, o, members);
+            const uint oi2 = eplb_warp_shfl_xor(index2, o, members);
+            eplb_warp_take_lower(&key1, &index1, ok1, oi1);
+            eplb_warp_take_lower(&key2, &index2, ok2, oi2);
         }
     return (uint2)(index1, index2);
 }
