@@ -49,10 +49,8 @@ int eplb_cli_backends(int argc, char **argv)
         }
         return EPLB_EXIT_USAGE; /* eplb_cli_getopt said what is wrong */
     }
-    if (optind < argc) {
-        fprintf(stderr, "eplb backends: unexpected argument '%s'\n", argv[optind]);
+    if (!eplb_cli_no_operands("backends", argc, argv))
         return EPLB_EXIT_USAGE;
-    }
     for (int i = 0; i < eplb_backend_count(); i++) {
         const char *detail = NULL;
         int ok = eplb_backend_available(i, &detail);

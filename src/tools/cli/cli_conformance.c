@@ -368,12 +368,8 @@ int eplb_cli_conformance(int argc, char **argv)
             return EPLB_EXIT_USAGE;
         }
     }
-    if (optind < argc) {
-        char shown[512];
-        fprintf(stderr, "eplb conformance: unexpected argument '%s'\n",
-                eplb_text_escape(shown, sizeof shown, argv[optind]));
+    if (!eplb_cli_no_operands("conformance", argc, argv))
         return EPLB_EXIT_USAGE;
-    }
     if (!golden_dir)
         golden_dir = default_golden_dir(dir_buf, sizeof dir_buf);
     int skip_goldens = strcmp(golden_dir, "none") == 0;

@@ -96,17 +96,9 @@ static int parse_evaluate_args(int argc, char **argv, evaluate_args *a)
             return EPLB_EXIT_USAGE;
         }
     }
-    if (optind < argc) {
-        char shown[512];
-        fprintf(stderr, "eplb %s: unexpected argument '%s' (see eplb %s --help)\n", cmd,
-                eplb_text_escape(shown, sizeof shown, argv[optind]), cmd);
-        return EPLB_EXIT_USAGE;
-    }
     const char *missing = !a->input ? "--input" : !a->plan ? "--plan" : NULL;
-    if (missing) {
-        fprintf(stderr, "eplb %s: %s is required (see eplb %s --help)\n", cmd, missing, cmd);
+    if (!eplb_cli_no_operands(cmd, argc, argv) || !eplb_cli_nothing_missing(cmd, missing))
         return EPLB_EXIT_USAGE;
-    }
     if (!eplb_tools_json_available()) {
         fprintf(stderr, "eplb %s: this eplb was built without JSON support (jansson), so it reads "
                         "no plan file\n", cmd);

@@ -175,3 +175,21 @@ double eplb_cli_now_us(void)
     clock_gettime(CLOCK_MONOTONIC, &ts);
     return (double)ts.tv_sec * 1e6 + (double)ts.tv_nsec / 1e3;
 }
+
+int eplb_cli_no_operands(const char *cmd, int argc, char **argv)
+{
+    if (optind >= argc)
+        return 1;
+    char shown[512];
+    fprintf(stderr, "eplb %s: unexpected argument '%s' (see eplb %s --help)\n", cmd,
+            eplb_text_escape(shown, sizeof shown, argv[optind]), cmd);
+    return 0;
+}
+
+int eplb_cli_nothing_missing(const char *cmd, const char *missing)
+{
+    if (!missing)
+        return 1;
+    fprintf(stderr, "eplb %s: %s is required (see eplb %s --help)\n", cmd, missing, cmd);
+    return 0;
+}

@@ -29,6 +29,15 @@ int eplb_cli_getopt(const char *cmd, int argc, char **argv, const char *shortopt
  * says where the name came from: "--backend" or "EPLB_BACKEND". */
 int eplb_cli_backend_known(const char *cmd, const char *name, const char *source);
 
+/* The subcommands take no operands: 1 when getopt's optind has reached argc,
+ * else prints "eplb CMD: unexpected argument 'x' (see eplb CMD --help)" (the
+ * argument escaped) and returns 0. */
+int eplb_cli_no_operands(const char *cmd, int argc, char **argv);
+
+/* 1 when missing is NULL, else prints "eplb CMD: MISSING is required (see
+ * eplb CMD --help)" and returns 0. */
+int eplb_cli_nothing_missing(const char *cmd, const char *missing);
+
 /* Microseconds of a monotonic clock. */
 double eplb_cli_now_us(void);
 

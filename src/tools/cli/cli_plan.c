@@ -182,19 +182,11 @@ static int parse_plan_args(int argc, char **argv, int demo, plan_args *a)
             return EPLB_EXIT_USAGE;
         }
     }
-    if (optind < argc) {
-        char shown[512];
-        fprintf(stderr, "eplb %s: unexpected argument '%s' (see eplb %s --help)\n", cmd,
-                eplb_text_escape(shown, sizeof shown, argv[optind]), cmd);
-        return EPLB_EXIT_USAGE;
-    }
     const char *missing = !demo && !a->input ? "--input" : !have_replicas ? "--replicas"
                                                         : !have_gpus      ? "--gpus"
                                                                           : NULL;
-    if (missing) {
-        fprintf(stderr, "eplb %s: %s is required (see eplb %s --help)\n", cmd, missing, cmd);
+    if (!eplb_cli_no_operands(cmd, argc, argv) || !eplb_cli_nothing_missing(cmd, missing))
         return EPLB_EXIT_USAGE;
-    }
     if (a->output && !*a->output) {
         fprintf(stderr, "eplb %s: --output needs a file name ('-' for standard output)\n", cmd);
         return EPLB_EXIT_USAGE;
