@@ -64,6 +64,8 @@ usage: python -m eplb COMMAND [OPTIONS]
 
 commands:
   plan      plan expert placement for a load file (python -m eplb plan --help)
+  plot      draw a plan's per-layer GPU loads as a PNG (python -m eplb plot --help;
+            needs matplotlib: pip install 'eplb[plot]')
   backends  list libeplb's backends
   --version the package's and the library's version
 """
@@ -425,6 +427,9 @@ def main(argv=None):
         return plan_command(rest)
     if command == "backends":
         return backends_command(rest)
+    if command == "plot":
+        from .plot import plot_command
+        return plot_command(rest)
     if command == "--version":
         from ._version import __version__
         sys.stdout.write("eplb %s (libeplb %s at %s)\n" % (__version__, _library.version,
