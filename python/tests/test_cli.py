@@ -12,17 +12,11 @@ import numpy as np
 import pytest
 
 import eplb
-from eplb import cli
+from cli_helpers import run
 from golden_files import check_plan_consistent
 
 LOADS = np.random.default_rng(12).integers(0, 1000, size=(4, 16))
 SHAPE = ["-r", "24", "-g", "4", "-n", "2", "-p", "8"]
-
-
-def run(argv, capsys):
-    code = cli.main(argv)
-    out, err = capsys.readouterr()
-    return code, out, err
 
 
 @pytest.fixture

@@ -10,16 +10,12 @@ import pytest
 
 pytest.importorskip("matplotlib")
 
-from eplb import cli, plot  # noqa: E402
+from cli_helpers import run  # noqa: E402
+from eplb import plot  # noqa: E402
 
 LOADS = np.random.default_rng(5).integers(0, 1000, size=(6, 16))
 SHAPE = ["-r", "24", "-g", "4", "-n", "2", "-p", "8"]
 
-
-def run(argv, capsys):
-    code = cli.main(argv)
-    out, err = capsys.readouterr()
-    return code, out, err
 
 
 def png_size(path):
