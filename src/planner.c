@@ -21,18 +21,19 @@
 static eplb_status describe_plan(eplb_context *ctx, const eplb_shape *shape,
                                  const eplb_options *options, eplb_plan_job *job)
 {
-    eplb_options defaults;
-    if (!options) {
-        eplb_options_init(&defaults);
-        options = &defaults;
-    }
+    eplb_options read;
+    if (!options)
+        eplb_options_init(&read);
     const char *why;
     eplb_status status = eplb_shape_check(shape, &why);
     if (status != EPLB_OK)
         return eplb_context_fail(ctx, status, "invalid shape: %s", why);
-    status = eplb_options_check(options, &why);
-    if (status != EPLB_OK)
-        return eplb_context_fail(ctx, status, "invalid options: %s", why);
+    if (options) {
+        status = eplb_options_read(options, &read, &why);
+        if (status != EPLB_OK)
+            return eplb_context_fail(ctx, status, "invalid options: %s", why);
+    }
+    options = &read;
     /* The one limit that needs the options as well as the shape: the packing
      * keeps every candidate's slot order (include/eplb/eplb.h). */
     const int64_t candidate_slots = shape->layers * shape->replicas * options->candidates;

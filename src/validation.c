@@ -4,6 +4,7 @@
 #include "validation.h"
 
 #include <math.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -20,6 +21,26 @@ void eplb_options_init(eplb_options *options)
     options->seed = 0;
     options->policy = EPLB_POLICY_AUTO;
     options->refine = 0;
+    options->distinct = 0;
+    options->slack = 0.0f;
+}
+
+/* The size of eplb_options in version 0.1.0: every field up to refine. */
+#define OPTIONS_SIZE_V0_1 offsetof(eplb_options, distinct)
+
+eplb_status eplb_options_read(const eplb_options *in, eplb_options *out, const char **message)
+{
+    if (in->struct_size != sizeof(eplb_options) && in->struct_size != OPTIONS_SIZE_V0_1) {
+        if (message)
+            *message = "options not initialised with eplb_options_init";
+        return EPLB_ERR_INVALID_ARGUMENT;
+    }
+    /* Only the caller's struct_size bytes are read: an older caller's struct
+     * ends there, and the fields it lacks keep their defaults. */
+    eplb_options_init(out);
+    memcpy(out, in, in->struct_size);
+    out->struct_size = sizeof *out;
+    return eplb_options_check(out, message);
 }
 
 eplb_status eplb_options_check(const eplb_options *o, const char **message)
@@ -40,6 +61,10 @@ eplb_status eplb_options_check(const eplb_options *o, const char **message)
         why = "policy must be auto, hierarchical or global";
     else if (o->refine < 0 || o->refine > EPLB_MAX_REFINE)
         why = "refine (the most trades per row) must be in 0..100000";
+    else if (o->distinct != 0 && o->distinct != 1)
+        why = "distinct must be 0 or 1";
+    else if (!isfinite(o->slack) || o->slack < 0.0f)
+        why = "slack must be finite and >= 0";
     if (message)
         *message = why;
     return why ? EPLB_ERR_INVALID_ARGUMENT : EPLB_OK;

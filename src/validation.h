@@ -11,4 +11,10 @@
  * message is not NULL) names the first option out of range. */
 eplb_status eplb_options_check(const eplb_options *options, const char **message);
 
+/* Copies the caller's options into out, a struct of this version: only
+ * in->struct_size bytes are read (an older caller's struct, version 0.1.0,
+ * ends at refine), the fields beyond keep their defaults. Then checks them as
+ * eplb_options_check does. */
+eplb_status eplb_options_read(const eplb_options *in, eplb_options *out, const char **message);
+
 #endif /* EPLB_VALIDATION_H */

@@ -68,7 +68,46 @@ Test(api, options_init_sets_the_spec_defaults)
     cr_expect_eq(o.tolerance, 1e-5f);
     cr_expect_eq(o.seed, 0);
     cr_expect_eq(o.policy, EPLB_POLICY_AUTO);
+    cr_expect_eq(o.refine, 0);
+    cr_expect_eq(o.distinct, 0);
+    cr_expect_eq(o.slack, 0.0f);
     eplb_options_init(NULL); /* must not crash */
+}
+
+/* A caller built against version 0.1.0's header passes a struct that ends at
+ * refine: it is read no further, and plans as the defaults do. */
+Test(api, options_of_version_0_1_are_read_up_to_refine)
+{
+    enum { L = 2, E = 8, R = 12 };
+    const eplb_shape shape = {.layers = L, .experts = E, .replicas = R,
+                              .groups = 4, .nodes = 2, .gpus = 4};
+    float w[L * E];
+    for (int i = 0; i < L * E; i++)
+        w[i] = (float)((i * 37) % 11 + 1);
+    eplb_context *ctx;
+    cr_assert_eq(eplb_context_create(&ctx, "cpu"), EPLB_OK);
+
+    eplb_options current;
+    eplb_options_init(&current);
+    int64_t want[L * R], want_cnt[L * E];
+    cr_assert_eq(eplb_rebalance(ctx, w, &shape, &current, want, want_cnt, NULL, 0, NULL), EPLB_OK);
+
+    /* The old struct, followed by bytes that must not be read as options. */
+    union {
+        eplb_options options;
+        unsigned char bytes[sizeof(eplb_options)];
+    } old;
+    memset(&old, 0x7F, sizeof old);
+    eplb_options_init(&old.options);
+    old.options.struct_size = (uint32_t)offsetof(eplb_options, distinct);
+    memset(old.bytes + offsetof(eplb_options, distinct), 0x7F,
+           sizeof old - offsetof(eplb_options, distinct));
+    int64_t got[L * R], got_cnt[L * E];
+    cr_assert_eq(eplb_rebalance(ctx, w, &shape, &old.options, got, got_cnt, NULL, 0, NULL),
+                 EPLB_OK, "%s", eplb_context_last_error(ctx));
+    cr_expect_arr_eq(got, want, sizeof want);
+    cr_expect_arr_eq(got_cnt, want_cnt, sizeof want_cnt);
+    eplb_context_free(ctx);
 }
 
 Test(api, context_free_accepts_null)

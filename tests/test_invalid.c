@@ -355,7 +355,7 @@ static void expect_options_rejected(const char *what, eplb_options o, const char
 /* Each option out of its range, alone. */
 Test(invalid_options, each_value_out_of_range_is_refused_naming_the_option)
 {
-    enum option_field { CANDIDATES, ITERATIONS, NOISE, TOLERANCE, STRUCT_SIZE, POLICY };
+    enum option_field { CANDIDATES, ITERATIONS, NOISE, TOLERANCE, STRUCT_SIZE, POLICY, DISTINCT, SLACK };
     static const struct {
         const char *what;
         enum option_field field;
@@ -377,6 +377,11 @@ Test(invalid_options, each_value_out_of_range_is_refused_naming_the_option)
         {"struct_size of an older struct", STRUCT_SIZE, sizeof(eplb_options) - 4,
          "eplb_options_init"},
         {"policy = 7", POLICY, 7, "policy"},
+        {"distinct = 2", DISTINCT, 2, "distinct"},
+        {"distinct = -1", DISTINCT, -1, "distinct"},
+        {"slack = -0.01", SLACK, -0.01, "slack"},
+        {"slack = NaN", SLACK, NAN, "slack"},
+        {"slack = +Inf", SLACK, INFINITY, "slack"},
     };
     for (size_t i = 0; i < sizeof out_of_range / sizeof out_of_range[0]; i++) {
         eplb_options o;
@@ -389,6 +394,8 @@ Test(invalid_options, each_value_out_of_range_is_refused_naming_the_option)
         case TOLERANCE: o.tolerance = (float)v; break;
         case STRUCT_SIZE: o.struct_size = (uint32_t)v; break;
         case POLICY: o.policy = (eplb_policy)(int)v; break;
+        case DISTINCT: o.distinct = (int32_t)v; break;
+        case SLACK: o.slack = (float)v; break;
         }
         expect_options_rejected(out_of_range[i].what, o, out_of_range[i].keyword);
     }

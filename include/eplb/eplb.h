@@ -73,7 +73,9 @@ typedef enum eplb_policy {
 } eplb_policy;
 
 /* Planning options. Always fill with eplb_options_init() first, then change
- * fields, so that fields added later keep their defaults. */
+ * fields, so that fields added later keep their defaults. A struct from an
+ * older header (struct_size up to refine, version 0.1.0) is still accepted:
+ * the fields it lacks take their defaults. */
 typedef struct eplb_options {
     uint32_t struct_size;  /* set by eplb_options_init */
     int32_t candidates;    /* C, randomized greedy starts per row, >= 1 (default 8) */
@@ -88,7 +90,16 @@ typedef struct eplb_options {
      * eplb_options_init has always zeroed, so the struct's size and
      * struct_size do not change there. */
     int32_t refine;
+    /* 1: no GPU holds two replicas of one expert (SPEC 11); an expert with
+     * more replicas than its row has GPUs is capped there. 0 (the default)
+     * leaves plans exactly as without it. */
+    int32_t distinct;
+    /* eplb_rebalance_incremental only (SPEC 13): a layer's largest GPU load
+     * may reach (1 + slack) times the fresh plan's, for fewer moves; finite
+     * and >= 0, default 0. Ignored by eplb_rebalance. */
+    float slack;
 } eplb_options;
+
 
 #define EPLB_MAX_CANDIDATES 1024
 #define EPLB_MAX_ITERATIONS 100000
@@ -211,6 +222,45 @@ EPLB_EXTERN eplb_status eplb_rebalance_device(eplb_context *ctx, const void *wei
 /* Waits for the context's device work on stream and returns the status of the
  * last eplb_rebalance_device call (EPLB_OK, or EPLB_ERR_INVALID_WEIGHT). */
 EPLB_EXTERN eplb_status eplb_device_status(eplb_context *ctx, void *stream);
+
+/* ---- Rebalancing from the running plan (SPEC 13) ------------------------
+ * Plans as eplb_rebalance does, then moves as few experts as it can away from
+ * the running placement: every layer's largest GPU load stays at most
+ * (1 + options->slack) times that of the fresh plan eplb_rebalance would make
+ * for the same weights and options, and no expert changes node unless its
+ * group does (hierarchical policy).
+ *
+ * previous: int64 host array [layers][replicas], the running plan's phy2log
+ *          (from eplb or any other planner, e.g. SGLang's
+ *          physical_to_logical_map): every entry in 0..experts-1 and every
+ *          expert on at least one slot of each layer, else
+ *          EPLB_ERR_INVALID_ARGUMENT.
+ * The other arguments and the outputs are those of eplb_rebalance; on any
+ * error the outputs are left untouched. */
+EPLB_EXTERN eplb_status eplb_rebalance_incremental(eplb_context *ctx, const float *weight,
+                                                   const eplb_shape *shape,
+                                                   const eplb_options *options,
+                                                   const int64_t *previous, int64_t *phy2log,
+                                                   int64_t *logcnt, int64_t *log2phy,
+                                                   int64_t log2phy_width, int64_t *width_needed);
+
+/* What a rebalance from one placement to another transfers (SPEC 13.3). Fill
+ * with eplb_moves_init() first. */
+typedef struct eplb_moves {
+    uint32_t struct_size;        /* set by eplb_moves_init */
+    int64_t moved_slots;         /* slots whose expert was not on their GPU before */
+    int64_t max_moved_per_gpu;   /* the most slots one GPU receives, over all layers */
+    int64_t cross_node_moves;    /* (node, expert) copies that cross nodes; -1 when
+                                  * gpus % nodes != 0 */
+} eplb_moves;
+
+EPLB_EXTERN void eplb_moves_init(eplb_moves *moves);
+
+/* Counts the moves from previous to phy2log (both int64 [layers][replicas],
+ * entries in 0..experts-1). Needs no context; on error nothing is written and
+ * eplb_last_error() says which input broke which rule. */
+EPLB_EXTERN eplb_status eplb_count_moves(const eplb_shape *shape, const int64_t *previous,
+                                         const int64_t *phy2log, eplb_moves *moves);
 
 /* ---- Evaluating a plan ---------------------------------------------------
  * The quality of a placement on given loads (SPEC sections 8, 11 and 12): for

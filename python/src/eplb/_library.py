@@ -22,6 +22,8 @@ class Options(ctypes.Structure):
         ("seed", ctypes.c_uint64),
         ("policy", ctypes.c_int),
         ("refine", ctypes.c_int32),
+        ("distinct", ctypes.c_int32),
+        ("slack", ctypes.c_float),
     ]
 
 
