@@ -29,7 +29,7 @@ extern "C" {
 
 /* Bumped whenever this file changes incompatibly; modules built against another
  * version are refused by name. */
-#define EPLB_BACKEND_API_VERSION 5
+#define EPLB_BACKEND_API_VERSION 6
 
 /* What plan_fused returns when it does not handle a job, having enqueued
  * nothing: the planner then runs the same work as separate stages. Never
@@ -98,6 +98,11 @@ typedef struct eplb_plan_job {
     void *log2phy;         /* int64 [L][E][width], -1 padded, or NULL          (assemble) */
     int32_t refine;        /* the most refine trades per row (SPEC 10), 0 = off; its
                               tolerance is slot_pack.tolerance */
+    int32_t distinct;      /* 1: no GPU holds an expert twice (SPEC 11), 0: off */
+    void *row_changed;     /* int32 [L*N] 1 where the distinct stage freed a slot or
+                              exchanged one in the row, else 0    (distinct) */
+    void *row_seed_max;    /* float [L*N] the row's heaviest GPU load before the cap
+                              (SPEC 11.5's M0)                    (distinct) */
 } eplb_plan_job;
 
 typedef struct eplb_backend eplb_backend;
@@ -159,14 +164,30 @@ typedef struct eplb_backend_i {
     /* Best candidate per row into pack_of / rank_of. */
     eplb_status (*pack_select)(eplb_backend *backend, const eplb_pack_job *job);
 
-    /* ---- after the slot packing (SPEC 10) ---- */
+    /* ---- after the slot packing (SPEC 10, 11) ---- */
+    /* (optional) The cap and the repair of SPEC 11.3-11.4: runs after the
+     * packing of slots to GPUs and before refine, only when job->distinct is
+     * 1 and the slot packing ran (slots per GPU and GPUs per row both above
+     * 1; otherwise no row can hold a repeat). Rows are slot_pack.rows. The
+     * cap rewrites the freed slots' phy2mlog and phyrank, the row's mlogcnt
+     * and the slot_load of every slot whose expert's count changed; the
+     * repair exchanges slots between GPUs through slot_pack.pack_of and
+     * rank_of. It fills row_changed and row_seed_max for the restore (SPEC
+     * 11.5), which the refine stage runs. NULL: the planner refuses jobs
+     * with distinct (never a fallback to another backend). */
+    eplb_status (*distinct)(eplb_backend *backend, const eplb_plan_job *job);
     /* (optional) The refine search: runs after the packing of slots to GPUs
-     * and before assemble, only when job->refine > 0 and the slot packing ran
-     * (slots per GPU and GPUs per row both above 1). Rows are
+     * (and the distinct stage) and before assemble, when job->refine > 0 or
+     * job->distinct is 1, and the slot packing ran. Rows are
      * slot_pack.rows; it reads slot_load and moves slots between the GPUs of
      * a row by rewriting slot_pack.pack_of and rank_of, which assemble then
-     * reads as usual. NULL: the backend cannot refine, and the planner
-     * refuses jobs with refine > 0 (never a fallback to another backend). */
+     * reads as usual. With distinct it keeps to the trades of SPEC 11.6 (the
+     * experts are phy2mlog), and with refine == 0 it searches only the rows
+     * whose row_changed is 1, at most 256 trades each, stopping once the
+     * heaviest GPU is no heavier than row_seed_max (the restore of SPEC
+     * 11.5). NULL: the backend cannot refine, and the planner refuses jobs
+     * with refine > 0 (never a fallback to another backend); a backend with
+     * a distinct stage has this one too. */
     eplb_status (*refine)(eplb_backend *backend, const eplb_plan_job *job);
 
     /* ---- fused path ----
@@ -179,7 +200,8 @@ typedef struct eplb_backend_i {
     /* (optional) the whole plan, check_weights to assemble, in one submission.
      * The planner offers it only jobs whose log2phy (when given) is wide
      * enough for any count the shape allows, so it needs no width check, and
-     * only jobs with refine == 0, so it need not know the refine stage. */
+     * only jobs with refine == 0 and distinct == 0, so it need not know the
+     * stages of SPEC 10 and 11. */
     eplb_status (*plan_fused)(eplb_backend *backend, const eplb_plan_job *job);
 
     /* ---- properties ---- */

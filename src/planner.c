@@ -2,7 +2,8 @@
  *
  *   check weights -> group loads -> pack groups to nodes (call 0)
  *   -> node layout -> replicate within nodes -> slot loads
- *   -> pack slots to GPUs (call 1) -> refine (SPEC 10, when asked) -> assemble outputs
+ *   -> pack slots to GPUs (call 1) -> distinct (SPEC 11, when asked)
+ *   -> refine (SPEC 10, when asked, and SPEC 11.5's restore) -> assemble outputs
  *
  * Every array lives in backend buffers kept by the context, so a GPU backend
  * keeps all intermediates on the device. */
@@ -69,8 +70,29 @@ static eplb_status describe_plan(eplb_context *ctx, const eplb_shape *shape,
                                  "or with refine 0",
                                  ctx->backend_name);
 
+    if (options->distinct) {
+        /* SPEC 11.2: each row must offer a GPU's slots as many different
+         * experts. The policy is the one chosen above. */
+        const int64_t row_experts = hierarchical ? shape->experts / shape->nodes : shape->experts;
+        const int64_t gpu_slots = shape->replicas / shape->gpus;
+        if (row_experts < gpu_slots)
+            return eplb_context_fail(ctx, EPLB_ERR_INVALID_SHAPE,
+                                     "distinct needs at least as many experts per %s (%lld) as "
+                                     "slots per GPU (%lld), or a GPU would have to hold an expert "
+                                     "twice (docs/spec.md section 11.2)",
+                                     hierarchical ? "node" : "layer", (long long)row_experts,
+                                     (long long)gpu_slots);
+        if (!ctx->backend->iface->distinct)
+            return eplb_context_fail(ctx, EPLB_ERR_UNSUPPORTED,
+                                     "distinct (docs/spec.md section 11) runs on the cpu backend "
+                                     "for now; the %s backend has no distinct stage: plan with "
+                                     "the cpu backend, or with distinct 0",
+                                     ctx->backend_name);
+    }
+
     memset(job, 0, sizeof *job);
     job->refine = options->refine;
+    job->distinct = options->distinct;
     job->layers = shape->layers;
     job->experts = shape->experts;
     job->replicas = shape->replicas;
@@ -224,6 +246,11 @@ static eplb_status reserve_intermediates(eplb_context *ctx, eplb_plan_job *job)
     RESERVE(EPLB_BUF_SLOT_LOAD, L * R * f, job->slot_load);
     if ((st = reserve_packing(ctx, &job->slot_pack, EPLB_BUF_SLOT_ORDER, job->slot_load)))
         return st;
+    if (job->distinct) {
+        const size_t rows = (size_t)job->slot_pack.rows;
+        RESERVE(EPLB_BUF_ROW_CHANGED, rows * i, job->row_changed);
+        RESERVE(EPLB_BUF_ROW_SEED_MAX, rows * f, job->row_seed_max);
+    }
 #undef RESERVE
     return EPLB_OK;
 }
@@ -255,9 +282,9 @@ static eplb_status run_stages(eplb_context *ctx, const eplb_plan_job *job, int c
      * only such jobs go to plan_fused, so that the narrow case is checked once,
      * by the replicate stage. */
     const int width_suffices = !job->log2phy || job->width >= job->node_slots - job->node_experts + 1;
-    /* The fused entries know nothing of the refine stage, so a job with
-     * refine runs as separate stages. */
-    if (f->plan_fused && width_suffices && job->refine == 0)
+    /* The fused entries know nothing of the refine and distinct stages, so a
+     * job with either runs as separate stages. */
+    if (f->plan_fused && width_suffices && job->refine == 0 && !job->distinct)
         st = f->plan_fused(be, job);
     if (st == EPLB_BACKEND_DECLINED) {
         int32_t zero = 0;
@@ -273,9 +300,14 @@ static eplb_status run_stages(eplb_context *ctx, const eplb_plan_job *job, int c
         if (st == EPLB_OK) st = run_packing(be, &job->slot_pack);
         /* Refine trades slots between the GPUs of a row, so it needs a
          * packing that ran: more than one slot per GPU and more than one GPU
-         * per row (SPEC 10.3: no other row has a trade to keep). */
-        if (st == EPLB_OK && job->refine > 0 && job->slot_pack.per_pack > 1 &&
-            job->slot_pack.packs > 1)
+         * per row (SPEC 10.3: no other row has a trade to keep). The same
+         * holds for distinct: with one slot per GPU no GPU repeats an
+         * expert, and with one GPU per row SPEC 11.2 leaves every expert a
+         * single replica. Distinct's restore (SPEC 11.5) is a refine search. */
+        const int rows_trade = job->slot_pack.per_pack > 1 && job->slot_pack.packs > 1;
+        if (st == EPLB_OK && job->distinct && rows_trade)
+            st = f->distinct(be, job);
+        if (st == EPLB_OK && (job->refine > 0 || job->distinct) && rows_trade)
             st = f->refine(be, job);
         if (st == EPLB_OK) st = f->assemble(be, job);
     }

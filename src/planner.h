@@ -30,6 +30,8 @@ typedef enum eplb_buffer_role {
     EPLB_BUF_PHY2LOG,
     EPLB_BUF_LOGCNT,
     EPLB_BUF_SLOT_RANK,
+    EPLB_BUF_ROW_CHANGED,
+    EPLB_BUF_ROW_SEED_MAX,
     EPLB_BUF_COUNT
 } eplb_buffer_role;
 

@@ -130,6 +130,7 @@ static const eplb_backend_i cuda_iface = {
     /* .pack_greedy     = */ on_device<eplb_pack_job, eplb_cuda_pack_greedy>,
     /* .pack_swap       = */ on_device<eplb_pack_job, eplb_cuda_pack_swap>,
     /* .pack_select     = */ on_device<eplb_pack_job, eplb_cuda_pack_select>,
+    /* .distinct        = */ NULL, /* distinct runs on the cpu backend for now */
     /* .refine          = */ NULL, /* refine runs on the cpu backend for now */
     /* .plan_fused      = */ on_device<eplb_plan_job, eplb_cuda_plan_fused>,
     /* .host_memory     = */ 0,

@@ -66,6 +66,7 @@ static const eplb_backend_i opencl_iface = {
     /* .pack_greedy     = */ prepared_pack_greedy,
     /* .pack_swap       = */ prepared_pack_swap,
     /* .pack_select     = */ prepared_pack_select,
+    /* .distinct        = */ NULL, /* distinct runs on the cpu backend for now */
     /* .refine          = */ NULL, /* refine runs on the cpu backend for now */
     /* .plan_fused      = */ prepared_plan_fused,
     /* .host_memory     = */ 0,
