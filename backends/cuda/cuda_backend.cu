@@ -14,6 +14,7 @@
 #include "cuda_pack_sort.cuh"
 #include "cuda_pack_swap.cuh"
 #include "cuda_plan_fused.cuh"
+#include "cuda_refine.cuh"
 #include "cuda_replicate.cuh"
 #include "cuda_runtime.cuh"
 #include "cuda_slot_loads.cuh"
@@ -64,28 +65,65 @@ static void cuda_buffer_free(eplb_backend *backend, void *buffer)
     cudaFree(buffer);
 }
 
-/* A copy on the instance's stream, complete on return: the interface lets the
- * caller reuse the host memory at once (pinned memory would otherwise still
- * be read by the copy). */
+/* A copy on the instance's stream. upload and download wait for it, since
+ * the interface lets their caller reuse the host memory at once (pinned
+ * memory would otherwise still be read by the copy); the async entries leave
+ * the wait to the planner's synchronize, once per plan. */
 static eplb_status cuda_copy(eplb_backend *backend, void *dst, const void *src, size_t bytes,
-                             cudaMemcpyKind kind, const char *what)
+                             cudaMemcpyKind kind, bool wait, const char *what)
 {
     EPLB_CUDA_SCOPE(backend);
     eplb_cuda_context *ctx = eplb_cuda_ctx(backend);
     cudaError_t err = cudaMemcpyAsync(dst, src, bytes, kind, ctx->stream);
-    if (err == cudaSuccess)
+    if (err == cudaSuccess && wait)
         err = cudaStreamSynchronize(ctx->stream);
     return err == cudaSuccess ? EPLB_OK : eplb_cuda_fail(backend, what, err);
 }
 
 static eplb_status cuda_upload(eplb_backend *backend, void *dst, const void *src_host, size_t bytes)
 {
-    return cuda_copy(backend, dst, src_host, bytes, cudaMemcpyHostToDevice, "upload");
+    return cuda_copy(backend, dst, src_host, bytes, cudaMemcpyHostToDevice, true, "upload");
 }
 
 static eplb_status cuda_download(eplb_backend *backend, void *dst_host, const void *src, size_t bytes)
 {
-    return cuda_copy(backend, dst_host, src, bytes, cudaMemcpyDeviceToHost, "download");
+    return cuda_copy(backend, dst_host, src, bytes, cudaMemcpyDeviceToHost, true, "download");
+}
+
+static eplb_status cuda_upload_async(eplb_backend *backend, void *dst, const void *src_host,
+                                     size_t bytes)
+{
+    return cuda_copy(backend, dst, src_host, bytes, cudaMemcpyHostToDevice, false, "upload");
+}
+
+static eplb_status cuda_download_async(eplb_backend *backend, void *dst_host, const void *src,
+                                       size_t bytes)
+{
+    return cuda_copy(backend, dst_host, src, bytes, cudaMemcpyDeviceToHost, false, "download");
+}
+
+/* Page-locked host memory for the planner's staging area: copies from and to
+ * it run as one DMA each, without waiting for the host. Portable, so that it
+ * is page-locked for every device's context, not only this instance's. */
+static eplb_status cuda_host_alloc(eplb_backend *backend, size_t bytes, void **out)
+{
+    EPLB_CUDA_SCOPE(backend);
+    cudaError_t err = cudaHostAlloc(out, bytes, cudaHostAllocPortable);
+    if (err != cudaSuccess) {
+        cudaGetLastError(); /* an allocation failure is not sticky: clear it */
+        return eplb_backend_error(backend, EPLB_ERR_OUT_OF_MEMORY,
+                                  "cannot allocate %zu bytes of page-locked host memory: %s",
+                                  bytes, cudaGetErrorString(err));
+    }
+    return EPLB_OK;
+}
+
+static void cuda_host_free(eplb_backend *backend, void *host)
+{
+    if (!host)
+        return;
+    EPLB_CUDA_SCOPE(backend);
+    cudaFreeHost(host);
 }
 
 static eplb_status cuda_set_stream(eplb_backend *backend, void *stream)
@@ -131,9 +169,13 @@ static const eplb_backend_i cuda_iface = {
     /* .pack_swap       = */ on_device<eplb_pack_job, eplb_cuda_pack_swap>,
     /* .pack_select     = */ on_device<eplb_pack_job, eplb_cuda_pack_select>,
     /* .distinct        = */ NULL, /* distinct runs on the cpu backend for now */
-    /* .refine          = */ NULL, /* refine runs on the cpu backend for now */
+    /* .refine          = */ on_device<eplb_plan_job, eplb_cuda_refine>,
     /* .plan_fused      = */ on_device<eplb_plan_job, eplb_cuda_plan_fused>,
     /* .host_memory     = */ 0,
+    /* .host_alloc      = */ cuda_host_alloc,
+    /* .host_free       = */ cuda_host_free,
+    /* .upload_async    = */ cuda_upload_async,
+    /* .download_async  = */ cuda_download_async,
 };
 
 /* Reads the knobs (first, so that a bad value is reported on any machine),

@@ -1,0 +1,269 @@
+/* The refine search (SPEC 10) on the device: a block per row. Each iteration
+ * finds the row's heaviest GPU A, weighs every one-for-one and two-for-two
+ * trade of A with the other GPUs of the row in parallel, and keeps the one
+ * with the smallest peak, ties to the first in trade order, through a block
+ * reduction of (peak key, trade index). One thread applies it and checks the
+ * recomputed loads (step 4), so the sums are those of the cpu backend.
+ *
+ * eplb_block_refine works on a row held in memory the whole block reads
+ * (shared memory, or global scratch for rows too large for it), so that a
+ * kernel with the row already on chip can call it too. */
+#ifndef EPLB_CUDA_REFINE_CUH
+#define EPLB_CUDA_REFINE_CUH
+
+#include "cuda_teams.cuh"
+
+/* One row as the search sees it: GPU g's slot at position r is
+ * content[g*k + r], that slot's load t[g*k + r]; load[g] is GPU g's load. */
+struct eplb_cuda_refine_row {
+    uint32_t m, k;
+    int32_t *content;
+    float *t;
+    float *load;
+};
+
+/* The block's shared words: each warp's best trade, and the verdict of the
+ * thread that applied the chosen one. */
+struct eplb_cuda_refine_votes {
+    uint32_t key[32];
+    unsigned long long index[32];
+    int stop;
+};
+
+/* No trade (or no finite peak): above the key of every finite peak. */
+#define EPLB_CUDA_REFINE_NONE 0xFFFFFFFFu
+
+/* SPEC 10.2: the larger of the two new loads, one float32 operation at a
+ * time. The conditional form matches the cpu backend's, also for an infinite
+ * d (it then yields the infinite load, which never wins). */
+static __device__ __forceinline__ float eplb_cuda_trade_peak(float a_load, float b_load,
+                                                             float give_a, float give_b)
+{
+    const float d = __fsub_rn(give_a, give_b);
+    const float new_a = __fsub_rn(a_load, d), new_b = __fadd_rn(b_load, d);
+    return new_a > new_b ? new_a : new_b;
+}
+
+/* GPU g's load: its slot loads summed left to right in position order. */
+static __device__ __forceinline__ float eplb_cuda_refine_gpu_load(const float *t, uint32_t g,
+                                                                  uint32_t k)
+{
+    const float *slots = t + (size_t)g * k;
+    float sum = slots[0];
+    for (uint32_t r = 1; r < k; r++)
+        sum = __fadd_rn(sum, slots[r]);
+    return sum;
+}
+
+/* The positions (lo, hi) of pair i, pairs in lexicographic order. */
+template <class Index>
+static __device__ __forceinline__ void eplb_cuda_pair_of(Index i, uint32_t k, uint32_t *lo,
+                                                         uint32_t *hi)
+{
+    uint32_t first = 0;
+    while (i >= (Index)(k - 1 - first)) {
+        i -= (Index)(k - 1 - first);
+        first++;
+    }
+    *lo = first;
+    *hi = first + 1 + (uint32_t)i;
+}
+
+/* The heaviest GPU of the row, the lowest index among equals, in every lane
+ * of the calling warp. Keys keep -0 == +0. */
+static __device__ __forceinline__ uint32_t eplb_cuda_heaviest_gpu(const float *load, uint32_t m,
+                                                                  uint32_t lane)
+{
+    uint32_t best_key = 0, best = 0xFFFFFFFFu;
+    for (uint32_t g = lane; g < m; g += 32) {
+        const uint32_t key = eplb_cuda_ordered_bits(load[g]);
+        if (best == 0xFFFFFFFFu || key > best_key) {
+            best_key = key;
+            best = g;
+        }
+    }
+    const uint32_t top = eplb_warp_reduce<true>(best_key);
+    return eplb_warp_reduce<false>(best != 0xFFFFFFFFu && best_key == top ? best : 0xFFFFFFFFu);
+}
+
+/* The warp's smallest (key, index), lexicographically, in every lane. */
+template <class Index>
+static __device__ __forceinline__ void eplb_cuda_refine_warp_min(uint32_t *key, Index *index)
+{
+    const uint32_t best_key = eplb_warp_reduce<false>(*key);
+    const bool mine = *key == best_key;
+    Index best_index;
+    if (sizeof(Index) == 4) {
+        best_index = (Index)eplb_warp_reduce<false>(mine ? (uint32_t)*index : 0xFFFFFFFFu);
+    } else {
+        const uint32_t hi = eplb_warp_reduce<false>(mine ? (uint32_t)((uint64_t)*index >> 32)
+                                                         : 0xFFFFFFFFu);
+        const uint32_t lo = eplb_warp_reduce<false>(
+            mine && (uint32_t)((uint64_t)*index >> 32) == hi ? (uint32_t)*index : 0xFFFFFFFFu);
+        best_index = (Index)(((uint64_t)hi << 32) | lo);
+    }
+    *key = best_key;
+    *index = best_index;
+}
+
+/* This thread's best trade of A among its share of the trades. Trades are
+ * numbered in trade order: one-for-one (b, sa, sb) at (b*k + sa)*k + sb, then
+ * two-for-two (b, i, j) at m*k*k + (b*P + i)*P + j (pairs i, j in
+ * lexicographic order); b runs over every GPU, A's own numbers are skipped.
+ * The work is cut into units, one-for-one (b, sa) then two-for-two (b, i),
+ * each weighing all of B's side; a thread visits its units, and so its
+ * trades, in ascending trade order, so a strict "<" keeps the first of equal
+ * peaks. A NaN or infinite peak never passes "< best" from +inf. */
+template <class Index>
+static __device__ __forceinline__ void eplb_cuda_refine_weigh(const eplb_cuda_refine_row &row,
+                                                              uint32_t a, float a_load,
+                                                              float *best_peak, Index *best_index)
+{
+    const uint32_t k = row.k;
+    const Index m = row.m, pairs = (Index)k * (k - 1) / 2;
+    const Index one_units = m * k, units = one_units + m * pairs;
+    const Index ones = one_units * k;
+    const float *t_a = row.t + (size_t)a * k;
+    float best = INFINITY;
+    Index chosen = 0;
+    for (Index u = threadIdx.x; u < units; u += blockDim.x) {
+        if (u < one_units) {
+            const Index b = u / k;
+            if (b == a)
+                continue;
+            const float *t_b = row.t + (size_t)b * k;
+            const float give_a = t_a[u - b * k], b_load = row.load[b];
+            for (uint32_t sb = 0; sb < k; sb++) {
+                const float peak = eplb_cuda_trade_peak(a_load, b_load, give_a, t_b[sb]);
+                if (peak < best) {
+                    best = peak;
+                    chosen = u * k + sb;
+                }
+            }
+        } else {
+            const Index v = u - one_units, b = v / pairs;
+            if (b == a)
+                continue;
+            const float *t_b = row.t + (size_t)b * k;
+            const float b_load = row.load[b];
+            uint32_t lo, hi;
+            eplb_cuda_pair_of<Index>(v - b * pairs, k, &lo, &hi);
+            const float give_a = __fadd_rn(t_a[lo], t_a[hi]);
+            Index index = ones + v * pairs;
+            for (uint32_t lo_b = 0; lo_b + 1 < k; lo_b++) {
+                const float first = t_b[lo_b];
+                for (uint32_t hi_b = lo_b + 1; hi_b < k; hi_b++, index++) {
+                    const float peak =
+                        eplb_cuda_trade_peak(a_load, b_load, give_a, __fadd_rn(first, t_b[hi_b]));
+                    if (peak < best) {
+                        best = peak;
+                        chosen = index;
+                    }
+                }
+            }
+        }
+    }
+    *best_peak = best;
+    *best_index = chosen;
+}
+
+/* SPEC 10.3 steps 3 and 4 for the chosen trade, by one thread: the peak
+ * again (the same operations), the tolerance test, then the exchange and the
+ * recomputed loads of A and B, undone when the larger is not below A's old
+ * load. Returns whether the row goes on. */
+template <class Index>
+static __device__ bool eplb_cuda_refine_apply(const eplb_cuda_refine_row &row, uint32_t a,
+                                              float a_load, Index index, float tolerance)
+{
+    const uint32_t k = row.k;
+    const Index m = row.m, pairs = (Index)k * (k - 1) / 2, ones = m * k * k;
+    uint32_t b, a_pos[2] = {0, 0}, b_pos[2] = {0, 0}, count;
+    if (index < ones) {
+        b = (uint32_t)(index / ((Index)k * k));
+        const Index rest = index - (Index)b * k * k;
+        a_pos[0] = (uint32_t)(rest / k);
+        b_pos[0] = (uint32_t)(rest - (Index)a_pos[0] * k);
+        count = 1;
+    } else {
+        const Index j = index - ones, per_b = pairs * pairs;
+        b = (uint32_t)(j / per_b);
+        const Index rest = j - (Index)b * per_b, i = rest / pairs;
+        eplb_cuda_pair_of<Index>(i, k, &a_pos[0], &a_pos[1]);
+        eplb_cuda_pair_of<Index>(rest - i * pairs, k, &b_pos[0], &b_pos[1]);
+        count = 2;
+    }
+    float *t_a = row.t + (size_t)a * k, *t_b = row.t + (size_t)b * k;
+    int32_t *c_a = row.content + (size_t)a * k, *c_b = row.content + (size_t)b * k;
+    const float give_a = count == 1 ? t_a[a_pos[0]] : __fadd_rn(t_a[a_pos[0]], t_a[a_pos[1]]);
+    const float give_b = count == 1 ? t_b[b_pos[0]] : __fadd_rn(t_b[b_pos[0]], t_b[b_pos[1]]);
+    const float peak = eplb_cuda_trade_peak(a_load, row.load[b], give_a, give_b);
+    if (!(__fsub_rn(a_load, peak) > tolerance))
+        return false;
+    /* Applied twice, the exchange undoes itself. */
+    for (int pass = 0; pass < 2; pass++) {
+        for (uint32_t s = 0; s < count; s++) {
+            const float t = t_a[a_pos[s]];
+            t_a[a_pos[s]] = t_b[b_pos[s]];
+            t_b[b_pos[s]] = t;
+            const int32_t q = c_a[a_pos[s]];
+            c_a[a_pos[s]] = c_b[b_pos[s]];
+            c_b[b_pos[s]] = q;
+        }
+        if (pass == 1)
+            return false;
+        const float new_a = eplb_cuda_refine_gpu_load(row.t, a, k);
+        const float new_b = eplb_cuda_refine_gpu_load(row.t, b, k);
+        /* The peak was an estimate; the recomputed loads decide, so refine
+         * never raises the row's maximum. */
+        if (!((new_a > new_b ? new_a : new_b) >= a_load)) {
+            row.load[a] = new_a;
+            row.load[b] = new_b;
+            return true;
+        }
+    }
+    return false;
+}
+
+/* Up to refine trades on one row (SPEC 10.3), by the whole block. row.load
+ * must hold the GPU loads and every thread must see the row (a barrier
+ * before the call); on return the row holds the final placement and the
+ * block has passed a barrier. Index: an unsigned type that numbers every
+ * trade, m*(k^2 + (k(k-1)/2)^2) of them. */
+template <class Index>
+static __device__ void eplb_block_refine(const eplb_cuda_refine_row &row, int32_t refine,
+                                         float tolerance, eplb_cuda_refine_votes *votes)
+{
+    const uint32_t lane = threadIdx.x & 31u, warp = threadIdx.x >> 5;
+    const uint32_t warps = (blockDim.x + 31u) / 32u;
+    for (int32_t iteration = 0; iteration < refine; iteration++) {
+        const uint32_t a = eplb_cuda_heaviest_gpu(row.load, row.m, lane);
+        const float a_load = row.load[a];
+        if (isinf(a_load))
+            break;
+        float peak;
+        Index index;
+        eplb_cuda_refine_weigh<Index>(row, a, a_load, &peak, &index);
+        uint32_t key = peak < INFINITY ? eplb_cuda_ordered_bits(peak) : EPLB_CUDA_REFINE_NONE;
+        eplb_cuda_refine_warp_min<Index>(&key, &index);
+        if (lane == 0) {
+            votes->key[warp] = key;
+            votes->index[warp] = index;
+        }
+        __syncthreads();
+        if (warp == 0) {
+            key = lane < warps ? votes->key[lane] : EPLB_CUDA_REFINE_NONE;
+            index = lane < warps ? (Index)votes->index[lane] : (Index)0;
+            eplb_cuda_refine_warp_min<Index>(&key, &index);
+            if (lane == 0)
+                votes->stop = key == EPLB_CUDA_REFINE_NONE ||
+                              !eplb_cuda_refine_apply<Index>(row, a, a_load, index, tolerance);
+        }
+        __syncthreads();
+        if (votes->stop)
+            break;
+    }
+}
+
+eplb_status eplb_cuda_refine(eplb_backend *backend, const eplb_plan_job *job);
+
+#endif
