@@ -36,6 +36,7 @@ typedef struct bench_config {
     uint64_t workload_seed;
     int baseline;     /* also run C=1, I=0 */
     int refine;       /* > 0: each option set also runs with this refine (SPEC 10) */
+    int first_plan;   /* also time the process's first plan and its repeats (cold start) */
     int markdown;
     const char *json_path;
 } bench_config;

@@ -69,6 +69,8 @@ static void usage(FILE *f)
             "  --no-baseline    skip the C=1, I=0 rows (DeepSeek's original algorithm)\n"
             "  --refine[=N]     also run every row with refine N (docs/spec.md section 10;\n"
             "                   alone: 256), on the cpu backend (other backends skip them)\n"
+            "  --first-plan     also time the process's first plan (the first backend's\n"
+            "                   first case and options) and the median of 21 repeats\n"
             "  --markdown       print the table as Markdown\n"
             "  --json FILE      also write machine-readable results to FILE\n"
             "  --help           this text\n");
@@ -135,6 +137,9 @@ int bench_parse_args(int argc, char **argv, bench_config *cfg)
                 }
                 cfg->refine = (int)n;
             }
+        } else if (!strcmp(a, "--first-plan")) {
+            cfg->first_plan = 1;
+            takes_value = 0;
         } else if (!strcmp(a, "--markdown")) {
             cfg->markdown = 1;
             takes_value = 0;
