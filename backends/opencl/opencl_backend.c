@@ -67,7 +67,7 @@ static const eplb_backend_i opencl_iface = {
     /* .pack_swap       = */ prepared_pack_swap,
     /* .pack_select     = */ prepared_pack_select,
     /* .distinct        = */ NULL, /* distinct runs on the cpu backend for now */
-    /* .refine          = */ NULL, /* refine runs on the cpu backend for now */
+    /* .refine          = */ eplb_opencl_refine, /* prepares the kernels itself */
     /* .plan_fused      = */ prepared_plan_fused,
     /* .host_memory     = */ 0,
 };

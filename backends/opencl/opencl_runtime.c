@@ -32,6 +32,7 @@ static const char *const kernel_names[EPLB_CLK_COUNT] = {
     [EPLB_CLK_PACK_GREEDY] = "eplb_pack_greedy",
     [EPLB_CLK_PACK_SWAP] = "eplb_pack_swap",
     [EPLB_CLK_PACK_SELECT] = "eplb_pack_select",
+    [EPLB_CLK_REFINE] = "eplb_refine",
     [EPLB_CLK_PLAN_FUSED] = "eplb_plan_fused",
 };
 
@@ -490,7 +491,8 @@ eplb_status eplb_opencl_prepare_kernels(eplb_backend *backend)
             k == EPLB_CLK_SLOT_LOADS || k == EPLB_CLK_ASSEMBLE_SLOTS || k == EPLB_CLK_ASSEMBLE_EXPERTS ||
             k == EPLB_CLK_PACK_KEYS || k == EPLB_CLK_PACK_RANK || k == EPLB_CLK_PACK_HEAPSORT)
             want = s->tuning.element_size; /* element-wise kernels: not bound by the row group size */
-        if (k == EPLB_CLK_PLAN_FUSED)
+        /* Refine, like plan_fused, gives a whole row's search to one group. */
+        if (k == EPLB_CLK_PLAN_FUSED || k == EPLB_CLK_REFINE)
             want = s->tuning.fused_group;
         s->kernel_group[k] = eplb_opencl_floor_pow2(most < want ? most : want);
         if (k == EPLB_CLK_PLAN_FUSED) {

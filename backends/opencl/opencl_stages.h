@@ -20,6 +20,10 @@ eplb_status eplb_opencl_replicate(eplb_backend *backend, const eplb_plan_job *jo
 eplb_status eplb_opencl_slot_loads(eplb_backend *backend, const eplb_plan_job *job);
 eplb_status eplb_opencl_assemble(eplb_backend *backend, const eplb_plan_job *job);
 
+/* The refine search (SPEC 10), a work-group per row making all of its
+ * trades (opencl_refine.c, kernels/refine.cl). */
+eplb_status eplb_opencl_refine(eplb_backend *backend, const eplb_plan_job *job);
+
 /* The whole plan in one enqueue, one work-group per layer (or a few) when it
  * fits in local memory (opencl_fused.c, kernels/plan_fused.cl); otherwise,
  * or with EPLB_TUNE_OPENCL_PATH=stages, EPLB_BACKEND_DECLINED: the planner
