@@ -68,7 +68,7 @@ static void usage(FILE *f)
             "  --workload-seed S  seed of the built-in workload (default 1)\n"
             "  --no-baseline    skip the C=1, I=0 rows (DeepSeek's original algorithm)\n"
             "  --refine[=N]     also run every row with refine N (docs/spec.md section 10;\n"
-            "                   alone: 256), on the cpu backend (other backends skip them)\n"
+            "                   alone: 256); a backend without the refine stage skips them\n"
             "  --first-plan     also time the process's first plan (the first backend's\n"
             "                   first case and options) and the median of 21 repeats\n"
             "  --markdown       print the table as Markdown\n"

@@ -7,7 +7,8 @@
  * cpu, and checks the device plan against the cpu backend's.
  *
  *   eplb_opencl_timing [runs (default 200)] [warm-up runs (default 20)]
- *   EPLB_TIMING_CANDIDATES=C, EPLB_TIMING_ITERS=I: options other than the defaults */
+ *   EPLB_TIMING_CANDIDATES=C, EPLB_TIMING_ITERS=I, EPLB_TIMING_REFINE=N: options other
+ *   than the defaults */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -121,15 +122,17 @@ int main(int argc, char **argv)
             o.candidates = atoi(getenv("EPLB_TIMING_CANDIDATES"));
         if (getenv("EPLB_TIMING_ITERS"))
             o.iterations = atoi(getenv("EPLB_TIMING_ITERS"));
+        if (getenv("EPLB_TIMING_REFINE"))
+            o.refine = atoi(getenv("EPLB_TIMING_REFINE"));
         const size_t LE = (size_t)(s->layers * s->experts), LR = (size_t)(s->layers * s->replicas);
         const int64_t X = eplb_log2phy_width_max(s);
         float *weight = malloc(LE * sizeof *weight);
         int64_t *phy2log = malloc(LR * 8), *logcnt = malloc(LE * 8), *want_p = malloc(LR * 8),
                 *want_c = malloc(LE * 8);
         eplb_workload_fill(weight, s->layers, s->experts, 1, 0);
-        printf("%s (%lld layers x %lld experts, %lld slots, %lld GPUs, C=%d, I=%d):\n",
+        printf("%s (%lld layers x %lld experts, %lld slots, %lld GPUs, C=%d, I=%d, refine %d):\n",
                cases[c].name, (long long)s->layers, (long long)s->experts, (long long)s->replicas,
-               (long long)s->gpus, (int)o.candidates, (int)o.iterations);
+               (long long)s->gpus, (int)o.candidates, (int)o.iterations, (int)o.refine);
 
         cl_mem w = cl->clCreateBuffer(cl_ctx, CL_MEM_READ_ONLY | CL_MEM_COPY_HOST_PTR,
                                       LE * sizeof *weight, weight, &err);
