@@ -9,6 +9,7 @@
 
 #include "context.h"
 #include "eplb/eplb.h"
+#include "incremental.h"
 #include "planner.h"
 #include "registry.h"
 
@@ -133,6 +134,19 @@ eplb_status eplb_rebalance(eplb_context *ctx, const float *weight, const eplb_sh
         return st;
     return eplb_plan_host(ctx, weight, shape, options, phy2log, logcnt, log2phy, log2phy_width,
                           width_needed);
+}
+
+eplb_status eplb_rebalance_incremental(eplb_context *ctx, const float *weight,
+                                       const eplb_shape *shape, const eplb_options *options,
+                                       const int64_t *previous, int64_t *phy2log, int64_t *logcnt,
+                                       int64_t *log2phy, int64_t log2phy_width,
+                                       int64_t *width_needed)
+{
+    eplb_status st = begin_context_call(ctx);
+    if (st != EPLB_OK)
+        return st;
+    return eplb_incremental_host(ctx, weight, shape, options, previous, phy2log, logcnt, log2phy,
+                                 log2phy_width, width_needed);
 }
 
 eplb_status eplb_rebalance_device(eplb_context *ctx, const void *weight, const eplb_shape *shape,

@@ -17,6 +17,11 @@
 #include "context.h"
 #include "validation.h"
 
+int eplb_planner_hierarchical(const eplb_shape *shape, const eplb_options *options)
+{
+    return options->policy != EPLB_POLICY_GLOBAL && shape->groups % shape->nodes == 0;
+}
+
 /* Applies the policy (SPEC section 3) and fills the dimensions of job.
  * options NULL means the defaults. */
 static eplb_status describe_plan(eplb_context *ctx, const eplb_shape *shape,
@@ -45,13 +50,11 @@ static eplb_status describe_plan(eplb_context *ctx, const eplb_shape *shape,
                                  "fewer candidates",
                                  (long long)candidate_slots, (long long)EPLB_MAX_CANDIDATE_SLOTS);
 
-    int hierarchical = shape->groups % shape->nodes == 0;
+    const int hierarchical = eplb_planner_hierarchical(shape, options);
     if (options->policy == EPLB_POLICY_HIERARCHICAL && !hierarchical)
         return eplb_context_fail(ctx, EPLB_ERR_POLICY,
                                  "hierarchical policy needs groups (%lld) divisible by nodes (%lld)",
                                  (long long)shape->groups, (long long)shape->nodes);
-    if (options->policy == EPLB_POLICY_GLOBAL)
-        hierarchical = 0;
     /* Nodes matter only to the hierarchical policy: the global one ignores
      * them, so gpus % nodes is checked only here (golden v3-decode-global has
      * 64 GPUs on 3 nodes and is planned globally). */

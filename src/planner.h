@@ -53,6 +53,11 @@ typedef struct eplb_context eplb_context;
 /* Releases every buffer of the workspace through the context's backend. */
 void eplb_workspace_release(eplb_context *ctx);
 
+/* Whether a plan of this shape with these (checked) options follows the
+ * hierarchical policy (SPEC section 3): auto and hierarchical when groups %
+ * nodes == 0, never global. */
+int eplb_planner_hierarchical(const eplb_shape *shape, const eplb_options *options);
+
 /* Host-memory plan behind eplb_rebalance. */
 eplb_status eplb_plan_host(eplb_context *ctx, const float *weight, const eplb_shape *shape,
                            const eplb_options *options, int64_t *phy2log, int64_t *logcnt,

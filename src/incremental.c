@@ -1,0 +1,254 @@
+/* eplb_rebalance_incremental (docs/spec.md section 13): the checks of 13.1,
+ * the fresh plan through the planner (any backend), then per layer on the
+ * host the relabelled fresh plan, the searches and the choice of 13.6, and
+ * the outputs. Layers are independent, so they run in parallel; each thread
+ * works in its own scratch, so the result does not depend on the thread
+ * count. */
+#include <stdlib.h>
+#include <string.h>
+
+#include "incremental.h"
+#include "planner.h"
+#include "validation.h"
+
+enum { OPTION_KEPT, OPTION_ANCHORED, OPTION_FRESH, OPTION_COUNT };
+
+/* Whether the domain holds a different set of experts (not multiset) in prev
+ * and in rel: then a group changed node (SPEC 13.6). */
+static int domain_changed(const int64_t *prev, const int64_t *rel, int64_t n, int32_t *mark)
+{
+    int changed = 0;
+    for (int64_t q = 0; q < n; q++)
+        mark[prev[q]] = 1;
+    for (int64_t q = 0; q < n; q++) {
+        changed |= mark[rel[q]] == 0;
+        mark[rel[q]] = 2;
+    }
+    for (int64_t q = 0; q < n; q++)
+        changed |= mark[prev[q]] == 1;
+    for (int64_t q = 0; q < n; q++)
+        mark[prev[q]] = mark[rel[q]] = 0;
+    return changed;
+}
+
+/* The valid option (moves >= 0) with the fewest moves, ties in the order
+ * kept, anchored, fresh; fresh is always valid. */
+static int fewest_moves(const int64_t moves[OPTION_COUNT])
+{
+    int best = OPTION_FRESH;
+    for (int o = OPTION_COUNT - 1; o >= 0; o--)
+        if (moves[o] >= 0 && moves[o] <= moves[best])
+            best = o;
+    return best;
+}
+
+/* Sections 13.2 to 13.6 for one layer: out receives its phy2log. */
+static void plan_layer(const float *w, const int64_t *prev, const int64_t *fresh, float slack,
+                       const eplb_layer_geometry *g, eplb_incremental_scratch *s, int64_t *out)
+{
+    const int64_t R = g->replicas, dn = g->domain_slots, gd = g->domain_gpus, spg = g->gpu_slots;
+    const float factor = 1.0f + slack;
+    const float target = eplb_layer_max_gpu_load(w, fresh, g, s) * factor;
+    int64_t *rel = s->relabelled;
+    eplb_relabel_layer(prev, fresh, g, s, rel);
+    eplb_anchored_start(w, prev, rel, g, s, s->anchored);
+    memcpy(s->kept, prev, (size_t)R * sizeof *prev);
+    memcpy(s->moved, s->anchored, (size_t)R * sizeof *prev);
+    int64_t *options = s->domain_options;
+    for (int64_t d = 0; d < g->domains; d++) {
+        const int64_t first = d * dn;
+        int64_t *moves = options + 4 * d;
+        moves[OPTION_FRESH] = eplb_span_moves(prev + first, rel + first, gd, spg, s->tally);
+        int64_t *searched[2] = {s->kept, s->moved};
+        for (int o = OPTION_KEPT; o <= OPTION_ANCHORED; o++) {
+            const int met = eplb_domain_search(w, prev, searched[o], d, target,
+                                               moves[OPTION_FRESH], g, s);
+            moves[o] = met ? eplb_span_moves(prev + first, searched[o] + first, gd, spg, s->tally)
+                           : -1;
+        }
+        moves[3] = domain_changed(prev + first, rel + first, dn, s->tally);
+    }
+
+    /* The changed domains choose one option together, by their moves summed. */
+    int64_t together[OPTION_COUNT] = {0, 0, 0};
+    for (int64_t d = 0; d < g->domains; d++) {
+        const int64_t *moves = options + 4 * d;
+        for (int o = 0; o < OPTION_COUNT && moves[3]; o++)
+            together[o] = together[o] < 0 || moves[o] < 0 ? -1 : together[o] + moves[o];
+    }
+    const int shared = fewest_moves(together);
+    const int64_t *source[OPTION_COUNT] = {s->kept, s->moved, rel};
+    for (int64_t d = 0; d < g->domains; d++) {
+        const int64_t *moves = options + 4 * d;
+        const int o = moves[3] ? shared : fewest_moves(moves);
+        memcpy(out + d * dn, source[o] + d * dn, (size_t)dn * sizeof *out);
+    }
+    /* Options of different domains count an expert's replicas differently
+     * when prev spreads it over several domains; then the layer may miss the
+     * target, and the relabelled fresh plan is taken. */
+    if (eplb_layer_max_gpu_load(w, out, g, s) > target)
+        memcpy(out, rel, (size_t)R * sizeof *out);
+}
+
+/* SPEC 13.1: every entry of previous an expert, every expert on a slot of
+ * every layer. seen: [E] zeroed. */
+static eplb_status check_previous(eplb_context *ctx, const int64_t *previous,
+                                  const eplb_shape *shape, int64_t *seen)
+{
+    const int64_t E = shape->experts, R = shape->replicas;
+    for (int64_t l = 0; l < shape->layers; l++) {
+        const int64_t *row = previous + l * R;
+        for (int64_t q = 0; q < R; q++) {
+            if (row[q] < 0 || row[q] >= E)
+                return eplb_context_fail(ctx, EPLB_ERR_INVALID_ARGUMENT,
+                                         "previous[%lld][%lld] = %lld is not an expert of 0..%lld",
+                                         (long long)l, (long long)q, (long long)row[q],
+                                         (long long)(E - 1));
+            seen[row[q]] = l + 1;
+        }
+        for (int64_t e = 0; e < E; e++)
+            if (seen[e] != l + 1)
+                return eplb_context_fail(ctx, EPLB_ERR_INVALID_ARGUMENT,
+                                         "previous layer %lld has no slot for expert %lld: a "
+                                         "running plan places every expert",
+                                         (long long)l, (long long)e);
+    }
+    return EPLB_OK;
+}
+
+/* The replicas of each expert, the widest count, and log2phy in slot order
+ * (a slot's replica rank is the number of slots of its expert before it). */
+static int64_t count_replicas(const int64_t *plan, const eplb_shape *shape, int64_t *logcnt)
+{
+    const int64_t L = shape->layers, E = shape->experts, R = shape->replicas;
+    memset(logcnt, 0, (size_t)(L * E) * sizeof *logcnt);
+    int64_t widest = 0;
+    for (int64_t l = 0; l < L; l++)
+        for (int64_t q = 0; q < R; q++) {
+            int64_t c = ++logcnt[l * E + plan[l * R + q]];
+            if (c > widest)
+                widest = c;
+        }
+    return widest;
+}
+
+static void write_log2phy(const int64_t *plan, const eplb_shape *shape, int64_t width,
+                          int64_t *rank, int64_t *log2phy)
+{
+    const int64_t L = shape->layers, E = shape->experts, R = shape->replicas;
+    for (int64_t l = 0; l < L; l++) {
+        int64_t *layer = log2phy + l * E * width;
+        for (int64_t k = 0; k < E * width; k++)
+            layer[k] = -1;
+        memset(rank, 0, (size_t)E * sizeof *rank);
+        for (int64_t q = 0; q < R; q++) {
+            const int64_t e = plan[l * R + q];
+            layer[e * width + rank[e]++] = q;
+        }
+    }
+}
+
+/* Plans every layer from previous and fresh into out; 0 when a thread's
+ * scratch could not be allocated. */
+static int plan_layers(const float *weight, const eplb_shape *shape, const eplb_layer_geometry *g,
+                       float slack, const int64_t *previous, const int64_t *fresh, int64_t *out)
+{
+    const int64_t L = shape->layers, E = shape->experts, R = shape->replicas;
+    int failed = 0;
+#pragma omp parallel if (L > 1)
+    {
+        eplb_incremental_scratch s;
+        const int ready = eplb_incremental_scratch_alloc(&s, g);
+        if (!ready) {
+#pragma omp atomic write
+            failed = 1;
+        }
+        /* Dynamic: a layer's work depends on how far its search goes. */
+#pragma omp for schedule(dynamic, 1)
+        for (int64_t l = 0; l < L; l++)
+            if (ready)
+                plan_layer(weight + l * E, previous + l * R, fresh + l * R, slack, g, &s,
+                           out + l * R);
+        if (ready)
+            eplb_incremental_scratch_free(&s);
+    }
+    return !failed;
+}
+
+eplb_status eplb_incremental_host(eplb_context *ctx, const float *weight, const eplb_shape *shape,
+                                  const eplb_options *options, const int64_t *previous,
+                                  int64_t *phy2log, int64_t *logcnt, int64_t *log2phy,
+                                  int64_t log2phy_width, int64_t *width_needed)
+{
+    if (!previous)
+        return eplb_context_fail(ctx, EPLB_ERR_INVALID_ARGUMENT,
+                                 "previous (the running plan's phy2log) must not be NULL");
+    if (!weight || !shape || !phy2log || !logcnt)
+        return eplb_context_fail(ctx, EPLB_ERR_INVALID_ARGUMENT,
+                                 "weight, shape, phy2log and logcnt must not be NULL");
+    const char *why;
+    eplb_status st = eplb_shape_check(shape, &why);
+    if (st != EPLB_OK)
+        return eplb_context_fail(ctx, st, "invalid shape: %s", why);
+    eplb_options read;
+    eplb_options_init(&read);
+    if (options && (st = eplb_options_read(options, &read, &why)) != EPLB_OK)
+        return eplb_context_fail(ctx, st, "invalid options: %s", why);
+    /* Section 13's search trades slots without regard to duplicates, so it
+     * would undo what distinct promises (SPEC 11). */
+    if (read.distinct)
+        return eplb_context_fail(ctx, EPLB_ERR_UNSUPPORTED,
+                                 "the incremental rebalance (docs/spec.md section 13) does not "
+                                 "keep replicas on distinct GPUs: plan with distinct 0, or with "
+                                 "eplb_rebalance");
+
+    const size_t L = (size_t)shape->layers, E = (size_t)shape->experts;
+    const size_t R = (size_t)shape->replicas;
+    int64_t *seen = calloc(E, sizeof *seen);
+    int64_t *fresh = malloc(L * R * sizeof *fresh);
+    int64_t *plan = malloc(L * R * sizeof *plan);
+    int64_t *counts = malloc(L * E * sizeof *counts);
+    if (!seen || !fresh || !plan || !counts) {
+        st = eplb_context_fail(ctx, EPLB_ERR_OUT_OF_MEMORY,
+                               "cannot allocate the incremental plan's %zu slots", L * R);
+        goto done;
+    }
+    if ((st = check_previous(ctx, previous, shape, seen)) != EPLB_OK)
+        goto done;
+    /* The fresh plan checks the weights and the policy against the shape. */
+    if ((st = eplb_plan_host(ctx, weight, shape, options, fresh, counts, NULL, 0, NULL)) != EPLB_OK)
+        goto done;
+
+    const int64_t domains = eplb_planner_hierarchical(shape, &read) ? shape->nodes : 1;
+    const eplb_layer_geometry g = {
+        shape->experts, shape->replicas, shape->gpus, shape->replicas / shape->gpus, domains,
+        shape->replicas / domains, shape->gpus / domains,
+    };
+    if (!plan_layers(weight, shape, &g, read.slack, previous, fresh, plan)) {
+        st = eplb_context_fail(ctx, EPLB_ERR_OUT_OF_MEMORY,
+                               "cannot allocate the incremental search's scratch for %lld slots "
+                               "per layer",
+                               (long long)shape->replicas);
+        goto done;
+    }
+    const int64_t needed = count_replicas(plan, shape, counts);
+    if (width_needed)
+        *width_needed = needed;
+    if (log2phy && log2phy_width < needed) {
+        st = eplb_context_fail(ctx, EPLB_ERR_LOG2PHY_TOO_SMALL,
+                               "log2phy width %lld is below the %lld replicas of the most "
+                               "replicated expert; pass a width of at least %lld",
+                               (long long)log2phy_width, (long long)needed, (long long)needed);
+        goto done;
+    }
+    memcpy(phy2log, plan, L * R * sizeof *plan);
+    memcpy(logcnt, counts, L * E * sizeof *counts);
+    if (log2phy)
+        write_log2phy(plan, shape, log2phy_width, seen, log2phy);
+done:
+    free(seen);
+    free(fresh);
+    free(plan);
+    free(counts);
+    return st;
+}

@@ -1,0 +1,106 @@
+/* The incremental rebalance of docs/spec.md section 13, run on the host after
+ * the ordinary (fresh) plan: the move counts of 13.3 (moves.c), the
+ * relabelled fresh plan and the anchored start of 13.4 and 13.6
+ * (incremental_relabel.c), the swap search of 13.5 (incremental_search.c),
+ * and the per-layer choice with the public call's checks and outputs
+ * (incremental.c). Expert ids are int64, as in the public phy2log. */
+#ifndef EPLB_INCREMENTAL_H
+#define EPLB_INCREMENTAL_H
+
+#include <stdint.h>
+
+#include "context.h"
+#include "eplb/eplb.h"
+
+/* The geometry of one layer's incremental plan. A domain is a node under the
+ * hierarchical policy and the whole layer under the global one (SPEC 13.1). */
+typedef struct eplb_layer_geometry {
+    int64_t experts;        /* E */
+    int64_t replicas;       /* R */
+    int64_t gpus;           /* P */
+    int64_t gpu_slots;      /* spg = R / P */
+    int64_t domains;        /* N (hierarchical) or 1 (global) */
+    int64_t domain_slots;   /* R / domains */
+    int64_t domain_gpus;    /* P / domains */
+} eplb_layer_geometry;
+
+/* An expert the anchored start still has to place, with its slot load. */
+typedef struct eplb_rest_item {
+    float load;
+    int64_t expert;
+} eplb_rest_item;
+
+/* Working memory of one layer at a time, owned by one thread. The int32
+ * arrays indexed by expert (tally, tally2) are all zero between uses, and
+ * row_of is all -1, so that each use costs the slots it touches, not E. */
+typedef struct eplb_incremental_scratch {
+    int32_t *tally;        /* [E] */
+    int32_t *tally2;       /* [E] */
+    int32_t *row_of;       /* [E] */
+    int64_t *relabelled;   /* [R] rel of SPEC 13.4 */
+    int64_t *anchored;     /* [R] the anchored start of SPEC 13.6 */
+    int64_t *kept;         /* [R] each domain's search from the previous plan */
+    int64_t *moved;        /* [R] each domain's search from the anchored start */
+    float *slot_load;      /* [R] */
+    float *sorted;         /* [spg] */
+    float *gpu_load;       /* [domain GPUs] */
+    int32_t *own_excess;   /* [domain slots] */
+    int32_t *away_excess;  /* [spg][domain GPUs] */
+    int32_t *away_row;     /* [spg] */
+    int32_t *overlap;      /* [k][k], k = max(domains, domain GPUs) */
+    void *pairs;           /* [k * k] pairs of the greedy matching */
+    int64_t *match;        /* [k] */
+    eplb_rest_item *rest;  /* [domain slots] */
+    int64_t *cursor;       /* [domain GPUs] */
+    int64_t *domain_options; /* [domains][4]: moves of kept, anchored, fresh; changed */
+} eplb_incremental_scratch;
+
+/* Allocates a scratch for the geometry; 0 when memory runs out (then
+ * everything is freed). */
+int eplb_incremental_scratch_alloc(eplb_incremental_scratch *s, const eplb_layer_geometry *g);
+void eplb_incremental_scratch_free(eplb_incremental_scratch *s);
+
+/* SPEC 13.2: the slot loads u[q] = w[x[q]] / cnt[x[q]] of a whole layer, cnt
+ * counted in x itself. */
+void eplb_layer_slot_loads(const float *w, const int64_t *x, const eplb_layer_geometry *g,
+                           eplb_incremental_scratch *s, float *u);
+
+/* SPEC 13.2: a GPU's load, the float32 sum of its slot loads in ascending
+ * order of value from +0. */
+float eplb_gpu_load(const float *u, int64_t spg, float *sorted);
+
+/* The largest GPU load (SPEC 13.2) of a whole layer x, with x's own counts. */
+float eplb_layer_max_gpu_load(const float *w, const int64_t *x, const eplb_layer_geometry *g,
+                              eplb_incremental_scratch *s);
+
+/* SPEC 13.3: |after \ before| for one GPU's spg slots. count is an [E] tally,
+ * zero on entry and on return. */
+int64_t eplb_gpu_moves(const int64_t *before, const int64_t *after, int64_t spg, int32_t *count);
+
+/* The moves of `gpus` consecutive GPUs of spg slots each (a domain, SPEC 13.3). */
+int64_t eplb_span_moves(const int64_t *before, const int64_t *after, int64_t gpus, int64_t spg,
+                        int32_t *count);
+
+/* SPEC 13.4: rel, the fresh layer's GPUs renumbered to overlap prev. */
+void eplb_relabel_layer(const int64_t *prev, const int64_t *fresh, const eplb_layer_geometry *g,
+                        eplb_incremental_scratch *s, int64_t *rel);
+
+/* SPEC 13.6: the anchored start of the whole layer, from rel. */
+void eplb_anchored_start(const float *w, const int64_t *prev, const int64_t *rel,
+                         const eplb_layer_geometry *g, eplb_incremental_scratch *s,
+                         int64_t *start);
+
+/* SPEC 13.5: the search of domain d. x is the whole start placement; the
+ * domain's slots of x are searched in place (the others are read for the
+ * counts only). limit: the moves of the domain in rel. Returns 1 when the
+ * search met the target T, else 0. */
+int eplb_domain_search(const float *w, const int64_t *prev, int64_t *x, int64_t d, float target,
+                       int64_t limit, const eplb_layer_geometry *g, eplb_incremental_scratch *s);
+
+/* Behind eplb_rebalance_incremental (ctx checked and its error cleared). */
+eplb_status eplb_incremental_host(eplb_context *ctx, const float *weight, const eplb_shape *shape,
+                                  const eplb_options *options, const int64_t *previous,
+                                  int64_t *phy2log, int64_t *logcnt, int64_t *log2phy,
+                                  int64_t log2phy_width, int64_t *width_needed);
+
+#endif /* EPLB_INCREMENTAL_H */

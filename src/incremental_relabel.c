@@ -1,0 +1,325 @@
+/* The parts of the incremental rebalance (docs/spec.md section 13) that build
+ * placements without searching: the loads of 13.2, the relabelled fresh plan
+ * of 13.4 and the anchored start of 13.6; and the scratch every layer works
+ * in. */
+#include <stdlib.h>
+#include <string.h>
+
+#include "incremental.h"
+
+/* One pair of the greedy matching (SPEC 13.4) with a nonzero overlap. */
+typedef struct match_pair {
+    int32_t overlap;
+    int32_t from, to;
+} match_pair;
+
+int eplb_incremental_scratch_alloc(eplb_incremental_scratch *s, const eplb_layer_geometry *g)
+{
+    memset(s, 0, sizeof *s);
+    const size_t E = (size_t)g->experts, R = (size_t)g->replicas;
+    const size_t spg = (size_t)g->gpu_slots, dn = (size_t)g->domain_slots;
+    const size_t gd = (size_t)g->domain_gpus;
+    const size_t k = (size_t)(g->domains > g->domain_gpus ? g->domains : g->domain_gpus);
+    s->tally = calloc(E, sizeof *s->tally);
+    s->tally2 = calloc(E, sizeof *s->tally2);
+    s->row_of = malloc(E * sizeof *s->row_of);
+    s->relabelled = malloc(R * sizeof *s->relabelled);
+    s->anchored = malloc(R * sizeof *s->anchored);
+    s->kept = malloc(R * sizeof *s->kept);
+    s->moved = malloc(R * sizeof *s->moved);
+    s->slot_load = malloc(R * sizeof *s->slot_load);
+    s->sorted = malloc(spg * sizeof *s->sorted);
+    s->gpu_load = malloc(gd * sizeof *s->gpu_load);
+    s->cursor = malloc(gd * sizeof *s->cursor);
+    s->own_excess = malloc(dn * sizeof *s->own_excess);
+    s->away_excess = malloc(spg * gd * sizeof *s->away_excess);
+    s->away_row = malloc(spg * sizeof *s->away_row);
+    s->overlap = malloc(k * k * sizeof *s->overlap);
+    s->pairs = malloc(k * k * sizeof(match_pair));
+    s->match = malloc(3 * k * sizeof *s->match);
+    s->rest = malloc(dn * sizeof *s->rest);
+    s->domain_options = malloc(4 * (size_t)g->domains * sizeof *s->domain_options);
+    if (!s->tally || !s->tally2 || !s->row_of || !s->relabelled || !s->anchored || !s->kept ||
+        !s->moved || !s->slot_load || !s->sorted || !s->gpu_load || !s->cursor ||
+        !s->own_excess || !s->away_excess || !s->away_row || !s->overlap || !s->pairs || !s->match || !s->rest ||
+        !s->domain_options) {
+        eplb_incremental_scratch_free(s);
+        return 0;
+    }
+    for (size_t e = 0; e < E; e++)
+        s->row_of[e] = -1;
+    return 1;
+}
+
+void eplb_incremental_scratch_free(eplb_incremental_scratch *s)
+{
+    free(s->tally);
+    free(s->tally2);
+    free(s->row_of);
+    free(s->relabelled);
+    free(s->anchored);
+    free(s->kept);
+    free(s->moved);
+    free(s->slot_load);
+    free(s->sorted);
+    free(s->gpu_load);
+    free(s->cursor);
+    free(s->own_excess);
+    free(s->away_excess);
+    free(s->away_row);
+    free(s->overlap);
+    free(s->pairs);
+    free(s->match);
+    free(s->rest);
+    free(s->domain_options);
+    memset(s, 0, sizeof *s);
+}
+
+void eplb_layer_slot_loads(const float *w, const int64_t *x, const eplb_layer_geometry *g,
+                           eplb_incremental_scratch *s, float *u)
+{
+    int32_t *count = s->tally;
+    for (int64_t q = 0; q < g->replicas; q++)
+        count[x[q]]++;
+    for (int64_t q = 0; q < g->replicas; q++)
+        u[q] = w[x[q]] / (float)count[x[q]];
+    for (int64_t q = 0; q < g->replicas; q++)
+        count[x[q]] = 0;
+}
+
+static int compare_float(const void *a, const void *b)
+{
+    float x = *(const float *)a, y = *(const float *)b;
+    return (x > y) - (x < y);
+}
+
+float eplb_gpu_load(const float *u, int64_t spg, float *sorted)
+{
+    memcpy(sorted, u, (size_t)spg * sizeof *sorted);
+    /* GPUs hold a few slots each: insertion sort, unless they hold many. */
+    if (spg <= 32) {
+        for (int64_t i = 1; i < spg; i++) {
+            float v = sorted[i];
+            int64_t j = i;
+            for (; j > 0 && sorted[j - 1] > v; j--)
+                sorted[j] = sorted[j - 1];
+            sorted[j] = v;
+        }
+    } else {
+        qsort(sorted, (size_t)spg, sizeof *sorted, compare_float);
+    }
+    float load = 0.0f;
+    for (int64_t i = 0; i < spg; i++)
+        load += sorted[i];
+    return load;
+}
+
+float eplb_layer_max_gpu_load(const float *w, const int64_t *x, const eplb_layer_geometry *g,
+                              eplb_incremental_scratch *s)
+{
+    eplb_layer_slot_loads(w, x, g, s, s->slot_load);
+    float largest = 0.0f;
+    for (int64_t p = 0; p < g->gpus; p++) {
+        float load = eplb_gpu_load(s->slot_load + p * g->gpu_slots, g->gpu_slots, s->sorted);
+        if (p == 0 || load > largest)
+            largest = load;
+    }
+    return largest;
+}
+
+/* The size of the multiset intersection of x and y, n entries each. */
+static int32_t overlap_of(const int64_t *x, const int64_t *y, int64_t n, int32_t *count)
+{
+    for (int64_t i = 0; i < n; i++)
+        count[x[i]]++;
+    int32_t common = 0;
+    for (int64_t i = 0; i < n; i++)
+        if (count[y[i]] > 0) {
+            count[y[i]]--;
+            common++;
+        }
+    for (int64_t i = 0; i < n; i++)
+        count[x[i]] = 0;
+    return common;
+}
+
+static int compare_pairs(const void *a, const void *b)
+{
+    const match_pair *x = a, *y = b;
+    if (x->overlap != y->overlap)
+        return x->overlap > y->overlap ? -1 : 1;
+    if (x->from != y->from)
+        return x->from < y->from ? -1 : 1;
+    return (x->to > y->to) - (x->to < y->to);
+}
+
+/* The greedy matching of SPEC 13.4 on ov[k][k], in its sorted form: the
+ * nonzero pairs by (-ov, f, h), then the free sources in ascending order to
+ * the free destinations in ascending order. match[f] = h; taken: [k]. */
+static void greedy_match(const int32_t *ov, int64_t k, match_pair *pairs, int64_t *match,
+                         int64_t *taken)
+{
+    size_t count = 0;
+    for (int64_t f = 0; f < k; f++)
+        for (int64_t h = 0; h < k; h++)
+            if (ov[f * k + h] > 0)
+                pairs[count++] = (match_pair){ov[f * k + h], (int32_t)f, (int32_t)h};
+    qsort(pairs, count, sizeof *pairs, compare_pairs);
+    for (int64_t i = 0; i < k; i++)
+        match[i] = taken[i] = -1;
+    for (size_t i = 0; i < count; i++)
+        if (match[pairs[i].from] < 0 && taken[pairs[i].to] < 0) {
+            match[pairs[i].from] = pairs[i].to;
+            taken[pairs[i].to] = pairs[i].from;
+        }
+    int64_t h = 0;
+    for (int64_t f = 0; f < k; f++) {
+        if (match[f] >= 0)
+            continue;
+        while (taken[h] >= 0)
+            h++;
+        match[f] = h;
+        taken[h] = f;
+    }
+}
+
+/* Step 3 of SPEC 13.4: a GPU's fresh experts (src, in fresh slot order) into
+ * the slots of the previous GPU (old): a slot keeps its previous expert when
+ * src has it, the first occurrence leaving src; the other slots take what is
+ * left of src in order. */
+static void fill_gpu(const int64_t *old, const int64_t *src, int64_t spg,
+                     eplb_incremental_scratch *s, int64_t *out)
+{
+    int32_t *left = s->tally, *taken = s->tally2;
+    for (int64_t i = 0; i < spg; i++)
+        left[src[i]]++;
+    for (int64_t i = 0; i < spg; i++) {
+        const int64_t e = old[i];
+        if (left[e] > 0) {
+            left[e]--;
+            taken[e]++;
+            out[i] = e;
+        } else {
+            out[i] = -1;
+        }
+    }
+    /* What is left of src, in order: each expert without its first taken[e]
+     * occurrences. */
+    int64_t slot = 0;
+    for (int64_t i = 0; i < spg; i++) {
+        const int64_t e = src[i];
+        if (taken[e] > 0) {
+            taken[e]--;
+            continue;
+        }
+        while (out[slot] >= 0)
+            slot++;
+        out[slot] = e;
+    }
+    for (int64_t i = 0; i < spg; i++)
+        left[src[i]] = 0;
+}
+
+void eplb_relabel_layer(const int64_t *prev, const int64_t *fresh, const eplb_layer_geometry *g,
+                        eplb_incremental_scratch *s, int64_t *rel)
+{
+    const int64_t K = g->domains, gpn = g->domain_gpus, rn = g->domain_slots, spg = g->gpu_slots;
+    const int64_t k = K > gpn ? K : gpn;
+    int64_t *gpu_match = s->match, *taken = s->match + k, *node_match = s->match + 2 * k;
+    match_pair *pairs = s->pairs;
+    if (K > 1) {
+        for (int64_t a = 0; a < K; a++)
+            for (int64_t b = 0; b < K; b++)
+                s->overlap[a * K + b] = overlap_of(fresh + a * rn, prev + b * rn, rn, s->tally);
+        greedy_match(s->overlap, K, pairs, node_match, taken);
+    } else {
+        node_match[0] = 0;
+    }
+    for (int64_t a = 0; a < K; a++) {
+        const int64_t b = node_match[a];
+        const int64_t *src = fresh + a * rn, *old = prev + b * rn;
+        for (int64_t f = 0; f < gpn; f++)
+            for (int64_t h = 0; h < gpn; h++)
+                s->overlap[f * gpn + h] = overlap_of(src + f * spg, old + h * spg, spg, s->tally);
+        greedy_match(s->overlap, gpn, pairs, gpu_match, taken);
+        for (int64_t f = 0; f < gpn; f++) {
+            const int64_t h = gpu_match[f];
+            fill_gpu(old + h * spg, src + f * spg, spg, s, rel + b * rn + h * spg);
+        }
+    }
+}
+
+static int compare_rest(const void *a, const void *b)
+{
+    const eplb_rest_item *x = a, *y = b;
+    if (x->load != y->load)
+        return x->load > y->load ? -1 : 1;
+    return (x->expert > y->expert) - (x->expert < y->expert);
+}
+
+/* The anchored start of one domain d (SPEC 13.6): rel's experts for the
+ * domain, each slot keeping its previous expert where rel's domain has it,
+ * the rest heaviest first on the least loaded GPU with a free slot. count:
+ * rel's replica counts of the whole layer. */
+static void anchor_domain(const float *w, const int64_t *prev, const int64_t *rel, int64_t d,
+                          const int32_t *count, const eplb_layer_geometry *g,
+                          eplb_incremental_scratch *s, int64_t *start)
+{
+    const int64_t rn = g->domain_slots, gd = g->domain_gpus, spg = g->gpu_slots;
+    const int64_t first = d * rn;
+    int32_t *wanted = s->tally;
+    for (int64_t q = first; q < first + rn; q++)
+        wanted[rel[q]]++;
+    for (int64_t q = first; q < first + rn; q++) {
+        const int64_t e = prev[q];
+        if (wanted[e] > 0) {
+            wanted[e]--;
+            start[q] = e;
+        } else {
+            start[q] = -1;
+        }
+    }
+    int64_t n = 0;
+    for (int64_t q = first; q < first + rn; q++) {
+        const int64_t e = rel[q];
+        if (wanted[e] > 0) {
+            wanted[e]--;
+            s->rest[n++] = (eplb_rest_item){w[e] / (float)count[e], e};
+        }
+    }
+    float *load = s->gpu_load;
+    for (int64_t b = 0; b < gd; b++) {
+        int64_t kept = 0;
+        for (int64_t q = first + b * spg; q < first + (b + 1) * spg; q++)
+            if (start[q] >= 0)
+                s->slot_load[kept++] = w[start[q]] / (float)count[start[q]];
+        load[b] = eplb_gpu_load(s->slot_load, kept, s->sorted);
+        s->cursor[b] = first + b * spg;
+    }
+    /* Step 2: heaviest first, ties to the lowest expert. */
+    qsort(s->rest, (size_t)n, sizeof *s->rest, compare_rest);
+    for (int64_t i = 0; i < n; i++) {
+        int64_t best = -1;
+        for (int64_t b = 0; b < gd; b++) {
+            while (s->cursor[b] < first + (b + 1) * spg && start[s->cursor[b]] >= 0)
+                s->cursor[b]++;
+            if (s->cursor[b] < first + (b + 1) * spg && (best < 0 || load[b] < load[best]))
+                best = b;
+        }
+        start[s->cursor[best]] = s->rest[i].expert;
+        load[best] += s->rest[i].load;
+    }
+}
+
+void eplb_anchored_start(const float *w, const int64_t *prev, const int64_t *rel,
+                         const eplb_layer_geometry *g, eplb_incremental_scratch *s,
+                         int64_t *start)
+{
+    int32_t *count = s->tally2;
+    for (int64_t q = 0; q < g->replicas; q++)
+        count[rel[q]]++;
+    for (int64_t d = 0; d < g->domains; d++)
+        anchor_domain(w, prev, rel, d, count, g, s, start);
+    for (int64_t q = 0; q < g->replicas; q++)
+        count[rel[q]] = 0;
+}
