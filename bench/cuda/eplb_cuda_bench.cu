@@ -1,12 +1,14 @@
 /* eplb_cuda_bench: GPU check and timing of the cuda backend.
  *
  *   eplb_cuda_bench check [--quick]   goldens exact on every cuda path; random
- *                                     shapes, the device-pointer API, invalid
- *                                     weights and repeated calls against cpu
- *   eplb_cuda_bench time [--runs N] [--path P] [--case SUBSTRING]
+ *                                     shapes (also with refine 1, 16, 256), the
+ *                                     device-pointer API, invalid weights and
+ *                                     repeated calls against cpu
+ *   eplb_cuda_bench time [--runs N] [--path P] [--case SUBSTRING] [--refine N]
  *                                     device-pointer call timed with CUDA events
- *   eplb_cuda_bench sanitize          a few DeepSeek-V3 plans per path (for
- *                                     compute-sanitizer memcheck / racecheck)
+ *   eplb_cuda_bench sanitize          a few DeepSeek-V3 plans per path, and one
+ *                                     with refine (for compute-sanitizer
+ *                                     memcheck / racecheck)
  *
  * Prints "N passed, N failed" (check) and exits 1 on any failure. */
 #include <cuda_runtime.h>
@@ -274,7 +276,7 @@ static const random_case scale_case = {
     "scale 200x1024 -> 8192 on 1024 gpus, 16 nodes", {200, 1024, 8192, 16, 16, 1024}, 8, 20, 0, 0};
 
 static void check_random(eplb_context *cpu, eplb_context *ctx, const char *path,
-                         const random_case &rc, uint64_t seed)
+                         const random_case &rc, uint64_t seed, int32_t refine = 0)
 {
     std::vector<float> w;
     fill_weights(w, rc, seed);
@@ -283,15 +285,27 @@ static void check_random(eplb_context *cpu, eplb_context *ctx, const char *path,
     o.candidates = rc.candidates;
     o.iterations = rc.iterations;
     o.seed = seed;
+    o.refine = refine;
     plan want = host_plan(cpu, w.data(), rc.shape, o);
     plan got = host_plan(ctx, w.data(), rc.shape, o);
     std::string diff = first_difference(want, got, rc.shape);
     plan dev = device_plan(ctx, w.data(), rc.shape, o, NULL, want.width);
     std::string ddiff = first_difference(want, dev, rc.shape);
     verdict(want.status == EPLB_OK && diff.empty() && ddiff.empty(),
-            "[%s] %s seed %llu equals cpu (host API %s, device API %s)", path, rc.name,
-            (unsigned long long)seed, diff.empty() ? "same" : diff.c_str(),
+            "[%s] %s seed %llu refine %d equals cpu (host API %s, device API %s)", path, rc.name,
+            (unsigned long long)seed, (int)refine, diff.empty() ? "same" : diff.c_str(),
             ddiff.empty() ? "same" : ddiff.c_str());
+}
+
+/* The refine caps each random case is checked with (docs/spec.md section 10). */
+static const int32_t refine_caps[] = {1, 16, 256};
+
+/* Whether the cpu backend weighs a refine iteration of the shape quickly:
+ * (m-1)(k^2 + (k(k-1)/2)^2) trades, bounded here with every GPU in one row. */
+static bool refine_checkable(const eplb_shape &s)
+{
+    const double k = (double)(s.replicas / s.gpus), pairs = k * (k - 1) / 2;
+    return (double)s.gpus * (k * k + pairs * pairs) <= 1e6;
 }
 
 /* stream must outlive ctx: see run_check. */
@@ -374,9 +388,13 @@ static int run_check(bool quick)
         }
         printf("== path %s on %s\n", path, eplb_context_device(ctx));
         check_goldens(ctx, path);
-        for (const random_case &rc : random_cases)
+        for (const random_case &rc : random_cases) {
             for (uint64_t seed = 0; seed < (quick ? 1u : 3u); seed++)
                 check_random(cpu, ctx, path, rc, seed);
+            if (refine_checkable(rc.shape))
+                for (int32_t refine : refine_caps)
+                    check_random(cpu, ctx, path, rc, 0, refine);
+        }
         /* The host API (eplb_rebalance) keeps using the last device call's
          * stream (the planner does not reset it), so that stream must stay
          * alive until the context is freed: destroying it first made the
@@ -417,7 +435,7 @@ static double median(std::vector<float> v)
     return v.empty() ? 0.0 : v[v.size() / 2];
 }
 
-static int run_time(int runs, const char *path, const char *only)
+static int run_time(int runs, const char *path, const char *only, int32_t refine)
 {
     eplb_context *ctx = open_cuda(path);
     if (!ctx)
@@ -427,8 +445,8 @@ static int run_time(int runs, const char *path, const char *only)
     cudaEvent_t start, stop;
     CUDA_OK(cudaEventCreate(&start));
     CUDA_OK(cudaEventCreate(&stop));
-    printf("== timing path %s on %s, %d runs each (median of per-call CUDA event time)\n", path,
-           eplb_context_device(ctx), runs);
+    printf("== timing path %s, refine %d, on %s, %d runs each (median of per-call CUDA event "
+           "time)\n", path, (int)refine, eplb_context_device(ctx), runs);
     printf("%-32s %12s %12s %12s %10s\n", "case", "median_us", "min_us", "batch_us", "fused");
     for (const timed_case &tc : timed_cases) {
         if (only && !strstr(tc.name, only))
@@ -439,6 +457,7 @@ static int run_time(int runs, const char *path, const char *only)
         eplb_workload_fill(w.data(), s.layers, s.experts, 1, 0);
         eplb_options o;
         eplb_options_init(&o);
+        o.refine = refine;
         device_buffers d(s, width);
         CUDA_OK(cudaMemcpy(d.weight, w.data(), d.nw * 4, cudaMemcpyHostToDevice));
         const int n = s.layers * s.replicas > 1000000 ? (runs < 20 ? runs : 20) : runs;
@@ -511,6 +530,10 @@ static int run_sanitize(int iterations)
             }
             plan h = host_plan(ctx, w.data(), s, o);
             bad |= h.status != EPLB_OK;
+            /* The refine stage's kernel too (it runs on the stage path). */
+            o.refine = 256;
+            plan r = device_plan(ctx, w.data(), s, o, NULL, width);
+            bad |= r.status != EPLB_OK;
         }
         printf("sanitize run on path %s done\n", path);
         eplb_context_free(ctx);
@@ -521,7 +544,7 @@ static int run_sanitize(int iterations)
 int main(int argc, char **argv)
 {
     const char *mode = argc > 1 ? argv[1] : "check";
-    int runs = 200, iterations = 3;
+    int runs = 200, iterations = 3, refine = 0;
     bool quick = false;
     const char *path = "fused", *only = NULL;
     for (int i = 2; i < argc; i++) {
@@ -530,15 +553,16 @@ int main(int argc, char **argv)
         else if (!strcmp(argv[i], "--path") && i + 1 < argc) path = argv[++i];
         else if (!strcmp(argv[i], "--quick")) quick = true;
         else if (!strcmp(argv[i], "--case") && i + 1 < argc) only = argv[++i];
+        else if (!strcmp(argv[i], "--refine") && i + 1 < argc) refine = atoi(argv[++i]);
         else {
             fprintf(stderr, "unknown option %s\n", argv[i]);
             return 2;
         }
     }
     if (!strcmp(mode, "check")) return run_check(quick);
-    if (!strcmp(mode, "time")) return run_time(runs, path, only);
+    if (!strcmp(mode, "time")) return run_time(runs, path, only, refine);
     if (!strcmp(mode, "sanitize")) return run_sanitize(iterations);
-    fprintf(stderr, "usage: %s check [--quick] | time [--runs N] [--path P] [--case SUBSTRING] | sanitize [--iterations N]\n",
+    fprintf(stderr, "usage: %s check [--quick] | time [--runs N] [--path P] [--case SUBSTRING] [--refine N] | sanitize [--iterations N]\n",
             argv[0]);
     return 2;
 }
