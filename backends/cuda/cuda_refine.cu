@@ -4,9 +4,11 @@
  * assemble then reads as usual. */
 #include "cuda_refine.cuh"
 
-/* The most threads of a row's block: enough to weigh the trades of the
- * DeepSeek-V3 rows (720 to 960 units) in a few units per thread. */
-#define EPLB_CUDA_REFINE_THREADS 256
+/* The most threads of a row's block: a unit each for the DeepSeek-V3 rows
+ * (360 to 960 units). An iteration's time is the longest thread's chain of
+ * dependent trades, and a layer's rows are few next to the multiprocessors,
+ * so the whole block's width goes to one row. */
+#define EPLB_CUDA_REFINE_THREADS 1024
 
 struct eplb_cuda_refine_args {
     const int32_t *status; /* nonzero: the plan failed, nothing to refine */

@@ -106,63 +106,103 @@ static __device__ __forceinline__ void eplb_cuda_refine_warp_min(uint32_t *key, 
     *index = best_index;
 }
 
-/* This thread's best trade of A among its share of the trades. Trades are
- * numbered in trade order: one-for-one (b, sa, sb) at (b*k + sa)*k + sb, then
- * two-for-two (b, i, j) at m*k*k + (b*P + i)*P + j (pairs i, j in
- * lexicographic order); b runs over every GPU, A's own numbers are skipped.
- * The work is cut into units, one-for-one (b, sa) then two-for-two (b, i),
- * each weighing all of B's side; a thread visits its units, and so its
- * trades, in ascending trade order, so a strict "<" keeps the first of equal
- * peaks. A NaN or infinite peak never passes "< best" from +inf. */
+/* One unit of the weighing: A's slot `lo` (one-for-one) or pair (lo, hi)
+ * (two-for-two) against every slot or pair of partner b, in trade order from
+ * trade number `first`. Trades are numbered in trade order: one-for-one
+ * (b, sa, sb) at (b*k + sa)*k + sb, then two-for-two (b, i, j) at
+ * m*k*k + (b*P + i)*P + j (pairs i, j in lexicographic order, P of them);
+ * b runs over every GPU, and the units of b == A are passed over. */
 template <class Index>
-static __device__ __forceinline__ void eplb_cuda_refine_weigh(const eplb_cuda_refine_row &row,
-                                                              uint32_t a, float a_load,
-                                                              float *best_peak, Index *best_index)
+struct eplb_cuda_refine_unit {
+    Index first;
+    uint32_t b; /* 0xFFFFFFFF: no unit */
+    uint32_t lo, hi;
+    bool pair;
+};
+
+/* Unit u: one-for-one units (b, sa) first, then two-for-two units (b, i). */
+template <class Index>
+static __device__ __forceinline__ eplb_cuda_refine_unit<Index> eplb_cuda_refine_unit_of(
+    Index u, uint32_t m, uint32_t k)
 {
+    const Index pairs = (Index)k * (k - 1) / 2, one_units = (Index)m * k;
+    eplb_cuda_refine_unit<Index> unit;
+    if (u < one_units) {
+        unit.b = (uint32_t)(u / k);
+        unit.lo = unit.hi = (uint32_t)(u - (Index)unit.b * k);
+        unit.pair = false;
+        unit.first = u * k;
+    } else if (u < one_units + (Index)m * pairs) {
+        const Index v = u - one_units;
+        unit.b = (uint32_t)(v / pairs);
+        eplb_cuda_pair_of<Index>(v - (Index)unit.b * pairs, k, &unit.lo, &unit.hi);
+        unit.pair = true;
+        unit.first = one_units * k + v * pairs;
+    } else {
+        unit.b = 0xFFFFFFFFu;
+        unit.lo = unit.hi = 0;
+        unit.pair = false;
+        unit.first = 0;
+    }
+    return unit;
+}
+
+/* Weighs the trades of one unit into (best, chosen). A thread visits its
+ * units, and so its trades, in ascending trade order, so a strict "<" keeps
+ * the first of equal peaks. A NaN or infinite peak never passes "< best"
+ * from +inf. */
+template <class Index>
+static __device__ __forceinline__ void eplb_cuda_refine_weigh_unit(
+    const eplb_cuda_refine_row &row, const eplb_cuda_refine_unit<Index> &unit, uint32_t a,
+    float a_load, float *best, Index *chosen)
+{
+    if (unit.b == a || unit.b >= row.m)
+        return;
     const uint32_t k = row.k;
-    const Index m = row.m, pairs = (Index)k * (k - 1) / 2;
-    const Index one_units = m * k, units = one_units + m * pairs;
-    const Index ones = one_units * k;
-    const float *t_a = row.t + (size_t)a * k;
-    float best = INFINITY;
-    Index chosen = 0;
-    for (Index u = threadIdx.x; u < units; u += blockDim.x) {
-        if (u < one_units) {
-            const Index b = u / k;
-            if (b == a)
-                continue;
-            const float *t_b = row.t + (size_t)b * k;
-            const float give_a = t_a[u - b * k], b_load = row.load[b];
-            for (uint32_t sb = 0; sb < k; sb++) {
-                const float peak = eplb_cuda_trade_peak(a_load, b_load, give_a, t_b[sb]);
-                if (peak < best) {
-                    best = peak;
-                    chosen = u * k + sb;
-                }
+    const float *t_a = row.t + (size_t)a * k, *t_b = row.t + (size_t)unit.b * k;
+    const float b_load = row.load[unit.b];
+    Index index = unit.first;
+    if (!unit.pair) {
+        const float give_a = t_a[unit.lo];
+        for (uint32_t sb = 0; sb < k; sb++, index++) {
+            const float peak = eplb_cuda_trade_peak(a_load, b_load, give_a, t_b[sb]);
+            if (peak < *best) {
+                *best = peak;
+                *chosen = index;
             }
-        } else {
-            const Index v = u - one_units, b = v / pairs;
-            if (b == a)
-                continue;
-            const float *t_b = row.t + (size_t)b * k;
-            const float b_load = row.load[b];
-            uint32_t lo, hi;
-            eplb_cuda_pair_of<Index>(v - b * pairs, k, &lo, &hi);
-            const float give_a = __fadd_rn(t_a[lo], t_a[hi]);
-            Index index = ones + v * pairs;
-            for (uint32_t lo_b = 0; lo_b + 1 < k; lo_b++) {
-                const float first = t_b[lo_b];
-                for (uint32_t hi_b = lo_b + 1; hi_b < k; hi_b++, index++) {
-                    const float peak =
-                        eplb_cuda_trade_peak(a_load, b_load, give_a, __fadd_rn(first, t_b[hi_b]));
-                    if (peak < best) {
-                        best = peak;
-                        chosen = index;
-                    }
-                }
+        }
+        return;
+    }
+    const float give_a = __fadd_rn(t_a[unit.lo], t_a[unit.hi]);
+    for (uint32_t lo_b = 0; lo_b + 1 < k; lo_b++) {
+        const float first = t_b[lo_b];
+        for (uint32_t hi_b = lo_b + 1; hi_b < k; hi_b++, index++) {
+            const float peak =
+                eplb_cuda_trade_peak(a_load, b_load, give_a, __fadd_rn(first, t_b[hi_b]));
+            if (peak < *best) {
+                *best = peak;
+                *chosen = index;
             }
         }
     }
+}
+
+/* This thread's best trade of A among its units: `mine` (unit threadIdx.x,
+ * decoded once per row, since the units a thread weighs do not change from
+ * one iteration to the next), then every blockDim.x-th unit after it. */
+template <class Index>
+static __device__ __forceinline__ void eplb_cuda_refine_weigh(
+    const eplb_cuda_refine_row &row, const eplb_cuda_refine_unit<Index> &mine, uint32_t a,
+    float a_load, float *best_peak, Index *best_index)
+{
+    const uint32_t k = row.k;
+    const Index units = (Index)row.m * (k + (Index)k * (k - 1) / 2);
+    float best = INFINITY;
+    Index chosen = 0;
+    eplb_cuda_refine_weigh_unit<Index>(row, mine, a, a_load, &best, &chosen);
+    for (Index u = (Index)threadIdx.x + blockDim.x; u < units; u += blockDim.x)
+        eplb_cuda_refine_weigh_unit<Index>(row, eplb_cuda_refine_unit_of<Index>(u, row.m, k), a,
+                                           a_load, &best, &chosen);
     *best_peak = best;
     *best_index = chosen;
 }
@@ -235,6 +275,8 @@ static __device__ void eplb_block_refine(const eplb_cuda_refine_row &row, int32_
 {
     const uint32_t lane = threadIdx.x & 31u, warp = threadIdx.x >> 5;
     const uint32_t warps = (blockDim.x + 31u) / 32u;
+    const eplb_cuda_refine_unit<Index> mine =
+        eplb_cuda_refine_unit_of<Index>((Index)threadIdx.x, row.m, row.k);
     for (int32_t iteration = 0; iteration < refine; iteration++) {
         const uint32_t a = eplb_cuda_heaviest_gpu(row.load, row.m, lane);
         const float a_load = row.load[a];
@@ -242,7 +284,7 @@ static __device__ void eplb_block_refine(const eplb_cuda_refine_row &row, int32_
             break;
         float peak;
         Index index;
-        eplb_cuda_refine_weigh<Index>(row, a, a_load, &peak, &index);
+        eplb_cuda_refine_weigh<Index>(row, mine, a, a_load, &peak, &index);
         uint32_t key = peak < INFINITY ? eplb_cuda_ordered_bits(peak) : EPLB_CUDA_REFINE_NONE;
         eplb_cuda_refine_warp_min<Index>(&key, &index);
         if (lane == 0) {
