@@ -5,6 +5,7 @@
  * (best_trade); large packs sort their weights and look only near the best
  * pair (best_trade_sorted), so that a step costs about k instead of k * k and
  * a plan's cost stays linear in its slots. Both give the same pair. */
+#include <math.h>
 #include <string.h>
 
 #include "common/spec_math.h"
@@ -86,6 +87,53 @@ static float best_trade(float diff, const float *wa, const float *wb, int32_t k,
 }
 #else
 #define best_trade best_trade_scalar
+#endif
+
+#if EPLB_CPU_X86_DISPATCH
+#include <immintrin.h>
+
+/* Up to this many slots per pack, the lightest pack's weights fill one
+ * AVX-512 register. */
+#define EPLB_CPU_SWAP_VECTOR_MAX 16
+
+/* The same search with AVX-512 for 4 to 16 slots per pack, in one pass with
+ * everything in registers: lane c of a row holds the change of pair (sa, c),
+ * computed by the same IEEE operations as eplb_swap_change. Each lane keeps
+ * its smallest change and the first row that reached it (updates on strictly
+ * less, so a later equal change, -0 == +0 included, never replaces it). The
+ * SPEC's pair is then, among the lanes whose minimum is the overall minimum,
+ * the one with the lowest (row, lane): the first pair in row-major order that
+ * equals the minimum, as the SSE2 search finds it with a second pass. Lanes
+ * from k on hold +inf, never below a finite change. Finite inputs only. */
+EPLB_CPU_TARGET_AVX512 static float best_trade_avx512(float diff, const float *wa,
+                                                      const float *wb, int32_t k,
+                                                      int32_t *best_a, int32_t *best_b)
+{
+    const __mmask16 lanes = (__mmask16)((1u << k) - 1);
+    const __m512 vb = _mm512_maskz_loadu_ps(lanes, wb);
+    const __m512 vdiff = _mm512_set1_ps(diff), two = _mm512_set1_ps(2.0f);
+    const __m512 inf = _mm512_set1_ps((float)INFINITY);
+    __m512 smallest = inf;
+    __m512i first_row = _mm512_setzero_si512();
+    for (int32_t sa = 0; sa < k; sa++) {
+        const __m512 d = _mm512_sub_ps(_mm512_set1_ps(wa[sa]), vb);
+        const __m512 change =
+            _mm512_mask_mul_ps(inf, lanes, _mm512_mul_ps(two, d), _mm512_add_ps(vdiff, d));
+        const __mmask16 lower = _mm512_cmp_ps_mask(change, smallest, _CMP_LT_OQ);
+        smallest = _mm512_mask_mov_ps(smallest, lower, change);
+        first_row = _mm512_mask_mov_epi32(first_row, lower, _mm512_set1_epi32(sa));
+    }
+    const float best = _mm512_reduce_min_ps(smallest);
+    const __mmask16 holds = _mm512_cmp_ps_mask(smallest, _mm512_set1_ps(best), _CMP_EQ_OQ);
+    /* Row-major position of each lane's first minimum; the lowest wins. */
+    const __m512i position = _mm512_add_epi32(_mm512_slli_epi32(first_row, 4),
+                                              _mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10,
+                                                                11, 12, 13, 14, 15));
+    const int32_t first = _mm512_mask_reduce_min_epi32(holds, position);
+    *best_a = first >> 4;
+    *best_b = first & 15;
+    return best;
+}
 #endif
 
 /* ---- the same pair from sorted weights, for large packs ---------------------
@@ -303,8 +351,15 @@ static inline int swap_step(const eplb_pack_job *job, const float *w, int32_t *c
     } else {
         /* Loads far below FLT_MAX keep every change finite, so the vector
          * search cannot meet a NaN; otherwise the scalar rule decides. */
-        const float best = heavy_load < 1e37f ? best_trade(diff, wa, wb, k, &best_a, &best_b)
-                                              : best_trade_scalar(diff, wa, wb, k, &best_a, &best_b);
+        float best;
+        if (!(heavy_load < 1e37f))
+            best = best_trade_scalar(diff, wa, wb, k, &best_a, &best_b);
+#if EPLB_CPU_X86_DISPATCH
+        else if (k >= 4 && k <= EPLB_CPU_SWAP_VECTOR_MAX && eplb_cpu_has_avx512(scratch))
+            best = best_trade_avx512(diff, wa, wb, k, &best_a, &best_b);
+#endif
+        else
+            best = best_trade(diff, wa, wb, k, &best_a, &best_b);
         if (!(best < -job->tolerance))
             return 0;
     }
