@@ -49,6 +49,7 @@ static void evaluate_usage(FILE *f)
             "  -s, --seed S          (default 0)\n"
             "      --noise A         (default 0.2)\n"
             "      --tol T           (default 1e-5)\n"
+            "      --distinct        (default off)\n"
             "  -b, --backend B       backend of the new plan (default: $EPLB_BACKEND, else auto)\n"
             "      --no-new-plan     evaluate PLAN only\n"
             "      --json            print the figures as one JSON object on standard output\n"

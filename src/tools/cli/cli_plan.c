@@ -8,15 +8,23 @@
 #include "cli.h"
 #include "cli_options.h"
 #include "cli_plan.h"
+#include "cli_plan_options.h"
 #include "eplb/eplb.h"
 #include "load_weights.h"
 #include "output_file.h"
 #include "plan_json.h"
+#include "plan_read.h"
 #include "plan_stats.h"
 #include "text_escape.h"
 #include "workload.h"
 
-enum { OPT_NOISE = 256, OPT_TOL, OPT_POLICY, OPT_FORMAT, OPT_REFINE };
+enum { OPT_FORMAT = EPLB_CLI_OPT_NEXT, OPT_REFINE, OPT_PREVIOUS, OPT_SLACK };
+
+/* INTERIM (surface helper): weak until the incremental planner's commit lands, so
+ * that the shared working tree keeps linking; removed then. */
+#pragma weak eplb_rebalance_incremental
+#pragma weak eplb_moves_init
+#pragma weak eplb_count_moves
 
 /* The demo's shape: DeepSeek-V3's MoE layers, experts and expert groups,
  * with redundant slots, on several nodes of GPUs. */
@@ -58,6 +66,9 @@ static void plan_usage(FILE *f, int demo)
             "                        GPUs of a row that lower the heavier GPU (docs/spec.md\n"
             "                        section 10), 0..100000; --refine alone is 256, 0 is off\n"
             "                        (the default); cpu backend only for now\n"
+            "      --distinct        no GPU holds two replicas of one expert (docs/spec.md\n"
+            "                        section 11); cpu backend only for now\n"
+            "%s"
             "  -b, --backend B       auto, cpu, opencl or cuda (default: $EPLB_BACKEND, else auto)\n"
             "  -o, --output FILE     write the plan as JSON ('-': standard output, the summary\n"
             "                        then goes to standard error)\n"
@@ -69,7 +80,15 @@ static void plan_usage(FILE *f, int demo)
             "  -h, --help            this help\n"
             "\nLong options are spelled out in full.\n"
             "exit codes: 0 planned, 1 planning or writing failed, 2 usage or input error\n",
-            replicas, groups, nodes, gpus);
+            replicas, groups, nodes, gpus,
+            demo ? ""
+                 : "      --previous FILE   the running plan (an eplb plan file or SGLang's\n"
+                   "                        {\"physical_to_logical_map\": ...} JSON): plan from it,\n"
+                   "                        moving as few experts as keeps every layer's max GPU\n"
+                   "                        load within the fresh plan's (docs/spec.md section 13)\n"
+                   "      --slack X         with --previous: a layer's max GPU load may reach\n"
+                   "                        (1 + X) times the fresh plan's, for fewer moves\n"
+                   "                        (default 0)\n");
 }
 
 /* Returns -1 to go on, else the exit code. */
@@ -80,12 +99,11 @@ static int parse_plan_args(int argc, char **argv, int demo, plan_args *a)
         {"input", required_argument, NULL, 'i'},   {"output", required_argument, NULL, 'o'},
         {"replicas", required_argument, NULL, 'r'}, {"groups", required_argument, NULL, 'g'},
         {"nodes", required_argument, NULL, 'n'},   {"gpus", required_argument, NULL, 'p'},
-        {"candidates", required_argument, NULL, 'c'}, {"iters", required_argument, NULL, 'I'},
-        {"seed", required_argument, NULL, 's'},    {"noise", required_argument, NULL, OPT_NOISE},
-        {"tol", required_argument, NULL, OPT_TOL}, {"policy", required_argument, NULL, OPT_POLICY},
-        {"backend", required_argument, NULL, 'b'}, {"quiet", no_argument, NULL, 'q'},
-        {"format", required_argument, NULL, OPT_FORMAT},
+        EPLB_CLI_PLAN_LONGOPTS,                    {"backend", required_argument, NULL, 'b'},
+        {"quiet", no_argument, NULL, 'q'},         {"format", required_argument, NULL, OPT_FORMAT},
         {"refine", optional_argument, NULL, OPT_REFINE},
+        {"previous", required_argument, NULL, OPT_PREVIOUS},
+        {"slack", required_argument, NULL, OPT_SLACK},
         {"help", no_argument, NULL, 'h'},          {NULL, 0, NULL, 0}};
     memset(a, 0, sizeof *a);
     eplb_options_init(&a->options);
@@ -94,71 +112,37 @@ static int parse_plan_args(int argc, char **argv, int demo, plan_args *a)
     else
         a->shape.groups = a->shape.nodes = 1;
     int64_t v;
-    int have_replicas = demo, have_gpus = demo, have_format = 0;
+    int have_replicas = demo, have_gpus = demo, have_format = 0, have_slack = 0;
     opterr = 0;
     optind = 1;
     int c;
-    while ((c = eplb_cli_getopt(cmd, argc, argv, ":i:o:r:g:n:p:c:I:s:b:qh", longopts)) != -1) {
+    while ((c = eplb_cli_getopt(cmd, argc, argv, ":i:o:r:g:n:p:b:qh" EPLB_CLI_PLAN_SHORTOPTS,
+                                longopts)) != -1) {
+        int shared = eplb_cli_plan_option(cmd, c, optarg, &a->options);
+        if (shared < 0) {
+            shared = eplb_cli_shape_option(cmd, c, optarg, &a->shape);
+            have_replicas |= shared == 1 && c == 'r';
+            have_gpus |= shared == 1 && c == 'p';
+        }
+        if (shared == 0)
+            return EPLB_EXIT_USAGE;
+        if (shared == 1)
+            continue;
         switch (c) {
         case 'i':
+        case OPT_PREVIOUS:
+            /* The demo's loads are built in, so it has no running plan either. */
             if (demo) {
-                fprintf(stderr, "eplb demo: --input is not accepted; use eplb plan\n");
+                fprintf(stderr, "eplb demo: %s is not accepted; use eplb plan\n",
+                        c == 'i' ? "--input" : "--previous");
                 return EPLB_EXIT_USAGE;
             }
-            a->input = optarg;
+            *(c == 'i' ? &a->input : &a->previous) = optarg;
             break;
         case 'o': a->output = optarg; break;
         case 'b': a->backend = optarg; break;
         case 'q': a->quiet = 1; break;
         case 'h': plan_usage(stdout, demo); return EPLB_EXIT_OK;
-        case 'r':
-        case 'g':
-        case 'n':
-        case 'p': {
-            /* The shape's dimensions: each a whole number in 1..INT32_MAX. */
-            int64_t *dimension = c == 'r' ? &a->shape.replicas : c == 'g' ? &a->shape.groups
-                               : c == 'n' ? &a->shape.nodes : &a->shape.gpus;
-            const char *name = c == 'r' ? "--replicas" : c == 'g' ? "--groups"
-                             : c == 'n' ? "--nodes" : "--gpus";
-            if (!eplb_cli_parse_i64(cmd, name, optarg, 1, INT32_MAX, dimension))
-                return EPLB_EXIT_USAGE;
-            have_replicas |= c == 'r';
-            have_gpus |= c == 'p';
-            break;
-        }
-        case 'c':
-            if (!eplb_cli_parse_i64(cmd, "--candidates", optarg, 1, EPLB_MAX_CANDIDATES, &v))
-                return EPLB_EXIT_USAGE;
-            a->options.candidates = (int32_t)v;
-            break;
-        case 'I':
-            if (!eplb_cli_parse_i64(cmd, "--iters", optarg, 0, EPLB_MAX_ITERATIONS, &v))
-                return EPLB_EXIT_USAGE;
-            a->options.iterations = (int32_t)v;
-            break;
-        case 's':
-            if (!eplb_cli_parse_u64(cmd, "--seed", optarg, &a->options.seed))
-                return EPLB_EXIT_USAGE;
-            break;
-        case OPT_NOISE:
-            if (!eplb_cli_parse_float(cmd, "--noise", optarg, &a->options.noise))
-                return EPLB_EXIT_USAGE;
-            break;
-        case OPT_TOL:
-            if (!eplb_cli_parse_float(cmd, "--tol", optarg, &a->options.tolerance))
-                return EPLB_EXIT_USAGE;
-            break;
-        case OPT_POLICY:
-            if (strcmp(optarg, "auto") == 0) a->options.policy = EPLB_POLICY_AUTO;
-            else if (strcmp(optarg, "hierarchical") == 0) a->options.policy = EPLB_POLICY_HIERARCHICAL;
-            else if (strcmp(optarg, "global") == 0) a->options.policy = EPLB_POLICY_GLOBAL;
-            else {
-                char shown[256];
-                fprintf(stderr, "eplb %s: bad value '%s' for --policy: use auto, hierarchical or "
-                                "global\n", cmd, eplb_text_escape(shown, sizeof shown, optarg));
-                return EPLB_EXIT_USAGE;
-            }
-            break;
         case OPT_REFINE:
             /* --refine alone asks for the cap that docs/spec.md section 10
              * gives it; --refine=0 turns the search off again. */
@@ -166,6 +150,11 @@ static int parse_plan_args(int argc, char **argv, int demo, plan_args *a)
             if (optarg && !eplb_cli_parse_i64(cmd, "--refine", optarg, 0, EPLB_MAX_REFINE, &v))
                 return EPLB_EXIT_USAGE;
             a->options.refine = (int32_t)v;
+            break;
+        case OPT_SLACK:
+            if (!eplb_cli_parse_float(cmd, "--slack", optarg, &a->options.slack))
+                return EPLB_EXIT_USAGE;
+            have_slack = 1;
             break;
         case OPT_FORMAT:
             if (strcmp(optarg, "eplb") == 0) a->format = PLAN_FORMAT_EPLB;
@@ -189,6 +178,16 @@ static int parse_plan_args(int argc, char **argv, int demo, plan_args *a)
         return EPLB_EXIT_USAGE;
     if (a->output && !*a->output) {
         fprintf(stderr, "eplb %s: --output needs a file name ('-' for standard output)\n", cmd);
+        return EPLB_EXIT_USAGE;
+    }
+    if (have_slack && !a->previous) {
+        fprintf(stderr, "eplb %s: --slack needs --previous FILE: it is how far above the fresh "
+                        "plan's max GPU load a plan from the running one may stay\n", cmd);
+        return EPLB_EXIT_USAGE;
+    }
+    if (a->previous && !eplb_tools_json_available()) {
+        fprintf(stderr, "eplb %s: --previous reads a JSON plan file, and this eplb was built "
+                        "without JSON support (jansson)\n", cmd);
         return EPLB_EXIT_USAGE;
     }
     if (have_format && !a->output) {
@@ -227,9 +226,17 @@ static int exit_code_for(eplb_status st)
     }
 }
 
-/* Plans weight[layers][experts] with the arguments; label/format describe the source. */
+/* The running plan of --previous, read for eplb plan. */
+typedef struct previous_plan {
+    const eplb_plan_file *file;
+    const char *label; /* its name, escaped */
+} previous_plan;
+
+/* Plans weight[layers][experts] with the arguments; label/format describe the
+ * source. With previous (else NULL), plans from that running plan and counts
+ * the moves from it. */
 static int run_plan(const char *cmd, plan_args *a, const float *weight, const char *label,
-                    const char *format)
+                    const char *format, const previous_plan *previous)
 {
     eplb_shape *s = &a->shape;
     const char *why = NULL;
@@ -273,10 +280,18 @@ static int run_plan(const char *cmd, plan_args *a, const float *weight, const ch
         fprintf(stderr, "eplb %s: out of memory for the plan of %s\n", cmd, label);
         code = EPLB_EXIT_FAILURE;
     }
+    if (previous && !eplb_rebalance_incremental) { /* INTERIM, see above */
+        fprintf(stderr, "eplb %s: this libeplb has no eplb_rebalance_incremental yet\n", cmd);
+        return EPLB_EXIT_FAILURE;
+    }
     double t0 = 0, t1 = 0;
     if (code == EPLB_EXIT_OK) {
         t0 = eplb_cli_now_us();
-        eplb_status st = eplb_rebalance(ctx, weight, s, &a->options, phy2log, logcnt, NULL, 0, NULL);
+        eplb_status st =
+            previous ? eplb_rebalance_incremental(ctx, weight, s, &a->options,
+                                                  previous->file->phy2log, phy2log, logcnt, NULL,
+                                                  0, NULL)
+                     : eplb_rebalance(ctx, weight, s, &a->options, phy2log, logcnt, NULL, 0, NULL);
         t1 = eplb_cli_now_us();
         if (st != EPLB_OK) {
             fprintf(stderr, "eplb %s: planning %s failed: %s: %s\n", cmd, label,
@@ -299,6 +314,16 @@ static int run_plan(const char *cmd, plan_args *a, const float *weight, const ch
             code = EPLB_EXIT_FAILURE;
         }
     }
+    eplb_moves moves = {0};
+    if (previous)
+        eplb_moves_init(&moves);
+    if (code == EPLB_EXIT_OK && previous &&
+        eplb_count_moves(s, previous->file->phy2log, phy2log, &moves) != EPLB_OK) {
+        /* The incremental call has checked the running plan already. */
+        fprintf(stderr, "eplb %s: the moves from %s cannot be counted (%s): please report\n", cmd,
+                previous->label, eplb_last_error());
+        code = EPLB_EXIT_FAILURE;
+    }
     const char *used = hierarchical ? "hierarchical" : "global";
     /* The plan file is written first but replaces the old one only after the
      * summary is out too: a run that exits 1 leaves no file changed. */
@@ -306,10 +331,12 @@ static int run_plan(const char *cmd, plan_args *a, const float *weight, const ch
     char error[1024];
     if (code == EPLB_EXIT_OK && a->output) {
         eplb_plan_record rec = {
-            .input = a->input, .input_format = format, .shape = *s, .options = a->options,
+            .input = a->input, .input_format = format, .previous = a->previous,
+            .shape = *s, .options = a->options,
             .policy = used, .backend = eplb_context_backend(ctx),
             .device = eplb_context_device(ctx), .plan_us = t1 - t0, .phy2log = phy2log,
-            .logcnt = logcnt, .stats = stats, .max_load = max_load, .bound = bound};
+            .logcnt = logcnt, .stats = stats, .moves = previous ? &moves : NULL,
+            .max_load = max_load, .bound = bound};
         if (eplb_output_open(&out, a->output, error, sizeof error) != EPLB_OK ||
             (a->format == PLAN_FORMAT_SGLANG
                  ? eplb_plan_write_sglang(out.stream, a->output, &rec, error, sizeof error)
@@ -324,7 +351,10 @@ static int run_plan(const char *cmd, plan_args *a, const float *weight, const ch
         FILE *f = to_stderr ? stderr : stdout;
         plan_outcome outcome = {
             .label = label, .input_format = format, .policy = used, .stats = &stats,
-            .max_load = max_load, .plan_us = t1 - t0, .phy2log = phy2log, .logcnt = logcnt,
+            .max_load = max_load, .plan_us = t1 - t0,
+            .previous_label = previous ? previous->label : NULL,
+            .previous_format = previous ? previous->file->format : NULL,
+            .moves = previous ? &moves : NULL, .phy2log = phy2log, .logcnt = logcnt,
             .layer_scratch = layer_scratch};
         eplb_cli_print_summary(f, cmd, a, ctx, weight, &outcome);
         errno = 0;
@@ -357,6 +387,32 @@ static int run_plan(const char *cmd, plan_args *a, const float *weight, const ch
     return code;
 }
 
+/* Reads the --previous plan, which must have the loads' layers and
+ * --replicas slots per layer. Returns -1 to go on, else the exit code. */
+static int read_previous(const plan_args *a, int64_t layers, const char *loads_label,
+                         eplb_plan_file *previous, char *label, size_t label_len)
+{
+    char error[1024];
+    eplb_status st = eplb_plan_read(a->previous, previous, error, sizeof error);
+    if (st != EPLB_OK) {
+        fprintf(stderr, "eplb plan: --previous %s\n", error);
+        return st == EPLB_ERR_OUT_OF_MEMORY ? EPLB_EXIT_FAILURE : EPLB_EXIT_USAGE;
+    }
+    eplb_text_escape(label, label_len, a->previous);
+    if (previous->layers != layers) {
+        fprintf(stderr, "eplb plan: --previous %s has %lld %s, the loads of %s %lld\n", label,
+                (long long)previous->layers, previous->layers == 1 ? "layer" : "layers",
+                loads_label, (long long)layers);
+        return EPLB_EXIT_USAGE;
+    }
+    if (previous->replicas != a->shape.replicas) {
+        fprintf(stderr, "eplb plan: --previous %s has %lld slots per layer, --replicas is %lld\n",
+                label, (long long)previous->replicas, (long long)a->shape.replicas);
+        return EPLB_EXIT_USAGE;
+    }
+    return -1;
+}
+
 /* eplb plan: the load file named by --input. */
 static int plan_load_file(plan_args *a)
 {
@@ -377,7 +433,16 @@ static int plan_load_file(plan_args *a)
      * that control bytes in it cannot drive the terminal. */
     char label[4096];
     eplb_text_escape(label, sizeof label, strcmp(a->input, "-") == 0 ? "(stdin)" : a->input);
-    const int code = run_plan("plan", a, w.data, label, w.format);
+    eplb_plan_file previous = {0};
+    char previous_label[4096];
+    int code = a->previous ? read_previous(a, w.layers, label, &previous, previous_label,
+                                           sizeof previous_label)
+                           : -1;
+    if (code < 0) {
+        const previous_plan running = {&previous, previous_label};
+        code = run_plan("plan", a, w.data, label, w.format, a->previous ? &running : NULL);
+    }
+    eplb_plan_file_free(&previous);
     eplb_weights_free(&w);
     return code;
 }
@@ -392,7 +457,7 @@ static int plan_builtin_workload(plan_args *a)
         return EPLB_EXIT_FAILURE;
     }
     eplb_workload_fill(weight, L, E, 0, 0);
-    const int code = run_plan("demo", a, weight, "DeepSeek-V3-shaped workload", "built-in");
+    const int code = run_plan("demo", a, weight, "DeepSeek-V3-shaped workload", "built-in", NULL);
     free(weight);
     return code;
 }

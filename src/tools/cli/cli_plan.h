@@ -17,6 +17,7 @@ typedef enum plan_format {
 
 typedef struct plan_args {
     const char *input;
+    const char *previous; /* --previous: the running plan's file, or NULL */
     const char *output;
     const char *backend; /* NULL: EPLB_BACKEND, else auto */
     plan_format format;
@@ -32,7 +33,10 @@ typedef struct plan_outcome {
     const char *policy;       /* the policy that ran: "hierarchical" or "global" */
     const eplb_plan_stats *stats;
     const double *max_load;   /* [layers] */
-    double plan_us;           /* the eplb_rebalance call */
+    double plan_us;           /* the eplb_rebalance (or _incremental) call */
+    const char *previous_label;  /* the --previous file's name, escaped, or NULL */
+    const char *previous_format; /* "eplb-plan" or "sglang" */
+    const eplb_moves *moves;  /* from the previous plan to this one, or NULL */
     int64_t *phy2log;         /* [layers][replicas]; the demo's repeat timing plans into it again */
     int64_t *logcnt;          /* [layers][experts] */
     double *layer_scratch;    /* [2 * layers], for the per-layer max/mean */

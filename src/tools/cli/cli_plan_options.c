@@ -47,6 +47,9 @@ int eplb_cli_plan_option(const char *cmd, int c, const char *arg, eplb_options *
         return eplb_cli_parse_float(cmd, "--noise", arg, &o->noise);
     case EPLB_CLI_OPT_TOL:
         return eplb_cli_parse_float(cmd, "--tol", arg, &o->tolerance);
+    case EPLB_CLI_OPT_DISTINCT:
+        o->distinct = 1;
+        return 1;
     case EPLB_CLI_OPT_POLICY: {
         const eplb_policy all[] = {EPLB_POLICY_AUTO, EPLB_POLICY_HIERARCHICAL, EPLB_POLICY_GLOBAL};
         for (size_t i = 0; i < sizeof all / sizeof all[0]; i++)

@@ -1,7 +1,7 @@
 /* The planning options (--candidates, --iters, --seed, --noise, --tol,
- * --policy) and the shape's dimensions, parsed once for every subcommand that
- * plans, so that an option added to the planner is added in one place
- * (cli_plan_options.c). */
+ * --policy, --distinct) and the shape's dimensions, parsed once for every
+ * subcommand that plans, so that an option added to the planner is added in
+ * one place (cli_plan_options.c). */
 #ifndef EPLB_TOOLS_CLI_PLAN_OPTIONS_H
 #define EPLB_TOOLS_CLI_PLAN_OPTIONS_H
 
@@ -9,7 +9,13 @@
 
 /* getopt values of the long-only planning options; a subcommand numbers its
  * own long-only options from EPLB_CLI_OPT_NEXT. */
-enum { EPLB_CLI_OPT_NOISE = 256, EPLB_CLI_OPT_TOL, EPLB_CLI_OPT_POLICY, EPLB_CLI_OPT_NEXT };
+enum {
+    EPLB_CLI_OPT_NOISE = 256,
+    EPLB_CLI_OPT_TOL,
+    EPLB_CLI_OPT_POLICY,
+    EPLB_CLI_OPT_DISTINCT,
+    EPLB_CLI_OPT_NEXT
+};
 
 /* Their short options, for getopt's list, and their struct option entries. */
 #define EPLB_CLI_PLAN_SHORTOPTS "c:I:s:"
@@ -18,7 +24,8 @@ enum { EPLB_CLI_OPT_NOISE = 256, EPLB_CLI_OPT_TOL, EPLB_CLI_OPT_POLICY, EPLB_CLI
         {"seed", required_argument, NULL, 's'},                                               \
         {"noise", required_argument, NULL, EPLB_CLI_OPT_NOISE},                               \
         {"tol", required_argument, NULL, EPLB_CLI_OPT_TOL},                                   \
-        {"policy", required_argument, NULL, EPLB_CLI_OPT_POLICY}
+        {"policy", required_argument, NULL, EPLB_CLI_OPT_POLICY},                             \
+        {"distinct", no_argument, NULL, EPLB_CLI_OPT_DISTINCT}
 
 /* Parses option c with its value arg into options. Returns 1 when parsed, 0
  * after printing "eplb CMD: bad value ..." for a value out of range, and -1

@@ -95,7 +95,8 @@ static void print_deepseek_comparison(FILE *f, const plan_args *a, eplb_context 
     eplb_options deepseek = a->options;
     deepseek.candidates = 1;
     deepseek.iterations = 0;
-    deepseek.refine = 0; /* DeepSeek's EPLB has no refine search */
+    deepseek.refine = 0; /* DeepSeek's EPLB has neither the refine search nor distinct GPUs */
+    deepseek.distinct = 0;
     int64_t *phy2log = malloc((size_t)(s->layers * s->replicas) * sizeof *phy2log);
     int64_t *logcnt = malloc((size_t)(s->layers * s->experts) * sizeof *logcnt);
     eplb_plan_stats theirs;
@@ -137,6 +138,23 @@ static void print_global_policy_note(FILE *f, const plan_outcome *o)
     fprintf(f, "  global policy up to %.4f on these loads (--policy global); no %s plan passes "
                "%.4f\n",
             stats->global_balancedness_bound, o->policy, stats->balancedness_bound);
+}
+
+/* What a plan from the running one moves (docs/spec.md 13.3): the slots
+ * whose expert their GPU must receive, the busiest GPU's share, and, where
+ * there are several nodes, the copies that cross them. */
+static void print_moves(FILE *f, const eplb_shape *s, const plan_args *a, const plan_outcome *o)
+{
+    const eplb_moves *m = o->moves;
+    const int64_t slots = s->layers * s->replicas;
+    fprintf(f, "  previous      %s (%s), slack %g\n", o->previous_label, o->previous_format,
+            (double)a->options.slack);
+    fprintf(f, "  moved         %lld of %lld %s (%.1f%%), at most %lld to one GPU",
+            (long long)m->moved_slots, (long long)slots, plural(slots, "slot", "slots"),
+            100.0 * (double)m->moved_slots / (double)slots, (long long)m->max_moved_per_gpu);
+    if (s->nodes > 1 && m->cross_node_moves >= 0)
+        fprintf(f, ", %lld across nodes", (long long)m->cross_node_moves);
+    fputc('\n', f);
 }
 
 /* An engine replans every few minutes with a warm context: the demo shows
@@ -191,7 +209,11 @@ void eplb_cli_print_summary(FILE *f, const char *cmd, const plan_args *a, eplb_c
             (double)a->options.tolerance, (unsigned long long)a->options.seed);
     if (a->options.refine > 0)
         fprintf(f, ", refine %d", (int)a->options.refine);
+    if (a->options.distinct)
+        fputs(", distinct", f);
     fputc('\n', f);
+    if (o->moves)
+        print_moves(f, s, a, o);
     fprintf(f, "  backend       %s on %s\n", eplb_context_backend(ctx), eplb_context_device(ctx));
     fprintf(f, "  balancedness  %.4f (worst layer %lld: %.4f; best possible %.4f for any %s "
                "plan%s)\n",
@@ -203,8 +225,8 @@ void eplb_cli_print_summary(FILE *f, const char *cmd, const plan_args *a, eplb_c
     print_balance_marks(f, s, weight, o->max_load, o->layer_scratch);
     if (demo)
         print_deepseek_comparison(f, a, ctx, weight, stats);
-    fprintf(f, "  plan time     %.3f ms (eplb_rebalance, first call: sets up the workspace)\n",
-            o->plan_us / 1000.0);
+    fprintf(f, "  plan time     %.3f ms (%s, first call: sets up the workspace)\n",
+            o->plan_us / 1000.0, o->moves ? "eplb_rebalance_incremental" : "eplb_rebalance");
     if (demo)
         print_repeat_time(f, a, ctx, weight, o);
     if (a->output && strcmp(a->output, "-") != 0) {

@@ -228,31 +228,56 @@ static json_t *header(const eplb_plan_record *r)
         (int)r->options.iterations, "noise", json_float32(r->options.noise), "tolerance",
         json_float32(r->options.tolerance), "seed", seed, "policy", policy_name(r->options.policy),
         "policy", r->policy);
-    /* Written only when on, so that a plan file without refine is the same
-     * as before the option existed. */
-    if (h && r->options.refine > 0 &&
-        json_object_set_new(json_object_get(h, "options"), "refine",
-                            json_integer(r->options.refine)) != 0) {
+    /* Each written only when on, so that a plan file without them is the
+     * same as before the options existed. */
+    json_t *options = json_object_get(h, "options");
+    if (h && ((r->options.refine > 0 &&
+               json_object_set_new(options, "refine", json_integer(r->options.refine)) != 0) ||
+              (r->options.distinct && json_object_set_new(options, "distinct", json_true()) != 0) ||
+              (r->previous && r->options.slack > 0.0f &&
+               json_object_set_new(options, "slack", json_float32(r->options.slack)) != 0) ||
+              (r->previous &&
+               json_object_set_new(h, "previous", json_string(r->previous)) != 0))) {
         json_decref(h);
         return NULL;
     }
     return h;
 }
 
+/* The moves from the previous plan, after the duplicates; cross_node_moves
+ * is null where the GPUs do not divide among the nodes. Returns 0, or -1 when
+ * a value could not be made. */
+static int add_moves(json_t *stats, const eplb_moves *m)
+{
+    json_t *cross = m->cross_node_moves < 0 ? json_null()
+                                            : json_integer((json_int_t)m->cross_node_moves);
+    return json_object_set_new(stats, "moved_slots", json_integer((json_int_t)m->moved_slots)) |
+           json_object_set_new(stats, "max_moved_per_gpu",
+                               json_integer((json_int_t)m->max_moved_per_gpu)) |
+           json_object_set_new(stats, "cross_node_moves", cross);
+}
+
 static json_t *stats(const eplb_plan_record *r)
 {
     const eplb_plan_stats *st = &r->stats;
     const int64_t L = r->shape.layers;
-    return json_pack(
-        "{s:f, s:f, s:I, s:f, s:f, s:o, s:f, s:o, s:f, s:f, s:b, s:f, s:I, s:f, s:s, s:s}",
+    json_t *s = json_pack(
+        "{s:f, s:f, s:I, s:f, s:f, s:o, s:f, s:o, s:f, s:f, s:b, s:f, s:I}",
         "balancedness", st->balancedness, "balancedness_min_layer", st->balancedness_min_layer,
         "min_layer", (json_int_t)st->min_layer, "balancedness_bound", st->balancedness_bound,
         "bound", st->bound, "bound_per_layer", json_doubles(r->bound, L),
         "max_load_sum", st->max_load_sum, "max_load_per_layer", json_doubles(r->max_load, L),
         "mean_load_sum", st->mean_load_sum, "bound_gap", st->bound_gap, "bound_exact",
         st->bound_exact, "global_balancedness_bound", st->global_balancedness_bound, "duplicates",
-        (json_int_t)st->duplicates, "plan_us", r->plan_us, "backend", r->backend, "device",
-        r->device);
+        (json_int_t)st->duplicates);
+    if (s && ((r->moves && add_moves(s, r->moves) != 0) ||
+              json_object_set_new(s, "plan_us", json_real(r->plan_us)) != 0 ||
+              json_object_set_new(s, "backend", json_string(r->backend)) != 0 ||
+              json_object_set_new(s, "device", json_string(r->device)) != 0)) {
+        json_decref(s);
+        return NULL;
+    }
+    return s;
 }
 
 /* jansson's dump callback: into the stream, which cannot run out of memory,

@@ -13,6 +13,7 @@
 typedef struct eplb_plan_record {
     const char *input;          /* input file name, or NULL (demo) */
     const char *input_format;   /* "npy", "text", ... or "built-in" */
+    const char *previous;       /* the running plan's file (--previous), or NULL */
     eplb_shape shape;
     eplb_options options;       /* as requested (policy may be auto) */
     const char *policy;         /* the policy that ran: "hierarchical" or "global" */
@@ -22,6 +23,7 @@ typedef struct eplb_plan_record {
     const int64_t *phy2log;     /* [L][R] */
     const int64_t *logcnt;      /* [L][E] */
     eplb_plan_stats stats;
+    const eplb_moves *moves;    /* from the previous plan, or NULL */
     const double *max_load;     /* [L] */
     const double *bound;        /* [L] */
 } eplb_plan_record;

@@ -125,9 +125,10 @@ eplb_status eplb_plan_read(const char *path, eplb_plan_file *out, char *error, s
                         errno ? strerror(errno) : jerr.text);
         if (looks_like_torch_save(path))
             return fail(error, error_len, path, EPLB_ERR_PARSE,
-                        "a torch.save file (.pt): load it with torch and pass its "
-                        "physical_to_logical_map to eplb.evaluate in Python, or save that as "
-                        "JSON {\"physical_to_logical_map\": ...}");
+                        "a torch.save file (.pt), which the Python package reads with torch "
+                        "(python -m eplb plan --previous, or its physical_to_logical_map to "
+                        "eplb.evaluate); or save that as JSON {\"physical_to_logical_map\": "
+                        "...}");
         return fail(error, error_len, path, EPLB_ERR_PARSE, "invalid JSON at line %d, column %d: %s",
                     jerr.line, jerr.column, jerr.text);
     }
