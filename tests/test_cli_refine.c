@@ -96,8 +96,9 @@ Test(cli_refine, backends_without_the_stage_refuse_it)
 {
     for (int i = 0; i < eplb_backend_count(); i++) {
         const char *name = eplb_backend_name(i);
-        /* opencl has the stage (tests/test_opencl_refine.c). */
-        if (strcmp(name, "cpu") == 0 || strcmp(name, "opencl") == 0 ||
+        /* opencl and cuda have the stage (tests/test_opencl_refine.c,
+         * tests/test_cuda_refine.c). */
+        if (strcmp(name, "cpu") == 0 || strcmp(name, "opencl") == 0 || strcmp(name, "cuda") == 0 ||
             !eplb_backend_available(i, NULL))
             continue;
         planned p = plan_with("--refine", "--backend", name);

@@ -199,8 +199,8 @@ static void refused_without_the_stage(const char *name, void *arg)
 {
     (void)arg;
     eplb_context *ctx;
-    if (strcmp(name, "opencl") == 0)
-        return; /* has the stage: tests/test_opencl_refine.c */
+    if (strcmp(name, "opencl") == 0 || strcmp(name, "cuda") == 0)
+        return; /* have the stage: tests/test_opencl_refine.c, tests/test_cuda_refine.c */
     if (eplb_context_create(&ctx, name) != EPLB_OK)
         return; /* present but not usable here: covered by its own suite */
     eplb_options o;

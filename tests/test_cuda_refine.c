@@ -1,0 +1,159 @@
+/* The refine search (docs/spec.md section 10) on the cuda backend
+ * (backends/cuda/cuda_refine.cu): its plans equal the cpu backend's, which
+ * test_refine.c holds to the reference fixtures, on those fixtures, on random
+ * cases and on DeepSeek-V3's shapes, with rows whose trades need 64-bit
+ * numbers or whose placement lives in global memory. Skipped (not failed)
+ * where the cuda backend is unavailable: no module, driver or GPU. */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "harness.h"
+#include "refine_fixture.h"
+
+/* Skips without a usable GPU, but fails when the backend opened and then
+ * failed its self-test against the cpu backend. */
+static eplb_context *cuda_or_skip(void)
+{
+    eplb_context *ctx = NULL;
+    if (eplb_context_create(&ctx, "cuda") == EPLB_OK)
+        return ctx;
+    const char *why = eplb_last_error();
+    cr_assert(!strstr(why, "self-test"), "cuda backend broken: %s", why);
+    cr_skip_test("cuda backend unavailable: %s", why);
+    return NULL;
+}
+
+static const int32_t caps[] = {1, 16, 256};
+#define CAPS (sizeof caps / sizeof caps[0])
+
+/* Plans weight with each refine cap on cuda and cpu; the plans must be equal. */
+static void expect_caps_same_as_cpu(eplb_context *cuda, eplb_context *cpu, const char *name,
+                                    const float *weight, const eplb_shape *shape,
+                                    eplb_options options)
+{
+    for (size_t i = 0; i < CAPS; i++) {
+        char label[224];
+        options.refine = caps[i];
+        snprintf(label, sizeof label, "%s, refine %d", name, (int)caps[i]);
+        eplbt_expect_same_as_cpu(cuda, cpu, label, weight, shape, &options);
+    }
+}
+
+Test(cuda_refine, fixtures_plan_as_on_the_cpu_backend, .timeout = 600)
+{
+    eplb_context *cuda = cuda_or_skip(), *cpu = eplbt_context("cpu");
+    DIR *d = opendir(FIXTURE_DIR);
+    cr_assert(d, "cannot open %s", FIXTURE_DIR);
+    int checked = 0;
+    struct dirent *ent;
+    while ((ent = readdir(d))) {
+        if (!strstr(ent->d_name, ".txt"))
+            continue;
+        char path[1024];
+        snprintf(path, sizeof path, "%s/%s", FIXTURE_DIR, ent->d_name);
+        refine_fixture fx;
+        fixture_read(path, &fx);
+        /* The fixture's own cap, then the others. */
+        eplbt_expect_same_as_cpu(cuda, cpu, fx.name, fx.weight, &fx.shape, &fx.options);
+        expect_caps_same_as_cpu(cuda, cpu, fx.name, fx.weight, &fx.shape, fx.options);
+        fixture_free(&fx);
+        checked++;
+    }
+    closedir(d);
+    cr_expect_eq(checked, fixture_count());
+    eplb_context_free(cuda);
+    eplb_context_free(cpu);
+}
+
+typedef struct cuda_and_cpu {
+    eplb_context *cuda, *cpu;
+} cuda_and_cpu;
+
+/* Every shape kind (k = 1 and one-GPU rows among them) and weight pattern
+ * (ties, zeros, -0, sums that overflow to infinity). */
+static void random_case_same_as_cpu(const eplb_random_case *c, uint64_t *state, void *arg)
+{
+    (void)state;
+    const cuda_and_cpu *run = arg;
+    expect_caps_same_as_cpu(run->cuda, run->cpu, c->name, c->weight, &c->shape, c->options);
+}
+
+Test(cuda_refine, random_cases_plan_as_on_the_cpu_backend, .timeout = 1200)
+{
+    cuda_and_cpu run = {cuda_or_skip(), eplbt_context("cpu")};
+    cr_expect_geq(eplbt_for_each_random_case(1718, 3, random_case_same_as_cpu, &run), 108);
+    eplb_context_free(run.cuda);
+    eplb_context_free(run.cpu);
+}
+
+/* DeepSeek-V3's shapes (6 of its 58 layers) on the bench workload and with
+ * every weight equal, where every trade ties and the first in trade order
+ * must win; then rows of special sizes. */
+Test(cuda_refine, named_shapes_plan_as_on_the_cpu_backend, .timeout = 1200)
+{
+    static const struct {
+        const char *name;
+        eplb_shape shape;
+        eplb_policy policy;
+        int32_t most_refine; /* caps above it are not checked (the cpu's time) */
+    } shapes[] = {
+        {"v3 hierarchical 288/8/4/32", {6, 256, 288, 8, 4, 32}, EPLB_POLICY_AUTO, 256},
+        {"v3 global 288/72", {6, 256, 288, 8, 4, 72}, EPLB_POLICY_GLOBAL, 256},
+        {"v3 global 320/64", {6, 256, 320, 8, 4, 64}, EPLB_POLICY_GLOBAL, 256},
+        {"one GPU per row (m = 1)", {3, 64, 96, 4, 4, 4}, EPLB_POLICY_HIERARCHICAL, 256},
+        {"one slot per GPU (k = 1)", {3, 64, 96, 8, 4, 96}, EPLB_POLICY_GLOBAL, 256},
+        {"two GPUs of one pair each", {4, 4, 4, 1, 1, 2}, EPLB_POLICY_GLOBAL, 256},
+        /* 8192 slots a row: the row's state beyond 48 KiB, in global memory. */
+        {"8192 slots on 512 GPUs", {1, 2048, 8192, 1, 1, 512}, EPLB_POLICY_GLOBAL, 16},
+        /* 2 * (305^2 + 46360^2) trades per step: numbered in 64 bits. */
+        {"two GPUs of 305 slots", {1, 610, 610, 1, 1, 2}, EPLB_POLICY_GLOBAL, 1},
+    };
+    cuda_and_cpu run = {cuda_or_skip(), eplbt_context("cpu")};
+    for (size_t i = 0; i < sizeof shapes / sizeof shapes[0]; i++) {
+        eplb_options options;
+        float *weight = eplbt_workload_case(&shapes[i].shape, 1, 0, 8, 20, 0, &options);
+        options.policy = shapes[i].policy;
+        for (int equal = 0; equal < 2; equal++) {
+            if (equal)
+                for (int64_t j = 0; j < shapes[i].shape.layers * shapes[i].shape.experts; j++)
+                    weight[j] = 2.0f;
+            for (size_t c = 0; c < CAPS && caps[c] <= shapes[i].most_refine; c++) {
+                char label[224];
+                options.refine = caps[c];
+                snprintf(label, sizeof label, "%s%s, refine %d", shapes[i].name,
+                         equal ? ", equal weights" : "", (int)caps[c]);
+                eplbt_expect_same_as_cpu(run.cuda, run.cpu, label, weight, &shapes[i].shape,
+                                         &options);
+            }
+        }
+        free(weight);
+    }
+    eplb_context_free(run.cuda);
+    eplb_context_free(run.cpu);
+}
+
+/* Distinct (docs/spec.md section 11) has no cuda stage: refused by name,
+ * outputs untouched, never planned without it. */
+Test(cuda_refine, distinct_is_refused)
+{
+    eplb_context *cuda = cuda_or_skip();
+    const eplb_shape shape = {2, 16, 24, 4, 1, 8};
+    eplb_options options;
+    float *weight = eplbt_workload_case(&shape, 1, 0, 8, 20, 0, &options);
+    options.refine = 256;
+    options.distinct = 1;
+    int64_t phy2log[48], logcnt[32];
+    eplbt_poison(phy2log, sizeof phy2log);
+    eplbt_poison(logcnt, sizeof logcnt);
+    const eplb_status st = eplb_rebalance(cuda, weight, &shape, &options, phy2log, logcnt, NULL, 0,
+                                          NULL);
+    cr_expect_eq(st, EPLB_ERR_UNSUPPORTED, "%s: %s", eplb_status_string(st),
+                 eplb_context_last_error(cuda));
+    cr_expect(strstr(eplb_context_last_error(cuda), "distinct"), "%s",
+              eplb_context_last_error(cuda));
+    cr_expect_eq(eplbt_first_unpoisoned(phy2log, sizeof phy2log), -1);
+    cr_expect_eq(eplbt_first_unpoisoned(logcnt, sizeof logcnt), -1);
+    free(weight);
+    eplb_context_free(cuda);
+}
