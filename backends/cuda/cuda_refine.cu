@@ -8,7 +8,9 @@
  * (360 to 960 units). An iteration's time is the longest thread's chain of
  * dependent trades, and a layer's rows are few next to the multiprocessors,
  * so the whole block's width goes to one row. */
+#ifndef EPLB_CUDA_REFINE_THREADS /* a compile-time override, to time other widths */
 #define EPLB_CUDA_REFINE_THREADS 1024
+#endif
 
 struct eplb_cuda_refine_args {
     const int32_t *status; /* nonzero: the plan failed, nothing to refine */
