@@ -501,10 +501,12 @@ Test(cli, conformance_passes_on_goldens_and_random_cases)
     while ((ent = readdir(d)))
         goldens += strstr(ent->d_name, ".txt") != NULL;
     closedir(d);
-    /* Each random case runs again with refine: a backend without the refine
-     * stage refuses those reruns, which are skipped, not passed. */
+    /* Each random case runs again with refine (a backend without the refine
+     * stage refuses those reruns, which are skipped, not passed) and again
+     * incrementally. */
     const long skipped = refine_reruns_skipped(r->out);
-    snprintf(want, sizeof want, "%ld passed, 0 failed", (goldens + 4 + 24 + 24) * backends - skipped);
+    snprintf(want, sizeof want, "%ld passed, 0 failed",
+             (goldens + 4 + 3 * 24) * backends - skipped);
     cr_expect_str_eq(last_line(r->out), want);
 }
 
@@ -544,7 +546,7 @@ Test(cli, conformance_reports_a_wrong_golden)
     for (int i = 0; i < eplb_backend_count(); i++)
         backends += eplb_backend_available(i, NULL);
     cr_expect_eq(failed, backends);
-    /* 4 built-in, 2 random, and the 2 random with refine on the backends with
-     * the refine stage. */
-    cr_expect_eq(passed, (4 + 2 + 2) * backends - refine_reruns_skipped(r->out));
+    /* 4 built-in, 2 random, the 2 random with refine on the backends with
+     * the refine stage, and the 2 random incrementally. */
+    cr_expect_eq(passed, (4 + 2 + 2 + 2) * backends - refine_reruns_skipped(r->out));
 }

@@ -14,6 +14,7 @@
 
 #include "cli.h"
 #include "cli_options.h"
+#include "drift.h"
 #include "eplb/eplb.h"
 #include "golden.h"
 #include "plan_check.h"
@@ -98,8 +99,18 @@ static void plan_result_free(plan_result *r)
     memset(r, 0, sizeof *r);
 }
 
+/* eplb_rebalance, or eplb_rebalance_incremental from previous when given. */
+static eplb_status plan_call(eplb_context *ctx, const float *weight, const eplb_shape *s,
+                             const eplb_options *o, const int64_t *previous, int64_t *p,
+                             int64_t *c, int64_t *x, int64_t width)
+{
+    if (previous)
+        return eplb_rebalance_incremental(ctx, weight, s, o, previous, p, c, x, width, NULL);
+    return eplb_rebalance(ctx, weight, s, o, p, c, x, width, NULL);
+}
+
 static int run_case(eplb_context *ctx, const float *weight, const eplb_shape *s,
-                    const eplb_options *o, plan_result *r)
+                    const eplb_options *o, const int64_t *previous, plan_result *r)
 {
     memset(r, 0, sizeof *r);
     const size_t L = (size_t)s->layers, E = (size_t)s->experts, R = (size_t)s->replicas;
@@ -110,7 +121,7 @@ static int run_case(eplb_context *ctx, const float *weight, const eplb_shape *s,
         /* A log2phy as wide as any plan could need would not fit (the scale
          * case needs 11.7 GB): a first plan without it gives the widest
          * replica count, and the checked plan writes log2phy at that width. */
-        r->status = eplb_rebalance(ctx, weight, s, o, p, c, NULL, 0, NULL);
+        r->status = plan_call(ctx, weight, s, o, previous, p, c, NULL, 0);
         if (r->status != EPLB_OK) {
             snprintf(r->error, sizeof r->error, "%s", eplb_context_last_error(ctx));
             return 0;
@@ -125,7 +136,7 @@ static int run_case(eplb_context *ctx, const float *weight, const eplb_shape *s,
         snprintf(r->error, sizeof r->error, "out of memory");
         return 0;
     }
-    r->status = eplb_rebalance(ctx, weight, s, o, p, c, x, r->width, NULL);
+    r->status = plan_call(ctx, weight, s, o, previous, p, c, x, r->width);
     if (r->status != EPLB_OK)
         snprintf(r->error, sizeof r->error, "%s", eplb_context_last_error(ctx));
     return r->status == EPLB_OK;
@@ -167,11 +178,13 @@ static void position(char *buf, size_t len, long i, int64_t cols)
 }
 
 /* Checks one backend's result against the reference (cpu) and, when given,
- * the golden phy2log and logcnt, and with the plan checker (SPEC's invariants);
- * counts one pass or one failure. */
+ * the golden phy2log and logcnt, and with the plan checker (SPEC's invariants;
+ * not for an incremental plan, whose kept slots follow the previous plan's
+ * replica counts rather than SPEC 5's); counts one pass or one failure. */
 static void check_result(tally *t, const char *name, const char *backend, const float *weight,
-                         const eplb_shape *s, const eplb_options *options, const plan_result *got,
-                         const plan_result *ref, const eplb_golden *golden)
+                         const eplb_shape *s, const eplb_options *options, int incremental,
+                         const plan_result *got, const plan_result *ref,
+                         const eplb_golden *golden)
 {
     const size_t L = (size_t)s->layers, E = (size_t)s->experts, R = (size_t)s->replicas;
     char where[64], why[512];
@@ -207,7 +220,8 @@ static void check_result(tally *t, const char *name, const char *backend, const 
             return;
         }
     }
-    if (!eplb_plan_check(s, eplb_plan_is_hierarchical(s, options->policy), weight, p, c,
+    if (!incremental &&
+        !eplb_plan_check(s, eplb_plan_is_hierarchical(s, options->policy), weight, p, c,
                          got->log2phy.data, got->width, why, sizeof why)) {
         fail_line(t, name, backend, "inconsistent plan: %s", why);
         return;
@@ -252,24 +266,26 @@ typedef struct backend_slot {
     eplb_context *ctx;
 } backend_slot;
 
-/* Runs one case on every backend; slot 0 is cpu, the reference. */
+/* Runs one case on every backend, incrementally from previous when given;
+ * slot 0 is cpu, the reference. */
 static void run_everywhere(tally *t, backend_slot *slots, int nslots, const char *name,
                            const float *weight, const eplb_shape *s, const eplb_options *o,
-                           const eplb_golden *golden)
+                           const int64_t *previous, const eplb_golden *golden)
 {
     plan_result ref;
-    run_case(slots[0].ctx, weight, s, o, &ref);
-    check_result(t, name, slots[0].name, weight, s, o, &ref, NULL, golden);
+    const int incremental = previous != NULL;
+    run_case(slots[0].ctx, weight, s, o, previous, &ref);
+    check_result(t, name, slots[0].name, weight, s, o, incremental, &ref, NULL, golden);
     for (int b = 1; b < nslots; b++) {
         plan_result got;
-        run_case(slots[b].ctx, weight, s, o, &got);
+        run_case(slots[b].ctx, weight, s, o, previous, &got);
         /* A backend without the refine stage (docs/spec.md section 10)
          * refuses refine, as it should, so its refusal is counted as
          * skipped, not as a failure. */
         if (o->refine > 0 && got.status == EPLB_ERR_UNSUPPORTED)
             t->refine_skipped++;
         else
-            check_result(t, name, slots[b].name, weight, s, o, &got, &ref, golden);
+            check_result(t, name, slots[b].name, weight, s, o, incremental, &got, &ref, golden);
         plan_result_free(&got);
     }
     plan_result_free(&ref);
@@ -319,7 +335,9 @@ static void conformance_usage(FILE *f)
             "up to 200 layers x 1024 experts on 8192 slots, lie beyond every GPU's on-chip\n"
             "limits) and N random cases on every available backend, each random case also with\n"
             "the refine search on (docs/spec.md section 10; a backend without the refine stage\n"
-            "refuses it, which is counted as skipped).\n"
+            "refuses it, which is counted as skipped), and again incrementally\n"
+            "(eplb_rebalance_incremental, docs/spec.md section 13) from the cpu plan of its\n"
+            "loads drifted.\n"
             "Each backend's phy2log, logcnt and log2phy must equal the cpu backend's, golden\n"
             "cases must reproduce the golden phy2log and logcnt exactly, every plan must keep\n"
             "the invariants of the algorithm's spec, and the guard bytes around every output buffer must stay intact.\n\n"
@@ -427,7 +445,7 @@ int eplb_cli_conformance(int argc, char **argv)
             printf(" %s (%s)%s", slots[b].name, eplb_context_device(slots[b].ctx),
                    b + 1 < nslots ? "," : "\n");
         printf("cases: %d golden from %s, 4 built-in, %lld random with seed %llu (each also "
-               "with refine)\n", ngoldens, skip_goldens ? "(skipped)" : shown_dir,
+               "with refine, and incrementally)\n", ngoldens, skip_goldens ? "(skipped)" : shown_dir,
                (long long)random_cases, (unsigned long long)seed);
         fflush(stdout);
     }
@@ -441,7 +459,7 @@ int eplb_cli_conformance(int argc, char **argv)
             continue;
         }
         run_everywhere(&t, slots, nslots, goldens[g], golden.weight, &golden.shape,
-                       &golden.options, &golden);
+                       &golden.options, NULL, &golden);
         eplb_golden_free(&golden);
     }
     /* Production-sized shapes: many work-groups and long rows on GPU backends.
@@ -471,7 +489,7 @@ int eplb_cli_conformance(int argc, char **argv)
                            builtin[i].dead_every);
         eplb_options options;
         eplb_options_init(&options);
-        run_everywhere(&t, slots, nslots, builtin[i].name, weight, s, &options, NULL);
+        run_everywhere(&t, slots, nslots, builtin[i].name, weight, s, &options, NULL, NULL);
         free(weight);
     }
     for (int64_t i = 0; i < random_cases && nslots > 0; i++) {
@@ -481,7 +499,7 @@ int eplb_cli_conformance(int argc, char **argv)
             fail_line(&t, "random", "all", "case %lld: %s", (long long)i, eplb_status_string(made));
             continue;
         }
-        run_everywhere(&t, slots, nslots, rc.name, rc.weight, &rc.shape, &rc.options, NULL);
+        run_everywhere(&t, slots, nslots, rc.name, rc.weight, &rc.shape, &rc.options, NULL, NULL);
         /* The same case again with the refine search on, its trade cap
          * cycling through a full search and two short ones. */
         static const int32_t refine_caps[] = {256, 1, 7};
@@ -489,7 +507,24 @@ int eplb_cli_conformance(int argc, char **argv)
         refined.refine = refine_caps[i % 3];
         char refined_name[sizeof rc.name + 32];
         snprintf(refined_name, sizeof refined_name, "%s+refine=%d", rc.name, (int)refined.refine);
-        run_everywhere(&t, slots, nslots, refined_name, rc.weight, &rc.shape, &refined, NULL);
+        run_everywhere(&t, slots, nslots, refined_name, rc.weight, &rc.shape, &refined, NULL, NULL);
+        /* And incrementally (docs/spec.md section 13) from the cpu plan of its
+         * drifted loads, with and without slack. */
+        eplb_options from_previous = rc.options;
+        from_previous.slack = i % 2 ? 0.1f : 0.0f;
+        int64_t *previous = malloc((size_t)(rc.shape.layers * rc.shape.replicas) * sizeof *previous);
+        char incremental_name[sizeof rc.name + 32];
+        snprintf(incremental_name, sizeof incremental_name, "%s+incremental", rc.name);
+        if (!previous)
+            fail_line(&t, incremental_name, "all", "out of memory");
+        else if (eplb_drifted_previous(slots[0].ctx, rc.weight, &rc.shape, &rc.options,
+                                       (uint64_t)i, 0.5, previous) != EPLB_OK)
+            fail_line(&t, incremental_name, "cpu", "no previous plan: %s",
+                      eplb_context_last_error(slots[0].ctx));
+        else
+            run_everywhere(&t, slots, nslots, incremental_name, rc.weight, &rc.shape,
+                           &from_previous, previous, NULL);
+        free(previous);
         eplb_random_case_free(&rc);
     }
     for (int g = 0; g < ngoldens; g++)
