@@ -20,12 +20,6 @@
 
 enum { OPT_FORMAT = EPLB_CLI_OPT_NEXT, OPT_REFINE, OPT_PREVIOUS, OPT_SLACK };
 
-/* INTERIM (surface helper): weak until the incremental planner's commit lands, so
- * that the shared working tree keeps linking; removed then. */
-#pragma weak eplb_rebalance_incremental
-#pragma weak eplb_moves_init
-#pragma weak eplb_count_moves
-
 /* The demo's shape: DeepSeek-V3's MoE layers, experts and expert groups,
  * with redundant slots, on several nodes of GPUs. */
 static const eplb_shape demo_shape = {58, 256, 288, 8, 4, 32};
@@ -279,10 +273,6 @@ static int run_plan(const char *cmd, plan_args *a, const float *weight, const ch
     if (!phy2log || !logcnt || !max_load || !bound || (!a->quiet && !layer_scratch)) {
         fprintf(stderr, "eplb %s: out of memory for the plan of %s\n", cmd, label);
         code = EPLB_EXIT_FAILURE;
-    }
-    if (previous && !eplb_rebalance_incremental) { /* INTERIM, see above */
-        fprintf(stderr, "eplb %s: this libeplb has no eplb_rebalance_incremental yet\n", cmd);
-        return EPLB_EXIT_FAILURE;
     }
     double t0 = 0, t1 = 0;
     if (code == EPLB_EXIT_OK) {
