@@ -41,10 +41,10 @@ inline void eplb_refine_take_lower(uint *key, uint *index, uint other_key, uint 
     }
 }
 
-/* The group's smallest (key, trade number), in every work-item. slots holds
- * 2 * T uints. Its last barrier is the only one, so the caller must pass a
- * barrier between two calls before slots is written again (the search's
- * barrier after each applied trade does). */
+/* The group's smallest (key, index), lowest index among equal keys, in
+ * every work-item; slots holds 2 * T uints. A call reads slots after its
+ * last barrier, so two calls on the same slots need a barrier between them
+ * (the search's barrier after each applied trade). */
 inline uint2 eplb_refine_group_argmin(uint key, uint index, local uint *slots)
 {
     const uint t = (uint)get_local_id(0), T = (uint)get_local_size(0);
@@ -105,10 +105,12 @@ inline void eplb_refine_weigh(float g_a, float g_b, float a_load, float b_load, 
 }
 
 /* The search of one row on its placement in SPACE (local memory when it
- * fits, else the row's global scratch): content[g*k + r] is the row's slot at
- * GPU g's position r, t its load, load[g] GPU g's load. Defines NAME and its
- * helpers NAME_gpu_load and NAME_exchange. */
-#define EPLB_DEFINE_REFINE_ROW(NAME, SPACE)                                                    \
+ * fits, else the row's global scratch, FENCE the barrier's flags for it):
+ * content[g*k + r] is the row's slot at GPU g's position r, t its load,
+ * load[g] GPU g's load. slots: 4 * T uints, two argmins' worth, so that
+ * finding A and the best trade need no barrier between them. Defines NAME
+ * and its helpers NAME_gpu_load, NAME_exchange and NAME_apply. */
+#define EPLB_DEFINE_REFINE_ROW(NAME, SPACE, FENCE)                                             \
     /* SPEC 10.1: a GPU's slot loads summed left to right in position order. */              \
     inline float NAME##_gpu_load(SPACE const float *t, int g, int k)                          \
     {                                                                                        \
@@ -155,7 +157,7 @@ inline void eplb_refine_weigh(float g_a, float g_b, float a_load, float b_load, 
                      local int *stop, int n, int m, int k, int refine, float tolerance)       \
     {                                                                                        \
         const int lid = (int)get_local_id(0), T = (int)get_local_size(0);                    \
-        const cl_mem_fence_flags fence = CLK_LOCAL_MEM_FENCE | CLK_GLOBAL_MEM_FENCE;          \
+        const cl_mem_fence_flags fence = FENCE;                                              \
         for (int q = lid; q < n; q += T)                                                     \
             content[pack_of[q] * k + rank_of[q]] = q;                                        \
         barrier(fence);                                                                      \
@@ -169,15 +171,18 @@ inline void eplb_refine_weigh(float g_a, float g_b, float a_load, float b_load, 
         const int one_units = (m - 1) * k, units = one_units + (m - 1) * pairs;              \
         const uint ones = (uint)(m - 1) * (uint)(k * k);                                     \
         for (int iteration = 0; iteration < refine; iteration++) {                           \
-            /* Step 1: the heaviest GPU, the lowest index among equals; every                 \
-             * work-item finds the same one, with no barrier. */                             \
-            int a = 0;                                                                       \
-            float a_load = load[0];                                                          \
-            for (int g = 1; g < m; g++)                                                      \
-                if (load[g] > a_load) {                                                      \
-                    a = g;                                                                   \
-                    a_load = load[g];                                                        \
+            /* Step 1: the heaviest GPU, the lowest index among equals (the                  \
+             * largest load is the smallest max-key). */                                     \
+            uint heavy_key = EPLB_REFINE_NONE, heavy = EPLB_REFINE_NONE;                      \
+            for (int g = lid; g < m; g += T) {                                               \
+                const uint gk = eplb_float_max_key(load[g]);                                 \
+                if (gk < heavy_key) {                                                        \
+                    heavy_key = gk;                                                          \
+                    heavy = (uint)g;                                                         \
                 }                                                                            \
+            }                                                                                \
+            const int a = (int)eplb_refine_group_argmin(heavy_key, heavy, slots + 2 * T).y;   \
+            const float a_load = load[a];                                                    \
             if (isinf(a_load))                                                               \
                 break;                                                                       \
             /* Step 2: this work-item's units, then the group's best. */                     \
@@ -237,13 +242,13 @@ inline void eplb_refine_weigh(float g_a, float g_b, float a_load, float b_load, 
         }                                                                                    \
     }
 
-EPLB_DEFINE_REFINE_ROW(eplb_refine_row_local, local)
-EPLB_DEFINE_REFINE_ROW(eplb_refine_row_global, global)
+EPLB_DEFINE_REFINE_ROW(eplb_refine_row_local, local, CLK_LOCAL_MEM_FENCE)
+EPLB_DEFINE_REFINE_ROW(eplb_refine_row_global, global, CLK_LOCAL_MEM_FENCE | CLK_GLOBAL_MEM_FENCE)
 
 /* One work-group per row of slot_pack (n slots on m GPUs of k slots). The
  * row's placement lives in the dynamic local buffers when in_local, else in
  * the global scratch (content_all: n ints a row; loads_all: n slot loads
- * then m GPU loads a row). slots: 2 * local size uints for the argmin. A
+ * then m GPU loads a row). slots: 4 * local size uints for the argmins. A
  * nonzero status (a bad weight, a too-narrow log2phy) leaves the packing as
  * it is: assemble will write nothing anyway. */
 kernel void eplb_refine(global const float *slot_load, global int *pack_of, global int *rank_of,

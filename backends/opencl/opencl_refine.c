@@ -8,6 +8,20 @@
 
 #include "opencl_stages.h"
 
+/* The local memory a refine group may take: the device's less the kernel's
+ * own (its stop flag), within the tuning's cap (EPLB_TUNE_OPENCL_LOCAL_MEM). */
+static size_t local_budget(const eplb_opencl *s)
+{
+    cl_ulong device = 0, kernel = 0;
+    s->cl->clGetDeviceInfo(s->handles.device, CL_DEVICE_LOCAL_MEM_SIZE, sizeof device, &device, NULL);
+    s->cl->clGetKernelWorkGroupInfo(s->kernel[EPLB_CLK_REFINE], s->handles.device,
+                                    CL_KERNEL_LOCAL_MEM_SIZE, sizeof kernel, &kernel, NULL);
+    size_t budget = device > kernel ? (size_t)(device - kernel) : 0;
+    if (s->tuning.local_mem_cap && s->tuning.local_mem_cap < budget)
+        budget = s->tuning.local_mem_cap;
+    return budget;
+}
+
 /* One kernel argument held in local memory, bytes long (clSetKernelArg
  * with a NULL value). */
 #define LOCAL_ARG(bytes) ((eplb_opencl_arg){(bytes), NULL})
@@ -44,8 +58,8 @@ eplb_status eplb_opencl_refine(eplb_backend *backend, const eplb_plan_job *job)
     while (group > 1 && (int64_t)(group / 2) >= units)
         group /= 2;
     const size_t slot_bytes = (size_t)n * sizeof(cl_int), load_bytes = (size_t)(n + m) * sizeof(cl_float);
-    const size_t argmin_bytes = 2 * group * sizeof(cl_uint);
-    const cl_int in_local = slot_bytes + load_bytes + argmin_bytes <= s->local_mem;
+    const size_t argmin_bytes = 4 * group * sizeof(cl_uint);
+    const cl_int in_local = slot_bytes + load_bytes + argmin_bytes <= local_budget(s);
 
     cl_mem content_all = NULL, loads_all = NULL;
     if (!in_local) {
