@@ -29,7 +29,7 @@ extern "C" {
 
 /* Bumped whenever this file changes incompatibly; modules built against another
  * version are refused by name. */
-#define EPLB_BACKEND_API_VERSION 6
+#define EPLB_BACKEND_API_VERSION 7
 
 /* What plan_fused returns when it does not handle a job, having enqueued
  * nothing: the planner then runs the same work as separate stages. Never
@@ -209,6 +209,25 @@ typedef struct eplb_backend_i {
      * caller's weights in directly and reads the outputs in place (no
      * upload, no download copies). 0 (the default) for device memory. */
     int host_memory;
+
+    /* ---- host staging (optional: all four, with synchronize, or none) ----
+     * Placed last so that a table written before them leaves them NULL. With
+     * them, eplb_rebalance keeps one page-locked staging area per context for
+     * the weights on their way in and the outputs on their way out, enqueues
+     * every copy without waiting and waits once per plan (synchronize). NULL:
+     * malloc'ed staging and the waiting upload and download above. */
+    /* Page-locked host memory of at least bytes (> 0) bytes, which copies
+     * reach without the driver's own bounce through pinned memory. */
+    eplb_status (*host_alloc)(eplb_backend *backend, size_t bytes, void **out);
+    /* Releases memory from host_alloc (NULL is ignored). */
+    void (*host_free)(eplb_backend *backend, void *host);
+    /* Enqueues a copy between memory from host_alloc and a buffer, after all
+     * work enqueued before it, and returns without waiting: the host memory
+     * must be left alone until synchronize has returned. */
+    eplb_status (*upload_async)(eplb_backend *backend, void *dst, const void *src_host,
+                                size_t bytes);
+    eplb_status (*download_async)(eplb_backend *backend, void *dst_host, const void *src,
+                                  size_t bytes);
 } eplb_backend_i;
 
 #define EPLB_BACKEND_ERROR_LEN 512

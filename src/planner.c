@@ -9,6 +9,7 @@
  * keeps all intermediates on the device. */
 #include "planner.h"
 
+#include <float.h>
 #include <math.h>
 #include <stdatomic.h>
 #include <stdlib.h>
@@ -188,6 +189,55 @@ static eplb_status reserve(eplb_context *ctx, eplb_buffer_role role, size_t byte
     return EPLB_OK;
 }
 
+/* Whether the backend gives page-locked host memory for the staging area
+ * (backend.h, host staging). */
+static int has_pinned_staging(const eplb_backend_i *f) { return f->host_alloc && f->host_free; }
+
+/* Whether it also copies to and from that memory without waiting, so that a
+ * plan waits for the device once. */
+static int has_async_copies(const eplb_backend_i *f)
+{
+    return has_pinned_staging(f) && f->upload_async && f->download_async && f->synchronize;
+}
+
+static void release_host_staging(eplb_context *ctx)
+{
+    eplb_workspace *ws = &ctx->workspace;
+    if (ws->host_staging && has_pinned_staging(ctx->backend->iface))
+        ctx->backend->iface->host_free(ctx->backend, ws->host_staging);
+    else
+        free(ws->host_staging);
+    ws->host_staging = NULL;
+    ws->host_staging_capacity = 0;
+}
+
+/* Makes the host staging area at least bytes (> 0) long, reusing it when it
+ * is, so that a context allocates it once for its largest shape. */
+static eplb_status reserve_host_staging(eplb_context *ctx, size_t bytes)
+{
+    eplb_workspace *ws = &ctx->workspace;
+    eplb_backend *be = ctx->backend;
+    if (ws->host_staging_capacity >= bytes)
+        return EPLB_OK;
+    release_host_staging(ctx);
+    if (injected_alloc_failure())
+        return eplb_context_fail(ctx, EPLB_ERR_OUT_OF_MEMORY,
+                                 "cannot allocate %zu host bytes (injected by EPLB_TEST_FAIL_ALLOC)",
+                                 bytes);
+    void *area = NULL;
+    if (has_pinned_staging(be->iface)) {
+        eplb_status st = be->iface->host_alloc(be, bytes, &area);
+        if (st != EPLB_OK)
+            return backend_failed(ctx, st);
+    } else if (!(area = malloc(bytes))) {
+        return eplb_context_fail(ctx, EPLB_ERR_OUT_OF_MEMORY, "cannot allocate %zu host bytes",
+                                 bytes);
+    }
+    ws->host_staging = area;
+    ws->host_staging_capacity = bytes;
+    return EPLB_OK;
+}
+
 void eplb_workspace_release(eplb_context *ctx)
 {
     eplb_workspace *ws = &ctx->workspace;
@@ -197,9 +247,7 @@ void eplb_workspace_release(eplb_context *ctx)
         ws->buffer[role] = NULL;
         ws->capacity[role] = 0;
     }
-    free(ws->host_phy2log);
-    free(ws->host_logcnt);
-    free(ws->host_slot_rank);
+    release_host_staging(ctx);
     memset(ws, 0, sizeof *ws);
 }
 
@@ -319,32 +367,121 @@ static eplb_status run_stages(eplb_context *ctx, const eplb_plan_job *job, int c
     return EPLB_OK;
 }
 
+/* The weights of a block are tested without a branch per weight, so that the
+ * compiler vectorizes the test; only a block that fails is searched for the
+ * first bad weight, which the message names. */
 static eplb_status check_host_weights(eplb_context *ctx, const float *weight, const eplb_shape *s)
 {
-    const size_t count = (size_t)s->layers * (size_t)s->experts;
-    for (size_t i = 0; i < count; i++) {
-        float w = weight[i];
-        /* Written so that NaN fails too. */
-        if (!(w >= 0.0f) || isinf(w))
-            return eplb_context_fail(ctx, EPLB_ERR_INVALID_WEIGHT,
-                                     "weight[%zu][%zu] = %g: weights must be finite and >= 0",
-                                     i / (size_t)s->experts, i % (size_t)s->experts, (double)w);
+    const size_t count = (size_t)s->layers * (size_t)s->experts, block = 1024;
+    for (size_t start = 0; start < count; start += block) {
+        const size_t end = count - start < block ? count : start + block;
+        int bad = 0;
+        /* NaN fails the first test, +inf the second (-inf both). */
+        for (size_t i = start; i < end; i++)
+            bad |= !(weight[i] >= 0.0f) | (weight[i] > FLT_MAX);
+        for (size_t i = start; bad && i < end; i++) {
+            float w = weight[i];
+            if (!(w >= 0.0f) || isinf(w))
+                return eplb_context_fail(ctx, EPLB_ERR_INVALID_WEIGHT,
+                                         "weight[%zu][%zu] = %g: weights must be finite and >= 0",
+                                         i / (size_t)s->experts, i % (size_t)s->experts, (double)w);
+        }
     }
     return EPLB_OK;
 }
 
-static eplb_status grow_host(eplb_context *ctx, void **buffer, size_t *capacity, size_t bytes)
+/* Where a plan's outputs are read from once it has run: the backend's own
+ * buffers (host-memory backends) or the host staging area. */
+typedef struct host_plan_outputs {
+    const int64_t *phy2log, *logcnt;
+    const int32_t *slot_rank;
+} host_plan_outputs;
+
+static size_t staging_bytes(size_t bytes) { return (bytes + 63) & ~(size_t)63; }
+
+/* Plans on a device backend through the host staging area: the weights go
+ * up, the plan runs, and phy2log, logcnt and (when log2phy is wanted) the slot
+ * ranks come down into the staging area. With asynchronous copies the weights
+ * are first copied into the staging area, every copy and the plan are
+ * enqueued without waiting, and the call waits once, at the end. */
+static eplb_status plan_through_staging(eplb_context *ctx, eplb_plan_job *job, const float *weight,
+                                        int with_ranks, host_plan_outputs *out)
 {
-    if (*capacity >= bytes)
+    eplb_backend *be = ctx->backend;
+    const eplb_backend_i *f = be->iface;
+    const size_t L = (size_t)job->layers, E = (size_t)job->experts, R = (size_t)job->replicas;
+    const size_t at_logcnt = staging_bytes(L * R * sizeof(int64_t));
+    const size_t at_rank = at_logcnt + staging_bytes(L * E * sizeof(int64_t));
+    const size_t at_weight = at_rank + staging_bytes(L * R * sizeof(int32_t));
+    const size_t weight_bytes = L * E * sizeof(float);
+    const int async = has_async_copies(f);
+    eplb_status st = reserve_host_staging(ctx, async ? at_weight + weight_bytes : at_weight);
+    if (st != EPLB_OK)
+        return st;
+    unsigned char *area = ctx->workspace.host_staging;
+    int64_t *phy2log = (int64_t *)area, *logcnt = (int64_t *)(area + at_logcnt);
+    int32_t *slot_rank = (int32_t *)(area + at_rank);
+    out->phy2log = phy2log;
+    out->logcnt = logcnt;
+    out->slot_rank = slot_rank;
+    /* The host path runs on the backend's own stream: a stream that an
+     * earlier eplb_rebalance_device call passed may no longer exist. */
+    if (f->set_stream && (st = f->set_stream(be, NULL)) != EPLB_OK)
+        return backend_failed(ctx, st);
+    if (!async) {
+        if ((st = f->upload(be, job->weight, weight, weight_bytes)) != EPLB_OK)
+            return backend_failed(ctx, st);
+        if ((st = run_stages(ctx, job, 0)) != EPLB_OK)
+            return st;
+        if ((st = f->download(be, phy2log, job->phy2log, L * R * sizeof(int64_t))) ||
+            (st = f->download(be, logcnt, job->logcnt, L * E * sizeof(int64_t))) ||
+            (with_ranks && (st = f->download(be, slot_rank, job->slot_rank, L * R * sizeof(int32_t)))))
+            return backend_failed(ctx, st);
         return EPLB_OK;
-    const int injected = injected_alloc_failure();
-    void *p = injected ? NULL : realloc(*buffer, bytes ? bytes : 1);
-    if (!p)
-        return eplb_context_fail(ctx, EPLB_ERR_OUT_OF_MEMORY, "cannot allocate %zu host bytes%s",
-                                 bytes, injected ? " (injected by EPLB_TEST_FAIL_ALLOC)" : "");
-    *buffer = p;
-    *capacity = bytes;
-    return EPLB_OK;
+    }
+    float *staged_weight = (float *)(area + at_weight);
+    memcpy(staged_weight, weight, weight_bytes);
+    if ((st = f->upload_async(be, job->weight, staged_weight, weight_bytes)) != EPLB_OK) {
+        st = backend_failed(ctx, st);
+    } else if ((st = run_stages(ctx, job, 0)) == EPLB_OK) {
+        if ((st = f->download_async(be, phy2log, job->phy2log, L * R * sizeof(int64_t))) ||
+            (st = f->download_async(be, logcnt, job->logcnt, L * E * sizeof(int64_t))) ||
+            (with_ranks &&
+             (st = f->download_async(be, slot_rank, job->slot_rank, L * R * sizeof(int32_t)))))
+            st = backend_failed(ctx, st);
+    }
+    /* One wait for the copies and the plan; after a failure as well, so that
+     * no copy still reads or writes the staging area when a later call
+     * refills it. */
+    const eplb_status waited = f->synchronize(be);
+    if (st == EPLB_OK && waited != EPLB_OK)
+        st = backend_failed(ctx, waited);
+    return st;
+}
+
+/* Writes the caller's arrays from a plan that has run: phy2log, logcnt and,
+ * when asked, log2phy built from the slot ranks. A layer per step (each
+ * layer's rows are its own), on the OpenMP threads when there is enough to
+ * write. */
+static void write_host_outputs(const eplb_plan_job *job, const host_plan_outputs *plan,
+                               int64_t *phy2log, int64_t *logcnt, int64_t *log2phy, size_t X)
+{
+    const size_t L = (size_t)job->layers, E = (size_t)job->experts, R = (size_t)job->replicas;
+    const size_t written = L * (R + E + (log2phy ? E * X : 0));
+#pragma omp parallel for schedule(static) if (written >= 65536)
+    for (size_t l = 0; l < L; l++) {
+        memcpy(phy2log + l * R, plan->phy2log + l * R, R * sizeof(int64_t));
+        memcpy(logcnt + l * E, plan->logcnt + l * E, E * sizeof(int64_t));
+        if (!log2phy)
+            continue;
+        for (size_t k = l * E * X; k < (l + 1) * E * X; k++)
+            log2phy[k] = -1;
+        for (size_t s = 0; s < R; s++) {
+            size_t e = (size_t)plan->phy2log[l * R + s];
+            size_t r = (size_t)plan->slot_rank[l * R + s];
+            log2phy[(l * E + e) * X + r] = (int64_t)s;
+        }
+    }
 }
 
 eplb_status eplb_plan_host(eplb_context *ctx, const float *weight, const eplb_shape *shape,
@@ -365,7 +502,6 @@ eplb_status eplb_plan_host(eplb_context *ctx, const float *weight, const eplb_sh
 
     const size_t L = (size_t)job.layers, E = (size_t)job.experts, R = (size_t)job.replicas;
     eplb_backend *be = ctx->backend;
-    eplb_workspace *ws = &ctx->workspace;
     /* Host-memory backends read the caller's weights in place (checked
      * above; never written) and leave their outputs where this reads them. */
     const int in_place = be->iface->host_memory;
@@ -380,35 +516,17 @@ eplb_status eplb_plan_host(eplb_context *ctx, const float *weight, const eplb_sh
     job.log2phy = NULL;
     job.width = 0;
 
-    /* The host path runs on the backend's own stream: a stream that an earlier
-     * eplb_rebalance_device call passed may no longer exist. */
-    if (be->iface->set_stream && (st = be->iface->set_stream(be, NULL)) != EPLB_OK)
-        return backend_failed(ctx, st);
-    if (!in_place && (st = be->iface->upload(be, job.weight, weight, L * E * sizeof(float))) != EPLB_OK)
-        return backend_failed(ctx, st);
-    if ((st = run_stages(ctx, &job, 0)) != EPLB_OK)
-        return st;
-
-    const int64_t *plan_phy2log = job.phy2log, *plan_logcnt = job.logcnt;
-    const int32_t *plan_slot_rank = job.slot_rank;
-    if (!in_place) {
-        if ((st = grow_host(ctx, (void **)&ws->host_phy2log, &ws->host_capacity[0], L * R * sizeof(int64_t))) ||
-            (st = grow_host(ctx, (void **)&ws->host_logcnt, &ws->host_capacity[1], L * E * sizeof(int64_t))) ||
-            (st = grow_host(ctx, (void **)&ws->host_slot_rank, &ws->host_capacity[2], L * R * sizeof(int32_t))))
+    host_plan_outputs plan = {job.phy2log, job.logcnt, job.slot_rank};
+    if (in_place) {
+        if ((st = run_stages(ctx, &job, 0)) != EPLB_OK)
             return st;
-        if ((st = be->iface->download(be, ws->host_phy2log, job.phy2log, L * R * sizeof(int64_t))) ||
-            (st = be->iface->download(be, ws->host_logcnt, job.logcnt, L * E * sizeof(int64_t))) ||
-            (st = be->iface->download(be, ws->host_slot_rank, job.slot_rank, L * R * sizeof(int32_t))))
-            return backend_failed(ctx, st);
-        plan_phy2log = ws->host_phy2log;
-        plan_logcnt = ws->host_logcnt;
-        plan_slot_rank = ws->host_slot_rank;
+    } else if ((st = plan_through_staging(ctx, &job, weight, log2phy != NULL, &plan)) != EPLB_OK) {
+        return st;
     }
 
     int64_t needed = 0;
     for (size_t i = 0; i < L * E; i++)
-        if (plan_logcnt[i] > needed)
-            needed = plan_logcnt[i];
+        needed = plan.logcnt[i] > needed ? plan.logcnt[i] : needed;
     if (width_needed)
         *width_needed = needed;
     if (log2phy && log2phy_width < needed)
@@ -416,23 +534,7 @@ eplb_status eplb_plan_host(eplb_context *ctx, const float *weight, const eplb_sh
                                  "log2phy width %lld is below the %lld replicas of the most "
                                  "replicated expert; pass a width of at least %lld",
                                  (long long)log2phy_width, (long long)needed, (long long)needed);
-
-    memcpy(phy2log, plan_phy2log, L * R * sizeof(int64_t));
-    memcpy(logcnt, plan_logcnt, L * E * sizeof(int64_t));
-    if (log2phy) {
-        /* A layer per step: each layer's rows are its own. */
-        const size_t X = (size_t)log2phy_width;
-#pragma omp parallel for schedule(static) if (L * E * X >= 65536)
-        for (size_t l = 0; l < L; l++) {
-            for (size_t k = l * E * X; k < (l + 1) * E * X; k++)
-                log2phy[k] = -1;
-            for (size_t s = 0; s < R; s++) {
-                size_t e = (size_t)plan_phy2log[l * R + s];
-                size_t r = (size_t)plan_slot_rank[l * R + s];
-                log2phy[(l * E + e) * X + r] = (int64_t)s;
-            }
-        }
-    }
+    write_host_outputs(&job, &plan, phy2log, logcnt, log2phy, (size_t)log2phy_width);
     return EPLB_OK;
 }
 

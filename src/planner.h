@@ -38,11 +38,13 @@ typedef enum eplb_buffer_role {
 typedef struct eplb_workspace {
     void *buffer[EPLB_BUF_COUNT];
     size_t capacity[EPLB_BUF_COUNT];
-    /* Host staging for eplb_rebalance's outputs before they are checked. */
-    int64_t *host_phy2log;
-    int64_t *host_logcnt;
-    int32_t *host_slot_rank;
-    size_t host_capacity[3];
+    /* Host staging of eplb_rebalance on a device backend: the weights on
+     * their way in (when the backend copies asynchronously) and the outputs
+     * before they are checked, in one area that grows only when a larger
+     * shape comes. Page-locked (the backend's host_alloc) when the backend
+     * has it, else malloc'ed. */
+    unsigned char *host_staging;
+    size_t host_staging_capacity;
     /* Whether the last eplb_rebalance_device call enqueued a plan: only then
      * is there a status word for eplb_device_status to read. */
     int device_plan_pending;

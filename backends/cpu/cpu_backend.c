@@ -82,6 +82,11 @@ static eplb_status cpu_copy(eplb_backend *backend, void *dst, const void *src, s
         /* .refine          = */ eplb_cpu_refine,                                                 \
         /* .plan_fused      = */ plan_fused_entry,                                                \
         /* .host_memory     = */ 1,                                                               \
+        /* host staging: none, the buffers are host memory already */                             \
+        /* .host_alloc      = */ NULL,                                                            \
+        /* .host_free       = */ NULL,                                                            \
+        /* .upload_async    = */ NULL,                                                            \
+        /* .download_async  = */ NULL,                                                            \
     }
 
 static const eplb_backend_i cpu_iface_fused = CPU_IFACE(eplb_cpu_plan_fused);

@@ -70,6 +70,10 @@ static const eplb_backend_i opencl_iface = {
     /* .refine          = */ eplb_opencl_refine, /* prepares the kernels itself */
     /* .plan_fused      = */ prepared_plan_fused,
     /* .host_memory     = */ 0,
+    /* .host_alloc      = */ NULL, /* host staging through malloc and waiting copies */
+    /* .host_free       = */ NULL,
+    /* .upload_async    = */ NULL,
+    /* .download_async  = */ NULL,
 };
 
 /* Reads the knobs, opens the runtime on the chosen device and wraps the
