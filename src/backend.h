@@ -105,6 +105,9 @@ typedef struct eplb_plan_job {
                               (SPEC 11.5's M0)                    (distinct) */
 } eplb_plan_job;
 
+/* The most trades of SPEC 11.5's restore in a row (distinct with refine 0). */
+#define EPLB_DISTINCT_RESTORE_TRADES 256
+
 typedef struct eplb_backend eplb_backend;
 
 /* The operations of a backend instance. Every call returns EPLB_OK or an error
@@ -183,11 +186,11 @@ typedef struct eplb_backend_i {
      * a row by rewriting slot_pack.pack_of and rank_of, which assemble then
      * reads as usual. With distinct it keeps to the trades of SPEC 11.6 (the
      * experts are phy2mlog), and with refine == 0 it searches only the rows
-     * whose row_changed is 1, at most 256 trades each, stopping once the
-     * heaviest GPU is no heavier than row_seed_max (the restore of SPEC
-     * 11.5). NULL: the backend cannot refine, and the planner refuses jobs
-     * with refine > 0 (never a fallback to another backend); a backend with
-     * a distinct stage has this one too. */
+     * whose row_changed is 1, at most EPLB_DISTINCT_RESTORE_TRADES trades
+     * each, stopping once the heaviest GPU is no heavier than row_seed_max
+     * (the restore of SPEC 11.5). NULL: the backend cannot refine, and the
+     * planner refuses jobs with refine > 0 (never a fallback to another
+     * backend); a backend with a distinct stage has this one too. */
     eplb_status (*refine)(eplb_backend *backend, const eplb_plan_job *job);
 
     /* ---- fused path ----

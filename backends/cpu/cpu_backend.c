@@ -78,7 +78,7 @@ static eplb_status cpu_copy(eplb_backend *backend, void *dst, const void *src, s
         /* .pack_greedy     = */ eplb_cpu_pack_greedy,                                            \
         /* .pack_swap       = */ eplb_cpu_pack_swap,                                              \
         /* .pack_select     = */ eplb_cpu_pack_select,                                            \
-        /* .distinct        = */ NULL,                                                            \
+        /* .distinct        = */ eplb_cpu_distinct,                                               \
         /* .refine          = */ eplb_cpu_refine,                                                 \
         /* .plan_fused      = */ plan_fused_entry,                                                \
         /* .host_memory     = */ 1,                                                               \

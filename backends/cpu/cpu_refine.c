@@ -1,8 +1,11 @@
 /* The refine search (SPEC 10) on the cpu: after the packing of slots to GPUs,
  * the heaviest GPU of each row repeatedly makes the one-for-one or two-for-two
  * slot trade with another GPU of the row that leaves the larger of the two
- * loads lowest. A row per OpenMP iteration; rows are independent, so the plan
- * does not depend on the thread count.
+ * loads lowest. With distinct (SPEC 11.6) only trades that leave no GPU
+ * holding an expert twice count, and with refine 0 the same search restores
+ * the rows that the distinct stage changed (SPEC 11.5). A row per OpenMP
+ * iteration; rows are independent, so the plan does not depend on the thread
+ * count.
  *
  * The search works on the row's placement as GPU-major slot lists (content)
  * and writes it back to slot_pack.pack_of and rank_of, which assemble reads. */
@@ -33,6 +36,7 @@ typedef struct refine_best {
 typedef struct refine_scratch {
     int32_t *content; /* [n] the row's slot at GPU a's position r, at a*k + r */
     float *t;         /* [n] the load of the slot at a*k + r */
+    int32_t *item_at; /* [n] the expert (phy2mlog) at a*k + r with distinct, else NULL */
     float *load;      /* [m] each GPU's load */
     int32_t *by_load; /* [m] the GPUs by ascending load (ties: ascending index) */
     float *a_pairs;   /* [pairs] A's two-slot sums, pairs in lexicographic order */
@@ -59,19 +63,47 @@ static int expanded_fits(int32_t k, int32_t m)
     return ((int64_t)k * k + pairs * pairs + 8) * m <= ((int64_t)1 << 18);
 }
 
-/* A GPU's load: its slot loads summed left to right in position order. */
-static float gpu_load(const float *t_gpu, int32_t k)
-{
-    float sum = t_gpu[0];
-    for (int32_t r = 1; r < k; r++)
-        sum += t_gpu[r];
-    return sum;
-}
-
 static void pair_sums(const float *t_gpu, const refine_scratch *s, int32_t pairs, float *out)
 {
     for (int32_t i = 0; i < pairs; i++)
         out[i] = t_gpu[s->pair_lo[i]] + t_gpu[s->pair_hi[i]];
+}
+
+/* Whether GPU g, giving its positions give[0..count-1] away and taking
+ * experts take[0..count-1], still holds no expert twice. Every GPU holds
+ * each expert at most once when the search starts (the repair saw to it)
+ * and after each kept trade, and the taken experts come from one such GPU,
+ * so only a kept expert equal to a taken one could repeat. */
+static int stays_distinct(const int32_t *items_g, int32_t k, const int32_t *give,
+                          const int32_t *take, int32_t count)
+{
+    for (int32_t r = 0; r < k; r++) {
+        if (r == give[0] || (count == 2 && r == give[1]))
+            continue;
+        if (items_g[r] == take[0] || (count == 2 && items_g[r] == take[1]))
+            return 0;
+    }
+    return 1;
+}
+
+/* SPEC 11.6: whether the trade of A's positions (a_pos: a position, or a
+ * pair index when two_for_two) with B's leaves neither GPU holding an expert
+ * twice. Always 1 without distinct. */
+static int trade_allowed(const refine_scratch *s, int32_t k, int32_t a, int32_t b, int32_t a_pos,
+                         int32_t b_pos, int two_for_two)
+{
+    if (!s->item_at)
+        return 1;
+    const int32_t count = two_for_two ? 2 : 1;
+    const int32_t give_a[2] = {two_for_two ? s->pair_lo[a_pos] : a_pos,
+                               two_for_two ? s->pair_hi[a_pos] : 0};
+    const int32_t give_b[2] = {two_for_two ? s->pair_lo[b_pos] : b_pos,
+                               two_for_two ? s->pair_hi[b_pos] : 0};
+    const int32_t *items_a = s->item_at + a * k, *items_b = s->item_at + b * k;
+    const int32_t from_a[2] = {items_a[give_a[0]], items_a[give_a[1]]};
+    const int32_t from_b[2] = {items_b[give_b[0]], items_b[give_b[1]]};
+    return stays_distinct(items_a, k, give_a, from_b, count) &&
+           stays_distinct(items_b, k, give_b, from_a, count);
 }
 
 /* Weighs every trade that gives `give_a[i]` for `give_b[j]` (i, j in
@@ -80,8 +112,9 @@ static void pair_sums(const float *t_gpu, const refine_scratch *s, int32_t pairs
  * new loads are: an infinite or NaN d makes new_b infinite or NaN, and the
  * conditional below carries that into the peak, so `peak < best` is false
  * for it (and best->b starts at -1, so no tie is taken either). */
-static void weigh(float a_load, float b_load, int32_t b, const float *give_a, int32_t na,
-                  const float *give_b, int32_t nb, refine_best *best)
+static void weigh(const refine_scratch *s, int32_t k, int32_t a, float a_load, float b_load,
+                  int32_t b, const float *give_a, int32_t na, const float *give_b, int32_t nb,
+                  int two_for_two, refine_best *best)
 {
     for (int32_t i = 0; i < na; i++) {
         const float ga = give_a[i];
@@ -90,7 +123,8 @@ static void weigh(float a_load, float b_load, int32_t b, const float *give_a, in
             const float new_a = a_load - d;
             const float new_b = b_load + d;
             const float peak = new_a > new_b ? new_a : new_b;
-            if (peak < best->peak || (peak == best->peak && b < best->b)) {
+            if ((peak < best->peak || (peak == best->peak && b < best->b)) &&
+                trade_allowed(s, k, a, b, i, j, two_for_two)) {
                 best->peak = peak;
                 best->b = b;
                 best->a_pos = i;
@@ -111,6 +145,11 @@ static void exchange(refine_scratch *s, int32_t k, int32_t a, int32_t x, int32_t
     const float t = s->t[i];
     s->t[i] = s->t[j];
     s->t[j] = t;
+    if (s->item_at) {
+        const int32_t e = s->item_at[i];
+        s->item_at[i] = s->item_at[j];
+        s->item_at[j] = e;
+    }
 }
 
 static void apply_trade(refine_scratch *s, int32_t k, int32_t a, const refine_best *trade,
@@ -311,17 +350,36 @@ static int32_t first_with_peak(const float *peaks, int32_t count, float peak)
 #endif
 }
 
+/* With distinct: the best allowed trade among count stored peaks of partner
+ * b (width: the partner's positions or pairs per row of the list), scanned
+ * in trade order, into best when it beats it. */
+static void take_allowed(const refine_scratch *s, const float *peaks, int32_t count, int32_t k,
+                         int32_t a, int32_t b, int32_t width, int two_for_two, refine_best *best)
+{
+    for (int32_t j = 0; j < count; j++) {
+        const float peak = peaks[j];
+        if ((peak < best->peak || (peak == best->peak && b < best->b)) &&
+            trade_allowed(s, k, a, b, j / width, j % width, two_for_two))
+            *best = (refine_best){peak, b, j / width, j % width};
+    }
+}
+
 /* Weighs every trade with partner b through the expanded lists. Only a
  * partner that can beat (or tie from a lower index) the best so far is
- * scanned again for the position of its best trade. */
-static void weigh_expanded(refine_scratch *s, float a_load, float b_load, int32_t b, int32_t k,
-                           int32_t pairs, refine_best *one, refine_best *two)
+ * scanned again for the position of its best trade; with distinct, that
+ * scan passes over the trades SPEC 11.6 forbids. */
+static void weigh_expanded(refine_scratch *s, int32_t a, float a_load, float b_load, int32_t b,
+                           int32_t k, int32_t pairs, refine_best *one, refine_best *two)
 {
     const float *give_b = s->give_b + (size_t)b * (size_t)(s->ones + s->twos);
     const float p1 = smallest_peak_of(s, a_load, b_load, s->give_a, give_b, s->ones, s->peaks);
     if (p1 < one->peak || (p1 == one->peak && b < one->b)) {
-        const int32_t j = first_with_peak(s->peaks, s->ones, p1);
-        *one = (refine_best){p1, b, j / k, j % k};
+        if (s->item_at) {
+            take_allowed(s, s->peaks, k * k, k, a, b, k, 0, one);
+        } else {
+            const int32_t j = first_with_peak(s->peaks, s->ones, p1);
+            *one = (refine_best){p1, b, j / k, j % k};
+        }
     }
     if (pairs == 0)
         return;
@@ -329,13 +387,20 @@ static void weigh_expanded(refine_scratch *s, float a_load, float b_load, int32_
     const float p2 = smallest_peak_of(s, a_load, b_load, s->give_a + s->ones, give_b + s->ones,
                                       s->twos, peaks);
     if (p2 < two->peak || (p2 == two->peak && b < two->b)) {
-        const int32_t j = first_with_peak(peaks, s->twos, p2);
-        *two = (refine_best){p2, b, j / pairs, j % pairs};
+        if (s->item_at) {
+            take_allowed(s, peaks, pairs * pairs, k, a, b, pairs, 1, two);
+        } else {
+            const int32_t j = first_with_peak(peaks, s->twos, p2);
+            *two = (refine_best){p2, b, j / pairs, j % pairs};
+        }
     }
 }
 
-/* SPEC 10.3 on row x. */
-static void refine_row(const eplb_plan_job *job, int64_t x, refine_scratch *s)
+/* SPEC 10.3 on row x: at most `trades` trades, and with stop_at (SPEC
+ * 11.5's M0; -inf when there is none) the row also stops once its heaviest
+ * GPU is no heavier. */
+static void refine_row(const eplb_plan_job *job, int64_t x, int32_t trades, float stop_at,
+                       refine_scratch *s)
 {
     const eplb_pack_job *sp = &job->slot_pack;
     const int32_t n = sp->items, m = sp->packs, k = sp->per_pack;
@@ -348,8 +413,13 @@ static void refine_row(const eplb_plan_job *job, int64_t x, refine_scratch *s)
         s->content[pack_of[q] * k + rank_of[q]] = q;
     for (int32_t i = 0; i < n; i++)
         s->t[i] = slot_load[s->content[i]];
+    if (s->item_at) {
+        const int32_t *phy2mlog = (const int32_t *)job->phy2mlog + x * n;
+        for (int32_t i = 0; i < n; i++)
+            s->item_at[i] = phy2mlog[s->content[i]];
+    }
     for (int32_t g = 0; g < m; g++)
-        s->load[g] = gpu_load(s->t + g * k, k);
+        s->load[g] = eplb_cpu_gpu_load(s->t + g * k, k);
     for (int32_t g = 0; g < m; g++)
         s->by_load[g] = g;
     sort_by_load(s->by_load, s->load, m);
@@ -358,13 +428,13 @@ static void refine_row(const eplb_plan_job *job, int64_t x, refine_scratch *s)
         for (int32_t g = 0; g < m; g++)
             expand_b(s, g, k, pairs);
 
-    for (int32_t iteration = 0; iteration < job->refine; iteration++) {
+    for (int32_t iteration = 0; iteration < trades; iteration++) {
         /* The heaviest GPU, the lowest index among equals. */
         int32_t a = s->by_load[m - 1];
         for (int32_t i = m - 2; i >= 0 && s->load[s->by_load[i]] == s->load[a]; i--)
             a = s->by_load[i];
         const float a_load = s->load[a];
-        if (isinf(a_load))
+        if (isinf(a_load) || a_load <= stop_at)
             break;
         const float *t_a = s->t + a * k;
         pair_sums(t_a, s, pairs, s->a_pairs);
@@ -392,13 +462,13 @@ static void refine_row(const eplb_plan_job *job, int64_t x, refine_scratch *s)
             if (floor_b > (double)above_best)
                 break;
             if (expanded) {
-                weigh_expanded(s, a_load, b_load, b, k, pairs, &one, &two);
+                weigh_expanded(s, a, a_load, b_load, b, k, pairs, &one, &two);
             } else {
                 const float *t_b = s->t + b * k;
-                weigh(a_load, b_load, b, t_a, k, t_b, k, &one);
+                weigh(s, k, a, a_load, b_load, b, t_a, k, t_b, k, 0, &one);
                 if (pairs > 0) {
                     pair_sums(t_b, s, pairs, s->b_pairs);
-                    weigh(a_load, b_load, b, s->a_pairs, pairs, s->b_pairs, pairs, &two);
+                    weigh(s, k, a, a_load, b_load, b, s->a_pairs, pairs, s->b_pairs, pairs, 1, &two);
                 }
             }
             const float now_best = one.peak < two.peak ? one.peak : two.peak;
@@ -415,7 +485,7 @@ static void refine_row(const eplb_plan_job *job, int64_t x, refine_scratch *s)
         const refine_best chosen = *trade;
         apply_trade(s, k, a, &chosen, two_for_two);
         const int32_t b = chosen.b;
-        const float new_a = gpu_load(s->t + a * k, k), new_b = gpu_load(s->t + b * k, k);
+        const float new_a = eplb_cpu_gpu_load(s->t + a * k, k), new_b = eplb_cpu_gpu_load(s->t + b * k, k);
         /* The peak was an estimate; the recomputed loads decide (SPEC 10.3
          * step 4), so refine never raises a row's maximum. */
         if ((new_a > new_b ? new_a : new_b) >= a_load) {
@@ -443,17 +513,25 @@ eplb_status eplb_cpu_refine(eplb_backend *backend, const eplb_plan_job *job)
 {
     const eplb_pack_job *sp = &job->slot_pack;
     const int32_t n = sp->items, m = sp->packs, k = sp->per_pack;
-    if (job->refine <= 0 || k <= 1 || m <= 1)
+    if ((job->refine <= 0 && !job->distinct) || k <= 1 || m <= 1)
         return EPLB_OK;
+    /* With refine 0 this is distinct's restore (SPEC 11.5): only the rows
+     * the distinct stage changed, a fixed number of trades, down to the
+     * row's maximum before the cap at best. */
+    const int restore = job->refine <= 0;
+    const int32_t trades = restore ? EPLB_DISTINCT_RESTORE_TRADES : job->refine;
+    const int32_t *row_changed = job->row_changed;
+    const float *row_seed_max = job->row_seed_max;
     const size_t pairs = (size_t)k * (size_t)(k - 1) / 2;
     int failed = 0;
-    /* A row's search weighs far more than its slots: up to refine trades,
+    /* A row's search weighs far more than its slots: up to `trades` trades,
      * each against every other GPU of the row, so the cap counts too. */
-#pragma omp parallel if (sp->rows > 1 && EPLB_CPU_WORTH_THREADS(sp->rows * (int64_t)n * job->refine))
+#pragma omp parallel if (sp->rows > 1 && EPLB_CPU_WORTH_THREADS(sp->rows * (int64_t)n * trades))
     {
         refine_scratch s;
         s.content = malloc((size_t)n * sizeof *s.content);
         s.t = malloc((size_t)n * sizeof *s.t);
+        s.item_at = job->distinct ? malloc((size_t)n * sizeof *s.item_at) : NULL;
         s.load = malloc((size_t)m * sizeof *s.load);
         s.by_load = malloc((size_t)m * sizeof *s.by_load);
         s.a_pairs = malloc((pairs + 1) * sizeof *s.a_pairs);
@@ -466,7 +544,8 @@ eplb_status eplb_cpu_refine(eplb_backend *backend, const eplb_plan_job *job)
         s.give_a = NULL;
         s.give_b = NULL;
         s.peaks = NULL;
-        int ok = s.content && s.t && s.load && s.by_load && s.a_pairs && s.b_pairs && s.pair_lo && s.pair_hi;
+        int ok = s.content && s.t && s.load && s.by_load && s.a_pairs && s.b_pairs && s.pair_lo &&
+                 s.pair_hi && (s.item_at || !job->distinct);
         if (expanded_fits(k, m)) {
             const size_t per_gpu = (size_t)(s.ones + s.twos);
             s.give_a = malloc(per_gpu * sizeof *s.give_a);
@@ -489,10 +568,11 @@ eplb_status eplb_cpu_refine(eplb_backend *backend, const eplb_plan_job *job)
          * by all); one without scratch skips its rows, and the call fails. */
 #pragma omp for schedule(dynamic, 1)
         for (int64_t x = 0; x < sp->rows; x++)
-            if (ok)
-                refine_row(job, x, &s);
+            if (ok && !(restore && !row_changed[x]))
+                refine_row(job, x, trades, restore ? row_seed_max[x] : -INFINITY, &s);
         free(s.content);
         free(s.t);
+        free(s.item_at);
         free(s.load);
         free(s.by_load);
         free(s.a_pairs);

@@ -50,8 +50,11 @@ eplb_status eplb_cpu_node_layout(eplb_backend *backend, const eplb_plan_job *job
 eplb_status eplb_cpu_replicate(eplb_backend *backend, const eplb_plan_job *job);
 eplb_status eplb_cpu_slot_loads(eplb_backend *backend, const eplb_plan_job *job);
 eplb_status eplb_cpu_assemble(eplb_backend *backend, const eplb_plan_job *job);
-/* The refine search of SPEC 10 on every row of the slot packing (cpu_refine.c). */
+/* The refine search of SPEC 10 on every row of the slot packing, and SPEC
+ * 11.5's restore (cpu_refine.c). */
 eplb_status eplb_cpu_refine(eplb_backend *backend, const eplb_plan_job *job);
+/* The cap and repair of SPEC 11.3-11.4 on every row (cpu_distinct.c). */
+eplb_status eplb_cpu_distinct(eplb_backend *backend, const eplb_plan_job *job);
 
 /* The glue stages for one layer (or one row x = l*N + n of a node), shared by
  * the stage entry points above and the per-layer plan_fused. */
@@ -73,6 +76,16 @@ static inline float eplb_cpu_pack_load(const float *weight, const int32_t *conte
     for (int32_t r = 0; r < per_pack; r++)
         load += weight[content[p * per_pack + r]];
     return load;
+}
+
+/* A GPU's load in a row (SPEC 10.1): its k slot loads summed left to right
+ * in position order; shared by refine and distinct. */
+static inline float eplb_cpu_gpu_load(const float *t_gpu, int32_t k)
+{
+    float sum = t_gpu[0];
+    for (int32_t r = 1; r < k; r++)
+        sum += t_gpu[r];
+    return sum;
 }
 
 #endif /* EPLB_CPU_STAGES_H */

@@ -14,7 +14,7 @@ File format (text, one field per line group):
 
     # eplb refine fixture v1: NAME (tests/reference/make_refine_fixtures.py)
     layers L experts E replicas R groups G nodes N gpus P
-    policy POLICY refine T tol TOL
+    policy POLICY refine T tol TOL [distinct 1]
     weight          then L lines of E floats (exact float32 values, repr form)
     phy2log         then L lines of R integers
     logcnt          then L lines of E integers
@@ -60,7 +60,10 @@ CASES = [
 ]
 
 
-def write_case(outdir, name, W, R, G, N, P, policy, refine, tol):
+def write_case(outdir, name, W, R, G, N, P, policy, refine, tol, distinct=False):
+    """Plans W with the C library (refine and distinct off), applies the reference's
+    sections 10 and 11 and writes the fixture; `distinct` also writes 'distinct 1'
+    on the options line (make_distinct_fixtures.py)."""
     W = np.asarray(W, dtype=np.float32)
     L, E = W.shape
     phy2log, log2phy, logcnt = eplb.rebalance_experts(W, R, G, N, P, policy=policy, tolerance=tol,
@@ -70,11 +73,12 @@ def write_case(outdir, name, W, R, G, N, P, policy, refine, tol):
     seed = spec17.Plan(shape, "hierarchical" if hierarchical else "global", phy2log, logcnt,
                        spec17.rank_from_log2phy(phy2log, log2phy))
     counters = {}
-    plan = spec17.apply_stages(seed, W, refine=refine, tol=tol, counters=counters)
+    plan = spec17.apply_stages(seed, W, refine=refine, distinct=distinct, tol=tol, counters=counters)
     l2p = plan.log2phy()
     lines = ["# eplb refine fixture v1: %s (tests/reference/make_refine_fixtures.py)" % name,
              "layers %d experts %d replicas %d groups %d nodes %d gpus %d" % (L, E, R, G, N, P),
-             "policy %s refine %d tol %r" % (policy, refine, float(np.float32(tol))),
+             "policy %s refine %d tol %r%s" % (policy, refine, float(np.float32(tol)),
+                                               " distinct 1" if distinct else ""),
              "weight"]
     lines += [" ".join(repr(float(x)) for x in row) for row in W]
     lines.append("phy2log")
@@ -85,9 +89,14 @@ def write_case(outdir, name, W, R, G, N, P, policy, refine, tol):
     lines += [" ".join(str(int(x)) for x in l2p[l, e]) for l in range(L) for e in range(E)]
     with open(os.path.join(outdir, name + ".txt"), "w") as f:
         f.write("\n".join(lines) + "\n")
-    print("%-26s trades %5d  balancedness %.4f -> %.4f" % (
+    print("%-30s trades %5d  balancedness %.4f -> %.4f" % (
         name, counters.get("trades", 0), spec17.balancedness(seed, W)[0],
-        spec17.balancedness(plan, W)[0]))
+        spec17.balancedness(plan, W)[0]), end="")
+    if distinct:
+        print("  duplicates %d -> %d, freed %d, repairs %d, restores %d" % (
+            spec17.duplicates(seed), spec17.duplicates(plan), counters.get("freed", 0),
+            counters.get("repairs", 0), counters.get("restores", 0)), end="")
+    print()
 
 
 def main():

@@ -298,6 +298,7 @@ def apply_stages(seed_plan, weight, refine=0, distinct=False, tol=1e-5, counters
             seed_max = row_max(plan, W, l, q0, n, m)
             freed = cap_row(plan, W, l, q0, n, m)
             repaired = repair_row(plan, W, l, q0, n, m)
+            counters["freed"] = counters.get("freed", 0) + freed
             counters["repairs"] = counters.get("repairs", 0) + repaired
             if (freed or repaired) and not refine:
                 restored = refine_row(plan, W, l, q0, n, m, REFINE_DEFAULT, tol, True, stop_at=seed_max)

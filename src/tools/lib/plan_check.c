@@ -77,9 +77,13 @@ static int check_slots(const eplb_shape *s, int64_t N, int64_t G, int64_t l, con
 /* SPEC 5 (greedy replication, float32 division): when expert j took its last
  * replica, w[j]/(cnt[j]-1) was the largest ratio on its node, and ratios only
  * fall afterwards, so on every node the largest final w[i]/cnt[i] is at most
- * the smallest such w[j]/(cnt[j]-1). */
+ * the smallest such w[j]/(cnt[j]-1). Under the cap of SPEC 11.3 (cap > 0:
+ * the row's GPUs) an expert at the cap takes no more replicas, so only the
+ * experts below it count for the largest ratio; the rule then still holds,
+ * since the cap's slots go by the same greedy choice. */
 static int check_replication(const eplb_shape *s, int64_t N, int64_t l, const float *w,
-                             const int64_t *cnt, check_scratch *k, char *why, size_t why_len)
+                             const int64_t *cnt, int64_t cap, check_scratch *k, char *why,
+                             size_t why_len)
 {
     const int64_t E = s->experts;
     for (int64_t n = 0; n < N; n++)
@@ -87,14 +91,16 @@ static int check_replication(const eplb_shape *s, int64_t N, int64_t l, const fl
     for (int64_t e = 0; e < E; e++) {
         const int64_t n = k->node_of[e];
         const int64_t top = k->max_ratio_of[n], low = k->min_last_of[n];
-        if (top < 0 || w[e] / (float)cnt[e] > w[top] / (float)cnt[top])
+        if (cap > 0 && cnt[e] >= cap) {
+            /* at the cap: no further replica could have gone to it */
+        } else if (top < 0 || w[e] / (float)cnt[e] > w[top] / (float)cnt[top])
             k->max_ratio_of[n] = e;
         if (cnt[e] >= 2 && (low < 0 || w[e] / (float)(cnt[e] - 1) < w[low] / (float)(cnt[low] - 1)))
             k->min_last_of[n] = e;
     }
     for (int64_t n = 0; n < N; n++) {
         const int64_t i = k->max_ratio_of[n], j = k->min_last_of[n];
-        if (j >= 0 && !(w[i] / (float)cnt[i] <= w[j] / (float)(cnt[j] - 1)))
+        if (i >= 0 && j >= 0 && !(w[i] / (float)cnt[i] <= w[j] / (float)(cnt[j] - 1)))
             VIOLATION("layer %lld replication rule broken: expert %lld (w %g, cnt %lld) got a "
                       "replica while expert %lld (w %g, cnt %lld) had a larger ratio",
                       (long long)l, (long long)j, (double)w[j], (long long)cnt[j], (long long)i,
@@ -140,12 +146,35 @@ static int check_log2phy(const eplb_shape *s, int64_t l, const int64_t *row, con
     return 1; /* every slot listed at most once, and logcnt sums to R: each exactly once */
 }
 
-int eplb_plan_check(const eplb_shape *s, int hierarchical, const float *weight,
-                    const int64_t *phy2log, const int64_t *logcnt, const int64_t *log2phy,
-                    int64_t width, char *why, size_t why_len)
+/* SPEC 11: no expert has more replicas than its row has GPUs, and no GPU
+ * holds an expert twice (slots_of serves as each expert's last GPU + 1). */
+static int check_distinct(const eplb_shape *s, int64_t l, const int64_t *row, const int64_t *cnt,
+                          int64_t cap, check_scratch *k, char *why, size_t why_len)
+{
+    const int64_t E = s->experts, R = s->replicas, spg = R / s->gpus;
+    for (int64_t e = 0; e < E; e++) {
+        if (cnt[e] > cap)
+            VIOLATION("layer %lld expert %lld has %lld replicas, above the %lld GPUs of its row "
+                      "(distinct)", (long long)l, (long long)e, (long long)cnt[e], (long long)cap);
+        k->slots_of[e] = 0;
+    }
+    for (int64_t q = 0; q < R; q++) {
+        const int64_t e = row[q], gpu = q / spg;
+        if (k->slots_of[e] == gpu + 1)
+            VIOLATION("layer %lld GPU %lld holds expert %lld twice (distinct)", (long long)l,
+                      (long long)gpu, (long long)e);
+        k->slots_of[e] = gpu + 1;
+    }
+    return 1;
+}
+
+static int plan_check(const eplb_shape *s, int hierarchical, int distinct, const float *weight,
+                      const int64_t *phy2log, const int64_t *logcnt, const int64_t *log2phy,
+                      int64_t width, char *why, size_t why_len)
 {
     const int64_t L = s->layers, E = s->experts, R = s->replicas;
     const int64_t N = hierarchical ? s->nodes : 1, G = hierarchical ? s->groups : 1;
+    const int64_t cap = distinct ? s->gpus / N : 0; /* SPEC 11.3: the GPUs of a row */
     check_scratch k = {
         .slots_of = malloc((size_t)E * sizeof(int64_t)),
         .node_of = malloc((size_t)E * sizeof(int64_t)),
@@ -161,8 +190,9 @@ int eplb_plan_check(const eplb_shape *s, int hierarchical, const float *weight,
     for (int64_t l = 0; l < L && ok; l++) {
         const int64_t *row = phy2log + l * R, *cnt = logcnt + l * E;
         ok = check_slots(s, N, G, l, row, cnt, &k, why, why_len) &&
-             check_replication(s, N, l, weight + l * E, cnt, &k, why, why_len) &&
-             (!log2phy || check_log2phy(s, l, row, cnt, log2phy, width, &k, why, why_len));
+             check_replication(s, N, l, weight + l * E, cnt, cap, &k, why, why_len) &&
+             (!log2phy || check_log2phy(s, l, row, cnt, log2phy, width, &k, why, why_len)) &&
+             (!distinct || check_distinct(s, l, row, cnt, cap, &k, why, why_len));
     }
     free(k.slots_of);
     free(k.node_of);
@@ -171,4 +201,19 @@ int eplb_plan_check(const eplb_shape *s, int hierarchical, const float *weight,
     free(k.max_ratio_of);
     free(k.min_last_of);
     return ok;
+}
+
+int eplb_plan_check(const eplb_shape *s, int hierarchical, const float *weight,
+                    const int64_t *phy2log, const int64_t *logcnt, const int64_t *log2phy,
+                    int64_t width, char *why, size_t why_len)
+{
+    return plan_check(s, hierarchical, 0, weight, phy2log, logcnt, log2phy, width, why, why_len);
+}
+
+int eplb_plan_check_options(const eplb_shape *s, const eplb_options *options, const float *weight,
+                            const int64_t *phy2log, const int64_t *logcnt, const int64_t *log2phy,
+                            int64_t width, char *why, size_t why_len)
+{
+    return plan_check(s, eplb_plan_is_hierarchical(s, options->policy), options->distinct != 0,
+                      weight, phy2log, logcnt, log2phy, width, why, why_len);
 }

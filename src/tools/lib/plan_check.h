@@ -30,4 +30,12 @@ int eplb_plan_check(const eplb_shape *s, int hierarchical, const float *weight,
                     const int64_t *phy2log, const int64_t *logcnt, const int64_t *log2phy,
                     int64_t width, char *why, size_t why_len);
 
+/* eplb_plan_check for a plan made with these options: the policy they
+ * choose, and with distinct (SPEC 11) the rules it changes: SPEC 5's rule
+ * under the cap of 11.3 (an expert with as many replicas as its row has GPUs
+ * takes no more), no expert above that cap, no GPU holding an expert twice. */
+int eplb_plan_check_options(const eplb_shape *s, const eplb_options *options, const float *weight,
+                            const int64_t *phy2log, const int64_t *logcnt, const int64_t *log2phy,
+                            int64_t width, char *why, size_t why_len);
+
 #endif

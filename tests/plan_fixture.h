@@ -1,0 +1,155 @@
+/* The plan fixtures of the issue 17 suites (tests/data/refine,
+ * tests/data/distinct): weights, options and the plan that the independent
+ * reference (tests/reference/spec17.py) made, written by
+ * tests/reference/make_refine_fixtures.py and make_distinct_fixtures.py
+ * (the file format is in the former's docstring). The suites plan the same
+ * weights and must match every integer.
+ *
+ * Header-only (static functions): every tests/test_*.c is its own executable. */
+#ifndef EPLB_TESTS_PLAN_FIXTURE_H
+#define EPLB_TESTS_PLAN_FIXTURE_H
+
+#include <dirent.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "harness.h"
+
+typedef struct plan_fixture {
+    char name[128];
+    eplb_shape shape;
+    eplb_options options;
+    float *weight;    /* [L][E] */
+    int64_t *phy2log; /* [L][R] */
+    int64_t *logcnt;  /* [L][E] */
+    int64_t width;
+    int64_t *log2phy; /* [L][E][width] */
+} plan_fixture;
+
+EPLBT_HELPER void plan_fixture_expect_word(FILE *f, const char *path, const char *word)
+{
+    char got[64];
+    cr_assert_eq(fscanf(f, "%63s", got), 1, "%s: ends before '%s'", path, word);
+    cr_assert_str_eq(got, word, "%s: expected '%s'", path, word);
+}
+
+EPLBT_HELPER void plan_fixture_read_ints(FILE *f, const char *path, int64_t *out, size_t count)
+{
+    for (size_t i = 0; i < count; i++) {
+        long long v;
+        cr_assert_eq(fscanf(f, "%lld", &v), 1, "%s: short integer list", path);
+        out[i] = v;
+    }
+}
+
+EPLBT_HELPER void plan_fixture_read(const char *path, plan_fixture *fx)
+{
+    memset(fx, 0, sizeof *fx);
+    FILE *f = fopen(path, "r");
+    cr_assert(f, "cannot open %s", path);
+    char line[256];
+    cr_assert(fgets(line, sizeof line, f), "%s: empty", path);
+    cr_assert(sscanf(line, "# eplb refine fixture v1: %127s", fx->name) == 1,
+              "%s: not a plan fixture", path);
+    long long L, E, R, G, N, P;
+    cr_assert(fgets(line, sizeof line, f), "%s: no shape line", path);
+    cr_assert_eq(sscanf(line, "layers %lld experts %lld replicas %lld groups %lld nodes %lld gpus %lld",
+                        &L, &E, &R, &G, &N, &P), 6, "%s: bad shape line", path);
+    fx->shape = (eplb_shape){L, E, R, G, N, P};
+    char policy[32];
+    int refine, distinct = 0;
+    float tol;
+    cr_assert(fgets(line, sizeof line, f), "%s: no options line", path);
+    const int fields = sscanf(line, "policy %31s refine %d tol %f distinct %d", policy, &refine,
+                              &tol, &distinct);
+    cr_assert(fields == 3 || fields == 4, "%s: bad options line", path);
+    eplb_options_init(&fx->options);
+    fx->options.policy = strcmp(policy, "global") == 0         ? EPLB_POLICY_GLOBAL
+                         : strcmp(policy, "hierarchical") == 0 ? EPLB_POLICY_HIERARCHICAL
+                                                               : EPLB_POLICY_AUTO;
+    fx->options.refine = refine;
+    fx->options.tolerance = tol;
+    fx->options.distinct = distinct;
+
+    fx->weight = malloc((size_t)(L * E) * sizeof *fx->weight);
+    fx->phy2log = malloc((size_t)(L * R) * sizeof *fx->phy2log);
+    fx->logcnt = malloc((size_t)(L * E) * sizeof *fx->logcnt);
+    cr_assert(fx->weight && fx->phy2log && fx->logcnt);
+    plan_fixture_expect_word(f, path, "weight");
+    for (long long i = 0; i < L * E; i++)
+        cr_assert_eq(fscanf(f, "%f", &fx->weight[i]), 1, "%s: short weight list", path);
+    plan_fixture_expect_word(f, path, "phy2log");
+    plan_fixture_read_ints(f, path, fx->phy2log, (size_t)(L * R));
+    plan_fixture_expect_word(f, path, "logcnt");
+    plan_fixture_read_ints(f, path, fx->logcnt, (size_t)(L * E));
+    plan_fixture_expect_word(f, path, "log2phy");
+    long long width;
+    cr_assert_eq(fscanf(f, "%lld", &width), 1, "%s: no log2phy width", path);
+    fx->width = width;
+    fx->log2phy = malloc((size_t)(L * E * width) * sizeof *fx->log2phy);
+    cr_assert(fx->log2phy);
+    plan_fixture_read_ints(f, path, fx->log2phy, (size_t)(L * E * width));
+    fclose(f);
+}
+
+EPLBT_HELPER void plan_fixture_free(plan_fixture *fx)
+{
+    free(fx->weight);
+    free(fx->phy2log);
+    free(fx->logcnt);
+    free(fx->log2phy);
+}
+
+EPLBT_HELPER void plan_fixture_first_difference(const int64_t *got, const int64_t *want,
+                                                size_t count, const char *what, const char *name)
+{
+    for (size_t i = 0; i < count; i++)
+        cr_assert_eq(got[i], want[i], "%s: %s[%zu] is %lld, the reference says %lld", name, what, i,
+                     (long long)got[i], (long long)want[i]);
+}
+
+/* How many of the directory's fixtures the backend plans exactly as the
+ * reference did (every fixture, or the test fails at the first difference);
+ * *hierarchical counts those under the hierarchical policy. */
+EPLBT_HELPER int plan_fixture_check_dir(const char *dir, const char *backend, int *hierarchical)
+{
+    eplb_context *ctx;
+    cr_assert_eq(eplb_context_create(&ctx, backend), EPLB_OK);
+    DIR *d = opendir(dir);
+    cr_assert(d, "cannot open %s", dir);
+    int checked = 0;
+    *hierarchical = 0;
+    struct dirent *ent;
+    while ((ent = readdir(d))) {
+        if (!strstr(ent->d_name, ".txt"))
+            continue;
+        char path[1024];
+        snprintf(path, sizeof path, "%s/%s", dir, ent->d_name);
+        plan_fixture fx;
+        plan_fixture_read(path, &fx);
+        const eplb_shape *s = &fx.shape;
+        const size_t L = (size_t)s->layers, E = (size_t)s->experts, R = (size_t)s->replicas;
+        int64_t *phy2log = malloc(L * R * sizeof *phy2log), *logcnt = malloc(L * E * sizeof *logcnt);
+        int64_t *log2phy = malloc(L * E * (size_t)fx.width * sizeof *log2phy);
+        cr_assert(phy2log && logcnt && log2phy);
+        const eplb_status st = eplb_rebalance(ctx, fx.weight, s, &fx.options, phy2log, logcnt,
+                                              log2phy, fx.width, NULL);
+        cr_assert_eq(st, EPLB_OK, "%s: %s", fx.name, eplb_context_last_error(ctx));
+        plan_fixture_first_difference(phy2log, fx.phy2log, L * R, "phy2log", fx.name);
+        plan_fixture_first_difference(logcnt, fx.logcnt, L * E, "logcnt", fx.name);
+        plan_fixture_first_difference(log2phy, fx.log2phy, L * E * (size_t)fx.width, "log2phy",
+                                      fx.name);
+        *hierarchical += eplb_plan_is_hierarchical(s, fx.options.policy);
+        checked++;
+        free(phy2log);
+        free(logcnt);
+        free(log2phy);
+        plan_fixture_free(&fx);
+    }
+    closedir(d);
+    eplb_context_free(ctx);
+    return checked;
+}
+
+#endif /* EPLB_TESTS_PLAN_FIXTURE_H */
