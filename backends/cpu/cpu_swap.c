@@ -92,44 +92,79 @@ static float best_trade(float diff, const float *wa, const float *wb, int32_t k,
 #if EPLB_CPU_X86_DISPATCH
 #include <immintrin.h>
 
-/* Up to this many slots per pack, the lightest pack's weights fill one
- * AVX-512 register. */
+/* Up to this many slots per pack, the lightest pack's weights fill two
+ * 256-bit registers. */
 #define EPLB_CPU_SWAP_VECTOR_MAX 16
 
-/* The same search with AVX-512 for 4 to 16 slots per pack, in one pass with
- * everything in registers: lane c of a row holds the change of pair (sa, c),
- * computed by the same IEEE operations as eplb_swap_change. Each lane keeps
- * its smallest change and the first row that reached it (updates on strictly
- * less, so a later equal change, -0 == +0 included, never replaces it). The
- * SPEC's pair is then, among the lanes whose minimum is the overall minimum,
- * the one with the lowest (row, lane): the first pair in row-major order that
- * equals the minimum, as the SSE2 search finds it with a second pass. Lanes
- * from k on hold +inf, never below a finite change. Finite inputs only. */
-EPLB_CPU_TARGET_AVX512 static float best_trade_avx512(float diff, const float *wa,
-                                                      const float *wb, int32_t k,
-                                                      int32_t *best_a, int32_t *best_b)
+/* 256-bit vectors with AVX-512's mask registers: 512-bit multiplies clock the
+ * core down, which slows every other stage (docs/benchmarks.md). */
+#define EPLB_CPU_TARGET_AVX512VL __attribute__((target("avx2,avx512f,avx512vl")))
+
+/* One row of pairs (sa, c) for the eight lanes c of b: each lane keeps its
+ * smallest change so far and the first row that reached it, updating on
+ * strictly less only, so a later equal change (-0 == +0 included) never
+ * replaces it. Lanes outside `lanes` hold +inf, never below a finite change. */
+EPLB_CPU_TARGET_AVX512VL static inline __attribute__((always_inline)) void
+trade_row(__m256 a, __m256 b, __m256 vdiff, __mmask8 lanes, int32_t sa, __m256 *smallest,
+          __m256i *first_row)
 {
-    const __mmask16 lanes = (__mmask16)((1u << k) - 1);
-    const __m512 vb = _mm512_maskz_loadu_ps(lanes, wb);
-    const __m512 vdiff = _mm512_set1_ps(diff), two = _mm512_set1_ps(2.0f);
-    const __m512 inf = _mm512_set1_ps((float)INFINITY);
-    __m512 smallest = inf;
-    __m512i first_row = _mm512_setzero_si512();
-    for (int32_t sa = 0; sa < k; sa++) {
-        const __m512 d = _mm512_sub_ps(_mm512_set1_ps(wa[sa]), vb);
-        const __m512 change =
-            _mm512_mask_mul_ps(inf, lanes, _mm512_mul_ps(two, d), _mm512_add_ps(vdiff, d));
-        const __mmask16 lower = _mm512_cmp_ps_mask(change, smallest, _CMP_LT_OQ);
-        smallest = _mm512_mask_mov_ps(smallest, lower, change);
-        first_row = _mm512_mask_mov_epi32(first_row, lower, _mm512_set1_epi32(sa));
+    const __m256 two = _mm256_set1_ps(2.0f), inf = _mm256_set1_ps((float)INFINITY);
+    const __m256 d = _mm256_sub_ps(a, b);
+    const __m256 change = _mm256_mask_mul_ps(inf, lanes, _mm256_mul_ps(two, d), _mm256_add_ps(vdiff, d));
+    const __mmask8 lower = _mm256_cmp_ps_mask(change, *smallest, _CMP_LT_OQ);
+    *smallest = _mm256_mask_mov_ps(*smallest, lower, change);
+    *first_row = _mm256_mask_mov_epi32(*first_row, lower, _mm256_set1_epi32(sa));
+}
+
+/* The row-major position (row * 16 + lane) of each lane's first minimum where
+ * that minimum is best, else INT32_MAX. */
+EPLB_CPU_TARGET_AVX512VL static inline __attribute__((always_inline)) __m256i
+positions_holding(__m256 smallest, __m256i first_row, float best, int32_t lane0)
+{
+    const __mmask8 holds = _mm256_cmp_ps_mask(smallest, _mm256_set1_ps(best), _CMP_EQ_OQ);
+    const __m256i lane = _mm256_add_epi32(_mm256_set1_epi32(lane0), _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7));
+    return _mm256_mask_mov_epi32(_mm256_set1_epi32(INT32_MAX), holds,
+                                 _mm256_add_epi32(_mm256_slli_epi32(first_row, 4), lane));
+}
+
+/* The same search for 4 to 16 slots per pack in one pass with everything in
+ * registers: lane c of a row holds the change of pair (sa, c), computed by
+ * the same IEEE operations as eplb_swap_change. The SPEC's pair is, among the
+ * lanes whose minimum is the overall minimum, the one with the lowest (row,
+ * lane): the first pair in row-major order that equals the minimum, which the
+ * SSE2 search finds with a second pass. Finite inputs only. */
+EPLB_CPU_TARGET_AVX512VL static float best_trade_avx512(float diff, const float *wa,
+                                                        const float *wb, int32_t k,
+                                                        int32_t *best_a, int32_t *best_b)
+{
+    const __mmask8 low_lanes = (__mmask8)(k >= 8 ? 0xFFu : (1u << k) - 1);
+    const __mmask8 high_lanes = (__mmask8)(k > 8 ? (1u << (k - 8)) - 1 : 0u);
+    const __m256 vdiff = _mm256_set1_ps(diff), inf = _mm256_set1_ps((float)INFINITY);
+    const __m256 b_low = _mm256_maskz_loadu_ps(low_lanes, wb);
+    const __m256 b_high = _mm256_maskz_loadu_ps(high_lanes, wb + 8);
+    __m256 smallest_low = inf, smallest_high = inf;
+    __m256i row_low = _mm256_setzero_si256(), row_high = _mm256_setzero_si256();
+    if (k > 8) {
+        for (int32_t sa = 0; sa < k; sa++) {
+            const __m256 a = _mm256_set1_ps(wa[sa]);
+            trade_row(a, b_low, vdiff, low_lanes, sa, &smallest_low, &row_low);
+            trade_row(a, b_high, vdiff, high_lanes, sa, &smallest_high, &row_high);
+        }
+    } else {
+        for (int32_t sa = 0; sa < k; sa++)
+            trade_row(_mm256_set1_ps(wa[sa]), b_low, vdiff, low_lanes, sa, &smallest_low, &row_low);
     }
-    const float best = _mm512_reduce_min_ps(smallest);
-    const __mmask16 holds = _mm512_cmp_ps_mask(smallest, _mm512_set1_ps(best), _CMP_EQ_OQ);
-    /* Row-major position of each lane's first minimum; the lowest wins. */
-    const __m512i position = _mm512_add_epi32(_mm512_slli_epi32(first_row, 4),
-                                              _mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10,
-                                                                11, 12, 13, 14, 15));
-    const int32_t first = _mm512_mask_reduce_min_epi32(holds, position);
+    __m256 m = _mm256_min_ps(smallest_low, smallest_high);
+    __m128 h = _mm_min_ps(_mm256_castps256_ps128(m), _mm256_extractf128_ps(m, 1));
+    h = _mm_min_ps(h, _mm_shuffle_ps(h, h, _MM_SHUFFLE(1, 0, 3, 2)));
+    h = _mm_min_ps(h, _mm_shuffle_ps(h, h, _MM_SHUFFLE(2, 3, 0, 1)));
+    const float best = _mm_cvtss_f32(h);
+    const __m256i p = _mm256_min_epi32(positions_holding(smallest_low, row_low, best, 0),
+                                       positions_holding(smallest_high, row_high, best, 8));
+    __m128i q = _mm_min_epi32(_mm256_castsi256_si128(p), _mm256_extracti128_si256(p, 1));
+    q = _mm_min_epi32(q, _mm_shuffle_epi32(q, _MM_SHUFFLE(1, 0, 3, 2)));
+    q = _mm_min_epi32(q, _mm_shuffle_epi32(q, _MM_SHUFFLE(2, 3, 0, 1)));
+    const int32_t first = _mm_cvtsi128_si32(q);
     *best_a = first >> 4;
     *best_b = first & 15;
     return best;
