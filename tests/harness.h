@@ -125,6 +125,24 @@ EPLBT_HELPER eplb_context *eplbt_context(const char *backend)
     return ctx;
 }
 
+/* An opencl context, or the test skipped where OpenCL is absent; fails where
+ * it is present and the backend is broken (a failed self-test or kernel
+ * build is a defect), and everywhere when EPLB_TEST_REQUIRE_OPENCL=1 (CI
+ * machines with PoCL). */
+EPLBT_HELPER eplb_context *eplbt_open_opencl_or_skip(void)
+{
+    eplb_context *ctx = NULL;
+    if (eplb_context_create(&ctx, "opencl") == EPLB_OK)
+        return ctx;
+    const char *why = eplb_last_error();
+    const char *require = getenv("EPLB_TEST_REQUIRE_OPENCL");
+    cr_assert(!strstr(why, "self-test") && !strstr(why, "building the kernels") &&
+                  !(require && strcmp(require, "1") == 0),
+              "opencl backend broken: %s", why);
+    cr_skip_test("opencl backend unavailable: %s", why);
+    return NULL;
+}
+
 /* ---- invariants ----------------------------------------------------------------- */
 
 /* The plan checker of the tools (plan_check.h), with the case's label in

@@ -26,23 +26,6 @@
 #include "../backends/opencl/opencl_runtime.h" /* profile counters: which path ran */
 #endif
 
-/* Skips where OpenCL is absent, but fails where it is present and the
- * backend is broken (a failed self-test or kernel build is a defect), and
- * everywhere when EPLB_TEST_REQUIRE_OPENCL=1 (CI machines with PoCL). */
-static eplb_context *open_opencl_or_skip(void)
-{
-    eplb_context *ctx = NULL;
-    if (eplb_context_create(&ctx, "opencl") == EPLB_OK)
-        return ctx;
-    const char *why = eplb_last_error();
-    const char *require = getenv("EPLB_TEST_REQUIRE_OPENCL");
-    cr_assert(!strstr(why, "self-test") && !strstr(why, "building the kernels") &&
-                  !(require && strcmp(require, "1") == 0),
-              "opencl backend broken: %s", why);
-    cr_skip_test("opencl backend unavailable: %s", why);
-    return NULL;
-}
-
 /* The knobs of a GPU, on any device: every row kernel in work-groups. */
 static void use_gpu_tuning(void)
 {
@@ -76,7 +59,7 @@ static void use_fused_teams_or_skip(const char *team)
 
 static void check_goldens(void)
 {
-    eplb_context *ctx = open_opencl_or_skip();
+    eplb_context *ctx = eplbt_open_opencl_or_skip();
     eplb_context *cpu = eplbt_context("cpu");
     size_t count = 0;
     char **names = eplbt_golden_list(&count);
@@ -160,7 +143,7 @@ Test(opencl, goldens_exact_shaped, .timeout = 900)
 Test(opencl, shaped_builds_switch_and_rotate, .timeout = 900)
 {
     setenv("EPLB_TUNE_OPENCL_SHAPED", "1", 1);
-    eplb_context *ctx = open_opencl_or_skip();
+    eplb_context *ctx = eplbt_open_opencl_or_skip();
     eplb_context *cpu = eplbt_context("cpu");
     const int order[] = {0, 1, 2, 3, 4, 5, 0};
     for (size_t o = 0; o < sizeof order / sizeof order[0]; o++) {
@@ -205,7 +188,7 @@ Test(opencl, random_cases_equal_cpu_split, .timeout = 900)
 
 static void check_random(int cases)
 {
-    eplb_context *ctx = open_opencl_or_skip();
+    eplb_context *ctx = eplbt_open_opencl_or_skip();
     eplb_context *cpu = eplbt_context("cpu");
     for (int i = 0; i < cases; i++) {
         eplb_random_case c;
@@ -252,7 +235,7 @@ static const edge_case edge_cases[] = {
 
 static void check_edges(void)
 {
-    eplb_context *ctx = open_opencl_or_skip();
+    eplb_context *ctx = eplbt_open_opencl_or_skip();
     eplb_context *cpu = eplbt_context("cpu");
     for (size_t i = 0; i < sizeof edge_cases / sizeof *edge_cases; i++) {
         const edge_case *c = &edge_cases[i];
@@ -290,7 +273,7 @@ static void check_path_choice(void)
 {
     setenv("EPLB_TUNE_OPENCL_PROFILE", "1", 1);
     setenv("EPLB_TUNE_OPENCL_LOCAL_MEM", "49152", 1);
-    eplb_context *ctx = open_opencl_or_skip();
+    eplb_context *ctx = eplbt_open_opencl_or_skip();
     eplb_context *cpu = eplbt_context("cpu");
     const eplb_opencl *state = (const eplb_opencl *)ctx->backend->context;
     const eplb_shape hier = {58, 256, 288, 8, 4, 32}, g72 = {58, 256, 288, 8, 9, 72},
@@ -321,7 +304,7 @@ Test(opencl, stages_knob_runs_no_fused_kernel, .timeout = 600)
 {
     use_stages();
     setenv("EPLB_TUNE_OPENCL_PROFILE", "1", 1);
-    eplb_context *ctx = open_opencl_or_skip();
+    eplb_context *ctx = eplbt_open_opencl_or_skip();
     eplb_context *cpu = eplbt_context("cpu");
     const eplb_opencl *state = (const eplb_opencl *)ctx->backend->context;
     const eplb_shape hier = {8, 256, 288, 8, 4, 32};
@@ -342,7 +325,7 @@ Test(opencl, beyond_local_memory_equals_cpu_gpu_tuning, .timeout = 900)
 {
     use_gpu_tuning();
     setenv("EPLB_TUNE_OPENCL_LOCAL_MEM", "49152", 1);
-    eplb_context *ctx = open_opencl_or_skip();
+    eplb_context *ctx = eplbt_open_opencl_or_skip();
     eplb_context *cpu = eplbt_context("cpu");
     const eplb_shape s = {8, 256, 2048, 8, 8, 256};
     float *w = malloc(sizeof(float) * (size_t)(s.layers * s.experts));
@@ -361,7 +344,7 @@ Test(opencl, beyond_local_memory_equals_cpu_gpu_tuning, .timeout = 900)
  * hours; the same shape plans with iterations 0, and on the cpu backend. */
 Test(opencl, more_items_per_pack_than_the_swap_limit_are_refused, .timeout = 600)
 {
-    eplb_context *ctx = open_opencl_or_skip();
+    eplb_context *ctx = eplbt_open_opencl_or_skip();
     eplb_context *cpu = eplbt_context("cpu");
     enum { L = 1, E = 4, R = 2 * (EPLB_MAX_DEVICE_SWAP_ITEMS + 1) };
     const eplb_shape s = {L, E, R, 1, 1, 2};
@@ -410,7 +393,7 @@ Test(opencl, kernel_sources_turn_contraction_off_before_any_function)
 
 Test(opencl, many_contexts_share_the_program, .timeout = 300)
 {
-    eplb_context *first = open_opencl_or_skip();
+    eplb_context *first = eplbt_open_opencl_or_skip();
     const eplb_shape s = {4, 64, 80, 8, 2, 16};
     float w[4 * 64];
     eplb_workload_fill(w, s.layers, s.experts, 5, 0);
@@ -501,7 +484,7 @@ Test(opencl, no_platform_says_so)
 
 Test(opencl, device_is_selected_by_index_and_name)
 {
-    eplb_context *ctx = open_opencl_or_skip();
+    eplb_context *ctx = eplbt_open_opencl_or_skip();
     char name[64];
     snprintf(name, sizeof name, "%.8s", eplb_context_device(ctx)); /* a name substring */
     eplb_context_free(ctx);
@@ -574,7 +557,7 @@ static void device_plan_free(device_plan *p)
 
 static void check_device_api(int own_queue)
 {
-    eplb_context *ctx = open_opencl_or_skip();
+    eplb_context *ctx = eplbt_open_opencl_or_skip();
     eplb_context *cpu = eplbt_context("cpu");
     const eplb_shape shapes[] = {{58, 256, 288, 8, 4, 32}, {58, 256, 320, 8, 3, 64},
                                  {8, 64, 128, 4, 2, 128}, {3, 16, 64, 1, 1, 4}};
@@ -623,7 +606,7 @@ static void check_untouched(const device_plan *p, const eplb_shape *s, const cha
 /* Every bad value in the last layer only: no layer's outputs are written. */
 static void check_invalid_weight(void)
 {
-    eplb_context *ctx = open_opencl_or_skip();
+    eplb_context *ctx = eplbt_open_opencl_or_skip();
     const eplb_shape s = {58, 256, 288, 8, 4, 32};
     const float bad[] = {NAN, INFINITY, -1.0f, -INFINITY};
     for (int b = 0; b < 4; b++) {
@@ -660,7 +643,7 @@ OPENCL_CHECK(device_api_invalid_weight_leaves_outputs_stages, 600, use_stages(),
 
 Test(opencl, device_api_narrow_log2phy_leaves_outputs, .timeout = 600)
 {
-    eplb_context *ctx = open_opencl_or_skip();
+    eplb_context *ctx = eplbt_open_opencl_or_skip();
     const eplb_shape s = {4, 16, 64, 1, 1, 4}; /* 48 extra slots: some expert gets > 1 */
     float w[4 * 16];
     eplb_workload_fill(w, s.layers, s.experts, 3, 0);
@@ -675,7 +658,7 @@ Test(opencl, device_api_narrow_log2phy_leaves_outputs, .timeout = 600)
 
 Test(opencl, device_api_refuses_a_queue_of_another_context, .timeout = 300)
 {
-    eplb_context *ctx = open_opencl_or_skip();
+    eplb_context *ctx = eplbt_open_opencl_or_skip();
     char error[256];
     const eplb_opencl_api *cl = eplb_opencl_load(error, sizeof error);
     const eplb_opencl_handles *h = ctx->backend->context;
@@ -709,7 +692,7 @@ Test(opencl, device_api)
 
 Test(opencl, public_interop_handles_are_the_backends_own, .timeout = 300)
 {
-    eplb_context *ctx = open_opencl_or_skip();
+    eplb_context *ctx = eplbt_open_opencl_or_skip();
     cl_context context = NULL;
     cl_device_id device = NULL;
     cr_assert_eq(eplb_opencl_context_info(ctx, &context, &device), EPLB_OK, "%s", eplb_last_error());

@@ -11,22 +11,6 @@
 #include "harness.h"
 #include "refine_fixture.h"
 
-/* Skips where OpenCL is absent, but fails where it is present and broken,
- * and everywhere when EPLB_TEST_REQUIRE_OPENCL=1 (as test_opencl.c). */
-static eplb_context *open_opencl_or_skip(void)
-{
-    eplb_context *ctx = NULL;
-    if (eplb_context_create(&ctx, "opencl") == EPLB_OK)
-        return ctx;
-    const char *why = eplb_last_error();
-    const char *require = getenv("EPLB_TEST_REQUIRE_OPENCL");
-    cr_assert(!strstr(why, "self-test") && !strstr(why, "building the kernels") &&
-                  !(require && strcmp(require, "1") == 0),
-              "opencl backend broken: %s", why);
-    cr_skip_test("opencl backend unavailable: %s", why);
-    return NULL;
-}
-
 /* A GPU's layout on any device: a row's trades shared by a group of 64
  * work-items, reduced through local memory. */
 static void use_groups(void) { setenv("EPLB_TUNE_OPENCL_FUSED_WG", "64", 1); }
@@ -61,7 +45,7 @@ static int check_fixture(eplb_context *ctx, const char *file)
 
 static void check_every_fixture(void)
 {
-    eplb_context *ctx = open_opencl_or_skip();
+    eplb_context *ctx = eplbt_open_opencl_or_skip();
     DIR *d = opendir(FIXTURE_DIR);
     cr_assert(d, "cannot open %s", FIXTURE_DIR);
     int checked = 0, hierarchical = 0;
@@ -162,7 +146,7 @@ static void same_as_cpu_on_named_shapes(const against_cpu *run)
 
 static void check_against_cpu(void)
 {
-    against_cpu run = {open_opencl_or_skip(), eplbt_context("cpu")};
+    against_cpu run = {eplbt_open_opencl_or_skip(), eplbt_context("cpu")};
     same_as_cpu_on_named_shapes(&run);
     const int cases = eplbt_for_each_random_case(1717, 2, same_as_cpu, &run);
     cr_expect_geq(cases, 72);
@@ -192,7 +176,7 @@ Test(opencl_refine, plans_equal_the_cpu_backend_in_global_memory, .timeout = 600
  * GPUs of 305 slots: 305^2 + (305 * 304 / 2)^2 trades. */
 Test(opencl_refine, a_row_beyond_the_trade_numbers_is_declined)
 {
-    eplb_context *ctx = open_opencl_or_skip();
+    eplb_context *ctx = eplbt_open_opencl_or_skip();
     const eplb_shape shape = {1, 610, 610, 1, 1, 2};
     eplb_options options;
     float *weight = eplbt_workload_case(&shape, 1, 0, 1, 0, 0, &options);
