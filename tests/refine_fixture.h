@@ -1,7 +1,10 @@
 /* The refine fixtures of tests/data/refine (docs/spec.md section 10),
  * written by tests/reference/make_refine_fixtures.py: their reader and the
  * comparison of a plan with one, for the suites that check a backend against
- * them (test_refine.c, test_opencl_refine.c). Header-only, like harness.h. */
+ * them (test_refine.c, test_opencl_refine.c). The distinct fixtures of
+ * tests/data/distinct (section 11, make_distinct_fixtures.py, for
+ * test_distinct.c) have the same format, with 'distinct 1' ending the
+ * options line. Header-only, like harness.h. */
 #ifndef EPLB_TESTS_REFINE_FIXTURE_H
 #define EPLB_TESTS_REFINE_FIXTURE_H
 
@@ -65,6 +68,15 @@ EPLBT_HELPER void fixture_read(const char *path, refine_fixture *fx)
                                                                : EPLB_POLICY_AUTO;
     fx->options.refine = refine;
     fx->options.tolerance = tol;
+    /* 'distinct 1' (distinct fixtures only), or the next line's 'weight'. */
+    const long options_end = ftell(f);
+    char word[16];
+    int distinct = 0;
+    if (fscanf(f, " %15s", word) == 1 && strcmp(word, "distinct") == 0)
+        cr_assert_eq(fscanf(f, "%d", &distinct), 1, "%s: bad distinct option", path);
+    else
+        cr_assert_eq(fseek(f, options_end, SEEK_SET), 0, "%s: cannot seek", path);
+    fx->options.distinct = distinct;
 
     fx->weight = malloc((size_t)(L * E) * sizeof *fx->weight);
     fx->phy2log = malloc((size_t)(L * R) * sizeof *fx->phy2log);
@@ -113,6 +125,48 @@ EPLBT_HELPER void first_difference(const int64_t *got, const int64_t *want, size
     for (size_t i = 0; i < count; i++)
         cr_assert_eq(got[i], want[i], "%s: %s[%zu] is %lld, the reference says %lld", name, what, i,
                      (long long)got[i], (long long)want[i]);
+}
+
+/* Plans every fixture of dir on the backend and asserts that the plan equals
+ * the reference's in every integer; returns how many there were, and how
+ * many of them ran the hierarchical policy in *hierarchical. */
+EPLBT_HELPER int fixtures_match(const char *dir, const char *backend, int *hierarchical)
+{
+    eplb_context *ctx;
+    cr_assert_eq(eplb_context_create(&ctx, backend), EPLB_OK);
+    DIR *d = opendir(dir);
+    cr_assert(d, "cannot open %s", dir);
+    int checked = 0;
+    *hierarchical = 0;
+    struct dirent *ent;
+    while ((ent = readdir(d))) {
+        if (!strstr(ent->d_name, ".txt"))
+            continue;
+        char path[1024];
+        snprintf(path, sizeof path, "%s/%s", dir, ent->d_name);
+        refine_fixture fx;
+        fixture_read(path, &fx);
+        const eplb_shape *s = &fx.shape;
+        const size_t L = (size_t)s->layers, E = (size_t)s->experts, R = (size_t)s->replicas;
+        int64_t *phy2log = malloc(L * R * sizeof *phy2log), *logcnt = malloc(L * E * sizeof *logcnt);
+        int64_t *log2phy = malloc(L * E * (size_t)fx.width * sizeof *log2phy);
+        cr_assert(phy2log && logcnt && log2phy);
+        const eplb_status st = eplb_rebalance(ctx, fx.weight, s, &fx.options, phy2log, logcnt,
+                                              log2phy, fx.width, NULL);
+        cr_assert_eq(st, EPLB_OK, "%s: %s", fx.name, eplb_context_last_error(ctx));
+        first_difference(phy2log, fx.phy2log, L * R, "phy2log", fx.name);
+        first_difference(logcnt, fx.logcnt, L * E, "logcnt", fx.name);
+        first_difference(log2phy, fx.log2phy, L * E * (size_t)fx.width, "log2phy", fx.name);
+        *hierarchical += eplb_plan_is_hierarchical(s, fx.options.policy);
+        checked++;
+        free(phy2log);
+        free(logcnt);
+        free(log2phy);
+        fixture_free(&fx);
+    }
+    closedir(d);
+    eplb_context_free(ctx);
+    return checked;
 }
 
 #endif /* EPLB_TESTS_REFINE_FIXTURE_H */

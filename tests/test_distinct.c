@@ -10,15 +10,15 @@
 #include <string.h>
 
 #include "harness.h"
-#include "plan_fixture.h"
+#include "refine_fixture.h"
 
-#define FIXTURE_DIR EPLB_TEST_DATA_DIR "/distinct"
+#define DISTINCT_FIXTURE_DIR EPLB_TEST_DATA_DIR "/distinct"
 
 /* Every fixture: the cpu backend's plan with distinct equals the reference's. */
 Test(distinct, cpu_plans_equal_the_reference_fixtures)
 {
     int hierarchical = 0;
-    const int checked = plan_fixture_check_dir(FIXTURE_DIR, "cpu", &hierarchical);
+    const int checked = fixtures_match(DISTINCT_FIXTURE_DIR, "cpu", &hierarchical);
     cr_expect_geq(checked, 10, "the distinct fixtures are there");
     cr_expect_geq(hierarchical, 2, "the fixtures cover the hierarchical policy");
     cr_expect_geq(checked - hierarchical, 2, "the fixtures cover the global policy");
