@@ -269,3 +269,57 @@ Test(cli_incremental, distinct_leaves_no_duplicates_on_the_cpu_backend)
                        "distinct (docs/spec.md section 11) runs on the cpu backend");
     }
 }
+
+/* eplb evaluate --previous reports the moves of the evaluated plan from the
+ * one before it: those eplb plan wrote into the plan file. */
+Test(cli_incremental, evaluate_counts_the_moves_from_a_previous_plan)
+{
+    if (!eplb_tools_json_available())
+        cr_skip_test("built without jansson: no plan file to read");
+#ifdef EPLB_TOOLS_HAVE_JSON
+    cli_captured old = plan_into("running.json", (const char *[]){"-q", "--seed", "3", NULL});
+    cr_assert_eq(old.code, 0, "%s", old.err);
+    const char *running = scratch_path("running.json");
+    cli_captured inc =
+        plan_into("inc.json", (const char *[]){"-q", "--previous", running, NULL});
+    cr_assert_eq(inc.code, 0, "%s", inc.err);
+    json_t *plan = load_plan("inc.json");
+    const char *evaluate[] = {"evaluate", "-i",      INPUT,   "--plan", scratch_path("inc.json"),
+                              "--previous", running, "--json", "--no-new-plan", NULL};
+    cli_captured e = cli_run_captured(evaluate, NULL);
+    cr_assert_eq(e.code, 0, "%s", e.err);
+    json_t *figures = json_loads(e.out, 0, NULL);
+    cr_assert_not_null(figures);
+    const json_t *moves = json_object_get(figures, "moves");
+    const char *keys[] = {"moved_slots", "max_moved_per_gpu", "cross_node_moves"};
+    for (size_t i = 0; i < sizeof keys / sizeof keys[0]; i++)
+        cr_expect_eq(json_integer_value(json_object_get(moves, keys[i])), stat_of(plan, keys[i]),
+                     "%s", keys[i]);
+    cr_expect_str_eq(json_string_value(json_object_get(moves, "previous_format")), "eplb-plan");
+    json_decref(figures);
+
+    /* The summary says it too; a previous plan of another width is refused. */
+    const char *text[] = {"evaluate", "-i", INPUT, "--plan", scratch_path("inc.json"),
+                          "--previous", running, "--no-new-plan", NULL};
+    cli_captured t = cli_run_captured(text, NULL);
+    cr_assert_eq(t.code, 0, "%s", t.err);
+    char line[128];
+    snprintf(line, sizeof line, "  moved         %lld of 240 slots",
+             (long long)stat_of(plan, "moved_slots"));
+    cr_expect(strstr(t.out, line), "%s", t.out);
+    cli_captured wide = plan_into("wide.json", (const char *[]){"-q", "-r", "96", NULL});
+    cr_assert_eq(wide.code, 0, "%s", wide.err);
+    const char *mismatch[] = {"evaluate", "-i", INPUT, "--plan", scratch_path("inc.json"),
+                              "--previous", scratch_path("wide.json"), NULL};
+    cli_captured m = cli_run_captured(mismatch, NULL);
+    cr_expect_eq(m.code, 2);
+    cr_expect(strstr(m.err, "is 3 x 96 slots"), "%s", m.err);
+    json_decref(plan);
+    cli_captured_free(&old);
+    cli_captured_free(&inc);
+    cli_captured_free(&e);
+    cli_captured_free(&t);
+    cli_captured_free(&wide);
+    cli_captured_free(&m);
+#endif
+}

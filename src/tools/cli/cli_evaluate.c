@@ -8,6 +8,7 @@
 
 #include "cli.h"
 #include "cli_options.h"
+#include "cli_plan.h"
 #include "cli_plan_options.h"
 #include "eplb/eplb.h"
 #include "load_weights.h"
@@ -18,10 +19,10 @@
 #include <jansson.h>
 #endif
 
-enum { OPT_PLAN = EPLB_CLI_OPT_NEXT, OPT_JSON, OPT_NO_NEW_PLAN };
+enum { OPT_PLAN = EPLB_CLI_OPT_NEXT, OPT_JSON, OPT_NO_NEW_PLAN, OPT_PREVIOUS };
 
 typedef struct evaluate_args {
-    const char *input, *plan, *backend;
+    const char *input, *plan, *previous, *backend;
     eplb_shape shape;      /* replicas, groups, nodes, gpus as given (0: not given) */
     int have_policy, json, new_plan;
     eplb_options options;  /* of the new plan; policy: the bound's, when have_policy */
@@ -38,6 +39,7 @@ static void evaluate_usage(FILE *f)
             "file eplb plan reads.\n\n"
             "  -i, --input FILE      load file ('-' reads standard input)\n"
             "      --plan FILE       the plan to evaluate\n"
+            "      --previous FILE   the plan PLAN replaces: how many slots it moves from it\n"
             "  -r, --replicas R      slots per layer (default: the plan's; must match it)\n"
             "  -g, --groups G        expert groups (default: an eplb plan's, else 1)\n"
             "  -n, --nodes N         nodes (default: an eplb plan's, else 1)\n"
@@ -68,6 +70,7 @@ static int parse_evaluate_args(int argc, char **argv, evaluate_args *a)
         {"nodes", required_argument, NULL, 'n'},   {"gpus", required_argument, NULL, 'p'},
         EPLB_CLI_PLAN_LONGOPTS,                    {"backend", required_argument, NULL, 'b'},
         {"no-new-plan", no_argument, NULL, OPT_NO_NEW_PLAN},
+        {"previous", required_argument, NULL, OPT_PREVIOUS},
         {"json", no_argument, NULL, OPT_JSON},     {"help", no_argument, NULL, 'h'},
         {NULL, 0, NULL, 0}};
     memset(a, 0, sizeof *a);
@@ -89,6 +92,7 @@ static int parse_evaluate_args(int argc, char **argv, evaluate_args *a)
         switch (c) {
         case 'i': a->input = optarg; break;
         case OPT_PLAN: a->plan = optarg; break;
+        case OPT_PREVIOUS: a->previous = optarg; break;
         case 'b': a->backend = optarg; break;
         case OPT_JSON: a->json = 1; break;
         case OPT_NO_NEW_PLAN: a->new_plan = 0; break;
@@ -145,35 +149,11 @@ static int settle_shape(evaluate_args *a, const eplb_weights *w, const eplb_plan
     return -1;
 }
 
-/* The slots whose expert their GPU must receive to go from old to new
- * (docs/spec.md 13.3: a multiset difference per GPU, summed over layers and
- * GPUs); count is [experts] zeroed scratch, left zeroed. */
-static int64_t moved_slots(const eplb_shape *s, const int64_t *old_plan, const int64_t *new_plan,
-                           int64_t *count)
-{
-    const int64_t spg = s->replicas / s->gpus;
-    int64_t moved = 0;
-    for (int64_t g = 0; g < s->layers * s->gpus; g++) {
-        const int64_t *before = old_plan + g * spg, *after = new_plan + g * spg;
-        for (int64_t q = 0; q < spg; q++)
-            count[before[q]]++;
-        for (int64_t q = 0; q < spg; q++) {
-            if (count[after[q]] > 0)
-                count[after[q]]--;
-            else
-                moved++;
-        }
-        for (int64_t q = 0; q < spg; q++)
-            count[before[q]] = 0;
-    }
-    return moved;
-}
-
 typedef struct new_plan_result {
     int done;
     const char *backend;
     eplb_evaluation evaluation;
-    int64_t moved;
+    eplb_moves moves; /* from the evaluated plan to the new one (docs/spec.md 13.3) */
 } new_plan_result;
 
 /* Plans the loads afresh and evaluates that plan. Returns an exit code. */
@@ -188,9 +168,8 @@ static int plan_afresh(const evaluate_args *a, const float *weight, const eplb_s
     }
     int64_t *phy2log = malloc((size_t)(s->layers * s->replicas) * sizeof *phy2log);
     int64_t *logcnt = malloc((size_t)(s->layers * s->experts) * sizeof *logcnt);
-    int64_t *count = calloc((size_t)s->experts, sizeof *count);
     int code = EPLB_EXIT_OK;
-    if (!phy2log || !logcnt || !count) {
+    if (!phy2log || !logcnt) {
         fprintf(stderr, "%s: out of memory for the new plan\n", cmd);
         code = EPLB_EXIT_FAILURE;
     } else if ((st = eplb_rebalance(*ctx, weight, s, &a->options, phy2log, logcnt, NULL, 0,
@@ -202,18 +181,19 @@ static int plan_afresh(const evaluate_args *a, const float *weight, const eplb_s
         eplb_evaluation_init(&out->evaluation);
         st = eplb_evaluate(weight, s, a->options.policy, phy2log, &out->evaluation, NULL, NULL,
                            NULL);
+        eplb_moves_init(&out->moves);
+        if (st == EPLB_OK)
+            st = eplb_count_moves(s, old_plan, phy2log, &out->moves);
         if (st != EPLB_OK) {
             fprintf(stderr, "%s: cannot evaluate the new plan: %s\n", cmd, eplb_last_error());
             code = EPLB_EXIT_FAILURE;
         } else {
             out->done = 1;
             out->backend = eplb_context_backend(*ctx);
-            out->moved = moved_slots(s, old_plan, phy2log, count);
         }
     }
     free(phy2log);
     free(logcnt);
-    free(count);
     return code;
 }
 
@@ -222,9 +202,54 @@ static const char *plural(int64_t n, const char *one, const char *many)
     return n == 1 ? one : many;
 }
 
+/* The moves from --previous to the evaluated plan. */
+typedef struct previous_moves {
+    int done;
+    char label[4096];   /* the file's name, escaped */
+    const char *format; /* "eplb-plan" or "sglang" */
+    eplb_moves moves;
+} previous_moves;
+
+/* Reads --previous and counts the moves from it to plan, whose layers and
+ * slots per layer it must have. Returns -1 to go on, else the exit code. */
+static int count_moves_from_previous(const evaluate_args *a, const eplb_shape *s,
+                                     const eplb_plan_file *plan, const char *plan_label,
+                                     previous_moves *out)
+{
+    const char *cmd = "eplb evaluate";
+    eplb_plan_file q = {0};
+    char error[1024];
+    eplb_status st = eplb_plan_read(a->previous, &q, error, sizeof error);
+    if (st != EPLB_OK) {
+        fprintf(stderr, "%s: --previous %s\n", cmd, error);
+        return st == EPLB_ERR_OUT_OF_MEMORY ? EPLB_EXIT_FAILURE : EPLB_EXIT_USAGE;
+    }
+    eplb_text_escape(out->label, sizeof out->label, a->previous);
+    int code = -1;
+    if (q.layers != plan->layers || q.replicas != plan->replicas) {
+        fprintf(stderr, "%s: --previous %s is %lld x %lld slots, %s %lld x %lld\n", cmd,
+                out->label, (long long)q.layers, (long long)q.replicas, plan_label,
+                (long long)plan->layers, (long long)plan->replicas);
+        code = EPLB_EXIT_USAGE;
+    } else {
+        eplb_moves_init(&out->moves);
+        st = eplb_count_moves(s, q.phy2log, plan->phy2log, &out->moves);
+        if (st != EPLB_OK) {
+            fprintf(stderr, "%s: cannot count the moves from %s: %s\n", cmd, out->label,
+                    eplb_last_error());
+            code = st == EPLB_ERR_OUT_OF_MEMORY ? EPLB_EXIT_FAILURE : EPLB_EXIT_USAGE;
+        }
+    }
+    out->done = code < 0;
+    out->format = q.format; /* static text, valid after the free */
+    eplb_plan_file_free(&q);
+    return code;
+}
+
 static void print_text(const char *input_label, const char *input_format, const char *plan_label,
                        const char *plan_format, const eplb_shape *s, const eplb_evaluation *r,
-                       const evaluate_args *a, const new_plan_result *fresh)
+                       const evaluate_args *a, const previous_moves *before,
+                       const new_plan_result *fresh)
 {
     printf("eplb evaluate: %s (%s) on %s (%s), %lld %s x %lld %s\n", plan_label, plan_format,
            input_label, input_format, (long long)s->layers, plural(s->layers, "layer", "layers"),
@@ -248,12 +273,16 @@ static void print_text(const char *input_label, const char *input_format, const 
     printf("  duplicates    %lld %s an expert already on %s GPU\n",
            (long long)r->duplicates, plural(r->duplicates, "slot holds", "slots hold"),
            plural(r->duplicates, "its", "their"));
+    if (before->done) {
+        printf("  previous      %s (%s)\n", before->label, before->format);
+        eplb_cli_print_moves(stdout, s, &before->moves);
+    }
     if (fresh->done) {
         const int64_t slots = s->layers * s->replicas;
         printf("  new plan      balancedness %.4f (%s, candidates %d, iterations %d); it moves "
                "%lld of %lld %s\n",
                fresh->evaluation.balancedness, fresh->backend, a->options.candidates,
-               a->options.iterations, (long long)fresh->moved, (long long)slots,
+               a->options.iterations, (long long)fresh->moves.moved_slots, (long long)slots,
                plural(slots, "slot", "slots"));
     }
 }
@@ -274,8 +303,19 @@ static json_t *json_doubles(const double *v, int64_t n)
 static int print_json(const char *input, const char *input_format, const char *plan,
                       const char *plan_format, const eplb_shape *s, const eplb_evaluation *r,
                       const double *max_load, const double *mean_load, const double *floor,
-                      const evaluate_args *a, const new_plan_result *fresh)
+                      const evaluate_args *a, const previous_moves *before,
+                      const new_plan_result *fresh)
 {
+    json_t *moves = json_null();
+    if (before->done) {
+        const eplb_moves *m = &before->moves;
+        moves = json_pack("{s:s, s:s, s:I, s:I, s:o}", "previous", a->previous,
+                          "previous_format", before->format, "moved_slots",
+                          (json_int_t)m->moved_slots, "max_moved_per_gpu",
+                          (json_int_t)m->max_moved_per_gpu, "cross_node_moves",
+                          m->cross_node_moves < 0 ? json_null()
+                                                  : json_integer((json_int_t)m->cross_node_moves));
+    }
     json_t *new_plan = json_null();
     if (fresh->done)
         new_plan = json_pack("{s:s, s:i, s:i, s:f, s:f, s:f, s:I, s:I}", "backend", fresh->backend,
@@ -285,10 +325,10 @@ static int print_json(const char *input, const char *input_format, const char *p
                              fresh->evaluation.max_load_sum, "bound_gap",
                              fresh->evaluation.bound_gap, "duplicates",
                              (json_int_t)fresh->evaluation.duplicates, "moved_slots",
-                             (json_int_t)fresh->moved);
+                             (json_int_t)fresh->moves.moved_slots);
     json_t *root = json_pack(
         "{s:s, s:s, s:s, s:s, s:s, s:{s:I, s:I, s:I, s:I, s:I, s:I}, s:s, s:f, s:f, s:I, s:f, "
-        "s:f, s:f, s:f, s:f, s:b, s:f, s:I, s:o, s:o, s:o, s:o}",
+        "s:f, s:f, s:f, s:f, s:b, s:f, s:I, s:o, s:o, s:o, s:o, s:o}",
         "format", "eplb-evaluation v1", "input", input, "input_format", input_format, "plan", plan,
         "plan_format", plan_format, "shape", "layers", (json_int_t)s->layers, "experts",
         (json_int_t)s->experts, "replicas", (json_int_t)s->replicas, "groups",
@@ -300,7 +340,7 @@ static int print_json(const char *input, const char *input_format, const char *p
         r->bound_exact, "global_balancedness_bound", r->global_balancedness_bound, "duplicates",
         (json_int_t)r->duplicates, "max_load_per_layer", json_doubles(max_load, s->layers),
         "mean_load_per_layer", json_doubles(mean_load, s->layers), "bound_per_layer",
-        json_doubles(floor, s->layers), "new_plan", new_plan);
+        json_doubles(floor, s->layers), "moves", moves, "new_plan", new_plan);
     if (!root)
         return -1;
     int failed = json_dumpf(root, stdout, JSON_COMPACT | JSON_REAL_PRECISION(15)) != 0;
@@ -354,6 +394,9 @@ static int run_evaluate(evaluate_args *a)
             code = st == EPLB_ERR_OUT_OF_MEMORY ? EPLB_EXIT_FAILURE : EPLB_EXIT_USAGE;
         }
     }
+    previous_moves before = {0};
+    if (code < 0 && a->previous)
+        code = count_moves_from_previous(a, &s, &p, plan_label, &before);
     new_plan_result fresh = {0};
     eplb_context *ctx = NULL;
     if (code < 0 && a->new_plan) {
@@ -364,11 +407,11 @@ static int run_evaluate(evaluate_args *a)
     if (code < 0) {
         code = EPLB_EXIT_OK;
         if (!a->json) {
-            print_text(input_label, w.format, plan_label, p.format, &s, &r, a, &fresh);
+            print_text(input_label, w.format, plan_label, p.format, &s, &r, a, &before, &fresh);
         } else {
 #ifdef EPLB_TOOLS_HAVE_JSON
             if (print_json(a->input, w.format, a->plan, p.format, &s, &r, max_load, mean_load,
-                           floor, a, &fresh) != 0) {
+                           floor, a, &before, &fresh) != 0) {
                 fprintf(stderr, "%s: out of memory for the JSON output\n", cmd);
                 code = EPLB_EXIT_FAILURE;
             }

@@ -48,4 +48,9 @@ typedef struct plan_outcome {
 void eplb_cli_print_summary(FILE *f, const char *cmd, const plan_args *a, eplb_context *ctx,
                             const float *weight, const plan_outcome *o);
 
+/* The summary's line on what a plan moves from the one before it
+ * (docs/spec.md 13.3): the slots whose expert their GPU must receive, the
+ * busiest GPU's share, and, with several nodes, the copies that cross them. */
+void eplb_cli_print_moves(FILE *f, const eplb_shape *s, const eplb_moves *moves);
+
 #endif

@@ -140,15 +140,9 @@ static void print_global_policy_note(FILE *f, const plan_outcome *o)
             stats->global_balancedness_bound, o->policy, stats->balancedness_bound);
 }
 
-/* What a plan from the running one moves (docs/spec.md 13.3): the slots
- * whose expert their GPU must receive, the busiest GPU's share, and, where
- * there are several nodes, the copies that cross them. */
-static void print_moves(FILE *f, const eplb_shape *s, const plan_args *a, const plan_outcome *o)
+void eplb_cli_print_moves(FILE *f, const eplb_shape *s, const eplb_moves *m)
 {
-    const eplb_moves *m = o->moves;
     const int64_t slots = s->layers * s->replicas;
-    fprintf(f, "  previous      %s (%s), slack %g\n", o->previous_label, o->previous_format,
-            (double)a->options.slack);
     fprintf(f, "  moved         %lld of %lld %s (%.1f%%), at most %lld to one GPU",
             (long long)m->moved_slots, (long long)slots, plural(slots, "slot", "slots"),
             100.0 * (double)m->moved_slots / (double)slots, (long long)m->max_moved_per_gpu);
@@ -212,8 +206,11 @@ void eplb_cli_print_summary(FILE *f, const char *cmd, const plan_args *a, eplb_c
     if (a->options.distinct)
         fputs(", distinct", f);
     fputc('\n', f);
-    if (o->moves)
-        print_moves(f, s, a, o);
+    if (o->moves) {
+        fprintf(f, "  previous      %s (%s), slack %g\n", o->previous_label, o->previous_format,
+                (double)a->options.slack);
+        eplb_cli_print_moves(f, s, o->moves);
+    }
     fprintf(f, "  backend       %s on %s\n", eplb_context_backend(ctx), eplb_context_device(ctx));
     fprintf(f, "  balancedness  %.4f (worst layer %lld: %.4f; best possible %.4f for any %s "
                "plan%s)\n",
