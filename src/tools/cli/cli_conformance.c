@@ -220,9 +220,8 @@ static void check_result(tally *t, const char *name, const char *backend, const 
             return;
         }
     }
-    if (!incremental &&
-        !eplb_plan_check(s, eplb_plan_is_hierarchical(s, options->policy), weight, p, c,
-                         got->log2phy.data, got->width, why, sizeof why)) {
+    if (!incremental && !eplb_plan_check_options(s, options, weight, p, c, got->log2phy.data,
+                                                 got->width, why, sizeof why)) {
         fail_line(t, name, backend, "inconsistent plan: %s", why);
         return;
     }
@@ -279,10 +278,10 @@ static void run_everywhere(tally *t, backend_slot *slots, int nslots, const char
     for (int b = 1; b < nslots; b++) {
         plan_result got;
         run_case(slots[b].ctx, weight, s, o, previous, &got);
-        /* A backend without the refine stage (docs/spec.md section 10)
-         * refuses refine, as it should, so its refusal is counted as
-         * skipped, not as a failure. */
-        if (o->refine > 0 && got.status == EPLB_ERR_UNSUPPORTED)
+        /* A backend without the refine stage (docs/spec.md section 10) or
+         * the distinct stage (section 11) refuses them, as it should, so its
+         * refusal is counted as skipped, not as a failure. */
+        if ((o->refine > 0 || o->distinct) && got.status == EPLB_ERR_UNSUPPORTED)
             t->refine_skipped++;
         else
             check_result(t, name, slots[b].name, weight, s, o, incremental, &got, &ref, golden);
@@ -334,8 +333,9 @@ static void conformance_usage(FILE *f)
             "Runs every golden case (DIR/*.txt), 4 built-in production-sized cases (the last two,\n"
             "up to 200 layers x 1024 experts on 8192 slots, lie beyond every GPU's on-chip\n"
             "limits) and N random cases on every available backend, each random case also with\n"
-            "the refine search on (docs/spec.md section 10; a backend without the refine stage\n"
-            "refuses it, which is counted as skipped), and again incrementally\n"
+            "the refine search on (docs/spec.md section 10), every other one with distinct too\n"
+            "(section 11; a backend without either stage refuses it, which is counted as\n"
+            "skipped), and again incrementally\n"
             "(eplb_rebalance_incremental, docs/spec.md section 13) from the cpu plan of its\n"
             "loads drifted.\n"
             "Each backend's phy2log, logcnt and log2phy must equal the cpu backend's, golden\n"
@@ -445,7 +445,7 @@ int eplb_cli_conformance(int argc, char **argv)
             printf(" %s (%s)%s", slots[b].name, eplb_context_device(slots[b].ctx),
                    b + 1 < nslots ? "," : "\n");
         printf("cases: %d golden from %s, 4 built-in, %lld random with seed %llu (each also "
-               "with refine, and incrementally)\n", ngoldens, skip_goldens ? "(skipped)" : shown_dir,
+               "with refine, every other with distinct too, and incrementally)\n", ngoldens, skip_goldens ? "(skipped)" : shown_dir,
                (long long)random_cases, (unsigned long long)seed);
         fflush(stdout);
     }
@@ -505,8 +505,14 @@ int eplb_cli_conformance(int argc, char **argv)
         static const int32_t refine_caps[] = {256, 1, 7};
         eplb_options refined = rc.options;
         refined.refine = refine_caps[i % 3];
-        char refined_name[sizeof rc.name + 32];
-        snprintf(refined_name, sizeof refined_name, "%s+refine=%d", rc.name, (int)refined.refine);
+        /* Every other one with distinct too (docs/spec.md section 11), where
+         * the shape allows it (11.2: a row has experts for a GPU's slots). */
+        const int hierarchical = eplb_plan_is_hierarchical(&rc.shape, rc.options.policy);
+        const int64_t row_experts = rc.shape.experts / (hierarchical ? rc.shape.nodes : 1);
+        refined.distinct = i % 2 == 1 && row_experts >= rc.shape.replicas / rc.shape.gpus;
+        char refined_name[sizeof rc.name + 48];
+        snprintf(refined_name, sizeof refined_name, "%s+refine=%d%s", rc.name,
+                 (int)refined.refine, refined.distinct ? "+distinct" : "");
         run_everywhere(&t, slots, nslots, refined_name, rc.weight, &rc.shape, &refined, NULL, NULL);
         /* And incrementally (docs/spec.md section 13) from the cpu plan of its
          * drifted loads, with and without slack. */
@@ -534,7 +540,7 @@ int eplb_cli_conformance(int argc, char **argv)
         eplb_context_free(slots[b].ctx);
     free(slots);
     if (t.refine_skipped)
-        printf("skipped %ld refine cases on backends without the refine stage\n",
+        printf("skipped %ld refine cases (some with distinct) on backends without the stage\n",
                t.refine_skipped);
     printf("%ld passed, %ld failed\n", t.passed, t.failed);
     return t.failed ? EPLB_EXIT_FAILURE : EPLB_EXIT_OK;
