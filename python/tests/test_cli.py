@@ -3,7 +3,6 @@ input format (SGLang's .pt with torch), --format sglang. With $EPLB_CLI naming
 the C tool (scripts/test.sh sets it), its plan files are compared byte for byte."""
 import json
 import os
-import re
 import stat
 import subprocess
 import sys
@@ -12,7 +11,7 @@ import numpy as np
 import pytest
 
 import eplb
-from cli_helpers import run
+from cli_helpers import plan_files_of_both_tools, run
 from golden_files import check_plan_consistent
 
 LOADS = np.random.default_rng(12).integers(0, 1000, size=(4, 16))
@@ -278,14 +277,8 @@ def test_same_plan_file_as_the_c_tool(extra, tmp_path):
     weight[3] = 0
     loads = tmp_path / "loads.npy"
     np.save(loads, weight)
-    files = []
-    for tool in ([C_TOOL], [sys.executable, "-m", "eplb"]):
-        out = tmp_path / ("plan%d.json" % len(files))
-        argv = tool + ["plan", "-q", "-i", str(loads), "-r", "64", "-g", "6", "-n", "2", "-p",
-                       "16", "-b", "cpu", "-o", str(out)] + extra
-        result = subprocess.run(argv, capture_output=True, text=True)
-        assert result.returncode == 0, result.stderr
-        files.append(re.sub(r'"plan_us":[^,]*,', "", out.read_text()))
+    files = plan_files_of_both_tools(C_TOOL, ["-q", "-i", str(loads), "-r", "64", "-g", "6", "-n",
+                                              "2", "-p", "16", "-b", "cpu"] + extra, tmp_path)
     assert files[0] == files[1]
 
 

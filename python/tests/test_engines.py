@@ -150,9 +150,63 @@ def test_vllm_policy_values(monkeypatch):
     assert isinstance(got, torch.Tensor)
     assert got.dtype == torch.int64 and got.device.type == "cpu" and got.shape == (5, 24)
     assert torch.equal(got, want[0])
-    # The running placement is accepted (and not used yet).
+    # Planned from the running placement of the same loads, nothing moves.
     again = ev.EplbPolicy.rebalance_experts(weight, *ARGS, old_global_expert_indices=got)
     assert torch.equal(again, got)
+
+
+@torch_needed
+@pytest.mark.parametrize("returns_tuple", [False, True])
+def test_vllm_plans_from_the_running_placement(monkeypatch, returns_tuple):
+    import torch
+    ev = load_eplb_vllm(monkeypatch, fake_vllm(returns_tuple))
+    policy = ev.EplbTuplePolicy if returns_tuple else ev.EplbPolicy
+    running = eplb.rebalance_experts(vllm_load(torch), *ARGS)[0]
+    weight = torch.from_numpy(np.random.default_rng(9).integers(0, 900, size=(5, 16)))
+    fresh = eplb.rebalance_experts(weight, *ARGS)[0]
+    got = policy.rebalance_experts(weight, *ARGS, old_global_expert_indices=running)
+    phy2log = got[0] if returns_tuple else got
+    assert phy2log.dtype == torch.int64 and phy2log.shape == (5, 24)
+    assert torch.equal(phy2log, eplb.rebalance_experts(weight, *ARGS, previous=running)[0])
+    ranks = ARGS[3]
+    assert (eplb.count_moves(running, phy2log, ranks).moved_slots
+            < eplb.count_moves(running, fresh, ranks).moved_slots)
+    mine = eplb.evaluate(weight, phy2log, *ARGS[1:]).max_load
+    theirs = eplb.evaluate(weight, fresh, *ARGS[1:]).max_load
+    assert np.all(mine <= theirs * (1 + 1e-6))
+
+
+@torch_needed
+def test_vllm_plans_afresh_from_a_placement_that_cannot_be_one(monkeypatch):
+    """A placement of another shape (the EP ranks were scaled) or with unfilled
+    slots (-1) is planned afresh, as vLLM's own policy does without one."""
+    import torch
+    ev = load_eplb_vllm(monkeypatch, fake_vllm())
+    weight = vllm_load(torch)
+    fresh = eplb.rebalance_experts(weight, *ARGS)[0]
+    running = eplb.rebalance_experts(weight.flip(1), *ARGS)[0]
+    unfilled = running.clone()
+    unfilled[0, 3] = -1
+    for old in (running[:, :16], unfilled):
+        assert torch.equal(ev.EplbPolicy.rebalance_experts(weight, *ARGS,
+                                                           old_global_expert_indices=old), fresh)
+
+
+@torch_needed
+def test_vllm_slack_in_the_options(monkeypatch):
+    """A slack bounds plans from the running placement and is left out of fresh ones."""
+    import torch
+    ev = load_eplb_vllm(monkeypatch, fake_vllm())
+
+    class Loose(ev.EplbPolicy):
+        options = {"slack": 0.2}
+
+    weight = vllm_load(torch)
+    running = eplb.rebalance_experts(weight.flip(1), *ARGS)[0]
+    assert torch.equal(Loose.rebalance_experts(weight, *ARGS),
+                       eplb.rebalance_experts(weight, *ARGS)[0])
+    assert torch.equal(Loose.rebalance_experts(weight, *ARGS, old_global_expert_indices=running),
+                       eplb.rebalance_experts(weight, *ARGS, previous=running, slack=0.2)[0])
 
 
 @torch_needed

@@ -17,6 +17,7 @@ from ._version import __version__
 from .contexts import clear as clear_contexts
 from .errors import EplbError, Status
 from .evaluation import Evaluation, evaluate
+from .moves import Moves, count_moves
 from .rebalance import rebalance_experts, synchronize
 
 #: Path of the libeplb shared library in use.
@@ -40,6 +41,6 @@ def backends():
     return result
 
 
-__all__ = ["rebalance_experts", "synchronize", "evaluate", "Evaluation", "backends",
-           "clear_contexts", "EplbError", "Status", "__version__", "library_path",
+__all__ = ["rebalance_experts", "synchronize", "evaluate", "Evaluation", "count_moves", "Moves",
+           "backends", "clear_contexts", "EplbError", "Status", "__version__", "library_path",
            "library_version"]

@@ -40,6 +40,17 @@ class Shape(ctypes.Structure):
     ]
 
 
+class Moves(ctypes.Structure):
+    """struct eplb_moves."""
+
+    _fields_ = [
+        ("struct_size", ctypes.c_uint32),
+        ("moved_slots", ctypes.c_int64),
+        ("max_moved_per_gpu", ctypes.c_int64),
+        ("cross_node_moves", ctypes.c_int64),
+    ]
+
+
 def _candidate_paths():
     """Where libeplb may be, in the order documented in docs/python.md."""
     explicit = os.environ.get("EPLB_LIBRARY", "")
@@ -106,8 +117,36 @@ def _declare(lib):
         fn.argtypes = argtypes
 
 
+def _declare_later(name, restype, argtypes):
+    """A C function declared on its first call, so that `import eplb` works with a
+    library that predates it and only a call that needs it says so."""
+    declared = []
+
+    def call(*args):
+        if not declared:
+            try:
+                fn = getattr(lib, name)
+            except AttributeError:
+                raise RuntimeError("eplb: %s (libeplb %s) has no %s: rebuild or reinstall the "
+                                   "package" % (path, version, name)) from None
+            fn.restype, fn.argtypes = restype, argtypes
+            declared.append(fn)
+        return declared[0](*args)
+    return call
+
+
 lib, path = _load()
 _declare(lib)
+
+_i64_p = ctypes.POINTER(ctypes.c_int64)
+eplb_rebalance_incremental = _declare_later(
+    "eplb_rebalance_incremental", ctypes.c_int,
+    [ctypes.c_void_p, ctypes.c_void_p, ctypes.POINTER(Shape), ctypes.c_void_p, ctypes.c_void_p,
+     ctypes.c_void_p, ctypes.c_void_p, ctypes.c_void_p, ctypes.c_int64, _i64_p])
+eplb_moves_init = _declare_later("eplb_moves_init", None, [ctypes.POINTER(Moves)])
+eplb_count_moves = _declare_later(
+    "eplb_count_moves", ctypes.c_int,
+    [ctypes.POINTER(Shape), ctypes.c_void_p, ctypes.c_void_p, ctypes.POINTER(Moves)])
 
 version_number = lib.eplb_version_number()
 version = lib.eplb_version_string().decode()

@@ -14,7 +14,9 @@ from . import _library, contexts
 from . import rebalance as _rebalance
 from .errors import EplbError, Status
 from .load_file import InputError, read_loads, shown
-from .plan_file import OutputError, OutputFile, Stats, eplb_json, sglang_json
+from .moves import count_moves
+from .plan_file import (OutputError, OutputFile, PlanFileError, Stats, eplb_json, read_plan,
+                        sglang_json)
 
 EXIT_OK, EXIT_FAILURE, EXIT_USAGE = 0, 1, 2
 _INT32_MAX = (1 << 31) - 1
@@ -44,6 +46,15 @@ text, or a NumPy .npy. The options are those of the C tool `eplb plan`.
                         GPUs of a row that lower the heavier GPU (docs/spec.md
                         section 10), 0..100000; --refine alone is 256, 0 is off
                         (the default); cpu backend only for now
+      --distinct        no GPU holds two replicas of one expert (docs/spec.md
+                        section 11); cpu backend only for now
+      --previous FILE   the running plan (an eplb plan file, or SGLang's
+                        {"physical_to_logical_map": ...} as JSON or .pt): plan
+                        from it, moving as few experts as keeps every layer's max
+                        GPU load within the fresh plan's (docs/spec.md section 13)
+      --slack X         with --previous: a layer's max GPU load may reach
+                        (1 + X) times the fresh plan's, for fewer moves
+                        (default 0)
   -b, --backend B       auto, cpu, opencl or cuda (default: $EPLB_BACKEND, else auto)
   -o, --output FILE     write the plan as JSON ('-': standard output, the summary
                         then goes to standard error)
@@ -144,6 +155,9 @@ def _plan_parser():
                    default="auto")
     p.add_argument("--refine", nargs="?", const=_rebalance.REFINE_DEFAULT,
                    type=_integer("--refine", 0, 100000), default=0)
+    p.add_argument("--distinct", action="store_true")
+    p.add_argument("--previous")
+    p.add_argument("--slack", type=_real("--slack"))
     p.add_argument("-b", "--backend")
     p.add_argument("-o", "--output")
     p.add_argument("--format", type=_choice("--format", ("eplb", "sglang")))
@@ -190,6 +204,11 @@ def _parse_plan_args(argv):
                           ("--gpus", args.gpus)):
         if value is None:
             raise UsageError("%s is required (see python -m eplb plan --help)" % option)
+    if args.slack is not None and args.previous is None:
+        raise UsageError("--slack needs --previous FILE: it is how far above the fresh plan's "
+                         "max GPU load a plan from the running one may stay")
+    if args.slack is None:
+        args.slack = 0.0
     if args.format is not None and args.output is None:
         raise UsageError("--format says what the plan file holds: it needs --output FILE")
     if args.backend is not None:
@@ -229,7 +248,21 @@ def _balance_marks(weight, max_load, gpus, out):
     out.write(line + "\n                " + "".join(picture) + "\n")
 
 
-def _summary(out, args, label, input_format, ctx, policy_used, stats, plan_us, weight):
+def _moves_lines(out, args, layers, previous):
+    """The C tool's lines on a plan from the running one (docs/spec.md 13.3)."""
+    path, kind, moves = previous
+    slots = layers * args.replicas
+    out.write("  previous      %s (%s), slack %g\n" % (shown(path), kind,
+                                                      float(np.float32(args.slack))))
+    out.write("  moved         %d of %s (%.1f%%), at most %d to one GPU%s\n"
+              % (moves.moved_slots, _plural(slots, "slot", "slots"),
+                 100.0 * moves.moved_slots / slots, moves.max_moved_per_gpu,
+                 ", %d across nodes" % moves.cross_node_moves
+                 if args.nodes > 1 and moves.cross_node_moves is not None else ""))
+
+
+def _summary(out, args, label, input_format, ctx, policy_used, stats, plan_us, weight,
+             previous=None):
     layers, experts = weight.shape
     out.write("eplb plan: %s (%s), %s x %s\n" % (label, input_format,
                                                  _plural(layers, "layer", "layers"),
@@ -243,10 +276,13 @@ def _summary(out, args, label, input_format, ctx, policy_used, stats, plan_us, w
                   "by nodes (%d))\n" % (policy_used, args.groups, args.nodes))
     else:
         out.write("  policy        %s (requested %s)\n" % (policy_used, args.policy))
-    out.write("  options       candidates %d, iterations %d, noise %g, tolerance %g, seed %d%s\n"
+    out.write("  options       candidates %d, iterations %d, noise %g, tolerance %g, seed %d%s%s\n"
               % (args.candidates, args.iters, float(np.float32(args.noise)),
                  float(np.float32(args.tol)), args.seed,
-                 ", refine %d" % args.refine if args.refine > 0 else ""))
+                 ", refine %d" % args.refine if args.refine > 0 else "",
+                 ", distinct" if args.distinct else ""))
+    if previous is not None:
+        _moves_lines(out, args, layers, previous)
     out.write("  backend       %s on %s\n" % (ctx.backend, ctx.device))
     out.write("  balancedness  %.4f (worst layer %d: %.4f; best possible %.4f for any %s plan%s)\n"
               % (stats.balancedness, stats.min_layer, stats.balancedness_min_layer,
@@ -256,20 +292,24 @@ def _summary(out, args, label, input_format, ctx, policy_used, stats, plan_us, w
               % (stats.max_load_sum, stats.bound, 100.0 * stats.bound_gap))
     _global_policy_note(out, policy_used, stats)
     _balance_marks(weight, stats.max_load_per_layer, args.gpus, out)
-    out.write("  plan time     %.3f ms (eplb_rebalance, first call: sets up the workspace)\n"
-              % (plan_us / 1000.0))
+    out.write("  plan time     %.3f ms (%s, first call: sets up the workspace)\n"
+              % (plan_us / 1000.0, "eplb_rebalance" if previous is None
+                 else "eplb_rebalance_incremental"))
     if args.output and args.output != "-":
         out.write("  plan file     %s%s\n" % (shown(args.output),
                                               " (SGLang: physical_to_logical_map)"
                                               if args.format == "sglang" else ""))
 
 
-def _plan(args, weight, label):
-    """(phy2log, logcnt, context, policy that ran, microseconds in eplb_rebalance)."""
+def _plan(args, weight, label, previous=None):
+    """(phy2log, logcnt, context, policy that ran, microseconds in eplb_rebalance),
+    planned from the running plan previous (int64 [layers, replicas]) when given."""
     layers, experts = weight.shape
     opts = _rebalance._options(args.candidates, args.iters, args.seed, args.noise, args.tol,
                                args.policy)
     opts.refine = args.refine
+    opts.distinct = int(args.distinct)
+    opts.slack = args.slack
     groups = _rebalance._global_without_groups(experts, args.groups, args.nodes, opts)
     shape = _library.Shape(layers, experts, args.replicas, groups, args.nodes, args.gpus)
     why = ctypes.c_char_p()
@@ -288,14 +328,35 @@ def _plan(args, weight, label):
     ctx = contexts.host_context(args.backend)
     phy2log = np.empty((layers, args.replicas), dtype=np.int64)
     logcnt = np.empty((layers, experts), dtype=np.int64)
+    inputs = (ctx.handle, weight.ctypes.data, ctypes.byref(shape), ctypes.byref(opts))
+    outputs = (phy2log.ctypes.data, logcnt.ctypes.data, None, 0, None)
     start = time.perf_counter()
-    status = _library.lib.eplb_rebalance(ctx.handle, weight.ctypes.data, ctypes.byref(shape),
-                                         ctypes.byref(opts), phy2log.ctypes.data,
-                                         logcnt.ctypes.data, None, 0, None)
+    if previous is None:
+        status = _library.lib.eplb_rebalance(*inputs, *outputs)
+    else:
+        status = _library.eplb_rebalance_incremental(*inputs, previous.ctypes.data, *outputs)
     plan_us = (time.perf_counter() - start) * 1e6
     if status != 0:
         ctx.fail(status)
     return phy2log, logcnt, ctx, "hierarchical" if hierarchical else "global", plan_us
+
+
+def _read_previous(args, layers, label):
+    """(phy2log int64 [layers, replicas], its format) of --previous, which must
+    have the loads' layers and --replicas slots per layer; else UsageError."""
+    try:
+        running, kind = read_plan(args.previous)
+    except PlanFileError as exc:
+        raise UsageError("--previous %s" % exc) from None
+    shown_name = shown(args.previous)
+    if running.shape[0] != layers:
+        raise UsageError("--previous %s has %s, the loads of %s %d"
+                         % (shown_name, _plural(running.shape[0], "layer", "layers"), label,
+                            layers))
+    if running.shape[1] != args.replicas:
+        raise UsageError("--previous %s has %d slots per layer, --replicas is %d"
+                         % (shown_name, running.shape[1], args.replicas))
+    return running, kind
 
 
 def _stats(args, weight, phy2log, logcnt, policy_used):
@@ -351,8 +412,11 @@ def plan_command(argv):
         sys.stderr.write("eplb plan: %s: %s\n" % (label, exc))
         return EXIT_USAGE
     del data
+    running = previous = None
     try:
-        phy2log, logcnt, ctx, policy_used, plan_us = _plan(args, weight, label)
+        if args.previous is not None:
+            running, kind = _read_previous(args, weight.shape[0], label)
+        phy2log, logcnt, ctx, policy_used, plan_us = _plan(args, weight, label, running)
     except UsageError as exc:
         sys.stderr.write("eplb plan: %s\n" % exc)
         return EXIT_USAGE
@@ -360,6 +424,8 @@ def plan_command(argv):
         sys.stderr.write("eplb plan: planning %s failed: %s\n" % (label, exc))
         return _exit_code(exc)
     stats = _stats(args, weight, phy2log, logcnt, policy_used)
+    if running is not None:
+        previous = (args.previous, kind, count_moves(running, phy2log, args.gpus, args.nodes))
     output = None
     try:
         if args.output is not None:
@@ -375,14 +441,17 @@ def plan_command(argv):
                                   gpus=args.gpus),
                     "options": dict(candidates=args.candidates, iterations=args.iters,
                                     noise=args.noise, tolerance=args.tol, seed=args.seed,
-                                    policy=args.policy, refine=args.refine),
+                                    policy=args.policy, refine=args.refine,
+                                    distinct=args.distinct, slack=args.slack),
                     "policy": policy_used, "phy2log": phy2log, "logcnt": logcnt,
                     "stats": stats, "plan_us": plan_us, "backend": ctx.backend,
-                    "device": ctx.device}))
+                    "device": ctx.device, "previous": args.previous,
+                    "moves": previous and previous[2]}))
         if not args.quiet:
             out = sys.stderr if args.output == "-" else sys.stdout
             try:
-                _summary(out, args, label, input_format, ctx, policy_used, stats, plan_us, weight)
+                _summary(out, args, label, input_format, ctx, policy_used, stats, plan_us, weight,
+                         previous)
                 out.flush()
             except OSError as exc:
                 sys.stderr.write("eplb plan: cannot write the summary to %s: %s%s\n"

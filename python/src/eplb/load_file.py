@@ -114,19 +114,28 @@ def _torch_error(message):
                       + message)
 
 
-def _read_pt(data):
+def load_torch(data, error, without_torch):
+    """(torch, the object a torch.save file holds), loaded safely (weights_only).
+    error(message) makes the exception raised; without_torch says what to do
+    where torch is not installed."""
     try:
         import torch
     except ImportError:
-        raise _torch_error("reading it needs torch, which is not installed (pip install torch); "
-                           "or save its logical_count with numpy.save and plan the .npy file")
+        raise error("reading it needs torch, which is not installed (pip install torch); "
+                    + without_torch)
     try:
         obj = torch.load(io.BytesIO(data), map_location="cpu", weights_only=True)
     except TypeError:
-        raise _torch_error("torch %s cannot load it safely (weights_only): use torch >= 1.13"
-                           % torch.__version__)
+        raise error("torch %s cannot load it safely (weights_only): use torch >= 1.13"
+                    % torch.__version__)
     except Exception as exc:  # torch's unpickler says what it refused
-        raise _torch_error("torch.load failed: %s" % (str(exc).splitlines() or [exc])[0])
+        raise error("torch.load failed: %s" % (str(exc).splitlines() or [exc])[0])
+    return torch, obj
+
+
+def _read_pt(data):
+    torch, obj = load_torch(data, _torch_error,
+                            "or save its logical_count with numpy.save and plan the .npy file")
     if isinstance(obj, dict):
         if "logical_count" not in obj:
             raise _torch_error("it holds no 'logical_count' (keys: %s)"

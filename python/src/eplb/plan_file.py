@@ -1,6 +1,7 @@
 """Plan files of `python -m eplb plan`, as the C tool writes them (docs/cli.md,
 "Output file"): the statistics, the "eplb-plan v2" JSON, SGLang's
-{"physical_to_logical_map": ...}, and the file replaced only once all is well."""
+{"physical_to_logical_map": ...}, and the file replaced only once all is well;
+and plan files read back, for --previous."""
 import json
 import os
 import stat
@@ -10,6 +11,7 @@ import tempfile
 import numpy as np
 
 from .evaluation import evaluate
+from .load_file import detect, load_torch, shown
 
 
 class Stats:
@@ -47,6 +49,69 @@ class Stats:
         self.bound_exact = evaluation.bound_exact
         self.global_balancedness_bound = evaluation.global_balancedness_bound
         self.duplicates = evaluation.duplicates
+
+
+class PlanFileError(Exception):
+    """A file that cannot be read as a plan; the message names it and says why."""
+
+
+def _plan_matrix(matrix, key):
+    """The rectangular integer matrix under key as int64 [layers, replicas]; the
+    C tool's reader (src/tools/lib/plan_read.c) refuses the same faults."""
+    torch = sys.modules.get("torch")
+    if torch is not None and isinstance(matrix, torch.Tensor):
+        if matrix.is_floating_point() or matrix.is_complex() or matrix.dim() != 2:
+            raise ValueError('"%s" must be a [layers][replicas] tensor of integers, got %s %s'
+                             % (key, matrix.dtype, tuple(matrix.shape)))
+        matrix = matrix.tolist()
+    if not isinstance(matrix, list) or not matrix or not isinstance(matrix[0], list) \
+            or not matrix[0]:
+        raise ValueError('"%s" must be a non-empty array of non-empty arrays [layers][replicas]'
+                         % key)
+    replicas = len(matrix[0])
+    for l, row in enumerate(matrix):
+        if not isinstance(row, list) or len(row) != replicas:
+            raise ValueError('"%s"[%d] is not an array of %d entries like row 0'
+                             % (key, l, replicas))
+        for q, x in enumerate(row):
+            if not isinstance(x, int) or isinstance(x, bool):
+                raise ValueError('"%s"[%d][%d] is not an integer' % (key, l, q))
+    try:
+        return np.array(matrix, dtype=np.int64)
+    except OverflowError:
+        raise ValueError('"%s" holds an integer beyond int64' % key) from None
+
+
+def read_plan(path):
+    """(phy2log int64 [layers, replicas], format) of a plan file: an eplb plan
+    file ("eplb-plan": its "phy2log"), SGLang's {"physical_to_logical_map": ...}
+    as JSON ("sglang") or as a torch.save .pt file ("sglang-pt", read with
+    torch). Raises PlanFileError."""
+    def error(message):
+        return PlanFileError("%s: %s" % (shown(path), message))
+    try:
+        with open(path, "rb") as f:
+            data = f.read()
+    except OSError as exc:
+        raise error("cannot read the plan: %s" % exc.strerror) from None
+    if detect(path, data) == "pt":
+        _, record = load_torch(data, error, "or save its physical_to_logical_map as JSON "
+                                            "{\"physical_to_logical_map\": ...}")
+        kind = "sglang-pt"
+    else:
+        try:
+            record = json.loads(data)
+        except ValueError as exc:
+            raise error("invalid JSON: %s" % exc) from None
+        kind = None
+    for key, name in (("physical_to_logical_map", "sglang"), ("phy2log", "eplb-plan")):
+        if isinstance(record, dict) and key in record:
+            try:
+                return _plan_matrix(record[key], key), kind or name
+            except ValueError as exc:
+                raise error(str(exc)) from None
+    raise error('not a plan: expected a JSON object with "phy2log" (eplb plan -o) or '
+                '"physical_to_logical_map" (SGLang)')
 
 
 def json_real(x):
@@ -98,7 +163,8 @@ def _log2phy(phy2log, logcnt):
 def eplb_json(record):
     """The "eplb-plan v2" file (docs/cli.md) as bytes. record: a dict with input,
     input_format, shape (a dict), options (a dict), policy, phy2log, logcnt,
-    stats (a Stats), plan_us, backend, device, version."""
+    stats (a Stats), plan_us, backend, device, version, and with --previous
+    previous (its file name) and moves (an eplb.Moves from it)."""
     o, s = record["options"], record["stats"]
     seed = o["seed"] if o["seed"] <= (1 << 63) - 1 else str(o["seed"])
     shape = b",".join(b'"%s":%d' % (k.encode(), record["shape"][k])
@@ -106,8 +172,15 @@ def eplb_json(record):
     options = b'"candidates":%d,"iterations":%d,"noise":%s,"tolerance":%s,"seed":%s,"policy":%s' % (
         o["candidates"], o["iterations"], float32_real(o["noise"]).encode(),
         float32_real(o["tolerance"]).encode(), json.dumps(seed).encode(), _string(o["policy"]))
-    if o.get("refine", 0) > 0:  # as the C tool: named only when on
+    # As the C tool: each named only when on.
+    if o.get("refine", 0) > 0:
         options += b',"refine":%d' % o["refine"]
+    if o.get("distinct"):
+        options += b',"distinct":true'
+    previous = record.get("previous")
+    if previous is not None and o.get("slack", 0.0) > 0.0:
+        options += b',"slack":' + float32_real(o["slack"]).encode()
+    moves = record.get("moves")
 
     def reals(values):
         return b"[" + b",".join(json_real(v).encode() for v in values) + b"]"
@@ -126,6 +199,12 @@ def eplb_json(record):
         b'"bound_exact":' + (b"true" if s.bound_exact else b"false"),
         b'"global_balancedness_bound":' + json_real(s.global_balancedness_bound).encode(),
         b'"duplicates":%d' % s.duplicates,
+    ] + ([] if moves is None else [
+        b'"moved_slots":%d' % moves.moved_slots,
+        b'"max_moved_per_gpu":%d' % moves.max_moved_per_gpu,
+        b'"cross_node_moves":' + (b"null" if moves.cross_node_moves is None
+                                  else b"%d" % moves.cross_node_moves),
+    ]) + [
         b'"plan_us":' + json_real(record["plan_us"]).encode(),
         b'"backend":' + _string(record["backend"]),
         b'"device":' + _string(record["device"]),
@@ -135,6 +214,7 @@ def eplb_json(record):
         b',"input":', _string(record["input"]),
         b',"input_format":', _string(record["input_format"]),
         b',"shape":{', shape, b'},"options":{', options, b'},"policy":', _string(record["policy"]),
+        b"" if previous is None else b',"previous":' + _string(previous),
         b',"phy2log":', _matrix(record["phy2log"]),
         b',"log2phy":', _log2phy(record["phy2log"], record["logcnt"]),
         b',"logcnt":', _matrix(record["logcnt"]),

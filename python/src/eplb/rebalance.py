@@ -97,6 +97,52 @@ def _refine_count(refine):
     return value if -(1 << 31) <= value < (1 << 31) else -1
 
 
+def _distinct_flag(distinct):
+    """distinct= as the C option: False or None is 0, True is 1; another integer
+    is passed on for the library to refuse with its own message."""
+    if distinct is None:
+        return 0
+    try:
+        value = operator.index(distinct)
+    except TypeError:
+        raise TypeError("eplb: distinct must be True or False, got %s" % type(distinct).__name__)
+    return value if -(1 << 31) <= value < (1 << 31) else -1
+
+
+def _slack_value(slack, previous):
+    """slack= as a float for the C option; it bounds a plan from a running one,
+    so a slack without previous is refused rather than silently ignored."""
+    try:
+        value = float(slack)
+    except (TypeError, ValueError):
+        raise TypeError("eplb: slack must be a real number, got %s" % type(slack).__name__)
+    if previous is None and value != 0.0:
+        raise ValueError("eplb: slack needs previous: it is how far above the fresh plan's "
+                         "max GPU load a plan from the running one may stay")
+    # float32 overflow becomes inf, which the library rejects by name.
+    return value if math.isfinite(value) and abs(value) < 3.5e38 else math.inf
+
+
+def _host_previous(previous, shape):
+    """The running plan as a C-contiguous int64 ndarray [layers, replicas] of
+    the shape; its entries are checked by the library."""
+    torch = _torch_of(previous)
+    if torch is not None:
+        if previous.is_floating_point() or previous.is_complex() or previous.dtype == torch.bool:
+            raise TypeError("eplb: previous must hold integers, got dtype %s" % previous.dtype)
+        previous = previous.detach().cpu().numpy()
+    arr = np.asarray(previous)
+    if arr.dtype.kind not in "iu":
+        raise TypeError("eplb: previous must hold integers, got dtype %s" % arr.dtype)
+    if arr.shape != (shape.layers, shape.replicas):
+        raise ValueError("eplb: previous must be [layers, num_replicas] = [%d, %d], the running "
+                         "plan's phy2log; got shape %s" % (shape.layers, shape.replicas,
+                                                          tuple(arr.shape)))
+    if arr.dtype == np.uint64 and arr.size and arr.max() > np.iinfo(np.int64).max:
+        raise ValueError("eplb: previous holds %d, not an expert" % int(arr.max()))
+    return np.ascontiguousarray(arr, dtype=np.int64)
+
+
 def _shape(layers, experts, num_replicas, num_groups, num_nodes, num_gpus):
     shape = _library.Shape(layers, experts, _count("num_replicas", num_replicas),
                            _count("num_groups", num_groups), _count("num_nodes", num_nodes),
@@ -166,17 +212,22 @@ def _host_weight(weight):
         return np.ascontiguousarray(arr, dtype=np.float32)
 
 
-def _call_host(ctx, weight32, shape, opts, width):
-    """One eplb_rebalance call. Returns (phy2log, log2phy, logcnt), or None with
-    the width needed when log2phy is too narrow."""
+def _call_host(ctx, weight32, shape, opts, width, previous=None):
+    """One eplb_rebalance call, or eplb_rebalance_incremental from previous.
+    Returns (phy2log, log2phy, logcnt), or None with the width needed when
+    log2phy is too narrow."""
     layers, experts = weight32.shape
     phy2log = np.empty((layers, shape.replicas), dtype=np.int64)
     logcnt = np.empty((layers, experts), dtype=np.int64)
     log2phy = np.empty((layers, experts, width), dtype=np.int64)
     needed = ctypes.c_int64(0)
-    status = _lib.eplb_rebalance(ctx.handle, weight32.ctypes.data, ctypes.byref(shape),
-                                 ctypes.byref(opts), phy2log.ctypes.data, logcnt.ctypes.data,
-                                 log2phy.ctypes.data, width, ctypes.byref(needed))
+    inputs = (ctx.handle, weight32.ctypes.data, ctypes.byref(shape), ctypes.byref(opts))
+    outputs = (phy2log.ctypes.data, logcnt.ctypes.data, log2phy.ctypes.data, width,
+               ctypes.byref(needed))
+    if previous is None:
+        status = _lib.eplb_rebalance(*inputs, *outputs)
+    else:
+        status = _library.eplb_rebalance_incremental(*inputs, previous.ctypes.data, *outputs)
     if status == Status.LOG2PHY_TOO_SMALL:
         return None, needed.value
     if status != 0:
@@ -184,17 +235,17 @@ def _call_host(ctx, weight32, shape, opts, width):
     return (phy2log, log2phy, logcnt), needed.value
 
 
-def _plan_host(weight32, shape, opts, backend, log2phy_width):
+def _plan_host(weight32, shape, opts, backend, log2phy_width, previous=None):
     ctx = contexts.host_context(backend)
     full = _redundant_width(shape)
     if log2phy_width == "redundant":
-        return _call_host(ctx, weight32, shape, opts, full)[0]
+        return _call_host(ctx, weight32, shape, opts, full, previous)[0]
     width = full
     if shape.layers * shape.experts * full * 8 > _LOG2PHY_FULL_BYTES:
         width = min(full, _LOG2PHY_FIRST_WIDTH)
-    plan, needed = _call_host(ctx, weight32, shape, opts, width)
+    plan, needed = _call_host(ctx, weight32, shape, opts, width, previous)
     if plan is None:  # the plan is a pure function of its input: planned again, the same
-        plan, needed = _call_host(ctx, weight32, shape, opts, needed)
+        plan, needed = _call_host(ctx, weight32, shape, opts, needed, previous)
     phy2log, log2phy, logcnt = plan
     if needed < log2phy.shape[2]:
         log2phy = np.ascontiguousarray(log2phy[:, :, :needed])
@@ -265,7 +316,8 @@ _LOG2PHY_WIDTHS = ("max", "redundant")
 
 def plan(weight, num_replicas, num_groups, num_nodes, num_gpus, *, mode=None, candidates=None,
          iterations=None, seed=0, noise=0.2, tolerance=1e-5, policy="auto", backend=None,
-         check=True, log2phy_width="max", refine=False):
+         check=True, log2phy_width="max", refine=False, distinct=False, previous=None,
+         slack=0.0):
     """rebalance_experts (its docstring says what each argument means)."""
     if log2phy_width not in _LOG2PHY_WIDTHS:
         raise ValueError("eplb: log2phy_width must be 'max' or 'redundant', got %r"
@@ -275,13 +327,19 @@ def plan(weight, num_replicas, num_groups, num_nodes, num_gpus, *, mode=None, ca
     candidates, iterations = _mode_options(mode, candidates, iterations)
     opts = _options(candidates, iterations, seed, noise, tolerance, policy)
     opts.refine = _refine_count(refine)
+    opts.distinct = _distinct_flag(distinct)
+    opts.slack = _slack_value(slack, previous)
     torch = _torch_of(weight)
-    if torch is not None and weight.device.type == "cuda":
+    if torch is not None and weight.device.type == "cuda" and previous is None:
         _check_rank(weight.dim(), weight.shape)
         shape_args = (num_replicas, num_groups, num_nodes, num_gpus)
         return _plan_cuda(torch, weight, shape_args, opts, backend, check, log2phy_width)
     if torch is None:
         weight32 = _host_weight(weight)
+    elif weight.device.type == "cuda":
+        # The incremental planner runs on the host: the loads come over, the
+        # plan goes back to the weight's device.
+        weight32 = _torch_float32(torch, weight).cpu().numpy()
     elif weight.device.type != "cpu":
         raise ValueError("eplb: weight on device %s: use a CPU or CUDA tensor" % weight.device)
     else:
@@ -289,16 +347,17 @@ def plan(weight, num_replicas, num_groups, num_nodes, num_gpus, *, mode=None, ca
     layers, experts = weight32.shape
     num_groups = _global_without_groups(experts, num_groups, num_nodes, opts)
     shape = _shape(layers, experts, num_replicas, num_groups, num_nodes, num_gpus)
-    result = _plan_host(weight32, shape, opts, backend, log2phy_width)
+    running = None if previous is None else _host_previous(previous, shape)
+    result = _plan_host(weight32, shape, opts, backend, log2phy_width, running)
     if torch is None:
         return result
-    return tuple(torch.from_numpy(a) for a in result)
+    return tuple(torch.from_numpy(a).to(weight.device) for a in result)
 
 
 def rebalance_experts(weight, num_replicas, num_groups, num_nodes, num_gpus, *, mode=None,
                       candidates=None, iterations=None, seed=0, noise=0.2, tolerance=1e-5,
                       policy="auto", backend=None, check=True, log2phy_width="max",
-                      refine=False):
+                      refine=False, distinct=False, previous=None, slack=0.0):
     """Plans expert replication and placement, as DeepSeek eplb.py's rebalance_experts.
 
     Parameters:
@@ -337,6 +396,20 @@ def rebalance_experts(weight, num_replicas, num_groups, num_nodes, num_gpus, *, 
             False (the default, off: the plan is exactly as without it), True
             (at most 256 trades per row) or the most trades per row, 0..100000.
             It runs on the cpu backend for now; other backends raise EplbError.
+        distinct: True: no GPU holds two replicas of one expert (docs/spec.md
+            section 11); an expert with more replicas than its row has GPUs
+            keeps one per GPU. False (the default) leaves plans exactly as
+            without it. It runs on the cpu backend for now; other backends
+            raise EplbError.
+        previous: the running placement, phy2log [layers, num_replicas] of
+            integers (numpy array or torch tensor, any device; from eplb or any
+            other planner, e.g. vLLM's physical_to_logical_map). Given, the plan
+            moves as few experts as it can away from it while every layer's
+            largest GPU load stays within (1 + slack) times that of the fresh
+            plan (docs/spec.md section 13; eplb_rebalance_incremental). It is
+            planned on the host, also for CUDA tensors. None: a fresh plan.
+        slack: with previous, how far above the fresh plan's largest GPU load a
+            layer may stay for fewer moves, finite and >= 0 (default 0).
 
     Returns:
         (phy2log [layers, num_replicas], log2phy [layers, num_logical_experts,
@@ -348,15 +421,19 @@ def rebalance_experts(weight, num_replicas, num_groups, num_nodes, num_gpus, *, 
     Raises:
         EplbError: the library rejected the input (shape rules, NaN, infinity or
             negative weights, option values) or failed; .status and .message say why.
-        TypeError: weight of a non-numeric dtype, or a non-integer count.
+        TypeError: weight of a non-numeric dtype, previous of a non-integer one, or a
+            non-integer count.
         ValueError: weight neither 2-D nor 3-D, a count outside int64, a seed
             outside uint64, an unknown policy, mode or log2phy_width, a mode with
-            candidates or iterations, or a backend that cannot take the tensor's device.
+            candidates or iterations, a backend that cannot take the tensor's
+            device, previous not of shape [layers, num_replicas], or a slack
+            without previous.
     """
     return plan(weight, num_replicas, num_groups, num_nodes, num_gpus, mode=mode,
                 candidates=candidates, iterations=iterations, seed=seed, noise=noise,
                 tolerance=tolerance, policy=policy, backend=backend, check=check,
-                log2phy_width=log2phy_width, refine=refine)
+                log2phy_width=log2phy_width, refine=refine, distinct=distinct,
+                previous=previous, slack=slack)
 
 
 def synchronize(device=None):

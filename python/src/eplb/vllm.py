@@ -16,6 +16,8 @@ import inspect
 import os
 import sys
 
+import numpy as np
+
 from .rebalance import plan
 
 try:
@@ -31,6 +33,21 @@ def _to_cpu(weight):
     return weight
 
 
+def _running_placement(old, layers, experts, num_replicas):
+    """vLLM's running physical_to_logical_map as the plan's previous, or None
+    when it cannot be one: absent, of another shape (the EP ranks were scaled
+    since), or holding an entry that is no expert (vLLM marks a slot it has not
+    filled with -1). A fresh plan is then what vLLM planned before."""
+    if old is None:
+        return None
+    old = np.asarray(_to_cpu(old))
+    if old.shape != (layers, num_replicas):
+        return None
+    if old.size and (int(old.min()) < 0 or int(old.max()) >= experts):
+        return None
+    return old
+
+
 class EplbPolicy(_Base):
     """vLLM's AbstractEplbPolicy, planned by eplb.rebalance_experts.
 
@@ -44,11 +61,20 @@ class EplbPolicy(_Base):
     _log2phy_width = "redundant"
 
     @classmethod
-    def _plan(cls, weight, num_replicas, num_groups, num_nodes, num_ranks):
+    def _plan(cls, weight, num_replicas, num_groups, num_nodes, num_ranks, old=None):
         # vLLM passes 0 groups for models without expert groups.
         groups = num_groups if num_groups else 1
-        return plan(_to_cpu(weight), num_replicas, groups, num_nodes, num_ranks,
-                    log2phy_width=cls._log2phy_width, **cls.options)
+        weight = _to_cpu(weight)
+        options = dict(cls.options)
+        previous = None
+        if len(weight.shape) == 2:  # anything else plan refuses with its own message
+            previous = _running_placement(old, weight.shape[0], weight.shape[1], num_replicas)
+        if previous is not None:
+            options["previous"] = previous
+        else:
+            options.pop("slack", None)  # a slack bounds only a plan from a running one
+        return plan(weight, num_replicas, groups, num_nodes, num_ranks,
+                    log2phy_width=cls._log2phy_width, **options)
 
     @classmethod
     def rebalance_experts(cls, weight, num_replicas, num_groups, num_nodes, num_ranks,
@@ -62,14 +88,18 @@ class EplbPolicy(_Base):
             num_groups: expert groups (0 or None: the model has none).
             num_nodes: server nodes; num_ranks: EP ranks (GPUs).
             old_global_expert_indices: the running placement [layers,
-                num_replicas]; accepted and not used yet: eplb plans afresh (it
-                will plan incrementally from it once eplb's incremental planner
-                lands).
+                num_replicas] (its physical_to_logical_map). Given, eplb plans
+                from it (eplb.rebalance_experts' previous, docs/spec.md section
+                13): it moves as few experts as keep every layer's largest GPU
+                load within that of a fresh plan, times 1 + options' slack. A
+                placement of another shape or with slots that hold no expert
+                (-1) is planned afresh, as without it.
 
         Returns:
             physical_to_logical_map [layers, num_replicas], int64, on the CPU.
         """
-        return cls._plan(weight, num_replicas, num_groups, num_nodes, num_ranks)[0]
+        return cls._plan(weight, num_replicas, num_groups, num_nodes, num_ranks,
+                         old_global_expert_indices)[0]
 
 
 class EplbTuplePolicy(EplbPolicy):
@@ -82,9 +112,10 @@ class EplbTuplePolicy(EplbPolicy):
     @classmethod
     def rebalance_experts(cls, weight, num_replicas, num_groups, num_nodes, num_ranks,
                           old_global_expert_indices=None):
-        """As EplbPolicy.rebalance_experts, returning (phy2log, log2phy, logcnt).
-        old_global_expert_indices is accepted and not used yet (eplb plans afresh)."""
-        return cls._plan(weight, num_replicas, num_groups, num_nodes, num_ranks)
+        """As EplbPolicy.rebalance_experts (also from old_global_expert_indices),
+        returning (phy2log, log2phy, logcnt)."""
+        return cls._plan(weight, num_replicas, num_groups, num_nodes, num_ranks,
+                         old_global_expert_indices)
 
 
 def policy_for_installed_vllm():
