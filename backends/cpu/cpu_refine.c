@@ -39,6 +39,7 @@ typedef struct refine_scratch {
     int32_t *item_at; /* [n] the expert (phy2mlog) at a*k + r with distinct, else NULL */
     float *load;      /* [m] each GPU's load */
     int32_t *by_load; /* [m] the GPUs by ascending load (ties: ascending index) */
+    int32_t *place;   /* [m] each GPU's index in by_load */
     float *a_pairs;   /* [pairs] A's two-slot sums, pairs in lexicographic order */
     float *b_pairs;   /* [pairs] the same for the GPU B being weighed */
     int32_t *pair_lo; /* [pairs] the lower position of each pair */
@@ -50,7 +51,6 @@ typedef struct refine_scratch {
     int avx2;           /* weigh eight trades at a time (the machine and EPLB_CPU_ISA allow) */
     float *give_a;      /* [ones + twos] A's side of each trade, in trade order */
     float *give_b;      /* [m][ones + twos] each GPU's side, rebuilt when it changes */
-    float *peaks;       /* [ones + twos] the peaks of the partner weighed last */
 } refine_scratch;
 
 /* Whether the expanded lists of a row's GPUs, k^2 + (k(k-1)/2)^2 entries
@@ -165,54 +165,44 @@ static void apply_trade(refine_scratch *s, int32_t k, int32_t a, const refine_be
 
 static int32_t round_up8(int32_t n) { return (n + 7) & ~7; }
 
-/* Insertion sort of by_load by (load, index). After a trade only two GPUs
- * are out of place, so the pass costs little more than a scan. */
-static void sort_by_load(int32_t *by_load, const float *load, int32_t m)
-{
-    for (int32_t i = 1; i < m; i++) {
-        const int32_t g = by_load[i];
-        int32_t j = i;
-        while (j > 0 && (load[by_load[j - 1]] > load[g] ||
-                         (load[by_load[j - 1]] == load[g] && by_load[j - 1] > g))) {
-            by_load[j] = by_load[j - 1];
-            j--;
-        }
-        by_load[j] = g;
-    }
-}
-
 /* Whether GPU g comes before GPU h in by_load's order: (load, index). */
 static int lighter(const float *load, int32_t g, int32_t h)
 {
     return load[g] < load[h] || (load[g] == load[h] && g < h);
 }
 
-/* Puts GPU g into by_load[0..count-1], sorted and without g, at its place
- * (binary search); by_load has room for one more. */
-static void insert_by_load(int32_t *by_load, const float *load, int32_t count, int32_t g)
+/* Insertion sort of by_load by (load, index), and each GPU's place in it. */
+static void sort_by_load(int32_t *by_load, int32_t *place, const float *load, int32_t m)
 {
-    int32_t lo = 0, hi = count;
-    while (lo < hi) {
-        const int32_t mid = (lo + hi) / 2;
-        if (lighter(load, by_load[mid], g))
-            lo = mid + 1;
-        else
-            hi = mid;
+    for (int32_t i = 1; i < m; i++) {
+        const int32_t g = by_load[i];
+        int32_t j = i;
+        while (j > 0 && lighter(load, g, by_load[j - 1])) {
+            by_load[j] = by_load[j - 1];
+            j--;
+        }
+        by_load[j] = g;
     }
-    memmove(by_load + lo + 1, by_load + lo, (size_t)(count - lo) * sizeof *by_load);
-    by_load[lo] = g;
+    for (int32_t i = 0; i < m; i++)
+        place[by_load[i]] = i;
 }
 
-/* After a trade only GPUs a and b have new loads: take them out of by_load
- * and put them back at their places, instead of sorting again. */
-static void reorder_two(int32_t *by_load, const float *load, int32_t m, int32_t a, int32_t b)
+/* Moves GPU g, whose load just changed, to its place in by_load, every other
+ * GPU being in order: a trade moves only its two GPUs, usually a few places,
+ * so stepping costs less than searching. */
+static void move_to_place(int32_t *by_load, int32_t *place, const float *load, int32_t m, int32_t g)
 {
-    int32_t kept = 0;
-    for (int32_t i = 0; i < m; i++)
-        if (by_load[i] != a && by_load[i] != b)
-            by_load[kept++] = by_load[i];
-    insert_by_load(by_load, load, kept, a);
-    insert_by_load(by_load, load, kept + 1, b);
+    int32_t i = place[g];
+    for (; i > 0 && lighter(load, g, by_load[i - 1]); i--) {
+        by_load[i] = by_load[i - 1];
+        place[by_load[i]] = i;
+    }
+    for (; i + 1 < m && lighter(load, by_load[i + 1], g); i++) {
+        by_load[i] = by_load[i + 1];
+        place[by_load[i]] = i;
+    }
+    by_load[i] = g;
+    place[g] = i;
 }
 
 /* One side of every trade with one partner, in trade order: one-for-one
@@ -249,150 +239,175 @@ static void expand_b(refine_scratch *s, int32_t g, int32_t k, int32_t pairs)
                 0, 0.0f);
 }
 
-/* The smallest of a vector's lanes, none of them NaN. */
-static inline float smallest_lane(const float *lanes, int count)
+/* The peak of the trade that gives ga for gb (SPEC 10.2), as the vector
+ * searches below compute it: their max instruction returns its second
+ * operand unless the first is greater, which is this conditional. */
+static inline float trade_peak(float a_load, float b_load, float ga, float gb)
 {
-    float best = lanes[0];
-    for (int r = 1; r < count; r++)
-        best = lanes[r] < best ? lanes[r] : best;
-    return best;
+    const float d = ga - gb;
+    const float new_a = a_load - d, new_b = b_load + d;
+    return new_a > new_b ? new_a : new_b;
 }
 
-/* The smallest finite peak of count (a multiple of 8) trades, +inf if none;
- * each trade's peak goes to peaks. `peak < m ? peak : m` skips a NaN peak,
- * as the scalar search does; the vector instructions compute exactly the
- * scalar expressions. */
-static float smallest_peak(float a_load, float b_load, const float *give_a, const float *give_b,
-                           int32_t count, float *peaks)
+/* The smallest finite peaks of partner b's one-for-one trades (the first
+ * `ones` entries of the lists, a multiple of 8) and of its two-for-two trades
+ * (the next `twos`), +inf where there is none, in one pass. `min(peak, m)`
+ * keeps m when peak is NaN, as the scalar search skips it; which trade
+ * reached the minimum is found again only for a partner that improves on
+ * the best (first_trade_with_peak), so the pass stores nothing. */
+static void partner_minima(float a_load, float b_load, const float *give_a, const float *give_b,
+                           int32_t ones, int32_t twos, float *one, float *two)
 {
 #if EPLB_CPU_SSE2
     const __m128 a4 = _mm_set1_ps(a_load), b4 = _mm_set1_ps(b_load);
-    /* Two running minima, so that consecutive steps do not wait on each
-     * other; the minimum does not depend on how the peaks are grouped. */
-    __m128 m = _mm_set1_ps(INFINITY), m2 = m;
-    for (int32_t j = 0; j < count; j += 8) {
-        const __m128 d = _mm_sub_ps(_mm_loadu_ps(give_a + j), _mm_loadu_ps(give_b + j));
-        const __m128 d2 = _mm_sub_ps(_mm_loadu_ps(give_a + j + 4), _mm_loadu_ps(give_b + j + 4));
-        const __m128 peak = _mm_max_ps(_mm_sub_ps(a4, d), _mm_add_ps(b4, d));
-        const __m128 peak2 = _mm_max_ps(_mm_sub_ps(a4, d2), _mm_add_ps(b4, d2));
-        _mm_storeu_ps(peaks + j, peak);
-        _mm_storeu_ps(peaks + j + 4, peak2);
-        m = _mm_min_ps(peak, m);
-        m2 = _mm_min_ps(peak2, m2);
+    float minima[2];
+    for (int kind = 0; kind < 2; kind++) {
+        const int32_t first = kind ? ones : 0, count = kind ? twos : ones;
+        /* Two running minima, so that consecutive steps do not wait on each
+         * other; the minimum does not depend on how the peaks are grouped. */
+        __m128 m = _mm_set1_ps(INFINITY), m2 = m;
+        for (int32_t j = first; j < first + count; j += 8) {
+            const __m128 d = _mm_sub_ps(_mm_loadu_ps(give_a + j), _mm_loadu_ps(give_b + j));
+            const __m128 d2 = _mm_sub_ps(_mm_loadu_ps(give_a + j + 4), _mm_loadu_ps(give_b + j + 4));
+            m = _mm_min_ps(_mm_max_ps(_mm_sub_ps(a4, d), _mm_add_ps(b4, d)), m);
+            m2 = _mm_min_ps(_mm_max_ps(_mm_sub_ps(a4, d2), _mm_add_ps(b4, d2)), m2);
+        }
+        m = _mm_min_ps(m2, m);
+        m = _mm_min_ps(m, _mm_movehl_ps(m, m));
+        m = _mm_min_ps(m, _mm_shuffle_ps(m, m, 1));
+        minima[kind] = _mm_cvtss_f32(m);
     }
-    float lanes[4];
-    _mm_storeu_ps(lanes, _mm_min_ps(m2, m));
-    return smallest_lane(lanes, 4);
+    *one = minima[0];
+    *two = minima[1];
 #else
-    float best = INFINITY;
-    for (int32_t j = 0; j < count; j++) {
-        const float d = give_a[j] - give_b[j];
-        const float new_a = a_load - d, new_b = b_load + d;
-        const float peak = new_a > new_b ? new_a : new_b;
-        peaks[j] = peak;
-        best = peak < best ? peak : best;
+    float minima[2] = {INFINITY, INFINITY};
+    for (int32_t j = 0; j < ones + twos; j++) {
+        const float peak = trade_peak(a_load, b_load, give_a[j], give_b[j]);
+        float *m = &minima[j >= ones];
+        *m = peak < *m ? peak : *m;
     }
-    return best;
+    *one = minima[0];
+    *two = minima[1];
 #endif
 }
 
 #if EPLB_CPU_X86_DISPATCH
-/* smallest_peak eight trades at a time; the same operations, so the same bits. */
-EPLB_CPU_TARGET_AVX2 static float smallest_peak_avx2(float a_load, float b_load,
+/* partner_minima eight trades at a time; the same operations, so the same
+ * bits (a minimum without NaN does not depend on the lanes' grouping). */
+EPLB_CPU_TARGET_AVX2 static void partner_minima_avx2(float a_load, float b_load,
                                                      const float *give_a, const float *give_b,
-                                                     int32_t count, float *peaks)
+                                                     int32_t ones, int32_t twos, float *one,
+                                                     float *two)
 {
     const __m256 a8 = _mm256_set1_ps(a_load), b8 = _mm256_set1_ps(b_load);
-    __m256 m = _mm256_set1_ps(INFINITY);
-    for (int32_t j = 0; j < count; j += 8) {
+    __m256 m1 = _mm256_set1_ps(INFINITY), m2 = m1;
+    for (int32_t j = 0; j < ones; j += 8) {
         const __m256 d = _mm256_sub_ps(_mm256_loadu_ps(give_a + j), _mm256_loadu_ps(give_b + j));
-        const __m256 peak = _mm256_max_ps(_mm256_sub_ps(a8, d), _mm256_add_ps(b8, d));
-        _mm256_storeu_ps(peaks + j, peak);
-        m = _mm256_min_ps(peak, m);
+        m1 = _mm256_min_ps(_mm256_max_ps(_mm256_sub_ps(a8, d), _mm256_add_ps(b8, d)), m1);
     }
-    float lanes[8];
-    _mm256_storeu_ps(lanes, m);
-    return smallest_lane(lanes, 8);
+    for (int32_t j = ones; j < ones + twos; j += 8) {
+        const __m256 d = _mm256_sub_ps(_mm256_loadu_ps(give_a + j), _mm256_loadu_ps(give_b + j));
+        m2 = _mm256_min_ps(_mm256_max_ps(_mm256_sub_ps(a8, d), _mm256_add_ps(b8, d)), m2);
+    }
+    /* Both lane sets reduced side by side: ones in the low half, twos high. */
+    const __m256 lo = _mm256_permute2f128_ps(m1, m2, 0x20), hi = _mm256_permute2f128_ps(m1, m2, 0x31);
+    __m256 m = _mm256_min_ps(lo, hi);
+    m = _mm256_min_ps(m, _mm256_shuffle_ps(m, m, 0x4e));
+    m = _mm256_min_ps(m, _mm256_shuffle_ps(m, m, 0xb1));
+    *one = _mm256_cvtss_f32(m);
+    *two = _mm_cvtss_f32(_mm256_extractf128_ps(m, 1));
 }
 #endif
 
-/* Weighs count trades (a multiple of 8) with the widest vectors allowed. */
-static float smallest_peak_of(const refine_scratch *s, float a_load, float b_load,
-                              const float *give_a, const float *give_b, int32_t count,
-                              float *peaks)
+/* Both minima of partner_minima with the widest vectors allowed. */
+static void partner_minima_of(const refine_scratch *s, float a_load, float b_load,
+                              const float *give_b, float *one, float *two)
 {
 #if EPLB_CPU_X86_DISPATCH
-    if (s->avx2)
-        return smallest_peak_avx2(a_load, b_load, give_a, give_b, count, peaks);
-#else
-    (void)s;
+    if (s->avx2) {
+        partner_minima_avx2(a_load, b_load, s->give_a, give_b, s->ones, s->twos, one, two);
+        return;
+    }
 #endif
-    return smallest_peak(a_load, b_load, give_a, give_b, count, peaks);
+    partner_minima(a_load, b_load, s->give_a, give_b, s->ones, s->twos, one, two);
 }
 
-/* The first of count stored peaks equal to `peak`, a finite one that
- * smallest_peak found among them. */
-static int32_t first_with_peak(const float *peaks, int32_t count, float peak)
+/* The first of count trades whose peak is `peak`, a finite one that
+ * partner_minima found among them. */
+static int32_t first_trade_with_peak(float a_load, float b_load, const float *give_a,
+                                     const float *give_b, int32_t count, float peak)
 {
-#if EPLB_CPU_SSE2
-    const __m128 p4 = _mm_set1_ps(peak);
-    for (int32_t j = 0; j < count; j += 4) {
-        const int equal = _mm_movemask_ps(_mm_cmpeq_ps(_mm_loadu_ps(peaks + j), p4));
-        if (equal)
-            return j + __builtin_ctz((unsigned)equal);
-    }
-    return -1;
-#else
     for (int32_t j = 0; j < count; j++)
-        if (peaks[j] == peak)
+        if (trade_peak(a_load, b_load, give_a[j], give_b[j]) == peak)
             return j;
     return -1;
-#endif
 }
 
-/* With distinct: the best allowed trade among count stored peaks of partner
- * b (width: the partner's positions or pairs per row of the list), scanned
- * in trade order, into best when it beats it. */
-static void take_allowed(const refine_scratch *s, const float *peaks, int32_t count, int32_t k,
-                         int32_t a, int32_t b, int32_t width, int two_for_two, refine_best *best)
+/* With distinct: the best allowed trade among partner b's count trades of
+ * the lists (width: the partner's positions or pairs per row of the list),
+ * scanned in trade order, into best when it beats it. */
+static void take_allowed(const refine_scratch *s, float a_load, float b_load, const float *give_a,
+                         const float *give_b, int32_t count, int32_t k, int32_t a, int32_t b,
+                         int32_t width, int two_for_two, refine_best *best)
 {
     for (int32_t j = 0; j < count; j++) {
-        const float peak = peaks[j];
+        const float peak = trade_peak(a_load, b_load, give_a[j], give_b[j]);
         if ((peak < best->peak || (peak == best->peak && b < best->b)) &&
             trade_allowed(s, k, a, b, j / width, j % width, two_for_two))
             *best = (refine_best){peak, b, j / width, j % width};
     }
 }
 
-/* Weighs every trade with partner b through the expanded lists. Only a
- * partner that can beat (or tie from a lower index) the best so far is
- * scanned again for the position of its best trade; with distinct, that
- * scan passes over the trades SPEC 11.6 forbids. */
+/* Weighs every trade with partner b through the expanded lists. Without
+ * distinct only the best peak and its partner are kept (a_pos -1): the
+ * position of the trade is that partner's first with the peak, which
+ * trade_positions finds once the search is over. With distinct a partner
+ * that can beat (or tie from a lower index) the best so far is scanned
+ * again for its best trade among those SPEC 11.6 allows. */
 static void weigh_expanded(refine_scratch *s, int32_t a, float a_load, float b_load, int32_t b,
                            int32_t k, int32_t pairs, refine_best *one, refine_best *two)
 {
     const float *give_b = s->give_b + (size_t)b * (size_t)(s->ones + s->twos);
-    const float p1 = smallest_peak_of(s, a_load, b_load, s->give_a, give_b, s->ones, s->peaks);
+    float p1, p2;
+    partner_minima_of(s, a_load, b_load, give_b, &p1, &p2);
     if (p1 < one->peak || (p1 == one->peak && b < one->b)) {
         if (s->item_at) {
-            take_allowed(s, s->peaks, k * k, k, a, b, k, 0, one);
+            take_allowed(s, a_load, b_load, s->give_a, give_b, k * k, k, a, b, k, 0, one);
         } else {
-            const int32_t j = first_with_peak(s->peaks, s->ones, p1);
-            *one = (refine_best){p1, b, j / k, j % k};
+            *one = (refine_best){p1, b, -1, -1};
         }
     }
-    if (pairs == 0)
-        return;
-    float *peaks = s->peaks + s->ones;
-    const float p2 = smallest_peak_of(s, a_load, b_load, s->give_a + s->ones, give_b + s->ones,
-                                      s->twos, peaks);
-    if (p2 < two->peak || (p2 == two->peak && b < two->b)) {
+    if (pairs > 0 && (p2 < two->peak || (p2 == two->peak && b < two->b))) {
+        const float *give_a2 = s->give_a + s->ones, *give_b2 = give_b + s->ones;
         if (s->item_at) {
-            take_allowed(s, peaks, pairs * pairs, k, a, b, pairs, 1, two);
+            take_allowed(s, a_load, b_load, give_a2, give_b2, pairs * pairs, k, a, b, pairs, 1,
+                         two);
         } else {
-            const int32_t j = first_with_peak(peaks, s->twos, p2);
-            *two = (refine_best){p2, b, j / pairs, j % pairs};
+            *two = (refine_best){p2, b, -1, -1};
         }
+    }
+}
+
+/* The positions of the expanded search's chosen trade (a_pos -1: not yet
+ * known): the first trade with its peak among its partner's, in trade order.
+ * The partner's load is the one the search used: nothing changed since. */
+static void trade_positions(const refine_scratch *s, float a_load, int32_t k, int32_t pairs,
+                            int two_for_two, refine_best *trade)
+{
+    if (trade->a_pos >= 0)
+        return;
+    const float *give_b = s->give_b + (size_t)trade->b * (size_t)(s->ones + s->twos);
+    const float b_load = s->load[trade->b];
+    if (!two_for_two) {
+        const int32_t j = first_trade_with_peak(a_load, b_load, s->give_a, give_b, k * k,
+                                                trade->peak);
+        trade->a_pos = j / k;
+        trade->b_pos = j % k;
+    } else {
+        const int32_t j = first_trade_with_peak(a_load, b_load, s->give_a + s->ones,
+                                                give_b + s->ones, pairs * pairs, trade->peak);
+        trade->a_pos = j / pairs;
+        trade->b_pos = j % pairs;
     }
 }
 
@@ -422,7 +437,7 @@ static void refine_row(const eplb_plan_job *job, int64_t x, int32_t trades, floa
         s->load[g] = eplb_cpu_gpu_load(s->t + g * k, k);
     for (int32_t g = 0; g < m; g++)
         s->by_load[g] = g;
-    sort_by_load(s->by_load, s->load, m);
+    sort_by_load(s->by_load, s->place, s->load, m);
     const int expanded = s->give_b != NULL;
     if (expanded)
         for (int32_t g = 0; g < m; g++)
@@ -482,7 +497,9 @@ static void refine_row(const eplb_plan_job *job, int64_t x, int32_t trades, floa
         const refine_best *trade = two_for_two ? &two : &one;
         if (trade->b < 0 || !(a_load - trade->peak > tol))
             break;
-        const refine_best chosen = *trade;
+        refine_best chosen = *trade;
+        if (expanded)
+            trade_positions(s, a_load, k, pairs, two_for_two, &chosen);
         apply_trade(s, k, a, &chosen, two_for_two);
         const int32_t b = chosen.b;
         const float new_a = eplb_cpu_gpu_load(s->t + a * k, k), new_b = eplb_cpu_gpu_load(s->t + b * k, k);
@@ -493,8 +510,9 @@ static void refine_row(const eplb_plan_job *job, int64_t x, int32_t trades, floa
             break;
         }
         s->load[a] = new_a;
+        move_to_place(s->by_load, s->place, s->load, m, a);
         s->load[b] = new_b;
-        reorder_two(s->by_load, s->load, m, a, b);
+        move_to_place(s->by_load, s->place, s->load, m, b);
         if (expanded) {
             expand_b(s, a, k, pairs);
             expand_b(s, b, k, pairs);
@@ -534,6 +552,7 @@ eplb_status eplb_cpu_refine(eplb_backend *backend, const eplb_plan_job *job)
         s.item_at = job->distinct ? malloc((size_t)n * sizeof *s.item_at) : NULL;
         s.load = malloc((size_t)m * sizeof *s.load);
         s.by_load = malloc((size_t)m * sizeof *s.by_load);
+        s.place = malloc((size_t)m * sizeof *s.place);
         s.a_pairs = malloc((pairs + 1) * sizeof *s.a_pairs);
         s.b_pairs = malloc((pairs + 1) * sizeof *s.b_pairs);
         s.pair_lo = malloc((pairs + 1) * sizeof *s.pair_lo);
@@ -543,15 +562,13 @@ eplb_status eplb_cpu_refine(eplb_backend *backend, const eplb_plan_job *job)
         s.avx2 = eplb_cpu_settings_of(backend)->isa >= EPLB_CPU_ISA_AVX2;
         s.give_a = NULL;
         s.give_b = NULL;
-        s.peaks = NULL;
-        int ok = s.content && s.t && s.load && s.by_load && s.a_pairs && s.b_pairs && s.pair_lo &&
+        int ok = s.content && s.t && s.load && s.by_load && s.place && s.a_pairs && s.b_pairs && s.pair_lo &&
                  s.pair_hi && (s.item_at || !job->distinct);
         if (expanded_fits(k, m)) {
             const size_t per_gpu = (size_t)(s.ones + s.twos);
             s.give_a = malloc(per_gpu * sizeof *s.give_a);
             s.give_b = malloc(per_gpu * (size_t)m * sizeof *s.give_b);
-            s.peaks = malloc(per_gpu * sizeof *s.peaks);
-            ok = ok && s.give_a && s.give_b && s.peaks;
+            ok = ok && s.give_a && s.give_b;
         }
         if (!ok) {
 #pragma omp atomic write
@@ -575,13 +592,13 @@ eplb_status eplb_cpu_refine(eplb_backend *backend, const eplb_plan_job *job)
         free(s.item_at);
         free(s.load);
         free(s.by_load);
+        free(s.place);
         free(s.a_pairs);
         free(s.b_pairs);
         free(s.pair_lo);
         free(s.pair_hi);
         free(s.give_a);
         free(s.give_b);
-        free(s.peaks);
     }
     if (failed)
         return eplb_backend_error(backend, EPLB_ERR_OUT_OF_MEMORY,
