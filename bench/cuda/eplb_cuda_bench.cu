@@ -17,6 +17,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include <algorithm>
 #include <string>
@@ -308,6 +309,50 @@ static bool refine_checkable(const eplb_shape &s)
     return (double)s.gpus * (k * k + pairs * pairs) <= 1e6;
 }
 
+/* The host API's refusals through the staging area leave the caller's
+ * arrays untouched: a log2phy too narrow (with the width needed reported)
+ * and an invalid weight; the next valid call plans as before. */
+static void check_host_api_errors(eplb_context *ctx, const char *path)
+{
+    const eplb_shape s = {58, 256, 320, 8, 1, 64};
+    std::vector<float> w(s.layers * s.experts);
+    eplb_workload_fill(w.data(), s.layers, s.experts, 4, 0);
+    eplb_options o;
+    eplb_options_init(&o);
+    const plan want = host_plan(ctx, w.data(), s, o);
+    std::vector<int64_t> phy2log(s.layers * s.replicas, -7), logcnt(s.layers * s.experts, -7);
+    std::vector<int64_t> log2phy(s.layers * s.experts * 2, -7);
+    int64_t needed = -7;
+    eplb_status st = eplb_rebalance(ctx, w.data(), &s, &o, phy2log.data(), logcnt.data(),
+                                    log2phy.data(), 2, &needed);
+    int64_t most = 0;
+    for (int64_t c : want.logcnt) most = std::max(most, c);
+    bool untouched = true;
+    for (int64_t v : phy2log) untouched &= v == -7;
+    for (int64_t v : logcnt) untouched &= v == -7;
+    for (int64_t v : log2phy) untouched &= v == -7;
+    verdict(st == EPLB_ERR_LOG2PHY_TOO_SMALL && needed == most && untouched,
+            "[%s] host API, log2phy width 2: status %d, width needed %lld (want %lld), outputs "
+            "untouched %s", path, (int)st, (long long)needed, (long long)most,
+            untouched ? "yes" : "NO");
+    std::vector<float> bad = w;
+    bad[(s.layers - 1) * s.experts + 9] = __builtin_nanf("");
+    log2phy.assign(s.layers * s.experts * want.width, -7);
+    st = eplb_rebalance(ctx, bad.data(), &s, &o, phy2log.data(), logcnt.data(), log2phy.data(),
+                        want.width, NULL);
+    untouched = true;
+    for (int64_t v : phy2log) untouched &= v == -7;
+    for (int64_t v : log2phy) untouched &= v == -7;
+    verdict(st == EPLB_ERR_INVALID_WEIGHT && untouched &&
+                strstr(eplb_context_last_error(ctx), "weight[57][9]") != NULL,
+            "[%s] host API, NaN weight: status %d (%s), outputs untouched %s", path, (int)st,
+            eplb_context_last_error(ctx), untouched ? "yes" : "NO");
+    const plan again = host_plan(ctx, w.data(), s, o);
+    verdict(again.status == EPLB_OK && again.phy2log == want.phy2log &&
+                again.log2phy == want.log2phy,
+            "[%s] host API plans as before after the refusals", path);
+}
+
 /* stream must outlive ctx: see run_check. */
 static void check_device_api(eplb_context *ctx, const char *path, cudaStream_t stream)
 {
@@ -402,6 +447,7 @@ static int run_check(bool quick)
         cudaStream_t stream;
         CUDA_OK(cudaStreamCreateWithFlags(&stream, cudaStreamNonBlocking));
         check_device_api(ctx, path, stream);
+        check_host_api_errors(ctx, path);
         if (!quick && !strcmp(path, "fused"))
             check_random(cpu, ctx, path, scale_case, 1);
         eplb_context_free(ctx);
@@ -435,6 +481,33 @@ static double median(std::vector<float> v)
     return v.empty() ? 0.0 : v[v.size() / 2];
 }
 
+/* Median wall-clock microseconds of `calls` host-API plans (eplb_rebalance:
+ * host weights in, host outputs out), log2phy at the width the plan needs as
+ * eplb-bench sizes it, after 10 untimed calls; -1 when a call fails. */
+static double time_host_api(eplb_context *ctx, const std::vector<float> &w, const eplb_shape &s,
+                            const eplb_options &o, int calls)
+{
+    std::vector<int64_t> phy2log(s.layers * s.replicas), logcnt(s.layers * s.experts), log2phy;
+    int64_t needed = 0;
+    if (eplb_rebalance(ctx, w.data(), &s, &o, phy2log.data(), logcnt.data(), NULL, 0, &needed) !=
+        EPLB_OK)
+        return -1;
+    log2phy.resize(s.layers * s.experts * needed);
+    std::vector<float> times;
+    for (int i = -10; i < calls; i++) {
+        struct timespec t0, t1;
+        clock_gettime(CLOCK_MONOTONIC, &t0);
+        eplb_status st = eplb_rebalance(ctx, w.data(), &s, &o, phy2log.data(), logcnt.data(),
+                                        log2phy.data(), needed, NULL);
+        clock_gettime(CLOCK_MONOTONIC, &t1);
+        if (st != EPLB_OK)
+            return -1;
+        if (i >= 0)
+            times.push_back((float)((t1.tv_sec - t0.tv_sec) * 1e6 + (t1.tv_nsec - t0.tv_nsec) / 1e3));
+    }
+    return median(times);
+}
+
 static int run_time(int runs, const char *path, const char *only, int32_t refine)
 {
     eplb_context *ctx = open_cuda(path);
@@ -447,7 +520,10 @@ static int run_time(int runs, const char *path, const char *only, int32_t refine
     CUDA_OK(cudaEventCreate(&stop));
     printf("== timing path %s, refine %d, on %s, %d runs each (median of per-call CUDA event "
            "time)\n", path, (int)refine, eplb_context_device(ctx), runs);
-    printf("%-32s %12s %12s %12s %10s\n", "case", "median_us", "min_us", "batch_us", "fused");
+    /* host_us: the host API's median wall clock per plan (copies and the
+     * wait included), beside the device-pointer call's device time. */
+    printf("%-32s %12s %12s %12s %10s %10s\n", "case", "median_us", "min_us", "batch_us", "fused",
+           "host_us");
     for (const timed_case &tc : timed_cases) {
         if (only && !strstr(tc.name, only))
             continue;
@@ -489,9 +565,10 @@ static int run_time(int runs, const char *path, const char *only, int32_t refine
         /* Back-to-back calls: what a serving loop sees per plan. */
         const float batch_us = time_calls(n);
         st = eplb_device_status(ctx, stream);
-        printf("%-32s %12.1f %12.1f %12.1f %10s%s\n", tc.name, median(times),
+        const double host_us = time_host_api(ctx, w, s, o, n);
+        printf("%-32s %12.1f %12.1f %12.1f %10s %10.1f%s\n", tc.name, median(times),
                (double)*std::min_element(times.begin(), times.end()),
-               (double)batch_us / n, "", st == EPLB_OK ? "" : "  STATUS FAILED");
+               (double)batch_us / n, "", host_us, st == EPLB_OK ? "" : "  STATUS FAILED");
     }
     cudaEventDestroy(start);
     cudaEventDestroy(stop);

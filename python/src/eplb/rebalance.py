@@ -266,6 +266,34 @@ def _torch_float32(torch, weight):
     return w.contiguous()
 
 
+# Shapes of CUDA-tensor plans that passed the checks, by their arguments
+# (plain ints only, so that an argument the checks would refuse is never
+# found here): the shape check and its ctypes object cost a call each once
+# per shape, not once per plan.
+_checked_cuda_shapes = {}
+_CHECKED_CUDA_SHAPES_KEPT = 64
+
+
+def _cuda_shape(layers, experts, shape_args, opts):
+    """_global_without_groups and _shape of a CUDA-tensor plan: the Shape, with
+    opts.policy set as _global_without_groups sets it."""
+    replicas, groups, nodes, gpus = shape_args
+    plain = (type(replicas) is int and type(groups) is int and type(nodes) is int
+             and type(gpus) is int)
+    key = (layers, experts, opts.policy) + shape_args
+    known = _checked_cuda_shapes.get(key) if plain else None
+    if known is not None:
+        shape, opts.policy = known
+        return shape
+    num_groups = _global_without_groups(experts, groups, nodes, opts)
+    shape = _shape(layers, experts, replicas, num_groups, nodes, gpus)
+    if plain:
+        if len(_checked_cuda_shapes) >= _CHECKED_CUDA_SHAPES_KEPT:
+            _checked_cuda_shapes.clear()
+        _checked_cuda_shapes[key] = (shape, opts.policy)
+    return shape
+
+
 def _plan_cuda(torch, weight, shape_args, opts, backend, check, log2phy_width):
     if backend not in (None, "cuda"):
         raise ValueError("eplb: a CUDA tensor is planned by the cuda backend, not %r; "
@@ -274,8 +302,7 @@ def _plan_cuda(torch, weight, shape_args, opts, backend, check, log2phy_width):
     with torch.cuda.device(device):
         weight32 = _torch_float32(torch, weight)
         layers, experts = weight32.shape
-        num_groups = _global_without_groups(experts, shape_args[1], shape_args[2], opts)
-        shape = _shape(layers, experts, shape_args[0], num_groups, *shape_args[2:])
+        shape = _cuda_shape(layers, experts, shape_args, opts)
         ctx = contexts.cuda_context(torch, device.index)
         stream = torch.cuda.current_stream(device)
         if ctx.last_stream is not None and ctx.last_stream != stream:
@@ -294,11 +321,17 @@ def _plan_cuda(torch, weight, shape_args, opts, backend, check, log2phy_width):
         ctx.last_stream = stream
         ctx.unchecked = True
         if check:
+            # max(logcnt) is known only once the plan is done (check=False
+            # keeps the always-sufficient width rather than wait for it). Its
+            # copy to page-locked memory is enqueued behind the plan, so the
+            # status check's one wait brings both back.
+            narrow = log2phy_width == "max"
+            if narrow:
+                most = ctx.host_scalar(torch)
+                most.copy_(torch.amax(logcnt), non_blocking=True)
             _device_status(ctx)
-            if log2phy_width == "max":
-                # max(logcnt) is known only once the plan is done: check=False
-                # keeps the always-sufficient width rather than wait for it.
-                needed = int(logcnt.max())
+            if narrow:
+                needed = int(most)
                 if needed < width:
                     log2phy = log2phy[:, :, :needed].contiguous()
     return phy2log, log2phy, logcnt
