@@ -79,6 +79,12 @@ Test(cli_evaluate, own_loads_give_the_plan_files_figures)
     cr_assert(json_is_object(fresh), "no new plan");
     cr_expect_eq(json_integer_value(json_object_get(fresh, "moved_slots")), 0);
     cr_expect_float_eq(real_of(fresh, "balancedness"), real_of(stats, "balancedness"), 1e-12);
+    /* From the fresh plan of the same loads the incremental plan keeps everything. */
+    const json_t *incremental = json_object_get(fresh, "incremental");
+    cr_assert(json_is_object(incremental), "no incremental plan");
+    cr_expect_eq(json_integer_value(json_object_get(incremental, "moved_slots")), 0);
+    cr_expect_float_eq(real_of(incremental, "balancedness"), real_of(stats, "balancedness"),
+                       1e-12);
     json_decref(got);
     json_decref(file);
 #endif
@@ -130,6 +136,7 @@ Test(cli_evaluate, text_summary_names_the_bound_and_the_new_plan)
     cr_expect(strstr(r.out, "  duplicates    "), "%s", r.out);
     cr_expect(strstr(r.out, "  new plan      balancedness "), "%s", r.out);
     cr_expect(strstr(r.out, "it moves 0 of 36 slots"), "%s", r.out);
+    cr_expect(strstr(r.out, "  incremental   balancedness "), "%s", r.out);
     cli_captured_free(&r);
 #endif
 }

@@ -182,6 +182,11 @@ Test(cli_incremental, an_sglang_file_is_a_previous_plan)
     cr_assert_not_null(figures);
     const json_t *fresh_moved = json_object_get(json_object_get(figures, "new_plan"), "moved_slots");
     cr_expect_leq(stat_of(plan, "moved_slots"), json_integer_value(fresh_moved));
+    /* Its incremental plan (slack 0) moves no more than the fresh one either. */
+    const json_t *inc_moved = json_object_get(
+        json_object_get(json_object_get(figures, "new_plan"), "incremental"), "moved_slots");
+    cr_assert(json_is_integer(inc_moved), "no incremental plan in eplb evaluate's figures");
+    cr_expect_leq(json_integer_value(inc_moved), json_integer_value(fresh_moved));
     json_decref(figures);
     json_decref(plan);
     cli_captured_free(&e);

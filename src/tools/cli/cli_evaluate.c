@@ -34,7 +34,8 @@ static void evaluate_usage(FILE *f)
             "usage: eplb evaluate --input LOADS --plan PLAN [OPTIONS]\n\n"
             "Reports how good PLAN is on LOADS: balancedness, the best balancedness any plan\n"
             "of the policy can reach (and how far PLAN is from it), duplicates, and what a new\n"
-            "plan of LOADS would reach and how many slots it would move. PLAN is an eplb plan\n"
+            "plan of LOADS would reach and how many slots it would move, afresh and planned\n"
+            "incrementally from PLAN (not with --distinct). PLAN is an eplb plan\n"
             "file (eplb plan -o) or SGLang's {\"physical_to_logical_map\": ...}; LOADS any load\n"
             "file eplb plan reads.\n\n"
             "  -i, --input FILE      load file ('-' reads standard input)\n"
@@ -154,7 +155,34 @@ typedef struct new_plan_result {
     const char *backend;
     eplb_evaluation evaluation;
     eplb_moves moves; /* from the evaluated plan to the new one (docs/spec.md 13.3) */
+    /* The incremental plan from the evaluated one (docs/spec.md 13): what a
+     * rebalance that keeps what it can would reach and move. Not made with
+     * --distinct, which the incremental planner does not offer. */
+    int incremental_done;
+    eplb_evaluation incremental;
+    eplb_moves incremental_moves;
 } new_plan_result;
+
+/* Plans the loads incrementally from old_plan into phy2log and logcnt, and
+ * evaluates that plan. Returns an eplb status; the caller prints failures. */
+static eplb_status plan_incrementally(const evaluate_args *a, const float *weight,
+                                      const eplb_shape *s, const int64_t *old_plan,
+                                      eplb_context *ctx, int64_t *phy2log, int64_t *logcnt,
+                                      new_plan_result *out)
+{
+    eplb_status st = eplb_rebalance_incremental(ctx, weight, s, &a->options, old_plan, phy2log,
+                                                logcnt, NULL, 0, NULL);
+    if (st != EPLB_OK)
+        return st;
+    eplb_evaluation_init(&out->incremental);
+    st = eplb_evaluate(weight, s, a->options.policy, phy2log, &out->incremental, NULL, NULL, NULL);
+    eplb_moves_init(&out->incremental_moves);
+    if (st == EPLB_OK)
+        st = eplb_count_moves(s, old_plan, phy2log, &out->incremental_moves);
+    if (st == EPLB_OK)
+        out->incremental_done = 1;
+    return st;
+}
 
 /* Plans the loads afresh and evaluates that plan. Returns an exit code. */
 static int plan_afresh(const evaluate_args *a, const float *weight, const eplb_shape *s,
@@ -190,6 +218,13 @@ static int plan_afresh(const evaluate_args *a, const float *weight, const eplb_s
         } else {
             out->done = 1;
             out->backend = eplb_context_backend(*ctx);
+            if (!a->options.distinct &&
+                (st = plan_incrementally(a, weight, s, old_plan, *ctx, phy2log, logcnt, out)) !=
+                    EPLB_OK) {
+                fprintf(stderr, "%s: the incremental plan failed: %s: %s\n", cmd,
+                        eplb_status_string(st), eplb_context_last_error(*ctx));
+                code = EPLB_EXIT_FAILURE;
+            }
         }
     }
     free(phy2log);
@@ -285,6 +320,15 @@ static void print_text(const char *input_label, const char *input_format, const 
                a->options.iterations, (long long)fresh->moves.moved_slots, (long long)slots,
                plural(slots, "slot", "slots"));
     }
+    if (fresh->incremental_done) {
+        const int64_t slots = s->layers * s->replicas;
+        printf("  incremental   balancedness %.4f, no layer above the new plan; "
+               "it moves %lld of %lld %s, at most %lld to one GPU\n",
+               fresh->incremental.balancedness,
+               (long long)fresh->incremental_moves.moved_slots, (long long)slots,
+               plural(slots, "slot", "slots"),
+               (long long)fresh->incremental_moves.max_moved_per_gpu);
+    }
 }
 
 #ifdef EPLB_TOOLS_HAVE_JSON
@@ -316,16 +360,29 @@ static int print_json(const char *input, const char *input_format, const char *p
                           m->cross_node_moves < 0 ? json_null()
                                                   : json_integer((json_int_t)m->cross_node_moves));
     }
+    json_t *incremental = json_null();
+    if (fresh->incremental_done) {
+        const eplb_moves *m = &fresh->incremental_moves;
+        incremental = json_pack("{s:f, s:f, s:I, s:I, s:o}", "balancedness",
+                                fresh->incremental.balancedness, "max_load_sum",
+                                fresh->incremental.max_load_sum, "moved_slots",
+                                (json_int_t)m->moved_slots, "max_moved_per_gpu",
+                                (json_int_t)m->max_moved_per_gpu, "cross_node_moves",
+                                m->cross_node_moves < 0
+                                    ? json_null()
+                                    : json_integer((json_int_t)m->cross_node_moves));
+    }
     json_t *new_plan = json_null();
     if (fresh->done)
-        new_plan = json_pack("{s:s, s:i, s:i, s:f, s:f, s:f, s:I, s:I}", "backend", fresh->backend,
+        new_plan = json_pack("{s:s, s:i, s:i, s:f, s:f, s:f, s:I, s:I, s:o}", "backend", fresh->backend,
                              "candidates", (int)a->options.candidates, "iterations",
                              (int)a->options.iterations, "balancedness",
                              fresh->evaluation.balancedness, "max_load_sum",
                              fresh->evaluation.max_load_sum, "bound_gap",
                              fresh->evaluation.bound_gap, "duplicates",
                              (json_int_t)fresh->evaluation.duplicates, "moved_slots",
-                             (json_int_t)fresh->moves.moved_slots);
+                             (json_int_t)fresh->moves.moved_slots, "incremental",
+                             incremental);
     json_t *root = json_pack(
         "{s:s, s:s, s:s, s:s, s:s, s:{s:I, s:I, s:I, s:I, s:I, s:I}, s:s, s:f, s:f, s:I, s:f, "
         "s:f, s:f, s:f, s:f, s:b, s:f, s:I, s:o, s:o, s:o, s:o, s:o}",
