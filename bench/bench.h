@@ -37,6 +37,7 @@ typedef struct bench_config {
     int baseline;     /* also run C=1, I=0 */
     int refine;       /* > 0: each option set also runs with this refine (SPEC 10) */
     int first_plan;   /* also time the process's first plan and its repeats (cold start) */
+    int drift;        /* also plan drifted loads fresh and incrementally (SPEC 13) */
     int markdown;
     const char *json_path;
 } bench_config;
@@ -63,6 +64,27 @@ typedef struct bench_result {
     plan_quality quality;
     int same_as_cpu;          /* 1 identical, 0 differs, -1 not compared */
 } bench_result;
+
+/* The outputs of the plans of one measurement; previous set: the plans are
+ * incremental from it (eplb_rebalance_incremental). */
+typedef struct plan_buffers {
+    int64_t *phy2log, *logcnt, *log2phy;
+    double *gpu_load;
+    int64_t log2phy_width;
+    const int64_t *previous;
+} plan_buffers;
+
+/* eplb_bench.c: times plans of weight into b (warm-up first) as the table's
+ * rows are timed; 0 after printing why a plan failed. */
+int bench_time_plans(eplb_context *ctx, const float *weight, const eplb_shape *s,
+                     const eplb_options *opt, const bench_config *cfg, plan_buffers *b,
+                     timing *out);
+void bench_plan_buffers_free(plan_buffers *b);
+
+/* bench_drift.c (--drift): the bench workload drifted by exp(0.1 z) for each
+ * DeepSeek-V3 case, planned fresh and incrementally from the workload's own
+ * plan on ctx with options (the main rows'); 0 on failure. */
+int bench_drift(eplb_context *ctx, const bench_config *cfg, const eplb_options *options);
 
 /* bench_options.c: the command line (exits after --help and --list-cases;
  * returns 0 after printing what is wrong), and the backends to run. */

@@ -71,6 +71,9 @@ static void usage(FILE *f)
             "                   alone: 256); a backend without the refine stage skips them\n"
             "  --first-plan     also time the process's first plan (the first backend's\n"
             "                   first case and options) and the median of 21 repeats\n"
+            "  --drift          also plan the DeepSeek-V3 cases' loads drifted by exp(0.1 z),\n"
+            "                   fresh and incrementally from the undrifted plan (docs/spec.md\n"
+            "                   section 13): moves, balancedness and time of both\n"
             "  --markdown       print the table as Markdown\n"
             "  --json FILE      also write machine-readable results to FILE\n"
             "  --help           this text\n");
@@ -139,6 +142,9 @@ int bench_parse_args(int argc, char **argv, bench_config *cfg)
             }
         } else if (!strcmp(a, "--first-plan")) {
             cfg->first_plan = 1;
+            takes_value = 0;
+        } else if (!strcmp(a, "--drift")) {
+            cfg->drift = 1;
             takes_value = 0;
         } else if (!strcmp(a, "--markdown")) {
             cfg->markdown = 1;

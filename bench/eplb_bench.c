@@ -54,19 +54,24 @@ static void *checked_calloc(size_t count, size_t size)
 
 /* ---- one measurement ---------------------------------------------------- */
 
-typedef struct plan_buffers {
-    int64_t *phy2log, *logcnt, *log2phy;
-    double *gpu_load;
-    int64_t log2phy_width;
-} plan_buffers;
-
-static void plan_buffers_free(plan_buffers *b)
+void bench_plan_buffers_free(plan_buffers *b)
 {
     free(b->phy2log);
     free(b->logcnt);
     free(b->log2phy);
     free(b->gpu_load);
     memset(b, 0, sizeof *b);
+}
+
+/* eplb_rebalance, or eplb_rebalance_incremental from b->previous. */
+static eplb_status rebalance(eplb_context *ctx, const float *weight, const eplb_shape *s,
+                             const eplb_options *opt, plan_buffers *b, int64_t *log2phy,
+                             int64_t width, int64_t *needed)
+{
+    if (b->previous)
+        return eplb_rebalance_incremental(ctx, weight, s, opt, b->previous, b->phy2log,
+                                          b->logcnt, log2phy, width, needed);
+    return eplb_rebalance(ctx, weight, s, opt, b->phy2log, b->logcnt, log2phy, width, needed);
 }
 
 /* Runs one plan with log2phy sized to what the plan needs (the width the
@@ -79,8 +84,7 @@ static int plan_once(eplb_context *ctx, const float *weight, const eplb_shape *s
         b->logcnt = checked_calloc((size_t)(s->layers * s->experts), sizeof(int64_t));
         b->gpu_load = checked_calloc((size_t)s->gpus, sizeof(double));
         int64_t needed = 0;
-        eplb_status st = eplb_rebalance(ctx, weight, s, opt, b->phy2log, b->logcnt, NULL, 0,
-                                        &needed);
+        eplb_status st = rebalance(ctx, weight, s, opt, b, NULL, 0, &needed);
         if (st != EPLB_OK) {
             fprintf(stderr, "eplb-bench: eplb_rebalance failed: %s: %s\n",
                     eplb_status_string(st), eplb_context_last_error(ctx));
@@ -89,8 +93,7 @@ static int plan_once(eplb_context *ctx, const float *weight, const eplb_shape *s
         b->log2phy_width = needed;
         b->log2phy = checked_calloc((size_t)(s->layers * s->experts * needed), sizeof(int64_t));
     }
-    eplb_status st = eplb_rebalance(ctx, weight, s, opt, b->phy2log, b->logcnt, b->log2phy,
-                                    b->log2phy_width, NULL);
+    eplb_status st = rebalance(ctx, weight, s, opt, b, b->log2phy, b->log2phy_width, NULL);
     if (st != EPLB_OK) {
         fprintf(stderr, "eplb-bench: eplb_rebalance failed: %s: %s\n", eplb_status_string(st),
                 eplb_context_last_error(ctx));
@@ -99,9 +102,9 @@ static int plan_once(eplb_context *ctx, const float *weight, const eplb_shape *s
     return 1;
 }
 
-static int time_plans(eplb_context *ctx, const float *weight, const eplb_shape *s,
-                      const eplb_options *opt, const bench_config *cfg, plan_buffers *b,
-                      timing *out)
+int bench_time_plans(eplb_context *ctx, const float *weight, const eplb_shape *s,
+                     const eplb_options *opt, const bench_config *cfg, plan_buffers *b,
+                     timing *out)
 {
     for (long i = 0; i < cfg->warmup || i == 0; i++)
         if (!plan_once(ctx, weight, s, opt, b))
@@ -318,7 +321,7 @@ int main(int argc, char **argv)
                 r->iterations = opt.iterations;
                 r->refine = opt.refine;
                 r->same_as_cpu = -1;
-                if (!time_plans(ctx, weight, s, &opt, &cfg, &buf, &r->time)) {
+                if (!bench_time_plans(ctx, weight, s, &opt, &cfg, &buf, &r->time)) {
                     failed = 1;
                 } else {
                     char broken[512];
@@ -341,17 +344,19 @@ int main(int argc, char **argv)
                                         (size_t)(s->layers * s->replicas) * sizeof(int64_t)) &&
                                 !memcmp(ref.logcnt, buf.logcnt,
                                         (size_t)(s->layers * s->experts) * sizeof(int64_t));
-                        plan_buffers_free(&ref);
+                        bench_plan_buffers_free(&ref);
                     }
                     if (!failed) {
                         bench_print_row(r, cfg.markdown, cfg.refine > 0);
                         result_count++;
                     }
                 }
-                plan_buffers_free(&buf);
+                bench_plan_buffers_free(&buf);
             }
             free(weight);
         }
+        if (cfg.drift && !failed && !bench_drift(ctx, &cfg, &opts[0]))
+            failed = 1;
         eplb_context_free(ctx);
     }
     eplb_context_free(cpu_ref);

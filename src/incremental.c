@@ -101,7 +101,7 @@ static eplb_status check_previous(eplb_context *ctx, const int64_t *previous,
         for (int64_t q = 0; q < R; q++) {
             if (row[q] < 0 || row[q] >= E)
                 return eplb_context_fail(ctx, EPLB_ERR_INVALID_ARGUMENT,
-                                         "previous[%lld][%lld] = %lld is not an expert of 0..%lld",
+                                         "previous[%lld][%lld] = %lld is not an expert (0..%lld)",
                                          (long long)l, (long long)q, (long long)row[q],
                                          (long long)(E - 1));
             seen[row[q]] = l + 1;

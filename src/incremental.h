@@ -30,6 +30,13 @@ typedef struct eplb_rest_item {
     int64_t expert;
 } eplb_rest_item;
 
+/* What the swap search knows of one GPU's slots in a step: their lightest
+ * and heaviest slot load, and the cheapest arrival cost at the heaviest GPU. */
+typedef struct eplb_gpu_bounds {
+    float lowest, highest;
+    int32_t cheapest;
+} eplb_gpu_bounds;
+
 /* Working memory of one layer at a time, owned by one thread. The int32
  * arrays indexed by expert (tally, tally2) are all zero between uses, and
  * row_of is all -1, so that each use costs the slots it touches, not E. */
@@ -45,6 +52,8 @@ typedef struct eplb_incremental_scratch {
     float *sorted;         /* [spg] */
     float *gpu_load;       /* [domain GPUs] */
     int32_t *own_excess;   /* [domain slots] */
+    int32_t *arrival_cost; /* [domain slots] */
+    eplb_gpu_bounds *gpu_bounds; /* [domain GPUs] */
     int32_t *away_excess;  /* [spg][domain GPUs] */
     int32_t *away_row;     /* [spg] */
     int32_t *overlap;      /* [k][k], k = max(domains, domain GPUs) */

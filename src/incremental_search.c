@@ -9,52 +9,67 @@
  * and for each expert of the heaviest GPU its excess on every other GPU.
  * That costs one pass over the domain per step, less than the pairs the step
  * weighs. */
+#include <stdint.h>
 #include <string.h>
 
 #include "incremental.h"
 
-/* The key of a candidate trade (SPEC 13.5): class 0 (A done) and 1 (A
- * lighter) order by cost, then value (the larger new load, or A's new load);
- * class 2 by change (of the sum of squared loads), then cost. */
-typedef struct trade_key {
-    int cls;
-    int cost;
-    float value; /* value for classes 0 and 1, change for class 2 */
-} trade_key;
+/* The key of a candidate trade (SPEC 13.5) as one integer that orders as
+ * the key does: class 0 (A done) and 1 (A lighter) by cost, then value (the
+ * larger new load, or A's new load); class 2 by change (of the sum of
+ * squared loads of A and B, always negative), then cost. So the best
+ * candidate is the smallest integer, the first in order on ties, and a scan
+ * compares one number per pair. Costs lie in -4..4 (four experts at most
+ * change GPU), stored plus 8 in four bits. */
+#define NO_CANDIDATE UINT64_MAX
+#define KEY_CLASS_SHIFT 62
 
-static int key_less(const trade_key *x, const trade_key *y)
+/* A map of float32 onto uint32 that keeps their order (NaN aside): the
+ * loads here are never NaN, and value + 0.0f turns -0 into +0 so that the
+ * two zeros, equal as floats, stay equal. */
+static inline uint32_t float_order(float v)
 {
-    if (x->cls != y->cls)
-        return x->cls < y->cls;
-    if (x->cls < 2) {
-        if (x->cost != y->cost)
-            return x->cost < y->cost;
-        return x->value < y->value;
-    }
-    if (x->value != y->value)
-        return x->value < y->value;
-    return x->cost < y->cost;
+    uint32_t bits;
+    memcpy(&bits, &v, sizeof bits);
+    return bits & 0x80000000u ? ~bits : bits | 0x80000000u;
 }
 
-/* The class and value of a trade that moves `give` out of A and `take` into
- * it (SPEC 13.5, all float32 in this order); 0 when it is no candidate. */
-static int classify(float load_a, float load_b, float give, float take, float target,
-                    trade_key *key)
+static inline uint64_t near_key(int cls, int cost, float value)
 {
-    const float new_a = (load_a - give) + take;
+    return (uint64_t)cls << KEY_CLASS_SHIFT | (uint64_t)(cost + 8) << 32 |
+           float_order(value + 0.0f);
+}
+
+static inline uint64_t change_key(int cost, float change)
+{
+    return (uint64_t)2 << KEY_CLASS_SHIFT | (uint64_t)float_order(change) << 4 |
+           (uint64_t)(cost + 8);
+}
+
+static inline int key_class(uint64_t key) { return (int)(key >> KEY_CLASS_SHIFT); }
+
+static inline int key_cost(uint64_t key)
+{
+    return key_class(key) < 2 ? (int)(key >> 32 & 15) - 8 : (int)(key & 15) - 8;
+}
+
+/* The key of a trade that moves `give` out of A and `take` into it, all
+ * float32 in SPEC 13.5's order: new_a = (load_a - give) + take, passed as
+ * a_without_give + take; new_b = (load_b - take) + give; gap = load_a -
+ * load_b. NO_CANDIDATE when the trade is none. */
+static inline uint64_t trade_key(float a_without_give, float load_b, float gap, float give,
+                                 float take, float target, int cost)
+{
     const float new_b = (load_b - take) + give;
     if (new_b <= target) {
-        key->cls = new_a <= target ? 0 : 1;
-        key->value = key->cls == 0 ? (new_a > new_b ? new_a : new_b) : new_a;
-        return 1;
+        const float new_a = a_without_give + take;
+        if (new_a <= target)
+            return near_key(0, cost, new_a > new_b ? new_a : new_b);
+        return near_key(1, cost, new_a);
     }
     const float d = give - take;
-    const float change = (2.0f * d) * (d - (load_a - load_b));
-    if (!(change < 0.0f))
-        return 0;
-    key->cls = 2;
-    key->value = change;
-    return 1;
+    const float change = (2.0f * d) * (d - gap);
+    return change < 0.0f ? change_key(cost, change) : NO_CANDIDATE;
 }
 
 /* The state of one domain's search. */
@@ -68,10 +83,35 @@ typedef struct search_state {
     eplb_incremental_scratch *s;
 } search_state;
 
-/* Tallies, for the heaviest GPU A, the excess tables described at the top:
- * s->tally[e] = held[A][e] - base[A][e]; own_excess[q] for every slot q of
- * the domain; away_excess[i][B] = held[B][e] - base[B][e] for the expert e of
- * A's slot i (rows shared by equal experts through row_of). */
+/* What a trade changes only on the two GPUs it touches, kept up to date
+ * from step to step: own_excess[q] = held[g][e] - base[g][e] for the expert e
+ * of every slot q of GPU g, and g's lightest and heaviest slot loads. */
+static void refresh_gpu(const search_state *st, int64_t g)
+{
+    eplb_incremental_scratch *s = st->s;
+    const int64_t q0 = g * st->spg, q1 = q0 + st->spg;
+    const int64_t *cur = st->cur, *base = st->base;
+    for (int64_t q = q0; q < q1; q++) {
+        s->tally2[cur[q]]++;
+        s->tally2[base[q]]--;
+    }
+    float low = st->u[q0], high = st->u[q0];
+    for (int64_t q = q0; q < q1; q++) {
+        s->own_excess[q] = s->tally2[cur[q]];
+        low = st->u[q] < low ? st->u[q] : low;
+        high = st->u[q] > high ? st->u[q] : high;
+    }
+    for (int64_t q = q0; q < q1; q++)
+        s->tally2[cur[q]] = s->tally2[base[q]] = 0;
+    s->gpu_bounds[g].lowest = low;
+    s->gpu_bounds[g].highest = high;
+}
+
+/* Tallies what a step needs of the heaviest GPU A, in one pass over the
+ * domain: s->tally[e] = held[A][e] - base[A][e]; away_excess[i][B] =
+ * held[B][e] - base[B][e] for the expert e of A's slot i (rows shared by
+ * equal experts through row_of); each slot's arrival cost at A and each
+ * GPU's cheapest. */
 static void tally_excess(const search_state *st, int64_t A, int32_t *row)
 {
     eplb_incremental_scratch *s = st->s;
@@ -88,25 +128,22 @@ static void tally_excess(const search_state *st, int64_t A, int32_t *row)
         row[i] = s->row_of[e];
     }
     memset(s->away_excess, 0, (size_t)(spg * gd) * sizeof *s->away_excess);
-    for (int64_t q = 0; q < st->slots; q++) {
-        const int64_t b = q / spg;
-        int32_t r = s->row_of[cur[q]];
-        if (r >= 0)
-            s->away_excess[r * gd + b]++;
-        r = s->row_of[base[q]];
-        if (r >= 0)
-            s->away_excess[r * gd + b]--;
-    }
     for (int64_t b = 0; b < gd; b++) {
-        const int64_t q0 = b * spg;
-        for (int64_t q = q0; q < q0 + spg; q++) {
-            s->tally2[cur[q]]++;
-            s->tally2[base[q]]--;
+        int32_t cheapest = 2;
+        for (int64_t q = b * spg; q < (b + 1) * spg; q++) {
+            int32_t r = s->row_of[cur[q]];
+            if (r >= 0)
+                s->away_excess[r * gd + b]++;
+            r = s->row_of[base[q]];
+            if (r >= 0)
+                s->away_excess[r * gd + b]--;
+            /* A single trade's cost for the expert of q leaving its GPU and
+             * arriving at A. */
+            const int32_t arrival = (s->tally[cur[q]] >= 0) - (s->own_excess[q] > 0);
+            s->arrival_cost[q] = arrival;
+            cheapest = arrival < cheapest ? arrival : cheapest;
         }
-        for (int64_t q = q0; q < q0 + spg; q++)
-            s->own_excess[q] = s->tally2[cur[q]];
-        for (int64_t q = q0; q < q0 + spg; q++)
-            s->tally2[cur[q]] = s->tally2[base[q]] = 0;
+        s->gpu_bounds[b].cheapest = cheapest;
     }
 }
 
@@ -160,6 +197,37 @@ static int double_cost(const search_state *st, int64_t A, int64_t B, const int32
     return cost;
 }
 
+/* Whether some slot of GPU B might trade with A's slot of load ua for a key
+ * below best, judged from B's bounds alone: the new loads move monotonically
+ * with the slot load taken (float32 rounding keeps the order), so the
+ * bounds bound them. A GPU that cannot beat the best is skipped whole. */
+static inline int might_beat(const eplb_gpu_bounds *b, uint64_t best, float a_without,
+                             float load_b, float ua, int cost_a, float target)
+{
+    if (!(ua > b->lowest))
+        return 0; /* no slot of B is lighter than ua */
+    const int best_class = key_class(best);
+    if (best_class == 2 || best == NO_CANDIDATE)
+        return 1;
+    /* Classes 0 and 1 need new_b <= T for some slot: the heaviest gives the
+     * smallest new_b. */
+    if ((load_b - b->highest) + ua > target)
+        return 0;
+    /* The lightest slot gives the smallest new_a and the cheapest arrival
+     * the smallest cost. */
+    const float least_new_a = a_without + b->lowest;
+    const int least_cost = cost_a + b->cheapest, best_cost = key_cost(best);
+    if (least_new_a <= target && best_class == 1)
+        return 1; /* B may have a pair of class 0 */
+    if (least_new_a > target && best_class == 0)
+        return 0; /* B has no pair of class 0 */
+    if (least_cost != best_cost)
+        return least_cost < best_cost;
+    /* Equal cost: class 0 orders by max(new_a, new_b) >= new_a, class 1 by
+     * new_a; a key equal to the best loses, as the later pair. */
+    return near_key(best_class, best_cost, least_new_a) < best;
+}
+
 /* Step 2 of SPEC 13.5: the best single trade of A's slots with the other
  * GPUs' slots. Returns 0 when there is no candidate. */
 static int best_single(const search_state *st, int64_t A, const int32_t *row, int64_t pick[2],
@@ -168,39 +236,37 @@ static int best_single(const search_state *st, int64_t A, const int32_t *row, in
     const eplb_incremental_scratch *s = st->s;
     const int64_t spg = st->spg, gd = st->gpus;
     const float *u = st->u, *load = st->load;
-    trade_key best = {0, 0, 0.0f};
-    int found = 0;
+    const int32_t *arrival = s->arrival_cost;
+    const float target = st->target;
+    uint64_t best = NO_CANDIDATE;
     for (int64_t i = 0; i < spg; i++) {
         const int64_t sa = A * spg + i;
-        const float ua = u[sa];
+        const float ua = u[sa], a_without = load[A] - ua;
         const int leave_a = s->tally[st->cur[sa]] > 0;
         const int32_t *away = s->away_excess + row[i] * gd;
-        for (int64_t sb = 0; sb < st->slots; sb++) {
-            if (sb == A * spg) {
-                sb += spg - 1;
+        /* Slots in ascending order: GPU by GPU, skipping A. */
+        for (int64_t B = 0; B < gd; B++) {
+            if (B == A)
                 continue;
-            }
-            const float ub = u[sb];
-            if (!(ua > ub))
+            const float load_b = load[B], gap = load[A] - load_b;
+            const int cost_a = (away[B] >= 0) - leave_a;
+            if (!might_beat(&s->gpu_bounds[B], best, a_without, load_b, ua, cost_a, target))
                 continue;
-            const int64_t B = sb / spg;
-            trade_key key;
-            if (!classify(load[A], load[B], ua, ub, st->target, &key))
-                continue;
-            if (found && key.cls > best.cls)
-                continue;
-            key.cost = -leave_a + (away[B] >= 0) - (s->own_excess[sb] > 0) +
-                       (s->tally[st->cur[sb]] >= 0);
-            if (!found || key_less(&key, &best)) {
-                best = key;
-                pick[0] = sa;
-                pick[1] = sb;
-                found = 1;
+            for (int64_t sb = B * spg; sb < (B + 1) * spg; sb++) {
+                const float ub = u[sb];
+                const uint64_t key = ua > ub ? trade_key(a_without, load_b, gap, ua, ub,
+                                                         st->target, cost_a + arrival[sb])
+                                             : NO_CANDIDATE;
+                if (key < best) {
+                    best = key;
+                    pick[0] = sa;
+                    pick[1] = sb;
+                }
             }
         }
     }
-    *cost_out = best.cost;
-    return found;
+    *cost_out = key_cost(best);
+    return best != NO_CANDIDATE;
 }
 
 /* Step 3 of SPEC 13.5: the best double trade, pick = sa1, sa2, sb1, sb2. */
@@ -209,39 +275,39 @@ static int best_double(const search_state *st, int64_t A, const int32_t *row, in
 {
     const int64_t spg = st->spg;
     const float *u = st->u, *load = st->load;
-    trade_key best = {0, 0, 0.0f};
-    int found = 0;
+    uint64_t best = NO_CANDIDATE;
     for (int64_t B = 0; B < st->gpus; B++) {
         if (B == A)
             continue;
+        const float gap = load[A] - load[B];
         for (int64_t a1 = A * spg; a1 < (A + 1) * spg; a1++)
             for (int64_t a2 = a1 + 1; a2 < (A + 1) * spg; a2++) {
-                const float da = u[a1] + u[a2];
+                const float da = u[a1] + u[a2], a_without = load[A] - da;
                 for (int64_t b1 = B * spg; b1 < (B + 1) * spg; b1++)
                     for (int64_t b2 = b1 + 1; b2 < (B + 1) * spg; b2++) {
                         const float db = u[b1] + u[b2];
                         if (!(da > db))
                             continue;
-                        trade_key key;
-                        if (!classify(load[A], load[B], da, db, st->target, &key))
-                            continue;
-                        if (found && key.cls > best.cls)
+                        /* The class first, with cost 0: the cost is worth
+                         * its work only for a class that can still win. */
+                        uint64_t key = trade_key(a_without, load[B], gap, da, db, st->target, 0);
+                        if (key == NO_CANDIDATE || key_class(key) > key_class(best))
                             continue;
                         const int64_t qa[2] = {a1, a2}, qb[2] = {b1, b2};
-                        key.cost = double_cost(st, A, B, row, qa, qb);
-                        if (!found || key_less(&key, &best)) {
+                        key = trade_key(a_without, load[B], gap, da, db, st->target,
+                                        double_cost(st, A, B, row, qa, qb));
+                        if (key < best) {
                             best = key;
                             pick[0] = a1;
                             pick[1] = a2;
                             pick[2] = b1;
                             pick[3] = b2;
-                            found = 1;
                         }
                     }
             }
     }
-    *cost_out = best.cost;
-    return found;
+    *cost_out = key_cost(best);
+    return best != NO_CANDIDATE;
 }
 
 static void trade(search_state *st, int64_t qa, int64_t qb)
@@ -274,6 +340,8 @@ int eplb_domain_search(const float *w, const int64_t *prev, int64_t *x, int64_t 
     for (int64_t b = 0; b < st.gpus; b++)
         st.load[b] = eplb_gpu_load(st.u + b * spg, spg, s->sorted);
     int64_t moved = eplb_span_moves(st.base, st.cur, st.gpus, spg, s->tally);
+    for (int64_t b = 0; b < st.gpus; b++)
+        refresh_gpu(&st, b);
     int32_t *row = s->away_row;
     for (int64_t step = 0; step < dn; step++) {
         const int64_t A = heaviest_gpu(&st);
@@ -301,6 +369,8 @@ int eplb_domain_search(const float *w, const int64_t *prev, int64_t *x, int64_t 
         moved += cost;
         st.load[A] = eplb_gpu_load(st.u + A * spg, spg, s->sorted);
         st.load[B] = eplb_gpu_load(st.u + B * spg, spg, s->sorted);
+        refresh_gpu(&st, A);
+        refresh_gpu(&st, B);
     }
     return st.load[heaviest_gpu(&st)] <= target;
 }

@@ -54,7 +54,7 @@ static eplb_status check_plan_entries(const char *name, const int64_t *plan, con
             int64_t e = plan[l * s->replicas + q];
             if (e < 0 || e >= s->experts)
                 return eplb_thread_fail(EPLB_ERR_INVALID_ARGUMENT,
-                                        "%s[%lld][%lld] = %lld is not an expert of 0..%lld", name,
+                                        "%s[%lld][%lld] = %lld is not an expert (0..%lld)", name,
                                         (long long)l, (long long)q, (long long)e,
                                         (long long)(s->experts - 1));
         }

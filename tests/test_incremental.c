@@ -25,38 +25,11 @@ static int64_t *alloc_i64(size_t n)
     return p;
 }
 
-static int compare_floats(const void *a, const void *b)
-{
-    const float x = *(const float *)a, y = *(const float *)b;
-    return (x > y) - (x < y);
-}
-
-/* SPEC 13.2, written again here: the largest GPU load of layer l, each GPU's
- * slot loads (w / count in this plan) summed in ascending order from +0. */
+/* SPEC 13.2's largest GPU load of layer l (drift.h). */
 static float max_gpu_load(const float *weight, const eplb_shape *s, const int64_t *plan, int64_t l)
 {
-    const int64_t E = s->experts, R = s->replicas, spg = R / s->gpus;
-    int64_t *count = calloc((size_t)E, sizeof *count);
-    float *u = malloc((size_t)spg * sizeof *u);
-    cr_assert(count && u);
-    for (int64_t q = 0; q < R; q++)
-        count[plan[l * R + q]]++;
-    float largest = 0.0f;
-    for (int64_t g = 0; g < s->gpus; g++) {
-        for (int64_t i = 0; i < spg; i++) {
-            const int64_t e = plan[l * R + g * spg + i];
-            u[i] = weight[l * E + e] / (float)count[e];
-        }
-        qsort(u, (size_t)spg, sizeof *u, compare_floats);
-        float load = 0.0f;
-        for (int64_t i = 0; i < spg; i++)
-            load += u[i];
-        if (g == 0 || load > largest)
-            largest = load;
-    }
-    free(count);
-    free(u);
-    return largest;
+    return eplb_layer_peak_load(weight + l * s->experts, plan + l * s->replicas, s->experts,
+                                s->replicas, s->gpus);
 }
 
 /* The outputs agree with phy2log: logcnt counts it, every expert has a slot,
@@ -492,7 +465,7 @@ Test(incremental, each_rule_of_13_1_refused_with_outputs_untouched)
     memcpy(bad, prev, sizeof bad);
     bad[12 + 3] = -1;
     expect_refused(cpu, "negative entry", w, &s, &o, bad, EPLB_ERR_INVALID_ARGUMENT,
-                   "previous[1][3] = -1 is not an expert of 0..7");
+                   "previous[1][3] = -1 is not an expert (0..7)");
     memcpy(bad, prev, sizeof bad);
     bad[5] = 8;
     expect_refused(cpu, "entry past the experts", w, &s, &o, bad, EPLB_ERR_INVALID_ARGUMENT,

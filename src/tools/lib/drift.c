@@ -22,6 +22,38 @@ void eplb_workload_drift(const float *in, float *out, int64_t count, uint64_t se
     }
 }
 
+static int compare_floats(const void *a, const void *b)
+{
+    const float x = *(const float *)a, y = *(const float *)b;
+    return (x > y) - (x < y);
+}
+
+float eplb_layer_peak_load(const float *w, const int64_t *phy2log, int64_t experts,
+                           int64_t replicas, int64_t gpus)
+{
+    const int64_t spg = replicas / gpus;
+    int64_t *count = calloc((size_t)experts, sizeof *count);
+    float *u = malloc((size_t)spg * sizeof *u);
+    float peak = NAN;
+    if (count && u) {
+        for (int64_t q = 0; q < replicas; q++)
+            count[phy2log[q]]++;
+        for (int64_t g = 0; g < gpus; g++) {
+            for (int64_t i = 0; i < spg; i++)
+                u[i] = w[phy2log[g * spg + i]] / (float)count[phy2log[g * spg + i]];
+            qsort(u, (size_t)spg, sizeof *u, compare_floats);
+            float load = 0.0f;
+            for (int64_t i = 0; i < spg; i++)
+                load += u[i];
+            if (g == 0 || load > peak)
+                peak = load;
+        }
+    }
+    free(count);
+    free(u);
+    return peak;
+}
+
 eplb_status eplb_drifted_previous(eplb_context *ctx, const float *weight, const eplb_shape *shape,
                                   const eplb_options *options, uint64_t seed, double sigma,
                                   int64_t *previous)

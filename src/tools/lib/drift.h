@@ -23,4 +23,11 @@ eplb_status eplb_drifted_previous(eplb_context *ctx, const float *weight, const 
                                   const eplb_options *options, uint64_t seed, double sigma,
                                   int64_t *previous);
 
+/* The largest GPU load of one layer as docs/spec.md section 13.2 computes
+ * it: slot loads w[e] / (e's slots in this layer) in float32, each GPU's
+ * summed in ascending order from +0 (the loads behind the incremental
+ * rebalance's promise). NaN when memory runs out. */
+float eplb_layer_peak_load(const float *w, const int64_t *phy2log, int64_t experts,
+                           int64_t replicas, int64_t gpus);
+
 #endif
