@@ -48,6 +48,7 @@ typedef struct refine_scratch {
      * as a pair of lists, what A gives and what B gives, so that one
      * vectorized pass weighs all of a partner's trades. */
     int32_t ones, twos; /* list lengths, each rounded up to a multiple of 8 */
+    int32_t m, k;       /* the row's GPUs and slots per GPU */
     int avx2;           /* weigh eight trades at a time (the machine and EPLB_CPU_ISA allow) */
     float *give_a;      /* [ones + twos] A's side of each trade, in trade order */
     float *give_b;      /* [m][ones + twos] each GPU's side, rebuilt when it changes */
@@ -294,7 +295,7 @@ static void partner_minima(float a_load, float b_load, const float *give_a, cons
 #if EPLB_CPU_X86_DISPATCH
 /* partner_minima eight trades at a time; the same operations, so the same
  * bits (a minimum without NaN does not depend on the lanes' grouping). */
-EPLB_CPU_TARGET_AVX2 static void partner_minima_avx2(float a_load, float b_load,
+EPLB_CPU_TARGET_AVX2 static inline void partner_minima_avx2(float a_load, float b_load,
                                                      const float *give_a, const float *give_b,
                                                      int32_t ones, int32_t twos, float *one,
                                                      float *two)
@@ -319,15 +320,19 @@ EPLB_CPU_TARGET_AVX2 static void partner_minima_avx2(float a_load, float b_load,
 }
 #endif
 
-/* Both minima of partner_minima with the widest vectors allowed. */
-static void partner_minima_of(const refine_scratch *s, float a_load, float b_load,
-                              const float *give_b, float *one, float *two)
+/* Both minima of partner_minima, eight trades at a time when avx2 (a
+ * constant where search_partners is instantiated). */
+static inline __attribute__((always_inline)) void
+partner_minima_of(const refine_scratch *s, int avx2, float a_load, float b_load,
+                  const float *give_b, float *one, float *two)
 {
 #if EPLB_CPU_X86_DISPATCH
-    if (s->avx2) {
+    if (avx2) {
         partner_minima_avx2(a_load, b_load, s->give_a, give_b, s->ones, s->twos, one, two);
         return;
     }
+#else
+    (void)avx2;
 #endif
     partner_minima(a_load, b_load, s->give_a, give_b, s->ones, s->twos, one, two);
 }
@@ -364,12 +369,13 @@ static void take_allowed(const refine_scratch *s, float a_load, float b_load, co
  * trade_positions finds once the search is over. With distinct a partner
  * that can beat (or tie from a lower index) the best so far is scanned
  * again for its best trade among those SPEC 11.6 allows. */
-static void weigh_expanded(refine_scratch *s, int32_t a, float a_load, float b_load, int32_t b,
-                           int32_t k, int32_t pairs, refine_best *one, refine_best *two)
+static inline __attribute__((always_inline)) void
+weigh_expanded(refine_scratch *s, int avx2, int32_t a, float a_load, float b_load, int32_t b,
+               int32_t k, int32_t pairs, refine_best *one, refine_best *two)
 {
     const float *give_b = s->give_b + (size_t)b * (size_t)(s->ones + s->twos);
     float p1, p2;
-    partner_minima_of(s, a_load, b_load, give_b, &p1, &p2);
+    partner_minima_of(s, avx2, a_load, b_load, give_b, &p1, &p2);
     if (p1 < one->peak || (p1 == one->peak && b < one->b)) {
         if (s->item_at) {
             take_allowed(s, a_load, b_load, s->give_a, give_b, k * k, k, a, b, k, 0, one);
@@ -409,6 +415,67 @@ static void trade_positions(const refine_scratch *s, float a_load, int32_t k, in
         trade->a_pos = j / pairs;
         trade->b_pos = j % pairs;
     }
+}
+
+/* The best one-for-one and two-for-two trades of GPU a (SPEC 10.3 step 2)
+ * into one and two, which come in empty. Instantiated twice, so that with
+ * avx2 the whole loop is compiled for AVX2 and the vector weighing inlined. */
+static inline __attribute__((always_inline)) void
+search_partners(refine_scratch *s, int avx2, int32_t m, int32_t k, int32_t a, float a_load,
+                const float *t_a, refine_best *one, refine_best *two)
+{
+    const int32_t pairs = k * (k - 1) / 2;
+    const int expanded = s->give_b != NULL;
+    /* The best peak so far and the float after it (the bound's test). */
+    float best_peak = INFINITY, above_best = INFINITY;
+    /* Partners from the lightest up, so that a good peak is known early
+     * and the heavier partners can be passed over. Which trade wins does
+     * not depend on this order: weigh compares the whole tie order. */
+    for (int32_t i = 0; i < m; i++) {
+        const int32_t b = s->by_load[i];
+        if (b == a)
+            continue;
+        const float b_load = s->load[b];
+        /* Every trade with B has new loads summing to a_load + b_load
+         * before rounding, so the larger is at least their half. When
+         * that half lies above the float after the best peak so far, the
+         * rounded peak does too: B can neither beat the best nor tie it,
+         * and no heavier partner can. The margin covers the double's own
+         * rounding. */
+        const double floor_b = (0.5 * (double)a_load + 0.5 * (double)b_load) * (1.0 - 0x1p-40);
+        if (floor_b > (double)above_best)
+            break;
+        if (expanded) {
+            weigh_expanded(s, avx2, a, a_load, b_load, b, k, pairs, one, two);
+        } else {
+            const float *t_b = s->t + b * k;
+            weigh(s, k, a, a_load, b_load, b, t_a, k, t_b, k, 0, one);
+            if (pairs > 0) {
+                pair_sums(t_b, s, pairs, s->b_pairs);
+                weigh(s, k, a, a_load, b_load, b, s->a_pairs, pairs, s->b_pairs, pairs, 1, two);
+            }
+        }
+        const float now_best = one->peak < two->peak ? one->peak : two->peak;
+        if (now_best != best_peak) {
+            best_peak = now_best;
+            above_best = nextafterf(best_peak, INFINITY);
+        }
+    }
+}
+
+#if EPLB_CPU_X86_DISPATCH
+EPLB_CPU_TARGET_AVX2 static void search_partners_avx2(refine_scratch *s, int32_t a, float a_load,
+                                                      const float *t_a, refine_best *one,
+                                                      refine_best *two)
+{
+    search_partners(s, 1, s->m, s->k, a, a_load, t_a, one, two);
+}
+#endif
+
+static void search_partners_portable(refine_scratch *s, int32_t a, float a_load, const float *t_a,
+                                     refine_best *one, refine_best *two)
+{
+    search_partners(s, 0, s->m, s->k, a, a_load, t_a, one, two);
 }
 
 /* SPEC 10.3 on row x: at most `trades` trades, and with stop_at (SPEC
@@ -457,41 +524,12 @@ static void refine_row(const eplb_plan_job *job, int64_t x, int32_t trades, floa
             expand_a(s, t_a, k, pairs);
 
         refine_best one = {INFINITY, -1, 0, 0}, two = {INFINITY, -1, 0, 0};
-        /* The best peak so far and the float after it (the bound's test). */
-        float best_peak = INFINITY, above_best = INFINITY;
-        /* Partners from the lightest up, so that a good peak is known early
-         * and the heavier partners can be passed over. Which trade wins does
-         * not depend on this order: weigh compares the whole tie order. */
-        for (int32_t i = 0; i < m; i++) {
-            const int32_t b = s->by_load[i];
-            if (b == a)
-                continue;
-            const float b_load = s->load[b];
-            /* Every trade with B has new loads summing to a_load + b_load
-             * before rounding, so the larger is at least their half. When
-             * that half lies above the float after the best peak so far, the
-             * rounded peak does too: B can neither beat the best nor tie it,
-             * and no heavier partner can. The margin covers the double's own
-             * rounding. */
-            const double floor_b = (0.5 * (double)a_load + 0.5 * (double)b_load) * (1.0 - 0x1p-40);
-            if (floor_b > (double)above_best)
-                break;
-            if (expanded) {
-                weigh_expanded(s, a, a_load, b_load, b, k, pairs, &one, &two);
-            } else {
-                const float *t_b = s->t + b * k;
-                weigh(s, k, a, a_load, b_load, b, t_a, k, t_b, k, 0, &one);
-                if (pairs > 0) {
-                    pair_sums(t_b, s, pairs, s->b_pairs);
-                    weigh(s, k, a, a_load, b_load, b, s->a_pairs, pairs, s->b_pairs, pairs, 1, &two);
-                }
-            }
-            const float now_best = one.peak < two.peak ? one.peak : two.peak;
-            if (now_best != best_peak) {
-                best_peak = now_best;
-                above_best = nextafterf(best_peak, INFINITY);
-            }
-        }
+#if EPLB_CPU_X86_DISPATCH
+        if (s->avx2 && expanded)
+            search_partners_avx2(s, a, a_load, t_a, &one, &two);
+        else
+#endif
+            search_partners_portable(s, a, a_load, t_a, &one, &two);
         /* One-for-one trades come first in the trade order. */
         const int two_for_two = two.b >= 0 && (one.b < 0 || two.peak < one.peak);
         const refine_best *trade = two_for_two ? &two : &one;
@@ -557,6 +595,8 @@ eplb_status eplb_cpu_refine(eplb_backend *backend, const eplb_plan_job *job)
         s.b_pairs = malloc((pairs + 1) * sizeof *s.b_pairs);
         s.pair_lo = malloc((pairs + 1) * sizeof *s.pair_lo);
         s.pair_hi = malloc((pairs + 1) * sizeof *s.pair_hi);
+        s.m = m;
+        s.k = k;
         s.ones = round_up8(k * k);
         s.twos = round_up8((int32_t)(pairs * pairs));
         s.avx2 = eplb_cpu_settings_of(backend)->isa >= EPLB_CPU_ISA_AVX2;
