@@ -89,17 +89,13 @@ static int drift_row(eplb_context *ctx, const bench_config *cfg, const bench_cas
         const int64_t above = layers_above(s, drifted, fresh.phy2log, incremental.phy2log);
         const double ratio = mf.moved_slots ? (double)mi.moved_slots / (double)mf.moved_slots : 0.0;
         const double slower = incremental_time.median_ms / fresh_time.median_ms;
-        if (ok && cfg->markdown)
-            printf("| %s | %lld | %lld | %.3f | %lld / %lld | %lld / %lld | %.4f / %.4f | %lld "
-                   "| %.2f | %.2f | %.2f |\n",
-                   bc->name, (long long)mf.moved_slots, (long long)mi.moved_slots, ratio,
-                   (long long)mf.max_moved_per_gpu, (long long)mi.max_moved_per_gpu,
-                   (long long)mf.cross_node_moves, (long long)mi.cross_node_moves, bf, bi,
-                   (long long)above, fresh_time.median_ms, incremental_time.median_ms, slower);
-        else if (ok)
-            printf("%-14s %12lld %12lld %7.3f %6lld/%-6lld %7lld/%-7lld %7.4f/%-7.4f %6lld %10.2f "
-                   "%10.2f %6.2f\n",
-                   bc->name, (long long)mf.moved_slots, (long long)mi.moved_slots, ratio,
+        const char *row = cfg->markdown
+                              ? "| %s | %lld | %lld | %.3f | %lld / %lld | %lld / %lld | %.4f / "
+                                "%.4f | %lld | %.2f | %.2f | %.2f |\n"
+                              : "%-14s %12lld %12lld %7.3f %6lld/%-6lld %7lld/%-7lld "
+                                "%7.4f/%-7.4f %6lld %10.2f %10.2f %6.2f\n";
+        if (ok)
+            printf(row, bc->name, (long long)mf.moved_slots, (long long)mi.moved_slots, ratio,
                    (long long)mf.max_moved_per_gpu, (long long)mi.max_moved_per_gpu,
                    (long long)mf.cross_node_moves, (long long)mi.cross_node_moves, bf, bi,
                    (long long)above, fresh_time.median_ms, incremental_time.median_ms, slower);
