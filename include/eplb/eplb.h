@@ -235,8 +235,12 @@ EPLB_EXTERN eplb_status eplb_device_status(eplb_context *ctx, void *stream);
  *          physical_to_logical_map): every entry in 0..experts-1 and every
  *          expert on at least one slot of each layer, else
  *          EPLB_ERR_INVALID_ARGUMENT.
- * The other arguments and the outputs are those of eplb_rebalance; on any
- * error the outputs are left untouched. */
+ * The other arguments and the outputs are those of eplb_rebalance, but for
+ * log2phy, which lists each expert's slots in ascending slot order. The fresh
+ * plan runs on the context's backend and the rest on the host, so every
+ * backend gives the same plan. options->distinct = 1 is refused
+ * (EPLB_ERR_UNSUPPORTED: SPEC 13 does not keep replicas apart). On any error
+ * the outputs are left untouched. */
 EPLB_EXTERN eplb_status eplb_rebalance_incremental(eplb_context *ctx, const float *weight,
                                                    const eplb_shape *shape,
                                                    const eplb_options *options,
