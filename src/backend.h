@@ -29,7 +29,7 @@ extern "C" {
 
 /* Bumped whenever this file changes incompatibly; modules built against another
  * version are refused by name. */
-#define EPLB_BACKEND_API_VERSION 7
+#define EPLB_BACKEND_API_VERSION 8
 
 /* What plan_fused returns when it does not handle a job, having enqueued
  * nothing: the planner then runs the same work as separate stages. Never
@@ -203,8 +203,8 @@ typedef struct eplb_backend_i {
     /* (optional) the whole plan, check_weights to assemble, in one submission.
      * The planner offers it only jobs whose log2phy (when given) is wide
      * enough for any count the shape allows, so it needs no width check, and
-     * only jobs with refine == 0 and distinct == 0, so it need not know the
-     * stages of SPEC 10 and 11. */
+     * only jobs with distinct == 0 and, unless fused_refines is set, with
+     * refine == 0, so it need not know the stages of SPEC 10 and 11. */
     eplb_status (*plan_fused)(eplb_backend *backend, const eplb_plan_job *job);
 
     /* ---- properties ---- */
@@ -231,6 +231,11 @@ typedef struct eplb_backend_i {
                                 size_t bytes);
     eplb_status (*download_async)(eplb_backend *backend, void *dst_host, const void *src,
                                   size_t bytes);
+
+    /* (optional) 1 if plan_fused also runs the refine search (SPEC 10) of a job
+     * with refine > 0, or declines it: the planner then offers it such jobs.
+     * 0 (a table that ends before it): plan_fused sees no job with refine. */
+    int fused_refines;
 } eplb_backend_i;
 
 #define EPLB_BACKEND_ERROR_LEN 512

@@ -333,9 +333,10 @@ static eplb_status run_stages(eplb_context *ctx, const eplb_plan_job *job, int c
      * only such jobs go to plan_fused, so that the narrow case is checked once,
      * by the replicate stage. */
     const int width_suffices = !job->log2phy || job->width >= job->node_slots - job->node_experts + 1;
-    /* The fused entries know nothing of the refine and distinct stages, so a
-     * job with either runs as separate stages. */
-    if (f->plan_fused && width_suffices && job->refine == 0 && !job->distinct)
+    /* The fused entries know nothing of the distinct stage, and only those
+     * that say so of refine, so other such jobs run as separate stages. */
+    if (f->plan_fused && width_suffices && (job->refine == 0 || f->fused_refines) &&
+        !job->distinct)
         st = f->plan_fused(be, job);
     if (st == EPLB_BACKEND_DECLINED) {
         int32_t zero = 0;

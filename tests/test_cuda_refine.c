@@ -1,5 +1,8 @@
-/* The refine search (docs/spec.md section 10) on the cuda backend
- * (backends/cuda/cuda_refine.cu): its plans equal the reference fixtures
+/* The refine search (docs/spec.md section 10) on the cuda backend, on both
+ * of its paths: inside plan_fused (backends/cuda/cuda_plan_fused.cu, the
+ * default) and as the refine stage kernel after the other stage kernels
+ * (backends/cuda/cuda_refine.cu, EPLB_TUNE_CUDA_PATH=stages, and every job
+ * plan_fused declines). Its plans equal the reference fixtures
  * (tests/data/refine), and the cpu backend's on random cases and on
  * DeepSeek-V3's shapes, with rows whose trades need 64-bit numbers or whose
  * placement lives in global memory. Skipped (not failed) where the cuda
@@ -24,35 +27,81 @@ static eplb_context *cuda_or_skip(void)
     return NULL;
 }
 
+/* The two EPLB_TUNE_CUDA_PATH values, read when a context is created. */
+static const char *const paths[] = {"fused", "stages"};
+#define PATHS (sizeof paths / sizeof paths[0])
+
+/* A cuda context on path paths[i], or a skip as cuda_or_skip. */
+static eplb_context *cuda_on_path_or_skip(size_t i)
+{
+    setenv("EPLB_TUNE_CUDA_PATH", paths[i], 1);
+    eplb_context *ctx = cuda_or_skip();
+    unsetenv("EPLB_TUNE_CUDA_PATH");
+    return ctx;
+}
+
 static const int32_t caps[] = {1, 16, 256};
 #define CAPS (sizeof caps / sizeof caps[0])
 
-/* Plans weight with each refine cap on cuda and cpu; the plans must be equal. */
-static void expect_caps_same_as_cpu(eplb_context *cuda, eplb_context *cpu, const char *name,
+/* The cuda contexts of every path, and the cpu one. */
+typedef struct cuda_and_cpu {
+    eplb_context *cuda[PATHS], *cpu;
+} cuda_and_cpu;
+
+static cuda_and_cpu open_contexts(void)
+{
+    cuda_and_cpu run;
+    for (size_t i = 0; i < PATHS; i++)
+        run.cuda[i] = cuda_on_path_or_skip(i);
+    run.cpu = eplbt_context("cpu");
+    return run;
+}
+
+static void free_contexts(cuda_and_cpu *run)
+{
+    for (size_t i = 0; i < PATHS; i++)
+        eplb_context_free(run->cuda[i]);
+    eplb_context_free(run->cpu);
+}
+
+/* Plans weight with one refine cap on every cuda path and on cpu; the plans
+ * must be equal. */
+static void expect_same_as_cpu(const cuda_and_cpu *run, const char *name, const float *weight,
+                               const eplb_shape *shape, const eplb_options *options)
+{
+    for (size_t i = 0; i < PATHS; i++) {
+        char label[256];
+        snprintf(label, sizeof label, "%s, refine %d, path %s", name, (int)options->refine,
+                 paths[i]);
+        eplbt_expect_same_as_cpu(run->cuda[i], run->cpu, label, weight, shape, options);
+    }
+}
+
+/* The same with each refine cap. */
+static void expect_caps_same_as_cpu(const cuda_and_cpu *run, const char *name,
                                     const float *weight, const eplb_shape *shape,
                                     eplb_options options)
 {
     for (size_t i = 0; i < CAPS; i++) {
-        char label[224];
         options.refine = caps[i];
-        snprintf(label, sizeof label, "%s, refine %d", name, (int)caps[i]);
-        eplbt_expect_same_as_cpu(cuda, cpu, label, weight, shape, &options);
+        expect_same_as_cpu(run, name, weight, shape, &options);
     }
 }
 
-/* Every reference fixture, with its own cap, in every integer; then with
- * the other caps against the cpu backend. */
+/* Every reference fixture, with its own cap, in every integer, on every
+ * path (the fixtures open their own contexts, which read the path then). */
 Test(cuda_refine, fixtures_equal_the_reference, .timeout = 600)
 {
     eplb_context_free(cuda_or_skip());
-    int hierarchical;
-    cr_expect_eq(fixtures_match(FIXTURE_DIR, "cuda", &hierarchical), fixture_count());
-    cr_expect_geq(hierarchical, 2, "the fixtures cover the hierarchical policy");
+    for (size_t i = 0; i < PATHS; i++) {
+        int hierarchical;
+        setenv("EPLB_TUNE_CUDA_PATH", paths[i], 1);
+        cr_expect_eq(fixtures_match(FIXTURE_DIR, "cuda", &hierarchical), fixture_count(),
+                     "path %s", paths[i]);
+        unsetenv("EPLB_TUNE_CUDA_PATH");
+        cr_expect_geq(hierarchical, 2, "the fixtures cover the hierarchical policy");
+    }
 }
-
-typedef struct cuda_and_cpu {
-    eplb_context *cuda, *cpu;
-} cuda_and_cpu;
 
 /* Every shape kind (k = 1 and one-GPU rows among them) and weight pattern
  * (ties, zeros, -0, sums that overflow to infinity). */
@@ -60,15 +109,14 @@ static void random_case_same_as_cpu(const eplb_random_case *c, uint64_t *state, 
 {
     (void)state;
     const cuda_and_cpu *run = arg;
-    expect_caps_same_as_cpu(run->cuda, run->cpu, c->name, c->weight, &c->shape, c->options);
+    expect_caps_same_as_cpu(run, c->name, c->weight, &c->shape, c->options);
 }
 
 Test(cuda_refine, random_cases_plan_as_on_the_cpu_backend, .timeout = 1200)
 {
-    cuda_and_cpu run = {cuda_or_skip(), eplbt_context("cpu")};
+    cuda_and_cpu run = open_contexts();
     cr_expect_geq(eplbt_for_each_random_case(1718, 3, random_case_same_as_cpu, &run), 108);
-    eplb_context_free(run.cuda);
-    eplb_context_free(run.cpu);
+    free_contexts(&run);
 }
 
 /* DeepSeek-V3's shapes (6 of its 58 layers) on the bench workload and with
@@ -93,7 +141,7 @@ Test(cuda_refine, named_shapes_plan_as_on_the_cpu_backend, .timeout = 1200)
         /* 2 * (305^2 + 46360^2) trades per step: numbered in 64 bits. */
         {"two GPUs of 305 slots", {1, 610, 610, 1, 1, 2}, EPLB_POLICY_GLOBAL, 1},
     };
-    cuda_and_cpu run = {cuda_or_skip(), eplbt_context("cpu")};
+    cuda_and_cpu run = open_contexts();
     for (size_t i = 0; i < sizeof shapes / sizeof shapes[0]; i++) {
         eplb_options options;
         float *weight = eplbt_workload_case(&shapes[i].shape, 1, 0, 8, 20, 0, &options);
@@ -105,16 +153,14 @@ Test(cuda_refine, named_shapes_plan_as_on_the_cpu_backend, .timeout = 1200)
             for (size_t c = 0; c < CAPS && caps[c] <= shapes[i].most_refine; c++) {
                 char label[224];
                 options.refine = caps[c];
-                snprintf(label, sizeof label, "%s%s, refine %d", shapes[i].name,
-                         equal ? ", equal weights" : "", (int)caps[c]);
-                eplbt_expect_same_as_cpu(run.cuda, run.cpu, label, weight, &shapes[i].shape,
-                                         &options);
+                snprintf(label, sizeof label, "%s%s", shapes[i].name,
+                         equal ? ", equal weights" : "");
+                expect_same_as_cpu(&run, label, weight, &shapes[i].shape, &options);
             }
         }
         free(weight);
     }
-    eplb_context_free(run.cuda);
-    eplb_context_free(run.cpu);
+    free_contexts(&run);
 }
 
 /* Distinct (docs/spec.md section 11) has no cuda stage: refused by name,

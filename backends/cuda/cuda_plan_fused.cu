@@ -6,11 +6,21 @@
  * replicates, packs and writes only its node: phy2log / slot_rank slots of
  * the node, logcnt and log2phy rows of the node's experts (disjoint sets).
  * Packing candidates run one per warp; their greedy and swap are sequential
- * within the warp, with pack argmin/argmax and the pair search across lanes. */
+ * within the warp, with pack argmin/argmax and the pair search across lanes.
+ * With refine (SPEC 10) the whole block then trades slots on the chosen
+ * placement of its row, in shared memory, through eplb_block_refine. */
 #include "cuda_check_weights.cuh"
 #include "cuda_pack_candidate.cuh"
 #include "cuda_plan_fused.cuh"
+#include "cuda_refine.cuh"
 #include "cuda_replicate.cuh"
+
+/* The most threads of a block that refines: a refine trade's time is the
+ * longest thread's chain of dependent steps, so a row's trade units are
+ * spread over up to this many threads, as in the refine stage kernel. */
+#ifndef EPLB_CUDA_FUSED_REFINE_THREADS /* a compile-time override, to time other widths */
+#define EPLB_CUDA_FUSED_REFINE_THREADS 1024
+#endif
 
 struct eplb_cuda_plan_args {
     const float *weight;
@@ -22,17 +32,21 @@ struct eplb_cuda_plan_args {
     uint64_t seed;
     float noise, tolerance;
     int32_t iterations;
+    int32_t refine;            /* the most refine trades per row (Refine kernels only) */
     uint32_t node_split;       /* 1: blockIdx.x = layer * N + node, the block does that node only */
     uint32_t E, R, G, N, S, M, RN, group_k, slot_m, slot_k, C;
     /* Byte offsets into shared memory. */
     uint32_t o_w, o_nw, o_val, o_log2mlog, o_mlog2log, o_cnt, o_gl, o_gslot, o_gcontent, o_gscore;
     uint32_t o_phy2mlog, o_phyrank, o_sload, o_scontent, o_sscore, o_sbest, o_warps, warp_bytes;
+    uint32_t o_rt, o_rload, o_votes; /* refine's slot loads, GPU loads, votes (Refine only) */
 };
 
 /* MaxThreads bounds the block and so each thread's registers: the
  * register-resident sort, greedy and replication are as large as that
- * budget allows without spilling (eplb_cuda_register_budget). */
-template <int MaxThreads>
+ * budget allows without spilling (eplb_cuda_register_budget). Refine adds
+ * the refine search; the kernels of plans without it are compiled without
+ * it, so they stay the code that docs/benchmarks.md timed. */
+template <int MaxThreads, bool Refine>
 __global__ void __launch_bounds__(MaxThreads, 1) eplb_cuda_plan_fused_kernel(eplb_cuda_plan_args a)
 {
     extern __shared__ __align__(16) unsigned char smem[];
@@ -149,6 +163,28 @@ __global__ void __launch_bounds__(MaxThreads, 1) eplb_cuda_plan_fused_kernel(epl
         __syncthreads();
     }
 
+    /* 6b. Refine (SPEC 10.3) on each of the block's rows (node n of layer l),
+     * in place on the chosen candidate's content, which is GPU-major (GPU g's
+     * position r is content[g*k + r]) as eplb_block_refine reads it; step 7
+     * then writes the refined placement. Rows without two GPUs of two slots
+     * have no trade to keep (the planner's rule for the refine stage). */
+    if (Refine && a.slot_k > 1 && a.slot_m > 1) {
+        const uint32_t k = a.slot_k;
+        float *rt = (float *)(smem + a.o_rt), *rload = (float *)(smem + a.o_rload);
+        eplb_cuda_refine_votes *votes = (eplb_cuda_refine_votes *)(smem + a.o_votes);
+        for (uint32_t n = node_lo; n < node_hi; n++) {
+            int32_t *content = scontent + ((size_t)n * C + (uint32_t)sbest[n]) * RN;
+            for (uint32_t p = tid; p < RN; p += T)
+                rt[p] = sload[n * RN + (uint32_t)content[p]];
+            __syncthreads();
+            for (uint32_t g = tid; g < a.slot_m; g += T)
+                rload[g] = eplb_cuda_refine_gpu_load(rt, g, k);
+            __syncthreads();
+            const eplb_cuda_refine_row row = {a.slot_m, k, content, rt, rload};
+            eplb_block_refine<uint32_t>(row, a.refine, a.tolerance, votes);
+        }
+    }
+
     /* 7. Outputs: the -1 fill completes before any slot is scattered. A block
      * of one node and a block of a layer return apart, each with its own copy
      * of the slot scatter, as in the kernel that docs/benchmarks.md timed: a
@@ -205,9 +241,12 @@ __global__ void __launch_bounds__(MaxThreads, 1) eplb_cuda_plan_fused_kernel(epl
 
 void eplb_cuda_plan_fused_init(size_t smem_optin)
 {
-    eplb_cuda_allow_smem(eplb_cuda_plan_fused_kernel<256>, smem_optin);
-    eplb_cuda_allow_smem(eplb_cuda_plan_fused_kernel<512>, smem_optin);
-    eplb_cuda_allow_smem(eplb_cuda_plan_fused_kernel<1024>, smem_optin);
+    eplb_cuda_allow_smem(eplb_cuda_plan_fused_kernel<256, false>, smem_optin);
+    eplb_cuda_allow_smem(eplb_cuda_plan_fused_kernel<512, false>, smem_optin);
+    eplb_cuda_allow_smem(eplb_cuda_plan_fused_kernel<1024, false>, smem_optin);
+    eplb_cuda_allow_smem(eplb_cuda_plan_fused_kernel<256, true>, smem_optin);
+    eplb_cuda_allow_smem(eplb_cuda_plan_fused_kernel<512, true>, smem_optin);
+    eplb_cuda_allow_smem(eplb_cuda_plan_fused_kernel<1024, true>, smem_optin);
 }
 
 /* Lays out shared memory for `warps` warps; returns the total bytes. */
@@ -235,6 +274,12 @@ static size_t plan_layout(const eplb_plan_job *job, uint32_t warps, eplb_cuda_pl
     PLACE(o_scontent, slot_packing ? N * C * RN * 4 : 0);
     PLACE(o_sscore, slot_packing ? N * C * 4 : 0);
     PLACE(o_sbest, slot_packing ? N * 4 : 0);
+    /* Refine's row state, one row at a time; nothing without refine, so
+     * that the layout of other plans stays as it was. */
+    const bool refine = job->refine > 0 && slot_packing && job->slot_pack.packs > 1;
+    PLACE(o_rt, refine ? RN * 4 : 0);
+    PLACE(o_rload, refine ? (size_t)job->slot_pack.packs * 4 : 0);
+    PLACE(o_votes, refine ? sizeof(eplb_cuda_refine_votes) : 0);
 #undef PLACE
     size_t warp_bytes = 0, b;
     if (group_packing && (b = eplb_cuda_warp_scratch_bytes((uint32_t)G, (uint32_t)N)) > warp_bytes)
@@ -253,6 +298,13 @@ static int plan_config(eplb_cuda_context *ctx, const eplb_plan_job *job, eplb_cu
 {
     memset(a, 0, sizeof *a);
     const int64_t C = job->group_pack.candidates;
+    /* Distinct (SPEC 11) has no cuda stage; the planner refuses it before. */
+    if (job->distinct)
+        return 0;
+    /* Refine runs only where the slot packing ran and a row has two GPUs
+     * (the planner's rule for the refine stage). */
+    const bool refine =
+        job->refine > 0 && job->slot_pack.per_pack > 1 && job->slot_pack.packs > 1;
     /* Shared-memory offsets are 32-bit and a layer is one block: keep rows modest. */
     if (job->experts > (1 << 20) || job->replicas > (1 << 20) || job->layers > (1L << 31) - 1)
         return 0;
@@ -264,13 +316,29 @@ static int plan_config(eplb_cuda_context *ctx, const eplb_plan_job *job, eplb_cu
      * there are nodes to split: 8 warps per block instead of 32 sharing 4
      * schedulers. Each block redoes the layer's small group packing. It wins
      * on hierarchical plans on the H200 (docs/benchmarks.md, CUDA). */
-    const bool split = job->nodes > 1 && job->layers * job->nodes <= 8 * (int64_t)ctx->sm_count;
+    /* With refine, a block per row: a block of a layer would refine its
+     * nodes' rows one after the other. */
+    const bool split = job->nodes > 1 &&
+                       (refine || job->layers * job->nodes <= 8 * (int64_t)ctx->sm_count);
     const int64_t blocks = split ? job->layers * job->nodes : job->layers;
+    if (blocks > (1L << 31) - 1)
+        return 0;
     int64_t want = split ? C : job->nodes * C;
     if (want < C) want = C;
     if (!split && want < job->nodes) want = job->nodes;
     if (want < 4) want = 4;
-    uint32_t warps = want > 32 ? 32u : (uint32_t)want;
+    if (refine) {
+        /* A warp per 32 trade units of the row (eplb_block_refine), up to
+         * the refine width, with trades numbered in 32 bits (else the
+         * refine stage kernel, which also numbers them in 64). */
+        const uint64_t m = (uint64_t)job->slot_pack.packs, k = (uint64_t)job->slot_pack.per_pack;
+        const uint64_t pairs = k * (k - 1) / 2;
+        if ((long double)m * ((long double)k * k + (long double)pairs * pairs) >= 4294967296.0L)
+            return 0;
+        const int64_t unit_warps = (int64_t)((m * (k + pairs) + 31) / 32);
+        const int64_t most = EPLB_CUDA_FUSED_REFINE_THREADS / 32;
+        if (want < unit_warps) want = unit_warps < most ? unit_warps : most;
+    }    uint32_t warps = want > 32 ? 32u : (uint32_t)want;
     size_t bytes = plan_layout(job, warps, a);
     while (warps > 1 && bytes > ctx->smem_optin)
         bytes = plan_layout(job, --warps, a);
@@ -291,6 +359,7 @@ static int plan_config(eplb_cuda_context *ctx, const eplb_plan_job *job, eplb_cu
     a->noise = job->group_pack.noise;
     a->tolerance = job->group_pack.tolerance;
     a->iterations = job->group_pack.iterations;
+    a->refine = refine ? job->refine : 0;
     a->E = (uint32_t)job->experts;
     a->R = (uint32_t)job->replicas;
     a->G = (uint32_t)job->groups;
@@ -319,11 +388,18 @@ eplb_status eplb_cuda_plan_fused(eplb_backend *backend, const eplb_plan_job *job
     if (a.check_count == 0 && (st = eplb_cuda_check_weights(backend, job)) != EPLB_OK)
         return st;
     const unsigned L = (unsigned)(a.node_split ? job->layers * job->nodes : job->layers);
-    if (threads <= 256)
-        eplb_cuda_plan_fused_kernel<256><<<L, threads, smem, ctx->stream>>>(a);
+    if (a.refine > 0) {
+        if (threads <= 256)
+            eplb_cuda_plan_fused_kernel<256, true><<<L, threads, smem, ctx->stream>>>(a);
+        else if (threads <= 512)
+            eplb_cuda_plan_fused_kernel<512, true><<<L, threads, smem, ctx->stream>>>(a);
+        else
+            eplb_cuda_plan_fused_kernel<1024, true><<<L, threads, smem, ctx->stream>>>(a);
+    } else if (threads <= 256)
+        eplb_cuda_plan_fused_kernel<256, false><<<L, threads, smem, ctx->stream>>>(a);
     else if (threads <= 512)
-        eplb_cuda_plan_fused_kernel<512><<<L, threads, smem, ctx->stream>>>(a);
+        eplb_cuda_plan_fused_kernel<512, false><<<L, threads, smem, ctx->stream>>>(a);
     else
-        eplb_cuda_plan_fused_kernel<1024><<<L, threads, smem, ctx->stream>>>(a);
+        eplb_cuda_plan_fused_kernel<1024, false><<<L, threads, smem, ctx->stream>>>(a);
     return eplb_cuda_launched(backend, "plan_fused");
 }
