@@ -43,17 +43,22 @@ static int cuda_is_accelerator(eplb_backend *backend)
     return 1;
 }
 
+/* A failed allocation of bytes of `what`; such a failure is not sticky, so
+ * the runtime's last error is cleared. */
+static eplb_status allocation_failed(eplb_backend *backend, size_t bytes, const char *what,
+                                     cudaError_t err)
+{
+    cudaGetLastError();
+    return eplb_backend_error(backend, EPLB_ERR_OUT_OF_MEMORY,
+                              "cannot allocate %zu bytes of %s: %s", bytes, what,
+                              cudaGetErrorString(err));
+}
+
 static eplb_status cuda_buffer_alloc(eplb_backend *backend, size_t bytes, void **out)
 {
     EPLB_CUDA_SCOPE(backend);
     cudaError_t err = cudaMalloc(out, bytes);
-    if (err != cudaSuccess) {
-        cudaGetLastError(); /* an allocation failure is not sticky: clear it */
-        return eplb_backend_error(backend, EPLB_ERR_OUT_OF_MEMORY,
-                                  "cannot allocate %zu bytes of device memory: %s", bytes,
-                                  cudaGetErrorString(err));
-    }
-    return EPLB_OK;
+    return err == cudaSuccess ? EPLB_OK : allocation_failed(backend, bytes, "device memory", err);
 }
 
 static void cuda_buffer_free(eplb_backend *backend, void *buffer)
@@ -109,13 +114,8 @@ static eplb_status cuda_host_alloc(eplb_backend *backend, size_t bytes, void **o
 {
     EPLB_CUDA_SCOPE(backend);
     cudaError_t err = cudaHostAlloc(out, bytes, cudaHostAllocPortable);
-    if (err != cudaSuccess) {
-        cudaGetLastError(); /* an allocation failure is not sticky: clear it */
-        return eplb_backend_error(backend, EPLB_ERR_OUT_OF_MEMORY,
-                                  "cannot allocate %zu bytes of page-locked host memory: %s",
-                                  bytes, cudaGetErrorString(err));
-    }
-    return EPLB_OK;
+    return err == cudaSuccess ? EPLB_OK
+                              : allocation_failed(backend, bytes, "page-locked host memory", err);
 }
 
 static void cuda_host_free(eplb_backend *backend, void *host)
