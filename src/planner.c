@@ -69,9 +69,8 @@ static eplb_status describe_plan(eplb_context *ctx, const eplb_shape *shape,
      * fallback to another backend. */
     if (options->refine > 0 && !ctx->backend->iface->refine)
         return eplb_context_fail(ctx, EPLB_ERR_UNSUPPORTED,
-                                 "refine (docs/spec.md section 10) runs on the cpu backend for now; "
-                                 "the %s backend has no refine stage: plan with the cpu backend, "
-                                 "or with refine 0",
+                                 "the %s backend has no refine stage (docs/spec.md section 10): "
+                                 "plan with another backend, or with refine 0",
                                  ctx->backend_name);
 
     if (options->distinct) {

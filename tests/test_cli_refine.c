@@ -90,22 +90,3 @@ Test(cli_refine, bad_values_are_usage_errors)
     }
 }
 
-/* Every other backend available here without the stage refuses refine by
- * name, never falling back to the cpu backend. */
-Test(cli_refine, backends_without_the_stage_refuse_it)
-{
-    for (int i = 0; i < eplb_backend_count(); i++) {
-        const char *name = eplb_backend_name(i);
-        /* opencl and cuda have the stage (tests/test_opencl_refine.c,
-         * tests/test_cuda_refine.c). */
-        if (strcmp(name, "cpu") == 0 || strcmp(name, "opencl") == 0 || strcmp(name, "cuda") == 0 ||
-            !eplb_backend_available(i, NULL))
-            continue;
-        planned p = plan_with("--refine", "--backend", name);
-        cr_expect_eq(p.code, 1, "%s: exit %d", name, p.code);
-        cr_expect(p.err && strstr(p.err, "runs on the cpu backend for now"), "%s: %s", name,
-                  p.err ? p.err : "");
-        cr_expect_null(p.plan, "%s: no plan file", name);
-        planned_free(&p);
-    }
-}

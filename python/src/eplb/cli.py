@@ -45,7 +45,7 @@ text, or a NumPy .npy. The options are those of the C tool `eplb plan`.
       --refine[=N]      after the packing, up to N trades of slots between the
                         GPUs of a row that lower the heavier GPU (docs/spec.md
                         section 10), 0..100000; --refine alone is 256, 0 is off
-                        (the default); cpu backend only for now
+                        (the default)
       --distinct        no GPU holds two replicas of one expert (docs/spec.md
                         section 11); cpu backend only for now
       --previous FILE   the running plan (an eplb plan file, or SGLang's

@@ -428,7 +428,7 @@ def rebalance_experts(weight, num_replicas, num_groups, num_nodes, num_gpus, *, 
         refine: the refine search after the packing (docs/spec.md section 10):
             False (the default, off: the plan is exactly as without it), True
             (at most 256 trades per row) or the most trades per row, 0..100000.
-            It runs on the cpu backend for now; other backends raise EplbError.
+            It runs on every backend with the same plans.
         distinct: True: no GPU holds two replicas of one expert (docs/spec.md
             section 11); an expert with more replicas than its row has GPUs
             keeps one per GPU. False (the default) leaves plans exactly as

@@ -59,7 +59,7 @@ static void plan_usage(FILE *f, int demo)
             "      --refine[=N]      after the packing, up to N trades of slots between the\n"
             "                        GPUs of a row that lower the heavier GPU (docs/spec.md\n"
             "                        section 10), 0..100000; --refine alone is 256, 0 is off\n"
-            "                        (the default); cpu backend only for now\n"
+            "                        (the default)\n"
             "      --distinct        no GPU holds two replicas of one expert (docs/spec.md\n"
             "                        section 11); cpu backend only for now\n"
             "%s"
