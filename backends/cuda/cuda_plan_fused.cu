@@ -328,17 +328,23 @@ static int plan_config(eplb_cuda_context *ctx, const eplb_plan_job *job, eplb_cu
     if (!split && want < job->nodes) want = job->nodes;
     if (want < 4) want = 4;
     if (refine) {
-        /* A warp per 32 trade units of the row (eplb_block_refine), up to
-         * the refine width, with trades numbered in 32 bits (else the
-         * refine stage kernel, which also numbers them in 64). */
+        /* Trades numbered in 32 bits (else the refine stage kernel, which
+         * also numbers them in 64). */
         const uint64_t m = (uint64_t)job->slot_pack.packs, k = (uint64_t)job->slot_pack.per_pack;
         const uint64_t pairs = k * (k - 1) / 2;
         if ((long double)m * ((long double)k * k + (long double)pairs * pairs) >= 4294967296.0L)
             return 0;
+        /* While the rows leave multiprocessors idle, a warp per 32 trade
+         * units of the row (eplb_block_refine), up to the refine width. With
+         * more rows than multiprocessors the blocks share them, and a wider
+         * block (with a smaller register budget for the packing) made the
+         * hierarchical DeepSeek-V3 plan slower (docs/benchmarks.md). */
         const int64_t unit_warps = (int64_t)((m * (k + pairs) + 31) / 32);
         const int64_t most = EPLB_CUDA_FUSED_REFINE_THREADS / 32;
-        if (want < unit_warps) want = unit_warps < most ? unit_warps : most;
-    }    uint32_t warps = want > 32 ? 32u : (uint32_t)want;
+        if (blocks <= (int64_t)ctx->sm_count && want < unit_warps)
+            want = unit_warps < most ? unit_warps : most;
+    }
+    uint32_t warps = want > 32 ? 32u : (uint32_t)want;
     size_t bytes = plan_layout(job, warps, a);
     while (warps > 1 && bytes > ctx->smem_optin)
         bytes = plan_layout(job, --warps, a);
