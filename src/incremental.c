@@ -7,6 +7,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "common/threads_usable.h"
 #include "incremental.h"
 #include "planner.h"
 #include "validation.h"
@@ -149,13 +150,14 @@ static void write_log2phy(const int64_t *plan, const eplb_shape *shape, int64_t 
 }
 
 /* Plans every layer from previous and fresh into out; 0 when a thread's
- * scratch could not be allocated. */
+ * scratch could not be allocated. A forked child plans on the calling thread
+ * only (common/threads_usable.h). */
 static int plan_layers(const float *weight, const eplb_shape *shape, const eplb_layer_geometry *g,
                        float slack, const int64_t *previous, const int64_t *fresh, int64_t *out)
 {
     const int64_t L = shape->layers, E = shape->experts, R = shape->replicas;
     int failed = 0;
-#pragma omp parallel if (L > 1)
+#pragma omp parallel if (L > 1 && eplb_threads_usable())
     {
         eplb_incremental_scratch s;
         const int ready = eplb_incremental_scratch_alloc(&s, g);

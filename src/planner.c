@@ -15,6 +15,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "common/threads_usable.h"
 #include "context.h"
 #include "validation.h"
 
@@ -462,13 +463,13 @@ static eplb_status plan_through_staging(eplb_context *ctx, eplb_plan_job *job, c
 /* Writes the caller's arrays from a plan that has run: phy2log, logcnt and,
  * when asked, log2phy built from the slot ranks. A layer per step (each
  * layer's rows are its own), on the OpenMP threads when there is enough to
- * write. */
+ * write and the process is not a forked child (common/threads_usable.h). */
 static void write_host_outputs(const eplb_plan_job *job, const host_plan_outputs *plan,
                                int64_t *phy2log, int64_t *logcnt, int64_t *log2phy, size_t X)
 {
     const size_t L = (size_t)job->layers, E = (size_t)job->experts, R = (size_t)job->replicas;
     const size_t written = L * (R + E + (log2phy ? E * X : 0));
-#pragma omp parallel for schedule(static) if (written >= 65536)
+#pragma omp parallel for schedule(static) if (written >= 65536 && eplb_threads_usable())
     for (size_t l = 0; l < L; l++) {
         memcpy(phy2log + l * R, plan->phy2log + l * R, R * sizeof(int64_t));
         memcpy(logcnt + l * E, plan->logcnt + l * E, E * sizeof(int64_t));

@@ -8,6 +8,7 @@
 #include <stddef.h>
 
 #include "backend.h"
+#include "common/threads_usable.h"
 
 /* x86-64 builds use SSE2 (the baseline); EPLB_CPU_NO_SIMD forces the portable
  * C paths that other machines run, so tests can cover them on x86 too. */
@@ -111,8 +112,11 @@ eplb_status eplb_cpu_for_each_row(eplb_backend *backend, const eplb_pack_job *jo
 
 /* Below about this many element operations a loop runs on the calling
  * thread: waking the OpenMP team costs more than the work (tiny plans, the
- * registry's self-test), and spinning teams hurt on a busy machine. */
+ * registry's self-test), and spinning teams hurt on a busy machine. In a
+ * forked child every loop runs there, since the OpenMP pool it inherited
+ * would hang it (common/threads_usable.h). */
 #define EPLB_CPU_PARALLEL_MIN_WORK 32768
-#define EPLB_CPU_WORTH_THREADS(work) ((int64_t)(work) >= EPLB_CPU_PARALLEL_MIN_WORK)
+#define EPLB_CPU_WORTH_THREADS(work) \
+    ((int64_t)(work) >= EPLB_CPU_PARALLEL_MIN_WORK && eplb_threads_usable())
 
 #endif /* EPLB_CPU_RUNTIME_H */
