@@ -54,6 +54,8 @@ typedef struct eplb_incremental_scratch {
     int32_t *own_excess;   /* [domain slots] */
     int32_t *arrival_cost; /* [domain slots] */
     eplb_gpu_bounds *gpu_bounds; /* [domain GPUs] */
+    float *slot_gpu_load;  /* [domain slots]: the load of each slot's GPU */
+    int32_t *gpu_of;       /* [domain slots]: each slot's GPU in the domain */
     int32_t *away_excess;  /* [spg][domain GPUs] */
     int32_t *away_row;     /* [spg] */
     int32_t *overlap;      /* [k][k], k = max(domains, domain GPUs) */

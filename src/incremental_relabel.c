@@ -34,6 +34,8 @@ int eplb_incremental_scratch_alloc(eplb_incremental_scratch *s, const eplb_layer
     s->own_excess = malloc(dn * sizeof *s->own_excess);
     s->arrival_cost = malloc(dn * sizeof *s->arrival_cost);
     s->gpu_bounds = malloc(gd * sizeof *s->gpu_bounds);
+    s->slot_gpu_load = malloc(dn * sizeof *s->slot_gpu_load);
+    s->gpu_of = malloc(dn * sizeof *s->gpu_of);
     s->away_excess = malloc(spg * gd * sizeof *s->away_excess);
     s->away_row = malloc(spg * sizeof *s->away_row);
     s->overlap = malloc(k * k * sizeof *s->overlap);
@@ -43,13 +45,16 @@ int eplb_incremental_scratch_alloc(eplb_incremental_scratch *s, const eplb_layer
     s->domain_options = malloc(4 * (size_t)g->domains * sizeof *s->domain_options);
     if (!s->tally || !s->tally2 || !s->row_of || !s->relabelled || !s->anchored || !s->kept ||
         !s->moved || !s->slot_load || !s->sorted || !s->gpu_load || !s->cursor ||
-        !s->own_excess || !s->arrival_cost || !s->gpu_bounds || !s->away_excess || !s->away_row || !s->overlap ||
-        !s->pairs || !s->match || !s->rest || !s->domain_options) {
+        !s->own_excess || !s->arrival_cost || !s->gpu_bounds || !s->slot_gpu_load || !s->gpu_of ||
+        !s->away_excess || !s->away_row || !s->overlap || !s->pairs || !s->match || !s->rest ||
+        !s->domain_options) {
         eplb_incremental_scratch_free(s);
         return 0;
     }
     for (size_t e = 0; e < E; e++)
         s->row_of[e] = -1;
+    for (size_t q = 0; q < dn; q++)
+        s->gpu_of[q] = (int32_t)(q / spg);
     return 1;
 }
 
@@ -69,6 +74,8 @@ void eplb_incremental_scratch_free(eplb_incremental_scratch *s)
     free(s->own_excess);
     free(s->arrival_cost);
     free(s->gpu_bounds);
+    free(s->slot_gpu_load);
+    free(s->gpu_of);
     free(s->away_excess);
     free(s->away_row);
     free(s->overlap);

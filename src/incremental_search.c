@@ -10,9 +10,20 @@
  * That costs one pass over the domain per step, less than the pairs the step
  * weighs. */
 #include <stdint.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "incremental.h"
+
+/* x86-64 builds with GCC or Clang also carry an AVX-512 version of the
+ * single trades' scan, picked at run time when the machine has it and
+ * EPLB_CPU_ISA (the cpu backend's cap on vector code) does not rule it out,
+ * so that the tests can run the plain loop on the same machine. */
+#if defined(__SSE2__) && defined(__x86_64__) && defined(__GNUC__) && !defined(EPLB_CPU_NO_SIMD)
+#define SEARCH_AVX512 1
+#include <immintrin.h>
+#define TARGET_AVX512 __attribute__((target("avx512f")))
+#endif
 
 /* The key of a candidate trade (SPEC 13.5) as one integer that orders as
  * the key does: class 0 (A done) and 1 (A lighter) by cost, then value (the
@@ -79,6 +90,7 @@ typedef struct search_state {
     float *u;            /* their slot loads */
     float *load;         /* the domain's GPU loads */
     int64_t spg, gpus, slots;
+    int vector;          /* whether the AVX-512 scan runs */
     float target;
     eplb_incremental_scratch *s;
 } search_state;
@@ -269,6 +281,130 @@ static int best_single(const search_state *st, int64_t A, const int32_t *row, in
     return best != NO_CANDIDATE;
 }
 
+#if SEARCH_AVX512
+/* best_single over 16 slots sb at a time, every pair weighed (no bounds):
+ * the same float32 operations in the same order, so the same keys. The key
+ * of classes 0 and 1 is split in two 32-bit halves, (class, cost) and the
+ * value's order, compared lexicographically; class 2 is weighed in a second
+ * pass, needed only when no pair has class 0 or 1. Each lane keeps its
+ * first best pair (strictly smaller keys replace it, and a lane sees its
+ * pairs in the scan's order); the lanes' bests then go by key, ties to the
+ * first pair, whose order is i * slots + sb. */
+TARGET_AVX512 static int best_single_avx512(const search_state *st, int64_t A, const int32_t *row,
+                                            int64_t pick[2], int *cost_out)
+{
+    const eplb_incremental_scratch *s = st->s;
+    const int64_t spg = st->spg, gd = st->gpus, dn = st->slots;
+    const float *u = st->u;
+    const float load_a = st->load[A];
+    const __m512 target = _mm512_set1_ps(st->target), zero = _mm512_setzero_ps();
+    const __m512i lane = _mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15);
+    const __m512i sign = _mm512_set1_epi32((int)0x80000000u), one = _mm512_set1_epi32(1);
+    const __m512i own_first = _mm512_set1_epi32((int)(A * spg));
+    const __m512i own_end = _mm512_set1_epi32((int)((A + 1) * spg));
+    for (int pass = 0; pass < 2; pass++) {
+        __m512i best_hi = _mm512_set1_epi32(INT32_MAX), best_lo = _mm512_setzero_si512();
+        __m512i best_at = _mm512_setzero_si512();
+        for (int64_t i = 0; i < spg; i++) {
+            const int64_t sa = A * spg + i;
+            const float ua_s = u[sa];
+            const __m512 ua = _mm512_set1_ps(ua_s), a_without = _mm512_set1_ps(load_a - ua_s);
+            const __m512 la = _mm512_set1_ps(load_a);
+            const __m512i cost_a = _mm512_set1_epi32(8 - (s->tally[st->cur[sa]] > 0));
+            const int32_t *away = s->away_excess + row[i] * gd;
+            for (int64_t sb = 0; sb < dn; sb += 16) {
+                const __mmask16 tail = dn - sb >= 16 ? (__mmask16)0xffff
+                                                     : (__mmask16)((1u << (dn - sb)) - 1);
+                const __m512i at = _mm512_add_epi32(_mm512_set1_epi32((int)sb), lane);
+                const __mmask16 other = _mm512_cmplt_epi32_mask(at, own_first) |
+                                        _mm512_cmpge_epi32_mask(at, own_end);
+                const __m512 ub = _mm512_maskz_loadu_ps(tail, u + sb);
+                const __m512 lb = _mm512_maskz_loadu_ps(tail, s->slot_gpu_load + sb);
+                __mmask16 m = _mm512_mask_cmp_ps_mask(tail & other, ua, ub, _CMP_GT_OQ);
+                const __m512 new_b = _mm512_add_ps(_mm512_sub_ps(lb, ub), ua);
+                const __mmask16 near = _mm512_cmp_ps_mask(new_b, target, _CMP_LE_OQ);
+                __m512i hi, lo;
+                if (pass == 0) {
+                    m &= near;
+                    if (!m)
+                        continue;
+                    const __m512 new_a = _mm512_add_ps(a_without, ub);
+                    const __mmask16 done = _mm512_cmp_ps_mask(new_a, target, _CMP_LE_OQ);
+                    const __m512 value = _mm512_add_ps(
+                        _mm512_mask_blend_ps(done, new_a, _mm512_max_ps(new_a, new_b)), zero);
+                    const __m512i bits = _mm512_castps_si512(value);
+                    lo = _mm512_xor_si512(bits, _mm512_or_si512(_mm512_srai_epi32(bits, 31), sign));
+                    hi = _mm512_mask_mov_epi32(_mm512_set1_epi32(16), done, _mm512_setzero_si512());
+                } else {
+                    m &= (__mmask16)~near;
+                    if (!m)
+                        continue;
+                    const __m512 d = _mm512_sub_ps(ua, ub), gap = _mm512_sub_ps(la, lb);
+                    const __m512 change = _mm512_mul_ps(_mm512_mul_ps(_mm512_set1_ps(2.0f), d),
+                                                        _mm512_sub_ps(d, gap));
+                    m &= _mm512_cmp_ps_mask(change, zero, _CMP_LT_OQ);
+                    if (!m)
+                        continue;
+                    const __m512i bits = _mm512_castps_si512(change);
+                    hi = _mm512_xor_si512(bits, _mm512_or_si512(_mm512_srai_epi32(bits, 31), sign));
+                    hi = _mm512_xor_si512(hi, sign); /* signed compares below */
+                    lo = _mm512_setzero_si512();
+                }
+                /* The cost: A's expert arriving at B (away >= 0) and leaving
+                 * A, B's expert arriving at A, stored plus 8. */
+                const __m512i b_gpu = _mm512_maskz_loadu_epi32(m, s->gpu_of + sb);
+                const __m512i away_b = _mm512_mask_i32gather_epi32(_mm512_setzero_si512(), m, b_gpu,
+                                                                   away, 4);
+                __m512i cost = _mm512_add_epi32(cost_a, _mm512_maskz_loadu_epi32(m, s->arrival_cost + sb));
+                cost = _mm512_mask_add_epi32(cost, _mm512_cmpge_epi32_mask(away_b, _mm512_setzero_si512()),
+                                             cost, one);
+                if (pass == 0)
+                    hi = _mm512_add_epi32(hi, cost);
+                else
+                    lo = cost;
+                const __mmask16 better =
+                    m & (_mm512_cmplt_epi32_mask(hi, best_hi) |
+                         (_mm512_cmpeq_epi32_mask(hi, best_hi) & _mm512_cmplt_epu32_mask(lo, best_lo)));
+                best_hi = _mm512_mask_mov_epi32(best_hi, better, hi);
+                best_lo = _mm512_mask_mov_epi32(best_lo, better, lo);
+                best_at = _mm512_mask_mov_epi32(best_at, better,
+                                                _mm512_add_epi32(at, _mm512_set1_epi32((int)(i * dn))));
+            }
+        }
+        int32_t hi[16], lo[16], at[16];
+        _mm512_storeu_si512(hi, best_hi);
+        _mm512_storeu_si512(lo, best_lo);
+        _mm512_storeu_si512(at, best_at);
+        int w = -1;
+        for (int k = 0; k < 16; k++) {
+            if (hi[k] == INT32_MAX)
+                continue; /* the lane saw no candidate */
+            if (w < 0 || hi[k] < hi[w] || (hi[k] == hi[w] && ((uint32_t)lo[k] < (uint32_t)lo[w] ||
+                                                              (lo[k] == lo[w] && at[k] < at[w]))))
+                w = k;
+        }
+        if (w >= 0) {
+            pick[0] = A * spg + at[w] / dn;
+            pick[1] = at[w] % dn;
+            *cost_out = (pass == 0 ? hi[w] & 15 : lo[w]) - 8;
+            return 1;
+        }
+    }
+    return 0;
+}
+#endif
+
+/* Step 2 of SPEC 13.5 by the vector scan where it runs, else the loop. */
+static int single(const search_state *st, int64_t A, const int32_t *row, int64_t pick[2],
+                  int *cost_out)
+{
+#if SEARCH_AVX512
+    if (st->vector)
+        return best_single_avx512(st, A, row, pick, cost_out);
+#endif
+    return best_single(st, A, row, pick, cost_out);
+}
+
 /* Step 3 of SPEC 13.5: the best double trade, pick = sa1, sa2, sb1, sb2. */
 static int best_double(const search_state *st, int64_t A, const int32_t *row, int64_t pick[4],
                        int *cost_out)
@@ -320,6 +456,29 @@ static void trade(search_state *st, int64_t qa, int64_t qb)
     st->u[qb] = v;
 }
 
+/* Whether the AVX-512 scan may run: the machine has it, EPLB_CPU_ISA does
+ * not cap vector code below it, and the pairs' order fits in int32. */
+static int vector_scan(const eplb_layer_geometry *g)
+{
+#if SEARCH_AVX512
+    const char *cap = getenv("EPLB_CPU_ISA");
+    if (cap && (!strcmp(cap, "avx2") || !strcmp(cap, "sse2")))
+        return 0;
+    __builtin_cpu_init();
+    return __builtin_cpu_supports("avx512f") && g->gpu_slots * g->domain_slots < INT32_MAX;
+#else
+    (void)g;
+    return 0;
+#endif
+}
+
+/* The load of each slot's GPU, for the vector scan. */
+static void spread_load(const search_state *st, int64_t b)
+{
+    for (int64_t q = b * st->spg; q < (b + 1) * st->spg; q++)
+        st->s->slot_gpu_load[q] = st->load[b];
+}
+
 static int64_t heaviest_gpu(const search_state *st)
 {
     int64_t A = 0;
@@ -336,9 +495,11 @@ int eplb_domain_search(const float *w, const int64_t *prev, int64_t *x, int64_t 
     /* The counts are those of the whole start placement and never change. */
     eplb_layer_slot_loads(w, x, g, s, s->slot_load);
     search_state st = {prev + first, x + first, s->slot_load + first, s->gpu_load,
-                       spg, g->domain_gpus, dn, target, s};
-    for (int64_t b = 0; b < st.gpus; b++)
+                       spg, g->domain_gpus, dn, vector_scan(g), target, s};
+    for (int64_t b = 0; b < st.gpus; b++) {
         st.load[b] = eplb_gpu_load(st.u + b * spg, spg, s->sorted);
+        spread_load(&st, b);
+    }
     int64_t moved = eplb_span_moves(st.base, st.cur, st.gpus, spg, s->tally);
     for (int64_t b = 0; b < st.gpus; b++)
         refresh_gpu(&st, b);
@@ -353,7 +514,7 @@ int eplb_domain_search(const float *w, const int64_t *prev, int64_t *x, int64_t 
         int64_t pick[4];
         int cost = 0;
         int64_t B;
-        if (best_single(&st, A, row, pick, &cost)) {
+        if (single(&st, A, row, pick, &cost)) {
             B = pick[1] / spg;
             clear_excess(&st, A);
             trade(&st, pick[0], pick[1]);
@@ -369,6 +530,8 @@ int eplb_domain_search(const float *w, const int64_t *prev, int64_t *x, int64_t 
         moved += cost;
         st.load[A] = eplb_gpu_load(st.u + A * spg, spg, s->sorted);
         st.load[B] = eplb_gpu_load(st.u + B * spg, spg, s->sorted);
+        spread_load(&st, A);
+        spread_load(&st, B);
         refresh_gpu(&st, A);
         refresh_gpu(&st, B);
     }
