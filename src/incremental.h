@@ -59,7 +59,9 @@ typedef struct eplb_incremental_scratch {
     int32_t *away_excess;  /* [spg][domain GPUs] */
     int32_t *away_row;     /* [spg] */
     int32_t *overlap;      /* [k][k], k = max(domains, domain GPUs) */
-    void *pairs;           /* [k * k] pairs of the greedy matching */
+    void *pairs;           /* [2 * k * k] pairs of the greedy matching, and their sorted copy */
+    int32_t *next_slot;    /* [R] the next slot of the same expert */
+    int32_t *by_overlap;   /* [domain slots + 2] pairs per overlap, for the counting sort */
     int64_t *match;        /* [k] */
     eplb_rest_item *rest;  /* [domain slots] */
     int64_t *cursor;       /* [domain GPUs] */

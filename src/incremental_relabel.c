@@ -39,14 +39,17 @@ int eplb_incremental_scratch_alloc(eplb_incremental_scratch *s, const eplb_layer
     s->away_excess = malloc(spg * gd * sizeof *s->away_excess);
     s->away_row = malloc(spg * sizeof *s->away_row);
     s->overlap = malloc(k * k * sizeof *s->overlap);
-    s->pairs = malloc(k * k * sizeof(match_pair));
+    s->pairs = malloc(2 * k * k * sizeof(match_pair));
+    s->next_slot = malloc(R * sizeof *s->next_slot);
+    s->by_overlap = malloc((dn + 2) * sizeof *s->by_overlap);
     s->match = malloc(3 * k * sizeof *s->match);
     s->rest = malloc(dn * sizeof *s->rest);
     s->domain_options = malloc(4 * (size_t)g->domains * sizeof *s->domain_options);
     if (!s->tally || !s->tally2 || !s->row_of || !s->relabelled || !s->anchored || !s->kept ||
         !s->moved || !s->slot_load || !s->sorted || !s->gpu_load || !s->cursor ||
         !s->own_excess || !s->arrival_cost || !s->gpu_bounds || !s->slot_gpu_load || !s->gpu_of ||
-        !s->away_excess || !s->away_row || !s->overlap || !s->pairs || !s->match || !s->rest ||
+        !s->away_excess || !s->away_row || !s->overlap || !s->pairs ||
+        !s->next_slot || !s->by_overlap || !s->match || !s->rest ||
         !s->domain_options) {
         eplb_incremental_scratch_free(s);
         return 0;
@@ -80,6 +83,8 @@ void eplb_incremental_scratch_free(eplb_incremental_scratch *s)
     free(s->away_row);
     free(s->overlap);
     free(s->pairs);
+    free(s->next_slot);
+    free(s->by_overlap);
     free(s->match);
     free(s->rest);
     free(s->domain_options);
@@ -138,50 +143,72 @@ float eplb_layer_max_gpu_load(const float *w, const int64_t *x, const eplb_layer
     return largest;
 }
 
-/* The size of the multiset intersection of x and y, n entries each. */
-static int32_t overlap_of(const int64_t *x, const int64_t *y, int64_t n, int32_t *count)
+/* ov[f][h] = overlap(src's group f, old's group h) for k groups of n slots
+ * each, from the slots each expert has in old: for each expert of a group
+ * of src, with its count c there, the runs of its slots in old (a group's
+ * slots are consecutive) each add min(run, c) to their group's entry. So the
+ * work follows the slots and their replicas, not k * k * n. */
+static void overlap_matrix(const int64_t *src, const int64_t *old, int64_t k, int64_t n,
+                           eplb_incremental_scratch *s, int32_t *ov)
 {
-    for (int64_t i = 0; i < n; i++)
-        count[x[i]]++;
-    int32_t common = 0;
-    for (int64_t i = 0; i < n; i++)
-        if (count[y[i]] > 0) {
-            count[y[i]]--;
-            common++;
+    int32_t *count = s->tally, *head = s->row_of, *next = s->next_slot;
+    memset(ov, 0, (size_t)(k * k) * sizeof *ov);
+    /* Lists of each expert's slots in old, in ascending order. */
+    for (int64_t q = k * n - 1; q >= 0; q--) {
+        next[q] = head[old[q]];
+        head[old[q]] = (int32_t)q;
+    }
+    for (int64_t f = 0; f < k; f++) {
+        const int64_t *group = src + f * n;
+        for (int64_t i = 0; i < n; i++)
+            count[group[i]]++;
+        for (int64_t i = 0; i < n; i++) {
+            const int32_t c = count[group[i]];
+            if (c == 0)
+                continue; /* an expert met before in this group */
+            count[group[i]] = 0;
+            int32_t *row = ov + f * k;
+            for (int32_t q = head[group[i]]; q >= 0;) {
+                const int64_t h = q / n;
+                int32_t run = 0;
+                for (; q >= 0 && q / n == h; q = next[q])
+                    run++;
+                row[h] += run < c ? run : c;
+            }
         }
-    for (int64_t i = 0; i < n; i++)
-        count[x[i]] = 0;
-    return common;
+    }
+    for (int64_t q = 0; q < k * n; q++)
+        head[old[q]] = -1;
 }
 
-static int compare_pairs(const void *a, const void *b)
+/* The greedy matching of SPEC 13.4 on ov[k][k] (entries at most n), in its
+ * sorted form: the nonzero pairs by (-ov, f, h), then the free sources in
+ * ascending order to the free destinations in ascending order. The pairs
+ * are listed in (f, h) order, so a stable counting sort by overlap orders
+ * them. match[f] = h; taken: [k]. */
+static void greedy_match(const int32_t *ov, int64_t k, int64_t n, eplb_incremental_scratch *s,
+                         int64_t *match, int64_t *taken)
 {
-    const match_pair *x = a, *y = b;
-    if (x->overlap != y->overlap)
-        return x->overlap > y->overlap ? -1 : 1;
-    if (x->from != y->from)
-        return x->from < y->from ? -1 : 1;
-    return (x->to > y->to) - (x->to < y->to);
-}
-
-/* The greedy matching of SPEC 13.4 on ov[k][k], in its sorted form: the
- * nonzero pairs by (-ov, f, h), then the free sources in ascending order to
- * the free destinations in ascending order. match[f] = h; taken: [k]. */
-static void greedy_match(const int32_t *ov, int64_t k, match_pair *pairs, int64_t *match,
-                         int64_t *taken)
-{
+    match_pair *pairs = s->pairs, *sorted = pairs + k * k;
+    int32_t *start = s->by_overlap;
+    memset(start, 0, (size_t)(n + 2) * sizeof *start);
     size_t count = 0;
     for (int64_t f = 0; f < k; f++)
         for (int64_t h = 0; h < k; h++)
-            if (ov[f * k + h] > 0)
+            if (ov[f * k + h] > 0) {
                 pairs[count++] = (match_pair){ov[f * k + h], (int32_t)f, (int32_t)h};
-    qsort(pairs, count, sizeof *pairs, compare_pairs);
+                start[n - ov[f * k + h] + 1]++;
+            }
+    for (int64_t v = 1; v <= n + 1; v++)
+        start[v] += start[v - 1];
+    for (size_t i = 0; i < count; i++)
+        sorted[start[n - pairs[i].overlap]++] = pairs[i];
     for (int64_t i = 0; i < k; i++)
         match[i] = taken[i] = -1;
     for (size_t i = 0; i < count; i++)
-        if (match[pairs[i].from] < 0 && taken[pairs[i].to] < 0) {
-            match[pairs[i].from] = pairs[i].to;
-            taken[pairs[i].to] = pairs[i].from;
+        if (match[sorted[i].from] < 0 && taken[sorted[i].to] < 0) {
+            match[sorted[i].from] = sorted[i].to;
+            taken[sorted[i].to] = sorted[i].from;
         }
     int64_t h = 0;
     for (int64_t f = 0; f < k; f++) {
@@ -237,22 +264,17 @@ void eplb_relabel_layer(const int64_t *prev, const int64_t *fresh, const eplb_la
     const int64_t K = g->domains, gpn = g->domain_gpus, rn = g->domain_slots, spg = g->gpu_slots;
     const int64_t k = K > gpn ? K : gpn;
     int64_t *gpu_match = s->match, *taken = s->match + k, *node_match = s->match + 2 * k;
-    match_pair *pairs = s->pairs;
     if (K > 1) {
-        for (int64_t a = 0; a < K; a++)
-            for (int64_t b = 0; b < K; b++)
-                s->overlap[a * K + b] = overlap_of(fresh + a * rn, prev + b * rn, rn, s->tally);
-        greedy_match(s->overlap, K, pairs, node_match, taken);
+        overlap_matrix(fresh, prev, K, rn, s, s->overlap);
+        greedy_match(s->overlap, K, rn, s, node_match, taken);
     } else {
         node_match[0] = 0;
     }
     for (int64_t a = 0; a < K; a++) {
         const int64_t b = node_match[a];
         const int64_t *src = fresh + a * rn, *old = prev + b * rn;
-        for (int64_t f = 0; f < gpn; f++)
-            for (int64_t h = 0; h < gpn; h++)
-                s->overlap[f * gpn + h] = overlap_of(src + f * spg, old + h * spg, spg, s->tally);
-        greedy_match(s->overlap, gpn, pairs, gpu_match, taken);
+        overlap_matrix(src, old, gpn, spg, s, s->overlap);
+        greedy_match(s->overlap, gpn, spg, s, gpu_match, taken);
         for (int64_t f = 0; f < gpn; f++) {
             const int64_t h = gpu_match[f];
             fill_gpu(old + h * spg, src + f * spg, spg, s, rel + b * rn + h * spg);
