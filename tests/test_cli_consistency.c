@@ -185,6 +185,29 @@ Test(cli_consistency, demo_shows_deepseeks_plan_beside_eplbs)
     cli_captured_free(&r);
 }
 
+/* --deepseek is --candidates 1 --iters 0 at its place: the same plan, and a
+ * later --candidates still counts. */
+Test(cli_consistency, deepseek_names_one_candidate_and_no_swaps)
+{
+    const char *named[] = {"plan", "-i", INPUT, "-r", "8", "-p", "2", "-b", "cpu", "--deepseek",
+                           "--format", "sglang", "-o", "-", NULL};
+    const char *numbers[] = {"plan", "-i", INPUT, "-r", "8", "-p", "2", "-b", "cpu", "-c", "1",
+                             "-I", "0", "--format", "sglang", "-o", "-", NULL};
+    cli_captured a = cli_run_captured(named, NULL), b = cli_run_captured(numbers, NULL);
+    cr_assert_eq(a.code, 0, "%s", a.err);
+    cr_assert_eq(b.code, 0, "%s", b.err);
+    cr_expect_str_eq(a.out, b.out);
+    cr_expect(strstr(a.err, "candidates 1, iterations 0"), "%s", a.err);
+    cli_captured_free(&a);
+    cli_captured_free(&b);
+    const char *later[] = {"plan", "-i", INPUT, "-r", "8", "-p", "2", "-b", "cpu", "--deepseek",
+                           "-c", "3", NULL};
+    cli_captured c = cli_run_captured(later, NULL);
+    cr_assert_eq(c.code, 0, "%s", c.err);
+    cr_expect(strstr(c.out, "candidates 3, iterations 0"), "%s", c.out);
+    cli_captured_free(&c);
+}
+
 /* good-comma.csv on 2 GPUs: layer 0 has max/mean 1.2863, layer 1 is idle (1),
  * layer 2 1.0492; marks scale from 1 (lowest) to the worst layer (highest). */
 Test(cli_consistency, summary_shows_max_over_mean_per_layer)

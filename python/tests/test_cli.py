@@ -114,6 +114,22 @@ def test_format_sglang(npy, tmp_path, capsys):
                                   eplb.rebalance_experts(LOADS, 24, 4, 2, 8)[0])
 
 
+def test_deepseek_is_one_candidate_and_no_swaps_at_its_place(npy, tmp_path, capsys):
+    out_path = str(tmp_path / "plan.json")
+    code, _, err = run(["plan", "-q", "-i", npy] + SHAPE + ["--deepseek", "-o", out_path], capsys)
+    assert code == 0, err
+    plan = plan_file(out_path)
+    assert (plan["options"]["candidates"], plan["options"]["iterations"]) == (1, 0)
+    np.testing.assert_array_equal(plan["phy2log"], eplb.rebalance_experts(
+        LOADS, 24, 4, 2, 8, mode="deepseek")[0])
+    # A later --candidates still changes it, as in the C tool.
+    code, _, err = run(["plan", "-q", "-i", npy] + SHAPE + ["--deepseek", "-c", "3", "-o",
+                                                             out_path], capsys)
+    assert code == 0, err
+    assert (plan_file(out_path)["options"]["candidates"], plan_file(out_path)["options"]
+            ["iterations"]) == (3, 0)
+
+
 def test_format_sglang_notes_a_name_sglang_would_not_read(npy, tmp_path, capsys):
     code, _, err = run(["plan", "-q", "-i", npy] + SHAPE +
                        ["-o", str(tmp_path / "init.txt"), "--format", "sglang"], capsys)

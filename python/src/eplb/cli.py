@@ -38,6 +38,7 @@ text, or a NumPy .npy. The options are those of the C tool `eplb plan`.
   -p, --gpus P          GPUs (P % N == 0 for the hierarchical policy)
   -c, --candidates C    randomized greedy starts per row, 1..1024 (default 8)
   -I, --iters I         swap iterations per candidate, 0..100000 (default 20)
+      --deepseek        DeepSeek's own algorithm: --candidates 1 --iters 0
   -s, --seed S          seed of the random function, unsigned 64-bit (default 0)
       --noise A         relative key noise, >= 0 (default 0.2)
       --tol T           minimum swap gain, >= 0 (default 1e-5)
@@ -89,6 +90,16 @@ class UsageError(Exception):
 class _Parser(argparse.ArgumentParser):
     def error(self, message):
         raise UsageError(message)
+
+
+class _DeepSeekMode(argparse.Action):
+    """--deepseek: DeepSeek's own algorithm, --candidates 1 --iters 0 at its place on
+    the command line (a later --candidates or --iters still changes them), as the
+    C tool reads it."""
+
+    def __call__(self, parser, namespace, values, option_string=None):
+        namespace.candidates = 1
+        namespace.iters = 0
 
 
 def _integer(option, lo, hi):
@@ -148,6 +159,7 @@ def _plan_parser():
     p.add_argument("-p", "--gpus", type=_integer("--gpus", 1, _INT32_MAX))
     p.add_argument("-c", "--candidates", type=_integer("--candidates", 1, 1024), default=8)
     p.add_argument("-I", "--iters", type=_integer("--iters", 0, 100000), default=20)
+    p.add_argument("--deepseek", action=_DeepSeekMode, nargs=0)
     p.add_argument("-s", "--seed", type=_seed, default=0)
     p.add_argument("--noise", type=_real("--noise"), default=0.2)
     p.add_argument("--tol", type=_real("--tol"), default=1e-5)

@@ -49,6 +49,7 @@ static void evaluate_usage(FILE *f)
             "                        or global (default: an eplb plan's, else auto)\n"
             "  -c, --candidates C    the new plan's options, as for eplb plan (default 8)\n"
             "  -I, --iters I         (default 20)\n"
+            "      --deepseek        DeepSeek's own algorithm: --candidates 1 --iters 0\n"
             "  -s, --seed S          (default 0)\n"
             "      --noise A         (default 0.2)\n"
             "      --tol T           (default 1e-5)\n"

@@ -52,6 +52,7 @@ static void plan_usage(FILE *f, int demo)
             "  -p, --gpus P          GPUs (P %% N == 0 for the hierarchical policy%s)\n"
             "  -c, --candidates C    randomized greedy starts per row, 1..1024 (default 8)\n"
             "  -I, --iters I         swap iterations per candidate, 0..100000 (default 20)\n"
+            "      --deepseek        DeepSeek's own algorithm: --candidates 1 --iters 0\n"
             "  -s, --seed S          seed of the random function, unsigned 64-bit (default 0)\n"
             "      --noise A         relative key noise, >= 0 (default 0.2)\n"
             "      --tol T           minimum swap gain, >= 0 (default 1e-5)\n"

@@ -50,6 +50,14 @@ int eplb_cli_plan_option(const char *cmd, int c, const char *arg, eplb_options *
     case EPLB_CLI_OPT_DISTINCT:
         o->distinct = 1;
         return 1;
+    case EPLB_CLI_OPT_DEEPSEEK:
+        /* DeepSeek's own algorithm (one greedy start, no swap search), named
+         * so that a user need not know the two numbers. It stands for those
+         * two options at its place on the command line: a later --candidates
+         * or --iters still changes them, as with any repeated option. */
+        o->candidates = 1;
+        o->iterations = 0;
+        return 1;
     case EPLB_CLI_OPT_POLICY: {
         const eplb_policy all[] = {EPLB_POLICY_AUTO, EPLB_POLICY_HIERARCHICAL, EPLB_POLICY_GLOBAL};
         for (size_t i = 0; i < sizeof all / sizeof all[0]; i++)

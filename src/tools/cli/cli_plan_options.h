@@ -1,5 +1,5 @@
 /* The planning options (--candidates, --iters, --seed, --noise, --tol,
- * --policy, --distinct) and the shape's dimensions, parsed once for every
+ * --policy, --distinct, --deepseek) and the shape's dimensions, parsed once for every
  * subcommand that plans, so that an option added to the planner is added in
  * one place (cli_plan_options.c). */
 #ifndef EPLB_TOOLS_CLI_PLAN_OPTIONS_H
@@ -14,6 +14,7 @@ enum {
     EPLB_CLI_OPT_TOL,
     EPLB_CLI_OPT_POLICY,
     EPLB_CLI_OPT_DISTINCT,
+    EPLB_CLI_OPT_DEEPSEEK,
     EPLB_CLI_OPT_NEXT
 };
 
@@ -25,7 +26,8 @@ enum {
         {"noise", required_argument, NULL, EPLB_CLI_OPT_NOISE},                               \
         {"tol", required_argument, NULL, EPLB_CLI_OPT_TOL},                                   \
         {"policy", required_argument, NULL, EPLB_CLI_OPT_POLICY},                             \
-        {"distinct", no_argument, NULL, EPLB_CLI_OPT_DISTINCT}
+        {"distinct", no_argument, NULL, EPLB_CLI_OPT_DISTINCT},                               \
+        {"deepseek", no_argument, NULL, EPLB_CLI_OPT_DEEPSEEK}
 
 /* Parses option c with its value arg into options. Returns 1 when parsed, 0
  * after printing "eplb CMD: bad value ..." for a value out of range, and -1
