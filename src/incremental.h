@@ -39,7 +39,8 @@ typedef struct eplb_gpu_bounds {
 
 /* Working memory of one layer at a time, owned by one thread. The int32
  * arrays indexed by expert (tally, tally2) are all zero between uses, and
- * row_of is all -1, so that each use costs the slots it touches, not E. */
+ * row_of, cur_head and base_head are all -1, so that each use costs the
+ * slots it touches, not E. */
 typedef struct eplb_incremental_scratch {
     int32_t *tally;        /* [E] */
     int32_t *tally2;       /* [E] */
@@ -56,6 +57,10 @@ typedef struct eplb_incremental_scratch {
     eplb_gpu_bounds *gpu_bounds; /* [domain GPUs] */
     float *slot_gpu_load;  /* [domain slots]: the load of each slot's GPU */
     int32_t *gpu_of;       /* [domain slots]: each slot's GPU in the domain */
+    int32_t *cur_head;     /* [E] each expert's first slot in the domain now, or -1 */
+    int32_t *base_head;    /* [E] the same in the previous plan */
+    int32_t *cur_next;     /* [domain slots] the next slot of the same expert, or -1 */
+    int32_t *base_next;    /* [domain slots] */
     int32_t *away_excess;  /* [spg][domain GPUs] */
     int32_t *away_row;     /* [spg] */
     int32_t *overlap;      /* [k][k], k = max(domains, domain GPUs) */

@@ -36,6 +36,10 @@ int eplb_incremental_scratch_alloc(eplb_incremental_scratch *s, const eplb_layer
     s->gpu_bounds = malloc(gd * sizeof *s->gpu_bounds);
     s->slot_gpu_load = malloc(dn * sizeof *s->slot_gpu_load);
     s->gpu_of = malloc(dn * sizeof *s->gpu_of);
+    s->cur_head = malloc(E * sizeof *s->cur_head);
+    s->base_head = malloc(E * sizeof *s->base_head);
+    s->cur_next = malloc(dn * sizeof *s->cur_next);
+    s->base_next = malloc(dn * sizeof *s->base_next);
     s->away_excess = malloc(spg * gd * sizeof *s->away_excess);
     s->away_row = malloc(spg * sizeof *s->away_row);
     s->overlap = malloc(k * k * sizeof *s->overlap);
@@ -48,6 +52,7 @@ int eplb_incremental_scratch_alloc(eplb_incremental_scratch *s, const eplb_layer
     if (!s->tally || !s->tally2 || !s->row_of || !s->relabelled || !s->anchored || !s->kept ||
         !s->moved || !s->slot_load || !s->sorted || !s->gpu_load || !s->cursor ||
         !s->own_excess || !s->arrival_cost || !s->gpu_bounds || !s->slot_gpu_load || !s->gpu_of ||
+        !s->cur_head || !s->base_head || !s->cur_next || !s->base_next ||
         !s->away_excess || !s->away_row || !s->overlap || !s->pairs ||
         !s->next_slot || !s->by_overlap || !s->match || !s->rest ||
         !s->domain_options) {
@@ -55,7 +60,7 @@ int eplb_incremental_scratch_alloc(eplb_incremental_scratch *s, const eplb_layer
         return 0;
     }
     for (size_t e = 0; e < E; e++)
-        s->row_of[e] = -1;
+        s->row_of[e] = s->cur_head[e] = s->base_head[e] = -1;
     for (size_t q = 0; q < dn; q++)
         s->gpu_of[q] = (int32_t)(q / spg);
     return 1;
@@ -79,6 +84,10 @@ void eplb_incremental_scratch_free(eplb_incremental_scratch *s)
     free(s->gpu_bounds);
     free(s->slot_gpu_load);
     free(s->gpu_of);
+    free(s->cur_head);
+    free(s->base_head);
+    free(s->cur_next);
+    free(s->base_next);
     free(s->away_excess);
     free(s->away_row);
     free(s->overlap);

@@ -110,6 +110,7 @@ static void refresh_gpu(const search_state *st, int64_t g)
     float low = st->u[q0], high = st->u[q0];
     for (int64_t q = q0; q < q1; q++) {
         s->own_excess[q] = s->tally2[cur[q]];
+        s->arrival_cost[q] = 1 - (s->own_excess[q] > 0);
         low = st->u[q] < low ? st->u[q] : low;
         high = st->u[q] > high ? st->u[q] : high;
     }
@@ -159,8 +160,61 @@ static void tally_excess(const search_state *st, int64_t A, int32_t *row)
     }
 }
 
+/* tally_excess for the vector scan, from each expert's slots (its lists in
+ * the domain now and in the previous plan) instead of a pass over the
+ * domain: away_excess row by row, and arrival_cost, which refresh_gpu keeps
+ * at its value for experts A holds no fewer times than before (1 - (own
+ * excess > 0)), lowered by one on the slots of the experts A holds fewer
+ * times than before (tally2 marks them; clear_lists raises them back). */
+static void tally_lists(const search_state *st, int64_t A, int32_t *row)
+{
+    eplb_incremental_scratch *s = st->s;
+    const int64_t spg = st->spg, gd = st->gpus;
+    const int64_t *cur = st->cur, *base = st->base;
+    for (int64_t q = A * spg; q < (A + 1) * spg; q++) {
+        s->tally[cur[q]]++;
+        s->tally[base[q]]--;
+    }
+    for (int64_t i = 0; i < spg; i++) {
+        const int64_t e = cur[A * spg + i];
+        if (s->row_of[e] < 0) {
+            s->row_of[e] = (int32_t)i;
+            int32_t *away = s->away_excess + i * gd;
+            memset(away, 0, (size_t)gd * sizeof *away);
+            for (int32_t q = s->cur_head[e]; q >= 0; q = s->cur_next[q])
+                away[s->gpu_of[q]]++;
+            for (int32_t q = s->base_head[e]; q >= 0; q = s->base_next[q])
+                away[s->gpu_of[q]]--;
+        }
+        row[i] = s->row_of[e];
+    }
+    for (int64_t q = A * spg; q < (A + 1) * spg; q++) {
+        const int64_t e = base[q];
+        if (s->tally[e] < 0 && !s->tally2[e]) {
+            s->tally2[e] = 1;
+            for (int32_t r = s->cur_head[e]; r >= 0; r = s->cur_next[r])
+                s->arrival_cost[r]--;
+        }
+    }
+}
+
+static void clear_lists(const search_state *st, int64_t A)
+{
+    eplb_incremental_scratch *s = st->s;
+    for (int64_t q = A * st->spg; q < (A + 1) * st->spg; q++) {
+        const int64_t e = st->base[q];
+        if (s->tally2[e]) {
+            s->tally2[e] = 0;
+            for (int32_t r = s->cur_head[e]; r >= 0; r = s->cur_next[r])
+                s->arrival_cost[r]++;
+        }
+    }
+}
+
 static void clear_excess(const search_state *st, int64_t A)
 {
+    if (st->vector)
+        clear_lists(st, A);
     eplb_incremental_scratch *s = st->s;
     for (int64_t q = A * st->spg; q < (A + 1) * st->spg; q++) {
         s->tally[st->cur[q]] = s->tally[st->base[q]] = 0;
@@ -446,9 +500,27 @@ static int best_double(const search_state *st, int64_t A, const int32_t *row, in
     return best != NO_CANDIDATE;
 }
 
+/* In the list of expert e's slots, slot from gives way to slot to (whose
+ * own link the caller sets). */
+static void relink(int32_t *head, int32_t *next, int64_t e, int64_t from, int64_t to)
+{
+    int32_t *link = &head[e];
+    while (*link != from)
+        link = &next[*link];
+    *link = (int32_t)to;
+}
+
 static void trade(search_state *st, int64_t qa, int64_t qb)
 {
     const int64_t e = st->cur[qa];
+    if (st->vector && e != st->cur[qb]) {
+        int32_t *head = st->s->cur_head, *next = st->s->cur_next;
+        const int32_t after_a = next[qa], after_b = next[qb];
+        relink(head, next, e, qa, qb);
+        relink(head, next, st->cur[qb], qb, qa);
+        next[qb] = after_a;
+        next[qa] = after_b;
+    }
     st->cur[qa] = st->cur[qb];
     st->cur[qb] = e;
     const float v = st->u[qa];
@@ -488,6 +560,60 @@ static int64_t heaviest_gpu(const search_state *st)
     return A;
 }
 
+/* The steps of SPEC 13.5 from the state set up by eplb_domain_search. */
+static int search_steps(search_state *st, int64_t moved, int64_t limit)
+{
+    eplb_incremental_scratch *s = st->s;
+    const int64_t spg = st->spg;
+    const float target = st->target;
+    int32_t *row = s->away_row;
+    for (int64_t step = 0; step < st->slots; step++) {
+        const int64_t A = heaviest_gpu(st);
+        if (st->load[A] <= target)
+            return 1;
+        if (moved > limit)
+            return 0;
+        if (st->vector)
+            tally_lists(st, A, row);
+        else
+            tally_excess(st, A, row);
+        int64_t pick[4];
+        int cost = 0;
+        int64_t B;
+        if (single(st, A, row, pick, &cost)) {
+            B = pick[1] / spg;
+            clear_excess(st, A);
+            trade(st, pick[0], pick[1]);
+        } else if (best_double(st, A, row, pick, &cost)) {
+            B = pick[2] / spg;
+            clear_excess(st, A);
+            trade(st, pick[0], pick[2]);
+            trade(st, pick[1], pick[3]);
+        } else {
+            clear_excess(st, A);
+            return 0;
+        }
+        moved += cost;
+        st->load[A] = eplb_gpu_load(st->u + A * spg, spg, s->sorted);
+        st->load[B] = eplb_gpu_load(st->u + B * spg, spg, s->sorted);
+        spread_load(st, A);
+        spread_load(st, B);
+        refresh_gpu(st, A);
+        refresh_gpu(st, B);
+    }
+    return st->load[heaviest_gpu(st)] <= target;
+}
+
+/* Each expert's slots in the domain, x of them in ascending order (the
+ * order does not matter: the lists are counted). */
+static void list_slots(const int64_t *x, int64_t n, int32_t *head, int32_t *next)
+{
+    for (int64_t q = n - 1; q >= 0; q--) {
+        next[q] = head[x[q]];
+        head[x[q]] = (int32_t)q;
+    }
+}
+
 int eplb_domain_search(const float *w, const int64_t *prev, int64_t *x, int64_t d, float target,
                        int64_t limit, const eplb_layer_geometry *g, eplb_incremental_scratch *s)
 {
@@ -503,37 +629,13 @@ int eplb_domain_search(const float *w, const int64_t *prev, int64_t *x, int64_t 
     int64_t moved = eplb_span_moves(st.base, st.cur, st.gpus, spg, s->tally);
     for (int64_t b = 0; b < st.gpus; b++)
         refresh_gpu(&st, b);
-    int32_t *row = s->away_row;
-    for (int64_t step = 0; step < dn; step++) {
-        const int64_t A = heaviest_gpu(&st);
-        if (st.load[A] <= target)
-            return 1;
-        if (moved > limit)
-            return 0;
-        tally_excess(&st, A, row);
-        int64_t pick[4];
-        int cost = 0;
-        int64_t B;
-        if (single(&st, A, row, pick, &cost)) {
-            B = pick[1] / spg;
-            clear_excess(&st, A);
-            trade(&st, pick[0], pick[1]);
-        } else if (best_double(&st, A, row, pick, &cost)) {
-            B = pick[2] / spg;
-            clear_excess(&st, A);
-            trade(&st, pick[0], pick[2]);
-            trade(&st, pick[1], pick[3]);
-        } else {
-            clear_excess(&st, A);
-            return 0;
-        }
-        moved += cost;
-        st.load[A] = eplb_gpu_load(st.u + A * spg, spg, s->sorted);
-        st.load[B] = eplb_gpu_load(st.u + B * spg, spg, s->sorted);
-        spread_load(&st, A);
-        spread_load(&st, B);
-        refresh_gpu(&st, A);
-        refresh_gpu(&st, B);
+    if (st.vector) {
+        list_slots(st.cur, dn, s->cur_head, s->cur_next);
+        list_slots(st.base, dn, s->base_head, s->base_next);
     }
-    return st.load[heaviest_gpu(&st)] <= target;
+    const int met = search_steps(&st, moved, limit);
+    if (st.vector)
+        for (int64_t q = 0; q < dn; q++)
+            s->cur_head[st.cur[q]] = s->base_head[st.base[q]] = -1;
+    return met;
 }
