@@ -500,6 +500,96 @@ static int best_double(const search_state *st, int64_t A, const int32_t *row, in
     return best != NO_CANDIDATE;
 }
 
+#if SEARCH_AVX512
+/* The most pairs of a GPU's slots the vector double scan takes; GPUs of
+ * more slots take the loop. */
+#define DOUBLE_PAIRS_MAX 512
+
+/* best_double with the pairs of B's slots weighed 16 at a time for what
+ * needs no cost: da > db and a class that can still win (the same float32
+ * operations as trade_key). The pairs that pass go, in order, through the
+ * loop's own test and key, so the result is the loop's. */
+TARGET_AVX512 static int best_double_avx512(const search_state *st, int64_t A, const int32_t *row,
+                                            int64_t pick[4], int *cost_out)
+{
+    const int64_t spg = st->spg;
+    const float *u = st->u, *load = st->load;
+    float db_of[DOUBLE_PAIRS_MAX];
+    int16_t first_of[DOUBLE_PAIRS_MAX], second_of[DOUBLE_PAIRS_MAX];
+    const __m512 target = _mm512_set1_ps(st->target), zero = _mm512_setzero_ps();
+    uint64_t best = NO_CANDIDATE;
+    for (int64_t B = 0; B < st->gpus; B++) {
+        if (B == A)
+            continue;
+        int n = 0;
+        for (int64_t b1 = B * spg; b1 < (B + 1) * spg; b1++)
+            for (int64_t b2 = b1 + 1; b2 < (B + 1) * spg; b2++) {
+                db_of[n] = u[b1] + u[b2];
+                first_of[n] = (int16_t)(b1 - B * spg);
+                second_of[n++] = (int16_t)(b2 - B * spg);
+            }
+        const float gap = load[A] - load[B];
+        const __m512 lb = _mm512_set1_ps(load[B]), vgap = _mm512_set1_ps(gap);
+        for (int64_t a1 = A * spg; a1 < (A + 1) * spg; a1++)
+            for (int64_t a2 = a1 + 1; a2 < (A + 1) * spg; a2++) {
+                const float da = u[a1] + u[a2], a_without = load[A] - da;
+                const __m512 vda = _mm512_set1_ps(da), va_without = _mm512_set1_ps(a_without);
+                const int best_class = key_class(best);
+                for (int k = 0; k < n; k += 16) {
+                    const __mmask16 tail = n - k >= 16 ? (__mmask16)0xffff
+                                                       : (__mmask16)((1u << (n - k)) - 1);
+                    const __m512 db = _mm512_maskz_loadu_ps(tail, db_of + k);
+                    __mmask16 m = _mm512_mask_cmp_ps_mask(tail, vda, db, _CMP_GT_OQ);
+                    const __m512 new_b = _mm512_add_ps(_mm512_sub_ps(lb, db), vda);
+                    const __mmask16 near = _mm512_cmp_ps_mask(new_b, target, _CMP_LE_OQ);
+                    if (best_class <= 1) {
+                        m &= near;
+                        if (best_class == 0)
+                            m &= _mm512_cmp_ps_mask(_mm512_add_ps(va_without, db), target,
+                                                    _CMP_LE_OQ);
+                    } else {
+                        const __m512 d = _mm512_sub_ps(vda, db);
+                        const __m512 change = _mm512_mul_ps(
+                            _mm512_mul_ps(_mm512_set1_ps(2.0f), d), _mm512_sub_ps(d, vgap));
+                        m &= near | _mm512_cmp_ps_mask(change, zero, _CMP_LT_OQ);
+                    }
+                    for (; m; m &= (__mmask16)(m - 1)) {
+                        const int j = k + __builtin_ctz(m);
+                        const int64_t b1 = B * spg + first_of[j], b2 = B * spg + second_of[j];
+                        const float dbj = db_of[j];
+                        uint64_t key = trade_key(a_without, load[B], gap, da, dbj, st->target, 0);
+                        if (key == NO_CANDIDATE || key_class(key) > key_class(best))
+                            continue;
+                        const int64_t qa[2] = {a1, a2}, qb[2] = {b1, b2};
+                        key = trade_key(a_without, load[B], gap, da, dbj, st->target,
+                                        double_cost(st, A, B, row, qa, qb));
+                        if (key < best) {
+                            best = key;
+                            pick[0] = a1;
+                            pick[1] = a2;
+                            pick[2] = b1;
+                            pick[3] = b2;
+                        }
+                    }
+                }
+            }
+    }
+    *cost_out = key_cost(best);
+    return best != NO_CANDIDATE;
+}
+#endif
+
+/* Step 3 of SPEC 13.5 by the vector scan where it runs, else the loop. */
+static int pair_double(const search_state *st, int64_t A, const int32_t *row, int64_t pick[4],
+                       int *cost_out)
+{
+#if SEARCH_AVX512
+    if (st->vector && st->spg * (st->spg - 1) / 2 <= DOUBLE_PAIRS_MAX)
+        return best_double_avx512(st, A, row, pick, cost_out);
+#endif
+    return best_double(st, A, row, pick, cost_out);
+}
+
 /* In the list of expert e's slots, slot from gives way to slot to (whose
  * own link the caller sets). */
 static void relink(int32_t *head, int32_t *next, int64_t e, int64_t from, int64_t to)
@@ -584,7 +674,7 @@ static int search_steps(search_state *st, int64_t moved, int64_t limit)
             B = pick[1] / spg;
             clear_excess(st, A);
             trade(st, pick[0], pick[1]);
-        } else if (best_double(st, A, row, pick, &cost)) {
+        } else if (pair_double(st, A, row, pick, &cost)) {
             B = pick[2] / spg;
             clear_excess(st, A);
             trade(st, pick[0], pick[2]);
