@@ -3,7 +3,11 @@
  * needs no host round trip per trade. Each iteration every work-item finds
  * the heaviest GPU A itself, weighs its share of A's trades, the group picks
  * the smallest peak (ties: the first in trade order) and work-item 0 applies
- * it, with step 4's recompute-and-undo.
+ * it, with step 4's recompute-and-undo. With distinct a work-item takes only
+ * the trades that SPEC 11.6 allows (neither GPU holds an expert twice
+ * afterwards), and the restore of SPEC 11.5 is the same search on the rows
+ * the distinct stage changed, with a fixed number of trades and one more
+ * stop rule: the row's heaviest GPU no heavier than before the cap.
  *
  * Trades are numbered in trade order (SPEC 10.2): one-for-one trade
  * (B, sa, sb) is (pb * k + sa) * k + sb, where pb counts the partners B
@@ -83,45 +87,42 @@ inline uint2 eplb_refine_group_argmin(uint key, uint index, local uint *slots)
 #endif
 }
 
-/* Weighs the trade that moves g out of A for what B gives back (d = g_a -
- * g_b), SPEC 10.2's four operations in order, and keeps it in (key, index)
- * when its peak is finite and smaller: the cpu backend's rule, where a
- * trade must beat an initial +inf (so an infinite or NaN peak never wins)
- * and an equal peak keeps the earlier trade. */
-inline void eplb_refine_weigh(float g_a, float g_b, float a_load, float b_load, uint trade,
-                              uint *key, uint *index)
+/* The key of the trade that moves g out of A for what B gives back (d =
+ * g_a - g_b), SPEC 10.2's four operations in order, or EPLB_REFINE_NONE
+ * when its peak is not finite: the cpu backend's rule, where a trade must
+ * beat an initial +inf (so an infinite or NaN peak never wins). A caller
+ * keeps a trade only when its key is below the best so far: trades come in
+ * ascending order, so equal keys keep the first. */
+inline uint eplb_refine_peak_key(float g_a, float g_b, float a_load, float b_load)
 {
     const float d = g_a - g_b;
     const float new_a = a_load - d;
     const float new_b = b_load + d;
     const float peak = new_a > new_b ? new_a : new_b;
-    if (peak < INFINITY) {
-        const uint k = eplb_float_min_key(peak);
-        if (k < *key) { /* trades come in ascending order: equal keys keep the first */
-            *key = k;
-            *index = trade;
-        }
-    }
+    return peak < INFINITY ? eplb_float_min_key(peak) : EPLB_REFINE_NONE;
 }
 
 /* The search of one row on its placement in SPACE (local memory when it
  * fits, else the row's global scratch, FENCE the barrier's flags for it):
  * content[g*k + r] is the row's slot at GPU g's position r, t its load,
  * load[g] GPU g's load. slots: 4 * T uints, two argmins' worth, so that
- * finding A and the best trade need no barrier between them. Defines NAME
- * and its helpers NAME_gpu_load, NAME_exchange and NAME_apply. */
-#define EPLB_DEFINE_REFINE_ROW(NAME, SPACE, FENCE)                                             \
+ * finding A and the best trade need no barrier between them. items: the
+ * row's expert of each slot (phy2mlog) with distinct, else NULL; the row
+ * stops once its heaviest GPU is at most stop_at (-inf: never). Defines
+ * NAME and its helpers NAME_gpu_load, NAME_exchange, NAME_apply,
+ * NAME_stays and NAME_allowed. */
+#define EPLB_DEFINE_REFINE_ROW(NAME, SPACE, FENCE)                                           \
     /* SPEC 10.1: a GPU's slot loads summed left to right in position order. */              \
-    inline float NAME##_gpu_load(SPACE const float *t, int g, int k)                          \
+    inline float NAME##_gpu_load(SPACE const float *t, int g, int k)                         \
     {                                                                                        \
         float sum = t[g * k];                                                                \
         for (int r = 1; r < k; r++)                                                          \
             sum += t[g * k + r];                                                             \
         return sum;                                                                          \
     }                                                                                        \
-    /* Exchanges slots i and j (expert, replica rank and load move together);                 \
+    /* Exchanges slots i and j (expert, replica rank and load move together);                \
      * applied twice, it undoes itself. */                                                   \
-    inline void NAME##_exchange(SPACE int *content, SPACE float *t, int i, int j)             \
+    inline void NAME##_exchange(SPACE int *content, SPACE float *t, int i, int j)            \
     {                                                                                        \
         const int q = content[i];                                                            \
         content[i] = content[j];                                                             \
@@ -131,7 +132,7 @@ inline void eplb_refine_weigh(float g_a, float g_b, float a_load, float b_load, 
         t[j] = held;                                                                         \
     }                                                                                        \
     /* Applies trade `trade` of A (twice: undoes it). */                                     \
-    inline int NAME##_apply(SPACE int *content, SPACE float *t, int a, uint trade, int m,     \
+    inline int NAME##_apply(SPACE int *content, SPACE float *t, int a, uint trade, int m,    \
                             int k, int pairs)                                                \
     {                                                                                        \
         const uint ones = (uint)(m - 1) * (uint)(k * k);                                     \
@@ -152,9 +153,41 @@ inline void eplb_refine_weigh(float g_a, float g_b, float a_load, float b_load, 
         }                                                                                    \
         return b;                                                                            \
     }                                                                                        \
+    /* Whether GPU g, giving its positions give.x (and give.y when count is                  \
+     * 2) away and taking the experts take.x (and take.y), still holds no                    \
+     * expert twice. Every GPU holds each expert once at most when the                       \
+     * search starts (the repair saw to it) and after each kept trade, and                   \
+     * the taken experts come from one such GPU, so only a kept expert                       \
+     * equal to a taken one could repeat. */                                                 \
+    inline int NAME##_stays(SPACE const int *content, global const int *items, int g, int k, \
+                            int2 give, int2 take, int count)                                 \
+    {                                                                                        \
+        for (int r = 0; r < k; r++) {                                                        \
+            if (r == give.x || (count == 2 && r == give.y))                                  \
+                continue;                                                                    \
+            const int e = items[content[g * k + r]];                                         \
+            if (e == take.x || (count == 2 && e == take.y))                                  \
+                return 0;                                                                    \
+        }                                                                                    \
+        return 1;                                                                            \
+    }                                                                                        \
+    /* SPEC 11.6: whether A giving its positions give_a for B's give_b (one                  \
+     * each, or two when count is 2) leaves neither GPU holding an expert                    \
+     * twice. */                                                                             \
+    inline int NAME##_allowed(SPACE const int *content, global const int *items, int a,      \
+                              int b, int2 give_a, int2 give_b, int count, int k)             \
+    {                                                                                        \
+        const int2 from_a = (int2)(items[content[a * k + give_a.x]],                         \
+                                   count == 2 ? items[content[a * k + give_a.y]] : -1);      \
+        const int2 from_b = (int2)(items[content[b * k + give_b.x]],                         \
+                                   count == 2 ? items[content[b * k + give_b.y]] : -1);      \
+        return NAME##_stays(content, items, a, k, give_a, from_b, count) &&                  \
+               NAME##_stays(content, items, b, k, give_b, from_a, count);                    \
+    }                                                                                        \
     inline void NAME(global const float *slot_load, global int *pack_of, global int *rank_of, \
-                     SPACE int *content, SPACE float *t, SPACE float *load, local uint *slots, \
-                     local int *stop, int n, int m, int k, int refine, float tolerance)       \
+                     global const int *items, SPACE int *content, SPACE float *t,            \
+                     SPACE float *load, local uint *slots, local int *stop, int n, int m,    \
+                     int k, int refine, float tolerance, float stop_at)                      \
     {                                                                                        \
         const int lid = (int)get_local_id(0), T = (int)get_local_size(0);                    \
         const cl_mem_fence_flags fence = FENCE;                                              \
@@ -173,7 +206,7 @@ inline void eplb_refine_weigh(float g_a, float g_b, float a_load, float b_load, 
         for (int iteration = 0; iteration < refine; iteration++) {                           \
             /* Step 1: the heaviest GPU, the lowest index among equals (the                  \
              * largest load is the smallest max-key). */                                     \
-            uint heavy_key = EPLB_REFINE_NONE, heavy = EPLB_REFINE_NONE;                      \
+            uint heavy_key = EPLB_REFINE_NONE, heavy = EPLB_REFINE_NONE;                     \
             for (int g = lid; g < m; g += T) {                                               \
                 const uint gk = eplb_float_max_key(load[g]);                                 \
                 if (gk < heavy_key) {                                                        \
@@ -181,9 +214,9 @@ inline void eplb_refine_weigh(float g_a, float g_b, float a_load, float b_load, 
                     heavy = (uint)g;                                                         \
                 }                                                                            \
             }                                                                                \
-            const int a = (int)eplb_refine_group_argmin(heavy_key, heavy, slots + 2 * T).y;   \
+            const int a = (int)eplb_refine_group_argmin(heavy_key, heavy, slots + 2 * T).y;  \
             const float a_load = load[a];                                                    \
-            if (isinf(a_load))                                                               \
+            if (isinf(a_load) || a_load <= stop_at)                                          \
                 break;                                                                       \
             /* Step 2: this work-item's units, then the group's best. */                     \
             uint key = EPLB_REFINE_NONE, best = EPLB_REFINE_NONE;                            \
@@ -194,9 +227,15 @@ inline void eplb_refine_weigh(float g_a, float g_b, float a_load, float b_load, 
                     const float g_a = t_a[u % k], b_load = load[b];                          \
                     SPACE const float *t_b = t + b * k;                                      \
                     const uint first = (uint)u * (uint)k;                                    \
-                    for (int sb = 0; sb < k; sb++)                                           \
-                        eplb_refine_weigh(g_a, t_b[sb], a_load, b_load, first + (uint)sb,    \
-                                          &key, &best);                                      \
+                    for (int sb = 0; sb < k; sb++) {                                         \
+                        const uint tk = eplb_refine_peak_key(g_a, t_b[sb], a_load, b_load);  \
+                        if (tk < key &&                                                      \
+                            (!items || NAME##_allowed(content, items, a, b, (int2)(u % k, 0), \
+                                                      (int2)(sb, 0), 1, k))) {               \
+                            key = tk;                                                        \
+                            best = first + (uint)sb;                                         \
+                        }                                                                    \
+                    }                                                                        \
                 } else {                                                                     \
                     const int v = u - one_units, pb = v / pairs, b = pb < a ? pb : pb + 1;   \
                     const int2 own = eplb_refine_pair(v % pairs, k);                         \
@@ -205,9 +244,16 @@ inline void eplb_refine_weigh(float g_a, float g_b, float a_load, float b_load, 
                     uint trade = ones + (uint)v * (uint)pairs;                               \
                     for (int lo = 0; lo < k - 1; lo++) {                                     \
                         const float first = t_b[lo];                                         \
-                        for (int hi = lo + 1; hi < k; hi++, trade++)                         \
-                            eplb_refine_weigh(g_a, first + t_b[hi], a_load, b_load, trade,   \
-                                              &key, &best);                                  \
+                        for (int hi = lo + 1; hi < k; hi++, trade++) {                       \
+                            const uint tk =                                                  \
+                                eplb_refine_peak_key(g_a, first + t_b[hi], a_load, b_load);  \
+                            if (tk < key &&                                                  \
+                                (!items || NAME##_allowed(content, items, a, b, own,         \
+                                                          (int2)(lo, hi), 2, k))) {          \
+                                key = tk;                                                    \
+                                best = trade;                                                \
+                            }                                                                \
+                        }                                                                    \
                     }                                                                        \
                 }                                                                            \
             }                                                                                \
@@ -216,7 +262,7 @@ inline void eplb_refine_weigh(float g_a, float g_b, float a_load, float b_load, 
             if (chosen.y == EPLB_REFINE_NONE ||                                              \
                 !(a_load - eplb_float_from_min_key(chosen.x) > tolerance))                   \
                 break;                                                                       \
-            /* Step 4: apply, recompute A and B in position order, undo and                   \
+            /* Step 4: apply, recompute A and B in position order, undo and                  \
              * stop when the larger is not below A's old load. */                            \
             if (lid == 0) {                                                                  \
                 const int b = NAME##_apply(content, t, a, chosen.y, m, k, pairs);            \
@@ -250,23 +296,33 @@ EPLB_DEFINE_REFINE_ROW(eplb_refine_row_global, global, CLK_LOCAL_MEM_FENCE | CLK
  * the global scratch (content_all: n ints a row; loads_all: n slot loads
  * then m GPU loads a row). slots: 4 * local size uints for the argmins. A
  * nonzero status (a bad weight, a too-narrow log2phy) leaves the packing as
- * it is: assemble will write nothing anyway. */
+ * it is: assemble will write nothing anyway. With distinct, phy2mlog gives
+ * each slot's expert for SPEC 11.6's check; with restore (distinct and
+ * refine 0: SPEC 11.5) only the rows whose row_changed is 1 search, each
+ * down to its row_seed_max at best. */
 kernel void eplb_refine(global const float *slot_load, global int *pack_of, global int *rank_of,
                         global const int *status, global int *content_all, global float *loads_all,
                         local int *content_local, local float *loads_local, local uint *slots,
-                        int n, int m, int k, int refine, float tolerance, int in_local)
+                        global const int *phy2mlog, global const int *row_changed,
+                        global const float *row_seed_max, int n, int m, int k, int refine,
+                        float tolerance, int in_local, int distinct, int restore)
 {
     local int stop;
     if (status && status[0] != 0)
         return;
     const ulong x = get_group_id(0);
+    /* The whole group leaves together, before its first barrier. */
+    if (restore && !row_changed[x])
+        return;
+    const float stop_at = restore ? row_seed_max[x] : -INFINITY;
     global const float *row_load = slot_load + x * (ulong)n;
     global int *row_pack = pack_of + x * (ulong)n, *row_rank = rank_of + x * (ulong)n;
+    global const int *items = distinct ? phy2mlog + x * (ulong)n : NULL;
     if (in_local)
-        eplb_refine_row_local(row_load, row_pack, row_rank, content_local, loads_local,
-                              loads_local + n, slots, &stop, n, m, k, refine, tolerance);
+        eplb_refine_row_local(row_load, row_pack, row_rank, items, content_local, loads_local,
+                              loads_local + n, slots, &stop, n, m, k, refine, tolerance, stop_at);
     else
-        eplb_refine_row_global(row_load, row_pack, row_rank, content_all + x * (ulong)n,
+        eplb_refine_row_global(row_load, row_pack, row_rank, items, content_all + x * (ulong)n,
                                loads_all + x * (ulong)(n + m), loads_all + x * (ulong)(n + m) + n,
-                               slots, &stop, n, m, k, refine, tolerance);
+                               slots, &stop, n, m, k, refine, tolerance, stop_at);
 }

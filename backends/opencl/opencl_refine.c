@@ -1,6 +1,9 @@
 /* The refine search (SPEC 10) on OpenCL: one launch of kernels/refine.cl
  * for the whole job, a work-group per row making all of its trades, so that
- * a plan with refine needs no host round trip per trade. The row's placement
+ * a plan with refine needs no host round trip per trade. With distinct the
+ * same launch keeps to the trades of SPEC 11.6, and with refine 0 it is the
+ * restore of SPEC 11.5 on the rows the distinct stage (opencl_distinct.c)
+ * changed. The row's placement
  * lives in local memory when it fits, else in global scratch; the kernel's
  * trade numbers must fit 31 bits, and a row with more trades per iteration
  * is declined with an error rather than searched wrongly. */
@@ -28,16 +31,15 @@ static size_t local_budget(const eplb_opencl *s)
 
 eplb_status eplb_opencl_refine(eplb_backend *backend, const eplb_plan_job *job)
 {
-    /* SPEC 11's restriction and restore need the distinct stage, which this
-     * backend lacks (the planner refuses such jobs first). */
-    if (job->distinct)
-        return eplb_backend_error(backend, EPLB_ERR_UNSUPPORTED,
-                                  "the opencl refine stage has no distinct mode (docs/spec.md "
-                                  "section 11.6): plan distinct with the cpu backend");
     const eplb_pack_job *sp = &job->slot_pack;
     const int64_t n = sp->items, m = sp->packs, k = sp->per_pack;
-    if (job->refine <= 0 || k <= 1 || m <= 1 || sp->rows <= 0)
+    if ((job->refine <= 0 && !job->distinct) || k <= 1 || m <= 1 || sp->rows <= 0)
         return EPLB_OK;
+    /* With refine 0 this is distinct's restore (SPEC 11.5): only the rows
+     * the distinct stage changed, a fixed number of trades, down to the
+     * row's maximum before the cap at best. */
+    const cl_int restore = job->refine <= 0, distinct = job->distinct != 0;
+    const cl_int refine = restore ? EPLB_DISTINCT_RESTORE_TRADES : job->refine;
     const int64_t pairs = k * (k - 1) / 2;
     const int64_t trades = (m - 1) * (k * k + pairs * pairs);
     if (trades > INT32_MAX - 1)
@@ -71,8 +73,9 @@ eplb_status eplb_opencl_refine(eplb_backend *backend, const eplb_plan_job *job)
             return st;
     }
     cl_mem slot_load = job->slot_load, pack_of = sp->pack_of, rank_of = sp->rank_of,
-           status = job->status;
-    const cl_int n32 = (cl_int)n, m32 = (cl_int)m, k32 = (cl_int)k, refine = job->refine;
+           status = job->status, phy2mlog = job->phy2mlog, row_changed = job->row_changed,
+           row_seed_max = job->row_seed_max;
+    const cl_int n32 = (cl_int)n, m32 = (cl_int)m, k32 = (cl_int)k;
     const cl_float tolerance = sp->tolerance;
     /* Local buffers cannot be empty: a word each where the row is in global memory. */
     const size_t local_slots = in_local ? slot_bytes : sizeof(cl_int);
@@ -82,7 +85,9 @@ eplb_status eplb_opencl_refine(eplb_backend *backend, const eplb_plan_job *job)
         EPLB_CL_ARGS(EPLB_CL_ARG(slot_load), EPLB_CL_ARG(pack_of), EPLB_CL_ARG(rank_of),
                      EPLB_CL_ARG(status), EPLB_CL_ARG(content_all), EPLB_CL_ARG(loads_all),
                      LOCAL_ARG(local_slots), LOCAL_ARG(local_loads), LOCAL_ARG(argmin_bytes),
+                     EPLB_CL_ARG(phy2mlog), EPLB_CL_ARG(row_changed), EPLB_CL_ARG(row_seed_max),
                      EPLB_CL_ARG(n32), EPLB_CL_ARG(m32), EPLB_CL_ARG(k32), EPLB_CL_ARG(refine),
-                     EPLB_CL_ARG(tolerance), EPLB_CL_ARG(in_local)),
+                     EPLB_CL_ARG(tolerance), EPLB_CL_ARG(in_local), EPLB_CL_ARG(distinct),
+                     EPLB_CL_ARG(restore)),
         (size_t)sp->rows, group);
 }

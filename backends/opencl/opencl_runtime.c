@@ -33,6 +33,7 @@ static const char *const kernel_names[EPLB_CLK_COUNT] = {
     [EPLB_CLK_PACK_SWAP] = "eplb_pack_swap",
     [EPLB_CLK_PACK_SELECT] = "eplb_pack_select",
     [EPLB_CLK_REFINE] = "eplb_refine",
+    [EPLB_CLK_DISTINCT] = "eplb_distinct",
     [EPLB_CLK_PLAN_FUSED] = "eplb_plan_fused",
 };
 

@@ -29,6 +29,7 @@ typedef enum eplb_opencl_kernel_id {
     EPLB_CLK_PACK_SWAP,
     EPLB_CLK_PACK_SELECT,
     EPLB_CLK_REFINE,
+    EPLB_CLK_DISTINCT,
     EPLB_CLK_PLAN_FUSED,
     EPLB_CLK_COUNT
 } eplb_opencl_kernel_id;

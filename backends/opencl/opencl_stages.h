@@ -24,6 +24,10 @@ eplb_status eplb_opencl_assemble(eplb_backend *backend, const eplb_plan_job *job
  * trades (opencl_refine.c, kernels/refine.cl). */
 eplb_status eplb_opencl_refine(eplb_backend *backend, const eplb_plan_job *job);
 
+/* The distinct stage's cap and repair (SPEC 11.3, 11.4), a work-item per
+ * row (opencl_distinct.c, kernels/distinct.cl). */
+eplb_status eplb_opencl_distinct(eplb_backend *backend, const eplb_plan_job *job);
+
 /* The whole plan in one enqueue, one work-group per layer (or a few) when it
  * fits in local memory (opencl_fused.c, kernels/plan_fused.cl); otherwise,
  * or with EPLB_TUNE_OPENCL_PATH=stages, EPLB_BACKEND_DECLINED: the planner
