@@ -163,27 +163,5 @@ Test(cuda_refine, named_shapes_plan_as_on_the_cpu_backend, .timeout = 1200)
     free_contexts(&run);
 }
 
-/* Distinct (docs/spec.md section 11) has no cuda stage: refused by name,
- * outputs untouched, never planned without it. */
-Test(cuda_refine, distinct_is_refused)
-{
-    eplb_context *cuda = cuda_or_skip();
-    const eplb_shape shape = {2, 16, 24, 4, 1, 8};
-    eplb_options options;
-    float *weight = eplbt_workload_case(&shape, 1, 0, 8, 20, 0, &options);
-    options.refine = 256;
-    options.distinct = 1;
-    int64_t phy2log[48], logcnt[32];
-    eplbt_poison(phy2log, sizeof phy2log);
-    eplbt_poison(logcnt, sizeof logcnt);
-    const eplb_status st = eplb_rebalance(cuda, weight, &shape, &options, phy2log, logcnt, NULL, 0,
-                                          NULL);
-    cr_expect_eq(st, EPLB_ERR_UNSUPPORTED, "%s: %s", eplb_status_string(st),
-                 eplb_context_last_error(cuda));
-    cr_expect(strstr(eplb_context_last_error(cuda), "distinct"), "%s",
-              eplb_context_last_error(cuda));
-    cr_expect_eq(eplbt_first_unpoisoned(phy2log, sizeof phy2log), -1);
-    cr_expect_eq(eplbt_first_unpoisoned(logcnt, sizeof logcnt), -1);
-    free(weight);
-    eplb_context_free(cuda);
-}
+/* Distinct (docs/spec.md section 11), whose restore and trade rule this
+ * stage also runs, is checked in test_cuda_distinct.c. */

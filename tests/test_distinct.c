@@ -164,12 +164,13 @@ Test(distinct, a_row_with_fewer_experts_than_gpu_slots_is_refused)
 }
 
 /* A backend without the distinct stage refuses the job, naming the cpu
- * backend; it never hands the job to another backend. The opencl backend
- * has the stage (test_opencl_distinct.c checks its plans). */
+ * backend; it never hands the job to another backend. The opencl and cuda
+ * backends have the stage (test_opencl_distinct.c and test_cuda_distinct.c
+ * check their plans). */
 static void refused_without_the_stage(const char *name, void *arg)
 {
     (void)arg;
-    if (strcmp(name, "opencl") == 0)
+    if (strcmp(name, "opencl") == 0 || strcmp(name, "cuda") == 0)
         return;
     eplb_context *ctx;
     if (eplb_context_create(&ctx, name) != EPLB_OK)

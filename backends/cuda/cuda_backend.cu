@@ -7,6 +7,7 @@
 
 #include "cuda_assemble.cuh"
 #include "cuda_check_weights.cuh"
+#include "cuda_distinct.cuh"
 #include "cuda_group_loads.cuh"
 #include "cuda_node_layout.cuh"
 #include "cuda_pack_greedy.cuh"
@@ -168,7 +169,7 @@ static const eplb_backend_i cuda_iface = {
     /* .pack_greedy     = */ on_device<eplb_pack_job, eplb_cuda_pack_greedy>,
     /* .pack_swap       = */ on_device<eplb_pack_job, eplb_cuda_pack_swap>,
     /* .pack_select     = */ on_device<eplb_pack_job, eplb_cuda_pack_select>,
-    /* .distinct        = */ NULL, /* distinct runs on the cpu backend for now */
+    /* .distinct        = */ on_device<eplb_plan_job, eplb_cuda_distinct>,
     /* .refine          = */ on_device<eplb_plan_job, eplb_cuda_refine>,
     /* .plan_fused      = */ on_device<eplb_plan_job, eplb_cuda_plan_fused>,
     /* .host_memory     = */ 0,

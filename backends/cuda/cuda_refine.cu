@@ -1,7 +1,11 @@
 /* Refine stage (SPEC 10): a block per row of the slot packing. The block
  * reads the row's placement from pack_of / rank_of into GPU-major slot lists,
  * runs eplb_block_refine on them and writes pack_of / rank_of back, which
- * assemble then reads as usual. */
+ * assemble then reads as usual. With distinct the lists also carry each
+ * slot's expert, so that only the trades of SPEC 11.6 count, and with refine
+ * 0 the stage is distinct's restore (SPEC 11.5): only the rows the distinct
+ * stage changed, a fixed number of trades, down to the row's maximum before
+ * the cap at best. */
 #include "cuda_refine.cuh"
 
 /* The most threads of a row's block: a unit each for the DeepSeek-V3 rows
@@ -16,12 +20,15 @@ struct eplb_cuda_refine_args {
     const int32_t *status; /* nonzero: the plan failed, nothing to refine */
     const float *slot_load;
     int32_t *pack_of, *rank_of;
+    const int32_t *phy2mlog;     /* each slot's expert (distinct), else NULL */
+    const int32_t *row_changed;  /* the restore's rows (refine 0 with distinct), else NULL */
+    const float *row_seed_max;   /* the restore's stop loads, with row_changed */
     int64_t rows;
     uint32_t n, m, k;
-    int32_t refine;
+    int32_t refine;              /* the most trades of a row */
     float tolerance;
     unsigned char *global_state; /* a row's state per block, or NULL: shared memory */
-    size_t state_bytes, o_t, o_load;
+    size_t state_bytes, o_t, o_load, o_item;
 };
 
 template <class Index>
@@ -36,9 +43,15 @@ __global__ void __launch_bounds__(EPLB_CUDA_REFINE_THREADS)
     unsigned char *state =
         a.global_state ? a.global_state + (size_t)blockIdx.x * a.state_bytes : eplb_refine_state;
     const eplb_cuda_refine_row row = {a.m, a.k, (int32_t *)state, (float *)(state + a.o_t),
-                                      (float *)(state + a.o_load)};
+                                      (float *)(state + a.o_load),
+                                      a.phy2mlog ? (int32_t *)(state + a.o_item) : NULL};
     const uint32_t n = a.n, k = a.k;
     for (int64_t x = blockIdx.x; x < a.rows; x += gridDim.x) {
+        /* The restore passes over the rows that distinct left as they were
+         * (the same word for the whole block, so no barrier is skipped by
+         * some threads only). */
+        if (a.row_changed && !a.row_changed[x])
+            continue;
         int32_t *pack_of = a.pack_of + x * n, *rank_of = a.rank_of + x * n;
         const float *slot_load = a.slot_load + x * n;
         for (uint32_t q = threadIdx.x; q < n; q += blockDim.x)
@@ -46,11 +59,15 @@ __global__ void __launch_bounds__(EPLB_CUDA_REFINE_THREADS)
         __syncthreads();
         for (uint32_t p = threadIdx.x; p < n; p += blockDim.x)
             row.t[p] = slot_load[row.content[p]];
+        if (row.item)
+            for (uint32_t p = threadIdx.x; p < n; p += blockDim.x)
+                row.item[p] = a.phy2mlog[x * n + row.content[p]];
         __syncthreads();
         for (uint32_t g = threadIdx.x; g < a.m; g += blockDim.x)
             row.load[g] = eplb_cuda_refine_gpu_load(row.t, g, k);
         __syncthreads();
-        eplb_block_refine<Index>(row, a.refine, a.tolerance, &votes);
+        eplb_block_refine<Index>(row, a.refine, a.tolerance, &votes,
+                                 a.row_changed ? a.row_seed_max[x] : -INFINITY);
         for (uint32_t p = threadIdx.x; p < n; p += blockDim.x) {
             const int32_t q = row.content[p];
             pack_of[q] = (int32_t)(p / k);
@@ -63,16 +80,9 @@ __global__ void __launch_bounds__(EPLB_CUDA_REFINE_THREADS)
 eplb_status eplb_cuda_refine(eplb_backend *backend, const eplb_plan_job *job)
 {
     const eplb_pack_job *sp = &job->slot_pack;
-    /* The planner sends distinct only to a backend with a distinct stage,
-     * which cuda has not; the restore and the trade rule of SPEC 11.5-11.6
-     * are not written here, so such a job is refused, never planned without. */
-    if (job->distinct)
-        return eplb_backend_error(backend, EPLB_ERR_UNSUPPORTED,
-                                  "the cuda refine stage does not run distinct's restore or trade "
-                                  "rule (docs/spec.md 11.5, 11.6): plan distinct with the cpu "
-                                  "backend");
-    if (job->refine <= 0 || sp->per_pack <= 1 || sp->packs <= 1)
+    if ((job->refine <= 0 && !job->distinct) || sp->per_pack <= 1 || sp->packs <= 1)
         return EPLB_OK;
+    const bool restore = job->refine <= 0;
     eplb_cuda_context *ctx = eplb_cuda_ctx(backend);
     eplb_cuda_refine_args a;
     a.status = (const int32_t *)job->status;
@@ -83,11 +93,15 @@ eplb_status eplb_cuda_refine(eplb_backend *backend, const eplb_plan_job *job)
     a.n = (uint32_t)sp->items;
     a.m = (uint32_t)sp->packs;
     a.k = (uint32_t)sp->per_pack;
-    a.refine = job->refine;
+    a.phy2mlog = job->distinct ? (const int32_t *)job->phy2mlog : NULL;
+    a.row_changed = restore ? (const int32_t *)job->row_changed : NULL;
+    a.row_seed_max = restore ? (const float *)job->row_seed_max : NULL;
+    a.refine = restore ? EPLB_DISTINCT_RESTORE_TRADES : job->refine;
     a.tolerance = sp->tolerance;
     a.o_t = eplb_cuda_align((size_t)a.n * sizeof(int32_t));
     a.o_load = a.o_t + eplb_cuda_align((size_t)a.n * sizeof(float));
-    a.state_bytes = a.o_load + eplb_cuda_align((size_t)a.m * sizeof(float));
+    a.o_item = a.o_load + eplb_cuda_align((size_t)a.m * sizeof(float));
+    a.state_bytes = a.o_item + (job->distinct ? eplb_cuda_align((size_t)a.n * sizeof(int32_t)) : 0);
 
     /* Every trade of a row must have a number: 32 bits while they fit. */
     const uint64_t k = a.k, pairs = k * (k - 1) / 2;

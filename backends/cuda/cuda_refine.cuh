@@ -7,19 +7,29 @@
  *
  * eplb_block_refine works on a row held in memory the whole block reads
  * (shared memory, or global scratch for rows too large for it), so that a
- * kernel with the row already on chip can call it too. */
+ * kernel with the row already on chip can call it too.
+ *
+ * With distinct (SPEC 11.6) the row also lists each position's expert, and
+ * a trade counts only if afterwards neither GPU holds an expert twice; the
+ * restore of SPEC 11.5 is this search with a stop load (eplb_block_refine's
+ * stop_at). The functions that weigh, allow and apply one trade are
+ * __host__ __device__, so that a program on the host can replay the search
+ * and compare it with the cpu backend's without a GPU. */
 #ifndef EPLB_CUDA_REFINE_CUH
 #define EPLB_CUDA_REFINE_CUH
 
 #include "cuda_teams.cuh"
 
 /* One row as the search sees it: GPU g's slot at position r is
- * content[g*k + r], that slot's load t[g*k + r]; load[g] is GPU g's load. */
+ * content[g*k + r], that slot's load t[g*k + r]; load[g] is GPU g's load.
+ * With distinct, item[g*k + r] is that slot's expert (phy2mlog); without it
+ * item is NULL, which is what a row initialized without it gets. */
 struct eplb_cuda_refine_row {
     uint32_t m, k;
     int32_t *content;
     float *t;
     float *load;
+    int32_t *item;
 };
 
 /* The block's shared words: each warp's best trade, and the verdict of the
@@ -33,32 +43,52 @@ struct eplb_cuda_refine_votes {
 /* No trade (or no finite peak): above the key of every finite peak. */
 #define EPLB_CUDA_REFINE_NONE 0xFFFFFFFFu
 
+/* A float32 sum and difference, rounded to nearest, on the device and on
+ * the host alike (the host's float arithmetic is IEEE float32). */
+static __host__ __device__ __forceinline__ float eplb_cuda_add_rn(float x, float y)
+{
+#ifdef __CUDA_ARCH__
+    return __fadd_rn(x, y);
+#else
+    return x + y;
+#endif
+}
+
+static __host__ __device__ __forceinline__ float eplb_cuda_sub_rn(float x, float y)
+{
+#ifdef __CUDA_ARCH__
+    return __fsub_rn(x, y);
+#else
+    return x - y;
+#endif
+}
+
 /* SPEC 10.2: the larger of the two new loads, one float32 operation at a
  * time. The conditional form matches the cpu backend's, also for an infinite
  * d (it then yields the infinite load, which never wins). */
-static __device__ __forceinline__ float eplb_cuda_trade_peak(float a_load, float b_load,
-                                                             float give_a, float give_b)
+static __host__ __device__ __forceinline__ float eplb_cuda_trade_peak(float a_load, float b_load,
+                                                                      float give_a, float give_b)
 {
-    const float d = __fsub_rn(give_a, give_b);
-    const float new_a = __fsub_rn(a_load, d), new_b = __fadd_rn(b_load, d);
+    const float d = eplb_cuda_sub_rn(give_a, give_b);
+    const float new_a = eplb_cuda_sub_rn(a_load, d), new_b = eplb_cuda_add_rn(b_load, d);
     return new_a > new_b ? new_a : new_b;
 }
 
 /* GPU g's load: its slot loads summed left to right in position order. */
-static __device__ __forceinline__ float eplb_cuda_refine_gpu_load(const float *t, uint32_t g,
-                                                                  uint32_t k)
+static __host__ __device__ __forceinline__ float eplb_cuda_refine_gpu_load(const float *t,
+                                                                           uint32_t g, uint32_t k)
 {
     const float *slots = t + (size_t)g * k;
     float sum = slots[0];
     for (uint32_t r = 1; r < k; r++)
-        sum = __fadd_rn(sum, slots[r]);
+        sum = eplb_cuda_add_rn(sum, slots[r]);
     return sum;
 }
 
 /* The positions (lo, hi) of pair i, pairs in lexicographic order. */
 template <class Index>
-static __device__ __forceinline__ void eplb_cuda_pair_of(Index i, uint32_t k, uint32_t *lo,
-                                                         uint32_t *hi)
+static __host__ __device__ __forceinline__ void eplb_cuda_pair_of(Index i, uint32_t k,
+                                                                  uint32_t *lo, uint32_t *hi)
 {
     uint32_t first = 0;
     while (i >= (Index)(k - 1 - first)) {
@@ -122,7 +152,7 @@ struct eplb_cuda_refine_unit {
 
 /* Unit u: one-for-one units (b, sa) first, then two-for-two units (b, i). */
 template <class Index>
-static __device__ __forceinline__ eplb_cuda_refine_unit<Index> eplb_cuda_refine_unit_of(
+static __host__ __device__ __forceinline__ eplb_cuda_refine_unit<Index> eplb_cuda_refine_unit_of(
     Index u, uint32_t m, uint32_t k)
 {
     const Index pairs = (Index)k * (k - 1) / 2, one_units = (Index)m * k;
@@ -147,12 +177,49 @@ static __device__ __forceinline__ eplb_cuda_refine_unit<Index> eplb_cuda_refine_
     return unit;
 }
 
+/* Whether GPU g's experts (items_g, k of them), giving its positions
+ * give[0..count-1] away and taking experts take[0..count-1], still hold no
+ * expert twice. Every GPU holds each expert at most once when the search
+ * starts (the repair saw to it) and after each kept trade, and the taken
+ * experts come from one such GPU, so only a kept expert equal to a taken
+ * one could repeat. */
+static __host__ __device__ __forceinline__ bool eplb_cuda_stays_distinct(
+    const int32_t *items_g, uint32_t k, const uint32_t *give, const int32_t *take,
+    uint32_t count)
+{
+    for (uint32_t r = 0; r < k; r++) {
+        if (r == give[0] || (count == 2 && r == give[1]))
+            continue;
+        if (items_g[r] == take[0] || (count == 2 && items_g[r] == take[1]))
+            return false;
+    }
+    return true;
+}
+
+/* SPEC 11.6: whether the trade of A's positions a_pos with B's b_pos (count
+ * of each) leaves neither GPU holding an expert twice. Always true without
+ * distinct (row.item NULL). */
+static __host__ __device__ __forceinline__ bool eplb_cuda_refine_allowed(
+    const eplb_cuda_refine_row &row, uint32_t a, uint32_t b, const uint32_t *a_pos,
+    const uint32_t *b_pos, uint32_t count)
+{
+    if (!row.item)
+        return true;
+    const uint32_t k = row.k;
+    const int32_t *items_a = row.item + (size_t)a * k, *items_b = row.item + (size_t)b * k;
+    const int32_t from_a[2] = {items_a[a_pos[0]], items_a[a_pos[count - 1]]};
+    const int32_t from_b[2] = {items_b[b_pos[0]], items_b[b_pos[count - 1]]};
+    return eplb_cuda_stays_distinct(items_a, k, a_pos, from_b, count) &&
+           eplb_cuda_stays_distinct(items_b, k, b_pos, from_a, count);
+}
+
 /* Weighs the trades of one unit into (best, chosen). A thread visits its
  * units, and so its trades, in ascending trade order, so a strict "<" keeps
  * the first of equal peaks. A NaN or infinite peak never passes "< best"
- * from +inf. */
+ * from +inf. With distinct, a trade that SPEC 11.6 rules out is passed over,
+ * tested only when its peak would be kept. */
 template <class Index>
-static __device__ __forceinline__ void eplb_cuda_refine_weigh_unit(
+static __host__ __device__ __forceinline__ void eplb_cuda_refine_weigh_unit(
     const eplb_cuda_refine_row &row, const eplb_cuda_refine_unit<Index> &unit, uint32_t a,
     float a_load, float *best, Index *chosen)
 {
@@ -161,25 +228,28 @@ static __device__ __forceinline__ void eplb_cuda_refine_weigh_unit(
     const uint32_t k = row.k;
     const float *t_a = row.t + (size_t)a * k, *t_b = row.t + (size_t)unit.b * k;
     const float b_load = row.load[unit.b];
+    const uint32_t a_pos[2] = {unit.lo, unit.hi};
     Index index = unit.first;
     if (!unit.pair) {
         const float give_a = t_a[unit.lo];
         for (uint32_t sb = 0; sb < k; sb++, index++) {
             const float peak = eplb_cuda_trade_peak(a_load, b_load, give_a, t_b[sb]);
-            if (peak < *best) {
+            const uint32_t b_pos[2] = {sb, sb};
+            if (peak < *best && eplb_cuda_refine_allowed(row, a, unit.b, a_pos, b_pos, 1)) {
                 *best = peak;
                 *chosen = index;
             }
         }
         return;
     }
-    const float give_a = __fadd_rn(t_a[unit.lo], t_a[unit.hi]);
+    const float give_a = eplb_cuda_add_rn(t_a[unit.lo], t_a[unit.hi]);
     for (uint32_t lo_b = 0; lo_b + 1 < k; lo_b++) {
         const float first = t_b[lo_b];
         for (uint32_t hi_b = lo_b + 1; hi_b < k; hi_b++, index++) {
-            const float peak =
-                eplb_cuda_trade_peak(a_load, b_load, give_a, __fadd_rn(first, t_b[hi_b]));
-            if (peak < *best) {
+            const float peak = eplb_cuda_trade_peak(a_load, b_load, give_a,
+                                                    eplb_cuda_add_rn(first, t_b[hi_b]));
+            const uint32_t b_pos[2] = {lo_b, hi_b};
+            if (peak < *best && eplb_cuda_refine_allowed(row, a, unit.b, a_pos, b_pos, 2)) {
                 *best = peak;
                 *chosen = index;
             }
@@ -212,8 +282,9 @@ static __device__ __forceinline__ void eplb_cuda_refine_weigh(
  * recomputed loads of A and B, undone when the larger is not below A's old
  * load. Returns whether the row goes on. */
 template <class Index>
-static __device__ bool eplb_cuda_refine_apply(const eplb_cuda_refine_row &row, uint32_t a,
-                                              float a_load, Index index, float tolerance)
+static __host__ __device__ bool eplb_cuda_refine_apply(const eplb_cuda_refine_row &row,
+                                                       uint32_t a, float a_load, Index index,
+                                                       float tolerance)
 {
     const uint32_t k = row.k;
     const Index m = row.m, pairs = (Index)k * (k - 1) / 2, ones = m * k * k;
@@ -234,11 +305,15 @@ static __device__ bool eplb_cuda_refine_apply(const eplb_cuda_refine_row &row, u
     }
     float *t_a = row.t + (size_t)a * k, *t_b = row.t + (size_t)b * k;
     int32_t *c_a = row.content + (size_t)a * k, *c_b = row.content + (size_t)b * k;
-    const float give_a = count == 1 ? t_a[a_pos[0]] : __fadd_rn(t_a[a_pos[0]], t_a[a_pos[1]]);
-    const float give_b = count == 1 ? t_b[b_pos[0]] : __fadd_rn(t_b[b_pos[0]], t_b[b_pos[1]]);
+    const float give_a =
+        count == 1 ? t_a[a_pos[0]] : eplb_cuda_add_rn(t_a[a_pos[0]], t_a[a_pos[1]]);
+    const float give_b =
+        count == 1 ? t_b[b_pos[0]] : eplb_cuda_add_rn(t_b[b_pos[0]], t_b[b_pos[1]]);
     const float peak = eplb_cuda_trade_peak(a_load, row.load[b], give_a, give_b);
-    if (!(__fsub_rn(a_load, peak) > tolerance))
+    if (!(eplb_cuda_sub_rn(a_load, peak) > tolerance))
         return false;
+    int32_t *i_a = row.item ? row.item + (size_t)a * k : NULL;
+    int32_t *i_b = row.item ? row.item + (size_t)b * k : NULL;
     /* Applied twice, the exchange undoes itself. */
     for (int pass = 0; pass < 2; pass++) {
         for (uint32_t s = 0; s < count; s++) {
@@ -248,6 +323,11 @@ static __device__ bool eplb_cuda_refine_apply(const eplb_cuda_refine_row &row, u
             const int32_t q = c_a[a_pos[s]];
             c_a[a_pos[s]] = c_b[b_pos[s]];
             c_b[b_pos[s]] = q;
+            if (i_a) {
+                const int32_t e = i_a[a_pos[s]];
+                i_a[a_pos[s]] = i_b[b_pos[s]];
+                i_b[b_pos[s]] = e;
+            }
         }
         if (pass == 1)
             return false;
@@ -268,10 +348,13 @@ static __device__ bool eplb_cuda_refine_apply(const eplb_cuda_refine_row &row, u
  * must hold the GPU loads and every thread must see the row (a barrier
  * before the call); on return the row holds the final placement and the
  * block has passed a barrier. Index: an unsigned type that numbers every
- * trade, m*(k^2 + (k(k-1)/2)^2) of them. */
+ * trade, m*(k^2 + (k(k-1)/2)^2) of them. The row also stops once its
+ * heaviest GPU is no heavier than stop_at (SPEC 11.5's M0 in the restore;
+ * -inf, never, otherwise). */
 template <class Index>
 static __device__ void eplb_block_refine(const eplb_cuda_refine_row &row, int32_t refine,
-                                         float tolerance, eplb_cuda_refine_votes *votes)
+                                         float tolerance, eplb_cuda_refine_votes *votes,
+                                         float stop_at = -INFINITY)
 {
     const uint32_t lane = threadIdx.x & 31u, warp = threadIdx.x >> 5;
     const uint32_t warps = (blockDim.x + 31u) / 32u;
@@ -280,7 +363,7 @@ static __device__ void eplb_block_refine(const eplb_cuda_refine_row &row, int32_
     for (int32_t iteration = 0; iteration < refine; iteration++) {
         const uint32_t a = eplb_cuda_heaviest_gpu(row.load, row.m, lane);
         const float a_load = row.load[a];
-        if (isinf(a_load))
+        if (isinf(a_load) || a_load <= stop_at)
             break;
         float peak;
         Index index;

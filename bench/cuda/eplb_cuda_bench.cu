@@ -1,14 +1,15 @@
 /* eplb_cuda_bench: GPU check and timing of the cuda backend.
  *
  *   eplb_cuda_bench check [--quick]   goldens exact on every cuda path; random
- *                                     shapes (also with refine 1, 16, 256), the
- *                                     device-pointer API, invalid weights and
- *                                     repeated calls against cpu
+ *                                     shapes (also with refine 1, 16, 256, and
+ *                                     with distinct), the device-pointer API,
+ *                                     invalid weights and repeated calls
+ *                                     against cpu
  *   eplb_cuda_bench time [--runs N] [--path P] [--case SUBSTRING] [--refine N]
- *                                     device-pointer call timed with CUDA events
+ *                        [--distinct] device-pointer call timed with CUDA events
  *   eplb_cuda_bench sanitize          a few DeepSeek-V3 plans per path, and one
- *                                     with refine (for compute-sanitizer
- *                                     memcheck / racecheck)
+ *                                     with refine and one with distinct (for
+ *                                     compute-sanitizer memcheck / racecheck)
  *
  * Prints "N passed, N failed" (check) and exits 1 on any failure. */
 #include <cuda_runtime.h>
@@ -309,6 +310,48 @@ static bool refine_checkable(const eplb_shape &s)
     return (double)s.gpus * (k * k + pairs * pairs) <= 1e6;
 }
 
+/* The refine caps each random case is checked with under distinct
+ * (docs/spec.md section 11): 0 runs distinct's restore (11.5), 16 the
+ * restricted search of 11.6 on every row. */
+static const int32_t distinct_refine_caps[] = {0, 16};
+
+/* Distinct on one random case, with its own weights or with a few experts
+ * made hot enough that their counts exceed the row's GPUs (the cap of 11.3
+ * then frees slots): the cuda plan, through the host and the device API,
+ * equals the cpu backend's, and a shape that 11.2 rules out is refused by
+ * both alike. */
+static void check_distinct(eplb_context *cpu, eplb_context *ctx, const char *path,
+                           const random_case &rc, int32_t refine, bool hot)
+{
+    std::vector<float> w;
+    fill_weights(w, rc, 0);
+    if (hot)
+        for (int64_t l = 0; l < rc.shape.layers; l++)
+            for (int64_t e = 0; e < 3 && e < rc.shape.experts; e++)
+                w[l * rc.shape.experts + e * 5 % rc.shape.experts] *= 60.0f / (float)(e + 1);
+    eplb_options o;
+    eplb_options_init(&o);
+    o.candidates = rc.candidates;
+    o.iterations = rc.iterations;
+    o.refine = refine;
+    o.distinct = 1;
+    plan want = host_plan(cpu, w.data(), rc.shape, o);
+    plan got = host_plan(ctx, w.data(), rc.shape, o);
+    if (want.status == EPLB_ERR_INVALID_SHAPE) {
+        verdict(got.status == want.status,
+                "[%s] %s distinct: refused by cpu (section 11.2) and by cuda (status %d)", path,
+                rc.name, (int)got.status);
+        return;
+    }
+    std::string diff = first_difference(want, got, rc.shape);
+    plan dev = device_plan(ctx, w.data(), rc.shape, o, NULL, want.width);
+    std::string ddiff = first_difference(want, dev, rc.shape);
+    verdict(want.status == EPLB_OK && diff.empty() && ddiff.empty(),
+            "[%s] %s%s distinct refine %d equals cpu (host API %s, device API %s)", path,
+            rc.name, hot ? " hot" : "", (int)refine, diff.empty() ? "same" : diff.c_str(),
+            ddiff.empty() ? "same" : ddiff.c_str());
+}
+
 /* The host API's refusals through the staging area leave the caller's
  * arrays untouched: a log2phy too narrow (with the width needed reported)
  * and an invalid weight; the next valid call plans as before. */
@@ -439,6 +482,10 @@ static int run_check(bool quick)
             if (refine_checkable(rc.shape))
                 for (int32_t refine : refine_caps)
                     check_random(cpu, ctx, path, rc, 0, refine);
+            for (int32_t refine : distinct_refine_caps)
+                if (refine == 0 || refine_checkable(rc.shape))
+                    for (int hot = 0; hot < (quick ? 1 : 2); hot++)
+                        check_distinct(cpu, ctx, path, rc, refine, hot != 0);
         }
         /* The host API (eplb_rebalance) keeps using the last device call's
          * stream (the planner does not reset it), so that stream must stay
@@ -508,7 +555,7 @@ static double time_host_api(eplb_context *ctx, const std::vector<float> &w, cons
     return median(times);
 }
 
-static int run_time(int runs, const char *path, const char *only, int32_t refine)
+static int run_time(int runs, const char *path, const char *only, int32_t refine, int distinct)
 {
     eplb_context *ctx = open_cuda(path);
     if (!ctx)
@@ -518,8 +565,8 @@ static int run_time(int runs, const char *path, const char *only, int32_t refine
     cudaEvent_t start, stop;
     CUDA_OK(cudaEventCreate(&start));
     CUDA_OK(cudaEventCreate(&stop));
-    printf("== timing path %s, refine %d, on %s, %d runs each (median of per-call CUDA event "
-           "time)\n", path, (int)refine, eplb_context_device(ctx), runs);
+    printf("== timing path %s, refine %d, distinct %d, on %s, %d runs each (median of per-call "
+           "CUDA event time)\n", path, (int)refine, distinct, eplb_context_device(ctx), runs);
     /* host_us: the host API's median wall clock per plan (copies and the
      * wait included), beside the device-pointer call's device time. */
     printf("%-32s %12s %12s %12s %10s %10s\n", "case", "median_us", "min_us", "batch_us", "fused",
@@ -534,6 +581,7 @@ static int run_time(int runs, const char *path, const char *only, int32_t refine
         eplb_options o;
         eplb_options_init(&o);
         o.refine = refine;
+        o.distinct = distinct;
         device_buffers d(s, width);
         CUDA_OK(cudaMemcpy(d.weight, w.data(), d.nw * 4, cudaMemcpyHostToDevice));
         const int n = s.layers * s.replicas > 1000000 ? (runs < 20 ? runs : 20) : runs;
@@ -611,6 +659,11 @@ static int run_sanitize(int iterations)
             o.refine = 256;
             plan r = device_plan(ctx, w.data(), s, o, NULL, width);
             bad |= r.status != EPLB_OK;
+            /* And the distinct stage's, with its restore (refine 0). */
+            o.refine = 0;
+            o.distinct = 1;
+            plan x = device_plan(ctx, w.data(), s, o, NULL, width);
+            bad |= x.status != EPLB_OK;
         }
         printf("sanitize run on path %s done\n", path);
         eplb_context_free(ctx);
@@ -621,7 +674,7 @@ static int run_sanitize(int iterations)
 int main(int argc, char **argv)
 {
     const char *mode = argc > 1 ? argv[1] : "check";
-    int runs = 200, iterations = 3, refine = 0;
+    int runs = 200, iterations = 3, refine = 0, distinct = 0;
     bool quick = false;
     const char *path = "fused", *only = NULL;
     for (int i = 2; i < argc; i++) {
@@ -631,15 +684,16 @@ int main(int argc, char **argv)
         else if (!strcmp(argv[i], "--quick")) quick = true;
         else if (!strcmp(argv[i], "--case") && i + 1 < argc) only = argv[++i];
         else if (!strcmp(argv[i], "--refine") && i + 1 < argc) refine = atoi(argv[++i]);
+        else if (!strcmp(argv[i], "--distinct")) distinct = 1;
         else {
             fprintf(stderr, "unknown option %s\n", argv[i]);
             return 2;
         }
     }
     if (!strcmp(mode, "check")) return run_check(quick);
-    if (!strcmp(mode, "time")) return run_time(runs, path, only, refine);
+    if (!strcmp(mode, "time")) return run_time(runs, path, only, refine, distinct);
     if (!strcmp(mode, "sanitize")) return run_sanitize(iterations);
-    fprintf(stderr, "usage: %s check [--quick] | time [--runs N] [--path P] [--case SUBSTRING] [--refine N] | sanitize [--iterations N]\n",
+    fprintf(stderr, "usage: %s check [--quick] | time [--runs N] [--path P] [--case SUBSTRING] [--refine N] [--distinct] | sanitize [--iterations N]\n",
             argv[0]);
     return 2;
 }
