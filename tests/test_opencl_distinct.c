@@ -129,7 +129,7 @@ static void same_as_cpu(const eplb_random_case *c, uint64_t *state, void *arg)
     }
 }
 
-/* DeepSeek-V3's shapes (6 layers) on the bench workload with a hot expert
+/* DeepSeek-V3's shapes (fewer layers) on the bench workload with a hot expert
  * per layer, so that the cap frees slots; shapes whose rows have one GPU or
  * one slot per GPU, so that the stage has nothing to do; and equal weights,
  * where every partner and every trade ties. */
