@@ -48,7 +48,7 @@ text, or a NumPy .npy. The options are those of the C tool `eplb plan`.
                         section 10), 0..100000; --refine alone is 256, 0 is off
                         (the default)
       --distinct        no GPU holds two replicas of one expert (docs/spec.md
-                        section 11); cpu and opencl backends
+                        section 11)
       --previous FILE   the running plan (an eplb plan file, or SGLang's
                         {"physical_to_logical_map": ...} as JSON or .pt): plan
                         from it, moving as few experts as keeps every layer's max

@@ -432,8 +432,7 @@ def rebalance_experts(weight, num_replicas, num_groups, num_nodes, num_gpus, *, 
         distinct: True: no GPU holds two replicas of one expert (docs/spec.md
             section 11); an expert with more replicas than its row has GPUs
             keeps one per GPU. False (the default) leaves plans exactly as
-            without it. It runs on the cpu and opencl backends, with the same
-            plans; other backends raise EplbError.
+            without it. It runs on every backend with the same plans.
         previous: the running placement, phy2log [layers, num_replicas] of
             integers (numpy array or torch tensor, any device; from eplb or any
             other planner, e.g. vLLM's physical_to_logical_map). Given, the plan

@@ -62,7 +62,7 @@ static void plan_usage(FILE *f, int demo)
             "                        section 10), 0..100000; --refine alone is 256, 0 is off\n"
             "                        (the default)\n"
             "      --distinct        no GPU holds two replicas of one expert (docs/spec.md\n"
-            "                        section 11); cpu and opencl backends\n"
+            "                        section 11)\n"
             "%s"
             "  -b, --backend B       auto, cpu, opencl or cuda (default: $EPLB_BACKEND, else auto)\n"
             "  -o, --output FILE     write the plan as JSON ('-': standard output, the summary\n"
