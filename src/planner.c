@@ -88,9 +88,8 @@ static eplb_status describe_plan(eplb_context *ctx, const eplb_shape *shape,
                                      (long long)gpu_slots);
         if (!ctx->backend->iface->distinct)
             return eplb_context_fail(ctx, EPLB_ERR_UNSUPPORTED,
-                                     "distinct (docs/spec.md section 11) runs on the cpu backend "
-                                     "for now; the %s backend has no distinct stage: plan with "
-                                     "the cpu backend, or with distinct 0",
+                                     "the %s backend has no distinct stage (docs/spec.md "
+                                     "section 11): plan with another backend, or with distinct 0",
                                      ctx->backend_name);
     }
 

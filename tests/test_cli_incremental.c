@@ -244,9 +244,8 @@ Test(cli_incremental, malformed_previous_files_are_refused)
 }
 
 /* --distinct leaves no GPU with two replicas of one expert on the cpu
- * backend; every other backend available here without the stage refuses it
- * by name (opencl and cuda have it: test_opencl_distinct.c,
- * test_cuda_distinct.c). */
+ * backend (test_opencl_distinct.c and test_cuda_distinct.c check the other
+ * backends' plans). */
 Test(cli_incremental, distinct_leaves_no_duplicates_on_the_cpu_backend)
 {
     if (!eplb_tools_json_available())
@@ -268,14 +267,6 @@ Test(cli_incremental, distinct_leaves_no_duplicates_on_the_cpu_backend)
     cli_captured_free(&plain);
     cli_captured_free(&distinct);
 #endif
-    for (int i = 0; i < eplb_backend_count(); i++) {
-        const char *name = eplb_backend_name(i);
-        if (strcmp(name, "cpu") == 0 || strcmp(name, "opencl") == 0 ||
-            strcmp(name, "cuda") == 0 || !eplb_backend_available(i, NULL))
-            continue;
-        expect_refused((const char *[]){"--distinct", "-b", name, NULL}, 1,
-                       "distinct (docs/spec.md section 11) runs on the cpu backend");
-    }
 }
 
 /* eplb evaluate --previous reports the moves of the evaluated plan from the

@@ -3,8 +3,8 @@
  * tests/reference/make_distinct_fixtures.py) in every integer, with and
  * without refine; over the random cases a distinct plan is valid under the
  * cap and has no duplicates, and a plan that needed neither cap nor repair is
- * the plan without distinct; shapes that SPEC 11.2 rules out and backends
- * without the stage are refused with outputs untouched. */
+ * the plan without distinct; shapes that SPEC 11.2 rules out are refused with
+ * outputs untouched. */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -163,31 +163,3 @@ Test(distinct, a_row_with_fewer_experts_than_gpu_slots_is_refused)
     eplb_context_free(ctx);
 }
 
-/* A backend without the distinct stage refuses the job, naming the cpu
- * backend; it never hands the job to another backend. The opencl and cuda
- * backends have the stage (test_opencl_distinct.c and test_cuda_distinct.c
- * check their plans). */
-static void refused_without_the_stage(const char *name, void *arg)
-{
-    (void)arg;
-    if (strcmp(name, "opencl") == 0 || strcmp(name, "cuda") == 0)
-        return;
-    eplb_context *ctx;
-    if (eplb_context_create(&ctx, name) != EPLB_OK)
-        return; /* present but not usable here: covered by its own suite */
-    eplb_options o;
-    eplb_options_init(&o);
-    o.distinct = 1;
-    o.policy = EPLB_POLICY_GLOBAL;
-    cr_expect_eq(plan_untouched(ctx, &o, "runs on the cpu backend"), EPLB_ERR_UNSUPPORTED,
-                 "%s: %s", name, eplb_context_last_error(ctx));
-    eplb_context_free(ctx);
-}
-
-Test(distinct, backends_without_the_stage_refuse_it)
-{
-    char skipped[1024];
-    eplbt_for_each_other_backend(refused_without_the_stage, NULL, skipped, sizeof skipped);
-    if (skipped[0])
-        cr_log_info("not checked here: %s", skipped);
-}
