@@ -55,17 +55,22 @@ static void plan_layer(const float *w, const int64_t *prev, const int64_t *fresh
     eplb_anchored_start(w, prev, rel, g, s, s->anchored);
     memcpy(s->kept, prev, (size_t)R * sizeof *prev);
     memcpy(s->moved, s->anchored, (size_t)R * sizeof *prev);
+    /* Each start's slot loads, with its own counts, which the searches keep
+     * (they only permute slots inside a domain). */
+    int64_t *searched[2] = {s->kept, s->moved};
+    float *loads[2] = {s->start_load, s->start_load + R};
+    for (int o = OPTION_KEPT; o <= OPTION_ANCHORED; o++)
+        eplb_layer_slot_loads(w, searched[o], g, s, loads[o]);
     int64_t *options = s->domain_options;
     for (int64_t d = 0; d < g->domains; d++) {
         const int64_t first = d * dn;
         int64_t *moves = options + 4 * d;
         moves[OPTION_FRESH] = eplb_span_moves(prev + first, rel + first, gd, spg, s->tally);
-        int64_t *searched[2] = {s->kept, s->moved};
         for (int o = OPTION_KEPT; o <= OPTION_ANCHORED; o++) {
-            const int met = eplb_domain_search(w, prev, searched[o], d, target,
-                                               moves[OPTION_FRESH], g, s);
-            moves[o] = met ? eplb_span_moves(prev + first, searched[o] + first, gd, spg, s->tally)
-                           : -1;
+            int64_t moved;
+            const int met = eplb_domain_search(prev, searched[o], loads[o], d, target,
+                                               moves[OPTION_FRESH], g, s, &moved);
+            moves[o] = met ? moved : -1;
         }
         moves[3] = domain_changed(prev + first, rel + first, dn, s->tally);
     }

@@ -1,8 +1,8 @@
 /* The incremental rebalance of docs/spec.md section 13, run on the host after
  * the ordinary (fresh) plan: the move counts of 13.3 (moves.c), the
  * relabelled fresh plan and the anchored start of 13.4 and 13.6
- * (incremental_relabel.c), the swap search of 13.5 (incremental_search.c),
- * and the per-layer choice with the public call's checks and outputs
+ * (incremental_relabel.c), the swap search of 13.5 (incremental_search.c,
+ * its AVX-512 scans in incremental_avx512.c), and the per-layer choice with the public call's checks and outputs
  * (incremental.c). Expert ids are int64, as in the public phy2log. */
 #ifndef EPLB_INCREMENTAL_H
 #define EPLB_INCREMENTAL_H
@@ -50,6 +50,7 @@ typedef struct eplb_incremental_scratch {
     int64_t *kept;         /* [R] each domain's search from the previous plan */
     int64_t *moved;        /* [R] each domain's search from the anchored start */
     float *slot_load;      /* [R] */
+    float *start_load;     /* [2][R] the slot loads of kept and moved, each with its own counts */
     float *sorted;         /* [spg] */
     float *gpu_load;       /* [domain GPUs] */
     int32_t *own_excess;   /* [domain slots] */
@@ -63,6 +64,16 @@ typedef struct eplb_incremental_scratch {
     int32_t *base_next;    /* [domain slots] */
     int32_t *away_excess;  /* [spg][domain GPUs] */
     int32_t *away_row;     /* [spg] */
+    /* The domain's slots in ascending order of slot load, for the vector
+     * scan, with what it reads of each beside it; order_pos[q] is slot q's
+     * place. [domain slots] each. */
+    float *order_u;
+    int32_t *order_slot;
+    int32_t *order_gpu;
+    float *order_load;     /* the load of the slot's GPU */
+    int32_t *order_arrival; /* arrival_cost of the slot */
+    int32_t *order_pos;
+    uint32_t *order_tmp;   /* [4 * domain slots] the sort's keys and slots */
     int32_t *overlap;      /* [k][k], k = max(domains, domain GPUs) */
     void *pairs;           /* [2 * k * k] pairs of the greedy matching, and their sorted copy */
     int32_t *next_slot;    /* [R] the next slot of the same expert */
@@ -110,10 +121,13 @@ void eplb_anchored_start(const float *w, const int64_t *prev, const int64_t *rel
 
 /* SPEC 13.5: the search of domain d. x is the whole start placement; the
  * domain's slots of x are searched in place (the others are read for the
- * counts only). limit: the moves of the domain in rel. Returns 1 when the
- * search met the target T, else 0. */
-int eplb_domain_search(const float *w, const int64_t *prev, int64_t *x, int64_t d, float target,
-                       int64_t limit, const eplb_layer_geometry *g, eplb_incremental_scratch *s);
+ * counts only); u: the slot loads of x (its own counts), permuted with the
+ * slots. limit: the moves of the domain in rel. Returns 1 when the search
+ * met the target T, with *moves the domain's moves then (SPEC 13.3), else
+ * 0. */
+int eplb_domain_search(const int64_t *prev, int64_t *x, float *u, int64_t d, float target,
+                       int64_t limit, const eplb_layer_geometry *g, eplb_incremental_scratch *s,
+                       int64_t *moves);
 
 /* Behind eplb_rebalance_incremental (ctx checked and its error cleared). */
 eplb_status eplb_incremental_host(eplb_context *ctx, const float *weight, const eplb_shape *shape,

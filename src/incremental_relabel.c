@@ -28,6 +28,7 @@ int eplb_incremental_scratch_alloc(eplb_incremental_scratch *s, const eplb_layer
     s->kept = malloc(R * sizeof *s->kept);
     s->moved = malloc(R * sizeof *s->moved);
     s->slot_load = malloc(R * sizeof *s->slot_load);
+    s->start_load = malloc(2 * R * sizeof *s->start_load);
     s->sorted = malloc(spg * sizeof *s->sorted);
     s->gpu_load = malloc(gd * sizeof *s->gpu_load);
     s->cursor = malloc(gd * sizeof *s->cursor);
@@ -42,6 +43,13 @@ int eplb_incremental_scratch_alloc(eplb_incremental_scratch *s, const eplb_layer
     s->base_next = malloc(dn * sizeof *s->base_next);
     s->away_excess = malloc(spg * gd * sizeof *s->away_excess);
     s->away_row = malloc(spg * sizeof *s->away_row);
+    s->order_u = malloc(dn * sizeof *s->order_u);
+    s->order_slot = malloc(dn * sizeof *s->order_slot);
+    s->order_gpu = malloc(dn * sizeof *s->order_gpu);
+    s->order_load = malloc(dn * sizeof *s->order_load);
+    s->order_arrival = malloc(dn * sizeof *s->order_arrival);
+    s->order_pos = malloc(dn * sizeof *s->order_pos);
+    s->order_tmp = malloc(4 * dn * sizeof *s->order_tmp);
     s->overlap = malloc(k * k * sizeof *s->overlap);
     s->pairs = malloc(2 * k * k * sizeof(match_pair));
     s->next_slot = malloc(R * sizeof *s->next_slot);
@@ -50,10 +58,11 @@ int eplb_incremental_scratch_alloc(eplb_incremental_scratch *s, const eplb_layer
     s->rest = malloc(dn * sizeof *s->rest);
     s->domain_options = malloc(4 * (size_t)g->domains * sizeof *s->domain_options);
     if (!s->tally || !s->tally2 || !s->row_of || !s->relabelled || !s->anchored || !s->kept ||
-        !s->moved || !s->slot_load || !s->sorted || !s->gpu_load || !s->cursor ||
+        !s->moved || !s->slot_load || !s->start_load || !s->sorted || !s->gpu_load || !s->cursor ||
         !s->own_excess || !s->arrival_cost || !s->gpu_bounds || !s->slot_gpu_load || !s->gpu_of ||
         !s->cur_head || !s->base_head || !s->cur_next || !s->base_next ||
-        !s->away_excess || !s->away_row || !s->overlap || !s->pairs ||
+        !s->away_excess || !s->away_row || !s->order_u || !s->order_slot || !s->order_gpu ||
+        !s->order_load || !s->order_arrival || !s->order_pos || !s->order_tmp || !s->overlap || !s->pairs ||
         !s->next_slot || !s->by_overlap || !s->match || !s->rest ||
         !s->domain_options) {
         eplb_incremental_scratch_free(s);
@@ -76,6 +85,7 @@ void eplb_incremental_scratch_free(eplb_incremental_scratch *s)
     free(s->kept);
     free(s->moved);
     free(s->slot_load);
+    free(s->start_load);
     free(s->sorted);
     free(s->gpu_load);
     free(s->cursor);
@@ -90,6 +100,13 @@ void eplb_incremental_scratch_free(eplb_incremental_scratch *s)
     free(s->base_next);
     free(s->away_excess);
     free(s->away_row);
+    free(s->order_u);
+    free(s->order_slot);
+    free(s->order_gpu);
+    free(s->order_load);
+    free(s->order_arrival);
+    free(s->order_pos);
+    free(s->order_tmp);
     free(s->overlap);
     free(s->pairs);
     free(s->next_slot);

@@ -8,92 +8,16 @@
  * the heaviest GPU's excess per expert, each slot's excess on its own GPU,
  * and for each expert of the heaviest GPU its excess on every other GPU.
  * That costs one pass over the domain per step, less than the pairs the step
- * weighs. */
+ * weighs. The AVX-512 scans (incremental_avx512.c) read the same tallies,
+ * from each expert's slot lists instead of a pass, and for large domains
+ * from the slots kept sorted by load. */
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "incremental.h"
 
-/* x86-64 builds with GCC or Clang also carry an AVX-512 version of the
- * single trades' scan, picked at run time when the machine has it and
- * EPLB_CPU_ISA (the cpu backend's cap on vector code) does not rule it out,
- * so that the tests can run the plain loop on the same machine. */
-#if defined(__SSE2__) && defined(__x86_64__) && defined(__GNUC__) && !defined(EPLB_CPU_NO_SIMD)
-#define SEARCH_AVX512 1
-#include <immintrin.h>
-#define TARGET_AVX512 __attribute__((target("avx512f")))
-#endif
-
-/* The key of a candidate trade (SPEC 13.5) as one integer that orders as
- * the key does: class 0 (A done) and 1 (A lighter) by cost, then value (the
- * larger new load, or A's new load); class 2 by change (of the sum of
- * squared loads of A and B, always negative), then cost. So the best
- * candidate is the smallest integer, the first in order on ties, and a scan
- * compares one number per pair. Costs lie in -4..4 (four experts at most
- * change GPU), stored plus 8 in four bits. */
-#define NO_CANDIDATE UINT64_MAX
-#define KEY_CLASS_SHIFT 62
-
-/* A map of float32 onto uint32 that keeps their order (NaN aside): the
- * loads here are never NaN, and value + 0.0f turns -0 into +0 so that the
- * two zeros, equal as floats, stay equal. */
-static inline uint32_t float_order(float v)
-{
-    uint32_t bits;
-    memcpy(&bits, &v, sizeof bits);
-    return bits & 0x80000000u ? ~bits : bits | 0x80000000u;
-}
-
-static inline uint64_t near_key(int cls, int cost, float value)
-{
-    return (uint64_t)cls << KEY_CLASS_SHIFT | (uint64_t)(cost + 8) << 32 |
-           float_order(value + 0.0f);
-}
-
-static inline uint64_t change_key(int cost, float change)
-{
-    return (uint64_t)2 << KEY_CLASS_SHIFT | (uint64_t)float_order(change) << 4 |
-           (uint64_t)(cost + 8);
-}
-
-static inline int key_class(uint64_t key) { return (int)(key >> KEY_CLASS_SHIFT); }
-
-static inline int key_cost(uint64_t key)
-{
-    return key_class(key) < 2 ? (int)(key >> 32 & 15) - 8 : (int)(key & 15) - 8;
-}
-
-/* The key of a trade that moves `give` out of A and `take` into it, all
- * float32 in SPEC 13.5's order: new_a = (load_a - give) + take, passed as
- * a_without_give + take; new_b = (load_b - take) + give; gap = load_a -
- * load_b. NO_CANDIDATE when the trade is none. */
-static inline uint64_t trade_key(float a_without_give, float load_b, float gap, float give,
-                                 float take, float target, int cost)
-{
-    const float new_b = (load_b - take) + give;
-    if (new_b <= target) {
-        const float new_a = a_without_give + take;
-        if (new_a <= target)
-            return near_key(0, cost, new_a > new_b ? new_a : new_b);
-        return near_key(1, cost, new_a);
-    }
-    const float d = give - take;
-    const float change = (2.0f * d) * (d - gap);
-    return change < 0.0f ? change_key(cost, change) : NO_CANDIDATE;
-}
-
-/* The state of one domain's search. */
-typedef struct search_state {
-    const int64_t *base; /* the previous plan's slots of the domain */
-    int64_t *cur;        /* the domain's slots now */
-    float *u;            /* their slot loads */
-    float *load;         /* the domain's GPU loads */
-    int64_t spg, gpus, slots;
-    int vector;          /* whether the AVX-512 scan runs */
-    float target;
-    eplb_incremental_scratch *s;
-} search_state;
+#include "incremental_search.h"
 
 /* What a trade changes only on the two GPUs it touches, kept up to date
  * from step to step: own_excess[q] = held[g][e] - base[g][e] for the expert e
@@ -111,6 +35,8 @@ static void refresh_gpu(const search_state *st, int64_t g)
     for (int64_t q = q0; q < q1; q++) {
         s->own_excess[q] = s->tally2[cur[q]];
         s->arrival_cost[q] = 1 - (s->own_excess[q] > 0);
+        if (st->ordered)
+            s->order_arrival[s->order_pos[q]] = s->arrival_cost[q];
         low = st->u[q] < low ? st->u[q] : low;
         high = st->u[q] > high ? st->u[q] : high;
     }
@@ -192,8 +118,11 @@ static void tally_lists(const search_state *st, int64_t A, int32_t *row)
         const int64_t e = base[q];
         if (s->tally[e] < 0 && !s->tally2[e]) {
             s->tally2[e] = 1;
-            for (int32_t r = s->cur_head[e]; r >= 0; r = s->cur_next[r])
+            for (int32_t r = s->cur_head[e]; r >= 0; r = s->cur_next[r]) {
                 s->arrival_cost[r]--;
+                if (st->ordered)
+                    s->order_arrival[s->order_pos[r]]--;
+            }
         }
     }
 }
@@ -205,8 +134,11 @@ static void clear_lists(const search_state *st, int64_t A)
         const int64_t e = st->base[q];
         if (s->tally2[e]) {
             s->tally2[e] = 0;
-            for (int32_t r = s->cur_head[e]; r >= 0; r = s->cur_next[r])
+            for (int32_t r = s->cur_head[e]; r >= 0; r = s->cur_next[r]) {
                 s->arrival_cost[r]++;
+                if (st->ordered)
+                    s->order_arrival[s->order_pos[r]]++;
+            }
         }
     }
 }
@@ -235,8 +167,8 @@ typedef struct excess_change {
  * qb[0..n) trade experts (n = 2; the single trade's cost has a closed form
  * in the caller). Equal experts among the four are merged, so that each
  * (GPU, expert) counts once with its net change. */
-static int double_cost(const search_state *st, int64_t A, int64_t B, const int32_t *row,
-                       const int64_t qa[2], const int64_t qb[2])
+int eplb_search_double_cost(const search_state *st, int64_t A, int64_t B, const int32_t *row,
+                            const int64_t qa[2], const int64_t qb[2])
 {
     const eplb_incremental_scratch *s = st->s;
     excess_change entry[8];
@@ -335,118 +267,6 @@ static int best_single(const search_state *st, int64_t A, const int32_t *row, in
     return best != NO_CANDIDATE;
 }
 
-#if SEARCH_AVX512
-/* best_single over 16 slots sb at a time, every pair weighed (no bounds):
- * the same float32 operations in the same order, so the same keys. The key
- * of classes 0 and 1 is split in two 32-bit halves, (class, cost) and the
- * value's order, compared lexicographically; class 2 is weighed in a second
- * pass, needed only when no pair has class 0 or 1. Each lane keeps its
- * first best pair (strictly smaller keys replace it, and a lane sees its
- * pairs in the scan's order); the lanes' bests then go by key, ties to the
- * first pair, whose order is i * slots + sb. */
-TARGET_AVX512 static int best_single_avx512(const search_state *st, int64_t A, const int32_t *row,
-                                            int64_t pick[2], int *cost_out)
-{
-    const eplb_incremental_scratch *s = st->s;
-    const int64_t spg = st->spg, gd = st->gpus, dn = st->slots;
-    const float *u = st->u;
-    const float load_a = st->load[A];
-    const __m512 target = _mm512_set1_ps(st->target), zero = _mm512_setzero_ps();
-    const __m512i lane = _mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15);
-    const __m512i sign = _mm512_set1_epi32((int)0x80000000u), one = _mm512_set1_epi32(1);
-    const __m512i own_first = _mm512_set1_epi32((int)(A * spg));
-    const __m512i own_end = _mm512_set1_epi32((int)((A + 1) * spg));
-    for (int pass = 0; pass < 2; pass++) {
-        __m512i best_hi = _mm512_set1_epi32(INT32_MAX), best_lo = _mm512_setzero_si512();
-        __m512i best_at = _mm512_setzero_si512();
-        for (int64_t i = 0; i < spg; i++) {
-            const int64_t sa = A * spg + i;
-            const float ua_s = u[sa];
-            const __m512 ua = _mm512_set1_ps(ua_s), a_without = _mm512_set1_ps(load_a - ua_s);
-            const __m512 la = _mm512_set1_ps(load_a);
-            const __m512i cost_a = _mm512_set1_epi32(8 - (s->tally[st->cur[sa]] > 0));
-            const int32_t *away = s->away_excess + row[i] * gd;
-            for (int64_t sb = 0; sb < dn; sb += 16) {
-                const __mmask16 tail = dn - sb >= 16 ? (__mmask16)0xffff
-                                                     : (__mmask16)((1u << (dn - sb)) - 1);
-                const __m512i at = _mm512_add_epi32(_mm512_set1_epi32((int)sb), lane);
-                const __mmask16 other = _mm512_cmplt_epi32_mask(at, own_first) |
-                                        _mm512_cmpge_epi32_mask(at, own_end);
-                const __m512 ub = _mm512_maskz_loadu_ps(tail, u + sb);
-                const __m512 lb = _mm512_maskz_loadu_ps(tail, s->slot_gpu_load + sb);
-                __mmask16 m = _mm512_mask_cmp_ps_mask(tail & other, ua, ub, _CMP_GT_OQ);
-                const __m512 new_b = _mm512_add_ps(_mm512_sub_ps(lb, ub), ua);
-                const __mmask16 near = _mm512_cmp_ps_mask(new_b, target, _CMP_LE_OQ);
-                __m512i hi, lo;
-                if (pass == 0) {
-                    m &= near;
-                    if (!m)
-                        continue;
-                    const __m512 new_a = _mm512_add_ps(a_without, ub);
-                    const __mmask16 done = _mm512_cmp_ps_mask(new_a, target, _CMP_LE_OQ);
-                    const __m512 value = _mm512_add_ps(
-                        _mm512_mask_blend_ps(done, new_a, _mm512_max_ps(new_a, new_b)), zero);
-                    const __m512i bits = _mm512_castps_si512(value);
-                    lo = _mm512_xor_si512(bits, _mm512_or_si512(_mm512_srai_epi32(bits, 31), sign));
-                    hi = _mm512_mask_mov_epi32(_mm512_set1_epi32(16), done, _mm512_setzero_si512());
-                } else {
-                    m &= (__mmask16)~near;
-                    if (!m)
-                        continue;
-                    const __m512 d = _mm512_sub_ps(ua, ub), gap = _mm512_sub_ps(la, lb);
-                    const __m512 change = _mm512_mul_ps(_mm512_mul_ps(_mm512_set1_ps(2.0f), d),
-                                                        _mm512_sub_ps(d, gap));
-                    m &= _mm512_cmp_ps_mask(change, zero, _CMP_LT_OQ);
-                    if (!m)
-                        continue;
-                    const __m512i bits = _mm512_castps_si512(change);
-                    hi = _mm512_xor_si512(bits, _mm512_or_si512(_mm512_srai_epi32(bits, 31), sign));
-                    hi = _mm512_xor_si512(hi, sign); /* signed compares below */
-                    lo = _mm512_setzero_si512();
-                }
-                /* The cost: A's expert arriving at B (away >= 0) and leaving
-                 * A, B's expert arriving at A, stored plus 8. */
-                const __m512i b_gpu = _mm512_maskz_loadu_epi32(m, s->gpu_of + sb);
-                const __m512i away_b = _mm512_mask_i32gather_epi32(_mm512_setzero_si512(), m, b_gpu,
-                                                                   away, 4);
-                __m512i cost = _mm512_add_epi32(cost_a, _mm512_maskz_loadu_epi32(m, s->arrival_cost + sb));
-                cost = _mm512_mask_add_epi32(cost, _mm512_cmpge_epi32_mask(away_b, _mm512_setzero_si512()),
-                                             cost, one);
-                if (pass == 0)
-                    hi = _mm512_add_epi32(hi, cost);
-                else
-                    lo = cost;
-                const __mmask16 better =
-                    m & (_mm512_cmplt_epi32_mask(hi, best_hi) |
-                         (_mm512_cmpeq_epi32_mask(hi, best_hi) & _mm512_cmplt_epu32_mask(lo, best_lo)));
-                best_hi = _mm512_mask_mov_epi32(best_hi, better, hi);
-                best_lo = _mm512_mask_mov_epi32(best_lo, better, lo);
-                best_at = _mm512_mask_mov_epi32(best_at, better,
-                                                _mm512_add_epi32(at, _mm512_set1_epi32((int)(i * dn))));
-            }
-        }
-        int32_t hi[16], lo[16], at[16];
-        _mm512_storeu_si512(hi, best_hi);
-        _mm512_storeu_si512(lo, best_lo);
-        _mm512_storeu_si512(at, best_at);
-        int w = -1;
-        for (int k = 0; k < 16; k++) {
-            if (hi[k] == INT32_MAX)
-                continue; /* the lane saw no candidate */
-            if (w < 0 || hi[k] < hi[w] || (hi[k] == hi[w] && ((uint32_t)lo[k] < (uint32_t)lo[w] ||
-                                                              (lo[k] == lo[w] && at[k] < at[w]))))
-                w = k;
-        }
-        if (w >= 0) {
-            pick[0] = A * spg + at[w] / dn;
-            pick[1] = at[w] % dn;
-            *cost_out = (pass == 0 ? hi[w] & 15 : lo[w]) - 8;
-            return 1;
-        }
-    }
-    return 0;
-}
-#endif
 
 /* Step 2 of SPEC 13.5 by the vector scan where it runs, else the loop. */
 static int single(const search_state *st, int64_t A, const int32_t *row, int64_t pick[2],
@@ -454,7 +274,7 @@ static int single(const search_state *st, int64_t A, const int32_t *row, int64_t
 {
 #if SEARCH_AVX512
     if (st->vector)
-        return best_single_avx512(st, A, row, pick, cost_out);
+        return eplb_search_single_avx512(st, A, row, pick, cost_out);
 #endif
     return best_single(st, A, row, pick, cost_out);
 }
@@ -485,7 +305,7 @@ static int best_double(const search_state *st, int64_t A, const int32_t *row, in
                             continue;
                         const int64_t qa[2] = {a1, a2}, qb[2] = {b1, b2};
                         key = trade_key(a_without, load[B], gap, da, db, st->target,
-                                        double_cost(st, A, B, row, qa, qb));
+                                        eplb_search_double_cost(st, A, B, row, qa, qb));
                         if (key < best) {
                             best = key;
                             pick[0] = a1;
@@ -500,84 +320,6 @@ static int best_double(const search_state *st, int64_t A, const int32_t *row, in
     return best != NO_CANDIDATE;
 }
 
-#if SEARCH_AVX512
-/* The most pairs of a GPU's slots the vector double scan takes; GPUs of
- * more slots take the loop. */
-#define DOUBLE_PAIRS_MAX 512
-
-/* best_double with the pairs of B's slots weighed 16 at a time for what
- * needs no cost: da > db and a class that can still win (the same float32
- * operations as trade_key). The pairs that pass go, in order, through the
- * loop's own test and key, so the result is the loop's. */
-TARGET_AVX512 static int best_double_avx512(const search_state *st, int64_t A, const int32_t *row,
-                                            int64_t pick[4], int *cost_out)
-{
-    const int64_t spg = st->spg;
-    const float *u = st->u, *load = st->load;
-    float db_of[DOUBLE_PAIRS_MAX];
-    int16_t first_of[DOUBLE_PAIRS_MAX], second_of[DOUBLE_PAIRS_MAX];
-    const __m512 target = _mm512_set1_ps(st->target), zero = _mm512_setzero_ps();
-    uint64_t best = NO_CANDIDATE;
-    for (int64_t B = 0; B < st->gpus; B++) {
-        if (B == A)
-            continue;
-        int n = 0;
-        for (int64_t b1 = B * spg; b1 < (B + 1) * spg; b1++)
-            for (int64_t b2 = b1 + 1; b2 < (B + 1) * spg; b2++) {
-                db_of[n] = u[b1] + u[b2];
-                first_of[n] = (int16_t)(b1 - B * spg);
-                second_of[n++] = (int16_t)(b2 - B * spg);
-            }
-        const float gap = load[A] - load[B];
-        const __m512 lb = _mm512_set1_ps(load[B]), vgap = _mm512_set1_ps(gap);
-        for (int64_t a1 = A * spg; a1 < (A + 1) * spg; a1++)
-            for (int64_t a2 = a1 + 1; a2 < (A + 1) * spg; a2++) {
-                const float da = u[a1] + u[a2], a_without = load[A] - da;
-                const __m512 vda = _mm512_set1_ps(da), va_without = _mm512_set1_ps(a_without);
-                const int best_class = key_class(best);
-                for (int k = 0; k < n; k += 16) {
-                    const __mmask16 tail = n - k >= 16 ? (__mmask16)0xffff
-                                                       : (__mmask16)((1u << (n - k)) - 1);
-                    const __m512 db = _mm512_maskz_loadu_ps(tail, db_of + k);
-                    __mmask16 m = _mm512_mask_cmp_ps_mask(tail, vda, db, _CMP_GT_OQ);
-                    const __m512 new_b = _mm512_add_ps(_mm512_sub_ps(lb, db), vda);
-                    const __mmask16 near = _mm512_cmp_ps_mask(new_b, target, _CMP_LE_OQ);
-                    if (best_class <= 1) {
-                        m &= near;
-                        if (best_class == 0)
-                            m &= _mm512_cmp_ps_mask(_mm512_add_ps(va_without, db), target,
-                                                    _CMP_LE_OQ);
-                    } else {
-                        const __m512 d = _mm512_sub_ps(vda, db);
-                        const __m512 change = _mm512_mul_ps(
-                            _mm512_mul_ps(_mm512_set1_ps(2.0f), d), _mm512_sub_ps(d, vgap));
-                        m &= near | _mm512_cmp_ps_mask(change, zero, _CMP_LT_OQ);
-                    }
-                    for (; m; m &= (__mmask16)(m - 1)) {
-                        const int j = k + __builtin_ctz(m);
-                        const int64_t b1 = B * spg + first_of[j], b2 = B * spg + second_of[j];
-                        const float dbj = db_of[j];
-                        uint64_t key = trade_key(a_without, load[B], gap, da, dbj, st->target, 0);
-                        if (key == NO_CANDIDATE || key_class(key) > key_class(best))
-                            continue;
-                        const int64_t qa[2] = {a1, a2}, qb[2] = {b1, b2};
-                        key = trade_key(a_without, load[B], gap, da, dbj, st->target,
-                                        double_cost(st, A, B, row, qa, qb));
-                        if (key < best) {
-                            best = key;
-                            pick[0] = a1;
-                            pick[1] = a2;
-                            pick[2] = b1;
-                            pick[3] = b2;
-                        }
-                    }
-                }
-            }
-    }
-    *cost_out = key_cost(best);
-    return best != NO_CANDIDATE;
-}
-#endif
 
 /* Step 3 of SPEC 13.5 by the vector scan where it runs, else the loop. */
 static int pair_double(const search_state *st, int64_t A, const int32_t *row, int64_t pick[4],
@@ -585,7 +327,7 @@ static int pair_double(const search_state *st, int64_t A, const int32_t *row, in
 {
 #if SEARCH_AVX512
     if (st->vector && st->spg * (st->spg - 1) / 2 <= DOUBLE_PAIRS_MAX)
-        return best_double_avx512(st, A, row, pick, cost_out);
+        return eplb_search_double_avx512(st, A, row, pick, cost_out);
 #endif
     return best_double(st, A, row, pick, cost_out);
 }
@@ -611,6 +353,17 @@ static void trade(search_state *st, int64_t qa, int64_t qb)
         next[qb] = after_a;
         next[qa] = after_b;
     }
+    if (st->ordered) {
+        /* The two slots trade their places in the order by load too. */
+        eplb_incremental_scratch *s = st->s;
+        const int32_t pa = s->order_pos[qa], pb = s->order_pos[qb];
+        s->order_pos[qa] = pb;
+        s->order_pos[qb] = pa;
+        s->order_slot[pa] = (int32_t)qb;
+        s->order_slot[pb] = (int32_t)qa;
+        s->order_gpu[pa] = s->gpu_of[qb];
+        s->order_gpu[pb] = s->gpu_of[qa];
+    }
     st->cur[qa] = st->cur[qb];
     st->cur[qb] = e;
     const float v = st->u[qa];
@@ -627,7 +380,8 @@ static int vector_scan(const eplb_layer_geometry *g)
     if (cap && (!strcmp(cap, "avx2") || !strcmp(cap, "sse2")))
         return 0;
     __builtin_cpu_init();
-    return __builtin_cpu_supports("avx512f") && g->gpu_slots * g->domain_slots < INT32_MAX;
+    return __builtin_cpu_supports("avx512f") && g->gpu_slots <= EPLB_SEARCH_SPG_MAX &&
+           g->gpu_slots * g->domain_slots < INT32_MAX;
 #else
     (void)g;
     return 0;
@@ -637,8 +391,11 @@ static int vector_scan(const eplb_layer_geometry *g)
 /* The load of each slot's GPU, for the vector scan. */
 static void spread_load(const search_state *st, int64_t b)
 {
-    for (int64_t q = b * st->spg; q < (b + 1) * st->spg; q++)
+    for (int64_t q = b * st->spg; q < (b + 1) * st->spg; q++) {
         st->s->slot_gpu_load[q] = st->load[b];
+        if (st->ordered)
+            st->s->order_load[st->s->order_pos[q]] = st->load[b];
+    }
 }
 
 static int64_t heaviest_gpu(const search_state *st)
@@ -650,8 +407,10 @@ static int64_t heaviest_gpu(const search_state *st)
     return A;
 }
 
-/* The steps of SPEC 13.5 from the state set up by eplb_domain_search. */
-static int search_steps(search_state *st, int64_t moved, int64_t limit)
+/* The steps of SPEC 13.5 from the state set up by eplb_domain_search, the
+ * first step's check of A already passed; *moved: the domain's moves, kept
+ * up to date. */
+static int search_steps(search_state *st, int64_t *moved, int64_t limit)
 {
     eplb_incremental_scratch *s = st->s;
     const int64_t spg = st->spg;
@@ -661,7 +420,7 @@ static int search_steps(search_state *st, int64_t moved, int64_t limit)
         const int64_t A = heaviest_gpu(st);
         if (st->load[A] <= target)
             return 1;
-        if (moved > limit)
+        if (*moved > limit)
             return 0;
         if (st->vector)
             tally_lists(st, A, row);
@@ -683,7 +442,7 @@ static int search_steps(search_state *st, int64_t moved, int64_t limit)
             clear_excess(st, A);
             return 0;
         }
-        moved += cost;
+        *moved += cost;
         st->load[A] = eplb_gpu_load(st->u + A * spg, spg, s->sorted);
         st->load[B] = eplb_gpu_load(st->u + B * spg, spg, s->sorted);
         spread_load(st, A);
@@ -693,6 +452,9 @@ static int search_steps(search_state *st, int64_t moved, int64_t limit)
     }
     return st->load[heaviest_gpu(st)] <= target;
 }
+
+/* The fewest slots of a domain whose vector scan sorts them by load. */
+#define ORDER_SLOTS_MIN 128
 
 /* Each expert's slots in the domain, x of them in ascending order (the
  * order does not matter: the lists are counted). */
@@ -704,26 +466,39 @@ static void list_slots(const int64_t *x, int64_t n, int32_t *head, int32_t *next
     }
 }
 
-int eplb_domain_search(const float *w, const int64_t *prev, int64_t *x, int64_t d, float target,
-                       int64_t limit, const eplb_layer_geometry *g, eplb_incremental_scratch *s)
+int eplb_domain_search(const int64_t *prev, int64_t *x, float *u, int64_t d, float target,
+                       int64_t limit, const eplb_layer_geometry *g, eplb_incremental_scratch *s,
+                       int64_t *moves)
 {
     const int64_t dn = g->domain_slots, spg = g->gpu_slots, first = d * dn;
-    /* The counts are those of the whole start placement and never change. */
-    eplb_layer_slot_loads(w, x, g, s, s->slot_load);
-    search_state st = {prev + first, x + first, s->slot_load + first, s->gpu_load,
-                       spg, g->domain_gpus, dn, vector_scan(g), target, s};
-    for (int64_t b = 0; b < st.gpus; b++) {
-        st.load[b] = eplb_gpu_load(st.u + b * spg, spg, s->sorted);
-        spread_load(&st, b);
-    }
-    int64_t moved = eplb_span_moves(st.base, st.cur, st.gpus, spg, s->tally);
+    search_state st = {prev + first, x + first, u + first, s->gpu_load,
+                       spg, g->domain_gpus, dn, vector_scan(g), 0, target, s};
     for (int64_t b = 0; b < st.gpus; b++)
+        st.load[b] = eplb_gpu_load(st.u + b * spg, spg, s->sorted);
+    /* The domain starts from the previous plan's slots (no moves), or from
+     * others. */
+    int64_t moved = memcmp(st.base, st.cur, (size_t)dn * sizeof *st.cur)
+                        ? eplb_span_moves(st.base, st.cur, st.gpus, spg, s->tally)
+                        : 0;
+    *moves = moved;
+    /* The first step's check, before the tables that only the trades need. */
+    if (st.load[heaviest_gpu(&st)] <= target)
+        return 1;
+    for (int64_t b = 0; b < st.gpus; b++) {
+        spread_load(&st, b);
         refresh_gpu(&st, b);
+    }
     if (st.vector) {
         list_slots(st.cur, dn, s->cur_head, s->cur_next);
         list_slots(st.base, dn, s->base_head, s->base_next);
+#if SEARCH_AVX512
+        /* Few slots are cheaper to weigh all than to keep sorted. */
+        if (dn >= ORDER_SLOTS_MIN)
+            eplb_search_order_slots(&st);
+#endif
     }
-    const int met = search_steps(&st, moved, limit);
+    const int met = search_steps(&st, &moved, limit);
+    *moves = moved;
     if (st.vector)
         for (int64_t q = 0; q < dn; q++)
             s->cur_head[st.cur[q]] = s->base_head[st.base[q]] = -1;

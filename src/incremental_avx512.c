@@ -1,0 +1,298 @@
+/* The AVX-512 scans of the swap search (docs/spec.md section 13.5), picked
+ * by incremental_search.c at run time: the best single trade of the
+ * heaviest GPU A from the domain's slots sorted by slot load, and the
+ * double trades filtered 16 pairs at a time. Both find the trade the plain
+ * loops find, with the same float32 operations. */
+#include <math.h>
+#include <stdint.h>
+#include <string.h>
+
+#include "incremental_search.h"
+
+#if SEARCH_AVX512
+
+/* Sorts the domain's slots by the order of their slot loads (float_order,
+ * least significant byte first, a stable counting sort per byte) into
+ * order_u and order_slot, and fills order_pos and the tables kept beside
+ * them. Ties among equal loads may fall in any order: the scan breaks ties
+ * by the pairs' places in SPEC order, not by their places in the table. */
+void eplb_search_order_slots(search_state *st)
+{
+    eplb_incremental_scratch *s = st->s;
+    const int64_t n = st->slots;
+    uint32_t *key = s->order_tmp, *key2 = key + n;
+    int32_t *idx = (int32_t *)(key2 + n), *idx2 = idx + n;
+    for (int64_t q = 0; q < n; q++) {
+        key[q] = float_order(st->u[q] + 0.0f);
+        idx[q] = (int32_t)q;
+    }
+    for (int shift = 0; shift < 32; shift += 8) {
+        int32_t start[257];
+        memset(start, 0, sizeof start);
+        for (int64_t q = 0; q < n; q++)
+            start[(key[q] >> shift & 255) + 1]++;
+        if (start[(key[0] >> shift & 255) + 1] == n)
+            continue; /* every key has the same byte here */
+        for (int b = 1; b <= 256; b++)
+            start[b] += start[b - 1];
+        for (int64_t q = 0; q < n; q++) {
+            const int32_t at = start[key[q] >> shift & 255]++;
+            key2[at] = key[q];
+            idx2[at] = idx[q];
+        }
+        uint32_t *kt = key;
+        key = key2;
+        key2 = kt;
+        int32_t *it = idx;
+        idx = idx2;
+        idx2 = it;
+    }
+    for (int64_t k = 0; k < n; k++) {
+        const int32_t q = idx[k];
+        s->order_u[k] = st->u[q];
+        s->order_slot[k] = q;
+        s->order_gpu[k] = s->gpu_of[q];
+        s->order_load[k] = s->slot_gpu_load[q];
+        s->order_arrival[k] = s->arrival_cost[q];
+        s->order_pos[q] = (int32_t)k;
+    }
+    st->ordered = 1;
+}
+
+/* The first place in the ascending order_u[0..n) whose load is not below
+ * v (n when none), without branches on the loads: the search halves a
+ * window whose first place is base. The float and double versions differ
+ * only in the type compared. */
+static int64_t first_not_below(const float *order_u, int64_t n, float v)
+{
+    int64_t base = 0;
+    while (n > 1) {
+        const int64_t half = n / 2;
+        base = order_u[base + half - 1] < v ? base + half : base;
+        n -= half;
+    }
+    return n == 1 && order_u[base] < v ? base + 1 : base;
+}
+
+static int64_t first_not_below_double(const float *order_u, int64_t n, double v)
+{
+    int64_t base = 0;
+    while (n > 1) {
+        const int64_t half = n / 2;
+        base = (double)order_u[base + half - 1] < v ? base + half : base;
+        n -= half;
+    }
+    return n == 1 && (double)order_u[base] < v ? base + 1 : base;
+}
+
+/* The single trades, 16 slots sb at a time, with the plain loop's float32
+ * operations, so the same keys. Where the domain's slots are sorted by load
+ * (st->ordered), slot sb can trade with A's slot sa only if u[sb] < u[sa],
+ * a prefix of the table, and with class 0 or 1 only if (load[B] - u[sb]) +
+ * u[sa] <= T, which bounds u[sb] from below by u[sa] - (T - the least load
+ * of a GPU other than A), less a margin for float32 rounding: a window of
+ * the table. Otherwise every slot is weighed, in slot order. The key of
+ * classes 0 and 1 is split in two 32-bit halves, (class, cost) and the
+ * value's order, compared lexicographically; class 2 is weighed in a second
+ * pass, needed only when no pair has class 0 or 1. Each lane keeps its best
+ * pair, ties to the first in SPEC order, whose place in that order is
+ * i * slots + sb; the lanes' bests then go by key and place alike. */
+TARGET_AVX512 int eplb_search_single_avx512(const search_state *st, int64_t A, const int32_t *row,
+                                            int64_t pick[2], int *cost_out)
+{
+    const eplb_incremental_scratch *s = st->s;
+    const int64_t spg = st->spg, gd = st->gpus, dn = st->slots;
+    const float load_a = st->load[A];
+    const __m512 target = _mm512_set1_ps(st->target), zero = _mm512_setzero_ps();
+    const __m512i sign = _mm512_set1_epi32((int)0x80000000u), one = _mm512_set1_epi32(1);
+    const __m512i own = _mm512_set1_epi32((int)A);
+    const __m512 la = _mm512_set1_ps(load_a);
+    __m512 least = _mm512_set1_ps(INFINITY);
+    for (int64_t b = 0; b < gd; b += 16) {
+        __mmask16 m = gd - b >= 16 ? (__mmask16)0xffff : (__mmask16)((1u << (gd - b)) - 1);
+        if (A >= b && A < b + 16)
+            m &= (__mmask16) ~(1u << (A - b));
+        least = _mm512_mask_min_ps(least, m, least, _mm512_maskz_loadu_ps(m, st->load + b));
+    }
+    const double lightest = _mm512_reduce_min_ps(least);
+    /* The tables scanned: sorted by load, or the slots in order. */
+    const float *tab_u = st->ordered ? s->order_u : st->u;
+    const float *tab_load = st->ordered ? s->order_load : s->slot_gpu_load;
+    const int32_t *tab_gpu = st->ordered ? s->order_gpu : s->gpu_of;
+    const int32_t *tab_arrival = st->ordered ? s->order_arrival : s->arrival_cost;
+    const __m512i lane = _mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15);
+    for (int pass = 0; pass < 2; pass++) {
+        __m512i best_hi = _mm512_set1_epi32(INT32_MAX), best_lo = _mm512_setzero_si512();
+        __m512i best_at = _mm512_setzero_si512();
+        for (int64_t i = 0; i < spg; i++) {
+            const int64_t sa = A * spg + i;
+            const float ua_s = st->u[sa];
+            const int64_t end = st->ordered ? first_not_below(s->order_u, dn, ua_s) : dn;
+            int64_t k = 0;
+            if (pass == 0 && st->ordered) {
+                const double t = st->target;
+                const double floor = (double)ua_s - (t - lightest) -
+                                     1e-6 * (t + (double)load_a + (double)ua_s) - 1e-37;
+                if (floor > -INFINITY) /* not NaN nor -inf */
+                    k = first_not_below_double(s->order_u, end, floor);
+            }
+            const __m512 ua = _mm512_set1_ps(ua_s), a_without = _mm512_set1_ps(load_a - ua_s);
+            const __m512i leave = _mm512_set1_epi32(8 - (s->tally[st->cur[sa]] > 0));
+            const __m512i place_a = _mm512_set1_epi32((int)(i * dn));
+            const int32_t *away = s->away_excess + row[i] * gd;
+            for (; k < end; k += 16) {
+                const __mmask16 tail = end - k >= 16 ? (__mmask16)0xffff
+                                                     : (__mmask16)((1u << (end - k)) - 1);
+                const __m512 ub = _mm512_maskz_loadu_ps(tail, tab_u + k);
+                const __m512i b_gpu = _mm512_maskz_loadu_epi32(tail, tab_gpu + k);
+                __mmask16 m = _mm512_mask_cmpneq_epi32_mask(tail, b_gpu, own);
+                m = _mm512_mask_cmp_ps_mask(m, ua, ub, _CMP_GT_OQ);
+                const __m512 lb = _mm512_maskz_loadu_ps(tail, tab_load + k);
+                const __m512 new_b = _mm512_add_ps(_mm512_sub_ps(lb, ub), ua);
+                const __mmask16 near = _mm512_cmp_ps_mask(new_b, target, _CMP_LE_OQ);
+                __m512i hi, lo;
+                if (pass == 0) {
+                    m &= near;
+                    if (!m)
+                        continue;
+                    const __m512 new_a = _mm512_add_ps(a_without, ub);
+                    const __mmask16 done = _mm512_cmp_ps_mask(new_a, target, _CMP_LE_OQ);
+                    const __m512 value = _mm512_add_ps(
+                        _mm512_mask_blend_ps(done, new_a, _mm512_max_ps(new_a, new_b)), zero);
+                    const __m512i bits = _mm512_castps_si512(value);
+                    lo = _mm512_xor_si512(bits, _mm512_or_si512(_mm512_srai_epi32(bits, 31), sign));
+                    hi = _mm512_mask_mov_epi32(_mm512_set1_epi32(16), done, _mm512_setzero_si512());
+                } else {
+                    m &= (__mmask16)~near;
+                    if (!m)
+                        continue;
+                    const __m512 d = _mm512_sub_ps(ua, ub), gap = _mm512_sub_ps(la, lb);
+                    const __m512 change = _mm512_mul_ps(_mm512_mul_ps(_mm512_set1_ps(2.0f), d),
+                                                        _mm512_sub_ps(d, gap));
+                    m &= _mm512_cmp_ps_mask(change, zero, _CMP_LT_OQ);
+                    if (!m)
+                        continue;
+                    const __m512i bits = _mm512_castps_si512(change);
+                    hi = _mm512_xor_si512(bits, _mm512_or_si512(_mm512_srai_epi32(bits, 31), sign));
+                    hi = _mm512_xor_si512(hi, sign); /* signed compares below */
+                    lo = _mm512_setzero_si512();
+                }
+                /* The cost: A's expert arriving at B (away >= 0) and leaving
+                 * A, B's expert arriving at A, stored plus 8. */
+                const __m512i away_b = _mm512_mask_i32gather_epi32(_mm512_setzero_si512(), m, b_gpu,
+                                                                   away, 4);
+                __m512i cost = _mm512_add_epi32(leave, _mm512_maskz_loadu_epi32(m, tab_arrival + k));
+                cost = _mm512_mask_add_epi32(cost, _mm512_cmpge_epi32_mask(away_b, _mm512_setzero_si512()),
+                                             cost, one);
+                if (pass == 0)
+                    hi = _mm512_add_epi32(hi, cost);
+                else
+                    lo = cost;
+                const __m512i slot = st->ordered ? _mm512_maskz_loadu_epi32(m, s->order_slot + k)
+                                                 : _mm512_add_epi32(_mm512_set1_epi32((int)k), lane);
+                const __m512i place = _mm512_add_epi32(place_a, slot);
+                const __mmask16 tie = _mm512_cmpeq_epi32_mask(hi, best_hi) &
+                                      (_mm512_cmplt_epu32_mask(lo, best_lo) |
+                                       (_mm512_cmpeq_epi32_mask(lo, best_lo) &
+                                        _mm512_cmplt_epi32_mask(place, best_at)));
+                const __mmask16 better = m & (_mm512_cmplt_epi32_mask(hi, best_hi) | tie);
+                best_hi = _mm512_mask_mov_epi32(best_hi, better, hi);
+                best_lo = _mm512_mask_mov_epi32(best_lo, better, lo);
+                best_at = _mm512_mask_mov_epi32(best_at, better, place);
+            }
+        }
+        int32_t hi[16], lo[16], at[16];
+        _mm512_storeu_si512(hi, best_hi);
+        _mm512_storeu_si512(lo, best_lo);
+        _mm512_storeu_si512(at, best_at);
+        int w = -1;
+        for (int k = 0; k < 16; k++) {
+            if (hi[k] == INT32_MAX)
+                continue; /* the lane saw no candidate */
+            if (w < 0 || hi[k] < hi[w] || (hi[k] == hi[w] && ((uint32_t)lo[k] < (uint32_t)lo[w] ||
+                                                              (lo[k] == lo[w] && at[k] < at[w]))))
+                w = k;
+        }
+        if (w >= 0) {
+            pick[0] = A * spg + at[w] / dn;
+            pick[1] = at[w] % dn;
+            *cost_out = (pass == 0 ? hi[w] & 15 : lo[w]) - 8;
+            return 1;
+        }
+    }
+    return 0;
+}
+
+/* best_double with the pairs of B's slots weighed 16 at a time for what
+ * needs no cost: da > db and a class that can still win (the same float32
+ * operations as trade_key). The pairs that pass go, in order, through the
+ * loop's own test and key, so the result is the loop's. */
+TARGET_AVX512 int eplb_search_double_avx512(const search_state *st, int64_t A, const int32_t *row,
+                                            int64_t pick[4], int *cost_out)
+{
+    const int64_t spg = st->spg;
+    const float *u = st->u, *load = st->load;
+    float db_of[DOUBLE_PAIRS_MAX];
+    int16_t first_of[DOUBLE_PAIRS_MAX], second_of[DOUBLE_PAIRS_MAX];
+    const __m512 target = _mm512_set1_ps(st->target), zero = _mm512_setzero_ps();
+    uint64_t best = NO_CANDIDATE;
+    for (int64_t B = 0; B < st->gpus; B++) {
+        if (B == A)
+            continue;
+        int n = 0;
+        for (int64_t b1 = B * spg; b1 < (B + 1) * spg; b1++)
+            for (int64_t b2 = b1 + 1; b2 < (B + 1) * spg; b2++) {
+                db_of[n] = u[b1] + u[b2];
+                first_of[n] = (int16_t)(b1 - B * spg);
+                second_of[n++] = (int16_t)(b2 - B * spg);
+            }
+        const float gap = load[A] - load[B];
+        const __m512 lb = _mm512_set1_ps(load[B]), vgap = _mm512_set1_ps(gap);
+        for (int64_t a1 = A * spg; a1 < (A + 1) * spg; a1++)
+            for (int64_t a2 = a1 + 1; a2 < (A + 1) * spg; a2++) {
+                const float da = u[a1] + u[a2], a_without = load[A] - da;
+                const __m512 vda = _mm512_set1_ps(da), va_without = _mm512_set1_ps(a_without);
+                const int best_class = key_class(best);
+                for (int k = 0; k < n; k += 16) {
+                    const __mmask16 tail = n - k >= 16 ? (__mmask16)0xffff
+                                                       : (__mmask16)((1u << (n - k)) - 1);
+                    const __m512 db = _mm512_maskz_loadu_ps(tail, db_of + k);
+                    __mmask16 m = _mm512_mask_cmp_ps_mask(tail, vda, db, _CMP_GT_OQ);
+                    const __m512 new_b = _mm512_add_ps(_mm512_sub_ps(lb, db), vda);
+                    const __mmask16 near = _mm512_cmp_ps_mask(new_b, target, _CMP_LE_OQ);
+                    if (best_class <= 1) {
+                        m &= near;
+                        if (best_class == 0)
+                            m &= _mm512_cmp_ps_mask(_mm512_add_ps(va_without, db), target,
+                                                    _CMP_LE_OQ);
+                    } else {
+                        const __m512 d = _mm512_sub_ps(vda, db);
+                        const __m512 change = _mm512_mul_ps(
+                            _mm512_mul_ps(_mm512_set1_ps(2.0f), d), _mm512_sub_ps(d, vgap));
+                        m &= near | _mm512_cmp_ps_mask(change, zero, _CMP_LT_OQ);
+                    }
+                    for (; m; m &= (__mmask16)(m - 1)) {
+                        const int j = k + __builtin_ctz(m);
+                        const int64_t b1 = B * spg + first_of[j], b2 = B * spg + second_of[j];
+                        const float dbj = db_of[j];
+                        uint64_t key = trade_key(a_without, load[B], gap, da, dbj, st->target, 0);
+                        if (key == NO_CANDIDATE || key_class(key) > key_class(best))
+                            continue;
+                        const int64_t qa[2] = {a1, a2}, qb[2] = {b1, b2};
+                        key = trade_key(a_without, load[B], gap, da, dbj, st->target,
+                                        eplb_search_double_cost(st, A, B, row, qa, qb));
+                        if (key < best) {
+                            best = key;
+                            pick[0] = a1;
+                            pick[1] = a2;
+                            pick[2] = b1;
+                            pick[3] = b2;
+                        }
+                    }
+                }
+            }
+    }
+    *cost_out = key_cost(best);
+    return best != NO_CANDIDATE;
+}
+#endif /* SEARCH_AVX512 */

@@ -1,0 +1,121 @@
+/* What the swap search of docs/spec.md section 13.5 shares between its
+ * plain loops (incremental_search.c) and its AVX-512 scans
+ * (incremental_avx512.c): the state of a domain's search and the trade's
+ * key. Internal to the library. */
+#ifndef EPLB_INCREMENTAL_SEARCH_H
+#define EPLB_INCREMENTAL_SEARCH_H
+
+#include <stdint.h>
+#include <string.h>
+
+#include "incremental.h"
+
+/* x86-64 builds with GCC or Clang also carry an AVX-512 version of the
+ * single trades' scan, picked at run time when the machine has it and
+ * EPLB_CPU_ISA (the cpu backend's cap on vector code) does not rule it out,
+ * so that the tests can run the plain loop on the same machine. */
+#if defined(__SSE2__) && defined(__x86_64__) && defined(__GNUC__) && !defined(EPLB_CPU_NO_SIMD)
+#define SEARCH_AVX512 1
+#include <immintrin.h>
+#define TARGET_AVX512 __attribute__((target("avx512f")))
+#endif
+
+/* The most slots per GPU the vector scan takes (its per-slot tables of the
+ * heaviest GPU live on the stack); GPUs of more slots take the loop. */
+#define EPLB_SEARCH_SPG_MAX 64
+
+/* The key of a candidate trade (SPEC 13.5) as one integer that orders as
+ * the key does: class 0 (A done) and 1 (A lighter) by cost, then value (the
+ * larger new load, or A's new load); class 2 by change (of the sum of
+ * squared loads of A and B, always negative), then cost. So the best
+ * candidate is the smallest integer, the first in order on ties, and a scan
+ * compares one number per pair. Costs lie in -4..4 (four experts at most
+ * change GPU), stored plus 8 in four bits. */
+#define NO_CANDIDATE UINT64_MAX
+#define KEY_CLASS_SHIFT 62
+
+/* A map of float32 onto uint32 that keeps their order (NaN aside): the
+ * loads here are never NaN, and value + 0.0f turns -0 into +0 so that the
+ * two zeros, equal as floats, stay equal. */
+static inline uint32_t float_order(float v)
+{
+    uint32_t bits;
+    memcpy(&bits, &v, sizeof bits);
+    return bits & 0x80000000u ? ~bits : bits | 0x80000000u;
+}
+
+static inline uint64_t near_key(int cls, int cost, float value)
+{
+    return (uint64_t)cls << KEY_CLASS_SHIFT | (uint64_t)(cost + 8) << 32 |
+           float_order(value + 0.0f);
+}
+
+static inline uint64_t change_key(int cost, float change)
+{
+    return (uint64_t)2 << KEY_CLASS_SHIFT | (uint64_t)float_order(change) << 4 |
+           (uint64_t)(cost + 8);
+}
+
+static inline int key_class(uint64_t key) { return (int)(key >> KEY_CLASS_SHIFT); }
+
+static inline int key_cost(uint64_t key)
+{
+    return key_class(key) < 2 ? (int)(key >> 32 & 15) - 8 : (int)(key & 15) - 8;
+}
+
+/* The key of a trade that moves `give` out of A and `take` into it, all
+ * float32 in SPEC 13.5's order: new_a = (load_a - give) + take, passed as
+ * a_without_give + take; new_b = (load_b - take) + give; gap = load_a -
+ * load_b. NO_CANDIDATE when the trade is none. */
+static inline uint64_t trade_key(float a_without_give, float load_b, float gap, float give,
+                                 float take, float target, int cost)
+{
+    const float new_b = (load_b - take) + give;
+    if (new_b <= target) {
+        const float new_a = a_without_give + take;
+        if (new_a <= target)
+            return near_key(0, cost, new_a > new_b ? new_a : new_b);
+        return near_key(1, cost, new_a);
+    }
+    const float d = give - take;
+    const float change = (2.0f * d) * (d - gap);
+    return change < 0.0f ? change_key(cost, change) : NO_CANDIDATE;
+}
+
+/* The state of one domain's search. */
+typedef struct search_state {
+    const int64_t *base; /* the previous plan's slots of the domain */
+    int64_t *cur;        /* the domain's slots now */
+    float *u;            /* their slot loads */
+    float *load;         /* the domain's GPU loads */
+    int64_t spg, gpus, slots;
+    int vector;          /* whether the AVX-512 scan runs */
+    int ordered;         /* whether the scratch's order_* tables are kept up to date */
+    float target;
+    eplb_incremental_scratch *s;
+} search_state;
+
+/* The change in the domain's moves when A's slots qa[0..2) and B's slots
+ * qb[0..2) trade experts. */
+int eplb_search_double_cost(const search_state *st, int64_t A, int64_t B, const int32_t *row,
+                            const int64_t qa[2], const int64_t qb[2]);
+
+#if SEARCH_AVX512
+/* The most pairs of a GPU's slots the vector double scan takes; GPUs of
+ * more slots take the loop. */
+#define DOUBLE_PAIRS_MAX 512
+
+/* Sorts the domain's slots by slot load into the scratch's order_* tables,
+ * for the single trades' scan. */
+void eplb_search_order_slots(search_state *st);
+
+/* Step 2 of SPEC 13.5 (the best single trade of the heaviest GPU A) and
+ * step 3 (the best double trade), as the plain loops find them: pick holds
+ * the slots, cost_out the change in moves; 0 when there is no candidate. */
+int eplb_search_single_avx512(const search_state *st, int64_t A, const int32_t *row,
+                              int64_t pick[2], int *cost_out);
+int eplb_search_double_avx512(const search_state *st, int64_t A, const int32_t *row,
+                              int64_t pick[4], int *cost_out);
+#endif
+
+#endif /* EPLB_INCREMENTAL_SEARCH_H */
