@@ -218,6 +218,74 @@ EPLB_CPU_TARGET_AVX512 static int transposition_finish_avx512(uint64_t *pair, in
 }
 #endif
 
+#if EPLB_CPU_X86_DISPATCH
+/* Rows of at most this many items are sorted by counting ranks: the work
+ * grows with the square of the items, the bucket passes' linearly, and this
+ * is about where they cost the same (docs/benchmarks.md). */
+#define EPLB_CPU_RANK_MAX 96
+#define EPLB_UNROLL_RANK _Pragma("GCC unroll 8")
+
+/* Item i's place is the number of items that precede it: smaller keys, and
+ * equal keys of lower index. Sixteen items a register: each item j is
+ * compared with all of them at once, j's own register by (key, index) and
+ * the others by key alone, less-or-equal where j has the lower index. No
+ * data-dependent branch and no memory traffic but the keys: for short rows
+ * this beats the bucket passes, whose counters are read right after being
+ * written. V registers, n <= 16 * V. */
+#define EPLB_RANK_BODY(V)                                                                          \
+    do {                                                                                           \
+        __m512i k[V], rank[V];                                                                     \
+        const __m512i one = _mm512_set1_epi32(1);                                                  \
+        EPLB_UNROLL_RANK for (int32_t b = 0; b < V; b++) {                                         \
+            const __mmask16 valid = rank_lanes(n - 16 * b);                                        \
+            k[b] = _mm512_mask_loadu_epi32(_mm512_set1_epi32(-1), valid, key + 16 * b);              \
+            rank[b] = _mm512_setzero_si512();                                                      \
+        }                                                                                          \
+        EPLB_UNROLL_RANK for (int32_t jb = 0; jb < V; jb++) {                                      \
+            const int32_t end = n - 16 * jb < 16 ? n - 16 * jb : 16;                               \
+            for (int32_t jj = 0; jj < end; jj++) {                                                 \
+                const __m512i kj = _mm512_set1_epi32((int)key[16 * jb + jj]);                      \
+                const __mmask16 later = (__mmask16)(0xFFFEu << jj);                                \
+                EPLB_UNROLL_RANK for (int32_t b = 0; b < V; b++) {                                 \
+                    __mmask16 before;                                                              \
+                    if (b < jb)                                                                    \
+                        before = _mm512_cmplt_epu32_mask(kj, k[b]);                                \
+                    else if (b > jb)                                                               \
+                        before = _mm512_cmple_epu32_mask(kj, k[b]);                                \
+                    else                                                                           \
+                        before = _mm512_cmplt_epu32_mask(kj, k[b]) |                               \
+                                 _mm512_mask_cmpeq_epu32_mask(later, kj, k[b]);                    \
+                    rank[b] = _mm512_mask_add_epi32(rank[b], before, rank[b], one);                \
+                }                                                                                  \
+            }                                                                                      \
+        }                                                                                          \
+        const __m512i lane = _mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15); \
+        EPLB_UNROLL_RANK for (int32_t b = 0; b < V; b++) {                                         \
+            const __mmask16 valid = rank_lanes(n - 16 * b);                                        \
+            _mm512_mask_i32scatter_epi32(order, valid, rank[b],                                    \
+                                         _mm512_add_epi32(lane, _mm512_set1_epi32(16 * b)), 4);    \
+        }                                                                                          \
+    } while (0)
+
+/* The first `left` of sixteen lanes, none when left <= 0. */
+static inline __mmask16 rank_lanes(int32_t left)
+{
+    return left >= 16 ? (__mmask16)0xFFFF : left <= 0 ? (__mmask16)0 : (__mmask16)((1u << left) - 1);
+}
+
+EPLB_CPU_TARGET_AVX512 static void rank_sort_avx512(const uint32_t *key, int32_t n, int32_t *order)
+{
+    switch ((n + 15) / 16) {
+    case 1: EPLB_RANK_BODY(1); break;
+    case 2: EPLB_RANK_BODY(2); break;
+    case 3: EPLB_RANK_BODY(3); break;
+    case 4: EPLB_RANK_BODY(4); break;
+    case 5: EPLB_RANK_BODY(5); break;
+    default: EPLB_RANK_BODY(6); break; /* n <= EPLB_CPU_RANK_MAX */
+    }
+}
+#endif
+
 /* key[n] (with its lowest and highest value) -> order[n]. */
 static void bucket_sort(const uint32_t *key, int32_t n, uint32_t lo, uint32_t hi, int32_t *order,
                         eplb_cpu_scratch *s)
@@ -341,10 +409,64 @@ EPLB_CPU_TARGET_AVX2 static void noisy_keys_avx2(EPLB_KEY_ARGS_NOISY)
 {
     noisy_keys_body(w, n, noise, prefix, key, lo, hi);
 }
-#define EPLB_CPU_TARGET_AVX512DQ __attribute__((target("avx2,avx512f,avx512dq,avx512vl,prefer-vector-width=256")))
+#define EPLB_CPU_TARGET_AVX512DQ __attribute__((target("avx2,avx512f,avx512dq,avx512vl")))
+
+/* descending_bits on eight keys. */
+EPLB_CPU_TARGET_AVX512DQ static inline __m256i descending_bits8(__m256 key)
+{
+    const __m256i bits = _mm256_maskz_mov_epi32(_mm256_cmp_ps_mask(key, _mm256_setzero_ps(), _CMP_NEQ_UQ),
+                                                _mm256_castps_si256(key));
+    const __m256i negative = _mm256_srai_epi32(bits, 31);
+    return _mm256_or_si256(_mm256_and_si256(bits, negative),
+                           _mm256_andnot_si256(negative, _mm256_andnot_si256(bits, _mm256_set1_epi32(0x7FFFFFFF))));
+}
+
+/* noisy_keys_body, eight items a step: the random function's 64-bit
+ * arithmetic in 512-bit registers (one multiply instruction each) and the
+ * float operations, in the same order, on 256-bit ones. The final xor of
+ * the mix only touches bits below 33, so U takes bits 40 and up of the
+ * second product directly. */
 EPLB_CPU_TARGET_AVX512DQ static void noisy_keys_avx512(EPLB_KEY_ARGS_NOISY)
 {
-    noisy_keys_body(w, n, noise, prefix, key, lo, hi);
+    const __m512i golden8 = _mm512_set1_epi64((long long)(EPLB_RANDOM_GOLDEN * 8u));
+    const __m512i m1 = _mm512_set1_epi64((long long)0xBF58476D1CE4E5B9ULL);
+    const __m512i m2 = _mm512_set1_epi64((long long)0x94D049BB133111EBULL);
+    __m512i z = _mm512_add_epi64(
+        _mm512_set1_epi64((long long)prefix),
+        _mm512_mullo_epi64(_mm512_set1_epi64((long long)EPLB_RANDOM_GOLDEN),
+                           _mm512_setr_epi64(1, 2, 3, 4, 5, 6, 7, 8)));
+    const __m256 a = _mm256_set1_ps(noise), scale = _mm256_set1_ps(1.0f / 16777216.0f);
+    __m256i low = _mm256_set1_epi32(-1), high = _mm256_setzero_si256();
+    int32_t i = 0;
+    for (; i + 8 <= n; i += 8) {
+        __m512i x = _mm512_mullo_epi64(_mm512_xor_si512(z, _mm512_srli_epi64(z, 30)), m1);
+        x = _mm512_mullo_epi64(_mm512_xor_si512(x, _mm512_srli_epi64(x, 27)), m2);
+        z = _mm512_add_epi64(z, golden8);
+        const __m256 u = _mm256_mul_ps(_mm256_cvtepi32_ps(_mm512_cvtepi64_epi32(_mm512_srli_epi64(x, 40))), scale);
+        const __m256 wi = _mm256_loadu_ps(w + i);
+        const __m256 k = _mm256_add_ps(wi, _mm256_mul_ps(u, _mm256_mul_ps(wi, a)));
+        const __m256i bits = descending_bits8(k);
+        _mm256_storeu_si256((__m256i *)(key + i), bits);
+        low = _mm256_min_epu32(low, bits);
+        high = _mm256_max_epu32(high, bits);
+    }
+    uint32_t lows[8], highs[8];
+    _mm256_storeu_si256((__m256i *)lows, low);
+    _mm256_storeu_si256((__m256i *)highs, high);
+    uint32_t lo_all = lows[0], hi_all = highs[0];
+    for (int j = 1; j < 8; j++) {
+        lo_all = lows[j] < lo_all ? lows[j] : lo_all;
+        hi_all = highs[j] > hi_all ? highs[j] : hi_all;
+    }
+    for (; i < n; i++) {
+        const uint32_t k =
+            descending_bits(eplb_sort_key(w[i], noise, eplb_random_unit_at(prefix, (uint64_t)i)));
+        key[i] = k;
+        lo_all = k < lo_all ? k : lo_all;
+        hi_all = k > hi_all ? k : hi_all;
+    }
+    *lo = lo_all;
+    *hi = hi_all;
 }
 #endif
 
@@ -389,6 +511,12 @@ void eplb_cpu_sort_one(const eplb_pack_job *job, int64_t row, int64_t candidate,
                    eplb_random_prefix(job->seed, (uint64_t)job->call, (uint64_t)row,
                                       (uint64_t)candidate),
                    key, &lo, &hi);
+#if EPLB_CPU_X86_DISPATCH
+    if (n <= EPLB_CPU_RANK_MAX && eplb_cpu_has_avx512(scratch)) {
+        rank_sort_avx512(key, n, order);
+        return;
+    }
+#endif
     bucket_sort(key, n, lo, hi, order, scratch);
 }
 
