@@ -84,15 +84,19 @@ static void plan_layer(const float *w, const int64_t *prev, const int64_t *fresh
     }
     const int shared = fewest_moves(together);
     const int64_t *source[OPTION_COUNT] = {s->kept, s->moved, rel};
+    int mixed = 0;
     for (int64_t d = 0; d < g->domains; d++) {
         const int64_t *moves = options + 4 * d;
         const int o = moves[3] ? shared : fewest_moves(moves);
+        mixed |= o != (options[3] ? shared : fewest_moves(options));
         memcpy(out + d * dn, source[o] + d * dn, (size_t)dn * sizeof *out);
     }
     /* Options of different domains count an expert's replicas differently
      * when prev spreads it over several domains; then the layer may miss the
-     * target, and the relabelled fresh plan is taken. */
-    if (eplb_layer_max_gpu_load(w, out, g, s) > target)
+     * target, and the relabelled fresh plan is taken. A layer whose domains
+     * all took the same option has that option's counts, with which each
+     * domain met the target, so it needs no check. */
+    if (mixed && eplb_layer_max_gpu_load(w, out, g, s) > target)
         memcpy(out, rel, (size_t)R * sizeof *out);
 }
 

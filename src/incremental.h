@@ -74,7 +74,7 @@ typedef struct eplb_incremental_scratch {
     int32_t *order_arrival; /* arrival_cost of the slot */
     int32_t *order_pos;
     uint32_t *order_tmp;   /* [4 * domain slots] the sort's keys and slots */
-    int32_t *overlap;      /* [k][k], k = max(domains, domain GPUs) */
+    int32_t *overlap;      /* [k], k = max(domains, domain GPUs): one row of overlaps, zero between uses */
     void *pairs;           /* [2 * k * k] pairs of the greedy matching, and their sorted copy */
     int32_t *next_slot;    /* [R] the next slot of the same expert */
     int32_t *by_overlap;   /* [domain slots + 2] pairs per overlap, for the counting sort */

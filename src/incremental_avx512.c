@@ -59,32 +59,6 @@ void eplb_search_order_slots(search_state *st)
     st->ordered = 1;
 }
 
-/* The first place in the ascending order_u[0..n) whose load is not below
- * v (n when none), without branches on the loads: the search halves a
- * window whose first place is base. The float and double versions differ
- * only in the type compared. */
-static int64_t first_not_below(const float *order_u, int64_t n, float v)
-{
-    int64_t base = 0;
-    while (n > 1) {
-        const int64_t half = n / 2;
-        base = order_u[base + half - 1] < v ? base + half : base;
-        n -= half;
-    }
-    return n == 1 && order_u[base] < v ? base + 1 : base;
-}
-
-static int64_t first_not_below_double(const float *order_u, int64_t n, double v)
-{
-    int64_t base = 0;
-    while (n > 1) {
-        const int64_t half = n / 2;
-        base = (double)order_u[base + half - 1] < v ? base + half : base;
-        n -= half;
-    }
-    return n == 1 && (double)order_u[base] < v ? base + 1 : base;
-}
-
 /* The single trades, 16 slots sb at a time, with the plain loop's float32
  * operations, so the same keys. Where the domain's slots are sorted by load
  * (st->ordered), slot sb can trade with A's slot sa only if u[sb] < u[sa],
@@ -127,26 +101,44 @@ TARGET_AVX512 int eplb_search_single_avx512(const search_state *st, int64_t A, c
         for (int64_t i = 0; i < spg; i++) {
             const int64_t sa = A * spg + i;
             const float ua_s = st->u[sa];
-            const int64_t end = st->ordered ? first_not_below(s->order_u, dn, ua_s) : dn;
-            int64_t k = 0;
+            /* Sorted, the slots lighter than sa end where sa's load and
+             * its equals begin, just before sa's own place. */
+            int64_t end = dn;
+            if (st->ordered)
+                for (end = s->order_pos[sa]; end > 0 && s->order_u[end - 1] >= ua_s; end--)
+                    ;
+            float below = -INFINITY;
             if (pass == 0 && st->ordered) {
                 const double t = st->target;
                 const double floor = (double)ua_s - (t - lightest) -
                                      1e-6 * (t + (double)load_a + (double)ua_s) - 1e-37;
-                if (floor > -INFINITY) /* not NaN nor -inf */
-                    k = first_not_below_double(s->order_u, end, floor);
+                /* The float at or below the bound, so the window only
+                 * grows; a NaN bound bounds nothing. */
+                if (floor > -INFINITY) {
+                    below = (float)floor;
+                    if ((double)below > floor)
+                        below = nextafterf(below, -INFINITY);
+                }
             }
+            const __m512 vbelow = _mm512_set1_ps(below);
             const __m512 ua = _mm512_set1_ps(ua_s), a_without = _mm512_set1_ps(load_a - ua_s);
             const __m512i leave = _mm512_set1_epi32(8 - (s->tally[st->cur[sa]] > 0));
             const __m512i place_a = _mm512_set1_epi32((int)(i * dn));
             const int32_t *away = s->away_excess + row[i] * gd;
-            for (; k < end; k += 16) {
-                const __mmask16 tail = end - k >= 16 ? (__mmask16)0xffff
-                                                     : (__mmask16)((1u << (end - k)) - 1);
+            /* Sorted, from the heaviest slots down, and the chunk that
+             * reaches below the window is the last; else in slot order. */
+            int stop = 0;
+            for (int64_t left = end; left > 0 && !stop;) {
+                const int64_t n = left < 16 ? left : 16;
+                const int64_t k = st->ordered ? left - n : end - left;
+                left -= n;
+                const __mmask16 tail = n == 16 ? (__mmask16)0xffff : (__mmask16)((1u << n) - 1);
+                stop = st->ordered && tab_u[k] < below;
                 const __m512 ub = _mm512_maskz_loadu_ps(tail, tab_u + k);
                 const __m512i b_gpu = _mm512_maskz_loadu_epi32(tail, tab_gpu + k);
                 __mmask16 m = _mm512_mask_cmpneq_epi32_mask(tail, b_gpu, own);
                 m = _mm512_mask_cmp_ps_mask(m, ua, ub, _CMP_GT_OQ);
+                m = _mm512_mask_cmp_ps_mask(m, ub, vbelow, _CMP_GE_OQ);
                 const __m512 lb = _mm512_maskz_loadu_ps(tail, tab_load + k);
                 const __m512 new_b = _mm512_add_ps(_mm512_sub_ps(lb, ub), ua);
                 const __mmask16 near = _mm512_cmp_ps_mask(new_b, target, _CMP_LE_OQ);

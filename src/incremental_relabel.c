@@ -50,7 +50,7 @@ int eplb_incremental_scratch_alloc(eplb_incremental_scratch *s, const eplb_layer
     s->order_arrival = malloc(dn * sizeof *s->order_arrival);
     s->order_pos = malloc(dn * sizeof *s->order_pos);
     s->order_tmp = malloc(4 * dn * sizeof *s->order_tmp);
-    s->overlap = malloc(k * k * sizeof *s->overlap);
+    s->overlap = calloc(k, sizeof *s->overlap);
     s->pairs = malloc(2 * k * k * sizeof(match_pair));
     s->next_slot = malloc(R * sizeof *s->next_slot);
     s->by_overlap = malloc((dn + 2) * sizeof *s->by_overlap);
@@ -169,23 +169,26 @@ float eplb_layer_max_gpu_load(const float *w, const int64_t *x, const eplb_layer
     return largest;
 }
 
-/* ov[f][h] = overlap(src's group f, old's group h) for k groups of n slots
- * each, from the slots each expert has in old: for each expert of a group
+/* The nonzero entries of ov[f][h] = overlap(src's group f, old's group h)
+ * for k groups of n slots each, as pairs in (f, h) order; returns their
+ * count. From the slots each expert has in old: for each expert of a group
  * of src, with its count c there, the runs of its slots in old (a group's
  * slots are consecutive) each add min(run, c) to their group's entry. So the
- * work follows the slots and their replicas, not k * k * n. */
-static void overlap_matrix(const int64_t *src, const int64_t *old, int64_t k, int64_t n,
-                           eplb_incremental_scratch *s, int32_t *ov)
+ * work follows the slots and their replicas, not k * k * n. ov: [k] zero on
+ * entry and on return. */
+static size_t overlap_pairs(const int64_t *src, const int64_t *old, int64_t k, int64_t n,
+                            eplb_incremental_scratch *s, int32_t *ov, match_pair *pairs)
 {
     int32_t *count = s->tally, *head = s->row_of, *next = s->next_slot;
-    memset(ov, 0, (size_t)(k * k) * sizeof *ov);
     /* Lists of each expert's slots in old, in ascending order. */
     for (int64_t q = k * n - 1; q >= 0; q--) {
         next[q] = head[old[q]];
         head[old[q]] = (int32_t)q;
     }
+    size_t total = 0;
     for (int64_t f = 0; f < k; f++) {
         const int64_t *group = src + f * n;
+        const size_t first = total;
         for (int64_t i = 0; i < n; i++)
             count[group[i]]++;
         for (int64_t i = 0; i < n; i++) {
@@ -193,38 +196,45 @@ static void overlap_matrix(const int64_t *src, const int64_t *old, int64_t k, in
             if (c == 0)
                 continue; /* an expert met before in this group */
             count[group[i]] = 0;
-            int32_t *row = ov + f * k;
             for (int32_t q = head[group[i]]; q >= 0;) {
                 const int64_t h = q / n;
                 int32_t run = 0;
                 for (; q >= 0 && q / n == h; q = next[q])
                     run++;
-                row[h] += run < c ? run : c;
+                if (ov[h] == 0)
+                    pairs[total++] = (match_pair){0, (int32_t)f, (int32_t)h};
+                ov[h] += run < c ? run : c;
             }
+        }
+        /* This row's pairs, by h (insertion sort: a group meets few). */
+        for (size_t i = first; i < total; i++) {
+            match_pair p = pairs[i];
+            p.overlap = ov[p.to];
+            ov[p.to] = 0;
+            size_t j = i;
+            for (; j > first && pairs[j - 1].to > p.to; j--)
+                pairs[j] = pairs[j - 1];
+            pairs[j] = p;
         }
     }
     for (int64_t q = 0; q < k * n; q++)
         head[old[q]] = -1;
+    return total;
 }
 
-/* The greedy matching of SPEC 13.4 on ov[k][k] (entries at most n), in its
- * sorted form: the nonzero pairs by (-ov, f, h), then the free sources in
- * ascending order to the free destinations in ascending order. The pairs
- * are listed in (f, h) order, so a stable counting sort by overlap orders
- * them. match[f] = h; taken: [k]. */
-static void greedy_match(const int32_t *ov, int64_t k, int64_t n, eplb_incremental_scratch *s,
-                         int64_t *match, int64_t *taken)
+/* The greedy matching of SPEC 13.4 on the nonzero overlaps (pairs, in (f,
+ * h) order, each at most n), in its sorted form: the pairs by (-ov, f, h),
+ * then the free sources in ascending order to the free destinations in
+ * ascending order. A stable counting sort by overlap orders the pairs.
+ * match[f] = h; taken: [k]. */
+static void greedy_match(const match_pair *pairs, size_t count, int64_t k, int64_t n,
+                         eplb_incremental_scratch *s, int64_t *match, int64_t *taken)
 {
-    match_pair *pairs = s->pairs, *sorted = pairs + k * k;
+    match_pair *sorted = (match_pair *)s->pairs + k * k;
     int32_t *start = s->by_overlap;
     memset(start, 0, (size_t)(n + 2) * sizeof *start);
-    size_t count = 0;
-    for (int64_t f = 0; f < k; f++)
-        for (int64_t h = 0; h < k; h++)
-            if (ov[f * k + h] > 0) {
-                pairs[count++] = (match_pair){ov[f * k + h], (int32_t)f, (int32_t)h};
-                start[n - ov[f * k + h] + 1]++;
-            }
+    for (size_t i = 0; i < count; i++)
+        start[n - pairs[i].overlap + 1]++;
     for (int64_t v = 1; v <= n + 1; v++)
         start[v] += start[v - 1];
     for (size_t i = 0; i < count; i++)
@@ -290,17 +300,18 @@ void eplb_relabel_layer(const int64_t *prev, const int64_t *fresh, const eplb_la
     const int64_t K = g->domains, gpn = g->domain_gpus, rn = g->domain_slots, spg = g->gpu_slots;
     const int64_t k = K > gpn ? K : gpn;
     int64_t *gpu_match = s->match, *taken = s->match + k, *node_match = s->match + 2 * k;
+    match_pair *pairs = s->pairs;
     if (K > 1) {
-        overlap_matrix(fresh, prev, K, rn, s, s->overlap);
-        greedy_match(s->overlap, K, rn, s, node_match, taken);
+        const size_t count = overlap_pairs(fresh, prev, K, rn, s, s->overlap, pairs);
+        greedy_match(pairs, count, K, rn, s, node_match, taken);
     } else {
         node_match[0] = 0;
     }
     for (int64_t a = 0; a < K; a++) {
         const int64_t b = node_match[a];
         const int64_t *src = fresh + a * rn, *old = prev + b * rn;
-        overlap_matrix(src, old, gpn, spg, s, s->overlap);
-        greedy_match(s->overlap, gpn, spg, s, gpu_match, taken);
+        const size_t count = overlap_pairs(src, old, gpn, spg, s, s->overlap, pairs);
+        greedy_match(pairs, count, gpn, spg, s, gpu_match, taken);
         for (int64_t f = 0; f < gpn; f++) {
             const int64_t h = gpu_match[f];
             fill_gpu(old + h * spg, src + f * spg, spg, s, rel + b * rn + h * spg);
