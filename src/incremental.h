@@ -52,6 +52,7 @@ typedef struct eplb_incremental_scratch {
     float *slot_load;      /* [R] */
     float *start_load;     /* [2][R] the slot loads of kept and moved, each with its own counts */
     float *sorted;         /* [spg] */
+    float *gpu_sorted;     /* [domain slots] each GPU's slot loads in ascending order */
     float *gpu_load;       /* [domain GPUs] */
     int32_t *own_excess;   /* [domain slots] */
     int32_t *arrival_cost; /* [domain slots] */

@@ -59,6 +59,27 @@ void eplb_search_order_slots(search_state *st)
     st->ordered = 1;
 }
 
+TARGET_AVX512 int64_t eplb_search_heaviest_avx512(const search_state *st)
+{
+    const int64_t gd = st->gpus;
+    __m512 most = _mm512_set1_ps(-INFINITY);
+    for (int64_t b = 0; b < gd; b += 16) {
+        const __mmask16 m = gd - b >= 16 ? (__mmask16)0xffff : (__mmask16)((1u << (gd - b)) - 1);
+        most = _mm512_mask_max_ps(most, m, most, _mm512_maskz_loadu_ps(m, st->load + b));
+    }
+    /* The loads are never NaN: the first equal to the largest is the one
+     * the plain loop keeps. */
+    const __m512 largest = _mm512_set1_ps(_mm512_reduce_max_ps(most));
+    for (int64_t b = 0; b < gd; b += 16) {
+        const __mmask16 m = gd - b >= 16 ? (__mmask16)0xffff : (__mmask16)((1u << (gd - b)) - 1);
+        const __mmask16 hit = _mm512_mask_cmp_ps_mask(m, _mm512_maskz_loadu_ps(m, st->load + b),
+                                                      largest, _CMP_EQ_OQ);
+        if (hit)
+            return b + __builtin_ctz(hit);
+    }
+    return 0;
+}
+
 /* The single trades, 16 slots sb at a time, with the plain loop's float32
  * operations, so the same keys. Where the domain's slots are sorted by load
  * (st->ordered), slot sb can trade with A's slot sa only if u[sb] < u[sa],

@@ -30,6 +30,7 @@ int eplb_incremental_scratch_alloc(eplb_incremental_scratch *s, const eplb_layer
     s->slot_load = malloc(R * sizeof *s->slot_load);
     s->start_load = malloc(2 * R * sizeof *s->start_load);
     s->sorted = malloc(spg * sizeof *s->sorted);
+    s->gpu_sorted = malloc(dn * sizeof *s->gpu_sorted);
     s->gpu_load = malloc(gd * sizeof *s->gpu_load);
     s->cursor = malloc(gd * sizeof *s->cursor);
     s->own_excess = malloc(dn * sizeof *s->own_excess);
@@ -58,7 +59,7 @@ int eplb_incremental_scratch_alloc(eplb_incremental_scratch *s, const eplb_layer
     s->rest = malloc(dn * sizeof *s->rest);
     s->domain_options = malloc(4 * (size_t)g->domains * sizeof *s->domain_options);
     if (!s->tally || !s->tally2 || !s->row_of || !s->relabelled || !s->anchored || !s->kept ||
-        !s->moved || !s->slot_load || !s->start_load || !s->sorted || !s->gpu_load || !s->cursor ||
+        !s->moved || !s->slot_load || !s->start_load || !s->sorted || !s->gpu_sorted || !s->gpu_load || !s->cursor ||
         !s->own_excess || !s->arrival_cost || !s->gpu_bounds || !s->slot_gpu_load || !s->gpu_of ||
         !s->cur_head || !s->base_head || !s->cur_next || !s->base_next ||
         !s->away_excess || !s->away_row || !s->order_u || !s->order_slot || !s->order_gpu ||
@@ -87,6 +88,7 @@ void eplb_incremental_scratch_free(eplb_incremental_scratch *s)
     free(s->slot_load);
     free(s->start_load);
     free(s->sorted);
+    free(s->gpu_sorted);
     free(s->gpu_load);
     free(s->cursor);
     free(s->own_excess);
@@ -175,9 +177,11 @@ float eplb_layer_max_gpu_load(const float *w, const int64_t *x, const eplb_layer
  * of src, with its count c there, the runs of its slots in old (a group's
  * slots are consecutive) each add min(run, c) to their group's entry. So the
  * work follows the slots and their replicas, not k * k * n. ov: [k] zero on
- * entry and on return. */
+ * entry and on return. group_of: each slot's group (q / n), or NULL to
+ * divide. */
 static size_t overlap_pairs(const int64_t *src, const int64_t *old, int64_t k, int64_t n,
-                            eplb_incremental_scratch *s, int32_t *ov, match_pair *pairs)
+                            const int32_t *group_of, eplb_incremental_scratch *s, int32_t *ov,
+                            match_pair *pairs)
 {
     int32_t *count = s->tally, *head = s->row_of, *next = s->next_slot;
     /* Lists of each expert's slots in old, in ascending order. */
@@ -197,9 +201,9 @@ static size_t overlap_pairs(const int64_t *src, const int64_t *old, int64_t k, i
                 continue; /* an expert met before in this group */
             count[group[i]] = 0;
             for (int32_t q = head[group[i]]; q >= 0;) {
-                const int64_t h = q / n;
+                const int64_t h = group_of ? group_of[q] : q / n;
                 int32_t run = 0;
-                for (; q >= 0 && q / n == h; q = next[q])
+                for (; q >= 0 && (group_of ? group_of[q] : q / n) == h; q = next[q])
                     run++;
                 if (ov[h] == 0)
                     pairs[total++] = (match_pair){0, (int32_t)f, (int32_t)h};
@@ -302,7 +306,7 @@ void eplb_relabel_layer(const int64_t *prev, const int64_t *fresh, const eplb_la
     int64_t *gpu_match = s->match, *taken = s->match + k, *node_match = s->match + 2 * k;
     match_pair *pairs = s->pairs;
     if (K > 1) {
-        const size_t count = overlap_pairs(fresh, prev, K, rn, s, s->overlap, pairs);
+        const size_t count = overlap_pairs(fresh, prev, K, rn, NULL, s, s->overlap, pairs);
         greedy_match(pairs, count, K, rn, s, node_match, taken);
     } else {
         node_match[0] = 0;
@@ -310,7 +314,7 @@ void eplb_relabel_layer(const int64_t *prev, const int64_t *fresh, const eplb_la
     for (int64_t a = 0; a < K; a++) {
         const int64_t b = node_match[a];
         const int64_t *src = fresh + a * rn, *old = prev + b * rn;
-        const size_t count = overlap_pairs(src, old, gpn, spg, s, s->overlap, pairs);
+        const size_t count = overlap_pairs(src, old, gpn, spg, s->gpu_of, s, s->overlap, pairs);
         greedy_match(pairs, count, gpn, spg, s, gpu_match, taken);
         for (int64_t f = 0; f < gpn; f++) {
             const int64_t h = gpu_match[f];

@@ -400,11 +400,50 @@ static void spread_load(const search_state *st, int64_t b)
 
 static int64_t heaviest_gpu(const search_state *st)
 {
+#if SEARCH_AVX512
+    if (st->vector)
+        return eplb_search_heaviest_avx512(st);
+#endif
     int64_t A = 0;
     for (int64_t b = 1; b < st->gpus; b++)
         if (st->load[b] > st->load[A])
             A = b;
     return A;
+}
+
+/* In a GPU's slot loads sorted ascending, one value out gives way to
+ * another (in), the list kept sorted. Equal values are the same float, but
+ * for the two zeros, which the sum of SPEC 13.2 cannot tell apart. */
+static void replace_sorted(float *sorted, int64_t n, float out, float in)
+{
+    int64_t j = 0;
+    while (j < n - 1 && sorted[j] != out)
+        j++;
+    if (in >= out) {
+        for (; j + 1 < n && sorted[j + 1] < in; j++)
+            sorted[j] = sorted[j + 1];
+    } else {
+        for (; j > 0 && sorted[j - 1] > in; j--)
+            sorted[j] = sorted[j - 1];
+    }
+    sorted[j] = in;
+}
+
+/* A trade of the slot loads give (A's) and take (B's) in A's and B's
+ * sorted lists, so that their GPU loads need no sort. */
+static void swap_sorted(float *sorted_a, float *sorted_b, int64_t n, float give, float take)
+{
+    replace_sorted(sorted_a, n, give, take);
+    replace_sorted(sorted_b, n, take, give);
+}
+
+/* SPEC 13.2's GPU load from the slot loads already in ascending order. */
+static float sum_sorted(const float *sorted, int64_t n)
+{
+    float load = 0.0f;
+    for (int64_t i = 0; i < n; i++)
+        load += sorted[i];
+    return load;
 }
 
 /* The steps of SPEC 13.5 from the state set up by eplb_domain_search, the
@@ -429,13 +468,19 @@ static int search_steps(search_state *st, int64_t *moved, int64_t limit)
         int64_t pick[4];
         int cost = 0;
         int64_t B;
+        float *sorted_a = s->gpu_sorted + A * spg, *sorted_b;
         if (single(st, A, row, pick, &cost)) {
             B = pick[1] / spg;
+            sorted_b = s->gpu_sorted + B * spg;
             clear_excess(st, A);
+            swap_sorted(sorted_a, sorted_b, spg, st->u[pick[0]], st->u[pick[1]]);
             trade(st, pick[0], pick[1]);
         } else if (pair_double(st, A, row, pick, &cost)) {
             B = pick[2] / spg;
+            sorted_b = s->gpu_sorted + B * spg;
             clear_excess(st, A);
+            swap_sorted(sorted_a, sorted_b, spg, st->u[pick[0]], st->u[pick[2]]);
+            swap_sorted(sorted_a, sorted_b, spg, st->u[pick[1]], st->u[pick[3]]);
             trade(st, pick[0], pick[2]);
             trade(st, pick[1], pick[3]);
         } else {
@@ -443,8 +488,8 @@ static int search_steps(search_state *st, int64_t *moved, int64_t limit)
             return 0;
         }
         *moved += cost;
-        st->load[A] = eplb_gpu_load(st->u + A * spg, spg, s->sorted);
-        st->load[B] = eplb_gpu_load(st->u + B * spg, spg, s->sorted);
+        st->load[A] = sum_sorted(sorted_a, spg);
+        st->load[B] = sum_sorted(sorted_b, spg);
         spread_load(st, A);
         spread_load(st, B);
         refresh_gpu(st, A);
@@ -473,8 +518,9 @@ int eplb_domain_search(const int64_t *prev, int64_t *x, float *u, int64_t d, flo
     const int64_t dn = g->domain_slots, spg = g->gpu_slots, first = d * dn;
     search_state st = {prev + first, x + first, u + first, s->gpu_load,
                        spg, g->domain_gpus, dn, vector_scan(g), 0, target, s};
+    /* Each GPU's slot loads stay sorted in gpu_sorted through the trades. */
     for (int64_t b = 0; b < st.gpus; b++)
-        st.load[b] = eplb_gpu_load(st.u + b * spg, spg, s->sorted);
+        st.load[b] = eplb_gpu_load(st.u + b * spg, spg, s->gpu_sorted + b * spg);
     /* The domain starts from the previous plan's slots (no moves), or from
      * others. */
     int64_t moved = memcmp(st.base, st.cur, (size_t)dn * sizeof *st.cur)

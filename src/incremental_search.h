@@ -116,6 +116,9 @@ int eplb_search_single_avx512(const search_state *st, int64_t A, const int32_t *
                               int64_t pick[2], int *cost_out);
 int eplb_search_double_avx512(const search_state *st, int64_t A, const int32_t *row,
                               int64_t pick[4], int *cost_out);
+
+/* The domain's GPU of largest load, ties to the lowest. */
+int64_t eplb_search_heaviest_avx512(const search_state *st);
 #endif
 
 #endif /* EPLB_INCREMENTAL_SEARCH_H */
