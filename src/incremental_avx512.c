@@ -22,23 +22,27 @@ void eplb_search_order_slots(search_state *st)
     const int64_t n = st->slots;
     uint32_t *key = s->order_tmp, *key2 = key + n;
     int32_t *idx = (int32_t *)(key2 + n), *idx2 = idx + n;
+    /* The four bytes' counts in one pass. */
+    int32_t start[4][257];
+    memset(start, 0, sizeof start);
     for (int64_t q = 0; q < n; q++) {
-        key[q] = float_order(st->u[q] + 0.0f);
+        const uint32_t k = float_order(st->u[q] + 0.0f);
+        key[q] = k;
         idx[q] = (int32_t)q;
+        for (int d = 0; d < 4; d++)
+            start[d][(k >> (8 * d) & 255) + 1]++;
     }
-    for (int shift = 0; shift < 32; shift += 8) {
-        int32_t start[257];
-        memset(start, 0, sizeof start);
-        for (int64_t q = 0; q < n; q++)
-            start[(key[q] >> shift & 255) + 1]++;
-        if (start[(key[0] >> shift & 255) + 1] == n)
+    for (int d = 0; d < 4; d++) {
+        const int shift = 8 * d;
+        int32_t *at = start[d];
+        if (at[(key[0] >> shift & 255) + 1] == n)
             continue; /* every key has the same byte here */
         for (int b = 1; b <= 256; b++)
-            start[b] += start[b - 1];
+            at[b] += at[b - 1];
         for (int64_t q = 0; q < n; q++) {
-            const int32_t at = start[key[q] >> shift & 255]++;
-            key2[at] = key[q];
-            idx2[at] = idx[q];
+            const int32_t to = at[key[q] >> shift & 255]++;
+            key2[to] = key[q];
+            idx2[to] = idx[q];
         }
         uint32_t *kt = key;
         key = key2;
@@ -133,13 +137,11 @@ TARGET_AVX512 int eplb_search_single_avx512(const search_state *st, int64_t A, c
                 const double t = st->target;
                 const double floor = (double)ua_s - (t - lightest) -
                                      1e-6 * (t + (double)load_a + (double)ua_s) - 1e-37;
-                /* The float at or below the bound, so the window only
-                 * grows; a NaN bound bounds nothing. */
-                if (floor > -INFINITY) {
-                    below = (float)floor;
-                    if ((double)below > floor)
-                        below = nextafterf(below, -INFINITY);
-                }
+                /* A float at or below the bound (its rounding is within
+                 * the extra margin), so the window only grows; a NaN bound
+                 * bounds nothing. */
+                if (floor > -INFINITY)
+                    below = (float)(floor - 1e-6 * fabs(floor));
             }
             const __m512 vbelow = _mm512_set1_ps(below);
             const __m512 ua = _mm512_set1_ps(ua_s), a_without = _mm512_set1_ps(load_a - ua_s);
