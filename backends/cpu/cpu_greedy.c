@@ -5,7 +5,8 @@
  * runs depends on the pack count m, the vector level and the row's weights:
  *   m > EPLB_CPU_LOCKSTEP_MAX           tournament tree, one candidate at a time
  *   m <= 16, AVX2, finite row sums      vertical: a vector lane per candidate
- *   m > 16, AVX-512, finite row sums    keyed: one unsigned 64-bit minimum a step
+ *   m <= 128, AVX-512, finite row sums  keyed across lanes: eight candidates a step
+ *   m > 128, AVX-512, finite row sums   keyed: one unsigned 64-bit minimum a step
  *   otherwise                           lockstep scans (SSE2, or portable C)
  * Finite row sums: no open pack's load can reach +inf, which the vertical
  * and keyed searches need; other rows take the lockstep scans. */
@@ -238,11 +239,13 @@ static inline void lane_step_blocked(greedy_lane *g, const float *w, int32_t t, 
 /* ---- AVX-512 keyed greedy: argmin by one unsigned 64-bit minimum ----------
  * Wins over the SSE2 steps on AVX-512 machines from 17 to 512 packs (the
  * global DeepSeek-V3 shapes; docs/benchmarks.md, round 2).
- * Each open pack p has the key (load bits << 32 | p): for loads >= +0 the
- * float order is the unsigned order of the bits, so the smallest key is the
- * least-loaded pack and, among equal loads, the lowest index (the SPEC's
- * choice) in one vpminuq reduction, with no compare-and-search pass. A full
- * pack's key has +inf bits. Valid only while no open pack's load is +inf,
+ * Each open pack p has the key (load bits << 32 | p << 20 | items in p): for
+ * loads >= +0 the float order is the unsigned order of the bits, so the
+ * smallest key is the least-loaded pack and, among equal loads, the lowest
+ * index (the SPEC's choice) in one vpminuq reduction, with no
+ * compare-and-search pass; the key also holds the pack's load and item
+ * count, so that a step reads no other state of the pack. A full pack's key
+ * has +inf bits. Valid only while no open pack's load is +inf,
  * which the caller guarantees (row weights far below FLT_MAX / n). Keys sit
  * in blocks of eight (one zmm) with each block's minimum kept aside. */
 typedef struct key_lane {
@@ -250,11 +253,14 @@ typedef struct key_lane {
     int32_t *content;
     uint64_t *key;       /* [8 * blocks], padded with UINT64_MAX, 64-byte aligned */
     uint64_t *block_min; /* [8 * block_vectors], padded with UINT64_MAX */
-    float *load;
-    int32_t *count;
+    float *load;         /* written, never read: the true loads for the caller */
 } key_lane;
 
 #define EPLB_CPU_FULL_BITS 0x7F800000u /* +inf */
+/* Where the pack number starts in a key, below it the pack's item count:
+ * packs stay below 2^12 (EPLB_CPU_LOCKSTEP_MAX), counts below 2^20. */
+#define EPLB_CPU_KEY_PACK_SHIFT 20
+#define EPLB_CPU_KEY_COUNT_LIMIT (1 << EPLB_CPU_KEY_PACK_SHIFT)
 
 /* Smallest of eight unsigned 64-bit lanes. */
 EPLB_CPU_TARGET_AVX512 static inline uint64_t min_u64x8(__m512i x)
@@ -271,11 +277,15 @@ EPLB_CPU_TARGET_AVX512 static inline void key_step(key_lane *g, const float *w, 
     __m512i bm = _mm512_loadu_si512(g->block_min);
     for (int32_t i = 1; i < block_vectors; i++)
         bm = _mm512_min_epu64(bm, _mm512_loadu_si512(g->block_min + 8 * i));
-    const int32_t p = (int32_t)(uint32_t)min_u64x8(bm);
-    const int32_t item = g->order[t], filled = g->count[p];
+    const uint64_t smallest = min_u64x8(bm);
+    const uint32_t low = (uint32_t)smallest, old_bits = (uint32_t)(smallest >> 32);
+    const int32_t p = (int32_t)(low >> EPLB_CPU_KEY_PACK_SHIFT);
+    const int32_t filled = (int32_t)(low & (EPLB_CPU_KEY_COUNT_LIMIT - 1));
+    const int32_t item = g->order[t];
     g->content[p * k + filled] = item;
-    g->count[p] = filled + 1;
-    const float load = g->load[p] + w[item];
+    float load;
+    memcpy(&load, &old_bits, sizeof load);
+    load += w[item];
     g->load[p] = load;
     uint32_t bits;
     memcpy(&bits, &load, sizeof bits);
@@ -284,7 +294,7 @@ EPLB_CPU_TARGET_AVX512 static inline void key_step(key_lane *g, const float *w, 
      * this block then forwards from one store of the same size). */
     uint64_t *block = g->key + (p & ~7);
     const __m512i keys = _mm512_mask_set1_epi64(_mm512_load_si512(block), (__mmask8)(1u << (p & 7)),
-                                                (long long)((uint64_t)bits << 32 | (uint32_t)p));
+                                                (long long)((uint64_t)bits << 32 | (low + 1)));
     _mm512_store_si512(block, keys);
     g->block_min[p >> 3] = min_u64x8(keys);
 }
@@ -293,7 +303,7 @@ EPLB_CPU_TARGET_AVX512 static inline void key_step(key_lane *g, const float *w, 
 static size_t key_lane_words(int32_t m)
 {
     const size_t blocks = ((size_t)m + 7) / 8, block_vectors = (blocks + 7) / 8;
-    return 16 + 16 * blocks + 16 * block_vectors + (size_t)m;
+    return 16 + 16 * blocks + 16 * block_vectors;
 }
 
 EPLB_CPU_TARGET_AVX512 static void greedy_keys_avx512(const eplb_pack_job *job, int64_t row,
@@ -312,17 +322,14 @@ EPLB_CPU_TARGET_AVX512 static void greedy_keys_avx512(const eplb_pack_job *job, 
         g->content = scratch->content_row + (int64_t)(first + j) * n;
         g->key = (uint64_t *)(((uintptr_t)area + 63) & ~(uintptr_t)63);
         g->block_min = g->key + 8 * blocks;
-        g->count = (int32_t *)(g->block_min + 8 * block_vectors);
         g->load = loads[j];
         area += key_lane_words(m);
         for (int32_t p = 0; p < 8 * blocks; p++)
-            g->key[p] = p < m ? (uint64_t)p : UINT64_MAX;
+            g->key[p] = p < m ? (uint64_t)p << EPLB_CPU_KEY_PACK_SHIFT : UINT64_MAX;
         for (int32_t b = 0; b < 8 * block_vectors; b++)
-            g->block_min[b] = b < blocks ? (uint64_t)(8 * b) : UINT64_MAX;
-        for (int32_t p = 0; p < m; p++) {
+            g->block_min[b] = b < blocks ? (uint64_t)(8 * b) << EPLB_CPU_KEY_PACK_SHIFT : UINT64_MAX;
+        for (int32_t p = 0; p < m; p++)
             g->load[p] = 0.0f;
-            g->count[p] = 0;
-        }
     }
     /* Step t < m while every earlier item had a positive weight: packs t ..
      * m-1 are the only ones at load 0, so item t goes to pack t (lowest
@@ -335,11 +342,10 @@ EPLB_CPU_TARGET_AVX512 static void greedy_keys_avx512(const eplb_pack_job *job, 
             const int32_t item = g->order[t];
             const float load = 0.0f + w[item];
             g->content[t * k] = item;
-            g->count[t] = 1;
             g->load[t] = load;
             uint32_t bits;
             memcpy(&bits, &load, sizeof bits);
-            g->key[t] = (uint64_t)bits << 32 | (uint32_t)t;
+            g->key[t] = (uint64_t)bits << 32 | (uint32_t)t << EPLB_CPU_KEY_PACK_SHIFT | 1u;
             t++;
             if (!(w[item] > 0.0f))
                 break;
@@ -354,6 +360,161 @@ EPLB_CPU_TARGET_AVX512 static void greedy_keys_avx512(const eplb_pack_job *job, 
         for (int32_t j = 0; j < lanes; j++)
             if (t >= lane_first[j])
                 key_step(&lane[j], w, t, k, block_vectors);
+}
+
+/* ---- AVX-512 keyed greedy across lanes, up to 128 packs ---------------------
+ * The keys of the keyed greedy, but each block's minimum kept for the eight
+ * lanes side by side (minima[b] holds block b's minimum of every lane), so
+ * that one vertical pass finds the chosen pack of all eight candidates at
+ * once, the new keys of all eight come from one set of vector operations,
+ * and the updated blocks' minima come from one shared reduction. The keyed
+ * greedy spends most of each step on horizontal reductions of one lane. */
+#define EPLB_CPU_ACROSS_MAX 128
+#define EPLB_CPU_TARGET_AVX512VL __attribute__((target("avx2,avx512f,avx512vl")))
+#define EPLB_UNROLL_ACROSS _Pragma("GCC unroll 16")
+
+/* Smallest value of each of eight vectors: lane j of the result is the
+ * minimum of u[j]. Lanes are paired as (0, 2), (4, 6), (1, 3), (5, 7) so
+ * that the last step's unpacking puts every minimum in its own lane. */
+EPLB_CPU_TARGET_AVX512VL static inline __m512i min_of_each(const __m512i *u)
+{
+    __m512i half[4];
+    static const int pair[4][2] = {{0, 2}, {4, 6}, {1, 3}, {5, 7}};
+    for (int i = 0; i < 4; i++) {
+        const __m512i a = u[pair[i][0]], b = u[pair[i][1]];
+        half[i] = _mm512_min_epu64(_mm512_shuffle_i64x2(a, b, _MM_SHUFFLE(1, 0, 1, 0)),
+                                   _mm512_shuffle_i64x2(a, b, _MM_SHUFFLE(3, 2, 3, 2)));
+    }
+    const __m512i even = _mm512_min_epu64(_mm512_shuffle_i64x2(half[0], half[1], _MM_SHUFFLE(2, 0, 2, 0)),
+                                          _mm512_shuffle_i64x2(half[0], half[1], _MM_SHUFFLE(3, 1, 3, 1)));
+    const __m512i odd = _mm512_min_epu64(_mm512_shuffle_i64x2(half[2], half[3], _MM_SHUFFLE(2, 0, 2, 0)),
+                                         _mm512_shuffle_i64x2(half[2], half[3], _MM_SHUFFLE(3, 1, 3, 1)));
+    return _mm512_min_epu64(_mm512_unpacklo_epi64(even, odd), _mm512_unpackhi_epi64(even, odd));
+}
+
+/* The searching steps start .. n-1 of eight lanes over B blocks (B a
+ * constant, so that the blocks' minima stay in registers). */
+EPLB_CPU_TARGET_AVX512VL static inline __attribute__((always_inline)) void
+across_steps(uint64_t *key, size_t lane_keys, const int32_t B, int32_t start, int32_t n, int32_t k,
+             const float *step_weight, int32_t *slot)
+{
+    __m512i minima[EPLB_CPU_ACROSS_MAX / 8], smallest[EPLB_CPU_ACROSS_MAX / 8];
+    EPLB_UNROLL_ACROSS for (int32_t b = 0; b < B; b++) {
+        __m512i block[EPLB_CPU_LANES];
+        for (int32_t j = 0; j < EPLB_CPU_LANES; j++)
+            block[j] = _mm512_load_si512(key + j * lane_keys + 8 * b);
+        minima[b] = min_of_each(block);
+    }
+    const __m256i per_pack = _mm256_set1_epi32(k), one = _mm256_set1_epi32(1);
+    const __m256i count_mask = _mm256_set1_epi32(EPLB_CPU_KEY_COUNT_LIMIT - 1);
+    const __m256i full_bits = _mm256_set1_epi32((int)EPLB_CPU_FULL_BITS);
+    for (int32_t t = start; t < n; t++) {
+        /* Pairwise: the steps' critical path. */
+        EPLB_UNROLL_ACROSS for (int32_t b = 0; b < B; b++)
+            smallest[b] = minima[b];
+        EPLB_UNROLL_ACROSS for (int32_t stride = 1; stride < B; stride *= 2)
+            EPLB_UNROLL_ACROSS for (int32_t b = 0; b + stride < B; b += 2 * stride)
+                smallest[b] = _mm512_min_epu64(smallest[b], smallest[b + stride]);
+        const __m256i low = _mm512_cvtepi64_epi32(smallest[0]);
+        const __m256 old_load = _mm256_castsi256_ps(_mm512_cvtepi64_epi32(_mm512_srli_epi64(smallest[0], 32)));
+        const __m256i pack = _mm256_srli_epi32(low, EPLB_CPU_KEY_PACK_SHIFT);
+        const __m256i filled = _mm256_and_si256(low, count_mask);
+        const __m256 load = _mm256_add_ps(old_load, _mm256_loadu_ps(step_weight + 8 * t));
+        _mm256_storeu_si256((__m256i *)(slot + 8 * t),
+                            _mm256_add_epi32(_mm256_mullo_epi32(pack, per_pack), filled));
+        const __mmask8 full = _mm256_cmpeq_epi32_mask(_mm256_add_epi32(filled, one), per_pack);
+        const __m256i bits = _mm256_mask_mov_epi32(_mm256_castps_si256(load), full, full_bits);
+        const __m512i new_key = _mm512_or_si512(_mm512_slli_epi64(_mm512_cvtepu32_epi64(bits), 32),
+                                                _mm512_cvtepu32_epi64(_mm256_add_epi32(low, one)));
+        /* Each lane's block of the chosen pack, with its new key. */
+        int32_t chosen[EPLB_CPU_LANES];
+        uint64_t new_keys[EPLB_CPU_LANES];
+        _mm256_storeu_si256((__m256i *)chosen, pack);
+        _mm512_storeu_si512(new_keys, new_key);
+        __m512i block[EPLB_CPU_LANES];
+        for (int32_t j = 0; j < EPLB_CPU_LANES; j++) {
+            uint64_t *at = key + j * lane_keys + (chosen[j] & ~7);
+            block[j] = _mm512_mask_set1_epi64(_mm512_load_si512(at), (__mmask8)(1u << (chosen[j] & 7)),
+                                              (long long)new_keys[j]);
+            _mm512_store_si512(at, block[j]);
+        }
+        const __m512i block_min = min_of_each(block);
+        const __m512i block_of = _mm512_srli_epi64(_mm512_cvtepu32_epi64(pack), 3);
+        EPLB_UNROLL_ACROSS for (int32_t b = 0; b < B; b++)
+            minima[b] = _mm512_mask_mov_epi64(
+                minima[b], _mm512_cmpeq_epi64_mask(block_of, _mm512_set1_epi64(b)), block_min);
+    }
+}
+
+/* Blocks of eight packs that the steps search: m's, rounded up to one of
+ * the four counts across_steps is built for. */
+static int32_t across_blocks(int32_t m)
+{
+    const int32_t blocks = (m + 7) / 8;
+    return blocks <= 4 ? 4 : blocks <= 8 ? 8 : blocks <= 12 ? 12 : 16;
+}
+
+/* Scratch words of the greedy across lanes: items, weights and slots of
+ * every step and lane, and eight lanes' keys, alignment included. */
+static size_t across_words(int32_t n)
+{
+    return 24 * (size_t)n + 16 + (size_t)EPLB_CPU_LANES * 16 * (EPLB_CPU_ACROSS_MAX / 8);
+}
+
+EPLB_CPU_TARGET_AVX512VL static void greedy_across_avx512(const eplb_pack_job *job, int64_t row,
+                                                          int32_t first, int32_t lanes,
+                                                          float *const *loads, eplb_cpu_scratch *scratch)
+{
+    const int32_t n = job->items, m = job->packs, k = job->per_pack, B = across_blocks(m);
+    const float *w = (const float *)job->weight + row * n;
+    const int32_t *order[EPLB_CPU_LANES];
+    int32_t *step_item = (int32_t *)scratch->lanes;
+    float *step_weight = (float *)(step_item + 8 * (size_t)n);
+    int32_t *slot = (int32_t *)(step_weight + 8 * (size_t)n);
+    uint64_t *key = (uint64_t *)(((uintptr_t)(slot + 8 * (size_t)n) + 63) & ~(uintptr_t)63);
+    const size_t lane_keys = 8 * (size_t)B;
+    for (int32_t j = 0; j < EPLB_CPU_LANES; j++) /* missing lanes repeat lane 0 */
+        order[j] = scratch->order_row + (int64_t)(first + (j < lanes ? j : 0)) * n;
+    /* Step t < start goes to pack t with no search (see greedy_keys_avx512):
+     * start ends after the first weight of any lane that is not positive. */
+    int32_t start = m < n ? m : n;
+    for (int32_t t = 0; t < n; t++)
+        for (int32_t j = 0; j < EPLB_CPU_LANES; j++) {
+            const int32_t item = order[j][t];
+            step_item[8 * t + j] = item;
+            step_weight[8 * t + j] = w[item];
+            if (t < start && !(w[item] > 0.0f))
+                start = t + 1;
+        }
+    /* Keys beyond the packs' stay at UINT64_MAX, never a minimum. */
+    for (int32_t j = 0; j < EPLB_CPU_LANES; j++) {
+        uint64_t *lane_key = key + j * lane_keys;
+        for (int32_t p = 0; p < 8 * B; p++)
+            lane_key[p] = p < m ? (uint64_t)p << EPLB_CPU_KEY_PACK_SHIFT : UINT64_MAX;
+        for (int32_t t = 0; t < start; t++) {
+            const float load = 0.0f + step_weight[8 * t + j];
+            uint32_t bits;
+            memcpy(&bits, &load, sizeof bits);
+            lane_key[t] = (uint64_t)bits << 32 | (uint32_t)t << EPLB_CPU_KEY_PACK_SHIFT | 1u;
+            slot[8 * t + j] = t * k;
+        }
+    }
+    if (B == 4)
+        across_steps(key, lane_keys, 4, start, n, k, step_weight, slot);
+    else if (B == 8)
+        across_steps(key, lane_keys, 8, start, n, k, step_weight, slot);
+    else if (B == 12)
+        across_steps(key, lane_keys, 12, start, n, k, step_weight, slot);
+    else
+        across_steps(key, lane_keys, 16, start, n, k, step_weight, slot);
+    /* Loads summed again in slot order: the same sums as the steps'. */
+    for (int32_t j = 0; j < lanes; j++) {
+        int32_t *content = scratch->content_row + (int64_t)(first + j) * n;
+        for (int32_t t = 0; t < n; t++)
+            content[slot[8 * t + j]] = step_item[8 * t + j];
+        for (int32_t p = 0; p < m; p++)
+            loads[j][p] = eplb_cpu_pack_load(w, content, p, k);
+    }
 }
 
 /* ---- AVX2 vertical greedy for up to 16 packs: a vector lane per candidate --
@@ -521,6 +682,8 @@ size_t eplb_cpu_greedy_lanes_words(int32_t items, int32_t packs)
 #if EPLB_CPU_X86_DISPATCH
     const size_t keyed = EPLB_CPU_LANES * key_lane_words(packs);
     words = keyed > words ? keyed : words;
+    if (packs <= EPLB_CPU_ACROSS_MAX)
+        words = across_words(items) > words ? across_words(items) : words;
     words = vertical_words(items) > words ? vertical_words(items) : words;
 #else
     (void)items;
@@ -544,7 +707,13 @@ void eplb_cpu_greedy_row(const eplb_pack_job *job, int64_t row, int32_t first, i
         return;
     }
 #if EPLB_CPU_X86_DISPATCH
-    if (m > EPLB_CPU_FLAT_MAX && eplb_cpu_has_avx512(scratch) && row_sums_finite(w, n)) {
+    if (m > EPLB_CPU_FLAT_MAX && m <= EPLB_CPU_ACROSS_MAX && k < EPLB_CPU_KEY_COUNT_LIMIT &&
+        eplb_cpu_has_avx512(scratch) && row_sums_finite(w, n)) {
+        greedy_across_avx512(job, row, first, lanes, loads, scratch);
+        return;
+    }
+    if (m > EPLB_CPU_FLAT_MAX && k < EPLB_CPU_KEY_COUNT_LIMIT && eplb_cpu_has_avx512(scratch) &&
+        row_sums_finite(w, n)) {
         greedy_keys_avx512(job, row, first, lanes, loads, scratch);
         return;
     }
