@@ -66,7 +66,21 @@ static void plan_layer(const float *w, const int64_t *prev, const int64_t *fresh
         const int64_t first = d * dn;
         int64_t *moves = options + 4 * d;
         moves[OPTION_FRESH] = eplb_span_moves(prev + first, rel + first, gd, spg, s->tally);
+        /* A search depends only on the domain's slots and their loads: an
+         * anchored start equal to the previous plan there (with the same
+         * loads) would repeat the kept search, whose result it takes. */
+        const int same = !memcmp(searched[OPTION_KEPT] + first, searched[OPTION_ANCHORED] + first,
+                                 (size_t)dn * sizeof *prev) &&
+                         !memcmp(loads[OPTION_KEPT] + first, loads[OPTION_ANCHORED] + first,
+                                 (size_t)dn * sizeof *loads[0]);
         for (int o = OPTION_KEPT; o <= OPTION_ANCHORED; o++) {
+            if (o == OPTION_ANCHORED && same) {
+                memcpy(searched[o] + first, searched[OPTION_KEPT] + first,
+                       (size_t)dn * sizeof *prev);
+                memcpy(loads[o] + first, loads[OPTION_KEPT] + first, (size_t)dn * sizeof *loads[0]);
+                moves[o] = moves[OPTION_KEPT];
+                break;
+            }
             int64_t moved;
             const int met = eplb_domain_search(prev, searched[o], loads[o], d, target,
                                                moves[OPTION_FRESH], g, s, &moved);
