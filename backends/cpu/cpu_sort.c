@@ -222,19 +222,21 @@ EPLB_CPU_TARGET_AVX512 static int transposition_finish_avx512(uint64_t *pair, in
 /* Rows of at most this many items are sorted by counting ranks: the work
  * grows with the square of the items, the bucket passes' linearly, and this
  * is about where they cost the same (docs/benchmarks.md). */
-#define EPLB_CPU_RANK_MAX 96
-#define EPLB_UNROLL_RANK _Pragma("GCC unroll 8")
+#define EPLB_CPU_RANK_MAX 144
+#define EPLB_UNROLL_RANK _Pragma("GCC unroll 9")
 
 /* Item i's place is the number of items that precede it: smaller keys, and
- * equal keys of lower index. Sixteen items a register: each item j is
- * compared with all of them at once, j's own register by (key, index) and
- * the others by key alone, less-or-equal where j has the lower index. No
- * data-dependent branch and no memory traffic but the keys: for short rows
- * this beats the bucket passes, whose counters are read right after being
- * written. V registers, n <= 16 * V. */
+ * equal keys of lower index. Sixteen items a register; each pair of items
+ * is compared once, when the later one, j, is broadcast against the
+ * registers of the earlier ones (j precedes i < j only with a smaller key):
+ * the lanes where it does count for i, the others for j, whose count is
+ * added to its lane at the end. No data-dependent branch and no memory
+ * traffic but the keys: for short rows this beats the bucket passes, whose
+ * counters are read right after being written. V registers, n <= 16 * V. */
 #define EPLB_RANK_BODY(V)                                                                          \
     do {                                                                                           \
         __m512i k[V], rank[V];                                                                     \
+        int32_t later[16 * (V)];                                                                   \
         const __m512i one = _mm512_set1_epi32(1);                                                  \
         EPLB_UNROLL_RANK for (int32_t b = 0; b < V; b++) {                                         \
             const __mmask16 valid = rank_lanes(n - 16 * b);                                        \
@@ -245,24 +247,23 @@ EPLB_CPU_TARGET_AVX512 static int transposition_finish_avx512(uint64_t *pair, in
             const int32_t end = n - 16 * jb < 16 ? n - 16 * jb : 16;                               \
             for (int32_t jj = 0; jj < end; jj++) {                                                 \
                 const __m512i kj = _mm512_set1_epi32((int)key[16 * jb + jj]);                      \
-                const __mmask16 later = (__mmask16)(0xFFFEu << jj);                                \
+                int32_t preceded = 16 * jb + jj;                                                   \
                 EPLB_UNROLL_RANK for (int32_t b = 0; b < V; b++) {                                 \
-                    __mmask16 before;                                                              \
-                    if (b < jb)                                                                    \
-                        before = _mm512_cmplt_epu32_mask(kj, k[b]);                                \
-                    else if (b > jb)                                                               \
-                        before = _mm512_cmple_epu32_mask(kj, k[b]);                                \
-                    else                                                                           \
-                        before = _mm512_cmplt_epu32_mask(kj, k[b]) |                               \
-                                 _mm512_mask_cmpeq_epu32_mask(later, kj, k[b]);                    \
+                    if (b > jb)                                                                    \
+                        break;                                                                     \
+                    const __mmask16 earlier = b < jb ? (__mmask16)0xFFFF : (__mmask16)((1u << jj) - 1); \
+                    const __mmask16 before = _mm512_mask_cmplt_epu32_mask(earlier, kj, k[b]);      \
                     rank[b] = _mm512_mask_add_epi32(rank[b], before, rank[b], one);                \
+                    preceded -= __builtin_popcount((unsigned)before);                              \
                 }                                                                                  \
+                later[16 * jb + jj] = preceded;                                                    \
             }                                                                                      \
         }                                                                                          \
         const __m512i lane = _mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15); \
         EPLB_UNROLL_RANK for (int32_t b = 0; b < V; b++) {                                         \
             const __mmask16 valid = rank_lanes(n - 16 * b);                                        \
-            _mm512_mask_i32scatter_epi32(order, valid, rank[b],                                    \
+            const __m512i place = _mm512_add_epi32(rank[b], _mm512_maskz_loadu_epi32(valid, later + 16 * b)); \
+            _mm512_mask_i32scatter_epi32(order, valid, place,                                      \
                                          _mm512_add_epi32(lane, _mm512_set1_epi32(16 * b)), 4);    \
         }                                                                                          \
     } while (0)
@@ -281,7 +282,10 @@ EPLB_CPU_TARGET_AVX512 static void rank_sort_avx512(const uint32_t *key, int32_t
     case 3: EPLB_RANK_BODY(3); break;
     case 4: EPLB_RANK_BODY(4); break;
     case 5: EPLB_RANK_BODY(5); break;
-    default: EPLB_RANK_BODY(6); break; /* n <= EPLB_CPU_RANK_MAX */
+    case 6: EPLB_RANK_BODY(6); break;
+    case 7: EPLB_RANK_BODY(7); break;
+    case 8: EPLB_RANK_BODY(8); break;
+    default: EPLB_RANK_BODY(9); break; /* n <= EPLB_CPU_RANK_MAX */
     }
 }
 #endif
