@@ -83,6 +83,7 @@ typedef struct eplb_incremental_scratch {
     eplb_rest_item *rest;  /* [domain slots] */
     int64_t *cursor;       /* [domain GPUs] */
     int64_t *domain_options; /* [domains][4]: moves of kept, anchored, fresh; changed */
+    int vector;            /* whether AVX-512 code may run (set by the allocation) */
 } eplb_incremental_scratch;
 
 /* Allocates a scratch for the geometry; 0 when memory runs out (then
@@ -96,8 +97,9 @@ void eplb_layer_slot_loads(const float *w, const int64_t *x, const eplb_layer_ge
                            eplb_incremental_scratch *s, float *u);
 
 /* SPEC 13.2: a GPU's load, the float32 sum of its slot loads in ascending
- * order of value from +0. */
-float eplb_gpu_load(const float *u, int64_t spg, float *sorted);
+ * order of value from +0; sorted receives them in that order. vector:
+ * whether AVX-512 code may run. */
+float eplb_gpu_load(const float *u, int64_t spg, float *sorted, int vector);
 
 /* The largest GPU load (SPEC 13.2) of a whole layer x, with x's own counts. */
 float eplb_layer_max_gpu_load(const float *w, const int64_t *x, const eplb_layer_geometry *g,

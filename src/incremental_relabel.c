@@ -2,16 +2,35 @@
  * placements without searching: the loads of 13.2, the relabelled fresh plan
  * of 13.4 and the anchored start of 13.6; and the scratch every layer works
  * in. */
+#include <math.h>
 #include <stdlib.h>
 #include <string.h>
 
-#include "incremental.h"
+#include "incremental_search.h"
 
 /* One pair of the greedy matching (SPEC 13.4) with a nonzero overlap. */
 typedef struct match_pair {
     int32_t overlap;
     int32_t from, to;
 } match_pair;
+
+/* Whether the AVX-512 scan may run: the machine has it, EPLB_CPU_ISA does
+ * not cap vector code below it, the GPUs' slots fit its tables and the
+ * pairs' order fits in int32. Read once per scratch. */
+static int vector_allowed(const eplb_layer_geometry *g)
+{
+#if SEARCH_AVX512
+    const char *cap = getenv("EPLB_CPU_ISA");
+    if (cap && (!strcmp(cap, "avx2") || !strcmp(cap, "sse2")))
+        return 0;
+    __builtin_cpu_init();
+    return __builtin_cpu_supports("avx512f") && g->gpu_slots <= EPLB_SEARCH_SPG_MAX &&
+           g->gpu_slots * g->domain_slots < INT32_MAX;
+#else
+    (void)g;
+    return 0;
+#endif
+}
 
 int eplb_incremental_scratch_alloc(eplb_incremental_scratch *s, const eplb_layer_geometry *g)
 {
@@ -73,6 +92,7 @@ int eplb_incremental_scratch_alloc(eplb_incremental_scratch *s, const eplb_layer
         s->row_of[e] = s->cur_head[e] = s->base_head[e] = -1;
     for (size_t q = 0; q < dn; q++)
         s->gpu_of[q] = (int32_t)(q / spg);
+    s->vector = vector_allowed(g);
     return 1;
 }
 
@@ -137,8 +157,53 @@ static int compare_float(const void *a, const void *b)
     return (x > y) - (x < y);
 }
 
-float eplb_gpu_load(const float *u, int64_t spg, float *sorted)
+#if SEARCH_AVX512
+/* The stages of a bitonic sort of 16 lanes: each lane's partner, and the
+ * lanes that keep the larger of the two. */
+static const struct {
+    int32_t partner[16];
+    uint16_t larger;
+} sort16[10] = {
+    {{1, 0, 3, 2, 5, 4, 7, 6, 9, 8, 11, 10, 13, 12, 15, 14}, 0x6666},
+    {{2, 3, 0, 1, 6, 7, 4, 5, 10, 11, 8, 9, 14, 15, 12, 13}, 0x3c3c},
+    {{1, 0, 3, 2, 5, 4, 7, 6, 9, 8, 11, 10, 13, 12, 15, 14}, 0x5a5a},
+    {{4, 5, 6, 7, 0, 1, 2, 3, 12, 13, 14, 15, 8, 9, 10, 11}, 0x0ff0},
+    {{2, 3, 0, 1, 6, 7, 4, 5, 10, 11, 8, 9, 14, 15, 12, 13}, 0x33cc},
+    {{1, 0, 3, 2, 5, 4, 7, 6, 9, 8, 11, 10, 13, 12, 15, 14}, 0x55aa},
+    {{8, 9, 10, 11, 12, 13, 14, 15, 0, 1, 2, 3, 4, 5, 6, 7}, 0xff00},
+    {{4, 5, 6, 7, 0, 1, 2, 3, 12, 13, 14, 15, 8, 9, 10, 11}, 0xf0f0},
+    {{2, 3, 0, 1, 6, 7, 4, 5, 10, 11, 8, 9, 14, 15, 12, 13}, 0xcccc},
+    {{1, 0, 3, 2, 5, 4, 7, 6, 9, 8, 11, 10, 13, 12, 15, 14}, 0xaaaa},
+};
+
+/* The slot loads sorted in one register (+inf in the lanes past spg), then
+ * summed in order as eplb_gpu_load does. Equal loads are the same float but
+ * for the two zeros, which the sum cannot tell apart, so the result is the
+ * plain sort's. */
+TARGET_AVX512 static float gpu_load_avx512(const float *u, int64_t spg, float *sorted)
 {
+    const __mmask16 m = (__mmask16)((1u << spg) - 1);
+    __m512 v = _mm512_mask_loadu_ps(_mm512_set1_ps(INFINITY), m, u);
+    for (int k = 0; k < 10; k++) {
+        const __m512 p = _mm512_permutexvar_ps(_mm512_loadu_si512(sort16[k].partner), v);
+        v = _mm512_mask_blend_ps(sort16[k].larger, _mm512_min_ps(v, p), _mm512_max_ps(v, p));
+    }
+    _mm512_mask_storeu_ps(sorted, m, v);
+    float load = 0.0f;
+    for (int64_t i = 0; i < spg; i++)
+        load += sorted[i];
+    return load;
+}
+#endif
+
+float eplb_gpu_load(const float *u, int64_t spg, float *sorted, int vector)
+{
+#if SEARCH_AVX512
+    if (vector && spg <= 16)
+        return gpu_load_avx512(u, spg, sorted);
+#else
+    (void)vector;
+#endif
     memcpy(sorted, u, (size_t)spg * sizeof *sorted);
     /* GPUs hold a few slots each: insertion sort, unless they hold many. */
     if (spg <= 32) {
@@ -164,7 +229,8 @@ float eplb_layer_max_gpu_load(const float *w, const int64_t *x, const eplb_layer
     eplb_layer_slot_loads(w, x, g, s, s->slot_load);
     float largest = 0.0f;
     for (int64_t p = 0; p < g->gpus; p++) {
-        float load = eplb_gpu_load(s->slot_load + p * g->gpu_slots, g->gpu_slots, s->sorted);
+        float load = eplb_gpu_load(s->slot_load + p * g->gpu_slots, g->gpu_slots, s->sorted,
+                                   s->vector);
         if (p == 0 || load > largest)
             largest = load;
     }
@@ -367,7 +433,7 @@ static void anchor_domain(const float *w, const int64_t *prev, const int64_t *re
         for (int64_t q = first + b * spg; q < first + (b + 1) * spg; q++)
             if (start[q] >= 0)
                 s->slot_load[kept++] = w[start[q]] / (float)count[start[q]];
-        load[b] = eplb_gpu_load(s->slot_load, kept, s->sorted);
+        load[b] = eplb_gpu_load(s->slot_load, kept, s->sorted, s->vector);
         s->cursor[b] = first + b * spg;
     }
     /* Step 2: heaviest first, ties to the lowest expert. */

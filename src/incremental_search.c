@@ -371,23 +371,6 @@ static void trade(search_state *st, int64_t qa, int64_t qb)
     st->u[qb] = v;
 }
 
-/* Whether the AVX-512 scan may run: the machine has it, EPLB_CPU_ISA does
- * not cap vector code below it, and the pairs' order fits in int32. */
-static int vector_scan(const eplb_layer_geometry *g)
-{
-#if SEARCH_AVX512
-    const char *cap = getenv("EPLB_CPU_ISA");
-    if (cap && (!strcmp(cap, "avx2") || !strcmp(cap, "sse2")))
-        return 0;
-    __builtin_cpu_init();
-    return __builtin_cpu_supports("avx512f") && g->gpu_slots <= EPLB_SEARCH_SPG_MAX &&
-           g->gpu_slots * g->domain_slots < INT32_MAX;
-#else
-    (void)g;
-    return 0;
-#endif
-}
-
 /* The load of each slot's GPU, for the vector scan. */
 static void spread_load(const search_state *st, int64_t b)
 {
@@ -517,10 +500,10 @@ int eplb_domain_search(const int64_t *prev, int64_t *x, float *u, int64_t d, flo
 {
     const int64_t dn = g->domain_slots, spg = g->gpu_slots, first = d * dn;
     search_state st = {prev + first, x + first, u + first, s->gpu_load,
-                       spg, g->domain_gpus, dn, vector_scan(g), 0, target, s};
+                       spg, g->domain_gpus, dn, s->vector, 0, target, s};
     /* Each GPU's slot loads stay sorted in gpu_sorted through the trades. */
     for (int64_t b = 0; b < st.gpus; b++)
-        st.load[b] = eplb_gpu_load(st.u + b * spg, spg, s->gpu_sorted + b * spg);
+        st.load[b] = eplb_gpu_load(st.u + b * spg, spg, s->gpu_sorted + b * spg, s->vector);
     /* The domain starts from the previous plan's slots (no moves), or from
      * others. */
     int64_t moved = memcmp(st.base, st.cur, (size_t)dn * sizeof *st.cur)
