@@ -199,7 +199,9 @@ TARGET_AVX512 static float gpu_load_avx512(const float *u, int64_t spg, float *s
 float eplb_gpu_load(const float *u, int64_t spg, float *sorted, int vector)
 {
 #if SEARCH_AVX512
-    if (vector && spg <= 16)
+    /* The network's fixed stages beat an insertion sort of more than a
+     * handful of slots only. */
+    if (vector && spg > 8 && spg <= 16)
         return gpu_load_avx512(u, spg, sorted);
 #else
     (void)vector;
