@@ -8,11 +8,15 @@
  * count.
  *
  * The search works on the row's placement as GPU-major slot lists (content)
- * and writes it back to slot_pack.pack_of and rank_of, which assemble reads. */
+ * and writes it back to slot_pack.pack_of and rank_of, which assemble reads.
+ * Where the machine and EPLB_CPU_ISA allow AVX-512, the search without
+ * distinct, the list building and the load order run in
+ * cpu_refine_avx512.c. */
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include "cpu_refine.h"
 #include "cpu_runtime.h"
 #include "cpu_stages.h"
 
@@ -23,37 +27,6 @@
 #include <immintrin.h>
 #endif
 
-/* The best trade of one kind (one-for-one or two-for-two) seen so far. B is
- * -1 until a trade with a finite peak is found. */
-typedef struct refine_best {
-    float peak;
-    int32_t b;      /* the partner GPU */
-    int32_t a_pos;  /* A's position, or A's pair index for two-for-two */
-    int32_t b_pos;  /* B's position, or B's pair index (pair_lo/pair_hi give its slots) */
-} refine_best;
-
-/* Per-thread scratch for one row. */
-typedef struct refine_scratch {
-    int32_t *content; /* [n] the row's slot at GPU a's position r, at a*k + r */
-    float *t;         /* [n] the load of the slot at a*k + r */
-    int32_t *item_at; /* [n] the expert (phy2mlog) at a*k + r with distinct, else NULL */
-    float *load;      /* [m] each GPU's load */
-    int32_t *by_load; /* [m] the GPUs by ascending load (ties: ascending index) */
-    int32_t *place;   /* [m] each GPU's index in by_load */
-    float *a_pairs;   /* [pairs] A's two-slot sums, pairs in lexicographic order */
-    float *b_pairs;   /* [pairs] the same for the GPU B being weighed */
-    int32_t *pair_lo; /* [pairs] the lower position of each pair */
-    int32_t *pair_hi; /* [pairs] the higher position */
-    /* The expanded search (when expanded_fits): every trade of one partner
-     * as a pair of lists, what A gives and what B gives, so that one
-     * vectorized pass weighs all of a partner's trades. */
-    int32_t ones, twos; /* list lengths, each rounded up to a multiple of 8 */
-    int32_t m, k;       /* the row's GPUs and slots per GPU */
-    int avx2;           /* weigh eight trades at a time (the machine and EPLB_CPU_ISA allow) */
-    float *give_a;      /* [ones + twos] A's side of each trade, in trade order */
-    float *give_b;      /* [m][ones + twos] each GPU's side, rebuilt when it changes */
-} refine_scratch;
-
 /* Whether the expanded lists of a row's GPUs, k^2 + (k(k-1)/2)^2 entries
  * each, fit in a megabyte of cache; larger rows use the plain nested loops. */
 static int expanded_fits(int32_t k, int32_t m)
@@ -62,6 +35,20 @@ static int expanded_fits(int32_t k, int32_t m)
         return 0;
     const int64_t pairs = (int64_t)k * (k - 1) / 2;
     return ((int64_t)k * k + pairs * pairs + 8) * m <= ((int64_t)1 << 18);
+}
+
+/* Whether the compact search runs: it needs AVX-512 and no distinct (whose
+ * allowed trades the expanded lists scan), and beats the expanded lists from
+ * seven slots a GPU, where rebuilding a GPU's k^2 + (k(k-1)/2)^2 entries
+ * after each trade costs more than weighing its pair sums against a
+ * partner's sixteen at a time. Its lists take k + k(k-1)/2 floats a GPU
+ * (padded), within a fixed bound a thread. */
+static int compact_fits(int32_t k, int32_t m, int isa, int distinct)
+{
+    if (isa < EPLB_CPU_ISA_AVX512 || distinct || k < 7 || k > 256)
+        return 0;
+    const int64_t per_gpu = (int64_t)k + 16 + (int64_t)k * (k - 1) / 2 + 16;
+    return per_gpu * m <= ((int64_t)1 << 22);
 }
 
 static void pair_sums(const float *t_gpu, const refine_scratch *s, int32_t pairs, float *out)
@@ -164,7 +151,8 @@ static void apply_trade(refine_scratch *s, int32_t k, int32_t a, const refine_be
     exchange(s, k, a, s->pair_hi[trade->a_pos], trade->b, s->pair_hi[trade->b_pos]);
 }
 
-static int32_t round_up8(int32_t n) { return (n + 7) & ~7; }
+/* n rounded up to a multiple of the power of two `to`. */
+static int32_t round_up(int32_t n, int32_t to) { return (n + to - 1) & ~(to - 1); }
 
 /* Whether GPU g comes before GPU h in by_load's order: (load, index). */
 static int lighter(const float *load, int32_t g, int32_t h)
@@ -188,21 +176,37 @@ static void sort_by_load(int32_t *by_load, int32_t *place, const float *load, in
         place[by_load[i]] = i;
 }
 
-/* Moves GPU g, whose load just changed, to its place in by_load, every other
- * GPU being in order: a trade moves only its two GPUs, usually a few places,
- * so stepping costs less than searching. */
-static void move_to_place(int32_t *by_load, int32_t *place, const float *load, int32_t m, int32_t g)
+/* Sets GPU g's load to new_load and moves g to its place in by_load (and
+ * its load in sorted, which follows by_load), every other GPU being in
+ * order: a trade moves only its two GPUs, often a few places, so stepping
+ * costs less than searching. The AVX-512 version finds both places with
+ * vector passes instead and keeps no place. */
+static void move_to_place(refine_scratch *s, int32_t g, float new_load)
 {
+#if EPLB_CPU_X86_DISPATCH
+    if (s->isa >= EPLB_CPU_ISA_AVX512) {
+        eplb_cpu_refine_move_avx512(s, g, new_load);
+        return;
+    }
+#endif
+    int32_t *by_load = s->by_load, *place = s->place;
+    float *sorted = s->sorted;
+    const float *load = s->load;
+    const int32_t m = s->m;
+    s->load[g] = new_load;
     int32_t i = place[g];
     for (; i > 0 && lighter(load, g, by_load[i - 1]); i--) {
         by_load[i] = by_load[i - 1];
+        sorted[i] = sorted[i - 1];
         place[by_load[i]] = i;
     }
     for (; i + 1 < m && lighter(load, by_load[i + 1], g); i++) {
         by_load[i] = by_load[i + 1];
+        sorted[i] = sorted[i + 1];
         place[by_load[i]] = i;
     }
     by_load[i] = g;
+    sorted[i] = new_load;
     place[g] = i;
 }
 
@@ -226,9 +230,22 @@ static void expand_side(const refine_scratch *s, float *out, const float *single
         *out++ = pad;
 }
 
+/* expand_side at the scratch's vector level. */
+static void expand(const refine_scratch *s, float *out, const float *singles,
+                   const float *pair_list, int32_t k, int32_t pairs, int outer, float pad)
+{
+#if EPLB_CPU_X86_DISPATCH
+    if (s->isa >= EPLB_CPU_ISA_AVX512) {
+        eplb_cpu_refine_expand_avx512(s, out, singles, pair_list, k, pairs, outer, pad);
+        return;
+    }
+#endif
+    expand_side(s, out, singles, pair_list, k, pairs, outer, pad);
+}
+
 static void expand_a(refine_scratch *s, const float *t_a, int32_t k, int32_t pairs)
 {
-    expand_side(s, s->give_a, t_a, s->a_pairs, k, pairs, 1, INFINITY);
+    expand(s, s->give_a, t_a, s->a_pairs, k, pairs, 1, INFINITY);
 }
 
 /* GPU g's side of every trade, matching expand_a's order. */
@@ -236,8 +253,23 @@ static void expand_b(refine_scratch *s, int32_t g, int32_t k, int32_t pairs)
 {
     const float *t_b = s->t + g * k;
     pair_sums(t_b, s, pairs, s->b_pairs);
-    expand_side(s, s->give_b + (size_t)g * (size_t)(s->ones + s->twos), t_b, s->b_pairs, k, pairs,
-                0, 0.0f);
+    expand(s, s->give_b + (size_t)g * (size_t)(s->ones + s->twos), t_b, s->b_pairs, k, pairs, 0,
+           0.0f);
+}
+
+/* GPU g's lists for the compact search: its slot loads and pair sums
+ * (pair_sums' additions), each padded with -inf to its vector length. */
+static void compact_lists(refine_scratch *s, int32_t g, int32_t k, int32_t pairs)
+{
+    const float *t_g = s->t + g * k;
+    float *singles = s->singles + (size_t)g * (size_t)s->ks;
+    float *pair_list = s->pair_list + (size_t)g * (size_t)s->ps;
+    memcpy(singles, t_g, (size_t)k * sizeof *singles);
+    for (int32_t r = k; r < s->ks; r++)
+        singles[r] = -INFINITY;
+    pair_sums(t_g, s, pairs, pair_list);
+    for (int32_t i = pairs; i < s->ps; i++)
+        pair_list[i] = -INFINITY;
 }
 
 /* The peak of the trade that gives ga for gb (SPEC 10.2), as the vector
@@ -435,7 +467,7 @@ search_partners(refine_scratch *s, int avx2, int32_t m, int32_t k, int32_t a, fl
         const int32_t b = s->by_load[i];
         if (b == a)
             continue;
-        const float b_load = s->load[b];
+        const float b_load = s->sorted[i];
         /* Every trade with B has new loads summing to a_load + b_load
          * before rounding, so the larger is at least their half. When
          * that half lies above the float after the best peak so far, the
@@ -458,7 +490,7 @@ search_partners(refine_scratch *s, int avx2, int32_t m, int32_t k, int32_t a, fl
         const float now_best = one->peak < two->peak ? one->peak : two->peak;
         if (now_best != best_peak) {
             best_peak = now_best;
-            above_best = nextafterf(best_peak, INFINITY);
+            above_best = eplb_cpu_refine_float_above(best_peak);
         }
     }
 }
@@ -505,10 +537,18 @@ static void refine_row(const eplb_plan_job *job, int64_t x, int32_t trades, floa
     for (int32_t g = 0; g < m; g++)
         s->by_load[g] = g;
     sort_by_load(s->by_load, s->place, s->load, m);
-    const int expanded = s->give_b != NULL;
-    if (expanded)
-        for (int32_t g = 0; g < m; g++)
+    for (int32_t i = 0; i < m; i++)
+        s->sorted[i] = s->load[s->by_load[i]];
+    const int expanded = s->give_b != NULL, compact = s->ps > 0;
+    /* The AVX-512 search, on the compact lists or the expanded ones. */
+    const int wide = s->isa >= EPLB_CPU_ISA_AVX512 && !s->item_at && (compact || expanded);
+    (void)wide; /* unused where the AVX-512 parts are not built */
+    for (int32_t g = 0; g < m; g++) {
+        if (expanded)
             expand_b(s, g, k, pairs);
+        if (compact)
+            compact_lists(s, g, k, pairs);
+    }
 
     for (int32_t iteration = 0; iteration < trades; iteration++) {
         /* The heaviest GPU, the lowest index among equals. */
@@ -519,13 +559,16 @@ static void refine_row(const eplb_plan_job *job, int64_t x, int32_t trades, floa
         if (isinf(a_load) || a_load <= stop_at)
             break;
         const float *t_a = s->t + a * k;
-        pair_sums(t_a, s, pairs, s->a_pairs);
+        if (!compact)
+            pair_sums(t_a, s, pairs, s->a_pairs);
         if (expanded)
             expand_a(s, t_a, k, pairs);
 
         refine_best one = {INFINITY, -1, 0, 0}, two = {INFINITY, -1, 0, 0};
 #if EPLB_CPU_X86_DISPATCH
-        if (s->avx2 && expanded)
+        if (wide)
+            eplb_cpu_refine_search_avx512(s, a, a_load, &one, &two);
+        else if (s->isa >= EPLB_CPU_ISA_AVX2 && expanded)
             search_partners_avx2(s, a, a_load, t_a, &one, &two);
         else
 #endif
@@ -536,6 +579,10 @@ static void refine_row(const eplb_plan_job *job, int64_t x, int32_t trades, floa
         if (trade->b < 0 || !(a_load - trade->peak > tol))
             break;
         refine_best chosen = *trade;
+#if EPLB_CPU_X86_DISPATCH
+        if (wide && chosen.a_pos < 0)
+            eplb_cpu_refine_positions_avx512(s, a, a_load, two_for_two, &chosen);
+#endif
         if (expanded)
             trade_positions(s, a_load, k, pairs, two_for_two, &chosen);
         apply_trade(s, k, a, &chosen, two_for_two);
@@ -547,13 +594,15 @@ static void refine_row(const eplb_plan_job *job, int64_t x, int32_t trades, floa
             apply_trade(s, k, a, &chosen, two_for_two);
             break;
         }
-        s->load[a] = new_a;
-        move_to_place(s->by_load, s->place, s->load, m, a);
-        s->load[b] = new_b;
-        move_to_place(s->by_load, s->place, s->load, m, b);
+        move_to_place(s, a, new_a);
+        move_to_place(s, b, new_b);
         if (expanded) {
             expand_b(s, a, k, pairs);
             expand_b(s, b, k, pairs);
+        }
+        if (compact) {
+            compact_lists(s, a, k, pairs);
+            compact_lists(s, b, k, pairs);
         }
     }
 
@@ -590,21 +639,36 @@ eplb_status eplb_cpu_refine(eplb_backend *backend, const eplb_plan_job *job)
         s.item_at = job->distinct ? malloc((size_t)n * sizeof *s.item_at) : NULL;
         s.load = malloc((size_t)m * sizeof *s.load);
         s.by_load = malloc((size_t)m * sizeof *s.by_load);
+        s.sorted = malloc((size_t)m * sizeof *s.sorted);
         s.place = malloc((size_t)m * sizeof *s.place);
+        s.weighed = malloc((size_t)m * sizeof *s.weighed);
+        s.minima = malloc((size_t)m * 32 * sizeof *s.minima);
         s.a_pairs = malloc((pairs + 1) * sizeof *s.a_pairs);
         s.b_pairs = malloc((pairs + 1) * sizeof *s.b_pairs);
         s.pair_lo = malloc((pairs + 1) * sizeof *s.pair_lo);
         s.pair_hi = malloc((pairs + 1) * sizeof *s.pair_hi);
         s.m = m;
         s.k = k;
-        s.ones = round_up8(k * k);
-        s.twos = round_up8((int32_t)(pairs * pairs));
-        s.avx2 = eplb_cpu_settings_of(backend)->isa >= EPLB_CPU_ISA_AVX2;
+        s.isa = eplb_cpu_settings_of(backend)->isa;
+        /* Lists of whole vectors: sixteen floats at AVX-512, else eight. */
+        const int32_t vector = s.isa >= EPLB_CPU_ISA_AVX512 ? 16 : 8;
+        s.ones = round_up(k * k, vector);
+        s.twos = round_up((int32_t)(pairs * pairs), vector);
         s.give_a = NULL;
         s.give_b = NULL;
-        int ok = s.content && s.t && s.load && s.by_load && s.place && s.a_pairs && s.b_pairs && s.pair_lo &&
-                 s.pair_hi && (s.item_at || !job->distinct);
-        if (expanded_fits(k, m)) {
+        s.ks = 0;
+        s.ps = 0;
+        s.singles = NULL;
+        s.pair_list = NULL;
+        int ok = s.content && s.t && s.load && s.by_load && s.sorted && s.place && s.weighed && s.minima &&
+                 s.a_pairs && s.b_pairs && s.pair_lo && s.pair_hi && (s.item_at || !job->distinct);
+        if (compact_fits(k, m, s.isa, job->distinct)) {
+            s.ks = round_up(k, 16);
+            s.ps = round_up((int32_t)pairs, 16);
+            s.singles = malloc((size_t)s.ks * (size_t)m * sizeof *s.singles);
+            s.pair_list = malloc((size_t)s.ps * (size_t)m * sizeof *s.pair_list);
+            ok = ok && s.singles && s.pair_list;
+        } else if (expanded_fits(k, m)) {
             const size_t per_gpu = (size_t)(s.ones + s.twos);
             s.give_a = malloc(per_gpu * sizeof *s.give_a);
             s.give_b = malloc(per_gpu * (size_t)m * sizeof *s.give_b);
@@ -632,7 +696,12 @@ eplb_status eplb_cpu_refine(eplb_backend *backend, const eplb_plan_job *job)
         free(s.item_at);
         free(s.load);
         free(s.by_load);
+        free(s.sorted);
         free(s.place);
+        free(s.weighed);
+        free(s.minima);
+        free(s.singles);
+        free(s.pair_list);
         free(s.a_pairs);
         free(s.b_pairs);
         free(s.pair_lo);

@@ -1,0 +1,95 @@
+/* The cpu backend's refine search (SPEC 10), shared between cpu_refine.c,
+ * which runs it, and cpu_refine_avx512.c, its AVX-512 parts: the per-thread
+ * scratch of a row and what the AVX-512 parts offer. */
+#ifndef EPLB_CPU_REFINE_H
+#define EPLB_CPU_REFINE_H
+
+#include <math.h>
+#include <stdint.h>
+#include <string.h>
+
+#include "cpu_runtime.h"
+
+/* The best trade of one kind (one-for-one or two-for-two) seen so far. B is
+ * -1 until a trade with a finite peak is found. */
+typedef struct refine_best {
+    float peak;
+    int32_t b;      /* the partner GPU */
+    int32_t a_pos;  /* A's position, or A's pair index for two-for-two */
+    int32_t b_pos;  /* B's position, or B's pair index (pair_lo/pair_hi give its slots) */
+} refine_best;
+
+/* Per-thread scratch for one row. */
+typedef struct refine_scratch {
+    int32_t *content; /* [n] the row's slot at GPU a's position r, at a*k + r */
+    float *t;         /* [n] the load of the slot at a*k + r */
+    int32_t *item_at; /* [n] the expert (phy2mlog) at a*k + r with distinct, else NULL */
+    float *load;      /* [m] each GPU's load */
+    int32_t *by_load; /* [m] the GPUs by ascending load (ties: ascending index) */
+    float *sorted;    /* [m] the loads in by_load's order */
+    int32_t *place;   /* [m] each GPU's index in by_load (below AVX-512 only) */
+    float *a_pairs;   /* [pairs] A's two-slot sums, pairs in lexicographic order */
+    float *b_pairs;   /* [pairs] the same for the GPU B being weighed */
+    int32_t *pair_lo; /* [pairs] the lower position of each pair */
+    int32_t *pair_hi; /* [pairs] the higher position */
+    /* The expanded search (when expanded_fits): every trade of one partner
+     * as a pair of lists, what A gives and what B gives, so that one
+     * vectorized pass weighs all of a partner's trades. */
+    int32_t ones, twos; /* list lengths, each rounded up to a whole number of vectors */
+    int32_t m, k;       /* the row's GPUs and slots per GPU */
+    int isa;            /* the vector level the machine and EPLB_CPU_ISA allow */
+    float *give_a;      /* [ones + twos] A's side of each trade, in trade order */
+    float *give_b;      /* [m][ones + twos] each GPU's side, rebuilt when it changes */
+    /* The compact search (AVX-512, many slots per GPU, no distinct): each
+     * GPU's slot loads and pair sums, padded with -inf to whole vectors, so
+     * that A's entries, one at a time, meet a partner's whole list. */
+    int32_t ks, ps;     /* padded lengths of the slot and pair lists (0: no compact search) */
+    float *singles;     /* [m][ks] */
+    float *pair_list;   /* [m][ps] */
+    /* The AVX-512 search: the partners weighed, in order, and each one's
+     * lane minima of one-for-one and two-for-two trades, 16 each. */
+    int32_t *weighed;   /* [m] */
+    float *minima;      /* [m][32] */
+} refine_scratch;
+
+/* The float after x towards +inf (nextafterf(x, INFINITY)) without the
+ * library call, which the partner loop makes whenever its best peak drops. */
+static inline float eplb_cpu_refine_float_above(float x)
+{
+    if (!(x < INFINITY))
+        return x;
+    if (x == 0.0f)
+        return 0x1p-149f;
+    uint32_t bits;
+    memcpy(&bits, &x, sizeof bits);
+    bits = x > 0.0f ? bits + 1 : bits - 1;
+    memcpy(&x, &bits, sizeof x);
+    return x;
+}
+
+#if EPLB_CPU_X86_DISPATCH
+/* The best one-for-one and two-for-two trades of GPU a (SPEC 10.3 step 2)
+ * into one and two, which come in empty, without distinct: on the compact
+ * lists when s->ps > 0, else on the expanded ones. The chosen kind's trade
+ * has a_pos -1 (eplb_cpu_refine_positions_avx512 finds it); the other kind
+ * may come back empty (b -1) when it cannot be chosen. */
+void eplb_cpu_refine_search_avx512(refine_scratch *s, int32_t a, float a_load, refine_best *one,
+                                   refine_best *two);
+
+/* The positions of the chosen trade of the kind two_for_two with partner
+ * trade->b, whose peak is trade->peak: the first such trade in trade order,
+ * on the lists the search used. */
+void eplb_cpu_refine_positions_avx512(const refine_scratch *s, int32_t a, float a_load,
+                                      int two_for_two, refine_best *trade);
+
+/* One side of the expanded lists (cpu_refine.c's expand_side). */
+void eplb_cpu_refine_expand_avx512(const refine_scratch *s, float *out, const float *singles,
+                                   const float *pair_list, int32_t k, int32_t pairs, int outer,
+                                   float pad);
+
+/* Sets GPU g's load to new_load and moves g to its place in s->by_load and
+ * s->sorted (cpu_refine.c's move_to_place). */
+void eplb_cpu_refine_move_avx512(refine_scratch *s, int32_t g, float new_load);
+#endif
+
+#endif /* EPLB_CPU_REFINE_H */

@@ -1,0 +1,311 @@
+/* The refine search's AVX-512 parts (cpu_refine.h): the search of the
+ * heaviest GPU's trades without distinct, the positions of the chosen trade,
+ * the expanded lists and the load order. Every peak comes from SPEC 10.2's
+ * float32 operations in its order (d, then new loads, then the larger), so
+ * the trades chosen are those of cpu_refine.c's loops; only the grouping of
+ * minima differs, and a minimum without NaN does not depend on it. */
+#include "cpu_refine.h"
+
+#if EPLB_CPU_X86_DISPATCH
+#include <immintrin.h>
+
+/* The first n lanes of sixteen (all when n >= 16). */
+EPLB_CPU_TARGET_AVX512 static inline __mmask16 lanes(int32_t n)
+{
+    return n >= 16 ? (__mmask16)0xffff : (__mmask16)((1u << n) - 1);
+}
+
+/* The peaks of the trades giving give_a's sixteen entries for give_b's
+ * (SPEC 10.2). `max(x, y)` returns y unless x > y, the spec's conditional. */
+EPLB_CPU_TARGET_AVX512 static inline __m512 peaks(__m512 a16, __m512 b16, __m512 give_a,
+                                                   __m512 give_b)
+{
+    const __m512 d = _mm512_sub_ps(give_a, give_b);
+    return _mm512_max_ps(_mm512_sub_ps(a16, d), _mm512_add_ps(b16, d));
+}
+
+/* Moves g by passes of sixteen GPUs without branches on the comparisons
+ * (their outcomes are unpredictable): where g is, how many GPUs come before
+ * it by (load, index) once its load is new_load, then a block move of the
+ * GPUs in between, in place (a library call costs more than the move for so
+ * few entries). */
+EPLB_CPU_TARGET_AVX512 void eplb_cpu_refine_move_avx512(refine_scratch *s, int32_t g,
+                                                        float new_load)
+{
+    int32_t *by_load = s->by_load;
+    float *sorted = s->sorted;
+    const int32_t m = s->m;
+    const __m512i g16 = _mm512_set1_epi32(g);
+    int32_t from = 0;
+    for (int32_t i = 0; i < m; i += 16) {
+        const __mmask16 in = lanes(m - i);
+        const __mmask16 hit =
+            _mm512_mask_cmpeq_epi32_mask(in, _mm512_maskz_loadu_epi32(in, by_load + i), g16);
+        if (hit) {
+            from = i + __builtin_ctz((unsigned)hit);
+            break;
+        }
+    }
+    s->load[g] = new_load;
+    const __m512 l16 = _mm512_set1_ps(new_load);
+    int32_t to = 0;
+    for (int32_t i = 0; i < m; i += 16) {
+        const __mmask16 in = lanes(m - i);
+        const __m512 v = _mm512_maskz_loadu_ps(in, sorted + i);
+        const __m512i ids = _mm512_maskz_loadu_epi32(in, by_load + i);
+        __mmask16 before = _mm512_cmp_ps_mask(v, l16, _CMP_LT_OQ) |
+                           (_mm512_cmp_ps_mask(v, l16, _CMP_EQ_OQ) &
+                            _mm512_cmplt_epi32_mask(ids, g16));
+        before &= in & (__mmask16)~_mm512_cmpeq_epi32_mask(ids, g16);
+        to += __builtin_popcount((unsigned)before);
+    }
+    /* Ascending chunks when g moves up (each reads past what the previous
+     * wrote), descending ones when it moves down. */
+    for (int32_t i = from; i < to; i += 16) {
+        const __mmask16 n = lanes(to - i);
+        _mm512_mask_storeu_epi32(by_load + i, n, _mm512_maskz_loadu_epi32(n, by_load + i + 1));
+        _mm512_mask_storeu_ps(sorted + i, n, _mm512_maskz_loadu_ps(n, sorted + i + 1));
+    }
+    for (int32_t end = from; end > to; end -= 16) {
+        const int32_t start = end - 16 > to ? end - 16 : to;
+        const __mmask16 n = lanes(end - start);
+        _mm512_mask_storeu_epi32(by_load + start + 1, n,
+                                 _mm512_maskz_loadu_epi32(n, by_load + start));
+        _mm512_mask_storeu_ps(sorted + start + 1, n, _mm512_maskz_loadu_ps(n, sorted + start));
+    }
+    by_load[to] = g;
+    sorted[to] = new_load;
+}
+
+/* One list of expand_side: out[i*n + j] = list[outer ? i : j] for i, j < n,
+ * then pad up to len, with masked stores of sixteen entries. */
+EPLB_CPU_TARGET_AVX512 static void tile(float *out, const float *list, int32_t n, int32_t len,
+                                        int outer, float pad)
+{
+    for (int32_t c = 0; c < n; c += 16) {
+        const __mmask16 mask = lanes(n - c);
+        const __m512 inner = _mm512_maskz_loadu_ps(mask, list + c);
+        for (int32_t i = 0; i < n; i++)
+            _mm512_mask_storeu_ps(out + (size_t)i * (size_t)n + c, mask,
+                                  outer ? _mm512_set1_ps(list[i]) : inner);
+    }
+    for (int32_t j = n * n; j < len; j++)
+        out[j] = pad;
+}
+
+EPLB_CPU_TARGET_AVX512 void eplb_cpu_refine_expand_avx512(const refine_scratch *s, float *out,
+                                                          const float *singles,
+                                                          const float *pair_list, int32_t k,
+                                                          int32_t pairs, int outer, float pad)
+{
+    tile(out, singles, k, s->ones, outer, pad);
+    tile(out + s->ones, pair_list, pairs, s->twos, outer, pad);
+}
+
+/* The smallest peaks, lane by lane, of A's entries ga[0..na-1] against a
+ * partner's padded list gb[0..nb-1] (nb a multiple of 16; a -inf pad gives a
+ * +inf peak). `min(peak, m)` keeps m when peak is NaN, as the scalar search
+ * skips it. */
+EPLB_CPU_TARGET_AVX512 static inline __m512 compact_minima(__m512 a16, __m512 b16,
+                                                           const float *ga, int32_t na,
+                                                           const float *gb, int32_t nb)
+{
+    __m512 m = _mm512_set1_ps(INFINITY), m2 = m;
+    for (int32_t j = 0; j < nb; j += 16) {
+        const __m512 list = _mm512_loadu_ps(gb + j);
+        int32_t i = 0;
+        /* Two running minima, so that consecutive steps do not wait on
+         * each other. */
+        for (; i + 1 < na; i += 2) {
+            m = _mm512_min_ps(peaks(a16, b16, _mm512_set1_ps(ga[i]), list), m);
+            m2 = _mm512_min_ps(peaks(a16, b16, _mm512_set1_ps(ga[i + 1]), list), m2);
+        }
+        if (i < na)
+            m = _mm512_min_ps(peaks(a16, b16, _mm512_set1_ps(ga[i]), list), m);
+    }
+    return _mm512_min_ps(m2, m);
+}
+
+/* The smallest peaks, lane by lane, of count entries of the expanded lists
+ * (count a multiple of 16). */
+EPLB_CPU_TARGET_AVX512 static inline __m512 expanded_minima(__m512 a16, __m512 b16,
+                                                            const float *give_a,
+                                                            const float *give_b, int32_t count)
+{
+    __m512 m = _mm512_set1_ps(INFINITY);
+    for (int32_t j = 0; j < count; j += 16)
+        m = _mm512_min_ps(peaks(a16, b16, _mm512_loadu_ps(give_a + j), _mm512_loadu_ps(give_b + j)),
+                          m);
+    return m;
+}
+
+/* The lowest partner among the first `count` weighed whose stored minima of
+ * one kind (16 lanes at offset `kind` of its 32) reach `peak`. */
+EPLB_CPU_TARGET_AVX512 static int32_t first_partner_with_peak(const refine_scratch *s,
+                                                              int32_t count, int kind, float peak)
+{
+    const __m512 want = _mm512_set1_ps(peak);
+    int32_t first = -1;
+    for (int32_t i = 0; i < count; i++) {
+        const int32_t b = s->weighed[i];
+        if ((first < 0 || b < first) &&
+            _mm512_cmp_ps_mask(_mm512_loadu_ps(s->minima + (size_t)i * 32 + kind), want,
+                               _CMP_EQ_OQ))
+            first = b;
+    }
+    return first;
+}
+
+/* The search of cpu_refine.c's search_partners with the work per partner
+ * cut to its vector pass: running minima of each kind over all partners
+ * replace the per-partner reductions and comparisons, each partner's lane
+ * minima are stored, and once the partners are weighed the lowest partner
+ * reaching each kind's minimum is found among them.
+ *
+ * Partners go from the lightest up and stop at the half-sum bound of
+ * search_partners, here with the best peak of the partners up to the last
+ * multiple of four: it may weigh a partner or two that the bound would pass
+ * over, which cannot change the minima, since their peaks lie above the
+ * best. A partner passed over has every peak above the best of both kinds,
+ * so neither kind's chosen trade can be its: when two-for-two trades reach
+ * the lower minimum, a one-for-one trade of such a partner could lie below
+ * the weighed ones', but above that minimum, and it is not chosen either. */
+EPLB_CPU_TARGET_AVX512 static inline __attribute__((always_inline)) void
+search(refine_scratch *s, int compact, int32_t a, float a_load, refine_best *one, refine_best *two)
+{
+    const int32_t m = s->m, k = s->k, pairs = k * (k - 1) / 2;
+    const int32_t ones = s->ones, per = s->ones + s->twos;
+    const __m512 a16 = _mm512_set1_ps(a_load);
+    __m512 m1 = _mm512_set1_ps(INFINITY), m2 = m1;
+    float above_best = INFINITY;
+    int32_t count = 0;
+    for (int32_t i = 0; i < m; i++) {
+        const int32_t b = s->by_load[i];
+        if (b == a)
+            continue;
+        const float b_load = s->sorted[i];
+        /* Every trade with B has new loads summing to a_load + b_load
+         * before rounding, so the larger is at least their half. When
+         * that half lies above the float after the best peak so far, the
+         * rounded peak does too: B can neither beat the best nor tie it,
+         * and no heavier partner can. The margin covers the double's own
+         * rounding. */
+        const double floor_b = (0.5 * (double)a_load + 0.5 * (double)b_load) * (1.0 - 0x1p-40);
+        if (floor_b > (double)above_best)
+            break;
+        const __m512 b16 = _mm512_set1_ps(b_load);
+        __m512 p1, p2;
+        if (compact) {
+            p1 = compact_minima(a16, b16, s->t + a * k, k, s->singles + (size_t)b * (size_t)s->ks,
+                                s->ks);
+            p2 = compact_minima(a16, b16, s->pair_list + (size_t)a * (size_t)s->ps, pairs,
+                                s->pair_list + (size_t)b * (size_t)s->ps, s->ps);
+        } else {
+            const float *give_b = s->give_b + (size_t)b * (size_t)per;
+            p1 = expanded_minima(a16, b16, s->give_a, give_b, ones);
+            p2 = expanded_minima(a16, b16, s->give_a + ones, give_b + ones, s->twos);
+        }
+        _mm512_storeu_ps(s->minima + (size_t)count * 32, p1);
+        _mm512_storeu_ps(s->minima + (size_t)count * 32 + 16, p2);
+        s->weighed[count++] = b;
+        m1 = _mm512_min_ps(p1, m1);
+        m2 = _mm512_min_ps(p2, m2);
+        if ((count & 3) == 0)
+            above_best =
+                eplb_cpu_refine_float_above(_mm512_reduce_min_ps(_mm512_min_ps(m1, m2)));
+    }
+    const float best1 = _mm512_reduce_min_ps(m1), best2 = _mm512_reduce_min_ps(m2);
+    /* Only the kind that trades needs its partner (the other keeps b -1):
+     * two-for-two when its peak is lower, one-for-one winning ties. A +inf
+     * minimum means no finite peak. */
+    if (best2 < best1)
+        *two = (refine_best){best2, first_partner_with_peak(s, count, 16, best2), -1, -1};
+    else if (best1 < INFINITY)
+        *one = (refine_best){best1, first_partner_with_peak(s, count, 0, best1), -1, -1};
+}
+
+EPLB_CPU_TARGET_AVX512 static void search_compact(refine_scratch *s, int32_t a, float a_load,
+                                                  refine_best *one, refine_best *two)
+{
+    search(s, 1, a, a_load, one, two);
+}
+
+EPLB_CPU_TARGET_AVX512 static void search_expanded(refine_scratch *s, int32_t a, float a_load,
+                                                   refine_best *one, refine_best *two)
+{
+    search(s, 0, a, a_load, one, two);
+}
+
+void eplb_cpu_refine_search_avx512(refine_scratch *s, int32_t a, float a_load, refine_best *one,
+                                   refine_best *two)
+{
+    if (s->ps > 0)
+        search_compact(s, a, a_load, one, two);
+    else
+        search_expanded(s, a, a_load, one, two);
+}
+
+/* The first of the expanded lists' count trades (a multiple of 16) whose
+ * peak is `peak`; the padding's peaks are +inf, never the finite peak
+ * sought. */
+EPLB_CPU_TARGET_AVX512 static int32_t first_in_lists(float a_load, float b_load,
+                                                     const float *give_a, const float *give_b,
+                                                     int32_t count, float peak)
+{
+    const __m512 a16 = _mm512_set1_ps(a_load), b16 = _mm512_set1_ps(b_load);
+    const __m512 want = _mm512_set1_ps(peak);
+    for (int32_t j = 0; j < count; j += 16) {
+        const __mmask16 hit = _mm512_cmp_ps_mask(
+            peaks(a16, b16, _mm512_loadu_ps(give_a + j), _mm512_loadu_ps(give_b + j)), want,
+            _CMP_EQ_OQ);
+        if (hit)
+            return j + __builtin_ctz((unsigned)hit);
+    }
+    return -1;
+}
+
+/* The first trade, in trade order, of A's entries ga[0..na-1] (outer) with
+ * a partner's padded compact list gb (nb entries, a multiple of 16) whose
+ * peak is `peak`, as i * nb + j. */
+EPLB_CPU_TARGET_AVX512 static int32_t first_in_compact(float a_load, float b_load,
+                                                       const float *ga, int32_t na,
+                                                       const float *gb, int32_t nb, float peak)
+{
+    const __m512 a16 = _mm512_set1_ps(a_load), b16 = _mm512_set1_ps(b_load);
+    const __m512 want = _mm512_set1_ps(peak);
+    for (int32_t i = 0; i < na; i++)
+        for (int32_t j = 0; j < nb; j += 16) {
+            const __mmask16 hit = _mm512_cmp_ps_mask(
+                peaks(a16, b16, _mm512_set1_ps(ga[i]), _mm512_loadu_ps(gb + j)), want, _CMP_EQ_OQ);
+            if (hit)
+                return i * nb + j + __builtin_ctz((unsigned)hit);
+        }
+    return -1;
+}
+
+EPLB_CPU_TARGET_AVX512 void eplb_cpu_refine_positions_avx512(const refine_scratch *s, int32_t a,
+                                                             float a_load, int two_for_two,
+                                                             refine_best *trade)
+{
+    const int32_t b = trade->b, k = s->k, pairs = k * (k - 1) / 2;
+    const float b_load = s->load[b];
+    int32_t j, width;
+    if (s->ps > 0) {
+        width = two_for_two ? s->ps : s->ks;
+        j = two_for_two ? first_in_compact(a_load, b_load, s->pair_list + (size_t)a * (size_t)s->ps,
+                                           pairs, s->pair_list + (size_t)b * (size_t)s->ps, s->ps,
+                                           trade->peak)
+                        : first_in_compact(a_load, b_load, s->t + a * k, k,
+                                           s->singles + (size_t)b * (size_t)s->ks, s->ks,
+                                           trade->peak);
+    } else {
+        const float *give_b = s->give_b + (size_t)b * (size_t)(s->ones + s->twos);
+        width = two_for_two ? pairs : k;
+        j = two_for_two ? first_in_lists(a_load, b_load, s->give_a + s->ones, give_b + s->ones,
+                                         s->twos, trade->peak)
+                        : first_in_lists(a_load, b_load, s->give_a, give_b, s->ones, trade->peak);
+    }
+    trade->a_pos = j / width;
+    trade->b_pos = j % width;
+}
+#endif
