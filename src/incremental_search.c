@@ -31,17 +31,21 @@ static void refresh_gpu(const search_state *st, int64_t g)
         s->tally2[cur[q]]++;
         s->tally2[base[q]]--;
     }
-    float low = st->u[q0], high = st->u[q0];
     for (int64_t q = q0; q < q1; q++) {
         s->own_excess[q] = s->tally2[cur[q]];
         s->arrival_cost[q] = 1 - (s->own_excess[q] > 0);
         if (st->ordered)
             s->order_arrival[s->order_pos[q]] = s->arrival_cost[q];
-        low = st->u[q] < low ? st->u[q] : low;
-        high = st->u[q] > high ? st->u[q] : high;
     }
     for (int64_t q = q0; q < q1; q++)
         s->tally2[cur[q]] = s->tally2[base[q]] = 0;
+    if (st->vector)
+        return; /* the bounds serve the plain loop's skips only */
+    float low = st->u[q0], high = st->u[q0];
+    for (int64_t q = q0; q < q1; q++) {
+        low = st->u[q] < low ? st->u[q] : low;
+        high = st->u[q] > high ? st->u[q] : high;
+    }
     s->gpu_bounds[g].lowest = low;
     s->gpu_bounds[g].highest = high;
 }
