@@ -59,6 +59,7 @@ typedef struct eplb_incremental_scratch {
     eplb_gpu_bounds *gpu_bounds; /* [domain GPUs] */
     float *slot_gpu_load;  /* [domain slots]: the load of each slot's GPU */
     int32_t *gpu_of;       /* [domain slots]: each slot's GPU in the domain */
+    int32_t *domain_of;    /* [R]: each slot's domain */
     int32_t *cur_head;     /* [E] each expert's first slot in the domain now, or -1 */
     int32_t *base_head;    /* [E] the same in the previous plan */
     int32_t *cur_next;     /* [domain slots] the next slot of the same expert, or -1 */

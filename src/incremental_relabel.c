@@ -57,6 +57,7 @@ int eplb_incremental_scratch_alloc(eplb_incremental_scratch *s, const eplb_layer
     s->gpu_bounds = malloc(gd * sizeof *s->gpu_bounds);
     s->slot_gpu_load = malloc(dn * sizeof *s->slot_gpu_load);
     s->gpu_of = malloc(dn * sizeof *s->gpu_of);
+    s->domain_of = malloc(R * sizeof *s->domain_of);
     s->cur_head = malloc(E * sizeof *s->cur_head);
     s->base_head = malloc(E * sizeof *s->base_head);
     s->cur_next = malloc(dn * sizeof *s->cur_next);
@@ -79,7 +80,7 @@ int eplb_incremental_scratch_alloc(eplb_incremental_scratch *s, const eplb_layer
     s->domain_options = malloc(4 * (size_t)g->domains * sizeof *s->domain_options);
     if (!s->tally || !s->tally2 || !s->row_of || !s->relabelled || !s->anchored || !s->kept ||
         !s->moved || !s->slot_load || !s->start_load || !s->sorted || !s->gpu_sorted || !s->gpu_load || !s->cursor ||
-        !s->own_excess || !s->arrival_cost || !s->gpu_bounds || !s->slot_gpu_load || !s->gpu_of ||
+        !s->own_excess || !s->arrival_cost || !s->gpu_bounds || !s->slot_gpu_load || !s->gpu_of || !s->domain_of ||
         !s->cur_head || !s->base_head || !s->cur_next || !s->base_next ||
         !s->away_excess || !s->away_row || !s->order_u || !s->order_slot || !s->order_gpu ||
         !s->order_load || !s->order_arrival || !s->order_pos || !s->order_tmp || !s->overlap || !s->pairs ||
@@ -92,6 +93,8 @@ int eplb_incremental_scratch_alloc(eplb_incremental_scratch *s, const eplb_layer
         s->row_of[e] = s->cur_head[e] = s->base_head[e] = -1;
     for (size_t q = 0; q < dn; q++)
         s->gpu_of[q] = (int32_t)(q / spg);
+    for (size_t q = 0; q < R; q++)
+        s->domain_of[q] = (int32_t)(q / dn);
     s->vector = vector_allowed(g);
     return 1;
 }
@@ -116,6 +119,7 @@ void eplb_incremental_scratch_free(eplb_incremental_scratch *s)
     free(s->gpu_bounds);
     free(s->slot_gpu_load);
     free(s->gpu_of);
+    free(s->domain_of);
     free(s->cur_head);
     free(s->base_head);
     free(s->cur_next);
@@ -245,8 +249,7 @@ float eplb_layer_max_gpu_load(const float *w, const int64_t *x, const eplb_layer
  * of src, with its count c there, the runs of its slots in old (a group's
  * slots are consecutive) each add min(run, c) to their group's entry. So the
  * work follows the slots and their replicas, not k * k * n. ov: [k] zero on
- * entry and on return. group_of: each slot's group (q / n), or NULL to
- * divide. */
+ * entry and on return. group_of: each slot's group (q / n). */
 static size_t overlap_pairs(const int64_t *src, const int64_t *old, int64_t k, int64_t n,
                             const int32_t *group_of, eplb_incremental_scratch *s, int32_t *ov,
                             match_pair *pairs)
@@ -269,9 +272,9 @@ static size_t overlap_pairs(const int64_t *src, const int64_t *old, int64_t k, i
                 continue; /* an expert met before in this group */
             count[group[i]] = 0;
             for (int32_t q = head[group[i]]; q >= 0;) {
-                const int64_t h = group_of ? group_of[q] : q / n;
+                const int64_t h = group_of[q];
                 int32_t run = 0;
-                for (; q >= 0 && (group_of ? group_of[q] : q / n) == h; q = next[q])
+                for (; q >= 0 && group_of[q] == h; q = next[q])
                     run++;
                 if (ov[h] == 0)
                     pairs[total++] = (match_pair){0, (int32_t)f, (int32_t)h};
@@ -374,7 +377,7 @@ void eplb_relabel_layer(const int64_t *prev, const int64_t *fresh, const eplb_la
     int64_t *gpu_match = s->match, *taken = s->match + k, *node_match = s->match + 2 * k;
     match_pair *pairs = s->pairs;
     if (K > 1) {
-        const size_t count = overlap_pairs(fresh, prev, K, rn, NULL, s, s->overlap, pairs);
+        const size_t count = overlap_pairs(fresh, prev, K, rn, s->domain_of, s, s->overlap, pairs);
         greedy_match(pairs, count, K, rn, s, node_match, taken);
     } else {
         node_match[0] = 0;
