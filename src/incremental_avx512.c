@@ -288,21 +288,9 @@ TARGET_AVX512 int eplb_search_double_avx512(const search_state *st, int64_t A, c
                     }
                     for (; m; m &= (__mmask16)(m - 1)) {
                         const int j = k + __builtin_ctz(m);
-                        const int64_t b1 = B * spg + first_of[j], b2 = B * spg + second_of[j];
-                        const float dbj = db_of[j];
-                        uint64_t key = trade_key(a_without, load[B], gap, da, dbj, st->target, 0);
-                        if (key == NO_CANDIDATE || key_class(key) > key_class(best))
-                            continue;
-                        const int64_t qa[2] = {a1, a2}, qb[2] = {b1, b2};
-                        key = trade_key(a_without, load[B], gap, da, dbj, st->target,
-                                        eplb_search_double_cost(st, A, B, row, qa, qb));
-                        if (key < best) {
-                            best = key;
-                            pick[0] = a1;
-                            pick[1] = a2;
-                            pick[2] = b1;
-                            pick[3] = b2;
-                        }
+                        consider_double(st, A, B, row, a_without, gap, da, db_of[j], a1, a2,
+                                        B * spg + first_of[j], B * spg + second_of[j], &best,
+                                        pick);
                     }
                 }
             }

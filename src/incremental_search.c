@@ -300,23 +300,9 @@ static int best_double(const search_state *st, int64_t A, const int32_t *row, in
                 for (int64_t b1 = B * spg; b1 < (B + 1) * spg; b1++)
                     for (int64_t b2 = b1 + 1; b2 < (B + 1) * spg; b2++) {
                         const float db = u[b1] + u[b2];
-                        if (!(da > db))
-                            continue;
-                        /* The class first, with cost 0: the cost is worth
-                         * its work only for a class that can still win. */
-                        uint64_t key = trade_key(a_without, load[B], gap, da, db, st->target, 0);
-                        if (key == NO_CANDIDATE || key_class(key) > key_class(best))
-                            continue;
-                        const int64_t qa[2] = {a1, a2}, qb[2] = {b1, b2};
-                        key = trade_key(a_without, load[B], gap, da, db, st->target,
-                                        eplb_search_double_cost(st, A, B, row, qa, qb));
-                        if (key < best) {
-                            best = key;
-                            pick[0] = a1;
-                            pick[1] = a2;
-                            pick[2] = b1;
-                            pick[3] = b2;
-                        }
+                        if (da > db)
+                            consider_double(st, A, B, row, a_without, gap, da, db, a1, a2, b1, b2,
+                                            &best, pick);
                     }
             }
     }

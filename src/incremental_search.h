@@ -100,6 +100,32 @@ typedef struct search_state {
 int eplb_search_double_cost(const search_state *st, int64_t A, int64_t B, const int32_t *row,
                             const int64_t qa[2], const int64_t qb[2]);
 
+/* Weighs the double trade of A's slots a1, a2 (sum da) against B's b1, b2
+ * (sum db) and keeps it in *best and pick when its key is smaller (SPEC 13.5
+ * step 3). The class comes first, with cost 0: the cost is worth its work
+ * only for a class that can still win. Callers visit the trades in the
+ * spec's order, so a tie keeps the earlier one. */
+static inline void consider_double(const search_state *st, int64_t A, int64_t B,
+                                   const int32_t *row, float a_without, float gap, float da,
+                                   float db, int64_t a1, int64_t a2, int64_t b1, int64_t b2,
+                                   uint64_t *best, int64_t pick[4])
+{
+    const float load_b = st->load[B];
+    uint64_t key = trade_key(a_without, load_b, gap, da, db, st->target, 0);
+    if (key == NO_CANDIDATE || key_class(key) > key_class(*best))
+        return;
+    const int64_t qa[2] = {a1, a2}, qb[2] = {b1, b2};
+    key = trade_key(a_without, load_b, gap, da, db, st->target,
+                    eplb_search_double_cost(st, A, B, row, qa, qb));
+    if (key < *best) {
+        *best = key;
+        pick[0] = a1;
+        pick[1] = a2;
+        pick[2] = b1;
+        pick[3] = b2;
+    }
+}
+
 #if SEARCH_AVX512
 /* The most pairs of a GPU's slots the vector double scan takes; GPUs of
  * more slots take the loop. */
