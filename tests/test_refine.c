@@ -2,8 +2,8 @@
  * the independent reference's (tests/data/refine, written by
  * tests/reference/make_refine_fixtures.py) in every integer; over the random
  * cases refine keeps plans valid, keeps each row's slots in the row, and never
- * raises a row's maximum GPU load; bad values and backends without the stage
- * are refused with outputs untouched. */
+ * raises a row's maximum GPU load; bad values are refused with outputs
+ * untouched. */
 #include <dirent.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -159,27 +159,3 @@ Test(refine, out_of_range_values_are_refused)
     eplb_context_free(ctx);
 }
 
-/* A backend without the refine stage refuses the job, naming the cpu backend;
- * it never hands the job to another backend. */
-static void refused_without_the_stage(const char *name, void *arg)
-{
-    (void)arg;
-    eplb_context *ctx;
-    if (strcmp(name, "opencl") == 0 || strcmp(name, "cuda") == 0)
-        return; /* have the stage: tests/test_opencl_refine.c, tests/test_cuda_refine.c */
-    if (eplb_context_create(&ctx, name) != EPLB_OK)
-        return; /* present but not usable here: covered by its own suite */
-    eplb_options o;
-    eplb_options_init(&o);
-    o.refine = 256;
-    expect_refused_untouched(ctx, &o, EPLB_ERR_UNSUPPORTED, "runs on the cpu backend");
-    eplb_context_free(ctx);
-}
-
-Test(refine, backends_without_the_stage_refuse_it)
-{
-    char skipped[1024];
-    eplbt_for_each_other_backend(refused_without_the_stage, NULL, skipped, sizeof skipped);
-    if (skipped[0])
-        cr_log_info("not checked here: %s", skipped);
-}
