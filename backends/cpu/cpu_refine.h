@@ -67,6 +67,21 @@ static inline float eplb_cpu_refine_float_above(float x)
     return x;
 }
 
+/* Whether partner B, of load b_load, and every heavier partner are out of
+ * reach for the heaviest GPU, of load a_load, when above_best is the float
+ * after the best peak so far. Every trade with B has new loads summing to
+ * a_load + b_load before rounding, so the larger is at least their half.
+ * When that half lies above above_best, the rounded peak does too: B can
+ * neither beat the best nor tie it, and no heavier partner can. The margin
+ * covers the double's own rounding. Both searches (cpu_refine.c and
+ * cpu_refine_avx512.c) visit partners from the lightest up and stop here. */
+static inline int eplb_cpu_refine_partner_out_of_reach(float a_load, float b_load,
+                                                       float above_best)
+{
+    const double floor_b = (0.5 * (double)a_load + 0.5 * (double)b_load) * (1.0 - 0x1p-40);
+    return floor_b > (double)above_best;
+}
+
 #if EPLB_CPU_X86_DISPATCH
 /* The best one-for-one and two-for-two trades of GPU a (SPEC 10.3 step 2)
  * into one and two, which come in empty, without distinct: on the compact

@@ -184,14 +184,7 @@ search(refine_scratch *s, int compact, int32_t a, float a_load, refine_best *one
         if (b == a)
             continue;
         const float b_load = s->sorted[i];
-        /* Every trade with B has new loads summing to a_load + b_load
-         * before rounding, so the larger is at least their half. When
-         * that half lies above the float after the best peak so far, the
-         * rounded peak does too: B can neither beat the best nor tie it,
-         * and no heavier partner can. The margin covers the double's own
-         * rounding. */
-        const double floor_b = (0.5 * (double)a_load + 0.5 * (double)b_load) * (1.0 - 0x1p-40);
-        if (floor_b > (double)above_best)
+        if (eplb_cpu_refine_partner_out_of_reach(a_load, b_load, above_best))
             break;
         const __m512 b16 = _mm512_set1_ps(b_load);
         __m512 p1, p2;
