@@ -10,6 +10,7 @@
 #include "cli_plan.h"
 #include "cli_plan_options.h"
 #include "eplb/eplb.h"
+#include "plan_check.h"
 #include "load_weights.h"
 #include "output_file.h"
 #include "plan_json.h"
@@ -242,7 +243,7 @@ static int run_plan(const char *cmd, plan_args *a, const float *weight, const ch
                 (long long)s->groups, (long long)s->nodes, (long long)s->gpus, why);
         return EPLB_EXIT_USAGE;
     }
-    int hierarchical = s->groups % s->nodes == 0 && a->options.policy != EPLB_POLICY_GLOBAL;
+    const int hierarchical = eplb_plan_is_hierarchical(s, a->options.policy);
     if (a->options.policy == EPLB_POLICY_HIERARCHICAL && s->groups % s->nodes != 0) {
         fprintf(stderr, "eplb %s: --policy hierarchical needs groups (%lld) divisible by nodes "
                         "(%lld)\n", cmd, (long long)s->groups, (long long)s->nodes);
