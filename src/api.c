@@ -10,6 +10,7 @@
 #include "context.h"
 #include "eplb/eplb.h"
 #include "incremental.h"
+#include "incremental_device.h"
 #include "planner.h"
 #include "registry.h"
 
@@ -147,6 +148,19 @@ eplb_status eplb_rebalance_incremental(eplb_context *ctx, const float *weight,
         return st;
     return eplb_incremental_host(ctx, weight, shape, options, previous, phy2log, logcnt, log2phy,
                                  log2phy_width, width_needed);
+}
+
+eplb_status eplb_rebalance_incremental_device(eplb_context *ctx, const void *weight,
+                                              const eplb_shape *shape,
+                                              const eplb_options *options, const void *previous,
+                                              void *phy2log, void *logcnt, void *log2phy,
+                                              int64_t log2phy_width, void *stream)
+{
+    eplb_status st = begin_context_call(ctx);
+    if (st != EPLB_OK)
+        return st;
+    return eplb_incremental_device(ctx, weight, shape, options, previous, phy2log, logcnt, log2phy,
+                                   log2phy_width, stream);
 }
 
 eplb_status eplb_rebalance_device(eplb_context *ctx, const void *weight, const eplb_shape *shape,

@@ -248,6 +248,24 @@ EPLB_EXTERN eplb_status eplb_rebalance_incremental(eplb_context *ctx, const floa
                                                    int64_t *logcnt, int64_t *log2phy,
                                                    int64_t log2phy_width, int64_t *width_needed);
 
+/* The same for device memory (GPU backends; EPLB_ERR_UNSUPPORTED on the cpu
+ * backend): weight, previous and the outputs are buffer handles as for
+ * eplb_rebalance_device (device pointers for cuda, cl_mem for opencl), and
+ * log2phy is required (width >= 1). The plan is eplb_rebalance_incremental's,
+ * bit for bit: the call reads weight and previous on stream (after the work
+ * enqueued there before it), plans through the host as that entry does, and
+ * writes the outputs on stream. Unlike eplb_rebalance_device it is
+ * synchronous: it returns once the outputs are written, and every error, an
+ * invalid weight or a too-small log2phy width included, is its return
+ * status (eplb_device_status does not report on it). On any error the outputs
+ * are left untouched, but for a failed copy to the device. */
+EPLB_EXTERN eplb_status eplb_rebalance_incremental_device(eplb_context *ctx, const void *weight,
+                                                          const eplb_shape *shape,
+                                                          const eplb_options *options,
+                                                          const void *previous, void *phy2log,
+                                                          void *logcnt, void *log2phy,
+                                                          int64_t log2phy_width, void *stream);
+
 /* What a rebalance from one placement to another transfers (SPEC 13.3). Fill
  * with eplb_moves_init() first. */
 typedef struct eplb_moves {
