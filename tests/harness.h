@@ -143,6 +143,31 @@ EPLBT_HELPER eplb_context *eplbt_open_opencl_or_skip(void)
     return NULL;
 }
 
+/* A row's trades shared by a group of 64 work-items and reduced through
+ * local memory: a GPU's layout, on any device. Like every EPLB_TUNE_ knob,
+ * read when a context is created. */
+EPLBT_HELPER void eplbt_opencl_use_groups(void) { setenv("EPLB_TUNE_OPENCL_FUSED_WG", "64", 1); }
+
+/* A local-memory budget no row fits: the rows' placement in global scratch. */
+EPLBT_HELPER void eplbt_opencl_use_global_memory(void)
+{
+    setenv("EPLB_TUNE_OPENCL_LOCAL_MEM", "1", 1);
+}
+
+/* A cuda context, or the test skipped where the cuda backend is unavailable
+ * (no module, driver or GPU); fails where the backend opened and then failed
+ * its self-test against the cpu backend. */
+EPLBT_HELPER eplb_context *eplbt_open_cuda_or_skip(void)
+{
+    eplb_context *ctx = NULL;
+    if (eplb_context_create(&ctx, "cuda") == EPLB_OK)
+        return ctx;
+    const char *why = eplb_last_error();
+    cr_assert(!strstr(why, "self-test"), "cuda backend broken: %s", why);
+    cr_skip_test("cuda backend unavailable: %s", why);
+    return NULL;
+}
+
 /* ---- invariants ----------------------------------------------------------------- */
 
 /* The plan checker of the tools (plan_check.h), with the case's label in
@@ -239,6 +264,38 @@ EPLBT_HELPER int eplbt_for_each_random_case(uint64_t seed, int repeats, eplbt_ca
     return cases;
 }
 
+/* ---- named shapes --------------------------------------------------------------- */
+
+/* A shape to plan, the policy to plan it under, and its name in messages. */
+typedef struct eplbt_named_shape {
+    const char *name;
+    eplb_shape shape;
+    eplb_policy policy;
+} eplbt_named_shape;
+
+/* The bench workload's weights for a named shape (malloc'd), with default
+ * options but for 8 candidates, 20 iterations and the shape's policy. */
+EPLBT_HELPER float *eplbt_named_shape_case(const eplbt_named_shape *c, eplb_options *o)
+{
+    float *weight = eplbt_workload_case(&c->shape, 1, 0, 8, 20, 0, o);
+    o->policy = c->policy;
+    return weight;
+}
+
+/* DeepSeek-V3's shapes (6 of its 58 layers, for the tests' time), then rows
+ * where a stage has little or nothing to do: one GPU per row (m = 1), one
+ * slot per GPU (k = 1), two GPUs of two slots. Every suite that compares a
+ * GPU backend's plans with the cpu backend's plans each of them. */
+static const eplbt_named_shape eplbt_named_shapes[] = {
+    {"v3 hierarchical 288/8/4/32", {6, 256, 288, 8, 4, 32}, EPLB_POLICY_AUTO},
+    {"v3 global 288/72", {6, 256, 288, 8, 4, 72}, EPLB_POLICY_GLOBAL},
+    {"v3 global 320/64", {6, 256, 320, 8, 4, 64}, EPLB_POLICY_GLOBAL},
+    {"one GPU per node (m = 1)", {3, 64, 96, 4, 4, 4}, EPLB_POLICY_HIERARCHICAL},
+    {"one slot per GPU (k = 1)", {3, 64, 96, 8, 4, 96}, EPLB_POLICY_GLOBAL},
+    {"two GPUs of two slots", {4, 4, 4, 1, 1, 2}, EPLB_POLICY_GLOBAL},
+};
+#define EPLBT_NAMED_SHAPES (sizeof eplbt_named_shapes / sizeof eplbt_named_shapes[0])
+
 /* ---- backends ------------------------------------------------------------------- */
 
 /* Runs each on every backend but cpu that can run here, by name; lists the
@@ -312,6 +369,39 @@ EPLBT_HELPER long eplbt_first_unpoisoned(const void *p, size_t bytes)
     for (size_t i = 0; i < bytes; i++)
         if (b[i] != EPLBT_POISON) return (long)i;
     return -1;
+}
+
+/* eplb_rebalance into poisoned outputs, log2phy of the given width (none
+ * where width is 0); where the call fails, its message must hold
+ * message_part and every output byte must still be poison. Returns the
+ * status. */
+EPLBT_HELPER eplb_status eplbt_plan_poisoned(eplb_context *ctx, const float *weight,
+                                             const eplb_shape *s, const eplb_options *o,
+                                             int64_t width, const char *message_part)
+{
+    const size_t L = (size_t)s->layers, E = (size_t)s->experts, R = (size_t)s->replicas;
+    const size_t phy2log_bytes = L * R * sizeof(int64_t), logcnt_bytes = L * E * sizeof(int64_t);
+    const size_t log2phy_bytes = L * E * (size_t)width * sizeof(int64_t);
+    int64_t *phy2log = malloc(phy2log_bytes), *logcnt = malloc(logcnt_bytes);
+    int64_t *log2phy = width > 0 ? malloc(log2phy_bytes) : NULL;
+    cr_assert(phy2log && logcnt && (width == 0 || log2phy), "test harness: out of memory");
+    eplbt_poison(phy2log, phy2log_bytes);
+    eplbt_poison(logcnt, logcnt_bytes);
+    if (log2phy)
+        eplbt_poison(log2phy, log2phy_bytes);
+    const eplb_status st = eplb_rebalance(ctx, weight, s, o, phy2log, logcnt, log2phy, width, NULL);
+    if (st != EPLB_OK) {
+        const char *message = eplb_context_last_error(ctx);
+        cr_expect(strstr(message, message_part), "message '%s' lacks '%s'", message, message_part);
+        cr_expect_eq(eplbt_first_unpoisoned(phy2log, phy2log_bytes), -1, "phy2log written");
+        cr_expect_eq(eplbt_first_unpoisoned(logcnt, logcnt_bytes), -1, "logcnt written");
+        if (log2phy)
+            cr_expect_eq(eplbt_first_unpoisoned(log2phy, log2phy_bytes), -1, "log2phy written");
+    }
+    free(phy2log);
+    free(logcnt);
+    free(log2phy);
+    return st;
 }
 
 #endif /* EPLB_TESTS_HARNESS_H */

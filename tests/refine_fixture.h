@@ -1,10 +1,11 @@
 /* The refine fixtures of tests/data/refine (docs/spec.md section 10),
  * written by tests/reference/make_refine_fixtures.py: their reader and the
- * comparison of a plan with one, for the suites that check a backend against
- * them (test_refine.c, test_opencl_refine.c). The distinct fixtures of
- * tests/data/distinct (section 11, make_distinct_fixtures.py, for
- * test_distinct.c) have the same format, with 'distinct 1' ending the
- * options line. Header-only, like harness.h. */
+ * comparison of a backend's plans with them, for the suites that check a
+ * backend against them (test_refine.c and the opencl and cuda ones). The
+ * distinct fixtures of tests/data/distinct (section 11,
+ * make_distinct_fixtures.py, for test_distinct.c and the opencl and cuda
+ * ones) have the same format, with 'distinct 1' ending the options line.
+ * Header-only, like harness.h. */
 #ifndef EPLB_TESTS_REFINE_FIXTURE_H
 #define EPLB_TESTS_REFINE_FIXTURE_H
 
@@ -15,7 +16,8 @@
 
 #include "harness.h"
 
-#define FIXTURE_DIR EPLB_TEST_DATA_DIR "/refine"
+#define REFINE_FIXTURE_DIR EPLB_TEST_DATA_DIR "/refine"
+#define DISTINCT_FIXTURE_DIR EPLB_TEST_DATA_DIR "/distinct"
 
 typedef struct refine_fixture {
     char name[128];
@@ -107,10 +109,11 @@ EPLBT_HELPER void fixture_free(refine_fixture *fx)
     free(fx->log2phy);
 }
 
-EPLBT_HELPER int fixture_count(void)
+/* The fixtures in dir. */
+EPLBT_HELPER int fixture_count(const char *dir)
 {
-    DIR *d = opendir(FIXTURE_DIR);
-    cr_assert(d, "cannot open %s", FIXTURE_DIR);
+    DIR *d = opendir(dir);
+    cr_assert(d, "cannot open %s", dir);
     int n = 0;
     struct dirent *ent;
     while ((ent = readdir(d)))
@@ -167,6 +170,20 @@ EPLBT_HELPER int fixtures_match(const char *dir, const char *backend, int *hiera
     closedir(d);
     eplb_context_free(ctx);
     return checked;
+}
+
+/* fixtures_match, and the fixtures there: at least at_least of them, both
+ * policies among them. label names the run in the messages (the backend,
+ * and what its knobs chose). */
+EPLBT_HELPER void expect_fixtures_match(const char *label, const char *dir, const char *backend,
+                                        int at_least)
+{
+    int hierarchical = 0;
+    const int checked = fixtures_match(dir, backend, &hierarchical);
+    cr_expect_geq(checked, at_least, "%s: %d of the fixtures of %s planned, %d expected", label,
+                  checked, dir, at_least);
+    cr_expect_geq(hierarchical, 2, "%s: the fixtures cover the hierarchical policy", label);
+    cr_expect_geq(checked - hierarchical, 2, "%s: the fixtures cover the global policy", label);
 }
 
 #endif /* EPLB_TESTS_REFINE_FIXTURE_H */

@@ -12,71 +12,35 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "cuda_suites.h"
 #include "harness.h"
 #include "refine_fixture.h"
 
-#define DISTINCT_FIXTURE_DIR EPLB_TEST_DATA_DIR "/distinct"
-
-/* Skips without a usable GPU, but fails when the backend opened and then
- * failed its self-test against the cpu backend. */
-static eplb_context *cuda_or_skip(void)
-{
-    eplb_context *ctx = NULL;
-    if (eplb_context_create(&ctx, "cuda") == EPLB_OK)
-        return ctx;
-    const char *why = eplb_last_error();
-    cr_assert(!strstr(why, "self-test"), "cuda backend broken: %s", why);
-    cr_skip_test("cuda backend unavailable: %s", why);
-    return NULL;
-}
-
-/* The two EPLB_TUNE_CUDA_PATH values, read when a context is created. */
-static const char *const paths[] = {"fused", "stages"};
-#define PATHS (sizeof paths / sizeof paths[0])
-
-typedef struct cuda_and_cpu {
-    eplb_context *cuda[PATHS], *cpu;
+/* The contexts, and how many plans cpu made or refused. */
+typedef struct distinct_run {
+    cuda_and_cpu contexts;
     int planned, refused;
-} cuda_and_cpu;
-
-static cuda_and_cpu open_contexts(void)
-{
-    cuda_and_cpu run;
-    memset(&run, 0, sizeof run);
-    for (size_t i = 0; i < PATHS; i++) {
-        setenv("EPLB_TUNE_CUDA_PATH", paths[i], 1);
-        run.cuda[i] = cuda_or_skip();
-        unsetenv("EPLB_TUNE_CUDA_PATH");
-    }
-    run.cpu = eplbt_context("cpu");
-    return run;
-}
-
-static void free_contexts(cuda_and_cpu *run)
-{
-    for (size_t i = 0; i < PATHS; i++)
-        eplb_context_free(run->cuda[i]);
-    eplb_context_free(run->cpu);
-}
+} distinct_run;
 
 /* Plans with distinct on every cuda path and on cpu: the same status, and
  * when it is EPLB_OK the same plan. */
-static void expect_same_as_cpu(cuda_and_cpu *run, const char *name, const float *weight,
+static void expect_same_as_cpu(distinct_run *run, const char *name, const float *weight,
                                const eplb_shape *shape, eplb_options options, int32_t refine)
 {
+    const cuda_and_cpu *contexts = &run->contexts;
     options.distinct = 1;
     options.refine = refine;
     eplbt_plan want;
-    const eplb_status want_st = eplbt_plan_try(run->cpu, weight, shape, &options, &want);
-    for (size_t i = 0; i < PATHS; i++) {
+    const eplb_status want_st = eplbt_plan_try(contexts->cpu, weight, shape, &options, &want);
+    for (size_t i = 0; i < CUDA_PATHS; i++) {
         eplbt_plan got;
-        const eplb_status st = eplbt_plan_try(run->cuda[i], weight, shape, &options, &got);
+        const eplb_status st = eplbt_plan_try(contexts->cuda[i], weight, shape, &options, &got);
         cr_expect_eq(st, want_st, "%s, refine %d, path %s: status %s, cpu %s: %s", name,
-                     (int)refine, paths[i], eplb_status_string(st), eplb_status_string(want_st),
-                     eplb_context_last_error(run->cuda[i]));
+                     (int)refine, cuda_paths[i], eplb_status_string(st),
+                     eplb_status_string(want_st), eplb_context_last_error(contexts->cuda[i]));
         if (st == EPLB_OK && want_st == EPLB_OK)
             cr_expect(eplbt_plans_equal(&got, &want), "%s, refine %d, path %s: the plan differs "
-                      "from cpu", name, (int)refine, paths[i]);
+                      "from cpu", name, (int)refine, cuda_paths[i]);
         eplbt_plan_free(&got);
     }
     eplbt_plan_free(&want);
@@ -92,15 +56,7 @@ static const int32_t refines[] = {0, 1, 256};
 /* Every fixture, in every integer, on every path. */
 Test(cuda_distinct, fixtures_equal_the_reference, .timeout = 600)
 {
-    eplb_context_free(cuda_or_skip());
-    for (size_t i = 0; i < PATHS; i++) {
-        int hierarchical;
-        setenv("EPLB_TUNE_CUDA_PATH", paths[i], 1);
-        cr_expect_geq(fixtures_match(DISTINCT_FIXTURE_DIR, "cuda", &hierarchical), 10, "path %s",
-                      paths[i]);
-        unsetenv("EPLB_TUNE_CUDA_PATH");
-        cr_expect_geq(hierarchical, 2, "the fixtures cover the hierarchical policy");
-    }
+    expect_fixtures_match_on_every_path(DISTINCT_FIXTURE_DIR, 10);
 }
 
 /* Every shape kind and weight pattern; shapes that SPEC 11.2 rules out are
@@ -114,62 +70,52 @@ static void random_case_same_as_cpu(const eplb_random_case *c, uint64_t *state, 
 
 Test(cuda_distinct, random_cases_plan_as_on_the_cpu_backend, .timeout = 1200)
 {
-    cuda_and_cpu run = open_contexts();
+    distinct_run run = {cuda_and_cpu_open(), 0, 0};
     cr_expect_geq(eplbt_for_each_random_case(1719, 3, random_case_same_as_cpu, &run), 108);
     cr_expect_gt(run.planned, 100);
-    free_contexts(&run);
+    cuda_and_cpu_free(&run.contexts);
 }
 
-/* DeepSeek-V3's shapes (6 of its 58 layers) on the bench workload, with a
- * few experts made hot enough for the cap, then rows of special sizes. */
+/* A shape on the bench workload, then with a few experts made hot enough
+ * for the cap; with each refine cap up to most_refine. The restore (refine
+ * 0) runs at most its fixed trades on the rows the stage changed, so big
+ * rows, which the cap leaves alone, run it and refine 1 only (the cpu's
+ * time). */
+static void same_as_cpu_on_shape(distinct_run *run, const eplbt_named_shape *c,
+                                 int32_t most_refine)
+{
+    const eplb_shape *s = &c->shape;
+    eplb_options options;
+    float *weight = eplbt_named_shape_case(c, &options);
+    for (int hot = 0; hot < 2; hot++) {
+        if (hot)
+            for (int64_t l = 0; l < s->layers; l++)
+                for (int64_t e = 0; e < 3 && e < s->experts; e++)
+                    weight[l * s->experts + e * 5 % s->experts] *= 60.0f / (float)(e + 1);
+        char label[224];
+        snprintf(label, sizeof label, "%s%s", c->name, hot ? ", hot experts" : "");
+        for (size_t i = 0; i < REFINES && refines[i] <= most_refine; i++)
+            expect_same_as_cpu(run, label, weight, s, options, refines[i]);
+    }
+    free(weight);
+}
+
+/* The named shapes, then rows of special sizes. */
 Test(cuda_distinct, named_shapes_plan_as_on_the_cpu_backend, .timeout = 1200)
 {
-    static const struct {
-        const char *name;
-        eplb_shape shape;
-        eplb_policy policy;
-        int32_t most_refine; /* caps above it are not checked (the cpu's time) */
-    } shapes[] = {
-        {"v3 hierarchical 288/8/4/32", {6, 256, 288, 8, 4, 32}, EPLB_POLICY_AUTO, 256},
-        {"v3 global 288/72", {6, 256, 288, 8, 4, 72}, EPLB_POLICY_GLOBAL, 256},
-        {"v3 global 320/64", {6, 256, 320, 8, 4, 64}, EPLB_POLICY_GLOBAL, 256},
-        {"two GPUs of one pair each", {4, 4, 4, 1, 1, 2}, EPLB_POLICY_GLOBAL, 256},
-        /* 8192 slots a row: the row's state beyond 48 KiB, in global memory. */
-        {"8192 slots on 512 GPUs", {1, 2048, 8192, 1, 1, 512}, EPLB_POLICY_GLOBAL, 1},
-        /* 2 * (305^2 + 46360^2) trades per step: numbered in 64 bits. */
-        {"two GPUs of 305 slots", {1, 610, 610, 1, 1, 2}, EPLB_POLICY_GLOBAL, 1},
-    };
-    cuda_and_cpu run = open_contexts();
-    for (size_t i = 0; i < sizeof shapes / sizeof shapes[0]; i++) {
-        const eplb_shape *s = &shapes[i].shape;
-        eplb_options options;
-        float *weight = eplbt_workload_case(s, 1, 0, 8, 20, 0, &options);
-        options.policy = shapes[i].policy;
-        for (int hot = 0; hot < 2; hot++) {
-            if (hot)
-                for (int64_t l = 0; l < s->layers; l++)
-                    for (int64_t e = 0; e < 3 && e < s->experts; e++)
-                        weight[l * s->experts + e * 5 % s->experts] *= 60.0f / (float)(e + 1);
-            for (size_t c = 0; c < REFINES; c++) {
-                /* The restore (refine 0) runs at most its fixed trades on the rows the
-                 * stage changed, which these big rows' cap does not make. */
-                if (refines[c] > shapes[i].most_refine)
-                    continue;
-                char label[224];
-                snprintf(label, sizeof label, "%s%s", shapes[i].name, hot ? ", hot experts" : "");
-                expect_same_as_cpu(&run, label, weight, s, options, refines[c]);
-            }
-        }
-        free(weight);
-    }
-    free_contexts(&run);
+    distinct_run run = {cuda_and_cpu_open(), 0, 0};
+    for (size_t i = 0; i < EPLBT_NAMED_SHAPES; i++)
+        same_as_cpu_on_shape(&run, &eplbt_named_shapes[i], 256);
+    same_as_cpu_on_shape(&run, &cuda_wide_row, 1);
+    same_as_cpu_on_shape(&run, &cuda_many_trades, 1);
+    cuda_and_cpu_free(&run.contexts);
 }
 
 /* A plan with distinct has no GPU holding an expert twice; off, the plan is
  * the one of before the option. */
 Test(cuda_distinct, no_duplicates_and_off_is_unchanged)
 {
-    eplb_context *cuda = cuda_or_skip();
+    eplb_context *cuda = eplbt_open_cuda_or_skip();
     const eplb_shape shape = {2, 16, 24, 4, 1, 8};
     eplb_options options;
     float *weight = eplbt_workload_case(&shape, 1, 0, 8, 20, 0, &options);

@@ -12,16 +12,10 @@
 #include "harness.h"
 #include "refine_fixture.h"
 
-#define DISTINCT_FIXTURE_DIR EPLB_TEST_DATA_DIR "/distinct"
-
 /* Every fixture: the cpu backend's plan with distinct equals the reference's. */
 Test(distinct, cpu_plans_equal_the_reference_fixtures)
 {
-    int hierarchical = 0;
-    const int checked = fixtures_match(DISTINCT_FIXTURE_DIR, "cpu", &hierarchical);
-    cr_expect_geq(checked, 10, "the distinct fixtures are there");
-    cr_expect_geq(hierarchical, 2, "the fixtures cover the hierarchical policy");
-    cr_expect_geq(checked - hierarchical, 2, "the fixtures cover the global policy");
+    expect_fixtures_match("cpu", DISTINCT_FIXTURE_DIR, "cpu", 10);
 }
 
 /* ---- properties over the random cases ------------------------------------------ */
@@ -103,8 +97,7 @@ static void distinct_keeps_promises(const eplb_random_case *c, uint64_t *state, 
 
 Test(distinct, plans_are_valid_and_have_no_duplicates)
 {
-    property_run run = {0};
-    cr_assert_eq(eplb_context_create(&run.ctx, "cpu"), EPLB_OK);
+    property_run run = {.ctx = eplbt_context("cpu")};
     const int cases = eplbt_for_each_random_case(11, 4, distinct_keeps_promises, &run);
     eplb_context_free(run.ctx);
     cr_expect_geq(cases, 100);
@@ -123,22 +116,10 @@ static const eplb_shape narrow_shape = {.layers = 2, .experts = 8, .replicas = 3
                                         .nodes = 2, .gpus = 4};
 static const float narrow_weight[16] = {9, 1, 4, 4, 2, 7, 3, 5, 1, 1, 8, 2, 6, 3, 3, 4};
 
+/* Plans the narrow shape; a refusal must leave the outputs untouched. */
 static eplb_status plan_untouched(eplb_context *ctx, const eplb_options *o, const char *message_part)
 {
-    int64_t phy2log[64], logcnt[16], log2phy[16 * 32];
-    eplbt_poison(phy2log, sizeof phy2log);
-    eplbt_poison(logcnt, sizeof logcnt);
-    eplbt_poison(log2phy, sizeof log2phy);
-    const eplb_status st =
-        eplb_rebalance(ctx, narrow_weight, &narrow_shape, o, phy2log, logcnt, log2phy, 32, NULL);
-    if (st != EPLB_OK) {
-        cr_expect(strstr(eplb_context_last_error(ctx), message_part), "message '%s' lacks '%s'",
-                  eplb_context_last_error(ctx), message_part);
-        cr_expect_eq(eplbt_first_unpoisoned(phy2log, sizeof phy2log), -1);
-        cr_expect_eq(eplbt_first_unpoisoned(logcnt, sizeof logcnt), -1);
-        cr_expect_eq(eplbt_first_unpoisoned(log2phy, sizeof log2phy), -1);
-    }
-    return st;
+    return eplbt_plan_poisoned(ctx, narrow_weight, &narrow_shape, o, 32, message_part);
 }
 
 Test(distinct, a_row_with_fewer_experts_than_gpu_slots_is_refused)

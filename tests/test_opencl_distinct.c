@@ -13,40 +13,27 @@
 #include "harness.h"
 #include "refine_fixture.h"
 
-#define DISTINCT_FIXTURE_DIR EPLB_TEST_DATA_DIR "/distinct"
-
-/* A GPU's layout on any device: a row's trades shared by a group of 64
- * work-items, reduced through local memory. */
-static void use_groups(void) { setenv("EPLB_TUNE_OPENCL_FUSED_WG", "64", 1); }
-
-/* A local-memory budget no row fits: the rows' placement in global scratch. */
-static void use_global_memory(void) { setenv("EPLB_TUNE_OPENCL_LOCAL_MEM", "1", 1); }
-
 /* ---- the reference's fixtures ------------------------------------------------- */
 
 static void check_every_fixture(void)
 {
     /* Skips the test where OpenCL is absent, before fixtures_match asserts. */
     eplb_context_free(eplbt_open_opencl_or_skip());
-    int hierarchical = 0;
-    const int checked = fixtures_match(DISTINCT_FIXTURE_DIR, "opencl", &hierarchical);
-    cr_expect_geq(checked, 17, "the distinct fixtures are there");
-    cr_expect_geq(hierarchical, 2, "the fixtures cover the hierarchical policy");
-    cr_expect_geq(checked - hierarchical, 2, "the fixtures cover the global policy");
+    expect_fixtures_match("opencl", DISTINCT_FIXTURE_DIR, "opencl", 17);
 }
 
 Test(opencl_distinct, fixtures_equal_the_reference) { check_every_fixture(); }
 
 Test(opencl_distinct, fixtures_equal_the_reference_in_groups)
 {
-    use_groups();
+    eplbt_opencl_use_groups();
     check_every_fixture();
 }
 
 Test(opencl_distinct, fixtures_equal_the_reference_in_global_memory)
 {
-    use_groups();
-    use_global_memory();
+    eplbt_opencl_use_groups();
+    eplbt_opencl_use_global_memory();
     check_every_fixture();
 }
 
@@ -108,73 +95,56 @@ static void compare(against_cpu *run, const char *label, const float *weight,
     eplbt_plan_free(&want);
 }
 
+/* compare with each refine cap; the label is the name, then what. */
+static void compare_each_refine(against_cpu *run, const char *name, const char *what,
+                                const float *weight, const eplb_shape *s, eplb_options options)
+{
+    for (size_t i = 0; i < sizeof refines / sizeof refines[0]; i++) {
+        options.refine = refines[i];
+        char label[200];
+        snprintf(label, sizeof label, "%s%s refine %d", name, what, (int)options.refine);
+        compare(run, label, weight, s, options);
+    }
+}
+
 /* Each random case (every shape kind, k = 1 and one-GPU rows among them,
  * and weight patterns full of ties, zeros, -0 and overflowing sums) with
  * each refine cap, under its own policy and the global one. */
 static void same_as_cpu(const eplb_random_case *c, uint64_t *state, void *arg)
 {
     (void)state;
-    against_cpu *run = arg;
     eplb_options options = c->options;
-    for (int global = 0; global < 2; global++) {
-        if (global)
-            options.policy = EPLB_POLICY_GLOBAL;
-        for (size_t i = 0; i < sizeof refines / sizeof refines[0]; i++) {
-            options.refine = refines[i];
-            char label[200];
-            snprintf(label, sizeof label, "%s%s refine %d", c->name, global ? " global" : "",
-                     (int)options.refine);
-            compare(run, label, c->weight, &c->shape, options);
-        }
-    }
+    compare_each_refine(arg, c->name, "", c->weight, &c->shape, options);
+    options.policy = EPLB_POLICY_GLOBAL;
+    compare_each_refine(arg, c->name, " global", c->weight, &c->shape, options);
 }
 
-/* DeepSeek-V3's shapes (fewer layers) on the bench workload with a hot expert
- * per layer, so that the cap frees slots; shapes whose rows have one GPU or
- * one slot per GPU, so that the stage has nothing to do; and equal weights,
- * where every partner and every trade ties. */
+/* A named shape on the bench workload, then with a hot expert per layer, so
+ * that the cap frees slots, then with equal weights, where every partner
+ * and every trade ties. Rows of one GPU or one slot per GPU leave the stage
+ * nothing to do. */
+static void same_as_cpu_on_named_shape(against_cpu *run, const eplbt_named_shape *c)
+{
+    const eplb_shape *s = &c->shape;
+    eplb_options options;
+    float *weight = eplbt_named_shape_case(c, &options);
+    compare_each_refine(run, c->name, "", weight, s, options);
+    for (int64_t l = 0; l < s->layers; l++)
+        weight[l * s->experts + l % s->experts] *= 200.0f;
+    compare_each_refine(run, c->name, " hot", weight, s, options);
+    for (int64_t j = 0; j < s->layers * s->experts; j++)
+        weight[j] = 2.0f;
+    compare_each_refine(run, c->name, " equal", weight, s, options);
+    free(weight);
+}
+
 static void same_as_cpu_on_named_shapes(against_cpu *run)
 {
-    static const struct {
-        const char *name;
-        eplb_shape shape;
-        int policy;
-    } cases[] = {
-        {"v3 hierarchical 288/8/4/32", {6, 256, 288, 8, 4, 32}, EPLB_POLICY_AUTO},
-        {"v3 global 288/72", {6, 256, 288, 8, 4, 72}, EPLB_POLICY_GLOBAL},
-        {"v3 global 320/64", {6, 256, 320, 8, 4, 64}, EPLB_POLICY_GLOBAL},
-        {"one GPU per node (m = 1)", {3, 64, 96, 4, 4, 4}, EPLB_POLICY_HIERARCHICAL},
-        {"one slot per GPU (k = 1)", {3, 64, 96, 8, 4, 96}, EPLB_POLICY_GLOBAL},
-        {"few experts, many slots", {2, 8, 32, 2, 2, 4}, EPLB_POLICY_GLOBAL},
-        {"two GPUs of two slots", {4, 4, 4, 1, 1, 2}, EPLB_POLICY_GLOBAL},
-    };
-    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
-        const eplb_shape *s = &cases[i].shape;
-        eplb_options options;
-        float *weight = eplbt_workload_case(s, 1, 0, 8, 20, 0, &options);
-        options.policy = cases[i].policy;
-        for (int hot = 0; hot < 2; hot++) {
-            if (hot)
-                for (int64_t l = 0; l < s->layers; l++)
-                    weight[l * s->experts + l % s->experts] *= 200.0f;
-            for (size_t r = 0; r < sizeof refines / sizeof refines[0]; r++) {
-                options.refine = refines[r];
-                char label[200];
-                snprintf(label, sizeof label, "%s%s refine %d", cases[i].name, hot ? " hot" : "",
-                         (int)options.refine);
-                compare(run, label, weight, s, options);
-            }
-        }
-        for (int64_t j = 0; j < s->layers * s->experts; j++)
-            weight[j] = 2.0f;
-        for (size_t r = 0; r < sizeof refines / sizeof refines[0]; r++) {
-            options.refine = refines[r];
-            char label[200];
-            snprintf(label, sizeof label, "%s equal refine %d", cases[i].name, (int)options.refine);
-            compare(run, label, weight, s, options);
-        }
-        free(weight);
-    }
+    static const eplbt_named_shape few_experts = {"few experts, many slots", {2, 8, 32, 2, 2, 4},
+                                                  EPLB_POLICY_GLOBAL};
+    for (size_t i = 0; i < EPLBT_NAMED_SHAPES; i++)
+        same_as_cpu_on_named_shape(run, &eplbt_named_shapes[i]);
+    same_as_cpu_on_named_shape(run, &few_experts);
 }
 
 static void check_against_cpu(int repeats)
@@ -196,14 +166,14 @@ Test(opencl_distinct, plans_equal_the_cpu_backend, .timeout = 900) { check_again
 
 Test(opencl_distinct, plans_equal_the_cpu_backend_in_groups, .timeout = 900)
 {
-    use_groups();
+    eplbt_opencl_use_groups();
     check_against_cpu(1);
 }
 
 Test(opencl_distinct, plans_equal_the_cpu_backend_in_global_memory, .timeout = 900)
 {
-    use_groups();
-    use_global_memory();
+    eplbt_opencl_use_groups();
+    eplbt_opencl_use_global_memory();
     check_against_cpu(1);
 }
 

@@ -15,11 +15,7 @@
 /* Every fixture: the cpu backend's plan with refine equals the reference's. */
 Test(refine, cpu_plans_equal_the_reference_fixtures)
 {
-    int hierarchical = 0;
-    const int checked = fixtures_match(FIXTURE_DIR, "cpu", &hierarchical);
-    cr_expect_eq(checked, fixture_count());
-    cr_expect_geq(hierarchical, 2, "the fixtures cover the hierarchical policy");
-    cr_expect_geq(checked - hierarchical, 2, "the fixtures cover the global policy");
+    expect_fixtures_match("cpu", REFINE_FIXTURE_DIR, "cpu", fixture_count(REFINE_FIXTURE_DIR));
 }
 
 /* ---- properties over the random cases ------------------------------------------ */
@@ -110,8 +106,7 @@ static void refine_keeps_promises(const eplb_random_case *c, uint64_t *state, vo
 
 Test(refine, never_raises_a_row_maximum_and_keeps_plans_valid)
 {
-    property_run run = {0};
-    cr_assert_eq(eplb_context_create(&run.ctx, "cpu"), EPLB_OK);
+    property_run run = {.ctx = eplbt_context("cpu")};
     const int cases = eplbt_for_each_random_case(17, 4, refine_keeps_promises, &run);
     eplb_context_free(run.ctx);
     cr_expect_geq(cases, 100);
@@ -127,18 +122,8 @@ static const float small_weight[16] = {9, 1, 4, 4, 2, 7, 3, 5, 1, 1, 8, 2, 6, 3,
 static void expect_refused_untouched(eplb_context *ctx, const eplb_options *o, eplb_status want,
                                      const char *message_part)
 {
-    int64_t phy2log[24], logcnt[16], log2phy[16 * 5];
-    eplbt_poison(phy2log, sizeof phy2log);
-    eplbt_poison(logcnt, sizeof logcnt);
-    eplbt_poison(log2phy, sizeof log2phy);
-    const eplb_status st =
-        eplb_rebalance(ctx, small_weight, &small_shape, o, phy2log, logcnt, log2phy, 5, NULL);
+    const eplb_status st = eplbt_plan_poisoned(ctx, small_weight, &small_shape, o, 5, message_part);
     cr_assert_eq(st, want, "status %s: %s", eplb_status_string(st), eplb_context_last_error(ctx));
-    cr_expect(strstr(eplb_context_last_error(ctx), message_part), "message '%s' lacks '%s'",
-              eplb_context_last_error(ctx), message_part);
-    cr_expect_eq(eplbt_first_unpoisoned(phy2log, sizeof phy2log), -1);
-    cr_expect_eq(eplbt_first_unpoisoned(logcnt, sizeof logcnt), -1);
-    cr_expect_eq(eplbt_first_unpoisoned(log2phy, sizeof log2phy), -1);
 }
 
 Test(refine, out_of_range_values_are_refused)
