@@ -19,11 +19,13 @@
 
 CLI_SUITE(cli_evaluate, "/tmp/eplb-test-evaluate-XXXXXX");
 
-#ifdef EPLB_TOOLS_HAVE_JSON
 /* Plans INPUT hierarchically (4 groups on 2 nodes of 2 GPUs, 12 slots) into
- * scratch file name, in the given format. */
-static void plan_input(char *path, size_t len, const char *name, const char *format)
+ * scratch file name, in the given format; skips the test in a build without
+ * jansson, which writes no plan file. */
+static void plan_input_or_skip(char *path, size_t len, const char *name, const char *format)
 {
+    if (!eplb_tools_json_available())
+        cr_skip_test("built without jansson: no plan file to read");
     cli_in_scratch(path, len, name);
     const char *args[] = {"plan", "-i", INPUT, "-r", "12", "-g", "4", "-n", "2", "-p", "4",
                           "-b", "cpu", "-q", "--format", format, "-o", path, NULL};
@@ -32,6 +34,7 @@ static void plan_input(char *path, size_t len, const char *name, const char *for
     cli_captured_free(&r);
 }
 
+#ifdef EPLB_TOOLS_HAVE_JSON
 static json_t *run_json(const char *const *args)
 {
     cli_captured r = cli_run_captured(args, NULL);
@@ -55,11 +58,9 @@ static double real_of(const json_t *object, const char *key)
  * new plan with the same options is the same plan: nothing moves. */
 Test(cli_evaluate, own_loads_give_the_plan_files_figures)
 {
-    if (!eplb_tools_json_available())
-        cr_skip_test("built without jansson: no plan file to read");
-#ifdef EPLB_TOOLS_HAVE_JSON
     char plan[512];
-    plan_input(plan, sizeof plan, "plan.json", "eplb");
+    plan_input_or_skip(plan, sizeof plan, "plan.json", "eplb");
+#ifdef EPLB_TOOLS_HAVE_JSON
     json_error_t jerr;
     json_t *file = json_load_file(plan, 0, &jerr);
     cr_assert_not_null(file, "%s", jerr.text);
@@ -94,12 +95,10 @@ Test(cli_evaluate, own_loads_give_the_plan_files_figures)
  * eplb plan file's (its groups and nodes given too). */
 Test(cli_evaluate, sglang_file_needs_the_gpus)
 {
-    if (!eplb_tools_json_available())
-        cr_skip_test("built without jansson: no plan file to read");
-#ifdef EPLB_TOOLS_HAVE_JSON
     char plan[512], sglang[512];
-    plan_input(plan, sizeof plan, "plan.json", "eplb");
-    plan_input(sglang, sizeof sglang, "sglang.json", "sglang");
+    plan_input_or_skip(plan, sizeof plan, "plan.json", "eplb");
+    plan_input_or_skip(sglang, sizeof sglang, "sglang.json", "sglang");
+#ifdef EPLB_TOOLS_HAVE_JSON
     const char *no_gpus[] = {"evaluate", "-i", INPUT, "--plan", sglang, NULL};
     cli_captured r = cli_run_captured(no_gpus, NULL);
     cr_expect_eq(r.code, 2);
@@ -123,11 +122,8 @@ Test(cli_evaluate, sglang_file_needs_the_gpus)
 
 Test(cli_evaluate, text_summary_names_the_bound_and_the_new_plan)
 {
-    if (!eplb_tools_json_available())
-        cr_skip_test("built without jansson: no plan file to read");
-#ifdef EPLB_TOOLS_HAVE_JSON
     char plan[512];
-    plan_input(plan, sizeof plan, "plan.json", "eplb");
+    plan_input_or_skip(plan, sizeof plan, "plan.json", "eplb");
     const char *args[] = {"evaluate", "-i", INPUT, "--plan", plan, "-b", "cpu", NULL};
     cli_captured r = cli_run_captured(args, NULL);
     cr_assert_eq(r.code, 0, "%s", r.err);
@@ -138,7 +134,6 @@ Test(cli_evaluate, text_summary_names_the_bound_and_the_new_plan)
     cr_expect(strstr(r.out, "it moves 0 of 36 slots"), "%s", r.out);
     cr_expect(strstr(r.out, "  incremental   balancedness "), "%s", r.out);
     cli_captured_free(&r);
-#endif
 }
 
 static void expect_refused(const char *const *args, const char *fragment)

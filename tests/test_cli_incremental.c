@@ -39,6 +39,14 @@ static cli_captured plan_into(const char *out_name, const char *const *more)
     return cli_run_captured(args, NULL);
 }
 
+/* plan_into, which must succeed (exit 0). */
+static cli_captured plan_into_ok(const char *out_name, const char *const *more)
+{
+    cli_captured r = plan_into(out_name, more);
+    cr_assert_eq(r.code, 0, "%s: exit %d: %s", out_name, r.code, r.err);
+    return r;
+}
+
 /* The scratch file's full name. */
 static const char *scratch_path(const char *name)
 {
@@ -68,6 +76,15 @@ static void expect_refused(const char *const *more, int code, const char *wanted
     cr_expect_null(left, "%s: no plan file", more[0]);
     free(left);
     cli_captured_free(&r);
+}
+
+/* --previous naming scratch file name, written with text first unless text is
+ * NULL: a refused run (exit 2) whose message holds wanted. */
+static void expect_previous_refused(const char *name, const char *text, const char *wanted)
+{
+    if (text)
+        write_scratch(name, text);
+    expect_refused((const char *[]){"--previous", scratch_path(name), NULL}, 2, wanted);
 }
 
 Test(cli_incremental, slack_needs_previous_and_a_value)
@@ -126,11 +143,9 @@ Test(cli_incremental, the_fresh_plan_of_the_same_loads_moves_nothing)
     if (!eplb_tools_json_available())
         cr_skip_test("built without jansson: no plan file to read");
 #ifdef EPLB_TOOLS_HAVE_JSON
-    cli_captured fresh = plan_into("fresh.json", (const char *[]){"-q", NULL});
-    cr_assert_eq(fresh.code, 0, "%s", fresh.err);
-    cli_captured again =
-        plan_into("again.json", (const char *[]){"--previous", scratch_path("fresh.json"), NULL});
-    cr_assert_eq(again.code, 0, "%s", again.err);
+    cli_captured fresh = plan_into_ok("fresh.json", (const char *[]){"-q", NULL});
+    cli_captured again = plan_into_ok(
+        "again.json", (const char *[]){"--previous", scratch_path("fresh.json"), NULL});
     json_t *before = load_plan("fresh.json"), *after = load_plan("again.json");
     cr_expect(json_equal(json_object_get(before, "phy2log"), json_object_get(after, "phy2log")),
               "the same plan");
@@ -161,13 +176,11 @@ Test(cli_incremental, an_sglang_file_is_a_previous_plan)
     if (!eplb_tools_json_available())
         cr_skip_test("built without jansson: no plan file to read");
 #ifdef EPLB_TOOLS_HAVE_JSON
-    cli_captured old = plan_into(
+    cli_captured old = plan_into_ok(
         "running.json", (const char *[]){"-q", "--seed", "7", "--format", "sglang", NULL});
-    cr_assert_eq(old.code, 0, "%s", old.err);
     const char *running = scratch_path("running.json");
-    cli_captured inc = plan_into(
+    cli_captured inc = plan_into_ok(
         "inc.json", (const char *[]){"-q", "--previous", running, "--slack", "0.05", NULL});
-    cr_assert_eq(inc.code, 0, "%s", inc.err);
     json_t *plan = load_plan("inc.json");
     expect_consistent_moves(plan);
     const json_t *slack = json_object_get(json_object_get(plan, "options"), "slack");
@@ -201,14 +214,11 @@ Test(cli_incremental, previous_plans_that_do_not_fit_are_refused)
 {
     if (!eplb_tools_json_available())
         cr_skip_test("built without jansson: no plan file to read");
-    write_scratch("two-layers.json", "{\"physical_to_logical_map\": [[0, 1], [1, 0]]}");
-    expect_refused((const char *[]){"--previous", scratch_path("two-layers.json"), NULL}, 2,
-                   "has 2 layers, the loads of");
-    cli_captured wide = plan_into("wide.json", (const char *[]){"-q", "-r", "96", NULL});
-    cr_assert_eq(wide.code, 0, "%s", wide.err);
+    expect_previous_refused("two-layers.json", "{\"physical_to_logical_map\": [[0, 1], [1, 0]]}",
+                            "has 2 layers, the loads of");
+    cli_captured wide = plan_into_ok("wide.json", (const char *[]){"-q", "-r", "96", NULL});
     cli_captured_free(&wide);
-    expect_refused((const char *[]){"--previous", scratch_path("wide.json"), NULL}, 2,
-                   "has 96 slots per layer, --replicas is 80");
+    expect_previous_refused("wide.json", NULL, "has 96 slots per layer, --replicas is 80");
     /* 80 slots per layer holding experts 0..63, then one slot of a layer
      * given expert 64, which the loads do not have. */
     char text[4096] = "{\"physical_to_logical_map\": [";
@@ -218,29 +228,21 @@ Test(cli_incremental, previous_plans_that_do_not_fit_are_refused)
                      q ? "," : l ? ",[" : "[", l == 1 && q == 5 ? 64 : q % 64,
                      q == SLOTS_PER_LAYER - 1 ? "]" : "");
     strcat(text, "]}");
-    write_scratch("not-an-expert.json", text);
-    expect_refused((const char *[]){"--previous", scratch_path("not-an-expert.json"), NULL}, 2,
-                   "planning");
+    expect_previous_refused("not-an-expert.json", text, "planning");
 }
 
 Test(cli_incremental, malformed_previous_files_are_refused)
 {
     if (!eplb_tools_json_available())
         cr_skip_test("built without jansson: no plan file to read");
-    write_scratch("broken.json", "{\"physical_to_logical_map\": [[0, 1,");
-    expect_refused((const char *[]){"--previous", scratch_path("broken.json"), NULL}, 2,
-                   "invalid JSON");
-    write_scratch("loads.json", "{\"logical_count\": [[1, 2]]}");
-    expect_refused((const char *[]){"--previous", scratch_path("loads.json"), NULL}, 2,
-                   "not a plan");
-    write_scratch("ragged.json", "{\"phy2log\": [[0, 1], [0]]}");
-    expect_refused((const char *[]){"--previous", scratch_path("ragged.json"), NULL}, 2,
-                   "is not an array of 2 entries like row 0");
-    write_scratch("reals.json", "{\"physical_to_logical_map\": [[0.5]]}");
-    expect_refused((const char *[]){"--previous", scratch_path("reals.json"), NULL}, 2,
-                   "is not an integer");
-    expect_refused((const char *[]){"--previous", scratch_path("absent.json"), NULL}, 2,
-                   "cannot read the plan");
+    expect_previous_refused("broken.json", "{\"physical_to_logical_map\": [[0, 1,",
+                            "invalid JSON");
+    expect_previous_refused("loads.json", "{\"logical_count\": [[1, 2]]}", "not a plan");
+    expect_previous_refused("ragged.json", "{\"phy2log\": [[0, 1], [0]]}",
+                            "is not an array of 2 entries like row 0");
+    expect_previous_refused("reals.json", "{\"physical_to_logical_map\": [[0.5]]}",
+                            "is not an integer");
+    expect_previous_refused("absent.json", NULL, "cannot read the plan");
 }
 
 /* --distinct leaves no GPU with two replicas of one expert on the cpu
@@ -251,11 +253,9 @@ Test(cli_incremental, distinct_leaves_no_duplicates_on_the_cpu_backend)
     if (!eplb_tools_json_available())
         cr_skip_test("built without jansson: no plan file to read");
 #ifdef EPLB_TOOLS_HAVE_JSON
-    cli_captured plain = plan_into("plain.json", (const char *[]){"-q", "-b", "cpu", NULL});
-    cr_assert_eq(plain.code, 0, "%s", plain.err);
+    cli_captured plain = plan_into_ok("plain.json", (const char *[]){"-q", "-b", "cpu", NULL});
     cli_captured distinct =
-        plan_into("distinct.json", (const char *[]){"-b", "cpu", "--distinct", NULL});
-    cr_assert_eq(distinct.code, 0, "%s", distinct.err);
+        plan_into_ok("distinct.json", (const char *[]){"-b", "cpu", "--distinct", NULL});
     json_t *before = load_plan("plain.json"), *after = load_plan("distinct.json");
     cr_expect_gt(stat_of(before, "duplicates"), 0, "these loads have duplicates without it");
     cr_expect_eq(stat_of(after, "duplicates"), 0);
@@ -276,12 +276,10 @@ Test(cli_incremental, evaluate_counts_the_moves_from_a_previous_plan)
     if (!eplb_tools_json_available())
         cr_skip_test("built without jansson: no plan file to read");
 #ifdef EPLB_TOOLS_HAVE_JSON
-    cli_captured old = plan_into("running.json", (const char *[]){"-q", "--seed", "3", NULL});
-    cr_assert_eq(old.code, 0, "%s", old.err);
+    cli_captured old = plan_into_ok("running.json", (const char *[]){"-q", "--seed", "3", NULL});
     const char *running = scratch_path("running.json");
     cli_captured inc =
-        plan_into("inc.json", (const char *[]){"-q", "--previous", running, NULL});
-    cr_assert_eq(inc.code, 0, "%s", inc.err);
+        plan_into_ok("inc.json", (const char *[]){"-q", "--previous", running, NULL});
     json_t *plan = load_plan("inc.json");
     const char *evaluate[] = {"evaluate", "-i",      INPUT,   "--plan", scratch_path("inc.json"),
                               "--previous", running, "--json", "--no-new-plan", NULL};
@@ -306,8 +304,7 @@ Test(cli_incremental, evaluate_counts_the_moves_from_a_previous_plan)
     snprintf(line, sizeof line, "  moved         %lld of 240 slots",
              (long long)stat_of(plan, "moved_slots"));
     cr_expect(strstr(t.out, line), "%s", t.out);
-    cli_captured wide = plan_into("wide.json", (const char *[]){"-q", "-r", "96", NULL});
-    cr_assert_eq(wide.code, 0, "%s", wide.err);
+    cli_captured wide = plan_into_ok("wide.json", (const char *[]){"-q", "-r", "96", NULL});
     const char *mismatch[] = {"evaluate", "-i", INPUT, "--plan", scratch_path("inc.json"),
                               "--previous", scratch_path("wide.json"), NULL};
     cli_captured m = cli_run_captured(mismatch, NULL);

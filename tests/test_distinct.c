@@ -55,10 +55,9 @@ static void distinct_keeps_promises(const eplb_random_case *c, uint64_t *state, 
     eplb_options options = c->options;
     options.refine = refines[eplb_random_range(state, 0, 3)];
     eplbt_plan plain, distinct;
-    eplb_status st = eplbt_plan_try(run->ctx, c->weight, s, &options, &plain);
-    cr_assert_eq(st, EPLB_OK, "%s: %s", c->name, eplb_context_last_error(run->ctx));
+    eplbt_plan_run(run->ctx, c->name, c->weight, s, &options, &plain);
     options.distinct = 1;
-    st = eplbt_plan_try(run->ctx, c->weight, s, &options, &distinct);
+    const eplb_status st = eplbt_plan_try(run->ctx, c->weight, s, &options, &distinct);
 
     int64_t row_gpus, row_experts;
     row_geometry(c, &row_gpus, &row_experts);

@@ -69,12 +69,11 @@ static void refine_keeps_promises(const eplb_random_case *c, uint64_t *state, vo
     eplb_options options = c->options;
     const eplb_shape *s = &c->shape;
     eplbt_plan seed, refined;
-    eplb_status st = eplbt_plan_try(run->ctx, c->weight, s, &options, &seed);
-    cr_assert_eq(st, EPLB_OK, "%s: %s", c->name, eplb_context_last_error(run->ctx));
+    eplbt_plan_run(run->ctx, c->name, c->weight, s, &options, &seed);
     options.refine = caps[eplb_random_range(state, 0, 2)];
-    st = eplbt_plan_try(run->ctx, c->weight, s, &options, &refined);
-    cr_assert_eq(st, EPLB_OK, "%s refine %d: %s", c->name, (int)options.refine,
-                 eplb_context_last_error(run->ctx));
+    char label[sizeof c->name + 32];
+    snprintf(label, sizeof label, "%s refine %d", c->name, (int)options.refine);
+    eplbt_plan_run(run->ctx, label, c->weight, s, &options, &refined);
 
     const int hierarchical = eplb_plan_is_hierarchical(s, options.policy);
     eplbt_check_plan(c->name, c->weight, s, hierarchical, refined.phy2log, refined.logcnt,
