@@ -16,7 +16,8 @@
 #include "cpu_runtime.h"
 #include "cpu_stages.h"
 
-/* Per-thread scratch for one row. */
+/* Per-thread scratch for one row: the integer arrays in one allocation from
+ * content, the float ones in another from t. */
 typedef struct distinct_scratch {
     int32_t *content; /* [n] the row's slot at GPU a's position r, at a*k + r */
     int32_t *item_at; /* [n] the item held there */
@@ -25,6 +26,26 @@ typedef struct distinct_scratch {
     int32_t *count;   /* [M] the capped counts c[j] while the cap hands out slots */
     int32_t *seen;    /* [M] the GPU + 1 that last marked item j (first-duplicate scan) */
 } distinct_scratch;
+
+/* Returns 0 where an allocation failed; distinct_scratch_free frees either way. */
+static int distinct_scratch_alloc(distinct_scratch *s, int32_t n, int32_t m, int64_t M)
+{
+    s->content = malloc((2 * (size_t)n + 2 * (size_t)M) * sizeof *s->content);
+    s->t = malloc(((size_t)n + (size_t)m) * sizeof *s->t);
+    if (!s->content || !s->t)
+        return 0;
+    s->item_at = s->content + n;
+    s->count = s->item_at + n;
+    s->seen = s->count + M;
+    s->load = s->t + n;
+    return 1;
+}
+
+static void distinct_scratch_free(distinct_scratch *s)
+{
+    free(s->content);
+    free(s->t);
+}
 
 /* SPEC 11.3 on row x: every item keeps at most m replicas; each slot of
  * replica rank >= m, in slot order, goes to the item below m with the
@@ -217,13 +238,7 @@ eplb_status eplb_cpu_distinct(eplb_backend *backend, const eplb_plan_job *job)
 #pragma omp parallel if (sp->rows > 1 && EPLB_CPU_WORTH_THREADS(sp->rows * (int64_t)n))
     {
         distinct_scratch s;
-        s.content = malloc((size_t)n * sizeof *s.content);
-        s.item_at = malloc((size_t)n * sizeof *s.item_at);
-        s.t = malloc((size_t)n * sizeof *s.t);
-        s.load = malloc((size_t)m * sizeof *s.load);
-        s.count = malloc((size_t)M * sizeof *s.count);
-        s.seen = malloc((size_t)M * sizeof *s.seen);
-        const int ok = s.content && s.item_at && s.t && s.load && s.count && s.seen;
+        const int ok = distinct_scratch_alloc(&s, n, m, M);
         if (!ok) {
 #pragma omp atomic write
             failed_alloc = 1;
@@ -236,12 +251,7 @@ eplb_status eplb_cpu_distinct(eplb_backend *backend, const eplb_plan_job *job)
 #pragma omp atomic write
                 failed_repair = 1;
             }
-        free(s.content);
-        free(s.item_at);
-        free(s.t);
-        free(s.load);
-        free(s.count);
-        free(s.seen);
+        distinct_scratch_free(&s);
     }
     if (failed_alloc)
         return eplb_backend_error(backend, EPLB_ERR_OUT_OF_MEMORY,

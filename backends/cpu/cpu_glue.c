@@ -2,6 +2,17 @@
  * node-major layout, slot loads and the final outputs. */
 #include "cpu_stages.h"
 
+/* Runs each on items 0..count-1 of job (its layers, or its rows), across the
+ * OpenMP threads where work, in element operations, is worth them. Items are
+ * independent, so the plan does not depend on the thread count. */
+static void for_each_item(const eplb_plan_job *job, int64_t count, int64_t work,
+                          void (*each)(const eplb_plan_job *job, int64_t item))
+{
+#pragma omp parallel for schedule(static) if (EPLB_CPU_WORTH_THREADS(work))
+    for (int64_t i = 0; i < count; i++)
+        each(job, i);
+}
+
 void eplb_cpu_group_loads_layer(const eplb_plan_job *job, int64_t l)
 {
     const int64_t G = job->groups, S = job->group_size, E = job->experts;
@@ -19,9 +30,7 @@ void eplb_cpu_group_loads_layer(const eplb_plan_job *job, int64_t l)
 eplb_status eplb_cpu_group_loads(eplb_backend *backend, const eplb_plan_job *job)
 {
     (void)backend;
-#pragma omp parallel for schedule(static) if (EPLB_CPU_WORTH_THREADS(job->layers * job->experts))
-    for (int64_t l = 0; l < job->layers; l++)
-        eplb_cpu_group_loads_layer(job, l);
+    for_each_item(job, job->layers, job->layers * job->experts, eplb_cpu_group_loads_layer);
     return EPLB_OK;
 }
 
@@ -51,9 +60,7 @@ void eplb_cpu_node_layout_layer(const eplb_plan_job *job, int64_t l)
 eplb_status eplb_cpu_node_layout(eplb_backend *backend, const eplb_plan_job *job)
 {
     (void)backend;
-#pragma omp parallel for schedule(static) if (EPLB_CPU_WORTH_THREADS(job->layers * job->experts))
-    for (int64_t l = 0; l < job->layers; l++)
-        eplb_cpu_node_layout_layer(job, l);
+    for_each_item(job, job->layers, job->layers * job->experts, eplb_cpu_node_layout_layer);
     return EPLB_OK;
 }
 
@@ -73,9 +80,7 @@ eplb_status eplb_cpu_slot_loads(eplb_backend *backend, const eplb_plan_job *job)
 {
     (void)backend;
     const int64_t rows = job->layers * job->nodes;
-#pragma omp parallel for schedule(static) if (EPLB_CPU_WORTH_THREADS(rows * job->node_slots))
-    for (int64_t x = 0; x < rows; x++)
-        eplb_cpu_slot_loads_row(job, x);
+    for_each_item(job, rows, rows * job->node_slots, eplb_cpu_slot_loads_row);
     return EPLB_OK;
 }
 
@@ -116,8 +121,6 @@ eplb_status eplb_cpu_assemble(eplb_backend *backend, const eplb_plan_job *job)
     const int32_t *status = job->status;
     if (status && *status != 0)
         return EPLB_OK; /* an earlier stage found an error: outputs stay untouched */
-#pragma omp parallel for schedule(static) if (EPLB_CPU_WORTH_THREADS(job->layers * job->replicas))
-    for (int64_t l = 0; l < job->layers; l++)
-        eplb_cpu_assemble_layer(job, l);
+    for_each_item(job, job->layers, job->layers * job->replicas, eplb_cpu_assemble_layer);
     return EPLB_OK;
 }
