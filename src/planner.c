@@ -24,11 +24,19 @@ int eplb_planner_hierarchical(const eplb_shape *shape, const eplb_options *optio
     return options->policy != EPLB_POLICY_GLOBAL && shape->groups % shape->nodes == 0;
 }
 
-/* Applies the policy (SPEC section 3) and fills the dimensions of job.
- * options NULL means the defaults. */
-static eplb_status describe_plan(eplb_context *ctx, const eplb_shape *shape,
-                                 const eplb_options *options, eplb_plan_job *job)
+/* Refuses NULL arrays (log2phy only where the call needs it, as the device
+ * API does), checks the shape and options, applies the policy (SPEC section
+ * 3) and fills the dimensions of job. options NULL means the defaults. */
+static eplb_status describe_plan(eplb_context *ctx, const void *weight, const eplb_shape *shape,
+                                 const eplb_options *options, const void *phy2log,
+                                 const void *logcnt, const void *log2phy, int needs_log2phy,
+                                 eplb_plan_job *job)
 {
+    if (!weight || !shape || !phy2log || !logcnt || (needs_log2phy && !log2phy))
+        return eplb_context_fail(ctx, EPLB_ERR_INVALID_ARGUMENT,
+                                 needs_log2phy
+                                     ? "weight, shape, phy2log, logcnt and log2phy must not be NULL"
+                                     : "weight, shape, phy2log and logcnt must not be NULL");
     eplb_options read;
     if (!options)
         eplb_options_init(&read);
@@ -488,11 +496,9 @@ eplb_status eplb_plan_host(eplb_context *ctx, const float *weight, const eplb_sh
                            const eplb_options *options, int64_t *phy2log, int64_t *logcnt,
                            int64_t *log2phy, int64_t log2phy_width, int64_t *width_needed)
 {
-    if (!weight || !shape || !phy2log || !logcnt)
-        return eplb_context_fail(ctx, EPLB_ERR_INVALID_ARGUMENT,
-                                 "weight, shape, phy2log and logcnt must not be NULL");
     eplb_plan_job job;
-    eplb_status st = describe_plan(ctx, shape, options, &job);
+    eplb_status st =
+        describe_plan(ctx, weight, shape, options, phy2log, logcnt, log2phy, 0, &job);
     if (st != EPLB_OK)
         return st;
     /* A too-small log2phy width is reported after planning, with the width
@@ -549,11 +555,9 @@ eplb_status eplb_plan_device(eplb_context *ctx, const void *weight, const eplb_s
         return eplb_context_fail(ctx, EPLB_ERR_UNSUPPORTED,
                                  "the %s backend has no device-pointer API; use eplb_rebalance",
                                  ctx->backend_name);
-    if (!weight || !shape || !phy2log || !logcnt || !log2phy)
-        return eplb_context_fail(ctx, EPLB_ERR_INVALID_ARGUMENT,
-                                 "weight, shape, phy2log, logcnt and log2phy must not be NULL");
     eplb_plan_job job;
-    eplb_status st = describe_plan(ctx, shape, options, &job);
+    eplb_status st =
+        describe_plan(ctx, weight, shape, options, phy2log, logcnt, log2phy, 1, &job);
     if (st != EPLB_OK)
         return st;
     if (log2phy_width < 1)
