@@ -458,8 +458,8 @@ search_partners(refine_scratch *s, int avx2, int32_t m, int32_t k, int32_t a, fl
 {
     const int32_t pairs = k * (k - 1) / 2;
     const int expanded = s->give_b != NULL;
-    /* The best peak so far and the float after it (the bound's test). */
-    float best_peak = INFINITY, above_best = INFINITY;
+    /* The best peak so far and the heaviest partner load in reach. */
+    float best_peak = INFINITY, reach = INFINITY;
     /* Partners from the lightest up, so that a good peak is known early
      * and the heavier partners can be passed over. Which trade wins does
      * not depend on this order: weigh compares the whole tie order. */
@@ -468,7 +468,7 @@ search_partners(refine_scratch *s, int avx2, int32_t m, int32_t k, int32_t a, fl
         if (b == a)
             continue;
         const float b_load = s->sorted[i];
-        if (eplb_cpu_refine_partner_out_of_reach(a_load, b_load, above_best))
+        if (b_load > reach)
             break;
         if (expanded) {
             weigh_expanded(s, avx2, a, a_load, b_load, b, k, pairs, one, two);
@@ -483,7 +483,7 @@ search_partners(refine_scratch *s, int avx2, int32_t m, int32_t k, int32_t a, fl
         const float now_best = one->peak < two->peak ? one->peak : two->peak;
         if (now_best != best_peak) {
             best_peak = now_best;
-            above_best = eplb_cpu_refine_float_above(best_peak);
+            reach = eplb_cpu_refine_reach_limit(a_load, eplb_cpu_refine_float_above(best_peak));
         }
     }
 }
@@ -634,8 +634,6 @@ eplb_status eplb_cpu_refine(eplb_backend *backend, const eplb_plan_job *job)
         s.by_load = malloc((size_t)m * sizeof *s.by_load);
         s.sorted = malloc((size_t)m * sizeof *s.sorted);
         s.place = malloc((size_t)m * sizeof *s.place);
-        s.weighed = malloc((size_t)m * sizeof *s.weighed);
-        s.minima = malloc((size_t)m * 32 * sizeof *s.minima);
         s.a_pairs = malloc((pairs + 1) * sizeof *s.a_pairs);
         s.b_pairs = malloc((pairs + 1) * sizeof *s.b_pairs);
         s.pair_lo = malloc((pairs + 1) * sizeof *s.pair_lo);
@@ -653,7 +651,7 @@ eplb_status eplb_cpu_refine(eplb_backend *backend, const eplb_plan_job *job)
         s.ps = 0;
         s.singles = NULL;
         s.pair_list = NULL;
-        int ok = s.content && s.t && s.load && s.by_load && s.sorted && s.place && s.weighed && s.minima &&
+        int ok = s.content && s.t && s.load && s.by_load && s.sorted && s.place &&
                  s.a_pairs && s.b_pairs && s.pair_lo && s.pair_hi && (s.item_at || !job->distinct);
         if (compact_fits(k, m, s.isa, job->distinct)) {
             s.ks = round_up(k, 16);
@@ -691,8 +689,6 @@ eplb_status eplb_cpu_refine(eplb_backend *backend, const eplb_plan_job *job)
         free(s.by_load);
         free(s.sorted);
         free(s.place);
-        free(s.weighed);
-        free(s.minima);
         free(s.singles);
         free(s.pair_list);
         free(s.a_pairs);

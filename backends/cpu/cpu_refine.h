@@ -46,10 +46,6 @@ typedef struct refine_scratch {
     int32_t ks, ps;     /* padded lengths of the slot and pair lists (0: no compact search) */
     float *singles;     /* [m][ks] */
     float *pair_list;   /* [m][ps] */
-    /* The AVX-512 search: the partners weighed, in order, and each one's
-     * lane minima of one-for-one and two-for-two trades, 16 each. */
-    int32_t *weighed;   /* [m] */
-    float *minima;      /* [m][32] */
 } refine_scratch;
 
 /* The float after x towards +inf (nextafterf(x, INFINITY)) without the
@@ -74,12 +70,31 @@ static inline float eplb_cpu_refine_float_above(float x)
  * When that half lies above above_best, the rounded peak does too: B can
  * neither beat the best nor tie it, and no heavier partner can. The margin
  * covers the double's own rounding. Both searches (cpu_refine.c and
- * cpu_refine_avx512.c) visit partners from the lightest up and stop here. */
+ * cpu_refine_avx512.c) visit partners from the lightest up and stop at the
+ * first beyond eplb_cpu_refine_reach_limit, which this test implies. */
 static inline int eplb_cpu_refine_partner_out_of_reach(float a_load, float b_load,
                                                        float above_best)
 {
     const double floor_b = (0.5 * (double)a_load + 0.5 * (double)b_load) * (1.0 - 0x1p-40);
     return floor_b > (double)above_best;
+}
+
+/* A partner load above which eplb_cpu_refine_partner_out_of_reach holds,
+ * so that the partner loop compares one float instead of redoing the test.
+ * That test only grows with b_load, and it holds once 0.5 * a_load + 0.5 *
+ * b_load exceeds above_best by more than its margin (2^-40) and the
+ * doubles' rounding: the limit is 2 * above_best - a_load widened by 2^-30
+ * of above_best, which covers both with room, rounded up to a float. It
+ * may leave in reach a partner that the test passes over, never the
+ * reverse: weighing it changes nothing (every peak of a partner out of
+ * reach lies above the best). +inf when the best is. Since each weighed
+ * partner's peaks are at least half the two loads, above_best is at least
+ * about a_load / 2, so the widening dwarfs the rounding of the
+ * difference. */
+static inline float eplb_cpu_refine_reach_limit(float a_load, float above_best)
+{
+    const double limit = 2.0 * (double)above_best * (1.0 + 0x1p-30) - (double)a_load;
+    return eplb_cpu_refine_float_above((float)limit);
 }
 
 #if EPLB_CPU_X86_DISPATCH

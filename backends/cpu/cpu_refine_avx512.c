@@ -139,28 +139,34 @@ EPLB_CPU_TARGET_AVX512 static inline __m512 expanded_minima(__m512 a16, __m512 b
     return m;
 }
 
-/* The lowest partner among the first `count` weighed whose stored minima of
- * one kind (16 lanes at offset `kind` of its 32) reach `peak`. */
-EPLB_CPU_TARGET_AVX512 static int32_t first_partner_with_peak(const refine_scratch *s,
-                                                              int32_t count, int kind, float peak)
+/* Folds a partner's lane minima p (never NaN) into the running lane minima
+ * m, and into who the lowest partner reaching each lane's minimum: a lower
+ * peak takes the lane, an equal one from a lower partner takes its partner.
+ * m becomes min(p, m) as _mm512_min_ps gives it, so its bits do not depend
+ * on who. */
+EPLB_CPU_TARGET_AVX512 static inline void fold(__m512 p, __m512i b16, __m512 *m, __m512i *who)
 {
-    const __m512 want = _mm512_set1_ps(peak);
-    int32_t first = -1;
-    for (int32_t i = 0; i < count; i++) {
-        const int32_t b = s->weighed[i];
-        if ((first < 0 || b < first) &&
-            _mm512_cmp_ps_mask(_mm512_loadu_ps(s->minima + (size_t)i * 32 + kind), want,
-                               _CMP_EQ_OQ))
-            first = b;
-    }
-    return first;
+    const __mmask16 lower = _mm512_cmp_ps_mask(p, *m, _CMP_LT_OQ);
+    const __mmask16 tie =
+        _mm512_mask_cmplt_epi32_mask(_mm512_cmp_ps_mask(p, *m, _CMP_EQ_OQ), b16, *who);
+    *m = _mm512_mask_mov_ps(*m, lower, p);
+    *who = _mm512_mask_mov_epi32(*who, lower | tie, b16);
+}
+
+/* The lowest partner reaching `best`, the smallest of the lane minima m:
+ * each lane at best holds in who its lowest partner at best. */
+EPLB_CPU_TARGET_AVX512 static inline int32_t partner_at(__m512 m, __m512i who, float best)
+{
+    return _mm512_mask_reduce_min_epi32(_mm512_cmp_ps_mask(m, _mm512_set1_ps(best), _CMP_EQ_OQ),
+                                        who);
 }
 
 /* The search of cpu_refine.c's search_partners with the work per partner
- * cut to its vector pass: running minima of each kind over all partners
- * replace the per-partner reductions and comparisons, each partner's lane
- * minima are stored, and once the partners are weighed the lowest partner
- * reaching each kind's minimum is found among them.
+ * cut to its vector pass: running lane minima of each kind over all
+ * partners, with the lowest partner reaching each lane's minimum, replace
+ * the per-partner reductions and comparisons; once the partners are
+ * weighed, each kind's minimum and its lowest partner come from one
+ * reduction of the lanes.
  *
  * Partners go from the lightest up and stop at the half-sum bound of
  * search_partners, here with the best peak of the partners up to the last
@@ -175,16 +181,19 @@ search(refine_scratch *s, int compact, int32_t a, float a_load, refine_best *one
 {
     const int32_t m = s->m, k = s->k, pairs = k * (k - 1) / 2;
     const int32_t ones = s->ones, per = s->ones + s->twos;
+    const int32_t *by_load = s->by_load;
+    const float *sorted = s->sorted;
     const __m512 a16 = _mm512_set1_ps(a_load);
     __m512 m1 = _mm512_set1_ps(INFINITY), m2 = m1;
-    float above_best = INFINITY;
+    __m512i who1 = _mm512_set1_epi32(INT32_MAX), who2 = who1;
+    float reach = INFINITY; /* the heaviest partner load in reach */
     int32_t count = 0;
     for (int32_t i = 0; i < m; i++) {
-        const int32_t b = s->by_load[i];
+        const int32_t b = by_load[i];
         if (b == a)
             continue;
-        const float b_load = s->sorted[i];
-        if (eplb_cpu_refine_partner_out_of_reach(a_load, b_load, above_best))
+        const float b_load = sorted[i];
+        if (b_load > reach)
             break;
         const __m512 b16 = _mm512_set1_ps(b_load);
         __m512 p1, p2;
@@ -198,23 +207,21 @@ search(refine_scratch *s, int compact, int32_t a, float a_load, refine_best *one
             p1 = expanded_minima(a16, b16, s->give_a, give_b, ones);
             p2 = expanded_minima(a16, b16, s->give_a + ones, give_b + ones, s->twos);
         }
-        _mm512_storeu_ps(s->minima + (size_t)count * 32, p1);
-        _mm512_storeu_ps(s->minima + (size_t)count * 32 + 16, p2);
-        s->weighed[count++] = b;
-        m1 = _mm512_min_ps(p1, m1);
-        m2 = _mm512_min_ps(p2, m2);
-        if ((count & 3) == 0)
-            above_best =
-                eplb_cpu_refine_float_above(_mm512_reduce_min_ps(_mm512_min_ps(m1, m2)));
+        const __m512i partner = _mm512_set1_epi32(b);
+        fold(p1, partner, &m1, &who1);
+        fold(p2, partner, &m2, &who2);
+        if ((++count & 3) == 0)
+            reach = eplb_cpu_refine_reach_limit(
+                a_load, eplb_cpu_refine_float_above(_mm512_reduce_min_ps(_mm512_min_ps(m1, m2))));
     }
     const float best1 = _mm512_reduce_min_ps(m1), best2 = _mm512_reduce_min_ps(m2);
     /* Only the kind that trades needs its partner (the other keeps b -1):
      * two-for-two when its peak is lower, one-for-one winning ties. A +inf
      * minimum means no finite peak. */
     if (best2 < best1)
-        *two = (refine_best){best2, first_partner_with_peak(s, count, 16, best2), -1, -1};
+        *two = (refine_best){best2, partner_at(m2, who2, best2), -1, -1};
     else if (best1 < INFINITY)
-        *one = (refine_best){best1, first_partner_with_peak(s, count, 0, best1), -1, -1};
+        *one = (refine_best){best1, partner_at(m1, who1, best1), -1, -1};
 }
 
 EPLB_CPU_TARGET_AVX512 static void search_compact(refine_scratch *s, int32_t a, float a_load,
