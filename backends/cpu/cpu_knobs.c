@@ -18,26 +18,20 @@ static const struct {
     const char *name;
     const char *values[KNOB_VALUES_MAX];
     const char *meaning;
+    /* The knob's former name, or NULL. Set under it, the knob is refused,
+     * naming the new one, so that a test or script that still sets it does
+     * not silently test the default. */
+    const char *old_name;
 } cpu_knobs[KNOB_COUNT] = {
     /* A user knob: it keeps wider vector code off machines or tools where it
      * is slow or unsupported, and plans do not depend on it. */
-    [KNOB_ISA] = {"EPLB_CPU_ISA", {"auto", "avx2", "sse2"}, "caps the vector code"},
+    [KNOB_ISA] = {"EPLB_CPU_ISA", {"auto", "avx2", "sse2"}, "caps the vector code", NULL},
     /* Tuning and tests only: same plans, slower. */
     [KNOB_STAGES] = {"EPLB_TUNE_CPU_STAGES", {"fused", "separate", NULL},
-                     "runs the packing stages one by one, for tests"},
+                     "runs the packing stages one by one, for tests", "EPLB_CPU_STAGES"},
     [KNOB_SWAP_SEARCH] = {"EPLB_TUNE_CPU_SWAP_SEARCH", {"auto", "pairs", "sorted"},
-                          "forces one swap search at every pack size, for tests"},
-};
-
-/* Knobs that were renamed: set under the old name they are refused, naming
- * the new one, so that a test or script that still sets them does not
- * silently test the default. */
-static const struct {
-    const char *old_name;
-    int knob;
-} renamed_knobs[] = {
-    {"EPLB_CPU_STAGES", KNOB_STAGES},
-    {"EPLB_CPU_SWAP_SEARCH", KNOB_SWAP_SEARCH},
+                          "forces one swap search at every pack size, for tests",
+                          "EPLB_CPU_SWAP_SEARCH"},
 };
 
 /* The index of the knob's value in its table row, 0 (the default) when unset
@@ -79,12 +73,11 @@ static int machine_isa(int cap)
 
 eplb_status eplb_cpu_settings_read(eplb_cpu_settings *settings, char *error, size_t error_len)
 {
-    for (size_t r = 0; r < sizeof renamed_knobs / sizeof renamed_knobs[0]; r++) {
-        const char *value = getenv(renamed_knobs[r].old_name);
-        if (value && *value) {
+    for (int k = 0; k < KNOB_COUNT; k++) {
+        const char *old_value = cpu_knobs[k].old_name ? getenv(cpu_knobs[k].old_name) : NULL;
+        if (old_value && *old_value) {
             snprintf(error, error_len, "%s is now called %s (it %s): set that instead",
-                     renamed_knobs[r].old_name, cpu_knobs[renamed_knobs[r].knob].name,
-                     cpu_knobs[renamed_knobs[r].knob].meaning);
+                     cpu_knobs[k].old_name, cpu_knobs[k].name, cpu_knobs[k].meaning);
             return EPLB_ERR_INVALID_ARGUMENT;
         }
     }
