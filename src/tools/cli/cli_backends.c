@@ -32,8 +32,7 @@ static int report_environment(void)
 int eplb_cli_backends(int argc, char **argv)
 {
     static const struct option longopts[] = {{"help", no_argument, NULL, 'h'}, {NULL, 0, NULL, 0}};
-    opterr = 0;
-    optind = 1;
+    eplb_cli_getopt_start();
     int c;
     while ((c = eplb_cli_getopt("backends", argc, argv, ":h", longopts)) != -1) {
         if (c == 'h') {

@@ -367,8 +367,7 @@ int eplb_cli_conformance(int argc, char **argv)
     const char *golden_dir = NULL;
     int64_t random_cases = 100;
     uint64_t seed = 1;
-    opterr = 0;
-    optind = 1;
+    eplb_cli_getopt_start();
     int c;
     while ((c = eplb_cli_getopt("conformance", argc, argv, ":g:s:h", longopts)) != -1) {
         switch (c) {

@@ -1,6 +1,5 @@
 /* eplb evaluate: how good a given plan is on given loads (eplb_evaluate), and
  * what a new plan of the same loads would reach and move. */
-#include <errno.h>
 #include <getopt.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -78,19 +77,11 @@ static int parse_evaluate_args(int argc, char **argv, evaluate_args *a)
     memset(a, 0, sizeof *a);
     eplb_options_init(&a->options);
     a->new_plan = 1;
-    opterr = 0;
-    optind = 1;
+    eplb_cli_getopt_start();
     int c;
-    while ((c = eplb_cli_getopt(cmd, argc, argv, ":i:r:g:n:p:b:h" EPLB_CLI_PLAN_SHORTOPTS,
-                                longopts)) != -1) {
-        int shared = eplb_cli_plan_option(cmd, c, optarg, &a->options);
-        a->have_policy |= shared == 1 && c == EPLB_CLI_OPT_POLICY;
-        if (shared < 0)
-            shared = eplb_cli_shape_option(cmd, c, optarg, &a->shape);
-        if (shared == 0)
-            return EPLB_EXIT_USAGE;
-        if (shared == 1)
-            continue;
+    while ((c = eplb_cli_next_own_option(cmd, argc, argv,
+                                         ":i:r:g:n:p:b:h" EPLB_CLI_PLAN_SHORTOPTS, longopts,
+                                         &a->options, &a->shape, &a->have_policy)) != -1) {
         switch (c) {
         case 'i': a->input = optarg; break;
         case OPT_PLAN: a->plan = optarg; break;
@@ -99,7 +90,7 @@ static int parse_evaluate_args(int argc, char **argv, evaluate_args *a)
         case OPT_JSON: a->json = 1; break;
         case OPT_NO_NEW_PLAN: a->new_plan = 0; break;
         case 'h': evaluate_usage(stdout); return EPLB_EXIT_OK;
-        default: /* eplb_cli_getopt said what is wrong */
+        default: /* eplb_cli_next_own_option said what is wrong */
             return EPLB_EXIT_USAGE;
         }
     }
@@ -415,15 +406,11 @@ static int run_evaluate(evaluate_args *a)
     const char *cmd = "eplb evaluate";
     eplb_weights w = {0};
     eplb_plan_file p = {0};
+    int code = eplb_cli_load_weights(cmd, a->input, &w);
+    if (code >= 0)
+        return code;
     char error[1024];
-    errno = 0;
-    eplb_status st = eplb_weights_load(a->input, &w, error, sizeof error);
-    if (st != EPLB_OK) {
-        int out_of_memory = st == EPLB_ERR_OUT_OF_MEMORY || errno == ENOMEM;
-        fprintf(stderr, "%s: %s\n", cmd, error);
-        return out_of_memory ? EPLB_EXIT_FAILURE : EPLB_EXIT_USAGE;
-    }
-    st = eplb_plan_read(a->plan, &p, error, sizeof error);
+    eplb_status st = eplb_plan_read(a->plan, &p, error, sizeof error);
     if (st != EPLB_OK) {
         fprintf(stderr, "%s: %s\n", cmd, error);
         eplb_weights_free(&w);
@@ -434,7 +421,7 @@ static int run_evaluate(evaluate_args *a)
                      strcmp(a->input, "-") == 0 ? "(stdin)" : a->input);
     eplb_text_escape(plan_label, sizeof plan_label, a->plan);
     eplb_shape s;
-    int code = settle_shape(a, &w, &p, plan_label, &s);
+    code = settle_shape(a, &w, &p, plan_label, &s);
     double *max_load = NULL, *mean_load = NULL, *floor = NULL;
     eplb_evaluation r;
     eplb_evaluation_init(&r);

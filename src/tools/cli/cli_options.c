@@ -106,6 +106,12 @@ static void report_inexact(const char *cmd, const char *given, const struct opti
     fprintf(stderr, "\n");
 }
 
+void eplb_cli_getopt_start(void)
+{
+    opterr = 0;
+    optind = 1;
+}
+
 int eplb_cli_getopt(const char *cmd, int argc, char **argv, const char *shortopts,
                     const struct option *longopts)
 {

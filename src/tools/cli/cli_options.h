@@ -15,6 +15,10 @@ int eplb_cli_parse_i64(const char *cmd, const char *opt, const char *text, int64
 int eplb_cli_parse_u64(const char *cmd, const char *opt, const char *text, uint64_t *out);
 int eplb_cli_parse_float(const char *cmd, const char *opt, const char *text, float *out);
 
+/* Starts eplb_cli_getopt at a command's first argument, with getopt's own
+ * messages off: eplb_cli_getopt prints its own, naming the command. */
+void eplb_cli_getopt_start(void);
+
 /* getopt_long for a command, with the long options spelled out in full:
  * getopt_long takes any unique prefix ("--gpu" for "--gpus"), which would
  * let a later option's name change what an old command line means.

@@ -108,22 +108,12 @@ static int parse_plan_args(int argc, char **argv, int demo, plan_args *a)
     else
         a->shape.groups = a->shape.nodes = 1;
     int64_t v;
-    int have_replicas = demo, have_gpus = demo, have_format = 0, have_slack = 0;
-    opterr = 0;
-    optind = 1;
+    int have_format = 0, have_slack = 0;
+    eplb_cli_getopt_start();
     int c;
-    while ((c = eplb_cli_getopt(cmd, argc, argv, ":i:o:r:g:n:p:b:qh" EPLB_CLI_PLAN_SHORTOPTS,
-                                longopts)) != -1) {
-        int shared = eplb_cli_plan_option(cmd, c, optarg, &a->options);
-        if (shared < 0) {
-            shared = eplb_cli_shape_option(cmd, c, optarg, &a->shape);
-            have_replicas |= shared == 1 && c == 'r';
-            have_gpus |= shared == 1 && c == 'p';
-        }
-        if (shared == 0)
-            return EPLB_EXIT_USAGE;
-        if (shared == 1)
-            continue;
+    while ((c = eplb_cli_next_own_option(cmd, argc, argv,
+                                         ":i:o:r:g:n:p:b:qh" EPLB_CLI_PLAN_SHORTOPTS, longopts,
+                                         &a->options, &a->shape, NULL)) != -1) {
         switch (c) {
         case 'i':
         case OPT_PREVIOUS:
@@ -163,13 +153,14 @@ static int parse_plan_args(int argc, char **argv, int demo, plan_args *a)
             }
             have_format = 1;
             break;
-        default: /* eplb_cli_getopt said what is wrong */
+        default: /* eplb_cli_next_own_option said what is wrong */
             return EPLB_EXIT_USAGE;
         }
     }
-    const char *missing = !demo && !a->input ? "--input" : !have_replicas ? "--replicas"
-                                                        : !have_gpus      ? "--gpus"
-                                                                          : NULL;
+    /* Replicas and GPUs are 0 until given (the demo's shape has them). */
+    const char *missing = !demo && !a->input ? "--input" : !a->shape.replicas ? "--replicas"
+                                                        : !a->shape.gpus      ? "--gpus"
+                                                                              : NULL;
     if (!eplb_cli_no_operands(cmd, argc, argv) || !eplb_cli_nothing_missing(cmd, missing))
         return EPLB_EXIT_USAGE;
     if (a->output && !*a->output) {
@@ -405,20 +396,25 @@ static int read_previous(const plan_args *a, int64_t layers, const char *loads_l
     return -1;
 }
 
+int eplb_cli_load_weights(const char *cmd, const char *path, eplb_weights *w)
+{
+    char error[1024];
+    errno = 0;
+    const eplb_status st = eplb_weights_load(path, w, error, sizeof error);
+    if (st == EPLB_OK)
+        return -1;
+    const int out_of_memory = st == EPLB_ERR_OUT_OF_MEMORY || errno == ENOMEM;
+    fprintf(stderr, "%s: %s\n", cmd, error);
+    return out_of_memory ? EPLB_EXIT_FAILURE : EPLB_EXIT_USAGE;
+}
+
 /* eplb plan: the load file named by --input. */
 static int plan_load_file(plan_args *a)
 {
     eplb_weights w = {0};
-    char error[1024];
-    errno = 0;
-    eplb_status st = eplb_weights_load(a->input, &w, error, sizeof error);
-    if (st != EPLB_OK) {
-        /* Running out of memory is this machine's failure, not the input's,
-         * also when it shows as an error opening or reading the file. */
-        int out_of_memory = st == EPLB_ERR_OUT_OF_MEMORY || errno == ENOMEM;
-        fprintf(stderr, "eplb plan: %s\n", error);
-        return out_of_memory ? EPLB_EXIT_FAILURE : EPLB_EXIT_USAGE;
-    }
+    int code = eplb_cli_load_weights("eplb plan", a->input, &w);
+    if (code >= 0)
+        return code;
     a->shape.layers = w.layers;
     a->shape.experts = w.experts;
     /* The input's name goes into every message and the summary: escaped, so
@@ -427,9 +423,9 @@ static int plan_load_file(plan_args *a)
     eplb_text_escape(label, sizeof label, strcmp(a->input, "-") == 0 ? "(stdin)" : a->input);
     eplb_plan_file previous = {0};
     char previous_label[4096];
-    int code = a->previous ? read_previous(a, w.layers, label, &previous, previous_label,
-                                           sizeof previous_label)
-                           : -1;
+    code = a->previous ? read_previous(a, w.layers, label, &previous, previous_label,
+                                       sizeof previous_label)
+                       : -1;
     if (code < 0) {
         const previous_plan running = {&previous, previous_label};
         code = run_plan("plan", a, w.data, label, w.format, a->previous ? &running : NULL);

@@ -7,6 +7,7 @@
 #include <stdio.h>
 
 #include "eplb/eplb.h"
+#include "load_weights.h"
 #include "plan_stats.h"
 
 /* What --format writes into the plan file. */
@@ -41,6 +42,13 @@ typedef struct plan_outcome {
     int64_t *logcnt;          /* [layers][experts] */
     double *layer_scratch;    /* [2 * layers], for the per-layer max/mean */
 } plan_outcome;
+
+/* Loads the load file path for cmd ("eplb plan", "eplb evaluate"). Returns
+ * -1 when loaded, else the exit code after printing why: EPLB_EXIT_FAILURE
+ * where this machine ran out of memory, also when that shows as an error
+ * opening or reading the file (the machine's failure, not the input's),
+ * else EPLB_EXIT_USAGE. */
+int eplb_cli_load_weights(const char *cmd, const char *path, eplb_weights *w);
 
 /* The terminal summary of a plan (docs/cli.md, "Terminal summary"). The demo
  * also times repeated calls and plans DeepSeek's way for comparison, on ctx.

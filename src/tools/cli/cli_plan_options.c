@@ -74,3 +74,22 @@ int eplb_cli_plan_option(const char *cmd, int c, const char *arg, eplb_options *
         return -1;
     }
 }
+
+int eplb_cli_next_own_option(const char *cmd, int argc, char **argv, const char *shortopts,
+                             const struct option *longopts, eplb_options *options,
+                             eplb_shape *shape, int *gave_policy)
+{
+    int c;
+    while ((c = eplb_cli_getopt(cmd, argc, argv, shortopts, longopts)) != -1) {
+        int shared = eplb_cli_plan_option(cmd, c, optarg, options);
+        if (shared < 0)
+            shared = eplb_cli_shape_option(cmd, c, optarg, shape);
+        if (shared < 0)
+            return c;
+        if (shared == 0)
+            return '?';
+        if (gave_policy && c == EPLB_CLI_OPT_POLICY)
+            *gave_policy = 1;
+    }
+    return -1;
+}

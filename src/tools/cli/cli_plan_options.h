@@ -5,6 +5,8 @@
 #ifndef EPLB_TOOLS_CLI_PLAN_OPTIONS_H
 #define EPLB_TOOLS_CLI_PLAN_OPTIONS_H
 
+#include <getopt.h>
+
 #include "eplb/eplb.h"
 
 /* getopt values of the long-only planning options; a subcommand numbers its
@@ -38,6 +40,16 @@ int eplb_cli_plan_option(const char *cmd, int c, const char *arg, eplb_options *
  * -p/--gpus, each a whole number in 1..INT32_MAX. Returns as
  * eplb_cli_plan_option. */
 int eplb_cli_shape_option(const char *cmd, int c, const char *arg, eplb_shape *shape);
+
+/* Reads a command line that takes the planning options and the shape's
+ * dimensions (eplb plan, eplb evaluate) up to the next option of the
+ * command's own, through eplb_cli_getopt (eplb_cli_getopt_start first): the
+ * shared ones go into options and shape, and *gave_policy, unless NULL, is
+ * set once --policy is read. Returns the option's value, -1 at the end of
+ * the options, or '?' after saying what is wrong. */
+int eplb_cli_next_own_option(const char *cmd, int argc, char **argv, const char *shortopts,
+                             const struct option *longopts, eplb_options *options,
+                             eplb_shape *shape, int *gave_policy);
 
 /* The policy's name: "auto", "hierarchical" or "global". */
 const char *eplb_cli_policy_name(eplb_policy policy);
