@@ -97,10 +97,17 @@ void eplb_incremental_scratch_free(eplb_incremental_scratch *s);
 void eplb_layer_slot_loads(const float *w, const int64_t *x, const eplb_layer_geometry *g,
                            eplb_incremental_scratch *s, float *u);
 
-/* SPEC 13.2: a GPU's load, the float32 sum of its slot loads in ascending
- * order of value from +0; sorted receives them in that order. vector:
- * whether AVX-512 code may run. */
-float eplb_gpu_load(const float *u, int64_t spg, float *sorted, int vector);
+/* SPEC 13.2: a GPU's load, the float32 sum of its spg slot loads in
+ * ascending order of value from +0; sorted receives them in that order (it
+ * may be u itself). */
+float eplb_gpu_load(const float *u, int64_t spg, float *sorted);
+
+/* eplb_gpu_load for `gpus` consecutive GPUs of spg slots each: load[b] for
+ * the slots b*spg .. b*spg+spg-1 of u, a slot load of +inf marking an empty
+ * slot (real slot loads are finite: the weights are); sorted, unless NULL,
+ * receives each GPU's slot loads in ascending order in its own slots. */
+void eplb_gpu_loads(const float *u, int64_t gpus, int64_t spg, float *sorted, float *load,
+                    eplb_incremental_scratch *s);
 
 /* The largest GPU load (SPEC 13.2) of a whole layer x, with x's own counts. */
 float eplb_layer_max_gpu_load(const float *w, const int64_t *x, const eplb_layer_geometry *g,

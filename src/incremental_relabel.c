@@ -162,55 +162,54 @@ static int compare_float(const void *a, const void *b)
 }
 
 #if SEARCH_AVX512
-/* The stages of a bitonic sort of 16 lanes: each lane's partner, and the
- * lanes that keep the larger of the two. */
-static const struct {
-    int32_t partner[16];
-    uint16_t larger;
-} sort16[10] = {
-    {{1, 0, 3, 2, 5, 4, 7, 6, 9, 8, 11, 10, 13, 12, 15, 14}, 0x6666},
-    {{2, 3, 0, 1, 6, 7, 4, 5, 10, 11, 8, 9, 14, 15, 12, 13}, 0x3c3c},
-    {{1, 0, 3, 2, 5, 4, 7, 6, 9, 8, 11, 10, 13, 12, 15, 14}, 0x5a5a},
-    {{4, 5, 6, 7, 0, 1, 2, 3, 12, 13, 14, 15, 8, 9, 10, 11}, 0x0ff0},
-    {{2, 3, 0, 1, 6, 7, 4, 5, 10, 11, 8, 9, 14, 15, 12, 13}, 0x33cc},
-    {{1, 0, 3, 2, 5, 4, 7, 6, 9, 8, 11, 10, 13, 12, 15, 14}, 0x55aa},
-    {{8, 9, 10, 11, 12, 13, 14, 15, 0, 1, 2, 3, 4, 5, 6, 7}, 0xff00},
-    {{4, 5, 6, 7, 0, 1, 2, 3, 12, 13, 14, 15, 8, 9, 10, 11}, 0xf0f0},
-    {{2, 3, 0, 1, 6, 7, 4, 5, 10, 11, 8, 9, 14, 15, 12, 13}, 0xcccc},
-    {{1, 0, 3, 2, 5, 4, 7, 6, 9, 8, 11, 10, 13, 12, 15, 14}, 0xaaaa},
-};
+/* The most slots per GPU the vector loads take (one register per slot). */
+#define LOADS_SPG_MAX 16
 
-/* The slot loads sorted in one register (+inf in the lanes past spg), then
- * summed in order as eplb_gpu_load does. Equal loads are the same float but
- * for the two zeros, which the sum cannot tell apart, so the result is the
- * plain sort's. */
-TARGET_AVX512 static float gpu_load_avx512(const float *u, int64_t spg, float *sorted)
+/* eplb_gpu_loads for 16 GPUs at a time, lane j holding GPU j: register i
+ * holds slot i of every GPU, an insertion network of min and max sorts
+ * each lane across the registers, and the sums run register by register,
+ * so each lane adds its GPU's slot loads in ascending order as the plain
+ * sort does. Equal loads are the same float but for the two zeros, which
+ * the sum from +0 cannot tell apart. */
+TARGET_AVX512 static void gpu_loads_avx512(const float *u, int64_t gpus, int64_t spg,
+                                           float *sorted, float *load)
 {
-    const __mmask16 m = (__mmask16)((1u << spg) - 1);
-    __m512 v = _mm512_mask_loadu_ps(_mm512_set1_ps(INFINITY), m, u);
-    for (int k = 0; k < 10; k++) {
-        const __m512 p = _mm512_permutexvar_ps(_mm512_loadu_si512(sort16[k].partner), v);
-        v = _mm512_mask_blend_ps(sort16[k].larger, _mm512_min_ps(v, p), _mm512_max_ps(v, p));
+    const __m512 empty = _mm512_set1_ps(INFINITY);
+    const __m512i first = _mm512_mullo_epi32(
+        _mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15),
+        _mm512_set1_epi32((int)spg));
+    for (int64_t b = 0; b < gpus; b += 16) {
+        const __mmask16 m = gpus - b >= 16 ? (__mmask16)0xffff
+                                           : (__mmask16)((1u << (gpus - b)) - 1);
+        __m512 v[LOADS_SPG_MAX];
+        for (int64_t i = 0; i < spg; i++)
+            v[i] = _mm512_mask_i32gather_ps(empty, m,
+                                            _mm512_add_epi32(first, _mm512_set1_epi32((int)i)),
+                                            u + b * spg, 4);
+        for (int64_t i = 1; i < spg; i++)
+            for (int64_t j = i; j > 0; j--) {
+                const __m512 lower = _mm512_min_ps(v[j - 1], v[j]);
+                v[j] = _mm512_max_ps(v[j - 1], v[j]);
+                v[j - 1] = lower;
+            }
+        /* Slots marked empty (+inf) sort last and add nothing. */
+        __m512 sum = _mm512_setzero_ps();
+        for (int64_t i = 0; i < spg; i++)
+            sum = _mm512_mask_add_ps(sum, _mm512_cmp_ps_mask(v[i], empty, _CMP_NEQ_OQ), sum, v[i]);
+        _mm512_mask_storeu_ps(load + b, m, sum);
+        if (sorted)
+            for (int64_t i = 0; i < spg; i++)
+                _mm512_mask_i32scatter_ps(sorted + b * spg, m,
+                                          _mm512_add_epi32(first, _mm512_set1_epi32((int)i)),
+                                          v[i], 4);
     }
-    _mm512_mask_storeu_ps(sorted, m, v);
-    float load = 0.0f;
-    for (int64_t i = 0; i < spg; i++)
-        load += sorted[i];
-    return load;
 }
 #endif
 
-float eplb_gpu_load(const float *u, int64_t spg, float *sorted, int vector)
+float eplb_gpu_load(const float *u, int64_t spg, float *sorted)
 {
-#if SEARCH_AVX512
-    /* The network's fixed stages beat an insertion sort of more than a
-     * handful of slots only. */
-    if (vector && spg > 8 && spg <= 16)
-        return gpu_load_avx512(u, spg, sorted);
-#else
-    (void)vector;
-#endif
-    memcpy(sorted, u, (size_t)spg * sizeof *sorted);
+    if (sorted != u)
+        memcpy(sorted, u, (size_t)spg * sizeof *sorted);
     /* GPUs hold a few slots each: insertion sort, unless they hold many. */
     if (spg <= 32) {
         for (int64_t i = 1; i < spg; i++) {
@@ -229,16 +228,38 @@ float eplb_gpu_load(const float *u, int64_t spg, float *sorted, int vector)
     return load;
 }
 
+void eplb_gpu_loads(const float *u, int64_t gpus, int64_t spg, float *sorted, float *load,
+                    eplb_incremental_scratch *s)
+{
+#if SEARCH_AVX512
+    if (s->vector && spg <= LOADS_SPG_MAX) {
+        gpu_loads_avx512(u, gpus, spg, sorted, load);
+        return;
+    }
+#endif
+    for (int64_t b = 0; b < gpus; b++) {
+        /* The slots not marked empty, in order. */
+        float *kept = sorted ? sorted + b * spg : s->sorted;
+        int64_t n = 0;
+        for (int64_t i = 0; i < spg; i++)
+            if (u[b * spg + i] != INFINITY)
+                kept[n++] = u[b * spg + i];
+        load[b] = eplb_gpu_load(kept, n, kept);
+    }
+}
+
 float eplb_layer_max_gpu_load(const float *w, const int64_t *x, const eplb_layer_geometry *g,
                               eplb_incremental_scratch *s)
 {
     eplb_layer_slot_loads(w, x, g, s, s->slot_load);
+    const int64_t gd = g->domain_gpus;
     float largest = 0.0f;
-    for (int64_t p = 0; p < g->gpus; p++) {
-        float load = eplb_gpu_load(s->slot_load + p * g->gpu_slots, g->gpu_slots, s->sorted,
-                                   s->vector);
-        if (p == 0 || load > largest)
-            largest = load;
+    /* A domain's GPUs at a time, into the scratch's [domain GPUs] loads. */
+    for (int64_t p = 0; p < g->gpus; p += gd) {
+        eplb_gpu_loads(s->slot_load + p * g->gpu_slots, gd, g->gpu_slots, NULL, s->gpu_load, s);
+        for (int64_t b = 0; b < gd; b++)
+            if (p + b == 0 || s->gpu_load[b] > largest)
+                largest = s->gpu_load[b];
     }
     return largest;
 }
@@ -433,14 +454,11 @@ static void anchor_domain(const float *w, const int64_t *prev, const int64_t *re
         }
     }
     float *load = s->gpu_load;
-    for (int64_t b = 0; b < gd; b++) {
-        int64_t kept = 0;
-        for (int64_t q = first + b * spg; q < first + (b + 1) * spg; q++)
-            if (start[q] >= 0)
-                s->slot_load[kept++] = w[start[q]] / (float)count[start[q]];
-        load[b] = eplb_gpu_load(s->slot_load, kept, s->sorted, s->vector);
+    for (int64_t q = first; q < first + rn; q++)
+        s->slot_load[q - first] = start[q] >= 0 ? w[start[q]] / (float)count[start[q]] : INFINITY;
+    eplb_gpu_loads(s->slot_load, gd, spg, NULL, load, s);
+    for (int64_t b = 0; b < gd; b++)
         s->cursor[b] = first + b * spg;
-    }
     /* Step 2: heaviest first, ties to the lowest expert. */
     qsort(s->rest, (size_t)n, sizeof *s->rest, compare_rest);
     for (int64_t i = 0; i < n; i++) {

@@ -492,8 +492,7 @@ int eplb_domain_search(const int64_t *prev, int64_t *x, float *u, int64_t d, flo
     search_state st = {prev + first, x + first, u + first, s->gpu_load,
                        spg, g->domain_gpus, dn, s->vector, 0, target, s};
     /* Each GPU's slot loads stay sorted in gpu_sorted through the trades. */
-    for (int64_t b = 0; b < st.gpus; b++)
-        st.load[b] = eplb_gpu_load(st.u + b * spg, spg, s->gpu_sorted + b * spg, s->vector);
+    eplb_gpu_loads(st.u, st.gpus, spg, s->gpu_sorted, st.load, s);
     /* The domain starts from the previous plan's slots (no moves), or from
      * others. */
     int64_t moved = memcmp(st.base, st.cur, (size_t)dn * sizeof *st.cur)
