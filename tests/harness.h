@@ -1,5 +1,6 @@
-/* Shared helpers of the core test suites: plan buffers, the plan invariants
- * of SPEC sections 1, 4 and 5, random cases and output poisoning.
+/* Shared helpers of the core test suites: plan buffers, contexts of the
+ * GPU backends or a skip, the plan invariants of SPEC sections 1, 4 and 5,
+ * random cases, the named shapes the GPU suites plan, and output poisoning.
  *
  * Header-only (static functions): every tests/test_*.c is its own executable. */
 #ifndef EPLB_TESTS_HARNESS_H
