@@ -51,6 +51,26 @@ class Moves(ctypes.Structure):
     ]
 
 
+class Evaluation(ctypes.Structure):
+    """struct eplb_evaluation."""
+
+    _fields_ = [
+        ("struct_size", ctypes.c_uint32),
+        ("policy", ctypes.c_int),
+        ("bound_exact", ctypes.c_int32),
+        ("balancedness", ctypes.c_double),
+        ("balancedness_min_layer", ctypes.c_double),
+        ("min_layer", ctypes.c_int64),
+        ("mean_load_sum", ctypes.c_double),
+        ("max_load_sum", ctypes.c_double),
+        ("bound", ctypes.c_double),
+        ("balancedness_bound", ctypes.c_double),
+        ("bound_gap", ctypes.c_double),
+        ("global_balancedness_bound", ctypes.c_double),
+        ("duplicates", ctypes.c_int64),
+    ]
+
+
 def _candidate_paths():
     """Where libeplb may be, in the order documented in docs/python.md."""
     explicit = os.environ.get("EPLB_LIBRARY", "")
@@ -143,6 +163,11 @@ eplb_rebalance_incremental = _declare_later(
     "eplb_rebalance_incremental", ctypes.c_int,
     [ctypes.c_void_p, ctypes.c_void_p, ctypes.POINTER(Shape), ctypes.c_void_p, ctypes.c_void_p,
      ctypes.c_void_p, ctypes.c_void_p, ctypes.c_void_p, ctypes.c_int64, _i64_p])
+_double_p = ctypes.POINTER(ctypes.c_double)
+eplb_evaluate = _declare_later(
+    "eplb_evaluate", ctypes.c_int,
+    [ctypes.c_void_p, ctypes.POINTER(Shape), ctypes.c_int, ctypes.c_void_p,
+     ctypes.POINTER(Evaluation), _double_p, _double_p, _double_p])
 eplb_moves_init = _declare_later("eplb_moves_init", None, [ctypes.POINTER(Moves)])
 eplb_count_moves = _declare_later(
     "eplb_count_moves", ctypes.c_int,

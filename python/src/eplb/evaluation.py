@@ -11,48 +11,7 @@ from .errors import EplbError
 from .rebalance import _POLICIES, _host_weight, _shape, _torch_of
 
 _POLICY_NAMES = {value: name for name, value in _POLICIES.items()}
-
-
-class _Evaluation(ctypes.Structure):
-    """struct eplb_evaluation."""
-
-    _fields_ = [
-        ("struct_size", ctypes.c_uint32),
-        ("policy", ctypes.c_int),
-        ("bound_exact", ctypes.c_int32),
-        ("balancedness", ctypes.c_double),
-        ("balancedness_min_layer", ctypes.c_double),
-        ("min_layer", ctypes.c_int64),
-        ("mean_load_sum", ctypes.c_double),
-        ("max_load_sum", ctypes.c_double),
-        ("bound", ctypes.c_double),
-        ("balancedness_bound", ctypes.c_double),
-        ("bound_gap", ctypes.c_double),
-        ("global_balancedness_bound", ctypes.c_double),
-        ("duplicates", ctypes.c_int64),
-    ]
-
-
 _double_p = ctypes.POINTER(ctypes.c_double)
-_evaluate = None
-
-
-def _entry():
-    """eplb_evaluate, declared on first use, so that `import eplb` works with a
-    library that predates it and only this call says so."""
-    global _evaluate
-    if _evaluate is None:
-        try:
-            fn = _library.lib.eplb_evaluate
-        except AttributeError:
-            raise RuntimeError("eplb: %s (libeplb %s) has no eplb_evaluate: rebuild or "
-                               "reinstall the package" % (_library.path, _library.version))
-        fn.restype = ctypes.c_int
-        fn.argtypes = [ctypes.c_void_p, ctypes.POINTER(_library.Shape), ctypes.c_int,
-                       ctypes.c_void_p, ctypes.POINTER(_Evaluation), _double_p, _double_p,
-                       _double_p]
-        _evaluate = fn
-    return _evaluate
 
 
 @dataclasses.dataclass(frozen=True)
@@ -121,15 +80,16 @@ def evaluate(weight, phy2log, num_groups, num_nodes, num_gpus, *, policy="auto")
     placement = np.ascontiguousarray(placement, dtype=np.int64)
     layers, experts = weight32.shape
     shape = _shape(layers, experts, placement.shape[1], num_groups, num_nodes, num_gpus)
-    result = _Evaluation()
-    result.struct_size = ctypes.sizeof(_Evaluation)
+    result = _library.Evaluation()
+    result.struct_size = ctypes.sizeof(_library.Evaluation)
     max_load = np.zeros(layers)
     mean_load = np.zeros(layers)
     layer_floor = np.zeros(layers)
-    status = _entry()(weight32.ctypes.data, ctypes.byref(shape), _POLICIES[policy],
-                      placement.ctypes.data, ctypes.byref(result),
-                      max_load.ctypes.data_as(_double_p), mean_load.ctypes.data_as(_double_p),
-                      layer_floor.ctypes.data_as(_double_p))
+    status = _library.eplb_evaluate(weight32.ctypes.data, ctypes.byref(shape), _POLICIES[policy],
+                                    placement.ctypes.data, ctypes.byref(result),
+                                    max_load.ctypes.data_as(_double_p),
+                                    mean_load.ctypes.data_as(_double_p),
+                                    layer_floor.ctypes.data_as(_double_p))
     if status != 0:
         raise EplbError(status, _library.text(_library.lib.eplb_last_error()))
     return Evaluation(
