@@ -151,6 +151,28 @@ static void apply_trade(refine_scratch *s, int32_t k, int32_t a, const refine_be
     exchange(s, k, a, s->pair_hi[trade->a_pos], trade->b, s->pair_hi[trade->b_pos]);
 }
 
+/* refine_scratch's list_source for k slots a GPU: in each side's trade
+ * order, the position (one-for-one) or 16 + the pair (two-for-two) that
+ * expand_side takes each entry from, -1 where it pads. NULL when out of
+ * memory. */
+static int32_t *list_sources(int32_t k, int32_t ones, int32_t twos)
+{
+    const int32_t pairs = k * (k - 1) / 2, len = ones + twos;
+    int32_t *source = malloc(2 * (size_t)len * sizeof *source);
+    if (!source)
+        return NULL;
+    for (int outer = 0; outer < 2; outer++) {
+        int32_t *side = source + (outer ? len : 0);
+        for (int32_t e = 0; e < len; e++)
+            side[e] = -1;
+        for (int32_t e = 0; e < k * k; e++)
+            side[e] = outer ? e / k : e % k;
+        for (int32_t e = 0; e < pairs * pairs; e++)
+            side[ones + e] = 16 + (outer ? e / pairs : e % pairs);
+    }
+    return source;
+}
+
 /* n rounded up to a multiple of the power of two `to`. */
 static int32_t round_up(int32_t n, int32_t to) { return (n + to - 1) & ~(to - 1); }
 
@@ -245,6 +267,13 @@ static void expand(const refine_scratch *s, float *out, const float *singles,
 
 static void expand_a(refine_scratch *s, const float *t_a, int32_t k, int32_t pairs)
 {
+#if EPLB_CPU_X86_DISPATCH
+    if (s->list_source) {
+        eplb_cpu_refine_expand_small_avx512(s, s->give_a, t_a, 1);
+        return;
+    }
+#endif
+    pair_sums(t_a, s, pairs, s->a_pairs);
     expand(s, s->give_a, t_a, s->a_pairs, k, pairs, 1, INFINITY);
 }
 
@@ -252,6 +281,13 @@ static void expand_a(refine_scratch *s, const float *t_a, int32_t k, int32_t pai
 static void expand_b(refine_scratch *s, int32_t g, int32_t k, int32_t pairs)
 {
     const float *t_b = s->t + g * k;
+#if EPLB_CPU_X86_DISPATCH
+    if (s->list_source) {
+        eplb_cpu_refine_expand_small_avx512(s, s->give_b + (size_t)g * (size_t)(s->ones + s->twos),
+                                            t_b, 0);
+        return;
+    }
+#endif
     pair_sums(t_b, s, pairs, s->b_pairs);
     expand(s, s->give_b + (size_t)g * (size_t)(s->ones + s->twos), t_b, s->b_pairs, k, pairs, 0,
            0.0f);
@@ -552,10 +588,10 @@ static void refine_row(const eplb_plan_job *job, int64_t x, int32_t trades, floa
         if (isinf(a_load) || a_load <= stop_at)
             break;
         const float *t_a = s->t + a * k;
-        if (!compact)
-            pair_sums(t_a, s, pairs, s->a_pairs);
         if (expanded)
             expand_a(s, t_a, k, pairs);
+        else if (!compact)
+            pair_sums(t_a, s, pairs, s->a_pairs);
 
         refine_best one = {INFINITY, -1, 0, 0}, two = {INFINITY, -1, 0, 0};
 #if EPLB_CPU_X86_DISPATCH
@@ -647,6 +683,7 @@ eplb_status eplb_cpu_refine(eplb_backend *backend, const eplb_plan_job *job)
         s.twos = round_up((int32_t)(pairs * pairs), vector);
         s.give_a = NULL;
         s.give_b = NULL;
+        s.list_source = NULL;
         s.ks = 0;
         s.ps = 0;
         s.singles = NULL;
@@ -664,6 +701,10 @@ eplb_status eplb_cpu_refine(eplb_backend *backend, const eplb_plan_job *job)
             s.give_a = malloc(per_gpu * sizeof *s.give_a);
             s.give_b = malloc(per_gpu * (size_t)m * sizeof *s.give_b);
             ok = ok && s.give_a && s.give_b;
+            if (s.isa >= EPLB_CPU_ISA_AVX512 && k <= EPLB_CPU_REFINE_SMALL_K) {
+                s.list_source = list_sources(k, s.ones, s.twos);
+                ok = ok && s.list_source;
+            }
         }
         if (!ok) {
 #pragma omp atomic write
@@ -697,6 +738,7 @@ eplb_status eplb_cpu_refine(eplb_backend *backend, const eplb_plan_job *job)
         free(s.pair_hi);
         free(s.give_a);
         free(s.give_b);
+        free(s.list_source);
     }
     if (failed)
         return eplb_backend_error(backend, EPLB_ERR_OUT_OF_MEMORY,

@@ -40,6 +40,12 @@ typedef struct refine_scratch {
     int isa;            /* the vector level the machine and EPLB_CPU_ISA allow */
     float *give_a;      /* [ones + twos] A's side of each trade, in trade order */
     float *give_b;      /* [m][ones + twos] each GPU's side, rebuilt when it changes */
+    /* Where each entry of the lists comes from, for the AVX-512 building of
+     * both sides from a GPU's slot loads (up to six slots a GPU, so that the
+     * slot loads and the pair sums each fit one vector): a slot's position,
+     * 16 + a pair's index, or -1 for padding; B's side first, then A's.
+     * NULL where the lists are built otherwise. */
+    int32_t *list_source; /* [2][ones + twos] */
     /* The compact search (AVX-512, many slots per GPU, no distinct): each
      * GPU's slot loads and pair sums, padded with -inf to whole vectors, so
      * that A's entries, one at a time, meet a partner's whole list. */
@@ -47,6 +53,10 @@ typedef struct refine_scratch {
     float *singles;     /* [m][ks] */
     float *pair_list;   /* [m][ps] */
 } refine_scratch;
+
+/* The most slots a GPU for which eplb_cpu_refine_expand_small_avx512 builds
+ * the lists: k slot loads and k(k-1)/2 pair sums each fit one vector. */
+#define EPLB_CPU_REFINE_SMALL_K 6
 
 /* The float after x towards +inf (nextafterf(x, INFINITY)) without the
  * library call, which the partner loop makes whenever its best peak drops. */
@@ -63,34 +73,46 @@ static inline float eplb_cpu_refine_float_above(float x)
     return x;
 }
 
-/* Whether partner B, of load b_load, and every heavier partner are out of
- * reach for the heaviest GPU, of load a_load, when above_best is the float
- * after the best peak so far. Every trade with B has new loads summing to
- * a_load + b_load before rounding, so the larger is at least their half.
- * When that half lies above above_best, the rounded peak does too: B can
- * neither beat the best nor tie it, and no heavier partner can. The margin
- * covers the double's own rounding. Both searches (cpu_refine.c and
- * cpu_refine_avx512.c) visit partners from the lightest up and stop at the
- * first beyond eplb_cpu_refine_reach_limit, which this test implies. */
-static inline int eplb_cpu_refine_partner_out_of_reach(float a_load, float b_load,
-                                                       float above_best)
+/* Half of a_load + b_load in doubles, lowered by a margin (2^-40) that
+ * covers the doubles' own rounding. Every trade between the heaviest GPU A,
+ * of load a_load, and a partner B, of load b_load, has new loads summing to
+ * a_load + b_load before rounding, so the larger is at least their half:
+ * when this lies above the float after the best peak so far, B's rounded
+ * peaks do too, B can neither beat the best nor tie it, and no heavier
+ * partner can. Both searches visit partners from the lightest up and stop
+ * at the first out of reach in this sense: cpu_refine.c's through
+ * eplb_cpu_refine_reach_limit, cpu_refine_avx512.c's against its running
+ * lane minima. */
+static inline double eplb_cpu_refine_half_sum_floor(float a_load, float b_load)
 {
-    const double floor_b = (0.5 * (double)a_load + 0.5 * (double)b_load) * (1.0 - 0x1p-40);
-    return floor_b > (double)above_best;
+    return (0.5 * (double)a_load + 0.5 * (double)b_load) * (1.0 - 0x1p-40);
 }
 
-/* A partner load above which eplb_cpu_refine_partner_out_of_reach holds,
- * so that the partner loop compares one float instead of redoing the test.
- * That test only grows with b_load, and it holds once 0.5 * a_load + 0.5 *
- * b_load exceeds above_best by more than its margin (2^-40) and the
- * doubles' rounding: the limit is 2 * above_best - a_load widened by 2^-30
- * of above_best, which covers both with room, rounded up to a float. It
- * may leave in reach a partner that the test passes over, never the
- * reverse: weighing it changes nothing (every peak of a partner out of
- * reach lies above the best). +inf when the best is. Since each weighed
- * partner's peaks are at least half the two loads, above_best is at least
- * about a_load / 2, so the widening dwarfs the rounding of the
- * difference. */
+/* The float below x (nextafterf(x, -INFINITY)) for x not NaN or -inf. */
+static inline float eplb_cpu_refine_float_below(float x)
+{
+    if (x == 0.0f)
+        return -0x1p-149f;
+    uint32_t bits;
+    memcpy(&bits, &x, sizeof bits);
+    bits = x > 0.0f ? bits - 1 : bits + 1;
+    memcpy(&x, &bits, sizeof x);
+    return x;
+}
+
+/* A partner load above which a partner is out of reach (its
+ * eplb_cpu_refine_half_sum_floor lies above above_best, the float after the
+ * best peak so far), so that the partner loop compares one float instead
+ * of redoing the test. The half-sum only grows with b_load, and it lies
+ * above above_best once 0.5 * a_load + 0.5 * b_load exceeds it by more
+ * than the margin (2^-40) and the doubles' rounding: the limit is
+ * 2 * above_best - a_load widened by 2^-30 of above_best, which covers both
+ * with room, rounded up to a float. It may leave in reach a partner that
+ * the test passes over, never the reverse: weighing it changes nothing
+ * (every peak of a partner out of reach lies above the best). +inf when
+ * the best is. Since each weighed partner's peaks are at least half the
+ * two loads, above_best is at least about a_load / 2, so the widening
+ * dwarfs the rounding of the difference. */
 static inline float eplb_cpu_refine_reach_limit(float a_load, float above_best)
 {
     const double limit = 2.0 * (double)above_best * (1.0 + 0x1p-30) - (double)a_load;
@@ -111,6 +133,12 @@ void eplb_cpu_refine_search_avx512(refine_scratch *s, int32_t a, float a_load, r
  * on the lists the search used. */
 void eplb_cpu_refine_positions_avx512(const refine_scratch *s, int32_t a, float a_load,
                                       int two_for_two, refine_best *trade);
+
+/* One side of the expanded lists of GPU g, whose k slot loads start at t_g
+ * (k <= EPLB_CPU_REFINE_SMALL_K), through s->list_source: A's side (outer)
+ * padded with +inf, B's with 0, as cpu_refine.c's expand_side. */
+void eplb_cpu_refine_expand_small_avx512(const refine_scratch *s, float *out, const float *t_g,
+                                         int outer);
 
 /* One side of the expanded lists (cpu_refine.c's expand_side). */
 void eplb_cpu_refine_expand_avx512(const refine_scratch *s, float *out, const float *singles,

@@ -24,11 +24,23 @@ EPLB_CPU_TARGET_AVX512 static inline __m512 peaks(__m512 a16, __m512 b16, __m512
     return _mm512_max_ps(_mm512_sub_ps(a16, d), _mm512_add_ps(b16, d));
 }
 
-/* Moves g by passes of sixteen GPUs without branches on the comparisons
- * (their outcomes are unpredictable): where g is, how many GPUs come before
- * it by (load, index) once its load is new_load, then a block move of the
- * GPUs in between, in place (a library call costs more than the move for so
- * few entries). */
+/* The GPUs of the lanes `in` of (loads v, indices ids) that come before a
+ * GPU of load l and index g16 in the order by (load, index). */
+EPLB_CPU_TARGET_AVX512 static inline int32_t count_before(__m512 v, __m512i ids, __mmask16 in,
+                                                          __m512 l, __m512i g16)
+{
+    const __mmask16 before =
+        _mm512_mask_cmp_ps_mask(in, v, l, _CMP_LT_OQ) |
+        _mm512_mask_cmplt_epi32_mask(_mm512_mask_cmp_ps_mask(in, v, l, _CMP_EQ_OQ), ids, g16);
+    return __builtin_popcount((unsigned)before);
+}
+
+/* Moves g in one pass of sixteen GPUs at a time without branches on the
+ * comparisons (their outcomes are unpredictable): where g is, and where it
+ * goes, are the numbers of GPUs before it by (load, index) with its old
+ * and its new load (g itself comes before neither), then a block move of
+ * the GPUs in between, in place (a library call costs more than the move
+ * for so few entries). */
 EPLB_CPU_TARGET_AVX512 void eplb_cpu_refine_move_avx512(refine_scratch *s, int32_t g,
                                                         float new_load)
 {
@@ -36,29 +48,16 @@ EPLB_CPU_TARGET_AVX512 void eplb_cpu_refine_move_avx512(refine_scratch *s, int32
     float *sorted = s->sorted;
     const int32_t m = s->m;
     const __m512i g16 = _mm512_set1_epi32(g);
-    int32_t from = 0;
-    for (int32_t i = 0; i < m; i += 16) {
-        const __mmask16 in = lanes(m - i);
-        const __mmask16 hit =
-            _mm512_mask_cmpeq_epi32_mask(in, _mm512_maskz_loadu_epi32(in, by_load + i), g16);
-        if (hit) {
-            from = i + __builtin_ctz((unsigned)hit);
-            break;
-        }
-    }
-    s->load[g] = new_load;
-    const __m512 l16 = _mm512_set1_ps(new_load);
-    int32_t to = 0;
+    const __m512 old16 = _mm512_set1_ps(s->load[g]), new16 = _mm512_set1_ps(new_load);
+    int32_t from = 0, to = 0;
     for (int32_t i = 0; i < m; i += 16) {
         const __mmask16 in = lanes(m - i);
         const __m512 v = _mm512_maskz_loadu_ps(in, sorted + i);
         const __m512i ids = _mm512_maskz_loadu_epi32(in, by_load + i);
-        __mmask16 before = _mm512_cmp_ps_mask(v, l16, _CMP_LT_OQ) |
-                           (_mm512_cmp_ps_mask(v, l16, _CMP_EQ_OQ) &
-                            _mm512_cmplt_epi32_mask(ids, g16));
-        before &= in & (__mmask16)~_mm512_cmpeq_epi32_mask(ids, g16);
-        to += __builtin_popcount((unsigned)before);
+        from += count_before(v, ids, in, old16, g16);
+        to += count_before(v, ids, in & (__mmask16)~_mm512_cmpeq_epi32_mask(ids, g16), new16, g16);
     }
+    s->load[g] = new_load;
     /* Ascending chunks when g moves up (each reads past what the previous
      * wrote), descending ones when it moves down. */
     for (int32_t i = from; i < to; i += 16) {
@@ -100,6 +99,28 @@ EPLB_CPU_TARGET_AVX512 void eplb_cpu_refine_expand_avx512(const refine_scratch *
 {
     tile(out, singles, k, s->ones, outer, pad);
     tile(out + s->ones, pair_list, pairs, s->twos, outer, pad);
+}
+
+/* Every entry is one permute of two vectors, the slot loads and the pair
+ * sums (the additions of pair_sums, lane by lane), padding masked in. */
+EPLB_CPU_TARGET_AVX512 void eplb_cpu_refine_expand_small_avx512(const refine_scratch *s,
+                                                                float *out, const float *t_g,
+                                                                int outer)
+{
+    const int32_t k = s->k, pairs = k * (k - 1) / 2, len = s->ones + s->twos;
+    const __m512 slots = _mm512_maskz_loadu_ps(lanes(k), t_g);
+    const __mmask16 in = lanes(pairs);
+    const __m512 sums =
+        _mm512_add_ps(_mm512_permutexvar_ps(_mm512_maskz_loadu_epi32(in, s->pair_lo), slots),
+                      _mm512_permutexvar_ps(_mm512_maskz_loadu_epi32(in, s->pair_hi), slots));
+    const int32_t *source = s->list_source + (outer ? len : 0);
+    const __m512 pad = _mm512_set1_ps(outer ? INFINITY : 0.0f);
+    for (int32_t j = 0; j < len; j += 16) {
+        const __m512i from = _mm512_loadu_si512(source + j);
+        const __mmask16 real = _mm512_cmpge_epi32_mask(from, _mm512_setzero_si512());
+        _mm512_storeu_ps(out + j,
+                         _mm512_mask_mov_ps(pad, real, _mm512_permutex2var_ps(slots, from, sums)));
+    }
 }
 
 /* The smallest peaks, lane by lane, of A's entries ga[0..na-1] against a
@@ -168,14 +189,17 @@ EPLB_CPU_TARGET_AVX512 static inline int32_t partner_at(__m512 m, __m512i who, f
  * weighed, each kind's minimum and its lowest partner come from one
  * reduction of the lanes.
  *
- * Partners go from the lightest up and stop at the half-sum bound of
- * search_partners, here with the best peak of the partners up to the last
- * multiple of four: it may weigh a partner or two that the bound would pass
- * over, which cannot change the minima, since their peaks lie above the
- * best. A partner passed over has every peak above the best of both kinds,
- * so neither kind's chosen trade can be its: when two-for-two trades reach
- * the lower minimum, a one-for-one trade of such a partner could lie below
- * the weighed ones', but above that minimum, and it is not chosen either. */
+ * Partners go from the lightest up and stop at the half-sum bound
+ * (eplb_cpu_refine_half_sum_floor), tested without a reduction: the partner
+ * is out of reach when some lane of either kind lies below the float under
+ * the bound's double (the float after that lane is then at most that
+ * float, below the double). This may weigh a partner that the exact test
+ * would pass over by a float's width, which cannot change the minima, since
+ * its peaks lie above the best. A partner passed over has every peak above
+ * the best of both kinds, so neither kind's chosen trade can be its: when
+ * two-for-two trades reach the lower minimum, a one-for-one trade of such a
+ * partner could lie below the weighed ones', but above that minimum, and it
+ * is not chosen either. */
 EPLB_CPU_TARGET_AVX512 static inline __attribute__((always_inline)) void
 search(refine_scratch *s, int compact, int32_t a, float a_load, refine_best *one, refine_best *two)
 {
@@ -186,14 +210,15 @@ search(refine_scratch *s, int compact, int32_t a, float a_load, refine_best *one
     const __m512 a16 = _mm512_set1_ps(a_load);
     __m512 m1 = _mm512_set1_ps(INFINITY), m2 = m1;
     __m512i who1 = _mm512_set1_epi32(INT32_MAX), who2 = who1;
-    float reach = INFINITY; /* the heaviest partner load in reach */
-    int32_t count = 0;
+    __m512 both = m1; /* the lane minima of both kinds */
     for (int32_t i = 0; i < m; i++) {
         const int32_t b = by_load[i];
         if (b == a)
             continue;
         const float b_load = sorted[i];
-        if (b_load > reach)
+        const float below =
+            eplb_cpu_refine_float_below((float)eplb_cpu_refine_half_sum_floor(a_load, b_load));
+        if (_mm512_cmp_ps_mask(both, _mm512_set1_ps(below), _CMP_LT_OQ))
             break;
         const __m512 b16 = _mm512_set1_ps(b_load);
         __m512 p1, p2;
@@ -210,9 +235,7 @@ search(refine_scratch *s, int compact, int32_t a, float a_load, refine_best *one
         const __m512i partner = _mm512_set1_epi32(b);
         fold(p1, partner, &m1, &who1);
         fold(p2, partner, &m2, &who2);
-        if ((++count & 3) == 0)
-            reach = eplb_cpu_refine_reach_limit(
-                a_load, eplb_cpu_refine_float_above(_mm512_reduce_min_ps(_mm512_min_ps(m1, m2))));
+        both = _mm512_min_ps(m1, m2);
     }
     const float best1 = _mm512_reduce_min_ps(m1), best2 = _mm512_reduce_min_ps(m2);
     /* Only the kind that trades needs its partner (the other keeps b -1):
