@@ -265,7 +265,8 @@ float eplb_layer_max_gpu_load(const float *w, const int64_t *x, const eplb_layer
 }
 
 /* The nonzero entries of ov[f][h] = overlap(src's group f, old's group h)
- * for k groups of n slots each, as pairs in (f, h) order; returns their
+ * for k groups of n slots each, as pairs in ascending f (each row's in any
+ * order of h); returns their
  * count. From the slots each expert has in old: for each expert of a group
  * of src, with its count c there, the runs of its slots in old (a group's
  * slots are consecutive) each add min(run, c) to their group's entry. So the
@@ -302,15 +303,10 @@ static size_t overlap_pairs(const int64_t *src, const int64_t *old, int64_t k, i
                 ov[h] += run < c ? run : c;
             }
         }
-        /* This row's pairs, by h (insertion sort: a group meets few). */
+        /* This row's pairs take their overlaps, in the order met. */
         for (size_t i = first; i < total; i++) {
-            match_pair p = pairs[i];
-            p.overlap = ov[p.to];
-            ov[p.to] = 0;
-            size_t j = i;
-            for (; j > first && pairs[j - 1].to > p.to; j--)
-                pairs[j] = pairs[j - 1];
-            pairs[j] = p;
+            pairs[i].overlap = ov[pairs[i].to];
+            ov[pairs[i].to] = 0;
         }
     }
     for (int64_t q = 0; q < k * n; q++)
@@ -318,11 +314,13 @@ static size_t overlap_pairs(const int64_t *src, const int64_t *old, int64_t k, i
     return total;
 }
 
-/* The greedy matching of SPEC 13.4 on the nonzero overlaps (pairs, in (f,
- * h) order, each at most n), in its sorted form: the pairs by (-ov, f, h),
- * then the free sources in ascending order to the free destinations in
- * ascending order. A stable counting sort by overlap orders the pairs.
- * match[f] = h; taken: [k]. */
+/* The greedy matching of SPEC 13.4 on the nonzero overlaps (pairs in
+ * ascending f, each at most n), in its sorted form: the pairs by (-ov, f,
+ * h), then the free sources in ascending order to the free destinations in
+ * ascending order. A stable counting sort by overlap keeps each level's
+ * pairs in ascending f; the pairs of one source at one level need no order
+ * of h, since the first of them whose h is free, in ascending h, is the
+ * lowest free h among them. match[f] = h; taken: [k]. */
 static void greedy_match(const match_pair *pairs, size_t count, int64_t k, int64_t n,
                          eplb_incremental_scratch *s, int64_t *match, int64_t *taken)
 {
@@ -337,11 +335,23 @@ static void greedy_match(const match_pair *pairs, size_t count, int64_t k, int64
         sorted[start[n - pairs[i].overlap]++] = pairs[i];
     for (int64_t i = 0; i < k; i++)
         match[i] = taken[i] = -1;
-    for (size_t i = 0; i < count; i++)
-        if (match[sorted[i].from] < 0 && taken[sorted[i].to] < 0) {
-            match[sorted[i].from] = sorted[i].to;
-            taken[sorted[i].to] = sorted[i].from;
+    for (size_t i = 0; i < count;) {
+        const int32_t f = sorted[i].from, v = sorted[i].overlap;
+        const size_t block = i;
+        while (++i < count && sorted[i].from == f && sorted[i].overlap == v)
+            ;
+        if (match[f] >= 0)
+            continue;
+        int64_t h = k;
+        for (size_t j = block; j < i; j++) {
+            const int64_t to = sorted[j].to;
+            h = taken[to] < 0 && to < h ? to : h;
         }
+        if (h < k) {
+            match[f] = h;
+            taken[h] = f;
+        }
+    }
     int64_t h = 0;
     for (int64_t f = 0; f < k; f++) {
         if (match[f] >= 0)
