@@ -66,8 +66,8 @@ typedef struct eplb_incremental_scratch {
     int32_t *base_next;    /* [domain slots] */
     int32_t *away_excess;  /* [spg][domain GPUs] */
     int32_t *away_row;     /* [spg] */
-    /* The domain's slots in ascending order of slot load, for the vector
-     * scan, with what it reads of each beside it; order_pos[q] is slot q's
+    /* The domain's slots in ascending order of their slot load's bucket
+     * (load_bucket), for the vector scan, with what it reads of each beside it; order_pos[q] is slot q's
      * place. [domain slots] each. */
     float *order_u;
     int32_t *order_slot;

@@ -11,28 +11,31 @@
 
 #if SEARCH_AVX512
 
-/* Sorts the domain's slots by the order of their slot loads (float_order,
- * least significant byte first, a stable counting sort per byte) into
- * order_u and order_slot, and fills order_pos and the tables kept beside
- * them. Ties among equal loads may fall in any order: the scan breaks ties
- * by the pairs' places in SPEC order, not by their places in the table. */
+/* Sorts the domain's slots by the bucket of their slot loads (the upper
+ * half of float_order: the sign, the exponent and 7 bits of the mantissa,
+ * so a bucket spans less than 1 % of a load), least significant byte
+ * first, a stable counting sort per byte, into order_u and order_slot, and
+ * fills order_pos and the tables kept beside them. The scan needs no finer
+ * order: it weighs whole buckets at the ends of its window, each pair by
+ * its own loads, and breaks ties by the pairs' places in SPEC order, not
+ * by their places in the table. */
 void eplb_search_order_slots(search_state *st)
 {
     eplb_incremental_scratch *s = st->s;
     const int64_t n = st->slots;
     uint32_t *key = s->order_tmp, *key2 = key + n;
     int32_t *idx = (int32_t *)(key2 + n), *idx2 = idx + n;
-    /* The four bytes' counts in one pass. */
-    int32_t start[4][257];
+    /* The two bytes' counts in one pass. */
+    int32_t start[2][257];
     memset(start, 0, sizeof start);
     for (int64_t q = 0; q < n; q++) {
-        const uint32_t k = float_order(st->u[q] + 0.0f);
+        const uint32_t k = load_bucket(st->u[q]);
         key[q] = k;
         idx[q] = (int32_t)q;
-        for (int d = 0; d < 4; d++)
+        for (int d = 0; d < 2; d++)
             start[d][(k >> (8 * d) & 255) + 1]++;
     }
-    for (int d = 0; d < 4; d++) {
+    for (int d = 0; d < 2; d++) {
         const int shift = 8 * d;
         int32_t *at = start[d];
         if (at[(key[0] >> shift & 255) + 1] == n)
@@ -85,12 +88,13 @@ TARGET_AVX512 int64_t eplb_search_heaviest_avx512(const search_state *st)
 }
 
 /* The single trades, 16 slots sb at a time, with the plain loop's float32
- * operations, so the same keys. Where the domain's slots are sorted by load
- * (st->ordered), slot sb can trade with A's slot sa only if u[sb] < u[sa],
- * a prefix of the table, and with class 0 or 1 only if (load[B] - u[sb]) +
- * u[sa] <= T, which bounds u[sb] from below by u[sa] - (T - the least load
- * of a GPU other than A), less a margin for float32 rounding: a window of
- * the table. Otherwise every slot is weighed, in slot order. The key of
+ * operations, so the same keys. Where the domain's slots are sorted by the
+ * bucket of their load (st->ordered), slot sb can trade with A's slot sa
+ * only if u[sb] < u[sa], which ends with sa's bucket, and with class 0 or 1
+ * only if (load[B] - u[sb]) + u[sa] <= T, which bounds u[sb] from below by
+ * u[sa] - (T - the least load of a GPU other than A), less a margin for
+ * float32 rounding: a window of the table, whole buckets at its ends, each
+ * slot in it checked against both bounds. Otherwise every slot is weighed, in slot order. The key of
  * classes 0 and 1 is split in two 32-bit halves, (class, cost) and the
  * value's order, compared lexicographically; class 2 is weighed in a second
  * pass, needed only when no pair has class 0 or 1. Each lane keeps its best
@@ -126,12 +130,15 @@ TARGET_AVX512 int eplb_search_single_avx512(const search_state *st, int64_t A, c
         for (int64_t i = 0; i < spg; i++) {
             const int64_t sa = A * spg + i;
             const float ua_s = st->u[sa];
-            /* Sorted, the slots lighter than sa end where sa's load and
-             * its equals begin, just before sa's own place. */
+            /* Sorted by bucket, the slots lighter than sa end with sa's
+             * bucket, at or after sa's own place. */
             int64_t end = dn;
-            if (st->ordered)
-                for (end = s->order_pos[sa]; end > 0 && s->order_u[end - 1] >= ua_s; end--)
+            if (st->ordered) {
+                const uint32_t own_bucket = load_bucket(ua_s);
+                for (end = s->order_pos[sa] + 1;
+                     end < dn && load_bucket(s->order_u[end]) == own_bucket; end++)
                     ;
+            }
             float below = -INFINITY;
             if (pass == 0 && st->ordered) {
                 const double t = st->target;
@@ -144,19 +151,21 @@ TARGET_AVX512 int eplb_search_single_avx512(const search_state *st, int64_t A, c
                     below = (float)(floor - 1e-6 * fabs(floor));
             }
             const __m512 vbelow = _mm512_set1_ps(below);
+            const uint32_t below_bucket = load_bucket(below);
             const __m512 ua = _mm512_set1_ps(ua_s), a_without = _mm512_set1_ps(load_a - ua_s);
             const __m512i leave = _mm512_set1_epi32(8 - (s->tally[st->cur[sa]] > 0));
             const __m512i place_a = _mm512_set1_epi32((int)(i * dn));
             const int32_t *away = s->away_excess + row[i] * gd;
             /* Sorted, from the heaviest slots down, and the chunk that
-             * reaches below the window is the last; else in slot order. */
+             * reaches a bucket below the window's is the last; else in slot
+             * order. */
             int stop = 0;
             for (int64_t left = end; left > 0 && !stop;) {
                 const int64_t n = left < 16 ? left : 16;
                 const int64_t k = st->ordered ? left - n : end - left;
                 left -= n;
                 const __mmask16 tail = n == 16 ? (__mmask16)0xffff : (__mmask16)((1u << n) - 1);
-                stop = st->ordered && tab_u[k] < below;
+                stop = st->ordered && load_bucket(tab_u[k]) < below_bucket;
                 const __m512 ub = _mm512_maskz_loadu_ps(tail, tab_u + k);
                 const __m512i b_gpu = _mm512_maskz_loadu_epi32(tail, tab_gpu + k);
                 __mmask16 m = _mm512_mask_cmpneq_epi32_mask(tail, b_gpu, own);
@@ -216,22 +225,18 @@ TARGET_AVX512 int eplb_search_single_avx512(const search_state *st, int64_t A, c
                 best_at = _mm512_mask_mov_epi32(best_at, better, place);
             }
         }
-        int32_t hi[16], lo[16], at[16];
-        _mm512_storeu_si512(hi, best_hi);
-        _mm512_storeu_si512(lo, best_lo);
-        _mm512_storeu_si512(at, best_at);
-        int w = -1;
-        for (int k = 0; k < 16; k++) {
-            if (hi[k] == INT32_MAX)
-                continue; /* the lane saw no candidate */
-            if (w < 0 || hi[k] < hi[w] || (hi[k] == hi[w] && ((uint32_t)lo[k] < (uint32_t)lo[w] ||
-                                                              (lo[k] == lo[w] && at[k] < at[w]))))
-                w = k;
-        }
-        if (w >= 0) {
-            pick[0] = A * spg + at[w] / dn;
-            pick[1] = at[w] % dn;
-            *cost_out = (pass == 0 ? hi[w] & 15 : lo[w]) - 8;
+        /* The lanes' bests by key, then place; a lane that saw no
+         * candidate keeps INT32_MAX. */
+        __mmask16 w = _mm512_cmpneq_epi32_mask(best_hi, _mm512_set1_epi32(INT32_MAX));
+        if (w) {
+            const int32_t hi = _mm512_mask_reduce_min_epi32(w, best_hi);
+            w = _mm512_mask_cmpeq_epi32_mask(w, best_hi, _mm512_set1_epi32(hi));
+            const uint32_t lo = _mm512_mask_reduce_min_epu32(w, best_lo);
+            w = _mm512_mask_cmpeq_epi32_mask(w, best_lo, _mm512_set1_epi32((int)lo));
+            const int32_t at = _mm512_mask_reduce_min_epi32(w, best_at);
+            pick[0] = A * spg + at / dn;
+            pick[1] = at % dn;
+            *cost_out = (pass == 0 ? hi & 15 : (int)lo) - 8;
             return 1;
         }
     }

@@ -44,6 +44,10 @@ static inline uint32_t float_order(float v)
     return bits & 0x80000000u ? ~bits : bits | 0x80000000u;
 }
 
+/* The bucket of a slot load in the order of the vector scan's table
+ * (eplb_search_order_slots): the upper half of its float_order. */
+static inline uint32_t load_bucket(float value) { return float_order(value + 0.0f) >> 16; }
+
 static inline uint64_t near_key(int cls, int cost, float value)
 {
     return (uint64_t)cls << KEY_CLASS_SHIFT | (uint64_t)(cost + 8) << 32 |
