@@ -9,6 +9,7 @@
  * the copies and the synchronisation around it. Unlike eplb_rebalance_device
  * it returns only once the outputs are written, and it reports every error,
  * the weights' included, through its own status. */
+#include <stdint.h>
 #include <stdlib.h>
 
 #include "context.h"
@@ -22,21 +23,6 @@ static eplb_status copy_failed(eplb_context *ctx, eplb_status status, const char
 {
     return eplb_context_fail(ctx, status, "%s backend: %s: %s", ctx->backend_name, what,
                              ctx->backend->error);
-}
-
-/* The host copies of one call: inputs brought down, outputs planned into. */
-typedef struct host_arrays {
-    float *weight;
-    int64_t *previous, *phy2log, *logcnt, *log2phy;
-} host_arrays;
-
-static void host_arrays_free(host_arrays *a)
-{
-    free(a->weight);
-    free(a->previous);
-    free(a->phy2log);
-    free(a->logcnt);
-    free(a->log2phy);
 }
 
 eplb_status eplb_incremental_device(eplb_context *ctx, const void *weight, const eplb_shape *shape,
@@ -68,36 +54,44 @@ eplb_status eplb_incremental_device(eplb_context *ctx, const void *weight, const
 
     const size_t L = (size_t)shape->layers, E = (size_t)shape->experts;
     const size_t R = (size_t)shape->replicas, X = (size_t)log2phy_width;
-    host_arrays a = {
-        malloc(L * E * sizeof(float)), malloc(L * R * sizeof(int64_t)),
-        malloc(L * R * sizeof(int64_t)), malloc(L * E * sizeof(int64_t)),
-        malloc(L * E * X * sizeof(int64_t)),
-    };
-    if (!a.weight || !a.previous || !a.phy2log || !a.logcnt || !a.log2phy) {
-        host_arrays_free(&a);
+    /* One host area for the call's copies: the weights and the previous
+     * plan brought down, the outputs planned into. */
+    const size_t weight_bytes = (L * E * sizeof(float) + 7) / 8 * 8;
+    const size_t words_before_log2phy = weight_bytes / 8 + 2 * L * R + L * E;
+    /* The caller's width sizes the host copy of log2phy; a width whose copy
+     * cannot even be counted in bytes is refused as memory that cannot be had. */
+    if ((uint64_t)log2phy_width > (SIZE_MAX / sizeof(int64_t) - words_before_log2phy) / (L * E))
+        return eplb_context_fail(ctx, EPLB_ERR_OUT_OF_MEMORY,
+                                 "log2phy width %lld is too large for a host copy of the plan",
+                                 (long long)log2phy_width);
+    unsigned char *area = malloc((words_before_log2phy + L * E * X) * sizeof(int64_t));
+    if (!area)
         return eplb_context_fail(ctx, EPLB_ERR_OUT_OF_MEMORY,
                                  "cannot allocate host copies of a %zu x %zu plan", L, R);
-    }
+    float *host_weight = (float *)area;
+    int64_t *host_previous = (int64_t *)(area + weight_bytes);
+    int64_t *host_phy2log = host_previous + L * R, *host_logcnt = host_phy2log + L * R;
+    int64_t *host_log2phy = host_logcnt + L * E;
     /* The downloads wait for the work the caller enqueued on stream before
      * this call, which is how the inputs become ready (as for
      * eplb_rebalance_device). */
     if ((st = f->set_stream(be, stream)) != EPLB_OK ||
-        (st = f->download(be, a.weight, weight, L * E * sizeof(float))) != EPLB_OK ||
-        (st = f->download(be, a.previous, previous, L * R * sizeof(int64_t))) != EPLB_OK) {
+        (st = f->download(be, host_weight, weight, L * E * sizeof(float))) != EPLB_OK ||
+        (st = f->download(be, host_previous, previous, L * R * sizeof(int64_t))) != EPLB_OK) {
         st = copy_failed(ctx, st, "reading the weights and the previous plan");
         goto done;
     }
     /* The fresh plan inside runs on the backend's own stream, as every host
      * call does; the uploads go back on the caller's. */
-    if ((st = eplb_incremental_host(ctx, a.weight, shape, options, a.previous, a.phy2log,
-                                    a.logcnt, a.log2phy, log2phy_width, NULL)) != EPLB_OK)
+    if ((st = eplb_incremental_host(ctx, host_weight, shape, options, host_previous, host_phy2log,
+                                    host_logcnt, host_log2phy, log2phy_width, NULL)) != EPLB_OK)
         goto done;
     if ((st = f->set_stream(be, stream)) != EPLB_OK ||
-        (st = f->upload(be, phy2log, a.phy2log, L * R * sizeof(int64_t))) != EPLB_OK ||
-        (st = f->upload(be, logcnt, a.logcnt, L * E * sizeof(int64_t))) != EPLB_OK ||
-        (st = f->upload(be, log2phy, a.log2phy, L * E * X * sizeof(int64_t))) != EPLB_OK)
+        (st = f->upload(be, phy2log, host_phy2log, L * R * sizeof(int64_t))) != EPLB_OK ||
+        (st = f->upload(be, logcnt, host_logcnt, L * E * sizeof(int64_t))) != EPLB_OK ||
+        (st = f->upload(be, log2phy, host_log2phy, L * E * X * sizeof(int64_t))) != EPLB_OK)
         st = copy_failed(ctx, st, "writing the plan");
 done:
-    host_arrays_free(&a);
+    free(area);
     return st;
 }
