@@ -198,6 +198,22 @@ static void sort_by_load(int32_t *by_load, int32_t *place, const float *load, in
         place[by_load[i]] = i;
 }
 
+/* by_load, sorted and (below AVX-512) place from the loads. */
+static void order_by_load(refine_scratch *s)
+{
+#if EPLB_CPU_X86_DISPATCH
+    if (s->isa >= EPLB_CPU_ISA_AVX512) {
+        eplb_cpu_refine_order_avx512(s);
+        return;
+    }
+#endif
+    for (int32_t g = 0; g < s->m; g++)
+        s->by_load[g] = g;
+    sort_by_load(s->by_load, s->place, s->load, s->m);
+    for (int32_t i = 0; i < s->m; i++)
+        s->sorted[i] = s->load[s->by_load[i]];
+}
+
 /* Sets GPU g's load to new_load and moves g to its place in by_load (and
  * its load in sorted, which follows by_load), every other GPU being in
  * order: a trade moves only its two GPUs, often a few places, so stepping
@@ -563,11 +579,7 @@ static void refine_row(const eplb_plan_job *job, int64_t x, int32_t trades, floa
     }
     for (int32_t g = 0; g < m; g++)
         s->load[g] = eplb_cpu_gpu_load(s->t + g * k, k);
-    for (int32_t g = 0; g < m; g++)
-        s->by_load[g] = g;
-    sort_by_load(s->by_load, s->place, s->load, m);
-    for (int32_t i = 0; i < m; i++)
-        s->sorted[i] = s->load[s->by_load[i]];
+    order_by_load(s);
     const int expanded = s->give_b != NULL, compact = s->ps > 0;
     /* The AVX-512 search, on the compact lists or the expanded ones. */
     const int wide = s->isa >= EPLB_CPU_ISA_AVX512 && !s->item_at && (compact || expanded);

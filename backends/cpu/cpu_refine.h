@@ -73,46 +73,25 @@ static inline float eplb_cpu_refine_float_above(float x)
     return x;
 }
 
-/* Half of a_load + b_load in doubles, lowered by a margin (2^-40) that
- * covers the doubles' own rounding. Every trade between the heaviest GPU A,
- * of load a_load, and a partner B, of load b_load, has new loads summing to
- * a_load + b_load before rounding, so the larger is at least their half:
- * when this lies above the float after the best peak so far, B's rounded
- * peaks do too, B can neither beat the best nor tie it, and no heavier
- * partner can. Both searches visit partners from the lightest up and stop
- * at the first out of reach in this sense: cpu_refine.c's through
- * eplb_cpu_refine_reach_limit, cpu_refine_avx512.c's against its running
- * lane minima. */
-static inline double eplb_cpu_refine_half_sum_floor(float a_load, float b_load)
-{
-    return (0.5 * (double)a_load + 0.5 * (double)b_load) * (1.0 - 0x1p-40);
-}
-
-/* The float below x (nextafterf(x, -INFINITY)) for x not NaN or -inf. */
-static inline float eplb_cpu_refine_float_below(float x)
-{
-    if (x == 0.0f)
-        return -0x1p-149f;
-    uint32_t bits;
-    memcpy(&bits, &x, sizeof bits);
-    bits = x > 0.0f ? bits - 1 : bits + 1;
-    memcpy(&x, &bits, sizeof x);
-    return x;
-}
-
-/* A partner load above which a partner is out of reach (its
- * eplb_cpu_refine_half_sum_floor lies above above_best, the float after the
- * best peak so far), so that the partner loop compares one float instead
- * of redoing the test. The half-sum only grows with b_load, and it lies
- * above above_best once 0.5 * a_load + 0.5 * b_load exceeds it by more
- * than the margin (2^-40) and the doubles' rounding: the limit is
- * 2 * above_best - a_load widened by 2^-30 of above_best, which covers both
- * with room, rounded up to a float. It may leave in reach a partner that
- * the test passes over, never the reverse: weighing it changes nothing
- * (every peak of a partner out of reach lies above the best). +inf when
- * the best is. Since each weighed partner's peaks are at least half the
- * two loads, above_best is at least about a_load / 2, so the widening
- * dwarfs the rounding of the difference. */
+/* The half-sum bound of the partner loops. Every trade between the
+ * heaviest GPU A, of load a_load, and a partner B, of load b_load, has new
+ * loads summing to a_load + b_load before rounding, so the larger is at
+ * least their half: when that half lies above the float after the best
+ * peak so far (above_best), B's rounded peaks do too, B can neither beat
+ * the best nor tie it, and no heavier partner can. Both searches visit
+ * partners from the lightest up and stop at the first out of reach:
+ * cpu_refine.c's above this partner load, cpu_refine_avx512.c's by a bound
+ * per partner (partner_bounds) against its running lane minima. Loads are
+ * never negative.
+ *
+ * The half lies above above_best once b_load exceeds 2 * above_best -
+ * a_load: the limit widens that by 2^-30 of above_best, which covers the
+ * rounding of the doubles and of the float it is rounded up to with room,
+ * so that it may leave in reach a partner that is out of reach, never the
+ * reverse (weighing such a partner changes nothing, its peaks lying above
+ * the best). +inf when the best is. Since each weighed partner's peaks are
+ * at least half the two loads, above_best is at least about a_load / 2,
+ * and the widening dwarfs the rounding of the difference. */
 static inline float eplb_cpu_refine_reach_limit(float a_load, float above_best)
 {
     const double limit = 2.0 * (double)above_best * (1.0 + 0x1p-30) - (double)a_load;
@@ -144,6 +123,10 @@ void eplb_cpu_refine_expand_small_avx512(const refine_scratch *s, float *out, co
 void eplb_cpu_refine_expand_avx512(const refine_scratch *s, float *out, const float *singles,
                                    const float *pair_list, int32_t k, int32_t pairs, int outer,
                                    float pad);
+
+/* Fills s->by_load and s->sorted from s->load (cpu_refine.c's
+ * sort_by_load, without place). */
+void eplb_cpu_refine_order_avx512(refine_scratch *s);
 
 /* Sets GPU g's load to new_load and moves g to its place in s->by_load and
  * s->sorted (cpu_refine.c's move_to_place). */

@@ -76,6 +76,28 @@ EPLB_CPU_TARGET_AVX512 void eplb_cpu_refine_move_avx512(refine_scratch *s, int32
     sorted[to] = new_load;
 }
 
+/* Each GPU's place is the number of GPUs before it by (load, index),
+ * counted sixteen at a time: no branch on a comparison of loads, where an
+ * insertion sort mispredicts about once a GPU. */
+EPLB_CPU_TARGET_AVX512 void eplb_cpu_refine_order_avx512(refine_scratch *s)
+{
+    const int32_t m = s->m;
+    const float *load = s->load;
+    const __m512i lane_index = _mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15);
+    for (int32_t g = 0; g < m; g++) {
+        const __m512 l16 = _mm512_set1_ps(load[g]);
+        const __m512i g16 = _mm512_set1_epi32(g);
+        int32_t place = 0;
+        for (int32_t i = 0; i < m; i += 16) {
+            const __mmask16 in = lanes(m - i);
+            place += count_before(_mm512_maskz_loadu_ps(in, load + i),
+                                  _mm512_add_epi32(lane_index, _mm512_set1_epi32(i)), in, l16, g16);
+        }
+        s->by_load[place] = g;
+        s->sorted[place] = load[g];
+    }
+}
+
 /* One list of expand_side: out[i*n + j] = list[outer ? i : j] for i, j < n,
  * then pad up to len, with masked stores of sixteen entries. */
 EPLB_CPU_TARGET_AVX512 static void tile(float *out, const float *list, int32_t n, int32_t len,
@@ -182,6 +204,31 @@ EPLB_CPU_TARGET_AVX512 static inline int32_t partner_at(__m512 m, __m512i who, f
                                         who);
 }
 
+/* For the sixteen partners from sorted[0] on (count of them real), a
+ * bound each for the search (cpu_refine.h's half-sum bound): f, the float
+ * at or below (a_load + b_load) / 2 in doubles lowered by 2^-40 for their
+ * rounding, then the float under f. A lane below it has its next float
+ * at most that, below the half: the partner is out of reach of that
+ * lane's peak. A floor of zero gives NaN, which no lane lies below: the
+ * partner is weighed, which is always allowed. */
+EPLB_CPU_TARGET_AVX512 static inline void partner_bounds(float a_load, const float *sorted,
+                                                         int32_t count, float *bounds)
+{
+    const __m512 loads = _mm512_maskz_loadu_ps(lanes(count), sorted);
+    const __m512d half = _mm512_set1_pd(0.5), margin = _mm512_set1_pd(1.0 - 0x1p-40);
+    const __m512d half_a = _mm512_set1_pd(0.5 * (double)a_load);
+    __m256 floors[2];
+    for (int h = 0; h < 2; h++) {
+        const __m256 part = _mm256_castpd_ps(_mm512_extractf64x4_pd(_mm512_castps_pd(loads), h));
+        const __m512d floor_b =
+            _mm512_mul_pd(_mm512_add_pd(half_a, _mm512_mul_pd(half, _mm512_cvtps_pd(part))), margin);
+        floors[h] = _mm512_cvt_roundpd_ps(floor_b, _MM_FROUND_TO_NEG_INF | _MM_FROUND_NO_EXC);
+    }
+    const __m512i bits = _mm512_castpd_si512(_mm512_insertf64x4(
+        _mm512_castpd256_pd512(_mm256_castps_pd(floors[0])), _mm256_castps_pd(floors[1]), 1));
+    _mm512_storeu_ps(bounds, _mm512_castsi512_ps(_mm512_sub_epi32(bits, _mm512_set1_epi32(1))));
+}
+
 /* The search of cpu_refine.c's search_partners with the work per partner
  * cut to its vector pass: running lane minima of each kind over all
  * partners, with the lowest partner reaching each lane's minimum, replace
@@ -190,12 +237,11 @@ EPLB_CPU_TARGET_AVX512 static inline int32_t partner_at(__m512 m, __m512i who, f
  * reduction of the lanes.
  *
  * Partners go from the lightest up and stop at the half-sum bound
- * (eplb_cpu_refine_half_sum_floor), tested without a reduction: the partner
- * is out of reach when some lane of either kind lies below the float under
- * the bound's double (the float after that lane is then at most that
- * float, below the double). This may weigh a partner that the exact test
- * would pass over by a float's width, which cannot change the minima, since
- * its peaks lie above the best. A partner passed over has every peak above
+ * (cpu_refine.h), tested without a reduction: the partner is out of reach
+ * when some lane of either kind lies below its partner_bounds. This may
+ * weigh a partner that an exact test would pass over by a float's width,
+ * which cannot change the minima, since its peaks lie above the best. A
+ * partner passed over has every peak above
  * the best of both kinds, so neither kind's chosen trade can be its: when
  * two-for-two trades reach the lower minimum, a one-for-one trade of such a
  * partner could lie below the weighed ones', but above that minimum, and it
@@ -211,15 +257,16 @@ search(refine_scratch *s, int compact, int32_t a, float a_load, refine_best *one
     __m512 m1 = _mm512_set1_ps(INFINITY), m2 = m1;
     __m512i who1 = _mm512_set1_epi32(INT32_MAX), who2 = who1;
     __m512 both = m1; /* the lane minima of both kinds */
+    float bounds[16]; /* partner_bounds of the partners i & ~15 on */
     for (int32_t i = 0; i < m; i++) {
+        if ((i & 15) == 0)
+            partner_bounds(a_load, sorted + i, m - i, bounds);
         const int32_t b = by_load[i];
         if (b == a)
             continue;
-        const float b_load = sorted[i];
-        const float below =
-            eplb_cpu_refine_float_below((float)eplb_cpu_refine_half_sum_floor(a_load, b_load));
-        if (_mm512_cmp_ps_mask(both, _mm512_set1_ps(below), _CMP_LT_OQ))
+        if (_mm512_cmp_ps_mask(both, _mm512_set1_ps(bounds[i & 15]), _CMP_LT_OQ))
             break;
+        const float b_load = sorted[i];
         const __m512 b16 = _mm512_set1_ps(b_load);
         __m512 p1, p2;
         if (compact) {
