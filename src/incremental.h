@@ -12,6 +12,11 @@
 #include "context.h"
 #include "eplb/eplb.h"
 
+/* The most groups (nodes or GPUs) whose overlaps in the relabelling (SPEC
+ * 13.4) come from a table of each expert's count per group rather than
+ * from lists of its slots. */
+#define EPLB_DENSE_GROUPS_MAX 16
+
 /* The geometry of one layer's incremental plan. A domain is a node under the
  * hierarchical policy and the whole layer under the global one (SPEC 13.1). */
 typedef struct eplb_layer_geometry {
@@ -77,6 +82,7 @@ typedef struct eplb_incremental_scratch {
     int32_t *order_pos;
     uint32_t *order_tmp;   /* [4 * domain slots] the sort's keys and slots */
     int32_t *overlap;      /* [k], k = max(domains, domain GPUs): one row of overlaps, zero between uses */
+    int32_t *group_count;  /* [E][min(k, EPLB_DENSE_GROUPS_MAX)] each expert's slots per group, zero between uses; NULL when large */
     void *pairs;           /* [2 * k * k] pairs of the greedy matching, and their sorted copy */
     int32_t *next_slot;    /* [R] the next slot of the same expert */
     int32_t *by_overlap;   /* [domain slots + 2] pairs per overlap, for the counting sort */

@@ -8,6 +8,9 @@
 
 #include "incremental_search.h"
 
+/* The most entries of the relabelling's table of experts by group. */
+#define DENSE_TABLE_MAX ((size_t)1 << 20)
+
 /* One pair of the greedy matching (SPEC 13.4) with a nonzero overlap. */
 typedef struct match_pair {
     int32_t overlap;
@@ -72,6 +75,10 @@ int eplb_incremental_scratch_alloc(eplb_incremental_scratch *s, const eplb_layer
     s->order_pos = malloc(dn * sizeof *s->order_pos);
     s->order_tmp = malloc(4 * dn * sizeof *s->order_tmp);
     s->overlap = calloc(k, sizeof *s->overlap);
+    /* The relabelling's table for few groups, where it stays small. */
+    const size_t dense = k < EPLB_DENSE_GROUPS_MAX ? k : EPLB_DENSE_GROUPS_MAX;
+    const int with_table = E * dense <= DENSE_TABLE_MAX;
+    s->group_count = with_table ? calloc(E * dense, sizeof *s->group_count) : NULL;
     s->pairs = malloc(2 * k * k * sizeof(match_pair));
     s->next_slot = malloc(R * sizeof *s->next_slot);
     s->by_overlap = malloc((dn + 2) * sizeof *s->by_overlap);
@@ -84,6 +91,7 @@ int eplb_incremental_scratch_alloc(eplb_incremental_scratch *s, const eplb_layer
         !s->cur_head || !s->base_head || !s->cur_next || !s->base_next ||
         !s->away_excess || !s->away_row || !s->order_u || !s->order_slot || !s->order_gpu ||
         !s->order_load || !s->order_arrival || !s->order_pos || !s->order_tmp || !s->overlap || !s->pairs ||
+        (with_table && !s->group_count) ||
         !s->next_slot || !s->by_overlap || !s->match || !s->rest ||
         !s->domain_options) {
         eplb_incremental_scratch_free(s);
@@ -134,6 +142,7 @@ void eplb_incremental_scratch_free(eplb_incremental_scratch *s)
     free(s->order_pos);
     free(s->order_tmp);
     free(s->overlap);
+    free(s->group_count);
     free(s->pairs);
     free(s->next_slot);
     free(s->by_overlap);
@@ -264,18 +273,56 @@ float eplb_layer_max_gpu_load(const float *w, const int64_t *x, const eplb_layer
     return largest;
 }
 
+/* overlap_pairs for few groups: each expert's count in each group of old
+ * in a table, and each row of overlaps summed over all k groups at once,
+ * min(count in src's group, count in old's), with no walk along lists:
+ * k * n additions per row, fewer than the lists' branches cost. */
+static size_t dense_overlap_pairs(const int64_t *src, const int64_t *old, int64_t k, int64_t n,
+                                  const int32_t *group_of, eplb_incremental_scratch *s,
+                                  match_pair *pairs)
+{
+    int32_t *count = s->tally, *held = s->group_count;
+    for (int64_t q = 0; q < k * n; q++)
+        held[old[q] * k + group_of[q]]++;
+    size_t total = 0;
+    for (int64_t f = 0; f < k; f++) {
+        const int64_t *group = src + f * n;
+        int32_t row[EPLB_DENSE_GROUPS_MAX] = {0};
+        for (int64_t i = 0; i < n; i++)
+            count[group[i]]++;
+        for (int64_t i = 0; i < n; i++) {
+            const int32_t c = count[group[i]];
+            if (c == 0)
+                continue; /* an expert met before in this group */
+            count[group[i]] = 0;
+            const int32_t *in_old = held + group[i] * k;
+            for (int64_t h = 0; h < k; h++)
+                row[h] += in_old[h] < c ? in_old[h] : c;
+        }
+        for (int64_t h = 0; h < k; h++) {
+            pairs[total] = (match_pair){row[h], (int32_t)f, (int32_t)h};
+            total += row[h] > 0;
+        }
+    }
+    for (int64_t q = 0; q < k * n; q++)
+        held[old[q] * k + group_of[q]] = 0;
+    return total;
+}
+
 /* The nonzero entries of ov[f][h] = overlap(src's group f, old's group h)
  * for k groups of n slots each, as pairs in ascending f (each row's in any
- * order of h); returns their
- * count. From the slots each expert has in old: for each expert of a group
- * of src, with its count c there, the runs of its slots in old (a group's
- * slots are consecutive) each add min(run, c) to their group's entry. So the
- * work follows the slots and their replicas, not k * k * n. ov: [k] zero on
- * entry and on return. group_of: each slot's group (q / n). */
+ * order of h); returns their count. From the slots each expert has in old:
+ * for each expert of a group of src, with its count c there, the runs of
+ * its slots in old (a group's slots are consecutive) each add min(run, c)
+ * to their group's entry. So the work follows the slots and their
+ * replicas, not k * k * n. ov: [k] zero on entry and on return. group_of:
+ * each slot's group (q / n). */
 static size_t overlap_pairs(const int64_t *src, const int64_t *old, int64_t k, int64_t n,
                             const int32_t *group_of, eplb_incremental_scratch *s, int32_t *ov,
                             match_pair *pairs)
 {
+    if (k <= EPLB_DENSE_GROUPS_MAX && s->group_count)
+        return dense_overlap_pairs(src, old, k, n, group_of, s, pairs);
     int32_t *count = s->tally, *head = s->row_of, *next = s->next_slot;
     /* Lists of each expert's slots in old, in ascending order. */
     for (int64_t q = k * n - 1; q >= 0; q--) {
