@@ -616,23 +616,24 @@ static void refine_row(const eplb_plan_job *job, int64_t x, int32_t trades, floa
             search_partners_portable(s, a, a_load, t_a, &one, &two);
         /* One-for-one trades come first in the trade order. */
         const int two_for_two = two.b >= 0 && (one.b < 0 || two.peak < one.peak);
-        const refine_best *trade = two_for_two ? &two : &one;
-        if (trade->b < 0 || !(a_load - trade->peak > tol))
+        /* Used in place: a copy would read the search's fresh stores as a
+         * whole, which waits for them to reach the cache. */
+        refine_best *chosen = two_for_two ? &two : &one;
+        if (chosen->b < 0 || !(a_load - chosen->peak > tol))
             break;
-        refine_best chosen = *trade;
 #if EPLB_CPU_X86_DISPATCH
-        if (wide && chosen.a_pos < 0)
-            eplb_cpu_refine_positions_avx512(s, a, a_load, two_for_two, &chosen);
+        if (wide && chosen->a_pos < 0)
+            eplb_cpu_refine_positions_avx512(s, a, a_load, two_for_two, chosen);
 #endif
         if (expanded)
-            trade_positions(s, a_load, k, pairs, two_for_two, &chosen);
-        apply_trade(s, k, a, &chosen, two_for_two);
-        const int32_t b = chosen.b;
+            trade_positions(s, a_load, k, pairs, two_for_two, chosen);
+        apply_trade(s, k, a, chosen, two_for_two);
+        const int32_t b = chosen->b;
         const float new_a = eplb_cpu_gpu_load(s->t + a * k, k), new_b = eplb_cpu_gpu_load(s->t + b * k, k);
         /* The peak was an estimate; the recomputed loads decide (SPEC 10.3
          * step 4), so refine never raises a row's maximum. */
         if ((new_a > new_b ? new_a : new_b) >= a_load) {
-            apply_trade(s, k, a, &chosen, two_for_two);
+            apply_trade(s, k, a, chosen, two_for_two);
             break;
         }
         move_to_place(s, a, new_a);

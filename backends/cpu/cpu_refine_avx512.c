@@ -324,12 +324,19 @@ EPLB_CPU_TARGET_AVX512 static int32_t first_in_lists(float a_load, float b_load,
 {
     const __m512 a16 = _mm512_set1_ps(a_load), b16 = _mm512_set1_ps(b_load);
     const __m512 want = _mm512_set1_ps(peak);
-    for (int32_t j = 0; j < count; j += 16) {
-        const __mmask16 hit = _mm512_cmp_ps_mask(
-            peaks(a16, b16, _mm512_loadu_ps(give_a + j), _mm512_loadu_ps(give_b + j)), want,
-            _CMP_EQ_OQ);
-        if (hit)
-            return j + __builtin_ctz((unsigned)hit);
+    /* Four vectors' hits at a time, so that where the trade lies among
+     * them costs no mispredicted branch. */
+    for (int32_t j = 0; j < count; j += 64) {
+        uint64_t hits = 0;
+        for (int32_t v = 0; v < 4 && j + 16 * v < count; v++) {
+            const float *ga = give_a + j + 16 * v, *gb = give_b + j + 16 * v;
+            hits |= (uint64_t)_mm512_cmp_ps_mask(
+                        peaks(a16, b16, _mm512_loadu_ps(ga), _mm512_loadu_ps(gb)), want,
+                        _CMP_EQ_OQ)
+                    << (16 * v);
+        }
+        if (hits)
+            return j + __builtin_ctzll(hits);
     }
     return -1;
 }
