@@ -80,6 +80,8 @@ typedef struct eplb_incremental_scratch {
     float *order_load;     /* the load of the slot's GPU */
     int32_t *order_arrival; /* arrival_cost of the slot */
     int32_t *order_pos;
+    uint32_t *order_bucket; /* each place's load_bucket */
+    int32_t *order_end;    /* the place just past each place's bucket */
     uint32_t *order_tmp;   /* [4 * domain slots] the sort's keys and slots */
     int32_t *overlap;      /* [k], k = max(domains, domain GPUs): one row of overlaps, zero between uses */
     int32_t *group_count;  /* [E][min(k, EPLB_DENSE_GROUPS_MAX)] each expert's slots per group, zero between uses; NULL when large */

@@ -54,6 +54,12 @@ void eplb_search_order_slots(search_state *st)
         idx = idx2;
         idx2 = it;
     }
+    /* Each place's bucket, and where its bucket ends. */
+    for (int64_t k = n - 1; k >= 0; k--) {
+        s->order_bucket[k] = key[k];
+        const int shared = k + 1 < n && key[k + 1] == key[k];
+        s->order_end[k] = shared ? s->order_end[k + 1] : (int32_t)(k + 1);
+    }
     for (int64_t k = 0; k < n; k++) {
         const int32_t q = idx[k];
         s->order_u[k] = st->u[q];
@@ -132,13 +138,7 @@ TARGET_AVX512 int eplb_search_single_avx512(const search_state *st, int64_t A, c
             const float ua_s = st->u[sa];
             /* Sorted by bucket, the slots lighter than sa end with sa's
              * bucket, at or after sa's own place. */
-            int64_t end = dn;
-            if (st->ordered) {
-                const uint32_t own_bucket = load_bucket(ua_s);
-                for (end = s->order_pos[sa] + 1;
-                     end < dn && load_bucket(s->order_u[end]) == own_bucket; end++)
-                    ;
-            }
+            const int64_t end = st->ordered ? s->order_end[s->order_pos[sa]] : dn;
             float below = -INFINITY;
             if (pass == 0 && st->ordered) {
                 const double t = st->target;
@@ -165,7 +165,7 @@ TARGET_AVX512 int eplb_search_single_avx512(const search_state *st, int64_t A, c
                 const int64_t k = st->ordered ? left - n : end - left;
                 left -= n;
                 const __mmask16 tail = n == 16 ? (__mmask16)0xffff : (__mmask16)((1u << n) - 1);
-                stop = st->ordered && load_bucket(tab_u[k]) < below_bucket;
+                stop = st->ordered && s->order_bucket[k] < below_bucket;
                 const __m512 ub = _mm512_maskz_loadu_ps(tail, tab_u + k);
                 const __m512i b_gpu = _mm512_maskz_loadu_epi32(tail, tab_gpu + k);
                 __mmask16 m = _mm512_mask_cmpneq_epi32_mask(tail, b_gpu, own);

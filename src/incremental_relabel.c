@@ -73,6 +73,8 @@ int eplb_incremental_scratch_alloc(eplb_incremental_scratch *s, const eplb_layer
     s->order_load = malloc(dn * sizeof *s->order_load);
     s->order_arrival = malloc(dn * sizeof *s->order_arrival);
     s->order_pos = malloc(dn * sizeof *s->order_pos);
+    s->order_bucket = malloc(dn * sizeof *s->order_bucket);
+    s->order_end = malloc(dn * sizeof *s->order_end);
     s->order_tmp = malloc(4 * dn * sizeof *s->order_tmp);
     s->overlap = calloc(k, sizeof *s->overlap);
     /* The relabelling's table for few groups, where it stays small. */
@@ -90,7 +92,7 @@ int eplb_incremental_scratch_alloc(eplb_incremental_scratch *s, const eplb_layer
         !s->own_excess || !s->arrival_cost || !s->gpu_bounds || !s->slot_gpu_load || !s->gpu_of || !s->domain_of ||
         !s->cur_head || !s->base_head || !s->cur_next || !s->base_next ||
         !s->away_excess || !s->away_row || !s->order_u || !s->order_slot || !s->order_gpu ||
-        !s->order_load || !s->order_arrival || !s->order_pos || !s->order_tmp || !s->overlap || !s->pairs ||
+        !s->order_load || !s->order_arrival || !s->order_pos || !s->order_bucket || !s->order_end || !s->order_tmp || !s->overlap || !s->pairs ||
         (with_table && !s->group_count) ||
         !s->next_slot || !s->by_overlap || !s->match || !s->rest ||
         !s->domain_options) {
@@ -140,6 +142,8 @@ void eplb_incremental_scratch_free(eplb_incremental_scratch *s)
     free(s->order_load);
     free(s->order_arrival);
     free(s->order_pos);
+    free(s->order_bucket);
+    free(s->order_end);
     free(s->order_tmp);
     free(s->overlap);
     free(s->group_count);
