@@ -29,12 +29,6 @@ typedef struct eplb_layer_geometry {
     int64_t domain_gpus;    /* P / domains */
 } eplb_layer_geometry;
 
-/* An expert the anchored start still has to place, with its slot load. */
-typedef struct eplb_rest_item {
-    float load;
-    int64_t expert;
-} eplb_rest_item;
-
 /* What the swap search knows of one GPU's slots in a step: their lightest
  * and heaviest slot load, and the cheapest arrival cost at the heaviest GPU. */
 typedef struct eplb_gpu_bounds {
@@ -89,7 +83,7 @@ typedef struct eplb_incremental_scratch {
     int32_t *next_slot;    /* [R] the next slot of the same expert */
     int32_t *by_overlap;   /* [domain slots + 2] pairs per overlap, for the counting sort */
     int64_t *match;        /* [k] */
-    eplb_rest_item *rest;  /* [domain slots] */
+    uint64_t *rest;        /* [domain slots] the anchored start's experts to place, as keys */
     int64_t *cursor;       /* [domain GPUs] */
     int64_t *domain_options; /* [domains][4]: moves of kept, anchored, fresh; changed */
     int vector;            /* whether AVX-512 code may run (set by the allocation) */

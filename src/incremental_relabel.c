@@ -476,13 +476,65 @@ void eplb_relabel_layer(const int64_t *prev, const int64_t *fresh, const eplb_la
     }
 }
 
-static int compare_rest(const void *a, const void *b)
+/* An expert of the anchored start's rest as one integer that orders as
+ * step 2 places them: decreasing slot load (the two zeros equal), then
+ * increasing expert. */
+static inline uint64_t rest_key(float load, int64_t expert)
 {
-    const eplb_rest_item *x = a, *y = b;
-    if (x->load != y->load)
-        return x->load > y->load ? -1 : 1;
-    return (x->expert > y->expert) - (x->expert < y->expert);
+    return (uint64_t)~float_order(load + 0.0f) << 32 | (uint64_t)expert;
 }
+
+static int compare_key(const void *a, const void *b)
+{
+    const uint64_t x = *(const uint64_t *)a, y = *(const uint64_t *)b;
+    return (x > y) - (x < y);
+}
+
+/* The keys in ascending order: an insertion sort for the few a domain's
+ * rest usually holds. */
+static void sort_keys(uint64_t *key, int64_t n)
+{
+    if (n > 48) {
+        qsort(key, (size_t)n, sizeof *key, compare_key);
+        return;
+    }
+    for (int64_t i = 1; i < n; i++) {
+        const uint64_t v = key[i];
+        int64_t j = i;
+        for (; j > 0 && key[j - 1] > v; j--)
+            key[j] = key[j - 1];
+        key[j] = v;
+    }
+}
+
+#if SEARCH_AVX512
+/* Step 2's GPU for each expert of the rest, for 16 GPUs or fewer: the
+ * least running load among the GPUs with a free slot (ties: the lowest),
+ * by a vector minimum over the loads held in a register. */
+TARGET_AVX512 static void place_rest_avx512(const float *w, const int32_t *count,
+                                            const uint64_t *rest, int64_t n, int64_t first,
+                                            int64_t gd, int64_t spg, float *load,
+                                            int64_t *cursor, int64_t *start)
+{
+    __mmask16 open = 0;
+    for (int64_t b = 0; b < gd; b++)
+        open |= (__mmask16)((cursor[b] < first + (b + 1) * spg) << b);
+    __m512 held = _mm512_maskz_loadu_ps((__mmask16)((1u << gd) - 1), load);
+    for (int64_t i = 0; i < n; i++) {
+        const float least = _mm512_mask_reduce_min_ps(open, held);
+        const int b = __builtin_ctz(_mm512_mask_cmp_ps_mask(open, held, _mm512_set1_ps(least),
+                                                            _CMP_EQ_OQ));
+        const int64_t e = (int64_t)(uint32_t)rest[i];
+        start[cursor[b]] = e;
+        load[b] += w[e] / (float)count[e];
+        held = _mm512_mask_mov_ps(held, (__mmask16)(1u << b), _mm512_set1_ps(load[b]));
+        while (cursor[b] < first + (b + 1) * spg && start[cursor[b]] >= 0)
+            cursor[b]++;
+        if (cursor[b] == first + (b + 1) * spg)
+            open &= (__mmask16)~(1u << b);
+    }
+}
+#endif
 
 /* The anchored start of one domain d (SPEC 13.6): rel's experts for the
  * domain, each slot keeping its previous expert where rel's domain has it,
@@ -511,17 +563,27 @@ static void anchor_domain(const float *w, const int64_t *prev, const int64_t *re
         const int64_t e = rel[q];
         if (wanted[e] > 0) {
             wanted[e]--;
-            s->rest[n++] = (eplb_rest_item){w[e] / (float)count[e], e};
+            s->rest[n++] = rest_key(w[e] / (float)count[e], e);
         }
     }
     float *load = s->gpu_load;
     for (int64_t q = first; q < first + rn; q++)
         s->slot_load[q - first] = start[q] >= 0 ? w[start[q]] / (float)count[start[q]] : INFINITY;
     eplb_gpu_loads(s->slot_load, gd, spg, NULL, load, s);
-    for (int64_t b = 0; b < gd; b++)
+    /* Each GPU's first free slot. */
+    for (int64_t b = 0; b < gd; b++) {
         s->cursor[b] = first + b * spg;
+        while (s->cursor[b] < first + (b + 1) * spg && start[s->cursor[b]] >= 0)
+            s->cursor[b]++;
+    }
     /* Step 2: heaviest first, ties to the lowest expert. */
-    qsort(s->rest, (size_t)n, sizeof *s->rest, compare_rest);
+    sort_keys(s->rest, n);
+#if SEARCH_AVX512
+    if (s->vector && gd <= 16) {
+        place_rest_avx512(w, count, s->rest, n, first, gd, spg, load, s->cursor, start);
+        return;
+    }
+#endif
     for (int64_t i = 0; i < n; i++) {
         int64_t best = -1;
         for (int64_t b = 0; b < gd; b++) {
@@ -530,8 +592,9 @@ static void anchor_domain(const float *w, const int64_t *prev, const int64_t *re
             if (s->cursor[b] < first + (b + 1) * spg && (best < 0 || load[b] < load[best]))
                 best = b;
         }
-        start[s->cursor[best]] = s->rest[i].expert;
-        load[best] += s->rest[i].load;
+        const int64_t e = (int64_t)(uint32_t)s->rest[i];
+        start[s->cursor[best]] = e;
+        load[best] += w[e] / (float)count[e];
     }
 }
 
