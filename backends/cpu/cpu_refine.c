@@ -217,16 +217,9 @@ static void order_by_load(refine_scratch *s)
 /* Sets GPU g's load to new_load and moves g to its place in by_load (and
  * its load in sorted, which follows by_load), every other GPU being in
  * order: a trade moves only its two GPUs, often a few places, so stepping
- * costs less than searching. The AVX-512 version finds both places with
- * vector passes instead and keeps no place. */
+ * costs less than searching. */
 static void move_to_place(refine_scratch *s, int32_t g, float new_load)
 {
-#if EPLB_CPU_X86_DISPATCH
-    if (s->isa >= EPLB_CPU_ISA_AVX512) {
-        eplb_cpu_refine_move_avx512(s, g, new_load);
-        return;
-    }
-#endif
     int32_t *by_load = s->by_load, *place = s->place;
     float *sorted = s->sorted;
     const float *load = s->load;
@@ -636,8 +629,17 @@ static void refine_row(const eplb_plan_job *job, int64_t x, int32_t trades, floa
             apply_trade(s, k, a, chosen, two_for_two);
             break;
         }
-        move_to_place(s, a, new_a);
-        move_to_place(s, b, new_b);
+#if EPLB_CPU_X86_DISPATCH
+        /* The AVX-512 version places both with vector passes and keeps no
+         * place. */
+        if (s->isa >= EPLB_CPU_ISA_AVX512) {
+            eplb_cpu_refine_move_pair_avx512(s, a, new_a, b, new_b);
+        } else
+#endif
+        {
+            move_to_place(s, a, new_a);
+            move_to_place(s, b, new_b);
+        }
         if (expanded) {
             expand_b(s, a, k, pairs);
             expand_b(s, b, k, pairs);

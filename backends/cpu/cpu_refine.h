@@ -128,9 +128,11 @@ void eplb_cpu_refine_expand_avx512(const refine_scratch *s, float *out, const fl
  * sort_by_load, without place). */
 void eplb_cpu_refine_order_avx512(refine_scratch *s);
 
-/* Sets GPU g's load to new_load and moves g to its place in s->by_load and
- * s->sorted (cpu_refine.c's move_to_place). */
-void eplb_cpu_refine_move_avx512(refine_scratch *s, int32_t g, float new_load);
+/* Sets the loads of the traded GPUs a and b to new_a and new_b and moves
+ * both to their places in s->by_load and s->sorted (cpu_refine.c's
+ * move_to_place, for a then b). */
+void eplb_cpu_refine_move_pair_avx512(refine_scratch *s, int32_t a, float new_a, int32_t b,
+                                      float new_b);
 #endif
 
 #endif /* EPLB_CPU_REFINE_H */

@@ -35,31 +35,16 @@ EPLB_CPU_TARGET_AVX512 static inline int32_t count_before(__m512 v, __m512i ids,
     return __builtin_popcount((unsigned)before);
 }
 
-/* Moves g in one pass of sixteen GPUs at a time without branches on the
- * comparisons (their outcomes are unpredictable): where g is, and where it
- * goes, are the numbers of GPUs before it by (load, index) with its old
- * and its new load (g itself comes before neither), then a block move of
- * the GPUs in between, in place (a library call costs more than the move
- * for so few entries). */
-EPLB_CPU_TARGET_AVX512 void eplb_cpu_refine_move_avx512(refine_scratch *s, int32_t g,
-                                                        float new_load)
+/* Moves g, at place `from` of the load order, to place `to` with the load
+ * new_load: a block move of the GPUs in between, in place (a library call
+ * costs more than the move for so few entries). Ascending chunks when g
+ * moves up (each reads past what the previous wrote), descending ones when
+ * it moves down. */
+EPLB_CPU_TARGET_AVX512 static void shift(refine_scratch *s, int32_t from, int32_t to, int32_t g,
+                                         float new_load)
 {
     int32_t *by_load = s->by_load;
     float *sorted = s->sorted;
-    const int32_t m = s->m;
-    const __m512i g16 = _mm512_set1_epi32(g);
-    const __m512 old16 = _mm512_set1_ps(s->load[g]), new16 = _mm512_set1_ps(new_load);
-    int32_t from = 0, to = 0;
-    for (int32_t i = 0; i < m; i += 16) {
-        const __mmask16 in = lanes(m - i);
-        const __m512 v = _mm512_maskz_loadu_ps(in, sorted + i);
-        const __m512i ids = _mm512_maskz_loadu_epi32(in, by_load + i);
-        from += count_before(v, ids, in, old16, g16);
-        to += count_before(v, ids, in & (__mmask16)~_mm512_cmpeq_epi32_mask(ids, g16), new16, g16);
-    }
-    s->load[g] = new_load;
-    /* Ascending chunks when g moves up (each reads past what the previous
-     * wrote), descending ones when it moves down. */
     for (int32_t i = from; i < to; i += 16) {
         const __mmask16 n = lanes(to - i);
         _mm512_mask_storeu_epi32(by_load + i, n, _mm512_maskz_loadu_epi32(n, by_load + i + 1));
@@ -74,6 +59,48 @@ EPLB_CPU_TARGET_AVX512 void eplb_cpu_refine_move_avx512(refine_scratch *s, int32
     }
     by_load[to] = g;
     sorted[to] = new_load;
+}
+
+/* Whether GPU g of load l comes before GPU h of load lh by (load, index). */
+static inline int comes_before(float l, int32_t g, float lh, int32_t h)
+{
+    return l < lh || (l == lh && g < h);
+}
+
+/* All four places come from one pass over the order as it stands, sixteen
+ * GPUs at a time and without branches on the comparisons (their outcomes
+ * are unpredictable): where a and b are, and how many of the other GPUs
+ * come before each with its new load. Then a moves among the others and b
+ * as it was, and b to its place among the others and a; one pass, so that
+ * no pass reads what the block moves have just written. */
+EPLB_CPU_TARGET_AVX512 void eplb_cpu_refine_move_pair_avx512(refine_scratch *s, int32_t a,
+                                                             float new_a, int32_t b, float new_b)
+{
+    const int32_t m = s->m;
+    const float old_a = s->load[a], old_b = s->load[b];
+    const __m512i a16 = _mm512_set1_epi32(a), b16 = _mm512_set1_epi32(b);
+    const __m512 old_a16 = _mm512_set1_ps(old_a), new_a16 = _mm512_set1_ps(new_a);
+    const __m512 old_b16 = _mm512_set1_ps(old_b), new_b16 = _mm512_set1_ps(new_b);
+    int32_t from_a = 0, from_b = 0, others_a = 0, others_b = 0;
+    for (int32_t i = 0; i < m; i += 16) {
+        const __mmask16 in = lanes(m - i);
+        const __m512 v = _mm512_maskz_loadu_ps(in, s->sorted + i);
+        const __m512i ids = _mm512_maskz_loadu_epi32(in, s->by_load + i);
+        const __mmask16 others = in & (__mmask16)~_mm512_cmpeq_epi32_mask(ids, a16) &
+                                 (__mmask16)~_mm512_cmpeq_epi32_mask(ids, b16);
+        from_a += count_before(v, ids, in, old_a16, a16);
+        from_b += count_before(v, ids, in, old_b16, b16);
+        others_a += count_before(v, ids, others, new_a16, a16);
+        others_b += count_before(v, ids, others, new_b16, b16);
+    }
+    s->load[a] = new_a;
+    s->load[b] = new_b;
+    const int32_t to_a = others_a + comes_before(old_b, b, new_a, a);
+    shift(s, from_a, to_a, a, new_a);
+    /* Where a's move left b. */
+    int32_t at_b = from_b - (from_a < from_b);
+    at_b += to_a <= at_b;
+    shift(s, at_b, others_b + comes_before(new_a, a, new_b, b), b, new_b);
 }
 
 /* Each GPU's place is the number of GPUs before it by (load, index),
