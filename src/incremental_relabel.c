@@ -277,66 +277,36 @@ float eplb_layer_max_gpu_load(const float *w, const int64_t *x, const eplb_layer
     return largest;
 }
 
-/* overlap_pairs for few groups: each expert's count in each group of old
- * in a table, and each row of overlaps summed over all k groups at once,
- * min(count in src's group, count in old's), with no walk along lists:
- * k * n additions per row, fewer than the lists' branches cost. */
-static size_t dense_overlap_pairs(const int64_t *src, const int64_t *old, int64_t k, int64_t n,
-                                  const int32_t *group_of, eplb_incremental_scratch *s,
-                                  match_pair *pairs)
-{
-    int32_t *count = s->tally, *held = s->group_count;
-    for (int64_t q = 0; q < k * n; q++)
-        held[old[q] * k + group_of[q]]++;
-    size_t total = 0;
-    for (int64_t f = 0; f < k; f++) {
-        const int64_t *group = src + f * n;
-        int32_t row[EPLB_DENSE_GROUPS_MAX] = {0};
-        for (int64_t i = 0; i < n; i++)
-            count[group[i]]++;
-        for (int64_t i = 0; i < n; i++) {
-            const int32_t c = count[group[i]];
-            if (c == 0)
-                continue; /* an expert met before in this group */
-            count[group[i]] = 0;
-            const int32_t *in_old = held + group[i] * k;
-            for (int64_t h = 0; h < k; h++)
-                row[h] += in_old[h] < c ? in_old[h] : c;
-        }
-        for (int64_t h = 0; h < k; h++) {
-            pairs[total] = (match_pair){row[h], (int32_t)f, (int32_t)h};
-            total += row[h] > 0;
-        }
-    }
-    for (int64_t q = 0; q < k * n; q++)
-        held[old[q] * k + group_of[q]] = 0;
-    return total;
-}
-
 /* The nonzero entries of ov[f][h] = overlap(src's group f, old's group h)
  * for k groups of n slots each, as pairs in ascending f (each row's in any
- * order of h); returns their count. From the slots each expert has in old:
- * for each expert of a group of src, with its count c there, the runs of
- * its slots in old (a group's slots are consecutive) each add min(run, c)
- * to their group's entry. So the work follows the slots and their
- * replicas, not k * k * n. ov: [k] zero on entry and on return. group_of:
- * each slot's group (q / n). */
+ * order of h); returns their count. Each expert of a group of src, with
+ * its count c there, adds min(c, its count in group h of old) to entry h.
+ * For few groups (dense), those counts come from a table of each expert's
+ * count per group of old, a row of k entries summed at once with no
+ * branches; else from the expert's lists of slots in old, whose runs (a
+ * group's slots are consecutive) each add min(run, c) to their group's
+ * entry, so the work follows the slots and their replicas, not k * k * n.
+ * ov: [k] zero on entry and on return. group_of: each slot's group (q /
+ * n). */
 static size_t overlap_pairs(const int64_t *src, const int64_t *old, int64_t k, int64_t n,
                             const int32_t *group_of, eplb_incremental_scratch *s, int32_t *ov,
                             match_pair *pairs)
 {
-    if (k <= EPLB_DENSE_GROUPS_MAX && s->group_count)
-        return dense_overlap_pairs(src, old, k, n, group_of, s, pairs);
-    int32_t *count = s->tally, *head = s->row_of, *next = s->next_slot;
-    /* Lists of each expert's slots in old, in ascending order. */
+    int32_t *count = s->tally, *head = s->row_of, *next = s->next_slot, *held = s->group_count;
+    const int dense = k <= EPLB_DENSE_GROUPS_MAX && held;
     for (int64_t q = k * n - 1; q >= 0; q--) {
-        next[q] = head[old[q]];
-        head[old[q]] = (int32_t)q;
+        if (dense) {
+            held[old[q] * k + group_of[q]]++;
+        } else { /* lists of each expert's slots in old, in ascending order */
+            next[q] = head[old[q]];
+            head[old[q]] = (int32_t)q;
+        }
     }
     size_t total = 0;
     for (int64_t f = 0; f < k; f++) {
         const int64_t *group = src + f * n;
         const size_t first = total;
+        int32_t row[EPLB_DENSE_GROUPS_MAX] = {0}; /* dense: the row of overlaps */
         for (int64_t i = 0; i < n; i++)
             count[group[i]]++;
         for (int64_t i = 0; i < n; i++) {
@@ -344,6 +314,12 @@ static size_t overlap_pairs(const int64_t *src, const int64_t *old, int64_t k, i
             if (c == 0)
                 continue; /* an expert met before in this group */
             count[group[i]] = 0;
+            if (dense) {
+                const int32_t *in_old = held + group[i] * k;
+                for (int64_t h = 0; h < k; h++)
+                    row[h] += in_old[h] < c ? in_old[h] : c;
+                continue;
+            }
             for (int32_t q = head[group[i]]; q >= 0;) {
                 const int64_t h = group_of[q];
                 int32_t run = 0;
@@ -354,14 +330,25 @@ static size_t overlap_pairs(const int64_t *src, const int64_t *old, int64_t k, i
                 ov[h] += run < c ? run : c;
             }
         }
-        /* This row's pairs take their overlaps, in the order met. */
+        /* This row's pairs take their overlaps. */
+        if (dense) {
+            for (int64_t h = 0; h < k; h++) {
+                pairs[total] = (match_pair){row[h], (int32_t)f, (int32_t)h};
+                total += row[h] > 0;
+            }
+            continue;
+        }
         for (size_t i = first; i < total; i++) {
             pairs[i].overlap = ov[pairs[i].to];
             ov[pairs[i].to] = 0;
         }
     }
-    for (int64_t q = 0; q < k * n; q++)
-        head[old[q]] = -1;
+    for (int64_t q = 0; q < k * n; q++) {
+        if (dense)
+            held[old[q] * k + group_of[q]] = 0;
+        else
+            head[old[q]] = -1;
+    }
     return total;
 }
 

@@ -50,6 +50,36 @@ static void refresh_gpu(const search_state *st, int64_t g)
     s->gpu_bounds[g].highest = high;
 }
 
+/* What both tallies below start with: s->tally[e] = held[A][e] -
+ * base[A][e] for A's experts, and row[i] = the row of away_excess of the
+ * expert e of A's slot i, the first of A's slots holding e (row_of[e]).
+ * from_lists: fill each new row from e's lists of slots (now and in the
+ * previous plan), away_excess[i][B] = held[B][e] - base[B][e]. */
+static void tally_heaviest(const search_state *st, int64_t A, int32_t *row, int from_lists)
+{
+    eplb_incremental_scratch *s = st->s;
+    const int64_t spg = st->spg, gd = st->gpus;
+    for (int64_t q = A * spg; q < (A + 1) * spg; q++) {
+        s->tally[st->cur[q]]++;
+        s->tally[st->base[q]]--;
+    }
+    for (int64_t i = 0; i < spg; i++) {
+        const int64_t e = st->cur[A * spg + i];
+        if (s->row_of[e] < 0) {
+            s->row_of[e] = (int32_t)i;
+            if (from_lists) {
+                int32_t *away = s->away_excess + i * gd;
+                memset(away, 0, (size_t)gd * sizeof *away);
+                for (int32_t q = s->cur_head[e]; q >= 0; q = s->cur_next[q])
+                    away[s->gpu_of[q]]++;
+                for (int32_t q = s->base_head[e]; q >= 0; q = s->base_next[q])
+                    away[s->gpu_of[q]]--;
+            }
+        }
+        row[i] = s->row_of[e];
+    }
+}
+
 /* Tallies what a step needs of the heaviest GPU A, in one pass over the
  * domain: s->tally[e] = held[A][e] - base[A][e]; away_excess[i][B] =
  * held[B][e] - base[B][e] for the expert e of A's slot i (rows shared by
@@ -60,16 +90,7 @@ static void tally_excess(const search_state *st, int64_t A, int32_t *row)
     eplb_incremental_scratch *s = st->s;
     const int64_t spg = st->spg, gd = st->gpus;
     const int64_t *cur = st->cur, *base = st->base;
-    for (int64_t q = A * spg; q < (A + 1) * spg; q++) {
-        s->tally[cur[q]]++;
-        s->tally[base[q]]--;
-    }
-    for (int64_t i = 0; i < spg; i++) {
-        const int64_t e = cur[A * spg + i];
-        if (s->row_of[e] < 0)
-            s->row_of[e] = (int32_t)i;
-        row[i] = s->row_of[e];
-    }
+    tally_heaviest(st, A, row, 0);
     memset(s->away_excess, 0, (size_t)(spg * gd) * sizeof *s->away_excess);
     for (int64_t b = 0; b < gd; b++) {
         int32_t cheapest = 2;
@@ -99,25 +120,8 @@ static void tally_excess(const search_state *st, int64_t A, int32_t *row)
 static void tally_lists(const search_state *st, int64_t A, int32_t *row)
 {
     eplb_incremental_scratch *s = st->s;
-    const int64_t spg = st->spg, gd = st->gpus;
-    const int64_t *cur = st->cur, *base = st->base;
-    for (int64_t q = A * spg; q < (A + 1) * spg; q++) {
-        s->tally[cur[q]]++;
-        s->tally[base[q]]--;
-    }
-    for (int64_t i = 0; i < spg; i++) {
-        const int64_t e = cur[A * spg + i];
-        if (s->row_of[e] < 0) {
-            s->row_of[e] = (int32_t)i;
-            int32_t *away = s->away_excess + i * gd;
-            memset(away, 0, (size_t)gd * sizeof *away);
-            for (int32_t q = s->cur_head[e]; q >= 0; q = s->cur_next[q])
-                away[s->gpu_of[q]]++;
-            for (int32_t q = s->base_head[e]; q >= 0; q = s->base_next[q])
-                away[s->gpu_of[q]]--;
-        }
-        row[i] = s->row_of[e];
-    }
+    const int64_t spg = st->spg, *base = st->base;
+    tally_heaviest(st, A, row, 1);
     for (int64_t q = A * spg; q < (A + 1) * spg; q++) {
         const int64_t e = base[q];
         if (s->tally[e] < 0 && !s->tally2[e]) {
