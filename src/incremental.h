@@ -87,6 +87,8 @@ typedef struct eplb_incremental_scratch {
     int64_t *cursor;       /* [domain GPUs] */
     int64_t *domain_options; /* [domains][4]: moves of kept, anchored, fresh; changed */
     int vector;            /* whether AVX-512 code may run (set by the allocation) */
+    void *owned[48];       /* every array above, for the free */
+    int owned_count;
 } eplb_incremental_scratch;
 
 /* Allocates a scratch for the geometry; 0 when memory runs out (then

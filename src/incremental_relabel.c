@@ -35,70 +35,85 @@ static int vector_allowed(const eplb_layer_geometry *g)
 #endif
 }
 
+/* An array of the scratch of each element type, with its length. */
+typedef struct int32_arrays {
+    int32_t **at;
+    size_t count;
+} int32_arrays;
+typedef struct float_arrays {
+    float **at;
+    size_t count;
+} float_arrays;
+typedef struct int64_arrays {
+    int64_t **at;
+    size_t count;
+} int64_arrays;
+
+/* A zeroed array of the scratch, kept in its list of allocations so that
+ * one loop frees them all; NULL when memory runs out. Each array has its
+ * own allocation, so that the sanitizers see its bounds. */
+static void *own(eplb_incremental_scratch *s, size_t bytes)
+{
+    if (s->owned_count == (int)(sizeof s->owned / sizeof *s->owned))
+        return NULL; /* more arrays than the list holds: a bug, reported as no memory */
+    void *at = calloc(bytes ? bytes : 1, 1);
+    if (at)
+        s->owned[s->owned_count++] = at;
+    return at;
+}
+
+/* Allocates the scratch's arrays; 0 when memory runs out. */
+static int allocate_arrays(eplb_incremental_scratch *s, const eplb_layer_geometry *g)
+{
+    const size_t E = (size_t)g->experts, R = (size_t)g->replicas;
+    const size_t spg = (size_t)g->gpu_slots, dn = (size_t)g->domain_slots;
+    const size_t gd = (size_t)g->domain_gpus, domains = (size_t)g->domains;
+    const size_t k = domains > gd ? domains : gd;
+    /* The relabelling's table for few groups, where it stays small. */
+    const size_t dense = k < EPLB_DENSE_GROUPS_MAX ? k : EPLB_DENSE_GROUPS_MAX;
+    const size_t table = E * dense <= DENSE_TABLE_MAX ? E * dense : 0;
+    const int32_arrays ints[] = {
+        {&s->tally, E}, {&s->tally2, E}, {&s->row_of, E}, {&s->cur_head, E}, {&s->base_head, E},
+        {&s->own_excess, dn}, {&s->arrival_cost, dn}, {&s->gpu_of, dn}, {&s->cur_next, dn},
+        {&s->base_next, dn}, {&s->order_slot, dn}, {&s->order_gpu, dn},
+        {&s->order_arrival, dn}, {&s->order_pos, dn}, {&s->order_end, dn},
+        {&s->domain_of, R}, {&s->next_slot, R}, {&s->away_excess, spg * gd},
+        {&s->away_row, spg}, {&s->overlap, k}, {&s->by_overlap, dn + 2},
+    };
+    const float_arrays floats[] = {
+        {&s->gpu_sorted, dn}, {&s->slot_gpu_load, dn}, {&s->order_u, dn}, {&s->order_load, dn},
+        {&s->slot_load, R}, {&s->start_load, 2 * R}, {&s->sorted, spg}, {&s->gpu_load, gd},
+    };
+    const int64_arrays longs[] = {
+        {&s->relabelled, R}, {&s->anchored, R}, {&s->kept, R}, {&s->moved, R},
+        {&s->cursor, gd}, {&s->match, 3 * k}, {&s->domain_options, 4 * domains},
+    };
+    int ok = 1;
+    for (size_t i = 0; i < sizeof ints / sizeof *ints; i++)
+        ok &= (*ints[i].at = own(s, ints[i].count * sizeof(int32_t))) != NULL;
+    for (size_t i = 0; i < sizeof floats / sizeof *floats; i++)
+        ok &= (*floats[i].at = own(s, floats[i].count * sizeof(float))) != NULL;
+    for (size_t i = 0; i < sizeof longs / sizeof *longs; i++)
+        ok &= (*longs[i].at = own(s, longs[i].count * sizeof(int64_t))) != NULL;
+    ok &= (s->order_bucket = own(s, dn * sizeof *s->order_bucket)) != NULL;
+    ok &= (s->order_tmp = own(s, 4 * dn * sizeof *s->order_tmp)) != NULL;
+    ok &= (s->gpu_bounds = own(s, gd * sizeof *s->gpu_bounds)) != NULL;
+    ok &= (s->pairs = own(s, 2 * k * k * sizeof(match_pair))) != NULL;
+    ok &= (s->rest = own(s, dn * sizeof *s->rest)) != NULL;
+    if (table)
+        ok &= (s->group_count = own(s, table * sizeof *s->group_count)) != NULL;
+    return ok;
+}
+
 int eplb_incremental_scratch_alloc(eplb_incremental_scratch *s, const eplb_layer_geometry *g)
 {
     memset(s, 0, sizeof *s);
-    const size_t E = (size_t)g->experts, R = (size_t)g->replicas;
-    const size_t spg = (size_t)g->gpu_slots, dn = (size_t)g->domain_slots;
-    const size_t gd = (size_t)g->domain_gpus;
-    const size_t k = (size_t)(g->domains > g->domain_gpus ? g->domains : g->domain_gpus);
-    s->tally = calloc(E, sizeof *s->tally);
-    s->tally2 = calloc(E, sizeof *s->tally2);
-    s->row_of = malloc(E * sizeof *s->row_of);
-    s->relabelled = malloc(R * sizeof *s->relabelled);
-    s->anchored = malloc(R * sizeof *s->anchored);
-    s->kept = malloc(R * sizeof *s->kept);
-    s->moved = malloc(R * sizeof *s->moved);
-    s->slot_load = malloc(R * sizeof *s->slot_load);
-    s->start_load = malloc(2 * R * sizeof *s->start_load);
-    s->sorted = malloc(spg * sizeof *s->sorted);
-    s->gpu_sorted = malloc(dn * sizeof *s->gpu_sorted);
-    s->gpu_load = malloc(gd * sizeof *s->gpu_load);
-    s->cursor = malloc(gd * sizeof *s->cursor);
-    s->own_excess = malloc(dn * sizeof *s->own_excess);
-    s->arrival_cost = malloc(dn * sizeof *s->arrival_cost);
-    s->gpu_bounds = malloc(gd * sizeof *s->gpu_bounds);
-    s->slot_gpu_load = malloc(dn * sizeof *s->slot_gpu_load);
-    s->gpu_of = malloc(dn * sizeof *s->gpu_of);
-    s->domain_of = malloc(R * sizeof *s->domain_of);
-    s->cur_head = malloc(E * sizeof *s->cur_head);
-    s->base_head = malloc(E * sizeof *s->base_head);
-    s->cur_next = malloc(dn * sizeof *s->cur_next);
-    s->base_next = malloc(dn * sizeof *s->base_next);
-    s->away_excess = malloc(spg * gd * sizeof *s->away_excess);
-    s->away_row = malloc(spg * sizeof *s->away_row);
-    s->order_u = malloc(dn * sizeof *s->order_u);
-    s->order_slot = malloc(dn * sizeof *s->order_slot);
-    s->order_gpu = malloc(dn * sizeof *s->order_gpu);
-    s->order_load = malloc(dn * sizeof *s->order_load);
-    s->order_arrival = malloc(dn * sizeof *s->order_arrival);
-    s->order_pos = malloc(dn * sizeof *s->order_pos);
-    s->order_bucket = malloc(dn * sizeof *s->order_bucket);
-    s->order_end = malloc(dn * sizeof *s->order_end);
-    s->order_tmp = malloc(4 * dn * sizeof *s->order_tmp);
-    s->overlap = calloc(k, sizeof *s->overlap);
-    /* The relabelling's table for few groups, where it stays small. */
-    const size_t dense = k < EPLB_DENSE_GROUPS_MAX ? k : EPLB_DENSE_GROUPS_MAX;
-    const int with_table = E * dense <= DENSE_TABLE_MAX;
-    s->group_count = with_table ? calloc(E * dense, sizeof *s->group_count) : NULL;
-    s->pairs = malloc(2 * k * k * sizeof(match_pair));
-    s->next_slot = malloc(R * sizeof *s->next_slot);
-    s->by_overlap = malloc((dn + 2) * sizeof *s->by_overlap);
-    s->match = malloc(3 * k * sizeof *s->match);
-    s->rest = malloc(dn * sizeof *s->rest);
-    s->domain_options = malloc(4 * (size_t)g->domains * sizeof *s->domain_options);
-    if (!s->tally || !s->tally2 || !s->row_of || !s->relabelled || !s->anchored || !s->kept ||
-        !s->moved || !s->slot_load || !s->start_load || !s->sorted || !s->gpu_sorted || !s->gpu_load || !s->cursor ||
-        !s->own_excess || !s->arrival_cost || !s->gpu_bounds || !s->slot_gpu_load || !s->gpu_of || !s->domain_of ||
-        !s->cur_head || !s->base_head || !s->cur_next || !s->base_next ||
-        !s->away_excess || !s->away_row || !s->order_u || !s->order_slot || !s->order_gpu ||
-        !s->order_load || !s->order_arrival || !s->order_pos || !s->order_bucket || !s->order_end || !s->order_tmp || !s->overlap || !s->pairs ||
-        (with_table && !s->group_count) ||
-        !s->next_slot || !s->by_overlap || !s->match || !s->rest ||
-        !s->domain_options) {
+    if (!allocate_arrays(s, g)) {
         eplb_incremental_scratch_free(s);
         return 0;
     }
+    const size_t E = (size_t)g->experts, R = (size_t)g->replicas;
+    const size_t spg = (size_t)g->gpu_slots, dn = (size_t)g->domain_slots;
     for (size_t e = 0; e < E; e++)
         s->row_of[e] = s->cur_head[e] = s->base_head[e] = -1;
     for (size_t q = 0; q < dn; q++)
@@ -111,48 +126,8 @@ int eplb_incremental_scratch_alloc(eplb_incremental_scratch *s, const eplb_layer
 
 void eplb_incremental_scratch_free(eplb_incremental_scratch *s)
 {
-    free(s->tally);
-    free(s->tally2);
-    free(s->row_of);
-    free(s->relabelled);
-    free(s->anchored);
-    free(s->kept);
-    free(s->moved);
-    free(s->slot_load);
-    free(s->start_load);
-    free(s->sorted);
-    free(s->gpu_sorted);
-    free(s->gpu_load);
-    free(s->cursor);
-    free(s->own_excess);
-    free(s->arrival_cost);
-    free(s->gpu_bounds);
-    free(s->slot_gpu_load);
-    free(s->gpu_of);
-    free(s->domain_of);
-    free(s->cur_head);
-    free(s->base_head);
-    free(s->cur_next);
-    free(s->base_next);
-    free(s->away_excess);
-    free(s->away_row);
-    free(s->order_u);
-    free(s->order_slot);
-    free(s->order_gpu);
-    free(s->order_load);
-    free(s->order_arrival);
-    free(s->order_pos);
-    free(s->order_bucket);
-    free(s->order_end);
-    free(s->order_tmp);
-    free(s->overlap);
-    free(s->group_count);
-    free(s->pairs);
-    free(s->next_slot);
-    free(s->by_overlap);
-    free(s->match);
-    free(s->rest);
-    free(s->domain_options);
+    for (int i = 0; i < s->owned_count; i++)
+        free(s->owned[i]);
     memset(s, 0, sizeof *s);
 }
 
