@@ -476,7 +476,7 @@ static int search_steps(search_state *st, int64_t *moved, int64_t limit)
 }
 
 /* The fewest slots of a domain whose vector scan sorts them by load. */
-#define ORDER_SLOTS_MIN 128
+#define ORDER_SLOTS_MIN 64
 
 /* Each expert's slots in the domain, x of them in ascending order (the
  * order does not matter: the lists are counted). */
