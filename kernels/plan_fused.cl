@@ -286,18 +286,31 @@ EPLB_STEP void eplb_fused_outputs(global long *phy2log, global long *logcnt, glo
     }
 }
 
+/* A build for one plan shape is only ever launched in groups of
+ * EPLB_SHAPE_T, and says so (NVIDIA: .reqntid in the PTX). NVIDIA's
+ * assembler then fits the kernel's registers to that group and schedules
+ * the warp teams' exchange loops (greedy, swap search, sort) for their
+ * latency; without it, how those loops were scheduled hung on unrelated
+ * code elsewhere in the kernel, and the hierarchical shape's build lost
+ * speed when this file was split, its PTX loops unchanged. */
+#ifdef EPLB_SHAPE_T
+#define EPLB_FUSED_GROUP_SIZE __attribute__((reqd_work_group_size(EPLB_SHAPE_T, 1, 1)))
+#else
+#define EPLB_FUSED_GROUP_SIZE
+#endif
+
 /* Local memory (words): w, nw, log2mlog, mlog2log, cnt [E each]; gl, gslot
  * [G]; phy2mlog, phyrank, sload [R]; sbest [N]; flags [4]; exchange slots
  * red_v, red_i [4T each]; then the packing area (also replication's val),
  * sized by the host (opencl_fused.c computes the same layout). */
-kernel void eplb_plan_fused(global const float *weight, global int *status, global long *phy2log,
-                            global long *logcnt, global int *slot_rank, global long *log2phy,
-                            long X, ulong check_count, int has_slot_rank, int has_log2phy,
-                            int E, int R, int G, int N, int S, int M, int RN, int gk, int sm, int sk,
-                            int C, int iterations, float noise, float tolerance, ulong seed,
-                            int group_team, int slot_team, int rep_team, int heap_sort,
-                            int scan_max, int split, global int *parts,
-                            volatile global int *arrivals, local int *smem)
+kernel EPLB_FUSED_GROUP_SIZE void
+eplb_plan_fused(global const float *weight, global int *status, global long *phy2log,
+                global long *logcnt, global int *slot_rank, global long *log2phy, long X,
+                ulong check_count, int has_slot_rank, int has_log2phy, int E, int R, int G, int N,
+                int S, int M, int RN, int gk, int sm, int sk, int C, int iterations, float noise,
+                float tolerance, ulong seed, int group_team, int slot_team, int rep_team,
+                int heap_sort, int scan_max, int split, global int *parts,
+                volatile global int *arrivals, local int *smem)
 {
 #ifdef EPLB_SHAPE
     /* A build for one plan shape (the host passes the same values as
