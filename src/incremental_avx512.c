@@ -55,10 +55,11 @@ void eplb_search_order_slots(search_state *st)
         idx2 = it;
     }
     /* Each place's bucket, and where its bucket ends. */
+    int32_t end = (int32_t)n;
     for (int64_t k = n - 1; k >= 0; k--) {
         s->order_bucket[k] = key[k];
-        const int shared = k + 1 < n && key[k + 1] == key[k];
-        s->order_end[k] = shared ? s->order_end[k + 1] : (int32_t)(k + 1);
+        end = k + 1 < n && key[k + 1] != key[k] ? (int32_t)(k + 1) : end;
+        s->order_end[k] = end;
     }
     for (int64_t k = 0; k < n; k++) {
         const int32_t q = idx[k];
