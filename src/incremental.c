@@ -47,11 +47,11 @@ static int fewest_moves(const int64_t moves[OPTION_COUNT])
 static void plan_layer(const float *w, const int64_t *prev, const int64_t *fresh, float slack,
                        const eplb_layer_geometry *g, eplb_incremental_scratch *s, int64_t *out)
 {
-    const int64_t R = g->replicas, dn = g->domain_slots, gd = g->domain_gpus, spg = g->gpu_slots;
+    const int64_t R = g->replicas, dn = g->domain_slots;
     const float factor = 1.0f + slack;
     const float target = eplb_layer_max_gpu_load(w, fresh, g, s) * factor;
     int64_t *rel = s->relabelled;
-    eplb_relabel_layer(prev, fresh, g, s, rel);
+    eplb_relabel_layer(prev, fresh, g, s, rel, s->fresh_moves);
     eplb_anchored_start(w, prev, rel, g, s, s->anchored);
     memcpy(s->kept, prev, (size_t)R * sizeof *prev);
     memcpy(s->moved, s->anchored, (size_t)R * sizeof *prev);
@@ -65,7 +65,7 @@ static void plan_layer(const float *w, const int64_t *prev, const int64_t *fresh
     for (int64_t d = 0; d < g->domains; d++) {
         const int64_t first = d * dn;
         int64_t *moves = options + 4 * d;
-        moves[OPTION_FRESH] = eplb_span_moves(prev + first, rel + first, gd, spg, s->tally);
+        moves[OPTION_FRESH] = s->fresh_moves[d];
         /* A search depends only on the domain's slots and their loads: an
          * anchored start equal to the previous plan there (with the same
          * loads) would repeat the kept search, whose result it takes. */

@@ -86,6 +86,7 @@ typedef struct eplb_incremental_scratch {
     uint64_t *rest;        /* [domain slots] the anchored start's experts to place, as keys */
     int64_t *cursor;       /* [domain GPUs] */
     int64_t *domain_options; /* [domains][4]: moves of kept, anchored, fresh; changed */
+    int64_t *fresh_moves;  /* [domains] the moves of each domain in rel */
     int vector;            /* whether AVX-512 code may run (set by the allocation) */
     void *owned[48];       /* every array above, for the free */
     int owned_count;
@@ -125,9 +126,10 @@ int64_t eplb_gpu_moves(const int64_t *before, const int64_t *after, int64_t spg,
 int64_t eplb_span_moves(const int64_t *before, const int64_t *after, int64_t gpus, int64_t spg,
                         int32_t *count);
 
-/* SPEC 13.4: rel, the fresh layer's GPUs renumbered to overlap prev. */
+/* SPEC 13.4: rel, the fresh layer's GPUs renumbered to overlap prev, and
+ * moves[d], the moves of domain d in rel (SPEC 13.3). */
 void eplb_relabel_layer(const int64_t *prev, const int64_t *fresh, const eplb_layer_geometry *g,
-                        eplb_incremental_scratch *s, int64_t *rel);
+                        eplb_incremental_scratch *s, int64_t *rel, int64_t *moves);
 
 /* SPEC 13.6: the anchored start of the whole layer, from rel. */
 void eplb_anchored_start(const float *w, const int64_t *prev, const int64_t *rel,

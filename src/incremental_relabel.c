@@ -87,6 +87,7 @@ static int allocate_arrays(eplb_incremental_scratch *s, const eplb_layer_geometr
     const int64_arrays longs[] = {
         {&s->relabelled, R}, {&s->anchored, R}, {&s->kept, R}, {&s->moved, R},
         {&s->cursor, gd}, {&s->match, 3 * k}, {&s->domain_options, 4 * domains},
+        {&s->fresh_moves, domains},
     };
     int ok = 1;
     for (size_t i = 0; i < sizeof ints / sizeof *ints; i++)
@@ -379,11 +380,14 @@ static void greedy_match(const match_pair *pairs, size_t count, int64_t k, int64
 /* Step 3 of SPEC 13.4: a GPU's fresh experts (src, in fresh slot order) into
  * the slots of the previous GPU (old): a slot keeps its previous expert when
  * src has it, the first occurrence leaving src; the other slots take what is
- * left of src in order. */
-static void fill_gpu(const int64_t *old, const int64_t *src, int64_t spg,
-                     eplb_incremental_scratch *s, int64_t *out)
+ * left of src in order. Returns the slots that kept their expert, the
+ * multiset intersection of src and old, so the GPU's moves (SPEC 13.3) are
+ * the others. */
+static int64_t fill_gpu(const int64_t *old, const int64_t *src, int64_t spg,
+                        eplb_incremental_scratch *s, int64_t *out)
 {
     int32_t *left = s->tally, *taken = s->tally2;
+    int64_t kept = 0;
     for (int64_t i = 0; i < spg; i++)
         left[src[i]]++;
     for (int64_t i = 0; i < spg; i++) {
@@ -392,6 +396,7 @@ static void fill_gpu(const int64_t *old, const int64_t *src, int64_t spg,
             left[e]--;
             taken[e]++;
             out[i] = e;
+            kept++;
         } else {
             out[i] = -1;
         }
@@ -411,10 +416,11 @@ static void fill_gpu(const int64_t *old, const int64_t *src, int64_t spg,
     }
     for (int64_t i = 0; i < spg; i++)
         left[src[i]] = 0;
+    return kept;
 }
 
 void eplb_relabel_layer(const int64_t *prev, const int64_t *fresh, const eplb_layer_geometry *g,
-                        eplb_incremental_scratch *s, int64_t *rel)
+                        eplb_incremental_scratch *s, int64_t *rel, int64_t *moves)
 {
     const int64_t K = g->domains, gpn = g->domain_gpus, rn = g->domain_slots, spg = g->gpu_slots;
     const int64_t k = K > gpn ? K : gpn;
@@ -431,9 +437,10 @@ void eplb_relabel_layer(const int64_t *prev, const int64_t *fresh, const eplb_la
         const int64_t *src = fresh + a * rn, *old = prev + b * rn;
         const size_t count = overlap_pairs(src, old, gpn, spg, s->gpu_of, s, s->overlap, pairs);
         greedy_match(pairs, count, gpn, spg, s, gpu_match, taken);
+        moves[b] = 0;
         for (int64_t f = 0; f < gpn; f++) {
             const int64_t h = gpu_match[f];
-            fill_gpu(old + h * spg, src + f * spg, spg, s, rel + b * rn + h * spg);
+            moves[b] += spg - fill_gpu(old + h * spg, src + f * spg, spg, s, rel + b * rn + h * spg);
         }
     }
 }
