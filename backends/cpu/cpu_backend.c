@@ -87,7 +87,7 @@ static eplb_status cpu_copy(eplb_backend *backend, void *dst, const void *src, s
         /* .host_free       = */ NULL,                                                            \
         /* .upload_async    = */ NULL,                                                            \
         /* .download_async  = */ NULL,                                                            \
-        /* .fused_refines   = */ 0, /* refine runs as the separate cpu_refine.c stage */          \
+        /* .fused_refines   = */ 1, /* plan_fused runs cpu_refine.c's search on each row */       \
     }
 
 static const eplb_backend_i cpu_iface_fused = CPU_IFACE(eplb_cpu_plan_fused);

@@ -4,14 +4,18 @@
  * (each stage's own parallel loop ends in one) and no idle thread waiting for
  * the slowest row of a stage. Same per-row functions, same results as the
  * stage entry points (EPLB_TUNE_CPU_STAGES=separate runs those). */
+#include <math.h>
 #include <stdlib.h>
 
+#include "cpu_refine.h"
 #include "cpu_stages.h"
 
-/* Everything but assembly for layer l. Returns 1 if a count exceeds the
+/* Everything but assembly for layer l, the refine search (SPEC 10) of each
+ * row included when refine is not NULL. Returns 1 if a count exceeds the
  * log2phy width. */
 static int plan_layer(const eplb_plan_job *job, int64_t l, eplb_cpu_scratch *group_scratch,
-                      eplb_cpu_scratch *slot_scratch, float *value, int32_t *heap)
+                      eplb_cpu_scratch *slot_scratch, refine_scratch *refine, float *value,
+                      int32_t *heap)
 {
     int too_wide = 0;
     eplb_cpu_group_loads_layer(job, l);
@@ -24,6 +28,8 @@ static int plan_layer(const eplb_plan_job *job, int64_t l, eplb_cpu_scratch *gro
         eplb_cpu_slot_loads_row(job, x);
         if (job->slot_pack.per_pack > 1)
             eplb_cpu_pack_row(&job->slot_pack, x, slot_scratch);
+        if (refine)
+            eplb_cpu_refine_row(job, x, job->refine, -INFINITY, refine);
     }
     return too_wide;
 }
@@ -41,13 +47,22 @@ eplb_status eplb_cpu_plan_fused(eplb_backend *backend, const eplb_plan_job *job)
     const eplb_cpu_settings *settings = eplb_cpu_settings_of(backend);
     int32_t *status = job->status;
     *status = 0; /* the host path checked the weights; the cpu has no device path */
+    const int group_packing = job->group_pack.per_pack > 1, slot_packing = job->slot_pack.per_pack > 1;
+    /* The planner offers refine jobs (never distinct ones) here; as with the
+     * separate stages, a row trades only when its packing ran (more than one
+     * slot per GPU and more than one GPU per row). */
+    const int refining = job->refine > 0 && slot_packing && job->slot_pack.packs > 1;
     /* Element operations, roughly: each layer sorts, packs and assembles its
      * slots once per candidate, and replicates them (about a heap step of
      * eight operations a slot) and lays out its experts once. Counting the
-     * candidates alone left DeepSeek's one-candidate plans on one thread. */
+     * candidates alone left DeepSeek's one-candidate plans on one thread. A
+     * row's refine search can weigh far more than its slots, so it counts as
+     * the refine stage counts it. */
+    const int64_t refine_work =
+        refining ? job->slot_pack.rows * (int64_t)job->slot_pack.items * job->refine : 0;
     const int64_t work =
-        job->layers * (job->replicas * ((int64_t)job->slot_pack.candidates + 8) + job->experts);
-    const int group_packing = job->group_pack.per_pack > 1, slot_packing = job->slot_pack.per_pack > 1;
+        job->layers * (job->replicas * ((int64_t)job->slot_pack.candidates + 8) + job->experts) +
+        refine_work;
     /* Without log2phy no width check can fail, so each layer is assembled as
      * soon as it is planned; otherwise after every layer's check. */
     const int assemble_at_once = job->log2phy == NULL;
@@ -55,11 +70,13 @@ eplb_status eplb_cpu_plan_fused(eplb_backend *backend, const eplb_plan_job *job)
 #pragma omp parallel if (EPLB_CPU_WORTH_THREADS(work))
     {
         eplb_cpu_scratch group_scratch = {0}, slot_scratch = {0};
+        refine_scratch refine = {0};
         const int32_t M = (int32_t)job->node_experts;
         float *value = malloc(eplb_cpu_replicate_words(M) * sizeof *value);
         int32_t *heap = malloc((size_t)M * sizeof *heap);
         const int ok = value && heap && (!group_packing || pack_scratch_init(&group_scratch, &job->group_pack, settings)) &&
-                       (!slot_packing || pack_scratch_init(&slot_scratch, &job->slot_pack, settings));
+                       (!slot_packing || pack_scratch_init(&slot_scratch, &job->slot_pack, settings)) &&
+                       (!refining || eplb_cpu_refine_scratch_init(&refine, job, settings->isa));
         if (!ok) {
 #pragma omp atomic write
             failed = 1;
@@ -68,7 +85,8 @@ eplb_status eplb_cpu_plan_fused(eplb_backend *backend, const eplb_plan_job *job)
         for (int64_t l = 0; l < job->layers; l++) {
             if (!ok)
                 continue;
-            too_wide |= plan_layer(job, l, &group_scratch, &slot_scratch, value, heap);
+            too_wide |= plan_layer(job, l, &group_scratch, &slot_scratch,
+                                   refining ? &refine : NULL, value, heap);
             if (assemble_at_once)
                 eplb_cpu_assemble_layer(job, l);
         }
@@ -80,6 +98,7 @@ eplb_status eplb_cpu_plan_fused(eplb_backend *backend, const eplb_plan_job *job)
         }
         eplb_cpu_scratch_free(&group_scratch);
         eplb_cpu_scratch_free(&slot_scratch);
+        eplb_cpu_refine_scratch_free(&refine);
         free(value);
         free(heap);
     }

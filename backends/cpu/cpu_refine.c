@@ -548,11 +548,8 @@ static void search_partners_portable(refine_scratch *s, int32_t a, float a_load,
     search_partners(s, 0, s->m, s->k, a, a_load, t_a, one, two);
 }
 
-/* SPEC 10.3 on row x: at most `trades` trades, and with stop_at (SPEC
- * 11.5's M0; -inf when there is none) the row also stops once its heaviest
- * GPU is no heavier. */
-static void refine_row(const eplb_plan_job *job, int64_t x, int32_t trades, float stop_at,
-                       refine_scratch *s)
+void eplb_cpu_refine_row(const eplb_plan_job *job, int64_t x, int32_t trades, float stop_at,
+                         refine_scratch *s)
 {
     const eplb_pack_job *sp = &job->slot_pack;
     const int32_t n = sp->items, m = sp->packs, k = sp->per_pack;
@@ -658,6 +655,83 @@ static void refine_row(const eplb_plan_job *job, int64_t x, int32_t trades, floa
         }
 }
 
+int eplb_cpu_refine_scratch_init(refine_scratch *s, const eplb_plan_job *job, int isa)
+{
+    const eplb_pack_job *sp = &job->slot_pack;
+    const int32_t n = sp->items, m = sp->packs, k = sp->per_pack;
+    const size_t pairs = (size_t)k * (size_t)(k - 1) / 2;
+    memset(s, 0, sizeof *s);
+    s->content = malloc((size_t)n * sizeof *s->content);
+    s->t = malloc((size_t)n * sizeof *s->t);
+    s->item_at = job->distinct ? malloc((size_t)n * sizeof *s->item_at) : NULL;
+    s->load = malloc((size_t)m * sizeof *s->load);
+    s->by_load = malloc((size_t)m * sizeof *s->by_load);
+    s->sorted = malloc((size_t)m * sizeof *s->sorted);
+    s->place = malloc((size_t)m * sizeof *s->place);
+    s->a_pairs = malloc((pairs + 1) * sizeof *s->a_pairs);
+    s->b_pairs = malloc((pairs + 1) * sizeof *s->b_pairs);
+    s->pair_lo = malloc((pairs + 1) * sizeof *s->pair_lo);
+    s->pair_hi = malloc((pairs + 1) * sizeof *s->pair_hi);
+    s->m = m;
+    s->k = k;
+    s->isa = isa;
+    /* Lists of whole vectors: sixteen floats at AVX-512, else eight. */
+    const int32_t vector = s->isa >= EPLB_CPU_ISA_AVX512 ? 16 : 8;
+    s->ones = round_up(k * k, vector);
+    s->twos = round_up((int32_t)(pairs * pairs), vector);
+    int ok = s->content && s->t && s->load && s->by_load && s->sorted && s->place &&
+             s->a_pairs && s->b_pairs && s->pair_lo && s->pair_hi &&
+             (s->item_at || !job->distinct);
+    if (compact_fits(k, m, s->isa, job->distinct)) {
+        s->ks = round_up(k, 16);
+        s->ps = round_up((int32_t)pairs, 16);
+        s->singles = malloc((size_t)s->ks * (size_t)m * sizeof *s->singles);
+        s->pair_list = malloc((size_t)s->ps * (size_t)m * sizeof *s->pair_list);
+        ok = ok && s->singles && s->pair_list;
+    } else if (expanded_fits(k, m)) {
+        const size_t per_gpu = (size_t)(s->ones + s->twos);
+        s->give_a = malloc(per_gpu * sizeof *s->give_a);
+        s->give_b = malloc(per_gpu * (size_t)m * sizeof *s->give_b);
+        ok = ok && s->give_a && s->give_b;
+        if (s->isa >= EPLB_CPU_ISA_AVX512 && k <= EPLB_CPU_REFINE_SMALL_K) {
+            s->list_source = list_sources(k, s->ones, s->twos);
+            ok = ok && s->list_source;
+        }
+    }
+    if (!ok) {
+        eplb_cpu_refine_scratch_free(s);
+        return 0;
+    }
+    int32_t i = 0;
+    for (int32_t lo = 0; lo < k; lo++)
+        for (int32_t hi = lo + 1; hi < k; hi++, i++) {
+            s->pair_lo[i] = lo;
+            s->pair_hi[i] = hi;
+        }
+    return 1;
+}
+
+void eplb_cpu_refine_scratch_free(refine_scratch *s)
+{
+    free(s->content);
+    free(s->t);
+    free(s->item_at);
+    free(s->load);
+    free(s->by_load);
+    free(s->sorted);
+    free(s->place);
+    free(s->singles);
+    free(s->pair_list);
+    free(s->a_pairs);
+    free(s->b_pairs);
+    free(s->pair_lo);
+    free(s->pair_hi);
+    free(s->give_a);
+    free(s->give_b);
+    free(s->list_source);
+    memset(s, 0, sizeof *s);
+}
+
 eplb_status eplb_cpu_refine(eplb_backend *backend, const eplb_plan_job *job)
 {
     const eplb_pack_job *sp = &job->slot_pack;
@@ -671,89 +745,26 @@ eplb_status eplb_cpu_refine(eplb_backend *backend, const eplb_plan_job *job)
     const int32_t trades = restore ? EPLB_DISTINCT_RESTORE_TRADES : job->refine;
     const int32_t *row_changed = job->row_changed;
     const float *row_seed_max = job->row_seed_max;
-    const size_t pairs = (size_t)k * (size_t)(k - 1) / 2;
+    const int isa = eplb_cpu_settings_of(backend)->isa;
     int failed = 0;
     /* A row's search weighs far more than its slots: up to `trades` trades,
      * each against every other GPU of the row, so the cap counts too. */
 #pragma omp parallel if (sp->rows > 1 && EPLB_CPU_WORTH_THREADS(sp->rows * (int64_t)n * trades))
     {
         refine_scratch s;
-        s.content = malloc((size_t)n * sizeof *s.content);
-        s.t = malloc((size_t)n * sizeof *s.t);
-        s.item_at = job->distinct ? malloc((size_t)n * sizeof *s.item_at) : NULL;
-        s.load = malloc((size_t)m * sizeof *s.load);
-        s.by_load = malloc((size_t)m * sizeof *s.by_load);
-        s.sorted = malloc((size_t)m * sizeof *s.sorted);
-        s.place = malloc((size_t)m * sizeof *s.place);
-        s.a_pairs = malloc((pairs + 1) * sizeof *s.a_pairs);
-        s.b_pairs = malloc((pairs + 1) * sizeof *s.b_pairs);
-        s.pair_lo = malloc((pairs + 1) * sizeof *s.pair_lo);
-        s.pair_hi = malloc((pairs + 1) * sizeof *s.pair_hi);
-        s.m = m;
-        s.k = k;
-        s.isa = eplb_cpu_settings_of(backend)->isa;
-        /* Lists of whole vectors: sixteen floats at AVX-512, else eight. */
-        const int32_t vector = s.isa >= EPLB_CPU_ISA_AVX512 ? 16 : 8;
-        s.ones = round_up(k * k, vector);
-        s.twos = round_up((int32_t)(pairs * pairs), vector);
-        s.give_a = NULL;
-        s.give_b = NULL;
-        s.list_source = NULL;
-        s.ks = 0;
-        s.ps = 0;
-        s.singles = NULL;
-        s.pair_list = NULL;
-        int ok = s.content && s.t && s.load && s.by_load && s.sorted && s.place &&
-                 s.a_pairs && s.b_pairs && s.pair_lo && s.pair_hi && (s.item_at || !job->distinct);
-        if (compact_fits(k, m, s.isa, job->distinct)) {
-            s.ks = round_up(k, 16);
-            s.ps = round_up((int32_t)pairs, 16);
-            s.singles = malloc((size_t)s.ks * (size_t)m * sizeof *s.singles);
-            s.pair_list = malloc((size_t)s.ps * (size_t)m * sizeof *s.pair_list);
-            ok = ok && s.singles && s.pair_list;
-        } else if (expanded_fits(k, m)) {
-            const size_t per_gpu = (size_t)(s.ones + s.twos);
-            s.give_a = malloc(per_gpu * sizeof *s.give_a);
-            s.give_b = malloc(per_gpu * (size_t)m * sizeof *s.give_b);
-            ok = ok && s.give_a && s.give_b;
-            if (s.isa >= EPLB_CPU_ISA_AVX512 && k <= EPLB_CPU_REFINE_SMALL_K) {
-                s.list_source = list_sources(k, s.ones, s.twos);
-                ok = ok && s.list_source;
-            }
-        }
+        const int ok = eplb_cpu_refine_scratch_init(&s, job, isa);
         if (!ok) {
 #pragma omp atomic write
             failed = 1;
-        } else {
-            int32_t i = 0;
-            for (int32_t lo = 0; lo < k; lo++)
-                for (int32_t hi = lo + 1; hi < k; hi++, i++) {
-                    s.pair_lo[i] = lo;
-                    s.pair_hi[i] = hi;
-                }
         }
         /* Every thread takes part in the loop (a worksharing loop must be met
          * by all); one without scratch skips its rows, and the call fails. */
 #pragma omp for schedule(dynamic, 1)
         for (int64_t x = 0; x < sp->rows; x++)
             if (ok && !(restore && !row_changed[x]))
-                refine_row(job, x, trades, restore ? row_seed_max[x] : -INFINITY, &s);
-        free(s.content);
-        free(s.t);
-        free(s.item_at);
-        free(s.load);
-        free(s.by_load);
-        free(s.sorted);
-        free(s.place);
-        free(s.singles);
-        free(s.pair_list);
-        free(s.a_pairs);
-        free(s.b_pairs);
-        free(s.pair_lo);
-        free(s.pair_hi);
-        free(s.give_a);
-        free(s.give_b);
-        free(s.list_source);
+                eplb_cpu_refine_row(job, x, trades, restore ? row_seed_max[x] : -INFINITY, &s);
+        if (ok)
+            eplb_cpu_refine_scratch_free(&s);
     }
     if (failed)
         return eplb_backend_error(backend, EPLB_ERR_OUT_OF_MEMORY,

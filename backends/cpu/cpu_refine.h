@@ -54,6 +54,17 @@ typedef struct refine_scratch {
     float *pair_list;   /* [m][ps] */
 } refine_scratch;
 
+/* Allocates the scratch of one thread's rows of job's slot packing, for the
+ * machine's vector level isa; 0 when memory runs out (then nothing is held). */
+int eplb_cpu_refine_scratch_init(refine_scratch *s, const eplb_plan_job *job, int isa);
+void eplb_cpu_refine_scratch_free(refine_scratch *s);
+
+/* SPEC 10.3 on row x of job's slot packing: at most `trades` trades, and with
+ * stop_at (SPEC 11.5's M0; -inf when there is none) the row also stops once
+ * its heaviest GPU is no heavier. Rewrites the row's pack_of and rank_of. */
+void eplb_cpu_refine_row(const eplb_plan_job *job, int64_t x, int32_t trades, float stop_at,
+                         refine_scratch *s);
+
 /* The most slots a GPU for which eplb_cpu_refine_expand_small_avx512 builds
  * the lists: k slot loads and k(k-1)/2 pair sums each fit one vector. */
 #define EPLB_CPU_REFINE_SMALL_K 6
