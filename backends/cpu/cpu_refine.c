@@ -713,22 +713,11 @@ int eplb_cpu_refine_scratch_init(refine_scratch *s, const eplb_plan_job *job, in
 
 void eplb_cpu_refine_scratch_free(refine_scratch *s)
 {
-    free(s->content);
-    free(s->t);
-    free(s->item_at);
-    free(s->load);
-    free(s->by_load);
-    free(s->sorted);
-    free(s->place);
-    free(s->singles);
-    free(s->pair_list);
-    free(s->a_pairs);
-    free(s->b_pairs);
-    free(s->pair_lo);
-    free(s->pair_hi);
-    free(s->give_a);
-    free(s->give_b);
-    free(s->list_source);
+    void *owned[] = {s->content, s->t,       s->item_at,   s->load,    s->by_load,  s->sorted,
+                     s->place,   s->singles, s->pair_list, s->a_pairs, s->b_pairs,  s->pair_lo,
+                     s->pair_hi, s->give_a,  s->give_b,    s->list_source};
+    for (size_t i = 0; i < sizeof owned / sizeof owned[0]; i++)
+        free(owned[i]);
     memset(s, 0, sizeof *s);
 }
 
