@@ -52,7 +52,7 @@ static void plan_layer(const float *w, const int64_t *prev, const int64_t *fresh
     const float target = eplb_layer_max_gpu_load(w, fresh, g, s) * factor;
     int64_t *rel = s->relabelled;
     eplb_relabel_layer(prev, fresh, g, s, rel, s->fresh_moves);
-    eplb_anchored_start(w, prev, rel, g, s, s->anchored);
+    eplb_anchored_start(w, prev, rel, g, s, s->anchored, s->anchored_moves);
     memcpy(s->kept, prev, (size_t)R * sizeof *prev);
     memcpy(s->moved, s->anchored, (size_t)R * sizeof *prev);
     /* Each start's slot loads, with its own counts, which the searches keep
@@ -81,9 +81,11 @@ static void plan_layer(const float *w, const int64_t *prev, const int64_t *fresh
                 moves[o] = moves[OPTION_KEPT];
                 break;
             }
+            /* The previous plan's slots move nothing. */
+            const int64_t start_moves = o == OPTION_KEPT ? 0 : s->anchored_moves[d];
             int64_t moved;
             const int met = eplb_domain_search(prev, searched[o], loads[o], d, target,
-                                               moves[OPTION_FRESH], g, s, &moved);
+                                               start_moves, moves[OPTION_FRESH], g, s, &moved);
             moves[o] = met ? moved : -1;
         }
         moves[3] = domain_changed(prev + first, rel + first, dn, s->tally);

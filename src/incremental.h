@@ -87,6 +87,7 @@ typedef struct eplb_incremental_scratch {
     int64_t *cursor;       /* [domain GPUs] */
     int64_t *domain_options; /* [domains][4]: moves of kept, anchored, fresh; changed */
     int64_t *fresh_moves;  /* [domains] the moves of each domain in rel */
+    int64_t *anchored_moves; /* [domains] the same in the anchored start */
     int vector;            /* whether AVX-512 code may run (set by the allocation) */
     void *owned[48];       /* every array above, for the free */
     int owned_count;
@@ -131,20 +132,21 @@ int64_t eplb_span_moves(const int64_t *before, const int64_t *after, int64_t gpu
 void eplb_relabel_layer(const int64_t *prev, const int64_t *fresh, const eplb_layer_geometry *g,
                         eplb_incremental_scratch *s, int64_t *rel, int64_t *moves);
 
-/* SPEC 13.6: the anchored start of the whole layer, from rel. */
+/* SPEC 13.6: the anchored start of the whole layer, from rel, and
+ * moves[d], the moves of domain d in it (SPEC 13.3). */
 void eplb_anchored_start(const float *w, const int64_t *prev, const int64_t *rel,
                          const eplb_layer_geometry *g, eplb_incremental_scratch *s,
-                         int64_t *start);
+                         int64_t *start, int64_t *moves);
 
 /* SPEC 13.5: the search of domain d. x is the whole start placement; the
  * domain's slots of x are searched in place (the others are read for the
  * counts only); u: the slot loads of x (its own counts), permuted with the
- * slots. limit: the moves of the domain in rel. Returns 1 when the search
- * met the target T, with *moves the domain's moves then (SPEC 13.3), else
- * 0. */
+ * slots. start_moves: the domain's moves in x (SPEC 13.3); limit: those
+ * in rel. Returns 1 when the search met the target T, with *moves the
+ * domain's moves then, else 0. */
 int eplb_domain_search(const int64_t *prev, int64_t *x, float *u, int64_t d, float target,
-                       int64_t limit, const eplb_layer_geometry *g, eplb_incremental_scratch *s,
-                       int64_t *moves);
+                       int64_t start_moves, int64_t limit, const eplb_layer_geometry *g,
+                       eplb_incremental_scratch *s, int64_t *moves);
 
 /* Behind eplb_rebalance_incremental (ctx checked and its error cleared). */
 eplb_status eplb_incremental_host(eplb_context *ctx, const float *weight, const eplb_shape *shape,

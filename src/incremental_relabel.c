@@ -87,7 +87,7 @@ static int allocate_arrays(eplb_incremental_scratch *s, const eplb_layer_geometr
     const int64_arrays longs[] = {
         {&s->relabelled, R}, {&s->anchored, R}, {&s->kept, R}, {&s->moved, R},
         {&s->cursor, gd}, {&s->match, 3 * k}, {&s->domain_options, 4 * domains},
-        {&s->fresh_moves, domains},
+        {&s->fresh_moves, domains}, {&s->anchored_moves, domains},
     };
     int ok = 1;
     for (size_t i = 0; i < sizeof ints / sizeof *ints; i++)
@@ -508,8 +508,12 @@ TARGET_AVX512 static void place_rest_avx512(const float *w, const int32_t *count
 /* The anchored start of one domain d (SPEC 13.6): rel's experts for the
  * domain, each slot keeping its previous expert where rel's domain has it,
  * the rest heaviest first on the least loaded GPU with a free slot. count:
- * rel's replica counts of the whole layer. */
-static void anchor_domain(const float *w, const int64_t *prev, const int64_t *rel, int64_t d,
+ * rel's replica counts of the whole layer. Returns the domain's moves (SPEC
+ * 13.3): the slots of the rest. An expert of the rest is one that rel's
+ * domain still wanted after every slot of prev holding it had kept it, so
+ * no slot of its GPU held it in prev without keeping it: each slot of the
+ * rest is one move, and a kept slot none. */
+static int64_t anchor_domain(const float *w, const int64_t *prev, const int64_t *rel, int64_t d,
                           const int32_t *count, const eplb_layer_geometry *g,
                           eplb_incremental_scratch *s, int64_t *start)
 {
@@ -550,7 +554,7 @@ static void anchor_domain(const float *w, const int64_t *prev, const int64_t *re
 #if SEARCH_AVX512
     if (s->vector && gd <= 16) {
         place_rest_avx512(w, count, s->rest, n, first, gd, spg, load, s->cursor, start);
-        return;
+        return n;
     }
 #endif
     for (int64_t i = 0; i < n; i++) {
@@ -565,17 +569,18 @@ static void anchor_domain(const float *w, const int64_t *prev, const int64_t *re
         start[s->cursor[best]] = e;
         load[best] += w[e] / (float)count[e];
     }
+    return n;
 }
 
 void eplb_anchored_start(const float *w, const int64_t *prev, const int64_t *rel,
                          const eplb_layer_geometry *g, eplb_incremental_scratch *s,
-                         int64_t *start)
+                         int64_t *start, int64_t *moves)
 {
     int32_t *count = s->tally2;
     for (int64_t q = 0; q < g->replicas; q++)
         count[rel[q]]++;
     for (int64_t d = 0; d < g->domains; d++)
-        anchor_domain(w, prev, rel, d, count, g, s, start);
+        moves[d] = anchor_domain(w, prev, rel, d, count, g, s, start);
     for (int64_t q = 0; q < g->replicas; q++)
         count[rel[q]] = 0;
 }

@@ -489,19 +489,15 @@ static void list_slots(const int64_t *x, int64_t n, int32_t *head, int32_t *next
 }
 
 int eplb_domain_search(const int64_t *prev, int64_t *x, float *u, int64_t d, float target,
-                       int64_t limit, const eplb_layer_geometry *g, eplb_incremental_scratch *s,
-                       int64_t *moves)
+                       int64_t start_moves, int64_t limit, const eplb_layer_geometry *g,
+                       eplb_incremental_scratch *s, int64_t *moves)
 {
     const int64_t dn = g->domain_slots, spg = g->gpu_slots, first = d * dn;
     search_state st = {prev + first, x + first, u + first, s->gpu_load,
                        spg, g->domain_gpus, dn, s->vector, 0, target, s};
     /* Each GPU's slot loads stay sorted in gpu_sorted through the trades. */
     eplb_gpu_loads(st.u, st.gpus, spg, s->gpu_sorted, st.load, s);
-    /* The domain starts from the previous plan's slots (no moves), or from
-     * others. */
-    int64_t moved = memcmp(st.base, st.cur, (size_t)dn * sizeof *st.cur)
-                        ? eplb_span_moves(st.base, st.cur, st.gpus, spg, s->tally)
-                        : 0;
+    int64_t moved = start_moves;
     *moves = moved;
     /* The first step's check, before the tables that only the trades need. */
     if (st.load[heaviest_gpu(&st)] <= target)
