@@ -333,8 +333,15 @@ static void check_moves_bounded(const char *label, const eplb_shape *s, int hier
     int64_t *rel = alloc_i64((size_t)R);
     const eplb_shape one = {1, s->experts, R, s->groups, s->nodes, s->gpus};
     for (int64_t l = 0; l < s->layers; l++) {
-        eplb_relabel_layer(prev + l * R, fresh + l * R, &g, &scratch, rel);
+        eplb_relabel_layer(prev + l * R, fresh + l * R, &g, &scratch, rel, scratch.fresh_moves);
         const eplb_moves bound = count_moves(&one, prev + l * R, rel);
+        /* The relabelling's own count of rel's moves, domain by domain. */
+        int64_t counted = 0;
+        for (int64_t d = 0; d < domains; d++)
+            counted += scratch.fresh_moves[d];
+        cr_expect(counted == bound.moved_slots,
+                  "%s: layer %lld: the relabelling counts %lld moves, eplb_count_moves %lld",
+                  label, (long long)l, (long long)counted, (long long)bound.moved_slots);
         const eplb_moves m = count_moves(&one, prev + l * R, got + l * R);
         cr_expect(m.moved_slots <= bound.moved_slots,
                   "%s: layer %lld moves %lld slots, the relabelled fresh plan %lld", label,
