@@ -119,14 +119,6 @@ void eplb_gpu_loads(const float *u, int64_t gpus, int64_t spg, float *sorted, fl
 float eplb_layer_max_gpu_load(const float *w, const int64_t *x, const eplb_layer_geometry *g,
                               eplb_incremental_scratch *s);
 
-/* SPEC 13.3: |after \ before| for one GPU's spg slots. count is an [E] tally,
- * zero on entry and on return. */
-int64_t eplb_gpu_moves(const int64_t *before, const int64_t *after, int64_t spg, int32_t *count);
-
-/* The moves of `gpus` consecutive GPUs of spg slots each (a domain, SPEC 13.3). */
-int64_t eplb_span_moves(const int64_t *before, const int64_t *after, int64_t gpus, int64_t spg,
-                        int32_t *count);
-
 /* SPEC 13.4: rel, the fresh layer's GPUs renumbered to overlap prev, and
  * moves[d], the moves of domain d in rel (SPEC 13.3). */
 void eplb_relabel_layer(const int64_t *prev, const int64_t *fresh, const eplb_layer_geometry *g,

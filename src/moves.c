@@ -1,15 +1,17 @@
 /* The moves of a rebalance (docs/spec.md section 13.3): per GPU, the slots
  * whose expert the GPU did not hold before, counted as a multiset difference,
  * and the (node, expert) copies that must cross nodes. eplb_count_moves is
- * public and needs no context, like eplb_evaluate; the incremental plan
- * (incremental.c) counts a domain's moves with the same per-GPU function. */
+ * public and needs no context, like eplb_evaluate. The incremental plan
+ * counts its moves where it builds its placements (incremental_relabel.c). */
 #include <stdlib.h>
 
 #include "context.h"
-#include "incremental.h"
+#include "eplb/eplb.h"
 #include "validation.h"
 
-int64_t eplb_gpu_moves(const int64_t *before, const int64_t *after, int64_t spg, int32_t *count)
+/* SPEC 13.3: |after \ before| for one GPU's spg slots. count is an [E]
+ * tally, zero on entry and on return. */
+static int64_t gpu_moves(const int64_t *before, const int64_t *after, int64_t spg, int32_t *count)
 {
     for (int64_t i = 0; i < spg; i++)
         count[before[i]]++;
@@ -23,15 +25,6 @@ int64_t eplb_gpu_moves(const int64_t *before, const int64_t *after, int64_t spg,
     /* Whatever before held that after did not is left over: clear it. */
     for (int64_t i = 0; i < spg; i++)
         count[before[i]] = 0;
-    return moved;
-}
-
-int64_t eplb_span_moves(const int64_t *before, const int64_t *after, int64_t gpus, int64_t spg,
-                        int32_t *count)
-{
-    int64_t moved = 0;
-    for (int64_t g = 0; g < gpus; g++)
-        moved += eplb_gpu_moves(before + g * spg, after + g * spg, spg, count);
     return moved;
 }
 
@@ -119,7 +112,7 @@ eplb_status eplb_count_moves(const eplb_shape *shape, const int64_t *previous,
     for (int64_t l = 0; l < L; l++) {
         const int64_t *before = previous + l * R, *after = phy2log + l * R;
         for (int64_t g = 0; g < P; g++) {
-            int64_t m = eplb_gpu_moves(before + g * spg, after + g * spg, spg, count);
+            int64_t m = gpu_moves(before + g * spg, after + g * spg, spg, count);
             per_gpu[g] += m;
             moved += m;
         }
