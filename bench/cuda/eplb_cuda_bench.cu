@@ -7,6 +7,9 @@
  *                                     against cpu
  *   eplb_cuda_bench time [--runs N] [--path P] [--case SUBSTRING] [--refine N]
  *                        [--distinct] device-pointer call timed with CUDA events
+ *   eplb_cuda_bench incremental [--runs N] [--path P]
+ *                                     eplb_rebalance_incremental(_device) timed
+ *                                     beside the fresh plan (wall clock)
  *   eplb_cuda_bench sanitize          a few DeepSeek-V3 plans per path, and one
  *                                     with refine and one with distinct (for
  *                                     compute-sanitizer memcheck / racecheck)
@@ -461,6 +464,8 @@ static void check_device_api(eplb_context *ctx, const char *path, cudaStream_t s
     }
 }
 
+#include "incremental_device_check.h"
+
 static int run_check(bool quick)
 {
     eplb_context *cpu = NULL;
@@ -494,6 +499,10 @@ static int run_check(bool quick)
         cudaStream_t stream;
         CUDA_OK(cudaStreamCreateWithFlags(&stream, cudaStreamNonBlocking));
         check_device_api(ctx, path, stream);
+        /* The device form's own code does not depend on the path (the fresh
+         * plan inside it is the host API's, checked above). */
+        if (!strcmp(path, "fused"))
+            check_incremental_device(cpu, ctx, path, stream);
         check_host_api_errors(ctx, path);
         if (!quick && !strcmp(path, "fused"))
             check_random(cpu, ctx, path, scale_case, 1);
@@ -693,7 +702,8 @@ int main(int argc, char **argv)
     if (!strcmp(mode, "check")) return run_check(quick);
     if (!strcmp(mode, "time")) return run_time(runs, path, only, refine, distinct);
     if (!strcmp(mode, "sanitize")) return run_sanitize(iterations);
-    fprintf(stderr, "usage: %s check [--quick] | time [--runs N] [--path P] [--case SUBSTRING] [--refine N] [--distinct] | sanitize [--iterations N]\n",
+    if (!strcmp(mode, "incremental")) return run_time_incremental(runs, path);
+    fprintf(stderr, "usage: %s check [--quick] | time [--runs N] [--path P] [--case SUBSTRING] [--refine N] [--distinct] | incremental [--runs N] [--path P] | sanitize [--iterations N]\n",
             argv[0]);
     return 2;
 }
