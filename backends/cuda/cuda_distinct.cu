@@ -53,19 +53,10 @@ eplb_status eplb_cuda_distinct(eplb_backend *backend, const eplb_plan_job *job)
     a.state_bytes = eplb_cuda_align(eplb_cuda_distinct_state_bytes(
         (uint32_t)sp->items, (uint32_t)sp->packs, (uint32_t)job->node_experts));
     unsigned blocks = eplb_cuda_grid_blocks(sp->rows, 1, 65535L * 16);
-    size_t smem = a.state_bytes;
-    a.global_state = NULL;
-    if (smem > 48 * 1024) {
-        const unsigned most = (unsigned)ctx->sm_count * 4u;
-        if (blocks > most)
-            blocks = most;
-        void *scratch = NULL;
-        eplb_status st = eplb_cuda_scratch(backend, a.state_bytes * blocks, &scratch);
-        if (st != EPLB_OK)
-            return st;
-        a.global_state = (unsigned char *)scratch;
-        smem = 0;
-    }
+    size_t smem;
+    eplb_status st = eplb_cuda_block_state(backend, a.state_bytes, &blocks, &smem, &a.global_state);
+    if (st != EPLB_OK)
+        return st;
     eplb_cuda_distinct_kernel<<<blocks, 1, smem, ctx->stream>>>(a);
     return eplb_cuda_launched(backend, "distinct");
 }

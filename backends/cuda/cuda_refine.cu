@@ -113,19 +113,10 @@ eplb_status eplb_cuda_refine(eplb_backend *backend, const eplb_plan_job *job)
 
     /* A row beyond the default shared memory keeps its state in the global
      * scratch, one row's worth per block. */
-    size_t smem = a.state_bytes;
-    a.global_state = NULL;
-    if (smem > 48 * 1024) {
-        const unsigned most = (unsigned)ctx->sm_count * 4u;
-        if (blocks > most)
-            blocks = most;
-        void *scratch = NULL;
-        eplb_status st = eplb_cuda_scratch(backend, a.state_bytes * blocks, &scratch);
-        if (st != EPLB_OK)
-            return st;
-        a.global_state = (unsigned char *)scratch;
-        smem = 0;
-    }
+    size_t smem;
+    eplb_status st = eplb_cuda_block_state(backend, a.state_bytes, &blocks, &smem, &a.global_state);
+    if (st != EPLB_OK)
+        return st;
     if (trades < 4294967296.0L)
         eplb_cuda_refine_kernel<uint32_t><<<blocks, threads, smem, ctx->stream>>>(a);
     else

@@ -37,6 +37,25 @@ eplb_status eplb_cuda_scratch(eplb_backend *backend, size_t bytes, void **out)
     return EPLB_OK;
 }
 
+eplb_status eplb_cuda_block_state(eplb_backend *backend, size_t state_bytes, unsigned *blocks,
+                                  size_t *smem, unsigned char **global_state)
+{
+    *smem = state_bytes;
+    *global_state = NULL;
+    if (state_bytes <= 48 * 1024)
+        return EPLB_OK;
+    const unsigned most = (unsigned)eplb_cuda_ctx(backend)->sm_count * 4u;
+    if (*blocks > most)
+        *blocks = most;
+    void *scratch = NULL;
+    eplb_status st = eplb_cuda_scratch(backend, state_bytes * *blocks, &scratch);
+    if (st != EPLB_OK)
+        return st;
+    *global_state = (unsigned char *)scratch;
+    *smem = 0;
+    return EPLB_OK;
+}
+
 eplb_status eplb_cuda_device_open(eplb_cuda_context *ctx, char *error, size_t error_len)
 {
     /* The runtime would report a missing driver as "insufficient driver": say it plainly. */

@@ -65,6 +65,15 @@ static inline eplb_status eplb_cuda_launched(eplb_backend *backend, const char *
 /* Makes the backend's scratch at least bytes long (grown, never per call once large enough). */
 eplb_status eplb_cuda_scratch(eplb_backend *backend, size_t bytes, void **out);
 
+/* Where the per-block state of a stage that works a row per block goes
+ * (state_bytes per block): dynamic shared memory while it fits the default
+ * 48 KiB, else the global scratch, a state per block, with *blocks capped at
+ * four per multiprocessor so that the scratch stays small. Sets *smem to
+ * the dynamic shared memory to launch with and *global_state to the
+ * scratch, or NULL for shared memory. */
+eplb_status eplb_cuda_block_state(eplb_backend *backend, size_t state_bytes, unsigned *blocks,
+                                  size_t *smem, unsigned char **global_state);
+
 /* Blocks of a grid-stride kernel over count elements, at most cap: the
  * kernel's threads stride over the rest. */
 static inline unsigned eplb_cuda_grid_blocks(int64_t count, int threads, int64_t cap = 65535)
