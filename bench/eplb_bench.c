@@ -56,10 +56,9 @@ static void *checked_calloc(size_t count, size_t size)
 
 void bench_plan_buffers_free(plan_buffers *b)
 {
-    free(b->phy2log);
-    free(b->logcnt);
-    free(b->log2phy);
-    free(b->gpu_load);
+    void *owned[] = {b->phy2log, b->logcnt, b->log2phy, b->gpu_load};
+    for (size_t i = 0; i < sizeof owned / sizeof owned[0]; i++)
+        free(owned[i]);
     memset(b, 0, sizeof *b);
 }
 
