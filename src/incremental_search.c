@@ -162,47 +162,6 @@ static void clear_excess(const search_state *st, int64_t A)
     }
 }
 
-static int max0(int v) { return v > 0 ? v : 0; }
-
-/* One expert arriving at (+1) or leaving (-1) a GPU, with the GPU's excess
- * of it before the trade. */
-typedef struct excess_change {
-    int64_t gpu, expert;
-    int delta, before;
-} excess_change;
-
-/* The change in the domain's moves when A's slots qa[0..n) and B's slots
- * qb[0..n) trade experts (n = 2; the single trade's cost has a closed form
- * in the caller). Equal experts among the four are merged, so that each
- * (GPU, expert) counts once with its net change. */
-int eplb_search_double_cost(const search_state *st, int64_t A, int64_t B, const int32_t *row,
-                            const int64_t qa[2], const int64_t qb[2])
-{
-    const eplb_incremental_scratch *s = st->s;
-    excess_change entry[8];
-    int n = 0;
-    for (int i = 0; i < 2; i++) {
-        const int64_t a = st->cur[qa[i]], b = st->cur[qb[i]];
-        const int32_t away = s->away_excess[row[qa[i] - A * st->spg] * st->gpus + B];
-        entry[n++] = (excess_change){A, a, -1, s->tally[a]};
-        entry[n++] = (excess_change){B, a, +1, away};
-        entry[n++] = (excess_change){B, b, -1, s->own_excess[qb[i]]};
-        entry[n++] = (excess_change){A, b, +1, s->tally[b]};
-    }
-    int cost = 0;
-    for (int i = 0; i < n; i++) {
-        int seen = 0, delta = 0;
-        for (int j = 0; j < n; j++)
-            if (entry[j].gpu == entry[i].gpu && entry[j].expert == entry[i].expert) {
-                seen |= j < i;
-                delta += entry[j].delta;
-            }
-        if (!seen)
-            cost += max0(entry[i].before + delta) - max0(entry[i].before);
-    }
-    return cost;
-}
-
 /* Whether some slot of GPU B might trade with A's slot of load ua for a key
  * below best, judged from B's bounds alone: the new loads move monotonically
  * with the slot load taken (float32 rounding keeps the order), so the
