@@ -244,11 +244,14 @@ EPLB_CPU_TARGET_AVX512 static inline void partner_bounds(float a_load, const flo
     const __m512 loads = _mm512_maskz_loadu_ps(lanes(count), sorted);
     const __m512d half = _mm512_set1_pd(0.5), margin = _mm512_set1_pd(1.0 - 0x1p-40);
     const __m512d half_a = _mm512_set1_pd(0.5 * (double)a_load);
+    /* The two halves of the loads, by constant index (clang takes no other). */
+    const __m256 parts[2] = {
+        _mm256_castpd_ps(_mm512_extractf64x4_pd(_mm512_castps_pd(loads), 0)),
+        _mm256_castpd_ps(_mm512_extractf64x4_pd(_mm512_castps_pd(loads), 1))};
     __m256 floors[2];
     for (int h = 0; h < 2; h++) {
-        const __m256 part = _mm256_castpd_ps(_mm512_extractf64x4_pd(_mm512_castps_pd(loads), h));
-        const __m512d floor_b =
-            _mm512_mul_pd(_mm512_add_pd(half_a, _mm512_mul_pd(half, _mm512_cvtps_pd(part))), margin);
+        const __m512d floor_b = _mm512_mul_pd(
+            _mm512_add_pd(half_a, _mm512_mul_pd(half, _mm512_cvtps_pd(parts[h]))), margin);
         floors[h] = _mm512_cvt_roundpd_ps(floor_b, _MM_FROUND_TO_NEG_INF | _MM_FROUND_NO_EXC);
     }
     const __m512i bits = _mm512_castpd_si512(_mm512_insertf64x4(
