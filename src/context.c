@@ -17,6 +17,11 @@ eplb_status eplb_context_fail(eplb_context *ctx, eplb_status status, const char 
     return status;
 }
 
+eplb_status eplb_context_backend_fail(eplb_context *ctx, eplb_status status)
+{
+    return eplb_context_fail(ctx, status, "%s backend: %s", ctx->backend_name, ctx->backend->error);
+}
+
 const char *eplb_context_last_error(const eplb_context *ctx) { return ctx ? ctx->error : ""; }
 
 static _Thread_local char thread_error[EPLB_CONTEXT_ERROR_LEN];

@@ -21,6 +21,10 @@ eplb_status eplb_context_fail(eplb_context *ctx, eplb_status status, const char 
 #endif
     ;
 
+/* Reports a failed backend call on the context with the backend's own
+ * message (eplb_backend_error wrote it), and returns status. */
+eplb_status eplb_context_backend_fail(eplb_context *ctx, eplb_status status);
+
 /* Writes the calling thread's last error (eplb_last_error), for failures that
  * have no context to hold them, and returns status (context.c). */
 eplb_status eplb_thread_fail(eplb_status status, const char *fmt, ...)

@@ -16,14 +16,6 @@
 #include "eplb/eplb.h"
 #include "incremental.h"
 #include "incremental_device.h"
-#include "validation.h"
-
-/* Reports a failed backend copy with the backend's own message. */
-static eplb_status copy_failed(eplb_context *ctx, eplb_status status, const char *what)
-{
-    return eplb_context_fail(ctx, status, "%s backend: %s: %s", ctx->backend_name, what,
-                             ctx->backend->error);
-}
 
 eplb_status eplb_incremental_device(eplb_context *ctx, const void *weight, const eplb_shape *shape,
                                     const eplb_options *options, const void *previous,
@@ -78,7 +70,7 @@ eplb_status eplb_incremental_device(eplb_context *ctx, const void *weight, const
     if ((st = f->set_stream(be, stream)) != EPLB_OK ||
         (st = f->download(be, host_weight, weight, L * E * sizeof(float))) != EPLB_OK ||
         (st = f->download(be, host_previous, previous, L * R * sizeof(int64_t))) != EPLB_OK) {
-        st = copy_failed(ctx, st, "reading the weights and the previous plan");
+        st = eplb_context_backend_fail(ctx, st);
         goto done;
     }
     /* The fresh plan inside runs on the backend's own stream, as every host
@@ -90,7 +82,7 @@ eplb_status eplb_incremental_device(eplb_context *ctx, const void *weight, const
         (st = f->upload(be, phy2log, host_phy2log, L * R * sizeof(int64_t))) != EPLB_OK ||
         (st = f->upload(be, logcnt, host_logcnt, L * E * sizeof(int64_t))) != EPLB_OK ||
         (st = f->upload(be, log2phy, host_log2phy, L * E * X * sizeof(int64_t))) != EPLB_OK)
-        st = copy_failed(ctx, st, "writing the plan");
+        st = eplb_context_backend_fail(ctx, st);
 done:
     free(area);
     return st;

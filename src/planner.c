@@ -163,13 +163,6 @@ static int injected_alloc_failure(void)
     return atomic_fetch_add(&allocations, 1) + 1 == atol(n);
 }
 
-/* Reports a failed backend call on the context, with the backend's own
- * message, and returns its status. */
-static eplb_status backend_failed(eplb_context *ctx, eplb_status status)
-{
-    return eplb_context_fail(ctx, status, "%s backend: %s", ctx->backend_name, ctx->backend->error);
-}
-
 /* Makes buffer `role` at least `bytes` long, reusing it when it is. */
 static eplb_status reserve(eplb_context *ctx, eplb_buffer_role role, size_t bytes, void **out)
 {
@@ -188,7 +181,7 @@ static eplb_status reserve(eplb_context *ctx, eplb_buffer_role role, size_t byte
                                      ctx->backend_name, bytes);
         eplb_status status = be->iface->buffer_alloc(be, bytes, &buffer);
         if (status != EPLB_OK)
-            return backend_failed(ctx, status);
+            return eplb_context_backend_fail(ctx, status);
         ws->buffer[role] = buffer;
         ws->capacity[role] = bytes;
     }
@@ -235,7 +228,7 @@ static eplb_status reserve_host_staging(eplb_context *ctx, size_t bytes)
     if (has_pinned_staging(be->iface)) {
         eplb_status st = be->iface->host_alloc(be, bytes, &area);
         if (st != EPLB_OK)
-            return backend_failed(ctx, st);
+            return eplb_context_backend_fail(ctx, st);
     } else if (!(area = malloc(bytes))) {
         return eplb_context_fail(ctx, EPLB_ERR_OUT_OF_MEMORY, "cannot allocate %zu host bytes",
                                  bytes);
@@ -371,7 +364,7 @@ static eplb_status run_stages(eplb_context *ctx, const eplb_plan_job *job, int c
         if (st == EPLB_OK) st = f->assemble(be, job);
     }
     if (st != EPLB_OK)
-        return backend_failed(ctx, st);
+        return eplb_context_backend_fail(ctx, st);
     return EPLB_OK;
 }
 
@@ -435,35 +428,35 @@ static eplb_status plan_through_staging(eplb_context *ctx, eplb_plan_job *job, c
     /* The host path runs on the backend's own stream: a stream that an
      * earlier eplb_rebalance_device call passed may no longer exist. */
     if (f->set_stream && (st = f->set_stream(be, NULL)) != EPLB_OK)
-        return backend_failed(ctx, st);
+        return eplb_context_backend_fail(ctx, st);
     if (!async) {
         if ((st = f->upload(be, job->weight, weight, weight_bytes)) != EPLB_OK)
-            return backend_failed(ctx, st);
+            return eplb_context_backend_fail(ctx, st);
         if ((st = run_stages(ctx, job, 0)) != EPLB_OK)
             return st;
         if ((st = f->download(be, phy2log, job->phy2log, L * R * sizeof(int64_t))) ||
             (st = f->download(be, logcnt, job->logcnt, L * E * sizeof(int64_t))) ||
             (with_ranks && (st = f->download(be, slot_rank, job->slot_rank, L * R * sizeof(int32_t)))))
-            return backend_failed(ctx, st);
+            return eplb_context_backend_fail(ctx, st);
         return EPLB_OK;
     }
     float *staged_weight = (float *)(area + at_weight);
     memcpy(staged_weight, weight, weight_bytes);
     if ((st = f->upload_async(be, job->weight, staged_weight, weight_bytes)) != EPLB_OK) {
-        st = backend_failed(ctx, st);
+        st = eplb_context_backend_fail(ctx, st);
     } else if ((st = run_stages(ctx, job, 0)) == EPLB_OK) {
         if ((st = f->download_async(be, phy2log, job->phy2log, L * R * sizeof(int64_t))) ||
             (st = f->download_async(be, logcnt, job->logcnt, L * E * sizeof(int64_t))) ||
             (with_ranks &&
              (st = f->download_async(be, slot_rank, job->slot_rank, L * R * sizeof(int32_t)))))
-            st = backend_failed(ctx, st);
+            st = eplb_context_backend_fail(ctx, st);
     }
     /* One wait for the copies and the plan; after a failure as well, so that
      * no copy still reads or writes the staging area when a later call
      * refills it. */
     const eplb_status waited = f->synchronize(be);
     if (st == EPLB_OK && waited != EPLB_OK)
-        st = backend_failed(ctx, waited);
+        st = eplb_context_backend_fail(ctx, waited);
     return st;
 }
 
@@ -564,7 +557,7 @@ eplb_status eplb_plan_device(eplb_context *ctx, const void *weight, const eplb_s
         return eplb_context_fail(ctx, EPLB_ERR_LOG2PHY_TOO_SMALL,
                                  "log2phy width %lld must be >= 1", (long long)log2phy_width);
     if ((st = be->iface->set_stream(be, stream)) != EPLB_OK)
-        return backend_failed(ctx, st);
+        return eplb_context_backend_fail(ctx, st);
     if ((st = reserve_intermediates(ctx, &job)) != EPLB_OK)
         return st;
     job.weight = (void *)weight;
@@ -593,7 +586,7 @@ eplb_status eplb_plan_device_status(eplb_context *ctx, void *stream)
         st = be->iface->download(be, &device_status, ctx->workspace.buffer[EPLB_BUF_STATUS],
                                  sizeof device_status);
     if (st != EPLB_OK)
-        return backend_failed(ctx, st);
+        return eplb_context_backend_fail(ctx, st);
     switch (device_status) {
     case EPLB_OK:
         return EPLB_OK;
