@@ -105,6 +105,16 @@ typedef struct eplb_plan_job {
                               (SPEC 11.5's M0)                    (distinct) */
 } eplb_plan_job;
 
+/* Whether a row of the job's slot packing can trade slots between its GPUs:
+ * the packing ran (more than one slot per GPU) and a row has more than one
+ * GPU. Refine (SPEC 10) and distinct (SPEC 11) work only such rows; with one
+ * slot per GPU no GPU repeats an expert, and with one GPU per row SPEC 11.2
+ * leaves every expert a single replica. */
+static inline int eplb_plan_rows_trade(const eplb_plan_job *job)
+{
+    return job->slot_pack.per_pack > 1 && job->slot_pack.packs > 1;
+}
+
 /* The most trades of SPEC 11.5's restore in a row (distinct with refine 0). */
 #define EPLB_DISTINCT_RESTORE_TRADES 256
 

@@ -350,13 +350,10 @@ static eplb_status run_stages(eplb_context *ctx, const eplb_plan_job *job, int c
         if (st == EPLB_OK) st = f->replicate(be, job);
         if (st == EPLB_OK) st = f->slot_loads(be, job);
         if (st == EPLB_OK) st = run_packing(be, &job->slot_pack);
-        /* Refine trades slots between the GPUs of a row, so it needs a
-         * packing that ran: more than one slot per GPU and more than one GPU
-         * per row (SPEC 10.3: no other row has a trade to keep). The same
-         * holds for distinct: with one slot per GPU no GPU repeats an
-         * expert, and with one GPU per row SPEC 11.2 leaves every expert a
-         * single replica. Distinct's restore (SPEC 11.5) is a refine search. */
-        const int rows_trade = job->slot_pack.per_pack > 1 && job->slot_pack.packs > 1;
+        /* Refine and distinct trade slots between the GPUs of a row (SPEC
+         * 10.3: no other row has a trade to keep). Distinct's restore (SPEC
+         * 11.5) is a refine search. */
+        const int rows_trade = eplb_plan_rows_trade(job);
         if (st == EPLB_OK && job->distinct && rows_trade)
             st = f->distinct(be, job);
         if (st == EPLB_OK && (job->refine > 0 || job->distinct) && rows_trade)

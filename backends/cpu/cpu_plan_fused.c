@@ -48,10 +48,8 @@ eplb_status eplb_cpu_plan_fused(eplb_backend *backend, const eplb_plan_job *job)
     int32_t *status = job->status;
     *status = 0; /* the host path checked the weights; the cpu has no device path */
     const int group_packing = job->group_pack.per_pack > 1, slot_packing = job->slot_pack.per_pack > 1;
-    /* The planner offers refine jobs (never distinct ones) here; as with the
-     * separate stages, a row trades only when its packing ran (more than one
-     * slot per GPU and more than one GPU per row). */
-    const int refining = job->refine > 0 && slot_packing && job->slot_pack.packs > 1;
+    /* The planner offers refine jobs (never distinct ones) here. */
+    const int refining = job->refine > 0 && eplb_plan_rows_trade(job);
     /* Element operations, roughly: each layer sorts, packs and assembles its
      * slots once per candidate, and replicates them (about a heap step of
      * eight operations a slot) and lays out its experts once. Counting the

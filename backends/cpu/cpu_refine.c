@@ -724,8 +724,8 @@ void eplb_cpu_refine_scratch_free(refine_scratch *s)
 eplb_status eplb_cpu_refine(eplb_backend *backend, const eplb_plan_job *job)
 {
     const eplb_pack_job *sp = &job->slot_pack;
-    const int32_t n = sp->items, m = sp->packs, k = sp->per_pack;
-    if ((job->refine <= 0 && !job->distinct) || k <= 1 || m <= 1)
+    const int32_t n = sp->items;
+    if ((job->refine <= 0 && !job->distinct) || !eplb_plan_rows_trade(job))
         return EPLB_OK;
     /* With refine 0 this is distinct's restore (SPEC 11.5): only the rows
      * the distinct stage changed, a fixed number of trades, down to the

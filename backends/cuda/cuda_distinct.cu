@@ -45,7 +45,7 @@ eplb_status eplb_cuda_distinct(eplb_backend *backend, const eplb_plan_job *job)
     /* The planner runs this stage only on rows that trade (more than one
      * slot per GPU and more than one GPU per row); the check keeps the
      * stage safe on its own. */
-    if (!job->distinct || sp->per_pack <= 1 || sp->packs <= 1 || sp->rows <= 0)
+    if (!job->distinct || !eplb_plan_rows_trade(job) || sp->rows <= 0)
         return EPLB_OK;
     eplb_cuda_context *ctx = eplb_cuda_ctx(backend);
     eplb_cuda_distinct_args a;

@@ -276,7 +276,7 @@ static size_t plan_layout(const eplb_plan_job *job, uint32_t warps, eplb_cuda_pl
     PLACE(o_sbest, slot_packing ? N * 4 : 0);
     /* Refine's row state, one row at a time; nothing without refine, so
      * that the layout of other plans stays as it was. */
-    const bool refine = job->refine > 0 && slot_packing && job->slot_pack.packs > 1;
+    const bool refine = job->refine > 0 && eplb_plan_rows_trade(job);
     PLACE(o_rt, refine ? RN * 4 : 0);
     PLACE(o_rload, refine ? (size_t)job->slot_pack.packs * 4 : 0);
     PLACE(o_votes, refine ? sizeof(eplb_cuda_refine_votes) : 0);
@@ -301,10 +301,8 @@ static int plan_config(eplb_cuda_context *ctx, const eplb_plan_job *job, eplb_cu
     /* Distinct (SPEC 11) has no cuda stage; the planner refuses it before. */
     if (job->distinct)
         return 0;
-    /* Refine runs only where the slot packing ran and a row has two GPUs
-     * (the planner's rule for the refine stage). */
-    const bool refine =
-        job->refine > 0 && job->slot_pack.per_pack > 1 && job->slot_pack.packs > 1;
+    /* Refine runs only where a row can trade (the planner's rule). */
+    const bool refine = job->refine > 0 && eplb_plan_rows_trade(job);
     /* Shared-memory offsets are 32-bit and a layer is one block: keep rows modest. */
     if (job->experts > (1 << 20) || job->replicas > (1 << 20) || job->layers > (1L << 31) - 1)
         return 0;

@@ -80,7 +80,7 @@ __global__ void __launch_bounds__(EPLB_CUDA_REFINE_THREADS)
 eplb_status eplb_cuda_refine(eplb_backend *backend, const eplb_plan_job *job)
 {
     const eplb_pack_job *sp = &job->slot_pack;
-    if ((job->refine <= 0 && !job->distinct) || sp->per_pack <= 1 || sp->packs <= 1)
+    if ((job->refine <= 0 && !job->distinct) || !eplb_plan_rows_trade(job))
         return EPLB_OK;
     const bool restore = job->refine <= 0;
     eplb_cuda_context *ctx = eplb_cuda_ctx(backend);

@@ -10,7 +10,7 @@
 eplb_status eplb_opencl_distinct(eplb_backend *backend, const eplb_plan_job *job)
 {
     const eplb_pack_job *sp = &job->slot_pack;
-    if (!job->distinct || sp->per_pack <= 1 || sp->packs <= 1 || sp->rows <= 0)
+    if (!job->distinct || !eplb_plan_rows_trade(job) || sp->rows <= 0)
         return EPLB_OK;
     eplb_status st = eplb_opencl_prepare_kernels(backend);
     if (st != EPLB_OK)
