@@ -27,9 +27,6 @@ static const eplb_shape small_shape = {2, 8, 12, 4, 1, 4};
 
 #ifdef EPLBT_HAVE_CL
 
-/* What each output buffer holds before the call: a value no plan writes. */
-#define UNTOUCHED (-7)
-
 /* The inputs of one device call and what the device outputs held after it. */
 typedef struct device_call {
     const float *weight;
@@ -37,14 +34,7 @@ typedef struct device_call {
     eplbt_plan out; /* read back from the device buffers */
 } device_call;
 
-/* Fills host array p of n entries with UNTOUCHED. */
-static void fill_untouched(int64_t *p, size_t n)
-{
-    for (size_t i = 0; i < n; i++)
-        p[i] = UNTOUCHED;
-}
-
-/* Uploads the inputs, fills the outputs with UNTOUCHED, runs
+/* Uploads the inputs, poisons the outputs (harness.h), runs
  * eplb_rebalance_incremental_device on a queue of the caller's (own_queue 0)
  * or the context's (NULL), and reads every output back into call->out. */
 static eplb_status run_device(eplb_context *ctx, const eplb_shape *s, const eplb_options *o,
@@ -57,9 +47,9 @@ static eplb_status run_device(eplb_context *ctx, const eplb_shape *s, const eplb
     const size_t LE = (size_t)(s->layers * s->experts), LR = (size_t)(s->layers * s->replicas);
     const size_t LEX = LE * (size_t)width;
     eplbt_plan_alloc(&call->out, s, width);
-    fill_untouched(call->out.phy2log, LR);
-    fill_untouched(call->out.logcnt, LE);
-    fill_untouched(call->out.log2phy, LEX);
+    eplbt_poison(call->out.phy2log, LR * 8);
+    eplbt_poison(call->out.logcnt, LE * 8);
+    eplbt_poison(call->out.log2phy, LEX * 8);
     cl_int err;
     cl_command_queue queue = NULL;
     if (!own_queue) {
@@ -90,18 +80,14 @@ static eplb_status run_device(eplb_context *ctx, const eplb_shape *s, const eplb
     return st;
 }
 
-/* Whether every output still holds UNTOUCHED. */
+/* Whether every output still holds the poison. */
 static int outputs_untouched(const eplbt_plan *p)
 {
     const size_t L = (size_t)p->shape.layers, E = (size_t)p->shape.experts;
     const size_t R = (size_t)p->shape.replicas, X = (size_t)p->width;
-    for (size_t i = 0; i < L * R; i++)
-        if (p->phy2log[i] != UNTOUCHED) return 0;
-    for (size_t i = 0; i < L * E; i++)
-        if (p->logcnt[i] != UNTOUCHED) return 0;
-    for (size_t i = 0; i < L * E * X; i++)
-        if (p->log2phy[i] != UNTOUCHED) return 0;
-    return 1;
+    return eplbt_first_unpoisoned(p->phy2log, L * R * 8) < 0 &&
+           eplbt_first_unpoisoned(p->logcnt, L * E * 8) < 0 &&
+           eplbt_first_unpoisoned(p->log2phy, L * E * X * 8) < 0;
 }
 
 /* The device call on ctx must give the cpu backend's host-API plan, bit for
