@@ -4,7 +4,8 @@
  * The search of SPEC 13 runs on the host for every backend (incremental.c),
  * so this entry brings the weights and the previous plan down from the
  * caller's stream, plans exactly as eplb_rebalance_incremental does, and puts
- * the outputs back on the same stream. The plan is therefore the host entry's
+ * the plan back on the same stream, where the assemble stage writes the
+ * outputs. The plan is therefore the host entry's
  * plan bit for bit on every backend; what the device form saves the caller is
  * the copies and the synchronisation around it. Unlike eplb_rebalance_device
  * it returns only once the outputs are written, and it reports every error,
@@ -16,6 +17,7 @@
 #include "eplb/eplb.h"
 #include "incremental.h"
 #include "incremental_device.h"
+#include "planner.h"
 
 eplb_status eplb_incremental_device(eplb_context *ctx, const void *weight, const eplb_shape *shape,
                                     const eplb_options *options, const void *previous,
@@ -45,25 +47,18 @@ eplb_status eplb_incremental_device(eplb_context *ctx, const void *weight, const
                                  "log2phy width %lld must be >= 1", (long long)log2phy_width);
 
     const size_t L = (size_t)shape->layers, E = (size_t)shape->experts;
-    const size_t R = (size_t)shape->replicas, X = (size_t)log2phy_width;
+    const size_t R = (size_t)shape->replicas;
     /* One host area for the call's copies: the weights and the previous
-     * plan brought down, the outputs planned into. */
+     * plan brought down, the plan made into. log2phy is built on the
+     * device from the plan (planner.h), so its width sizes nothing here. */
     const size_t weight_bytes = (L * E * sizeof(float) + 7) / 8 * 8;
-    const size_t words_before_log2phy = weight_bytes / 8 + 2 * L * R + L * E;
-    /* The caller's width sizes the host copy of log2phy; a width whose copy
-     * cannot even be counted in bytes is refused as memory that cannot be had. */
-    if ((uint64_t)log2phy_width > (SIZE_MAX / sizeof(int64_t) - words_before_log2phy) / (L * E))
-        return eplb_context_fail(ctx, EPLB_ERR_OUT_OF_MEMORY,
-                                 "log2phy width %lld is too large for a host copy of the plan",
-                                 (long long)log2phy_width);
-    unsigned char *area = malloc((words_before_log2phy + L * E * X) * sizeof(int64_t));
+    unsigned char *area = malloc(weight_bytes + (2 * L * R + L * E) * sizeof(int64_t));
     if (!area)
         return eplb_context_fail(ctx, EPLB_ERR_OUT_OF_MEMORY,
                                  "cannot allocate host copies of a %zu x %zu plan", L, R);
     float *host_weight = (float *)area;
     int64_t *host_previous = (int64_t *)(area + weight_bytes);
     int64_t *host_phy2log = host_previous + L * R, *host_logcnt = host_phy2log + L * R;
-    int64_t *host_log2phy = host_logcnt + L * E;
     /* The downloads wait for the work the caller enqueued on stream before
      * this call, which is how the inputs become ready (as for
      * eplb_rebalance_device). */
@@ -74,15 +69,20 @@ eplb_status eplb_incremental_device(eplb_context *ctx, const void *weight, const
         goto done;
     }
     /* The fresh plan inside runs on the backend's own stream, as every host
-     * call does; the uploads go back on the caller's. */
+     * call does; the outputs go back on the caller's. */
+    int64_t needed = 0;
     if ((st = eplb_incremental_host(ctx, host_weight, shape, options, host_previous, host_phy2log,
-                                    host_logcnt, host_log2phy, log2phy_width, NULL)) != EPLB_OK)
+                                    host_logcnt, NULL, 0, &needed)) != EPLB_OK)
         goto done;
-    if ((st = f->set_stream(be, stream)) != EPLB_OK ||
-        (st = f->upload(be, phy2log, host_phy2log, L * R * sizeof(int64_t))) != EPLB_OK ||
-        (st = f->upload(be, logcnt, host_logcnt, L * E * sizeof(int64_t))) != EPLB_OK ||
-        (st = f->upload(be, log2phy, host_log2phy, L * E * X * sizeof(int64_t))) != EPLB_OK)
-        st = eplb_context_backend_fail(ctx, st);
+    if (log2phy_width < needed) {
+        st = eplb_context_fail(ctx, EPLB_ERR_LOG2PHY_TOO_SMALL,
+                               "log2phy width %lld is below the %lld replicas of the most "
+                               "replicated expert; pass a width of at least %lld",
+                               (long long)log2phy_width, (long long)needed, (long long)needed);
+        goto done;
+    }
+    st = eplb_plan_write_device_outputs(ctx, shape, host_phy2log, phy2log, logcnt, log2phy,
+                                        log2phy_width, stream);
 done:
     free(area);
     return st;

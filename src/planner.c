@@ -568,6 +568,86 @@ eplb_status eplb_plan_device(eplb_context *ctx, const void *weight, const eplb_s
     return st;
 }
 
+eplb_status eplb_plan_write_device_outputs(eplb_context *ctx, const eplb_shape *shape,
+                                          const int64_t *plan,
+                                          void *phy2log, void *logcnt, void *log2phy,
+                                          int64_t log2phy_width, void *stream)
+{
+    eplb_backend *be = ctx->backend;
+    const eplb_backend_i *f = be->iface;
+    const size_t L = (size_t)shape->layers, E = (size_t)shape->experts;
+    const size_t R = (size_t)shape->replicas;
+    /* The plan as the assemble stage reads it: one node holding every
+     * expert in its own order, so that the node-major tables are the
+     * identity, and the replica rank of each slot. */
+    const size_t at_slots = staging_bytes(sizeof(int32_t));
+    const size_t at_ranks = at_slots + staging_bytes(L * R * sizeof(int32_t));
+    const size_t at_counts = at_ranks + staging_bytes(L * R * sizeof(int32_t));
+    const size_t at_identity = at_counts + staging_bytes(L * E * sizeof(int32_t));
+    eplb_status st = reserve_host_staging(ctx, at_identity + L * E * sizeof(int32_t));
+    if (st != EPLB_OK)
+        return st;
+    unsigned char *area = ctx->workspace.host_staging;
+    int32_t *status = (int32_t *)area, *slots = (int32_t *)(area + at_slots);
+    int32_t *ranks = (int32_t *)(area + at_ranks), *counts32 = (int32_t *)(area + at_counts);
+    int32_t *identity = (int32_t *)(area + at_identity);
+    *status = 0;
+    for (size_t l = 0; l < L; l++) {
+        int32_t *seen = counts32 + l * E;
+        for (size_t e = 0; e < E; e++) {
+            seen[e] = 0;
+            identity[l * E + e] = (int32_t)e;
+        }
+        for (size_t q = 0; q < R; q++) {
+            const int64_t e = plan[l * R + q];
+            slots[l * R + q] = (int32_t)e;
+            ranks[l * R + q] = seen[e]++;
+        }
+    }
+    eplb_plan_job job;
+    memset(&job, 0, sizeof job);
+    job.layers = shape->layers;
+    job.experts = shape->experts;
+    job.replicas = shape->replicas;
+    job.groups = job.nodes = 1;
+    job.gpus = shape->gpus;
+    job.group_size = job.node_experts = shape->experts;
+    job.node_slots = shape->replicas;
+    job.gpu_slots = shape->replicas / shape->gpus;
+    job.width = log2phy_width;
+    job.slot_pack.per_pack = 1; /* the slots are already in place */
+    if ((st = reserve(ctx, EPLB_BUF_STATUS, sizeof(int32_t), &job.status)) != EPLB_OK ||
+        (st = reserve(ctx, EPLB_BUF_PHY2MLOG, L * R * sizeof(int32_t), &job.phy2mlog)) != EPLB_OK ||
+        (st = reserve(ctx, EPLB_BUF_PHYRANK, L * R * sizeof(int32_t), &job.phyrank)) != EPLB_OK ||
+        (st = reserve(ctx, EPLB_BUF_MLOGCNT, L * E * sizeof(int32_t), &job.mlogcnt)) != EPLB_OK ||
+        (st = reserve(ctx, EPLB_BUF_MLOG2LOG, L * E * sizeof(int32_t), &job.mlog2log)) != EPLB_OK ||
+        (st = reserve(ctx, EPLB_BUF_LOG2MLOG, L * E * sizeof(int32_t), &job.log2mlog)) != EPLB_OK)
+        return st;
+    job.phy2log = phy2log;
+    job.logcnt = logcnt;
+    job.log2phy = log2phy;
+    if ((st = f->set_stream(be, stream)) != EPLB_OK)
+        return eplb_context_backend_fail(ctx, st);
+    const int async = has_async_copies(f);
+    eplb_status (*copy_up)(eplb_backend *, void *, const void *, size_t) =
+        async ? f->upload_async : f->upload;
+    if ((st = copy_up(be, job.status, status, sizeof(int32_t))) != EPLB_OK ||
+        (st = copy_up(be, job.phy2mlog, slots, L * R * sizeof(int32_t))) != EPLB_OK ||
+        (st = copy_up(be, job.phyrank, ranks, L * R * sizeof(int32_t))) != EPLB_OK ||
+        (st = copy_up(be, job.mlogcnt, counts32, L * E * sizeof(int32_t))) != EPLB_OK ||
+        (st = copy_up(be, job.mlog2log, identity, L * E * sizeof(int32_t))) != EPLB_OK ||
+        (st = copy_up(be, job.log2mlog, identity, L * E * sizeof(int32_t))) != EPLB_OK ||
+        (st = f->assemble(be, &job)) != EPLB_OK)
+        st = eplb_context_backend_fail(ctx, st);
+    /* The outputs are complete when this returns, and no copy still reads the
+     * staging area when a later call refills it: one wait, after a failure
+     * as well. */
+    const eplb_status waited = f->synchronize ? f->synchronize(be) : EPLB_OK;
+    if (st == EPLB_OK && waited != EPLB_OK)
+        st = eplb_context_backend_fail(ctx, waited);
+    return st;
+}
+
 eplb_status eplb_plan_device_status(eplb_context *ctx, void *stream)
 {
     eplb_backend *be = ctx->backend;

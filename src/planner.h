@@ -70,6 +70,18 @@ eplb_status eplb_plan_device(eplb_context *ctx, const void *weight, const eplb_s
                              const eplb_options *options, void *phy2log, void *logcnt,
                              void *log2phy, int64_t log2phy_width, void *stream);
 
+/* Writes a plan made on the host (its phy2log, L x R) into
+ * the device outputs of eplb_rebalance_device's form on stream, logcnt and
+ * log2phy built on the device by the assemble stage (log2phy at the caller's
+ * width, which must hold the largest count), and waits until they are
+ * written. The plan's own
+ * copies go up as 32-bit slots, ranks and counts, a fraction of the bytes
+ * of a log2phy built on the host. */
+eplb_status eplb_plan_write_device_outputs(eplb_context *ctx, const eplb_shape *shape,
+                                          const int64_t *plan,
+                                          void *phy2log, void *logcnt, void *log2phy,
+                                          int64_t log2phy_width, void *stream);
+
 /* Status of the last device plan (waits for the stream). */
 eplb_status eplb_plan_device_status(eplb_context *ctx, void *stream);
 
