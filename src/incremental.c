@@ -14,6 +14,11 @@
 
 enum { OPTION_KEPT, OPTION_ANCHORED, OPTION_FRESH, OPTION_COUNT };
 
+/* A domain's entries in the scratch's domain_options: the moves of each
+ * option (-1: not valid), whether the domain changed, and whether its
+ * anchored start is the previous plan with the same loads. */
+enum { OPTION_CHANGED = OPTION_COUNT, OPTION_SAME, OPTION_STRIDE };
+
 /* Whether the domain holds a different set of experts (not multiset) in prev
  * and in rel: then a group changed node (SPEC 13.6). */
 static int domain_changed(const int64_t *prev, const int64_t *rel, int64_t n, int32_t *mark)
@@ -64,47 +69,78 @@ static void plan_layer(const float *w, const int64_t *prev, const int64_t *fresh
     int64_t *options = s->domain_options;
     for (int64_t d = 0; d < g->domains; d++) {
         const int64_t first = d * dn;
-        int64_t *moves = options + 4 * d;
+        int64_t *moves = options + OPTION_STRIDE * d;
         moves[OPTION_FRESH] = s->fresh_moves[d];
+        moves[OPTION_CHANGED] = domain_changed(prev + first, rel + first, dn, s->tally);
         /* A search depends only on the domain's slots and their loads: an
          * anchored start equal to the previous plan there (with the same
          * loads) would repeat the kept search, whose result it takes. */
-        const int same = !memcmp(searched[OPTION_KEPT] + first, searched[OPTION_ANCHORED] + first,
-                                 (size_t)dn * sizeof *prev) &&
-                         !memcmp(loads[OPTION_KEPT] + first, loads[OPTION_ANCHORED] + first,
-                                 (size_t)dn * sizeof *loads[0]);
-        for (int o = OPTION_KEPT; o <= OPTION_ANCHORED; o++) {
-            if (o == OPTION_ANCHORED && same) {
-                memcpy(searched[o] + first, searched[OPTION_KEPT] + first,
-                       (size_t)dn * sizeof *prev);
-                memcpy(loads[o] + first, loads[OPTION_KEPT] + first, (size_t)dn * sizeof *loads[0]);
-                moves[o] = moves[OPTION_KEPT];
-                break;
-            }
-            /* The previous plan's slots move nothing. */
-            const int64_t start_moves = o == OPTION_KEPT ? 0 : s->anchored_moves[d];
-            int64_t moved;
-            const int met = eplb_domain_search(prev, searched[o], loads[o], d, target,
-                                               start_moves, moves[OPTION_FRESH], g, s, &moved);
-            moves[o] = met ? moved : -1;
+        moves[OPTION_SAME] = !memcmp(searched[OPTION_KEPT] + first, searched[OPTION_ANCHORED] + first,
+                                     (size_t)dn * sizeof *prev) &&
+                             !memcmp(loads[OPTION_KEPT] + first, loads[OPTION_ANCHORED] + first,
+                                     (size_t)dn * sizeof *loads[0]);
+        /* The previous plan's slots move nothing. */
+        int64_t moved;
+        const int met = eplb_domain_search(prev, searched[OPTION_KEPT], loads[OPTION_KEPT], d,
+                                           target, 0, moves[OPTION_FRESH], g, s, &moved);
+        moves[OPTION_KEPT] = met ? moved : -1;
+    }
+
+    /* The anchored search keeps the domain's experts, those of rel, so it
+     * moves at least the slots of rel's experts that the domain's previous
+     * slots lack: the anchored start's moves (its rest). Where kept met with
+     * no more moves than that (summed over the changed domains, which
+     * choose together), anchored cannot be chosen, ties going to kept, and
+     * its search is left out as if it had not met. */
+    int64_t kept_sum = 0, floor_sum = 0;
+    int kept_met = 1;
+    for (int64_t d = 0; d < g->domains; d++) {
+        const int64_t *moves = options + OPTION_STRIDE * d;
+        if (moves[OPTION_CHANGED]) {
+            kept_met &= moves[OPTION_KEPT] >= 0;
+            kept_sum += moves[OPTION_KEPT];
+            floor_sum += s->anchored_moves[d];
         }
-        moves[3] = domain_changed(prev + first, rel + first, dn, s->tally);
+    }
+    const int changed_search = !kept_met || kept_sum > floor_sum;
+    for (int64_t d = 0; d < g->domains; d++) {
+        const int64_t first = d * dn;
+        int64_t *moves = options + OPTION_STRIDE * d;
+        const int search = moves[OPTION_CHANGED] ? changed_search
+                                                 : moves[OPTION_KEPT] < 0 ||
+                                                       moves[OPTION_KEPT] > s->anchored_moves[d];
+        if (!search) {
+            moves[OPTION_ANCHORED] = -1;
+        } else if (moves[OPTION_SAME]) {
+            memcpy(searched[OPTION_ANCHORED] + first, searched[OPTION_KEPT] + first,
+                   (size_t)dn * sizeof *prev);
+            memcpy(loads[OPTION_ANCHORED] + first, loads[OPTION_KEPT] + first,
+                   (size_t)dn * sizeof *loads[0]);
+            moves[OPTION_ANCHORED] = moves[OPTION_KEPT];
+        } else {
+            int64_t moved;
+            const int met = eplb_domain_search(prev, searched[OPTION_ANCHORED],
+                                               loads[OPTION_ANCHORED], d, target,
+                                               s->anchored_moves[d], moves[OPTION_FRESH], g, s,
+                                               &moved);
+            moves[OPTION_ANCHORED] = met ? moved : -1;
+        }
     }
 
     /* The changed domains choose one option together, by their moves summed. */
     int64_t together[OPTION_COUNT] = {0, 0, 0};
     for (int64_t d = 0; d < g->domains; d++) {
-        const int64_t *moves = options + 4 * d;
-        for (int o = 0; o < OPTION_COUNT && moves[3]; o++)
+        const int64_t *moves = options + OPTION_STRIDE * d;
+        for (int o = 0; o < OPTION_COUNT && moves[OPTION_CHANGED]; o++)
             together[o] = together[o] < 0 || moves[o] < 0 ? -1 : together[o] + moves[o];
     }
     const int shared = fewest_moves(together);
     const int64_t *source[OPTION_COUNT] = {s->kept, s->moved, rel};
     int mixed = 0;
     for (int64_t d = 0; d < g->domains; d++) {
-        const int64_t *moves = options + 4 * d;
-        const int o = moves[3] ? shared : fewest_moves(moves);
-        mixed |= o != (options[3] ? shared : fewest_moves(options));
+        const int64_t *moves = options + OPTION_STRIDE * d;
+        const int o = moves[OPTION_CHANGED] ? shared : fewest_moves(moves);
+        mixed |= o != (options[OPTION_CHANGED] ? shared : fewest_moves(options));
         memcpy(out + d * dn, source[o] + d * dn, (size_t)dn * sizeof *out);
     }
     /* Options of different domains count an expert's replicas differently

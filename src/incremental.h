@@ -85,7 +85,7 @@ typedef struct eplb_incremental_scratch {
     int64_t *match;        /* [k] */
     uint64_t *rest;        /* [domain slots] the anchored start's experts to place, as keys */
     int64_t *cursor;       /* [domain GPUs] */
-    int64_t *domain_options; /* [domains][4]: moves of kept, anchored, fresh; changed */
+    int64_t *domain_options; /* [domains][5]: moves of kept, anchored, fresh; changed; same start */
     int64_t *fresh_moves;  /* [domains] the moves of each domain in rel */
     int64_t *anchored_moves; /* [domains] the same in the anchored start */
     int vector;            /* whether AVX-512 code may run (set by the allocation) */

@@ -86,7 +86,7 @@ static int allocate_arrays(eplb_incremental_scratch *s, const eplb_layer_geometr
     };
     const int64_arrays longs[] = {
         {&s->relabelled, R}, {&s->anchored, R}, {&s->kept, R}, {&s->moved, R},
-        {&s->cursor, gd}, {&s->match, 3 * k}, {&s->domain_options, 4 * domains},
+        {&s->cursor, gd}, {&s->match, 3 * k}, {&s->domain_options, 5 * domains},
         {&s->fresh_moves, domains}, {&s->anchored_moves, domains},
     };
     int ok = 1;
