@@ -613,14 +613,90 @@ EPLB_CPU_TARGET_AVX2 static void greedy_vertical_run_avx2(int32_t n, int32_t m, 
     greedy_vertical_shapes(n, m, k, step_weight, slot, true_load);
 }
 
-/* The AVX-512VL build has 32 vector registers instead of 16, so that 16 packs'
- * state stays in registers: it wins on AVX-512 machines (docs/benchmarks.md,
- * "cpu greedy variants"). */
-__attribute__((target("avx2,avx512f,avx512vl"))) static void
-greedy_vertical_run_avx512(int32_t n, int32_t m, int32_t k, const float *step_weight, int32_t *slot,
-                           float *true_load)
+/* The same steps with AVX-512, on keys: pack p's key in lane j is (load
+ * bits << 32 | p << 20 | items in p), as in the keyed greedy, so that one
+ * tree of unsigned 64-bit minima gives each lane's least-loaded pack, the
+ * lowest on ties, with its load and count: no compare-and-blend pass and no
+ * second tree of pack numbers. A full pack's key gets bit 63 (the load's
+ * sign bit, clear for every load >= +0), which puts it above every open
+ * pack's and keeps its load for the caller. Padding packs hold UINT64_MAX.
+ * The load grows by a masked add on the keys' upper halves only, so the
+ * lower halves never go through a float operation. */
+#define EPLB_CPU_VERTICAL_FULL_BIT (1ull << 63)
+
+EPLB_CPU_TARGET_AVX512VL static inline __attribute__((always_inline)) void
+greedy_vertical_keys(int32_t n, int32_t m, const int32_t V, int32_t k, const float *step_weight,
+                     int32_t *slot, float *true_load)
 {
-    greedy_vertical_shapes(n, m, k, step_weight, slot, true_load);
+    __m512i key[EPLB_CPU_VERTICAL_MAX], smallest[EPLB_CPU_VERTICAL_MAX];
+    /* Steps t < m go to pack t when every earlier weight is positive in
+     * every lane, as in greedy_vertical_steps. */
+    __mmask8 positive = 0xFF;
+    for (int32_t t = 0; t < m - 1; t++)
+        positive &= _mm256_cmp_ps_mask(_mm256_loadu_ps(step_weight + 8 * t), _mm256_setzero_ps(),
+                                       _CMP_GT_OQ);
+    const int32_t start = positive == 0xFF ? m : 0;
+    EPLB_UNROLL for (int32_t p = 0; p < V; p++) {
+        if (p < m) {
+            /* 0 + w, as the step computes it (-0 becomes +0). */
+            const __m256 first = start ? _mm256_add_ps(_mm256_setzero_ps(), _mm256_loadu_ps(step_weight + 8 * p))
+                                       : _mm256_setzero_ps();
+            key[p] = _mm512_or_si512(_mm512_slli_epi64(_mm512_cvtepu32_epi64(_mm256_castps_si256(first)), 32),
+                                     _mm512_set1_epi64(((int64_t)p << EPLB_CPU_KEY_PACK_SHIFT) | (start ? 1 : 0)));
+            if (start)
+                _mm256_storeu_si256((__m256i *)(slot + 8 * p), _mm256_set1_epi32(p * k));
+        } else {
+            key[p] = _mm512_set1_epi64(-1);
+        }
+    }
+    const __m512i one = _mm512_set1_epi64(1), count_mask = _mm512_set1_epi64(EPLB_CPU_KEY_COUNT_LIMIT - 1);
+    const __m512i last_item = _mm512_set1_epi64(k - 1), full_bit = _mm512_set1_epi64((long long)EPLB_CPU_VERTICAL_FULL_BIT);
+    const __m256i per_pack = _mm256_set1_epi32(k), count_mask32 = _mm256_set1_epi32(EPLB_CPU_KEY_COUNT_LIMIT - 1);
+    for (int32_t t = start; t < n; t++) {
+        /* The weights in the keys' upper halves, off the critical path. */
+        const __m512 wt = _mm512_castsi512_ps(_mm512_slli_epi64(
+            _mm512_cvtepu32_epi64(_mm256_loadu_si256((const __m256i *)(step_weight + 8 * t))), 32));
+        /* Pairwise tree: the steps' critical path. */
+        EPLB_UNROLL for (int32_t p = 0; p < V; p++)
+            smallest[p] = key[p];
+        EPLB_UNROLL for (int32_t stride = 1; stride < V; stride *= 2)
+            EPLB_UNROLL for (int32_t i = 0; i < V; i += 2 * stride)
+                smallest[i] = _mm512_min_epu64(smallest[i], smallest[i + stride]);
+        const __m512i chosen = smallest[0];
+        const __mmask8 full = _mm512_cmpeq_epi64_mask(_mm512_and_si512(chosen, count_mask), last_item);
+        /* Count + 1 in the lower half (no carry: counts stay below 2^20),
+         * load + w in the upper one. */
+        const __m512i counted = _mm512_add_epi64(chosen, one);
+        __m512i next = _mm512_castps_si512(
+            _mm512_mask_add_ps(_mm512_castsi512_ps(counted), (__mmask16)0xAAAA, _mm512_castsi512_ps(counted), wt));
+        next = _mm512_mask_or_epi64(next, full, next, full_bit);
+        /* Keys are distinct (they hold the pack), so equality finds the pack. */
+        EPLB_UNROLL for (int32_t p = 0; p < V; p++)
+            key[p] = _mm512_mask_mov_epi64(key[p], _mm512_cmpeq_epi64_mask(key[p], chosen), next);
+        const __m256i low = _mm512_cvtepi64_epi32(chosen);
+        _mm256_storeu_si256((__m256i *)(slot + 8 * t),
+                            _mm256_add_epi32(_mm256_mullo_epi32(_mm256_srli_epi32(low, EPLB_CPU_KEY_PACK_SHIFT), per_pack),
+                                             _mm256_and_si256(low, count_mask32)));
+    }
+    /* The loads, summed in slot order by the steps, from the upper halves. */
+    const __m256i magnitude = _mm256_set1_epi32(0x7FFFFFFF);
+    EPLB_UNROLL for (int32_t p = 0; p < V; p++)
+        _mm256_storeu_si256((__m256i *)(true_load + 8 * p),
+                            _mm256_and_si256(_mm512_cvtepi64_epi32(_mm512_srli_epi64(key[p], 32)), magnitude));
+}
+
+/* The keyed steps for the pack counts they serve (the pack's number needs
+ * no more than the key's 12 bits above the count). */
+EPLB_CPU_TARGET_AVX512VL static void greedy_vertical_run_avx512(int32_t n, int32_t m, int32_t k,
+                                                                const float *step_weight,
+                                                                int32_t *slot, float *true_load)
+{
+    if (m <= 4)
+        greedy_vertical_keys(n, m, 4, k, step_weight, slot, true_load);
+    else if (m <= 8)
+        greedy_vertical_keys(n, m, 8, k, step_weight, slot, true_load);
+    else
+        greedy_vertical_keys(n, m, 16, k, step_weight, slot, true_load);
 }
 
 EPLB_CPU_TARGET_AVX2 static void greedy_vertical_avx2(const eplb_pack_job *job, int64_t row,
@@ -638,7 +714,7 @@ EPLB_CPU_TARGET_AVX2 static void greedy_vertical_avx2(const eplb_pack_job *job, 
     for (int32_t t = 0; t < n; t++)
         for (int32_t j = 0; j < EPLB_CPU_LANES; j++)
             step_weight[8 * t + j] = w[order[j][t]];
-    if (eplb_cpu_has_avx512(scratch))
+    if (eplb_cpu_has_avx512(scratch) && k < EPLB_CPU_KEY_COUNT_LIMIT)
         greedy_vertical_run_avx512(n, m, k, step_weight, slot, true_load);
     else
         greedy_vertical_run_avx2(n, m, k, step_weight, slot, true_load);
