@@ -407,7 +407,9 @@ across_steps(uint64_t *key, size_t lane_keys, const int32_t B, int32_t start, in
     }
     const __m256i per_pack = _mm256_set1_epi32(k), one = _mm256_set1_epi32(1);
     const __m256i count_mask = _mm256_set1_epi32(EPLB_CPU_KEY_COUNT_LIMIT - 1);
-    const __m256i full_bits = _mm256_set1_epi32((int)EPLB_CPU_FULL_BITS);
+    /* A full pack's key gets bit 63, the load's sign bit (clear for every
+     * load >= +0): above every open pack's key, and its load kept. */
+    const __m256i full_bit = _mm256_set1_epi32(INT32_MIN);
     for (int32_t t = start; t < n; t++) {
         /* Pairwise: the steps' critical path. */
         EPLB_UNROLL_ACROSS for (int32_t b = 0; b < B; b++)
@@ -423,7 +425,7 @@ across_steps(uint64_t *key, size_t lane_keys, const int32_t B, int32_t start, in
         _mm256_storeu_si256((__m256i *)(slot + 8 * t),
                             _mm256_add_epi32(_mm256_mullo_epi32(pack, per_pack), filled));
         const __mmask8 full = _mm256_cmpeq_epi32_mask(_mm256_add_epi32(filled, one), per_pack);
-        const __m256i bits = _mm256_mask_mov_epi32(_mm256_castps_si256(load), full, full_bits);
+        const __m256i bits = _mm256_mask_or_epi32(_mm256_castps_si256(load), full, _mm256_castps_si256(load), full_bit);
         const __m512i new_key = _mm512_or_si512(_mm512_slli_epi64(_mm512_cvtepu32_epi64(bits), 32),
                                                 _mm512_cvtepu32_epi64(_mm256_add_epi32(low, one)));
         /* Each lane's block of the chosen pack, with its new key. */
@@ -507,13 +509,17 @@ EPLB_CPU_TARGET_AVX512VL static void greedy_across_avx512(const eplb_pack_job *j
         across_steps(key, lane_keys, 12, start, n, k, step_weight, slot);
     else
         across_steps(key, lane_keys, 16, start, n, k, step_weight, slot);
-    /* Loads summed again in slot order: the same sums as the steps'. */
+    /* The loads from the keys' upper halves: the steps summed each pack's
+     * weights in slot order, as SPEC 6.3 recomputes them. */
     for (int32_t j = 0; j < lanes; j++) {
         int32_t *content = scratch->content_row + (int64_t)(first + j) * n;
         for (int32_t t = 0; t < n; t++)
             content[slot[8 * t + j]] = step_item[8 * t + j];
-        for (int32_t p = 0; p < m; p++)
-            loads[j][p] = eplb_cpu_pack_load(w, content, p, k);
+        const uint64_t *lane_key = key + j * lane_keys;
+        for (int32_t p = 0; p < m; p++) {
+            const uint32_t bits = (uint32_t)(lane_key[p] >> 32) & 0x7FFFFFFFu;
+            memcpy(&loads[j][p], &bits, sizeof bits);
+        }
     }
 }
 
