@@ -98,8 +98,10 @@ Test(fork, child_plans_like_the_parent_after_the_parent_used_threads)
     eplb_workload_fill(weight, s->layers, s->experts, 1, 9);
     eplb_workload_fill(old_weight, s->layers, s->experts, 2, 9);
 
-    eplb_context *ctx = eplbt_context("cpu");
+    /* Counted before the context: the cpu backend starts its threads when
+     * the context is made (cpu_scratch.c). */
     const int threads_before = thread_count();
+    eplb_context *ctx = eplbt_context("cpu");
     fork_case parent;
     cr_assert_eq(plan_case(ctx, weight, old_weight, &parent), 0, "the parent's plans failed: %s",
                  eplb_context_last_error(ctx));

@@ -112,6 +112,7 @@ static eplb_status cpu_create(eplb_backend **out, char *error, size_t error_len)
      * and select separately): slower, and there so that tests cover each
      * stage on its own. */
     backend->iface = settings.separate_stages ? &cpu_iface_separate : &cpu_iface_fused;
+    eplb_cpu_threads_warm();
     *out = backend;
     return EPLB_OK;
 }

@@ -99,6 +99,12 @@ eplb_status eplb_cpu_scratch_init(eplb_cpu_scratch *scratch, const eplb_pack_job
                                   const eplb_cpu_settings *settings, size_t greedy_words);
 void eplb_cpu_scratch_free(eplb_cpu_scratch *scratch);
 
+/* Starts the OpenMP team and gives each of its threads its own malloc arena
+ * with some memory already touched, so that a process pays for creating
+ * threads and arenas when it makes its context rather than in its first
+ * plan. Nothing in a forked child, which plans on its calling thread. */
+void eplb_cpu_threads_warm(void);
+
 /* Runs one_packing for every (row, candidate) of job across the OpenMP
  * threads, each with its own scratch: the separate-stage entry points. */
 typedef void (*eplb_cpu_packing_fn)(const eplb_pack_job *job, int64_t row, int64_t candidate,

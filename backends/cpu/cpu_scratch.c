@@ -119,3 +119,22 @@ eplb_status eplb_cpu_for_each_row(eplb_backend *backend, const eplb_pack_job *jo
 {
     return for_each(backend, job, NULL, one_row, greedy_words, stage);
 }
+
+/* The scratch each thread first allocates: a plan of the DeepSeek-V3 shapes
+ * asks for a few tens of KiB per thread. */
+#define WARM_SCRATCH_BYTES ((size_t)64 << 10)
+
+void eplb_cpu_threads_warm(void)
+{
+#pragma omp parallel if (eplb_threads_usable())
+    {
+        volatile unsigned char *block = malloc(WARM_SCRATCH_BYTES);
+        if (block) {
+            /* A store per page faults the pages in; volatile, because the
+             * block is freed unread and a compiler may drop plain stores. */
+            for (size_t at = 0; at < WARM_SCRATCH_BYTES; at += 4096)
+                block[at] = 0;
+            free((void *)block);
+        }
+    }
+}
