@@ -133,26 +133,33 @@ positions_holding(__m256 smallest, __m256i first_row, float best, int32_t lane0)
  * lanes whose minimum is the overall minimum, the one with the lowest (row,
  * lane): the first pair in row-major order that equals the minimum, which the
  * SSE2 search finds with a second pass. Finite inputs only. */
-EPLB_CPU_TARGET_AVX512VL static float best_trade_avx512(float diff, const float *wa,
-                                                        const float *wb, int32_t k,
+EPLB_CPU_TARGET_AVX512VL static float best_trade_avx512(float diff, const float *w,
+                                                        const int32_t *a_items,
+                                                        const int32_t *b_items, int32_t k,
                                                         int32_t *best_a, int32_t *best_b)
 {
     const __mmask8 low_lanes = (__mmask8)(k >= 8 ? 0xFFu : (1u << k) - 1);
     const __mmask8 high_lanes = (__mmask8)(k > 8 ? (1u << (k - 8)) - 1 : 0u);
     const __m256 vdiff = _mm256_set1_ps(diff), inf = _mm256_set1_ps((float)INFINITY);
-    const __m256 b_low = _mm256_maskz_loadu_ps(low_lanes, wb);
-    const __m256 b_high = _mm256_maskz_loadu_ps(high_lanes, wb + 8);
+    /* The lightest pack's weights gathered straight into registers: a
+     * vector load of weights just stored one by one would wait for the
+     * stores to retire (no store forwarding from several stores). */
+    const __m256 zero = _mm256_setzero_ps();
+    const __m256 b_low = _mm256_mmask_i32gather_ps(
+        zero, low_lanes, _mm256_maskz_loadu_epi32(low_lanes, b_items), w, 4);
+    const __m256 b_high = _mm256_mmask_i32gather_ps(
+        zero, high_lanes, _mm256_maskz_loadu_epi32(high_lanes, b_items + 8), w, 4);
     __m256 smallest_low = inf, smallest_high = inf;
     __m256i row_low = _mm256_setzero_si256(), row_high = _mm256_setzero_si256();
     if (k > 8) {
         for (int32_t sa = 0; sa < k; sa++) {
-            const __m256 a = _mm256_set1_ps(wa[sa]);
+            const __m256 a = _mm256_set1_ps(w[a_items[sa]]);
             trade_row(a, b_low, vdiff, low_lanes, sa, &smallest_low, &row_low);
             trade_row(a, b_high, vdiff, high_lanes, sa, &smallest_high, &row_high);
         }
     } else {
         for (int32_t sa = 0; sa < k; sa++)
-            trade_row(_mm256_set1_ps(wa[sa]), b_low, vdiff, low_lanes, sa, &smallest_low, &row_low);
+            trade_row(_mm256_set1_ps(w[a_items[sa]]), b_low, vdiff, low_lanes, sa, &smallest_low, &row_low);
     }
     __m256 m = _mm256_min_ps(smallest_low, smallest_high);
     __m128 h = _mm_min_ps(_mm256_castps256_ps128(m), _mm256_extractf128_ps(m, 1));
@@ -346,6 +353,21 @@ static float max_load(const float *load, int32_t m)
     return score;
 }
 
+/* Trades slot best_a of pack heavy with slot best_b of pack light. Only the
+ * two packs changed; their loads are recomputed in slot order. */
+static inline void swap_items(const eplb_pack_job *job, const float *w, int32_t *content,
+                              float *load, int32_t heavy, int32_t light, int32_t best_a,
+                              int32_t best_b)
+{
+    const int32_t k = job->per_pack;
+    int32_t *a = content + heavy * k, *b = content + light * k;
+    const int32_t t = a[best_a];
+    a[best_a] = b[best_b];
+    b[best_b] = t;
+    load[heavy] = eplb_cpu_pack_load(w, content, heavy, k);
+    load[light] = eplb_cpu_pack_load(w, content, light, k);
+}
+
 /* One swap of SPEC 6.3 on one candidate whose pack loads are load[m]:
  * returns 1 if two items traded places (the search goes on), 0 if it stops. */
 static inline int swap_step(const eplb_pack_job *job, const float *w, int32_t *content,
@@ -371,11 +393,22 @@ static inline int swap_step(const eplb_pack_job *job, const float *w, int32_t *c
         return 0;
     const float diff = light_load - heavy_load;
     int32_t *a = content + heavy * k, *b = content + light * k;
+    int32_t best_a, best_b;
+#if EPLB_CPU_X86_DISPATCH
+    /* Loads far below FLT_MAX keep every change finite (see below); this
+     * search reads the weights itself. */
+    if (k >= 4 && k <= EPLB_CPU_SWAP_VECTOR_MAX && heavy_load < 1e37f &&
+        scratch->settings.swap_search != EPLB_CPU_SWAP_SEARCH_SORTED && eplb_cpu_has_avx512(scratch)) {
+        if (!(best_trade_avx512(diff, w, a, b, k, &best_a, &best_b) < -job->tolerance))
+            return 0;
+        swap_items(job, w, content, load, heavy, light, best_a, best_b);
+        return 1;
+    }
+#endif
     for (int32_t s = 0; s < k; s++) {
         wa[s] = w[a[s]];
         wb[s] = w[b[s]];
     }
-    int32_t best_a, best_b;
     /* The swap search knob (EPLB_TUNE_CPU_SWAP_SEARCH) forces either search at
      * every size, so that tests can compare the two on any plan. */
     const int search = scratch->settings.swap_search;
@@ -389,19 +422,12 @@ static inline int swap_step(const eplb_pack_job *job, const float *w, int32_t *c
         float best;
         if (!(heavy_load < 1e37f))
             best = best_trade_scalar(diff, wa, wb, k, &best_a, &best_b);
-#if EPLB_CPU_X86_DISPATCH
-        else if (k >= 4 && k <= EPLB_CPU_SWAP_VECTOR_MAX && eplb_cpu_has_avx512(scratch))
-            best = best_trade_avx512(diff, wa, wb, k, &best_a, &best_b);
-#endif
         else
             best = best_trade(diff, wa, wb, k, &best_a, &best_b);
         if (!(best < -job->tolerance))
             return 0;
     }
-    int32_t t = a[best_a]; a[best_a] = b[best_b]; b[best_b] = t;
-    /* Only the two packs changed; their loads are recomputed in slot order. */
-    load[heavy] = eplb_cpu_pack_load(w, content, heavy, k);
-    load[light] = eplb_cpu_pack_load(w, content, light, k);
+    swap_items(job, w, content, load, heavy, light, best_a, best_b);
     return 1;
 }
 
