@@ -73,6 +73,23 @@ void eplb_search_order_slots(search_state *st)
     st->ordered = 1;
 }
 
+/* The most GPUs of a domain whose row of away_excess the single trades'
+ * scan holds in registers (two per permute), looked up by permutes rather
+ * than gathered from memory. */
+#define AWAY_REGISTERS_MAX 8
+
+/* Each lane's entry gpu of the row held in registers, pairs of them
+ * covering 32 GPUs each: a permute per pair, each later pair taking the
+ * lanes whose GPU lies at or beyond its first. */
+TARGET_AVX512 static inline __m512i away_lookup(const __m512i *row, int pairs, __m512i gpu)
+{
+    __m512i v = _mm512_permutex2var_epi32(row[0], gpu, row[1]);
+    for (int p = 1; p < pairs; p++)
+        v = _mm512_mask_mov_epi32(v, _mm512_cmpge_epi32_mask(gpu, _mm512_set1_epi32(32 * p)),
+                                  _mm512_permutex2var_epi32(row[2 * p], gpu, row[2 * p + 1]));
+    return v;
+}
+
 TARGET_AVX512 int64_t eplb_search_heaviest_avx512(const search_state *st)
 {
     const int64_t gd = st->gpus;
@@ -157,6 +174,16 @@ TARGET_AVX512 int eplb_search_single_avx512(const search_state *st, int64_t A, c
             const __m512i leave = _mm512_set1_epi32(8 - (s->tally[st->cur[sa]] > 0));
             const __m512i place_a = _mm512_set1_epi32((int)(i * dn));
             const int32_t *away = s->away_excess + row[i] * gd;
+            __m512i away_row[AWAY_REGISTERS_MAX];
+            const int pairs = (int)((gd + 31) / 32);
+            const int in_registers = pairs <= AWAY_REGISTERS_MAX / 2;
+            for (int r = 0; in_registers && r < 2 * pairs; r++) {
+                const int64_t left = gd - 16 * r;
+                const __mmask16 held = left >= 16 ? (__mmask16)0xffff
+                                       : left > 0 ? (__mmask16)((1u << left) - 1)
+                                                  : (__mmask16)0;
+                away_row[r] = _mm512_maskz_loadu_epi32(held, away + 16 * r);
+            }
             /* Sorted, from the heaviest slots down, and the chunk that
              * reaches a bucket below the window's is the last; else in slot
              * order. */
@@ -204,8 +231,10 @@ TARGET_AVX512 int eplb_search_single_avx512(const search_state *st, int64_t A, c
                 }
                 /* The cost: A's expert arriving at B (away >= 0) and leaving
                  * A, B's expert arriving at A, stored plus 8. */
-                const __m512i away_b = _mm512_mask_i32gather_epi32(_mm512_setzero_si512(), m, b_gpu,
-                                                                   away, 4);
+                const __m512i away_b =
+                    in_registers ? away_lookup(away_row, pairs, b_gpu)
+                                 : _mm512_mask_i32gather_epi32(_mm512_setzero_si512(), m, b_gpu,
+                                                               away, 4);
                 __m512i cost = _mm512_add_epi32(leave, _mm512_maskz_loadu_epi32(m, tab_arrival + k));
                 cost = _mm512_mask_add_epi32(cost, _mm512_cmpge_epi32_mask(away_b, _mm512_setzero_si512()),
                                              cost, one);

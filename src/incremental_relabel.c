@@ -331,28 +331,37 @@ static size_t overlap_pairs(const int64_t *src, const int64_t *old, int64_t k, i
 /* The greedy matching of SPEC 13.4 on the nonzero overlaps (pairs in
  * ascending f, each at most n), in its sorted form: the pairs by (-ov, f,
  * h), then the free sources in ascending order to the free destinations in
- * ascending order. A stable counting sort by overlap keeps each level's
- * pairs in ascending f; the pairs of one source at one level need no order
- * of h, since the first of them whose h is free, in ascending h, is the
- * lowest free h among them. match[f] = h; taken: [k]. */
+ * ascending order. The pairs of overlap 1, most of them when GPUs hold few
+ * slots, are already in that order: only the others go through a stable
+ * counting sort by overlap, which keeps each level's pairs in ascending f.
+ * The pairs of one source at one level need no order of h, since the first
+ * of them whose h is free, in ascending h, is the lowest free h among them.
+ * match[f] = h; taken: [k]. */
 static void greedy_match(const match_pair *pairs, size_t count, int64_t k, int64_t n,
                          eplb_incremental_scratch *s, int64_t *match, int64_t *taken)
 {
     match_pair *sorted = (match_pair *)s->pairs + k * k;
     int32_t *start = s->by_overlap;
     memset(start, 0, (size_t)(n + 2) * sizeof *start);
+    size_t high = 0;
     for (size_t i = 0; i < count; i++)
-        start[n - pairs[i].overlap + 1]++;
-    for (int64_t v = 1; v <= n + 1; v++)
-        start[v] += start[v - 1];
-    for (size_t i = 0; i < count; i++)
-        sorted[start[n - pairs[i].overlap]++] = pairs[i];
+        if (pairs[i].overlap > 1) {
+            start[n - pairs[i].overlap + 1]++;
+            high++;
+        }
+    if (high) {
+        for (int64_t v = 1; v <= n + 1; v++)
+            start[v] += start[v - 1];
+        for (size_t i = 0; i < count; i++)
+            if (pairs[i].overlap > 1)
+                sorted[start[n - pairs[i].overlap]++] = pairs[i];
+    }
     for (int64_t i = 0; i < k; i++)
         match[i] = taken[i] = -1;
-    for (size_t i = 0; i < count;) {
+    for (size_t i = 0; i < high;) {
         const int32_t f = sorted[i].from, v = sorted[i].overlap;
         const size_t block = i;
-        while (++i < count && sorted[i].from == f && sorted[i].overlap == v)
+        while (++i < high && sorted[i].from == f && sorted[i].overlap == v)
             ;
         if (match[f] >= 0)
             continue;
@@ -360,6 +369,28 @@ static void greedy_match(const match_pair *pairs, size_t count, int64_t k, int64
         for (size_t j = block; j < i; j++) {
             const int64_t to = sorted[j].to;
             h = taken[to] < 0 && to < h ? to : h;
+        }
+        if (h < k) {
+            match[f] = h;
+            taken[h] = f;
+        }
+    }
+    /* Overlap 1: each source's pairs of that overlap among its own. */
+    for (size_t i = 0; i < count;) {
+        const int32_t f = pairs[i].from;
+        const size_t block = i;
+        while (++i < count && pairs[i].from == f)
+            ;
+        if (match[f] >= 0)
+            continue;
+        /* Without branches: whether a destination is free is as likely as
+         * not. */
+        int64_t h = k;
+        for (size_t j = block; j < i; j++) {
+            const int64_t to = pairs[j].to;
+            const int64_t free = -(int64_t)((pairs[j].overlap == 1) & (taken[to] < 0));
+            const int64_t candidate = (to & free) | (k & ~free);
+            h = candidate < h ? candidate : h;
         }
         if (h < k) {
             match[f] = h;
