@@ -178,62 +178,77 @@ static eplb_status check_previous(eplb_context *ctx, const int64_t *previous,
     return EPLB_OK;
 }
 
-/* The replicas of each expert, the widest count, and log2phy in slot order
- * (a slot's replica rank is the number of slots of its expert before it). */
-static int64_t count_replicas(const int64_t *plan, const eplb_shape *shape, int64_t *logcnt)
+/* A layer's replicas of each expert (its row of logcnt); returns the
+ * largest. */
+static int64_t count_replicas(const int64_t *plan, int64_t E, int64_t R, int64_t *logcnt)
 {
-    const int64_t L = shape->layers, E = shape->experts, R = shape->replicas;
-    memset(logcnt, 0, (size_t)(L * E) * sizeof *logcnt);
+    memset(logcnt, 0, (size_t)E * sizeof *logcnt);
     int64_t widest = 0;
-    for (int64_t l = 0; l < L; l++)
-        for (int64_t q = 0; q < R; q++) {
-            int64_t c = ++logcnt[l * E + plan[l * R + q]];
-            if (c > widest)
-                widest = c;
-        }
+    for (int64_t q = 0; q < R; q++) {
+        const int64_t c = ++logcnt[plan[q]];
+        widest = c > widest ? c : widest;
+    }
     return widest;
 }
 
-static void write_log2phy(const int64_t *plan, const eplb_shape *shape, int64_t width,
-                          int64_t *rank, int64_t *log2phy)
+/* A layer's log2phy in slot order (a slot's replica rank is the number of
+ * slots of its expert before it). rank: [E], zero on entry and on return. */
+static void write_log2phy(const int64_t *plan, int64_t E, int64_t R, int64_t width, int32_t *rank,
+                          int64_t *layer)
 {
-    const int64_t L = shape->layers, E = shape->experts, R = shape->replicas;
-    for (int64_t l = 0; l < L; l++) {
-        int64_t *layer = log2phy + l * E * width;
-        for (int64_t k = 0; k < E * width; k++)
-            layer[k] = -1;
-        memset(rank, 0, (size_t)E * sizeof *rank);
-        for (int64_t q = 0; q < R; q++) {
-            const int64_t e = plan[l * R + q];
-            layer[e * width + rank[e]++] = q;
-        }
+    for (int64_t k = 0; k < E * width; k++)
+        layer[k] = -1;
+    for (int64_t q = 0; q < R; q++) {
+        const int64_t e = plan[q];
+        layer[e * width + rank[e]++] = q;
     }
+    for (int64_t q = 0; q < R; q++)
+        rank[plan[q]] = 0;
 }
 
-/* Plans every layer from previous and fresh into out; 0 when a thread's
- * scratch could not be allocated. A forked child plans on the calling thread
- * only (common/threads_usable.h). */
+/* Plans every layer from previous and fresh into out, with its replica
+ * counts and each layer's largest (widest[L]); then, when log2phy is not
+ * NULL and width holds every count, writes log2phy, so that it is written
+ * only when the call succeeds. Returns 0 when a thread's scratch could not
+ * be allocated (log2phy untouched). Threads keep their scratch from layer to
+ * layer and give it back for later calls. A forked child plans on the
+ * calling thread only (common/threads_usable.h). */
 static int plan_layers(const float *weight, const eplb_shape *shape, const eplb_layer_geometry *g,
-                       float slack, const int64_t *previous, const int64_t *fresh, int64_t *out)
+                       float slack, const int64_t *previous, const int64_t *fresh, int64_t *out,
+                       int64_t *counts, int64_t *widest, int64_t *log2phy, int64_t width)
 {
     const int64_t L = shape->layers, E = shape->experts, R = shape->replicas;
     int failed = 0;
 #pragma omp parallel if (L > 1 && eplb_threads_usable())
     {
-        eplb_incremental_scratch s;
-        const int ready = eplb_incremental_scratch_alloc(&s, g);
-        if (!ready) {
+        eplb_incremental_scratch *s = eplb_incremental_scratch_take(g);
+        if (!s) {
 #pragma omp atomic write
             failed = 1;
         }
         /* Dynamic: a layer's work depends on how far its search goes. */
 #pragma omp for schedule(dynamic, 1)
         for (int64_t l = 0; l < L; l++)
-            if (ready)
-                plan_layer(weight + l * E, previous + l * R, fresh + l * R, slack, g, &s,
+            if (s) {
+                plan_layer(weight + l * E, previous + l * R, fresh + l * R, slack, g, s,
                            out + l * R);
-        if (ready)
-            eplb_incremental_scratch_free(&s);
+                widest[l] = count_replicas(out + l * R, E, R, counts + l * E);
+            }
+        /* Past the loop's barrier every thread sees the same counts and the
+         * same failure, so all of them take the same branch. */
+        int missing;
+#pragma omp atomic read
+        missing = failed;
+        int64_t needed = 0;
+        for (int64_t l = 0; l < L; l++)
+            needed = widest[l] > needed ? widest[l] : needed;
+        if (!missing && log2phy && width >= needed) {
+#pragma omp for schedule(static)
+            for (int64_t l = 0; l < L; l++)
+                write_log2phy(out + l * R, E, R, width, s->tally, log2phy + l * E * width);
+        }
+        if (s)
+            eplb_incremental_scratch_give(s);
     }
     return !failed;
 }
@@ -271,7 +286,8 @@ eplb_status eplb_incremental_host(eplb_context *ctx, const float *weight, const 
     int64_t *fresh = malloc(L * R * sizeof *fresh);
     int64_t *plan = malloc(L * R * sizeof *plan);
     int64_t *counts = malloc(L * E * sizeof *counts);
-    if (!seen || !fresh || !plan || !counts) {
+    int64_t *widest = malloc(L * sizeof *widest);
+    if (!seen || !fresh || !plan || !counts || !widest) {
         st = eplb_context_fail(ctx, EPLB_ERR_OUT_OF_MEMORY,
                                "cannot allocate the incremental plan's %zu slots", L * R);
         goto done;
@@ -287,14 +303,17 @@ eplb_status eplb_incremental_host(eplb_context *ctx, const float *weight, const 
         shape->experts, shape->replicas, shape->gpus, shape->replicas / shape->gpus, domains,
         shape->replicas / domains, shape->gpus / domains,
     };
-    if (!plan_layers(weight, shape, &g, read.slack, previous, fresh, plan)) {
+    if (!plan_layers(weight, shape, &g, read.slack, previous, fresh, plan, counts, widest, log2phy,
+                     log2phy_width)) {
         st = eplb_context_fail(ctx, EPLB_ERR_OUT_OF_MEMORY,
                                "cannot allocate the incremental search's scratch for %lld slots "
                                "per layer",
                                (long long)shape->replicas);
         goto done;
     }
-    const int64_t needed = count_replicas(plan, shape, counts);
+    int64_t needed = 0;
+    for (size_t l = 0; l < L; l++)
+        needed = widest[l] > needed ? widest[l] : needed;
     if (width_needed)
         *width_needed = needed;
     if (log2phy && log2phy_width < needed) {
@@ -306,12 +325,11 @@ eplb_status eplb_incremental_host(eplb_context *ctx, const float *weight, const 
     }
     memcpy(phy2log, plan, L * R * sizeof *plan);
     memcpy(logcnt, counts, L * E * sizeof *counts);
-    if (log2phy)
-        write_log2phy(plan, shape, log2phy_width, seen, log2phy);
 done:
     free(seen);
     free(fresh);
     free(plan);
     free(counts);
+    free(widest);
     return st;
 }

@@ -89,6 +89,7 @@ typedef struct eplb_incremental_scratch {
     int64_t *fresh_moves;  /* [domains] the moves of each domain in rel */
     int64_t *anchored_moves; /* [domains] the same in the anchored start */
     int vector;            /* whether AVX-512 code may run (set by the allocation) */
+    eplb_layer_geometry geometry; /* the geometry it was allocated for */
     void *owned[48];       /* every array above, for the free */
     int owned_count;
 } eplb_incremental_scratch;
@@ -97,6 +98,14 @@ typedef struct eplb_incremental_scratch {
  * everything is freed). */
 int eplb_incremental_scratch_alloc(eplb_incremental_scratch *s, const eplb_layer_geometry *g);
 void eplb_incremental_scratch_free(eplb_incremental_scratch *s);
+
+/* A scratch for the geometry, one that an earlier call gave back when there
+ * is one (a new one in a thread's arena would cost its page faults again on
+ * every call), else a new one; NULL when memory runs out. */
+eplb_incremental_scratch *eplb_incremental_scratch_take(const eplb_layer_geometry *g);
+
+/* Gives a scratch of eplb_incremental_scratch_take back for later calls. */
+void eplb_incremental_scratch_give(eplb_incremental_scratch *s);
 
 /* SPEC 13.2: the slot loads u[q] = w[x[q]] / cnt[x[q]] of a whole layer, cnt
  * counted in x itself. */

@@ -3,6 +3,7 @@
  * of 13.4 and the anchored start of 13.6; and the scratch every layer works
  * in. */
 #include <math.h>
+#include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -122,6 +123,7 @@ int eplb_incremental_scratch_alloc(eplb_incremental_scratch *s, const eplb_layer
     for (size_t q = 0; q < R; q++)
         s->domain_of[q] = (int32_t)(q / dn);
     s->vector = vector_allowed(g);
+    s->geometry = *g;
     return 1;
 }
 
@@ -131,6 +133,71 @@ void eplb_incremental_scratch_free(eplb_incremental_scratch *s)
         free(s->owned[i]);
     memset(s, 0, sizeof *s);
 }
+
+/* Scratches given back by earlier calls, each slot empty (NULL) or owning
+ * one. A slot is taken and filled by an atomic exchange, so no lock is held
+ * that a fork could leave locked, and each scratch has one owner at a time. */
+#define SCRATCH_POOL_SLOTS 64
+static _Atomic(eplb_incremental_scratch *) scratch_pool[SCRATCH_POOL_SLOTS];
+
+static int same_geometry(const eplb_layer_geometry *a, const eplb_layer_geometry *b)
+{
+    return a->experts == b->experts && a->replicas == b->replicas && a->gpus == b->gpus &&
+           a->gpu_slots == b->gpu_slots && a->domains == b->domains &&
+           a->domain_slots == b->domain_slots && a->domain_gpus == b->domain_gpus;
+}
+
+static void discard(eplb_incremental_scratch *s)
+{
+    eplb_incremental_scratch_free(s);
+    free(s);
+}
+
+eplb_incremental_scratch *eplb_incremental_scratch_take(const eplb_layer_geometry *g)
+{
+    for (int i = 0; i < SCRATCH_POOL_SLOTS; i++) {
+        if (!atomic_load_explicit(&scratch_pool[i], memory_order_relaxed))
+            continue;
+        eplb_incremental_scratch *s = atomic_exchange(&scratch_pool[i], NULL);
+        if (!s)
+            continue;
+        if (same_geometry(&s->geometry, g)) {
+            /* EPLB_CPU_ISA may have changed since (the tests change it). */
+            s->vector = vector_allowed(g);
+            return s;
+        }
+        discard(s); /* the shapes planned have changed: it would only take memory */
+    }
+    eplb_incremental_scratch *s = malloc(sizeof *s);
+    if (s && !eplb_incremental_scratch_alloc(s, g)) {
+        free(s);
+        s = NULL;
+    }
+    return s;
+}
+
+void eplb_incremental_scratch_give(eplb_incremental_scratch *s)
+{
+    for (int i = 0; i < SCRATCH_POOL_SLOTS; i++) {
+        eplb_incremental_scratch *empty = NULL;
+        if (atomic_compare_exchange_strong(&scratch_pool[i], &empty, s))
+            return;
+    }
+    discard(s); /* more threads than slots: the pool keeps the others */
+}
+
+#if defined(__GNUC__)
+/* The pool's scratches are freed when the library is unloaded or the
+ * process exits, so that leak checkers find nothing left. */
+__attribute__((destructor)) static void free_scratch_pool(void)
+{
+    for (int i = 0; i < SCRATCH_POOL_SLOTS; i++) {
+        eplb_incremental_scratch *s = atomic_exchange(&scratch_pool[i], NULL);
+        if (s)
+            discard(s);
+    }
+}
+#endif
 
 void eplb_layer_slot_loads(const float *w, const int64_t *x, const eplb_layer_geometry *g,
                            eplb_incremental_scratch *s, float *u)
