@@ -156,9 +156,9 @@ int bench_time_plans(eplb_context *ctx, const float *weight, const eplb_shape *s
  * log2phy out (the width is not known before a first plan), so the ratio
  * compares like with like: the first call pays the workspace, the first
  * touch of its pages and, for the cpu backend, the start of the OpenMP
- * threads, unless the backend started them when it was opened (the cpu
- * backend does), which is why the report gives the probes' and the
- * context's time too. The context was created just before and has planned
+ * threads, unless the backend started them with the context (the cpu
+ * backend does), which is why the report gives the context's time (and
+ * the probes', which open each backend once) too. The context was created just before and has planned
  * nothing (a GPU backend's self-test, at creation, planned its small case). */
 static int time_first_plan(eplb_context *ctx, const bench_case *bc, const eplb_options *options,
                            double probe_ms, double create_ms, uint64_t workload_seed,

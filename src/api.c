@@ -94,6 +94,8 @@ eplb_status eplb_context_create(eplb_context **out, const char *backend)
     }
     ctx->backend = instance;
     ctx->backend_name = eplb_registry_name(chosen);
+    if (instance->iface->start)
+        instance->iface->start(instance);
     *out = ctx;
     return EPLB_OK;
 }

@@ -29,7 +29,7 @@ extern "C" {
 
 /* Bumped whenever this file changes incompatibly; modules built against another
  * version are refused by name. */
-#define EPLB_BACKEND_API_VERSION 8
+#define EPLB_BACKEND_API_VERSION 9
 
 /* What plan_fused returns when it does not handle a job, having enqueued
  * nothing: the planner then runs the same work as separate stages. Never
@@ -246,6 +246,13 @@ typedef struct eplb_backend_i {
      * with refine > 0, or declines it: the planner then offers it such jobs.
      * 0 (a table that ends before it): plan_fused sees no job with refine. */
     int fused_refines;
+
+    /* (optional) Called once when eplb_context_create hands the instance to
+     * a context, never for the registry's probes or a self-test's reference
+     * instance: the backend may start what every plan needs (the cpu
+     * backend its threads), so that a process pays for it when it makes its
+     * context rather than in its first plan. NULL: nothing to start. */
+    void (*start)(eplb_backend *backend);
 } eplb_backend_i;
 
 #define EPLB_BACKEND_ERROR_LEN 512

@@ -88,7 +88,16 @@ static eplb_status cpu_copy(eplb_backend *backend, void *dst, const void *src, s
         /* .upload_async    = */ NULL,                                                            \
         /* .download_async  = */ NULL,                                                            \
         /* .fused_refines   = */ 1, /* plan_fused runs cpu_refine.c's search on each row */       \
+        /* .start           = */ cpu_start,                                                       \
     }
+
+/* A context's instance starts the OpenMP team and the threads' arenas
+ * (cpu_scratch.c); probes and the self-test's reference instance do not. */
+static void cpu_start(eplb_backend *backend)
+{
+    (void)backend;
+    eplb_cpu_threads_warm();
+}
 
 static const eplb_backend_i cpu_iface_fused = CPU_IFACE(eplb_cpu_plan_fused);
 static const eplb_backend_i cpu_iface_separate = CPU_IFACE(NULL);
@@ -112,7 +121,6 @@ static eplb_status cpu_create(eplb_backend **out, char *error, size_t error_len)
      * and select separately): slower, and there so that tests cover each
      * stage on its own. */
     backend->iface = settings.separate_stages ? &cpu_iface_separate : &cpu_iface_fused;
-    eplb_cpu_threads_warm();
     *out = backend;
     return EPLB_OK;
 }

@@ -101,8 +101,9 @@ void eplb_cpu_scratch_free(eplb_cpu_scratch *scratch);
 
 /* Starts the OpenMP team and gives each of its threads its own malloc arena
  * with some memory already touched, so that a process pays for creating
- * threads and arenas when it makes its context rather than in its first
- * plan. Nothing in a forked child, which plans on its calling thread. */
+ * threads and arenas when it makes its context (the backend's start)
+ * rather than in its first plan. Nothing in a forked child, which plans on
+ * its calling thread. */
 void eplb_cpu_threads_warm(void);
 
 /* Runs one_packing for every (row, candidate) of job across the OpenMP

@@ -178,6 +178,7 @@ static const eplb_backend_i cuda_iface = {
     /* .upload_async    = */ cuda_upload_async,
     /* .download_async  = */ cuda_download_async,
     /* .fused_refines   = */ 1, /* plan_fused refines in shared memory */
+    /* .start           = */ NULL,
 };
 
 /* Reads the knobs (first, so that a bad value is reported on any machine),

@@ -75,6 +75,7 @@ static const eplb_backend_i opencl_iface = {
     /* .upload_async    = */ NULL,
     /* .download_async  = */ NULL,
     /* .fused_refines   = */ 0, /* refine runs as the eplb_refine kernel after the stages */
+    /* .start           = */ NULL,
 };
 
 /* Reads the knobs, opens the runtime on the chosen device and wraps the
