@@ -17,6 +17,10 @@
  * from lists of its slots. */
 #define EPLB_DENSE_GROUPS_MAX 16
 
+/* The most entries (experts times a domain's GPUs) of the search's table of
+ * excess per expert and GPU. */
+#define EPLB_EXCESS_TABLE_MAX ((int64_t)1 << 18)
+
 /* The geometry of one layer's incremental plan. A domain is a node under the
  * hierarchical policy and the whole layer under the global one (SPEC 13.1). */
 typedef struct eplb_layer_geometry {
@@ -64,6 +68,12 @@ typedef struct eplb_incremental_scratch {
     int32_t *cur_next;     /* [domain slots] the next slot of the same expert, or -1 */
     int32_t *base_next;    /* [domain slots] */
     int32_t *away_excess;  /* [spg][domain GPUs] */
+    /* [E][domain GPUs]: held - base of each expert on each GPU of the
+     * domain, kept by the vector search from trade to trade so that a
+     * step's rows of away_excess are copies; zero between uses; NULL when
+     * E * domain GPUs exceeds EPLB_EXCESS_TABLE_MAX (then each step counts
+     * them from the experts' lists of slots). */
+    int32_t *excess_table;
     int32_t *away_row;     /* [spg] */
     /* The domain's slots in ascending order of their slot load's bucket
      * (load_bucket), for the vector scan, with what it reads of each beside it; order_pos[q] is slot q's

@@ -104,6 +104,8 @@ static int allocate_arrays(eplb_incremental_scratch *s, const eplb_layer_geometr
     ok &= (s->rest = own(s, dn * sizeof *s->rest)) != NULL;
     if (table)
         ok &= (s->group_count = own(s, table * sizeof *s->group_count)) != NULL;
+    if (g->experts * g->domain_gpus <= EPLB_EXCESS_TABLE_MAX)
+        ok &= (s->excess_table = own(s, E * gd * sizeof *s->excess_table)) != NULL;
     return ok;
 }
 

@@ -27,17 +27,20 @@ static void refresh_gpu(const search_state *st, int64_t g)
     eplb_incremental_scratch *s = st->s;
     const int64_t q0 = g * st->spg, q1 = q0 + st->spg;
     const int64_t *cur = st->cur, *base = st->base;
-    for (int64_t q = q0; q < q1; q++) {
+    /* The search's table of excess has it; else a tally of g's slots. */
+    const int32_t *excess = st->excess ? st->excess + g : s->tally2;
+    const int64_t stride = st->excess ? st->gpus : 1;
+    for (int64_t q = q0; q < q1 && !st->excess; q++) {
         s->tally2[cur[q]]++;
         s->tally2[base[q]]--;
     }
     for (int64_t q = q0; q < q1; q++) {
-        s->own_excess[q] = s->tally2[cur[q]];
+        s->own_excess[q] = excess[cur[q] * stride];
         s->arrival_cost[q] = 1 - (s->own_excess[q] > 0);
         if (st->ordered)
             s->order_arrival[s->order_pos[q]] = s->arrival_cost[q];
     }
-    for (int64_t q = q0; q < q1; q++)
+    for (int64_t q = q0; q < q1 && !st->excess; q++)
         s->tally2[cur[q]] = s->tally2[base[q]] = 0;
     if (st->vector)
         return; /* the bounds serve the plain loop's skips only */
@@ -51,10 +54,12 @@ static void refresh_gpu(const search_state *st, int64_t g)
 }
 
 /* What both tallies below start with: s->tally[e] = held[A][e] -
- * base[A][e] for A's experts, and row[i] = the row of away_excess of the
- * expert e of A's slot i, the first of A's slots holding e (row_of[e]).
- * from_lists: fill each new row from e's lists of slots (now and in the
- * previous plan), away_excess[i][B] = held[B][e] - base[B][e]. */
+ * base[A][e] for A's experts, and row[i] = the row of st->away of the
+ * expert e of A's slot i: e itself where the search keeps its table of
+ * excess, else the row of away_excess of the first of A's slots holding e
+ * (row_of[e]). from_lists: fill each new row of away_excess from e's lists
+ * of slots (now and in the previous plan), away_excess[i][B] = held[B][e] -
+ * base[B][e]. */
 static void tally_heaviest(const search_state *st, int64_t A, int32_t *row, int from_lists)
 {
     eplb_incremental_scratch *s = st->s;
@@ -65,6 +70,10 @@ static void tally_heaviest(const search_state *st, int64_t A, int32_t *row, int 
     }
     for (int64_t i = 0; i < spg; i++) {
         const int64_t e = st->cur[A * spg + i];
+        if (st->excess) {
+            row[i] = (int32_t)e; /* the kept table's own row */
+            continue;
+        }
         if (s->row_of[e] < 0) {
             s->row_of[e] = (int32_t)i;
             if (from_lists) {
@@ -208,7 +217,7 @@ static int best_single(const search_state *st, int64_t A, const int32_t *row, in
         const int64_t sa = A * spg + i;
         const float ua = u[sa], a_without = load[A] - ua;
         const int leave_a = s->tally[st->cur[sa]] > 0;
-        const int32_t *away = s->away_excess + row[i] * gd;
+        const int32_t *away = st->away + (int64_t)row[i] * gd;
         /* Slots in ascending order: GPU by GPU, skipping A. */
         for (int64_t B = 0; B < gd; B++) {
             if (B == A)
@@ -298,6 +307,14 @@ static void relink(int32_t *head, int32_t *next, int64_t e, int64_t from, int64_
 static void trade(search_state *st, int64_t qa, int64_t qb)
 {
     const int64_t e = st->cur[qa];
+    if (st->excess) {
+        const int64_t f = st->cur[qb], gd = st->gpus;
+        const int32_t *gpu_of = st->s->gpu_of;
+        st->excess[e * gd + gpu_of[qa]]--;
+        st->excess[e * gd + gpu_of[qb]]++;
+        st->excess[f * gd + gpu_of[qb]]--;
+        st->excess[f * gd + gpu_of[qa]]++;
+    }
     if (st->vector && e != st->cur[qb]) {
         int32_t *head = st->s->cur_head, *next = st->s->cur_next;
         const int32_t after_a = next[qa], after_b = next[qb];
@@ -452,8 +469,8 @@ int eplb_domain_search(const int64_t *prev, int64_t *x, float *u, int64_t d, flo
                        eplb_incremental_scratch *s, int64_t *moves)
 {
     const int64_t dn = g->domain_slots, spg = g->gpu_slots, first = d * dn;
-    search_state st = {prev + first, x + first, u + first, s->gpu_load,
-                       spg, g->domain_gpus, dn, s->vector, 0, target, s};
+    search_state st = {prev + first, x + first, u + first, s->gpu_load, spg, g->domain_gpus, dn,
+                       s->vector, 0, NULL, s->away_excess, target, s};
     /* Each GPU's slot loads stay sorted in gpu_sorted through the trades. */
     eplb_gpu_loads(st.u, st.gpus, spg, s->gpu_sorted, st.load, s);
     int64_t moved = start_moves;
@@ -461,13 +478,21 @@ int eplb_domain_search(const int64_t *prev, int64_t *x, float *u, int64_t d, flo
     /* The first step's check, before the tables that only the trades need. */
     if (st.load[heaviest_gpu(&st)] <= target)
         return 1;
+    if (st.vector) {
+        list_slots(st.cur, dn, s->cur_head, s->cur_next);
+        list_slots(st.base, dn, s->base_head, s->base_next);
+        st.excess = s->excess_table;
+        st.away = st.excess ? st.excess : s->away_excess;
+        for (int64_t q = 0; st.excess && q < dn; q++) {
+            st.excess[st.cur[q] * st.gpus + s->gpu_of[q]]++;
+            st.excess[st.base[q] * st.gpus + s->gpu_of[q]]--;
+        }
+    }
     for (int64_t b = 0; b < st.gpus; b++) {
         spread_load(&st, b);
         refresh_gpu(&st, b);
     }
     if (st.vector) {
-        list_slots(st.cur, dn, s->cur_head, s->cur_next);
-        list_slots(st.base, dn, s->base_head, s->base_next);
 #if SEARCH_AVX512
         /* Few slots are cheaper to weigh all than to keep sorted. */
         if (dn >= ORDER_SLOTS_MIN)
@@ -479,5 +504,8 @@ int eplb_domain_search(const int64_t *prev, int64_t *x, float *u, int64_t d, flo
     if (st.vector)
         for (int64_t q = 0; q < dn; q++)
             s->cur_head[st.cur[q]] = s->base_head[st.base[q]] = -1;
+    for (int64_t q = 0; st.excess && q < dn; q++)
+        st.excess[st.cur[q] * st.gpus + s->gpu_of[q]] =
+            st.excess[st.base[q] * st.gpus + s->gpu_of[q]] = 0;
     return met;
 }

@@ -95,6 +95,9 @@ typedef struct search_state {
     int64_t spg, gpus, slots;
     int vector;          /* whether the AVX-512 scan runs */
     int ordered;         /* whether the scratch's order_* tables are kept up to date */
+    int32_t *excess;     /* the scratch's excess_table when the vector scan keeps it, else NULL */
+    const int32_t *away; /* the rows of excess per GPU that a step's row[] indexes: excess
+                          * (by expert) when kept, else the scratch's away_excess */
     float target;
     eplb_incremental_scratch *s;
 } search_state;
@@ -122,7 +125,7 @@ static inline int eplb_search_double_cost(const search_state *st, int64_t A, int
     int n = 0;
     for (int i = 0; i < 2; i++) {
         const int64_t a = st->cur[qa[i]], b = st->cur[qb[i]];
-        const int32_t away = s->away_excess[row[qa[i] - A * st->spg] * st->gpus + B];
+        const int32_t away = st->away[(int64_t)row[qa[i] - A * st->spg] * st->gpus + B];
         entry[n++] = (excess_change){A, a, -1, s->tally[a]};
         entry[n++] = (excess_change){B, a, +1, away};
         entry[n++] = (excess_change){B, b, -1, s->own_excess[qb[i]]};
