@@ -438,7 +438,8 @@ EPLB_CPU_TARGET_AVX512VL static inline __m512i min_of_each(const __m512i *u)
  * constant, so that the blocks' minima stay in registers). */
 EPLB_CPU_TARGET_AVX512VL static inline __attribute__((always_inline)) void
 across_steps(uint64_t *key, size_t lane_keys, const int32_t B, int32_t start, int32_t n, int32_t k,
-             const float *step_weight, int32_t *slot)
+             const float *step_weight, int32_t *slot, const int32_t *step_item,
+             int32_t *const *content, int32_t lanes)
 {
     __m512i minima[EPLB_CPU_ACROSS_MAX / 8], smallest[EPLB_CPU_ACROSS_MAX / 8];
     EPLB_UNROLL_ACROSS for (int32_t b = 0; b < B; b++) {
@@ -466,6 +467,10 @@ across_steps(uint64_t *key, size_t lane_keys, const int32_t B, int32_t start, in
         const __m256 load = _mm256_add_ps(old_load, _mm256_loadu_ps(step_weight + 8 * t));
         _mm256_storeu_si256((__m256i *)(slot + 8 * t),
                             _mm256_add_epi32(_mm256_mullo_epi32(pack, per_pack), filled));
+        /* Each lane's item into its slot here, beside the steps' chain of
+         * dependent operations, rather than in a pass of its own. */
+        for (int32_t j = 0; j < lanes; j++)
+            content[j][slot[8 * t + j]] = step_item[8 * t + j];
         const __mmask8 full = _mm256_cmpeq_epi32_mask(_mm256_add_epi32(filled, one), per_pack);
         const __m256i bits = _mm256_mask_or_epi32(_mm256_castps_si256(load), full, _mm256_castps_si256(load), full_bit);
         const __m512i new_key = _mm512_or_si512(_mm512_slli_epi64(_mm512_cvtepu32_epi64(bits), 32),
@@ -517,8 +522,11 @@ EPLB_CPU_TARGET_AVX512VL static void greedy_across_avx512(const eplb_pack_job *j
     int32_t *slot = (int32_t *)(step_weight + 8 * (size_t)n);
     uint64_t *key = (uint64_t *)(((uintptr_t)(slot + 8 * (size_t)n) + 63) & ~(uintptr_t)63);
     const size_t lane_keys = 8 * (size_t)B;
-    for (int32_t j = 0; j < EPLB_CPU_LANES; j++) /* missing lanes repeat lane 0 */
+    int32_t *content[EPLB_CPU_LANES];
+    for (int32_t j = 0; j < EPLB_CPU_LANES; j++) { /* missing lanes repeat lane 0 */
         order[j] = scratch->order_row + (int64_t)(first + (j < lanes ? j : 0)) * n;
+        content[j] = scratch->content_row + (int64_t)(first + j) * n; /* used for j < lanes */
+    }
     /* Step t < start goes to pack t with no search (see greedy_keys_avx512):
      * start ends after the first weight of any lane that is not positive. */
     int32_t start = m < n ? m : n;
@@ -538,23 +546,21 @@ EPLB_CPU_TARGET_AVX512VL static void greedy_across_avx512(const eplb_pack_job *j
             uint32_t bits;
             memcpy(&bits, &load, sizeof bits);
             lane_key[t] = (uint64_t)bits << 32 | (uint32_t)t << EPLB_CPU_KEY_PACK_SHIFT | 1u;
-            slot[8 * t + j] = t * k;
+            if (j < lanes)
+                content[j][t * k] = step_item[8 * t + j];
         }
     }
     if (B == 4)
-        across_steps(key, lane_keys, 4, start, n, k, step_weight, slot);
+        across_steps(key, lane_keys, 4, start, n, k, step_weight, slot, step_item, content, lanes);
     else if (B == 8)
-        across_steps(key, lane_keys, 8, start, n, k, step_weight, slot);
+        across_steps(key, lane_keys, 8, start, n, k, step_weight, slot, step_item, content, lanes);
     else if (B == 12)
-        across_steps(key, lane_keys, 12, start, n, k, step_weight, slot);
+        across_steps(key, lane_keys, 12, start, n, k, step_weight, slot, step_item, content, lanes);
     else
-        across_steps(key, lane_keys, 16, start, n, k, step_weight, slot);
+        across_steps(key, lane_keys, 16, start, n, k, step_weight, slot, step_item, content, lanes);
     /* The loads from the keys' upper halves: the steps summed each pack's
      * weights in slot order, as SPEC 6.3 recomputes them. */
     for (int32_t j = 0; j < lanes; j++) {
-        int32_t *content = scratch->content_row + (int64_t)(first + j) * n;
-        for (int32_t t = 0; t < n; t++)
-            content[slot[8 * t + j]] = step_item[8 * t + j];
         const uint64_t *lane_key = key + j * lane_keys;
         for (int32_t p = 0; p < m; p++) {
             const uint32_t bits = (uint32_t)(lane_key[p] >> 32) & 0x7FFFFFFFu;
@@ -672,7 +678,8 @@ EPLB_CPU_TARGET_AVX2 static void greedy_vertical_run_avx2(int32_t n, int32_t m, 
 
 EPLB_CPU_TARGET_AVX512VL static inline __attribute__((always_inline)) void
 greedy_vertical_keys(int32_t n, int32_t m, const int32_t V, int32_t k, const float *step_weight,
-                     int32_t *slot, float *true_load)
+                     int32_t *slot, float *true_load, const int32_t *const *order,
+                     int32_t *const *content, int32_t lanes)
 {
     __m512i key[EPLB_CPU_VERTICAL_MAX], smallest[EPLB_CPU_VERTICAL_MAX];
     /* Steps t < m go to pack t when every earlier weight is positive in
@@ -690,7 +697,8 @@ greedy_vertical_keys(int32_t n, int32_t m, const int32_t V, int32_t k, const flo
             key[p] = _mm512_or_si512(_mm512_slli_epi64(_mm512_cvtepu32_epi64(_mm256_castps_si256(first)), 32),
                                      _mm512_set1_epi64(((int64_t)p << EPLB_CPU_KEY_PACK_SHIFT) | (start ? 1 : 0)));
             if (start)
-                _mm256_storeu_si256((__m256i *)(slot + 8 * p), _mm256_set1_epi32(p * k));
+                for (int32_t j = 0; j < lanes; j++)
+                    content[j][p * k] = order[j][p];
         } else {
             key[p] = _mm512_set1_epi64(-1);
         }
@@ -723,6 +731,10 @@ greedy_vertical_keys(int32_t n, int32_t m, const int32_t V, int32_t k, const flo
         _mm256_storeu_si256((__m256i *)(slot + 8 * t),
                             _mm256_add_epi32(_mm256_mullo_epi32(_mm256_srli_epi32(low, EPLB_CPU_KEY_PACK_SHIFT), per_pack),
                                              _mm256_and_si256(low, count_mask32)));
+        /* Each lane's item into its slot here, beside the steps' chain of
+         * dependent operations, rather than in a pass of its own. */
+        for (int32_t j = 0; j < lanes; j++)
+            content[j][slot[8 * t + j]] = order[j][t];
     }
     /* The loads, summed in slot order by the steps, from the upper halves. */
     const __m256i magnitude = _mm256_set1_epi32(0x7FFFFFFF);
@@ -733,16 +745,16 @@ greedy_vertical_keys(int32_t n, int32_t m, const int32_t V, int32_t k, const flo
 
 /* The keyed steps for the pack counts they serve (the pack's number needs
  * no more than the key's 12 bits above the count). */
-EPLB_CPU_TARGET_AVX512VL static void greedy_vertical_run_avx512(int32_t n, int32_t m, int32_t k,
-                                                                const float *step_weight,
-                                                                int32_t *slot, float *true_load)
+EPLB_CPU_TARGET_AVX512VL static void greedy_vertical_run_avx512(
+    int32_t n, int32_t m, int32_t k, const float *step_weight, int32_t *slot, float *true_load,
+    const int32_t *const *order, int32_t *const *content, int32_t lanes)
 {
     if (m <= 4)
-        greedy_vertical_keys(n, m, 4, k, step_weight, slot, true_load);
+        greedy_vertical_keys(n, m, 4, k, step_weight, slot, true_load, order, content, lanes);
     else if (m <= 8)
-        greedy_vertical_keys(n, m, 8, k, step_weight, slot, true_load);
+        greedy_vertical_keys(n, m, 8, k, step_weight, slot, true_load, order, content, lanes);
     else
-        greedy_vertical_keys(n, m, 16, k, step_weight, slot, true_load);
+        greedy_vertical_keys(n, m, 16, k, step_weight, slot, true_load, order, content, lanes);
 }
 
 EPLB_CPU_TARGET_AVX2 static void greedy_vertical_avx2(const eplb_pack_job *job, int64_t row,
@@ -760,14 +772,20 @@ EPLB_CPU_TARGET_AVX2 static void greedy_vertical_avx2(const eplb_pack_job *job, 
     for (int32_t t = 0; t < n; t++)
         for (int32_t j = 0; j < EPLB_CPU_LANES; j++)
             step_weight[8 * t + j] = w[order[j][t]];
-    if (eplb_cpu_has_avx512(scratch) && k < EPLB_CPU_KEY_COUNT_LIMIT)
-        greedy_vertical_run_avx512(n, m, k, step_weight, slot, true_load);
+    int32_t *content[EPLB_CPU_LANES];
+    for (int32_t j = 0; j < lanes; j++)
+        content[j] = content_row + (int64_t)(first + j) * n;
+    /* The keyed steps place the items themselves; the AVX2 steps leave it
+     * to the pass below. */
+    const int keyed = eplb_cpu_has_avx512(scratch) && k < EPLB_CPU_KEY_COUNT_LIMIT;
+    if (keyed)
+        greedy_vertical_run_avx512(n, m, k, step_weight, slot, true_load, order, content, lanes);
     else
         greedy_vertical_run_avx2(n, m, k, step_weight, slot, true_load);
     for (int32_t j = 0; j < lanes; j++) {
-        int32_t *content = content_row + (int64_t)(first + j) * n;
-        for (int32_t t = 0; t < n; t++)
-            content[slot[8 * t + j]] = order[j][t];
+        if (!keyed)
+            for (int32_t t = 0; t < n; t++)
+                content[j][slot[8 * t + j]] = order[j][t];
         for (int32_t p = 0; p < m; p++)
             loads[j][p] = true_load[8 * p + j];
     }
