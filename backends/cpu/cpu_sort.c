@@ -156,6 +156,36 @@ EPLB_CPU_TARGET_AVX512 static int32_t prefix_sum_avx512(int32_t *start, int32_t 
     return _mm512_reduce_max_epi32(largest);
 }
 
+/* Each key's bucket, (key - lo) >> shift (shift <= 32), into bucket[n] and
+ * its pair (key << 32 | item) into pair_of (n pairs, stored at any 4-byte
+ * alignment), sixteen keys a step: the counting and placing passes then read
+ * them instead of working each out per key. */
+EPLB_CPU_TARGET_AVX512 static void bucket_keys_avx512(const uint32_t *key, int32_t n, uint32_t lo,
+                                                      int shift, int32_t *bucket, uint32_t *pair_of)
+{
+    const __m512i vlo = _mm512_set1_epi32((int)lo), count = _mm512_set1_epi32(shift);
+    const __m512i sixteen = _mm512_set1_epi32(16);
+    __m512i item = _mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15);
+    int32_t i = 0;
+    for (; i + 16 <= n; i += 16) {
+        const __m512i k = _mm512_loadu_si512(key + i);
+        /* Variable shifts of 32 or more give 0, as the 64-bit scalar shift does. */
+        _mm512_storeu_si512(bucket + i, _mm512_srlv_epi32(_mm512_sub_epi32(k, vlo), count));
+        const __m512i k0 = _mm512_cvtepu32_epi64(_mm512_castsi512_si256(k));
+        const __m512i k1 = _mm512_cvtepu32_epi64(_mm512_extracti64x4_epi64(k, 1));
+        const __m512i i0 = _mm512_cvtepu32_epi64(_mm512_castsi512_si256(item));
+        const __m512i i1 = _mm512_cvtepu32_epi64(_mm512_extracti64x4_epi64(item, 1));
+        _mm512_storeu_si512(pair_of + 2 * i, _mm512_or_si512(_mm512_slli_epi64(k0, 32), i0));
+        _mm512_storeu_si512(pair_of + 2 * i + 16, _mm512_or_si512(_mm512_slli_epi64(k1, 32), i1));
+        item = _mm512_add_epi32(item, sixteen);
+    }
+    for (; i < n; i++) {
+        bucket[i] = (int32_t)((uint64_t)(key[i] - lo) >> shift);
+        const uint64_t pair = (uint64_t)key[i] << 32 | (uint32_t)i;
+        memcpy(pair_of + 2 * i, &pair, sizeof pair);
+    }
+}
+
 /* Buckets of at most this many keys are finished by odd-even transposition
  * rounds instead of insertion sort. */
 #define EPLB_CPU_TRANSPOSITION_MAX 8
@@ -309,6 +339,19 @@ static void bucket_sort(const uint32_t *key, int32_t n, uint32_t lo, uint32_t hi
     const int32_t buckets = 1 << bucket_bits;
     int32_t *start = s->bucket;
     memset(start, 0, (size_t)(buckets + 1) * sizeof *start);
+#if EPLB_CPU_X86_DISPATCH
+    /* With AVX-512 each key's bucket and pair are worked out once, sixteen
+     * at a time (the bucket numbers in s->order, the pairs in the key
+     * scratch's second and third thirds, which only crowded rows use). */
+    const int vector_keys = buckets % 16 == 0 && eplb_cpu_has_avx512(s);
+    int32_t *bucket_of = s->order;
+    uint32_t *pair_of = s->key + n;
+    if (vector_keys) {
+        bucket_keys_avx512(key, n, lo, shift, bucket_of, pair_of);
+        for (int32_t i = 0; i < n; i++)
+            start[bucket_of[i] + 1]++;
+    } else
+#endif
     /* 64-bit shift: with one bucket and keys spanning all 32 bits, shift is 32. */
     for (int32_t i = 0; i < n; i++)
         start[((uint64_t)(key[i] - lo) >> shift) + 1]++;
@@ -316,7 +359,7 @@ static void bucket_sort(const uint32_t *key, int32_t n, uint32_t lo, uint32_t hi
     /* The largest bucket where the AVX-512 prefix sums find it, else unknown. */
     int32_t largest = INT32_MAX;
     int crowded;
-    if (buckets % 16 == 0 && eplb_cpu_has_avx512(s)) {
+    if (vector_keys) {
         largest = prefix_sum_avx512(start, buckets);
         crowded = largest > EPLB_CPU_INSERTION_MAX;
     } else {
@@ -328,6 +371,12 @@ static void bucket_sort(const uint32_t *key, int32_t n, uint32_t lo, uint32_t hi
     if (!crowded) {
         /* Items are out of order only inside their bucket: one pass finishes. */
         uint64_t *pair = s->pair;
+#if EPLB_CPU_X86_DISPATCH
+        if (vector_keys) {
+            for (int32_t i = 0; i < n; i++)
+                memcpy(&pair[start[bucket_of[i]]++], pair_of + 2 * i, sizeof *pair);
+        } else
+#endif
         for (int32_t i = 0; i < n; i++) {
             const int32_t pos = start[(uint64_t)(key[i] - lo) >> shift]++;
             pair[pos] = (uint64_t)key[i] << 32 | (uint32_t)i;
