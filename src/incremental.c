@@ -54,18 +54,25 @@ static void plan_layer(const float *w, const int64_t *prev, const int64_t *fresh
 {
     const int64_t R = g->replicas, dn = g->domain_slots;
     const float factor = 1.0f + slack;
-    const float target = eplb_layer_max_gpu_load(w, fresh, g, s) * factor;
+    /* Each expert's slot load with the fresh plan's counts, which rel and
+     * the anchored start share, and with the previous plan's. */
+    float *fresh_load = s->expert_load, *prev_load = s->expert_load + g->experts;
+    eplb_expert_loads(w, fresh, g, s, fresh_load);
+    eplb_expert_loads(w, prev, g, s, prev_load);
+    const float target = eplb_layer_max_gpu_load_of(fresh_load, fresh, g, s) * factor;
     int64_t *rel = s->relabelled;
     eplb_relabel_layer(prev, fresh, g, s, rel, s->fresh_moves);
-    eplb_anchored_start(w, prev, rel, g, s, s->anchored, s->anchored_moves);
+    eplb_anchored_start(fresh_load, prev, rel, g, s, s->anchored, s->anchored_moves);
     memcpy(s->kept, prev, (size_t)R * sizeof *prev);
     memcpy(s->moved, s->anchored, (size_t)R * sizeof *prev);
     /* Each start's slot loads, with its own counts, which the searches keep
      * (they only permute slots inside a domain). */
     int64_t *searched[2] = {s->kept, s->moved};
     float *loads[2] = {s->start_load, s->start_load + R};
-    for (int o = OPTION_KEPT; o <= OPTION_ANCHORED; o++)
-        eplb_layer_slot_loads(w, searched[o], g, s, loads[o]);
+    for (int64_t q = 0; q < R; q++) {
+        loads[OPTION_KEPT][q] = prev_load[prev[q]];
+        loads[OPTION_ANCHORED][q] = fresh_load[s->anchored[q]];
+    }
     int64_t *options = s->domain_options;
     for (int64_t d = 0; d < g->domains; d++) {
         const int64_t first = d * dn;

@@ -53,6 +53,8 @@ typedef struct eplb_incremental_scratch {
     int64_t *kept;         /* [R] each domain's search from the previous plan */
     int64_t *moved;        /* [R] each domain's search from the anchored start */
     float *slot_load;      /* [R] */
+    float *expert_load;    /* [2][E] each expert's slot load (SPEC 13.2) with the fresh plan's
+                            * counts (rel's and the anchored start's too), then with prev's */
     float *start_load;     /* [2][R] the slot loads of kept and moved, each with its own counts */
     float *sorted;         /* [spg] */
     float *gpu_sorted;     /* [domain slots] each GPU's slot loads in ascending order */
@@ -88,7 +90,7 @@ typedef struct eplb_incremental_scratch {
     int32_t *order_end;    /* the place just past each place's bucket */
     uint32_t *order_tmp;   /* [4 * domain slots] the sort's keys and slots */
     int32_t *overlap;      /* [k], k = max(domains, domain GPUs): one row of overlaps, zero between uses */
-    int32_t *group_count;  /* [E][min(k, EPLB_DENSE_GROUPS_MAX)] each expert's slots per group, zero between uses; NULL when large */
+    int32_t *group_count;  /* [E][EPLB_DENSE_GROUPS_MAX] each expert's slots per group, zero between uses; NULL when k or E is large */
     void *pairs;           /* [2 * k * k] pairs of the greedy matching, and their sorted copy */
     int32_t *next_slot;    /* [R] the next slot of the same expert */
     int32_t *by_overlap;   /* [domain slots + 2] pairs per overlap, for the counting sort */
@@ -117,10 +119,11 @@ eplb_incremental_scratch *eplb_incremental_scratch_take(const eplb_layer_geometr
 /* Gives a scratch of eplb_incremental_scratch_take back for later calls. */
 void eplb_incremental_scratch_give(eplb_incremental_scratch *s);
 
-/* SPEC 13.2: the slot loads u[q] = w[x[q]] / cnt[x[q]] of a whole layer, cnt
- * counted in x itself. */
-void eplb_layer_slot_loads(const float *w, const int64_t *x, const eplb_layer_geometry *g,
-                           eplb_incremental_scratch *s, float *u);
+/* SPEC 13.2: load[e] = w[e] / cnt[e] for each expert e of the layer x, cnt
+ * counted in x (the others untouched), so that placements of the same
+ * counts look their slot loads up instead of dividing again. */
+void eplb_expert_loads(const float *w, const int64_t *x, const eplb_layer_geometry *g,
+                       eplb_incremental_scratch *s, float *load);
 
 /* SPEC 13.2: a GPU's load, the float32 sum of its spg slot loads in
  * ascending order of value from +0; sorted receives them in that order (it
@@ -138,14 +141,19 @@ void eplb_gpu_loads(const float *u, int64_t gpus, int64_t spg, float *sorted, fl
 float eplb_layer_max_gpu_load(const float *w, const int64_t *x, const eplb_layer_geometry *g,
                               eplb_incremental_scratch *s);
 
+/* The same from each expert's slot load with x's counts (eplb_expert_loads). */
+float eplb_layer_max_gpu_load_of(const float *load, const int64_t *x,
+                                 const eplb_layer_geometry *g, eplb_incremental_scratch *s);
+
 /* SPEC 13.4: rel, the fresh layer's GPUs renumbered to overlap prev, and
  * moves[d], the moves of domain d in rel (SPEC 13.3). */
 void eplb_relabel_layer(const int64_t *prev, const int64_t *fresh, const eplb_layer_geometry *g,
                         eplb_incremental_scratch *s, int64_t *rel, int64_t *moves);
 
 /* SPEC 13.6: the anchored start of the whole layer, from rel, and
- * moves[d], the moves of domain d in it (SPEC 13.3). */
-void eplb_anchored_start(const float *w, const int64_t *prev, const int64_t *rel,
+ * moves[d], the moves of domain d in it (SPEC 13.3). load: each expert's
+ * slot load with rel's counts (eplb_expert_loads). */
+void eplb_anchored_start(const float *load, const int64_t *prev, const int64_t *rel,
                          const eplb_layer_geometry *g, eplb_incremental_scratch *s,
                          int64_t *start, int64_t *moves);
 

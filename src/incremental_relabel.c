@@ -71,8 +71,9 @@ static int allocate_arrays(eplb_incremental_scratch *s, const eplb_layer_geometr
     const size_t gd = (size_t)g->domain_gpus, domains = (size_t)g->domains;
     const size_t k = domains > gd ? domains : gd;
     /* The relabelling's table for few groups, where it stays small. */
-    const size_t dense = k < EPLB_DENSE_GROUPS_MAX ? k : EPLB_DENSE_GROUPS_MAX;
-    const size_t table = E * dense <= DENSE_TABLE_MAX ? E * dense : 0;
+    const size_t table = k <= EPLB_DENSE_GROUPS_MAX && E * EPLB_DENSE_GROUPS_MAX <= DENSE_TABLE_MAX
+                             ? E * EPLB_DENSE_GROUPS_MAX
+                             : 0;
     const int32_arrays ints[] = {
         {&s->tally, E}, {&s->tally2, E}, {&s->row_of, E}, {&s->cur_head, E}, {&s->base_head, E},
         {&s->own_excess, dn}, {&s->arrival_cost, dn}, {&s->gpu_of, dn}, {&s->cur_next, dn},
@@ -83,7 +84,7 @@ static int allocate_arrays(eplb_incremental_scratch *s, const eplb_layer_geometr
     };
     const float_arrays floats[] = {
         {&s->gpu_sorted, dn}, {&s->slot_gpu_load, dn}, {&s->order_u, dn}, {&s->order_load, dn},
-        {&s->slot_load, R}, {&s->start_load, 2 * R}, {&s->sorted, spg}, {&s->gpu_load, gd},
+        {&s->slot_load, R}, {&s->start_load, 2 * R}, {&s->expert_load, 2 * E}, {&s->sorted, spg}, {&s->gpu_load, gd},
     };
     const int64_arrays longs[] = {
         {&s->relabelled, R}, {&s->anchored, R}, {&s->kept, R}, {&s->moved, R},
@@ -201,16 +202,20 @@ __attribute__((destructor)) static void free_scratch_pool(void)
 }
 #endif
 
-void eplb_layer_slot_loads(const float *w, const int64_t *x, const eplb_layer_geometry *g,
-                           eplb_incremental_scratch *s, float *u)
+void eplb_expert_loads(const float *w, const int64_t *x, const eplb_layer_geometry *g,
+                       eplb_incremental_scratch *s, float *load)
 {
     int32_t *count = s->tally;
     for (int64_t q = 0; q < g->replicas; q++)
         count[x[q]]++;
-    for (int64_t q = 0; q < g->replicas; q++)
-        u[q] = w[x[q]] / (float)count[x[q]];
-    for (int64_t q = 0; q < g->replicas; q++)
-        count[x[q]] = 0;
+    /* Each expert at its first slot, its count cleared there. */
+    for (int64_t q = 0; q < g->replicas; q++) {
+        const int64_t e = x[q];
+        if (count[e]) {
+            load[e] = w[e] / (float)count[e];
+            count[e] = 0;
+        }
+    }
 }
 
 static int compare_float(const void *a, const void *b)
@@ -309,7 +314,15 @@ void eplb_gpu_loads(const float *u, int64_t gpus, int64_t spg, float *sorted, fl
 float eplb_layer_max_gpu_load(const float *w, const int64_t *x, const eplb_layer_geometry *g,
                               eplb_incremental_scratch *s)
 {
-    eplb_layer_slot_loads(w, x, g, s, s->slot_load);
+    eplb_expert_loads(w, x, g, s, s->expert_load);
+    return eplb_layer_max_gpu_load_of(s->expert_load, x, g, s);
+}
+
+float eplb_layer_max_gpu_load_of(const float *load, const int64_t *x,
+                                 const eplb_layer_geometry *g, eplb_incremental_scratch *s)
+{
+    for (int64_t q = 0; q < g->replicas; q++)
+        s->slot_load[q] = load[x[q]];
     const int64_t gd = g->domain_gpus;
     float largest = 0.0f;
     /* A domain's GPUs at a time, into the scratch's [domain GPUs] loads. */
@@ -322,13 +335,38 @@ float eplb_layer_max_gpu_load(const float *w, const int64_t *x, const eplb_layer
     return largest;
 }
 
+#if SEARCH_AVX512 && EPLB_DENSE_GROUPS_MAX == 16
+/* add_overlaps in one register. */
+TARGET_AVX512 static void add_overlaps_avx512(int32_t *row, const int32_t *in_old, int32_t c)
+{
+    const __m512i least = _mm512_min_epi32(_mm512_loadu_si512(in_old), _mm512_set1_epi32(c));
+    _mm512_storeu_si512(row, _mm512_add_epi32(_mm512_loadu_si512(row), least));
+}
+#endif
+
+/* row[h] += min(in_old[h], c) over a whole row of the dense table. */
+static inline void add_overlaps(int32_t *restrict row, const int32_t *restrict in_old, int32_t c,
+                                int vector)
+{
+#if SEARCH_AVX512 && EPLB_DENSE_GROUPS_MAX == 16
+    if (vector) {
+        add_overlaps_avx512(row, in_old, c);
+        return;
+    }
+#endif
+    (void)vector;
+    for (int h = 0; h < EPLB_DENSE_GROUPS_MAX; h++)
+        row[h] += in_old[h] < c ? in_old[h] : c;
+}
+
 /* The nonzero entries of ov[f][h] = overlap(src's group f, old's group h)
  * for k groups of n slots each, as pairs in ascending f (each row's in any
  * order of h); returns their count. Each expert of a group of src, with
  * its count c there, adds min(c, its count in group h of old) to entry h.
  * For few groups (dense), those counts come from a table of each expert's
- * count per group of old, a row of k entries summed at once with no
- * branches; else from the expert's lists of slots in old, whose runs (a
+ * count per group of old, a row of EPLB_DENSE_GROUPS_MAX entries (zero past
+ * k) summed at once with no branches, a width the compiler makes vector
+ * operations of; else from the expert's lists of slots in old, whose runs (a
  * group's slots are consecutive) each add min(run, c) to their group's
  * entry, so the work follows the slots and their replicas, not k * k * n.
  * ov: [k] zero on entry and on return. group_of: each slot's group (q /
@@ -341,7 +379,7 @@ static size_t overlap_pairs(const int64_t *src, const int64_t *old, int64_t k, i
     const int dense = k <= EPLB_DENSE_GROUPS_MAX && held;
     for (int64_t q = k * n - 1; q >= 0; q--) {
         if (dense) {
-            held[old[q] * k + group_of[q]]++;
+            held[old[q] * EPLB_DENSE_GROUPS_MAX + group_of[q]]++;
         } else { /* lists of each expert's slots in old, in ascending order */
             next[q] = head[old[q]];
             head[old[q]] = (int32_t)q;
@@ -360,9 +398,7 @@ static size_t overlap_pairs(const int64_t *src, const int64_t *old, int64_t k, i
                 continue; /* an expert met before in this group */
             count[group[i]] = 0;
             if (dense) {
-                const int32_t *in_old = held + group[i] * k;
-                for (int64_t h = 0; h < k; h++)
-                    row[h] += in_old[h] < c ? in_old[h] : c;
+                add_overlaps(row, held + group[i] * EPLB_DENSE_GROUPS_MAX, c, s->vector);
                 continue;
             }
             for (int32_t q = head[group[i]]; q >= 0;) {
@@ -390,7 +426,7 @@ static size_t overlap_pairs(const int64_t *src, const int64_t *old, int64_t k, i
     }
     for (int64_t q = 0; q < k * n; q++) {
         if (dense)
-            held[old[q] * k + group_of[q]] = 0;
+            held[old[q] * EPLB_DENSE_GROUPS_MAX + group_of[q]] = 0;
         else
             head[old[q]] = -1;
     }
@@ -580,8 +616,7 @@ static void sort_keys(uint64_t *key, int64_t n)
 /* Step 2's GPU for each expert of the rest, for 16 GPUs or fewer: the
  * least running load among the GPUs with a free slot (ties: the lowest),
  * by a vector minimum over the loads held in a register. */
-TARGET_AVX512 static void place_rest_avx512(const float *w, const int32_t *count,
-                                            const uint64_t *rest, int64_t n, int64_t first,
+TARGET_AVX512 static void place_rest_avx512(const float *slot_load, const uint64_t *rest, int64_t n, int64_t first,
                                             int64_t gd, int64_t spg, float *load,
                                             int64_t *cursor, int64_t *start)
 {
@@ -595,7 +630,7 @@ TARGET_AVX512 static void place_rest_avx512(const float *w, const int32_t *count
                                                             _CMP_EQ_OQ));
         const int64_t e = (int64_t)(uint32_t)rest[i];
         start[cursor[b]] = e;
-        load[b] += w[e] / (float)count[e];
+        load[b] += slot_load[e];
         held = _mm512_mask_mov_ps(held, (__mmask16)(1u << b), _mm512_set1_ps(load[b]));
         while (cursor[b] < first + (b + 1) * spg && start[cursor[b]] >= 0)
             cursor[b]++;
@@ -607,15 +642,15 @@ TARGET_AVX512 static void place_rest_avx512(const float *w, const int32_t *count
 
 /* The anchored start of one domain d (SPEC 13.6): rel's experts for the
  * domain, each slot keeping its previous expert where rel's domain has it,
- * the rest heaviest first on the least loaded GPU with a free slot. count:
- * rel's replica counts of the whole layer. Returns the domain's moves (SPEC
+ * the rest heaviest first on the least loaded GPU with a free slot.
+ * slot_load: each expert's slot load with rel's counts. Returns the domain's moves (SPEC
  * 13.3): the slots of the rest. An expert of the rest is one that rel's
  * domain still wanted after every slot of prev holding it had kept it, so
  * no slot of its GPU held it in prev without keeping it: each slot of the
  * rest is one move, and a kept slot none. */
-static int64_t anchor_domain(const float *w, const int64_t *prev, const int64_t *rel, int64_t d,
-                          const int32_t *count, const eplb_layer_geometry *g,
-                          eplb_incremental_scratch *s, int64_t *start)
+static int64_t anchor_domain(const float *slot_load, const int64_t *prev, const int64_t *rel,
+                             int64_t d, const eplb_layer_geometry *g, eplb_incremental_scratch *s,
+                             int64_t *start)
 {
     const int64_t rn = g->domain_slots, gd = g->domain_gpus, spg = g->gpu_slots;
     const int64_t first = d * rn;
@@ -636,12 +671,12 @@ static int64_t anchor_domain(const float *w, const int64_t *prev, const int64_t 
         const int64_t e = rel[q];
         if (wanted[e] > 0) {
             wanted[e]--;
-            s->rest[n++] = rest_key(w[e] / (float)count[e], e);
+            s->rest[n++] = rest_key(slot_load[e], e);
         }
     }
     float *load = s->gpu_load;
     for (int64_t q = first; q < first + rn; q++)
-        s->slot_load[q - first] = start[q] >= 0 ? w[start[q]] / (float)count[start[q]] : INFINITY;
+        s->slot_load[q - first] = start[q] >= 0 ? slot_load[start[q]] : INFINITY;
     eplb_gpu_loads(s->slot_load, gd, spg, NULL, load, s);
     /* Each GPU's first free slot. */
     for (int64_t b = 0; b < gd; b++) {
@@ -653,7 +688,7 @@ static int64_t anchor_domain(const float *w, const int64_t *prev, const int64_t 
     sort_keys(s->rest, n);
 #if SEARCH_AVX512
     if (s->vector && gd <= 16) {
-        place_rest_avx512(w, count, s->rest, n, first, gd, spg, load, s->cursor, start);
+        place_rest_avx512(slot_load, s->rest, n, first, gd, spg, load, s->cursor, start);
         return n;
     }
 #endif
@@ -667,20 +702,15 @@ static int64_t anchor_domain(const float *w, const int64_t *prev, const int64_t 
         }
         const int64_t e = (int64_t)(uint32_t)s->rest[i];
         start[s->cursor[best]] = e;
-        load[best] += w[e] / (float)count[e];
+        load[best] += slot_load[e];
     }
     return n;
 }
 
-void eplb_anchored_start(const float *w, const int64_t *prev, const int64_t *rel,
+void eplb_anchored_start(const float *load, const int64_t *prev, const int64_t *rel,
                          const eplb_layer_geometry *g, eplb_incremental_scratch *s,
                          int64_t *start, int64_t *moves)
 {
-    int32_t *count = s->tally2;
-    for (int64_t q = 0; q < g->replicas; q++)
-        count[rel[q]]++;
     for (int64_t d = 0; d < g->domains; d++)
-        moves[d] = anchor_domain(w, prev, rel, d, count, g, s, start);
-    for (int64_t q = 0; q < g->replicas; q++)
-        count[rel[q]] = 0;
+        moves[d] = anchor_domain(load, prev, rel, d, g, s, start);
 }
