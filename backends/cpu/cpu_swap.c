@@ -127,6 +127,17 @@ positions_holding(__m256 smallest, __m256i first_row, float best, int32_t lane0)
                                  _mm256_add_epi32(_mm256_slli_epi32(first_row, 4), lane));
 }
 
+/* The same for a column block: lane l holds row row0 + l's smallest change
+ * and the first column that reached it. */
+EPLB_CPU_TARGET_AVX512VL static inline __attribute__((always_inline)) __m256i
+column_positions(__m256 smallest, __m256i first_column, float best, int32_t row0)
+{
+    const __mmask8 holds = _mm256_cmp_ps_mask(smallest, _mm256_set1_ps(best), _CMP_EQ_OQ);
+    const __m256i row = _mm256_add_epi32(_mm256_set1_epi32(row0), _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7));
+    return _mm256_mask_mov_epi32(_mm256_set1_epi32(INT32_MAX), holds,
+                                 _mm256_add_epi32(_mm256_slli_epi32(row, 4), first_column));
+}
+
 /* The same search for 4 to 16 slots per pack in one pass with everything in
  * registers: lane c of a row holds the change of pair (sa, c), computed by
  * the same IEEE operations as eplb_swap_change. The SPEC's pair is, among the
@@ -147,27 +158,35 @@ EPLB_CPU_TARGET_AVX512VL static float best_trade_avx512(float diff, const float 
     const __m256 zero = _mm256_setzero_ps();
     const __m256 b_low = _mm256_mmask_i32gather_ps(
         zero, low_lanes, _mm256_maskz_loadu_epi32(low_lanes, b_items), w, 4);
-    const __m256 b_high = _mm256_mmask_i32gather_ps(
-        zero, high_lanes, _mm256_maskz_loadu_epi32(high_lanes, b_items + 8), w, 4);
-    __m256 smallest_low = inf, smallest_high = inf;
-    __m256i row_low = _mm256_setzero_si256(), row_high = _mm256_setzero_si256();
+    __m256 smallest_low = inf, column_low = inf, column_high = inf;
+    __m256i row_low = _mm256_setzero_si256();
+    __m256i col_low = _mm256_setzero_si256(), col_high = _mm256_setzero_si256();
     if (k > 8) {
-        for (int32_t sa = 0; sa < k; sa++) {
-            const __m256 a = _mm256_set1_ps(w[a_items[sa]]);
-            trade_row(a, b_low, vdiff, low_lanes, sa, &smallest_low, &row_low);
-            trade_row(a, b_high, vdiff, high_lanes, sa, &smallest_high, &row_high);
+        /* Columns 0-7 by rows as below; columns 8 .. k-1 by columns, a lane
+         * per row (rows 0-7, then 8 .. k-1), so that a column beyond the
+         * eighth costs two vectors instead of a mostly empty one per row. */
+        for (int32_t sa = 0; sa < k; sa++)
+            trade_row(_mm256_set1_ps(w[a_items[sa]]), b_low, vdiff, low_lanes, sa, &smallest_low, &row_low);
+        const __m256 a_low = _mm256_i32gather_ps(w, _mm256_loadu_si256((const __m256i *)a_items), 4);
+        const __m256 a_high = _mm256_mmask_i32gather_ps(
+            zero, high_lanes, _mm256_maskz_loadu_epi32(high_lanes, a_items + 8), w, 4);
+        for (int32_t sb = 8; sb < k; sb++) {
+            const __m256 b = _mm256_set1_ps(w[b_items[sb]]);
+            trade_row(a_low, b, vdiff, 0xFF, sb, &column_low, &col_low);
+            trade_row(a_high, b, vdiff, high_lanes, sb, &column_high, &col_high);
         }
     } else {
         for (int32_t sa = 0; sa < k; sa++)
             trade_row(_mm256_set1_ps(w[a_items[sa]]), b_low, vdiff, low_lanes, sa, &smallest_low, &row_low);
     }
-    __m256 m = _mm256_min_ps(smallest_low, smallest_high);
+    __m256 m = _mm256_min_ps(smallest_low, _mm256_min_ps(column_low, column_high));
     __m128 h = _mm_min_ps(_mm256_castps256_ps128(m), _mm256_extractf128_ps(m, 1));
     h = _mm_min_ps(h, _mm_shuffle_ps(h, h, _MM_SHUFFLE(1, 0, 3, 2)));
     h = _mm_min_ps(h, _mm_shuffle_ps(h, h, _MM_SHUFFLE(2, 3, 0, 1)));
     const float best = _mm_cvtss_f32(h);
     const __m256i p = _mm256_min_epi32(positions_holding(smallest_low, row_low, best, 0),
-                                       positions_holding(smallest_high, row_high, best, 8));
+                                       _mm256_min_epi32(column_positions(column_low, col_low, best, 0),
+                                                        column_positions(column_high, col_high, best, 8)));
     __m128i q = _mm_min_epi32(_mm256_castsi256_si128(p), _mm256_extracti128_si256(p, 1));
     q = _mm_min_epi32(q, _mm_shuffle_epi32(q, _MM_SHUFFLE(1, 0, 3, 2)));
     q = _mm_min_epi32(q, _mm_shuffle_epi32(q, _MM_SHUFFLE(2, 3, 0, 1)));
