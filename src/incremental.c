@@ -8,6 +8,7 @@
 #include <string.h>
 
 #include "common/threads_usable.h"
+#include "cpu_backend.h"
 #include "incremental.h"
 #include "planner.h"
 #include "validation.h"
@@ -221,14 +222,15 @@ static void write_log2phy(const int64_t *plan, int64_t E, int64_t R, int64_t wid
  * layer and give it back for later calls. A forked child plans on the
  * calling thread only (common/threads_usable.h). */
 static int plan_layers(const float *weight, const eplb_shape *shape, const eplb_layer_geometry *g,
-                       float slack, const int64_t *previous, const int64_t *fresh, int64_t *out,
-                       int64_t *counts, int64_t *widest, int64_t *log2phy, int64_t width)
+                       int avx512, float slack, const int64_t *previous, const int64_t *fresh,
+                       int64_t *out, int64_t *counts, int64_t *widest, int64_t *log2phy,
+                       int64_t width)
 {
     const int64_t L = shape->layers, E = shape->experts, R = shape->replicas;
     int failed = 0;
 #pragma omp parallel if (L > 1 && eplb_threads_usable())
     {
-        eplb_incremental_scratch *s = eplb_incremental_scratch_take(g);
+        eplb_incremental_scratch *s = eplb_incremental_scratch_take(g, avx512);
         if (!s) {
 #pragma omp atomic write
             failed = 1;
@@ -286,6 +288,13 @@ eplb_status eplb_incremental_host(eplb_context *ctx, const float *weight, const 
                                  "the incremental rebalance (docs/spec.md section 13) does not "
                                  "keep replicas on distinct GPUs: plan with distinct 0, or with "
                                  "eplb_rebalance");
+    /* The search runs on the host whatever the backend, so the cpu knobs
+     * decide its vector code, and a value they do not take is refused here
+     * as the cpu backend refuses it. */
+    int avx512;
+    char knob_error[256];
+    if ((st = eplb_cpu_host_avx512(&avx512, knob_error, sizeof knob_error)) != EPLB_OK)
+        return eplb_context_fail(ctx, st, "%s", knob_error);
 
     const size_t L = (size_t)shape->layers, E = (size_t)shape->experts;
     const size_t R = (size_t)shape->replicas;
@@ -310,7 +319,7 @@ eplb_status eplb_incremental_host(eplb_context *ctx, const float *weight, const 
         shape->experts, shape->replicas, shape->gpus, shape->replicas / shape->gpus, domains,
         shape->replicas / domains, shape->gpus / domains,
     };
-    if (!plan_layers(weight, shape, &g, read.slack, previous, fresh, plan, counts, widest, log2phy,
+    if (!plan_layers(weight, shape, &g, avx512, read.slack, previous, fresh, plan, counts, widest, log2phy,
                      log2phy_width)) {
         st = eplb_context_fail(ctx, EPLB_ERR_OUT_OF_MEMORY,
                                "cannot allocate the incremental search's scratch for %lld slots "

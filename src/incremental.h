@@ -106,15 +106,17 @@ typedef struct eplb_incremental_scratch {
     int owned_count;
 } eplb_incremental_scratch;
 
-/* Allocates a scratch for the geometry; 0 when memory runs out (then
- * everything is freed). */
-int eplb_incremental_scratch_alloc(eplb_incremental_scratch *s, const eplb_layer_geometry *g);
+/* Allocates a scratch for the geometry, whose searches use AVX-512 where
+ * avx512 (eplb_cpu_host_avx512) and the geometry allow; 0 when memory runs
+ * out (then everything is freed). */
+int eplb_incremental_scratch_alloc(eplb_incremental_scratch *s, const eplb_layer_geometry *g,
+                                   int avx512);
 void eplb_incremental_scratch_free(eplb_incremental_scratch *s);
 
 /* A scratch for the geometry, one that an earlier call gave back when there
  * is one (a new one in a thread's arena would cost its page faults again on
  * every call), else a new one; NULL when memory runs out. */
-eplb_incremental_scratch *eplb_incremental_scratch_take(const eplb_layer_geometry *g);
+eplb_incremental_scratch *eplb_incremental_scratch_take(const eplb_layer_geometry *g, int avx512);
 
 /* Gives a scratch of eplb_incremental_scratch_take back for later calls. */
 void eplb_incremental_scratch_give(eplb_incremental_scratch *s);

@@ -18,20 +18,17 @@ typedef struct match_pair {
     int32_t from, to;
 } match_pair;
 
-/* Whether the AVX-512 scan may run: the machine has it, EPLB_CPU_ISA does
- * not cap vector code below it, the GPUs' slots fit its tables and the
- * pairs' order fits in int32. Read once per scratch. */
-static int vector_allowed(const eplb_layer_geometry *g)
+/* Whether the AVX-512 scan may run: avx512 (the machine has it and
+ * EPLB_CPU_ISA does not cap vector code below it, eplb_cpu_host_avx512), the
+ * GPUs' slots fit its tables and the pairs' order fits in int32. */
+static int vector_allowed(const eplb_layer_geometry *g, int avx512)
 {
 #if SEARCH_AVX512
-    const char *cap = getenv("EPLB_CPU_ISA");
-    if (cap && (!strcmp(cap, "avx2") || !strcmp(cap, "sse2")))
-        return 0;
-    __builtin_cpu_init();
-    return __builtin_cpu_supports("avx512f") && g->gpu_slots <= EPLB_SEARCH_SPG_MAX &&
+    return avx512 && g->gpu_slots <= EPLB_SEARCH_SPG_MAX &&
            g->gpu_slots * g->domain_slots < INT32_MAX;
 #else
     (void)g;
+    (void)avx512;
     return 0;
 #endif
 }
@@ -110,7 +107,8 @@ static int allocate_arrays(eplb_incremental_scratch *s, const eplb_layer_geometr
     return ok;
 }
 
-int eplb_incremental_scratch_alloc(eplb_incremental_scratch *s, const eplb_layer_geometry *g)
+int eplb_incremental_scratch_alloc(eplb_incremental_scratch *s, const eplb_layer_geometry *g,
+                                   int avx512)
 {
     memset(s, 0, sizeof *s);
     if (!allocate_arrays(s, g)) {
@@ -125,7 +123,7 @@ int eplb_incremental_scratch_alloc(eplb_incremental_scratch *s, const eplb_layer
         s->gpu_of[q] = (int32_t)(q / spg);
     for (size_t q = 0; q < R; q++)
         s->domain_of[q] = (int32_t)(q / dn);
-    s->vector = vector_allowed(g);
+    s->vector = vector_allowed(g, avx512);
     s->geometry = *g;
     return 1;
 }
@@ -156,7 +154,7 @@ static void discard(eplb_incremental_scratch *s)
     free(s);
 }
 
-eplb_incremental_scratch *eplb_incremental_scratch_take(const eplb_layer_geometry *g)
+eplb_incremental_scratch *eplb_incremental_scratch_take(const eplb_layer_geometry *g, int avx512)
 {
     for (int i = 0; i < SCRATCH_POOL_SLOTS; i++) {
         if (!atomic_load_explicit(&scratch_pool[i], memory_order_relaxed))
@@ -166,13 +164,13 @@ eplb_incremental_scratch *eplb_incremental_scratch_take(const eplb_layer_geometr
             continue;
         if (same_geometry(&s->geometry, g)) {
             /* EPLB_CPU_ISA may have changed since (the tests change it). */
-            s->vector = vector_allowed(g);
+            s->vector = vector_allowed(g, avx512);
             return s;
         }
         discard(s); /* the shapes planned have changed: it would only take memory */
     }
     eplb_incremental_scratch *s = malloc(sizeof *s);
-    if (s && !eplb_incremental_scratch_alloc(s, g)) {
+    if (s && !eplb_incremental_scratch_alloc(s, g, avx512)) {
         free(s);
         s = NULL;
     }

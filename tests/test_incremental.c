@@ -329,7 +329,7 @@ static void check_moves_bounded(const char *label, const eplb_shape *s, int hier
     const eplb_layer_geometry g = {s->experts, R, s->gpus, R / s->gpus, domains, R / domains,
                                    s->gpus / domains};
     eplb_incremental_scratch scratch;
-    cr_assert(eplb_incremental_scratch_alloc(&scratch, &g));
+    cr_assert(eplb_incremental_scratch_alloc(&scratch, &g, 0));
     int64_t *rel = alloc_i64((size_t)R);
     const eplb_shape one = {1, s->experts, R, s->groups, s->nodes, s->gpus};
     for (int64_t l = 0; l < s->layers; l++) {
@@ -508,6 +508,13 @@ Test(incremental, each_rule_of_13_1_refused_with_outputs_untouched)
     w[9] = NAN;
     expect_refused(cpu, "weight", w, &s, &o, prev, EPLB_ERR_INVALID_WEIGHT, "weight[1][1]");
     w[9] = saved;
+    /* The search runs on the host for every backend and reads the cpu knobs
+     * (cpu_knobs.c): a value they do not take is refused here too, though
+     * the context was made before it was set. */
+    setenv("EPLB_CPU_ISA", "bogus", 1);
+    expect_refused(cpu, "EPLB_CPU_ISA", w, &s, &o, prev, EPLB_ERR_INVALID_ARGUMENT,
+                   "EPLB_CPU_ISA='bogus'");
+    unsetenv("EPLB_CPU_ISA");
 
     /* A too-narrow log2phy: refused after planning, with the width needed. */
     guarded g;

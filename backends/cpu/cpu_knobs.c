@@ -7,6 +7,7 @@
 #include <string.h>
 
 #include "common/text_escape.h"
+#include "cpu_backend.h"
 #include "cpu_runtime.h"
 
 enum { KNOB_ISA, KNOB_STAGES, KNOB_SWAP_SEARCH, KNOB_COUNT };
@@ -92,4 +93,12 @@ eplb_status eplb_cpu_settings_read(eplb_cpu_settings *settings, char *error, siz
     settings->separate_stages = value[KNOB_STAGES] == 1;
     settings->swap_search = swap_search[value[KNOB_SWAP_SEARCH]];
     return EPLB_OK;
+}
+
+eplb_status eplb_cpu_host_avx512(int *allowed, char *error, size_t error_len)
+{
+    eplb_cpu_settings settings;
+    const eplb_status st = eplb_cpu_settings_read(&settings, error, error_len);
+    *allowed = st == EPLB_OK && settings.isa >= EPLB_CPU_ISA_AVX512;
+    return st;
 }
