@@ -197,6 +197,52 @@ EPLB_CPU_TARGET_AVX512VL static float best_trade_avx512(float diff, const float 
 }
 #endif
 
+#if EPLB_CPU_X86_DISPATCH
+/* From this many packs the heaviest and lightest are found with vectors. */
+#define EPLB_CPU_SWAP_SCAN_MIN 16
+
+/* The lowest p with load[p] the largest (heaviest, sign 1) or the smallest
+ * (lightest, sign -1) of load[0 .. m): the scalar scan's choice, found as
+ * the extreme value first, then its first position. Loads are never NaN. */
+EPLB_CPU_TARGET_AVX512VL static inline __attribute__((always_inline)) void
+extremes_avx512(const float *load, int32_t m, int32_t *heavy, int32_t *light)
+{
+    const __m256 inf = _mm256_set1_ps((float)INFINITY), minus_inf = _mm256_set1_ps(-(float)INFINITY);
+    __m256 vmax = minus_inf, vmin = inf;
+    for (int32_t p = 0; p < m; p += 8) {
+        const __mmask8 valid = m - p >= 8 ? (__mmask8)0xFF : (__mmask8)((1u << (m - p)) - 1);
+        vmax = _mm256_max_ps(vmax, _mm256_mask_loadu_ps(minus_inf, valid, load + p));
+        vmin = _mm256_min_ps(vmin, _mm256_mask_loadu_ps(inf, valid, load + p));
+    }
+    __m128 hmax = _mm_max_ps(_mm256_castps256_ps128(vmax), _mm256_extractf128_ps(vmax, 1));
+    __m128 hmin = _mm_min_ps(_mm256_castps256_ps128(vmin), _mm256_extractf128_ps(vmin, 1));
+    hmax = _mm_max_ps(hmax, _mm_shuffle_ps(hmax, hmax, _MM_SHUFFLE(1, 0, 3, 2)));
+    hmin = _mm_min_ps(hmin, _mm_shuffle_ps(hmin, hmin, _MM_SHUFFLE(1, 0, 3, 2)));
+    hmax = _mm_max_ps(hmax, _mm_shuffle_ps(hmax, hmax, _MM_SHUFFLE(2, 3, 0, 1)));
+    hmin = _mm_min_ps(hmin, _mm_shuffle_ps(hmin, hmin, _MM_SHUFFLE(2, 3, 0, 1)));
+    const __m256 top = _mm256_broadcastss_ps(hmax), bottom = _mm256_broadcastss_ps(hmin);
+    int32_t h = -1, l = -1;
+    for (int32_t p = 0; p < m && (h < 0 || l < 0); p += 8) {
+        const __mmask8 valid = m - p >= 8 ? (__mmask8)0xFF : (__mmask8)((1u << (m - p)) - 1);
+        const __m256 x = _mm256_maskz_loadu_ps(valid, load + p);
+        const unsigned at_top = _mm256_mask_cmp_ps_mask(valid, x, top, _CMP_EQ_OQ);
+        const unsigned at_bottom = _mm256_mask_cmp_ps_mask(valid, x, bottom, _CMP_EQ_OQ);
+        if (h < 0 && at_top)
+            h = p + __builtin_ctz(at_top);
+        if (l < 0 && at_bottom)
+            l = p + __builtin_ctz(at_bottom);
+    }
+    *heavy = h;
+    *light = l;
+}
+
+EPLB_CPU_TARGET_AVX512VL static void extremes_of(const float *load, int32_t m, int32_t *heavy,
+                                                 int32_t *light)
+{
+    extremes_avx512(load, m, heavy, light);
+}
+#endif
+
 /* ---- the same pair from sorted weights, for large packs ---------------------
  * The change of a pair depends on it only through d = wa - wb (float32), and
  * only pairs with 0 < d < -diff can have a change below zero: elsewhere both
@@ -405,6 +451,13 @@ static inline int swap_step(const eplb_pack_job *job, const float *w, int32_t *c
      * branches: values ride along so no step waits on a reload. */
     int32_t heavy = 0, light = 0;
     float heavy_load = load[0], light_load = load[0];
+#if EPLB_CPU_X86_DISPATCH
+    if (m >= EPLB_CPU_SWAP_SCAN_MIN && eplb_cpu_has_avx512(scratch)) {
+        extremes_of(load, m, &heavy, &light);
+        heavy_load = load[heavy];
+        light_load = load[light];
+    } else
+#endif
     for (int32_t p = 1; p < m; p++) {
         const float v = load[p];
         const int more = v > heavy_load, less = v < light_load;
@@ -490,8 +543,17 @@ void eplb_cpu_swap_row(const eplb_pack_job *job, int64_t row, int32_t first, int
         if (!any)
             break;
     }
-    for (int32_t j = 0; j < lanes; j++)
+    for (int32_t j = 0; j < lanes; j++) {
+#if EPLB_CPU_X86_DISPATCH
+        if (job->packs >= EPLB_CPU_SWAP_SCAN_MIN && eplb_cpu_has_avx512(scratch)) {
+            int32_t heavy, light;
+            extremes_of(loads[j], job->packs, &heavy, &light);
+            scratch->score[first + j] = loads[j][heavy];
+            continue;
+        }
+#endif
         scratch->score[first + j] = max_load(loads[j], job->packs);
+    }
 }
 
 static void swap_packing(const eplb_pack_job *job, int64_t row, int64_t candidate,
