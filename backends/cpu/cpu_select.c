@@ -28,10 +28,12 @@ void eplb_cpu_select_row(const eplb_pack_job *job, int64_t row, const int32_t *c
     const int32_t *chosen = content + best_c * n;
     int32_t *pack_of = (int32_t *)job->pack_of + row * n;
     int32_t *rank_of = (int32_t *)job->rank_of + row * n;
-    for (int32_t slot = 0; slot < n; slot++) {
-        pack_of[chosen[slot]] = slot / k;
-        rank_of[chosen[slot]] = slot % k;
-    }
+    /* Pack by pack: no division per slot. */
+    for (int32_t p = 0; p < m; p++)
+        for (int32_t r = 0; r < k; r++) {
+            pack_of[chosen[p * k + r]] = p;
+            rank_of[chosen[p * k + r]] = r;
+        }
 }
 
 eplb_status eplb_cpu_pack_select(eplb_backend *backend, const eplb_pack_job *job)
