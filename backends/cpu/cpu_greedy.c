@@ -525,7 +525,7 @@ EPLB_CPU_TARGET_AVX512VL static void greedy_across_avx512(const eplb_pack_job *j
     int32_t *content[EPLB_CPU_LANES];
     for (int32_t j = 0; j < EPLB_CPU_LANES; j++) { /* missing lanes repeat lane 0 */
         order[j] = scratch->order_row + (int64_t)(first + (j < lanes ? j : 0)) * n;
-        content[j] = scratch->content_row + (int64_t)(first + j) * n; /* used for j < lanes */
+        content[j] = j < lanes ? scratch->content_row + (int64_t)(first + j) * n : NULL;
     }
     /* Step t < start goes to pack t with no search (see greedy_keys_avx512):
      * start ends after the first weight of any lane that is not positive. */
