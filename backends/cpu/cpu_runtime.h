@@ -23,6 +23,7 @@
 #define EPLB_CPU_X86_DISPATCH 1
 #define EPLB_CPU_TARGET_AVX2 __attribute__((target("avx2")))
 #define EPLB_CPU_TARGET_AVX512 __attribute__((target("avx512f")))
+#define EPLB_CPU_TARGET_AVX512VL __attribute__((target("avx2,avx512f,avx512vl")))
 #endif
 
 /* Vector levels, lowest first; AVX-512 means F, DQ and VL, which the paths

@@ -23,6 +23,22 @@ void eplb_cpu_greedy_row(const eplb_pack_job *job, int64_t row, int32_t first, i
                          float *const *loads, eplb_cpu_scratch *scratch);
 /* The floats of scratch->lanes that eplb_cpu_greedy_row needs. */
 size_t eplb_cpu_greedy_lanes_words(int32_t items, int32_t packs);
+
+/* Keys of the AVX-512 greedy variants: where the pack number starts in a
+ * key, below it the pack's item count; packs stay below 2^12
+ * (EPLB_CPU_LOCKSTEP_MAX), counts below 2^20. */
+#define EPLB_CPU_KEY_PACK_SHIFT 20
+#define EPLB_CPU_KEY_COUNT_LIMIT (1 << EPLB_CPU_KEY_PACK_SHIFT)
+/* The most packs of the vertical greedy (cpu_greedy_vertical.c). */
+#define EPLB_CPU_VERTICAL_MAX 16
+#if EPLB_CPU_X86_DISPATCH
+/* The vertical greedy of eplb_cpu_greedy_row's lanes first .. first+lanes-1,
+ * for rows of at most EPLB_CPU_VERTICAL_MAX packs whose sums stay finite, on
+ * an AVX2 machine; and the floats of scratch->lanes that it needs. */
+void eplb_cpu_greedy_vertical(const eplb_pack_job *job, int64_t row, int32_t first, int32_t lanes,
+                              float *const *loads, eplb_cpu_scratch *scratch);
+size_t eplb_cpu_greedy_vertical_words(int32_t items);
+#endif
 /* Swap search for candidates first .. first+lanes-1 of a row, iteration by
  * iteration across them; loads[j] holds lane j's pack loads (slot-order sums,
  * as eplb_cpu_greedy_row leaves them) and is kept up to date. Each

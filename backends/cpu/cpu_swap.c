@@ -98,7 +98,6 @@ static float best_trade(float diff, const float *wa, const float *wb, int32_t k,
 
 /* 256-bit vectors with AVX-512's mask registers: 512-bit multiplies clock the
  * core down, which slows every other stage (docs/benchmarks.md). */
-#define EPLB_CPU_TARGET_AVX512VL __attribute__((target("avx2,avx512f,avx512vl")))
 
 /* One row of pairs (sa, c) for the eight lanes c of b: each lane keeps its
  * smallest change so far and the first row that reached it, updating on
@@ -116,26 +115,21 @@ trade_row(__m256 a, __m256 b, __m256 vdiff, __mmask8 lanes, int32_t sa, __m256 *
     *first_row = _mm256_mask_mov_epi32(*first_row, lower, _mm256_set1_epi32(sa));
 }
 
-/* The row-major position (row * 16 + lane) of each lane's first minimum where
- * that minimum is best, else INT32_MAX. */
+/* The row-major position (row * 16 + column) of each lane's first minimum
+ * where that minimum is best, else INT32_MAX. */
 EPLB_CPU_TARGET_AVX512VL static inline __attribute__((always_inline)) __m256i
-positions_holding(__m256 smallest, __m256i first_row, float best, int32_t lane0)
+positions_where_best(__m256 smallest, float best, __m256i row, __m256i column)
 {
     const __mmask8 holds = _mm256_cmp_ps_mask(smallest, _mm256_set1_ps(best), _CMP_EQ_OQ);
-    const __m256i lane = _mm256_add_epi32(_mm256_set1_epi32(lane0), _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7));
     return _mm256_mask_mov_epi32(_mm256_set1_epi32(INT32_MAX), holds,
-                                 _mm256_add_epi32(_mm256_slli_epi32(first_row, 4), lane));
+                                 _mm256_add_epi32(_mm256_slli_epi32(row, 4), column));
 }
 
-/* The same for a column block: lane l holds row row0 + l's smallest change
- * and the first column that reached it. */
+/* Eight consecutive numbers from first, one a lane. */
 EPLB_CPU_TARGET_AVX512VL static inline __attribute__((always_inline)) __m256i
-column_positions(__m256 smallest, __m256i first_column, float best, int32_t row0)
+lanes_from(int32_t first)
 {
-    const __mmask8 holds = _mm256_cmp_ps_mask(smallest, _mm256_set1_ps(best), _CMP_EQ_OQ);
-    const __m256i row = _mm256_add_epi32(_mm256_set1_epi32(row0), _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7));
-    return _mm256_mask_mov_epi32(_mm256_set1_epi32(INT32_MAX), holds,
-                                 _mm256_add_epi32(_mm256_slli_epi32(row, 4), first_column));
+    return _mm256_add_epi32(_mm256_set1_epi32(first), _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7));
 }
 
 /* The same search for 4 to 16 slots per pack in one pass with everything in
@@ -184,9 +178,11 @@ EPLB_CPU_TARGET_AVX512VL static float best_trade_avx512(float diff, const float 
     h = _mm_min_ps(h, _mm_shuffle_ps(h, h, _MM_SHUFFLE(1, 0, 3, 2)));
     h = _mm_min_ps(h, _mm_shuffle_ps(h, h, _MM_SHUFFLE(2, 3, 0, 1)));
     const float best = _mm_cvtss_f32(h);
-    const __m256i p = _mm256_min_epi32(positions_holding(smallest_low, row_low, best, 0),
-                                       _mm256_min_epi32(column_positions(column_low, col_low, best, 0),
-                                                        column_positions(column_high, col_high, best, 8)));
+    /* A row block's lanes are columns 0-7; a column block's are rows 0-7 or 8-15. */
+    const __m256i p = _mm256_min_epi32(
+        positions_where_best(smallest_low, best, row_low, lanes_from(0)),
+        _mm256_min_epi32(positions_where_best(column_low, best, lanes_from(0), col_low),
+                         positions_where_best(column_high, best, lanes_from(8), col_high)));
     __m128i q = _mm_min_epi32(_mm256_castsi256_si128(p), _mm256_extracti128_si256(p, 1));
     q = _mm_min_epi32(q, _mm_shuffle_epi32(q, _MM_SHUFFLE(1, 0, 3, 2)));
     q = _mm_min_epi32(q, _mm_shuffle_epi32(q, _MM_SHUFFLE(2, 3, 0, 1)));
