@@ -48,42 +48,35 @@ eplb_status eplb_incremental_device(eplb_context *ctx, const void *weight, const
 
     const size_t L = (size_t)shape->layers, E = (size_t)shape->experts;
     const size_t R = (size_t)shape->replicas;
-    /* One host area for the call's copies: the weights and the previous
-     * plan brought down, the plan made into. log2phy is built on the
-     * device from the plan (planner.h), so its width sizes nothing here. */
+    /* One host area of the workspace for the weights and the previous plan
+     * brought down and the plan made from them. log2phy is built on the
+     * device from the plan (planner.h), so its width sizes nothing here.
+     * The downloads wait for the work the caller enqueued on stream before
+     * this call, which is how the inputs become ready (as for
+     * eplb_rebalance_device). */
     const size_t weight_bytes = (L * E * sizeof(float) + 7) / 8 * 8;
-    unsigned char *area = malloc(weight_bytes + (2 * L * R + L * E) * sizeof(int64_t));
-    if (!area)
-        return eplb_context_fail(ctx, EPLB_ERR_OUT_OF_MEMORY,
-                                 "cannot allocate host copies of a %zu x %zu plan", L, R);
+    const void *sources[2] = {weight, previous};
+    const size_t offsets[2] = {0, weight_bytes};
+    const size_t sizes[2] = {L * E * sizeof(float), L * R * sizeof(int64_t)};
+    unsigned char *area;
+    if ((st = eplb_plan_read_device_inputs(ctx, stream,
+                                           weight_bytes + (2 * L * R + L * E) * sizeof(int64_t), 2,
+                                           sources, offsets, sizes, &area)) != EPLB_OK)
+        return st;
     float *host_weight = (float *)area;
     int64_t *host_previous = (int64_t *)(area + weight_bytes);
     int64_t *host_phy2log = host_previous + L * R, *host_logcnt = host_phy2log + L * R;
-    /* The downloads wait for the work the caller enqueued on stream before
-     * this call, which is how the inputs become ready (as for
-     * eplb_rebalance_device). */
-    if ((st = f->set_stream(be, stream)) != EPLB_OK ||
-        (st = f->download(be, host_weight, weight, L * E * sizeof(float))) != EPLB_OK ||
-        (st = f->download(be, host_previous, previous, L * R * sizeof(int64_t))) != EPLB_OK) {
-        st = eplb_context_backend_fail(ctx, st);
-        goto done;
-    }
     /* The fresh plan inside runs on the backend's own stream, as every host
      * call does; the outputs go back on the caller's. */
     int64_t needed = 0;
     if ((st = eplb_incremental_host(ctx, host_weight, shape, options, host_previous, host_phy2log,
                                     host_logcnt, NULL, 0, &needed)) != EPLB_OK)
-        goto done;
-    if (log2phy_width < needed) {
-        st = eplb_context_fail(ctx, EPLB_ERR_LOG2PHY_TOO_SMALL,
-                               "log2phy width %lld is below the %lld replicas of the most "
-                               "replicated expert; pass a width of at least %lld",
-                               (long long)log2phy_width, (long long)needed, (long long)needed);
-        goto done;
-    }
-    st = eplb_plan_write_device_outputs(ctx, shape, host_phy2log, phy2log, logcnt, log2phy,
-                                        log2phy_width, stream);
-done:
-    free(area);
-    return st;
+        return st;
+    if (log2phy_width < needed)
+        return eplb_context_fail(ctx, EPLB_ERR_LOG2PHY_TOO_SMALL,
+                                 "log2phy width %lld is below the %lld replicas of the most "
+                                 "replicated expert; pass a width of at least %lld",
+                                 (long long)log2phy_width, (long long)needed, (long long)needed);
+    return eplb_plan_write_device_outputs(ctx, shape, host_phy2log, phy2log, logcnt, log2phy,
+                                          log2phy_width, stream);
 }

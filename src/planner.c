@@ -200,42 +200,49 @@ static int has_async_copies(const eplb_backend_i *f)
     return has_pinned_staging(f) && f->upload_async && f->download_async && f->synchronize;
 }
 
-static void release_host_staging(eplb_context *ctx)
+static void release_staging(eplb_context *ctx, unsigned char **area, size_t *capacity)
 {
-    eplb_workspace *ws = &ctx->workspace;
-    if (ws->host_staging && has_pinned_staging(ctx->backend->iface))
-        ctx->backend->iface->host_free(ctx->backend, ws->host_staging);
+    if (*area && has_pinned_staging(ctx->backend->iface))
+        ctx->backend->iface->host_free(ctx->backend, *area);
     else
-        free(ws->host_staging);
-    ws->host_staging = NULL;
-    ws->host_staging_capacity = 0;
+        free(*area);
+    *area = NULL;
+    *capacity = 0;
 }
 
-/* Makes the host staging area at least bytes (> 0) long, reusing it when it
- * is, so that a context allocates it once for its largest shape. */
-static eplb_status reserve_host_staging(eplb_context *ctx, size_t bytes)
+/* Makes a host area of the workspace (*area, *capacity) at least bytes (> 0)
+ * long, reusing it when it is, so that a context allocates it once for its
+ * largest shape. */
+static eplb_status reserve_staging(eplb_context *ctx, unsigned char **area, size_t *capacity,
+                                   size_t bytes)
 {
-    eplb_workspace *ws = &ctx->workspace;
     eplb_backend *be = ctx->backend;
-    if (ws->host_staging_capacity >= bytes)
+    if (*capacity >= bytes)
         return EPLB_OK;
-    release_host_staging(ctx);
+    release_staging(ctx, area, capacity);
     if (injected_alloc_failure())
         return eplb_context_fail(ctx, EPLB_ERR_OUT_OF_MEMORY,
                                  "cannot allocate %zu host bytes (injected by EPLB_TEST_FAIL_ALLOC)",
                                  bytes);
-    void *area = NULL;
+    void *got = NULL;
     if (has_pinned_staging(be->iface)) {
-        eplb_status st = be->iface->host_alloc(be, bytes, &area);
+        eplb_status st = be->iface->host_alloc(be, bytes, &got);
         if (st != EPLB_OK)
             return eplb_context_backend_fail(ctx, st);
-    } else if (!(area = malloc(bytes))) {
+    } else if (!(got = malloc(bytes))) {
         return eplb_context_fail(ctx, EPLB_ERR_OUT_OF_MEMORY, "cannot allocate %zu host bytes",
                                  bytes);
     }
-    ws->host_staging = area;
-    ws->host_staging_capacity = bytes;
+    *area = got;
+    *capacity = bytes;
     return EPLB_OK;
+}
+
+/* The staging area of the plan's own copies. */
+static eplb_status reserve_host_staging(eplb_context *ctx, size_t bytes)
+{
+    eplb_workspace *ws = &ctx->workspace;
+    return reserve_staging(ctx, &ws->host_staging, &ws->host_staging_capacity, bytes);
 }
 
 void eplb_workspace_release(eplb_context *ctx)
@@ -247,7 +254,8 @@ void eplb_workspace_release(eplb_context *ctx)
         ws->buffer[role] = NULL;
         ws->capacity[role] = 0;
     }
-    release_host_staging(ctx);
+    release_staging(ctx, &ws->host_staging, &ws->host_staging_capacity);
+    release_staging(ctx, &ws->input_staging, &ws->input_staging_capacity);
     memset(ws, 0, sizeof *ws);
 }
 
@@ -646,6 +654,32 @@ eplb_status eplb_plan_write_device_outputs(eplb_context *ctx, const eplb_shape *
     if (st == EPLB_OK && waited != EPLB_OK)
         st = eplb_context_backend_fail(ctx, waited);
     return st;
+}
+
+eplb_status eplb_plan_read_device_inputs(eplb_context *ctx, void *stream, size_t bytes, int count,
+                                        const void *const *sources, const size_t *offsets,
+                                        const size_t *sizes, unsigned char **area)
+{
+    eplb_backend *be = ctx->backend;
+    const eplb_backend_i *f = be->iface;
+    eplb_workspace *ws = &ctx->workspace;
+    eplb_status st =
+        reserve_staging(ctx, &ws->input_staging, &ws->input_staging_capacity, bytes ? bytes : 1);
+    if (st != EPLB_OK)
+        return st;
+    *area = ws->input_staging;
+    if ((st = f->set_stream(be, stream)) != EPLB_OK)
+        return eplb_context_backend_fail(ctx, st);
+    const int async = has_async_copies(f);
+    for (int i = 0; i < count && st == EPLB_OK; i++)
+        st = async ? f->download_async(be, *area + offsets[i], sources[i], sizes[i])
+                   : f->download(be, *area + offsets[i], sources[i], sizes[i]);
+    /* One wait for every copy; after a failure as well, so that no copy
+     * still writes the area when a later call reuses it. */
+    const eplb_status waited = async ? f->synchronize(be) : EPLB_OK;
+    if (st == EPLB_OK)
+        st = waited;
+    return st != EPLB_OK ? eplb_context_backend_fail(ctx, st) : EPLB_OK;
 }
 
 eplb_status eplb_plan_device_status(eplb_context *ctx, void *stream)

@@ -45,6 +45,11 @@ typedef struct eplb_workspace {
      * has it, else malloc'ed. */
     unsigned char *host_staging;
     size_t host_staging_capacity;
+    /* The same for eplb_rebalance_incremental_device's inputs (the weights
+     * and the previous plan brought down) and the host plan made from them,
+     * apart from the staging area that the plan inside uses. */
+    unsigned char *input_staging;
+    size_t input_staging_capacity;
     /* Whether the last eplb_rebalance_device call enqueued a plan: only then
      * is there a status word for eplb_device_status to read. */
     int device_plan_pending;
@@ -81,6 +86,15 @@ eplb_status eplb_plan_write_device_outputs(eplb_context *ctx, const eplb_shape *
                                           const int64_t *plan,
                                           void *phy2log, void *logcnt, void *log2phy,
                                           int64_t log2phy_width, void *stream);
+
+/* Brings count buffers down from the device on stream (after the work
+ * enqueued there before) into one host area of the workspace, kept from call
+ * to call and page-locked where the backend can, at the given offsets, and
+ * waits once for all of them. *area receives the area, at least bytes long;
+ * it stays valid until the next call of this function. */
+eplb_status eplb_plan_read_device_inputs(eplb_context *ctx, void *stream, size_t bytes, int count,
+                                        const void *const *sources, const size_t *offsets,
+                                        const size_t *sizes, unsigned char **area);
 
 /* Status of the last device plan (waits for the stream). */
 eplb_status eplb_plan_device_status(eplb_context *ctx, void *stream);
