@@ -628,9 +628,11 @@ eplb_status eplb_plan_write_device_outputs(eplb_context *ctx, const eplb_shape *
         (st = reserve(ctx, EPLB_BUF_PHY2MLOG, L * R * sizeof(int32_t), &job.phy2mlog)) != EPLB_OK ||
         (st = reserve(ctx, EPLB_BUF_PHYRANK, L * R * sizeof(int32_t), &job.phyrank)) != EPLB_OK ||
         (st = reserve(ctx, EPLB_BUF_MLOGCNT, L * E * sizeof(int32_t), &job.mlogcnt)) != EPLB_OK ||
-        (st = reserve(ctx, EPLB_BUF_MLOG2LOG, L * E * sizeof(int32_t), &job.mlog2log)) != EPLB_OK ||
-        (st = reserve(ctx, EPLB_BUF_LOG2MLOG, L * E * sizeof(int32_t), &job.log2mlog)) != EPLB_OK)
+        (st = reserve(ctx, EPLB_BUF_MLOG2LOG, L * E * sizeof(int32_t), &job.mlog2log)) != EPLB_OK)
         return st;
+    /* With one node in expert order both tables are the identity, which the
+     * assemble stage only reads: one buffer serves as both. */
+    job.log2mlog = job.mlog2log;
     job.phy2log = phy2log;
     job.logcnt = logcnt;
     job.log2phy = log2phy;
@@ -644,7 +646,6 @@ eplb_status eplb_plan_write_device_outputs(eplb_context *ctx, const eplb_shape *
         (st = copy_up(be, job.phyrank, ranks, L * R * sizeof(int32_t))) != EPLB_OK ||
         (st = copy_up(be, job.mlogcnt, counts32, L * E * sizeof(int32_t))) != EPLB_OK ||
         (st = copy_up(be, job.mlog2log, identity, L * E * sizeof(int32_t))) != EPLB_OK ||
-        (st = copy_up(be, job.log2mlog, identity, L * E * sizeof(int32_t))) != EPLB_OK ||
         (st = f->assemble(be, &job)) != EPLB_OK)
         st = eplb_context_backend_fail(ctx, st);
     /* The outputs are complete when this returns, and no copy still reads the
