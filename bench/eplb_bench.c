@@ -157,9 +157,10 @@ int bench_time_plans(eplb_context *ctx, const float *weight, const eplb_shape *s
  * compares like with like: the first call pays the workspace, the first
  * touch of its pages and, for the cpu backend, the start of the OpenMP
  * threads, unless the backend started them with the context (the cpu
- * backend does), which is why the report gives the context's time (and
- * the probes', which open each backend once) too. The context was created just before and has planned
- * nothing (a GPU backend's self-test, at creation, planned its small case). */
+ * backend does), which is why the report gives the context's time (and the
+ * probes', which open each backend once) too. The context was created just
+ * before and has planned nothing (a GPU backend's self-test, at creation,
+ * planned its small case). */
 static int time_first_plan(eplb_context *ctx, const bench_case *bc, const eplb_options *options,
                            double probe_ms, double create_ms, uint64_t workload_seed,
                            int markdown)
@@ -192,8 +193,8 @@ static int time_first_plan(eplb_context *ctx, const bench_case *bc, const eplb_o
     printf("%sfirst plan of the process (%s, C=%d, I=%d): %.3f ms (before it: backend probes "
            "%.3f ms, context creation %.3f ms), "
            "median of %d repeats %.3f ms: %.2fx\n",
-           markdown ? "- " : "", bc->name, opt.candidates, opt.iterations, t[0], probe_ms, create_ms,
-           REPEATS, repeat, t[0] / repeat);
+           markdown ? "- " : "", bc->name, opt.candidates, opt.iterations, t[0], probe_ms,
+           create_ms, REPEATS, repeat, t[0] / repeat);
     return 1;
 }
 
@@ -297,8 +298,9 @@ int main(int argc, char **argv)
         device_backends[b] = cfg.backends[b];
         printf(cfg.markdown ? "\n**backend %s**: %s\n\n" : "\nbackend %s: %s\n",
                eplb_context_backend(ctx), devices[b]);
-        if (cfg.first_plan && b == 0 && !time_first_plan(ctx, cfg.cases[0], &opts[0], probe_ms, create_ms,
-                                                          cfg.workload_seed, cfg.markdown)) {
+        if (cfg.first_plan && b == 0 &&
+            !time_first_plan(ctx, cfg.cases[0], &opts[0], probe_ms, create_ms, cfg.workload_seed,
+                             cfg.markdown)) {
             eplb_context_free(ctx);
             failed = 1;
             break;

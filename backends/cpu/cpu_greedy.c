@@ -408,7 +408,6 @@ EPLB_CPU_TARGET_AVX2 static void step_table(const int32_t *const *order, int32_t
  * and the updated blocks' minima come from one shared reduction. The keyed
  * greedy spends most of each step on horizontal reductions of one lane. */
 #define EPLB_CPU_ACROSS_MAX 128
-#define EPLB_UNROLL_ACROSS _Pragma("GCC unroll 16")
 
 /* Smallest value of each of eight vectors: lane j of the result is the
  * minimum of u[j]. Lanes are paired as (0, 2), (4, 6), (1, 3), (5, 7) so
@@ -437,7 +436,7 @@ across_steps(uint64_t *key, size_t lane_keys, const int32_t B, int32_t start, in
              int32_t *const *content, int32_t lanes)
 {
     __m512i minima[EPLB_CPU_ACROSS_MAX / 8], smallest[EPLB_CPU_ACROSS_MAX / 8];
-    EPLB_UNROLL_ACROSS for (int32_t b = 0; b < B; b++) {
+    EPLB_CPU_UNROLL_16 for (int32_t b = 0; b < B; b++) {
         __m512i block[EPLB_CPU_LANES];
         for (int32_t j = 0; j < EPLB_CPU_LANES; j++)
             block[j] = _mm512_load_si512(key + j * lane_keys + 8 * b);
@@ -450,10 +449,10 @@ across_steps(uint64_t *key, size_t lane_keys, const int32_t B, int32_t start, in
     const __m256i full_bit = _mm256_set1_epi32(INT32_MIN);
     for (int32_t t = start; t < n; t++) {
         /* Pairwise: the steps' critical path. */
-        EPLB_UNROLL_ACROSS for (int32_t b = 0; b < B; b++)
+        EPLB_CPU_UNROLL_16 for (int32_t b = 0; b < B; b++)
             smallest[b] = minima[b];
-        EPLB_UNROLL_ACROSS for (int32_t stride = 1; stride < B; stride *= 2)
-            EPLB_UNROLL_ACROSS for (int32_t b = 0; b + stride < B; b += 2 * stride)
+        EPLB_CPU_UNROLL_16 for (int32_t stride = 1; stride < B; stride *= 2)
+            EPLB_CPU_UNROLL_16 for (int32_t b = 0; b + stride < B; b += 2 * stride)
                 smallest[b] = _mm512_min_epu64(smallest[b], smallest[b + stride]);
         const __m256i low = _mm512_cvtepi64_epi32(smallest[0]);
         const __m256 old_load = _mm256_castsi256_ps(_mm512_cvtepi64_epi32(_mm512_srli_epi64(smallest[0], 32)));
@@ -484,7 +483,7 @@ across_steps(uint64_t *key, size_t lane_keys, const int32_t B, int32_t start, in
         }
         const __m512i block_min = min_of_each(block);
         const __m512i block_of = _mm512_srli_epi64(_mm512_cvtepu32_epi64(pack), 3);
-        EPLB_UNROLL_ACROSS for (int32_t b = 0; b < B; b++)
+        EPLB_CPU_UNROLL_16 for (int32_t b = 0; b < B; b++)
             minima[b] = _mm512_mask_mov_epi64(
                 minima[b], _mm512_cmpeq_epi64_mask(block_of, _mm512_set1_epi64(b)), block_min);
     }

@@ -18,17 +18,17 @@
  * numbers from the last pack to the first. Full packs hold +inf, so this too
  * needs finite row sums. */
 
+/* values[0] = the smallest of values[0 .. V-1] by a pairwise tree of min_op
+ * (the other entries are overwritten): the steps' critical path. */
+#define EPLB_TREE_MIN(values, V, min_op)                                                           \
+    EPLB_CPU_UNROLL_16 for (int32_t stride = 1; stride < (V); stride *= 2)                         \
+        EPLB_CPU_UNROLL_16 for (int32_t i = 0; i < (V); i += 2 * stride)                           \
+            (values)[i] = min_op((values)[i], (values)[i + stride])
+
 /* The steps of eight candidates over V vectors of packs (V a constant 4, 8
  * or 16, so that every loop unrolls into registers; packs m .. V-1 are
  * padding at +inf, never the minimum while an open pack's load is finite).
  * slot[8t + j] receives the slot that lane j's item of step t takes. */
-#define EPLB_UNROLL _Pragma("GCC unroll 16")
-/* values[0] = the smallest of values[0 .. V-1] by a pairwise tree of min_op
- * (the other entries are overwritten): the steps' critical path. */
-#define EPLB_TREE_MIN(values, V, min_op)                                                         \
-    EPLB_UNROLL for (int32_t stride = 1; stride < (V); stride *= 2)                              \
-        EPLB_UNROLL for (int32_t i = 0; i < (V); i += 2 * stride)                                \
-            (values)[i] = min_op((values)[i], (values)[i + stride])
 EPLB_CPU_TARGET_AVX2 static inline __attribute__((always_inline)) void
 greedy_vertical_steps(int32_t n, int32_t m, const int32_t V, int32_t k, const float *step_weight,
                       int32_t *slot, float *true_load)
@@ -44,7 +44,7 @@ greedy_vertical_steps(int32_t n, int32_t m, const int32_t V, int32_t k, const fl
         positive = _mm256_and_ps(positive, _mm256_cmp_ps(_mm256_loadu_ps(step_weight + 8 * t),
                                                          _mm256_setzero_ps(), _CMP_GT_OQ));
     const int32_t start = _mm256_movemask_ps(positive) == 0xFF ? m : 0;
-    EPLB_UNROLL for (int32_t p = 0; p < V; p++) {
+    EPLB_CPU_UNROLL_16 for (int32_t p = 0; p < V; p++) {
         /* 0 + w, as the step computes it (-0 becomes +0). */
         const __m256 first = p < m && start ? _mm256_add_ps(_mm256_setzero_ps(), _mm256_loadu_ps(step_weight + 8 * p))
                                             : _mm256_setzero_ps();
@@ -57,19 +57,19 @@ greedy_vertical_steps(int32_t n, int32_t m, const int32_t V, int32_t k, const fl
     for (int32_t t = start; t < n; t++) {
         const __m256 wt = _mm256_loadu_ps(step_weight + 8 * t);
         /* Pairwise trees: the steps' critical path. */
-        EPLB_UNROLL for (int32_t p = 0; p < V; p++)
+        EPLB_CPU_UNROLL_16 for (int32_t p = 0; p < V; p++)
             smallest[p] = masked[p];
         EPLB_TREE_MIN(smallest, V, _mm256_min_ps);
         const __m256 vmin = smallest[0];
         /* Pack p where its load is the minimum, else V; the smallest wins. */
-        EPLB_UNROLL for (int32_t p = 0; p < V; p++)
+        EPLB_CPU_UNROLL_16 for (int32_t p = 0; p < V; p++)
             candidate[p] = _mm256_castps_si256(_mm256_blendv_ps(
                 _mm256_castsi256_ps(none), _mm256_castsi256_ps(_mm256_set1_epi32(p)),
                 _mm256_cmp_ps(masked[p], vmin, _CMP_EQ_OQ)));
         EPLB_TREE_MIN(candidate, V, _mm256_min_epi32);
         const __m256i pack = candidate[0];
         __m256i rank = _mm256_setzero_si256();
-        EPLB_UNROLL for (int32_t p = 0; p < V; p++) {
+        EPLB_CPU_UNROLL_16 for (int32_t p = 0; p < V; p++) {
             const __m256i here = _mm256_cmpeq_epi32(pack, _mm256_set1_epi32(p));
             rank = _mm256_or_si256(rank, _mm256_and_si256(here, count[p]));
             count[p] = _mm256_sub_epi32(count[p], here);
@@ -81,7 +81,7 @@ greedy_vertical_steps(int32_t n, int32_t m, const int32_t V, int32_t k, const fl
                             _mm256_add_epi32(_mm256_mullo_epi32(pack, per_pack), rank));
     }
     /* Loads grew in slot order, as the swap's recomputation sums them. */
-    EPLB_UNROLL for (int32_t p = 0; p < V; p++)
+    EPLB_CPU_UNROLL_16 for (int32_t p = 0; p < V; p++)
         _mm256_storeu_ps(true_load + 8 * p, load[p]);
 }
 
@@ -129,7 +129,7 @@ greedy_vertical_keys(int32_t n, int32_t m, const int32_t V, int32_t k, const flo
         positive &= _mm256_cmp_ps_mask(_mm256_loadu_ps(step_weight + 8 * t), _mm256_setzero_ps(),
                                        _CMP_GT_OQ);
     const int32_t start = positive == 0xFF ? m : 0;
-    EPLB_UNROLL for (int32_t p = 0; p < V; p++) {
+    EPLB_CPU_UNROLL_16 for (int32_t p = 0; p < V; p++) {
         if (p < m) {
             /* 0 + w, as the step computes it (-0 becomes +0). */
             const __m256 first = start ? _mm256_add_ps(_mm256_setzero_ps(), _mm256_loadu_ps(step_weight + 8 * p))
@@ -151,7 +151,7 @@ greedy_vertical_keys(int32_t n, int32_t m, const int32_t V, int32_t k, const flo
         const __m512 wt = _mm512_castsi512_ps(_mm512_slli_epi64(
             _mm512_cvtepu32_epi64(_mm256_loadu_si256((const __m256i *)(step_weight + 8 * t))), 32));
         /* Pairwise tree: the steps' critical path. */
-        EPLB_UNROLL for (int32_t p = 0; p < V; p++)
+        EPLB_CPU_UNROLL_16 for (int32_t p = 0; p < V; p++)
             smallest[p] = key[p];
         EPLB_TREE_MIN(smallest, V, _mm512_min_epu64);
         const __m512i chosen = smallest[0];
@@ -163,7 +163,7 @@ greedy_vertical_keys(int32_t n, int32_t m, const int32_t V, int32_t k, const flo
             _mm512_mask_add_ps(_mm512_castsi512_ps(counted), (__mmask16)0xAAAA, _mm512_castsi512_ps(counted), wt));
         next = _mm512_mask_or_epi64(next, full, next, full_bit);
         /* Keys are distinct (they hold the pack), so equality finds the pack. */
-        EPLB_UNROLL for (int32_t p = 0; p < V; p++)
+        EPLB_CPU_UNROLL_16 for (int32_t p = 0; p < V; p++)
             key[p] = _mm512_mask_mov_epi64(key[p], _mm512_cmpeq_epi64_mask(key[p], chosen), next);
         const __m256i low = _mm512_cvtepi64_epi32(chosen);
         _mm256_storeu_si256((__m256i *)(slot + 8 * t),
@@ -176,7 +176,7 @@ greedy_vertical_keys(int32_t n, int32_t m, const int32_t V, int32_t k, const flo
     }
     /* The loads, summed in slot order by the steps, from the upper halves. */
     const __m256i magnitude = _mm256_set1_epi32(0x7FFFFFFF);
-    EPLB_UNROLL for (int32_t p = 0; p < V; p++)
+    EPLB_CPU_UNROLL_16 for (int32_t p = 0; p < V; p++)
         _mm256_storeu_si256((__m256i *)(true_load + 8 * p),
                             _mm256_and_si256(_mm512_cvtepi64_epi32(_mm512_srli_epi64(key[p], 32)), magnitude));
 }

@@ -26,6 +26,10 @@
 #define EPLB_CPU_TARGET_AVX512VL __attribute__((target("avx2,avx512f,avx512vl")))
 #endif
 
+/* Unrolls the loop that follows up to 16 times, so that loops over a
+ * constant count of vectors keep them in registers. */
+#define EPLB_CPU_UNROLL_16 _Pragma("GCC unroll 16")
+
 /* Vector levels, lowest first; AVX-512 means F, DQ and VL, which the paths
  * that use it need all three of. */
 enum { EPLB_CPU_ISA_SSE2, EPLB_CPU_ISA_AVX2, EPLB_CPU_ISA_AVX512 };
