@@ -11,29 +11,37 @@
 
 #if SEARCH_AVX512
 
-/* Sorts the domain's slots by the bucket of their slot loads (the upper
- * half of float_order: the sign, the exponent and 7 bits of the mantissa,
- * so a bucket spans less than 1 % of a load), least significant byte
- * first, a stable counting sort per byte, into order_u and order_slot, and
- * fills order_pos and the tables kept beside them. The scan needs no finer
- * order: it weighs whole buckets at the ends of its window, each pair by
- * its own loads, and breaks ties by the pairs' places in SPEC order, not
- * by their places in the table. */
-void eplb_search_order_slots(search_state *st)
+/* The widest span of buckets that bucket_order counts in one table on
+ * the stack. */
+#define BUCKET_SPAN_MAX 2048
+
+/* The n slots' buckets key[] (their span first..last, at most
+ * BUCKET_SPAN_MAX) sorted into idx[], a stable counting sort in one pass. */
+static void bucket_order(const uint32_t *key, int64_t n, uint32_t first, uint32_t last,
+                         int32_t *idx)
 {
-    eplb_incremental_scratch *s = st->s;
-    const int64_t n = st->slots;
-    uint32_t *key = s->order_tmp, *key2 = key + n;
-    int32_t *idx = (int32_t *)(key2 + n), *idx2 = idx + n;
+    int32_t start[BUCKET_SPAN_MAX + 1];
+    const uint32_t span = last - first + 1;
+    memset(start, 0, (span + 1) * sizeof *start);
+    for (int64_t q = 0; q < n; q++)
+        start[key[q] - first + 1]++;
+    for (uint32_t b = 1; b <= span; b++)
+        start[b] += start[b - 1];
+    for (int64_t q = 0; q < n; q++)
+        idx[start[key[q] - first]++] = (int32_t)q;
+}
+
+/* The same for any span, least significant byte first, a stable counting
+ * sort per byte; returns the sorted slots (idx or idx2). */
+static int32_t *byte_order(uint32_t *key, uint32_t *key2, int64_t n, int32_t *idx, int32_t *idx2)
+{
     /* The two bytes' counts in one pass. */
     int32_t start[2][257];
     memset(start, 0, sizeof start);
     for (int64_t q = 0; q < n; q++) {
-        const uint32_t k = load_bucket(st->u[q]);
-        key[q] = k;
         idx[q] = (int32_t)q;
         for (int d = 0; d < 2; d++)
-            start[d][(k >> (8 * d) & 255) + 1]++;
+            start[d][(key[q] >> (8 * d) & 255) + 1]++;
     }
     for (int d = 0; d < 2; d++) {
         const int shift = 8 * d;
@@ -54,21 +62,65 @@ void eplb_search_order_slots(search_state *st)
         idx = idx2;
         idx2 = it;
     }
+    return idx;
+}
+
+/* Sorts the domain's slots by the bucket of their slot loads (the upper
+ * half of float_order: the sign, the exponent and 7 bits of the mantissa,
+ * so a bucket spans less than 1 % of a load), a stable counting sort, into
+ * order_u and order_slot, and fills order_pos and the tables kept beside
+ * them. The buckets of a domain's loads mostly span a few thousand at
+ * most, counted in one pass; wider spans take one pass per byte. The scan
+ * needs no finer order: it weighs whole buckets at the ends of its window,
+ * each pair by its own loads, and breaks ties by the pairs' places in SPEC
+ * order, not by their places in the table. */
+TARGET_AVX512 void eplb_search_order_slots(search_state *st)
+{
+    eplb_incremental_scratch *s = st->s;
+    const int64_t n = st->slots;
+    uint32_t *key = s->order_tmp, *key2 = key + n;
+    int32_t *idx = (int32_t *)(key2 + n), *idx2 = idx + n;
+    const __m512i sign = _mm512_set1_epi32((int)0x80000000u);
+    const __m512i lane = _mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15);
+    __m512i least = _mm512_set1_epi32(-1), most = _mm512_setzero_si512();
+    for (int64_t q = 0; q < n; q += 16) {
+        const __mmask16 m = n - q >= 16 ? (__mmask16)0xffff : (__mmask16)((1u << (n - q)) - 1);
+        /* load_bucket, 16 at a time. */
+        const __m512i bits = _mm512_castps_si512(
+            _mm512_add_ps(_mm512_maskz_loadu_ps(m, st->u + q), _mm512_setzero_ps()));
+        const __m512i k = _mm512_srli_epi32(
+            _mm512_xor_si512(bits, _mm512_or_si512(_mm512_srai_epi32(bits, 31), sign)), 16);
+        _mm512_mask_storeu_epi32(key + q, m, k);
+        least = _mm512_mask_min_epu32(least, m, least, k);
+        most = _mm512_mask_max_epu32(most, m, most, k);
+    }
+    const uint32_t first = _mm512_reduce_min_epu32(least), last = _mm512_reduce_max_epu32(most);
+    if (last - first < BUCKET_SPAN_MAX)
+        bucket_order(key, n, first, last, idx);
+    else
+        idx = byte_order(key, key2, n, idx, idx2);
+    for (int64_t k = 0; k < n; k += 16) {
+        const __mmask16 m = n - k >= 16 ? (__mmask16)0xffff : (__mmask16)((1u << (n - k)) - 1);
+        const __m512i q = _mm512_maskz_loadu_epi32(m, idx + k);
+        const __m512 none = _mm512_setzero_ps();
+        const __m512i zero = _mm512_setzero_si512();
+        _mm512_mask_storeu_ps(s->order_u + k, m, _mm512_mask_i32gather_ps(none, m, q, st->u, 4));
+        _mm512_mask_storeu_epi32(s->order_slot + k, m, q);
+        _mm512_mask_storeu_epi32(s->order_gpu + k, m,
+                                 _mm512_mask_i32gather_epi32(zero, m, q, s->gpu_of, 4));
+        _mm512_mask_storeu_ps(s->order_load + k, m,
+                              _mm512_mask_i32gather_ps(none, m, q, s->slot_gpu_load, 4));
+        _mm512_mask_storeu_epi32(s->order_arrival + k, m,
+                                 _mm512_mask_i32gather_epi32(zero, m, q, s->arrival_cost, 4));
+        _mm512_mask_i32scatter_epi32(s->order_pos, m, q,
+                                     _mm512_add_epi32(_mm512_set1_epi32((int)k), lane), 4);
+    }
     /* Each place's bucket, and where its bucket ends. */
     int32_t end = (int32_t)n;
     for (int64_t k = n - 1; k >= 0; k--) {
-        s->order_bucket[k] = key[k];
-        end = k + 1 < n && key[k + 1] != key[k] ? (int32_t)(k + 1) : end;
+        s->order_bucket[k] = load_bucket(s->order_u[k]);
+        end = k + 1 < n && s->order_bucket[k + 1] != s->order_bucket[k] ? (int32_t)(k + 1) : end;
         s->order_end[k] = end;
-    }
-    for (int64_t k = 0; k < n; k++) {
-        const int32_t q = idx[k];
-        s->order_u[k] = st->u[q];
-        s->order_slot[k] = q;
-        s->order_gpu[k] = s->gpu_of[q];
-        s->order_load[k] = s->slot_gpu_load[q];
-        s->order_arrival[k] = s->arrival_cost[q];
-        s->order_pos[q] = (int32_t)k;
     }
     st->ordered = 1;
 }
