@@ -142,6 +142,32 @@ TARGET_AVX512 static inline __m512i away_lookup(const __m512i *row, int pairs, _
     return v;
 }
 
+/* replace_sorted for n <= 16 in one register, with no branch on where
+ * the values lie: the first slot load equal to out leaves (compress), and
+ * in goes in after the loads below it (expand); among equal loads the
+ * place does not matter, as for the loop. */
+TARGET_AVX512 static void replace_in_register(float *sorted, int64_t n, float out, float in)
+{
+    const __mmask16 all = (__mmask16)((1u << n) - 1);
+    const __m512 v = _mm512_maskz_loadu_ps(all, sorted);
+    const __mmask16 found = _mm512_mask_cmp_ps_mask(all, v, _mm512_set1_ps(out), _CMP_EQ_OQ);
+    const __mmask16 leaving = (__mmask16)(found & -found);
+    const __m512 rest = _mm512_maskz_compress_ps((__mmask16)(all & ~leaving), v);
+    const __mmask16 rest_all = (__mmask16)(all >> 1);
+    const int at = __builtin_popcount(
+        _mm512_mask_cmp_ps_mask(rest_all, rest, _mm512_set1_ps(in), _CMP_LT_OQ));
+    const __m512 spread = _mm512_maskz_expand_ps((__mmask16)(all & ~(1u << at)), rest);
+    _mm512_mask_storeu_ps(sorted, all,
+                          _mm512_mask_mov_ps(spread, (__mmask16)(1u << at), _mm512_set1_ps(in)));
+}
+
+void eplb_search_swap_sorted_avx512(float *sorted_a, float *sorted_b, int64_t n, float give,
+                                    float take)
+{
+    replace_in_register(sorted_a, n, give, take);
+    replace_in_register(sorted_b, n, take, give);
+}
+
 TARGET_AVX512 int64_t eplb_search_heaviest_avx512(const search_state *st)
 {
     const int64_t gd = st->gpus;
@@ -151,14 +177,20 @@ TARGET_AVX512 int64_t eplb_search_heaviest_avx512(const search_state *st)
         most = _mm512_mask_max_ps(most, m, most, _mm512_maskz_loadu_ps(m, st->load + b));
     }
     /* The loads are never NaN: the first equal to the largest is the one
-     * the plain loop keeps. */
+     * the plain loop keeps. The GPUs equal to it are gathered four masks
+     * at a time, with no branch on where it lies. */
     const __m512 largest = _mm512_set1_ps(_mm512_reduce_max_ps(most));
-    for (int64_t b = 0; b < gd; b += 16) {
-        const __mmask16 m = gd - b >= 16 ? (__mmask16)0xffff : (__mmask16)((1u << (gd - b)) - 1);
-        const __mmask16 hit = _mm512_mask_cmp_ps_mask(m, _mm512_maskz_loadu_ps(m, st->load + b),
-                                                      largest, _CMP_EQ_OQ);
-        if (hit)
-            return b + __builtin_ctz(hit);
+    for (int64_t base = 0; base < gd; base += 64) {
+        uint64_t hits = 0;
+        for (int64_t b = base; b < gd && b < base + 64; b += 16) {
+            const __mmask16 m =
+                gd - b >= 16 ? (__mmask16)0xffff : (__mmask16)((1u << (gd - b)) - 1);
+            hits |= (uint64_t)_mm512_mask_cmp_ps_mask(m, _mm512_maskz_loadu_ps(m, st->load + b),
+                                                      largest, _CMP_EQ_OQ)
+                    << (b - base);
+        }
+        if (hits)
+            return base + __builtin_ctzll(hits);
     }
     return 0;
 }
@@ -257,8 +289,6 @@ TARGET_AVX512 int eplb_search_single_avx512(const search_state *st, int64_t A, c
                 __m512i hi, lo;
                 if (pass == 0) {
                     m &= near;
-                    if (!m)
-                        continue;
                     const __m512 new_a = _mm512_add_ps(a_without, ub);
                     const __mmask16 done = _mm512_cmp_ps_mask(new_a, target, _CMP_LE_OQ);
                     const __m512 value = _mm512_add_ps(

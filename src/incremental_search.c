@@ -384,8 +384,16 @@ static void replace_sorted(float *sorted, int64_t n, float out, float in)
 
 /* A trade of the slot loads give (A's) and take (B's) in A's and B's
  * sorted lists, so that their GPU loads need no sort. */
-static void swap_sorted(float *sorted_a, float *sorted_b, int64_t n, float give, float take)
+static void swap_sorted(float *sorted_a, float *sorted_b, int64_t n, float give, float take,
+                        int vector)
 {
+#if SEARCH_AVX512
+    if (vector && n <= 16) {
+        eplb_search_swap_sorted_avx512(sorted_a, sorted_b, n, give, take);
+        return;
+    }
+#endif
+    (void)vector;
     replace_sorted(sorted_a, n, give, take);
     replace_sorted(sorted_b, n, take, give);
 }
@@ -426,14 +434,14 @@ static int search_steps(search_state *st, int64_t *moved, int64_t limit)
             B = pick[1] / spg;
             sorted_b = s->gpu_sorted + B * spg;
             clear_excess(st, A);
-            swap_sorted(sorted_a, sorted_b, spg, st->u[pick[0]], st->u[pick[1]]);
+            swap_sorted(sorted_a, sorted_b, spg, st->u[pick[0]], st->u[pick[1]], st->vector);
             trade(st, pick[0], pick[1]);
         } else if (pair_double(st, A, row, pick, &cost)) {
             B = pick[2] / spg;
             sorted_b = s->gpu_sorted + B * spg;
             clear_excess(st, A);
-            swap_sorted(sorted_a, sorted_b, spg, st->u[pick[0]], st->u[pick[2]]);
-            swap_sorted(sorted_a, sorted_b, spg, st->u[pick[1]], st->u[pick[3]]);
+            swap_sorted(sorted_a, sorted_b, spg, st->u[pick[0]], st->u[pick[2]], st->vector);
+            swap_sorted(sorted_a, sorted_b, spg, st->u[pick[1]], st->u[pick[3]], st->vector);
             trade(st, pick[0], pick[2]);
             trade(st, pick[1], pick[3]);
         } else {

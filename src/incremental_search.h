@@ -190,6 +190,11 @@ int eplb_search_double_avx512(const search_state *st, int64_t A, const int32_t *
 
 /* The domain's GPU of largest load, ties to the lowest. */
 int64_t eplb_search_heaviest_avx512(const search_state *st);
+
+/* The slot loads give (of A) and take (of B) trade places in A's and B's
+ * lists of n <= 16 slot loads in ascending order, which stay so. */
+void eplb_search_swap_sorted_avx512(float *sorted_a, float *sorted_b, int64_t n, float give,
+                                    float take);
 #endif
 
 #endif /* EPLB_INCREMENTAL_SEARCH_H */
