@@ -488,9 +488,12 @@ int eplb_domain_search(const int64_t *prev, int64_t *x, float *u, int64_t d, flo
         return 1;
     if (st.vector) {
         list_slots(st.cur, dn, s->cur_head, s->cur_next);
-        list_slots(st.base, dn, s->base_head, s->base_next);
         st.excess = s->excess_table;
         st.away = st.excess ? st.excess : s->away_excess;
+        /* The previous plan's lists fill rows of away_excess, which the
+         * table of excess makes copies of. */
+        if (!st.excess)
+            list_slots(st.base, dn, s->base_head, s->base_next);
         for (int64_t q = 0; st.excess && q < dn; q++) {
             st.excess[st.cur[q] * st.gpus + s->gpu_of[q]]++;
             st.excess[st.base[q] * st.gpus + s->gpu_of[q]]--;
@@ -509,9 +512,10 @@ int eplb_domain_search(const int64_t *prev, int64_t *x, float *u, int64_t d, flo
     }
     const int met = search_steps(&st, &moved, limit);
     *moves = moved;
-    if (st.vector)
-        for (int64_t q = 0; q < dn; q++)
-            s->cur_head[st.cur[q]] = s->base_head[st.base[q]] = -1;
+    for (int64_t q = 0; st.vector && q < dn; q++)
+        s->cur_head[st.cur[q]] = -1;
+    for (int64_t q = 0; st.vector && !st.excess && q < dn; q++)
+        s->base_head[st.base[q]] = -1;
     for (int64_t q = 0; st.excess && q < dn; q++)
         st.excess[st.cur[q] * st.gpus + s->gpu_of[q]] =
             st.excess[st.base[q] * st.gpus + s->gpu_of[q]] = 0;
