@@ -397,17 +397,23 @@ static eplb_status check_host_weights(eplb_context *ctx, const float *weight, co
 }
 
 /* Where a plan's outputs are read from once it has run: the backend's own
- * buffers (host-memory backends) or the host staging area. */
+ * buffers (host-memory backends) or the host staging area. Through the
+ * staging area logcnt does not come down from the device: count_on_host says
+ * that logcnt is scratch, to be filled by counting each expert's slots in
+ * phy2log, which costs less than the copy. */
 typedef struct host_plan_outputs {
-    const int64_t *phy2log, *logcnt;
+    const int64_t *phy2log;
+    int64_t *logcnt;
     const int32_t *slot_rank;
+    int count_on_host;
 } host_plan_outputs;
 
 static size_t staging_bytes(size_t bytes) { return (bytes + 63) & ~(size_t)63; }
 
 /* Plans on a device backend through the host staging area: the weights go
- * up, the plan runs, and phy2log, logcnt and (when log2phy is wanted) the slot
- * ranks come down into the staging area. With asynchronous copies the weights
+ * up, the plan runs, and phy2log and (when log2phy is wanted) the slot ranks
+ * come down into the staging area; logcnt is counted on the host
+ * (host_plan_outputs). With asynchronous copies the weights
  * are first copied into the staging area, every copy and the plan are
  * enqueued without waiting, and the call waits once, at the end. */
 static eplb_status plan_through_staging(eplb_context *ctx, eplb_plan_job *job, const float *weight,
@@ -430,6 +436,7 @@ static eplb_status plan_through_staging(eplb_context *ctx, eplb_plan_job *job, c
     out->phy2log = phy2log;
     out->logcnt = logcnt;
     out->slot_rank = slot_rank;
+    out->count_on_host = 1;
     /* The host path runs on the backend's own stream: a stream that an
      * earlier eplb_rebalance_device call passed may no longer exist. */
     if (f->set_stream && (st = f->set_stream(be, NULL)) != EPLB_OK)
@@ -440,7 +447,6 @@ static eplb_status plan_through_staging(eplb_context *ctx, eplb_plan_job *job, c
         if ((st = run_stages(ctx, job, 0)) != EPLB_OK)
             return st;
         if ((st = f->download(be, phy2log, job->phy2log, L * R * sizeof(int64_t))) ||
-            (st = f->download(be, logcnt, job->logcnt, L * E * sizeof(int64_t))) ||
             (with_ranks && (st = f->download(be, slot_rank, job->slot_rank, L * R * sizeof(int32_t)))))
             return eplb_context_backend_fail(ctx, st);
         return EPLB_OK;
@@ -451,7 +457,6 @@ static eplb_status plan_through_staging(eplb_context *ctx, eplb_plan_job *job, c
         st = eplb_context_backend_fail(ctx, st);
     } else if ((st = run_stages(ctx, job, 0)) == EPLB_OK) {
         if ((st = f->download_async(be, phy2log, job->phy2log, L * R * sizeof(int64_t))) ||
-            (st = f->download_async(be, logcnt, job->logcnt, L * E * sizeof(int64_t))) ||
             (with_ranks &&
              (st = f->download_async(be, slot_rank, job->slot_rank, L * R * sizeof(int32_t)))))
             st = eplb_context_backend_fail(ctx, st);
@@ -465,29 +470,98 @@ static eplb_status plan_through_staging(eplb_context *ctx, eplb_plan_job *job, c
     return st;
 }
 
-/* Writes the caller's arrays from a plan that has run: phy2log, logcnt and,
- * when asked, log2phy built from the slot ranks. A layer per step (each
- * layer's rows are its own), on the OpenMP threads when there is enough to
- * write and the process is not a forked child (common/threads_usable.h). */
-static void write_host_outputs(const eplb_plan_job *job, const host_plan_outputs *plan,
-                               int64_t *phy2log, int64_t *logcnt, int64_t *log2phy, size_t X)
+/* The largest replica count of layer l, after counting its replicas into
+ * plan->logcnt where they did not come down; -1 when a slot names an expert
+ * outside the layer (a backend's bug: nothing is written through it). */
+static int64_t layer_replicas_most(host_plan_outputs *plan, size_t l, size_t E, size_t R)
 {
-    const size_t L = (size_t)job->layers, E = (size_t)job->experts, R = (size_t)job->replicas;
-    const size_t written = L * (R + E + (log2phy ? E * X : 0));
-#pragma omp parallel for schedule(static) if (written >= 65536 && eplb_threads_usable())
-    for (size_t l = 0; l < L; l++) {
-        memcpy(phy2log + l * R, plan->phy2log + l * R, R * sizeof(int64_t));
-        memcpy(logcnt + l * E, plan->logcnt + l * E, E * sizeof(int64_t));
-        if (!log2phy)
-            continue;
-        for (size_t k = l * E * X; k < (l + 1) * E * X; k++)
-            log2phy[k] = -1;
+    int64_t *count = plan->logcnt + l * E;
+    if (plan->count_on_host) {
+        memset(count, 0, E * sizeof *count);
         for (size_t s = 0; s < R; s++) {
-            size_t e = (size_t)plan->phy2log[l * R + s];
-            size_t r = (size_t)plan->slot_rank[l * R + s];
-            log2phy[(l * E + e) * X + r] = (int64_t)s;
+            const uint64_t e = (uint64_t)plan->phy2log[l * R + s];
+            if (e >= E)
+                return -1;
+            count[e]++;
         }
     }
+    int64_t most = 0;
+    for (size_t e = 0; e < E; e++)
+        most = count[e] > most ? count[e] : most;
+    return most;
+}
+
+/* Writes layer l of the caller's arrays: phy2log, logcnt and, when asked,
+ * log2phy built from the slot ranks. */
+static void write_layer_outputs(const host_plan_outputs *plan, size_t l, size_t E, size_t R,
+                                int64_t *phy2log, int64_t *logcnt, int64_t *log2phy, size_t X)
+{
+    memcpy(phy2log + l * R, plan->phy2log + l * R, R * sizeof(int64_t));
+    memcpy(logcnt + l * E, plan->logcnt + l * E, E * sizeof(int64_t));
+    if (!log2phy)
+        return;
+    for (size_t k = l * E * X; k < (l + 1) * E * X; k++)
+        log2phy[k] = -1;
+    for (size_t s = 0; s < R; s++) {
+        size_t e = (size_t)plan->phy2log[l * R + s];
+        size_t r = (size_t)plan->slot_rank[l * R + s];
+        log2phy[(l * E + e) * X + r] = (int64_t)s;
+    }
+}
+
+/* Finishes a plan that has run: the replica counts and the width log2phy
+ * needs, then, when the caller's width suffices, the caller's arrays (left
+ * untouched otherwise). Both passes go a layer per step (each layer's rows are
+ * its own) in one parallel region, on the OpenMP threads when there is enough
+ * to write and the process is not a forked child (common/threads_usable.h):
+ * the first pass reads the outputs fresh from the device, which one thread
+ * alone reads slowly. */
+static eplb_status write_host_outputs(eplb_context *ctx, const eplb_plan_job *job,
+                                      host_plan_outputs *plan, int64_t *phy2log, int64_t *logcnt,
+                                      int64_t *log2phy, int64_t log2phy_width,
+                                      int64_t *width_needed)
+{
+    const size_t L = (size_t)job->layers, E = (size_t)job->experts, R = (size_t)job->replicas;
+    const size_t X = log2phy && log2phy_width > 0 ? (size_t)log2phy_width : 0;
+    const size_t written = L * (R + E + E * X);
+    int64_t needed = 0;
+    int named_no_expert = 0;
+#pragma omp parallel if (written >= 65536 && eplb_threads_usable())
+    {
+#pragma omp for schedule(static) reduction(max : needed)
+        for (size_t l = 0; l < L; l++) {
+            const int64_t most = layer_replicas_most(plan, l, E, R);
+            if (most < 0) {
+#pragma omp atomic write
+                named_no_expert = 1;
+            }
+            needed = most > needed ? most : needed;
+        }
+        /* After the loop's barrier every thread reads the same needed and
+         * named_no_expert, so all of them take the same branch. */
+        int failed;
+#pragma omp atomic read
+        failed = named_no_expert;
+        if (!failed && !(log2phy && log2phy_width < needed)) {
+#pragma omp for schedule(static)
+            for (size_t l = 0; l < L; l++)
+                write_layer_outputs(plan, l, E, R, phy2log, logcnt, log2phy, X);
+        }
+    }
+    if (named_no_expert)
+        return eplb_context_fail(ctx, EPLB_ERR_INTERNAL,
+                                 "the %s backend returned a phy2log entry outside 0..%zu",
+                                 ctx->backend_name, E - 1);
+    /* A too-small log2phy width is reported after planning, with the width
+     * needed (every width below 1 is too small). */
+    if (width_needed)
+        *width_needed = needed;
+    if (log2phy && log2phy_width < needed)
+        return eplb_context_fail(ctx, EPLB_ERR_LOG2PHY_TOO_SMALL,
+                                 "log2phy width %lld is below the %lld replicas of the most "
+                                 "replicated expert; pass a width of at least %lld",
+                                 (long long)log2phy_width, (long long)needed, (long long)needed);
+    return EPLB_OK;
 }
 
 eplb_status eplb_plan_host(eplb_context *ctx, const float *weight, const eplb_shape *shape,
@@ -495,12 +569,11 @@ eplb_status eplb_plan_host(eplb_context *ctx, const float *weight, const eplb_sh
                            int64_t *log2phy, int64_t log2phy_width, int64_t *width_needed)
 {
     eplb_plan_job job;
+    /* log2phy's width is checked after planning, by write_host_outputs. */
     eplb_status st =
         describe_plan(ctx, weight, shape, options, phy2log, logcnt, log2phy, 0, &job);
     if (st != EPLB_OK)
         return st;
-    /* A too-small log2phy width is reported after planning, with the width
-     * needed (every width below 1 is too small). */
     if ((st = check_host_weights(ctx, weight, shape)) != EPLB_OK)
         return st;
 
@@ -520,7 +593,7 @@ eplb_status eplb_plan_host(eplb_context *ctx, const float *weight, const eplb_sh
     job.log2phy = NULL;
     job.width = 0;
 
-    host_plan_outputs plan = {job.phy2log, job.logcnt, job.slot_rank};
+    host_plan_outputs plan = {job.phy2log, job.logcnt, job.slot_rank, 0};
     if (in_place) {
         if ((st = run_stages(ctx, &job, 0)) != EPLB_OK)
             return st;
@@ -528,18 +601,8 @@ eplb_status eplb_plan_host(eplb_context *ctx, const float *weight, const eplb_sh
         return st;
     }
 
-    int64_t needed = 0;
-    for (size_t i = 0; i < L * E; i++)
-        needed = plan.logcnt[i] > needed ? plan.logcnt[i] : needed;
-    if (width_needed)
-        *width_needed = needed;
-    if (log2phy && log2phy_width < needed)
-        return eplb_context_fail(ctx, EPLB_ERR_LOG2PHY_TOO_SMALL,
-                                 "log2phy width %lld is below the %lld replicas of the most "
-                                 "replicated expert; pass a width of at least %lld",
-                                 (long long)log2phy_width, (long long)needed, (long long)needed);
-    write_host_outputs(&job, &plan, phy2log, logcnt, log2phy, (size_t)log2phy_width);
-    return EPLB_OK;
+    return write_host_outputs(ctx, &job, &plan, phy2log, logcnt, log2phy, log2phy_width,
+                              width_needed);
 }
 
 eplb_status eplb_plan_device(eplb_context *ctx, const void *weight, const eplb_shape *shape,
