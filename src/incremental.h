@@ -90,6 +90,8 @@ typedef struct eplb_incremental_scratch {
     int32_t *order_end;    /* the place just past each place's bucket */
     uint32_t *order_tmp;   /* [4 * domain slots] the sort's keys and slots */
     int32_t *overlap;      /* [k], k = max(domains, domain GPUs): one row of overlaps, zero between uses */
+    /* [EPLB_DENSE_GROUPS_MAX][EPLB_DENSE_GROUPS_MAX] the overlaps of few groups */
+    int32_t *dense_overlaps;
     int32_t *group_count;  /* [E][EPLB_DENSE_GROUPS_MAX] each expert's slots per group, zero between uses; NULL when k or E is large */
     void *pairs;           /* [2 * k * k] pairs of the greedy matching, and their sorted copy */
     int32_t *next_slot;    /* [R] the next slot of the same expert */

@@ -78,6 +78,7 @@ static int allocate_arrays(eplb_incremental_scratch *s, const eplb_layer_geometr
         {&s->order_arrival, dn}, {&s->order_pos, dn}, {&s->order_end, dn},
         {&s->domain_of, R}, {&s->next_slot, R}, {&s->away_excess, spg * gd},
         {&s->away_row, spg}, {&s->overlap, k}, {&s->by_overlap, dn + 2},
+        {&s->dense_overlaps, EPLB_DENSE_GROUPS_MAX * EPLB_DENSE_GROUPS_MAX},
     };
     const float_arrays floats[] = {
         {&s->gpu_sorted, dn}, {&s->slot_gpu_load, dn}, {&s->order_u, dn}, {&s->order_load, dn},
@@ -368,10 +369,11 @@ static inline void add_overlaps(int32_t *restrict row, const int32_t *restrict i
  * group's slots are consecutive) each add min(run, c) to their group's
  * entry, so the work follows the slots and their replicas, not k * k * n.
  * ov: [k] zero on entry and on return. group_of: each slot's group (q /
- * n). */
+ * n). rows, unless NULL: the dense rows go there (EPLB_DENSE_GROUPS_MAX
+ * entries each) instead of into pairs, where few groups are dense. */
 static size_t overlap_pairs(const int64_t *src, const int64_t *old, int64_t k, int64_t n,
                             const int32_t *group_of, eplb_incremental_scratch *s, int32_t *ov,
-                            match_pair *pairs)
+                            match_pair *pairs, int32_t *rows)
 {
     int32_t *count = s->tally, *head = s->row_of, *next = s->next_slot, *held = s->group_count;
     const int dense = k <= EPLB_DENSE_GROUPS_MAX && held;
@@ -409,7 +411,11 @@ static size_t overlap_pairs(const int64_t *src, const int64_t *old, int64_t k, i
                 ov[h] += run < c ? run : c;
             }
         }
-        /* This row's pairs take their overlaps. */
+        /* This row's pairs take their overlaps, or the table of rows does. */
+        if (dense && rows) {
+            memcpy(rows + f * EPLB_DENSE_GROUPS_MAX, row, sizeof row);
+            continue;
+        }
         if (dense) {
             for (int64_t h = 0; h < k; h++) {
                 pairs[total] = (match_pair){row[h], (int32_t)f, (int32_t)h};
@@ -429,6 +435,22 @@ static size_t overlap_pairs(const int64_t *src, const int64_t *old, int64_t k, i
             head[old[q]] = -1;
     }
     return total;
+}
+
+/* The end of SPEC 13.4's greedy matching, once no free pair overlaps: the
+ * free sources in ascending order to the free destinations in ascending
+ * order. */
+static void match_the_rest(int64_t k, int64_t *match, int64_t *taken)
+{
+    int64_t h = 0;
+    for (int64_t f = 0; f < k; f++) {
+        if (match[f] >= 0)
+            continue;
+        while (taken[h] >= 0)
+            h++;
+        match[f] = h;
+        taken[h] = f;
+    }
 }
 
 /* The greedy matching of SPEC 13.4 on the nonzero overlaps (pairs in
@@ -500,15 +522,7 @@ static void greedy_match(const match_pair *pairs, size_t count, int64_t k, int64
             taken[h] = f;
         }
     }
-    int64_t h = 0;
-    for (int64_t f = 0; f < k; f++) {
-        if (match[f] >= 0)
-            continue;
-        while (taken[h] >= 0)
-            h++;
-        match[f] = h;
-        taken[h] = f;
-    }
+    match_the_rest(k, match, taken);
 }
 
 /* Step 3 of SPEC 13.4: a GPU's fresh experts (src, in fresh slot order) into
@@ -553,24 +567,81 @@ static int64_t fill_gpu(const int64_t *old, const int64_t *src, int64_t spg,
     return kept;
 }
 
+#if SEARCH_AVX512
+/* SPEC 13.4's greedy matching of k <= EPLB_DENSE_GROUPS_MAX groups from
+ * their overlaps ov[f][h] (rows of EPLB_DENSE_GROUPS_MAX, zero past k),
+ * match[f] = h. Each round takes the pair of free groups with the largest
+ * key, the overlap above the place in (f, h) order, so that larger
+ * overlaps, then lower f, then lower h come first: a row's maximum over
+ * the free columns in one operation. When no free pair overlaps, the free
+ * sources go in ascending order to the free destinations in ascending
+ * order. */
+TARGET_AVX512 static void match_dense_avx512(const int32_t *ov, int64_t k, int64_t *match,
+                                             int64_t *taken)
+{
+    const __m512i column = _mm512_setr_epi32(15, 14, 13, 12, 11, 10, 9, 8, 7, 6, 5, 4, 3, 2, 1, 0);
+    __m512i key[EPLB_DENSE_GROUPS_MAX];
+    for (int64_t f = 0; f < k; f++) {
+        const __m512i row = _mm512_loadu_si512(ov + f * EPLB_DENSE_GROUPS_MAX);
+        const __m512i place = _mm512_or_si512(_mm512_set1_epi32((int)(15 - f) << 4), column);
+        key[f] = _mm512_maskz_or_epi32(_mm512_cmpgt_epi32_mask(row, _mm512_setzero_si512()),
+                                       _mm512_slli_epi32(row, 8), place);
+    }
+    for (int64_t i = 0; i < k; i++)
+        match[i] = taken[i] = -1;
+    uint32_t free_rows = (1u << k) - 1;
+    __mmask16 free_columns = (__mmask16)free_rows;
+    for (;;) {
+        __m512i most = _mm512_setzero_si512();
+        for (int64_t f = 0; f < k; f++) {
+            const __mmask16 open = (__mmask16)(free_columns & -(free_rows >> f & 1u));
+            most = _mm512_mask_max_epu32(most, open, most, key[f]);
+        }
+        const uint32_t best = _mm512_reduce_max_epu32(most);
+        if (!best)
+            break;
+        const int64_t f = 15 - (best >> 4 & 15), h = 15 - (best & 15);
+        match[f] = h;
+        taken[h] = f;
+        free_rows &= ~(1u << f);
+        free_columns &= (__mmask16) ~(1u << h);
+    }
+    match_the_rest(k, match, taken);
+}
+#endif
+
+/* Steps 1 and 2 of SPEC 13.4 for k groups of n slots: src's groups
+ * matched to old's (match[f] = h). Few groups, with AVX-512, take the
+ * matching straight from the table of overlaps. taken: [k]. */
+static void match_groups(const int64_t *src, const int64_t *old, int64_t k, int64_t n,
+                         const int32_t *group_of, eplb_incremental_scratch *s, int64_t *match,
+                         int64_t *taken)
+{
+#if SEARCH_AVX512
+    if (s->vector && k <= EPLB_DENSE_GROUPS_MAX && s->group_count && n < (int64_t)1 << 23) {
+        overlap_pairs(src, old, k, n, group_of, s, s->overlap, s->pairs, s->dense_overlaps);
+        match_dense_avx512(s->dense_overlaps, k, match, taken);
+        return;
+    }
+#endif
+    const size_t count = overlap_pairs(src, old, k, n, group_of, s, s->overlap, s->pairs, NULL);
+    greedy_match(s->pairs, count, k, n, s, match, taken);
+}
+
 void eplb_relabel_layer(const int64_t *prev, const int64_t *fresh, const eplb_layer_geometry *g,
                         eplb_incremental_scratch *s, int64_t *rel, int64_t *moves)
 {
     const int64_t K = g->domains, gpn = g->domain_gpus, rn = g->domain_slots, spg = g->gpu_slots;
     const int64_t k = K > gpn ? K : gpn;
     int64_t *gpu_match = s->match, *taken = s->match + k, *node_match = s->match + 2 * k;
-    match_pair *pairs = s->pairs;
-    if (K > 1) {
-        const size_t count = overlap_pairs(fresh, prev, K, rn, s->domain_of, s, s->overlap, pairs);
-        greedy_match(pairs, count, K, rn, s, node_match, taken);
-    } else {
+    if (K > 1)
+        match_groups(fresh, prev, K, rn, s->domain_of, s, node_match, taken);
+    else
         node_match[0] = 0;
-    }
     for (int64_t a = 0; a < K; a++) {
         const int64_t b = node_match[a];
         const int64_t *src = fresh + a * rn, *old = prev + b * rn;
-        const size_t count = overlap_pairs(src, old, gpn, spg, s->gpu_of, s, s->overlap, pairs);
-        greedy_match(pairs, count, gpn, spg, s, gpu_match, taken);
+        match_groups(src, old, gpn, spg, s->gpu_of, s, gpu_match, taken);
         moves[b] = 0;
         for (int64_t f = 0; f < gpn; f++) {
             const int64_t h = gpu_match[f];
