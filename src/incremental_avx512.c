@@ -255,7 +255,7 @@ TARGET_AVX512 int eplb_search_single_avx512(const search_state *st, int64_t A, c
             const __m512 vbelow = _mm512_set1_ps(below);
             const uint32_t below_bucket = load_bucket(below);
             const __m512 ua = _mm512_set1_ps(ua_s), a_without = _mm512_set1_ps(load_a - ua_s);
-            const __m512i leave = _mm512_set1_epi32(8 - (s->tally[st->cur[sa]] > 0));
+            const __m512i leave = _mm512_set1_epi32(8 - (excess_on_a(st, st->cur[sa]) > 0));
             const __m512i place_a = _mm512_set1_epi32((int)(i * dn));
             const int32_t *away = st->away + (int64_t)row[i] * gd;
             __m512i away_row[AWAY_REGISTERS_MAX];

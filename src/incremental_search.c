@@ -54,7 +54,8 @@ static void refresh_gpu(const search_state *st, int64_t g)
 }
 
 /* What both tallies below start with: s->tally[e] = held[A][e] -
- * base[A][e] for A's experts, and row[i] = the row of st->away of the
+ * base[A][e] for A's experts where the search keeps no table of excess
+ * (the table's column of A has them), and row[i] = the row of st->away of the
  * expert e of A's slot i: e itself where the search keeps its table of
  * excess, else the row of away_excess of the first of A's slots holding e
  * (row_of[e]). from_lists: fill each new row of away_excess from e's lists
@@ -64,7 +65,7 @@ static void tally_heaviest(const search_state *st, int64_t A, int32_t *row, int 
 {
     eplb_incremental_scratch *s = st->s;
     const int64_t spg = st->spg, gd = st->gpus;
-    for (int64_t q = A * spg; q < (A + 1) * spg; q++) {
+    for (int64_t q = A * spg; q < (A + 1) * spg && !st->excess; q++) {
         s->tally[st->cur[q]]++;
         s->tally[st->base[q]]--;
     }
@@ -112,7 +113,7 @@ static void tally_excess(const search_state *st, int64_t A, int32_t *row)
                 s->away_excess[r * gd + b]--;
             /* A single trade's cost for the expert of q leaving its GPU and
              * arriving at A. */
-            const int32_t arrival = (s->tally[cur[q]] >= 0) - (s->own_excess[q] > 0);
+            const int32_t arrival = (excess_on_a(st, cur[q]) >= 0) - (s->own_excess[q] > 0);
             s->arrival_cost[q] = arrival;
             cheapest = arrival < cheapest ? arrival : cheapest;
         }
@@ -133,7 +134,7 @@ static void tally_lists(const search_state *st, int64_t A, int32_t *row)
     tally_heaviest(st, A, row, 1);
     for (int64_t q = A * spg; q < (A + 1) * spg; q++) {
         const int64_t e = base[q];
-        if (s->tally[e] < 0 && !s->tally2[e]) {
+        if (excess_on_a(st, e) < 0 && !s->tally2[e]) {
             s->tally2[e] = 1;
             for (int32_t r = s->cur_head[e]; r >= 0; r = s->cur_next[r]) {
                 s->arrival_cost[r]--;
@@ -165,7 +166,7 @@ static void clear_excess(const search_state *st, int64_t A)
     if (st->vector)
         clear_lists(st, A);
     eplb_incremental_scratch *s = st->s;
-    for (int64_t q = A * st->spg; q < (A + 1) * st->spg; q++) {
+    for (int64_t q = A * st->spg; q < (A + 1) * st->spg && !st->excess; q++) {
         s->tally[st->cur[q]] = s->tally[st->base[q]] = 0;
         s->row_of[st->cur[q]] = -1;
     }
@@ -216,7 +217,7 @@ static int best_single(const search_state *st, int64_t A, const int32_t *row, in
     for (int64_t i = 0; i < spg; i++) {
         const int64_t sa = A * spg + i;
         const float ua = u[sa], a_without = load[A] - ua;
-        const int leave_a = s->tally[st->cur[sa]] > 0;
+        const int leave_a = excess_on_a(st, st->cur[sa]) > 0;
         const int32_t *away = st->away + (int64_t)row[i] * gd;
         /* Slots in ascending order: GPU by GPU, skipping A. */
         for (int64_t B = 0; B < gd; B++) {
@@ -422,6 +423,8 @@ static int search_steps(search_state *st, int64_t *moved, int64_t limit)
             return 1;
         if (*moved > limit)
             return 0;
+        st->a_excess = st->excess ? st->excess + A : s->tally;
+        st->a_stride = st->excess ? st->gpus : 1;
         if (st->vector)
             tally_lists(st, A, row);
         else
@@ -478,7 +481,7 @@ int eplb_domain_search(const int64_t *prev, int64_t *x, float *u, int64_t d, flo
 {
     const int64_t dn = g->domain_slots, spg = g->gpu_slots, first = d * dn;
     search_state st = {prev + first, x + first, u + first, s->gpu_load, spg, g->domain_gpus, dn,
-                       s->vector, 0, NULL, s->away_excess, target, s};
+                       s->vector, 0, NULL, s->away_excess, target, s, s->tally, 1};
     /* Each GPU's slot loads stay sorted in gpu_sorted through the trades. */
     eplb_gpu_loads(st.u, st.gpus, spg, s->gpu_sorted, st.load, s);
     int64_t moved = start_moves;

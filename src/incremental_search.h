@@ -100,7 +100,18 @@ typedef struct search_state {
                           * (by expert) when kept, else the scratch's away_excess */
     float target;
     eplb_incremental_scratch *s;
+    /* held - base on the step's heaviest GPU A, by expert: A's column of
+     * the table of excess (stride: the domain's GPUs) where the search
+     * keeps one, else the scratch's tally of A's slots (stride 1). */
+    const int32_t *a_excess;
+    int64_t a_stride;
 } search_state;
+
+/* held[A][e] - base[A][e] for the step's heaviest GPU A. */
+static inline int32_t excess_on_a(const search_state *st, int64_t e)
+{
+    return st->a_excess[e * st->a_stride];
+}
 
 static inline int eplb_search_max0(int v) { return v > 0 ? v : 0; }
 
@@ -126,10 +137,10 @@ static inline int eplb_search_double_cost(const search_state *st, int64_t A, int
     for (int i = 0; i < 2; i++) {
         const int64_t a = st->cur[qa[i]], b = st->cur[qb[i]];
         const int32_t away = st->away[(int64_t)row[qa[i] - A * st->spg] * st->gpus + B];
-        entry[n++] = (excess_change){A, a, -1, s->tally[a]};
+        entry[n++] = (excess_change){A, a, -1, excess_on_a(st, a)};
         entry[n++] = (excess_change){B, a, +1, away};
         entry[n++] = (excess_change){B, b, -1, s->own_excess[qb[i]]};
-        entry[n++] = (excess_change){A, b, +1, s->tally[b]};
+        entry[n++] = (excess_change){A, b, +1, excess_on_a(st, b)};
     }
     int cost = 0;
     for (int i = 0; i < n; i++) {
