@@ -79,7 +79,9 @@ static void plan_layer(const float *w, const int64_t *prev, const int64_t *fresh
         const int64_t first = d * dn;
         int64_t *moves = options + OPTION_STRIDE * d;
         moves[OPTION_FRESH] = s->fresh_moves[d];
-        moves[OPTION_CHANGED] = domain_changed(prev + first, rel + first, dn, s->tally);
+        /* A domain of the whole layer holds every expert in both. */
+        moves[OPTION_CHANGED] =
+            g->domains > 1 && domain_changed(prev + first, rel + first, dn, s->tally);
         /* A search depends only on the domain's slots and their loads: an
          * anchored start equal to the previous plan there (with the same
          * loads) would repeat the kept search, whose result it takes. */
