@@ -15,7 +15,7 @@
  * log2phy width. */
 static int plan_layer(const eplb_plan_job *job, int64_t l, eplb_cpu_scratch *group_scratch,
                       eplb_cpu_scratch *slot_scratch, refine_scratch *refine, float *value,
-                      int32_t *heap)
+                      int32_t *heap, int isa)
 {
     int too_wide = 0;
     eplb_cpu_group_loads_layer(job, l);
@@ -24,7 +24,7 @@ static int plan_layer(const eplb_plan_job *job, int64_t l, eplb_cpu_scratch *gro
     eplb_cpu_node_layout_layer(job, l);
     for (int64_t node = 0; node < job->nodes; node++) {
         const int64_t x = l * job->nodes + node;
-        too_wide |= eplb_cpu_replicate_row(job, x, value, heap);
+        too_wide |= eplb_cpu_replicate_row(job, x, value, heap, isa);
         eplb_cpu_slot_loads_row(job, x);
         if (job->slot_pack.per_pack > 1)
             eplb_cpu_pack_row(&job->slot_pack, x, slot_scratch);
@@ -84,7 +84,7 @@ eplb_status eplb_cpu_plan_fused(eplb_backend *backend, const eplb_plan_job *job)
             if (!ok)
                 continue;
             too_wide |= plan_layer(job, l, &group_scratch, &slot_scratch,
-                                   refining ? &refine : NULL, value, heap);
+                                   refining ? &refine : NULL, value, heap, settings->isa);
             if (assemble_at_once)
                 eplb_cpu_assemble_layer(job, l);
         }

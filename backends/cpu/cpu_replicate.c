@@ -113,13 +113,110 @@ static void replicate_scan(const float *w, int32_t n, int32_t p, int32_t *phy2ml
 }
 #endif
 
+#if EPLB_CPU_X86_DISPATCH
+#include <immintrin.h>
+#include <string.h>
+
+/* The most extra slots that replicate_list handles: its list of candidates
+ * is at most eight registers of eight keys. */
+#define EPLB_CPU_REPLICATE_LIST_MAX 64
+
+/* An item's place in the choice order: the bits of its weight per replica
+ * (-0 as +0) complemented, so that a larger value makes a smaller key,
+ * then its index, then its replica count, which never decides (an item is
+ * in the list once). Values are >= -0. */
+static inline uint64_t replica_key(float value, int32_t item, int32_t count)
+{
+    uint32_t bits;
+    memcpy(&bits, &value, sizeof bits);
+    bits = bits == 0x80000000u ? 0u : bits; /* an integer compare: the steps wait for it */
+    return (uint64_t)(~bits & 0x7FFFFFFFu) << 32 | (uint32_t)item << 16 | (uint32_t)count;
+}
+
+/* The same choices as the heap, from a sorted list of the 8V smallest keys
+ * (8V >= p - n) in V registers. An item outside the list is preceded by at
+ * least p - n first replicas of listed items, so it is never chosen. Each
+ * step takes the list's head and puts the item back with its next key: the
+ * keys past the head move down one place until the new key's place, which
+ * two compares per register give without a search. The step's chain of
+ * dependent operations is about half as long as the block scan's. */
+EPLB_CPU_TARGET_AVX512VL static inline __attribute__((always_inline)) void
+replicate_list_body(const float *w, int32_t n, int32_t p, int32_t *phy2mlog, int32_t *phyrank,
+                    int32_t *cnt, const int32_t V)
+{
+    const __m512i none = _mm512_set1_epi64(-1), zero = _mm512_setzero_si512();
+    __m512i list[EPLB_CPU_REPLICATE_LIST_MAX / 8], moved[EPLB_CPU_REPLICATE_LIST_MAX / 8];
+    for (int32_t v = 0; v < V; v++)
+        list[v] = none;
+    /* Every item's first key, eight at a time; those below the list's last
+     * key at the start of their eight go in (one that no longer is below
+     * it by then leaves the list as it was). Inserting key x: every key
+     * from x's place on moves up one place, the last one dropping out. */
+    const __m256i lane = _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7);
+    for (int32_t i = 0; i < n; i += 8) {
+        const __mmask8 valid = n - i >= 8 ? (__mmask8)0xFF : (__mmask8)((1u << (n - i)) - 1);
+        const __m256 wi = _mm256_maskz_loadu_ps(valid, w + i);
+        const __m256i bits = _mm256_maskz_mov_epi32(
+            _mm256_cmp_ps_mask(wi, _mm256_setzero_ps(), _CMP_NEQ_UQ), _mm256_castps_si256(wi));
+        const __m256i high = _mm256_andnot_si256(bits, _mm256_set1_epi32(0x7FFFFFFF));
+        const __m256i low = _mm256_or_si256(_mm256_slli_epi32(_mm256_add_epi32(lane, _mm256_set1_epi32(i)), 16),
+                                            _mm256_set1_epi32(1));
+        const __m512i keys = _mm512_or_si512(_mm512_slli_epi64(_mm512_cvtepu32_epi64(high), 32),
+                                             _mm512_cvtepu32_epi64(low));
+        const uint64_t last = (uint64_t)_mm_extract_epi64(_mm512_extracti32x4_epi32(list[V - 1], 3), 1);
+        __mmask8 in = _mm512_mask_cmplt_epu64_mask(valid, keys, _mm512_set1_epi64((long long)last));
+        if (!in)
+            continue;
+        uint64_t key[8];
+        _mm512_storeu_si512(key, keys);
+        while (in) {
+            const __m512i x = _mm512_set1_epi64((long long)key[__builtin_ctz(in)]);
+            in &= (__mmask8)(in - 1);
+            for (int32_t v = 0; v < V; v++)
+                moved[v] = _mm512_alignr_epi64(list[v], v ? list[v - 1] : zero, 7);
+            for (int32_t v = 0; v < V; v++)
+                list[v] = _mm512_min_epu64(list[v], _mm512_max_epu64(moved[v], x));
+        }
+    }
+    /* Each extra slot: the head's item, then its next key back in its place
+     * (the keys after the head move down one place up to it). */
+    for (int32_t s = n; s < p; s++) {
+        const uint64_t head = (uint64_t)_mm_cvtsi128_si64(_mm512_castsi512_si128(list[0]));
+        const int32_t i = (int32_t)((uint32_t)head >> 16), count = (int32_t)(head & 0xFFFF);
+        phy2mlog[s] = i;
+        phyrank[s] = count;
+        cnt[i] = count + 1;
+        const __m512i x = _mm512_set1_epi64((long long)replica_key(w[i] / (float)(count + 1), i, count + 1));
+        for (int32_t v = 0; v < V; v++)
+            moved[v] = _mm512_alignr_epi64(v + 1 < V ? list[v + 1] : none, list[v], 1);
+        for (int32_t v = 0; v < V; v++)
+            list[v] = _mm512_min_epu64(moved[v], _mm512_max_epu64(list[v], x));
+    }
+}
+
+EPLB_CPU_TARGET_AVX512VL static void replicate_list(const float *w, int32_t n, int32_t p,
+                                                  int32_t *phy2mlog, int32_t *phyrank, int32_t *cnt)
+{
+    switch ((p - n + 7) / 8) {
+    case 1: replicate_list_body(w, n, p, phy2mlog, phyrank, cnt, 1); break;
+    case 2: replicate_list_body(w, n, p, phy2mlog, phyrank, cnt, 2); break;
+    case 3: replicate_list_body(w, n, p, phy2mlog, phyrank, cnt, 3); break;
+    case 4: replicate_list_body(w, n, p, phy2mlog, phyrank, cnt, 4); break;
+    case 5: replicate_list_body(w, n, p, phy2mlog, phyrank, cnt, 5); break;
+    case 6: replicate_list_body(w, n, p, phy2mlog, phyrank, cnt, 6); break;
+    case 7: replicate_list_body(w, n, p, phy2mlog, phyrank, cnt, 7); break;
+    default: replicate_list_body(w, n, p, phy2mlog, phyrank, cnt, 8); break;
+    }
+}
+#endif
+
 size_t eplb_cpu_replicate_words(int32_t n)
 {
     return (size_t)n + 64 + 64;
 }
 
 static void replicate_row(const float *w, int32_t n, int32_t p, int32_t *phy2mlog,
-                          int32_t *phyrank, int32_t *cnt, float *value, int32_t *heap)
+                          int32_t *phyrank, int32_t *cnt, float *value, int32_t *heap, int isa)
 {
     for (int32_t i = 0; i < n; i++) {
         phy2mlog[i] = i;
@@ -128,6 +225,14 @@ static void replicate_row(const float *w, int32_t n, int32_t p, int32_t *phy2mlo
     }
     if (p == n)
         return;
+#if EPLB_CPU_X86_DISPATCH
+    if (p - n <= EPLB_CPU_REPLICATE_LIST_MAX && n < 65536 && isa >= EPLB_CPU_ISA_AVX512) {
+        replicate_list(w, n, p, phy2mlog, phyrank, cnt);
+        return;
+    }
+#else
+    (void)isa;
+#endif
 #if EPLB_CPU_SSE2
     if (n <= EPLB_CPU_REPLICATE_SCAN_MAX) {
         replicate_scan(w, n, p, phy2mlog, phyrank, cnt, value,
@@ -138,12 +243,13 @@ static void replicate_row(const float *w, int32_t n, int32_t p, int32_t *phy2mlo
     replicate_heap(w, n, p, phy2mlog, phyrank, cnt, value, heap);
 }
 
-int eplb_cpu_replicate_row(const eplb_plan_job *job, int64_t x, float *value, int32_t *heap)
+int eplb_cpu_replicate_row(const eplb_plan_job *job, int64_t x, float *value, int32_t *heap,
+                           int isa)
 {
     const int32_t n = (int32_t)job->node_experts, p = (int32_t)job->node_slots;
     int32_t *cnt = (int32_t *)job->mlogcnt + x * n;
     replicate_row((const float *)job->node_weight + x * n, n, p, (int32_t *)job->phy2mlog + x * p,
-                  (int32_t *)job->phyrank + x * p, cnt, value, heap);
+                  (int32_t *)job->phyrank + x * p, cnt, value, heap, isa);
     int too_wide = 0;
     if (job->log2phy)
         for (int32_t i = 0; i < n; i++)
@@ -155,6 +261,7 @@ eplb_status eplb_cpu_replicate(eplb_backend *backend, const eplb_plan_job *job)
 {
     const int64_t rows = job->layers * job->nodes;
     const int32_t n = (int32_t)job->node_experts, p = (int32_t)job->node_slots;
+    const int isa = eplb_cpu_settings_of(backend)->isa;
     int failed = 0, too_wide = 0;
 #pragma omp parallel if (EPLB_CPU_WORTH_THREADS(rows * p * 8)) /* a heap step a slot */
     {
@@ -167,7 +274,7 @@ eplb_status eplb_cpu_replicate(eplb_backend *backend, const eplb_plan_job *job)
 #pragma omp for schedule(static) reduction(| : too_wide)
         for (int64_t x = 0; x < rows; x++)
             if (value && heap)
-                too_wide |= eplb_cpu_replicate_row(job, x, value, heap);
+                too_wide |= eplb_cpu_replicate_row(job, x, value, heap, isa);
         free(value);
         free(heap);
     }

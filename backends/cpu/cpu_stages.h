@@ -77,8 +77,10 @@ eplb_status eplb_cpu_distinct(eplb_backend *backend, const eplb_plan_job *job);
 void eplb_cpu_group_loads_layer(const eplb_plan_job *job, int64_t l);
 void eplb_cpu_node_layout_layer(const eplb_plan_job *job, int64_t l);
 /* Replicates row x with value[eplb_cpu_replicate_words(M)] and heap[M] as
- * scratch; returns 1 if a count exceeds the log2phy width (log2phy set). */
-int eplb_cpu_replicate_row(const eplb_plan_job *job, int64_t x, float *value, int32_t *heap);
+ * scratch, with vector code up to level isa; returns 1 if a count exceeds
+ * the log2phy width (log2phy set). */
+int eplb_cpu_replicate_row(const eplb_plan_job *job, int64_t x, float *value, int32_t *heap,
+                           int isa);
 size_t eplb_cpu_replicate_words(int32_t n);
 void eplb_cpu_slot_loads_row(const eplb_plan_job *job, int64_t x);
 void eplb_cpu_assemble_layer(const eplb_plan_job *job, int64_t l);
