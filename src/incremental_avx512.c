@@ -31,6 +31,30 @@ static void bucket_order(const uint32_t *key, int64_t n, uint32_t first, uint32_
         idx[start[key[q] - first]++] = (int32_t)q;
 }
 
+/* The most slots that rank_order sorts. */
+#define RANK_SLOTS_MAX 128
+
+/* The same for few slots: each slot's place is the number of slots before
+ * it in (bucket, slot) order, counted 16 at a time, with no table of the
+ * span (key: [n], n <= RANK_SLOTS_MAX). */
+TARGET_AVX512 static void rank_order(const uint32_t *key, int64_t n, int32_t *idx)
+{
+    uint32_t both[RANK_SLOTS_MAX];
+    for (int64_t q = 0; q < n; q++)
+        both[q] = key[q] << 16 | (uint32_t)q; /* buckets fit 16 bits, slots too */
+    for (int64_t q = 0; q < n; q++) {
+        const __m512i mine = _mm512_set1_epi32((int)both[q]);
+        int32_t place = 0;
+        for (int64_t k = 0; k < n; k += 16) {
+            const __mmask16 m =
+                n - k >= 16 ? (__mmask16)0xffff : (__mmask16)((1u << (n - k)) - 1);
+            place += __builtin_popcount(
+                _mm512_mask_cmplt_epu32_mask(m, _mm512_maskz_loadu_epi32(m, both + k), mine));
+        }
+        idx[place] = (int32_t)q;
+    }
+}
+
 /* The same for any span, least significant byte first, a stable counting
  * sort per byte; returns the sorted slots (idx or idx2). */
 static int32_t *byte_order(uint32_t *key, uint32_t *key2, int64_t n, int32_t *idx, int32_t *idx2)
@@ -95,7 +119,9 @@ TARGET_AVX512 void eplb_search_order_slots(search_state *st)
         most = _mm512_mask_max_epu32(most, m, most, k);
     }
     const uint32_t first = _mm512_reduce_min_epu32(least), last = _mm512_reduce_max_epu32(most);
-    if (last - first < BUCKET_SPAN_MAX)
+    if (n <= RANK_SLOTS_MAX)
+        rank_order(key, n, idx);
+    else if (last - first < BUCKET_SPAN_MAX)
         bucket_order(key, n, first, last, idx);
     else
         idx = byte_order(key, key2, n, idx, idx2);
