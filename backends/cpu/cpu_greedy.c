@@ -6,6 +6,7 @@
  *   m > EPLB_CPU_LOCKSTEP_MAX           tournament tree, one candidate at a time
  *   m <= 16, AVX2, finite row sums      vertical: a vector lane per candidate
  *   m <= 128, AVX-512, finite row sums  keyed across lanes: eight candidates a step
+ *                                       (two rows' steps side by side where a layer is one row)
  *   m > 128, AVX-512, finite row sums   keyed: one unsigned 64-bit minimum a step
  *   otherwise                           lockstep scans (SSE2, or portable C)
  * Finite row sums: no open pack's load can reach +inf, which the vertical
@@ -71,7 +72,6 @@ static void greedy_one(const eplb_pack_job *job, int64_t row, const int32_t *ord
     }
 }
 
-
 /* ---- lockstep greedy: the candidates of a row side by side ------------------
  * One packing's greedy is a chain of dependent steps (each minimum needs the
  * previous step's load), so it is latency-bound. Candidates are independent:
@@ -121,12 +121,6 @@ static inline float lane_place(greedy_lane *g, const float *w, int32_t item, int
     return masked;
 }
 
-/* The pack that the scan picks when every open pack's load is +inf. */
-static int32_t lane_first_open(const greedy_lane *g, int32_t m, int32_t k)
-{
-    return first_open_pack(g->count, m, k);
-}
-
 #if EPLB_CPU_SSE2
 #include <emmintrin.h>
 
@@ -145,7 +139,6 @@ static inline __m128 vector_min(const float *values, int32_t count)
         vmin = _mm_min_ps(vmin, _mm_loadu_ps(values + i));
     return vector_min_of(vmin);
 }
-
 
 /* Bit i set where values[i] == target, values[0 .. 4*chunks), chunks <= 16. */
 static inline uint64_t equal_bits(const float *values, int32_t chunks, __m128 target)
@@ -166,7 +159,7 @@ static inline void lane_step_flat(greedy_lane *g, const float *w, int32_t t, int
     if (__builtin_expect(_mm_cvtss_f32(vmin) < (float)INFINITY, 1))
         p = __builtin_ctzll(equal_bits(g->masked, chunks, vmin));
     else
-        p = lane_first_open(g, m, k);
+        p = first_open_pack(g->count, m, k);
     lane_place(g, w, g->order[t], p, k);
 }
 
@@ -191,7 +184,7 @@ static inline void lane_step_blocked(greedy_lane *g, const float *w, int32_t t, 
         const __m128 new_high = _mm_or_ps(_mm_and_ps(here_high, masked), _mm_andnot_ps(here_high, high));
         g->block_min[b] = _mm_cvtss_f32(vector_min_of(_mm_min_ps(new_low, new_high)));
     } else {
-        const int32_t p = lane_first_open(g, m, k);
+        const int32_t p = first_open_pack(g->count, m, k);
         lane_place(g, w, g->order[t], p, k);
         g->block_min[p >> 3] = _mm_cvtss_f32(vector_min(g->masked + (p & ~7), 8));
     }
@@ -211,7 +204,7 @@ static inline void lane_step_flat(greedy_lane *g, const float *w, int32_t t, int
 {
     int32_t p = first_minimum(g->masked, 4 * chunks);
     if (!(g->masked[p] < (float)INFINITY))
-        p = lane_first_open(g, m, k);
+        p = first_open_pack(g->count, m, k);
     lane_place(g, w, g->order[t], p, k);
 }
 
@@ -221,7 +214,7 @@ static inline void lane_step_blocked(greedy_lane *g, const float *w, int32_t t, 
     const int32_t b = first_minimum(g->block_min, 4 * block_chunks);
     int32_t p = 8 * b + first_minimum(g->masked + 8 * b, 8);
     if (!(g->masked[p] < (float)INFINITY))
-        p = lane_first_open(g, m, k);
+        p = first_open_pack(g->count, m, k);
     lane_place(g, w, g->order[t], p, k);
     const float *q = g->masked + (p & ~7);
     float low = q[0];
@@ -230,7 +223,6 @@ static inline void lane_step_blocked(greedy_lane *g, const float *w, int32_t t, 
     g->block_min[p >> 3] = low;
 }
 #endif
-
 
 #if EPLB_CPU_X86_DISPATCH
 #include <immintrin.h>
@@ -410,83 +402,168 @@ EPLB_CPU_TARGET_AVX2 static void step_table(const int32_t *const *order, int32_t
 #define EPLB_CPU_ACROSS_MAX 128
 
 /* Smallest value of each of eight vectors: lane j of the result is the
- * minimum of u[j]. Lanes are paired as (0, 2), (4, 6), (1, 3), (5, 7) so
- * that the last step's unpacking puts every minimum in its own lane. */
+ * minimum of u[j]. Each merge of two vectors keeps half of each in place
+ * with a blend and brings the other halves over with one shuffle, so that
+ * only one of its operations needs the shuffle port, which the steps keep
+ * busy. The first merges put u[j] in the low half and u[j + 4] in the high
+ * half, the second ones every other pair of lanes, the last one each lane. */
 EPLB_CPU_TARGET_AVX512VL static inline __m512i min_of_each(const __m512i *u)
 {
     __m512i half[4];
-    static const int pair[4][2] = {{0, 2}, {4, 6}, {1, 3}, {5, 7}};
+    static const int pair[4][2] = {{0, 4}, {2, 6}, {1, 5}, {3, 7}};
     for (int i = 0; i < 4; i++) {
         const __m512i a = u[pair[i][0]], b = u[pair[i][1]];
-        half[i] = _mm512_min_epu64(_mm512_shuffle_i64x2(a, b, _MM_SHUFFLE(1, 0, 1, 0)),
-                                   _mm512_shuffle_i64x2(a, b, _MM_SHUFFLE(3, 2, 3, 2)));
+        half[i] = _mm512_min_epu64(_mm512_mask_blend_epi64(0xF0, a, b),
+                                   _mm512_shuffle_i64x2(a, b, _MM_SHUFFLE(1, 0, 3, 2)));
     }
-    const __m512i even = _mm512_min_epu64(_mm512_shuffle_i64x2(half[0], half[1], _MM_SHUFFLE(2, 0, 2, 0)),
-                                          _mm512_shuffle_i64x2(half[0], half[1], _MM_SHUFFLE(3, 1, 3, 1)));
-    const __m512i odd = _mm512_min_epu64(_mm512_shuffle_i64x2(half[2], half[3], _MM_SHUFFLE(2, 0, 2, 0)),
-                                         _mm512_shuffle_i64x2(half[2], half[3], _MM_SHUFFLE(3, 1, 3, 1)));
-    return _mm512_min_epu64(_mm512_unpacklo_epi64(even, odd), _mm512_unpackhi_epi64(even, odd));
+    const __m512i pairs = _mm512_setr_epi64(2, 3, 8, 9, 6, 7, 12, 13);
+    const __m512i even = _mm512_min_epu64(_mm512_mask_blend_epi64(0xCC, half[0], half[1]),
+                                          _mm512_permutex2var_epi64(half[0], pairs, half[1]));
+    const __m512i odd = _mm512_min_epu64(_mm512_mask_blend_epi64(0xCC, half[2], half[3]),
+                                         _mm512_permutex2var_epi64(half[2], pairs, half[3]));
+    const __m512i lanes = _mm512_setr_epi64(1, 8, 3, 10, 5, 12, 7, 14);
+    return _mm512_min_epu64(_mm512_mask_blend_epi64(0xAA, even, odd),
+                            _mm512_permutex2var_epi64(even, lanes, odd));
 }
 
-/* The searching steps start .. n-1 of eight lanes over B blocks (B a
- * constant, so that the blocks' minima stay in registers). */
+/* One row's eight lanes: keys (lane j's at key + j * lane_keys), step
+ * table, contents, and the first step that searches. */
+typedef struct across_row {
+    uint64_t *key;
+    const int32_t *step_item;
+    const float *step_weight;
+    int32_t *content[EPLB_CPU_LANES];
+    int32_t lanes, start;
+} across_row;
+
+/* The blocks' minima of a row's eight lanes, side by side. */
 EPLB_CPU_TARGET_AVX512VL static inline __attribute__((always_inline)) void
-across_steps(uint64_t *key, size_t lane_keys, const int32_t B, int32_t start, int32_t n, int32_t k,
-             const float *step_weight, int32_t *slot, const int32_t *step_item,
-             int32_t *const *content, int32_t lanes)
+across_minima(const uint64_t *key, size_t lane_keys, const int32_t B, __m512i *minima)
 {
-    __m512i minima[EPLB_CPU_ACROSS_MAX / 8], smallest[EPLB_CPU_ACROSS_MAX / 8];
     EPLB_CPU_UNROLL_16 for (int32_t b = 0; b < B; b++) {
         __m512i block[EPLB_CPU_LANES];
         for (int32_t j = 0; j < EPLB_CPU_LANES; j++)
             block[j] = _mm512_load_si512(key + j * lane_keys + 8 * b);
         minima[b] = min_of_each(block);
     }
-    const __m256i per_pack = _mm256_set1_epi32(k), one = _mm256_set1_epi32(1);
-    const __m256i count_mask = _mm256_set1_epi32(EPLB_CPU_KEY_COUNT_LIMIT - 1);
+}
+
+/* Searching step t of one row's eight lanes over B blocks (B a constant, so
+ * that the blocks' minima stay in registers). */
+EPLB_CPU_TARGET_AVX512VL static inline __attribute__((always_inline)) void
+across_step(uint64_t *key, size_t lane_keys, const int32_t B, int32_t t, int32_t k,
+            const float *step_weight, const int32_t *step_item, int32_t *const *content,
+            int32_t lanes, __m512i *minima)
+{
+    __m512i smallest[EPLB_CPU_ACROSS_MAX / 8];
+    /* Keys are worked on as the eight 64-bit lanes they are, and each lane's
+     * new key and block go through memory (loads and broadcasts from
+     * memory), not lane extractions: fewer operations on the shuffle port,
+     * which two rows' steps side by side would otherwise saturate. */
+    const __m512i one = _mm512_set1_epi64(1), last = _mm512_set1_epi64(k - 1);
+    const __m512i per_pack = _mm512_set1_epi64(k);
+    const __m512i count_mask = _mm512_set1_epi64(EPLB_CPU_KEY_COUNT_LIMIT - 1);
+    const __m512i pack_mask = _mm512_set1_epi64((1 << (32 - EPLB_CPU_KEY_PACK_SHIFT)) - 1);
+    const long long L = (long long)lane_keys;
+    const __m512i lane_base = _mm512_setr_epi64(0, L, 2 * L, 3 * L, 4 * L, 5 * L, 6 * L, 7 * L);
     /* A full pack's key gets bit 63, the load's sign bit (clear for every
      * load >= +0): above every open pack's key, and its load kept. */
-    const __m256i full_bit = _mm256_set1_epi32(INT32_MIN);
-    for (int32_t t = start; t < n; t++) {
-        /* Pairwise: the steps' critical path. */
-        EPLB_CPU_UNROLL_16 for (int32_t b = 0; b < B; b++)
-            smallest[b] = minima[b];
-        EPLB_CPU_UNROLL_16 for (int32_t stride = 1; stride < B; stride *= 2)
-            EPLB_CPU_UNROLL_16 for (int32_t b = 0; b + stride < B; b += 2 * stride)
-                smallest[b] = _mm512_min_epu64(smallest[b], smallest[b + stride]);
-        const __m256i low = _mm512_cvtepi64_epi32(smallest[0]);
-        const __m256 old_load = _mm256_castsi256_ps(_mm512_cvtepi64_epi32(_mm512_srli_epi64(smallest[0], 32)));
-        const __m256i pack = _mm256_srli_epi32(low, EPLB_CPU_KEY_PACK_SHIFT);
-        const __m256i filled = _mm256_and_si256(low, count_mask);
-        const __m256 load = _mm256_add_ps(old_load, _mm256_loadu_ps(step_weight + 8 * t));
-        _mm256_storeu_si256((__m256i *)(slot + 8 * t),
-                            _mm256_add_epi32(_mm256_mullo_epi32(pack, per_pack), filled));
-        /* Each lane's item into its slot here, beside the steps' chain of
-         * dependent operations, rather than in a pass of its own. */
-        for (int32_t j = 0; j < lanes; j++)
-            content[j][slot[8 * t + j]] = step_item[8 * t + j];
-        const __mmask8 full = _mm256_cmpeq_epi32_mask(_mm256_add_epi32(filled, one), per_pack);
-        const __m256i bits = _mm256_mask_or_epi32(_mm256_castps_si256(load), full, _mm256_castps_si256(load), full_bit);
-        const __m512i new_key = _mm512_or_si512(_mm512_slli_epi64(_mm512_cvtepu32_epi64(bits), 32),
-                                                _mm512_cvtepu32_epi64(_mm256_add_epi32(low, one)));
-        /* Each lane's block of the chosen pack, with its new key. */
-        int32_t chosen[EPLB_CPU_LANES];
-        uint64_t new_keys[EPLB_CPU_LANES];
-        _mm256_storeu_si256((__m256i *)chosen, pack);
-        _mm512_storeu_si512(new_keys, new_key);
-        __m512i block[EPLB_CPU_LANES];
-        for (int32_t j = 0; j < EPLB_CPU_LANES; j++) {
-            uint64_t *at = key + j * lane_keys + (chosen[j] & ~7);
-            block[j] = _mm512_mask_set1_epi64(_mm512_load_si512(at), (__mmask8)(1u << (chosen[j] & 7)),
-                                              (long long)new_keys[j]);
-            _mm512_store_si512(at, block[j]);
-        }
-        const __m512i block_min = min_of_each(block);
-        const __m512i block_of = _mm512_srli_epi64(_mm512_cvtepu32_epi64(pack), 3);
-        EPLB_CPU_UNROLL_16 for (int32_t b = 0; b < B; b++)
-            minima[b] = _mm512_mask_mov_epi64(
-                minima[b], _mm512_cmpeq_epi64_mask(block_of, _mm512_set1_epi64(b)), block_min);
+    const __m512i full_bit = _mm512_set1_epi64(INT64_MIN);
+    /* Row r selects lane r of a block. */
+    static const uint64_t lane_of[8][8] __attribute__((aligned(64))) = {
+        {~0ull}, {0, ~0ull}, {0, 0, ~0ull}, {0, 0, 0, ~0ull}, {0, 0, 0, 0, ~0ull},
+        {0, 0, 0, 0, 0, ~0ull}, {0, 0, 0, 0, 0, 0, ~0ull}, {0, 0, 0, 0, 0, 0, 0, ~0ull}};
+    uint64_t at[EPLB_CPU_LANES] __attribute__((aligned(64)));
+    uint64_t fresh[EPLB_CPU_LANES] __attribute__((aligned(64)));
+    uint64_t slot[EPLB_CPU_LANES] __attribute__((aligned(64)));
+    /* Pairwise: the steps' critical path. */
+    EPLB_CPU_UNROLL_16 for (int32_t b = 0; b < B; b++)
+        smallest[b] = minima[b];
+    EPLB_CPU_UNROLL_16 for (int32_t stride = 1; stride < B; stride *= 2)
+        EPLB_CPU_UNROLL_16 for (int32_t b = 0; b + stride < B; b += 2 * stride)
+            smallest[b] = _mm512_min_epu64(smallest[b], smallest[b + stride]);
+    const __m512i pack = _mm512_and_si512(_mm512_srli_epi64(smallest[0], EPLB_CPU_KEY_PACK_SHIFT), pack_mask);
+    const __m512i filled = _mm512_and_si512(smallest[0], count_mask);
+    /* The new key: count + 1 in the low half, the load + the step's
+     * weight in the high half (the float add on the odd 32-bit lanes). */
+    const __m512i counted = _mm512_add_epi64(smallest[0], one);
+    const __m512 weight = _mm512_castsi512_ps(_mm512_slli_epi64(
+        _mm512_cvtepu32_epi64(_mm256_loadu_si256((const __m256i *)(step_weight + 8 * t))), 32));
+    __m512i new_key = _mm512_castps_si512(_mm512_mask_add_ps(
+        _mm512_castsi512_ps(counted), 0xAAAA, _mm512_castsi512_ps(counted), weight));
+    new_key = _mm512_mask_or_epi64(new_key, _mm512_cmpeq_epi64_mask(filled, last), new_key, full_bit);
+    _mm512_store_si512(at, _mm512_add_epi64(lane_base, pack));
+    _mm512_store_si512(fresh, new_key);
+    _mm512_store_si512(slot, _mm512_add_epi64(_mm512_mul_epu32(pack, per_pack), filled));
+    /* The scalar reads below then come from memory, not from lanes. */
+    __asm__("" : "+m"(at), "+m"(fresh), "+m"(slot));
+    /* Each lane's item into its slot here, beside the steps' chain of
+     * dependent operations, rather than in a pass of its own. */
+    for (int32_t j = 0; j < lanes; j++)
+        content[j][slot[j]] = step_item[8 * t + j];
+    /* Each lane's block of the chosen pack, with its new key. */
+    __m512i block[EPLB_CPU_LANES];
+    for (int32_t j = 0; j < EPLB_CPU_LANES; j++) {
+        uint64_t *where = key + (at[j] & ~(uint64_t)7);
+        block[j] = _mm512_ternarylogic_epi64(_mm512_load_si512(lane_of[at[j] & 7]),
+                                             _mm512_set1_epi64((long long)fresh[j]),
+                                             _mm512_load_si512(where), 0xCA);
+        _mm512_store_si512(where, block[j]);
     }
+    const __m512i block_min = min_of_each(block);
+    const __m512i block_of = _mm512_srli_epi64(pack, 3);
+    EPLB_CPU_UNROLL_16 for (int32_t b = 0; b < B; b++)
+        minima[b] = _mm512_mask_mov_epi64(
+            minima[b], _mm512_cmpeq_epi64_mask(block_of, _mm512_set1_epi64(b)), block_min);
+}
+
+/* The searching steps of one row (S = 1), or of two rows side by side. */
+EPLB_CPU_TARGET_AVX512VL static inline __attribute__((always_inline)) void
+across_steps(const across_row *rows, const int32_t S, size_t lane_keys, const int32_t B,
+             int32_t n, int32_t k)
+{
+    /* Each row's state in locals: the steps' stores could alias the rows'. */
+    __m512i minima0[EPLB_CPU_ACROSS_MAX / 8], minima1[EPLB_CPU_ACROSS_MAX / 8];
+    uint64_t *key0 = rows[0].key;
+    const float *weight0 = rows[0].step_weight;
+    const int32_t *item0 = rows[0].step_item, lanes = rows[0].lanes;
+    int32_t *content0[EPLB_CPU_LANES], *content1[EPLB_CPU_LANES];
+    memcpy(content0, rows[0].content, sizeof content0);
+    across_minima(key0, lane_keys, B, minima0);
+    if (S == 1) {
+        for (int32_t t = rows[0].start; t < n; t++)
+            across_step(key0, lane_keys, B, t, k, weight0, item0, content0, lanes, minima0);
+        return;
+    }
+    uint64_t *key1 = rows[1].key;
+    const float *weight1 = rows[1].step_weight;
+    const int32_t *item1 = rows[1].step_item;
+    memcpy(content1, rows[1].content, sizeof content1);
+    across_minima(key1, lane_keys, B, minima1);
+    /* The row that searches first steps alone until the other one does. */
+    int32_t t = rows[0].start < rows[1].start ? rows[0].start : rows[1].start;
+    for (; t < rows[1].start; t++)
+        across_step(key0, lane_keys, B, t, k, weight0, item0, content0, lanes, minima0);
+    for (; t < rows[0].start; t++)
+        across_step(key1, lane_keys, B, t, k, weight1, item1, content1, lanes, minima1);
+    for (; t < n; t++) {
+        across_step(key0, lane_keys, B, t, k, weight0, item0, content0, lanes, minima0);
+        across_step(key1, lane_keys, B, t, k, weight1, item1, content1, lanes, minima1);
+    }
+}
+
+/* across_steps for the block counts it is built for. */
+EPLB_CPU_TARGET_AVX512VL static void across_steps_of(const across_row *rows, int32_t S,
+                                                     size_t lane_keys, int32_t B, int32_t n, int32_t k)
+{
+    if (B == 4)
+        S == 1 ? across_steps(rows, 1, lane_keys, 4, n, k) : across_steps(rows, 2, lane_keys, 4, n, k);
+    else if (B == 8)
+        S == 1 ? across_steps(rows, 1, lane_keys, 8, n, k) : across_steps(rows, 2, lane_keys, 8, n, k);
+    else if (B == 12)
+        S == 1 ? across_steps(rows, 1, lane_keys, 12, n, k) : across_steps(rows, 2, lane_keys, 12, n, k);
+    else
+        S == 1 ? across_steps(rows, 1, lane_keys, 16, n, k) : across_steps(rows, 2, lane_keys, 16, n, k);
 }
 
 /* Blocks of eight packs that the steps search: m's, rounded up to one of
@@ -504,9 +581,11 @@ static size_t across_words(int32_t n)
     return 24 * (size_t)n + 16 + (size_t)EPLB_CPU_LANES * 16 * (EPLB_CPU_ACROSS_MAX / 8);
 }
 
-EPLB_CPU_TARGET_AVX512VL static void greedy_across_avx512(const eplb_pack_job *job, int64_t row,
-                                                          int32_t first, int32_t lanes,
-                                                          float *const *loads, eplb_cpu_scratch *scratch)
+/* Everything before the searching steps of lanes first .. first+lanes-1 of a
+ * row: the step table, the keys, and the steps that need no search. */
+EPLB_CPU_TARGET_AVX512VL static void across_begin(const eplb_pack_job *job, int64_t row,
+                                                  int32_t first, int32_t lanes,
+                                                  eplb_cpu_scratch *scratch, across_row *r)
 {
     const int32_t n = job->items, m = job->packs, k = job->per_pack, B = across_blocks(m);
     const float *w = (const float *)job->weight + row * n;
@@ -516,10 +595,9 @@ EPLB_CPU_TARGET_AVX512VL static void greedy_across_avx512(const eplb_pack_job *j
     int32_t *slot = (int32_t *)(step_weight + 8 * (size_t)n);
     uint64_t *key = (uint64_t *)(((uintptr_t)(slot + 8 * (size_t)n) + 63) & ~(uintptr_t)63);
     const size_t lane_keys = 8 * (size_t)B;
-    int32_t *content[EPLB_CPU_LANES];
     for (int32_t j = 0; j < EPLB_CPU_LANES; j++) { /* missing lanes repeat lane 0 */
         order[j] = scratch->order_row + (int64_t)(first + (j < lanes ? j : 0)) * n;
-        content[j] = j < lanes ? scratch->content_row + (int64_t)(first + j) * n : NULL;
+        r->content[j] = j < lanes ? scratch->content_row + (int64_t)(first + j) * n : NULL;
     }
     /* Step t < start goes to pack t with no search (see greedy_keys_avx512):
      * start ends after the first weight of any lane that is not positive. */
@@ -541,21 +619,22 @@ EPLB_CPU_TARGET_AVX512VL static void greedy_across_avx512(const eplb_pack_job *j
             memcpy(&bits, &load, sizeof bits);
             lane_key[t] = (uint64_t)bits << 32 | (uint32_t)t << EPLB_CPU_KEY_PACK_SHIFT | 1u;
             if (j < lanes)
-                content[j][t * k] = step_item[8 * t + j];
+                r->content[j][t * k] = step_item[8 * t + j];
         }
     }
-    if (B == 4)
-        across_steps(key, lane_keys, 4, start, n, k, step_weight, slot, step_item, content, lanes);
-    else if (B == 8)
-        across_steps(key, lane_keys, 8, start, n, k, step_weight, slot, step_item, content, lanes);
-    else if (B == 12)
-        across_steps(key, lane_keys, 12, start, n, k, step_weight, slot, step_item, content, lanes);
-    else
-        across_steps(key, lane_keys, 16, start, n, k, step_weight, slot, step_item, content, lanes);
-    /* The loads from the keys' upper halves: the steps summed each pack's
-     * weights in slot order, as SPEC 6.3 recomputes them. */
-    for (int32_t j = 0; j < lanes; j++) {
-        const uint64_t *lane_key = key + j * lane_keys;
+    r->key = key;
+    r->step_item = step_item;
+    r->step_weight = step_weight;
+    r->lanes = lanes;
+    r->start = start;
+}
+
+/* The loads from the keys' upper halves: the steps summed each pack's
+ * weights in slot order, as SPEC 6.3 recomputes them. */
+static void across_end(const across_row *r, int32_t m, size_t lane_keys, float *const *loads)
+{
+    for (int32_t j = 0; j < r->lanes; j++) {
+        const uint64_t *lane_key = r->key + j * lane_keys;
         for (int32_t p = 0; p < m; p++) {
             const uint32_t bits = (uint32_t)(lane_key[p] >> 32) & 0x7FFFFFFFu;
             memcpy(&loads[j][p], &bits, sizeof bits);
@@ -563,6 +642,19 @@ EPLB_CPU_TARGET_AVX512VL static void greedy_across_avx512(const eplb_pack_job *j
     }
 }
 
+/* The greedy across lanes for lanes first .. first+lanes-1 of S rows (S = 1
+ * or 2): row[i] with scratch[i], its loads into loads[i]. */
+static void greedy_across_rows(const eplb_pack_job *job, const int64_t *row, int32_t S, int32_t first,
+                               int32_t lanes, float *const *const *loads, eplb_cpu_scratch *const *scratch)
+{
+    const int32_t B = across_blocks(job->packs);
+    across_row r[2];
+    for (int32_t i = 0; i < S; i++)
+        across_begin(job, row[i], first, lanes, scratch[i], &r[i]);
+    across_steps_of(r, S, 8 * (size_t)B, B, job->items, job->per_pack);
+    for (int32_t i = 0; i < S; i++)
+        across_end(&r[i], job->packs, 8 * (size_t)B, loads[i]);
+}
 
 /* Whether no sum of a row's weights can reach +inf: n times the largest
  * weight stays far below FLT_MAX (the keyed and vertical searches need it). */
@@ -615,9 +707,8 @@ void eplb_cpu_greedy_row(const eplb_pack_job *job, int64_t row, int32_t first, i
         return;
     }
 #if EPLB_CPU_X86_DISPATCH
-    if (m > EPLB_CPU_FLAT_MAX && m <= EPLB_CPU_ACROSS_MAX && k < EPLB_CPU_KEY_COUNT_LIMIT &&
-        eplb_cpu_has_avx512(scratch) && row_sums_finite(w, n)) {
-        greedy_across_avx512(job, row, first, lanes, loads, scratch);
+    if (eplb_cpu_greedy_pairs_rows(job, &scratch->settings) && row_sums_finite(w, n)) {
+        greedy_across_rows(job, &row, 1, first, lanes, &loads, &scratch);
         return;
     }
     if (m > EPLB_CPU_FLAT_MAX && k < EPLB_CPU_KEY_COUNT_LIMIT && eplb_cpu_has_avx512(scratch) &&
@@ -655,6 +746,33 @@ void eplb_cpu_greedy_row(const eplb_pack_job *job, int64_t row, int32_t first, i
             for (int32_t j = 0; j < lanes; j++)
                 lane_step_blocked(&lane[j], w, t, m, k, block_chunks);
     }
+}
+
+int eplb_cpu_greedy_pairs_rows(const eplb_pack_job *job, const eplb_cpu_settings *settings)
+{
+#if EPLB_CPU_X86_DISPATCH
+    if (settings->isa >= EPLB_CPU_ISA_AVX512)
+        return job->packs > EPLB_CPU_FLAT_MAX && job->packs <= EPLB_CPU_ACROSS_MAX &&
+               job->per_pack < EPLB_CPU_KEY_COUNT_LIMIT;
+#endif
+    return (void)job, (void)settings, 0;
+}
+
+void eplb_cpu_greedy_row_pair(const eplb_pack_job *job, const int64_t *row, int32_t first,
+                              int32_t lanes, float *const *const *loads,
+                              eplb_cpu_scratch *const *scratch)
+{
+#if EPLB_CPU_X86_DISPATCH
+    const int32_t n = job->items;
+    const float *w0 = (const float *)job->weight + row[0] * n, *w1 = (const float *)job->weight + row[1] * n;
+    if (eplb_cpu_greedy_pairs_rows(job, &scratch[0]->settings) && row_sums_finite(w0, n) &&
+        row_sums_finite(w1, n)) {
+        greedy_across_rows(job, row, 2, first, lanes, loads, scratch);
+        return;
+    }
+#endif
+    for (int32_t i = 0; i < 2; i++)
+        eplb_cpu_greedy_row(job, row[i], first, lanes, loads[i], scratch[i]);
 }
 
 static void greedy_row(const eplb_pack_job *job, int64_t row, eplb_cpu_scratch *scratch)

@@ -2,8 +2,10 @@
  * of SPEC section 4 depends only on its own layer, so a layer runs from group
  * loads to assembled outputs on one thread, with no barrier between stages
  * (each stage's own parallel loop ends in one) and no idle thread waiting for
- * the slowest row of a stage. Same per-row functions, same results as the
- * stage entry points (EPLB_TUNE_CPU_STAGES=separate runs those). */
+ * the slowest row of a stage. Where a layer is one row (one node) whose
+ * greedy steps two rows side by side (cpu_greedy.c), a loop step takes two
+ * layers. Same per-row functions, same results as the stage entry points
+ * (EPLB_TUNE_CPU_STAGES=separate runs those). */
 #include <math.h>
 #include <stdlib.h>
 
@@ -31,6 +33,30 @@ static int plan_layer(const eplb_plan_job *job, int64_t l, eplb_cpu_scratch *gro
         if (refine)
             eplb_cpu_refine_row(job, x, job->refine, -INFINITY, refine);
     }
+    return too_wide;
+}
+
+/* Layers l and l + 1 of a plan with one node (a row per layer) whose slot
+ * rows the greedy steps side by side (eplb_cpu_greedy_pairs_rows): the same
+ * stages as plan_layer, the two rows packed together. */
+static int plan_layer_pair(const eplb_plan_job *job, int64_t l, eplb_cpu_scratch *group_scratch,
+                           eplb_cpu_scratch *const *slot_scratch, refine_scratch *refine,
+                           float *value, int32_t *heap, int isa)
+{
+    int too_wide = 0;
+    const int64_t rows[2] = {l, l + 1};
+    for (int32_t i = 0; i < 2; i++) {
+        eplb_cpu_group_loads_layer(job, rows[i]);
+        if (job->group_pack.per_pack > 1)
+            eplb_cpu_pack_row(&job->group_pack, rows[i], group_scratch);
+        eplb_cpu_node_layout_layer(job, rows[i]);
+        too_wide |= eplb_cpu_replicate_row(job, rows[i], value, heap, isa);
+        eplb_cpu_slot_loads_row(job, rows[i]);
+    }
+    eplb_cpu_pack_row_pair(&job->slot_pack, rows, slot_scratch);
+    if (refine)
+        for (int32_t i = 0; i < 2; i++)
+            eplb_cpu_refine_row(job, rows[i], job->refine, -INFINITY, refine);
     return too_wide;
 }
 
@@ -64,29 +90,46 @@ eplb_status eplb_cpu_plan_fused(eplb_backend *backend, const eplb_plan_job *job)
     /* Without log2phy no width check can fail, so each layer is assembled as
      * soon as it is planned; otherwise after every layer's check. */
     const int assemble_at_once = job->log2phy == NULL;
+    /* Layers in pairs where a layer is one row whose greedy steps pair up:
+     * an even number of pairs, so that two threads share them evenly, and
+     * the layers left over alone (units past the pairs). */
+    const int pairing = job->nodes == 1 && slot_packing &&
+                        eplb_cpu_greedy_pairs_rows(&job->slot_pack, settings);
+    int64_t pairs = pairing ? job->layers / 2 : 0;
+    if (pairs > 1 && pairs % 2)
+        pairs--;
+    const int64_t units = job->layers - pairs;
     int failed = 0, too_wide = 0;
 #pragma omp parallel if (EPLB_CPU_WORTH_THREADS(work))
     {
-        eplb_cpu_scratch group_scratch = {0}, slot_scratch = {0};
+        eplb_cpu_scratch group_scratch = {0}, slot_scratch = {0}, pair_scratch = {0};
+        eplb_cpu_scratch *const slot_scratches[2] = {&slot_scratch, &pair_scratch};
         refine_scratch refine = {0};
         const int32_t M = (int32_t)job->node_experts;
         float *value = malloc(eplb_cpu_replicate_words(M) * sizeof *value);
         int32_t *heap = malloc((size_t)M * sizeof *heap);
         const int ok = value && heap && (!group_packing || pack_scratch_init(&group_scratch, &job->group_pack, settings)) &&
                        (!slot_packing || pack_scratch_init(&slot_scratch, &job->slot_pack, settings)) &&
+                       (!pairs || pack_scratch_init(&pair_scratch, &job->slot_pack, settings)) &&
                        (!refining || eplb_cpu_refine_scratch_init(&refine, job, settings->isa));
         if (!ok) {
 #pragma omp atomic write
             failed = 1;
         }
 #pragma omp for schedule(dynamic, 1) reduction(| : too_wide)
-        for (int64_t l = 0; l < job->layers; l++) {
+        for (int64_t u = 0; u < units; u++) {
             if (!ok)
                 continue;
-            too_wide |= plan_layer(job, l, &group_scratch, &slot_scratch,
-                                   refining ? &refine : NULL, value, heap, settings->isa);
+            const int64_t l = u < pairs ? 2 * u : pairs + u, layers = u < pairs ? 2 : 1;
+            if (layers == 2)
+                too_wide |= plan_layer_pair(job, l, &group_scratch, slot_scratches,
+                                            refining ? &refine : NULL, value, heap, settings->isa);
+            else
+                too_wide |= plan_layer(job, l, &group_scratch, &slot_scratch,
+                                       refining ? &refine : NULL, value, heap, settings->isa);
             if (assemble_at_once)
-                eplb_cpu_assemble_layer(job, l);
+                for (int64_t i = l; i < l + layers; i++)
+                    eplb_cpu_assemble_layer(job, i);
         }
         /* The loop's barrier: too_wide and failed are final here. */
         if (!assemble_at_once && !too_wide && !failed) {
@@ -96,6 +139,7 @@ eplb_status eplb_cpu_plan_fused(eplb_backend *backend, const eplb_plan_job *job)
         }
         eplb_cpu_scratch_free(&group_scratch);
         eplb_cpu_scratch_free(&slot_scratch);
+        eplb_cpu_scratch_free(&pair_scratch);
         eplb_cpu_refine_scratch_free(&refine);
         free(value);
         free(heap);

@@ -21,6 +21,15 @@ void eplb_cpu_sort_one(const eplb_pack_job *job, int64_t row, int64_t candidate,
  * 6.3 recomputes them. */
 void eplb_cpu_greedy_row(const eplb_pack_job *job, int64_t row, int32_t first, int32_t lanes,
                          float *const *loads, eplb_cpu_scratch *scratch);
+/* eplb_cpu_greedy_row for the same lanes of two rows of job, row[i] with
+ * scratch[i] and loads[i], stepped side by side where the greedy across
+ * lanes runs both (the same results as one row at a time). */
+void eplb_cpu_greedy_row_pair(const eplb_pack_job *job, const int64_t *row, int32_t first,
+                              int32_t lanes, float *const *const *loads,
+                              eplb_cpu_scratch *const *scratch);
+/* Whether eplb_cpu_greedy_row_pair steps the rows of job side by side with
+ * these settings (rows whose sums stay finite). */
+int eplb_cpu_greedy_pairs_rows(const eplb_pack_job *job, const eplb_cpu_settings *settings);
 /* The floats of scratch->lanes that eplb_cpu_greedy_row needs. */
 size_t eplb_cpu_greedy_lanes_words(int32_t items, int32_t packs);
 
@@ -53,6 +62,10 @@ void eplb_cpu_select_row(const eplb_pack_job *job, int64_t row, const int32_t *c
 
 /* Sort, greedy, swap and select for every candidate of one row. */
 void eplb_cpu_pack_row(const eplb_pack_job *job, int64_t row, eplb_cpu_scratch *scratch);
+/* The same for two rows, row[i] with scratch[i], their greedy steps side by
+ * side (eplb_cpu_greedy_row_pair). */
+void eplb_cpu_pack_row_pair(const eplb_pack_job *job, const int64_t *row,
+                            eplb_cpu_scratch *const *scratch);
 
 /* The stages as the backend interface runs them, one pass each. */
 eplb_status eplb_cpu_plan_fused(eplb_backend *backend, const eplb_plan_job *job);
