@@ -375,12 +375,16 @@ static eplb_status run_stages(eplb_context *ctx, const eplb_plan_job *job, int c
 
 /* The weights of a block are tested without a branch per weight, so that the
  * compiler vectorizes the test; only a block that fails is searched for the
- * first bad weight, which the message names. */
-static eplb_status check_host_weights(eplb_context *ctx, const float *weight, const eplb_shape *s)
+ * first bad weight, which the message names. With copy, each block is first
+ * copied there (the staging area), so that the weights are read once. */
+static eplb_status check_host_weights(eplb_context *ctx, const float *weight, const eplb_shape *s,
+                                      float *copy)
 {
     const size_t count = (size_t)s->layers * (size_t)s->experts, block = 1024;
     for (size_t start = 0; start < count; start += block) {
         const size_t end = count - start < block ? count : start + block;
+        if (copy)
+            memcpy(copy + start, weight + start, (end - start) * sizeof *weight);
         int bad = 0;
         /* NaN fails the first test, +inf the second (-inf both). */
         for (size_t i = start; i < end; i++)
@@ -417,7 +421,8 @@ static size_t staging_bytes(size_t bytes) { return (bytes + 63) & ~(size_t)63; }
  * are first copied into the staging area, every copy and the plan are
  * enqueued without waiting, and the call waits once, at the end. */
 static eplb_status plan_through_staging(eplb_context *ctx, eplb_plan_job *job, const float *weight,
-                                        int with_ranks, host_plan_outputs *out)
+                                        const eplb_shape *shape, int with_ranks,
+                                        host_plan_outputs *out)
 {
     eplb_backend *be = ctx->backend;
     const eplb_backend_i *f = be->iface;
@@ -452,7 +457,8 @@ static eplb_status plan_through_staging(eplb_context *ctx, eplb_plan_job *job, c
         return EPLB_OK;
     }
     float *staged_weight = (float *)(area + at_weight);
-    memcpy(staged_weight, weight, weight_bytes);
+    if ((st = check_host_weights(ctx, weight, shape, staged_weight)) != EPLB_OK)
+        return st;
     if ((st = f->upload_async(be, job->weight, staged_weight, weight_bytes)) != EPLB_OK) {
         st = eplb_context_backend_fail(ctx, st);
     } else if ((st = run_stages(ctx, job, 0)) == EPLB_OK) {
@@ -574,11 +580,13 @@ eplb_status eplb_plan_host(eplb_context *ctx, const float *weight, const eplb_sh
         describe_plan(ctx, weight, shape, options, phy2log, logcnt, log2phy, 0, &job);
     if (st != EPLB_OK)
         return st;
-    if ((st = check_host_weights(ctx, weight, shape)) != EPLB_OK)
-        return st;
-
     const size_t L = (size_t)job.layers, E = (size_t)job.experts, R = (size_t)job.replicas;
     eplb_backend *be = ctx->backend;
+    /* With asynchronous copies the weights are checked as they are copied
+     * into the staging area (plan_through_staging), before anything runs. */
+    const int checked_in_staging = !be->iface->host_memory && has_async_copies(be->iface);
+    if (!checked_in_staging && (st = check_host_weights(ctx, weight, shape, NULL)) != EPLB_OK)
+        return st;
     /* Host-memory backends read the caller's weights in place (checked
      * above; never written) and leave their outputs where this reads them. */
     const int in_place = be->iface->host_memory;
@@ -597,7 +605,7 @@ eplb_status eplb_plan_host(eplb_context *ctx, const float *weight, const eplb_sh
     if (in_place) {
         if ((st = run_stages(ctx, &job, 0)) != EPLB_OK)
             return st;
-    } else if ((st = plan_through_staging(ctx, &job, weight, log2phy != NULL, &plan)) != EPLB_OK) {
+    } else if ((st = plan_through_staging(ctx, &job, weight, shape, log2phy != NULL, &plan)) != EPLB_OK) {
         return st;
     }
 
