@@ -124,8 +124,9 @@ eplb_incremental_scratch *eplb_incremental_scratch_take(const eplb_layer_geometr
 void eplb_incremental_scratch_give(eplb_incremental_scratch *s);
 
 /* SPEC 13.2: load[e] = w[e] / cnt[e] for each expert e of the layer x, cnt
- * counted in x (the others untouched), so that placements of the same
- * counts look their slot loads up instead of dividing again. */
+ * counted in x (the others, on no slot, get w[e]: load has E entries), so
+ * that placements of the same counts look their slot loads up instead of
+ * dividing again. */
 void eplb_expert_loads(const float *w, const int64_t *x, const eplb_layer_geometry *g,
                        eplb_incremental_scratch *s, float *load);
 

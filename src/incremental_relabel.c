@@ -207,13 +207,12 @@ void eplb_expert_loads(const float *w, const int64_t *x, const eplb_layer_geomet
     int32_t *count = s->tally;
     for (int64_t q = 0; q < g->replicas; q++)
         count[x[q]]++;
-    /* Each expert at its first slot, its count cleared there. */
-    for (int64_t q = 0; q < g->replicas; q++) {
-        const int64_t e = x[q];
-        if (count[e]) {
-            load[e] = w[e] / (float)count[e];
-            count[e] = 0;
-        }
+    /* Every expert, in a loop with no branch on whether x holds it: an
+     * expert on no slot of x gets a value nobody reads, and no division by
+     * 0. */
+    for (int64_t e = 0; e < g->experts; e++) {
+        load[e] = w[e] / (float)(count[e] > 0 ? count[e] : 1);
+        count[e] = 0;
     }
 }
 
