@@ -79,6 +79,13 @@ typedef struct plan_buffers {
 int bench_time_plans(eplb_context *ctx, const float *weight, const eplb_shape *s,
                      const eplb_options *opt, const bench_config *cfg, plan_buffers *b,
                      timing *out);
+/* The same for count plans (at most BENCH_PLAN_SET_MAX) of the same weights,
+ * b[p] into out[p], one call of each per round, so that their times are
+ * taken in the same moments of the machine. */
+#define BENCH_PLAN_SET_MAX 4
+int bench_time_plan_set(eplb_context *ctx, const float *weight, const eplb_shape *s,
+                        const eplb_options *opt, const bench_config *cfg, plan_buffers *b,
+                        int count, timing *out);
 void bench_plan_buffers_free(plan_buffers *b);
 
 /* bench_drift.c (--drift): the bench workload drifted by exp(0.1 z) for each

@@ -4,7 +4,8 @@
  * drift of the numpy reference (tests/incremental_reference); they are
  * planned fresh (eplb_rebalance) and incrementally (eplb_rebalance_incremental,
  * docs/spec.md section 13), and the row compares what each moves, how well
- * each balances, and how long each takes. */
+ * each balances, and how long each takes (the two calls alternate, so that
+ * the time ratio holds on a machine whose speed drifts). */
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
@@ -27,7 +28,7 @@ static void print_head(int markdown)
         return;
     }
     printf("\ndrift: the workload times exp(%.1f z) (seed %d), planned fresh and incrementally "
-           "from the workload's plan\n%-14s %12s %12s %7s %13s %15s %15s %6s %10s %10s %6s\n",
+           "from the workload's plan, the two calls timed in alternation\n%-14s %12s %12s %7s %13s %15s %15s %6s %10s %10s %6s\n",
            DRIFT_SIGMA, DRIFT_SEED, "case", "moved fresh", "incremental", "ratio", "per GPU f/i",
            "cross-node f/i", "balanced f/i", "above", "fresh ms", "incr. ms", "x");
 }
@@ -56,8 +57,9 @@ static int drift_row(eplb_context *ctx, const bench_config *cfg, const bench_cas
     opt.policy = bc->policy;
     float *weight = malloc(LE * sizeof *weight), *drifted = malloc(LE * sizeof *drifted);
     int64_t *previous = malloc(LR * sizeof *previous), *counts = malloc(LE * sizeof *counts);
-    plan_buffers fresh = {0}, incremental = {0};
-    timing fresh_time, incremental_time;
+    plan_buffers plans[2] = {{0}, {0}};
+    plan_buffers *fresh = &plans[0], *incremental = &plans[1];
+    timing times[2];
     int ok = weight && drifted && previous && counts;
     if (!ok)
         fprintf(stderr, "eplb-bench: out of memory for the drift of %s\n", bc->name);
@@ -71,24 +73,25 @@ static int drift_row(eplb_context *ctx, const bench_config *cfg, const bench_cas
             ok = 0;
         }
     }
-    incremental.previous = previous;
-    ok = ok && bench_time_plans(ctx, drifted, s, &opt, cfg, &fresh, &fresh_time) &&
-         bench_time_plans(ctx, drifted, s, &opt, cfg, &incremental, &incremental_time);
+    incremental->previous = previous;
+    /* Interleaved, a fresh and an incremental call per round: the ratio of
+     * their medians is then that of the same moments of the machine. */
+    ok = ok && bench_time_plan_set(ctx, drifted, s, &opt, cfg, plans, 2, times);
     if (ok) {
         eplb_moves mf, mi;
         eplb_moves_init(&mf);
         eplb_moves_init(&mi);
-        ok = eplb_count_moves(s, previous, fresh.phy2log, &mf) == EPLB_OK &&
-             eplb_count_moves(s, previous, incremental.phy2log, &mi) == EPLB_OK;
+        ok = eplb_count_moves(s, previous, fresh->phy2log, &mf) == EPLB_OK &&
+             eplb_count_moves(s, previous, incremental->phy2log, &mi) == EPLB_OK;
         if (!ok)
             fprintf(stderr, "eplb-bench: eplb_count_moves: %s\n", eplb_last_error());
-        const double bf = bench_measure_plan(s, opt.policy, drifted, fresh.phy2log, fresh.logcnt,
-                                             fresh.gpu_load).balancedness;
-        const double bi = bench_measure_plan(s, opt.policy, drifted, incremental.phy2log,
-                                             incremental.logcnt, incremental.gpu_load).balancedness;
-        const int64_t above = layers_above(s, drifted, fresh.phy2log, incremental.phy2log);
+        const double bf = bench_measure_plan(s, opt.policy, drifted, fresh->phy2log, fresh->logcnt,
+                                             fresh->gpu_load).balancedness;
+        const double bi = bench_measure_plan(s, opt.policy, drifted, incremental->phy2log,
+                                             incremental->logcnt, incremental->gpu_load).balancedness;
+        const int64_t above = layers_above(s, drifted, fresh->phy2log, incremental->phy2log);
         const double ratio = mf.moved_slots ? (double)mi.moved_slots / (double)mf.moved_slots : 0.0;
-        const double slower = incremental_time.median_ms / fresh_time.median_ms;
+        const double slower = times[1].median_ms / times[0].median_ms;
         const char *row = cfg->markdown
                               ? "| %s | %lld | %lld | %.3f | %lld / %lld | %lld / %lld | %.4f / "
                                 "%.4f | %lld | %.2f | %.2f | %.2f |\n"
@@ -98,10 +101,10 @@ static int drift_row(eplb_context *ctx, const bench_config *cfg, const bench_cas
             printf(row, bc->name, (long long)mf.moved_slots, (long long)mi.moved_slots, ratio,
                    (long long)mf.max_moved_per_gpu, (long long)mi.max_moved_per_gpu,
                    (long long)mf.cross_node_moves, (long long)mi.cross_node_moves, bf, bi,
-                   (long long)above, fresh_time.median_ms, incremental_time.median_ms, slower);
+                   (long long)above, times[0].median_ms, times[1].median_ms, slower);
     }
-    bench_plan_buffers_free(&fresh);
-    bench_plan_buffers_free(&incremental);
+    bench_plan_buffers_free(fresh);
+    bench_plan_buffers_free(incremental);
     free(weight);
     free(drifted);
     free(previous);

@@ -101,42 +101,9 @@ static int plan_once(eplb_context *ctx, const float *weight, const eplb_shape *s
     return 1;
 }
 
-int bench_time_plans(eplb_context *ctx, const float *weight, const eplb_shape *s,
-                     const eplb_options *opt, const bench_config *cfg, plan_buffers *b,
-                     timing *out)
+/* The timings of one plan's calls, sorted, into out; frees t. */
+static void summarize(double *t, long n, timing *out)
 {
-    for (long i = 0; i < cfg->warmup || i == 0; i++)
-        if (!plan_once(ctx, weight, s, opt, b))
-            return 0;
-    long cap = cfg->runs > 64 ? cfg->runs : 64;
-    double *t = checked_calloc((size_t)cap, sizeof *t);
-    long n = 0;
-    double start = now_seconds();
-    for (;;) {
-        double elapsed = now_seconds() - start;
-        int want = n < cfg->runs || (elapsed < cfg->min_time && n < BENCH_MAX_RUNS);
-        if (!want || (cfg->max_time > 0 && elapsed >= cfg->max_time && elapsed >= cfg->min_time &&
-                      n >= 5))
-            break;
-        if (n == cap) {
-            cap *= 2;
-            double *grown = realloc(t, (size_t)cap * sizeof *t);
-            if (!grown) {
-                free(t);
-                fprintf(stderr, "eplb-bench: out of memory for timings\n");
-                return 0;
-            }
-            t = grown;
-        }
-        double t0 = now_seconds();
-        int ok = plan_once(ctx, weight, s, opt, b);
-        double t1 = now_seconds();
-        if (!ok) {
-            free(t);
-            return 0;
-        }
-        t[n++] = (t1 - t0) * 1e3;
-    }
     double sum = 0.0;
     for (long i = 0; i < n; i++)
         sum += t[i];
@@ -148,7 +115,64 @@ int bench_time_plans(eplb_context *ctx, const float *weight, const eplb_shape *s
     out->min_ms = t[0];
     out->mean_ms = sum / (double)n;
     free(t);
-    return 1;
+}
+
+int bench_time_plan_set(eplb_context *ctx, const float *weight, const eplb_shape *s,
+                        const eplb_options *opt, const bench_config *cfg, plan_buffers *b,
+                        int count, timing *out)
+{
+    for (int p = 0; p < count; p++)
+        for (long i = 0; i < cfg->warmup || i == 0; i++)
+            if (!plan_once(ctx, weight, s, opt, &b[p]))
+                return 0;
+    long cap = cfg->runs > 64 ? cfg->runs : 64;
+    double *t[BENCH_PLAN_SET_MAX] = {0};
+    int ok = count >= 1 && count <= BENCH_PLAN_SET_MAX;
+    for (int p = 0; ok && p < count; p++)
+        ok = (t[p] = checked_calloc((size_t)cap, sizeof *t[p])) != NULL;
+    long n = 0;
+    double start = now_seconds();
+    while (ok) {
+        double elapsed = now_seconds() - start;
+        int want = n < cfg->runs || (elapsed < cfg->min_time && n < BENCH_MAX_RUNS);
+        if (!want || (cfg->max_time > 0 && elapsed >= cfg->max_time && elapsed >= cfg->min_time &&
+                      n >= 5))
+            break;
+        if (n == cap) {
+            cap *= 2;
+            for (int p = 0; ok && p < count; p++) {
+                double *grown = realloc(t[p], (size_t)cap * sizeof *t[p]);
+                if (!grown) {
+                    fprintf(stderr, "eplb-bench: out of memory for timings\n");
+                    ok = 0;
+                } else {
+                    t[p] = grown;
+                }
+            }
+        }
+        /* One call of each plan per round, so that a machine whose speed
+         * drifts during the measurement slows every plan alike. */
+        for (int p = 0; ok && p < count; p++) {
+            double t0 = now_seconds();
+            ok = plan_once(ctx, weight, s, opt, &b[p]);
+            t[p][n] = (now_seconds() - t0) * 1e3;
+        }
+        n += ok;
+    }
+    for (int p = 0; p < count; p++) {
+        if (ok)
+            summarize(t[p], n, &out[p]);
+        else
+            free(t[p]);
+    }
+    return ok;
+}
+
+int bench_time_plans(eplb_context *ctx, const float *weight, const eplb_shape *s,
+                     const eplb_options *opt, const bench_config *cfg, plan_buffers *b,
+                     timing *out)
+{
+    return bench_time_plan_set(ctx, weight, s, opt, cfg, b, 1, out);
 }
 
 /* The process's first plan (--first-plan): its time, then the median of 21
