@@ -446,6 +446,12 @@ static eplb_status plan_through_staging(eplb_context *ctx, eplb_plan_job *job, c
      * earlier eplb_rebalance_device call passed may no longer exist. */
     if (f->set_stream && (st = f->set_stream(be, NULL)) != EPLB_OK)
         return eplb_context_backend_fail(ctx, st);
+    /* The weights are checked before anything goes up: with asynchronous
+     * copies as they are copied into the staging area, so that they are read
+     * once. */
+    float *staged_weight = async ? (float *)(area + at_weight) : NULL;
+    if ((st = check_host_weights(ctx, weight, shape, staged_weight)) != EPLB_OK)
+        return st;
     if (!async) {
         if ((st = f->upload(be, job->weight, weight, weight_bytes)) != EPLB_OK)
             return eplb_context_backend_fail(ctx, st);
@@ -456,9 +462,6 @@ static eplb_status plan_through_staging(eplb_context *ctx, eplb_plan_job *job, c
             return eplb_context_backend_fail(ctx, st);
         return EPLB_OK;
     }
-    float *staged_weight = (float *)(area + at_weight);
-    if ((st = check_host_weights(ctx, weight, shape, staged_weight)) != EPLB_OK)
-        return st;
     if ((st = f->upload_async(be, job->weight, staged_weight, weight_bytes)) != EPLB_OK) {
         st = eplb_context_backend_fail(ctx, st);
     } else if ((st = run_stages(ctx, job, 0)) == EPLB_OK) {
@@ -582,14 +585,12 @@ eplb_status eplb_plan_host(eplb_context *ctx, const float *weight, const eplb_sh
         return st;
     const size_t L = (size_t)job.layers, E = (size_t)job.experts, R = (size_t)job.replicas;
     eplb_backend *be = ctx->backend;
-    /* With asynchronous copies the weights are checked as they are copied
-     * into the staging area (plan_through_staging), before anything runs. */
-    const int checked_in_staging = !be->iface->host_memory && has_async_copies(be->iface);
-    if (!checked_in_staging && (st = check_host_weights(ctx, weight, shape, NULL)) != EPLB_OK)
-        return st;
-    /* Host-memory backends read the caller's weights in place (checked
-     * above; never written) and leave their outputs where this reads them. */
+    /* Host-memory backends read the caller's weights in place (checked here;
+     * never written) and leave their outputs where this reads them. The
+     * others check the weights as they stage them (plan_through_staging). */
     const int in_place = be->iface->host_memory;
+    if (in_place && (st = check_host_weights(ctx, weight, shape, NULL)) != EPLB_OK)
+        return st;
     if ((st = reserve_intermediates(ctx, &job)) != EPLB_OK) return st;
     if (in_place)
         job.weight = (void *)weight;
