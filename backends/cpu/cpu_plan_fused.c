@@ -12,6 +12,24 @@
 #include "cpu_refine.h"
 #include "cpu_stages.h"
 
+/* Layer l's group loads, its groups' packing and its node layout. */
+static void plan_nodes(const eplb_plan_job *job, int64_t l, eplb_cpu_scratch *group_scratch)
+{
+    eplb_cpu_group_loads_layer(job, l);
+    if (job->group_pack.per_pack > 1)
+        eplb_cpu_pack_row(&job->group_pack, l, group_scratch);
+    eplb_cpu_node_layout_layer(job, l);
+}
+
+/* Row x's replication and slot loads, before its packing. Returns 1 if a
+ * count exceeds the log2phy width. */
+static int plan_slots(const eplb_plan_job *job, int64_t x, float *value, int32_t *heap, int isa)
+{
+    const int too_wide = eplb_cpu_replicate_row(job, x, value, heap, isa);
+    eplb_cpu_slot_loads_row(job, x);
+    return too_wide;
+}
+
 /* Everything but assembly for layer l, the refine search (SPEC 10) of each
  * row included when refine is not NULL. Returns 1 if a count exceeds the
  * log2phy width. */
@@ -20,14 +38,10 @@ static int plan_layer(const eplb_plan_job *job, int64_t l, eplb_cpu_scratch *gro
                       int32_t *heap, int isa)
 {
     int too_wide = 0;
-    eplb_cpu_group_loads_layer(job, l);
-    if (job->group_pack.per_pack > 1)
-        eplb_cpu_pack_row(&job->group_pack, l, group_scratch);
-    eplb_cpu_node_layout_layer(job, l);
+    plan_nodes(job, l, group_scratch);
     for (int64_t node = 0; node < job->nodes; node++) {
         const int64_t x = l * job->nodes + node;
-        too_wide |= eplb_cpu_replicate_row(job, x, value, heap, isa);
-        eplb_cpu_slot_loads_row(job, x);
+        too_wide |= plan_slots(job, x, value, heap, isa);
         if (job->slot_pack.per_pack > 1)
             eplb_cpu_pack_row(&job->slot_pack, x, slot_scratch);
         if (refine)
@@ -46,12 +60,8 @@ static int plan_layer_pair(const eplb_plan_job *job, int64_t l, eplb_cpu_scratch
     int too_wide = 0;
     const int64_t rows[2] = {l, l + 1};
     for (int32_t i = 0; i < 2; i++) {
-        eplb_cpu_group_loads_layer(job, rows[i]);
-        if (job->group_pack.per_pack > 1)
-            eplb_cpu_pack_row(&job->group_pack, rows[i], group_scratch);
-        eplb_cpu_node_layout_layer(job, rows[i]);
-        too_wide |= eplb_cpu_replicate_row(job, rows[i], value, heap, isa);
-        eplb_cpu_slot_loads_row(job, rows[i]);
+        plan_nodes(job, rows[i], group_scratch);
+        too_wide |= plan_slots(job, rows[i], value, heap, isa);
     }
     eplb_cpu_pack_row_pair(&job->slot_pack, rows, slot_scratch);
     if (refine)
