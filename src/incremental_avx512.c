@@ -11,6 +11,12 @@
 
 #if SEARCH_AVX512
 
+/* The lanes of the next 16 values when left (> 0) remain. */
+static inline __mmask16 lanes_left(int64_t left)
+{
+    return left >= 16 ? (__mmask16)0xffff : (__mmask16)((1u << left) - 1);
+}
+
 /* The widest span of buckets that bucket_order counts in one table on
  * the stack. */
 #define BUCKET_SPAN_MAX 2048
@@ -46,8 +52,7 @@ TARGET_AVX512 static void rank_order(const uint32_t *key, int64_t n, int32_t *id
         const __m512i mine = _mm512_set1_epi32((int)both[q]);
         int32_t place = 0;
         for (int64_t k = 0; k < n; k += 16) {
-            const __mmask16 m =
-                n - k >= 16 ? (__mmask16)0xffff : (__mmask16)((1u << (n - k)) - 1);
+            const __mmask16 m = lanes_left(n - k);
             place += __builtin_popcount(
                 _mm512_mask_cmplt_epu32_mask(m, _mm512_maskz_loadu_epi32(m, both + k), mine));
         }
@@ -108,7 +113,7 @@ TARGET_AVX512 void eplb_search_order_slots(search_state *st)
     const __m512i lane = _mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15);
     __m512i least = _mm512_set1_epi32(-1), most = _mm512_setzero_si512();
     for (int64_t q = 0; q < n; q += 16) {
-        const __mmask16 m = n - q >= 16 ? (__mmask16)0xffff : (__mmask16)((1u << (n - q)) - 1);
+        const __mmask16 m = lanes_left(n - q);
         /* load_bucket, 16 at a time. */
         const __m512i bits = _mm512_castps_si512(
             _mm512_add_ps(_mm512_maskz_loadu_ps(m, st->u + q), _mm512_setzero_ps()));
@@ -126,7 +131,7 @@ TARGET_AVX512 void eplb_search_order_slots(search_state *st)
     else
         idx = byte_order(key, key2, n, idx, idx2);
     for (int64_t k = 0; k < n; k += 16) {
-        const __mmask16 m = n - k >= 16 ? (__mmask16)0xffff : (__mmask16)((1u << (n - k)) - 1);
+        const __mmask16 m = lanes_left(n - k);
         const __m512i q = _mm512_maskz_loadu_epi32(m, idx + k);
         const __m512 none = _mm512_setzero_ps();
         const __m512i zero = _mm512_setzero_si512();
@@ -199,7 +204,7 @@ TARGET_AVX512 int64_t eplb_search_heaviest_avx512(const search_state *st)
     const int64_t gd = st->gpus;
     __m512 most = _mm512_set1_ps(-INFINITY);
     for (int64_t b = 0; b < gd; b += 16) {
-        const __mmask16 m = gd - b >= 16 ? (__mmask16)0xffff : (__mmask16)((1u << (gd - b)) - 1);
+        const __mmask16 m = lanes_left(gd - b);
         most = _mm512_mask_max_ps(most, m, most, _mm512_maskz_loadu_ps(m, st->load + b));
     }
     /* The loads are never NaN: the first equal to the largest is the one
@@ -209,8 +214,7 @@ TARGET_AVX512 int64_t eplb_search_heaviest_avx512(const search_state *st)
     for (int64_t base = 0; base < gd; base += 64) {
         uint64_t hits = 0;
         for (int64_t b = base; b < gd && b < base + 64; b += 16) {
-            const __mmask16 m =
-                gd - b >= 16 ? (__mmask16)0xffff : (__mmask16)((1u << (gd - b)) - 1);
+            const __mmask16 m = lanes_left(gd - b);
             hits |= (uint64_t)_mm512_mask_cmp_ps_mask(m, _mm512_maskz_loadu_ps(m, st->load + b),
                                                       largest, _CMP_EQ_OQ)
                     << (b - base);
@@ -246,7 +250,7 @@ TARGET_AVX512 int eplb_search_single_avx512(const search_state *st, int64_t A, c
     const __m512 la = _mm512_set1_ps(load_a);
     __m512 least = _mm512_set1_ps(INFINITY);
     for (int64_t b = 0; b < gd; b += 16) {
-        __mmask16 m = gd - b >= 16 ? (__mmask16)0xffff : (__mmask16)((1u << (gd - b)) - 1);
+        __mmask16 m = lanes_left(gd - b);
         if (A >= b && A < b + 16)
             m &= (__mmask16) ~(1u << (A - b));
         least = _mm512_mask_min_ps(least, m, least, _mm512_maskz_loadu_ps(m, st->load + b));
@@ -289,9 +293,7 @@ TARGET_AVX512 int eplb_search_single_avx512(const search_state *st, int64_t A, c
             const int in_registers = pairs <= AWAY_REGISTERS_MAX / 2;
             for (int r = 0; in_registers && r < 2 * pairs; r++) {
                 const int64_t left = gd - 16 * r;
-                const __mmask16 held = left >= 16 ? (__mmask16)0xffff
-                                       : left > 0 ? (__mmask16)((1u << left) - 1)
-                                                  : (__mmask16)0;
+                const __mmask16 held = left > 0 ? lanes_left(left) : (__mmask16)0;
                 away_row[r] = _mm512_maskz_loadu_epi32(held, away + 16 * r);
             }
             /* Sorted, from the heaviest slots down, and the chunk that
@@ -302,7 +304,7 @@ TARGET_AVX512 int eplb_search_single_avx512(const search_state *st, int64_t A, c
                 const int64_t n = left < 16 ? left : 16;
                 const int64_t k = st->ordered ? left - n : end - left;
                 left -= n;
-                const __mmask16 tail = n == 16 ? (__mmask16)0xffff : (__mmask16)((1u << n) - 1);
+                const __mmask16 tail = lanes_left(n);
                 stop = st->ordered && s->order_bucket[k] < below_bucket;
                 const __m512 ub = _mm512_maskz_loadu_ps(tail, tab_u + k);
                 const __m512i b_gpu = _mm512_maskz_loadu_epi32(tail, tab_gpu + k);
@@ -412,8 +414,7 @@ TARGET_AVX512 int eplb_search_double_avx512(const search_state *st, int64_t A, c
                 const __m512 vda = _mm512_set1_ps(da), va_without = _mm512_set1_ps(a_without);
                 const int best_class = key_class(best);
                 for (int k = 0; k < n; k += 16) {
-                    const __mmask16 tail = n - k >= 16 ? (__mmask16)0xffff
-                                                       : (__mmask16)((1u << (n - k)) - 1);
+                    const __mmask16 tail = lanes_left(n - k);
                     const __m512 db = _mm512_maskz_loadu_ps(tail, db_of + k);
                     __mmask16 m = _mm512_mask_cmp_ps_mask(tail, vda, db, _CMP_GT_OQ);
                     const __m512 new_b = _mm512_add_ps(_mm512_sub_ps(lb, db), vda);
