@@ -1,4 +1,4 @@
-/* The OpenCL backend's entry: the eplb_backend_i table, instance creation
+/* The OpenCL backend's entry: the eplb_backend_i tables, instance creation
  * and release, and the module's one exported symbol. The top layer: it calls
  * the stages (opencl_stages.h) and the runtime (opencl_runtime.h), and
  * neither calls it. */
@@ -46,37 +46,48 @@ EPLB_OPENCL_STAGE(pack_select, eplb_pack_job)
 EPLB_OPENCL_STAGE(plan_fused, eplb_plan_job)
 #undef EPLB_OPENCL_STAGE
 
-static const eplb_backend_i opencl_iface = {
-    /* .free            = */ opencl_free,
-    /* .device_name     = */ opencl_device_name,
-    /* .is_accelerator  = */ opencl_is_accelerator,
-    /* .buffer_alloc    = */ eplb_opencl_buffer_alloc,
-    /* .buffer_free     = */ eplb_opencl_buffer_free,
-    /* .upload          = */ eplb_opencl_upload,
-    /* .download        = */ eplb_opencl_download,
-    /* .set_stream      = */ eplb_opencl_set_stream,
-    /* .synchronize     = */ eplb_opencl_synchronize,
-    /* .check_weights   = */ prepared_check_weights,
-    /* .group_loads     = */ prepared_group_loads,
-    /* .node_layout     = */ prepared_node_layout,
-    /* .replicate       = */ prepared_replicate,
-    /* .slot_loads      = */ prepared_slot_loads,
-    /* .assemble        = */ prepared_assemble,
-    /* .pack_sort       = */ prepared_pack_sort,
-    /* .pack_greedy     = */ prepared_pack_greedy,
-    /* .pack_swap       = */ prepared_pack_swap,
-    /* .pack_select     = */ prepared_pack_select,
-    /* .distinct        = */ eplb_opencl_distinct, /* prepares the kernels itself */
-    /* .refine          = */ eplb_opencl_refine, /* prepares the kernels itself */
-    /* .plan_fused      = */ prepared_plan_fused,
-    /* .host_memory     = */ 0,
-    /* .host_alloc      = */ NULL, /* host staging through malloc and waiting copies */
-    /* .host_free       = */ NULL,
-    /* .upload_async    = */ NULL,
-    /* .download_async  = */ NULL,
-    /* .fused_refines   = */ 0, /* refine runs as the eplb_refine kernel after the stages */
-    /* .start           = */ NULL,
-};
+/* The interface table, with or without the host-staging entries: one table
+ * per EPLB_TUNE_OPENCL_STAGING setting, chosen when the instance is created. */
+#define OPENCL_IFACE(host_alloc_entry, host_free_entry, upload_async_entry, download_async_entry)  \
+    {                                                                                              \
+        /* .free            = */ opencl_free,                                                      \
+        /* .device_name     = */ opencl_device_name,                                               \
+        /* .is_accelerator  = */ opencl_is_accelerator,                                            \
+        /* .buffer_alloc    = */ eplb_opencl_buffer_alloc,                                         \
+        /* .buffer_free     = */ eplb_opencl_buffer_free,                                          \
+        /* .upload          = */ eplb_opencl_upload,                                               \
+        /* .download        = */ eplb_opencl_download,                                             \
+        /* .set_stream      = */ eplb_opencl_set_stream,                                           \
+        /* .synchronize     = */ eplb_opencl_synchronize,                                          \
+        /* .check_weights   = */ prepared_check_weights,                                           \
+        /* .group_loads     = */ prepared_group_loads,                                             \
+        /* .node_layout     = */ prepared_node_layout,                                             \
+        /* .replicate       = */ prepared_replicate,                                               \
+        /* .slot_loads      = */ prepared_slot_loads,                                              \
+        /* .assemble        = */ prepared_assemble,                                                \
+        /* .pack_sort       = */ prepared_pack_sort,                                               \
+        /* .pack_greedy     = */ prepared_pack_greedy,                                             \
+        /* .pack_swap       = */ prepared_pack_swap,                                               \
+        /* .pack_select     = */ prepared_pack_select,                                             \
+        /* .distinct        = */ eplb_opencl_distinct, /* prepares the kernels itself */           \
+        /* .refine          = */ eplb_opencl_refine, /* prepares the kernels itself */             \
+        /* .plan_fused      = */ prepared_plan_fused,                                              \
+        /* .host_memory     = */ 0,                                                                \
+        /* .host_alloc      = */ host_alloc_entry,                                                 \
+        /* .host_free       = */ host_free_entry,                                                  \
+        /* .upload_async    = */ upload_async_entry,                                               \
+        /* .download_async  = */ download_async_entry,                                             \
+        /* .fused_refines   = */ 0, /* refine runs as the eplb_refine kernel after the stages */   \
+        /* .start           = */ NULL,                                                             \
+    }
+
+/* The default: host staging through malloc and waiting copies. */
+static const eplb_backend_i opencl_iface_sync = OPENCL_IFACE(NULL, NULL, NULL, NULL);
+/* EPLB_TUNE_OPENCL_STAGING=async: the planner's asynchronous staging branch,
+ * which only cuda takes by default, on any OpenCL device (CI's PoCL). */
+static const eplb_backend_i opencl_iface_async =
+    OPENCL_IFACE(eplb_opencl_host_alloc, eplb_opencl_host_free, eplb_opencl_upload_async,
+                 eplb_opencl_download_async);
 
 /* Reads the knobs, opens the runtime on the chosen device and wraps the
  * instance in the interface: no kernel is compiled here. */
@@ -94,7 +105,7 @@ static eplb_status opencl_create(eplb_backend **out, char *error, size_t error_l
         return EPLB_ERR_OUT_OF_MEMORY;
     }
     backend->api_version = EPLB_BACKEND_API_VERSION;
-    backend->iface = &opencl_iface;
+    backend->iface = s->tuning.async_staging ? &opencl_iface_async : &opencl_iface_sync;
     backend->context = s;
     *out = backend;
     return EPLB_OK;

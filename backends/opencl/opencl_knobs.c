@@ -75,6 +75,9 @@ static const knob knobs[] = {
     {"EPLB_TUNE_OPENCL_PROFILE", "0", "0 or 1",
      "times every kernel (synchronously) and prints the totals when the context is freed",
      FIELD(profile), 0, 0, 1, {{0}}},
+    {"EPLB_TUNE_OPENCL_STAGING", "sync", "sync or async",
+     "offers the planner asynchronous host-staging copies when set to async, for tests",
+     FIELD(staging), 0, NO_NUMBER, {{"sync", 0}, {"async", 1}}},
 };
 
 #define KNOB_COUNT (sizeof knobs / sizeof knobs[0])
@@ -183,4 +186,5 @@ void eplb_opencl_choose_tuning(const eplb_opencl_api *cl, const eplb_opencl_devi
     t->compute_units = eplb_opencl_compute_units(cl, d->device);
     t->local_mem_cap = (size_t)or_default(k->local_mem, 0);
     t->profile = k->profile == 1;
+    t->async_staging = k->staging == 1;
 }

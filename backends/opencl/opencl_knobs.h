@@ -24,6 +24,7 @@ typedef struct eplb_opencl_knobs {
     long split;             /* EPLB_TUNE_OPENCL_SPLIT */
     long local_mem;         /* EPLB_TUNE_OPENCL_LOCAL_MEM, bytes */
     long profile;           /* EPLB_TUNE_OPENCL_PROFILE: 1 on */
+    long staging;           /* EPLB_TUNE_OPENCL_STAGING: 1 async, 0 sync */
 } eplb_opencl_knobs;
 
 #define EPLB_OPENCL_TEAM_AUTO (-2)
@@ -48,6 +49,8 @@ typedef struct eplb_opencl_tuning {
     size_t compute_units;   /* CL_DEVICE_MAX_COMPUTE_UNITS */
     size_t local_mem_cap;   /* a smaller local-memory budget for plan_fused, 0: the device's */
     int profile;            /* time every kernel (synchronously) */
+    int async_staging;      /* 1: the interface offers the asynchronous host-staging
+                               entries (tests), 0: it leaves them NULL */
 } eplb_opencl_tuning;
 
 /* Reads every knob. A value a knob does not take, or a knob set under its

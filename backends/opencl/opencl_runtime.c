@@ -218,20 +218,79 @@ void eplb_opencl_buffer_free(eplb_backend *backend, void *buffer)
         eplb_opencl_state(backend)->cl->clReleaseMemObject((cl_mem)buffer);
 }
 
-eplb_status eplb_opencl_upload(eplb_backend *backend, void *dst, const void *src_host, size_t bytes)
+/* A copy from host memory into a buffer, after the work queued before it on
+ * the instance's queue; blocking says whether it returns only once the copy
+ * is done. */
+static eplb_status write_buffer(eplb_backend *backend, void *dst, const void *src_host,
+                                size_t bytes, cl_bool blocking)
 {
     eplb_opencl *s = eplb_opencl_state(backend);
-    cl_int err = s->cl->clEnqueueWriteBuffer(s->handles.queue, (cl_mem)dst, CL_TRUE, 0, bytes,
+    cl_int err = s->cl->clEnqueueWriteBuffer(s->handles.queue, (cl_mem)dst, blocking, 0, bytes,
                                              src_host, 0, NULL, NULL);
     return err == CL_SUCCESS ? EPLB_OK : cl_fail(backend, err, "upload (clEnqueueWriteBuffer)");
 }
 
-eplb_status eplb_opencl_download(eplb_backend *backend, void *dst_host, const void *src, size_t bytes)
+/* A copy from a buffer into host memory, likewise. */
+static eplb_status read_buffer(eplb_backend *backend, void *dst_host, const void *src, size_t bytes,
+                               cl_bool blocking)
 {
     eplb_opencl *s = eplb_opencl_state(backend);
-    cl_int err = s->cl->clEnqueueReadBuffer(s->handles.queue, (cl_mem)src, CL_TRUE, 0, bytes,
+    cl_int err = s->cl->clEnqueueReadBuffer(s->handles.queue, (cl_mem)src, blocking, 0, bytes,
                                             dst_host, 0, NULL, NULL);
     return err == CL_SUCCESS ? EPLB_OK : cl_fail(backend, err, "download (clEnqueueReadBuffer)");
+}
+
+eplb_status eplb_opencl_upload(eplb_backend *backend, void *dst, const void *src_host, size_t bytes)
+{
+    return write_buffer(backend, dst, src_host, bytes, CL_TRUE);
+}
+
+eplb_status eplb_opencl_download(eplb_backend *backend, void *dst_host, const void *src, size_t bytes)
+{
+    return read_buffer(backend, dst_host, src, bytes, CL_TRUE);
+}
+
+/* The host-staging entries of EPLB_TUNE_OPENCL_STAGING=async (tests): they
+ * let a CPU device run the planner's asynchronous staging branch, which
+ * otherwise only the cuda backend takes. The memory is plain malloc'ed host
+ * memory, not page-locked: OpenCL copies from any host memory, and on a CPU
+ * device pinning would gain nothing. */
+eplb_status eplb_opencl_host_alloc(eplb_backend *backend, size_t bytes, void **out)
+{
+    void *host = malloc(bytes);
+    if (!host)
+        return eplb_backend_error(backend, EPLB_ERR_OUT_OF_MEMORY,
+                                  "cannot allocate %zu bytes of host staging memory", bytes);
+    *out = host;
+    return EPLB_OK;
+}
+
+/* No wait here: backend.h has the planner leave the memory alone until
+ * synchronize has returned, so a copy still running into freed memory would
+ * be the planner's bug, for the tests to find rather than for this entry to
+ * hide. */
+void eplb_opencl_host_free(eplb_backend *backend, void *host)
+{
+    (void)backend;
+    free(host);
+}
+
+/* Non-blocking (CL_FALSE) copies on the in-order queue: each runs after the
+ * work queued before it and may not have run when this returns, so the host
+ * memory must be left alone until eplb_opencl_synchronize (clFinish) has
+ * returned. No clFlush either: nothing here hurries a copy along, so that a
+ * missing wait shows as wrong data instead of hiding behind a copy that
+ * happened to finish early. */
+eplb_status eplb_opencl_upload_async(eplb_backend *backend, void *dst, const void *src_host,
+                                     size_t bytes)
+{
+    return write_buffer(backend, dst, src_host, bytes, CL_FALSE);
+}
+
+eplb_status eplb_opencl_download_async(eplb_backend *backend, void *dst_host, const void *src,
+                                       size_t bytes)
+{
+    return read_buffer(backend, dst_host, src, bytes, CL_FALSE);
 }
 
 /* A caller's queue must belong to this backend's cl_context (its cl_mem

@@ -111,6 +111,15 @@ eplb_status eplb_opencl_upload(eplb_backend *backend, void *dst, const void *src
 eplb_status eplb_opencl_download(eplb_backend *backend, void *dst_host, const void *src, size_t bytes);
 eplb_status eplb_opencl_set_stream(eplb_backend *backend, void *stream);
 eplb_status eplb_opencl_synchronize(eplb_backend *backend);
+/* The interface's host-staging entries, offered only under
+ * EPLB_TUNE_OPENCL_STAGING=async: malloc'ed host memory, and copies to and
+ * from it that return without waiting (eplb_opencl_synchronize waits). */
+eplb_status eplb_opencl_host_alloc(eplb_backend *backend, size_t bytes, void **out);
+void eplb_opencl_host_free(eplb_backend *backend, void *host);
+eplb_status eplb_opencl_upload_async(eplb_backend *backend, void *dst, const void *src_host,
+                                     size_t bytes);
+eplb_status eplb_opencl_download_async(eplb_backend *backend, void *dst_host, const void *src,
+                                       size_t bytes);
 
 /* Enqueues kernel id over count work-items, one per element. */
 eplb_status eplb_opencl_run_elements(eplb_backend *backend, eplb_opencl_kernel_id id,
