@@ -77,6 +77,7 @@ typedef struct eplb_incremental_scratch {
      * them from the experts' lists of slots). */
     int32_t *excess_table;
     int32_t *away_row;     /* [spg] */
+    int32_t *fill_lists;   /* [2 * spg] the relabelling's empty slots of a GPU and the experts left for them */
     /* The domain's slots in ascending order of their slot load's bucket
      * (load_bucket), for the vector scan, with what it reads of each beside it; order_pos[q] is slot q's
      * place. [domain slots] each. */
@@ -104,7 +105,7 @@ typedef struct eplb_incremental_scratch {
     int64_t *anchored_moves; /* [domains] the same in the anchored start */
     int vector;            /* whether AVX-512 code may run (set by the allocation) */
     eplb_layer_geometry geometry; /* the geometry it was allocated for */
-    void *owned[48];       /* every array above, for the free */
+    void *owned[56];       /* every array above, for the free */
     int owned_count;
 } eplb_incremental_scratch;
 

@@ -77,7 +77,7 @@ static int allocate_arrays(eplb_incremental_scratch *s, const eplb_layer_geometr
         {&s->base_next, dn}, {&s->order_slot, dn}, {&s->order_gpu, dn},
         {&s->order_arrival, dn}, {&s->order_pos, dn}, {&s->order_end, dn},
         {&s->domain_of, R}, {&s->next_slot, R}, {&s->away_excess, spg * gd},
-        {&s->away_row, spg}, {&s->overlap, k}, {&s->by_overlap, dn + 2},
+        {&s->away_row, spg}, {&s->fill_lists, 2 * spg}, {&s->overlap, k}, {&s->by_overlap, dn + 2},
         {&s->dense_overlaps, EPLB_DENSE_GROUPS_MAX * EPLB_DENSE_GROUPS_MAX},
     };
     const float_arrays floats[] = {
@@ -529,41 +529,43 @@ static void greedy_match(const match_pair *pairs, size_t count, int64_t k, int64
  * src has it, the first occurrence leaving src; the other slots take what is
  * left of src in order. Returns the slots that kept their expert, the
  * multiset intersection of src and old, so the GPU's moves (SPEC 13.3) are
- * the others. */
+ * the others. Whether a slot keeps its expert is as likely as not, so no
+ * loop branches on it: each pass counts with the test's value, lists the
+ * empty slots and the experts left over, and a last loop pairs them. */
 static int64_t fill_gpu(const int64_t *old, const int64_t *src, int64_t spg,
                         eplb_incremental_scratch *s, int64_t *out)
 {
     int32_t *left = s->tally, *taken = s->tally2;
-    int64_t kept = 0;
+    int32_t *empty = s->fill_lists, *leftover = s->fill_lists + spg;
     for (int64_t i = 0; i < spg; i++)
         left[src[i]]++;
+    int64_t open = 0;
     for (int64_t i = 0; i < spg; i++) {
         const int64_t e = old[i];
-        if (left[e] > 0) {
-            left[e]--;
-            taken[e]++;
-            out[i] = e;
-            kept++;
-        } else {
-            out[i] = -1;
-        }
+        const int32_t keep = left[e] > 0;
+        left[e] -= keep;
+        taken[e] += keep;
+        /* e where kept, else -1 (all bits), by a mask: a select here
+         * compiles to a branch. */
+        out[i] = e | ((int64_t)keep - 1);
+        empty[open] = (int32_t)i;
+        open += 1 - keep;
     }
     /* What is left of src, in order: each expert without its first taken[e]
      * occurrences. */
-    int64_t slot = 0;
+    int64_t n = 0;
     for (int64_t i = 0; i < spg; i++) {
         const int64_t e = src[i];
-        if (taken[e] > 0) {
-            taken[e]--;
-            continue;
-        }
-        while (out[slot] >= 0)
-            slot++;
-        out[slot] = e;
+        const int32_t skip = taken[e] > 0;
+        taken[e] -= skip;
+        leftover[n] = (int32_t)e;
+        n += 1 - skip;
     }
+    for (int64_t j = 0; j < open; j++)
+        out[empty[j]] = leftover[j];
     for (int64_t i = 0; i < spg; i++)
         left[src[i]] = 0;
-    return kept;
+    return spg - open;
 }
 
 #if SEARCH_AVX512
