@@ -1,8 +1,9 @@
 /* The incremental rebalance of docs/spec.md section 13, run on the host after
  * the ordinary (fresh) plan: the move counts of 13.3 (moves.c), the
- * relabelled fresh plan and the anchored start of 13.4 and 13.6
- * (incremental_relabel.c), the swap search of 13.5 (incremental_search.c,
- * its AVX-512 scans in incremental_avx512.c), and the per-layer choice with the public call's checks and outputs
+ * relabelled fresh plan of 13.4 (incremental_relabel.c) and the anchored
+ * start of 13.6 (incremental_anchor.c), the swap search of 13.5
+ * (incremental_search.c, its AVX-512 scans in incremental_avx512.c), and
+ * the per-layer choice with the public call's checks and outputs
  * (incremental.c). Expert ids are int64, as in the public phy2log. */
 #ifndef EPLB_INCREMENTAL_H
 #define EPLB_INCREMENTAL_H
@@ -100,6 +101,8 @@ typedef struct eplb_incremental_scratch {
     int64_t *match;        /* [k] */
     uint64_t *rest;        /* [domain slots] the anchored start's experts to place, as keys */
     int64_t *cursor;       /* [domain GPUs] */
+    int32_t *anchor_free;  /* [domain slots] the anchored start's free slots of a domain, in order */
+    int32_t *anchor_free_end; /* [domain GPUs] where each GPU's free slots end in anchor_free */
     int64_t *domain_options; /* [domains][5]: moves of kept, anchored, fresh; changed; same start */
     int64_t *fresh_moves;  /* [domains] the moves of each domain in rel */
     int64_t *anchored_moves; /* [domains] the same in the anchored start */

@@ -1,7 +1,7 @@
 /* The parts of the incremental rebalance (docs/spec.md section 13) that build
- * placements without searching: the loads of 13.2, the relabelled fresh plan
- * of 13.4 and the anchored start of 13.6; and the scratch every layer works
- * in. */
+ * placements without searching: the loads of 13.2 and the relabelled fresh
+ * plan of 13.4 (the anchored start of 13.6 is in incremental_anchor.c); and
+ * the scratch every layer works in. */
 #include <math.h>
 #include <stdatomic.h>
 #include <stdlib.h>
@@ -76,6 +76,7 @@ static int allocate_arrays(eplb_incremental_scratch *s, const eplb_layer_geometr
         {&s->own_excess, dn}, {&s->arrival_cost, dn}, {&s->gpu_of, dn}, {&s->cur_next, dn},
         {&s->base_next, dn}, {&s->order_slot, dn}, {&s->order_gpu, dn},
         {&s->order_arrival, dn}, {&s->order_pos, dn}, {&s->order_end, dn},
+        {&s->anchor_free, dn}, {&s->anchor_free_end, gd},
         {&s->domain_of, R}, {&s->next_slot, R}, {&s->away_excess, spg * gd},
         {&s->away_row, spg}, {&s->fill_lists, 2 * spg}, {&s->overlap, k}, {&s->by_overlap, dn + 2},
         {&s->dense_overlaps, EPLB_DENSE_GROUPS_MAX * EPLB_DENSE_GROUPS_MAX},
@@ -649,138 +650,4 @@ void eplb_relabel_layer(const int64_t *prev, const int64_t *fresh, const eplb_la
             moves[b] += spg - fill_gpu(old + h * spg, src + f * spg, spg, s, rel + b * rn + h * spg);
         }
     }
-}
-
-/* An expert of the anchored start's rest as one integer that orders as
- * step 2 places them: decreasing slot load (the two zeros equal), then
- * increasing expert. */
-static inline uint64_t rest_key(float load, int64_t expert)
-{
-    return (uint64_t)~float_order(load + 0.0f) << 32 | (uint64_t)expert;
-}
-
-static int compare_key(const void *a, const void *b)
-{
-    const uint64_t x = *(const uint64_t *)a, y = *(const uint64_t *)b;
-    return (x > y) - (x < y);
-}
-
-/* The keys in ascending order: an insertion sort for the few a domain's
- * rest usually holds. */
-static void sort_keys(uint64_t *key, int64_t n)
-{
-    if (n > 48) {
-        qsort(key, (size_t)n, sizeof *key, compare_key);
-        return;
-    }
-    for (int64_t i = 1; i < n; i++) {
-        const uint64_t v = key[i];
-        int64_t j = i;
-        for (; j > 0 && key[j - 1] > v; j--)
-            key[j] = key[j - 1];
-        key[j] = v;
-    }
-}
-
-#if SEARCH_AVX512
-/* Step 2's GPU for each expert of the rest, for 16 GPUs or fewer: the
- * least running load among the GPUs with a free slot (ties: the lowest),
- * by a vector minimum over the loads held in a register. */
-TARGET_AVX512 static void place_rest_avx512(const float *slot_load, const uint64_t *rest, int64_t n, int64_t first,
-                                            int64_t gd, int64_t spg, float *load,
-                                            int64_t *cursor, int64_t *start)
-{
-    __mmask16 open = 0;
-    for (int64_t b = 0; b < gd; b++)
-        open |= (__mmask16)((cursor[b] < first + (b + 1) * spg) << b);
-    __m512 held = _mm512_maskz_loadu_ps((__mmask16)((1u << gd) - 1), load);
-    for (int64_t i = 0; i < n; i++) {
-        const float least = _mm512_mask_reduce_min_ps(open, held);
-        const int b = __builtin_ctz(_mm512_mask_cmp_ps_mask(open, held, _mm512_set1_ps(least),
-                                                            _CMP_EQ_OQ));
-        const int64_t e = (int64_t)(uint32_t)rest[i];
-        start[cursor[b]] = e;
-        load[b] += slot_load[e];
-        held = _mm512_mask_mov_ps(held, (__mmask16)(1u << b), _mm512_set1_ps(load[b]));
-        while (cursor[b] < first + (b + 1) * spg && start[cursor[b]] >= 0)
-            cursor[b]++;
-        if (cursor[b] == first + (b + 1) * spg)
-            open &= (__mmask16)~(1u << b);
-    }
-}
-#endif
-
-/* The anchored start of one domain d (SPEC 13.6): rel's experts for the
- * domain, each slot keeping its previous expert where rel's domain has it,
- * the rest heaviest first on the least loaded GPU with a free slot.
- * slot_load: each expert's slot load with rel's counts. Returns the domain's moves (SPEC
- * 13.3): the slots of the rest. An expert of the rest is one that rel's
- * domain still wanted after every slot of prev holding it had kept it, so
- * no slot of its GPU held it in prev without keeping it: each slot of the
- * rest is one move, and a kept slot none. */
-static int64_t anchor_domain(const float *slot_load, const int64_t *prev, const int64_t *rel,
-                             int64_t d, const eplb_layer_geometry *g, eplb_incremental_scratch *s,
-                             int64_t *start)
-{
-    const int64_t rn = g->domain_slots, gd = g->domain_gpus, spg = g->gpu_slots;
-    const int64_t first = d * rn;
-    int32_t *wanted = s->tally;
-    for (int64_t q = first; q < first + rn; q++)
-        wanted[rel[q]]++;
-    for (int64_t q = first; q < first + rn; q++) {
-        const int64_t e = prev[q];
-        if (wanted[e] > 0) {
-            wanted[e]--;
-            start[q] = e;
-        } else {
-            start[q] = -1;
-        }
-    }
-    int64_t n = 0;
-    for (int64_t q = first; q < first + rn; q++) {
-        const int64_t e = rel[q];
-        if (wanted[e] > 0) {
-            wanted[e]--;
-            s->rest[n++] = rest_key(slot_load[e], e);
-        }
-    }
-    float *load = s->gpu_load;
-    for (int64_t q = first; q < first + rn; q++)
-        s->slot_load[q - first] = start[q] >= 0 ? slot_load[start[q]] : INFINITY;
-    eplb_gpu_loads(s->slot_load, gd, spg, NULL, load, s);
-    /* Each GPU's first free slot. */
-    for (int64_t b = 0; b < gd; b++) {
-        s->cursor[b] = first + b * spg;
-        while (s->cursor[b] < first + (b + 1) * spg && start[s->cursor[b]] >= 0)
-            s->cursor[b]++;
-    }
-    /* Step 2: heaviest first, ties to the lowest expert. */
-    sort_keys(s->rest, n);
-#if SEARCH_AVX512
-    if (s->vector && gd <= 16) {
-        place_rest_avx512(slot_load, s->rest, n, first, gd, spg, load, s->cursor, start);
-        return n;
-    }
-#endif
-    for (int64_t i = 0; i < n; i++) {
-        int64_t best = -1;
-        for (int64_t b = 0; b < gd; b++) {
-            while (s->cursor[b] < first + (b + 1) * spg && start[s->cursor[b]] >= 0)
-                s->cursor[b]++;
-            if (s->cursor[b] < first + (b + 1) * spg && (best < 0 || load[b] < load[best]))
-                best = b;
-        }
-        const int64_t e = (int64_t)(uint32_t)s->rest[i];
-        start[s->cursor[best]] = e;
-        load[best] += slot_load[e];
-    }
-    return n;
-}
-
-void eplb_anchored_start(const float *load, const int64_t *prev, const int64_t *rel,
-                         const eplb_layer_geometry *g, eplb_incremental_scratch *s,
-                         int64_t *start, int64_t *moves)
-{
-    for (int64_t d = 0; d < g->domains; d++)
-        moves[d] = anchor_domain(load, prev, rel, d, g, s, start);
 }
