@@ -95,6 +95,11 @@ typedef struct eplb_incremental_scratch {
     /* [EPLB_DENSE_GROUPS_MAX][EPLB_DENSE_GROUPS_MAX] the overlaps of few groups */
     int32_t *dense_overlaps;
     int32_t *group_count;  /* [E][EPLB_DENSE_GROUPS_MAX] each expert's slots per group, zero between uses; NULL when k or E is large */
+    /* [E][width] and [k][width], width = k rounded up to 16: each expert's slots per group,
+     * zero between uses, and the overlaps, for more groups than the dense table takes; NULL
+     * when k is at most EPLB_DENSE_GROUPS_MAX or large, or E large. */
+    uint8_t *wide_count;
+    uint8_t *wide_rows;
     void *pairs;           /* [2 * k * k] pairs of the greedy matching, and their sorted copy */
     int32_t *next_slot;    /* [R] the next slot of the same expert */
     int32_t *by_overlap;   /* [domain slots + 2] pairs per overlap, for the counting sort */

@@ -12,6 +12,11 @@
 /* The most entries of the relabelling's table of experts by group. */
 #define DENSE_TABLE_MAX ((size_t)1 << 20)
 
+/* The most groups, and the most slots per group, whose matching
+ * match_wide_avx512 finds (overlaps of one byte, a bit per overlap value). */
+#define WIDE_GROUPS_MAX 128
+#define WIDE_SLOTS_MAX 31
+
 /* One pair of the greedy matching (SPEC 13.4) with a nonzero overlap. */
 typedef struct match_pair {
     int32_t overlap;
@@ -104,6 +109,14 @@ static int allocate_arrays(eplb_incremental_scratch *s, const eplb_layer_geometr
     ok &= (s->rest = own(s, dn * sizeof *s->rest)) != NULL;
     if (table)
         ok &= (s->group_count = own(s, table * sizeof *s->group_count)) != NULL;
+    /* match_wide_avx512's tables, where more groups than the dense table
+     * takes have few slots each, and the table of experts stays small. */
+    const size_t width = (k + 15) / 16 * 16;
+    if (k > EPLB_DENSE_GROUPS_MAX && k <= WIDE_GROUPS_MAX && E * width <= DENSE_TABLE_MAX &&
+        (spg <= WIDE_SLOTS_MAX || dn <= WIDE_SLOTS_MAX)) {
+        ok &= (s->wide_count = own(s, E * width)) != NULL;
+        ok &= (s->wide_rows = own(s, k * width)) != NULL;
+    }
     if (g->experts * g->domain_gpus <= EPLB_EXCESS_TABLE_MAX)
         ok &= (s->excess_table = own(s, E * gd * sizeof *s->excess_table)) != NULL;
     return ok;
@@ -612,9 +625,98 @@ TARGET_AVX512 static void match_dense_avx512(const int32_t *ov, int64_t k, int64
 }
 #endif
 
+#if SEARCH_AVX512
+/* SPEC 13.4's greedy matching for more than EPLB_DENSE_GROUPS_MAX groups
+ * (a node of many GPUs) of few slots each, match[f] = h. A table of each
+ * expert's count per group of old (bytes, rows of width entries, zero
+ * between uses) gives each row of overlaps 16 groups at a time, with no
+ * branch on the data; each row is kept (bytes) with the set of overlap
+ * values it holds. The sorted form of the matching then goes level by
+ * level from the largest overlap down: at each level the free sources
+ * holding it, in ascending order, each take the lowest free destination of
+ * that overlap, found from a mask of the row's entries equal to it. */
+TARGET_AVX512 static void match_wide_avx512(const int64_t *src, const int64_t *old, int64_t k,
+                                            int64_t n, const int32_t *group_of,
+                                            eplb_incremental_scratch *s, int64_t *match,
+                                            int64_t *taken)
+{
+    const int64_t width = (k + 15) / 16 * 16, chunks = width / 16, words = (k + 63) / 64;
+    uint8_t *held = s->wide_count, *rows = s->wide_rows;
+    int32_t *count = s->tally;
+    for (int64_t q = 0; q < k * n; q++)
+        held[old[q] * width + group_of[q]]++;
+    /* at_level[v]: the sources whose row holds overlap v, a bit each. */
+    uint64_t at_level[WIDE_SLOTS_MAX + 1][WIDE_GROUPS_MAX / 64] = {{0}};
+    const __m512i one = _mm512_set1_epi32(1);
+    for (int64_t f = 0; f < k; f++) {
+        const int64_t *group = src + f * n;
+        /* Each expert's count in the group at its first slot, 0 at the
+         * others, so that each expert adds its overlaps once; and its row
+         * of the table. */
+        int32_t first_count[WIDE_SLOTS_MAX];
+        const uint8_t *in_old[WIDE_SLOTS_MAX];
+        for (int64_t i = 0; i < n; i++)
+            count[group[i]]++;
+        for (int64_t i = 0; i < n; i++) {
+            first_count[i] = count[group[i]];
+            count[group[i]] = 0;
+            in_old[i] = held + group[i] * width;
+        }
+        __m512i levels = _mm512_setzero_si512();
+        for (int64_t c = 0; c < chunks; c++) {
+            __m512i row = _mm512_setzero_si512();
+            for (int64_t i = 0; i < n; i++) {
+                const __m128i entries = _mm_loadu_si128((const __m128i *)(in_old[i] + 16 * c));
+                row = _mm512_add_epi32(row, _mm512_min_epi32(_mm512_cvtepu8_epi32(entries),
+                                                             _mm512_set1_epi32(first_count[i])));
+            }
+            _mm_storeu_si128((__m128i *)(rows + f * width + 16 * c), _mm512_cvtepi32_epi8(row));
+            levels = _mm512_or_si512(levels, _mm512_sllv_epi32(one, row));
+        }
+        for (uint32_t v = (uint32_t)_mm512_reduce_or_epi32(levels) & ~1u; v; v &= v - 1)
+            at_level[__builtin_ctz(v)][f / 64] |= (uint64_t)1 << (f % 64);
+    }
+    for (int64_t q = 0; q < k * n; q++)
+        held[old[q] * width + group_of[q]] = 0;
+    uint64_t free_rows[WIDE_GROUPS_MAX / 64], free_columns[WIDE_GROUPS_MAX / 64];
+    for (int64_t w = 0; w < words; w++)
+        free_rows[w] = free_columns[w] = k - 64 * w >= 64 ? ~(uint64_t)0
+                                                          : ((uint64_t)1 << (k - 64 * w)) - 1;
+    for (int64_t i = 0; i < k; i++)
+        match[i] = taken[i] = -1;
+    for (int64_t v = n; v >= 1; v--) {
+        const __m512i level = _mm512_set1_epi32((int)v);
+        for (int64_t w = 0; w < words; w++)
+            for (uint64_t todo = at_level[v][w] & free_rows[w]; todo; todo &= todo - 1) {
+                const int64_t f = 64 * w + __builtin_ctzll(todo);
+                uint64_t equal[WIDE_GROUPS_MAX / 64] = {0};
+                for (int64_t c = 0; c < chunks; c++) {
+                    const __m128i entries = _mm_loadu_si128((const __m128i *)(rows + f * width + 16 * c));
+                    equal[c / 4] |= (uint64_t)_mm512_cmpeq_epi32_mask(_mm512_cvtepu8_epi32(entries),
+                                                                       level)
+                                    << (16 * (c % 4));
+                }
+                for (int64_t x = 0; x < words; x++) {
+                    const uint64_t open = equal[x] & free_columns[x];
+                    if (open) {
+                        const int64_t h = 64 * x + __builtin_ctzll(open);
+                        match[f] = h;
+                        taken[h] = f;
+                        free_rows[w] &= ~((uint64_t)1 << (f % 64));
+                        free_columns[x] &= ~((uint64_t)1 << (h % 64));
+                        break;
+                    }
+                }
+            }
+    }
+    match_the_rest(k, match, taken);
+}
+#endif
+
 /* Steps 1 and 2 of SPEC 13.4 for k groups of n slots: src's groups
  * matched to old's (match[f] = h). Few groups, with AVX-512, take the
- * matching straight from the table of overlaps. taken: [k]. */
+ * matching straight from the table of overlaps; more groups of few slots
+ * take it level by level from a table of their overlaps. taken: [k]. */
 static void match_groups(const int64_t *src, const int64_t *old, int64_t k, int64_t n,
                          const int32_t *group_of, eplb_incremental_scratch *s, int64_t *match,
                          int64_t *taken)
@@ -623,6 +725,10 @@ static void match_groups(const int64_t *src, const int64_t *old, int64_t k, int6
     if (s->vector && k <= EPLB_DENSE_GROUPS_MAX && s->group_count && n < (int64_t)1 << 23) {
         overlap_pairs(src, old, k, n, group_of, s, s->overlap, s->pairs, s->dense_overlaps);
         match_dense_avx512(s->dense_overlaps, k, match, taken);
+        return;
+    }
+    if (s->vector && k <= WIDE_GROUPS_MAX && n <= WIDE_SLOTS_MAX && s->wide_count) {
+        match_wide_avx512(src, old, k, n, group_of, s, match, taken);
         return;
     }
 #endif
