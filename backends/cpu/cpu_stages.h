@@ -47,6 +47,17 @@ size_t eplb_cpu_greedy_lanes_words(int32_t items, int32_t packs);
 void eplb_cpu_greedy_vertical(const eplb_pack_job *job, int64_t row, int32_t first, int32_t lanes,
                               float *const *loads, eplb_cpu_scratch *scratch);
 size_t eplb_cpu_greedy_vertical_words(int32_t items);
+/* The most packs of the greedy across lanes (cpu_greedy_across.c). */
+#define EPLB_CPU_ACROSS_MAX 128
+/* The greedy across lanes of eplb_cpu_greedy_row's lanes first ..
+ * first+lanes-1 of S rows (S = 1 or 2): row[i] with scratch[i], its loads
+ * into loads[i]; for 17 to EPLB_CPU_ACROSS_MAX packs whose row sums stay
+ * finite, on an AVX-512 machine. And the floats of scratch->lanes that it
+ * needs: items, weights and slots of every step and lane, and eight lanes'
+ * keys, alignment included. */
+void eplb_cpu_greedy_across(const eplb_pack_job *job, const int64_t *row, int32_t S, int32_t first,
+                            int32_t lanes, float *const *const *loads, eplb_cpu_scratch *const *scratch);
+size_t eplb_cpu_greedy_across_words(int32_t items);
 #endif
 /* Swap search for candidates first .. first+lanes-1 of a row, iteration by
  * iteration across them; loads[j] holds lane j's pack loads (slot-order sums,
