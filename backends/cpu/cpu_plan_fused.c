@@ -59,10 +59,11 @@ static int plan_layer_pair(const eplb_plan_job *job, int64_t l, eplb_cpu_scratch
 {
     int too_wide = 0;
     const int64_t rows[2] = {l, l + 1};
-    for (int32_t i = 0; i < 2; i++) {
+    for (int32_t i = 0; i < 2; i++)
         plan_nodes(job, rows[i], group_scratch);
-        too_wide |= plan_slots(job, rows[i], value, heap, isa);
-    }
+    too_wide |= eplb_cpu_replicate_row_pair(job, rows, value, heap, isa);
+    for (int32_t i = 0; i < 2; i++)
+        eplb_cpu_slot_loads_row(job, rows[i]);
     eplb_cpu_pack_row_pair(&job->slot_pack, rows, slot_scratch);
     if (refine)
         for (int32_t i = 0; i < 2; i++)

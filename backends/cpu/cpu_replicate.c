@@ -121,6 +121,12 @@ static void replicate_scan(const float *w, int32_t n, int32_t p, int32_t *phy2ml
  * is at most eight registers of eight keys. */
 #define EPLB_CPU_REPLICATE_LIST_MAX 64
 
+/* Whether a row of n items and p > n slots replicates by the list. */
+static inline int replicates_by_list(int32_t n, int32_t p, int isa)
+{
+    return p - n <= EPLB_CPU_REPLICATE_LIST_MAX && n < 65536 && isa >= EPLB_CPU_ISA_AVX512;
+}
+
 /* An item's place in the choice order: the bits of its weight per replica
  * (-0 as +0) complemented, so that a larger value makes a smaller key,
  * then its index, then its replica count, which never decides (an item is
@@ -139,19 +145,19 @@ static inline uint64_t replica_key(float value, int32_t item, int32_t count)
  * step takes the list's head and puts the item back with its next key: the
  * keys past the head move down one place until the new key's place, which
  * two compares per register give without a search. The step's chain of
- * dependent operations is about half as long as the block scan's. */
+ * dependent operations is about half as long as the block scan's.
+ *
+ * First the list: every item's first key, eight at a time; those below the
+ * list's last key at the start of their eight go in (one that no longer is
+ * below it by then leaves the list as it was). Inserting key x: every key
+ * from x's place on moves up one place, the last one dropping out. */
 EPLB_CPU_TARGET_AVX512VL static inline __attribute__((always_inline)) void
-replicate_list_body(const float *w, int32_t n, int32_t p, int32_t *phy2mlog, int32_t *phyrank,
-                    int32_t *cnt, const int32_t V)
+replica_list_fill(const float *w, int32_t n, __m512i *list, const int32_t V)
 {
     const __m512i none = _mm512_set1_epi64(-1), zero = _mm512_setzero_si512();
-    __m512i list[EPLB_CPU_REPLICATE_LIST_MAX / 8], moved[EPLB_CPU_REPLICATE_LIST_MAX / 8];
+    __m512i moved[EPLB_CPU_REPLICATE_LIST_MAX / 8];
     for (int32_t v = 0; v < V; v++)
         list[v] = none;
-    /* Every item's first key, eight at a time; those below the list's last
-     * key at the start of their eight go in (one that no longer is below
-     * it by then leaves the list as it was). Inserting key x: every key
-     * from x's place on moves up one place, the last one dropping out. */
     const __m256i lane = _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7);
     for (int32_t i = 0; i < n; i += 8) {
         const __mmask8 valid = n - i >= 8 ? (__mmask8)0xFF : (__mmask8)((1u << (n - i)) - 1);
@@ -178,35 +184,65 @@ replicate_list_body(const float *w, int32_t n, int32_t p, int32_t *phy2mlog, int
                 list[v] = _mm512_min_epu64(list[v], _mm512_max_epu64(moved[v], x));
         }
     }
-    /* Each extra slot: the head's item, then its next key back in its place
-     * (the keys after the head move down one place up to it). */
-    for (int32_t s = n; s < p; s++) {
-        const uint64_t head = (uint64_t)_mm_cvtsi128_si64(_mm512_castsi512_si128(list[0]));
-        const int32_t i = (int32_t)((uint32_t)head >> 16), count = (int32_t)(head & 0xFFFF);
-        phy2mlog[s] = i;
-        phyrank[s] = count;
-        cnt[i] = count + 1;
-        const __m512i x = _mm512_set1_epi64((long long)replica_key(w[i] / (float)(count + 1), i, count + 1));
-        for (int32_t v = 0; v < V; v++)
-            moved[v] = _mm512_alignr_epi64(v + 1 < V ? list[v + 1] : none, list[v], 1);
-        for (int32_t v = 0; v < V; v++)
-            list[v] = _mm512_min_epu64(moved[v], _mm512_max_epu64(list[v], x));
-    }
 }
 
-EPLB_CPU_TARGET_AVX512VL static void replicate_list(const float *w, int32_t n, int32_t p,
-                                                  int32_t *phy2mlog, int32_t *phyrank, int32_t *cnt)
+/* Extra slot s: the list head's item, then its next key back in its place
+ * (the keys after the head move down one place up to it). */
+EPLB_CPU_TARGET_AVX512VL static inline __attribute__((always_inline)) void
+replica_list_take(const float *w, int32_t s, int32_t *phy2mlog, int32_t *phyrank, int32_t *cnt,
+                  __m512i *list, const int32_t V)
 {
+    const __m512i none = _mm512_set1_epi64(-1);
+    __m512i moved[EPLB_CPU_REPLICATE_LIST_MAX / 8];
+    const uint64_t head = (uint64_t)_mm_cvtsi128_si64(_mm512_castsi512_si128(list[0]));
+    const int32_t i = (int32_t)((uint32_t)head >> 16), count = (int32_t)(head & 0xFFFF);
+    phy2mlog[s] = i;
+    phyrank[s] = count;
+    cnt[i] = count + 1;
+    const __m512i x = _mm512_set1_epi64((long long)replica_key(w[i] / (float)(count + 1), i, count + 1));
+    for (int32_t v = 0; v < V; v++)
+        moved[v] = _mm512_alignr_epi64(v + 1 < V ? list[v + 1] : none, list[v], 1);
+    for (int32_t v = 0; v < V; v++)
+        list[v] = _mm512_min_epu64(moved[v], _mm512_max_epu64(list[v], x));
+}
+
+/* One row (R = 1), or two rows of the same sizes side by side (R = 2): the
+ * two rows' chains of dependent operations overlap. */
+EPLB_CPU_TARGET_AVX512VL static inline __attribute__((always_inline)) void
+replicate_list_body(const float *const *w, int32_t n, int32_t p, int32_t *const *phy2mlog,
+                    int32_t *const *phyrank, int32_t *const *cnt, const int32_t R, const int32_t V)
+{
+    __m512i list[2][EPLB_CPU_REPLICATE_LIST_MAX / 8];
+    for (int32_t r = 0; r < R; r++)
+        replica_list_fill(w[r], n, list[r], V);
+    for (int32_t s = n; s < p; s++)
+        for (int32_t r = 0; r < R; r++)
+            replica_list_take(w[r], s, phy2mlog[r], phyrank[r], cnt[r], list[r], V);
+}
+
+EPLB_CPU_TARGET_AVX512VL static void replicate_list(const float *const *w, int32_t n, int32_t p,
+                                                  int32_t *const *phy2mlog, int32_t *const *phyrank,
+                                                  int32_t *const *cnt, int32_t R)
+{
+#define EPLB_REPLICATE_LIST_CASE(V)                                                               \
+    case V:                                                                                        \
+        R == 1 ? replicate_list_body(w, n, p, phy2mlog, phyrank, cnt, 1, V)                        \
+               : replicate_list_body(w, n, p, phy2mlog, phyrank, cnt, 2, V);                       \
+        break
     switch ((p - n + 7) / 8) {
-    case 1: replicate_list_body(w, n, p, phy2mlog, phyrank, cnt, 1); break;
-    case 2: replicate_list_body(w, n, p, phy2mlog, phyrank, cnt, 2); break;
-    case 3: replicate_list_body(w, n, p, phy2mlog, phyrank, cnt, 3); break;
-    case 4: replicate_list_body(w, n, p, phy2mlog, phyrank, cnt, 4); break;
-    case 5: replicate_list_body(w, n, p, phy2mlog, phyrank, cnt, 5); break;
-    case 6: replicate_list_body(w, n, p, phy2mlog, phyrank, cnt, 6); break;
-    case 7: replicate_list_body(w, n, p, phy2mlog, phyrank, cnt, 7); break;
-    default: replicate_list_body(w, n, p, phy2mlog, phyrank, cnt, 8); break;
+        EPLB_REPLICATE_LIST_CASE(1);
+        EPLB_REPLICATE_LIST_CASE(2);
+        EPLB_REPLICATE_LIST_CASE(3);
+        EPLB_REPLICATE_LIST_CASE(4);
+        EPLB_REPLICATE_LIST_CASE(5);
+        EPLB_REPLICATE_LIST_CASE(6);
+        EPLB_REPLICATE_LIST_CASE(7);
+    default:
+        R == 1 ? replicate_list_body(w, n, p, phy2mlog, phyrank, cnt, 1, 8)
+               : replicate_list_body(w, n, p, phy2mlog, phyrank, cnt, 2, 8);
+        break;
     }
+#undef EPLB_REPLICATE_LIST_CASE
 }
 #endif
 
@@ -215,19 +251,25 @@ size_t eplb_cpu_replicate_words(int32_t n)
     return (size_t)n + 64 + 64;
 }
 
-static void replicate_row(const float *w, int32_t n, int32_t p, int32_t *phy2mlog,
-                          int32_t *phyrank, int32_t *cnt, float *value, int32_t *heap, int isa)
+/* Slot i of the row holds item i with rank 0, before the extra slots. */
+static void first_replicas(int32_t n, int32_t *phy2mlog, int32_t *phyrank, int32_t *cnt)
 {
     for (int32_t i = 0; i < n; i++) {
         phy2mlog[i] = i;
         phyrank[i] = 0;
         cnt[i] = 1;
     }
+}
+
+static void replicate_row(const float *w, int32_t n, int32_t p, int32_t *phy2mlog,
+                          int32_t *phyrank, int32_t *cnt, float *value, int32_t *heap, int isa)
+{
+    first_replicas(n, phy2mlog, phyrank, cnt);
     if (p == n)
         return;
 #if EPLB_CPU_X86_DISPATCH
-    if (p - n <= EPLB_CPU_REPLICATE_LIST_MAX && n < 65536 && isa >= EPLB_CPU_ISA_AVX512) {
-        replicate_list(w, n, p, phy2mlog, phyrank, cnt);
+    if (replicates_by_list(n, p, isa)) {
+        replicate_list(&w, n, p, &phy2mlog, &phyrank, &cnt, 1);
         return;
     }
 #else
@@ -243,18 +285,48 @@ static void replicate_row(const float *w, int32_t n, int32_t p, int32_t *phy2mlo
     replicate_heap(w, n, p, phy2mlog, phyrank, cnt, value, heap);
 }
 
-int eplb_cpu_replicate_row(const eplb_plan_job *job, int64_t x, float *value, int32_t *heap,
-                           int isa)
+/* Whether a count of row x exceeds the log2phy width. */
+static int row_too_wide(const eplb_plan_job *job, int64_t x)
 {
-    const int32_t n = (int32_t)job->node_experts, p = (int32_t)job->node_slots;
-    int32_t *cnt = (int32_t *)job->mlogcnt + x * n;
-    replicate_row((const float *)job->node_weight + x * n, n, p, (int32_t *)job->phy2mlog + x * p,
-                  (int32_t *)job->phyrank + x * p, cnt, value, heap, isa);
+    const int32_t n = (int32_t)job->node_experts;
+    const int32_t *cnt = (const int32_t *)job->mlogcnt + x * n;
     int too_wide = 0;
     if (job->log2phy)
         for (int32_t i = 0; i < n; i++)
             too_wide |= cnt[i] > job->width;
     return too_wide;
+}
+
+int eplb_cpu_replicate_row(const eplb_plan_job *job, int64_t x, float *value, int32_t *heap,
+                           int isa)
+{
+    const int32_t n = (int32_t)job->node_experts, p = (int32_t)job->node_slots;
+    replicate_row((const float *)job->node_weight + x * n, n, p, (int32_t *)job->phy2mlog + x * p,
+                  (int32_t *)job->phyrank + x * p, (int32_t *)job->mlogcnt + x * n, value, heap, isa);
+    return row_too_wide(job, x);
+}
+
+int eplb_cpu_replicate_row_pair(const eplb_plan_job *job, const int64_t *x, float *value,
+                                int32_t *heap, int isa)
+{
+    const int32_t n = (int32_t)job->node_experts, p = (int32_t)job->node_slots;
+#if EPLB_CPU_X86_DISPATCH
+    if (p > n && replicates_by_list(n, p, isa)) {
+        const float *w[2];
+        int32_t *phy2mlog[2], *phyrank[2], *cnt[2];
+        for (int32_t r = 0; r < 2; r++) {
+            w[r] = (const float *)job->node_weight + x[r] * n;
+            phy2mlog[r] = (int32_t *)job->phy2mlog + x[r] * p;
+            phyrank[r] = (int32_t *)job->phyrank + x[r] * p;
+            cnt[r] = (int32_t *)job->mlogcnt + x[r] * n;
+            first_replicas(n, phy2mlog[r], phyrank[r], cnt[r]);
+        }
+        replicate_list(w, n, p, phy2mlog, phyrank, cnt, 2);
+        return row_too_wide(job, x[0]) | row_too_wide(job, x[1]);
+    }
+#endif
+    return eplb_cpu_replicate_row(job, x[0], value, heap, isa) |
+           eplb_cpu_replicate_row(job, x[1], value, heap, isa);
 }
 
 eplb_status eplb_cpu_replicate(eplb_backend *backend, const eplb_plan_job *job)

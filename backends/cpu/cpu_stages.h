@@ -106,6 +106,11 @@ void eplb_cpu_node_layout_layer(const eplb_plan_job *job, int64_t l);
 int eplb_cpu_replicate_row(const eplb_plan_job *job, int64_t x, float *value, int32_t *heap,
                            int isa);
 size_t eplb_cpu_replicate_words(int32_t n);
+/* eplb_cpu_replicate_row for rows x[0] and x[1], side by side where both
+ * replicate by the same vector code; returns 1 if a count of either exceeds
+ * the log2phy width. */
+int eplb_cpu_replicate_row_pair(const eplb_plan_job *job, const int64_t *x, float *value,
+                                int32_t *heap, int isa);
 void eplb_cpu_slot_loads_row(const eplb_plan_job *job, int64_t x);
 void eplb_cpu_assemble_layer(const eplb_plan_job *job, int64_t l);
 
