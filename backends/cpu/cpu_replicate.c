@@ -139,6 +139,131 @@ static inline uint64_t replica_key(float value, int32_t item, int32_t count)
     return (uint64_t)(~bits & 0x7FFFFFFFu) << 32 | (uint32_t)item << 16 | (uint32_t)count;
 }
 
+/* The first keys of items i .. i + 7, eight packs of 64 bits; lanes past the
+ * row's end hold the key that follows every item's (all bits set). */
+EPLB_CPU_TARGET_AVX512VL static inline __attribute__((always_inline)) __m512i
+first_keys_of(const float *w, int32_t i, int32_t n)
+{
+    const __mmask8 valid = n - i >= 8 ? (__mmask8)0xFF : n - i <= 0 ? (__mmask8)0 : (__mmask8)((1u << (n - i)) - 1);
+    const __m256i lane = _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7);
+    const __m256 wi = _mm256_maskz_loadu_ps(valid, w + i);
+    const __m256i bits = _mm256_maskz_mov_epi32(
+        _mm256_cmp_ps_mask(wi, _mm256_setzero_ps(), _CMP_NEQ_UQ), _mm256_castps_si256(wi));
+    const __m256i high = _mm256_andnot_si256(bits, _mm256_set1_epi32(0x7FFFFFFF));
+    const __m256i low = _mm256_or_si256(_mm256_slli_epi32(_mm256_add_epi32(lane, _mm256_set1_epi32(i)), 16),
+                                        _mm256_set1_epi32(1));
+    const __m512i keys = _mm512_or_si512(_mm512_slli_epi64(_mm512_cvtepu32_epi64(high), 32),
+                                         _mm512_cvtepu32_epi64(low));
+    return _mm512_mask_blend_epi64(valid, _mm512_set1_epi64(-1), keys);
+}
+
+/* Compare-exchange of lanes l and l ^ distance (1, 2 or 4) inside a
+ * register: lane l keeps the larger key where bit l of take_larger is set,
+ * else the smaller one. */
+EPLB_CPU_TARGET_AVX512VL static inline __attribute__((always_inline)) __m512i
+lanes_exchange(__m512i x, int32_t distance, __mmask8 take_larger)
+{
+    const __m512i partner = distance == 1   ? _mm512_permutex_epi64(x, _MM_SHUFFLE(2, 3, 0, 1))
+                            : distance == 2 ? _mm512_permutex_epi64(x, _MM_SHUFFLE(1, 0, 3, 2))
+                                            : _mm512_shuffle_i64x2(x, x, _MM_SHUFFLE(1, 0, 3, 2));
+    return _mm512_mask_max_epu64(_mm512_min_epu64(x, partner), take_larger, x, partner);
+}
+
+/* The lanes l of a register with l & distance set, for distance 1, 2 or 4. */
+#define EPLB_CPU_LANES_WITH(distance) ((distance) == 1 ? 0xAAu : (distance) == 2 ? 0xCCu : 0xF0u)
+
+/* One step of a bitonic network over W registers: keys i and i ^ j meet,
+ * in blocks of k keys that alternate ascending and descending. k and j are
+ * constants at every call, so the lane masks fold into immediates. */
+EPLB_CPU_TARGET_AVX512VL static inline __attribute__((always_inline)) void
+bitonic_step(__m512i *reg, const int32_t W, const int32_t k, const int32_t j)
+{
+#pragma GCC unroll 8
+    for (int32_t r = 0; r < W; r++) {
+        const int descending = k >= 8 && (8 * r & k) != 0;
+        if (j >= 8) {
+            const int32_t other = r ^ (j / 8);
+            if (other < r)
+                continue;
+            const __m512i low = _mm512_min_epu64(reg[r], reg[other]);
+            const __m512i high = _mm512_max_epu64(reg[r], reg[other]);
+            reg[r] = descending ? high : low;
+            reg[other] = descending ? low : high;
+        } else {
+            const unsigned block_descending = k < 8 ? EPLB_CPU_LANES_WITH(k) : descending ? 0xFFu : 0u;
+            reg[r] = lanes_exchange(reg[r], j, (__mmask8)(EPLB_CPU_LANES_WITH(j) ^ block_descending));
+        }
+    }
+}
+
+/* Merges the blocks of k / 2 keys into sorted blocks of k keys. */
+EPLB_CPU_TARGET_AVX512VL static inline __attribute__((always_inline)) void
+bitonic_stage(__m512i *reg, const int32_t W, const int32_t k)
+{
+    if (k > 32)
+        bitonic_step(reg, W, k, 32);
+    if (k > 16)
+        bitonic_step(reg, W, k, 16);
+    if (k > 8)
+        bitonic_step(reg, W, k, 8);
+    if (k > 4)
+        bitonic_step(reg, W, k, 4);
+    if (k > 2)
+        bitonic_step(reg, W, k, 2);
+    bitonic_step(reg, W, k, 1);
+}
+
+/* Sorts the 8W keys of W registers (W = 1, 2, 4 or 8) ascending by a
+ * bitonic network, written out so that it unrolls into register operations. */
+EPLB_CPU_TARGET_AVX512VL static inline __attribute__((always_inline)) void
+sort_registers(__m512i *reg, const int32_t W)
+{
+    bitonic_stage(reg, W, 2);
+    bitonic_stage(reg, W, 4);
+    bitonic_stage(reg, W, 8);
+    if (W >= 2)
+        bitonic_stage(reg, W, 16);
+    if (W >= 4)
+        bitonic_stage(reg, W, 32);
+    if (W >= 8)
+        bitonic_stage(reg, W, 64);
+}
+
+/* Merges the sorted keys of block into the sorted list (W registers each),
+ * keeping the 8W smallest: each list key against the block's keys in
+ * reverse order keeps the smaller one, which leaves the 8W smallest keys of
+ * both, ascending then descending; the network's last stage sorts them. */
+EPLB_CPU_TARGET_AVX512VL static inline __attribute__((always_inline)) void
+merge_registers(__m512i *list, const __m512i *block, const int32_t W)
+{
+    const __m512i reverse = _mm512_setr_epi64(7, 6, 5, 4, 3, 2, 1, 0);
+    for (int32_t v = 0; v < W; v++)
+        list[v] = _mm512_min_epu64(list[v], _mm512_permutexvar_epi64(reverse, block[W - 1 - v]));
+    bitonic_stage(list, W, 8 * W);
+}
+
+/* Inserts the keys of keys[v] with bit l of in[v] set, for v < V, one by
+ * one: every key from a new key's place on moves up one place, the last one
+ * dropping out (a key no longer below the last one leaves the list as it
+ * was). */
+EPLB_CPU_TARGET_AVX512VL static inline __attribute__((always_inline)) void
+insert_keys(__m512i *list, const __m512i *keys, const __mmask8 *in, const int32_t V)
+{
+    const __m512i zero = _mm512_setzero_si512();
+    for (int32_t u = 0; u < V; u++) {
+        if (!in[u])
+            continue;
+        uint64_t key[8];
+        _mm512_storeu_si512(key, keys[u]);
+        for (__mmask8 left = in[u]; left; left &= (__mmask8)(left - 1)) {
+            const __m512i x = _mm512_set1_epi64((long long)key[__builtin_ctz(left)]);
+            for (int32_t v = V - 1; v >= 0; v--)
+                list[v] = _mm512_min_epu64(list[v],
+                                           _mm512_max_epu64(_mm512_alignr_epi64(list[v], v ? list[v - 1] : zero, 7), x));
+        }
+    }
+}
+
 /* The same choices as the heap, from a sorted list of the 8V smallest keys
  * (8V >= p - n) in V registers. An item outside the list is preceded by at
  * least p - n first replicas of listed items, so it is never chosen. Each
@@ -147,43 +272,37 @@ static inline uint64_t replica_key(float value, int32_t item, int32_t count)
  * two compares per register give without a search. The step's chain of
  * dependent operations is about half as long as the block scan's.
  *
- * First the list: every item's first key, eight at a time; those below the
- * list's last key at the start of their eight go in (one that no longer is
- * below it by then leaves the list as it was). Inserting key x: every key
- * from x's place on moves up one place, the last one dropping out. */
+ * First the list: the first 8V items' first keys sorted by a network (far
+ * fewer operations than inserting them one by one), then the other items'
+ * first keys, 8V at a time. A block with many keys below the list's last
+ * one is sorted and merged into the list by networks; from a block with few
+ * such keys, those keys are inserted one by one, which then costs less. */
 EPLB_CPU_TARGET_AVX512VL static inline __attribute__((always_inline)) void
 replica_list_fill(const float *w, int32_t n, __m512i *list, const int32_t V)
 {
-    const __m512i none = _mm512_set1_epi64(-1), zero = _mm512_setzero_si512();
-    __m512i moved[EPLB_CPU_REPLICATE_LIST_MAX / 8];
-    for (int32_t v = 0; v < V; v++)
-        list[v] = none;
-    const __m256i lane = _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7);
-    for (int32_t i = 0; i < n; i += 8) {
-        const __mmask8 valid = n - i >= 8 ? (__mmask8)0xFF : (__mmask8)((1u << (n - i)) - 1);
-        const __m256 wi = _mm256_maskz_loadu_ps(valid, w + i);
-        const __m256i bits = _mm256_maskz_mov_epi32(
-            _mm256_cmp_ps_mask(wi, _mm256_setzero_ps(), _CMP_NEQ_UQ), _mm256_castps_si256(wi));
-        const __m256i high = _mm256_andnot_si256(bits, _mm256_set1_epi32(0x7FFFFFFF));
-        const __m256i low = _mm256_or_si256(_mm256_slli_epi32(_mm256_add_epi32(lane, _mm256_set1_epi32(i)), 16),
-                                            _mm256_set1_epi32(1));
-        const __m512i keys = _mm512_or_si512(_mm512_slli_epi64(_mm512_cvtepu32_epi64(high), 32),
-                                             _mm512_cvtepu32_epi64(low));
-        const uint64_t last = (uint64_t)_mm_extract_epi64(_mm512_extracti32x4_epi32(list[V - 1], 3), 1);
-        __mmask8 in = _mm512_mask_cmplt_epu64_mask(valid, keys, _mm512_set1_epi64((long long)last));
-        if (!in)
-            continue;
-        uint64_t key[8];
-        _mm512_storeu_si512(key, keys);
-        while (in) {
-            const __m512i x = _mm512_set1_epi64((long long)key[__builtin_ctz(in)]);
-            in &= (__mmask8)(in - 1);
-            for (int32_t v = 0; v < V; v++)
-                moved[v] = _mm512_alignr_epi64(list[v], v ? list[v - 1] : zero, 7);
-            for (int32_t v = 0; v < V; v++)
-                list[v] = _mm512_min_epu64(list[v], _mm512_max_epu64(moved[v], x));
+    const int32_t W = V <= 1 ? 1 : V <= 2 ? 2 : V <= 4 ? 4 : 8;
+    __m512i sorted[EPLB_CPU_REPLICATE_LIST_MAX / 8], block[EPLB_CPU_REPLICATE_LIST_MAX / 8];
+    __mmask8 in[EPLB_CPU_REPLICATE_LIST_MAX / 8];
+    for (int32_t v = 0; v < W; v++)
+        sorted[v] = first_keys_of(w, 8 * v, v < V ? n : 0);
+    sort_registers(sorted, W);
+    for (int32_t i = 8 * V; i < n; i += 8 * V) {
+        const __m512i last = _mm512_permutexvar_epi64(_mm512_set1_epi64(7), sorted[V - 1]);
+        int32_t below = 0;
+        for (int32_t v = 0; v < W; v++) {
+            block[v] = first_keys_of(w, i + 8 * v, v < V ? n : 0);
+            in[v] = _mm512_cmplt_epu64_mask(block[v], last);
+            below += __builtin_popcount(in[v]);
+        }
+        if (below > 2 * V) {
+            sort_registers(block, W);
+            merge_registers(sorted, block, W);
+        } else {
+            insert_keys(sorted, block, in, V);
         }
     }
+    for (int32_t v = 0; v < V; v++)
+        list[v] = sorted[v];
 }
 
 /* Extra slot s: the list head's item, then its next key back in its place
@@ -213,8 +332,13 @@ replicate_list_body(const float *const *w, int32_t n, int32_t p, int32_t *const 
                     int32_t *const *phyrank, int32_t *const *cnt, const int32_t R, const int32_t V)
 {
     __m512i list[2][EPLB_CPU_REPLICATE_LIST_MAX / 8];
-    for (int32_t r = 0; r < R; r++)
-        replica_list_fill(w[r], n, list[r], V);
+    replica_list_fill(w[0], n, list[0], V);
+    if (R == 2) {
+        /* Row 0's list waits in memory while row 1's is filled, so that the
+         * filling has all the vector registers. */
+        __asm__("" : "+m"(list[0]));
+        replica_list_fill(w[1], n, list[1], V);
+    }
     for (int32_t s = n; s < p; s++)
         for (int32_t r = 0; r < R; r++)
             replica_list_take(w[r], s, phy2mlog[r], phyrank[r], cnt[r], list[r], V);
