@@ -231,8 +231,9 @@ TARGET_AVX512 int64_t eplb_search_heaviest_avx512(const search_state *st)
  * only if u[sb] < u[sa], which ends with sa's bucket, and with class 0 or 1
  * only if (load[B] - u[sb]) + u[sa] <= T, which bounds u[sb] from below by
  * u[sa] - (T - the least load of a GPU other than A), less a margin for
- * float32 rounding: a window of the table, whole buckets at its ends, each
- * slot in it checked against both bounds. Otherwise every slot is weighed, in slot order. The key of
+ * float32 rounding (class 2 likewise by u[sa] - (load[A] - that load)): a
+ * window of the table, whole buckets at its ends, each slot in it checked
+ * against both bounds. Otherwise every slot is weighed, in slot order. The key of
  * classes 0 and 1 is split in two 32-bit halves, (class, cost) and the
  * value's order, compared lexicographically; class 2 is weighed in a second
  * pass, needed only when no pair has class 0 or 1. Each lane keeps its best
@@ -265,23 +266,38 @@ TARGET_AVX512 int eplb_search_single_avx512(const search_state *st, int64_t A, c
     for (int pass = 0; pass < 2; pass++) {
         __m512i best_hi = _mm512_set1_epi32(INT32_MAX), best_lo = _mm512_setzero_si512();
         __m512i best_at = _mm512_setzero_si512();
+        /* Each slot's lower bound first, apart from the scan, so that the
+         * scan's exits wait only on loads, not on this chain of float64
+         * operations. */
+        float below_of[EPLB_SEARCH_SPG_MAX];
         for (int64_t i = 0; i < spg; i++) {
-            const int64_t sa = A * spg + i;
-            const float ua_s = st->u[sa];
-            /* Sorted by bucket, the slots lighter than sa end with sa's
-             * bucket, at or after sa's own place. */
-            const int64_t end = st->ordered ? s->order_end[s->order_pos[sa]] : dn;
+            const float ua_s = st->u[A * spg + i];
             float below = -INFINITY;
-            if (pass == 0 && st->ordered) {
-                const double t = st->target;
-                const double floor = (double)ua_s - (t - lightest) -
-                                     1e-6 * (t + (double)load_a + (double)ua_s) - 1e-37;
+            if (st->ordered) {
+                /* Class 2 needs u[sa] - u[sb] < load[A] - load[B] in float32
+                 * (else the change is not negative), which bounds u[sb] the
+                 * same way with load[A] in place of T; its margin covers
+                 * the rounding of both differences. */
+                const double t = st->target, la_d = load_a, ua_d = ua_s;
+                const double floor =
+                    pass == 0
+                        ? ua_d - (t - lightest) - 1e-6 * (t + la_d + ua_d) - 1e-37
+                        : ua_d - (la_d - lightest) -
+                              1e-6 * (fabs(la_d) + fabs(lightest) + fabs(ua_d)) - 1e-37;
                 /* A float at or below the bound (its rounding is within
                  * the extra margin), so the window only grows; a NaN bound
                  * bounds nothing. */
                 if (floor > -INFINITY)
                     below = (float)(floor - 1e-6 * fabs(floor));
             }
+            below_of[i] = below;
+        }
+        for (int64_t i = 0; i < spg; i++) {
+            const int64_t sa = A * spg + i;
+            const float ua_s = st->u[sa], below = below_of[i];
+            /* Sorted by bucket, the slots lighter than sa end with sa's
+             * bucket, at or after sa's own place. */
+            const int64_t end = st->ordered ? s->order_end[s->order_pos[sa]] : dn;
             const __m512 vbelow = _mm512_set1_ps(below);
             const uint32_t below_bucket = load_bucket(below);
             const __m512 ua = _mm512_set1_ps(ua_s), a_without = _mm512_set1_ps(load_a - ua_s);
