@@ -362,9 +362,7 @@ EPLB_CPU_TARGET_AVX512VL static void replicate_list(const float *const *w, int32
         EPLB_REPLICATE_LIST_CASE(6);
         EPLB_REPLICATE_LIST_CASE(7);
     default:
-        R == 1 ? replicate_list_body(w, n, p, phy2mlog, phyrank, cnt, 1, 8)
-               : replicate_list_body(w, n, p, phy2mlog, phyrank, cnt, 2, 8);
-        break;
+        EPLB_REPLICATE_LIST_CASE(8);
     }
 #undef EPLB_REPLICATE_LIST_CASE
 }
