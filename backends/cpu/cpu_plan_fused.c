@@ -21,15 +21,6 @@ static void plan_nodes(const eplb_plan_job *job, int64_t l, eplb_cpu_scratch *gr
     eplb_cpu_node_layout_layer(job, l);
 }
 
-/* Row x's replication and slot loads, before its packing. Returns 1 if a
- * count exceeds the log2phy width. */
-static int plan_slots(const eplb_plan_job *job, int64_t x, float *value, int32_t *heap, int isa)
-{
-    const int too_wide = eplb_cpu_replicate_row(job, x, value, heap, isa);
-    eplb_cpu_slot_loads_row(job, x);
-    return too_wide;
-}
-
 /* Everything but assembly for layer l, the refine search (SPEC 10) of each
  * row included when refine is not NULL. Returns 1 if a count exceeds the
  * log2phy width. */
@@ -41,7 +32,8 @@ static int plan_layer(const eplb_plan_job *job, int64_t l, eplb_cpu_scratch *gro
     plan_nodes(job, l, group_scratch);
     for (int64_t node = 0; node < job->nodes; node++) {
         const int64_t x = l * job->nodes + node;
-        too_wide |= plan_slots(job, x, value, heap, isa);
+        too_wide |= eplb_cpu_replicate_row(job, x, value, heap, isa);
+        eplb_cpu_slot_loads_row(job, x);
         if (job->slot_pack.per_pack > 1)
             eplb_cpu_pack_row(&job->slot_pack, x, slot_scratch);
         if (refine)
