@@ -269,44 +269,72 @@ EPLB_CPU_TARGET_AVX512 static int transposition_finish_avx512(uint64_t *pair, in
  * equal keys of lower index. Sixteen items a register; each pair of items
  * is compared once, when the later one, j, is broadcast against the
  * registers of the earlier ones (j precedes i < j only with a smaller key):
- * the lanes where it does count for i, the others for j, whose count is
- * added to its lane at the end. No data-dependent branch and no memory
- * traffic but the keys: for short rows this beats the bucket passes, whose
- * counters are read right after being written. V registers, n <= 16 * V. */
+ * the lanes where it does count for i, the others for j. j's compare masks
+ * are stored as they come and popcounted afterwards, sixteen items a vector
+ * (rank_popcount_sum): counting each mask's bits in general registers as it
+ * came took four instructions a mask, more than the compare and the add.
+ * No data-dependent branch and no memory traffic but the keys and masks:
+ * for short rows this beats the bucket passes, whose counters are read
+ * right after being written. V registers, n <= 16 * V. */
 #define EPLB_RANK_BODY(V)                                                                          \
     do {                                                                                           \
         __m512i k[V], rank[V];                                                                     \
-        int32_t later[16 * (V)];                                                                   \
+        uint16_t before_of[V][16 * (V)] __attribute__((aligned(32)));                              \
         const __m512i one = _mm512_set1_epi32(1);                                                  \
         EPLB_UNROLL_RANK for (int32_t b = 0; b < V; b++) {                                         \
             const __mmask16 valid = rank_lanes(n - 16 * b);                                        \
             k[b] = _mm512_mask_loadu_epi32(_mm512_set1_epi32(-1), valid, key + 16 * b);              \
             rank[b] = _mm512_setzero_si512();                                                      \
+            /* The last register's masks past n are read, never written. */                        \
+            _mm256_store_si256((__m256i *)&before_of[b][16 * ((V) - 1)], _mm256_setzero_si256());   \
         }                                                                                          \
         EPLB_UNROLL_RANK for (int32_t jb = 0; jb < V; jb++) {                                      \
             const int32_t end = n - 16 * jb < 16 ? n - 16 * jb : 16;                               \
             for (int32_t jj = 0; jj < end; jj++) {                                                 \
                 const __m512i kj = _mm512_set1_epi32((int)key[16 * jb + jj]);                      \
-                int32_t preceded = 16 * jb + jj;                                                   \
                 EPLB_UNROLL_RANK for (int32_t b = 0; b < V; b++) {                                 \
                     if (b > jb)                                                                    \
                         break;                                                                     \
-                    const __mmask16 earlier = b < jb ? (__mmask16)0xFFFF : (__mmask16)((1u << jj) - 1); \
+                    const __mmask16 earlier = b < jb ? (__mmask16)0xFFFF : rank_earlier[jj];       \
                     const __mmask16 before = _mm512_mask_cmplt_epu32_mask(earlier, kj, k[b]);      \
                     rank[b] = _mm512_mask_add_epi32(rank[b], before, rank[b], one);                \
-                    preceded -= __builtin_popcount((unsigned)before);                              \
+                    _store_mask16((__mmask16 *)&before_of[b][16 * jb + jj], before);               \
                 }                                                                                  \
-                later[16 * jb + jj] = preceded;                                                    \
             }                                                                                      \
         }                                                                                          \
         const __m512i lane = _mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15); \
         EPLB_UNROLL_RANK for (int32_t b = 0; b < V; b++) {                                         \
             const __mmask16 valid = rank_lanes(n - 16 * b);                                        \
-            const __m512i place = _mm512_add_epi32(rank[b], _mm512_maskz_loadu_epi32(valid, later + 16 * b)); \
-            _mm512_mask_i32scatter_epi32(order, valid, place,                                      \
-                                         _mm512_add_epi32(lane, _mm512_set1_epi32(16 * b)), 4);    \
+            const __m512i item = _mm512_add_epi32(lane, _mm512_set1_epi32(16 * b));                \
+            /* Items j of this register precede i's: j, less those i precedes. */                  \
+            const __m512i later = _mm512_sub_epi32(item, rank_popcount_sum(before_of[0] + 16 * b, 16 * (V), b + 1)); \
+            _mm512_mask_i32scatter_epi32(order, valid, _mm512_add_epi32(rank[b], later), item, 4);  \
         }                                                                                          \
     } while (0)
+
+/* The masks of the diagonal register: the lanes before lane jj. */
+static const __mmask16 rank_earlier[16] = {0x0,   0x1,   0x3,   0x7,    0xF,    0x1F,   0x3F,   0x7F,
+                                           0xFF,  0x1FF, 0x3FF, 0x7FF,  0xFFF,  0x1FFF, 0x3FFF, 0x7FFF};
+
+/* For sixteen items, the bits of their 16-bit masks in `count` rows of mask
+ * (rows `stride` apart), summed: bit counts by halves, nibbles and bytes in
+ * 32-bit lanes, which AVX-512F has (a population count instruction would
+ * need another extension). */
+EPLB_CPU_TARGET_AVX512 static inline __m512i rank_popcount_sum(const uint16_t *mask, int32_t stride,
+                                                               int32_t count)
+{
+    const __m512i m1 = _mm512_set1_epi32(0x5555), m2 = _mm512_set1_epi32(0x3333),
+                  m4 = _mm512_set1_epi32(0x0F0F), m8 = _mm512_set1_epi32(0xFF);
+    __m512i sum = _mm512_setzero_si512();
+    for (int32_t r = 0; r < count; r++) {
+        __m512i x = _mm512_cvtepu16_epi32(_mm256_load_si256((const __m256i *)(mask + r * stride)));
+        x = _mm512_sub_epi32(x, _mm512_and_si512(_mm512_srli_epi32(x, 1), m1));
+        x = _mm512_add_epi32(_mm512_and_si512(x, m2), _mm512_and_si512(_mm512_srli_epi32(x, 2), m2));
+        sum = _mm512_add_epi32(sum, _mm512_and_si512(_mm512_add_epi32(x, _mm512_srli_epi32(x, 4)), m4));
+    }
+    /* Each byte holds at most 8 bits a row, 9 rows: no carry into the next. */
+    return _mm512_add_epi32(_mm512_and_si512(sum, m8), _mm512_srli_epi32(sum, 8));
+}
 
 /* The first `left` of sixteen lanes, none when left <= 0. */
 static inline __mmask16 rank_lanes(int32_t left)
