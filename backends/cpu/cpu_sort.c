@@ -517,31 +517,40 @@ EPLB_CPU_TARGET_AVX512DQ static inline __m256i descending_bits8(__m256 key)
                            _mm256_andnot_si256(negative, _mm256_andnot_si256(bits, _mm256_set1_epi32(0x7FFFFFFF))));
 }
 
-/* noisy_keys_body, eight items a step: the random function's 64-bit
- * arithmetic in 512-bit registers (one multiply instruction each) and the
- * float operations, in the same order, on 256-bit ones. The final xor of
- * the mix only touches bits below 33, so U takes bits 40 and up of the
- * second product directly. */
-EPLB_CPU_TARGET_AVX512DQ static void noisy_keys_avx512(EPLB_KEY_ARGS_NOISY)
+/* The random function's states of items 0-7 after the candidate's prefix. */
+EPLB_CPU_TARGET_AVX512DQ static inline __m512i random_states8(eplb_u64 prefix)
 {
-    const __m512i golden8 = _mm512_set1_epi64((long long)(EPLB_RANDOM_GOLDEN * 8u));
+    return _mm512_add_epi64(_mm512_set1_epi64((long long)prefix),
+                            _mm512_mullo_epi64(_mm512_set1_epi64((long long)EPLB_RANDOM_GOLDEN),
+                                               _mm512_setr_epi64(1, 2, 3, 4, 5, 6, 7, 8)));
+}
+
+/* The descending bits of the noisy keys of the eight items of weights wi
+ * and states *z, which then move on to the next eight items: the random
+ * function's 64-bit arithmetic in 512-bit registers (one multiply
+ * instruction each) and the float operations, in the same order, on 256-bit
+ * ones. The final xor of the mix only touches bits below 33, so U takes
+ * bits 40 and up of the second product directly. */
+EPLB_CPU_TARGET_AVX512DQ static inline __m256i noisy_keys8(__m512i *z, __m256 wi, float noise)
+{
     const __m512i m1 = _mm512_set1_epi64((long long)0xBF58476D1CE4E5B9ULL);
     const __m512i m2 = _mm512_set1_epi64((long long)0x94D049BB133111EBULL);
-    __m512i z = _mm512_add_epi64(
-        _mm512_set1_epi64((long long)prefix),
-        _mm512_mullo_epi64(_mm512_set1_epi64((long long)EPLB_RANDOM_GOLDEN),
-                           _mm512_setr_epi64(1, 2, 3, 4, 5, 6, 7, 8)));
-    const __m256 a = _mm256_set1_ps(noise), scale = _mm256_set1_ps(1.0f / 16777216.0f);
+    __m512i x = _mm512_mullo_epi64(_mm512_xor_si512(*z, _mm512_srli_epi64(*z, 30)), m1);
+    x = _mm512_mullo_epi64(_mm512_xor_si512(x, _mm512_srli_epi64(x, 27)), m2);
+    *z = _mm512_add_epi64(*z, _mm512_set1_epi64((long long)(EPLB_RANDOM_GOLDEN * 8u)));
+    const __m256 u = _mm256_mul_ps(_mm256_cvtepi32_ps(_mm512_cvtepi64_epi32(_mm512_srli_epi64(x, 40))),
+                                   _mm256_set1_ps(1.0f / 16777216.0f));
+    return descending_bits8(_mm256_add_ps(wi, _mm256_mul_ps(u, _mm256_mul_ps(wi, _mm256_set1_ps(noise)))));
+}
+
+/* noisy_keys_body, eight items a step (noisy_keys8). */
+EPLB_CPU_TARGET_AVX512DQ static void noisy_keys_avx512(EPLB_KEY_ARGS_NOISY)
+{
+    __m512i z = random_states8(prefix);
     __m256i low = _mm256_set1_epi32(-1), high = _mm256_setzero_si256();
     int32_t i = 0;
     for (; i + 8 <= n; i += 8) {
-        __m512i x = _mm512_mullo_epi64(_mm512_xor_si512(z, _mm512_srli_epi64(z, 30)), m1);
-        x = _mm512_mullo_epi64(_mm512_xor_si512(x, _mm512_srli_epi64(x, 27)), m2);
-        z = _mm512_add_epi64(z, golden8);
-        const __m256 u = _mm256_mul_ps(_mm256_cvtepi32_ps(_mm512_cvtepi64_epi32(_mm512_srli_epi64(x, 40))), scale);
-        const __m256 wi = _mm256_loadu_ps(w + i);
-        const __m256 k = _mm256_add_ps(wi, _mm256_mul_ps(u, _mm256_mul_ps(wi, a)));
-        const __m256i bits = descending_bits8(k);
+        const __m256i bits = noisy_keys8(&z, _mm256_loadu_ps(w + i), noise);
         _mm256_storeu_si256((__m256i *)(key + i), bits);
         low = _mm256_min_epu32(low, bits);
         high = _mm256_max_epu32(high, bits);
@@ -563,6 +572,20 @@ EPLB_CPU_TARGET_AVX512DQ static void noisy_keys_avx512(EPLB_KEY_ARGS_NOISY)
     }
     *lo = lo_all;
     *hi = hi_all;
+}
+
+/* The noisy keys of the rank sort's rows, which need no lowest or highest
+ * key: noisy_keys_avx512's steps without the running minima and maxima and
+ * their reduction after the loop, and the last step masked instead of a
+ * scalar tail. */
+EPLB_CPU_TARGET_AVX512DQ static void noisy_rank_keys_avx512(const float *w, int32_t n, float noise,
+                                                            eplb_u64 prefix, uint32_t *key)
+{
+    __m512i z = random_states8(prefix);
+    for (int32_t i = 0; i < n; i += 8) {
+        const __mmask8 valid = (__mmask8)rank_lanes(n - i);
+        _mm256_mask_storeu_epi32(key + i, valid, noisy_keys8(&z, _mm256_maskz_loadu_ps(valid, w + i), noise));
+    }
 }
 #endif
 
@@ -600,6 +623,19 @@ void eplb_cpu_sort_one(const eplb_pack_job *job, int64_t row, int64_t candidate,
     const int32_t n = job->items;
     const float *w = (const float *)job->weight + row * n;
     uint32_t *key = scratch->key, lo, hi;
+#if EPLB_CPU_X86_DISPATCH
+    if (n <= EPLB_CPU_RANK_MAX && eplb_cpu_has_avx512(scratch)) {
+        if (candidate == 0)
+            plain_keys(scratch, w, n, key, &lo, &hi);
+        else
+            noisy_rank_keys_avx512(w, n, job->noise,
+                                   eplb_random_prefix(job->seed, (uint64_t)job->call, (uint64_t)row,
+                                                      (uint64_t)candidate),
+                                   key);
+        rank_sort_avx512(key, n, order);
+        return;
+    }
+#endif
     if (candidate == 0)
         plain_keys(scratch, w, n, key, &lo, &hi);
     else
@@ -607,12 +643,6 @@ void eplb_cpu_sort_one(const eplb_pack_job *job, int64_t row, int64_t candidate,
                    eplb_random_prefix(job->seed, (uint64_t)job->call, (uint64_t)row,
                                       (uint64_t)candidate),
                    key, &lo, &hi);
-#if EPLB_CPU_X86_DISPATCH
-    if (n <= EPLB_CPU_RANK_MAX && eplb_cpu_has_avx512(scratch)) {
-        rank_sort_avx512(key, n, order);
-        return;
-    }
-#endif
     bucket_sort(key, n, lo, hi, order, scratch);
 }
 
