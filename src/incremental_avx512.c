@@ -21,20 +21,54 @@ static inline __mmask16 lanes_left(int64_t left)
  * the stack. */
 #define BUCKET_SPAN_MAX 2048
 
+/* The sum of each of the n counts at[0..n) and those before it, in place,
+ * 16 at a time: each register's lanes summed in four shifted adds, then
+ * the carry of the registers before it added. */
+TARGET_AVX512 static void running_sum(int32_t *at, int64_t n)
+{
+    const __m512i zero = _mm512_setzero_si512(), top = _mm512_set1_epi32(15);
+    __m512i carry = zero;
+    for (int64_t b = 0; b < n; b += 16) {
+        const __mmask16 m = lanes_left(n - b);
+        __m512i v = _mm512_maskz_loadu_epi32(m, at + b);
+        v = _mm512_add_epi32(v, _mm512_alignr_epi32(v, zero, 15));
+        v = _mm512_add_epi32(v, _mm512_alignr_epi32(v, zero, 14));
+        v = _mm512_add_epi32(v, _mm512_alignr_epi32(v, zero, 12));
+        v = _mm512_add_epi32(v, _mm512_alignr_epi32(v, zero, 8));
+        v = _mm512_add_epi32(v, carry);
+        _mm512_mask_storeu_epi32(at + b, m, v);
+        carry = _mm512_permutexvar_epi32(top, v);
+    }
+}
+
 /* The n slots' buckets key[] (their span first..last, at most
- * BUCKET_SPAN_MAX) sorted into idx[], a stable counting sort in one pass. */
-static void bucket_order(const uint32_t *key, int64_t n, uint32_t first, uint32_t last,
-                         int32_t *idx)
+ * BUCKET_SPAN_MAX) sorted into idx[], a stable counting sort in one pass;
+ * and, since the counts then say where each bucket ends, each place's
+ * bucket and the place just past its bucket (bucket[], end[]). */
+TARGET_AVX512 static void bucket_order(const uint32_t *key, int64_t n, uint32_t first,
+                                       uint32_t last, int32_t *idx, uint32_t *bucket,
+                                       int32_t *end)
 {
     int32_t start[BUCKET_SPAN_MAX + 1];
     const uint32_t span = last - first + 1;
     memset(start, 0, (span + 1) * sizeof *start);
     for (int64_t q = 0; q < n; q++)
         start[key[q] - first + 1]++;
-    for (uint32_t b = 1; b <= span; b++)
-        start[b] += start[b - 1];
+    running_sum(start + 1, span);
     for (int64_t q = 0; q < n; q++)
         idx[start[key[q] - first]++] = (int32_t)q;
+    /* Each bucket's start has moved on to where the bucket ends. */
+    const __m512i low = _mm512_set1_epi32((int)first);
+    for (int64_t k = 0; k < n; k += 16) {
+        const __mmask16 m = lanes_left(n - k);
+        const __m512i q = _mm512_maskz_loadu_epi32(m, idx + k);
+        const __m512i b = _mm512_mask_i32gather_epi32(_mm512_setzero_si512(), m, q, key, 4);
+        _mm512_mask_storeu_epi32(bucket + k, m, b);
+        _mm512_mask_storeu_epi32(
+            end + k, m,
+            _mm512_mask_i32gather_epi32(_mm512_setzero_si512(), m, _mm512_sub_epi32(b, low),
+                                        start, 4));
+    }
 }
 
 /* The most slots that rank_order sorts. */
@@ -124,11 +158,14 @@ TARGET_AVX512 void eplb_search_order_slots(search_state *st)
         most = _mm512_mask_max_epu32(most, m, most, k);
     }
     const uint32_t first = _mm512_reduce_min_epu32(least), last = _mm512_reduce_max_epu32(most);
+    /* Whether the sort has found each place's bucket and its end. */
+    int ends = 0;
     if (n <= RANK_SLOTS_MAX)
         rank_order(key, n, idx);
-    else if (last - first < BUCKET_SPAN_MAX)
-        bucket_order(key, n, first, last, idx);
-    else
+    else if (last - first < BUCKET_SPAN_MAX) {
+        bucket_order(key, n, first, last, idx, s->order_bucket, s->order_end);
+        ends = 1;
+    } else
         idx = byte_order(key, key2, n, idx, idx2);
     for (int64_t k = 0; k < n; k += 16) {
         const __mmask16 m = lanes_left(n - k);
@@ -148,7 +185,7 @@ TARGET_AVX512 void eplb_search_order_slots(search_state *st)
     }
     /* Each place's bucket, and where its bucket ends. */
     int32_t end = (int32_t)n;
-    for (int64_t k = n - 1; k >= 0; k--) {
+    for (int64_t k = n - 1; k >= 0 && !ends; k--) {
         s->order_bucket[k] = load_bucket(s->order_u[k]);
         end = k + 1 < n && s->order_bucket[k + 1] != s->order_bucket[k] ? (int32_t)(k + 1) : end;
         s->order_end[k] = end;
