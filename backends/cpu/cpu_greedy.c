@@ -413,7 +413,7 @@ void eplb_cpu_greedy_row(const eplb_pack_job *job, int64_t row, int32_t first, i
         return;
     }
     if (m <= EPLB_CPU_VERTICAL_MAX && eplb_cpu_has_avx2(scratch) && row_sums_finite(w, n)) {
-        eplb_cpu_greedy_vertical(job, row, first, lanes, loads, scratch);
+        eplb_cpu_greedy_vertical(job, &row, 1, first, lanes, &loads, &scratch);
         return;
     }
 #endif
@@ -454,6 +454,17 @@ int eplb_cpu_greedy_pairs_rows(const eplb_pack_job *job, const eplb_cpu_settings
     return (void)job, (void)settings, 0;
 }
 
+int eplb_cpu_greedy_pairs_vertical(const eplb_pack_job *job, const eplb_cpu_settings *settings)
+{
+#if EPLB_CPU_X86_DISPATCH
+    /* The rows that eplb_cpu_greedy_row gives the keyed vertical greedy. */
+    if (settings->isa >= EPLB_CPU_ISA_AVX512)
+        return job->packs <= EPLB_CPU_FLAT_MAX && job->packs <= EPLB_CPU_VERTICAL_MAX &&
+               job->per_pack < EPLB_CPU_KEY_COUNT_LIMIT;
+#endif
+    return (void)job, (void)settings, 0;
+}
+
 void eplb_cpu_greedy_row_pair(const eplb_pack_job *job, const int64_t *row, int32_t first,
                               int32_t lanes, float *const *const *loads,
                               eplb_cpu_scratch *const *scratch)
@@ -464,6 +475,11 @@ void eplb_cpu_greedy_row_pair(const eplb_pack_job *job, const int64_t *row, int3
     if (eplb_cpu_greedy_pairs_rows(job, &scratch[0]->settings) && row_sums_finite(w0, n) &&
         row_sums_finite(w1, n)) {
         eplb_cpu_greedy_across(job, row, 2, first, lanes, loads, scratch);
+        return;
+    }
+    if (eplb_cpu_greedy_pairs_vertical(job, &scratch[0]->settings) && row_sums_finite(w0, n) &&
+        row_sums_finite(w1, n)) {
+        eplb_cpu_greedy_vertical(job, row, 2, first, lanes, loads, scratch);
         return;
     }
 #endif

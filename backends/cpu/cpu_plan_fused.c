@@ -4,8 +4,9 @@
  * (each stage's own parallel loop ends in one) and no idle thread waiting for
  * the slowest row of a stage. Where a layer is one row (one node) whose
  * greedy steps two rows side by side (cpu_greedy.c), a loop step takes two
- * layers. Same per-row functions, same results as the stage entry points
- * (EPLB_TUNE_CPU_STAGES=separate runs those). */
+ * layers; where a layer has several node rows whose vertical greedy pairs
+ * up, they are packed two at a time. Same per-row functions, same results
+ * as the stage entry points (EPLB_TUNE_CPU_STAGES=separate runs those). */
 #include <math.h>
 #include <stdlib.h>
 
@@ -25,19 +26,30 @@ static void plan_nodes(const eplb_plan_job *job, int64_t l, eplb_cpu_scratch *gr
  * row included when refine is not NULL. Returns 1 if a count exceeds the
  * log2phy width. */
 static int plan_layer(const eplb_plan_job *job, int64_t l, eplb_cpu_scratch *group_scratch,
-                      eplb_cpu_scratch *slot_scratch, refine_scratch *refine, float *value,
-                      int32_t *heap, int isa)
+                      eplb_cpu_scratch *const *slot_scratch, int pair_nodes, refine_scratch *refine,
+                      float *value, int32_t *heap, int isa)
 {
     int too_wide = 0;
     plan_nodes(job, l, group_scratch);
-    for (int64_t node = 0; node < job->nodes; node++) {
-        const int64_t x = l * job->nodes + node;
-        too_wide |= eplb_cpu_replicate_row(job, x, value, heap, isa);
-        eplb_cpu_slot_loads_row(job, x);
-        if (job->slot_pack.per_pack > 1)
-            eplb_cpu_pack_row(&job->slot_pack, x, slot_scratch);
+    /* With pair_nodes, node rows two at a time, their greedy steps side by
+     * side (eplb_cpu_greedy_pairs_vertical). */
+    for (int64_t node = 0; node < job->nodes;) {
+        const int64_t x = l * job->nodes + node, rows[2] = {x, x + 1};
+        const int32_t count = pair_nodes && node + 1 < job->nodes ? 2 : 1;
+        for (int32_t i = 0; i < count; i++) {
+            too_wide |= eplb_cpu_replicate_row(job, x + i, value, heap, isa);
+            eplb_cpu_slot_loads_row(job, x + i);
+        }
+        if (job->slot_pack.per_pack > 1) {
+            if (count == 2)
+                eplb_cpu_pack_row_pair(&job->slot_pack, rows, slot_scratch);
+            else
+                eplb_cpu_pack_row(&job->slot_pack, x, slot_scratch[0]);
+        }
         if (refine)
-            eplb_cpu_refine_row(job, x, job->refine, -INFINITY, refine);
+            for (int32_t i = 0; i < count; i++)
+                eplb_cpu_refine_row(job, x + i, job->refine, -INFINITY, refine);
+        node += count;
     }
     return too_wide;
 }
@@ -102,6 +114,9 @@ eplb_status eplb_cpu_plan_fused(eplb_backend *backend, const eplb_plan_job *job)
     if (pairs > 1 && pairs % 2)
         pairs--;
     const int64_t units = job->layers - pairs;
+    /* Node rows in pairs where a layer has several whose greedy steps pair up. */
+    const int pair_nodes = job->nodes > 1 && slot_packing &&
+                           eplb_cpu_greedy_pairs_vertical(&job->slot_pack, settings);
     int failed = 0, too_wide = 0;
 #pragma omp parallel if (EPLB_CPU_WORTH_THREADS(work))
     {
@@ -113,7 +128,7 @@ eplb_status eplb_cpu_plan_fused(eplb_backend *backend, const eplb_plan_job *job)
         int32_t *heap = malloc((size_t)M * sizeof *heap);
         const int ok = value && heap && (!group_packing || pack_scratch_init(&group_scratch, &job->group_pack, settings)) &&
                        (!slot_packing || pack_scratch_init(&slot_scratch, &job->slot_pack, settings)) &&
-                       (!pairs || pack_scratch_init(&pair_scratch, &job->slot_pack, settings)) &&
+                       (!(pairs || pair_nodes) || pack_scratch_init(&pair_scratch, &job->slot_pack, settings)) &&
                        (!refining || eplb_cpu_refine_scratch_init(&refine, job, settings->isa));
         if (!ok) {
 #pragma omp atomic write
@@ -128,7 +143,7 @@ eplb_status eplb_cpu_plan_fused(eplb_backend *backend, const eplb_plan_job *job)
                 too_wide |= plan_layer_pair(job, l, &group_scratch, slot_scratches,
                                             refining ? &refine : NULL, value, heap, settings->isa);
             else
-                too_wide |= plan_layer(job, l, &group_scratch, &slot_scratch,
+                too_wide |= plan_layer(job, l, &group_scratch, slot_scratches, pair_nodes,
                                        refining ? &refine : NULL, value, heap, settings->isa);
             if (assemble_at_once)
                 for (int64_t i = l; i < l + layers; i++)

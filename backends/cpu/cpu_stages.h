@@ -23,13 +23,17 @@ void eplb_cpu_greedy_row(const eplb_pack_job *job, int64_t row, int32_t first, i
                          float *const *loads, eplb_cpu_scratch *scratch);
 /* eplb_cpu_greedy_row for the same lanes of two rows of job, row[i] with
  * scratch[i] and loads[i], stepped side by side where the greedy across
- * lanes runs both (the same results as one row at a time). */
+ * lanes or the keyed vertical greedy runs both (the same results as one row
+ * at a time). */
 void eplb_cpu_greedy_row_pair(const eplb_pack_job *job, const int64_t *row, int32_t first,
                               int32_t lanes, float *const *const *loads,
                               eplb_cpu_scratch *const *scratch);
 /* Whether eplb_cpu_greedy_row_pair steps the rows of job side by side with
  * these settings (rows whose sums stay finite). */
 int eplb_cpu_greedy_pairs_rows(const eplb_pack_job *job, const eplb_cpu_settings *settings);
+/* Whether it steps them side by side with the vertical greedy (rows of few
+ * packs whose sums stay finite): the node rows of a hierarchical layer. */
+int eplb_cpu_greedy_pairs_vertical(const eplb_pack_job *job, const eplb_cpu_settings *settings);
 /* The floats of scratch->lanes that eplb_cpu_greedy_row needs. */
 size_t eplb_cpu_greedy_lanes_words(int32_t items, int32_t packs);
 
@@ -41,11 +45,13 @@ size_t eplb_cpu_greedy_lanes_words(int32_t items, int32_t packs);
 /* The most packs of the vertical greedy (cpu_greedy_vertical.c). */
 #define EPLB_CPU_VERTICAL_MAX 16
 #if EPLB_CPU_X86_DISPATCH
-/* The vertical greedy of eplb_cpu_greedy_row's lanes first .. first+lanes-1,
- * for rows of at most EPLB_CPU_VERTICAL_MAX packs whose sums stay finite, on
- * an AVX2 machine; and the floats of scratch->lanes that it needs. */
-void eplb_cpu_greedy_vertical(const eplb_pack_job *job, int64_t row, int32_t first, int32_t lanes,
-                              float *const *loads, eplb_cpu_scratch *scratch);
+/* The vertical greedy of eplb_cpu_greedy_row's lanes first .. first+lanes-1
+ * of S rows (S = 1 or 2, side by side on an AVX-512 machine): row[i] with
+ * scratch[i], its loads into loads[i]; for rows of at most
+ * EPLB_CPU_VERTICAL_MAX packs whose sums stay finite, on an AVX2 machine.
+ * And the floats of scratch->lanes that it needs. */
+void eplb_cpu_greedy_vertical(const eplb_pack_job *job, const int64_t *row, int32_t S, int32_t first,
+                              int32_t lanes, float *const *const *loads, eplb_cpu_scratch *const *scratch);
 size_t eplb_cpu_greedy_vertical_words(int32_t items);
 /* The most packs of the greedy across lanes (cpu_greedy_across.c). */
 #define EPLB_CPU_ACROSS_MAX 128
