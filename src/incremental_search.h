@@ -170,6 +170,12 @@ static inline void consider_double(const search_state *st, int64_t A, int64_t B,
     uint64_t key = trade_key(a_without, load_b, gap, da, db, st->target, 0);
     if (key == NO_CANDIDATE || key_class(key) > key_class(*best))
         return;
+    /* With the cost's field at its least (cost -8), the key is a bound
+     * below the trade's own; no cost can then take the trade below the
+     * best. */
+    const uint64_t cost_field = key_class(key) < 2 ? (uint64_t)15 << 32 : 15;
+    if ((key & ~cost_field) >= *best)
+        return;
     const int64_t qa[2] = {a1, a2}, qb[2] = {b1, b2};
     key = trade_key(a_without, load_b, gap, da, db, st->target,
                     eplb_search_double_cost(st, A, B, row, qa, qb));
