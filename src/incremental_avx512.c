@@ -262,6 +262,41 @@ TARGET_AVX512 int64_t eplb_search_heaviest_avx512(const search_state *st)
     return 0;
 }
 
+/* refresh_gpu and spread_load (incremental_search.c) for the slots of
+ * GPUs g0..g1 - 1, 16 slots at a time, where the search keeps its table of
+ * excess: each slot's own excess is the table's entry of its expert and
+ * GPU, its arrival cost 1 - (own excess > 0), and the load of its GPU beside
+ * it, in slot order and, when the search keeps them, at the slot's place in
+ * the order by load. */
+TARGET_AVX512 void eplb_search_refresh_avx512(const search_state *st, int64_t g0, int64_t g1)
+{
+    eplb_incremental_scratch *s = st->s;
+    const int64_t q1 = g1 * st->spg;
+    const __m512i gpus = _mm512_set1_epi32((int)st->gpus), one = _mm512_set1_epi32(1);
+    const __m512i zero = _mm512_setzero_si512();
+    for (int64_t q = g0 * st->spg; q < q1; q += 16) {
+        const __mmask16 m = lanes_left(q1 - q);
+        const __m256i low = _mm512_cvtepi64_epi32(_mm512_maskz_loadu_epi64((__mmask8)m, st->cur + q));
+        const __m256i high =
+            _mm512_cvtepi64_epi32(_mm512_maskz_loadu_epi64((__mmask8)(m >> 8), st->cur + q + 8));
+        const __m512i expert = _mm512_inserti64x4(_mm512_castsi256_si512(low), high, 1);
+        const __m512i gpu = _mm512_maskz_loadu_epi32(m, s->gpu_of + q);
+        const __m512i own = _mm512_mask_i32gather_epi32(
+            zero, m, _mm512_add_epi32(_mm512_mullo_epi32(expert, gpus), gpu), st->excess, 4);
+        const __m512i arrival =
+            _mm512_mask_sub_epi32(one, _mm512_cmpgt_epi32_mask(own, zero), one, one);
+        const __m512 load = _mm512_mask_i32gather_ps(_mm512_setzero_ps(), m, gpu, st->load, 4);
+        _mm512_mask_storeu_epi32(s->own_excess + q, m, own);
+        _mm512_mask_storeu_epi32(s->arrival_cost + q, m, arrival);
+        _mm512_mask_storeu_ps(s->slot_gpu_load + q, m, load);
+        if (st->ordered) {
+            const __m512i pos = _mm512_maskz_loadu_epi32(m, s->order_pos + q);
+            _mm512_mask_i32scatter_epi32(s->order_arrival, m, pos, arrival, 4);
+            _mm512_mask_i32scatter_ps(s->order_load, m, pos, load, 4);
+        }
+    }
+}
+
 /* The single trades, 16 slots sb at a time, with the plain loop's float32
  * operations, so the same keys. Where the domain's slots are sorted by the
  * bucket of their load (st->ordered), slot sb can trade with A's slot sa

@@ -352,6 +352,27 @@ static void spread_load(const search_state *st, int64_t b)
     }
 }
 
+/* The fewest slots per GPU for which the vector refresh pays: its gathers
+ * and scatters cost the same for fewer slots, which the loops do cheaper. */
+#define REFRESH_VECTOR_SPG 8
+
+/* spread_load and refresh_gpu for GPUs g0..g1 - 1: 16 slots at a time
+ * where the vector search keeps its table of excess and GPUs have enough
+ * slots, else GPU by GPU. */
+static void refresh_gpus(const search_state *st, int64_t g0, int64_t g1)
+{
+#if SEARCH_AVX512
+    if (st->excess && st->spg >= REFRESH_VECTOR_SPG) {
+        eplb_search_refresh_avx512(st, g0, g1);
+        return;
+    }
+#endif
+    for (int64_t b = g0; b < g1; b++) {
+        spread_load(st, b);
+        refresh_gpu(st, b);
+    }
+}
+
 static int64_t heaviest_gpu(const search_state *st)
 {
 #if SEARCH_AVX512
@@ -454,10 +475,8 @@ static int search_steps(search_state *st, int64_t *moved, int64_t limit)
         *moved += cost;
         st->load[A] = sum_sorted(sorted_a, spg);
         st->load[B] = sum_sorted(sorted_b, spg);
-        spread_load(st, A);
-        spread_load(st, B);
-        refresh_gpu(st, A);
-        refresh_gpu(st, B);
+        refresh_gpus(st, A, A + 1);
+        refresh_gpus(st, B, B + 1);
     }
     return st->load[heaviest_gpu(st)] <= target;
 }
@@ -502,10 +521,7 @@ int eplb_domain_search(const int64_t *prev, int64_t *x, float *u, int64_t d, flo
             st.excess[st.base[q] * st.gpus + s->gpu_of[q]]--;
         }
     }
-    for (int64_t b = 0; b < st.gpus; b++) {
-        spread_load(&st, b);
-        refresh_gpu(&st, b);
-    }
+    refresh_gpus(&st, 0, st.gpus);
     if (st.vector) {
 #if SEARCH_AVX512
         /* Few slots are cheaper to weigh all than to keep sorted. */

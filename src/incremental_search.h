@@ -205,6 +205,11 @@ int eplb_search_single_avx512(const search_state *st, int64_t A, const int32_t *
 int eplb_search_double_avx512(const search_state *st, int64_t A, const int32_t *row,
                               int64_t pick[4], int *cost_out);
 
+/* What a trade changes on GPUs g0..g1 - 1 for the vector scan (each slot's
+ * own excess, arrival cost and GPU load), where the search keeps its table
+ * of excess. */
+void eplb_search_refresh_avx512(const search_state *st, int64_t g0, int64_t g1);
+
 /* The domain's GPU of largest load, ties to the lowest. */
 int64_t eplb_search_heaviest_avx512(const search_state *st);
 
