@@ -356,7 +356,22 @@ EPLB_CPU_TARGET_AVX512 static void greedy_keys_avx512(const eplb_pack_job *job, 
 static int row_sums_finite(const float *w, int32_t n)
 {
     float largest = 0.0f;
-    for (int32_t i = 0; i < n; i++)
+    int32_t i = 0;
+    /* MAXPS is w > largest ? w : largest lane by lane, NaN weights skipped
+     * alike; four running maxima of four lanes instead of one chain of
+     * dependent scalar maxima (the compiler keeps the loop scalar). */
+    __m128 most[4] = {_mm_setzero_ps(), _mm_setzero_ps(), _mm_setzero_ps(), _mm_setzero_ps()};
+    for (; i + 16 <= n; i += 16)
+        for (int32_t v = 0; v < 4; v++)
+            most[v] = _mm_max_ps(_mm_loadu_ps(w + i + 4 * v), most[v]);
+    for (; i + 4 <= n; i += 4)
+        most[i / 4 % 4] = _mm_max_ps(_mm_loadu_ps(w + i), most[i / 4 % 4]);
+    float lane[16];
+    for (int32_t v = 0; v < 4; v++)
+        _mm_storeu_ps(lane + 4 * v, most[v]);
+    for (int32_t j = 0; j < 16; j++)
+        largest = lane[j] > largest ? lane[j] : largest;
+    for (; i < n; i++)
         largest = w[i] > largest ? w[i] : largest;
     return (double)largest * (double)n < 1e37;
 }
