@@ -297,6 +297,10 @@ TARGET_AVX512 void eplb_search_refresh_avx512(const search_state *st, int64_t g0
     }
 }
 
+/* The places (i * domain slots + sb) that the packed keys of the single
+ * trades' scan hold: 26 bits. */
+#define PACKED_PLACES_MAX ((int64_t)1 << 26)
+
 /* The single trades, 16 slots sb at a time, with the plain loop's float32
  * operations, so the same keys. Where the domain's slots are sorted by the
  * bucket of their load (st->ordered), slot sb can trade with A's slot sa
@@ -338,6 +342,13 @@ TARGET_AVX512 int eplb_search_single_avx512(const search_state *st, int64_t A, c
     for (int pass = 0; pass < 2; pass++) {
         __m512i best_hi = _mm512_set1_epi32(INT32_MAX), best_lo = _mm512_setzero_si512();
         __m512i best_at = _mm512_setzero_si512();
+        /* Classes 0 and 1 keep each lane's best as one 64-bit key, (class,
+         * cost) in 6 bits, the value's order in 32, the place in the rest,
+         * which orders as the three do one after the other; so a chunk
+         * takes an unsigned minimum instead of a chain of compares. The
+         * even and odd 32-bit lanes pair up into 64-bit ones. */
+        const int packed = pass == 0 && spg * dn <= PACKED_PLACES_MAX;
+        __m512i best_even = _mm512_set1_epi64(-1), best_odd = _mm512_set1_epi64(-1);
         /* Each slot's lower bound first, apart from the scan, so that the
          * scan's exits wait only on loads, not on this chain of float64
          * operations. */
@@ -443,6 +454,15 @@ TARGET_AVX512 int eplb_search_single_avx512(const search_state *st, int64_t A, c
                 const __m512i slot = st->ordered ? _mm512_maskz_loadu_epi32(m, s->order_slot + k)
                                                  : _mm512_add_epi32(_mm512_set1_epi32((int)k), lane);
                 const __m512i place = _mm512_add_epi32(place_a, slot);
+                if (packed) {
+                    const __m512i upper = _mm512_mask_mov_epi32(
+                        _mm512_set1_epi32(-1), m,
+                        _mm512_or_si512(_mm512_slli_epi32(hi, 26), _mm512_srli_epi32(lo, 6)));
+                    const __m512i lower = _mm512_or_si512(_mm512_slli_epi32(lo, 26), place);
+                    best_even = _mm512_min_epu64(best_even, _mm512_unpacklo_epi32(lower, upper));
+                    best_odd = _mm512_min_epu64(best_odd, _mm512_unpackhi_epi32(lower, upper));
+                    continue;
+                }
                 const __mmask16 tie = _mm512_cmpeq_epi32_mask(hi, best_hi) &
                                       (_mm512_cmplt_epu32_mask(lo, best_lo) |
                                        (_mm512_cmpeq_epi32_mask(lo, best_lo) &
@@ -452,6 +472,18 @@ TARGET_AVX512 int eplb_search_single_avx512(const search_state *st, int64_t A, c
                 best_lo = _mm512_mask_mov_epi32(best_lo, better, lo);
                 best_at = _mm512_mask_mov_epi32(best_at, better, place);
             }
+        }
+        if (packed) {
+            const uint64_t key = _mm512_reduce_min_epu64(_mm512_min_epu64(best_even, best_odd));
+            /* A lane with no candidate holds all ones in its upper half. */
+            if (key >> 32 != UINT32_MAX) {
+                const int64_t at = (int64_t)(key & (PACKED_PLACES_MAX - 1));
+                pick[0] = A * spg + at / dn;
+                pick[1] = at % dn;
+                *cost_out = (int)(key >> 58 & 15) - 8;
+                return 1;
+            }
+            continue;
         }
         /* The lanes' bests by key, then place; a lane that saw no
          * candidate keeps INT32_MAX. */
