@@ -503,61 +503,98 @@ TARGET_AVX512 int eplb_search_single_avx512(const search_state *st, int64_t A, c
     return 0;
 }
 
+/* The fewest chunks of 16 pairs of B's slots that the double scan holds in
+ * registers: 48 pairs, the 36 of nine slots. */
+#define DOUBLE_HELD_CHUNKS 3
+
+/* The double scan's filter for 16 pairs of B's slots (sums db, and B's
+ * load less each, b_rest) against one pair of A's (sum da, A's load less
+ * it a_without): da > db and a class that can still win. It passes every
+ * pair that trade_key finds to be a candidate of a class no worse than the
+ * best's, and maybe more, which consider_double then weighs for itself:
+ * class 2 needs (2d)(d - gap) < 0, which needs d < gap once d > 0. */
+TARGET_AVX512 static inline __mmask16 double_filter(__mmask16 tail, __m512 da, __m512 a_without,
+                                                    __m512 db, __m512 b_rest, __m512 gap,
+                                                    __m512 target, int best_class)
+{
+    const __mmask16 m = _mm512_mask_cmp_ps_mask(tail, da, db, _CMP_GT_OQ);
+    const __mmask16 near = _mm512_cmp_ps_mask(_mm512_add_ps(b_rest, da), target, _CMP_LE_OQ);
+    if (best_class == 0)
+        return m & near &
+               _mm512_cmp_ps_mask(_mm512_add_ps(a_without, db), target, _CMP_LE_OQ);
+    if (best_class == 1)
+        return m & near;
+    return m & (near | _mm512_cmp_ps_mask(_mm512_sub_ps(da, db), gap, _CMP_LT_OQ));
+}
+
 /* best_double with the pairs of B's slots weighed 16 at a time for what
- * needs no cost: da > db and a class that can still win (the same float32
- * operations as trade_key). The pairs that pass go, in order, through the
- * loop's own test and key, so the result is the loop's. */
+ * needs no cost (double_filter). The pairs that pass go, in order, through
+ * the loop's own test and key, so the result is the loop's. A's pairs are
+ * summed once for all B; B's pairs, up to DOUBLE_HELD_CHUNKS registers of
+ * them, stay in registers while A's pairs go by. */
 TARGET_AVX512 int eplb_search_double_avx512(const search_state *st, int64_t A, const int32_t *row,
                                             int64_t pick[4], int *cost_out)
 {
     const int64_t spg = st->spg;
     const float *u = st->u, *load = st->load;
-    float db_of[DOUBLE_PAIRS_MAX];
+    float db_of[DOUBLE_PAIRS_MAX], da_of[DOUBLE_PAIRS_MAX], without_of[DOUBLE_PAIRS_MAX];
     int16_t first_of[DOUBLE_PAIRS_MAX], second_of[DOUBLE_PAIRS_MAX];
-    const __m512 target = _mm512_set1_ps(st->target), zero = _mm512_setzero_ps();
+    const __m512 target = _mm512_set1_ps(st->target);
     uint64_t best = NO_CANDIDATE;
+    int n = 0;
+    for (int64_t a1 = 0; a1 < spg; a1++)
+        for (int64_t a2 = a1 + 1; a2 < spg; a2++) {
+            da_of[n] = u[A * spg + a1] + u[A * spg + a2];
+            without_of[n] = load[A] - da_of[n];
+            first_of[n] = (int16_t)a1;
+            second_of[n++] = (int16_t)a2;
+        }
+    const int chunks = (n + 15) / 16, held = chunks <= DOUBLE_HELD_CHUNKS;
     for (int64_t B = 0; B < st->gpus; B++) {
         if (B == A)
             continue;
-        int n = 0;
-        for (int64_t b1 = B * spg; b1 < (B + 1) * spg; b1++)
-            for (int64_t b2 = b1 + 1; b2 < (B + 1) * spg; b2++) {
-                db_of[n] = u[b1] + u[b2];
-                first_of[n] = (int16_t)(b1 - B * spg);
-                second_of[n++] = (int16_t)(b2 - B * spg);
-            }
+        for (int j = 0; j < n; j++)
+            db_of[j] = u[B * spg + first_of[j]] + u[B * spg + second_of[j]];
         const float gap = load[A] - load[B];
         const __m512 lb = _mm512_set1_ps(load[B]), vgap = _mm512_set1_ps(gap);
-        for (int64_t a1 = A * spg; a1 < (A + 1) * spg; a1++)
-            for (int64_t a2 = a1 + 1; a2 < (A + 1) * spg; a2++) {
-                const float da = u[a1] + u[a2], a_without = load[A] - da;
-                const __m512 vda = _mm512_set1_ps(da), va_without = _mm512_set1_ps(a_without);
-                const int best_class = key_class(best);
-                for (int k = 0; k < n; k += 16) {
-                    const __mmask16 tail = lanes_left(n - k);
-                    const __m512 db = _mm512_maskz_loadu_ps(tail, db_of + k);
-                    __mmask16 m = _mm512_mask_cmp_ps_mask(tail, vda, db, _CMP_GT_OQ);
-                    const __m512 new_b = _mm512_add_ps(_mm512_sub_ps(lb, db), vda);
-                    const __mmask16 near = _mm512_cmp_ps_mask(new_b, target, _CMP_LE_OQ);
-                    if (best_class <= 1) {
-                        m &= near;
-                        if (best_class == 0)
-                            m &= _mm512_cmp_ps_mask(_mm512_add_ps(va_without, db), target,
-                                                    _CMP_LE_OQ);
-                    } else {
-                        const __m512 d = _mm512_sub_ps(vda, db);
-                        const __m512 change = _mm512_mul_ps(
-                            _mm512_mul_ps(_mm512_set1_ps(2.0f), d), _mm512_sub_ps(d, vgap));
-                        m &= near | _mm512_cmp_ps_mask(change, zero, _CMP_LT_OQ);
-                    }
-                    for (; m; m &= (__mmask16)(m - 1)) {
-                        const int j = k + __builtin_ctz(m);
-                        consider_double(st, A, B, row, a_without, gap, da, db_of[j], a1, a2,
-                                        B * spg + first_of[j], B * spg + second_of[j], &best,
-                                        pick);
+        __m512 db_held[DOUBLE_HELD_CHUNKS], rest_held[DOUBLE_HELD_CHUNKS];
+        for (int c = 0; held && c < chunks; c++) {
+            db_held[c] = _mm512_maskz_loadu_ps(lanes_left(n - 16 * c), db_of + 16 * c);
+            rest_held[c] = _mm512_sub_ps(lb, db_held[c]);
+        }
+        for (int p = 0; p < n; p++) {
+            const float da = da_of[p], a_without = without_of[p];
+            const __m512 vda = _mm512_set1_ps(da), va_without = _mm512_set1_ps(a_without);
+            const int best_class = key_class(best);
+            const int64_t a1 = A * spg + first_of[p], a2 = A * spg + second_of[p];
+            for (int k = 0; k < n; k += 64) {
+                uint64_t live = 0;
+                if (held) {
+#pragma GCC unroll 3
+                    for (int c = 0; c < DOUBLE_HELD_CHUNKS; c++)
+                        if (c < chunks)
+                            live |= (uint64_t)double_filter(lanes_left(n - 16 * c), vda,
+                                                            va_without, db_held[c], rest_held[c],
+                                                            vgap, target, best_class)
+                                    << (16 * c);
+                } else {
+                    for (int c = 0; c < 4 && k + 16 * c < n; c++) {
+                        const int at = k + 16 * c;
+                        const __mmask16 tail = lanes_left(n - at);
+                        const __m512 db = _mm512_maskz_loadu_ps(tail, db_of + at);
+                        live |= (uint64_t)double_filter(tail, vda, va_without, db,
+                                                        _mm512_sub_ps(lb, db), vgap, target,
+                                                        best_class)
+                                << (16 * c);
                     }
                 }
+                for (; live; live &= live - 1) {
+                    const int j = k + __builtin_ctzll(live);
+                    consider_double(st, A, B, row, a_without, gap, da, db_of[j], a1, a2,
+                                    B * spg + first_of[j], B * spg + second_of[j], &best, pick);
+                }
             }
+        }
     }
     *cost_out = key_cost(best);
     return best != NO_CANDIDATE;
