@@ -538,7 +538,7 @@ TARGET_AVX512 int eplb_search_double_avx512(const search_state *st, int64_t A, c
     const int64_t spg = st->spg;
     const float *u = st->u, *load = st->load;
     float db_of[DOUBLE_PAIRS_MAX], da_of[DOUBLE_PAIRS_MAX], without_of[DOUBLE_PAIRS_MAX];
-    int16_t first_of[DOUBLE_PAIRS_MAX], second_of[DOUBLE_PAIRS_MAX];
+    int32_t first_of[DOUBLE_PAIRS_MAX], second_of[DOUBLE_PAIRS_MAX];
     const __m512 target = _mm512_set1_ps(st->target);
     uint64_t best = NO_CANDIDATE;
     int n = 0;
@@ -546,21 +546,36 @@ TARGET_AVX512 int eplb_search_double_avx512(const search_state *st, int64_t A, c
         for (int64_t a2 = a1 + 1; a2 < spg; a2++) {
             da_of[n] = u[A * spg + a1] + u[A * spg + a2];
             without_of[n] = load[A] - da_of[n];
-            first_of[n] = (int16_t)a1;
-            second_of[n++] = (int16_t)a2;
+            first_of[n] = (int32_t)a1;
+            second_of[n++] = (int32_t)a2;
         }
     const int chunks = (n + 15) / 16, held = chunks <= DOUBLE_HELD_CHUNKS;
+    /* Held, B's slots (at most 10) fit one register, and each pair's sum
+     * takes its two slots from it by the pairs' indexes. */
+    __m512i first_held[DOUBLE_HELD_CHUNKS], second_held[DOUBLE_HELD_CHUNKS];
+    for (int c = 0; held && c < chunks; c++) {
+        const __mmask16 tail = lanes_left(n - 16 * c);
+        first_held[c] = _mm512_maskz_loadu_epi32(tail, first_of + 16 * c);
+        second_held[c] = _mm512_maskz_loadu_epi32(tail, second_of + 16 * c);
+    }
     for (int64_t B = 0; B < st->gpus; B++) {
         if (B == A)
             continue;
-        for (int j = 0; j < n; j++)
-            db_of[j] = u[B * spg + first_of[j]] + u[B * spg + second_of[j]];
         const float gap = load[A] - load[B];
         const __m512 lb = _mm512_set1_ps(load[B]), vgap = _mm512_set1_ps(gap);
         __m512 db_held[DOUBLE_HELD_CHUNKS], rest_held[DOUBLE_HELD_CHUNKS];
-        for (int c = 0; held && c < chunks; c++) {
-            db_held[c] = _mm512_maskz_loadu_ps(lanes_left(n - 16 * c), db_of + 16 * c);
-            rest_held[c] = _mm512_sub_ps(lb, db_held[c]);
+        if (held) {
+            const __m512 ub = _mm512_maskz_loadu_ps(lanes_left(spg), u + B * spg);
+            for (int c = 0; c < chunks; c++) {
+                const __mmask16 tail = lanes_left(n - 16 * c);
+                db_held[c] = _mm512_maskz_add_ps(tail, _mm512_permutexvar_ps(first_held[c], ub),
+                                                 _mm512_permutexvar_ps(second_held[c], ub));
+                _mm512_mask_storeu_ps(db_of + 16 * c, tail, db_held[c]);
+                rest_held[c] = _mm512_sub_ps(lb, db_held[c]);
+            }
+        } else {
+            for (int j = 0; j < n; j++)
+                db_of[j] = u[B * spg + first_of[j]] + u[B * spg + second_of[j]];
         }
         for (int p = 0; p < n; p++) {
             const float da = da_of[p], a_without = without_of[p];
