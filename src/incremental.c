@@ -162,13 +162,14 @@ static void plan_layer(const float *w, const int64_t *prev, const int64_t *fresh
         memcpy(out, rel, (size_t)R * sizeof *out);
 }
 
-/* SPEC 13.1: every entry of previous an expert, every expert on a slot of
- * every layer. seen: [E] zeroed. */
-static eplb_status check_previous(eplb_context *ctx, const int64_t *previous,
-                                  const eplb_shape *shape, int64_t *seen)
+/* SPEC 13.1 from layer `first` on: every entry of previous an expert, every
+ * expert on a slot of every layer; the first layer that breaks a rule gets
+ * its specific error. seen: [E] zeroed. */
+static eplb_status check_previous_from(eplb_context *ctx, const int64_t *previous,
+                                       const eplb_shape *shape, int64_t first, int64_t *seen)
 {
     const int64_t E = shape->experts, R = shape->replicas;
-    for (int64_t l = 0; l < shape->layers; l++) {
+    for (int64_t l = first; l < shape->layers; l++) {
         const int64_t *row = previous + l * R;
         for (int64_t q = 0; q < R; q++) {
             if (row[q] < 0 || row[q] >= E)
@@ -186,6 +187,44 @@ static eplb_status check_previous(eplb_context *ctx, const int64_t *previous,
                                          (long long)l, (long long)e);
     }
     return EPLB_OK;
+}
+
+/* Whether layer l of previous keeps SPEC 13.1's rules; seen: [E], whose
+ * entries are below l + 1 on entry. */
+static int previous_layer_valid(const int64_t *row, int64_t l, int64_t E, int64_t R, int64_t *seen)
+{
+    int valid = 1;
+    for (int64_t q = 0; q < R; q++) {
+        const int64_t e = row[q];
+        if (e < 0 || e >= E)
+            return 0;
+        seen[e] = l + 1;
+    }
+    for (int64_t e = 0; e < E; e++)
+        valid &= seen[e] == l + 1;
+    return valid;
+}
+
+/* SPEC 13.1 for every layer. The layers are checked in parallel, each thread
+ * with its own marks; the first layer found broken (or every layer, when a
+ * thread's marks could not be allocated) is then checked again on the
+ * calling thread for its message. seen: [E] zeroed. */
+static eplb_status check_previous(eplb_context *ctx, const int64_t *previous,
+                                  const eplb_shape *shape, int64_t *seen)
+{
+    const int64_t L = shape->layers, E = shape->experts, R = shape->replicas;
+    int64_t first_broken = L;
+#pragma omp parallel if (L > 1 && eplb_threads_usable()) reduction(min : first_broken)
+    {
+        int64_t *marks = calloc((size_t)E, sizeof *marks);
+#pragma omp for schedule(static)
+        for (int64_t l = 0; l < L; l++)
+            if (!marks || !previous_layer_valid(previous + l * R, l, E, R, marks))
+                first_broken = l < first_broken ? l : first_broken;
+        free(marks);
+    }
+    return first_broken < L ? check_previous_from(ctx, previous, shape, first_broken, seen)
+                            : EPLB_OK;
 }
 
 /* A layer's replicas of each expert (its row of logcnt); returns the
@@ -217,16 +256,17 @@ static void write_log2phy(const int64_t *plan, int64_t E, int64_t R, int64_t wid
 }
 
 /* Plans every layer from previous and fresh into out, with its replica
- * counts and each layer's largest (widest[L]); then, when log2phy is not
- * NULL and width holds every count, writes log2phy, so that it is written
- * only when the call succeeds. Returns 0 when a thread's scratch could not
- * be allocated (log2phy untouched). Threads keep their scratch from layer to
- * layer and give it back for later calls. A forked child plans on the
- * calling thread only (common/threads_usable.h). */
+ * counts and each layer's largest (widest[L]); then, when width holds every
+ * count or log2phy is NULL, writes phy2log, logcnt and log2phy (when not
+ * NULL), so that the outputs are written only when the call succeeds.
+ * Returns 0 when a thread's scratch could not be allocated (outputs
+ * untouched). Threads keep their scratch from layer to layer and give it back
+ * for later calls. A forked child plans on the calling thread only
+ * (common/threads_usable.h). */
 static int plan_layers(const float *weight, const eplb_shape *shape, const eplb_layer_geometry *g,
                        int avx512, float slack, const int64_t *previous, const int64_t *fresh,
-                       int64_t *out, int64_t *counts, int64_t *widest, int64_t *log2phy,
-                       int64_t width)
+                       int64_t *out, int64_t *counts, int64_t *widest, int64_t *phy2log,
+                       int64_t *logcnt, int64_t *log2phy, int64_t width)
 {
     const int64_t L = shape->layers, E = shape->experts, R = shape->replicas;
     int failed = 0;
@@ -253,10 +293,17 @@ static int plan_layers(const float *weight, const eplb_shape *shape, const eplb_
         int64_t needed = 0;
         for (int64_t l = 0; l < L; l++)
             needed = widest[l] > needed ? widest[l] : needed;
-        if (!missing && log2phy && width >= needed) {
+        if (!missing && (!log2phy || width >= needed)) {
+            /* The caller's arrays are written by the threads, a layer each:
+             * one thread's copies would take as long as several layers'
+             * searches. */
 #pragma omp for schedule(static)
-            for (int64_t l = 0; l < L; l++)
-                write_log2phy(out + l * R, E, R, width, s->tally, log2phy + l * E * width);
+            for (int64_t l = 0; l < L; l++) {
+                memcpy(phy2log + l * R, out + l * R, (size_t)R * sizeof *out);
+                memcpy(logcnt + l * E, counts + l * E, (size_t)E * sizeof *counts);
+                if (log2phy)
+                    write_log2phy(out + l * R, E, R, width, s->tally, log2phy + l * E * width);
+            }
         }
         if (s)
             eplb_incremental_scratch_give(s);
@@ -321,8 +368,8 @@ eplb_status eplb_incremental_host(eplb_context *ctx, const float *weight, const 
         shape->experts, shape->replicas, shape->gpus, shape->replicas / shape->gpus, domains,
         shape->replicas / domains, shape->gpus / domains,
     };
-    if (!plan_layers(weight, shape, &g, avx512, read.slack, previous, fresh, plan, counts, widest, log2phy,
-                     log2phy_width)) {
+    if (!plan_layers(weight, shape, &g, avx512, read.slack, previous, fresh, plan, counts, widest,
+                     phy2log, logcnt, log2phy, log2phy_width)) {
         st = eplb_context_fail(ctx, EPLB_ERR_OUT_OF_MEMORY,
                                "cannot allocate the incremental search's scratch for %lld slots "
                                "per layer",
@@ -341,8 +388,6 @@ eplb_status eplb_incremental_host(eplb_context *ctx, const float *weight, const 
                                (long long)log2phy_width, (long long)needed, (long long)needed);
         goto done;
     }
-    memcpy(phy2log, plan, L * R * sizeof *plan);
-    memcpy(logcnt, counts, L * E * sizeof *counts);
 done:
     free(seen);
     free(fresh);

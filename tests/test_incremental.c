@@ -484,6 +484,14 @@ Test(incremental, each_rule_of_13_1_refused_with_outputs_untouched)
             bad[q] = 7;
     expect_refused(cpu, "expert without a slot", w, &s, &o, bad, EPLB_ERR_INVALID_ARGUMENT,
                    "previous layer 1 has no slot for expert 6");
+    /* Both layers broken (the layers are checked in parallel): the first
+     * layer's rule is the one reported. */
+    for (int q = 0; q < 12; q++)
+        if (bad[q] == 6)
+            bad[q] = 7;
+    bad[12 + 3] = 9;
+    expect_refused(cpu, "two layers broken", w, &s, &o, bad, EPLB_ERR_INVALID_ARGUMENT,
+                   "previous layer 0 has no slot for expert 6");
 
     eplb_options x = o;
     x.distinct = 1;
