@@ -52,6 +52,23 @@ def test_off_by_default_and_true_is_256():
     assert (max_loads(w, on[0], on[2], 16) <= max_loads(w, default[0], default[2], 16)).all()
 
 
+def test_parsed_options_keep_true_and_one_apart():
+    """rebalance_experts keeps parsed options by their arguments' values and
+    types: refine=True (256 trades) after refine=1 (one trade) is not taken for
+    it, nor the other way round, and each call gets its own copy."""
+    from eplb import rebalance
+
+    def parsed(refine):
+        return rebalance._planner_options(None, None, None, 0, 0.2, 1e-5, "auto", refine, False,
+                                          0.0, True)
+
+    for order in ((1, True), (True, 1), (1, True)):
+        assert [parsed(r).refine for r in order] == [256 if r is True else 1 for r in order]
+    first = parsed(True)
+    first.policy = 2
+    assert parsed(True).policy == 0
+
+
 @pytest.mark.parametrize("name", sorted(n for n in os.listdir(FIXTURES) if n.endswith(".txt")))
 def test_plans_equal_the_reference_fixtures(name):
     shape, opts, weight, phy2log, logcnt = read_fixture(name)

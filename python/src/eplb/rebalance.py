@@ -347,6 +347,41 @@ def _device_status(ctx):
 _LOG2PHY_WIDTHS = ("max", "redundant")
 
 
+def _parse_options(mode, candidates, iterations, seed, noise, tolerance, policy, refine,
+                   distinct, slack, fresh):
+    """The C options of plan's arguments (fresh: no previous plan), checked."""
+    candidates, iterations = _mode_options(mode, candidates, iterations)
+    opts = _options(candidates, iterations, seed, noise, tolerance, policy)
+    opts.refine = _refine_count(refine)
+    opts.distinct = _distinct_flag(distinct)
+    opts.slack = _slack_value(slack, None if fresh else True)
+    return opts
+
+
+# Options already parsed, by their arguments: an engine plans with the same
+# arguments every time, and parsing them costs more than a copy. Only plain
+# values are kept, each with its type (True and 1 ask for different refine
+# counts).
+_parsed_options = {}
+_PARSED_OPTIONS_KEPT = 64
+_PLAIN_TYPES = frozenset((type(None), bool, int, float, str))
+
+
+def _planner_options(*arguments):
+    """_parse_options, through _parsed_options: a fresh copy each call (callers
+    change the policy)."""
+    types = tuple(map(type, arguments))
+    key = (arguments, types) if _PLAIN_TYPES.issuperset(types) else None
+    known = _parsed_options.get(key) if key is not None else None
+    if known is None:
+        known = _parse_options(*arguments)
+        if key is not None:
+            if len(_parsed_options) >= _PARSED_OPTIONS_KEPT:
+                _parsed_options.clear()
+            _parsed_options[key] = known
+    return type(known).from_buffer_copy(known)
+
+
 def plan(weight, num_replicas, num_groups, num_nodes, num_gpus, *, mode=None, candidates=None,
          iterations=None, seed=0, noise=0.2, tolerance=1e-5, policy="auto", backend=None,
          check=True, log2phy_width="max", refine=False, distinct=False, previous=None,
@@ -357,11 +392,8 @@ def plan(weight, num_replicas, num_groups, num_nodes, num_gpus, *, mode=None, ca
                          % (log2phy_width,))
     if backend is not None and not isinstance(backend, str):
         raise TypeError("eplb: backend must be a string or None, got %s" % type(backend).__name__)
-    candidates, iterations = _mode_options(mode, candidates, iterations)
-    opts = _options(candidates, iterations, seed, noise, tolerance, policy)
-    opts.refine = _refine_count(refine)
-    opts.distinct = _distinct_flag(distinct)
-    opts.slack = _slack_value(slack, previous)
+    opts = _planner_options(mode, candidates, iterations, seed, noise, tolerance, policy, refine,
+                            distinct, slack, previous is None)
     torch = _torch_of(weight)
     if torch is not None and weight.device.type == "cuda" and previous is None:
         _check_rank(weight.dim(), weight.shape)
