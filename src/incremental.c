@@ -214,7 +214,10 @@ static eplb_status check_previous(eplb_context *ctx, const int64_t *previous,
 {
     const int64_t L = shape->layers, E = shape->experts, R = shape->replicas;
     int64_t first_broken = L;
-#pragma omp parallel if (L > 1 && eplb_threads_usable()) reduction(min : first_broken)
+    /* About a nanosecond an entry: below a few thousand entries a team
+     * would cost more than it saves. */
+#pragma omp parallel if (L > 1 && L * R >= 4096 && eplb_threads_usable()) \
+    reduction(min : first_broken)
     {
         int64_t *marks = calloc((size_t)E, sizeof *marks);
 #pragma omp for schedule(static)

@@ -458,6 +458,36 @@ static void expect_refused(eplb_context *ctx, const char *rule, const float *w, 
     eplbt_plan_free(&g.plan);
 }
 
+/* A running plan large enough to be checked by the threads, each with its
+ * own layers: of several broken layers, the first one's rule is reported,
+ * whichever thread finds it. */
+Test(incremental, first_broken_layer_reported_when_checked_in_parallel)
+{
+    const eplb_shape s = {16, 64, 256, 8, 2, 16};
+    eplb_options o;
+    float *w = eplbt_workload_case(&s, 1, 0, 4, 10, 0, &o);
+    eplb_context *cpu = eplbt_context("cpu");
+    const int64_t R = s.replicas;
+    int64_t *prev = malloc((size_t)(s.layers * R) * sizeof *prev);
+    int64_t *bad = malloc((size_t)(s.layers * R) * sizeof *bad);
+    cr_assert(prev && bad);
+    cr_assert_eq(eplb_drifted_previous(cpu, w, &s, &o, 2, 0.5, prev), EPLB_OK);
+    memcpy(bad, prev, (size_t)(s.layers * R) * sizeof *bad);
+    bad[13 * R + 4] = 64; /* past the experts, in a late layer */
+    for (int64_t q = 9 * R; q < 10 * R; q++)
+        if (bad[q] == 5) /* layer 9 loses expert 5 */
+            bad[q] = 6;
+    expect_refused(cpu, "layers 9 and 13 broken", w, &s, &o, bad, EPLB_ERR_INVALID_ARGUMENT,
+                   "previous layer 9 has no slot for expert 5");
+    bad[2 * R + 7] = -3;
+    expect_refused(cpu, "layers 2, 9 and 13 broken", w, &s, &o, bad, EPLB_ERR_INVALID_ARGUMENT,
+                   "previous[2][7] = -3 is not an expert (0..63)");
+    free(prev);
+    free(bad);
+    eplb_context_free(cpu);
+    free(w);
+}
+
 Test(incremental, each_rule_of_13_1_refused_with_outputs_untouched)
 {
     const eplb_shape s = {2, 8, 12, 2, 2, 4};
@@ -484,14 +514,6 @@ Test(incremental, each_rule_of_13_1_refused_with_outputs_untouched)
             bad[q] = 7;
     expect_refused(cpu, "expert without a slot", w, &s, &o, bad, EPLB_ERR_INVALID_ARGUMENT,
                    "previous layer 1 has no slot for expert 6");
-    /* Both layers broken (the layers are checked in parallel): the first
-     * layer's rule is the one reported. */
-    for (int q = 0; q < 12; q++)
-        if (bad[q] == 6)
-            bad[q] = 7;
-    bad[12 + 3] = 9;
-    expect_refused(cpu, "two layers broken", w, &s, &o, bad, EPLB_ERR_INVALID_ARGUMENT,
-                   "previous layer 0 has no slot for expert 6");
 
     eplb_options x = o;
     x.distinct = 1;
