@@ -162,72 +162,61 @@ static void plan_layer(const float *w, const int64_t *prev, const int64_t *fresh
         memcpy(out, rel, (size_t)R * sizeof *out);
 }
 
-/* SPEC 13.1 from layer `first` on: every entry of previous an expert, every
- * expert on a slot of every layer; the first layer that breaks a rule gets
- * its specific error. seen: [E] zeroed. */
-static eplb_status check_previous_from(eplb_context *ctx, const int64_t *previous,
-                                       const eplb_shape *shape, int64_t first, int64_t *seen)
+/* SPEC 13.1 for layer l of previous (row): every entry an expert, every
+ * expert on a slot. Returns EPLB_OK or, for the first rule the layer breaks,
+ * EPLB_ERR_INVALID_ARGUMENT, with its message in ctx unless ctx is NULL (as
+ * on the threads, which may not write it). seen: [E], entries below l + 1. */
+static eplb_status check_previous_layer(eplb_context *ctx, const int64_t *row, int64_t l,
+                                        int64_t E, int64_t R, int64_t *seen)
 {
-    const int64_t E = shape->experts, R = shape->replicas;
-    for (int64_t l = first; l < shape->layers; l++) {
-        const int64_t *row = previous + l * R;
-        for (int64_t q = 0; q < R; q++) {
-            if (row[q] < 0 || row[q] >= E)
-                return eplb_context_fail(ctx, EPLB_ERR_INVALID_ARGUMENT,
-                                         "previous[%lld][%lld] = %lld is not an expert (0..%lld)",
-                                         (long long)l, (long long)q, (long long)row[q],
-                                         (long long)(E - 1));
-            seen[row[q]] = l + 1;
-        }
-        for (int64_t e = 0; e < E; e++)
-            if (seen[e] != l + 1)
-                return eplb_context_fail(ctx, EPLB_ERR_INVALID_ARGUMENT,
-                                         "previous layer %lld has no slot for expert %lld: a "
-                                         "running plan places every expert",
-                                         (long long)l, (long long)e);
+    for (int64_t q = 0; q < R; q++) {
+        if (row[q] < 0 || row[q] >= E)
+            return !ctx ? EPLB_ERR_INVALID_ARGUMENT
+                        : eplb_context_fail(ctx, EPLB_ERR_INVALID_ARGUMENT,
+                                            "previous[%lld][%lld] = %lld is not an expert "
+                                            "(0..%lld)",
+                                            (long long)l, (long long)q, (long long)row[q],
+                                            (long long)(E - 1));
+        seen[row[q]] = l + 1;
     }
+    for (int64_t e = 0; e < E; e++)
+        if (seen[e] != l + 1)
+            return !ctx ? EPLB_ERR_INVALID_ARGUMENT
+                        : eplb_context_fail(ctx, EPLB_ERR_INVALID_ARGUMENT,
+                                            "previous layer %lld has no slot for expert %lld: "
+                                            "a running plan places every expert",
+                                            (long long)l, (long long)e);
     return EPLB_OK;
 }
 
-/* Whether layer l of previous keeps SPEC 13.1's rules; seen: [E], whose
- * entries are below l + 1 on entry. */
-static int previous_layer_valid(const int64_t *row, int64_t l, int64_t E, int64_t R, int64_t *seen)
-{
-    int valid = 1;
-    for (int64_t q = 0; q < R; q++) {
-        const int64_t e = row[q];
-        if (e < 0 || e >= E)
-            return 0;
-        seen[e] = l + 1;
-    }
-    for (int64_t e = 0; e < E; e++)
-        valid &= seen[e] == l + 1;
-    return valid;
-}
-
-/* SPEC 13.1 for every layer. The layers are checked in parallel, each thread
- * with its own marks; the first layer found broken (or every layer, when a
- * thread's marks could not be allocated) is then checked again on the
- * calling thread for its message. seen: [E] zeroed. */
+/* SPEC 13.1 for every layer. The layers are checked on the threads, each
+ * with its own marks, and the first broken one again on the calling thread
+ * for its message; where a thread could not allocate its marks, every layer
+ * is checked on the calling thread. seen: [E] zeroed. */
 static eplb_status check_previous(eplb_context *ctx, const int64_t *previous,
                                   const eplb_shape *shape, int64_t *seen)
 {
     const int64_t L = shape->layers, E = shape->experts, R = shape->replicas;
     int64_t first_broken = L;
+    int unchecked = 0;
     /* About a nanosecond an entry: below a few thousand entries a team
      * would cost more than it saves. */
 #pragma omp parallel if (L > 1 && L * R >= 4096 && eplb_threads_usable()) \
-    reduction(min : first_broken)
+    reduction(min : first_broken) reduction(| : unchecked)
     {
         int64_t *marks = calloc((size_t)E, sizeof *marks);
+        unchecked |= !marks;
 #pragma omp for schedule(static)
         for (int64_t l = 0; l < L; l++)
-            if (!marks || !previous_layer_valid(previous + l * R, l, E, R, marks))
-                first_broken = l < first_broken ? l : first_broken;
+            if (marks && l < first_broken &&
+                check_previous_layer(NULL, previous + l * R, l, E, R, marks) != EPLB_OK)
+                first_broken = l;
         free(marks);
     }
-    return first_broken < L ? check_previous_from(ctx, previous, shape, first_broken, seen)
-                            : EPLB_OK;
+    eplb_status st = EPLB_OK;
+    for (int64_t l = unchecked ? 0 : first_broken; l < L && st == EPLB_OK; l++)
+        st = check_previous_layer(ctx, previous + l * R, l, E, R, seen);
+    return st;
 }
 
 /* A layer's replicas of each expert (its row of logcnt); returns the
