@@ -266,31 +266,31 @@ def _torch_float32(torch, weight):
     return w.contiguous()
 
 
-# Shapes of CUDA-tensor plans that passed the checks, by their arguments
-# (plain ints only, so that an argument the checks would refuse is never
-# found here): the shape check and its ctypes object cost a call each once
-# per shape, not once per plan.
-_checked_cuda_shapes = {}
-_CHECKED_CUDA_SHAPES_KEPT = 64
+# Shapes of plans that passed the checks, by their arguments (plain ints only,
+# so that an argument the checks would refuse is never found here): the shape
+# check and its ctypes object cost a call each once per shape, not once per
+# plan. The Shapes are shared and only read.
+_checked_shapes = {}
+_CHECKED_SHAPES_KEPT = 64
 
 
-def _cuda_shape(layers, experts, shape_args, opts):
-    """_global_without_groups and _shape of a CUDA-tensor plan: the Shape, with
-    opts.policy set as _global_without_groups sets it."""
+def _plan_shape(layers, experts, shape_args, opts):
+    """_global_without_groups and _shape of a plan: the Shape, with opts.policy
+    set as _global_without_groups sets it."""
     replicas, groups, nodes, gpus = shape_args
     plain = (type(replicas) is int and type(groups) is int and type(nodes) is int
              and type(gpus) is int)
     key = (layers, experts, opts.policy) + shape_args
-    known = _checked_cuda_shapes.get(key) if plain else None
+    known = _checked_shapes.get(key) if plain else None
     if known is not None:
         shape, opts.policy = known
         return shape
     num_groups = _global_without_groups(experts, groups, nodes, opts)
     shape = _shape(layers, experts, replicas, num_groups, nodes, gpus)
     if plain:
-        if len(_checked_cuda_shapes) >= _CHECKED_CUDA_SHAPES_KEPT:
-            _checked_cuda_shapes.clear()
-        _checked_cuda_shapes[key] = (shape, opts.policy)
+        if len(_checked_shapes) >= _CHECKED_SHAPES_KEPT:
+            _checked_shapes.clear()
+        _checked_shapes[key] = (shape, opts.policy)
     return shape
 
 
@@ -302,7 +302,7 @@ def _plan_cuda(torch, weight, shape_args, opts, backend, check, log2phy_width):
     with torch.cuda.device(device):
         weight32 = _torch_float32(torch, weight)
         layers, experts = weight32.shape
-        shape = _cuda_shape(layers, experts, shape_args, opts)
+        shape = _plan_shape(layers, experts, shape_args, opts)
         ctx = contexts.cuda_context(torch, device.index)
         stream = torch.cuda.current_stream(device)
         if ctx.last_stream is not None and ctx.last_stream != stream:
@@ -410,8 +410,7 @@ def plan(weight, num_replicas, num_groups, num_nodes, num_gpus, *, mode=None, ca
     else:
         weight32 = _torch_float32(torch, weight).numpy()  # shares the tensor's memory
     layers, experts = weight32.shape
-    num_groups = _global_without_groups(experts, num_groups, num_nodes, opts)
-    shape = _shape(layers, experts, num_replicas, num_groups, num_nodes, num_gpus)
+    shape = _plan_shape(layers, experts, (num_replicas, num_groups, num_nodes, num_gpus), opts)
     running = None if previous is None else _host_previous(previous, shape)
     result = _plan_host(weight32, shape, opts, backend, log2phy_width, running)
     if torch is None:
