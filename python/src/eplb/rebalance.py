@@ -109,14 +109,15 @@ def _distinct_flag(distinct):
     return value if -(1 << 31) <= value < (1 << 31) else -1
 
 
-def _slack_value(slack, previous):
+def _slack_value(slack, fresh):
     """slack= as a float for the C option; it bounds a plan from a running one,
-    so a slack without previous is refused rather than silently ignored."""
+    so a slack for a fresh plan (no previous) is refused rather than silently
+    ignored."""
     try:
         value = float(slack)
     except (TypeError, ValueError):
         raise TypeError("eplb: slack must be a real number, got %s" % type(slack).__name__)
-    if previous is None and value != 0.0:
+    if fresh and value != 0.0:
         raise ValueError("eplb: slack needs previous: it is how far above the fresh plan's "
                          "max GPU load a plan from the running one may stay")
     # float32 overflow becomes inf, which the library rejects by name.
@@ -354,7 +355,7 @@ def _parse_options(mode, candidates, iterations, seed, noise, tolerance, policy,
     opts = _options(candidates, iterations, seed, noise, tolerance, policy)
     opts.refine = _refine_count(refine)
     opts.distinct = _distinct_flag(distinct)
-    opts.slack = _slack_value(slack, None if fresh else True)
+    opts.slack = _slack_value(slack, fresh)
     return opts
 
 
