@@ -67,7 +67,13 @@ if [[ $skip != *" asan "* ]]; then
     rm -rf "$logs" && mkdir -p "$logs"
     # log_path: reports from every process (Criterion workers, forked and
     # re-executed children, the eplb binary run by test_cli) land in files.
-    export ASAN_OPTIONS="log_path=$logs/asan:detect_leaks=1:abort_on_error=0:strict_string_checks=1:detect_stack_use_after_return=1"
+    # use_sigaltstack=0: PoCL's LLVM, compiling a kernel on a thread of ours,
+    # replaces ASan's alternate signal stack with its own malloc'd one where
+    # ASan's is smaller than LLVM wants (the sizes follow the CPU's signal
+    # frame); at that thread's exit ASan then unmaps memory it did not map
+    # and aborts with "unable to unmap" (seen with GCC 12 on a Zen 4 VM).
+    # The cost is ASan's report of a stack overflow, which no test provokes.
+    export ASAN_OPTIONS="log_path=$logs/asan:detect_leaks=1:abort_on_error=0:strict_string_checks=1:detect_stack_use_after_return=1:use_sigaltstack=0"
     export UBSAN_OPTIONS="log_path=$logs/ubsan:print_stacktrace=1:halt_on_error=1"
     export LSAN_OPTIONS="suppressions=$root/scripts/lsan.supp:print_suppressions=0"
     step "build-asan: ctest"
