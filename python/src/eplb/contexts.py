@@ -23,8 +23,8 @@ class Context:
         self.handle = handle
         self.backend = _library.text(_lib.eplb_context_backend(handle))
         self.device = _library.text(_lib.eplb_context_device(handle))
-        # Device calls only: the torch stream of the last call, and whether its
-        # status is still unchecked (check=False).
+        # Device calls only: the CUDA stream (its handle) of the last call, and
+        # whether its status is still unchecked (check=False).
         self.last_stream = None
         self.unchecked = False
         self._host_scalar = None

@@ -295,52 +295,68 @@ def _plan_shape(layers, experts, shape_args, opts):
     return shape
 
 
+def _current_raw_stream(torch, index):
+    """The handle of the current stream of GPU index, without building a
+    torch Stream (that costs a few microseconds a call)."""
+    raw = getattr(torch._C, "_cuda_getCurrentRawStream", None)
+    return raw(index) if raw is not None else torch.cuda.current_stream(index).cuda_stream
+
+
 def _plan_cuda(torch, weight, shape_args, opts, backend, check, log2phy_width):
     if backend not in (None, "cuda"):
         raise ValueError("eplb: a CUDA tensor is planned by the cuda backend, not %r; "
                          "move it to the CPU for another backend" % (backend,))
     device = weight.device
+    # The weight's GPU is nearly always the current one: then the device
+    # switch (and its restore) is left out.
+    if torch.cuda.current_device() == device.index:
+        return _plan_cuda_current(torch, weight, device, shape_args, opts, check, log2phy_width)
     with torch.cuda.device(device):
-        weight32 = _torch_float32(torch, weight)
-        layers, experts = weight32.shape
-        shape = _plan_shape(layers, experts, shape_args, opts)
-        ctx = contexts.cuda_context(torch, device.index)
-        stream = torch.cuda.current_stream(device)
-        if ctx.last_stream is not None and ctx.last_stream != stream:
-            # The context's device workspace is reused: order after its last user.
-            stream.wait_stream(ctx.last_stream)
-        width = _redundant_width(shape)
-        phy2log = torch.empty((layers, shape.replicas), dtype=torch.int64, device=device)
-        logcnt = torch.empty((layers, experts), dtype=torch.int64, device=device)
-        log2phy = torch.empty((layers, experts, width), dtype=torch.int64, device=device)
-        status = _lib.eplb_rebalance_device(ctx.handle, weight32.data_ptr(), ctypes.byref(shape),
-                                            ctypes.byref(opts), phy2log.data_ptr(),
-                                            logcnt.data_ptr(), log2phy.data_ptr(), width,
-                                            stream.cuda_stream)
-        if status != 0:
-            ctx.fail(status)
-        ctx.last_stream = stream
-        ctx.unchecked = True
-        if check:
-            # max(logcnt) is known only once the plan is done (check=False
-            # keeps the always-sufficient width rather than wait for it). Its
-            # copy to page-locked memory is enqueued behind the plan, so the
-            # status check's one wait brings both back.
-            narrow = log2phy_width == "max"
-            if narrow:
-                most = ctx.host_scalar(torch)
-                most.copy_(torch.amax(logcnt), non_blocking=True)
-            _device_status(ctx)
-            if narrow:
-                needed = int(most)
-                if needed < width:
-                    log2phy = log2phy[:, :, :needed].contiguous()
+        return _plan_cuda_current(torch, weight, device, shape_args, opts, check, log2phy_width)
+
+
+def _plan_cuda_current(torch, weight, device, shape_args, opts, check, log2phy_width):
+    """_plan_cuda with the weight's GPU current."""
+    weight32 = _torch_float32(torch, weight)
+    layers, experts = weight32.shape
+    shape = _plan_shape(layers, experts, shape_args, opts)
+    ctx = contexts.cuda_context(torch, device.index)
+    stream = _current_raw_stream(torch, device.index)
+    if ctx.last_stream is not None and ctx.last_stream != stream:
+        # The context's device workspace is reused: order after its last user.
+        torch.cuda.current_stream(device).wait_stream(
+            torch.cuda.ExternalStream(ctx.last_stream, device=device))
+    width = _redundant_width(shape)
+    phy2log = torch.empty((layers, shape.replicas), dtype=torch.int64, device=device)
+    logcnt = torch.empty((layers, experts), dtype=torch.int64, device=device)
+    log2phy = torch.empty((layers, experts, width), dtype=torch.int64, device=device)
+    status = _lib.eplb_rebalance_device(ctx.handle, weight32.data_ptr(), ctypes.byref(shape),
+                                        ctypes.byref(opts), phy2log.data_ptr(),
+                                        logcnt.data_ptr(), log2phy.data_ptr(), width, stream)
+    if status != 0:
+        ctx.fail(status)
+    ctx.last_stream = stream
+    ctx.unchecked = True
+    if check:
+        # max(logcnt) is known only once the plan is done (check=False
+        # keeps the always-sufficient width rather than wait for it). Its
+        # copy to page-locked memory is enqueued behind the plan, so the
+        # status check's one wait brings both back.
+        narrow = log2phy_width == "max"
+        if narrow:
+            most = ctx.host_scalar(torch)
+            most.copy_(torch.amax(logcnt), non_blocking=True)
+        _device_status(ctx)
+        if narrow:
+            needed = int(most)
+            if needed < width:
+                log2phy = log2phy[:, :, :needed].contiguous()
     return phy2log, log2phy, logcnt
 
 
 def _device_status(ctx):
     ctx.unchecked = False
-    status = _lib.eplb_device_status(ctx.handle, ctx.last_stream.cuda_stream)
+    status = _lib.eplb_device_status(ctx.handle, ctx.last_stream)
     if status != 0:
         ctx.fail(status)
 
