@@ -153,8 +153,9 @@ static void apply_trade(refine_scratch *s, int32_t k, int32_t a, const refine_be
 
 /* refine_scratch's list_source for k slots a GPU: in each side's trade
  * order, the position (one-for-one) or 16 + the pair (two-for-two) that
- * expand_side takes each entry from, -1 where it pads. NULL when out of
- * memory. */
+ * expand_side takes each entry from, and where it pads the last lane of the
+ * slot loads' vector, past the last slot, which holds the pad. NULL when
+ * out of memory. */
 static int32_t *list_sources(int32_t k, int32_t ones, int32_t twos)
 {
     const int32_t pairs = k * (k - 1) / 2, len = ones + twos;
@@ -164,7 +165,7 @@ static int32_t *list_sources(int32_t k, int32_t ones, int32_t twos)
     for (int outer = 0; outer < 2; outer++) {
         int32_t *side = source + (outer ? len : 0);
         for (int32_t e = 0; e < len; e++)
-            side[e] = -1;
+            side[e] = 15;
         for (int32_t e = 0; e < k * k; e++)
             side[e] = outer ? e / k : e % k;
         for (int32_t e = 0; e < pairs * pairs; e++)
@@ -309,6 +310,12 @@ static void compact_lists(refine_scratch *s, int32_t g, int32_t k, int32_t pairs
     const float *t_g = s->t + g * k;
     float *singles = s->singles + (size_t)g * (size_t)s->ks;
     float *pair_list = s->pair_list + (size_t)g * (size_t)s->ps;
+#if EPLB_CPU_X86_DISPATCH
+    if (k <= 16) {
+        eplb_cpu_refine_compact_lists_avx512(s, singles, pair_list, t_g);
+        return;
+    }
+#endif
     memcpy(singles, t_g, (size_t)k * sizeof *singles);
     for (int32_t r = k; r < s->ks; r++)
         singles[r] = -INFINITY;

@@ -43,7 +43,8 @@ typedef struct refine_scratch {
     /* Where each entry of the lists comes from, for the AVX-512 building of
      * both sides from a GPU's slot loads (up to six slots a GPU, so that the
      * slot loads and the pair sums each fit one vector): a slot's position,
-     * 16 + a pair's index, or -1 for padding; B's side first, then A's.
+     * 16 + a pair's index, or for padding 15, a lane past the slots that
+     * holds the pad; B's side first, then A's.
      * NULL where the lists are built otherwise. */
     int32_t *list_source; /* [2][ones + twos] */
     /* The compact search (AVX-512, many slots per GPU, no distinct): each
@@ -134,6 +135,11 @@ void eplb_cpu_refine_expand_small_avx512(const refine_scratch *s, float *out, co
 void eplb_cpu_refine_expand_avx512(const refine_scratch *s, float *out, const float *singles,
                                    const float *pair_list, int32_t k, int32_t pairs, int outer,
                                    float pad);
+
+/* A GPU's compact lists from its k <= 16 slot loads t_g: the loads and the
+ * pair sums (cpu_refine.c's compact_lists). */
+void eplb_cpu_refine_compact_lists_avx512(const refine_scratch *s, float *singles,
+                                          float *pair_list, const float *t_g);
 
 /* Fills s->by_load and s->sorted from s->load (cpu_refine.c's
  * sort_by_load, without place). */

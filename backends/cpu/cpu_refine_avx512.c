@@ -69,27 +69,31 @@ static inline int comes_before(float l, int32_t g, float lh, int32_t h)
 
 /* All four places come from one pass over the order as it stands, sixteen
  * GPUs at a time and without branches on the comparisons (their outcomes
- * are unpredictable): where a and b are, and how many of the other GPUs
- * come before each with its new load. Then a moves among the others and b
- * as it was, and b to its place among the others and a; one pass, so that
- * no pass reads what the block moves have just written. */
+ * are unpredictable): where a and b are (the lanes that hold them, counted
+ * while not yet found), and how many of the other GPUs come before each
+ * with its new load. Then a moves among the others and b as it was, and b
+ * to its place among the others and a; one pass, so that no pass reads
+ * what the block moves have just written. */
 EPLB_CPU_TARGET_AVX512 void eplb_cpu_refine_move_pair_avx512(refine_scratch *s, int32_t a,
                                                              float new_a, int32_t b, float new_b)
 {
     const int32_t m = s->m;
-    const float old_a = s->load[a], old_b = s->load[b];
+    const float old_b = s->load[b];
     const __m512i a16 = _mm512_set1_epi32(a), b16 = _mm512_set1_epi32(b);
-    const __m512 old_a16 = _mm512_set1_ps(old_a), new_a16 = _mm512_set1_ps(new_a);
-    const __m512 old_b16 = _mm512_set1_ps(old_b), new_b16 = _mm512_set1_ps(new_b);
+    const __m512 new_a16 = _mm512_set1_ps(new_a), new_b16 = _mm512_set1_ps(new_b);
     int32_t from_a = 0, from_b = 0, others_a = 0, others_b = 0;
+    /* Past the lanes of a chunk, so that a chunk without a or b counts
+     * whole. */
+    const uint32_t past = 1u << 16;
     for (int32_t i = 0; i < m; i += 16) {
         const __mmask16 in = lanes(m - i);
         const __m512 v = _mm512_maskz_loadu_ps(in, s->sorted + i);
         const __m512i ids = _mm512_maskz_loadu_epi32(in, s->by_load + i);
-        const __mmask16 others = in & (__mmask16)~_mm512_cmpeq_epi32_mask(ids, a16) &
-                                 (__mmask16)~_mm512_cmpeq_epi32_mask(ids, b16);
-        from_a += count_before(v, ids, in, old_a16, a16);
-        from_b += count_before(v, ids, in, old_b16, b16);
+        const __mmask16 at_a = in & _mm512_cmpeq_epi32_mask(ids, a16);
+        const __mmask16 at_b = in & _mm512_cmpeq_epi32_mask(ids, b16);
+        const __mmask16 others = in & (__mmask16)~(at_a | at_b);
+        from_a += from_a == i ? __builtin_ctz(at_a | past) : 0;
+        from_b += from_b == i ? __builtin_ctz(at_b | past) : 0;
         others_a += count_before(v, ids, others, new_a16, a16);
         others_b += count_before(v, ids, others, new_b16, b16);
     }
@@ -150,38 +154,63 @@ EPLB_CPU_TARGET_AVX512 void eplb_cpu_refine_expand_avx512(const refine_scratch *
     tile(out + s->ones, pair_list, pairs, s->twos, outer, pad);
 }
 
-/* Every entry is one permute of two vectors, the slot loads and the pair
- * sums (the additions of pair_sums, lane by lane), padding masked in. */
+/* Every entry, padding included, is one permute of two vectors: the slot
+ * loads, the pad in the lanes past them, and the pair sums (the additions
+ * of pair_sums, lane by lane). */
 EPLB_CPU_TARGET_AVX512 void eplb_cpu_refine_expand_small_avx512(const refine_scratch *s,
                                                                 float *out, const float *t_g,
                                                                 int outer)
 {
     const int32_t k = s->k, pairs = k * (k - 1) / 2, len = s->ones + s->twos;
-    const __m512 slots = _mm512_maskz_loadu_ps(lanes(k), t_g);
+    const __m512 slots =
+        _mm512_mask_loadu_ps(_mm512_set1_ps(outer ? INFINITY : 0.0f), lanes(k), t_g);
     const __mmask16 in = lanes(pairs);
     const __m512 sums =
         _mm512_add_ps(_mm512_permutexvar_ps(_mm512_maskz_loadu_epi32(in, s->pair_lo), slots),
                       _mm512_permutexvar_ps(_mm512_maskz_loadu_epi32(in, s->pair_hi), slots));
     const int32_t *source = s->list_source + (outer ? len : 0);
-    const __m512 pad = _mm512_set1_ps(outer ? INFINITY : 0.0f);
-    for (int32_t j = 0; j < len; j += 16) {
-        const __m512i from = _mm512_loadu_si512(source + j);
-        const __mmask16 real = _mm512_cmpge_epi32_mask(from, _mm512_setzero_si512());
+    for (int32_t j = 0; j < len; j += 16)
         _mm512_storeu_ps(out + j,
-                         _mm512_mask_mov_ps(pad, real, _mm512_permutex2var_ps(slots, from, sums)));
+                         _mm512_permutex2var_ps(slots, _mm512_loadu_si512(source + j), sums));
+}
+
+/* The pair sums are pair_sums' additions, sixteen lanes at a time, each
+ * operand permuted from the slot loads; pads masked in. */
+EPLB_CPU_TARGET_AVX512 void eplb_cpu_refine_compact_lists_avx512(const refine_scratch *s,
+                                                                 float *singles, float *pair_list,
+                                                                 const float *t_g)
+{
+    const int32_t k = s->k, pairs = k * (k - 1) / 2;
+    const __m512 pad = _mm512_set1_ps(-INFINITY);
+    const __m512 slots = _mm512_mask_loadu_ps(pad, lanes(k), t_g);
+    _mm512_storeu_ps(singles, slots);
+    for (int32_t i = 0; i < s->ps; i += 16) {
+        const __mmask16 in = i < pairs ? lanes(pairs - i) : 0;
+        const __m512 sums =
+            _mm512_add_ps(_mm512_permutexvar_ps(_mm512_maskz_loadu_epi32(in, s->pair_lo + i), slots),
+                          _mm512_permutexvar_ps(_mm512_maskz_loadu_epi32(in, s->pair_hi + i), slots));
+        _mm512_storeu_ps(pair_list + i, _mm512_mask_mov_ps(pad, in, sums));
     }
 }
 
-/* The smallest peaks, lane by lane, of A's entries ga[0..na-1] against a
- * partner's padded list gb[0..nb-1] (nb a multiple of 16; a -inf pad gives a
- * +inf peak). `min(peak, m)` keeps m when peak is NaN, as the scalar search
- * skips it. */
+/* The smallest peaks, lane by lane, of A's padded compact list ga (na real
+ * entries, a multiple of 16 in all) against a partner's gb (nb real
+ * entries, padded to a multiple of 16 with -inf, whose peaks are +inf from
+ * either side). Each of A's entries meets the partner's whole vectors; the
+ * partner's entries past its last whole vector meet A's whole list instead
+ * when that takes fewer vectors (for nine slots a GPU, four pair sums
+ * against three vectors of A's rather than all of A's thirty-six against a
+ * vector three quarters padding). The trades are the same, only their
+ * lanes differ. `min(peak, m)` keeps m when peak is NaN, as the scalar
+ * search skips it. */
 EPLB_CPU_TARGET_AVX512 static inline __m512 compact_minima(__m512 a16, __m512 b16,
                                                            const float *ga, int32_t na,
                                                            const float *gb, int32_t nb)
 {
+    const int32_t a_vectors = (na + 15) / 16, whole = nb & ~15, rest = nb - whole;
+    const int32_t through = rest * a_vectors < na ? whole : (nb + 15) & ~15;
     __m512 m = _mm512_set1_ps(INFINITY), m2 = m;
-    for (int32_t j = 0; j < nb; j += 16) {
+    for (int32_t j = 0; j < through; j += 16) {
         const __m512 list = _mm512_loadu_ps(gb + j);
         int32_t i = 0;
         /* Two running minima, so that consecutive steps do not wait on
@@ -192,6 +221,11 @@ EPLB_CPU_TARGET_AVX512 static inline __m512 compact_minima(__m512 a16, __m512 b1
         }
         if (i < na)
             m = _mm512_min_ps(peaks(a16, b16, _mm512_set1_ps(ga[i]), list), m);
+    }
+    for (int32_t j = through; j < nb; j++) {
+        const __m512 entry = _mm512_set1_ps(gb[j]);
+        for (int32_t v = 0; v < a_vectors; v++)
+            m = _mm512_min_ps(peaks(a16, b16, _mm512_loadu_ps(ga + 16 * v), entry), m);
     }
     return _mm512_min_ps(m2, m);
 }
@@ -300,10 +334,10 @@ search(refine_scratch *s, int compact, int32_t a, float a_load, refine_best *one
         const __m512 b16 = _mm512_set1_ps(b_load);
         __m512 p1, p2;
         if (compact) {
-            p1 = compact_minima(a16, b16, s->t + a * k, k, s->singles + (size_t)b * (size_t)s->ks,
-                                s->ks);
+            p1 = compact_minima(a16, b16, s->singles + (size_t)a * (size_t)s->ks, k,
+                                s->singles + (size_t)b * (size_t)s->ks, k);
             p2 = compact_minima(a16, b16, s->pair_list + (size_t)a * (size_t)s->ps, pairs,
-                                s->pair_list + (size_t)b * (size_t)s->ps, s->ps);
+                                s->pair_list + (size_t)b * (size_t)s->ps, pairs);
         } else {
             const float *give_b = s->give_b + (size_t)b * (size_t)per;
             p1 = expanded_minima(a16, b16, s->give_a, give_b, ones);
@@ -380,13 +414,20 @@ EPLB_CPU_TARGET_AVX512 static int32_t first_in_compact(float a_load, float b_loa
 {
     const __m512 a16 = _mm512_set1_ps(a_load), b16 = _mm512_set1_ps(b_load);
     const __m512 want = _mm512_set1_ps(peak);
-    for (int32_t i = 0; i < na; i++)
-        for (int32_t j = 0; j < nb; j += 16) {
-            const __mmask16 hit = _mm512_cmp_ps_mask(
-                peaks(a16, b16, _mm512_set1_ps(ga[i]), _mm512_loadu_ps(gb + j)), want, _CMP_EQ_OQ);
-            if (hit)
-                return i * nb + j + __builtin_ctz((unsigned)hit);
+    /* Up to four vectors' hits at a time, as first_in_lists. */
+    for (int32_t i = 0; i < na; i++) {
+        const __m512 entry = _mm512_set1_ps(ga[i]);
+        for (int32_t j = 0; j < nb; j += 64) {
+            uint64_t hits = 0;
+            for (int32_t v = 0; v < 4 && j + 16 * v < nb; v++)
+                hits |= (uint64_t)_mm512_cmp_ps_mask(
+                            peaks(a16, b16, entry, _mm512_loadu_ps(gb + j + 16 * v)), want,
+                            _CMP_EQ_OQ)
+                        << (16 * v);
+            if (hits)
+                return i * nb + j + __builtin_ctzll(hits);
         }
+    }
     return -1;
 }
 
