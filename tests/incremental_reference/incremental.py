@@ -253,13 +253,15 @@ def _exchange(cur, u, held, A, B, sa, sb):
     u[sa], u[sb] = u[sb], u[sa]
 
 
-def search(w_layer, prev_layer, gpus, domain, target, limit, start=None):
+def search(w_layer, prev_layer, gpus, domain, target, limit, start=None, trace=None):
     """Section 13.5: swap search from the previous layer (or from start) under the
     new loads, inside one domain (a node's slots for the hierarchical policy, all
     slots for the global one): domain = (first slot, slots). Slots outside it are
     left as they are. limit: the search gives up once more than this many slots
     of the domain have moved. Moves count against prev_layer. Returns (the layer
-    with the domain searched, met)."""
+    with the domain searched, met). trace, unless None, receives each step as
+    (the domain's GPU loads before it, A, the partner GPU), GPUs local to the
+    domain (search_rounds.py reads it)."""
     R = prev_layer.shape[0]
     E = w_layer.shape[0]
     spg = R // gpus
@@ -319,6 +321,8 @@ def search(w_layer, prev_layer, gpus, domain, target, limit, start=None):
                 return cur, False
             (sa1, sa2, sb1, sb2), c = pair
             Bb = gpu_of[sb1]
+            if trace is not None:
+                trace.append((loads[g0:g0 + gn].copy(), A - g0, int(Bb) - g0))
             for sa, sb in ((sa1, sb1), (sa2, sb2)):
                 _exchange(cur, u, held, A, Bb, sa, sb)
             moved += c
@@ -328,6 +332,8 @@ def search(w_layer, prev_layer, gpus, domain, target, limit, start=None):
         sa, sbest = best[3], best[4]
         c = best[1] if best[0] < 2 else best[2]
         Bb = gpu_of[sbest]
+        if trace is not None:
+            trace.append((loads[g0:g0 + gn].copy(), A - g0, int(Bb) - g0))
         moved += c
         _exchange(cur, u, held, A, Bb, sa, sbest)
         loads[A] = gpu_load(u[A * spg:(A + 1) * spg])
