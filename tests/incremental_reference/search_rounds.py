@@ -23,7 +23,10 @@ sys.path.insert(0, HERE)
 import incremental as inc  # noqa: E402
 import incremental_inputs as inputs  # noqa: E402
 
-ROUND_SIZES = (2, 3, 4, 8)
+# The counting rule and the table are section 10's (tests/reference/refine_rounds.py).
+sys.path.insert(0, os.path.join(HERE, "..", "reference"))
+from refine_rounds import ROUND_SIZES, table_row  # noqa: E402
+
 STEPS = []  # every search's steps: lists of (domain loads before, A, B), domain-local GPUs
 
 _search = inc.search
@@ -35,25 +38,6 @@ def traced_search(*args, **kwargs):
     result = _search(*args, trace=steps, **kwargs)
     STEPS.append(steps)
     return result
-
-
-def rounds(steps, K):
-    """The rounds of at most K steps that a search's steps take (the module's rule)."""
-    i = count = 0
-    while i < len(steps):
-        loads, A, B = steps[i]
-        order = sorted(range(len(loads)), key=lambda g: (-float(loads[g]), g))
-        touched = {A, B}
-        j = 1
-        while j < K and i + j < len(steps):
-            _, Aj, Bj = steps[i + j]
-            if Aj != order[j] or Aj in touched:
-                break
-            touched |= {Aj, Bj}
-            j += 1
-        i += j
-        count += 1
-    return count
 
 
 def main():
@@ -74,13 +58,7 @@ def main():
         hierarchical = fresh_plan["policy"] == "hierarchical"
         inc.rebalance(new.astype(np.float32), prev, fresh, P, N, G,
                       policy="hierarchical" if hierarchical else "global")
-        cells = []
-        for K in ROUND_SIZES:
-            rs = [rounds(s, K) for s in STEPS]
-            cells.append("%d, %d" % (sum(rs), max(rs)))
-        print("| %s drift | %d | %d | %d | %s |" % (name, len(STEPS), sum(len(s) for s in STEPS),
-                                                  max(len(s) for s in STEPS), " | ".join(cells)))
-        sys.stdout.flush()
+        print(table_row(name + " drift", STEPS), flush=True)
 
 
 if __name__ == "__main__":

@@ -76,7 +76,9 @@ def refine_trace(plan, W, l, q0, n, m, iterations, tol):
 
 
 def rounds(trace, K):
-    """The rounds of at most K trades that the trace takes (the module's rule)."""
+    """The rounds of at most K steps that a search's steps take, each step given as (the
+    row's or domain's GPU loads before it, A, partner): the module's rule. Also used by
+    tests/incremental_reference/search_rounds.py for section 13.5's steps."""
     i = count = 0
     while i < len(trace):
         load, A, B = trace[i]
@@ -92,6 +94,17 @@ def rounds(trace, K):
         i += j
         count += 1
     return count
+
+
+def table_row(name, traces):
+    """A Markdown row: the searches (rows), their steps, the longest, then for each round
+    size the rounds they take and the longest search's."""
+    cells = []
+    for K in ROUND_SIZES:
+        counts = [rounds(t, K) for t in traces]
+        cells.append("%d, %d" % (sum(counts), max(counts)))
+    return "| %s | %d | %d | %d | %s |" % (name, len(traces), sum(len(t) for t in traces),
+                                           max(len(t) for t in traces), " | ".join(cells))
 
 
 def main():
@@ -110,13 +123,7 @@ def main():
         plan = spec17.plan_from_json(workloads.seed_plan(W, R, P, G, N, extra)).copy()
         traces = [refine_trace(plan, Wf, l, q0, n, m, args.refine, 1e-5)
                   for (l, q0, n, m) in spec17.rows_of(plan)]
-        cells = []
-        for K in ROUND_SIZES:
-            rs = [rounds(t, K) for t in traces]
-            cells.append("%d, %d" % (sum(rs), max(rs)))
-        print("| %s | %d | %d | %d | %s |" % (name, len(traces), sum(len(t) for t in traces),
-                                            max(len(t) for t in traces), " | ".join(cells)))
-        sys.stdout.flush()
+        print(table_row(name, traces), flush=True)
 
 
 if __name__ == "__main__":
