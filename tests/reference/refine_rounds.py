@@ -2,7 +2,7 @@
 trades of the row's K heaviest GPUs at once (docs/benchmarks.md, "The refine search in rounds"):
 a design question for the CUDA refine of issue 17, whose time is a chain of one step per trade.
 
-The search is replayed exactly (spec17's refine, one trade at a time); then, from each trade on,
+The search is replayed exactly (spec17.refine_row, one trade at a time); then, from each trade on,
 a round takes the following trades for as long as the j-th trade of the round is made by the
 j-th heaviest GPU of the round's start (by load, ties to the lower index) and that GPU was
 neither side of an earlier trade of the round. Those trades are the ones a device search that
@@ -27,52 +27,6 @@ SHAPES = [
     ("v3-decode-320", 320, 64, 8, 8, ["--policy", "global"]),
 ]
 ROUND_SIZES = (2, 3, 4, 8)
-
-
-def refine_trace(plan, W, l, q0, n, m, iterations, tol):
-    """spec17.refine_row without distinct, returning each kept trade as (the row's GPU loads
-    before it, A, B)."""
-    k = n // m
-    if k == 1 or m == 1:
-        return []
-    p2l, cnt = plan.phy2log[l], plan.logcnt[l]
-    experts = p2l[q0:q0 + n].copy().reshape(m, k)
-    t = np.array([spec17.slot_load(W[l, e], cnt[e]) for e in p2l[q0:q0 + n]],
-                 dtype=spec17.F32).reshape(m, k)
-    tol = spec17.F32(tol)
-    ones, twos = spec17.trades_of(k)
-    kinds = [([o[0] for o in ones], [o[1] for o in ones]),
-             ([w[0] for w in twos], [w[1] for w in twos])]
-    trace = []
-    for _ in range(iterations):
-        load = spec17.pack_loads(t, m, k)
-        A = int(np.argmax(load))
-        if not np.isfinite(load[A]):
-            break
-        peaks, moves = [], []
-        for a_sets, b_sets in kinds:
-            if not a_sets:
-                continue
-            give_a = spec17.trade_sums(t[A], a_sets)
-            give_b = np.stack([spec17.trade_sums(t[B], b_sets) for B in range(m)])
-            d = give_a[None, :] - give_b
-            peak = np.maximum(load[A] - d, load[:, None] + d)
-            peak[A] = np.inf
-            peaks.append(peak.reshape(-1))
-            moves += [(B, a_sets[i], b_sets[i]) for B in range(m) for i in range(len(a_sets))]
-        peaks = np.concatenate(peaks)
-        chosen = int(np.argsort(peaks, kind="stable")[0])
-        if not np.isfinite(peaks[chosen]) or not load[A] - peaks[chosen] > tol:
-            break
-        B, sa, sb = moves[chosen]
-        old_max = load[A]
-        spec17.trade(plan, l, t, experts, q0, k, A, sa, B, sb)
-        after = spec17.pack_loads(t, m, k)
-        if max(after[A], after[B]) >= old_max:
-            spec17.trade(plan, l, t, experts, q0, k, A, sa, B, sb)
-            break
-        trace.append((load, A, B))
-    return trace
 
 
 def rounds(trace, K):
@@ -121,8 +75,10 @@ def main():
     print("|---|---:|---:|---:|" + "---:|" * len(ROUND_SIZES))
     for name, R, P, G, N, extra in SHAPES:
         plan = spec17.plan_from_json(workloads.seed_plan(W, R, P, G, N, extra)).copy()
-        traces = [refine_trace(plan, Wf, l, q0, n, m, args.refine, 1e-5)
-                  for (l, q0, n, m) in spec17.rows_of(plan)]
+        traces = []
+        for (l, q0, n, m) in spec17.rows_of(plan):
+            traces.append([])
+            spec17.refine_row(plan, Wf, l, q0, n, m, args.refine, 1e-5, False, trace=traces[-1])
         print(table_row(name, traces), flush=True)
 
 

@@ -208,12 +208,13 @@ def trade_sums(t_row, sets):
     return t_row[[s[0] for s in sets]] + t_row[[s[1] for s in sets]]
 
 
-def refine_row(plan, W, l, q0, n, m, iterations, tol, distinct, stop_at=None):
+def refine_row(plan, W, l, q0, n, m, iterations, tol, distinct, stop_at=None, trace=None):
     """Section 10.3: up to `iterations` times, the heaviest GPU A of the row makes the trade
     (one slot for one, or two for two) with another GPU B that leaves the larger of the
     two loads lowest; ties go to the first trade in section 10.2's order. With
     `stop_at` (section 11.5) the row also stops once A is no heavier than it.
-    Returns the number of trades made."""
+    Returns the number of trades made. trace, unless None, receives each kept trade
+    as (the row's GPU loads before it, A, B) (refine_rounds.py reads it)."""
     k = n // m
     if k == 1 or m == 1:
         return 0
@@ -259,6 +260,8 @@ def refine_row(plan, W, l, q0, n, m, iterations, tol, distinct, stop_at=None):
         if max(after[A], after[B]) >= old_max:
             trade(plan, l, t, experts, q0, k, A, sa, B, sb)  # undone: the row stops (section 10.3 step 4)
             break
+        if trace is not None:
+            trace.append((load, A, B))
         trades += 1
     return trades
 
