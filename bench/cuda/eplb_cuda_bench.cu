@@ -564,7 +564,25 @@ static double time_host_api(eplb_context *ctx, const std::vector<float> &w, cons
     return median(times);
 }
 
-static int run_time(int runs, const char *path, const char *only, int32_t refine, int distinct)
+/* The log2phy width a plan of these weights needs (its widest replica count),
+ * from a host-API plan without log2phy; 0 when that plan fails. */
+static int64_t width_needed(eplb_context *ctx, const std::vector<float> &w, const eplb_shape &s,
+                            const eplb_options &o)
+{
+    std::vector<int64_t> phy2log(s.layers * s.replicas), logcnt(s.layers * s.experts);
+    int64_t needed = 0;
+    if (eplb_rebalance(ctx, w.data(), &s, &o, phy2log.data(), logcnt.data(), NULL, 0, &needed) !=
+        EPLB_OK)
+        return 0;
+    return needed;
+}
+
+/* needed_width: time the device API with log2phy at the width the plan needs
+ * (what an engine that sizes log2phy by the plan passes) instead of the
+ * always-sufficient R - E + 1 (DeepSeek's shape), whose -1 fill alone is
+ * about 12 GB for the scale case. */
+static int run_time(int runs, const char *path, const char *only, int32_t refine, int distinct,
+                    bool needed_width)
 {
     eplb_context *ctx = open_cuda(path);
     if (!ctx)
@@ -574,8 +592,9 @@ static int run_time(int runs, const char *path, const char *only, int32_t refine
     cudaEvent_t start, stop;
     CUDA_OK(cudaEventCreate(&start));
     CUDA_OK(cudaEventCreate(&stop));
-    printf("== timing path %s, refine %d, distinct %d, on %s, %d runs each (median of per-call "
-           "CUDA event time)\n", path, (int)refine, distinct, eplb_context_device(ctx), runs);
+    printf("== timing path %s, refine %d, distinct %d, log2phy width %s, on %s, %d runs each "
+           "(median of per-call CUDA event time)\n", path, (int)refine, distinct,
+           needed_width ? "needed" : "R-E+1", eplb_context_device(ctx), runs);
     /* host_us: the host API's median wall clock per plan (copies and the
      * wait included), beside the device-pointer call's device time. */
     printf("%-32s %12s %12s %12s %10s %10s\n", "case", "median_us", "min_us", "batch_us", "fused",
@@ -584,13 +603,17 @@ static int run_time(int runs, const char *path, const char *only, int32_t refine
         if (only && !strstr(tc.name, only))
             continue;
         const eplb_shape &s = tc.shape;
-        const int64_t width = eplb_log2phy_width_max(&s);
         std::vector<float> w(s.layers * s.experts);
         eplb_workload_fill(w.data(), s.layers, s.experts, 1, 0);
         eplb_options o;
         eplb_options_init(&o);
         o.refine = refine;
         o.distinct = distinct;
+        const int64_t width = needed_width ? width_needed(ctx, w, s, o) : eplb_log2phy_width_max(&s);
+        if (width <= 0) {
+            printf("%-32s failed: %s\n", tc.name, eplb_context_last_error(ctx));
+            continue;
+        }
         device_buffers d(s, width);
         CUDA_OK(cudaMemcpy(d.weight, w.data(), d.nw * 4, cudaMemcpyHostToDevice));
         const int n = s.layers * s.replicas > 1000000 ? (runs < 20 ? runs : 20) : runs;
@@ -684,7 +707,7 @@ int main(int argc, char **argv)
 {
     const char *mode = argc > 1 ? argv[1] : "check";
     int runs = 200, iterations = 3, refine = 0, distinct = 0;
-    bool quick = false;
+    bool quick = false, needed_width = false;
     const char *path = "fused", *only = NULL;
     for (int i = 2; i < argc; i++) {
         if (!strcmp(argv[i], "--runs") && i + 1 < argc) runs = atoi(argv[++i]);
@@ -694,16 +717,23 @@ int main(int argc, char **argv)
         else if (!strcmp(argv[i], "--case") && i + 1 < argc) only = argv[++i];
         else if (!strcmp(argv[i], "--refine") && i + 1 < argc) refine = atoi(argv[++i]);
         else if (!strcmp(argv[i], "--distinct")) distinct = 1;
+        else if (!strcmp(argv[i], "--width") && i + 1 < argc && !strcmp(argv[i + 1], "needed")) {
+            needed_width = true;
+            i++;
+        } else if (!strcmp(argv[i], "--width") && i + 1 < argc && !strcmp(argv[i + 1], "max")) {
+            needed_width = false;
+            i++;
+        }
         else {
             fprintf(stderr, "unknown option %s\n", argv[i]);
             return 2;
         }
     }
     if (!strcmp(mode, "check")) return run_check(quick);
-    if (!strcmp(mode, "time")) return run_time(runs, path, only, refine, distinct);
+    if (!strcmp(mode, "time")) return run_time(runs, path, only, refine, distinct, needed_width);
     if (!strcmp(mode, "sanitize")) return run_sanitize(iterations);
     if (!strcmp(mode, "incremental")) return run_time_incremental(runs, path);
-    fprintf(stderr, "usage: %s check [--quick] | time [--runs N] [--path P] [--case SUBSTRING] [--refine N] [--distinct] | incremental [--runs N] [--path P] | sanitize [--iterations N]\n",
+    fprintf(stderr, "usage: %s check [--quick] | time [--runs N] [--path P] [--case SUBSTRING] [--refine N] [--distinct] [--width max|needed] | incremental [--runs N] [--path P] | sanitize [--iterations N]\n",
             argv[0]);
     return 2;
 }
