@@ -1,7 +1,28 @@
-/* Sort stage: one block per packing (row, candidate). Bitonic sort in shared
- * memory when the padded row fits; otherwise every item counts the items
- * before it (keys parked in the packing's content row, which greedy rewrites). */
+/* Sort stage. A warp per packing (row, candidate) with the fused kernels'
+ * register network when the padded row fits 16 entries a lane; else one
+ * block per packing: a bitonic sort in shared memory when the padded row fits
+ * there, otherwise every item counts the items before it (keys parked in the
+ * packing's content row, which greedy rewrites). */
 #include "cuda_pack_sort.cuh"
+
+/* The most entries a lane holds in the warp sort: a 128-thread block affords
+ * the registers (the fused kernels sort as many in blocks of 256). */
+#define EPLB_CUDA_STAGE_SORT_KPL 16u
+
+template <int KPL>
+__global__ void eplb_cuda_pack_sort_warp_kernel(eplb_pack_job job, int64_t packings)
+{
+    const uint32_t n = (uint32_t)job.items, lane = threadIdx.x & 31u;
+    const int64_t teams = (int64_t)gridDim.x * (blockDim.x / 32);
+    for (int64_t x = blockIdx.x * (int64_t)(blockDim.x / 32) + threadIdx.x / 32; x < packings;
+         x += teams) {
+        const int64_t row = x / job.candidates;
+        const int32_t c = (int32_t)(x % job.candidates);
+        eplb_warp_pack_sort_registers<KPL>(lane, (const float *)job.weight + row * n, n, job.call,
+                                           row, c, job.seed, job.noise,
+                                           (int32_t *)job.order + x * n);
+    }
+}
 
 __global__ void eplb_cuda_pack_sort_kernel(eplb_pack_job job, int64_t packings, uint32_t npow2)
 {
@@ -57,6 +78,19 @@ eplb_status eplb_cuda_pack_sort(eplb_backend *backend, const eplb_pack_job *job)
     const int64_t packings = job->rows * job->candidates;
     const uint32_t npow2 = eplb_cuda_pow2_at_least((uint32_t)job->items);
     const size_t bytes = (size_t)npow2 * sizeof(uint64_t);
+    const uint32_t kpl = npow2 <= 32 ? 1u : npow2 / 32;
+    if (kpl <= EPLB_CUDA_STAGE_SORT_KPL) {
+        /* Four warps a block, a packing each. */
+        const unsigned blocks = eplb_cuda_grid_blocks(packings, 4, 65535L * 16);
+        switch (kpl) {
+        case 1: eplb_cuda_pack_sort_warp_kernel<1><<<blocks, 128, 0, ctx->stream>>>(*job, packings); break;
+        case 2: eplb_cuda_pack_sort_warp_kernel<2><<<blocks, 128, 0, ctx->stream>>>(*job, packings); break;
+        case 4: eplb_cuda_pack_sort_warp_kernel<4><<<blocks, 128, 0, ctx->stream>>>(*job, packings); break;
+        case 8: eplb_cuda_pack_sort_warp_kernel<8><<<blocks, 128, 0, ctx->stream>>>(*job, packings); break;
+        default: eplb_cuda_pack_sort_warp_kernel<16><<<blocks, 128, 0, ctx->stream>>>(*job, packings); break;
+        }
+        return eplb_cuda_launched(backend, "pack_sort");
+    }
     const unsigned blocks = eplb_cuda_grid_blocks(packings, 1, 65535L * 16);
     if (bytes <= ctx->smem_optin) {
         const int threads = npow2 >= 2048 ? 1024 : (npow2 >= 512 ? 256 : 64);

@@ -1,5 +1,7 @@
-/* Replication stage: one warp per row (l, n). The row's slot_load entries,
- * written only by the next stage, hold w / cnt meanwhile. */
+/* Replication stage: one warp per row (l, n), with the row's values and counts
+ * in registers when it has at most 256 items (the fused kernels' replication);
+ * larger rows keep w / cnt in their slot_load entries, which only the next
+ * stage writes. */
 #include "cuda_replicate.cuh"
 
 __global__ void eplb_cuda_replicate_kernel(const float *node_weight, int32_t *phy2mlog,
@@ -12,8 +14,8 @@ __global__ void eplb_cuda_replicate_kernel(const float *node_weight, int32_t *ph
     for (int64_t x = blockIdx.x * (int64_t)(blockDim.x / 32) + threadIdx.x / 32; x < rows;
          x += warps) {
         int32_t *cnt = mlogcnt + x * n;
-        eplb_warp_replicate(team, node_weight + x * n, n, p, phy2mlog + x * p, phyrank + x * p,
-                            cnt, scratch + x * p);
+        eplb_warp_replicate_row<8>(team, node_weight + x * n, n, p, phy2mlog + x * p,
+                                   phyrank + x * p, cnt, scratch + x * p);
         if (width > 0) {
             int too_wide = 0;
             for (uint32_t i = team.rank(); i < n; i += 32)
