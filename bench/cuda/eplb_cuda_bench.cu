@@ -717,12 +717,13 @@ int main(int argc, char **argv)
         else if (!strcmp(argv[i], "--case") && i + 1 < argc) only = argv[++i];
         else if (!strcmp(argv[i], "--refine") && i + 1 < argc) refine = atoi(argv[++i]);
         else if (!strcmp(argv[i], "--distinct")) distinct = 1;
-        else if (!strcmp(argv[i], "--width") && i + 1 < argc && !strcmp(argv[i + 1], "needed")) {
-            needed_width = true;
-            i++;
-        } else if (!strcmp(argv[i], "--width") && i + 1 < argc && !strcmp(argv[i + 1], "max")) {
-            needed_width = false;
-            i++;
+        else if (!strcmp(argv[i], "--width") && i + 1 < argc) {
+            const char *width = argv[++i];
+            if (strcmp(width, "max") && strcmp(width, "needed")) {
+                fprintf(stderr, "--width takes max or needed, not %s\n", width);
+                return 2;
+            }
+            needed_width = !strcmp(width, "needed");
         }
         else {
             fprintf(stderr, "unknown option %s\n", argv[i]);
