@@ -83,6 +83,18 @@ struct plan {
     eplb_status status = EPLB_OK;
 };
 
+/* The log2phy width a plan of these weights needs (its widest replica count),
+ * from a host-API plan without log2phy; 0 when that plan fails. */
+static int64_t width_needed(eplb_context *ctx, const float *w, const eplb_shape &s,
+                            const eplb_options &o)
+{
+    std::vector<int64_t> phy2log(s.layers * s.replicas), logcnt(s.layers * s.experts);
+    int64_t needed = 0;
+    if (eplb_rebalance(ctx, w, &s, &o, phy2log.data(), logcnt.data(), NULL, 0, &needed) != EPLB_OK)
+        return 0;
+    return needed;
+}
+
 static plan host_plan(eplb_context *ctx, const float *w, const eplb_shape &s, const eplb_options &o)
 {
     plan p;
@@ -90,10 +102,8 @@ static plan host_plan(eplb_context *ctx, const float *w, const eplb_shape &s, co
     /* The always-sufficient width R-E+1 is ~12 GB for the scale case: ask the
      * planner for the width it needs first when that bound is huge. */
     if (s.layers * s.experts * p.width > ((int64_t)1 << 27)) {
-        std::vector<int64_t> phy2log(s.layers * s.replicas), logcnt(s.layers * s.experts);
-        int64_t needed = 0;
-        if (eplb_rebalance(ctx, w, &s, &o, phy2log.data(), logcnt.data(), NULL, 0, &needed) ==
-            EPLB_OK)
+        const int64_t needed = width_needed(ctx, w, s, o);
+        if (needed > 0)
             p.width = needed;
     }
     p.phy2log.assign(s.layers * s.replicas, -7);
@@ -543,12 +553,11 @@ static double median(std::vector<float> v)
 static double time_host_api(eplb_context *ctx, const std::vector<float> &w, const eplb_shape &s,
                             const eplb_options &o, int calls)
 {
-    std::vector<int64_t> phy2log(s.layers * s.replicas), logcnt(s.layers * s.experts), log2phy;
-    int64_t needed = 0;
-    if (eplb_rebalance(ctx, w.data(), &s, &o, phy2log.data(), logcnt.data(), NULL, 0, &needed) !=
-        EPLB_OK)
+    const int64_t needed = width_needed(ctx, w.data(), s, o);
+    if (needed <= 0)
         return -1;
-    log2phy.resize(s.layers * s.experts * needed);
+    std::vector<int64_t> phy2log(s.layers * s.replicas), logcnt(s.layers * s.experts),
+        log2phy(s.layers * s.experts * needed);
     std::vector<float> times;
     for (int i = -10; i < calls; i++) {
         struct timespec t0, t1;
@@ -562,19 +571,6 @@ static double time_host_api(eplb_context *ctx, const std::vector<float> &w, cons
             times.push_back((float)((t1.tv_sec - t0.tv_sec) * 1e6 + (t1.tv_nsec - t0.tv_nsec) / 1e3));
     }
     return median(times);
-}
-
-/* The log2phy width a plan of these weights needs (its widest replica count),
- * from a host-API plan without log2phy; 0 when that plan fails. */
-static int64_t width_needed(eplb_context *ctx, const std::vector<float> &w, const eplb_shape &s,
-                            const eplb_options &o)
-{
-    std::vector<int64_t> phy2log(s.layers * s.replicas), logcnt(s.layers * s.experts);
-    int64_t needed = 0;
-    if (eplb_rebalance(ctx, w.data(), &s, &o, phy2log.data(), logcnt.data(), NULL, 0, &needed) !=
-        EPLB_OK)
-        return 0;
-    return needed;
 }
 
 /* needed_width: time the device API with log2phy at the width the plan needs
@@ -609,7 +605,7 @@ static int run_time(int runs, const char *path, const char *only, int32_t refine
         eplb_options_init(&o);
         o.refine = refine;
         o.distinct = distinct;
-        const int64_t width = needed_width ? width_needed(ctx, w, s, o) : eplb_log2phy_width_max(&s);
+        const int64_t width = needed_width ? width_needed(ctx, w.data(), s, o) : eplb_log2phy_width_max(&s);
         if (width <= 0) {
             printf("%-32s failed: %s\n", tc.name, eplb_context_last_error(ctx));
             continue;
