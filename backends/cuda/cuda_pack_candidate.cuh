@@ -26,62 +26,6 @@ static inline __host__ __device__ size_t eplb_cuda_warp_scratch_bytes(uint32_t n
     return (size_t)eplb_cuda_pow2_at_least(n) * sizeof(uint64_t) + 2 * (((size_t)m * 4 + 15) & ~(size_t)15);
 }
 
-/* The register sort of kpl entries per lane, kpl a power of two from KPL to
- * MaxKPL. The tests stay independent, not else-if: the kernels that use it
- * were timed with that code (docs/benchmarks.md), and an else-if chain
- * compiles to a different register allocation. */
-template <int KPL, int MaxKPL>
-static __device__ __forceinline__ void eplb_warp_sort_kpl(uint32_t kpl, uint32_t lane,
-                                                          const float *w, uint32_t n,
-                                                          int32_t call, int64_t row, int32_t c,
-                                                          uint64_t seed, float noise,
-                                                          int32_t *order)
-{
-    if (kpl == KPL)
-        eplb_warp_pack_sort_registers<KPL>(lane, w, n, call, row, c, seed, noise, order);
-    if constexpr (2 * KPL <= MaxKPL)
-        eplb_warp_sort_kpl<2 * KPL, MaxKPL>(kpl, lane, w, n, call, row, c, seed, noise, order);
-}
-
-/* Sorts into order[0..n) with the register network when the padded row fits
- * MaxKPL entries per lane; false when it does not. */
-template <int MaxKPL>
-static __device__ __forceinline__ bool eplb_warp_try_sort_in_registers(
-    uint32_t lane, const float *w, uint32_t n, uint32_t npow2, int32_t call, int64_t row,
-    int32_t c, uint64_t seed, float noise, int32_t *order)
-{
-    const uint32_t kpl = npow2 <= 32 ? 1u : npow2 / 32;
-    if (kpl > (uint32_t)MaxKPL)
-        return false;
-    eplb_warp_sort_kpl<1, MaxKPL>(kpl, lane, w, n, call, row, c, seed, noise, order);
-    __syncwarp();
-    return true;
-}
-
-/* Greedy with the pack loads in registers when m <= 32*MaxPPL; false when it
- * does not fit. */
-template <int MaxPPL>
-static __device__ __forceinline__ bool eplb_warp_try_greedy_in_registers(
-    uint32_t lane, const float *w, const int32_t *order, uint32_t stride, uint32_t n, uint32_t m,
-    uint32_t k, int32_t *content, float *load)
-{
-    if (m > 32u * MaxPPL)
-        return false;
-    if (m <= 32)
-        eplb_warp_pack_greedy_registers<1>(lane, w, order, stride, n, m, k, content, load);
-    else if (m <= 64)
-        eplb_warp_pack_greedy_registers<2>(lane, w, order, stride, n, m, k, content, load);
-    else if (m <= 96)
-        eplb_warp_pack_greedy_registers<3>(lane, w, order, stride, n, m, k, content, load);
-    else if constexpr (MaxPPL >= 4) {
-        if (m <= 128)
-            eplb_warp_pack_greedy_registers<4>(lane, w, order, stride, n, m, k, content, load);
-        else if constexpr (MaxPPL >= 8)
-            eplb_warp_pack_greedy_registers<8>(lane, w, order, stride, n, m, k, content, load);
-    }
-    return true;
-}
-
 /* One candidate of one packing by one warp; returns its score (max pack load)
  * to every lane. scratch: eplb_cuda_warp_scratch_bytes(n, m) bytes, 16-aligned.
  * MaxThreads: the calling kernel's largest block (eplb_cuda_register_budget). */

@@ -42,15 +42,8 @@ struct eplb_cuda_greedy_stage {
                     weights[t] = w[t];
                 }
                 __syncwarp();
-                if (m <= 32)
-                    eplb_warp_pack_greedy_registers<1>(team.rank(), weights, items, 1, n, m, k,
-                                                       content, load);
-                else if (m <= 64)
-                    eplb_warp_pack_greedy_registers<2>(team.rank(), weights, items, 1, n, m, k,
-                                                       content, load);
-                else
-                    eplb_warp_pack_greedy_registers<4>(team.rank(), weights, items, 1, n, m, k,
-                                                       content, load);
+                eplb_warp_try_greedy_in_registers<4>(team.rank(), weights, items, 1, n, m, k,
+                                                     content, load);
                 return;
             }
         }

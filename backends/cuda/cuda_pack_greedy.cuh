@@ -154,6 +154,30 @@ static __device__ void eplb_warp_pack_greedy_registers(uint32_t lane, const floa
     __syncwarp();
 }
 
+/* Greedy with the pack loads in registers when m <= 32*MaxPPL; false when it
+ * does not fit. */
+template <int MaxPPL>
+static __device__ __forceinline__ bool eplb_warp_try_greedy_in_registers(
+    uint32_t lane, const float *w, const int32_t *order, uint32_t stride, uint32_t n, uint32_t m,
+    uint32_t k, int32_t *content, float *load)
+{
+    if (m > 32u * MaxPPL)
+        return false;
+    if (m <= 32)
+        eplb_warp_pack_greedy_registers<1>(lane, w, order, stride, n, m, k, content, load);
+    else if (m <= 64)
+        eplb_warp_pack_greedy_registers<2>(lane, w, order, stride, n, m, k, content, load);
+    else if (m <= 96)
+        eplb_warp_pack_greedy_registers<3>(lane, w, order, stride, n, m, k, content, load);
+    else if constexpr (MaxPPL >= 4) {
+        if (m <= 128)
+            eplb_warp_pack_greedy_registers<4>(lane, w, order, stride, n, m, k, content, load);
+        else if constexpr (MaxPPL >= 8)
+            eplb_warp_pack_greedy_registers<8>(lane, w, order, stride, n, m, k, content, load);
+    }
+    return true;
+}
+
 eplb_status eplb_cuda_pack_greedy(eplb_backend *backend, const eplb_pack_job *job);
 
 #endif

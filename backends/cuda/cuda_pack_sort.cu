@@ -7,20 +7,20 @@
 
 /* The most entries a lane holds in the warp sort: a 128-thread block affords
  * the registers (the fused kernels sort as many in blocks of 256). */
-#define EPLB_CUDA_STAGE_SORT_KPL 16u
+#define EPLB_CUDA_STAGE_SORT_KPL 16
 
-template <int KPL>
 __global__ void eplb_cuda_pack_sort_warp_kernel(eplb_pack_job job, int64_t packings)
 {
     const uint32_t n = (uint32_t)job.items, lane = threadIdx.x & 31u;
+    const uint32_t npow2 = eplb_cuda_pow2_at_least(n);
     const int64_t teams = (int64_t)gridDim.x * (blockDim.x / 32);
     for (int64_t x = blockIdx.x * (int64_t)(blockDim.x / 32) + threadIdx.x / 32; x < packings;
          x += teams) {
         const int64_t row = x / job.candidates;
         const int32_t c = (int32_t)(x % job.candidates);
-        eplb_warp_pack_sort_registers<KPL>(lane, (const float *)job.weight + row * n, n, job.call,
-                                           row, c, job.seed, job.noise,
-                                           (int32_t *)job.order + x * n);
+        eplb_warp_try_sort_in_registers<EPLB_CUDA_STAGE_SORT_KPL>(
+            lane, (const float *)job.weight + row * n, n, npow2, job.call, row, c, job.seed,
+            job.noise, (int32_t *)job.order + x * n);
     }
 }
 
@@ -82,13 +82,7 @@ eplb_status eplb_cuda_pack_sort(eplb_backend *backend, const eplb_pack_job *job)
     if (kpl <= EPLB_CUDA_STAGE_SORT_KPL) {
         /* Four warps a block, a packing each. */
         const unsigned blocks = eplb_cuda_grid_blocks(packings, 4, 65535L * 16);
-        switch (kpl) {
-        case 1: eplb_cuda_pack_sort_warp_kernel<1><<<blocks, 128, 0, ctx->stream>>>(*job, packings); break;
-        case 2: eplb_cuda_pack_sort_warp_kernel<2><<<blocks, 128, 0, ctx->stream>>>(*job, packings); break;
-        case 4: eplb_cuda_pack_sort_warp_kernel<4><<<blocks, 128, 0, ctx->stream>>>(*job, packings); break;
-        case 8: eplb_cuda_pack_sort_warp_kernel<8><<<blocks, 128, 0, ctx->stream>>>(*job, packings); break;
-        default: eplb_cuda_pack_sort_warp_kernel<16><<<blocks, 128, 0, ctx->stream>>>(*job, packings); break;
-        }
+        eplb_cuda_pack_sort_warp_kernel<<<blocks, 128, 0, ctx->stream>>>(*job, packings);
         return eplb_cuda_launched(backend, "pack_sort");
     }
     const unsigned blocks = eplb_cuda_grid_blocks(packings, 1, 65535L * 16);

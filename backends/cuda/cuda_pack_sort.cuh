@@ -135,6 +135,38 @@ static __device__ void eplb_warp_pack_sort_registers(uint32_t lane, const float 
     }
 }
 
+/* The register sort of kpl entries per lane, kpl a power of two from KPL to
+ * MaxKPL. The tests stay independent, not else-if: the kernels that use it
+ * were timed with that code (docs/benchmarks.md), and an else-if chain
+ * compiles to a different register allocation. */
+template <int KPL, int MaxKPL>
+static __device__ __forceinline__ void eplb_warp_sort_kpl(uint32_t kpl, uint32_t lane,
+                                                          const float *w, uint32_t n,
+                                                          int32_t call, int64_t row, int32_t c,
+                                                          uint64_t seed, float noise,
+                                                          int32_t *order)
+{
+    if (kpl == KPL)
+        eplb_warp_pack_sort_registers<KPL>(lane, w, n, call, row, c, seed, noise, order);
+    if constexpr (2 * KPL <= MaxKPL)
+        eplb_warp_sort_kpl<2 * KPL, MaxKPL>(kpl, lane, w, n, call, row, c, seed, noise, order);
+}
+
+/* Sorts into order[0..n) with the register network when the padded row fits
+ * MaxKPL entries per lane; false when it does not. */
+template <int MaxKPL>
+static __device__ __forceinline__ bool eplb_warp_try_sort_in_registers(
+    uint32_t lane, const float *w, uint32_t n, uint32_t npow2, int32_t call, int64_t row,
+    int32_t c, uint64_t seed, float noise, int32_t *order)
+{
+    const uint32_t kpl = npow2 <= 32 ? 1u : npow2 / 32;
+    if (kpl > (uint32_t)MaxKPL)
+        return false;
+    eplb_warp_sort_kpl<1, MaxKPL>(kpl, lane, w, n, call, row, c, seed, noise, order);
+    __syncwarp();
+    return true;
+}
+
 eplb_status eplb_cuda_pack_sort(eplb_backend *backend, const eplb_pack_job *job);
 void eplb_cuda_pack_sort_init(size_t smem_optin);
 
