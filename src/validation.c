@@ -96,8 +96,10 @@ static const char *shape_limit_broken(const eplb_shape *s)
                      (long long)limits[i].value, limits[i].limit_name, (long long)limits[i].limit);
             return shape_limit_message;
         }
-    /* Both factors are within their limits here, so the product cannot overflow. */
-    if (s->layers * s->replicas > EPLB_MAX_SLOTS) {
+    /* Both factors are within their limits here, so the product cannot
+     * overflow, unless replicas is negative (refused by the caller's next
+     * test, replicas >= experts >= 1): no product is formed then. */
+    if (s->replicas > 0 && s->layers * s->replicas > EPLB_MAX_SLOTS) {
         snprintf(shape_limit_message, sizeof shape_limit_message,
                  "layers * replicas (%lld slots) exceeds the limit EPLB_MAX_SLOTS = %lld",
                  (long long)(s->layers * s->replicas), (long long)EPLB_MAX_SLOTS);

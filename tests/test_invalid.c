@@ -106,6 +106,11 @@ Test(invalid_shape, each_broken_rule_is_refused_naming_its_dimension_or_limit)
         {"layers * replicas over the limit",
          {EPLB_MAX_SLOTS / EPLB_MAX_REPLICAS + 1, 16, EPLB_MAX_REPLICAS, 4, 2, 4}, "EPLB_MAX_SLOTS"},
         {"most layers, 1024 slots", {EPLB_MAX_LAYERS, 16, 1024, 4, 2, 4}, "EPLB_MAX_SLOTS"},
+        /* A negative replica count is refused as below the experts, before
+         * layers * replicas is formed (it overflowed for INT64_MIN: a fuzzing
+         * finding). */
+        {"replicas = -24", {2, 16, -24, 4, 2, 4}, "replicas"},
+        {"replicas = INT64_MIN", {2, 16, INT64_MIN, 4, 2, 4}, "replicas"},
     };
     for (size_t i = 0; i < sizeof broken / sizeof broken[0]; i++)
         expect_shape_rejected(broken[i].what, broken[i].shape, broken[i].keyword);
