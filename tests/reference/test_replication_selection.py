@@ -88,14 +88,13 @@ def threshold_replicate(w, p):
         else:
             hi = mid - 1
     theta = lo
-    picks = []
+    picks, ties = [], []
     for i, x in enumerate(w):
         above = count_at_least(x, theta + 1, extra)[0] if theta < 0x7FFFFFFF else 0
+        at_least = count_at_least(x, theta, extra)[0]
         picks += [(-key(value(x, c)), i, c) for c in range(1, above + 1)]
-    ties = [(i, c) for i, x in enumerate(w)
-            for c in range(count_at_least(x, theta + 1, extra)[0] + 1,
-                           count_at_least(x, theta, extra)[0] + 1)]
-    picks += [(-theta, i, c) for i, c in ties[:extra - len(picks)]]
+        ties += [(-theta, i, c) for c in range(above + 1, at_least + 1)]
+    picks += ties[:extra - len(picks)]  # ties in (item, count) order
     picks.sort()
     cnt = [1] * len(w)
     for _, i, _ in picks:
