@@ -78,8 +78,7 @@ eplb_status eplb_cuda_pack_sort(eplb_backend *backend, const eplb_pack_job *job)
     const int64_t packings = job->rows * job->candidates;
     const uint32_t npow2 = eplb_cuda_pow2_at_least((uint32_t)job->items);
     const size_t bytes = (size_t)npow2 * sizeof(uint64_t);
-    const uint32_t kpl = npow2 <= 32 ? 1u : npow2 / 32;
-    if (kpl <= EPLB_CUDA_STAGE_SORT_KPL) {
+    if (eplb_cuda_sort_entries_per_lane(npow2) <= EPLB_CUDA_STAGE_SORT_KPL) {
         /* Four warps a block, a packing each. */
         const unsigned blocks = eplb_cuda_grid_blocks(packings, 4, 65535L * 16);
         eplb_cuda_pack_sort_warp_kernel<<<blocks, 128, 0, ctx->stream>>>(*job, packings);

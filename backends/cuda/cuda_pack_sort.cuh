@@ -135,6 +135,13 @@ static __device__ void eplb_warp_pack_sort_registers(uint32_t lane, const float 
     }
 }
 
+/* Entries per lane of the register sort of a row padded to npow2 entries:
+ * the launcher's choice of the warp sort and the warp's own use it alike. */
+static inline __host__ __device__ uint32_t eplb_cuda_sort_entries_per_lane(uint32_t npow2)
+{
+    return npow2 <= 32 ? 1u : npow2 / 32;
+}
+
 /* The register sort of kpl entries per lane, kpl a power of two from KPL to
  * MaxKPL. The tests stay independent, not else-if: the kernels that use it
  * were timed with that code (docs/benchmarks.md), and an else-if chain
@@ -159,7 +166,7 @@ static __device__ __forceinline__ bool eplb_warp_try_sort_in_registers(
     uint32_t lane, const float *w, uint32_t n, uint32_t npow2, int32_t call, int64_t row,
     int32_t c, uint64_t seed, float noise, int32_t *order)
 {
-    const uint32_t kpl = npow2 <= 32 ? 1u : npow2 / 32;
+    const uint32_t kpl = eplb_cuda_sort_entries_per_lane(npow2);
     if (kpl > (uint32_t)MaxKPL)
         return false;
     eplb_warp_sort_kpl<1, MaxKPL>(kpl, lane, w, n, call, row, c, seed, noise, order);
