@@ -105,3 +105,47 @@ kernel void eplb_assemble_experts(global const int *status, global const int *ml
         for (long r = cnt; r < X; r++)
             log2phy[(long)y * X + r] = -1;
 }
+
+/* log2phy at the width the plan needs (EPLB_LOG2PHY_WIDTH_NEEDED): one
+ * work-group, of a power of two work-items up to EPLB_LOG2PHY_WIDTH_LOCAL,
+ * writes the largest count of any expert in any layer to status[1]. The
+ * width is known only once every layer's counts are, hence a kernel of its
+ * own. */
+#define EPLB_LOG2PHY_WIDTH_LOCAL 256
+kernel void eplb_log2phy_width(global int *status, global const long *logcnt, ulong count)
+{
+    local long most[EPLB_LOG2PHY_WIDTH_LOCAL];
+    if (status[0] != 0)
+        return;
+    const uint t = get_local_id(0), size = get_local_size(0);
+    long mine = 1;
+    for (ulong i = t; i < count; i += size)
+        mine = max(mine, logcnt[i]);
+    most[t] = mine;
+    barrier(CLK_LOCAL_MEM_FENCE);
+    for (uint span = size / 2; span > 0; span /= 2) {
+        if (t < span)
+            most[t] = max(most[t], most[t + span]);
+        barrier(CLK_LOCAL_MEM_FENCE);
+    }
+    if (t == 0)
+        status[1] = (int)most[0];
+}
+
+/* One work-group per layer: the layer's rows of log2phy at width status[1]
+ * filled with -1, then each slot written at its replica rank. */
+kernel void eplb_log2phy_at_width(global const int *status, global const long *phy2log,
+                                  global const int *slot_rank, global long *log2phy, long E,
+                                  long R)
+{
+    if (status[0] != 0)
+        return;
+    const long w = status[1], l = get_group_id(0);
+    const long t = get_local_id(0), size = get_local_size(0);
+    global long *rows = log2phy + l * E * w;
+    for (long i = t; i < E * w; i += size)
+        rows[i] = -1;
+    barrier(CLK_GLOBAL_MEM_FENCE);
+    for (long s = t; s < R; s += size)
+        rows[phy2log[l * R + s] * w + slot_rank[l * R + s]] = s;
+}

@@ -4,7 +4,9 @@
 For the three DeepSeek-V3 cases of bench/torch_seed_eplb.py (its workload,
 seed 1): the whole call by CUDA events and by wall clock (median of 300, with
 check=True, check=False and log2phy_width="redundant"), the bare
-eplb_rebalance_device call by CUDA events, and the host (CPU) cost of each
+eplb_rebalance_device call by CUDA events (at the redundant width, and at the
+width the device chooses with eplb_device_log2phy_width's wait), and the host
+(CPU) cost of each
 step of the CUDA-tensor path measured alone (mean over 3000 calls, or the
 median of 300 single calls where a step must start with the GPU idle).
 
@@ -107,6 +109,25 @@ def main():
                 c.data_ptr(), x.data_ptr(), width, s.cuda_stream)
 
         bare = event_us(call)
+        chosen = ctypes.c_int64(0)
+
+        def call_needed():
+            return _library.lib.eplb_rebalance_device(
+                ctx.handle, w.data_ptr(), ctypes.byref(shape), ctypes.byref(opts), p.data_ptr(),
+                c.data_ptr(), x.data_ptr(), _library.LOG2PHY_WIDTH_NEEDED, s.cuda_stream)
+
+        def needed_and_width():
+            call_needed()
+            _library.eplb_device_log2phy_width(ctx.handle, s.cuda_stream, ctypes.byref(chosen))
+
+        bare_needed = event_us(needed_and_width)
+        total = L * R + L * E + L * E * width
+
+        def one_allocation():
+            out = torch.empty(total, dtype=torch.int64, device=dev)
+            return (out.as_strided((L, R), (R, 1), 0),
+                    out.as_strided((L, E), (E, 1), L * R),
+                    out.as_strided((L, E, 8), (E * 8, 8, 1), L * R + L * E))
         steps = [
             ("_mode_options+_options",
              cpu_us(lambda: rb._options(*rb._mode_options(None, None, None), 0, 0.2, 1e-5, pol))),
@@ -121,15 +142,20 @@ def main():
                 torch.empty((L, R), dtype=torch.int64, device=dev),
                 torch.empty((L, E), dtype=torch.int64, device=dev),
                 torch.empty((L, E, width), dtype=torch.int64, device=dev)))),
+            ("1x torch.empty + 3x as_strided", cpu_us(one_allocation)),
             ("eplb_rebalance_device call (CPU)", idle_us(lambda: None, call)),
             ("eplb_device_status, GPU idle",
              idle_us(call, lambda: _library.lib.eplb_device_status(ctx.handle, s.cuda_stream))),
+            ("eplb_device_log2phy_width, GPU idle",
+             idle_us(call_needed, lambda: _library.eplb_device_log2phy_width(
+                 ctx.handle, s.cuda_stream, ctypes.byref(chosen)))),
             ("int(logcnt.max()), GPU idle", idle_us(lambda: None, lambda: int(c.max()))),
             ("log2phy narrow .contiguous()", cpu_us(lambda: x[:, :, :8].contiguous(), 1000)),
         ]
         print("== %s: full call check=True events %.1f us (wall %.1f); check=False %.1f (wall "
-              "%.1f); redundant %.1f (wall %.1f); bare device call events %.1f us (wall %.1f)"
-              % ((name,) + full + unchecked + redundant + bare))
+              "%.1f); redundant %.1f (wall %.1f); bare device call events %.1f us (wall %.1f); "
+              "bare call at the needed width with its wait %.1f us (wall %.1f)"
+              % ((name,) + full + unchecked + redundant + bare + bare_needed))
         for step, us in steps:
             print("   %-36s %8.2f us" % (step, us))
 

@@ -179,7 +179,17 @@ eplb_status eplb_rebalance_device(eplb_context *ctx, const void *weight, const e
 eplb_status eplb_device_status(eplb_context *ctx, void *stream)
 {
     eplb_status st = begin_context_call(ctx);
-    return st != EPLB_OK ? st : eplb_plan_device_status(ctx, stream);
+    return st != EPLB_OK ? st : eplb_plan_device_status(ctx, stream, NULL);
+}
+
+eplb_status eplb_device_log2phy_width(eplb_context *ctx, void *stream, int64_t *width)
+{
+    eplb_status st = begin_context_call(ctx);
+    if (st != EPLB_OK)
+        return st;
+    if (!width)
+        return eplb_context_fail(ctx, EPLB_ERR_INVALID_ARGUMENT, "width must not be NULL");
+    return eplb_plan_device_status(ctx, stream, width);
 }
 
 int eplb_backend_count(void) { return EPLB_REGISTRY_COUNT; }

@@ -29,7 +29,7 @@ extern "C" {
 
 /* Bumped whenever this file changes incompatibly; modules built against another
  * version are refused by name. */
-#define EPLB_BACKEND_API_VERSION 9
+#define EPLB_BACKEND_API_VERSION 10
 
 /* What plan_fused returns when it does not handle a job, having enqueued
  * nothing: the planner then runs the same work as separate stages. Never
@@ -253,6 +253,16 @@ typedef struct eplb_backend_i {
      * backend its threads), so that a process pays for it when it makes its
      * context rather than in its first plan. NULL: nothing to start. */
     void (*start)(eplb_backend *backend);
+
+    /* (optional) log2phy at the width the plan needs, for
+     * eplb_rebalance_device with EPLB_LOG2PHY_WIDTH_NEEDED: runs after the
+     * stages (which wrote phy2log, logcnt and slot_rank, and no log2phy) and,
+     * unless status[0] is nonzero, writes w = max(logcnt) over all layers to
+     * status[1] (status is int32 [2] here) and log2phy as [L][E][w], -1
+     * padded, packed at the start of job->log2phy: log2phy[l][e][slot_rank
+     * of slot s] = s for each slot s of expert e. job->width is unused. NULL:
+     * the planner refuses EPLB_LOG2PHY_WIDTH_NEEDED. */
+    eplb_status (*log2phy_at_needed_width)(eplb_backend *backend, const eplb_plan_job *job);
 } eplb_backend_i;
 
 #define EPLB_BACKEND_ERROR_LEN 512

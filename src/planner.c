@@ -292,7 +292,9 @@ static eplb_status reserve_intermediates(eplb_context *ctx, eplb_plan_job *job)
     eplb_status st;
 #define RESERVE(role, bytes, field) \
     if ((st = reserve(ctx, role, bytes, &(field))) != EPLB_OK) return st
-    RESERVE(EPLB_BUF_STATUS, i, job->status);
+    /* The status word, and the width the device chose for log2phy
+     * (EPLB_LOG2PHY_WIDTH_NEEDED). */
+    RESERVE(EPLB_BUF_STATUS, 2 * i, job->status);
     RESERVE(EPLB_BUF_GROUP_LOAD, L * G * f, job->group_load);
     if ((st = reserve_packing(ctx, &job->group_pack, EPLB_BUF_GROUP_ORDER, job->group_load)))
         return st;
@@ -630,9 +632,15 @@ eplb_status eplb_plan_device(eplb_context *ctx, const void *weight, const eplb_s
         describe_plan(ctx, weight, shape, options, phy2log, logcnt, log2phy, 1, &job);
     if (st != EPLB_OK)
         return st;
-    if (log2phy_width < 1)
+    const int width_needed = log2phy_width == EPLB_LOG2PHY_WIDTH_NEEDED;
+    if (log2phy_width < 1 && !width_needed)
         return eplb_context_fail(ctx, EPLB_ERR_LOG2PHY_TOO_SMALL,
-                                 "log2phy width %lld must be >= 1", (long long)log2phy_width);
+                                 "log2phy width %lld must be >= 1 or EPLB_LOG2PHY_WIDTH_NEEDED",
+                                 (long long)log2phy_width);
+    if (width_needed && !be->iface->log2phy_at_needed_width)
+        return eplb_context_fail(ctx, EPLB_ERR_UNSUPPORTED,
+                                 "the %s backend cannot choose the log2phy width on the device",
+                                 ctx->backend_name);
     if ((st = be->iface->set_stream(be, stream)) != EPLB_OK)
         return eplb_context_backend_fail(ctx, st);
     if ((st = reserve_intermediates(ctx, &job)) != EPLB_OK)
@@ -643,8 +651,23 @@ eplb_status eplb_plan_device(eplb_context *ctx, const void *weight, const eplb_s
     job.log2phy = log2phy;
     job.width = log2phy_width;
     job.slot_rank = NULL;
+    if (width_needed) {
+        /* The stages write the replica rank of each slot instead of log2phy,
+         * whose width is known only once every layer's counts are. */
+        const size_t ranks = (size_t)job.layers * (size_t)job.replicas * sizeof(int32_t);
+        if ((st = reserve(ctx, EPLB_BUF_SLOT_RANK, ranks, &job.slot_rank)) != EPLB_OK)
+            return st;
+        job.log2phy = NULL;
+        job.width = 0;
+    }
     st = run_stages(ctx, &job, 1);
+    if (st == EPLB_OK && width_needed) {
+        job.log2phy = log2phy;
+        if ((st = be->iface->log2phy_at_needed_width(be, &job)) != EPLB_OK)
+            st = eplb_context_backend_fail(ctx, st);
+    }
     ctx->workspace.device_plan_pending = st == EPLB_OK;
+    ctx->workspace.device_plan_width = log2phy_width;
     return st;
 }
 
@@ -755,7 +778,7 @@ eplb_status eplb_plan_read_device_inputs(eplb_context *ctx, void *stream, size_t
     return st != EPLB_OK ? eplb_context_backend_fail(ctx, st) : EPLB_OK;
 }
 
-eplb_status eplb_plan_device_status(eplb_context *ctx, void *stream)
+eplb_status eplb_plan_device_status(eplb_context *ctx, void *stream, int64_t *width)
 {
     eplb_backend *be = ctx->backend;
     if (!be->iface->set_stream)
@@ -764,15 +787,20 @@ eplb_status eplb_plan_device_status(eplb_context *ctx, void *stream)
     if (!ctx->workspace.device_plan_pending)
         return eplb_context_fail(ctx, EPLB_ERR_INVALID_ARGUMENT,
                                  "no eplb_rebalance_device call to report on");
-    int32_t device_status = 0;
+    /* The status word, and after it the width the device chose, when it did. */
+    const int64_t fixed_width = ctx->workspace.device_plan_width;
+    int32_t words[2] = {0, 0};
+    const size_t bytes = fixed_width == EPLB_LOG2PHY_WIDTH_NEEDED ? sizeof words : sizeof words[0];
     eplb_status st = be->iface->set_stream(be, stream);
     if (st == EPLB_OK)
-        st = be->iface->download(be, &device_status, ctx->workspace.buffer[EPLB_BUF_STATUS],
-                                 sizeof device_status);
+        st = be->iface->download(be, words, ctx->workspace.buffer[EPLB_BUF_STATUS], bytes);
     if (st != EPLB_OK)
         return eplb_context_backend_fail(ctx, st);
+    const int32_t device_status = words[0];
     switch (device_status) {
     case EPLB_OK:
+        if (width)
+            *width = fixed_width == EPLB_LOG2PHY_WIDTH_NEEDED ? words[1] : fixed_width;
         return EPLB_OK;
     case EPLB_ERR_INVALID_WEIGHT:
         return eplb_context_fail(ctx, EPLB_ERR_INVALID_WEIGHT,

@@ -53,6 +53,9 @@ typedef struct eplb_workspace {
     /* Whether the last eplb_rebalance_device call enqueued a plan: only then
      * is there a status word for eplb_device_status to read. */
     int device_plan_pending;
+    /* The log2phy_width of that call (EPLB_LOG2PHY_WIDTH_NEEDED: the device
+     * chose the width and left it in the status buffer's second word). */
+    int64_t device_plan_width;
 } eplb_workspace;
 
 typedef struct eplb_context eplb_context;
@@ -96,7 +99,8 @@ eplb_status eplb_plan_read_device_inputs(eplb_context *ctx, void *stream, size_t
                                         const void *const *sources, const size_t *offsets,
                                         const size_t *sizes, unsigned char **area);
 
-/* Status of the last device plan (waits for the stream). */
-eplb_status eplb_plan_device_status(eplb_context *ctx, void *stream);
+/* Status of the last device plan (waits for the stream); with width not
+ * NULL, on EPLB_OK also the row width its log2phy was written at. */
+eplb_status eplb_plan_device_status(eplb_context *ctx, void *stream, int64_t *width);
 
 #endif /* EPLB_PLANNER_H */

@@ -258,6 +258,14 @@ Test(device_api, is_unsupported_on_the_cpu_backend)
     cr_expect_eq(eplbt_first_unpoisoned(log2phy, sizeof log2phy), -1);
     st = eplb_device_status(ctx, NULL);
     cr_expect_eq(st, EPLB_ERR_UNSUPPORTED, "eplb_device_status: %s", eplb_status_string(st));
+    st = eplb_rebalance_device(ctx, w, &s, NULL, phy2log, logcnt, log2phy,
+                               EPLB_LOG2PHY_WIDTH_NEEDED, NULL);
+    cr_expect_eq(st, EPLB_ERR_UNSUPPORTED, "needed width: %s", eplb_status_string(st));
+    int64_t width = -7;
+    st = eplb_device_log2phy_width(ctx, NULL, &width);
+    cr_expect_eq(st, EPLB_ERR_UNSUPPORTED, "eplb_device_log2phy_width: %s", eplb_status_string(st));
+    cr_expect_eq(width, -7, "no width is reported on an error");
+    cr_expect_eq(eplbt_first_unpoisoned(log2phy, sizeof log2phy), -1);
     cr_expect_eq(eplb_rebalance_device(NULL, w, &s, NULL, phy2log, logcnt, log2phy, 5, NULL),
                  EPLB_ERR_INVALID_ARGUMENT);
     cr_expect_eq(eplb_device_status(NULL, NULL), EPLB_ERR_INVALID_ARGUMENT);

@@ -500,11 +500,15 @@ Test(opencl, device_is_selected_by_index_and_name)
 
 #ifdef EPLBT_HAVE_CL
 typedef struct device_plan {
-    int64_t *phy2log, *logcnt, *log2phy, width;
+    int64_t *phy2log, *logcnt, *log2phy;
+    int64_t width;    /* the width log2phy was written at (the device's choice, or the call's) */
+    int64_t capacity; /* log2phy's row width as allocated */
 } device_plan;
 
 /* Uploads w, poisons the outputs with -7, runs eplb_rebalance_device on
- * queue (NULL: the context's own) and reads everything back. */
+ * queue (NULL: the context's own) and reads everything back. With width
+ * EPLB_LOG2PHY_WIDTH_NEEDED, log2phy holds rows of the always-sufficient
+ * width and p->width receives the device's choice (else it stays -7). */
 static eplb_status plan_device(eplb_context *ctx, const float *w, const eplb_shape *s, int64_t width,
                                int own_queue, device_plan *p, eplb_status *call)
 {
@@ -513,14 +517,16 @@ static eplb_status plan_device(eplb_context *ctx, const float *w, const eplb_sha
     cr_assert(cl, "%s", error);
     const eplb_opencl_handles *h = ctx->backend->context;
     const size_t LE = (size_t)(s->layers * s->experts), LR = (size_t)(s->layers * s->replicas);
-    p->width = width;
+    const int needed = width == EPLB_LOG2PHY_WIDTH_NEEDED;
+    p->width = needed ? -7 : width;
+    p->capacity = needed ? eplb_log2phy_width_max(s) : width;
     p->phy2log = malloc(LR * 8);
     p->logcnt = malloc(LE * 8);
-    p->log2phy = malloc(LE * (size_t)width * 8);
+    p->log2phy = malloc(LE * (size_t)p->capacity * 8);
     cr_assert(p->phy2log && p->logcnt && p->log2phy);
     for (size_t i = 0; i < LR; i++) p->phy2log[i] = -7;
     for (size_t i = 0; i < LE; i++) p->logcnt[i] = -7;
-    for (size_t i = 0; i < LE * (size_t)width; i++) p->log2phy[i] = -7;
+    for (size_t i = 0; i < LE * (size_t)p->capacity; i++) p->log2phy[i] = -7;
     cl_int err;
     cl_command_queue queue = NULL;
     if (!own_queue) {
@@ -531,14 +537,18 @@ static eplb_status plan_device(eplb_context *ctx, const float *w, const eplb_sha
     cl_mem dp = cl->clCreateBuffer(h->context, CL_MEM_READ_WRITE | CL_MEM_COPY_HOST_PTR, LR * 8, p->phy2log, &err);
     cl_mem dc = cl->clCreateBuffer(h->context, CL_MEM_READ_WRITE | CL_MEM_COPY_HOST_PTR, LE * 8, p->logcnt, &err);
     cl_mem dl = cl->clCreateBuffer(h->context, CL_MEM_READ_WRITE | CL_MEM_COPY_HOST_PTR,
-                                   LE * (size_t)width * 8, p->log2phy, &err);
+                                   LE * (size_t)p->capacity * 8, p->log2phy, &err);
     cr_assert(dw && dp && dc && dl, "clCreateBuffer: %s", eplb_opencl_error_name(err));
     *call = eplb_rebalance_device(ctx, dw, s, NULL, dp, dc, dl, width, queue);
-    eplb_status st = *call == EPLB_OK ? eplb_device_status(ctx, queue) : *call;
+    eplb_status st = *call;
+    if (st == EPLB_OK)
+        st = needed ? eplb_device_log2phy_width(ctx, queue, &p->width)
+                    : eplb_device_status(ctx, queue);
     cl_command_queue q = queue ? queue : h->queue;
     cl->clEnqueueReadBuffer(q, dp, CL_TRUE, 0, LR * 8, p->phy2log, 0, NULL, NULL);
     cl->clEnqueueReadBuffer(q, dc, CL_TRUE, 0, LE * 8, p->logcnt, 0, NULL, NULL);
-    cl->clEnqueueReadBuffer(q, dl, CL_TRUE, 0, LE * (size_t)width * 8, p->log2phy, 0, NULL, NULL);
+    cl->clEnqueueReadBuffer(q, dl, CL_TRUE, 0, LE * (size_t)p->capacity * 8, p->log2phy, 0, NULL,
+                            NULL);
     cl->clReleaseMemObject(dw);
     cl->clReleaseMemObject(dp);
     cl->clReleaseMemObject(dc);
@@ -599,7 +609,7 @@ static void check_untouched(const device_plan *p, const eplb_shape *s, const cha
         cr_assert_eq(p->phy2log[i], -7, "%s: phy2log[%lld] was written", what, (long long)i);
     for (int64_t i = 0; i < s->layers * s->experts; i++)
         cr_assert_eq(p->logcnt[i], -7, "%s: logcnt[%lld] was written", what, (long long)i);
-    for (int64_t i = 0; i < s->layers * s->experts * p->width; i++)
+    for (int64_t i = 0; i < s->layers * s->experts * p->capacity; i++)
         cr_assert_eq(p->log2phy[i], -7, "%s: log2phy[%lld] was written", what, (long long)i);
 }
 
@@ -655,6 +665,83 @@ Test(opencl, device_api_narrow_log2phy_leaves_outputs, .timeout = 600)
     device_plan_free(&p);
     eplb_context_free(ctx);
 }
+
+/* EPLB_LOG2PHY_WIDTH_NEEDED: the device writes log2phy at max(logcnt), packed
+ * at the start of the buffer, and leaves the rest of it alone; the plan is
+ * the cpu plan, whose log2phy rows hold the same slots in their first
+ * max(logcnt) entries and -1 after them. */
+static void check_device_api_needed_width(void)
+{
+    eplb_context *ctx = eplbt_open_opencl_or_skip();
+    eplb_context *cpu = eplbt_context("cpu");
+    const eplb_shape shapes[] = {{58, 256, 288, 8, 4, 32}, {58, 256, 320, 8, 3, 64},
+                                 {8, 64, 128, 4, 2, 128}, {3, 16, 64, 1, 1, 4},
+                                 {2, 8, 8, 2, 2, 4}};
+    for (size_t i = 0; i < sizeof shapes / sizeof *shapes; i++) {
+        const eplb_shape *s = &shapes[i];
+        float *w = malloc(sizeof(float) * (size_t)(s->layers * s->experts));
+        eplb_workload_fill(w, s->layers, s->experts, 11 + i, i % 2 ? 5 : 0);
+        eplbt_plan want;
+        eplbt_plan_run(cpu, "cpu", w, s, NULL, &want);
+        const size_t LE = (size_t)(s->layers * s->experts), LR = (size_t)(s->layers * s->replicas);
+        int64_t most = 0;
+        for (size_t j = 0; j < LE; j++)
+            most = want.logcnt[j] > most ? want.logcnt[j] : most;
+        cr_assert_eq(want.width_needed, most, "shape %zu: the cpu plan's width_needed", i);
+        device_plan got;
+        eplb_status call;
+        eplb_status st = plan_device(ctx, w, s, EPLB_LOG2PHY_WIDTH_NEEDED, (int)(i % 2), &got, &call);
+        cr_assert_eq(st, EPLB_OK, "shape %zu: %s", i, eplb_context_last_error(ctx));
+        cr_assert_eq(got.width, most, "shape %zu: width %lld, max(logcnt) %lld", i,
+                     (long long)got.width, (long long)most);
+        cr_assert(memcmp(got.phy2log, want.phy2log, LR * 8) == 0, "shape %zu: phy2log differs", i);
+        cr_assert(memcmp(got.logcnt, want.logcnt, LE * 8) == 0, "shape %zu: logcnt differs", i);
+        for (size_t row = 0; row < LE; row++)
+            for (int64_t r = 0; r < want.width; r++) {
+                const int64_t expect = want.log2phy[row * (size_t)want.width + (size_t)r];
+                if (r < most)
+                    cr_assert_eq(got.log2phy[row * (size_t)most + (size_t)r], expect,
+                                 "shape %zu: log2phy row %zu rank %lld", i, row, (long long)r);
+                else
+                    cr_assert_eq(expect, -1, "shape %zu: the cpu row %zu is wider than max(logcnt)",
+                                 i, row);
+            }
+        for (size_t j = LE * (size_t)most; j < LE * (size_t)got.capacity; j++)
+            cr_assert_eq(got.log2phy[j], -7, "shape %zu: log2phy[%zu], past the plan, was written",
+                         i, j);
+        device_plan_free(&got);
+        /* A fixed width is reported as the call's own. */
+        int64_t reported = -7;
+        st = plan_device(ctx, w, s, eplb_log2phy_width_max(s), 0, &got, &call);
+        cr_assert_eq(st, EPLB_OK, "%s", eplb_context_last_error(ctx));
+        cr_assert_eq(eplb_device_log2phy_width(ctx, NULL, &reported), EPLB_OK, "%s",
+                     eplb_context_last_error(ctx));
+        cr_assert_eq(reported, eplb_log2phy_width_max(s), "shape %zu: fixed width reported", i);
+        device_plan_free(&got);
+        eplbt_plan_free(&want);
+        free(w);
+    }
+    /* An invalid weight leaves every output alone, and the width unreported. */
+    const eplb_shape s = shapes[0];
+    float *w = malloc(sizeof(float) * (size_t)(s.layers * s.experts));
+    eplb_workload_fill(w, s.layers, s.experts, 2, 0);
+    w[57 * 256 + 9] = NAN;
+    device_plan p;
+    eplb_status call;
+    cr_assert_eq(plan_device(ctx, w, &s, EPLB_LOG2PHY_WIDTH_NEEDED, 0, &p, &call),
+                 EPLB_ERR_INVALID_WEIGHT, "%s", eplb_context_last_error(ctx));
+    cr_assert_eq(p.width, -7, "no width is reported for a failed plan");
+    check_untouched(&p, &s, "invalid weight, needed width");
+    device_plan_free(&p);
+    free(w);
+    int64_t unused = 0;
+    cr_assert_eq(eplb_device_log2phy_width(ctx, NULL, NULL), EPLB_ERR_INVALID_ARGUMENT);
+    cr_assert_eq(eplb_device_log2phy_width(NULL, NULL, &unused), EPLB_ERR_INVALID_ARGUMENT);
+    eplb_context_free(cpu);
+    eplb_context_free(ctx);
+}
+
+OPENCL_CHECKS(device_api_needed_width_equals_cpu, 600, check_device_api_needed_width())
 
 Test(opencl, device_api_refuses_a_queue_of_another_context, .timeout = 300)
 {

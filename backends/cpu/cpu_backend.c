@@ -89,6 +89,7 @@ static eplb_status cpu_copy(eplb_backend *backend, void *dst, const void *src, s
         /* .download_async  = */ NULL,                                                            \
         /* .fused_refines   = */ 1, /* plan_fused runs cpu_refine.c's search on each row */       \
         /* .start           = */ cpu_start,                                                       \
+        /* .log2phy_at_needed_width = */ NULL, /* no device-pointer API */                        \
     }
 
 /* A context's instance starts the OpenMP team and the threads' arenas

@@ -79,3 +79,66 @@ eplb_status eplb_cuda_assemble(eplb_backend *backend, const eplb_plan_job *job)
     eplb_cuda_assemble_kernel<<<eplb_cuda_grid_blocks(total, threads), threads, 0, ctx->stream>>>(a);
     return eplb_cuda_launched(backend, "assemble");
 }
+
+/* log2phy at the width the plan needs (EPLB_LOG2PHY_WIDTH_NEEDED). The width
+ * is known only once every layer's counts are, so it takes a kernel of its
+ * own, one block, before the kernel that writes log2phy at that width. */
+__global__ void eplb_cuda_log2phy_width_kernel(int32_t *status, const int64_t *logcnt,
+                                               int64_t count)
+{
+    if (status[0] != 0)
+        return;
+    __shared__ int64_t warp_most[32];
+    int64_t most = 1;
+    for (int64_t i = threadIdx.x; i < count; i += blockDim.x)
+        most = logcnt[i] > most ? logcnt[i] : most;
+    for (int offset = 16; offset > 0; offset /= 2) {
+        const int64_t other = __shfl_xor_sync(0xffffffffu, most, offset);
+        most = other > most ? other : most;
+    }
+    const unsigned warp = threadIdx.x / 32, warps = (blockDim.x + 31) / 32;
+    if (threadIdx.x % 32 == 0)
+        warp_most[warp] = most;
+    __syncthreads();
+    if (threadIdx.x == 0) {
+        for (unsigned k = 1; k < warps; k++)
+            most = warp_most[k] > most ? warp_most[k] : most;
+        status[1] = (int32_t)most;
+    }
+}
+
+/* One block per layer: the layer's rows filled with -1, then each slot
+ * written at its replica rank. */
+__global__ void eplb_cuda_log2phy_at_width_kernel(const int32_t *status, const int64_t *phy2log,
+                                                  const int32_t *slot_rank, int64_t *log2phy,
+                                                  int64_t L, int64_t E, int64_t R)
+{
+    if (status[0] != 0)
+        return;
+    const int64_t w = status[1];
+    for (int64_t l = blockIdx.x; l < L; l += gridDim.x) {
+        int64_t *rows = log2phy + l * E * w;
+        for (int64_t i = threadIdx.x; i < E * w; i += blockDim.x)
+            rows[i] = -1;
+        __syncthreads();
+        for (int64_t s = threadIdx.x; s < R; s += blockDim.x)
+            rows[phy2log[l * R + s] * w + slot_rank[l * R + s]] = s;
+        __syncthreads();
+    }
+}
+
+eplb_status eplb_cuda_log2phy_at_needed_width(eplb_backend *backend, const eplb_plan_job *job)
+{
+    eplb_cuda_context *ctx = eplb_cuda_ctx(backend);
+    eplb_cuda_log2phy_width_kernel<<<1, 1024, 0, ctx->stream>>>(
+        (int32_t *)job->status, (const int64_t *)job->logcnt, job->layers * job->experts);
+    eplb_status st = eplb_cuda_launched(backend, "log2phy width");
+    if (st != EPLB_OK)
+        return st;
+    const unsigned blocks = (unsigned)(job->layers < 65535 ? job->layers : 65535);
+    eplb_cuda_log2phy_at_width_kernel<<<blocks, 256, 0, ctx->stream>>>(
+        (const int32_t *)job->status, (const int64_t *)job->phy2log,
+        (const int32_t *)job->slot_rank, (int64_t *)job->log2phy, job->layers, job->experts,
+        job->replicas);
+    return eplb_cuda_launched(backend, "log2phy at width");
+}

@@ -44,6 +44,7 @@ EPLB_OPENCL_STAGE(pack_greedy, eplb_pack_job)
 EPLB_OPENCL_STAGE(pack_swap, eplb_pack_job)
 EPLB_OPENCL_STAGE(pack_select, eplb_pack_job)
 EPLB_OPENCL_STAGE(plan_fused, eplb_plan_job)
+EPLB_OPENCL_STAGE(log2phy_at_needed_width, eplb_plan_job)
 #undef EPLB_OPENCL_STAGE
 
 /* The interface table, with or without the host-staging entries: one table
@@ -79,6 +80,7 @@ EPLB_OPENCL_STAGE(plan_fused, eplb_plan_job)
         /* .download_async  = */ download_async_entry,                                             \
         /* .fused_refines   = */ 0, /* refine runs as the eplb_refine kernel after the stages */   \
         /* .start           = */ NULL,                                                             \
+        /* .log2phy_at_needed_width = */ prepared_log2phy_at_needed_width,                         \
     }
 
 /* The default: host staging through malloc and waiting copies. */

@@ -19,6 +19,9 @@ eplb_status eplb_opencl_node_layout(eplb_backend *backend, const eplb_plan_job *
 eplb_status eplb_opencl_replicate(eplb_backend *backend, const eplb_plan_job *job);
 eplb_status eplb_opencl_slot_loads(eplb_backend *backend, const eplb_plan_job *job);
 eplb_status eplb_opencl_assemble(eplb_backend *backend, const eplb_plan_job *job);
+/* log2phy at the width the plan needs, after the stages (the interface's
+ * log2phy_at_needed_width). */
+eplb_status eplb_opencl_log2phy_at_needed_width(eplb_backend *backend, const eplb_plan_job *job);
 
 /* The refine search (SPEC 10), a work-group per row making all of its
  * trades (opencl_refine.c, kernels/refine.cl). */

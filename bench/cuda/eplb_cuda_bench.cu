@@ -180,6 +180,61 @@ static plan device_plan(eplb_context *ctx, const float *w, const eplb_shape &s,
     return p;
 }
 
+/* Device-pointer plan with EPLB_LOG2PHY_WIDTH_NEEDED: log2phy is allocated at
+ * the always-sufficient width, and the plan read back holds the width the
+ * device chose and log2phy at that width. untouched_tail tells whether the
+ * buffer past the plan's rows kept its -7. */
+static plan device_plan_needed_width(eplb_context *ctx, const float *w, const eplb_shape &s,
+                                     const eplb_options &o, cudaStream_t stream,
+                                     bool *untouched_tail)
+{
+    const int64_t capacity = eplb_log2phy_width_max(&s);
+    device_buffers d(s, capacity);
+    CUDA_OK(cudaMemcpy(d.weight, w, d.nw * sizeof(float), cudaMemcpyHostToDevice));
+    d.fill_outputs(-7);
+    int64_t width = -7;
+    eplb_status st = eplb_rebalance_device(ctx, d.weight, &s, &o, d.phy2log, d.logcnt, d.log2phy,
+                                           EPLB_LOG2PHY_WIDTH_NEEDED, stream);
+    if (st == EPLB_OK)
+        st = eplb_device_log2phy_width(ctx, stream, &width);
+    if (st != EPLB_OK)
+        fprintf(stderr, "  device plan at the needed width: %s\n", eplb_context_last_error(ctx));
+    plan p = d.read(capacity);
+    p.status = st;
+    *untouched_tail = true;
+    if (st == EPLB_OK && width >= 1 && width <= capacity) {
+        const size_t used = d.nc * (size_t)width;
+        for (size_t i = used; i < p.log2phy.size(); i++)
+            *untouched_tail &= p.log2phy[i] == -7;
+        p.log2phy.resize(used);
+        p.width = width;
+    } else if (st == EPLB_OK) {
+        p.status = EPLB_ERR_INTERNAL; /* a width outside [1, capacity] */
+    }
+    return p;
+}
+
+/* Whether a plan at the needed width equals a plan at a wider fixed width:
+ * the same slots in each row's first max(logcnt) entries, -1 after them. */
+static bool same_at_needed_width(const plan &fixed, const plan &needed)
+{
+    if (needed.status != EPLB_OK || needed.phy2log != fixed.phy2log ||
+        needed.logcnt != fixed.logcnt)
+        return false;
+    int64_t most = 0;
+    for (int64_t c : fixed.logcnt)
+        most = c > most ? c : most;
+    if (needed.width != most || fixed.width < most)
+        return false;
+    for (size_t row = 0; row < fixed.logcnt.size(); row++)
+        for (int64_t r = 0; r < fixed.width; r++) {
+            const int64_t want = fixed.log2phy[row * fixed.width + r];
+            if (r < most ? needed.log2phy[row * most + r] != want : want != -1)
+                return false;
+        }
+    return true;
+}
+
 static std::string first_difference(const plan &a, const plan &b, const eplb_shape &s)
 {
     char buf[256];
@@ -234,14 +289,21 @@ static void check_goldens(eplb_context *ctx, const char *path)
         plan d = device_plan(ctx, g.weight, s, g.options, NULL);
         bool dev_ok = d.status == EPLB_OK && d.phy2log == p.phy2log && d.logcnt == p.logcnt &&
                       d.log2phy == p.log2phy;
+        /* And at the width the device chooses. */
+        bool tail = false;
+        plan n = device_plan_needed_width(ctx, g.weight, s, g.options, NULL, &tail);
+        const bool needed_ok = tail && same_at_needed_width(p, n);
+        dev_ok &= needed_ok;
         if (!ok || !dev_ok)
-            verdict(false, "[%s] golden %s (host %s, device %s)", path, name.c_str(),
-                    ok ? "exact" : "DIFFERS", dev_ok ? "same" : "DIFFERS");
+            verdict(false, "[%s] golden %s (host %s, device %s, needed width %s)", path,
+                    name.c_str(), ok ? "exact" : "DIFFERS", dev_ok ? "same" : "DIFFERS",
+                    needed_ok ? "same" : "DIFFERS");
         else
             ok_count++;
         eplb_golden_free(&g);
     }
-    verdict(ok_count == (int)names.size(), "[%s] %d/%zu goldens exact (host and device API)",
+    verdict(ok_count == (int)names.size(),
+            "[%s] %d/%zu goldens exact (host and device API, fixed and needed width)",
             path, ok_count, names.size());
 }
 
@@ -472,6 +534,25 @@ static void check_device_api(eplb_context *ctx, const char *path, cudaStream_t s
                 "[%s] log2phy width 1 via device API: status %d, outputs untouched %s", path,
                 (int)dev, untouched ? "yes" : "NO");
     }
+    /* The width the device chooses: the plan of a fixed width, and for an
+     * invalid weight no output at all. */
+    {
+        bool tail = false;
+        plan n = device_plan_needed_width(ctx, w.data(), s, o, stream, &tail);
+        verdict(tail && same_at_needed_width(first, n),
+                "[%s] device API at the needed width (%lld) equals the fixed width", path,
+                (long long)n.width);
+        std::vector<float> wb = w;
+        wb[(s.layers - 1) * s.experts + 5] = __builtin_nanf("");
+        plan p = device_plan_needed_width(ctx, wb.data(), s, o, stream, &tail);
+        bool untouched = true;
+        for (int64_t v : p.phy2log) untouched &= v == -7;
+        for (int64_t v : p.logcnt) untouched &= v == -7;
+        for (int64_t v : p.log2phy) untouched &= v == -7;
+        verdict(p.status == EPLB_ERR_INVALID_WEIGHT && untouched,
+                "[%s] invalid weight at the needed width: status %d, outputs untouched %s", path,
+                (int)p.status, untouched ? "yes" : "NO");
+    }
 }
 
 #include "incremental_device_check.h"
@@ -573,12 +654,18 @@ static double time_host_api(eplb_context *ctx, const std::vector<float> &w, cons
     return median(times);
 }
 
-/* needed_width: time the device API with log2phy at the width the plan needs
- * (what an engine that sizes log2phy by the plan passes) instead of the
- * always-sufficient R - E + 1 (DeepSeek's shape), whose -1 fill alone is
- * about 12 GB for the scale case. */
+/* The log2phy width the timed device calls pass. */
+enum class timed_width {
+    max,    /* the always-sufficient R - E + 1 (DeepSeek's shape), whose -1
+               fill alone is about 12 GB for the scale case */
+    needed, /* the width the plan needs, found by a host plan first (what an
+               engine that sizes log2phy by the plan passes) */
+    device, /* EPLB_LOG2PHY_WIDTH_NEEDED: the device chooses, in a buffer of
+               the always-sufficient width */
+};
+
 static int run_time(int runs, const char *path, const char *only, int32_t refine, int distinct,
-                    bool needed_width)
+                    timed_width width_mode)
 {
     eplb_context *ctx = open_cuda(path);
     if (!ctx)
@@ -590,7 +677,10 @@ static int run_time(int runs, const char *path, const char *only, int32_t refine
     CUDA_OK(cudaEventCreate(&stop));
     printf("== timing path %s, refine %d, distinct %d, log2phy width %s, on %s, %d runs each "
            "(median of per-call CUDA event time)\n", path, (int)refine, distinct,
-           needed_width ? "needed" : "R-E+1", eplb_context_device(ctx), runs);
+           width_mode == timed_width::needed   ? "needed"
+           : width_mode == timed_width::device ? "chosen by the device"
+                                               : "R-E+1",
+           eplb_context_device(ctx), runs);
     /* host_us: the host API's median wall clock per plan (copies and the
      * wait included), beside the device-pointer call's device time. */
     printf("%-32s %12s %12s %12s %10s %10s\n", "case", "median_us", "min_us", "batch_us", "fused",
@@ -605,12 +695,15 @@ static int run_time(int runs, const char *path, const char *only, int32_t refine
         eplb_options_init(&o);
         o.refine = refine;
         o.distinct = distinct;
-        const int64_t width = needed_width ? width_needed(ctx, w.data(), s, o) : eplb_log2phy_width_max(&s);
-        if (width <= 0) {
+        const int64_t capacity = width_mode == timed_width::needed
+                                     ? width_needed(ctx, w.data(), s, o)
+                                     : eplb_log2phy_width_max(&s);
+        if (capacity <= 0) {
             printf("%-32s failed: %s\n", tc.name, eplb_context_last_error(ctx));
             continue;
         }
-        device_buffers d(s, width);
+        const int64_t width = width_mode == timed_width::device ? EPLB_LOG2PHY_WIDTH_NEEDED : capacity;
+        device_buffers d(s, capacity);
         CUDA_OK(cudaMemcpy(d.weight, w.data(), d.nw * 4, cudaMemcpyHostToDevice));
         const int n = s.layers * s.replicas > 1000000 ? (runs < 20 ? runs : 20) : runs;
         eplb_status st = EPLB_OK;
@@ -703,7 +796,8 @@ int main(int argc, char **argv)
 {
     const char *mode = argc > 1 ? argv[1] : "check";
     int runs = 200, iterations = 3, refine = 0, distinct = 0;
-    bool quick = false, needed_width = false;
+    bool quick = false;
+    timed_width width_mode = timed_width::max;
     const char *path = "fused", *only = NULL;
     for (int i = 2; i < argc; i++) {
         if (!strcmp(argv[i], "--runs") && i + 1 < argc) runs = atoi(argv[++i]);
@@ -715,11 +809,13 @@ int main(int argc, char **argv)
         else if (!strcmp(argv[i], "--distinct")) distinct = 1;
         else if (!strcmp(argv[i], "--width") && i + 1 < argc) {
             const char *width = argv[++i];
-            if (strcmp(width, "max") && strcmp(width, "needed")) {
-                fprintf(stderr, "--width takes max or needed, not %s\n", width);
+            if (strcmp(width, "max") && strcmp(width, "needed") && strcmp(width, "device")) {
+                fprintf(stderr, "--width takes max, needed or device, not %s\n", width);
                 return 2;
             }
-            needed_width = !strcmp(width, "needed");
+            width_mode = !strcmp(width, "needed")   ? timed_width::needed
+                         : !strcmp(width, "device") ? timed_width::device
+                                                    : timed_width::max;
         }
         else {
             fprintf(stderr, "unknown option %s\n", argv[i]);
@@ -727,10 +823,10 @@ int main(int argc, char **argv)
         }
     }
     if (!strcmp(mode, "check")) return run_check(quick);
-    if (!strcmp(mode, "time")) return run_time(runs, path, only, refine, distinct, needed_width);
+    if (!strcmp(mode, "time")) return run_time(runs, path, only, refine, distinct, width_mode);
     if (!strcmp(mode, "sanitize")) return run_sanitize(iterations);
     if (!strcmp(mode, "incremental")) return run_time_incremental(runs, path);
-    fprintf(stderr, "usage: %s check [--quick] | time [--runs N] [--path P] [--case SUBSTRING] [--refine N] [--distinct] [--width max|needed] | incremental [--runs N] [--path P] | sanitize [--iterations N]\n",
+    fprintf(stderr, "usage: %s check [--quick] | time [--runs N] [--path P] [--case SUBSTRING] [--refine N] [--distinct] [--width max|needed|device] | incremental [--runs N] [--path P] | sanitize [--iterations N]\n",
             argv[0]);
     return 2;
 }

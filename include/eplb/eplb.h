@@ -203,11 +203,20 @@ EPLB_EXTERN eplb_status eplb_rebalance(eplb_context *ctx, const float *weight,
  *
  * The call is asynchronous: it validates the shape and options on the host,
  * enqueues the work on the stream and returns; no host synchronisation, no
- * host copy. log2phy_width must be >= 1; replicas - experts + 1 always
- * suffices. Weights and the width are checked on the device: an invalid
- * weight, or an expert with more replicas than log2phy_width, leaves the
- * outputs untouched, and the next eplb_device_status() reports
- * EPLB_ERR_INVALID_WEIGHT or EPLB_ERR_LOG2PHY_TOO_SMALL.
+ * host copy. log2phy_width must be >= 1, or EPLB_LOG2PHY_WIDTH_NEEDED;
+ * replicas - experts + 1 always suffices. Weights and the width are checked
+ * on the device: an invalid weight, or an expert with more replicas than
+ * log2phy_width, leaves the outputs untouched, and the next
+ * eplb_device_status() reports EPLB_ERR_INVALID_WEIGHT or
+ * EPLB_ERR_LOG2PHY_TOO_SMALL.
+ *
+ * With log2phy_width = EPLB_LOG2PHY_WIDTH_NEEDED the device chooses the
+ * width: log2phy is written as [layers][experts][w], w = max(logcnt) over all
+ * layers, packed at the start of the buffer, which must hold layers *
+ * experts * eplb_log2phy_width_max(shape) int64 (the entries past the first
+ * layers * experts * w are left untouched). eplb_device_log2phy_width()
+ * reports w. The same plan at a fixed width >= w holds the same slots in
+ * each row's first w entries and -1 after them.
  *
  * Ordering and lifetime: the inputs must be ready when the work reaches them on
  * the stream, and the outputs are ready once the stream has passed the call.
@@ -220,8 +229,21 @@ EPLB_EXTERN eplb_status eplb_rebalance_device(eplb_context *ctx, const void *wei
                                               int64_t log2phy_width, void *stream);
 
 /* Waits for the context's device work on stream and returns the status of the
- * last eplb_rebalance_device call (EPLB_OK, or EPLB_ERR_INVALID_WEIGHT). */
+ * last eplb_rebalance_device call (EPLB_OK, EPLB_ERR_INVALID_WEIGHT or
+ * EPLB_ERR_LOG2PHY_TOO_SMALL). */
 EPLB_EXTERN eplb_status eplb_device_status(eplb_context *ctx, void *stream);
+
+/* log2phy_width of eplb_rebalance_device that lets the device choose the
+ * width: the smallest that holds the plan, max(logcnt) over all layers. */
+#define EPLB_LOG2PHY_WIDTH_NEEDED ((int64_t)-1)
+
+/* Waits and returns the status as eplb_device_status does; on EPLB_OK,
+ * *width (not NULL) receives the row width at which the last
+ * eplb_rebalance_device call wrote log2phy: its log2phy_width, or with
+ * EPLB_LOG2PHY_WIDTH_NEEDED the width the device chose. On an error *width
+ * is left untouched. */
+EPLB_EXTERN eplb_status eplb_device_log2phy_width(eplb_context *ctx, void *stream,
+                                                  int64_t *width);
 
 /* ---- Rebalancing from the running plan (SPEC 13) ------------------------
  * Plans as eplb_rebalance does, then moves as few experts as it can away from

@@ -48,7 +48,9 @@ def test_golden_on_cuda_tensors(path):
     w = torch.from_numpy(case.weight).cuda()
     result = eplb.rebalance_experts(w, *case.args(), **case.options())
     for t in result:
-        assert t.device == w.device and t.dtype == torch.int64
+        assert t.device == w.device and t.dtype == torch.int64 and t.is_contiguous()
+    # check=True: log2phy is written at the width the device chose, max(logcnt).
+    assert result[1].shape[2] == int(result[2].max())
     phy2log, log2phy, logcnt = to_cpu(result)
     np.testing.assert_array_equal(phy2log, case.phy2log)
     np.testing.assert_array_equal(logcnt, case.logcnt)
@@ -136,6 +138,14 @@ def test_log2phy_widths_on_cuda_tensors():
     narrow = eplb.rebalance_experts(w, *ARGS)
     assert narrow[1].shape == want[1].shape and narrow[1].is_contiguous()
     assert_unchecked_plan(eplb.rebalance_experts(w, *ARGS, log2phy_width="redundant"), want)
+    unchecked = eplb.rebalance_experts(w, *ARGS, check=False)
+    assert all(t.is_contiguous() for t in unchecked)
+    assert_unchecked_plan(unchecked, want)
+    # The outputs share one allocation, in parts that do not overlap.
+    phy2log, log2phy, logcnt = eplb.rebalance_experts(w, *ARGS)
+    phy2log.fill_(-5)
+    logcnt.fill_(-6)
+    np.testing.assert_array_equal(log2phy.cpu().numpy(), want[1])
 
 
 def test_window_on_cuda_tensors():

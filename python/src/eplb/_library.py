@@ -168,6 +168,10 @@ eplb_evaluate = _declare_later(
     "eplb_evaluate", ctypes.c_int,
     [ctypes.c_void_p, ctypes.POINTER(Shape), ctypes.c_int, ctypes.c_void_p,
      ctypes.POINTER(Evaluation), _double_p, _double_p, _double_p])
+eplb_device_log2phy_width = _declare_later(
+    "eplb_device_log2phy_width", ctypes.c_int, [ctypes.c_void_p, ctypes.c_void_p, _i64_p])
+# eplb_rebalance_device's log2phy_width that lets the device choose the width.
+LOG2PHY_WIDTH_NEEDED = -1
 eplb_moves_init = _declare_later("eplb_moves_init", None, [ctypes.POINTER(Moves)])
 eplb_count_moves = _declare_later(
     "eplb_count_moves", ctypes.c_int,

@@ -27,15 +27,6 @@ class Context:
         # whether its status is still unchecked (check=False).
         self.last_stream = None
         self.unchecked = False
-        self._host_scalar = None
-
-    def host_scalar(self, torch):
-        """A page-locked int64 scalar of this context, for a value copied back
-        behind a plan without a wait of its own (read after the status check's
-        wait; nothing is left in flight into it between calls)."""
-        if self._host_scalar is None:
-            self._host_scalar = torch.empty((), dtype=torch.int64, pin_memory=True)
-        return self._host_scalar
 
     def fail(self, status):
         """Raises EplbError with this context's last message."""

@@ -326,31 +326,38 @@ def _plan_cuda_current(torch, weight, device, shape_args, opts, check, log2phy_w
         # The context's device workspace is reused: order after its last user.
         torch.cuda.current_stream(device).wait_stream(
             torch.cuda.ExternalStream(ctx.last_stream, device=device))
+    replicas = shape.replicas
     width = _redundant_width(shape)
-    phy2log = torch.empty((layers, shape.replicas), dtype=torch.int64, device=device)
-    logcnt = torch.empty((layers, experts), dtype=torch.int64, device=device)
-    log2phy = torch.empty((layers, experts, width), dtype=torch.int64, device=device)
+    # One allocation for the three outputs (each a view of its own part): a
+    # torch.empty costs more than a view.
+    at_logcnt = layers * replicas
+    at_log2phy = at_logcnt + layers * experts
+    outputs = torch.empty(at_log2phy + layers * experts * width, dtype=torch.int64, device=device)
+    phy2log = outputs.as_strided((layers, replicas), (replicas, 1), 0)
+    logcnt = outputs.as_strided((layers, experts), (experts, 1), at_logcnt)
+    log2phy_data = outputs.data_ptr() + 8 * at_log2phy
+    # check=True waits for the plan anyway, so the device may choose the width
+    # (max(logcnt)) and write log2phy packed at it; check=False returns before
+    # the plan is done and keeps the always-sufficient width.
+    narrow = check and log2phy_width == "max"
     status = _lib.eplb_rebalance_device(ctx.handle, weight32.data_ptr(), ctypes.byref(shape),
                                         ctypes.byref(opts), phy2log.data_ptr(),
-                                        logcnt.data_ptr(), log2phy.data_ptr(), width, stream)
+                                        logcnt.data_ptr(), log2phy_data,
+                                        _library.LOG2PHY_WIDTH_NEEDED if narrow else width, stream)
     if status != 0:
         ctx.fail(status)
     ctx.last_stream = stream
     ctx.unchecked = True
-    if check:
-        # max(logcnt) is known only once the plan is done (check=False
-        # keeps the always-sufficient width rather than wait for it). Its
-        # copy to page-locked memory is enqueued behind the plan, so the
-        # status check's one wait brings both back.
-        narrow = log2phy_width == "max"
-        if narrow:
-            most = ctx.host_scalar(torch)
-            most.copy_(torch.amax(logcnt), non_blocking=True)
+    if narrow:
+        ctx.unchecked = False
+        chosen = ctypes.c_int64(0)
+        status = _library.eplb_device_log2phy_width(ctx.handle, stream, ctypes.byref(chosen))
+        if status != 0:
+            ctx.fail(status)
+        width = chosen.value
+    elif check:
         _device_status(ctx)
-        if narrow:
-            needed = int(most)
-            if needed < width:
-                log2phy = log2phy[:, :, :needed].contiguous()
+    log2phy = outputs.as_strided((layers, experts, width), (experts * width, width, 1), at_log2phy)
     return phy2log, log2phy, logcnt
 
 
