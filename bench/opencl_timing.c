@@ -26,6 +26,62 @@ typedef struct timing_case {
     eplb_policy policy;
 } timing_case;
 
+/* The plan in p, n, l was made at the always-sufficient width: plans again
+ * with EPLB_LOG2PHY_WIDTH_NEEDED into a second log2phy buffer and checks that
+ * the device chose max(logcnt) and wrote the same rows packed at it, leaving
+ * the rest of the buffer alone. Returns the number of failures (0 or 1). */
+static int check_needed_width(const eplb_opencl_api *cl, eplb_context *ctx,
+                              cl_command_queue queue, cl_mem w, const eplb_shape *s,
+                              const eplb_options *o, cl_mem p, cl_mem n, cl_mem l)
+{
+    const size_t LE = (size_t)(s->layers * s->experts);
+    const int64_t X = eplb_log2phy_width_max(s);
+    int64_t *fixed = malloc(LE * (size_t)X * 8), *packed = malloc(LE * (size_t)X * 8),
+            *counts = malloc(LE * 8);
+    for (size_t i = 0; i < LE * (size_t)X; i++)
+        packed[i] = -7;
+    cl_int err;
+    cl_context cl_ctx = NULL;
+    cl_device_id device = NULL;
+    if (eplb_opencl_context_info(ctx, &cl_ctx, &device) != EPLB_OK) {
+        printf("  MISMATCH: no cl_context for the needed-width check\n");
+        free(fixed);
+        free(packed);
+        free(counts);
+        return 1;
+    }
+    cl_mem l2 = cl->clCreateBuffer(cl_ctx, CL_MEM_READ_WRITE | CL_MEM_COPY_HOST_PTR,
+                                   LE * (size_t)X * 8, packed, &err);
+    cl->clEnqueueReadBuffer(queue, l, CL_TRUE, 0, LE * (size_t)X * 8, fixed, 0, NULL, NULL);
+    cl->clEnqueueReadBuffer(queue, n, CL_TRUE, 0, LE * 8, counts, 0, NULL, NULL);
+    int64_t width = -7;
+    eplb_status st = eplb_rebalance_device(ctx, w, s, o, p, n, l2, EPLB_LOG2PHY_WIDTH_NEEDED, queue);
+    if (st == EPLB_OK)
+        st = eplb_device_log2phy_width(ctx, queue, &width);
+    cl->clEnqueueReadBuffer(queue, l2, CL_TRUE, 0, LE * (size_t)X * 8, packed, 0, NULL, NULL);
+    cl->clReleaseMemObject(l2);
+    int64_t most = 0;
+    for (size_t i = 0; i < LE; i++)
+        most = counts[i] > most ? counts[i] : most;
+    int ok = st == EPLB_OK && width == most;
+    for (size_t row = 0; ok && row < LE; row++)
+        for (int64_t r = 0; ok && r < X; r++)
+            ok = r < most ? packed[row * (size_t)most + (size_t)r] == fixed[row * (size_t)X + (size_t)r]
+                          : fixed[row * (size_t)X + (size_t)r] == -1;
+    for (size_t i = LE * (size_t)(most > 0 ? most : 0); ok && i < LE * (size_t)X; i++)
+        ok = packed[i] == -7;
+    if (ok)
+        printf("  log2phy at the width the device chose (%lld) == at width %lld\n",
+               (long long)width, (long long)X);
+    else
+        printf("  MISMATCH: log2phy at the width the device chose (%lld, status %s: %s)\n",
+               (long long)width, eplb_status_string(st), eplb_context_last_error(ctx));
+    free(fixed);
+    free(packed);
+    free(counts);
+    return ok ? 0 : 1;
+}
+
 /* The shapes of bench/eplb_bench.c: 58 layers x 256 experts in 8 groups. */
 static const timing_case cases[] = {
     {"hierarchical 288/8/4/32", {58, 256, 288, 8, 4, 32}, EPLB_POLICY_AUTO},
@@ -165,6 +221,7 @@ int main(int argc, char **argv)
         }
         cl->clEnqueueReadBuffer(queue, p, CL_TRUE, 0, LR * 8, phy2log, 0, NULL, NULL);
         cl->clEnqueueReadBuffer(queue, n, CL_TRUE, 0, LE * 8, logcnt, 0, NULL, NULL);
+        failures += check_needed_width(cl, ctx, queue, w, s, &o, p, n, l);
         int host_runs = runs < 50 ? runs : 50;
         failures += time_host("opencl", weight, s, &o, host_runs, warmup ? 3 : 0, want_p, want_c);
         failures += time_host("cpu", weight, s, &o, host_runs, warmup ? 3 : 0, want_p, want_c);
