@@ -80,49 +80,49 @@ eplb_status eplb_cuda_assemble(eplb_backend *backend, const eplb_plan_job *job)
     return eplb_cuda_launched(backend, "assemble");
 }
 
-/* log2phy at the width the plan needs (EPLB_LOG2PHY_WIDTH_NEEDED). The width
- * is known only once every layer's counts are, so it takes a kernel of its
- * own, one block, before the kernel that writes log2phy at that width. */
-__global__ void eplb_cuda_log2phy_width_kernel(int32_t *status, const int64_t *logcnt,
-                                               int64_t count)
+/* log2phy at the width the plan needs (EPLB_LOG2PHY_WIDTH_NEEDED), one block
+ * per layer. The width is known only once every layer's counts are, so each
+ * block first finds it from the whole of logcnt (read from L2 by every block:
+ * cheaper than a kernel of its own and its launch), then fills its layer's
+ * rows with -1 and writes each slot at its replica rank. Block 0 reports the
+ * width in status[1]. */
+__global__ void eplb_cuda_log2phy_at_needed_width_kernel(int32_t *status, const int64_t *logcnt,
+                                                         const int64_t *phy2log,
+                                                         const int32_t *slot_rank,
+                                                         int64_t *log2phy, int64_t L, int64_t E,
+                                                         int64_t R)
 {
     if (status[0] != 0)
         return;
     __shared__ int64_t warp_most[32];
+    __shared__ int64_t width;
+    const int64_t count = L * E;
     int64_t most = 1;
+#pragma unroll 4
     for (int64_t i = threadIdx.x; i < count; i += blockDim.x)
-        most = logcnt[i] > most ? logcnt[i] : most;
-    for (int offset = 16; offset > 0; offset /= 2) {
-        const int64_t other = __shfl_xor_sync(0xffffffffu, most, offset);
-        most = other > most ? other : most;
-    }
-    const unsigned warp = threadIdx.x / 32, warps = (blockDim.x + 31) / 32;
+        most = max(most, logcnt[i]);
+    for (int offset = 16; offset > 0; offset /= 2)
+        most = max(most, (int64_t)__shfl_xor_sync(0xffffffffu, most, offset));
+    const unsigned warps = (blockDim.x + 31) / 32;
     if (threadIdx.x % 32 == 0)
-        warp_most[warp] = most;
+        warp_most[threadIdx.x / 32] = most;
     __syncthreads();
     if (threadIdx.x == 0) {
         for (unsigned k = 1; k < warps; k++)
-            most = warp_most[k] > most ? warp_most[k] : most;
-        status[1] = (int32_t)most;
+            most = max(most, warp_most[k]);
+        width = most;
+        if (blockIdx.x == 0)
+            status[1] = (int32_t)most;
     }
-}
-
-/* One block per layer: the layer's rows filled with -1, then each slot
- * written at its replica rank. */
-__global__ void eplb_cuda_log2phy_at_width_kernel(const int32_t *status, const int64_t *phy2log,
-                                                  const int32_t *slot_rank, int64_t *log2phy,
-                                                  int64_t L, int64_t E, int64_t R)
-{
-    if (status[0] != 0)
-        return;
-    const int64_t w = status[1];
+    __syncthreads();
+    const int64_t w = width;
     for (int64_t l = blockIdx.x; l < L; l += gridDim.x) {
         int64_t *rows = log2phy + l * E * w;
         for (int64_t i = threadIdx.x; i < E * w; i += blockDim.x)
             rows[i] = -1;
         __syncthreads();
-        for (int64_t s = threadIdx.x; s < R; s += blockDim.x)
-            rows[phy2log[l * R + s] * w + slot_rank[l * R + s]] = s;
+        for (int64_t q = threadIdx.x; q < R; q += blockDim.x)
+            rows[phy2log[l * R + q] * w + slot_rank[l * R + q]] = q;
         __syncthreads();
     }
 }
@@ -130,15 +130,10 @@ __global__ void eplb_cuda_log2phy_at_width_kernel(const int32_t *status, const i
 eplb_status eplb_cuda_log2phy_at_needed_width(eplb_backend *backend, const eplb_plan_job *job)
 {
     eplb_cuda_context *ctx = eplb_cuda_ctx(backend);
-    eplb_cuda_log2phy_width_kernel<<<1, 1024, 0, ctx->stream>>>(
-        (int32_t *)job->status, (const int64_t *)job->logcnt, job->layers * job->experts);
-    eplb_status st = eplb_cuda_launched(backend, "log2phy width");
-    if (st != EPLB_OK)
-        return st;
     const unsigned blocks = (unsigned)(job->layers < 65535 ? job->layers : 65535);
-    eplb_cuda_log2phy_at_width_kernel<<<blocks, 256, 0, ctx->stream>>>(
-        (const int32_t *)job->status, (const int64_t *)job->phy2log,
+    eplb_cuda_log2phy_at_needed_width_kernel<<<blocks, 1024, 0, ctx->stream>>>(
+        (int32_t *)job->status, (const int64_t *)job->logcnt, (const int64_t *)job->phy2log,
         (const int32_t *)job->slot_rank, (int64_t *)job->log2phy, job->layers, job->experts,
         job->replicas);
-    return eplb_cuda_launched(backend, "log2phy at width");
+    return eplb_cuda_launched(backend, "log2phy at the needed width");
 }
