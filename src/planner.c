@@ -791,9 +791,24 @@ eplb_status eplb_plan_device_status(eplb_context *ctx, void *stream, int64_t *wi
     const int64_t fixed_width = ctx->workspace.device_plan_width;
     int32_t words[2] = {0, 0};
     const size_t bytes = fixed_width == EPLB_LOG2PHY_WIDTH_NEEDED ? sizeof words : sizeof words[0];
+    const void *device_words = ctx->workspace.buffer[EPLB_BUF_STATUS];
     eplb_status st = be->iface->set_stream(be, stream);
-    if (st == EPLB_OK)
-        st = be->iface->download(be, words, ctx->workspace.buffer[EPLB_BUF_STATUS], bytes);
+    if (st == EPLB_OK && has_async_copies(be->iface)) {
+        /* Into page-locked memory and one wait: a waiting copy into the
+         * stack goes through the driver's own bounce buffer, which costs
+         * more. No copy of the host API is in flight in the staging area
+         * here (that API waits before it returns). */
+        if ((st = reserve_host_staging(ctx, sizeof words)) != EPLB_OK)
+            return st;
+        st = be->iface->download_async(be, ctx->workspace.host_staging, device_words, bytes);
+        const eplb_status waited = be->iface->synchronize(be);
+        if (st == EPLB_OK)
+            st = waited;
+        if (st == EPLB_OK)
+            memcpy(words, ctx->workspace.host_staging, bytes);
+    } else if (st == EPLB_OK) {
+        st = be->iface->download(be, words, device_words, bytes);
+    }
     if (st != EPLB_OK)
         return eplb_context_backend_fail(ctx, st);
     const int32_t device_status = words[0];
