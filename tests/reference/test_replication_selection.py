@@ -8,8 +8,12 @@ descending, item ascending, count ascending, and the slots take them in that
 order. This file checks that claim against the sequential steps of the spec,
 and checks a threshold search that finds the picks without enumerating every
 triple (a search over the value's bits, an item's count found from a double
-estimate and exact float32 checks), as a kernel would do it. Nothing in the
-library uses it yet.
+estimate and exact float32 checks), as a kernel would do it. It also checks
+a third form: SPEC 5's steps over the p - n first items in the order (w
+descending, index ascending) alone, every item that gets an extra slot being
+among them. Nothing in the library uses these: the third form, tried in the
+CUDA plan_fused, was slower than the chain it replaced (docs/benchmarks.md,
+fifteenth session).
 """
 
 import numpy as np
@@ -145,6 +149,41 @@ def test_threshold_search_is_the_spec(seed):
     # The double estimate is off by at most a couple of counts, so a kernel
     # needs only a few float32 checks per item and threshold.
     assert worst <= 2
+
+
+def listed_replicate(w, p):
+    """SPEC 5's steps over the p - n first items in the order (value w/1
+    descending, index ascending) alone, as the CUDA plan_fused does for rows
+    with many more items than extra slots (cuda_replicate.cuh): every item
+    that gets an extra slot is among them."""
+    n = len(w)
+    extra = p - n
+    ranked = sorted(range(n), key=lambda i: (-key(value(w[i], 1)), i))
+    listed = sorted(ranked[:extra])
+    cnt = [1] * n
+    picks = []
+    for _ in range(extra):
+        best = max(listed, key=lambda i: (key(value(w[i], cnt[i])), -i))
+        picks.append(best)
+        cnt[best] += 1
+    return cnt, picks
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_the_listed_items_hold_every_pick(seed):
+    for w, p in rows(seed):
+        if p - len(w) < len(w):
+            assert listed_replicate(w, p) == spec_replicate(w, p), (w, p)
+
+
+def test_the_list_breaks_ties_by_index():
+    # Item 0's 10 takes the first extra slot; its 10 / 2 = 5 then ties with
+    # items 1 and 3 at 5, and the lowest index, item 0, takes the second; a
+    # third extra slot goes to item 1.
+    w = [F32(10), F32(5), F32(1), F32(5)]
+    assert spec_replicate(w, 6) == ([3, 1, 1, 1], [0, 0])
+    assert listed_replicate(w, 6) == spec_replicate(w, 6)
+    assert listed_replicate(w, 7) == spec_replicate(w, 7) == ([3, 2, 1, 1], [0, 0, 1])
 
 
 def test_a_worked_row():
