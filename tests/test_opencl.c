@@ -565,18 +565,39 @@ static void device_plan_free(device_plan *p)
     free(p->log2phy);
 }
 
+/* The device-pointer API's shapes: the DeepSeek-V3 ones, small ones, and one
+ * without extra slots (every count 1). */
+static const eplb_shape device_api_shapes[] = {{58, 256, 288, 8, 4, 32}, {58, 256, 320, 8, 3, 64},
+                                               {8, 64, 128, 4, 2, 128}, {3, 16, 64, 1, 1, 4},
+                                               {2, 8, 8, 2, 2, 4}};
+#define DEVICE_API_SHAPES (sizeof device_api_shapes / sizeof *device_api_shapes)
+
+/* Weights of the workload (seed; every dead_every-th expert idle) for s. */
+static float *device_api_weights(const eplb_shape *s, uint64_t seed, int64_t dead_every)
+{
+    float *w = malloc(sizeof(float) * (size_t)(s->layers * s->experts));
+    cr_assert(w, "out of memory");
+    eplb_workload_fill(w, s->layers, s->experts, seed, dead_every);
+    return w;
+}
+
+/* device_api_weights for s, and the cpu backend's plan of them into want. */
+static float *device_api_case(eplb_context *cpu, const eplb_shape *s, uint64_t seed,
+                              int64_t dead_every, eplbt_plan *want)
+{
+    float *w = device_api_weights(s, seed, dead_every);
+    eplbt_plan_run(cpu, "cpu", w, s, NULL, want);
+    return w;
+}
+
 static void check_device_api(int own_queue)
 {
     eplb_context *ctx = eplbt_open_opencl_or_skip();
     eplb_context *cpu = eplbt_context("cpu");
-    const eplb_shape shapes[] = {{58, 256, 288, 8, 4, 32}, {58, 256, 320, 8, 3, 64},
-                                 {8, 64, 128, 4, 2, 128}, {3, 16, 64, 1, 1, 4}};
-    for (size_t i = 0; i < sizeof shapes / sizeof *shapes; i++) {
-        const eplb_shape *s = &shapes[i];
-        float *w = malloc(sizeof(float) * (size_t)(s->layers * s->experts));
-        eplb_workload_fill(w, s->layers, s->experts, 7 + i, i % 2 ? 6 : 0);
+    for (size_t i = 0; i < DEVICE_API_SHAPES; i++) {
+        const eplb_shape *s = &device_api_shapes[i];
         eplbt_plan want;
-        eplbt_plan_run(cpu, "cpu", w, s, NULL, &want);
+        float *w = device_api_case(cpu, s, 7 + i, i % 2 ? 6 : 0, &want);
         for (int repeat = 0; repeat < 2; repeat++) {
             device_plan got;
             eplb_status call;
@@ -674,15 +695,10 @@ static void check_device_api_needed_width(void)
 {
     eplb_context *ctx = eplbt_open_opencl_or_skip();
     eplb_context *cpu = eplbt_context("cpu");
-    const eplb_shape shapes[] = {{58, 256, 288, 8, 4, 32}, {58, 256, 320, 8, 3, 64},
-                                 {8, 64, 128, 4, 2, 128}, {3, 16, 64, 1, 1, 4},
-                                 {2, 8, 8, 2, 2, 4}};
-    for (size_t i = 0; i < sizeof shapes / sizeof *shapes; i++) {
-        const eplb_shape *s = &shapes[i];
-        float *w = malloc(sizeof(float) * (size_t)(s->layers * s->experts));
-        eplb_workload_fill(w, s->layers, s->experts, 11 + i, i % 2 ? 5 : 0);
+    for (size_t i = 0; i < DEVICE_API_SHAPES; i++) {
+        const eplb_shape *s = &device_api_shapes[i];
         eplbt_plan want;
-        eplbt_plan_run(cpu, "cpu", w, s, NULL, &want);
+        float *w = device_api_case(cpu, s, 11 + i, i % 2 ? 5 : 0, &want);
         const size_t LE = (size_t)(s->layers * s->experts), LR = (size_t)(s->layers * s->replicas);
         int64_t most = 0;
         for (size_t j = 0; j < LE; j++)
@@ -722,9 +738,8 @@ static void check_device_api_needed_width(void)
         free(w);
     }
     /* An invalid weight leaves every output alone, and the width unreported. */
-    const eplb_shape s = shapes[0];
-    float *w = malloc(sizeof(float) * (size_t)(s.layers * s.experts));
-    eplb_workload_fill(w, s.layers, s.experts, 2, 0);
+    const eplb_shape s = device_api_shapes[0];
+    float *w = device_api_weights(&s, 2, 0);
     w[57 * 256 + 9] = NAN;
     device_plan p;
     eplb_status call;
