@@ -159,56 +159,49 @@ struct device_buffers {
     }
 };
 
-/* Device-pointer plan on stream; waits and reads the outputs back. */
+/* Device-pointer plan on stream; waits and reads the outputs back. width 0:
+ * the always-sufficient width. EPLB_LOG2PHY_WIDTH_NEEDED: the device chooses
+ * it, in a log2phy of the always-sufficient width, which the plan read back
+ * holds whole, with p.width the width eplb_device_log2phy_width reported
+ * (-7 on an error). */
 static plan device_plan(eplb_context *ctx, const float *w, const eplb_shape &s,
                         const eplb_options &o, cudaStream_t stream, int64_t width = 0)
 {
-    if (width <= 0)
-        width = eplb_log2phy_width_max(&s);
-    device_buffers d(s, width);
+    const bool chosen = width == EPLB_LOG2PHY_WIDTH_NEEDED;
+    const int64_t capacity = width <= 0 ? eplb_log2phy_width_max(&s) : width;
+    device_buffers d(s, capacity);
     CUDA_OK(cudaMemcpy(d.weight, w, d.nw * sizeof(float), cudaMemcpyHostToDevice));
     d.fill_outputs(-7);
-    plan p;
+    int64_t reported = -7;
     eplb_status st = eplb_rebalance_device(ctx, d.weight, &s, &o, d.phy2log, d.logcnt, d.log2phy,
-                                           width, stream);
+                                           chosen ? width : capacity, stream);
     if (st == EPLB_OK)
-        st = eplb_device_status(ctx, stream);
+        st = chosen ? eplb_device_log2phy_width(ctx, stream, &reported)
+                    : eplb_device_status(ctx, stream);
     if (st != EPLB_OK)
         fprintf(stderr, "  device plan: %s\n", eplb_context_last_error(ctx));
-    p = d.read(width);
+    plan p = d.read(capacity);
     p.status = st;
+    if (chosen)
+        p.width = reported;
     return p;
 }
 
-/* Device-pointer plan with EPLB_LOG2PHY_WIDTH_NEEDED: log2phy is allocated at
- * the always-sufficient width, and the plan read back holds the width the
- * device chose and log2phy at that width. untouched_tail tells whether the
- * buffer past the plan's rows kept its -7. */
+/* Device-pointer plan with EPLB_LOG2PHY_WIDTH_NEEDED, its log2phy cut to the
+ * width the device chose. untouched_tail tells whether the buffer past the
+ * plan's rows kept its -7. */
 static plan device_plan_needed_width(eplb_context *ctx, const float *w, const eplb_shape &s,
                                      const eplb_options &o, cudaStream_t stream,
                                      bool *untouched_tail)
 {
-    const int64_t capacity = eplb_log2phy_width_max(&s);
-    device_buffers d(s, capacity);
-    CUDA_OK(cudaMemcpy(d.weight, w, d.nw * sizeof(float), cudaMemcpyHostToDevice));
-    d.fill_outputs(-7);
-    int64_t width = -7;
-    eplb_status st = eplb_rebalance_device(ctx, d.weight, &s, &o, d.phy2log, d.logcnt, d.log2phy,
-                                           EPLB_LOG2PHY_WIDTH_NEEDED, stream);
-    if (st == EPLB_OK)
-        st = eplb_device_log2phy_width(ctx, stream, &width);
-    if (st != EPLB_OK)
-        fprintf(stderr, "  device plan at the needed width: %s\n", eplb_context_last_error(ctx));
-    plan p = d.read(capacity);
-    p.status = st;
+    plan p = device_plan(ctx, w, s, o, stream, EPLB_LOG2PHY_WIDTH_NEEDED);
     *untouched_tail = true;
-    if (st == EPLB_OK && width >= 1 && width <= capacity) {
-        const size_t used = d.nc * (size_t)width;
+    if (p.status == EPLB_OK && p.width >= 1 && p.width <= eplb_log2phy_width_max(&s)) {
+        const size_t used = p.logcnt.size() * (size_t)p.width;
         for (size_t i = used; i < p.log2phy.size(); i++)
             *untouched_tail &= p.log2phy[i] == -7;
         p.log2phy.resize(used);
-        p.width = width;
-    } else if (st == EPLB_OK) {
+    } else if (p.status == EPLB_OK) {
         p.status = EPLB_ERR_INTERNAL; /* a width outside [1, capacity] */
     }
     return p;
