@@ -787,10 +787,10 @@ eplb_status eplb_plan_device_status(eplb_context *ctx, void *stream, int64_t *wi
     if (!ctx->workspace.device_plan_pending)
         return eplb_context_fail(ctx, EPLB_ERR_INVALID_ARGUMENT,
                                  "no eplb_rebalance_device call to report on");
-    /* The status word, and after it the width the device chose, when it did. */
+    /* The status word, and after it the width the device chose, when it did
+     * (the buffer always holds both: reserve_intermediates). */
     const int64_t fixed_width = ctx->workspace.device_plan_width;
     int32_t words[2] = {0, 0};
-    const size_t bytes = fixed_width == EPLB_LOG2PHY_WIDTH_NEEDED ? sizeof words : sizeof words[0];
     const void *device_words = ctx->workspace.buffer[EPLB_BUF_STATUS];
     eplb_status st = be->iface->set_stream(be, stream);
     if (st == EPLB_OK && has_async_copies(be->iface)) {
@@ -800,14 +800,15 @@ eplb_status eplb_plan_device_status(eplb_context *ctx, void *stream, int64_t *wi
          * here (that API waits before it returns). */
         if ((st = reserve_host_staging(ctx, sizeof words)) != EPLB_OK)
             return st;
-        st = be->iface->download_async(be, ctx->workspace.host_staging, device_words, bytes);
+        st = be->iface->download_async(be, ctx->workspace.host_staging, device_words,
+                                       sizeof words);
         const eplb_status waited = be->iface->synchronize(be);
         if (st == EPLB_OK)
             st = waited;
         if (st == EPLB_OK)
-            memcpy(words, ctx->workspace.host_staging, bytes);
+            memcpy(words, ctx->workspace.host_staging, sizeof words);
     } else if (st == EPLB_OK) {
-        st = be->iface->download(be, words, device_words, bytes);
+        st = be->iface->download(be, words, device_words, sizeof words);
     }
     if (st != EPLB_OK)
         return eplb_context_backend_fail(ctx, st);
