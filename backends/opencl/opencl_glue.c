@@ -116,9 +116,12 @@ eplb_status eplb_opencl_assemble(eplb_backend *backend, const eplb_plan_job *job
     return st;
 }
 
-/* The most work-items of eplb_log2phy_width's one group (its
- * EPLB_LOG2PHY_WIDTH_LOCAL) and of a group of eplb_log2phy_at_width. */
-#define LOG2PHY_LOCAL 256
+/* The work-items of a group of kernel id, at most 256: eplb_log2phy_width's
+ * local array (its EPLB_LOG2PHY_WIDTH_LOCAL) holds that many. */
+static size_t log2phy_group(const eplb_opencl *s, eplb_opencl_kernel_id id)
+{
+    return s->kernel_group[id] < 256 ? s->kernel_group[id] : 256;
+}
 
 eplb_status eplb_opencl_log2phy_at_needed_width(eplb_backend *backend, const eplb_plan_job *job)
 {
@@ -127,20 +130,16 @@ eplb_status eplb_opencl_log2phy_at_needed_width(eplb_backend *backend, const epl
            slot_rank = job->slot_rank, log2phy = job->log2phy;
     const cl_ulong count = (cl_ulong)job->layers * (cl_ulong)job->experts;
     const cl_long E = job->experts, R = job->replicas;
-    const size_t width_local = s->kernel_group[EPLB_CLK_LOG2PHY_WIDTH] < LOG2PHY_LOCAL
-                                   ? s->kernel_group[EPLB_CLK_LOG2PHY_WIDTH] : LOG2PHY_LOCAL;
-    const size_t write_local = s->kernel_group[EPLB_CLK_LOG2PHY_AT_WIDTH] < LOG2PHY_LOCAL
-                                   ? s->kernel_group[EPLB_CLK_LOG2PHY_AT_WIDTH] : LOG2PHY_LOCAL;
     eplb_status st = eplb_opencl_run_groups(
         backend, EPLB_CLK_LOG2PHY_WIDTH, NULL,
         EPLB_CL_ARGS(EPLB_CL_ARG(status), EPLB_CL_ARG(logcnt), EPLB_CL_ARG(count)), 1,
-        width_local);
+        log2phy_group(s, EPLB_CLK_LOG2PHY_WIDTH));
     if (st == EPLB_OK)
         st = eplb_opencl_run_groups(
             backend, EPLB_CLK_LOG2PHY_AT_WIDTH, NULL,
             EPLB_CL_ARGS(EPLB_CL_ARG(status), EPLB_CL_ARG(phy2log), EPLB_CL_ARG(slot_rank),
                          EPLB_CL_ARG(log2phy), EPLB_CL_ARG(E), EPLB_CL_ARG(R)),
-            (size_t)job->layers, write_local);
+            (size_t)job->layers, log2phy_group(s, EPLB_CLK_LOG2PHY_AT_WIDTH));
     if (st == EPLB_OK)
         s->cl->clFlush(s->handles.queue);
     return st;
