@@ -100,3 +100,20 @@ Test(cuda_refine, named_shapes_plan_as_on_the_cpu_backend, .timeout = 1200)
 
 /* Distinct (docs/spec.md section 11), whose restore and trade rule this
  * stage also runs, is checked in test_cuda_distinct.c. */
+
+/* EPLB_TUNE_CUDA_REFINE takes block or team only: another value fails the
+ * creation with a message naming the knob, on any machine where the module
+ * loads (the knobs are read before the driver is asked anything). */
+Test(cuda_refine, an_invalid_refine_search_knob_is_refused)
+{
+    setenv("EPLB_TUNE_CUDA_REFINE", "bogus", 1);
+    eplb_context *ctx = NULL;
+    const eplb_status st = eplb_context_create(&ctx, "cuda");
+    const char *why = eplb_last_error();
+    unsetenv("EPLB_TUNE_CUDA_REFINE");
+    cr_expect_eq(st, EPLB_ERR_BACKEND_UNAVAILABLE, "status %d", (int)st);
+    cr_expect_null(ctx);
+    if (strstr(why, "cannot load") && strstr(why, "libeplb_cuda"))
+        cr_skip_test("cuda module not built: %s", why);
+    cr_expect(strstr(why, "EPLB_TUNE_CUDA_REFINE") && strstr(why, "'bogus'"), "%s", why);
+}

@@ -14,8 +14,17 @@ enum {
     EPLB_TUNE_CUDA_PATH_STAGES = 1 /* every stage its own kernel */
 };
 
+/* Values of EPLB_TUNE_CUDA_REFINE: which search plan_fused runs for refine.
+ * Both make the same trades; the GPU check runs both. The team search stays
+ * opt-in until it has been checked and timed on a GPU (docs/cuda.md). */
+enum {
+    EPLB_TUNE_CUDA_REFINE_BLOCK = 0, /* eplb_block_refine (cuda_refine.cuh) always */
+    EPLB_TUNE_CUDA_REFINE_TEAM = 1   /* cuda_refine_team.cuh where compiled for the row's k */
+};
+
 typedef struct eplb_cuda_knobs {
-    int path; /* EPLB_TUNE_CUDA_PATH_* */
+    int path;          /* EPLB_TUNE_CUDA_PATH_* */
+    int refine_search; /* EPLB_TUNE_CUDA_REFINE_* */
 } eplb_cuda_knobs;
 
 /* Fills knobs from the environment; a value a knob does not take, or a knob

@@ -8,11 +8,15 @@
  * Packing candidates run one per warp; their greedy and swap are sequential
  * within the warp, with pack argmin/argmax and the pair search across lanes.
  * With refine (SPEC 10) the whole block then trades slots on the chosen
- * placement of its row, in shared memory, through eplb_block_refine. */
+ * placement of its row: in shared memory through eplb_block_refine, or, with
+ * EPLB_TUNE_CUDA_REFINE=team (opt-in while new), with the row in registers
+ * through eplb_team_refine (cuda_refine_team.cuh) where one is compiled for
+ * the row's slots per GPU. */
 #include "cuda_check_weights.cuh"
 #include "cuda_pack_candidate.cuh"
 #include "cuda_plan_fused.cuh"
 #include "cuda_refine.cuh"
+#include "cuda_refine_team.cuh"
 #include "cuda_replicate.cuh"
 
 /* The most threads of a block that refines: a refine trade's time is the
@@ -34,19 +38,24 @@ struct eplb_cuda_plan_args {
     int32_t iterations;
     int32_t refine;            /* the most refine trades per row (Refine kernels only) */
     uint32_t node_split;       /* 1: blockIdx.x = layer * N + node, the block does that node only */
+    uint32_t team_refine;      /* 1: refine through eplb_team_refine (Refine kernels only) */
     uint32_t E, R, G, N, S, M, RN, group_k, slot_m, slot_k, C;
     /* Byte offsets into shared memory. */
     uint32_t o_w, o_nw, o_val, o_log2mlog, o_mlog2log, o_cnt, o_gl, o_gslot, o_gcontent, o_gscore;
     uint32_t o_phy2mlog, o_phyrank, o_sload, o_scontent, o_sscore, o_sbest, o_warps, warp_bytes;
-    uint32_t o_rt, o_rload, o_votes; /* refine's slot loads, GPU loads, votes (Refine only) */
+    uint32_t o_rt, o_rload, o_votes; /* refine's slot loads, GPU loads, votes or posts (Refine only) */
 };
 
 /* MaxThreads bounds the block and so each thread's registers: the
  * register-resident sort, greedy and replication are as large as that
  * budget allows without spilling (eplb_cuda_register_budget). Refine adds
  * the refine search; the kernels of plans without it are compiled without
- * it, so they stay the code that docs/benchmarks.md timed. */
-template <int MaxThreads, bool Refine>
+ * it, so they stay the code that docs/benchmarks.md timed. Team (with
+ * Refine, 256 threads) refines through eplb_team_refine: an instance of its
+ * own, since the team search's registers would otherwise set those of every
+ * refine kernel, and the hierarchical rows' blocks would no longer share a
+ * multiprocessor. */
+template <int MaxThreads, bool Refine, bool Team = false>
 __global__ void __launch_bounds__(MaxThreads, 1) eplb_cuda_plan_fused_kernel(eplb_cuda_plan_args a)
 {
     extern __shared__ __align__(16) unsigned char smem[];
@@ -177,10 +186,15 @@ __global__ void __launch_bounds__(MaxThreads, 1) eplb_cuda_plan_fused_kernel(epl
             for (uint32_t p = tid; p < RN; p += T)
                 rt[p] = sload[n * RN + (uint32_t)content[p]];
             __syncthreads();
+            const eplb_cuda_refine_row row = {a.slot_m, k, content, rt, rload};
+            /* plan_config chose the team search only with enough warps. */
+            if constexpr (Team) {
+                if (eplb_team_refine_dispatch(row, a.refine, a.tolerance, votes))
+                    continue;
+            }
             for (uint32_t g = tid; g < a.slot_m; g += T)
                 rload[g] = eplb_cuda_refine_gpu_load(rt, g, k);
             __syncthreads();
-            const eplb_cuda_refine_row row = {a.slot_m, k, content, rt, rload};
             eplb_block_refine<uint32_t>(row, a.refine, a.tolerance, votes);
         }
     }
@@ -247,6 +261,7 @@ void eplb_cuda_plan_fused_init(size_t smem_optin)
     eplb_cuda_allow_smem(eplb_cuda_plan_fused_kernel<256, true>, smem_optin);
     eplb_cuda_allow_smem(eplb_cuda_plan_fused_kernel<512, true>, smem_optin);
     eplb_cuda_allow_smem(eplb_cuda_plan_fused_kernel<1024, true>, smem_optin);
+    eplb_cuda_allow_smem(eplb_cuda_plan_fused_kernel<256, true, true>, smem_optin);
 }
 
 /* Lays out shared memory for `warps` warps; returns the total bytes. */
@@ -279,7 +294,10 @@ static size_t plan_layout(const eplb_plan_job *job, uint32_t warps, eplb_cuda_pl
     const bool refine = job->refine > 0 && eplb_plan_rows_trade(job);
     PLACE(o_rt, refine ? RN * 4 : 0);
     PLACE(o_rload, refine ? (size_t)job->slot_pack.packs * 4 : 0);
-    PLACE(o_votes, refine ? sizeof(eplb_cuda_refine_votes) : 0);
+    size_t votes = sizeof(eplb_cuda_refine_votes);
+    if (a->team_refine && eplb_cuda_team_refine_bytes() > votes)
+        votes = eplb_cuda_team_refine_bytes();
+    PLACE(o_votes, refine ? votes : 0);
 #undef PLACE
     size_t warp_bytes = 0, b;
     if (group_packing && (b = eplb_cuda_warp_scratch_bytes((uint32_t)G, (uint32_t)N)) > warp_bytes)
@@ -339,8 +357,21 @@ static int plan_config(eplb_cuda_context *ctx, const eplb_plan_job *job, eplb_cu
          * hierarchical DeepSeek-V3 plan slower (docs/benchmarks.md). */
         const int64_t unit_warps = (int64_t)((m * (k + pairs) + 31) / 32);
         const int64_t most = EPLB_CUDA_FUSED_REFINE_THREADS / 32;
-        if (blocks <= (int64_t)ctx->sm_count && want < unit_warps)
+        /* The team search needs a warp per 32 partners, and takes more
+         * warps only while a lane would weigh more than about 32 trades:
+         * 8 warps on the global DeepSeek-V3 rows, the width of the plan
+         * without refine. */
+        const uint32_t team_warps =
+            ctx->knobs.refine_search == EPLB_TUNE_CUDA_REFINE_TEAM &&
+                    want <= EPLB_CUDA_TEAM_REFINE_MAX_WARPS
+                ? eplb_cuda_team_refine_warps(m, k, (uint32_t)want)
+                : 0u;
+        if (team_warps > 0) {
+            a->team_refine = 1;
+            want = team_warps;
+        } else if (blocks <= (int64_t)ctx->sm_count && want < unit_warps) {
             want = unit_warps < most ? unit_warps : most;
+        }
     }
     uint32_t warps = want > 32 ? 32u : (uint32_t)want;
     size_t bytes = plan_layout(job, warps, a);
@@ -348,6 +379,11 @@ static int plan_config(eplb_cuda_context *ctx, const eplb_plan_job *job, eplb_cu
         bytes = plan_layout(job, --warps, a);
     if (bytes > ctx->smem_optin)
         return 0;
+    /* Fewer warps than partner sets: the block search instead. */
+    if (a->team_refine && (int64_t)warps < (job->slot_pack.packs + 31) / 32) {
+        a->team_refine = 0;
+        bytes = plan_layout(job, warps, a);
+    }
     a->weight = (const float *)job->weight;
     a->status = (int32_t *)job->status;
     a->phy2log = (int64_t *)job->phy2log;
@@ -392,7 +428,9 @@ eplb_status eplb_cuda_plan_fused(eplb_backend *backend, const eplb_plan_job *job
     if (a.check_count == 0 && (st = eplb_cuda_check_weights(backend, job)) != EPLB_OK)
         return st;
     const unsigned L = (unsigned)(a.node_split ? job->layers * job->nodes : job->layers);
-    if (a.refine > 0) {
+    if (a.team_refine) /* at most 256 threads (eplb_cuda_team_refine_warps) */
+        eplb_cuda_plan_fused_kernel<256, true, true><<<L, threads, smem, ctx->stream>>>(a);
+    else if (a.refine > 0) {
         if (threads <= 256)
             eplb_cuda_plan_fused_kernel<256, true><<<L, threads, smem, ctx->stream>>>(a);
         else if (threads <= 512)

@@ -7,6 +7,7 @@
  *                                     against cpu
  *   eplb_cuda_bench time [--runs N] [--path P] [--case SUBSTRING] [--refine N]
  *                        [--distinct] device-pointer call timed with CUDA events
+ *                                     (P: fused, fused-team-refine, stages)
  *   eplb_cuda_bench incremental [--runs N] [--path P]
  *                                     eplb_rebalance_incremental(_device) timed
  *                                     beside the fresh plan (wall clock)
@@ -62,13 +63,35 @@ static void verdict(bool ok, const char *fmt, ...)
         }                                                                                      \
     } while (0)
 
-/* The values of EPLB_TUNE_CUDA_PATH (docs/cuda.md): every one gives the same plan. */
-static const char *const paths[] = {"fused", "stages"};
+/* The paths checked and timed: values of EPLB_TUNE_CUDA_PATH and
+ * EPLB_TUNE_CUDA_REFINE (docs/cuda.md), every one giving the same plan.
+ * "fused-team-refine" is plan_fused with the team refine search where one is
+ * compiled for the row (opt-in while it is new); check runs only its refine
+ * cases. */
+struct cuda_path {
+    const char *name, *path, *refine_search;
+};
+static const cuda_path cuda_paths[] = {
+    {"fused", "fused", "block"},
+    {"fused-team-refine", "fused", "team"},
+    {"stages", "stages", "block"},
+};
+static const char *const paths[] = {"fused", "stages"}; /* sanitize's */
 
-/* A cuda context on one EPLB_TUNE_CUDA_PATH (read when the instance is created). */
+/* A cuda context on one of cuda_paths (the knobs are read when the instance
+ * is created); NULL for a name not listed. */
 static eplb_context *open_cuda(const char *path)
 {
-    setenv("EPLB_TUNE_CUDA_PATH", path, 1);
+    const cuda_path *chosen = NULL;
+    for (const cuda_path &p : cuda_paths)
+        if (!strcmp(p.name, path))
+            chosen = &p;
+    if (!chosen) {
+        fprintf(stderr, "unknown path %s: use fused, fused-team-refine or stages\n", path);
+        return NULL;
+    }
+    setenv("EPLB_TUNE_CUDA_PATH", chosen->path, 1);
+    setenv("EPLB_TUNE_CUDA_REFINE", chosen->refine_search, 1);
     eplb_context *ctx = NULL;
     if (eplb_context_create(&ctx, "cuda") != EPLB_OK) {
         fprintf(stderr, "cuda backend unavailable: %s\n", eplb_last_error());
@@ -340,6 +363,11 @@ static const random_case random_cases[] = {
     {"odd sizes", {5, 60, 150, 6, 3, 15}, 5, 7, 0, 0},
     {"qwen-like global", {48, 128, 160, 1, 1, 32}, 8, 20, 0, 0},
     {"kimi-like", {60, 384, 448, 1, 2, 64}, 16, 20, 0, 0},
+    /* Rows for the team refine search (cuda_refine_team.cuh): eight partner
+     * sets of k = 2, a last set of 4 lanes at k = 3, two sets at k = 8. */
+    {"global k=2 on 256 gpus", {8, 256, 512, 8, 1, 256}, 8, 20, 0, 0},
+    {"global k=3 on 100 gpus", {8, 200, 300, 4, 1, 100}, 8, 20, 0, 0},
+    {"global k=8 on 40 gpus", {6, 256, 320, 8, 1, 40}, 8, 20, 0, 0},
 };
 
 static const random_case scale_case = {
@@ -557,7 +585,8 @@ static int run_check(bool quick)
         fprintf(stderr, "cpu backend: %s\n", eplb_last_error());
         return 2;
     }
-    for (const char *path : paths) {
+    for (const cuda_path &variant : cuda_paths) {
+        const char *path = variant.name;
         eplb_context *ctx = open_cuda(path);
         if (!ctx) {
             verdict(false, "[%s] cuda backend available", path);
@@ -565,12 +594,17 @@ static int run_check(bool quick)
         }
         printf("== path %s on %s\n", path, eplb_context_device(ctx));
         check_goldens(ctx, path);
+        /* The team search as a tuning value: its refine cases only. */
+        const bool refine_only = !strcmp(variant.refine_search, "team");
         for (const random_case &rc : random_cases) {
-            for (uint64_t seed = 0; seed < (quick ? 1u : 3u); seed++)
-                check_random(cpu, ctx, path, rc, seed);
             if (refine_checkable(rc.shape))
                 for (int32_t refine : refine_caps)
-                    check_random(cpu, ctx, path, rc, 0, refine);
+                    for (uint64_t seed = 0; seed < (quick || refine != 256 ? 1u : 3u); seed++)
+                        check_random(cpu, ctx, path, rc, seed, refine);
+            if (refine_only)
+                continue;
+            for (uint64_t seed = 0; seed < (quick ? 1u : 3u); seed++)
+                check_random(cpu, ctx, path, rc, seed);
             for (int32_t refine : distinct_refine_caps)
                 if (refine == 0 || refine_checkable(rc.shape))
                     for (int hot = 0; hot < (quick ? 1 : 2); hot++)
@@ -582,12 +616,14 @@ static int run_check(bool quick)
          * scale case below crash inside the CUDA runtime. */
         cudaStream_t stream;
         CUDA_OK(cudaStreamCreateWithFlags(&stream, cudaStreamNonBlocking));
-        check_device_api(ctx, path, stream);
+        if (!refine_only)
+            check_device_api(ctx, path, stream);
         /* The device form's own code does not depend on the path (the fresh
          * plan inside it is the host API's, checked above). */
         if (!strcmp(path, "fused"))
             check_incremental_device(cpu, ctx, path, stream);
-        check_host_api_errors(ctx, path);
+        if (!refine_only)
+            check_host_api_errors(ctx, path);
         if (!quick && !strcmp(path, "fused"))
             check_random(cpu, ctx, path, scale_case, 1);
         eplb_context_free(ctx);
@@ -819,7 +855,7 @@ int main(int argc, char **argv)
     if (!strcmp(mode, "time")) return run_time(runs, path, only, refine, distinct, width_mode);
     if (!strcmp(mode, "sanitize")) return run_sanitize(iterations);
     if (!strcmp(mode, "incremental")) return run_time_incremental(runs, path);
-    fprintf(stderr, "usage: %s check [--quick] | time [--runs N] [--path P] [--case SUBSTRING] [--refine N] [--distinct] [--width max|needed|device] | incremental [--runs N] [--path P] | sanitize [--iterations N]\n",
+    fprintf(stderr, "usage: %s check [--quick] | time [--runs N] [--path fused|fused-team-refine|stages] [--case SUBSTRING] [--refine N] [--distinct] [--width max|needed|device] | incremental [--runs N] [--path P] | sanitize [--iterations N]\n",
             argv[0]);
     return 2;
 }
