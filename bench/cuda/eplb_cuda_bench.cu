@@ -76,7 +76,7 @@ static const cuda_path cuda_paths[] = {
     {"fused-team-refine", "fused", "team"},
     {"stages", "stages", "block"},
 };
-static const char *const paths[] = {"fused", "stages"}; /* sanitize's */
+static const char *const paths[] = {"fused", "fused-team-refine", "stages"}; /* sanitize's */
 
 /* A cuda context on one of cuda_paths (the knobs are read when the instance
  * is created); NULL for a name not listed. */
