@@ -14,13 +14,16 @@
  *   all of g's slots or pairs), so that each lane weighs about 32 trades.
  * - Each warp posts its best trade (smallest peak key, then smallest trade
  *   number: the SPEC's order), the winning lane's slots and contents, and the
- *   two heaviest GPUs of its lanes other than A. After the one barrier every
+ *   heaviest GPU of its lanes other than A. After the one barrier every
  *   thread reads the posts, finds the winner, checks and applies it in its
  *   own registers (the same float32 operations as eplb_cuda_refine_apply),
  *   and finds the next A among the new loads of A and B and the posted
- *   heaviest GPUs other than B. So every thread knows the next A and its
- *   slots (those of A or B just computed, or, for any other GPU, shared
- *   memory that no thread writes during this trade) without a second barrier.
+ *   GPUs. A posted GPU may be B with its old load, which never wins: a kept
+ *   trade gives B a slot heavier than the one it takes (d > 0), so B's new
+ *   load is at least its old one, and at least that of any other GPU of the
+ *   warp. So every thread knows the next A and its slots (those of A or B
+ *   just computed, or, for any other GPU, shared memory that no thread writes
+ *   during this trade) without a second barrier.
  * - The owners of A and B write their new slots to shared memory (content
  *   for the outputs, t for later reads of that GPU as A). A GPU written during
  *   trade s is read from shared memory only during trade s + 2 or later,
@@ -44,9 +47,9 @@
 template <int K>
 struct eplb_cuda_team_post {
     uint32_t key, index;   /* the warp's best trade: peak key, trade number */
-    uint32_t top_key[2];   /* load keys of the warp's two heaviest GPUs other than A (0: none) */
-    uint32_t top[2];       /* their indices */
-    float top_load[2];
+    uint32_t top_key;      /* load key of the warp's heaviest GPU other than A (0: none) */
+    uint32_t top;          /* its index */
+    float top_load;
     float b_load;          /* the best trade's partner: its load, slot loads and contents */
     float b_t[K];
     int32_t b_content[K];
@@ -164,17 +167,15 @@ static __device__ __noinline__ void eplb_team_refine(const eplb_cuda_refine_row 
     int32_t *content = row.content;
 
     /* The partner's slots, pair sums, contents and load. */
-    float bt[K], bp[P > 0 ? P : 1], bload = 0.0f;
+    float bt[K], bp[P > 0 ? P : 1], bload;
     int32_t bc[K];
 #pragma unroll
     for (int r = 0; r < K; r++) {
         bt[r] = owner ? t[g * K + r] : 0.0f;
         bc[r] = owner ? content[g * K + r] : 0;
     }
-    if (owner) {
-        bload = eplb_team_load<K>(bt);
-        eplb_team_pair_sums<K>(bt, bp);
-    }
+    bload = eplb_team_load<K>(bt);
+    eplb_team_pair_sums<K>(bt, bp);
 
     /* The first A: the heaviest GPU, lowest index among equals, through the
      * posts of the warps of chunk 0 (buffer 1; trade 0 posts into 0). */
@@ -184,21 +185,21 @@ static __device__ __noinline__ void eplb_team_refine(const eplb_cuda_refine_row 
         const uint32_t top = eplb_warp_reduce<false>(key != 0u && key == top_key ? g : NONE);
         eplb_cuda_team_post<K> *mine = &posts->post[1][warp];
         if (chunk == 0 && lane == 0) {
-            mine->top_key[0] = top_key;
-            mine->top[0] = top;
+            mine->top_key = top_key;
+            mine->top = top;
         }
         if (key != 0u && g == top)
-            mine->top_load[0] = bload;
+            mine->top_load = bload;
     }
     __syncthreads();
     uint32_t a = NONE, a_key = 0;
     float a_load = 0.0f;
     for (uint32_t w = 0; w < sets; w++) {
         const eplb_cuda_team_post<K> &p = posts->post[1][w];
-        if (p.top_key[0] > a_key || (p.top_key[0] == a_key && p.top_key[0] != 0u && p.top[0] < a)) {
-            a_key = p.top_key[0];
-            a = p.top[0];
-            a_load = p.top_load[0];
+        if (p.top_key > a_key || (p.top_key == a_key && p.top_key != 0u && p.top < a)) {
+            a_key = p.top_key;
+            a = p.top;
+            a_load = p.top_load;
         }
     }
 
@@ -235,27 +236,20 @@ static __device__ __noinline__ void eplb_team_refine(const eplb_cuda_refine_row 
         }
         eplb_team_pair_sums<K>(at, ap);
 
-        /* The two heaviest GPUs other than A among the lanes of chunk 0, for
-         * the next A (first, so that its reductions overlap the weighing). */
+        /* The heaviest GPU other than A among the lanes of chunk 0, for the
+         * next A (first, so that its reductions overlap the weighing). */
         eplb_cuda_team_post<K> *mine = &posts->post[parity][warp];
         if (chunk == 0) {
             const uint32_t load_key = g < m && g != a ? eplb_cuda_ordered_bits(bload) : 0u;
             const uint32_t top_key = eplb_warp_reduce<true>(load_key);
             const uint32_t top =
                 eplb_warp_reduce<false>(load_key != 0u && load_key == top_key ? g : NONE);
-            const uint32_t second_key = eplb_warp_reduce<true>(g != top ? load_key : 0u);
-            const uint32_t second = eplb_warp_reduce<false>(
-                load_key != 0u && g != top && load_key == second_key ? g : NONE);
             if (lane == 0) {
-                mine->top_key[0] = top_key;
-                mine->top_key[1] = second_key;
-                mine->top[0] = top;
-                mine->top[1] = second;
+                mine->top_key = top_key;
+                mine->top = top;
             }
             if (load_key != 0u && g == top)
-                mine->top_load[0] = bload;
-            if (load_key != 0u && g == second)
-                mine->top_load[1] = bload;
+                mine->top_load = bload;
         }
 
         /* Step 2: this lane's trades of A with partner g, in trade order. */
@@ -401,7 +395,9 @@ static __device__ __noinline__ void eplb_team_refine(const eplb_cuda_refine_row 
         }
 
         /* The next A: the heaviest of A and B with their new loads and of
-         * each chunk-0 warp's heaviest GPU other than A and B. */
+         * each chunk-0 warp's heaviest GPU other than A (B among them with
+         * its old load loses to B's new one, or ties it with the same
+         * index and value). */
         uint32_t next = a, next_key = eplb_cuda_ordered_bits(new_a);
         float next_load = new_a;
         const uint32_t b_key = eplb_cuda_ordered_bits(new_b);
@@ -412,12 +408,10 @@ static __device__ __noinline__ void eplb_team_refine(const eplb_cuda_refine_row 
         }
         for (uint32_t w = 0; w < sets; w++) {
             const eplb_cuda_team_post<K> &p = posts->post[parity][w];
-            const int s = p.top[0] == b ? 1 : 0;
-            const uint32_t k2 = p.top_key[s], g2 = p.top[s];
-            if (k2 != 0u && (k2 > next_key || (k2 == next_key && g2 < next))) {
-                next = g2;
-                next_key = k2;
-                next_load = p.top_load[s];
+            if (p.top_key != 0u && (p.top_key > next_key || (p.top_key == next_key && p.top < next))) {
+                next = p.top;
+                next_key = p.top_key;
+                next_load = p.top_load;
             }
         }
         last_a = a;

@@ -1,9 +1,9 @@
 """A design check of backends/cuda/cuda_refine_team.cuh, run by hand (not by CI:
 about a second a row): the team search's decisions, emulated lane by lane and
 warp by warp (the trade units each warp weighs, each lane's first smallest
-peak, each warp's post of its best trade and of its two heaviest GPUs other
-than A, the winner read from the posts, and the next A taken among A, B and
-the posted GPUs other than B), make the same trades as a direct search of
+peak, each warp's post of its best trade and of its heaviest GPU other than
+A, the winner read from the posts, and the next A taken among A, B and the
+posted GPUs), make the same trades as a direct search of
 docs/spec.md section 10.3 on random rows, many of them full of ties.
 
     python3 tests/reference/team_refine_emulation.py [SEED] [ROWS]
@@ -112,7 +112,7 @@ def team(t, refine, tol, W):
             wk = min(x[0] for x in lane_best); wi = min(x[1] if x[0] == wk else NONE for x in lane_best)
             # top-2 of chunk 0 lanes other than A
             cand = [(okey(load[g]), g) for g in range(st*32, st*32+32) if chunk == 0 and g < m and g != A]
-            tops = sorted(cand, key=lambda x: (-x[0], x[1]))[:2]
+            tops = sorted(cand, key=lambda x: (-x[0], x[1]))[:1]
             posts.append((wk, wi, tops))
         wk, wi = NONE, NONE
         for w in range(sets*chunks):
@@ -133,10 +133,9 @@ def team(t, refine, tol, W):
         load[A], load[B] = na, nb
         nxt = [(okey(na), A), (okey(nb), B)]
         for w in range(sets):
-            tops = posts[w][2]
-            sel = [x for x in tops if x[1] != B][:1]
-            nxt += sel
+            nxt += posts[w][2]  # B's old load, if posted, loses to its new one
         key, g = max(nxt, key=lambda x: (x[0], -x[1]))
+        assert key == okey(load[g])
         A, a_load = g, load[g]
     return out, t
 
