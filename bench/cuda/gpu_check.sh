@@ -4,7 +4,8 @@
 # minutes on an H100/H200 with 16 cores (at most ~9: every step has a timeout). Steps (each runs even if one fails,
 # each under its own timeout): build, `eplb conformance --random 200`,
 # `eplb_cuda_bench check` (goldens + random vs cpu on every cuda path, device
-# API, scale case), timing of each EPLB_TUNE_CUDA_PATH (fused, stages) and of the scale case at
+# API, scale case), timing of each EPLB_TUNE_CUDA_PATH (fused, stages), of
+# refine 256 with each EPLB_TUNE_CUDA_REFINE search, and of the scale case at
 # the log2phy width its plan needs, compute-sanitizer
 # memcheck + racecheck on DeepSeek-V3 plans, ncu on the fused kernel of the
 # global 288/72 case. Logs: OUTDIR/gpu-check-logs.tar.gz; OUTDIR/summary.txt;
@@ -51,6 +52,12 @@ for path in fused stages; do
   timeout 60 "$bench" time --runs 300 --path $path > "$logs/time-$path.txt" 2>&1
   rc=$?
   note "$(stamp) timing ($path): rc=$rc"
+done
+# The refine 256 plan (the CLI's and Python's refine=True) with each refine
+# search of plan_fused: block (the default) and team (opt-in while new).
+for path in fused fused-team-refine; do
+  timeout 60 "$bench" time --runs 200 --case v3 --refine 256 --path $path > "$logs/time-refine-$path.txt" 2>&1
+  note "$(stamp) timing (refine 256, $path): rc=$?"
 done
 # The scale case again with log2phy at the width its plan needs (the table
 # above uses R - E + 1: 11.7 GB of -1 fill for that case).
@@ -104,4 +111,5 @@ echo "==== summary"
 cat "$summary"
 echo "==== timing (us, CUDA events per call, median of 300; fused = default path)"
 grep -h -E '^(==|case|v3|scale|few)' "$logs/time-fused.txt" "$logs/time-stages.txt" \
+  "$logs/time-refine-fused.txt" "$logs/time-refine-fused-team-refine.txt" \
   "$logs/time-scale-needed.txt" "$logs/time-scale-device.txt"
