@@ -41,7 +41,7 @@ timeout 60 "$build/bin/eplb" conformance --random 200 > "$logs/conformance.txt" 
 rc=$?
 note "$(stamp) eplb conformance --random 200: rc=$rc $(grep -E '[0-9]+ passed' "$logs/conformance.txt" | tail -1)"
 
-timeout 120 "$bench" check > "$logs/check.txt" 2>&1
+timeout 180 "$bench" check > "$logs/check.txt" 2>&1
 rc=$?
 note "$(stamp) eplb_cuda_bench check: rc=$rc $(tail -1 "$logs/check.txt")"
 grep FAIL "$logs/check.txt" | head -20 >> "$summary"
