@@ -346,9 +346,13 @@ static __device__ __noinline__ void eplb_team_refine(const eplb_cuda_refine_row 
         if (!(eplb_cuda_sub_rn(a_load, peak) > tolerance))
             break;
         /* Step 4: the exchange in registers, the loads re-summed; a trade
-         * that does not lower both below A's old load is not made. */
-        float new_at[K], new_bt[K];
-        int32_t new_ac[K], new_bc[K];
+         * that does not lower both below A's old load is not made. The new
+         * slots go straight to the last trade's (a trade not made ends the
+         * search, so nothing reads them then). */
+        float(&new_at)[K] = last_at;
+        float(&new_bt)[K] = last_bt;
+        int32_t(&new_ac)[K] = last_ac;
+        int32_t(&new_bc)[K] = last_bc;
 #pragma unroll
         for (int r = 0; r < K; r++) {
             new_at[r] = at[r];
@@ -416,13 +420,6 @@ static __device__ __noinline__ void eplb_team_refine(const eplb_cuda_refine_row 
         }
         last_a = a;
         last_b = b;
-#pragma unroll
-        for (int r = 0; r < K; r++) {
-            last_at[r] = new_at[r];
-            last_ac[r] = new_ac[r];
-            last_bt[r] = new_bt[r];
-            last_bc[r] = new_bc[r];
-        }
         a = next;
         a_load = next_load;
     }
