@@ -133,10 +133,11 @@ static __device__ __forceinline__ void eplb_team_pair_sums(const float (&t)[K],
 }
 
 /* Up to refine trades on one row (SPEC 10.3) by the whole block, which must
- * have eplb_cuda_team_refine_warps(m, K, 1) warps or more. Same contract as
- * eplb_block_refine without stop_at: row.load unused, row.t and row.content
- * read (every thread must see them: a barrier before the call), content
- * holding the final placement on return, after a barrier. */
+ * have at least ceil(m / 32) warps (a lane for every partner; more warps
+ * split the trade units, eplb_cuda_team_refine_warps says how many pay).
+ * Same contract as eplb_block_refine without stop_at: row.load unused,
+ * row.t and row.content read (every thread must see them: a barrier before
+ * the call), both holding the final placement on return, after a barrier. */
 template <int K>
 static __device__ __noinline__ void eplb_team_refine(const eplb_cuda_refine_row row, int32_t refine,
                                                      float tolerance, void *post_memory)
