@@ -59,9 +59,9 @@ eplb_status eplb_incremental_device(eplb_context *ctx, const void *weight, const
     const size_t offsets[2] = {0, weight_bytes};
     const size_t sizes[2] = {L * E * sizeof(float), L * R * sizeof(int64_t)};
     unsigned char *area;
-    if ((st = eplb_plan_read_device_inputs(ctx, stream,
-                                           weight_bytes + (2 * L * R + L * E) * sizeof(int64_t), 2,
-                                           sources, offsets, sizes, &area)) != EPLB_OK)
+    if ((st = eplb_plan_read_device_buffers(ctx, stream,
+                                            weight_bytes + (2 * L * R + L * E) * sizeof(int64_t), 2,
+                                            sources, offsets, sizes, &area)) != EPLB_OK)
         return st;
     float *host_weight = (float *)area;
     int64_t *host_previous = (int64_t *)(area + weight_bytes);

@@ -752,9 +752,9 @@ eplb_status eplb_plan_write_device_outputs(eplb_context *ctx, const eplb_shape *
     return st;
 }
 
-eplb_status eplb_plan_read_device_inputs(eplb_context *ctx, void *stream, size_t bytes, int count,
-                                        const void *const *sources, const size_t *offsets,
-                                        const size_t *sizes, unsigned char **area)
+eplb_status eplb_plan_read_device_buffers(eplb_context *ctx, void *stream, size_t bytes, int count,
+                                         const void *const *sources, const size_t *offsets,
+                                         const size_t *sizes, unsigned char **area)
 {
     eplb_backend *be = ctx->backend;
     const eplb_backend_i *f = be->iface;
@@ -788,30 +788,20 @@ eplb_status eplb_plan_device_status(eplb_context *ctx, void *stream, int64_t *wi
         return eplb_context_fail(ctx, EPLB_ERR_INVALID_ARGUMENT,
                                  "no eplb_rebalance_device call to report on");
     /* The status word, and after it the width the device chose, when it did
-     * (the buffer always holds both: reserve_intermediates). */
+     * (the buffer always holds both: reserve_intermediates). Read into the
+     * workspace's page-locked area with one wait where the backend copies
+     * asynchronously: a waiting copy into the stack goes through the
+     * driver's own bounce buffer, which costs more. */
     const int64_t fixed_width = ctx->workspace.device_plan_width;
-    int32_t words[2] = {0, 0};
+    int32_t words[2];
     const void *device_words = ctx->workspace.buffer[EPLB_BUF_STATUS];
-    eplb_status st = be->iface->set_stream(be, stream);
-    if (st == EPLB_OK && has_async_copies(be->iface)) {
-        /* Into page-locked memory and one wait: a waiting copy into the
-         * stack goes through the driver's own bounce buffer, which costs
-         * more. No copy of the host API is in flight in the staging area
-         * here (that API waits before it returns). */
-        if ((st = reserve_host_staging(ctx, sizeof words)) != EPLB_OK)
-            return st;
-        st = be->iface->download_async(be, ctx->workspace.host_staging, device_words,
-                                       sizeof words);
-        const eplb_status waited = be->iface->synchronize(be);
-        if (st == EPLB_OK)
-            st = waited;
-        if (st == EPLB_OK)
-            memcpy(words, ctx->workspace.host_staging, sizeof words);
-    } else if (st == EPLB_OK) {
-        st = be->iface->download(be, words, device_words, sizeof words);
-    }
+    const size_t at = 0, bytes = sizeof words;
+    unsigned char *area;
+    eplb_status st =
+        eplb_plan_read_device_buffers(ctx, stream, bytes, 1, &device_words, &at, &bytes, &area);
     if (st != EPLB_OK)
-        return eplb_context_backend_fail(ctx, st);
+        return st;
+    memcpy(words, area, sizeof words);
     const int32_t device_status = words[0];
     switch (device_status) {
     case EPLB_OK:

@@ -94,10 +94,12 @@ eplb_status eplb_plan_write_device_outputs(eplb_context *ctx, const eplb_shape *
  * enqueued there before) into one host area of the workspace, kept from call
  * to call and page-locked where the backend can, at the given offsets, and
  * waits once for all of them. *area receives the area, at least bytes long;
- * it stays valid until the next call of this function. */
-eplb_status eplb_plan_read_device_inputs(eplb_context *ctx, void *stream, size_t bytes, int count,
-                                        const void *const *sources, const size_t *offsets,
-                                        const size_t *sizes, unsigned char **area);
+ * it stays valid until the next call of this function. The incremental
+ * device form reads its inputs so, and eplb_plan_device_status the status
+ * words. */
+eplb_status eplb_plan_read_device_buffers(eplb_context *ctx, void *stream, size_t bytes, int count,
+                                         const void *const *sources, const size_t *offsets,
+                                         const size_t *sizes, unsigned char **area);
 
 /* Status of the last device plan (waits for the stream); with width not
  * NULL, on EPLB_OK also the row width its log2phy was written at. */
