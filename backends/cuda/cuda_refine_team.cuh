@@ -107,17 +107,6 @@ static __device__ __forceinline__ T eplb_team_pick(const T (&v)[K], uint32_t r)
     return x;
 }
 
-/* A GPU's load: its slot loads left to right (eplb_cuda_refine_gpu_load). */
-template <int K>
-static __device__ __forceinline__ float eplb_team_load(const float (&t)[K])
-{
-    float sum = t[0];
-#pragma unroll
-    for (int r = 1; r < K; r++)
-        sum = eplb_cuda_add_rn(sum, t[r]);
-    return sum;
-}
-
 /* The pair sums in lexicographic pair order, as eplb_cuda_refine_weigh_unit
  * forms them. */
 template <int K>
@@ -175,7 +164,7 @@ static __device__ __noinline__ void eplb_team_refine(const eplb_cuda_refine_row 
         bt[r] = owner ? t[g * K + r] : 0.0f;
         bc[r] = owner ? content[g * K + r] : 0;
     }
-    bload = eplb_team_load<K>(bt);
+    bload = eplb_cuda_refine_gpu_load(bt, 0, K);
     eplb_team_pair_sums<K>(bt, bp);
 
     /* The first A: the heaviest GPU, lowest index among equals, through the
@@ -376,7 +365,7 @@ static __device__ __noinline__ void eplb_team_refine(const eplb_cuda_refine_row 
                 }
             }
         }
-        const float new_a = eplb_team_load<K>(new_at), new_b = eplb_team_load<K>(new_bt);
+        const float new_a = eplb_cuda_refine_gpu_load(new_at, 0, K), new_b = eplb_cuda_refine_gpu_load(new_bt, 0, K);
         if ((new_a > new_b ? new_a : new_b) >= a_load)
             break;
 

@@ -76,7 +76,6 @@ static const cuda_path cuda_paths[] = {
     {"fused-team-refine", "fused", "team"},
     {"stages", "stages", "block"},
 };
-static const char *const paths[] = {"fused", "fused-team-refine", "stages"}; /* sanitize's */
 
 /* A cuda context on one of cuda_paths (the knobs are read when the instance
  * is created); NULL for a name not listed. */
@@ -781,7 +780,8 @@ static int run_sanitize(int iterations)
 {
     const eplb_shape shapes[] = {{58, 256, 288, 8, 4, 32}, {58, 256, 320, 8, 1, 64}};
     int bad = 0;
-    for (const char *path : paths) {
+    for (const cuda_path &variant : cuda_paths) {
+        const char *path = variant.name;
         eplb_context *ctx = open_cuda(path);
         if (!ctx)
             return 2;
