@@ -15,8 +15,9 @@ enum {
 };
 
 /* Values of EPLB_TUNE_CUDA_REFINE: which search plan_fused runs for refine.
- * Both make the same trades; the GPU check runs both. The team search stays
- * opt-in until it has been checked and timed on a GPU (docs/cuda.md). */
+ * Both make the same trades; the GPU check runs both. The team search is
+ * opt-in: it is slower at the default refine cap of the CLI and Python
+ * (docs/cuda.md). */
 enum {
     EPLB_TUNE_CUDA_REFINE_BLOCK = 0, /* eplb_block_refine (cuda_refine.cuh) always */
     EPLB_TUNE_CUDA_REFINE_TEAM = 1   /* cuda_refine_team.cuh where compiled for the row's k */

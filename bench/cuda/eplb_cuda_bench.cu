@@ -66,7 +66,7 @@ static void verdict(bool ok, const char *fmt, ...)
 /* The paths checked and timed: values of EPLB_TUNE_CUDA_PATH and
  * EPLB_TUNE_CUDA_REFINE (docs/cuda.md), every one giving the same plan.
  * "fused-team-refine" is plan_fused with the team refine search where one is
- * compiled for the row (opt-in while it is new); check runs only its refine
+ * compiled for the row (opt-in); check runs only its refine
  * cases. */
 struct cuda_path {
     const char *name, *path, *refine_search;

@@ -54,7 +54,7 @@ for path in fused stages; do
   note "$(stamp) timing ($path): rc=$rc"
 done
 # The refine 256 plan (the CLI's and Python's refine=True) with each refine
-# search of plan_fused: block (the default) and team (opt-in while new).
+# search of plan_fused: block (the default) and team (opt-in).
 for path in fused fused-team-refine; do
   timeout 60 "$bench" time --runs 200 --case v3 --refine 256 --path $path > "$logs/time-refine-$path.txt" 2>&1
   note "$(stamp) timing (refine 256, $path): rc=$?"
