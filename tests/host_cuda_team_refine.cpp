@@ -73,15 +73,15 @@ static uint32_t eplb_cuda_ordered_bits(float key)
 
 #include "cuda_refine_team.cuh"
 
-/* The block search's trades by one thread: every unit in ascending order
- * (each keeps its first smallest peak), then the apply with its steps 3
- * and 4 (eplb_block_refine with a block of one thread). */
+/* The block search's trades by one thread: every unit (each weighed unit
+ * keeps the first smallest peak in trade order), then the apply with its
+ * steps 3 and 4 (eplb_block_refine with a block of one thread). */
 static void block_search(const eplb_cuda_refine_row &row, int32_t refine, float tolerance)
 {
     const uint32_t m = row.m, k = row.k;
     for (uint32_t g = 0; g < m; g++)
         row.load[g] = eplb_cuda_refine_gpu_load(row.t, g, k);
-    const uint32_t units = m * (k + k * (k - 1) / 2);
+    const uint32_t units = eplb_cuda_refine_units<uint32_t>(m, k);
     for (int32_t iteration = 0; iteration < refine; iteration++) {
         uint32_t a = 0;
         for (uint32_t g = 1; g < m; g++)

@@ -355,7 +355,8 @@ static int plan_config(eplb_cuda_context *ctx, const eplb_plan_job *job, eplb_cu
          * more rows than multiprocessors the blocks share them, and a wider
          * block (with a smaller register budget for the packing) made the
          * hierarchical DeepSeek-V3 plan slower (docs/benchmarks.md). */
-        const int64_t unit_warps = (int64_t)((m * (k + pairs) + 31) / 32);
+        const int64_t unit_warps =
+            (int64_t)((eplb_cuda_refine_units<uint64_t>((uint32_t)m, (uint32_t)k) + 31) / 32);
         const int64_t most = EPLB_CUDA_FUSED_REFINE_THREADS / 32;
         /* The team search needs a warp per 32 partners, and takes more
          * warps only while a lane would weigh more than about 32 trades:

@@ -106,7 +106,7 @@ eplb_status eplb_cuda_refine(eplb_backend *backend, const eplb_plan_job *job)
     /* Every trade of a row must have a number: 32 bits while they fit. */
     const uint64_t k = a.k, pairs = k * (k - 1) / 2;
     const long double trades = (long double)a.m * ((long double)k * k + (long double)pairs * pairs);
-    const uint64_t units = (uint64_t)a.m * (k + pairs);
+    const uint64_t units = eplb_cuda_refine_units<uint64_t>(a.m, a.k);
     const int threads =
         units >= EPLB_CUDA_REFINE_THREADS ? EPLB_CUDA_REFINE_THREADS : (int)((units + 31) / 32 * 32);
     unsigned blocks = eplb_cuda_grid_blocks(a.rows, 1, 65535L * 16);

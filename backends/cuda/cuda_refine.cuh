@@ -136,42 +136,71 @@ static __device__ __forceinline__ void eplb_cuda_refine_warp_min(uint32_t *key, 
     *index = best_index;
 }
 
-/* One unit of the weighing: A's slot `lo` (one-for-one) or pair (lo, hi)
- * (two-for-two) against every slot or pair of partner b, in trade order from
- * trade number `first`. Trades are numbered in trade order: one-for-one
- * (b, sa, sb) at (b*k + sa)*k + sb, then two-for-two (b, i, j) at
- * m*k*k + (b*P + i)*P + j (pairs i, j in lexicographic order, P of them);
- * b runs over every GPU, and the units of b == A are passed over. */
+/* One unit of the weighing: partner b's slot `lo` (one-for-one) or pair
+ * (lo, hi) (two-for-two) against every slot or every pair of A, in trade
+ * order. Trades are numbered in trade order: one-for-one (b, sa, sb) at
+ * (b*k + sa)*k + sb, then two-for-two (b, i, j) at m*k*k + (b*P + i)*P + j
+ * (pairs i of A and j of B in lexicographic order, P of them); b runs over
+ * every GPU, and the units of b == A are passed over. A unit's trades are
+ * first, first + step, ...: the same entry of B against each of A's in turn.
+ *
+ * Why B's entry and not A's: every thread of the block then weighs against
+ * the same entries of A (one shared-memory read for the whole warp), and
+ * every two-for-two unit has P trades, however the units fall to threads, so
+ * no warp waits on a thread with twice the trades of the others. */
 template <class Index>
 struct eplb_cuda_refine_unit {
     Index first;
-    uint32_t b; /* 0xFFFFFFFF: no unit */
+    uint32_t step; /* k (one-for-one) or P (two-for-two) */
+    uint32_t b;    /* 0xFFFFFFFF: no unit */
     uint32_t lo, hi;
     bool pair;
 };
 
-/* Unit u: one-for-one units (b, sa) first, then two-for-two units (b, i). */
+/* Where the two-for-two units start: the one-for-one units (b, sb) come
+ * first, m*k of them, and the two-for-two units (b, j) from the next
+ * multiple of 32, so that no warp weighs both kinds in one round. */
+template <class Index>
+static __host__ __device__ __forceinline__ Index eplb_cuda_refine_pair_base(uint32_t m, uint32_t k)
+{
+    return ((Index)m * k + 31) / 32 * 32;
+}
+
+/* How many unit numbers a row has, the gap before the two-for-two units
+ * included (eplb_cuda_refine_unit_of gives no unit there). */
+template <class Index>
+static __host__ __device__ __forceinline__ Index eplb_cuda_refine_units(uint32_t m, uint32_t k)
+{
+    return eplb_cuda_refine_pair_base<Index>(m, k) + (Index)m * ((Index)k * (k - 1) / 2);
+}
+
+/* Unit u: one-for-one units (b, sb) first, then two-for-two units (b, j). */
 template <class Index>
 static __host__ __device__ __forceinline__ eplb_cuda_refine_unit<Index> eplb_cuda_refine_unit_of(
     Index u, uint32_t m, uint32_t k)
 {
     const Index pairs = (Index)k * (k - 1) / 2, one_units = (Index)m * k;
+    const Index pair_base = eplb_cuda_refine_pair_base<Index>(m, k);
     eplb_cuda_refine_unit<Index> unit;
     if (u < one_units) {
         unit.b = (uint32_t)(u / k);
         unit.lo = unit.hi = (uint32_t)(u - (Index)unit.b * k);
         unit.pair = false;
-        unit.first = u * k;
-    } else if (u < one_units + (Index)m * pairs) {
-        const Index v = u - one_units;
+        unit.step = k;
+        unit.first = (Index)unit.b * k * k + unit.lo;
+    } else if (u >= pair_base && u - pair_base < (Index)m * pairs) {
+        const Index v = u - pair_base;
         unit.b = (uint32_t)(v / pairs);
-        eplb_cuda_pair_of<Index>(v - (Index)unit.b * pairs, k, &unit.lo, &unit.hi);
+        const Index j = v - (Index)unit.b * pairs;
+        eplb_cuda_pair_of<Index>(j, k, &unit.lo, &unit.hi);
         unit.pair = true;
-        unit.first = one_units * k + v * pairs;
+        unit.step = (uint32_t)pairs;
+        unit.first = one_units * k + (Index)unit.b * pairs * pairs + j;
     } else {
         unit.b = 0xFFFFFFFFu;
         unit.lo = unit.hi = 0;
         unit.pair = false;
+        unit.step = 0;
         unit.first = 0;
     }
     return unit;
@@ -213,11 +242,14 @@ static __host__ __device__ __forceinline__ bool eplb_cuda_refine_allowed(
            eplb_cuda_stays_distinct(items_b, k, b_pos, from_a, count);
 }
 
-/* Weighs the trades of one unit into (best, chosen). A thread visits its
- * units, and so its trades, in ascending trade order, so a strict "<" keeps
- * the first of equal peaks. A NaN or infinite peak never passes "< best"
- * from +inf. With distinct, a trade that SPEC 11.6 rules out is passed over,
- * tested only when its peak would be kept. */
+/* Weighs the trades of one unit into (best, chosen): the unit's first
+ * smallest finite peak (its trades come in ascending trade order, so a strict
+ * "<" keeps the first of equal peaks), kept if it comes before (best,
+ * chosen) in the order (peak, trade number). A thread's units may interleave
+ * in trade order (two units of one partner), hence the whole order there. A
+ * NaN or infinite peak never passes "< +inf". With distinct, a trade that
+ * SPEC 11.6 rules out is passed over, tested only when its peak would be
+ * kept. */
 template <class Index>
 static __host__ __device__ __forceinline__ void eplb_cuda_refine_weigh_unit(
     const eplb_cuda_refine_row &row, const eplb_cuda_refine_unit<Index> &unit, uint32_t a,
@@ -228,32 +260,38 @@ static __host__ __device__ __forceinline__ void eplb_cuda_refine_weigh_unit(
     const uint32_t k = row.k;
     const float *t_a = row.t + (size_t)a * k, *t_b = row.t + (size_t)unit.b * k;
     const float b_load = row.load[unit.b];
-    const uint32_t a_pos[2] = {unit.lo, unit.hi};
-    Index index = unit.first;
+    const uint32_t b_pos[2] = {unit.lo, unit.hi};
+    float unit_best = INFINITY;
+    Index unit_chosen = 0, index = unit.first;
     if (!unit.pair) {
-        const float give_a = t_a[unit.lo];
-        for (uint32_t sb = 0; sb < k; sb++, index++) {
-            const float peak = eplb_cuda_trade_peak(a_load, b_load, give_a, t_b[sb]);
-            const uint32_t b_pos[2] = {sb, sb};
-            if (peak < *best && eplb_cuda_refine_allowed(row, a, unit.b, a_pos, b_pos, 1)) {
-                *best = peak;
-                *chosen = index;
+        const float give_b = t_b[unit.lo];
+        for (uint32_t sa = 0; sa < k; sa++, index += unit.step) {
+            const float peak = eplb_cuda_trade_peak(a_load, b_load, t_a[sa], give_b);
+            const uint32_t a_pos[2] = {sa, sa};
+            if (peak < unit_best && eplb_cuda_refine_allowed(row, a, unit.b, a_pos, b_pos, 1)) {
+                unit_best = peak;
+                unit_chosen = index;
             }
         }
-        return;
+    } else {
+        const float give_b = eplb_cuda_add_rn(t_b[unit.lo], t_b[unit.hi]);
+        for (uint32_t lo_a = 0; lo_a + 1 < k; lo_a++) {
+            const float first = t_a[lo_a];
+            for (uint32_t hi_a = lo_a + 1; hi_a < k; hi_a++, index += unit.step) {
+                const float peak = eplb_cuda_trade_peak(
+                    a_load, b_load, eplb_cuda_add_rn(first, t_a[hi_a]), give_b);
+                const uint32_t a_pos[2] = {lo_a, hi_a};
+                if (peak < unit_best &&
+                    eplb_cuda_refine_allowed(row, a, unit.b, a_pos, b_pos, 2)) {
+                    unit_best = peak;
+                    unit_chosen = index;
+                }
+            }
+        }
     }
-    const float give_a = eplb_cuda_add_rn(t_a[unit.lo], t_a[unit.hi]);
-    for (uint32_t lo_b = 0; lo_b + 1 < k; lo_b++) {
-        const float first = t_b[lo_b];
-        for (uint32_t hi_b = lo_b + 1; hi_b < k; hi_b++, index++) {
-            const float peak = eplb_cuda_trade_peak(a_load, b_load, give_a,
-                                                    eplb_cuda_add_rn(first, t_b[hi_b]));
-            const uint32_t b_pos[2] = {lo_b, hi_b};
-            if (peak < *best && eplb_cuda_refine_allowed(row, a, unit.b, a_pos, b_pos, 2)) {
-                *best = peak;
-                *chosen = index;
-            }
-        }
+    if (unit_best < *best || (unit_best == *best && unit_best < INFINITY && unit_chosen < *chosen)) {
+        *best = unit_best;
+        *chosen = unit_chosen;
     }
 }
 
@@ -265,14 +303,13 @@ static __device__ __forceinline__ void eplb_cuda_refine_weigh(
     const eplb_cuda_refine_row &row, const eplb_cuda_refine_unit<Index> &mine, uint32_t a,
     float a_load, float *best_peak, Index *best_index)
 {
-    const uint32_t k = row.k;
-    const Index units = (Index)row.m * (k + (Index)k * (k - 1) / 2);
+    const Index units = eplb_cuda_refine_units<Index>(row.m, row.k);
     float best = INFINITY;
     Index chosen = 0;
     eplb_cuda_refine_weigh_unit<Index>(row, mine, a, a_load, &best, &chosen);
     for (Index u = (Index)threadIdx.x + blockDim.x; u < units; u += blockDim.x)
-        eplb_cuda_refine_weigh_unit<Index>(row, eplb_cuda_refine_unit_of<Index>(u, row.m, k), a,
-                                           a_load, &best, &chosen);
+        eplb_cuda_refine_weigh_unit<Index>(row, eplb_cuda_refine_unit_of<Index>(u, row.m, row.k),
+                                           a, a_load, &best, &chosen);
     *best_peak = best;
     *best_index = chosen;
 }
