@@ -144,10 +144,10 @@ static __device__ __forceinline__ void eplb_cuda_refine_warp_min(uint32_t *key, 
  * every GPU, and the units of b == A are passed over. A unit's trades are
  * first, first + step, ...: the same entry of B against each of A's in turn.
  *
- * Why B's entry and not A's: every thread of the block then weighs against
- * the same entries of A (one shared-memory read for the whole warp), and
- * every two-for-two unit has P trades, however the units fall to threads, so
- * no warp waits on a thread with twice the trades of the others. */
+ * Why B's entry and not A's: every lane of a warp then reads the same entry
+ * of A at a time (one shared-memory read for the whole warp). The two-for-two
+ * units start at a multiple of 32 (eplb_cuda_refine_pair_base), so that no
+ * warp's lanes split between the two kinds. */
 template <class Index>
 struct eplb_cuda_refine_unit {
     Index first;
