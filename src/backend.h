@@ -29,7 +29,7 @@ extern "C" {
 
 /* Bumped whenever this file changes incompatibly; modules built against another
  * version are refused by name. */
-#define EPLB_BACKEND_API_VERSION 10
+#define EPLB_BACKEND_API_VERSION 11
 
 /* What plan_fused returns when it does not handle a job, having enqueued
  * nothing: the planner then runs the same work as separate stages. Never
@@ -117,6 +117,27 @@ static inline int eplb_plan_rows_trade(const eplb_plan_job *job)
 
 /* The most trades of SPEC 11.5's restore in a row (distinct with refine 0). */
 #define EPLB_DISTINCT_RESTORE_TRADES 256
+
+/* A batch of independent swap searches of SPEC 13.5 for the incremental
+ * rebalance (src/incremental.c), each over one domain of one layer. A
+ * search's slots are [domain_slots] int32 experts, its GPUs gpu_slots
+ * consecutive slots each. The arrays follow each other in one host area, in
+ * the order base, u, target, limit, cur, moved, met, so that a device
+ * backend can copy the inputs up and the results down in one piece each;
+ * the area is page-locked where the backend has host_alloc. */
+typedef struct eplb_search_job {
+    int64_t searches;      /* how many */
+    int32_t domain_slots;  /* slots of a domain (a multiple of gpu_slots) */
+    int32_t gpu_slots;     /* spg */
+    int32_t experts;       /* E: experts are 0..E-1 */
+    const int32_t *base;   /* [searches][domain_slots] the previous plan's experts       in  */
+    int32_t *cur;          /* [searches][domain_slots] the start, then the search's result   */
+    const float *u;        /* [searches][domain_slots] the start's slot loads (SPEC 13.2) in  */
+    const float *target;   /* [searches] T                                                in  */
+    const int32_t *limit;  /* [searches] the domain's moves in the relabelled fresh plan in  */
+    int32_t *moved;        /* [searches] the start's moves, then the result's                */
+    int32_t *met;          /* [searches] 1 if the search met its target, else 0         out */
+} eplb_search_job;
 
 typedef struct eplb_backend eplb_backend;
 
@@ -263,6 +284,14 @@ typedef struct eplb_backend_i {
      * of slot s] = s for each slot s of expert e. job->width is unused. NULL:
      * the planner refuses EPLB_LOG2PHY_WIDTH_NEEDED. */
     eplb_status (*log2phy_at_needed_width)(eplb_backend *backend, const eplb_plan_job *job);
+
+    /* (optional) The swap searches of an incremental rebalance (SPEC 13.5),
+     * which return only once their results are in the job's host arrays.
+     * It may return EPLB_BACKEND_DECLINED, having written nothing, for a job
+     * it does not take (too large, or a tuning knob that asks for the host):
+     * the library then runs the same searches on the host. NULL: every
+     * search runs on the host, layer by layer beside the rest of SPEC 13. */
+    eplb_status (*domain_searches)(eplb_backend *backend, const eplb_search_job *job);
 } eplb_backend_i;
 
 #define EPLB_BACKEND_ERROR_LEN 512

@@ -256,6 +256,7 @@ void eplb_workspace_release(eplb_context *ctx)
     }
     release_staging(ctx, &ws->host_staging, &ws->host_staging_capacity);
     release_staging(ctx, &ws->input_staging, &ws->input_staging_capacity);
+    release_staging(ctx, &ws->search_staging, &ws->search_staging_capacity);
     memset(ws, 0, sizeof *ws);
 }
 
@@ -749,6 +750,15 @@ eplb_status eplb_plan_write_device_outputs(eplb_context *ctx, const eplb_shape *
     const eplb_status waited = f->synchronize ? f->synchronize(be) : EPLB_OK;
     if (st == EPLB_OK && waited != EPLB_OK)
         st = eplb_context_backend_fail(ctx, waited);
+    return st;
+}
+
+eplb_status eplb_plan_search_area(eplb_context *ctx, size_t bytes, unsigned char **area)
+{
+    eplb_workspace *ws = &ctx->workspace;
+    eplb_status st = reserve_staging(ctx, &ws->search_staging, &ws->search_staging_capacity, bytes);
+    if (st == EPLB_OK)
+        *area = ws->search_staging;
     return st;
 }
 

@@ -50,6 +50,10 @@ typedef struct eplb_workspace {
      * apart from the staging area that the plan inside uses. */
     unsigned char *input_staging;
     size_t input_staging_capacity;
+    /* The same for the incremental rebalance's batch of searches (the
+     * eplb_search_job of a backend with domain_searches). */
+    unsigned char *search_staging;
+    size_t search_staging_capacity;
     /* Whether the last eplb_rebalance_device call enqueued a plan: only then
      * is there a status word for eplb_device_status to read. */
     int device_plan_pending;
@@ -100,6 +104,12 @@ eplb_status eplb_plan_write_device_outputs(eplb_context *ctx, const eplb_shape *
 eplb_status eplb_plan_read_device_buffers(eplb_context *ctx, void *stream, size_t bytes, int count,
                                          const void *const *sources, const size_t *offsets,
                                          const size_t *sizes, unsigned char **area);
+
+/* A host area of the workspace of at least bytes (> 0), kept from call to
+ * call and page-locked where the backend can, for the incremental
+ * rebalance's batch of searches: *area receives it. Returns EPLB_OK or an
+ * error with its message in ctx. */
+eplb_status eplb_plan_search_area(eplb_context *ctx, size_t bytes, unsigned char **area);
 
 /* Status of the last device plan (waits for the stream); with width not
  * NULL, on EPLB_OK also the row width its log2phy was written at. */

@@ -3,6 +3,8 @@
  * bit on cpu and opencl, hand cases, random cases checked against the
  * section's promises, and every refusal of 13.1 with the outputs untouched. */
 #include <math.h>
+#include <sys/wait.h>
+#include <unistd.h>
 
 #include "drift.h"
 #include "harness.h"
@@ -390,6 +392,94 @@ Test(incremental, random_cases_keep_the_promises_of_section_13, .timeout = 300)
         eplb_random_case_free(&c);
     }
     eplb_context_free(cpu);
+}
+
+/* The hashes of the incremental plans of random cases (drifted or random
+ * running plans, slack 0 and 0.05) under the cpu backend's knob value
+ * `stages`, planned in a child (the knobs are read once per process) and
+ * sent back through a pipe: hashes[BATCHED_CASES], 0 for a failed plan. */
+enum { BATCHED_CASES = 4 * EPLB_RANDOM_KINDS * EPLB_RANDOM_WEIGHT_PATTERNS };
+
+static void incremental_hashes(const char *stages, uint64_t *hashes)
+{
+    int fds[2];
+    cr_assert_eq(pipe(fds), 0, "pipe failed");
+    const pid_t child = fork();
+    cr_assert_neq(child, -1, "fork failed");
+    if (child == 0) {
+        close(fds[0]);
+        setenv("EPLB_TUNE_CPU_STAGES", stages, 1);
+        eplb_context *cpu;
+        if (eplb_context_create(&cpu, "cpu") != EPLB_OK)
+            _exit(2);
+        uint64_t st = 41;
+        for (uint64_t i = 0; i < BATCHED_CASES; i++) {
+            eplb_random_case c;
+            if (eplb_random_case_make(41, i, &c) != EPLB_OK)
+                _exit(3);
+            const eplb_shape *s = &c.shape;
+            const size_t LR = (size_t)(s->layers * s->replicas);
+            c.options.slack = i % 2 ? 0.05f : 0.0f;
+            int64_t *prev = malloc(LR * sizeof *prev), *plan = malloc(LR * sizeof *plan);
+            int64_t *counts = malloc((size_t)(s->layers * s->experts) * sizeof *counts);
+            if (!prev || !plan || !counts)
+                _exit(4);
+            uint64_t hash = 0;
+            if (i % 3 == 2)
+                random_cover(&st, s, prev);
+            else if (eplb_drifted_previous(cpu, c.weight, s, &c.options, i, 0.3, prev) != EPLB_OK)
+                _exit(5);
+            if (eplb_rebalance_incremental(cpu, c.weight, s, &c.options, prev, plan, counts, NULL,
+                                           0, NULL) == EPLB_OK) {
+                hash = 1469598103934665603ULL;
+                const unsigned char *bytes = (const unsigned char *)plan;
+                for (size_t k = 0; k < LR * sizeof *plan; k++)
+                    hash = (hash ^ bytes[k]) * 1099511628211ULL;
+            }
+            if (write(fds[1], &hash, sizeof hash) != (ssize_t)sizeof hash)
+                _exit(6);
+            free(prev);
+            free(plan);
+            free(counts);
+            eplb_random_case_free(&c);
+        }
+        eplb_context_free(cpu);
+        _exit(0);
+    }
+    close(fds[1]);
+    size_t got = 0;
+    const size_t want = BATCHED_CASES * sizeof *hashes;
+    while (got < want) {
+        const ssize_t n = read(fds[0], (char *)hashes + got, want - got);
+        if (n <= 0)
+            break;
+        got += (size_t)n;
+    }
+    close(fds[0]);
+    int status = 0;
+    waitpid(child, &status, 0);
+    cr_assert(WIFEXITED(status) && WEXITSTATUS(status) == 0, "%s child failed (status %d)",
+              stages, status);
+    cr_assert_eq(got, want, "%s child sent %zu of %zu bytes", stages, got, want);
+}
+
+/* The batched plan (every search of a call in one batch, the path of a
+ * backend with domain_searches, here the cpu backend's separate stages,
+ * whose batches the library runs on the host) plans what the layer-by-layer
+ * plan does: it runs anchored searches that the choice may not need. */
+Test(incremental, batched_searches_plan_as_layer_by_layer, .timeout = 300)
+{
+    static uint64_t layered[BATCHED_CASES], batched[BATCHED_CASES];
+    incremental_hashes("fused", layered);
+    incremental_hashes("separate", batched);
+    int failed = 0;
+    for (int i = 0; i < BATCHED_CASES; i++) {
+        cr_expect_neq(layered[i], 0, "random case %d failed", i);
+        if (layered[i] != batched[i] && failed++ < 10)
+            cr_expect_eq(batched[i], layered[i], "random case %d: the plans differ", i);
+    }
+    cr_expect_eq(failed, 0, "%d of %d incremental plans differ between the paths", failed,
+                 BATCHED_CASES);
 }
 
 Test(incremental, refined_fresh_plan_sets_the_target)

@@ -55,9 +55,9 @@ static eplb_status cpu_copy(eplb_backend *backend, void *dst, const void *src, s
     return EPLB_OK;
 }
 
-/* The two tables differ in plan_fused alone: without it the planner runs
- * the stages one by one (separate stages, for tests). */
-#define CPU_IFACE(plan_fused_entry)                                                               \
+/* The two tables differ in plan_fused, without which the planner runs the
+ * stages one by one, and in domain_searches (separate stages, for tests). */
+#define CPU_IFACE(plan_fused_entry, domain_searches_entry)                                        \
     {                                                                                             \
         /* .free            = */ cpu_free,                                                        \
         /* .device_name     = */ cpu_device_name,                                                 \
@@ -90,6 +90,7 @@ static eplb_status cpu_copy(eplb_backend *backend, void *dst, const void *src, s
         /* .fused_refines   = */ 1, /* plan_fused runs cpu_refine.c's search on each row */       \
         /* .start           = */ cpu_start,                                                       \
         /* .log2phy_at_needed_width = */ NULL, /* no device-pointer API */                        \
+        /* .domain_searches = */ domain_searches_entry,                                          \
     }
 
 /* A context's instance starts the OpenMP team and the threads' arenas
@@ -100,8 +101,18 @@ static void cpu_start(eplb_backend *backend)
     eplb_cpu_threads_warm();
 }
 
-static const eplb_backend_i cpu_iface_fused = CPU_IFACE(eplb_cpu_plan_fused);
-static const eplb_backend_i cpu_iface_separate = CPU_IFACE(NULL);
+/* Declines every batch of searches, so that the library runs them on the
+ * host through the batched plan of incremental.c, which a backend with its
+ * own searches (cuda) takes: the separate stages' instance does, for tests. */
+static eplb_status decline_domain_searches(eplb_backend *backend, const eplb_search_job *job)
+{
+    (void)backend;
+    (void)job;
+    return EPLB_BACKEND_DECLINED;
+}
+
+static const eplb_backend_i cpu_iface_fused = CPU_IFACE(eplb_cpu_plan_fused, NULL);
+static const eplb_backend_i cpu_iface_separate = CPU_IFACE(NULL, decline_domain_searches);
 
 static eplb_status cpu_create(eplb_backend **out, char *error, size_t error_len)
 {

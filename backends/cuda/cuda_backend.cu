@@ -180,6 +180,7 @@ static const eplb_backend_i cuda_iface = {
     /* .fused_refines   = */ 1, /* plan_fused refines in shared memory */
     /* .start           = */ NULL,
     /* .log2phy_at_needed_width = */ on_device<eplb_plan_job, eplb_cuda_log2phy_at_needed_width>,
+    /* .domain_searches = */ NULL,
 };
 
 /* Reads the knobs (first, so that a bad value is reported on any machine),

@@ -81,6 +81,7 @@ EPLB_OPENCL_STAGE(log2phy_at_needed_width, eplb_plan_job)
         /* .fused_refines   = */ 0, /* refine runs as the eplb_refine kernel after the stages */   \
         /* .start           = */ NULL,                                                             \
         /* .log2phy_at_needed_width = */ prepared_log2phy_at_needed_width,                         \
+        /* .domain_searches = */ NULL, /* the searches of SPEC 13.5 run on the host */             \
     }
 
 /* The default: host staging through malloc and waiting copies. */
