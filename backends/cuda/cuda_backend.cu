@@ -9,6 +9,7 @@
 #include "cuda_check_weights.cuh"
 #include "cuda_distinct.cuh"
 #include "cuda_group_loads.cuh"
+#include "cuda_incremental_search.cuh"
 #include "cuda_node_layout.cuh"
 #include "cuda_pack_greedy.cuh"
 #include "cuda_pack_select.cuh"
@@ -149,39 +150,46 @@ static eplb_status on_device(eplb_backend *backend, const Job *job)
     return Stage(backend, job);
 }
 
-static const eplb_backend_i cuda_iface = {
-    /* .free            = */ cuda_free_backend,
-    /* .device_name     = */ cuda_device_name,
-    /* .is_accelerator  = */ cuda_is_accelerator,
-    /* .buffer_alloc    = */ cuda_buffer_alloc,
-    /* .buffer_free     = */ cuda_buffer_free,
-    /* .upload          = */ cuda_upload,
-    /* .download        = */ cuda_download,
-    /* .set_stream      = */ cuda_set_stream,
-    /* .synchronize     = */ cuda_synchronize,
-    /* .check_weights   = */ on_device<eplb_plan_job, eplb_cuda_check_weights>,
-    /* .group_loads     = */ on_device<eplb_plan_job, eplb_cuda_group_loads>,
-    /* .node_layout     = */ on_device<eplb_plan_job, eplb_cuda_node_layout>,
-    /* .replicate       = */ on_device<eplb_plan_job, eplb_cuda_replicate>,
-    /* .slot_loads      = */ on_device<eplb_plan_job, eplb_cuda_slot_loads>,
-    /* .assemble        = */ on_device<eplb_plan_job, eplb_cuda_assemble>,
-    /* .pack_sort       = */ on_device<eplb_pack_job, eplb_cuda_pack_sort>,
-    /* .pack_greedy     = */ on_device<eplb_pack_job, eplb_cuda_pack_greedy>,
-    /* .pack_swap       = */ on_device<eplb_pack_job, eplb_cuda_pack_swap>,
-    /* .pack_select     = */ on_device<eplb_pack_job, eplb_cuda_pack_select>,
-    /* .distinct        = */ on_device<eplb_plan_job, eplb_cuda_distinct>,
-    /* .refine          = */ on_device<eplb_plan_job, eplb_cuda_refine>,
-    /* .plan_fused      = */ on_device<eplb_plan_job, eplb_cuda_plan_fused>,
-    /* .host_memory     = */ 0,
-    /* .host_alloc      = */ cuda_host_alloc,
-    /* .host_free       = */ cuda_host_free,
-    /* .upload_async    = */ cuda_upload_async,
-    /* .download_async  = */ cuda_download_async,
-    /* .fused_refines   = */ 1, /* plan_fused refines in shared memory */
-    /* .start           = */ NULL,
-    /* .log2phy_at_needed_width = */ on_device<eplb_plan_job, eplb_cuda_log2phy_at_needed_width>,
-    /* .domain_searches = */ NULL,
-};
+/* The two tables differ in domain_searches alone: EPLB_TUNE_CUDA_SEARCH
+ * chooses whether the incremental rebalance's searches run on the device. */
+#define CUDA_IFACE(domain_searches_entry)                                                          \
+    {                                                                                              \
+        /* .free            = */ cuda_free_backend,                                                \
+        /* .device_name     = */ cuda_device_name,                                                 \
+        /* .is_accelerator  = */ cuda_is_accelerator,                                              \
+        /* .buffer_alloc    = */ cuda_buffer_alloc,                                                \
+        /* .buffer_free     = */ cuda_buffer_free,                                                 \
+        /* .upload          = */ cuda_upload,                                                      \
+        /* .download        = */ cuda_download,                                                    \
+        /* .set_stream      = */ cuda_set_stream,                                                  \
+        /* .synchronize     = */ cuda_synchronize,                                                 \
+        /* .check_weights   = */ on_device<eplb_plan_job, eplb_cuda_check_weights>,                \
+        /* .group_loads     = */ on_device<eplb_plan_job, eplb_cuda_group_loads>,                  \
+        /* .node_layout     = */ on_device<eplb_plan_job, eplb_cuda_node_layout>,                  \
+        /* .replicate       = */ on_device<eplb_plan_job, eplb_cuda_replicate>,                    \
+        /* .slot_loads      = */ on_device<eplb_plan_job, eplb_cuda_slot_loads>,                   \
+        /* .assemble        = */ on_device<eplb_plan_job, eplb_cuda_assemble>,                     \
+        /* .pack_sort       = */ on_device<eplb_pack_job, eplb_cuda_pack_sort>,                    \
+        /* .pack_greedy     = */ on_device<eplb_pack_job, eplb_cuda_pack_greedy>,                  \
+        /* .pack_swap       = */ on_device<eplb_pack_job, eplb_cuda_pack_swap>,                    \
+        /* .pack_select     = */ on_device<eplb_pack_job, eplb_cuda_pack_select>,                  \
+        /* .distinct        = */ on_device<eplb_plan_job, eplb_cuda_distinct>,                     \
+        /* .refine          = */ on_device<eplb_plan_job, eplb_cuda_refine>,                       \
+        /* .plan_fused      = */ on_device<eplb_plan_job, eplb_cuda_plan_fused>,                   \
+        /* .host_memory     = */ 0,                                                                \
+        /* .host_alloc      = */ cuda_host_alloc,                                                  \
+        /* .host_free       = */ cuda_host_free,                                                   \
+        /* .upload_async    = */ cuda_upload_async,                                                \
+        /* .download_async  = */ cuda_download_async,                                              \
+        /* .fused_refines   = */ 1, /* plan_fused refines in shared memory */                      \
+        /* .start           = */ NULL,                                                             \
+        /* .log2phy_at_needed_width = */ on_device<eplb_plan_job, eplb_cuda_log2phy_at_needed_width>, \
+        /* .domain_searches = */ domain_searches_entry,                                            \
+    }
+
+static const eplb_backend_i cuda_iface_host_search = CUDA_IFACE(NULL);
+static const eplb_backend_i cuda_iface_device_search =
+    CUDA_IFACE((on_device<eplb_search_job, eplb_cuda_domain_search_job>));
 
 /* Reads the knobs (first, so that a bad value is reported on any machine),
  * opens the calling thread's current device, and lets the kernels that need
@@ -201,7 +209,8 @@ static eplb_status cuda_create(eplb_backend **out, char *error, size_t error_len
     eplb_backend *backend = &instance->backend;
     eplb_cuda_context *ctx = &instance->ctx;
     backend->api_version = EPLB_BACKEND_API_VERSION;
-    backend->iface = &cuda_iface;
+    backend->iface = knobs.domain_search == EPLB_TUNE_CUDA_SEARCH_DEVICE ? &cuda_iface_device_search
+                                                                      : &cuda_iface_host_search;
     backend->context = ctx;
     ctx->knobs = knobs;
     if ((st = eplb_cuda_device_open(ctx, error, error_len)) != EPLB_OK) {

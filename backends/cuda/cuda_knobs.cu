@@ -14,7 +14,7 @@ extern "C" {
 #include "common/text_escape.h"
 }
 
-enum { CUDA_KNOB_PATH, CUDA_KNOB_REFINE, CUDA_KNOB_COUNT };
+enum { CUDA_KNOB_PATH, CUDA_KNOB_REFINE, CUDA_KNOB_SEARCH, CUDA_KNOB_COUNT };
 
 /* A knob's values, its default first; the index of the value set is stored. */
 struct cuda_knob {
@@ -29,6 +29,8 @@ static const cuda_knob cuda_knob_table[CUDA_KNOB_COUNT] = {
      "chooses which CUDA kernels plan, for tuning and tests"},
     {"EPLB_TUNE_CUDA_REFINE", {"block", "team"},
      "chooses which refine search plan_fused runs, for tuning and tests"},
+    {"EPLB_TUNE_CUDA_SEARCH", {"host", "device"},
+     "chooses where the incremental rebalance's searches run, for tuning and tests"},
 };
 
 /* Knobs that were renamed: refused under the old name, naming the new one, so
@@ -70,9 +72,10 @@ eplb_status eplb_cuda_knobs_read(eplb_cuda_knobs *knobs, char *error, size_t err
         }
         chosen_value[k] = chosen;
     }
-    /* The value indices are the EPLB_TUNE_CUDA_PATH_* and
-     * EPLB_TUNE_CUDA_REFINE_* constants. */
+    /* The value indices are the EPLB_TUNE_CUDA_PATH_*,
+     * EPLB_TUNE_CUDA_REFINE_* and EPLB_TUNE_CUDA_SEARCH_* constants. */
     knobs->path = chosen_value[CUDA_KNOB_PATH];
     knobs->refine_search = chosen_value[CUDA_KNOB_REFINE];
+    knobs->domain_search = chosen_value[CUDA_KNOB_SEARCH];
     return EPLB_OK;
 }

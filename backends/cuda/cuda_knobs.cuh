@@ -23,9 +23,18 @@ enum {
     EPLB_TUNE_CUDA_REFINE_TEAM = 1   /* cuda_refine_team.cuh where compiled for the row's k */
 };
 
+/* Values of EPLB_TUNE_CUDA_SEARCH: where the swap searches of an
+ * incremental rebalance (SPEC 13.5) run. Both give the same plan. */
+enum {
+    EPLB_TUNE_CUDA_SEARCH_HOST = 0,  /* the library's, layer by layer beside the rest of SPEC 13 */
+    EPLB_TUNE_CUDA_SEARCH_DEVICE = 1 /* a block a search (cuda_incremental_search.cuh), every
+                                      * search of a call in one batch */
+};
+
 typedef struct eplb_cuda_knobs {
     int path;          /* EPLB_TUNE_CUDA_PATH_* */
     int refine_search; /* EPLB_TUNE_CUDA_REFINE_* */
+    int domain_search; /* EPLB_TUNE_CUDA_SEARCH_* */
 } eplb_cuda_knobs;
 
 /* Fills knobs from the environment; a value a knob does not take, or a knob

@@ -18,6 +18,7 @@
 #ifndef EPLB_CUDA_REFINE_CUH
 #define EPLB_CUDA_REFINE_CUH
 
+#include "cuda_float_rn.cuh"
 #include "cuda_teams.cuh"
 
 /* One row as the search sees it: GPU g's slot at position r is
@@ -42,26 +43,6 @@ struct eplb_cuda_refine_votes {
 
 /* No trade (or no finite peak): above the key of every finite peak. */
 #define EPLB_CUDA_REFINE_NONE 0xFFFFFFFFu
-
-/* A float32 sum and difference, rounded to nearest, on the device and on
- * the host alike (the host's float arithmetic is IEEE float32). */
-static __host__ __device__ __forceinline__ float eplb_cuda_add_rn(float x, float y)
-{
-#ifdef __CUDA_ARCH__
-    return __fadd_rn(x, y);
-#else
-    return x + y;
-#endif
-}
-
-static __host__ __device__ __forceinline__ float eplb_cuda_sub_rn(float x, float y)
-{
-#ifdef __CUDA_ARCH__
-    return __fsub_rn(x, y);
-#else
-    return x - y;
-#endif
-}
 
 /* SPEC 10.2: the larger of the two new loads, one float32 operation at a
  * time. The conditional form matches the cpu backend's, also for an infinite
