@@ -131,20 +131,23 @@ static __device__ __forceinline__ void eplb_cuda_refine_warp_min(uint32_t *key, 
  * warp's lanes split between the two kinds. */
 template <class Index>
 struct eplb_cuda_refine_unit {
-    Index first;
+    Index first;   /* the unit's first trade number, less partner * per_partner */
     uint32_t step; /* k (one-for-one) or P (two-for-two) */
-    uint32_t b;    /* 0xFFFFFFFF: no unit */
+    uint32_t per_partner; /* k*k or P*P: a partner's trades of the unit's kind */
+    uint32_t b;    /* the partner's rank among the GPUs other than A; 0xFFFFFFFF: no unit */
     uint32_t lo, hi;
     bool pair;
 };
 
 /* Where the two-for-two units start: the one-for-one units (b, sb) come
- * first, m*k of them, and the two-for-two units (b, j) from the next
- * multiple of 32, so that no warp weighs both kinds in one round. */
+ * first, (m-1)*k of them (the partners are the GPUs other than A, numbered
+ * without A so that no thread weighs A's units for nothing), and the
+ * two-for-two units (b, j) from the next multiple of 32, so that no warp
+ * weighs both kinds in one round. */
 template <class Index>
 static __host__ __device__ __forceinline__ Index eplb_cuda_refine_pair_base(uint32_t m, uint32_t k)
 {
-    return ((Index)m * k + 31) / 32 * 32;
+    return ((Index)(m - 1) * k + 31) / 32 * 32;
 }
 
 /* How many unit numbers a row has, the gap before the two-for-two units
@@ -152,7 +155,7 @@ static __host__ __device__ __forceinline__ Index eplb_cuda_refine_pair_base(uint
 template <class Index>
 static __host__ __device__ __forceinline__ Index eplb_cuda_refine_units(uint32_t m, uint32_t k)
 {
-    return eplb_cuda_refine_pair_base<Index>(m, k) + (Index)m * ((Index)k * (k - 1) / 2);
+    return eplb_cuda_refine_pair_base<Index>(m, k) + (Index)(m - 1) * ((Index)k * (k - 1) / 2);
 }
 
 /* Unit u: one-for-one units (b, sb) first, then two-for-two units (b, j). */
@@ -160,7 +163,7 @@ template <class Index>
 static __host__ __device__ __forceinline__ eplb_cuda_refine_unit<Index> eplb_cuda_refine_unit_of(
     Index u, uint32_t m, uint32_t k)
 {
-    const Index pairs = (Index)k * (k - 1) / 2, one_units = (Index)m * k;
+    const Index pairs = (Index)k * (k - 1) / 2, one_units = (Index)(m - 1) * k;
     const Index pair_base = eplb_cuda_refine_pair_base<Index>(m, k);
     eplb_cuda_refine_unit<Index> unit;
     if (u < one_units) {
@@ -168,20 +171,23 @@ static __host__ __device__ __forceinline__ eplb_cuda_refine_unit<Index> eplb_cud
         unit.lo = unit.hi = (uint32_t)(u - (Index)unit.b * k);
         unit.pair = false;
         unit.step = k;
-        unit.first = (Index)unit.b * k * k + unit.lo;
-    } else if (u >= pair_base && u - pair_base < (Index)m * pairs) {
+        unit.per_partner = k * k;
+        unit.first = unit.lo;
+    } else if (u >= pair_base && u - pair_base < (Index)(m - 1) * pairs) {
         const Index v = u - pair_base;
         unit.b = (uint32_t)(v / pairs);
         const Index j = v - (Index)unit.b * pairs;
         eplb_cuda_pair_of<Index>(j, k, &unit.lo, &unit.hi);
         unit.pair = true;
         unit.step = (uint32_t)pairs;
-        unit.first = one_units * k + (Index)unit.b * pairs * pairs + j;
+        unit.per_partner = (uint32_t)(pairs * pairs);
+        unit.first = (Index)m * k * k + j;
     } else {
         unit.b = 0xFFFFFFFFu;
         unit.lo = unit.hi = 0;
         unit.pair = false;
         unit.step = 0;
+        unit.per_partner = 0;
         unit.first = 0;
     }
     return unit;
@@ -236,20 +242,20 @@ static __host__ __device__ __forceinline__ void eplb_cuda_refine_weigh_unit(
     const eplb_cuda_refine_row &row, const eplb_cuda_refine_unit<Index> &unit, uint32_t a,
     float a_load, float *best, Index *chosen)
 {
-    if (unit.b == a || unit.b >= row.m)
+    if (unit.b >= row.m - 1)
         return;
-    const uint32_t k = row.k;
-    const float *t_a = row.t + (size_t)a * k, *t_b = row.t + (size_t)unit.b * k;
-    const float b_load = row.load[unit.b];
+    const uint32_t b = unit.b + (unit.b >= a ? 1u : 0u), k = row.k;
+    const float *t_a = row.t + (size_t)a * k, *t_b = row.t + (size_t)b * k;
+    const float b_load = row.load[b];
     const uint32_t b_pos[2] = {unit.lo, unit.hi};
     float unit_best = INFINITY;
-    Index unit_chosen = 0, index = unit.first;
+    Index unit_chosen = 0, index = unit.first + (Index)b * unit.per_partner;
     if (!unit.pair) {
         const float give_b = t_b[unit.lo];
         for (uint32_t sa = 0; sa < k; sa++, index += unit.step) {
             const float peak = eplb_cuda_trade_peak(a_load, b_load, t_a[sa], give_b);
             const uint32_t a_pos[2] = {sa, sa};
-            if (peak < unit_best && eplb_cuda_refine_allowed(row, a, unit.b, a_pos, b_pos, 1)) {
+            if (peak < unit_best && eplb_cuda_refine_allowed(row, a, b, a_pos, b_pos, 1)) {
                 unit_best = peak;
                 unit_chosen = index;
             }
@@ -263,7 +269,7 @@ static __host__ __device__ __forceinline__ void eplb_cuda_refine_weigh_unit(
                     a_load, b_load, eplb_cuda_add_rn(first, t_a[hi_a]), give_b);
                 const uint32_t a_pos[2] = {lo_a, hi_a};
                 if (peak < unit_best &&
-                    eplb_cuda_refine_allowed(row, a, unit.b, a_pos, b_pos, 2)) {
+                    eplb_cuda_refine_allowed(row, a, b, a_pos, b_pos, 2)) {
                     unit_best = peak;
                     unit_chosen = index;
                 }
