@@ -363,18 +363,19 @@ struct eplb_search_trade {
 };
 
 /* Slot q's expert (of cur) or load (of u) after the trade, without reading
- * a slot the trade writes: the trade's own value where it writes q. */
+ * a slot the trade writes (one thread writes them meanwhile): the trade's
+ * own value where it writes q, the last of the four where several match. */
 template <class T>
 static __device__ __forceinline__ T eplb_search_after(const int32_t (&slot)[4], const T (&value)[4],
                                                       const T *now, int q)
 {
-    T v = now[q];
 #ifdef __CUDA_ARCH__
 #pragma unroll
 #endif
-    for (int k = 0; k < 4; k++)
-        v = q == slot[k] ? value[k] : v;
-    return v;
+    for (int k = 3; k >= 0; k--)
+        if (q == slot[k])
+            return value[k];
+    return now[q];
 }
 
 /* The smallest vote of the block's warps (the order makes keys distinct, so
