@@ -294,6 +294,29 @@ static void write_log2phy(const int64_t *plan, int64_t E, int64_t R, int64_t wid
         rank[plan[q]] = 0;
 }
 
+/* A thread's scratch for one parallel region over layers; NULL, with
+ * *failed set (which every thread reads after the region's loop), when
+ * memory runs out. */
+static eplb_incremental_scratch *take_thread_scratch(const eplb_layer_geometry *g, int avx512,
+                                                     int *failed)
+{
+    eplb_incremental_scratch *s = eplb_incremental_scratch_take(g, avx512);
+    if (!s) {
+#pragma omp atomic write
+        *failed = 1;
+    }
+    return s;
+}
+
+/* The error of a call whose thread could not get its scratch. */
+static eplb_status scratch_failure(eplb_context *ctx, int64_t replicas)
+{
+    return eplb_context_fail(ctx, EPLB_ERR_OUT_OF_MEMORY,
+                             "cannot allocate the incremental search's scratch for %lld slots "
+                             "per layer",
+                             (long long)replicas);
+}
+
 /* The tail of plan_layers' parallel region, for each of its threads (s:
  * the thread's scratch): once every layer is planned, writes phy2log,
  * logcnt and log2phy from out and counts, when width holds every count or
@@ -342,11 +365,7 @@ static int plan_layers(const float *weight, const eplb_shape *shape, const eplb_
     int failed = 0;
 #pragma omp parallel if (L > 1 && eplb_threads_usable())
     {
-        eplb_incremental_scratch *s = eplb_incremental_scratch_take(g, avx512);
-        if (!s) {
-#pragma omp atomic write
-            failed = 1;
-        }
+        eplb_incremental_scratch *s = take_thread_scratch(g, avx512, &failed);
         /* Dynamic: a layer's work depends on how far its search goes. */
 #pragma omp for schedule(dynamic, 1)
         for (int64_t l = 0; l < L; l++)
@@ -457,11 +476,7 @@ static eplb_status plan_layers_batched(eplb_context *ctx, const float *weight,
     int failed = 0;
 #pragma omp parallel if (L > 1 && eplb_threads_usable())
     {
-        eplb_incremental_scratch *s = eplb_incremental_scratch_take(g, avx512);
-        if (!s) {
-#pragma omp atomic write
-            failed = 1;
-        }
+        eplb_incremental_scratch *s = take_thread_scratch(g, avx512, &failed);
 #pragma omp for schedule(dynamic, 1)
         for (int64_t l = 0; l < L; l++)
             if (s)
@@ -472,10 +487,7 @@ static eplb_status plan_layers_batched(eplb_context *ctx, const float *weight,
     }
     if (failed) {
         batch_free(&b);
-        return eplb_context_fail(ctx, EPLB_ERR_OUT_OF_MEMORY,
-                                 "cannot allocate the incremental search's scratch for %lld "
-                                 "slots per layer",
-                                 (long long)R);
+        return scratch_failure(ctx, R);
     }
     /* The job: per layer and domain the kept search, then the anchored one
      * unless its start repeats the kept one's. */
@@ -522,11 +534,7 @@ static eplb_status plan_layers_batched(eplb_context *ctx, const float *weight,
     }
 #pragma omp parallel if (L > 1 && eplb_threads_usable())
     {
-        eplb_incremental_scratch *s = eplb_incremental_scratch_take(g, avx512);
-        if (!s) {
-#pragma omp atomic write
-            failed = 1;
-        }
+        eplb_incremental_scratch *s = take_thread_scratch(g, avx512, &failed);
 #pragma omp for schedule(dynamic, 1)
         for (int64_t l = 0; l < L; l++) {
             if (!s)
@@ -571,10 +579,7 @@ static eplb_status plan_layers_batched(eplb_context *ctx, const float *weight,
     }
     batch_free(&b);
     if (failed)
-        return eplb_context_fail(ctx, EPLB_ERR_OUT_OF_MEMORY,
-                                 "cannot allocate the incremental search's scratch for %lld "
-                                 "slots per layer",
-                                 (long long)R);
+        return scratch_failure(ctx, R);
     return EPLB_OK;
 }
 
@@ -643,10 +648,7 @@ eplb_status eplb_incremental_host(eplb_context *ctx, const float *weight, const 
             goto done;
     } else if (!plan_layers(weight, shape, &g, avx512, read.slack, previous, fresh, plan, counts,
                             widest, phy2log, logcnt, log2phy, log2phy_width)) {
-        st = eplb_context_fail(ctx, EPLB_ERR_OUT_OF_MEMORY,
-                               "cannot allocate the incremental search's scratch for %lld slots "
-                               "per layer",
-                               (long long)shape->replicas);
+        st = scratch_failure(ctx, shape->replicas);
         goto done;
     }
     int64_t needed = 0;
